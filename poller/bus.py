@@ -1,0 +1,93 @@
+"""Fan-out of engine events to several consumers (store writer, screens, JSONL), each at its pace.
+
+Each subscriber has its own bounded buffer. When a slow consumer's buffer is full,
+check results (samples) are dropped and counted; transitions, flap changes and gauges
+are always kept, and their number is bounded by the device count and the clock, not by
+how slow the consumer is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from poller.events import CheckResult, Event
+
+
+class Subscription:
+    """One consumer's view of the event stream."""
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        self.name = name
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._items: deque[Event] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, event: Event) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self.maxsize and isinstance(event, CheckResult):
+            self.dropped += 1
+            return
+        self._items.append(event)
+        self._ready.set()
+
+    def close(self) -> None:
+        """Stop accepting events; ``get_batch`` returns what is left, then an empty list."""
+        self._closed = True
+        self._ready.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def drain(self, limit: int = 1 << 30) -> list[Event]:
+        """Take up to ``limit`` buffered events without waiting."""
+        items = self._items
+        n = min(limit, len(items))
+        batch = [items.popleft() for _ in range(n)]
+        if not items and not self._closed:
+            self._ready.clear()
+        return batch
+
+    async def get_batch(self, limit: int = 10_000) -> list[Event]:
+        """Wait for at least one event (or close) and return up to ``limit`` of them."""
+        while not self._items and not self._closed:
+            await self._ready.wait()
+            if not self._items and not self._closed:
+                self._ready.clear()
+        return self.drain(limit)
+
+
+class EventBus:
+    """Publishes every event to every subscription."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+
+    def subscribe(self, name: str, maxsize: int = 200_000) -> Subscription:
+        sub = Subscription(name, maxsize)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.close()
+        if sub in self._subs:
+            self._subs.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subs:
+            sub.put(event)
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.close()
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        return tuple(self._subs)

@@ -1,0 +1,340 @@
+"""ICMP echo over one shared socket per address family, built on icmplib's socket layer.
+
+Why not ``icmplib.async_multiping``: it opens a socket per in-flight ping, and every raw
+ICMP socket gets a copy of every reply, so cost grows with sockets x replies (see
+docs/ARCHITECTURE.md). Here one socket per family is read with ``loop.add_reader``;
+replies are matched to requests by (source, identifier, sequence); RTT comes from the
+kernel's receive timestamp (``SO_TIMESTAMPNS``) against a send time taken right at
+``sendto``, so a busy event loop does not inflate it; the kernel's count of replies
+dropped for a full receive buffer (``SO_RXQ_OVFL``) is reported, never mistaken for loss;
+and sends go out in bounded bursts that let replies be read in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from icmplib import ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPSocketError, SocketPermissionError
+
+from poller.prober import ProbeReply
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+_TIMESPEC = struct.Struct("=qq")
+_U32 = struct.Struct("=I")
+_IDSEQ = struct.Struct("!HH")
+_HEADER = struct.Struct("!BBHHH")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_U32.size)
+
+_ECHO_REQUEST = {4: 8, 6: 128}
+_ECHO_REPLY = {4: 0, 6: 129}
+_ERRORS = {4: {3: "destination unreachable", 11: "time exceeded"},
+           6: {1: "destination unreachable", 3: "time exceeded"}}
+_FAST_FAIL = {errno.ENETUNREACH: "no route to network", errno.EHOSTUNREACH: "no route to host",
+              errno.EACCES: "refused by the kernel (broadcast?)", errno.EPERM: "refused by a firewall",
+              errno.EADDRNOTAVAIL: "address not available", errno.EINVAL: "invalid address"}
+
+
+class IcmpPermissionError(RuntimeError):
+    """Neither raw nor unprivileged ICMP sockets are allowed for this process."""
+
+
+def permission_message(python: str) -> str:
+    return (
+        "wardtui cannot open an ICMP socket: raw sockets need CAP_NET_RAW and unprivileged ping "
+        "sockets are not allowed for your group.\nFix one of:\n"
+        f"  sudo setcap cap_net_raw+ep {os.path.realpath(python)}\n"
+        f"  sudo sysctl -w net.ipv4.ping_group_range='0 {2**31 - 1}'   "
+        "(per network namespace; persist it in /etc/sysctl.d/)"
+    )
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[ProbeReply]
+    address: str
+    timeout: float
+    sent_ns: int = 0
+    sent_mono: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+
+
+class _Channel:
+    """One socket of one address family, with its identifier and sequence counter."""
+
+    def __init__(self, family: int, privileged: bool | None, rcvbuf: int) -> None:
+        self.family = family
+        cls = ICMPv4Socket if family == 4 else ICMPv6Socket
+        attempts = [privileged] if privileged is not None else [True, False]
+        last: Exception | None = None
+        for mode in attempts:
+            try:
+                self.icmp = cls(privileged=mode)
+                break
+            except SocketPermissionError as exc:
+                last = exc
+        else:
+            raise IcmpPermissionError(str(last))
+        self.raw = self.icmp.is_privileged
+        self.sock: socket.socket = self.icmp.sock
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+        self.rcvbuf = _enlarge_rcvbuf(self.sock, rcvbuf)
+        # Raw sockets choose their identifier; ping sockets get one from the kernel.
+        self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else self.sock.getsockname()[1]
+        self.seq = 0
+        self.drops = 0
+
+    def packet(self, seq: int, payload: bytes, payload_sum: int) -> bytes:
+        if self.family == 6 or not self.raw:
+            # The kernel computes ICMPv6 checksums, and ping sockets rewrite the header.
+            return _HEADER.pack(_ECHO_REQUEST[self.family], 0, 0, self.ident, seq) + payload
+        total = (_ECHO_REQUEST[4] << 8) + self.ident + seq + payload_sum
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return _HEADER.pack(8, 0, ~total & 0xFFFF, self.ident, seq) + payload
+
+
+def _enlarge_rcvbuf(sock: socket.socket, size: int) -> int:
+    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            break
+        except OSError:
+            continue
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+
+def _payload_sum(payload: bytes) -> int:
+    padded = payload + b"\0" * (len(payload) % 2)
+    return sum(struct.unpack(f"!{len(padded) // 2}H", padded))
+
+
+class IcmpProber:
+    """Echo requests to many addresses over one socket per family. See the module docstring."""
+
+    def __init__(self, *, privileged: bool | None = None, rcvbuf: int = 8 << 20,
+                 burst: int = 256, payload: bytes = b"wardtui-probe!!!") -> None:
+        self._privileged = privileged
+        self._rcvbuf = rcvbuf
+        self._burst = burst
+        self._payload = payload
+        self._payload_sum = _payload_sum(payload)
+        self._channels: dict[int, _Channel] = {}
+        self._pending: dict[tuple[int, str, int], _Pending] = {}
+        self._outbox: deque[_Pending] = deque()
+        self._draining = False
+        self._blocked: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sent = 0
+        self.received = 0
+        self.send_errors = 0
+        self.late_replies = 0
+
+    # -- setup -------------------------------------------------------------------------------
+    def open(self, families: tuple[int, ...] = (4,)) -> None:
+        """Open the sockets now, so permission problems show before anything starts."""
+        for family in families:
+            self._channel(family)
+
+    def _channel(self, family: int) -> _Channel:
+        channel = self._channels.get(family)
+        if channel is None:
+            try:
+                channel = _Channel(family, self._privileged, self._rcvbuf)
+            except ICMPSocketError as exc:
+                raise IcmpPermissionError(str(exc)) from None
+            self._channels[family] = channel
+            if self._loop is not None:
+                self._loop.add_reader(channel.sock.fileno(), self._on_readable, channel)
+        return channel
+
+    @property
+    def mode(self) -> str:
+        ch = self._channels.get(4) or self._channels.get(6)
+        return "unknown" if ch is None else ("raw" if ch.raw else "datagram")
+
+    @property
+    def rcvbuf(self) -> int:
+        return max((c.rcvbuf for c in self._channels.values()), default=0)
+
+    def counters(self) -> dict[str, int]:
+        return {"sent": self.sent, "received": self.received, "send_errors": self.send_errors,
+                "rcvbuf_drops": sum(c.drops for c in self._channels.values()),
+                "in_flight": len(self._pending) + len(self._outbox),
+                "late_replies": self.late_replies}
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(channel.sock.fileno())
+                self._loop.remove_writer(channel.sock.fileno())
+            channel.icmp.close()
+        self._channels.clear()
+        for pending in [*self._pending.values(), *self._outbox]:
+            if pending.timer is not None:
+                pending.timer.cancel()
+            if not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()
+        self._outbox.clear()
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            for channel in self._channels.values():
+                loop.add_reader(channel.sock.fileno(), self._on_readable, channel)
+        return loop
+
+    # -- sending -----------------------------------------------------------------------------
+    def send(self, address: str, timeout: float) -> asyncio.Future[ProbeReply]:
+        """Queue one echo request; the future resolves with its :class:`ProbeReply`."""
+        loop = self._bind_loop()
+        pending = _Pending(loop.create_future(), address, timeout)
+        self._outbox.append(pending)
+        if not self._draining:
+            self._draining = True
+            loop.call_soon(self._drain)
+        return pending.future
+
+    async def probe(self, address: str, timeout: float) -> ProbeReply:
+        return await self.send(address, timeout)
+
+    def _drain(self) -> None:
+        """Send up to one burst, then yield to the loop so replies are read between bursts."""
+        loop = self._loop
+        assert loop is not None
+        for _ in range(min(self._burst, len(self._outbox))):
+            pending = self._outbox[0]
+            family = 6 if ":" in pending.address else 4
+            if family in self._blocked:
+                break
+            if not self._send_one(pending, family, loop):
+                break
+            self._outbox.popleft()
+        if self._outbox and not self._blocked:
+            loop.call_soon(self._drain)
+        else:
+            self._draining = False
+
+    def _send_one(self, pending: _Pending, family: int, loop: asyncio.AbstractEventLoop) -> bool:
+        """Return False when the socket's send buffer is full (retry when writable)."""
+        channel = self._channel(family)
+        seq = channel.seq = (channel.seq + 1) & 0xFFFF
+        packet = channel.packet(seq, self._payload, self._payload_sum)
+        pending.sent_mono = time.monotonic()
+        pending.sent_ns = time.time_ns()
+        try:
+            channel.sock.sendto(packet, (pending.address, 0))
+        except BlockingIOError:
+            self._blocked.add(family)
+            loop.add_writer(channel.sock.fileno(), self._on_writable, channel)
+            return False
+        except OSError as exc:
+            self.send_errors += 1
+            reason = _FAST_FAIL.get(exc.errno or 0, exc.strerror or str(exc))
+            if not pending.future.done():
+                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+            return True
+        self.sent += 1
+        key = (family, pending.address, seq)
+        self._pending[key] = pending
+        pending.timer = loop.call_at(pending.sent_mono - time.monotonic() + loop.time() + pending.timeout,
+                                     self._expire, key)
+        return True
+
+    def _on_writable(self, channel: _Channel) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(channel.sock.fileno())
+        self._blocked.discard(channel.family)
+        if not self._draining and self._outbox:
+            self._draining = True
+            self._loop.call_soon(self._drain)
+
+    def _expire(self, key: tuple[int, str, int]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None and not pending.future.done():
+            pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None))
+
+    # -- receiving ---------------------------------------------------------------------------
+    def _on_readable(self, channel: _Channel) -> None:
+        sock = channel.sock
+        family = channel.family
+        raw4 = family == 4 and channel.raw
+        for _ in range(4096):  # bounded, so one flood cannot starve the loop
+            try:
+                data, ancdata, _flags, source = sock.recvmsg(2048, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # an ICMP error queued on a ping socket; the timeout will speak for it
+            rx_ns = 0
+            for level, kind, cdata in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(cdata)
+                    rx_ns = sec * 1_000_000_000 + nsec
+                elif level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL:
+                    channel.drops = _U32.unpack_from(cdata)[0]
+            if not rx_ns:
+                rx_ns = time.time_ns()
+            offset = (data[0] & 0x0F) * 4 if raw4 and data else 0
+            self._on_packet(channel, data, offset, source[0], rx_ns)
+
+    def _on_packet(self, channel: _Channel, data: bytes, offset: int, source: str, rx_ns: int) -> None:
+        if len(data) < offset + 8:
+            return
+        family = channel.family
+        kind = data[offset]
+        if kind == _ECHO_REPLY[family]:
+            ident, seq = _IDSEQ.unpack_from(data, offset + 4)
+            if channel.raw and ident != channel.ident:
+                return  # another program's ping
+            pending = self._pending.pop((family, source, seq), None)
+            if pending is None:
+                self.late_replies += 1
+                return
+            self.received += 1
+            if pending.timer is not None:
+                pending.timer.cancel()
+            rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
+            if not pending.future.done():
+                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
+        elif kind in _ERRORS[family] and channel.raw:
+            self._on_error(channel, data, offset, _ERRORS[family][kind])
+
+    def _on_error(self, channel: _Channel, data: bytes, offset: int, reason: str) -> None:
+        """An ICMP error quoting one of our requests fails that probe at once."""
+        inner = offset + 8
+        if channel.family == 4:
+            if len(data) < inner + 20:
+                return
+            target = socket.inet_ntop(socket.AF_INET, data[inner + 16:inner + 20])
+            inner += (data[inner] & 0x0F) * 4
+        else:
+            if len(data) < inner + 40:
+                return
+            target = socket.inet_ntop(socket.AF_INET6, data[inner + 24:inner + 40])
+            inner += 40
+        if len(data) < inner + 8 or data[inner] != _ECHO_REQUEST[channel.family]:
+            return
+        ident, seq = _IDSEQ.unpack_from(data, inner + 4)
+        if ident != channel.ident:
+            return
+        pending = self._pending.pop((channel.family, target, seq), None)
+        if pending is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if not pending.future.done():
+            pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))

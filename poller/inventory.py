@@ -1,0 +1,275 @@
+"""Load and validate a device inventory (CSV or YAML), reporting every problem with file:line."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import re
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REQUIRED = ("name", "address", "branch", "region", "type")
+OPTIONAL = ("parent", "interval", "tags")
+COLUMNS = REQUIRED + OPTIONAL
+
+Resolver = Callable[[str], str]
+"""Maps a host name to one IP address string; raises ``OSError`` when it cannot."""
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_NUMERIC = re.compile(r"^[0-9.]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One monitored device, its address already resolved to an IP."""
+
+    name: str
+    address: str  # an IPv4 or IPv6 address, never a name
+    branch: str
+    region: str
+    type: str
+    host: str = ""  # what the inventory said (a name or the address itself)
+    parent: str | None = None
+    interval: float | None = None  # seconds; None means the engine's default
+    tags: tuple[str, ...] = ()
+    line: int = 0
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+class InventoryError(Exception):
+    """The inventory has problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def system_resolver(host: str) -> str:
+    """Resolve through the system (``/etc/hosts`` first, as configured in nsswitch)."""
+    infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"no address for {host}")
+    return str(infos[0][4][0])
+
+
+def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[Device]:
+    """Read ``path`` (``.csv``, ``.yaml`` or ``.yml``) and return its devices.
+
+    Raises :class:`InventoryError` listing every problem found, never just the first.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        rows = list(_yaml_rows(text, name))
+    elif suffix == ".csv":
+        rows = list(_csv_rows(text, name))
+    else:
+        raise InventoryError([Problem(name, 0, "unknown inventory format: use .csv, .yaml or .yml")])
+    return _validate(rows, name, resolver or system_resolver)
+
+
+# A row before validation: (line, fields) or a Problem already found while parsing.
+_Row = tuple[int, dict[str, Any]] | Problem
+
+
+def _csv_rows(text: str, name: str) -> Iterator[_Row]:
+    reader = csv.reader(text.splitlines())
+    header: list[str] | None = None
+    for fields in reader:
+        line = reader.line_num
+        if header is None:
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            header = [f.strip().lower() for f in fields]
+            yield from _column_problems(header, name, line)
+            continue
+        if not fields or all(not f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
+            continue
+        if len(fields) > len(header):
+            yield Problem(name, line, f"{len(fields)} fields but the header has {len(header)}")
+            continue
+        yield line, {k: v.strip() for k, v in zip(header, fields, strict=False) if k in COLUMNS}
+    if header is None:
+        yield Problem(name, 1, "empty inventory: no header line")
+
+
+def _column_problems(header: list[str], name: str, line: int) -> Iterator[Problem]:
+    for col in REQUIRED:
+        if col not in header:
+            yield Problem(name, line, f"missing column '{col}'")
+    for col in header:
+        if col not in COLUMNS:
+            yield Problem(name, line, f"unknown column '{col}' (known: {', '.join(COLUMNS)})")
+    seen: set[str] = set()
+    for col in header:
+        if col in seen:
+            yield Problem(name, line, f"column '{col}' appears twice")
+        seen.add(col)
+
+
+def _yaml_rows(text: str, name: str) -> Iterator[_Row]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        yield Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}")
+        return
+    if isinstance(root, yaml.MappingNode):
+        root = next((v for k, v in root.value if k.value == "devices"), None)
+    if not isinstance(root, yaml.SequenceNode):
+        yield Problem(name, 1, "expected a list of devices (or a mapping with a 'devices' list)")
+        return
+    for item in root.value:
+        line = item.start_mark.line + 1
+        if not isinstance(item, yaml.MappingNode):
+            yield Problem(name, line, "a device must be a mapping of field: value")
+            continue
+        fields: dict[str, Any] = {}
+        bad = False
+        for key_node, value_node in item.value:
+            key = str(key_node.value).strip().lower()
+            if key not in COLUMNS:
+                yield Problem(name, key_node.start_mark.line + 1, f"unknown column '{key}'")
+                bad = True
+                continue
+            fields[key] = yaml.SafeLoader(yaml.serialize(value_node)).get_single_data()
+        for col in REQUIRED:
+            if col not in fields:
+                yield Problem(name, line, f"missing column '{col}'")
+                bad = True
+        if not bad:
+            yield line, fields
+
+
+def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Device]:
+    problems: list[Problem] = []
+    devices: list[Device] = []
+    by_name: dict[str, Device] = {}
+    by_addr: dict[str, Device] = {}
+    for row in rows:
+        if isinstance(row, Problem):
+            problems.append(row)
+            continue
+        line, fields = row
+        device = _device(fields, line, name, resolver, problems)
+        if device is None:
+            continue
+        first = by_name.get(device.name)
+        if first is not None:
+            problems.append(Problem(name, line, f"duplicate name '{device.name}' (first on line {first.line})"))
+            continue
+        first = by_addr.get(device.address)
+        if first is not None:
+            problems.append(Problem(
+                name, line,
+                f"duplicate address {device.address} of '{device.name}' (also '{first.name}' on line {first.line})",
+            ))
+            continue
+        by_name[device.name] = device
+        by_addr[device.address] = device
+        devices.append(device)
+    problems.extend(_parent_problems(devices, by_name, name))
+    if problems:
+        problems.sort(key=lambda p: p.line)
+        raise InventoryError(problems)
+    return devices
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
+            problems: list[Problem]) -> Device | None:
+    before = len(problems)
+    for col in REQUIRED:
+        if not _text(fields.get(col)):
+            problems.append(Problem(name, line, f"empty '{col}'"))
+    host = _text(fields.get("address"))
+    address = _address(host, line, name, resolver, problems) if host else None
+    interval = _interval(fields.get("interval"), line, name, problems)
+    if len(problems) > before or address is None:
+        return None
+    tags = fields.get("tags")
+    if isinstance(tags, list):
+        tag_list = tuple(_text(t) for t in tags if _text(t))
+    else:
+        tag_list = tuple(t for t in re.split(r"[;\s]+", _text(tags)) if t)
+    return Device(
+        name=_text(fields["name"]), address=address, host=host,
+        branch=_text(fields["branch"]), region=_text(fields["region"]), type=_text(fields["type"]),
+        parent=_text(fields.get("parent")) or None, interval=interval, tags=tag_list, line=line,
+    )
+
+
+def _address(host: str, line: int, name: str, resolver: Resolver,
+             problems: list[Problem]) -> str | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        pass
+    if ":" in host or _NUMERIC.match(host) or not _HOSTNAME.match(host):
+        problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
+        return None
+    try:
+        return ipaddress.ip_address(resolver(host)).compressed
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
+        return None
+
+
+def _interval(value: Any, line: int, name: str, problems: list[Problem]) -> float | None:
+    if value is None or _text(value) == "":
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        problems.append(Problem(name, line, f"bad interval '{value}': a number of seconds"))
+        return None
+    if not 0.01 <= seconds <= 86400:
+        problems.append(Problem(name, line, f"bad interval {seconds:g}: between 0.01 and 86400 seconds"))
+        return None
+    return seconds
+
+
+def _parent_problems(devices: list[Device], by_name: dict[str, Device], name: str) -> Iterator[Problem]:
+    for device in devices:
+        if device.parent is not None and device.parent not in by_name:
+            yield Problem(name, device.line, f"unknown parent '{device.parent}' of '{device.name}'")
+    reported: set[str] = set()
+    for device in devices:
+        path: list[str] = []
+        node: Device | None = device
+        while node is not None and node.parent is not None and node.name not in path:
+            path.append(node.name)
+            node = by_name.get(node.parent)
+        if node is not None and node.name in path:
+            cycle = path[path.index(node.name):]
+            key = min(cycle)
+            if key not in reported:
+                reported.add(key)
+                shown = " -> ".join([*cycle, node.name])
+                yield Problem(name, by_name[key].line, f"parent cycle: {shown}")

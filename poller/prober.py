@@ -1,0 +1,35 @@
+"""The probe seam: what the engine needs from anything that can tell whether an address answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeReply:
+    """The outcome of one echo request."""
+
+    sent_ns: int  # wall clock (time.time_ns) taken just before the request left
+    sent_mono: float  # time.monotonic() at the same moment, for scheduling lag
+    rtt_ms: float | None  # None when no reply came within the timeout
+    error: str | None = None  # why it failed fast (no route, refused by the kernel, ...)
+
+    @property
+    def ok(self) -> bool:
+        return self.rtt_ms is not None
+
+
+class Prober(Protocol):
+    """Sends probes; implemented by :class:`poller.icmp.IcmpProber` and by test fakes."""
+
+    async def probe(self, address: str, timeout: float) -> ProbeReply:
+        """Send one probe to ``address`` and wait up to ``timeout`` seconds for its reply."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Cumulative figures for the gauges: at least ``sent``, ``received``,
+        ``rcvbuf_drops``, ``send_errors`` and ``in_flight``."""
+        ...
+
+    def close(self) -> None: ...
