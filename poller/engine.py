@@ -1,0 +1,185 @@
+"""The engine: inventory -> scheduler -> prober -> device state -> events, with its own gauges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from poller.bus import EventBus
+from poller.events import CheckResult, Gauges, State
+from poller.inventory import Device
+from poller.prober import ProbeReply, Prober
+from poller.scheduler import Scheduler, Slot
+from poller.state import DeviceTracker, StateConfig, utc_from_ns
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    interval: float = 10.0  # seconds, for devices whose inventory row sets none
+    timeout: float = 1.0  # seconds to wait for each echo reply
+    state: StateConfig = field(default_factory=StateConfig)
+    gauge_period: float = 1.0
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an already sorted list (0 for an empty one)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[rank]
+
+
+class Engine:
+    """Runs checks on schedule and publishes :mod:`poller.events` on :attr:`bus`."""
+
+    def __init__(self, devices: Iterable[Device], prober: Prober,
+                 config: EngineConfig | None = None, bus: EventBus | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.prober = prober
+        self.bus = bus or EventBus()
+        self.trackers: dict[str, DeviceTracker] = {}
+        self._by_key: list[DeviceTracker] = []
+        self._slots: list[Slot] = []
+        for device in devices:
+            tracker = DeviceTracker(device, self.config.state)
+            self.trackers[device.name] = tracker
+            self._slots.append(Slot(len(self._by_key), device.interval or self.config.interval))
+            self._by_key.append(tracker)
+        self.scheduler = Scheduler(self._dispatch)
+        self.state_counts = {State.UNKNOWN: len(self._by_key), State.UP: 0, State.DOWN: 0}
+        self.flapping = 0
+        self.checks_done = 0
+        self.queue_sources: list[Callable[[], int]] = []  # e.g. the store writer's queue depth
+        self.last_gauges: Gauges | None = None
+        self._checks: set[asyncio.Task[None]] = set()
+        self._lags: list[float] = []
+        self._stop = asyncio.Event()
+        self._rate_base: tuple[float, int, int] = (time.monotonic(), 0, 0)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def seed_outages(self, open_outages: dict[str, datetime]) -> None:
+        """Devices whose outage was open at the last shutdown start DOWN with that start."""
+        for name, since in open_outages.items():
+            tracker = self.trackers.get(name)
+            if tracker is not None and tracker.state is State.UNKNOWN:
+                tracker.seed_down(since)
+                self.state_counts[State.UNKNOWN] -= 1
+                self.state_counts[State.DOWN] += 1
+
+    async def run(self, duration: float | None = None) -> None:
+        """Poll until :meth:`stop` (or for ``duration`` seconds), then cancel checks in flight.
+
+        A :meth:`stop` that came before ``run`` makes it return at once.
+        """
+        self._rate_base = (time.monotonic(), self.checks_done, self.prober.counters().get("sent", 0))
+        self.scheduler.add_spread(self._slots)
+        tasks = [asyncio.create_task(self.scheduler.run(), name="wardtui-scheduler"),
+                 asyncio.create_task(self._gauge_loop(), name="wardtui-gauges")]
+        try:
+            if duration is None:
+                await self._stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), duration)
+        finally:
+            self.scheduler.stop()
+            for task in [*tasks, *self._checks]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._checks, return_exceptions=True)
+            self.bus.publish(self._gauges())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- checks ------------------------------------------------------------------------------
+    def _dispatch(self, slot: Slot, due: float) -> None:
+        slot.busy = True
+        task = asyncio.get_running_loop().create_task(self._check(slot, due))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _check(self, slot: Slot, due: float) -> None:
+        tracker = self._by_key[slot.key]
+        address = tracker.device.address
+        timeout = self.config.timeout
+        try:
+            first = await self.prober.probe(address, timeout)
+            self._lags.append(first.sent_mono - due)
+            tracker.record_probe(first.rtt_ms)
+            sent, last = 1, first
+            received = 1 if first.ok else 0
+            if not first.ok and tracker.needs_confirmation():
+                sent, received, last = await self._confirm(tracker, last)
+            self._finish(tracker, first, last, sent, received)
+        finally:
+            slot.busy = False
+
+    async def _confirm(self, tracker: DeviceTracker, last: ProbeReply) -> tuple[int, int, ProbeReply]:
+        """Quick extra probes, ``confirm_spacing`` apart, before a failure is believed."""
+        cfg = self.config.state
+        sent, received = 1, 0
+        for _ in range(cfg.confirm_probes):
+            wait = cfg.confirm_spacing - (time.monotonic() - last.sent_mono)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            last = await self.prober.probe(tracker.device.address, self.config.timeout)
+            tracker.record_probe(last.rtt_ms)
+            sent += 1
+            if last.ok:
+                received = 1
+                break
+        return sent, received, last
+
+    def _finish(self, tracker: DeviceTracker, first: ProbeReply, last: ProbeReply,
+                sent: int, received: int) -> None:
+        now = datetime.now(UTC)
+        before = tracker.state
+        transition, flap = tracker.apply_check(received > 0, utc_from_ns(first.sent_ns), now,
+                                               time.monotonic(), last.rtt_ms)
+        self.checks_done += 1
+        bus = self.bus
+        bus.publish(CheckResult(tracker.device.name, tracker.device.address, utc_from_ns(first.sent_ns),
+                                sent, received, last.rtt_ms, tracker.state))
+        if transition is not None:
+            self.state_counts[before] -= 1
+            self.state_counts[tracker.state] += 1
+            bus.publish(transition)
+        if flap is not None:
+            self.flapping += 1 if flap.flapping else -1
+            bus.publish(flap)
+
+    # -- gauges ------------------------------------------------------------------------------
+    async def _gauge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.gauge_period)
+            self.bus.publish(self._gauges())
+
+    def _gauges(self) -> Gauges:
+        now = time.monotonic()
+        counters = self.prober.counters()
+        base_t, base_checks, base_sent = self._rate_base
+        dt = max(now - base_t, 1e-9)
+        self._rate_base = (now, self.checks_done, counters.get("sent", 0))
+        lags = sorted(self._lags)
+        self._lags = []
+        gauges = Gauges(
+            at=datetime.now(UTC),
+            devices_up=self.state_counts[State.UP], devices_down=self.state_counts[State.DOWN],
+            devices_unknown=self.state_counts[State.UNKNOWN], devices_flapping=self.flapping,
+            checks_per_s=(self.checks_done - base_checks) / dt,
+            probes_per_s=(counters.get("sent", 0) - base_sent) / dt,
+            in_flight=len(self._checks), skipped=self.scheduler.skipped,
+            lag_p50_ms=percentile(lags, 50) * 1000, lag_p99_ms=percentile(lags, 99) * 1000,
+            oldest_overdue_ms=self.scheduler.oldest_overdue() * 1000,
+            rcvbuf_drops=counters.get("rcvbuf_drops", 0), send_errors=counters.get("send_errors", 0),
+            store_queue=sum(source() for source in self.queue_sources),
+            extra={"probes_in_flight": float(counters.get("in_flight", 0)),
+                   "late_replies": float(counters.get("late_replies", 0)),
+                   "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions))},
+        )
+        self.last_gauges = gauges
+        return gauges

@@ -1,0 +1,141 @@
+"""Per-device state: UNKNOWN -> UP / DOWN with confirmation, flapping, and rolling statistics."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from poller.events import FlapChange, State, Transition
+from poller.inventory import Device
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Thresholds; the defaults follow the NOC's practice (3 changes in 5 minutes = flapping)."""
+
+    confirm_probes: int = 2  # extra probes after a failure before declaring DOWN
+    confirm_spacing: float = 1.0  # seconds between confirmation probes
+    up_after: int = 1  # successful checks in a row needed to leave DOWN
+    flap_threshold: int = 3  # transitions within flap_window that mark a device flapping
+    flap_window: float = 300.0
+    flap_clear: int = 1  # flapping clears when the window holds at most this many transitions
+    stats_window: int = 100  # probes in the rolling RTT / loss window
+
+
+def utc_from_ns(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+class DeviceTracker:
+    """Everything the engine knows about one device; screens read it, only the engine writes."""
+
+    __slots__ = ("_flap_times", "_ok_streak", "_window", "config", "device", "down_since",
+                 "flapping", "last_change", "last_check", "last_rtt_ms", "received",
+                 "rtt_max_ms", "rtt_min_ms", "rtt_sum_ms", "sent", "state")
+
+    def __init__(self, device: Device, config: StateConfig) -> None:
+        self.device = device
+        self.config = config
+        self.state = State.UNKNOWN
+        self.down_since: datetime | None = None
+        self.last_change: datetime | None = None
+        self.last_check: datetime | None = None
+        self.flapping = False
+        self.last_rtt_ms: float | None = None
+        self.sent = 0  # whole-run totals
+        self.received = 0
+        self.rtt_sum_ms = 0.0
+        self.rtt_min_ms: float | None = None
+        self.rtt_max_ms: float | None = None
+        self._window: deque[float | None] = deque(maxlen=config.stats_window)
+        self._flap_times: deque[float] = deque()
+        self._ok_streak = 0
+
+    def seed_down(self, since: datetime) -> None:
+        """Restore an outage that was open when wardtui last stopped."""
+        self.state = State.DOWN
+        self.down_since = since
+        self.last_change = since
+
+    # -- probes ------------------------------------------------------------------------------
+    def record_probe(self, rtt_ms: float | None) -> None:
+        self.sent += 1
+        self._window.append(rtt_ms)
+        if rtt_ms is None:
+            return
+        self.received += 1
+        self.last_rtt_ms = rtt_ms
+        self.rtt_sum_ms += rtt_ms
+        if self.rtt_min_ms is None or rtt_ms < self.rtt_min_ms:
+            self.rtt_min_ms = rtt_ms
+        if self.rtt_max_ms is None or rtt_ms > self.rtt_max_ms:
+            self.rtt_max_ms = rtt_ms
+
+    @property
+    def loss_pct(self) -> float | None:
+        """Loss over the rolling window, None before the first probe."""
+        if not self._window:
+            return None
+        lost = sum(1 for r in self._window if r is None)
+        return 100.0 * lost / len(self._window)
+
+    @property
+    def avg_rtt_ms(self) -> float | None:
+        rtts = [r for r in self._window if r is not None]
+        return math.fsum(rtts) / len(rtts) if rtts else None
+
+    @property
+    def jitter_ms(self) -> float | None:
+        """Mean absolute difference between consecutive replies' RTTs in the window."""
+        rtts = [r for r in self._window if r is not None]
+        if len(rtts) < 2:
+            return None
+        return math.fsum(abs(b - a) for a, b in zip(rtts, rtts[1:], strict=False)) / (len(rtts) - 1)
+
+    @property
+    def total_avg_rtt_ms(self) -> float | None:
+        return self.rtt_sum_ms / self.received if self.received else None
+
+    # -- checks ------------------------------------------------------------------------------
+    def needs_confirmation(self) -> bool:
+        """A failure on a device not already DOWN is confirmed before it is believed."""
+        return self.state is not State.DOWN
+
+    def apply_check(self, ok: bool, first_sent: datetime, now: datetime, now_mono: float,
+                    rtt_ms: float | None) -> tuple[Transition | None, FlapChange | None]:
+        """Fold one finished check into the state; return what changed."""
+        self.last_check = now
+        before = self.state
+        if ok:
+            self._ok_streak += 1
+            if before is State.UNKNOWN or (before is State.DOWN and self._ok_streak >= self.config.up_after):
+                self.state = State.UP
+        else:
+            self._ok_streak = 0
+            if before is not State.DOWN:
+                self.state = State.DOWN
+                self.down_since = first_sent
+        if self.state is before:
+            return None, self._flap_update(now, now_mono)
+        transition = Transition(self.device.name, self.device.address, before, self.state, now,
+                                self.down_since, rtt_ms)
+        if self.state is State.UP:
+            self.down_since = None
+        self.last_change = now
+        if before is not State.UNKNOWN:
+            self._flap_times.append(now_mono)
+        return transition, self._flap_update(now, now_mono)
+
+    def _flap_update(self, now: datetime, now_mono: float) -> FlapChange | None:
+        times = self._flap_times
+        while times and now_mono - times[0] > self.config.flap_window:
+            times.popleft()
+        if not self.flapping and len(times) >= self.config.flap_threshold:
+            self.flapping = True
+        elif self.flapping and len(times) <= self.config.flap_clear:
+            self.flapping = False
+        else:
+            return None
+        return FlapChange(self.device.name, self.device.address, self.flapping, now, len(times))

@@ -1,0 +1,115 @@
+"""Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from wardtui import __version__
+
+EXAMPLES = """\
+examples:
+  wardtui                                   dashboard on the bundled example (loopback addresses)
+  wardtui --inventory branches.csv --interval 30
+  wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
+  wardtui generate --devices 50000 -o big.csv
+"""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
+    return value
+
+
+def _engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inventory", "-i", type=Path, metavar="FILE",
+                   help="devices, CSV or YAML (default: the bundled example bank network)")
+    p.add_argument("--db", metavar="URL",
+                   help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
+    p.add_argument("--interval", type=_positive, default=10.0, metavar="S",
+                   help="seconds between checks for devices whose row sets none (default 10)")
+    p.add_argument("--timeout", type=_positive, default=1.0, metavar="S",
+                   help="seconds to wait for each echo reply (default 1)")
+    p.add_argument("--confirm-probes", type=int, default=2, metavar="N",
+                   help="extra probes after a failure before a device is declared DOWN (default 2)")
+    p.add_argument("--confirm-spacing", type=_positive, default=1.0, metavar="S",
+                   help="seconds between confirmation probes (default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wardtui", description="A network monitor that lives in the terminal.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"wardtui {__version__}")
+    _engine_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    poll = sub.add_parser(
+        "poll", help="poll without a screen and print events as JSON lines",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  wardtui poll --inventory net.csv --duration 30 --jsonl\n"
+               "  wardtui poll --inventory net.csv --interval 5 --jsonl --checks > events.jsonl\n")
+    _engine_options(poll)
+    poll.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: run until SIGINT/SIGTERM)")
+    poll.add_argument("--jsonl", action="store_true", required=True, help="print one JSON object per line (the only output format)")
+    poll.add_argument("--checks", action="store_true", help="also print every check result (type 'check')")
+    gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
+                         epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("--devices", type=int, default=875, metavar="N", help="number of devices (default 875)")
+    gen.add_argument("--regions", type=int, default=10, metavar="N", help="number of regions (default 10)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed for the branch kit (default 7)")
+    gen.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    return parser
+
+
+def _options(args: argparse.Namespace) -> object:
+    from wardtui.runtime import Options
+
+    return Options(inventory=args.inventory, db=args.db, interval=args.interval, timeout=args.timeout,
+                   confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from poller.generate import bank_rows, write_csv
+
+    if args.devices < 1:
+        print("wardtui generate: --devices must be at least 1", file=sys.stderr)
+        return 2
+    rows = bank_rows(args.devices, args.regions, args.seed)
+    if args.output is None:
+        write_csv(sys.stdout, rows)
+    else:
+        with args.output.open("w", encoding="utf-8", newline="") as out:
+            write_csv(out, rows)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "generate":
+        return _generate(args)
+    from wardtui.runtime import Runtime, StartupError
+
+    try:
+        runtime = Runtime(_options(args))  # type: ignore[arg-type]
+    except StartupError as exc:
+        print(f"wardtui: {exc}", file=sys.stderr)
+        return exc.code
+    if args.command == "poll":
+        from wardtui.headless import run_headless
+
+        try:
+            return asyncio.run(run_headless(runtime, args.duration, checks=args.checks))
+        except KeyboardInterrupt:
+            return 130
+    from wardtui.app import WardApp
+
+    WardApp(runtime).run()
+    return 0

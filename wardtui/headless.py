@@ -1,0 +1,103 @@
+"""``wardtui poll``: the engine without a screen, one JSON object per line on stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import datetime
+from typing import Any, TextIO
+
+from poller.bus import Subscription
+from poller.events import CheckResult, Event, FlapChange, Gauges, Transition
+from poller.state import DeviceTracker
+from wardtui.runtime import Runtime
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def event_record(event: Event) -> dict[str, Any] | None:
+    """The JSON shape of one event (None for events not printed)."""
+    if isinstance(event, Transition):
+        return {"type": "transition", "device": event.device, "address": event.address,
+                "from": event.from_state.value, "to": event.to_state.value, "at": _iso(event.at),
+                "down_since": _iso(event.down_since), "rtt_ms": _round(event.rtt_ms)}
+    if isinstance(event, Gauges):
+        return {"type": "gauges", "at": _iso(event.at), "devices_up": event.devices_up,
+                "devices_down": event.devices_down, "devices_unknown": event.devices_unknown,
+                "devices_flapping": event.devices_flapping,
+                "checks_per_s": round(event.checks_per_s, 1), "probes_per_s": round(event.probes_per_s, 1),
+                "in_flight": event.in_flight, "skipped": event.skipped,
+                "lag_p50_ms": round(event.lag_p50_ms, 3), "lag_p99_ms": round(event.lag_p99_ms, 3),
+                "oldest_overdue_ms": round(event.oldest_overdue_ms, 1),
+                "rcvbuf_drops": event.rcvbuf_drops, "send_errors": event.send_errors,
+                "store_queue": event.store_queue,
+                "events_dropped": int(event.extra.get("events_dropped", 0))}
+    if isinstance(event, FlapChange):
+        return {"type": "flapping", "device": event.device, "address": event.address,
+                "flapping": event.flapping, "at": _iso(event.at),
+                "transitions_in_window": event.transitions_in_window}
+    if isinstance(event, CheckResult):
+        return {"type": "check", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "sent": event.sent, "received": event.received, "rtt_ms": _round(event.rtt_ms),
+                "state": event.state.value}
+    return None
+
+
+def summary_record(t: DeviceTracker) -> dict[str, Any]:
+    """Whole-run figures for one device, printed at exit."""
+    loss = 100.0 * (t.sent - t.received) / t.sent if t.sent else None
+    return {"type": "summary", "device": t.device.name, "address": t.device.address,
+            "state": t.state.value, "sent": t.sent, "received": t.received,
+            "loss_pct": _round(loss, 2), "rtt_avg_ms": _round(t.total_avg_rtt_ms),
+            "rtt_min_ms": _round(t.rtt_min_ms), "rtt_max_ms": _round(t.rtt_max_ms),
+            "jitter_ms": _round(t.jitter_ms), "down_since": _iso(t.down_since),
+            "flapping": t.flapping}
+
+
+async def _print_events(sub: Subscription, out: TextIO, checks: bool) -> None:
+    dumps = json.dumps
+    while True:
+        batch = await sub.get_batch(5000)
+        if not batch:
+            return
+        lines = []
+        for event in batch:
+            if isinstance(event, CheckResult) and not checks:
+                continue
+            record = event_record(event)
+            if record is not None:
+                lines.append(dumps(record))
+        if lines:
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+
+
+async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = sys.stdout,
+                       checks: bool = False) -> int:
+    """Poll until the duration ends or SIGINT/SIGTERM arrives; flush the store and the output."""
+    engine = runtime.engine
+    sub = engine.bus.subscribe("jsonl", maxsize=500_000)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, engine.stop)
+    printer = asyncio.create_task(_print_events(sub, out, checks))
+    try:
+        await runtime.start()
+        await engine.run(duration)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        sub.close()
+        await printer
+        await runtime.close()
+        out.write("".join(json.dumps(summary_record(t)) + "\n" for t in engine.trackers.values()))
+        out.flush()
+    return 0

@@ -1,0 +1,89 @@
+"""Wiring shared by the dashboard and headless mode: inventory -> engine -> store writer."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from poller.engine import Engine, EngineConfig
+from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
+from poller.inventory import Device, InventoryError, load_inventory
+from poller.prober import Prober
+from poller.state import StateConfig
+from store.db import database_url
+from store.history import HistoryStore
+from store.writer import StoreWriter
+
+
+class StartupError(Exception):
+    """Something an operator must fix before wardtui can start; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    inventory: Path | None = None
+    db: str | None = None
+    interval: float = 10.0
+    timeout: float = 1.0
+    confirm_probes: int = 2
+    confirm_spacing: float = 1.0
+
+
+def bundled_inventory() -> Path:
+    """The example bank network shipped with the package (loopback addresses only)."""
+    return Path(str(resources.files("wardtui") / "data" / "bank.csv"))
+
+
+def load_devices(path: Path | None) -> list[Device]:
+    try:
+        return load_inventory(path or bundled_inventory())
+    except InventoryError as exc:
+        raise StartupError(f"{exc}\n{len(exc.problems)} problem(s) in the inventory; nothing was started.",
+                           code=2) from None
+
+
+def open_prober(devices: list[Device]) -> IcmpProber:
+    prober = IcmpProber()
+    try:
+        prober.open(tuple(sorted({d.family for d in devices})) or (4,))
+    except IcmpPermissionError:
+        raise StartupError(permission_message(sys.executable), code=77) from None
+    return prober
+
+
+class Runtime:
+    """Owns the engine, its prober and the store writer for one run."""
+
+    def __init__(self, options: Options, prober: Prober | None = None,
+                 devices: list[Device] | None = None) -> None:
+        self.options = options
+        self.devices = devices if devices is not None else load_devices(options.inventory)
+        self.prober = prober if prober is not None else open_prober(self.devices)
+        state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing)
+        self.engine = Engine(self.devices, self.prober,
+                             EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
+        self.store = HistoryStore(database_url(options.db))
+        self.writer: StoreWriter | None = None
+
+    async def start(self) -> None:
+        """Open the store, restore open outages, start the writer (before any check runs)."""
+        await self.store.open()
+        await self.store.sync_devices(self.devices)
+        self.engine.seed_outages(await self.store.open_outages())
+        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store"))
+        self.writer.start()
+        self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
+
+    async def close(self) -> None:
+        """Flush the writer and close everything; safe to call more than once."""
+        if self.writer is not None:
+            await self.writer.aclose()
+            self.writer = None
+        await self.store.close()
+        self.prober.close()
