@@ -34,6 +34,7 @@ _U32 = struct.Struct("=I")
 _IDSEQ = struct.Struct("!HH")
 _HEADER = struct.Struct("!BBHHH")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_U32.size)
+SOL_RAW, ICMP_FILTER, ICMP6_FILTER = 255, 1, 1
 
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ECHO_REPLY = {4: 0, 6: 129}
@@ -65,7 +66,6 @@ class _Pending:
     timeout: float
     sent_ns: int = 0
     sent_mono: float = 0.0
-    timer: asyncio.TimerHandle | None = None
 
 
 class _Channel:
@@ -90,6 +90,8 @@ class _Channel:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         self.rcvbuf = _enlarge_rcvbuf(self.sock, rcvbuf)
+        if self.raw:
+            _filter_types(self.sock, family)
         # Raw sockets choose their identifier; ping sockets get one from the kernel.
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else self.sock.getsockname()[1]
         self.seq = 0
@@ -115,6 +117,25 @@ def _enlarge_rcvbuf(sock: socket.socket, size: int) -> int:
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
+def _filter_types(sock: socket.socket, family: int) -> None:
+    """Let the kernel drop every ICMP type but replies and errors before they reach us.
+
+    A raw socket otherwise gets a copy of all ICMP on the box, including our own echo
+    requests to local addresses, which would double the receive work.
+    """
+    wanted = {_ECHO_REPLY[family], *_ERRORS[family]}
+    try:
+        if family == 4:  # a 32-bit mask of types to block
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", ~sum(1 << t for t in wanted) & 0xFFFFFFFF))
+        else:  # struct icmp6_filter: 256 bits, a set bit blocks the type
+            words = [0xFFFFFFFF] * 8
+            for t in wanted:
+                words[t >> 5] &= ~(1 << (t & 31))
+            sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
+    except OSError:
+        pass  # the userspace type check below still applies
+
+
 def _payload_sum(payload: bytes) -> int:
     padded = payload + b"\0" * (len(payload) % 2)
     return sum(struct.unpack(f"!{len(padded) // 2}H", padded))
@@ -135,6 +156,11 @@ class IcmpProber:
         self._outbox: deque[_Pending] = deque()
         self._draining = False
         self._blocked: set[int] = set()
+        # Deadlines per timeout value: appended in send order, so each deque stays sorted and one
+        # timer sweeps them all (a TimerHandle per probe cost ~10 us to make and cancel).
+        self._deadlines: dict[float, deque[tuple[float, tuple[int, str, int], _Pending]]] = {}
+        self._sweep_at: float | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
         self.received = 0
@@ -181,9 +207,11 @@ class IcmpProber:
                 self._loop.remove_writer(channel.sock.fileno())
             channel.icmp.close()
         self._channels.clear()
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = self._sweep_at = None
+        self._deadlines.clear()
         for pending in [*self._pending.values(), *self._outbox]:
-            if pending.timer is not None:
-                pending.timer.cancel()
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
@@ -250,9 +278,20 @@ class IcmpProber:
         self.sent += 1
         key = (family, pending.address, seq)
         self._pending[key] = pending
-        pending.timer = loop.call_at(pending.sent_mono - time.monotonic() + loop.time() + pending.timeout,
-                                     self._expire, key)
+        deadline = pending.sent_mono + pending.timeout
+        queue = self._deadlines.get(pending.timeout)
+        if queue is None:
+            queue = self._deadlines[pending.timeout] = deque()
+        queue.append((deadline, key, pending))
+        if self._sweep_at is None or deadline < self._sweep_at:
+            self._arm_sweep(deadline, loop)
         return True
+
+    def _arm_sweep(self, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        self._sweep_at = deadline
+        self._sweep_timer = loop.call_at(loop.time() + (deadline - time.monotonic()), self._sweep)
 
     def _on_writable(self, channel: _Channel) -> None:
         assert self._loop is not None
@@ -262,10 +301,25 @@ class IcmpProber:
             self._draining = True
             self._loop.call_soon(self._drain)
 
-    def _expire(self, key: tuple[int, str, int]) -> None:
-        pending = self._pending.pop(key, None)
-        if pending is not None and not pending.future.done():
-            pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None))
+    def _sweep(self) -> None:
+        """Time out every probe whose deadline passed; re-arm for the next one."""
+        now = time.monotonic()
+        pending_map = self._pending
+        earliest: float | None = None
+        for timeout, queue in list(self._deadlines.items()):
+            while queue and queue[0][0] <= now:
+                _, key, pending = queue.popleft()
+                if pending_map.get(key) is pending:
+                    del pending_map[key]
+                    if not pending.future.done():
+                        pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None))
+            if queue:
+                earliest = queue[0][0] if earliest is None else min(earliest, queue[0][0])
+            else:
+                del self._deadlines[timeout]
+        self._sweep_timer = self._sweep_at = None
+        if earliest is not None and self._loop is not None:
+            self._arm_sweep(earliest, self._loop)
 
     # -- receiving ---------------------------------------------------------------------------
     def _on_readable(self, channel: _Channel) -> None:
@@ -305,8 +359,6 @@ class IcmpProber:
                 self.late_replies += 1
                 return
             self.received += 1
-            if pending.timer is not None:
-                pending.timer.cancel()
             rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
             if not pending.future.done():
                 pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
@@ -334,7 +386,5 @@ class IcmpProber:
         pending = self._pending.pop((channel.family, target, seq), None)
         if pending is None:
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
         if not pending.future.done():
             pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
