@@ -36,8 +36,14 @@ class Options:
 
 
 def bundled_inventory() -> Path:
-    """The example bank network shipped with the package (loopback addresses only)."""
-    return Path(str(resources.files("wardtui") / "data" / "bank.csv"))
+    """The example bank network shipped with the package (loopback addresses only).
+
+    A wheel carries it as package data; an editable install reads it from the source tree.
+    """
+    packaged = Path(str(resources.files("wardtui") / "data" / "bank.csv"))
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "examples" / "bank.csv"
 
 
 def load_devices(path: Path | None) -> list[Device]:
