@@ -1,0 +1,66 @@
+"""Turn what the user gave (a URL, a path or nothing) into an async SQLAlchemy database URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+_SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
+_POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
+
+
+def default_database_path() -> Path:
+    """``$XDG_DATA_HOME/wardtui/history.db``, else ``~/.local/share/wardtui/history.db``."""
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    # The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored.
+    if not data_home or not os.path.isabs(data_home):
+        data_home = str(Path.home() / ".local" / "share")
+    return Path(data_home) / "wardtui" / "history.db"
+
+
+def database_url(url: str | None) -> str:
+    """Map ``url`` to a URL for ``create_async_engine`` and create the SQLite file's directory.
+
+    ``None`` or ``""`` means the default path; a string without ``://`` is a SQLite file
+    path; ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///PATH``. Anything else raises
+    ``ValueError`` saying why (PostgreSQL is not yet supported).
+    """
+    if not url:
+        return _sqlite_file_url(default_database_path())
+    if "://" not in url:
+        return _sqlite_file_url(Path(url))
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
+    driver = parsed.drivername
+    if driver in _POSTGRES_DRIVERS:
+        raise ValueError(
+            "PostgreSQL history is not yet supported; use sqlite:///PATH or leave the URL out"
+        )
+    if driver not in _SQLITE_DRIVERS:
+        # Only the scheme is echoed: the rest of a URL may carry a password.
+        raise ValueError(f"unsupported database URL scheme '{driver}': use sqlite:///PATH")
+    database = parsed.database or ""
+    query = url.partition("?")[2]  # driver options such as ?timeout=... pass through
+    if database in ("", ":memory:"):
+        return _with_query("sqlite+aiosqlite:///:memory:", query)
+    return _with_query(_sqlite_file_url(Path(database)), query)
+
+
+def _sqlite_file_url(path: Path) -> str:
+    path = path.expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Built by hand: rendering a URL object would percent-encode the path.
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _with_query(url: str, query: str) -> str:
+    return f"{url}?{query}" if query else url
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0]

@@ -1,0 +1,247 @@
+"""The history store: devices, transitions, outages and checks in SQLite (async, via aiosqlite)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import ColumnElement, Select
+
+from poller.events import CheckResult, State, Transition
+from poller.inventory import Device
+from store.models import ALL_TABLES, checks_table, devices_table, outages_table, transitions_table
+from store.records import Check, Outage
+
+_devices = devices_table
+_transitions = transitions_table
+_outages = outages_table
+_checks = checks_table
+_DEVICE_FIELDS = ("address", "branch", "region", "type", "parent")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets screens read while the writer writes; NORMAL sync in WAL mode can lose the
+    # last transactions on power loss but never corrupts, and is what makes commits cheap.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class HistoryStore:
+    """Async access to the history database; call :meth:`open` first, :meth:`close` last.
+
+    ``chunk_rows`` bounds how many rows are bound per ``executemany``: SQLAlchemy binds
+    parameters on the event loop's thread, so smaller chunks keep each slice of loop time
+    short while the inserts of one batch still share one transaction.
+    """
+
+    def __init__(self, url: str, *, busy_timeout: float = 5.0, chunk_rows: int = 1000) -> None:
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self.chunk_rows = chunk_rows
+        self._engine: AsyncEngine | None = None
+        self._ids: dict[str, int] = {}  # device name -> DeviceRow.id, only ids committed
+
+    async def __aenter__(self) -> HistoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, create missing tables and indexes, and load the device ids."""
+        if self._engine is not None:
+            return
+        if make_url(self.url).get_backend_name() != "sqlite":
+            raise ValueError("HistoryStore only supports SQLite for now (see store.db.database_url)")
+        engine = create_async_engine(self.url, connect_args={"timeout": self.busy_timeout})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(lambda c: _devices.metadata.create_all(c, tables=ALL_TABLES))
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+        await self._load_ids()
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("HistoryStore is not open: await store.open() first")
+        return self._engine
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def sync_devices(self, devices: Iterable[Device]) -> None:
+        """Insert new inventory devices and update changed ones; never deletes history."""
+        now = datetime.now(UTC)
+        rows = [
+            {"name": d.name, "address": d.address, "branch": d.branch, "region": d.region,
+             "type": d.type, "parent": d.parent, "first_seen": now}
+            for d in devices
+        ]
+        if rows:
+            stmt = self._upsert_insert(_devices)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["name"], set_={f: stmt.excluded[f] for f in _DEVICE_FIELDS}
+            )
+            async with self.engine.begin() as conn:
+                await conn.execute(stmt, rows)
+        await self._load_ids()
+
+    async def write_checks(self, results: Sequence[CheckResult]) -> None:
+        """Insert ``results`` in one transaction, with Core ``executemany`` (never the ORM)."""
+        if not results:
+            return
+        ids = await self._device_ids((r.device, r.address) for r in results)
+        stmt = insert(_checks)
+        step = max(1, self.chunk_rows)
+        async with self.engine.begin() as conn:
+            for i in range(0, len(results), step):
+                rows = [
+                    {"device_id": ids[r.device], "at": r.at, "sent": r.sent,
+                     "received": r.received, "rtt_ms": r.rtt_ms}
+                    for r in results[i : i + step]
+                ]
+                await conn.execute(stmt, rows)
+
+    async def write_transition(self, transition: Transition) -> None:
+        """Record ``transition`` and, in the same transaction, open the device's outage (to
+        DOWN, unless one is open) or close it (to UP). A change to UNKNOWN leaves it alone."""
+        t = transition
+        device_id = (await self._device_ids([(t.device, t.address)]))[t.device]
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(_transitions), {
+                "device_id": device_id, "from_state": t.from_state.value,
+                "to_state": t.to_state.value, "at": t.at, "down_since": t.down_since,
+                "rtt_ms": t.rtt_ms,
+            })
+            if t.to_state is State.DOWN:
+                await self._open_outage(conn, device_id, t.down_since or t.at)
+            elif t.to_state is State.UP:
+                await conn.execute(
+                    update(_outages)
+                    .where(_outages.c.device_id == device_id, _outages.c.end.is_(None))
+                    .values(end=t.at)
+                )
+
+    async def _open_outage(self, conn: AsyncConnection, device_id: int, start: datetime) -> None:
+        # A restart re-detects a device that was already down: keep the original outage.
+        open_id = await conn.scalar(
+            select(_outages.c.id).where(_outages.c.device_id == device_id, _outages.c.end.is_(None))
+        )
+        if open_id is None:
+            await conn.execute(insert(_outages), {"device_id": device_id, "start": start})
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def open_outages(self) -> dict[str, datetime]:
+        """Device name -> start of its still-open outage."""
+        stmt = (
+            select(_devices.c.name, _outages.c.start)
+            .join(_devices, _devices.c.id == _outages.c.device_id)
+            .where(_outages.c.end.is_(None))
+        )
+        async with self.engine.connect() as conn:
+            return {name: start for name, start in (await conn.execute(stmt)).all()}
+
+    async def transitions(self, device: str | None = None,
+                          since: datetime | None = None) -> list[Transition]:
+        """Transitions in time order, of one device or all, at or after ``since``."""
+        t, d = _transitions, _devices
+        stmt = select(d.c.name, d.c.address, t.c.from_state, t.c.to_state, t.c.at,
+                      t.c.down_since, t.c.rtt_ms).join(d, d.c.id == t.c.device_id)
+        stmt = _filter(stmt, device, None if since is None else t.c.at >= since).order_by(t.c.at, t.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [
+            Transition(device=r.name, address=r.address, from_state=State(r.from_state),
+                       to_state=State(r.to_state), at=r.at, down_since=r.down_since,
+                       rtt_ms=r.rtt_ms)
+            for r in rows
+        ]
+
+    async def outages(self, device: str | None = None,
+                      since: datetime | None = None) -> list[Outage]:
+        """Outages by start time, of one device or all, still open or ended at or after ``since``."""
+        o, d = _outages, _devices
+        stmt = select(d.c.name, o.c.start, o.c.end).join(d, d.c.id == o.c.device_id)
+        overlaps = None if since is None else o.c.end.is_(None) | (o.c.end >= since)
+        stmt = _filter(stmt, device, overlaps).order_by(o.c.start, o.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [Outage(device=r.name, start=r.start, end=r.end) for r in rows]
+
+    async def checks(self, device: str, since: datetime | None = None) -> list[Check]:
+        """Stored checks of ``device`` in time order, at or after ``since``."""
+        c, d = _checks, _devices
+        stmt = select(d.c.name, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).join(
+            d, d.c.id == c.c.device_id
+        )
+        stmt = _filter(stmt, device, None if since is None else c.c.at >= since).order_by(c.c.at, c.c.id)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [Check(device=r.name, at=r.at, sent=r.sent, received=r.received,
+                      rtt_ms=r.rtt_ms) for r in rows]
+
+    async def count_checks(self, device: str | None = None) -> int:
+        stmt = select(func.count()).select_from(_checks)
+        if device is not None:
+            stmt = stmt.join(_devices, _devices.c.id == _checks.c.device_id).where(
+                _devices.c.name == device
+            )
+        async with self.engine.connect() as conn:
+            return int(await conn.scalar(stmt) or 0)
+
+    # -- device ids -----------------------------------------------------------------------
+
+    async def _load_ids(self) -> None:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(_devices.c.name, _devices.c.id))).all()
+        self._ids = {name: id_ for name, id_ in rows}
+
+    async def _device_ids(self, pairs: Iterable[tuple[str, str]]) -> dict[str, int]:
+        """The ids of the named devices, creating rows for any the inventory never gave."""
+        ids = self._ids
+        missing = {name: address for name, address in pairs if name not in ids}
+        if not missing:
+            return ids
+        now = datetime.now(UTC)
+        stmt = self._upsert_insert(_devices).on_conflict_do_nothing(index_elements=["name"])
+        rows = [{"name": n, "address": a, "first_seen": now} for n, a in missing.items()]
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt, rows)
+        # Cache only committed ids: SQLite reuses the rowids of a rolled-back insert.
+        await self._load_ids()
+        return self._ids
+
+    def _upsert_insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        # Both dialects spell ON CONFLICT the same way, so the PostgreSQL store can share this.
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+
+def _filter(stmt: Select[Any], device: str | None,
+            cond: ColumnElement[bool] | None) -> Select[Any]:
+    if device is not None:
+        stmt = stmt.where(_devices.c.name == device)
+    if cond is not None:
+        stmt = stmt.where(cond)
+    return stmt

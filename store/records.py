@@ -1,0 +1,42 @@
+"""Plain read-only records the history store returns to tests, reports and screens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A period a device was down; ``end`` is ``None`` while it still is."""
+
+    device: str
+    start: datetime
+    end: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.end is None
+
+    def duration(self, now: datetime) -> timedelta:
+        """How long the outage lasted, or has lasted until ``now`` if it is still open."""
+        return (self.end or now) - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One stored check of one device."""
+
+    device: str
+    at: datetime
+    sent: int
+    received: int
+    rtt_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.received > 0
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (self.sent - self.received) / self.sent if self.sent else 0.0

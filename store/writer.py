@@ -1,0 +1,240 @@
+"""The store writer: an asyncio task that moves engine events from a bus subscription to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from poller.bus import Subscription
+from poller.events import CheckResult, Event, Transition
+
+log = logging.getLogger(__name__)
+
+
+class HistorySink(Protocol):
+    """What the writer needs of a store (``HistoryStore`` and, later, a PostgreSQL one)."""
+
+    async def write_checks(self, results: Sequence[CheckResult]) -> None: ...
+
+    async def write_transition(self, transition: Transition) -> None: ...
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether retrying the same write later may succeed (locked, full, unreachable database).
+
+    Rows the database refuses (constraint, bad value) or cannot even bind (a naive datetime)
+    would fail forever and block everything queued behind them, so they are dropped.
+    """
+    if isinstance(exc, IntegrityError | DataError):
+        return False
+    return isinstance(exc, DBAPIError | OSError | TimeoutError)
+
+
+class StoreWriter:
+    """Consumes ``subscription`` in its own task and writes to ``store``.
+
+    Transitions are written one by one, each in its own transaction, in event order.
+    Check results are batched: written when ``batch_size`` are pending or when the oldest
+    has waited ``flush_interval`` seconds. A failed write is logged, counted and retried
+    with exponential backoff; pending checks are bounded by ``max_pending`` (the oldest are
+    dropped and counted). Pending transitions are not bounded: like the bus, their number
+    is bounded by the devices and the clock, and they are what outage history is made of.
+    """
+
+    def __init__(self, store: HistorySink, subscription: Subscription, *,
+                 flush_interval: float = 1.0, batch_size: int = 5000,
+                 max_pending: int = 200_000, retry_delay: float = 0.5,
+                 max_retry_delay: float = 30.0, stop_attempts: int = 3) -> None:
+        self.store = store
+        self.subscription = subscription
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_pending = max(max_pending, batch_size)
+        self.retry_delay = retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stop_attempts = stop_attempts
+        self.written_checks = 0
+        self.written_transitions = 0
+        self.failed_writes = 0  # write attempts that raised
+        self.dropped = 0  # rows given up on: refused, over max_pending, or unwritable at stop
+        self.last_error: str | None = None
+        self._checks: list[CheckResult] = []
+        self._transitions: deque[Transition] = deque()
+        self._flush_at: float | None = None  # loop time by which pending checks are written
+        self._retry_at = 0.0
+        self._delay = retry_delay
+        self._streak = 0  # consecutive failed attempts, for logging the recovery
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Events waiting in the subscription plus rows waiting to be written."""
+        return len(self.subscription) + len(self._checks) + len(self._transitions)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the writer task on the running loop (once)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="wardtui-store-writer")
+            self._task.add_done_callback(_log_crash)
+        return self._task
+
+    async def stop(self) -> None:
+        """Close the subscription and return once everything buffered has been written
+        (or, if the database keeps failing, given up on after ``stop_attempts``)."""
+        self.subscription.close()
+        if self._task is None:
+            await self._run()  # never started: drain and write inline
+        else:
+            await self._task
+
+    async def aclose(self) -> None:
+        await self.stop()
+
+    async def __aenter__(self) -> StoreWriter:
+        self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    # -- the task -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        sub = self.subscription
+        while not (sub.closed and len(sub) == 0):
+            self._accept(await self._next_events())
+            await self._write_due()
+        await self._final_write()
+
+    async def _next_events(self) -> list[Event]:
+        timeout = self._wait_timeout()
+        if timeout is None:
+            return await self.subscription.get_batch(self.batch_size)
+        if timeout <= 0:
+            return self.subscription.drain(self.batch_size)
+        try:
+            # Cancelling get_batch is safe: it only waits before it takes anything.
+            async with asyncio.timeout(timeout):
+                return await self.subscription.get_batch(self.batch_size)
+        except TimeoutError:
+            return []
+
+    def _wait_timeout(self) -> float | None:
+        """Seconds until the next write is due, or None when nothing is pending."""
+        if not self._transitions and not self._checks:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now < self._retry_at:
+            return self._retry_at - now
+        if self._transitions or len(self._checks) >= self.batch_size:
+            return 0.0
+        return max(0.0, (self._flush_at or now) - now)
+
+    def _accept(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, CheckResult):
+                self._checks.append(event)
+            elif isinstance(event, Transition):
+                self._transitions.append(event)
+            # FlapChange and Gauges are not stored yet.
+        if self._checks and self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
+        overflow = len(self._checks) - self.max_pending
+        if overflow > 0:
+            del self._checks[:overflow]
+            self.dropped += overflow
+            log.warning("history writer: dropped %d oldest check results (database behind)",
+                        overflow)
+
+    async def _write_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now < self._retry_at or not await self._write_transitions():
+            return
+        if self._checks and (len(self._checks) >= self.batch_size
+                             or now >= (self._flush_at or now)):
+            await self._write_checks()
+
+    async def _final_write(self) -> None:
+        for attempt in range(self.stop_attempts):
+            if attempt:
+                await asyncio.sleep(min(self._delay, 1.0))
+            if await self._write_transitions() and await self._write_checks():
+                return
+        lost = len(self._checks) + len(self._transitions)
+        self.dropped += lost
+        self._checks.clear()
+        self._transitions.clear()
+        log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def _write_transitions(self) -> bool:
+        """Write pending transitions in order; False if the database failed (retry later)."""
+        while self._transitions:
+            transition = self._transitions[0]
+            try:
+                await self.store.write_transition(transition)
+            except Exception as exc:
+                if self._failed(exc, 1, "transition"):
+                    return False
+            else:
+                self.written_transitions += 1
+                self._succeeded()
+            self._transitions.popleft()
+        return True
+
+    async def _write_checks(self) -> bool:
+        """Write pending checks in batches; False if the database failed (retry later)."""
+        while self._checks:
+            batch = self._checks[: self.batch_size]
+            try:
+                await self.store.write_checks(batch)
+            except Exception as exc:
+                if self._failed(exc, len(batch), "check results"):
+                    return False
+            else:
+                self.written_checks += len(batch)
+                self._succeeded()
+            del self._checks[: len(batch)]
+        self._flush_at = None
+        return True
+
+    def _failed(self, exc: Exception, rows: int, what: str) -> bool:
+        """Count and log a failed write; True if it should be retried later."""
+        self.failed_writes += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if not _is_transient(exc):
+            self.dropped += rows
+            log.error("history writer: dropped %d %s the database refused", rows, what,
+                      exc_info=exc)
+            return False
+        if self._streak == 0:
+            log.warning("history writer: database write failed, will retry", exc_info=exc)
+        self._streak += 1
+        self._retry_at = asyncio.get_running_loop().time() + self._delay
+        self._delay = min(self._delay * 2, self.max_retry_delay)
+        return True
+
+    def _succeeded(self) -> None:
+        if self._streak:
+            log.warning("history writer: writes resumed after %d failed attempts", self._streak)
+        self._streak = 0
+        self._retry_at = 0.0
+        self._delay = self.retry_delay
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    # Database errors are handled inside the task; anything else is a bug worth a traceback.
+    if not task.cancelled() and task.exception() is not None:
+        log.error("history writer crashed", exc_info=task.exception())

@@ -1,0 +1,137 @@
+"""HistoryStore against real SQLite files: outages, reopening, UTC round-trips, devices, checks."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+from poller.events import CheckResult, State, Transition
+from poller.inventory import Device
+from store import HistoryStore, database_url
+
+T0 = datetime(2026, 11, 3, 8, 0, 0, 123456, tzinfo=UTC)
+
+
+def down(device: str, at: datetime, since: datetime | None = None) -> Transition:
+    return Transition(device, "10.0.0.1", State.UP, State.DOWN, at, since, None)
+
+
+def up(device: str, at: datetime) -> Transition:
+    return Transition(device, "10.0.0.1", State.DOWN, State.UP, at, None, 1.25)
+
+
+def check(device: str, at: datetime, received: int = 1) -> CheckResult:
+    return CheckResult(device, "10.0.0.1", at, 1, received, 0.5 if received else None,
+                       State.UP if received else State.DOWN)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "history.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[HistoryStore]:
+    async with HistoryStore(database_url(str(db_path))) as s:
+        yield s
+
+
+async def test_down_opens_an_outage_and_up_closes_it(store: HistoryStore) -> None:
+    await store.write_transition(down("r1", T0 + timedelta(seconds=5), since=T0))
+    assert await store.open_outages() == {"r1": T0}
+    await store.write_transition(up("r1", T0 + timedelta(seconds=65)))
+    assert await store.open_outages() == {}
+    [outage] = await store.outages("r1")
+    assert (outage.start, outage.end) == (T0, T0 + timedelta(seconds=65))
+    assert outage.duration(datetime.now(UTC)) == timedelta(seconds=65)
+    states = [(t.from_state, t.to_state) for t in await store.transitions("r1")]
+    assert states == [(State.UP, State.DOWN), (State.DOWN, State.UP)]
+
+
+async def test_outage_start_defaults_to_transition_time(store: HistoryStore) -> None:
+    await store.write_transition(down("r1", T0))
+    assert await store.open_outages() == {"r1": T0}
+
+
+async def test_second_down_keeps_the_original_outage(store: HistoryStore) -> None:
+    await store.write_transition(down("r1", T0 + timedelta(seconds=3), since=T0))
+    later = Transition("r1", "10.0.0.1", State.UNKNOWN, State.DOWN, T0 + timedelta(hours=1),
+                       T0 + timedelta(hours=1), None)
+    await store.write_transition(later)
+    assert await store.open_outages() == {"r1": T0}
+    assert len(await store.outages("r1")) == 1
+    assert len(await store.transitions("r1")) == 2
+
+
+async def test_open_outage_survives_reopening_the_store(db_path: Path) -> None:
+    url = database_url(str(db_path))
+    async with HistoryStore(url) as first:
+        await first.write_transition(down("r1", T0 + timedelta(seconds=5), since=T0))
+        await first.write_transition(down("r2", T0))
+        await first.write_transition(up("r2", T0 + timedelta(seconds=30)))
+    async with HistoryStore(url) as second:
+        assert await second.open_outages() == {"r1": T0}
+        await second.write_transition(up("r1", T0 + timedelta(minutes=10)))
+        [outage] = await second.outages("r1")
+        assert outage.end == T0 + timedelta(minutes=10)
+
+
+async def test_datetimes_round_trip_as_aware_utc(store: HistoryStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    local = datetime(2026, 11, 3, 10, 0, 0, 999999, tzinfo=plus2)
+    await store.write_transition(down("r1", local, since=local - timedelta(seconds=1)))
+    await store.write_checks([check("r1", local)])
+    [t] = await store.transitions()
+    [c] = await store.checks("r1")
+    for value in (t.at, c.at, (await store.open_outages())["r1"]):
+        assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
+    assert t.at == local and c.at == local
+    assert t.at.hour == 8 and t.at.microsecond == 999999
+
+
+async def test_naive_datetimes_are_refused(store: HistoryStore) -> None:
+    with pytest.raises(StatementError, match="timezone"):
+        await store.write_checks([check("r1", datetime(2026, 11, 3, 8, 0))])
+
+
+async def test_since_filters(store: HistoryStore) -> None:
+    await store.write_transition(down("r1", T0))
+    await store.write_transition(up("r1", T0 + timedelta(minutes=1)))
+    await store.write_transition(down("r1", T0 + timedelta(minutes=5)))
+    await store.write_checks([check("r1", T0 + timedelta(seconds=s)) for s in range(10)])
+    assert len(await store.transitions(since=T0 + timedelta(minutes=1))) == 2
+    assert [o.start for o in await store.outages(since=T0 + timedelta(minutes=2))] == [
+        T0 + timedelta(minutes=5)
+    ]
+    assert len(await store.outages(since=T0 + timedelta(seconds=30))) == 2
+    checks = await store.checks("r1", since=T0 + timedelta(seconds=7))
+    assert [c.at for c in checks] == [T0 + timedelta(seconds=s) for s in (7, 8, 9)]
+
+
+async def test_sync_devices_upserts_and_keeps_first_seen(store: HistoryStore, db_path: Path) -> None:
+    dev = Device(name="r1", address="10.0.0.1", branch="b1", region="north", type="router")
+    await store.sync_devices([dev])
+    await store.sync_devices([Device(name="r1", address="10.0.0.9", branch="b2",
+                                     region="north", type="router", parent="core")])
+    with sqlite3.connect(db_path) as con:
+        rows = con.execute("SELECT name, address, branch, parent, first_seen FROM devices").fetchall()
+    assert [r[:4] for r in rows] == [("r1", "10.0.0.9", "b2", "core")]
+    assert rows[0][4] is not None
+
+
+async def test_unknown_device_in_checks_is_created(store: HistoryStore) -> None:
+    await store.write_checks([check("new", T0), check("new", T0 + timedelta(seconds=1), 0)])
+    checks = await store.checks("new")
+    assert [(c.ok, c.loss_pct) for c in checks] == [(True, 0.0), (False, 100.0)]
+    assert await store.count_checks() == 2
+
+
+async def test_sqlite_runs_in_wal_mode(store: HistoryStore, db_path: Path) -> None:
+    await store.write_checks([check("r1", T0)])
+    with sqlite3.connect(db_path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
