@@ -78,9 +78,15 @@ def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[D
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets often save UTF-8 with a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InventoryError([Problem(name, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x}): "
+                                                  "save the file as UTF-8")]) from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         rows = list(_yaml_rows(text, name))

@@ -1,0 +1,216 @@
+"""The CLI as an operator meets it: clear errors, exit codes, nothing started on bad input, help."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from poller.inventory import load_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+NOBODY = 65534
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (), python: str = sys.executable,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(cwd / "xdg"),
+                "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+    return subprocess.run([*prefix, python, "-m", "wardtui", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout
+
+
+BAD_CSV = """\
+name,address,branch,region,type,parent,interval
+core,127.0.0.1,dc,core,router,,
+r1,300.1.2.3,b1,north,router,core,
+r2,10.0.0,b1,north,router,core,
+r3,bad host!,b1,north,router,core,
+core,127.0.0.5,dc,core,router,,
+r6,127.0.0.1,b2,south,router,core,
+r7,127.0.0.7,b2,south,router,nowhere,
+r8,127.0.0.8,b2,south,router,core,often
+"""
+BAD_LINES = {3: "300.1.2.3", 4: "10.0.0", 5: "bad host!", 6: "duplicate name", 7: "duplicate address",
+             8: "nowhere", 9: "often"}
+
+
+def test_bad_inventory_exits_2_lists_every_problem_and_starts_nothing(tmp_path: Path) -> None:
+    inventory = tmp_path / "bad.csv"
+    inventory.write_text(BAD_CSV, encoding="utf-8")
+    db = tmp_path / "db" / "history.db"
+    proc = run("poll", "--inventory", "bad.csv", "--jsonl", "--duration", "1",
+               "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert_no_traceback(proc)
+    problem_lines = [line for line in proc.stderr.splitlines() if "bad.csv:" in line]
+    for line, words in BAD_LINES.items():
+        assert any(f"bad.csv:{line}:" in p and words in p for p in problem_lines), (line, proc.stderr)
+    assert len(problem_lines) == len(BAD_LINES)
+    assert "nothing was started" in proc.stderr
+    assert proc.stdout == ""  # no events, no summary
+    assert not db.exists() and not db.parent.exists()
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_bad_yaml_inventory_for_the_dashboard_also_exits_2(tmp_path: Path) -> None:
+    inventory = tmp_path / "net.yaml"
+    inventory.write_text("devices:\n  - name: a\n    address: 127.0.0.1\n    branch: b\n"
+                         "    region: r\n    type: router\n    parent: a\n", encoding="utf-8")
+    db = tmp_path / "h.db"
+    proc = run("--inventory", str(inventory), "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_no_traceback(proc)
+    assert f"{inventory}:2:" in proc.stderr and "cycle" in proc.stderr
+    assert not db.exists()
+
+
+def test_missing_inventory_file(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    proc = run("poll", "--inventory", "absent.csv", "--jsonl", "--duration", "1",
+               "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_no_traceback(proc)
+    assert "absent.csv" in proc.stderr and "cannot read" in proc.stderr
+    assert not db.exists()
+
+
+def test_inventory_in_a_legacy_encoding_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "latin1.csv").write_bytes(b"name,address,branch,region,type\n"
+                                          b"r1,127.0.0.1,S\xe3o Paulo,r,router\n")
+    db = tmp_path / "h.db"
+    proc = run("poll", "--inventory", "latin1.csv", "--jsonl", "--duration", "1",
+               "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_no_traceback(proc)
+    assert "latin1.csv:2:" in proc.stderr and "UTF-8" in proc.stderr
+    assert not db.exists()
+
+
+def test_generate_writes_rows_that_load(tmp_path: Path) -> None:
+    proc = run("generate", "--devices", "1000", "-o", "f.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    devices = load_inventory(tmp_path / "f.csv")
+    assert len(devices) == 1000
+    assert all(d.address.startswith("127.") for d in devices)
+    assert len({d.address for d in devices}) == 1000
+
+
+def test_generate_to_stdout_and_bad_count(tmp_path: Path) -> None:
+    proc = run("generate", "--devices", "25", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert len(proc.stdout.strip().splitlines()) == 26  # header + rows
+    bad = run("generate", "--devices", "0", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--devices" in bad.stderr
+    assert_no_traceback(bad)
+
+
+@pytest.mark.parametrize("args", [("--help",), ("poll", "--help")])
+def test_help_shows_examples(tmp_path: Path, args: tuple[str, ...]) -> None:
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode == 0
+    text = proc.stdout
+    assert "examples:" in text
+    example_lines = [line.strip() for line in text.split("examples:", 1)[1].splitlines()
+                     if line.strip().startswith("wardtui")]
+    assert len(example_lines) >= 2
+    assert any("poll" in line and "--inventory" in line and "--jsonl" in line for line in example_lines)
+    assert "--inventory" in text and "--db" in text
+
+
+def test_bad_option_value_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run("poll", "--jsonl", "--interval", "-3", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--interval" in proc.stderr
+    assert_no_traceback(proc)
+
+
+# -- ICMP not permitted ----------------------------------------------------------------------
+
+def _nobody_python(workdir: Path) -> tuple[str, dict[str, str]] | None:
+    """An interpreter user nobody can execute, with the venv's packages on its path."""
+    prefix = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    site = sysconfig.get_paths()["purelib"]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [(sys.executable, {}), (shutil.which(version) or "", {"PYTHONPATH": f"{REPO}:{site}"})]
+    for python, env in candidates:
+        if not python:
+            continue
+        check = subprocess.run([*prefix, python, "-c", "import icmplib, yaml, sqlalchemy, poller"],
+                               cwd=workdir, env={**os.environ, "PYTHONPATH": str(REPO), **env},
+                               capture_output=True, text=True, timeout=30)
+        if check.returncode == 0:
+            return python, env
+    return None
+
+
+@pytest.fixture
+def world_writable_dir() -> Iterator[Path]:
+    """A directory user nobody can reach and write (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="wardtui-nobody-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_unprivileged_user_gets_a_short_message_naming_both_fixes(world_writable_dir: Path) -> None:
+    ci = os.environ.get("CI") == "true"
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        (pytest.fail if ci else pytest.skip)("needs root and setpriv to run the CLI as user nobody")
+    group_range = Path("/proc/sys/net/ipv4/ping_group_range").read_text().split()
+    low, high = int(group_range[0]), int(group_range[1])
+    if low <= NOBODY <= high:
+        pytest.skip(f"ping_group_range {low} {high} lets nobody ping: nothing to refuse")
+    found = _nobody_python(world_writable_dir)
+    if found is None:
+        (pytest.fail if ci else pytest.skip)("no Python interpreter user nobody can run")
+    python, env = found
+    work = world_writable_dir
+    inventory = work / "net.csv"
+    inventory.write_text("name,address,branch,region,type\nr1,127.0.0.1,b,r,router\n", encoding="utf-8")
+    inventory.chmod(0o644)
+    db = work / "history.db"
+    prefix = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups")
+    proc = run("poll", "--inventory", str(inventory), "--jsonl", "--duration", "1",
+               "--db", f"sqlite:///{db}", cwd=work, env=env, prefix=prefix, python=python)
+    assert proc.returncode != 0
+    assert_no_traceback(proc)
+    assert "setcap cap_net_raw+ep" in proc.stderr
+    assert "ping_group_range" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 6  # short: what is wrong and how to fix it
+    assert proc.stdout == ""
+    assert not db.exists()  # nothing was started
+
+
+def test_good_inventory_polls_and_exits_0(tmp_path: Path) -> None:
+    """The counterpart of the error cases: the same command line with a good inventory works."""
+    if os.geteuid() != 0:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("needs root for raw ICMP")
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\nr1,127.0.0.1,b,r,router\n"
+                         "r2,127.0.0.2,b,r,router\n", encoding="utf-8")
+    db = tmp_path / "h.db"
+    proc = run("poll", "--inventory", "net.csv", "--jsonl", "--duration", "1", "--interval", "0.2",
+               "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_no_traceback(proc)
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    ups = [r for r in records if r["type"] == "transition" and r["to"] == "up"]
+    assert {r["device"] for r in ups} == {"r1", "r2"}
+    assert not [r for r in records if r["type"] == "transition" and r["to"] == "down"]
+    assert db.exists()
