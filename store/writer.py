@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ class HistorySink(Protocol):
     async def write_checks(self, results: Sequence[CheckResult]) -> None: ...
 
     async def write_transition(self, transition: Transition) -> None: ...
+
+    async def write_transitions(self, transitions: Sequence[Transition]) -> None: ...
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -50,7 +53,8 @@ class StoreWriter:
     def __init__(self, store: HistorySink, subscription: Subscription, *,
                  flush_interval: float = 1.0, batch_size: int = 5000,
                  max_pending: int = 200_000, retry_delay: float = 0.5,
-                 max_retry_delay: float = 30.0, stop_attempts: int = 3) -> None:
+                 max_retry_delay: float = 30.0, stop_attempts: int = 3,
+                 transition_burst: int = 1000) -> None:
         self.store = store
         self.subscription = subscription
         self.flush_interval = flush_interval
@@ -59,6 +63,7 @@ class StoreWriter:
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
         self.stop_attempts = stop_attempts
+        self.transition_burst = transition_burst
         self.written_checks = 0
         self.written_transitions = 0
         self.failed_writes = 0  # write attempts that raised
@@ -180,18 +185,38 @@ class StoreWriter:
     # -- writes ---------------------------------------------------------------------------
 
     async def _write_transitions(self) -> bool:
-        """Write pending transitions in order; False if the database failed (retry later)."""
+        """Write pending transitions in order, a burst per transaction; False if the database
+        failed (retry later). A burst the database refuses is retried one by one, so one bad
+        row costs only itself."""
         while self._transitions:
-            transition = self._transitions[0]
+            burst = list(itertools.islice(self._transitions, self.transition_burst))
+            try:
+                await self.store.write_transitions(burst)
+            except Exception as exc:
+                if _is_transient(exc):
+                    self._failed(exc, len(burst), "transitions")
+                    return False
+                if not await self._write_one_by_one(burst):
+                    return False
+            else:
+                self.written_transitions += len(burst)
+                self._succeeded()
+            for _ in burst:
+                self._transitions.popleft()
+        return True
+
+    async def _write_one_by_one(self, burst: list[Transition]) -> bool:
+        for i, transition in enumerate(burst):
             try:
                 await self.store.write_transition(transition)
             except Exception as exc:
                 if self._failed(exc, 1, "transition"):
+                    for _ in range(i):
+                        self._transitions.popleft()
                     return False
             else:
                 self.written_transitions += 1
                 self._succeeded()
-            self._transitions.popleft()
         return True
 
     async def _write_checks(self) -> bool:

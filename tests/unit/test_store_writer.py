@@ -38,6 +38,7 @@ class FakeStore:
         self.fail = 0
         self.error: Exception = locked()
         self.delay = 0.0
+        self.refuse: list[Transition] = []  # rows the "database" refuses whenever they are written
 
     async def _maybe_fail(self) -> None:
         if self.delay:
@@ -51,8 +52,13 @@ class FakeStore:
         self.batches.append(list(results))
 
     async def write_transition(self, transition: Transition) -> None:
-        await self._maybe_fail()
-        self.transitions.append(transition)
+        await self.write_transitions([transition])
+
+    async def write_transitions(self, transitions: Sequence[Transition]) -> None:
+        await self._maybe_fail()  # all or nothing, like one database transaction
+        if any(t in self.refuse for t in transitions):
+            raise IntegrityError("INSERT ...", None, Exception("constraint"))
+        self.transitions.extend(transitions)
 
     @property
     def checks(self) -> list[CheckResult]:
@@ -126,7 +132,7 @@ async def test_database_errors_are_counted_retried_and_nothing_is_lost(
 
 async def test_refused_rows_are_dropped_not_retried_forever() -> None:
     bus, store = EventBus(), FakeStore()
-    store.fail, store.error = 1, IntegrityError("INSERT ...", None, Exception("constraint"))
+    store.refuse = [transition(1)]
     writer = StoreWriter(store, bus.subscribe("store"), retry_delay=0.01)
     writer.start()
     bus.publish(transition(1))
