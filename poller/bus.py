@@ -17,9 +17,10 @@ from poller.events import CheckResult, Event
 class Subscription:
     """One consumer's view of the event stream."""
 
-    def __init__(self, name: str, maxsize: int) -> None:
+    def __init__(self, name: str, maxsize: int, sample_batch: int = 1) -> None:
         self.name = name
         self.maxsize = maxsize
+        self.sample_batch = sample_batch
         self.dropped = 0
         self._items: deque[Event] = deque()
         self._ready = asyncio.Event()
@@ -31,10 +32,18 @@ class Subscription:
     def put(self, event: Event) -> None:
         if self._closed:
             return
-        if len(self._items) >= self.maxsize and isinstance(event, CheckResult):
-            self.dropped += 1
+        items = self._items
+        if isinstance(event, CheckResult):
+            if len(items) >= self.maxsize:
+                self.dropped += 1
+                return
+            items.append(event)
+            # Waking a consumer costs far more than handing it one sample: wake it for samples
+            # only once ``sample_batch`` are waiting (it is expected to poll on a timer too).
+            if len(items) >= self.sample_batch:
+                self._ready.set()
             return
-        self._items.append(event)
+        items.append(event)
         self._ready.set()
 
     def close(self) -> None:
@@ -70,8 +79,10 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
 
-    def subscribe(self, name: str, maxsize: int = 200_000) -> Subscription:
-        sub = Subscription(name, maxsize)
+    def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1) -> Subscription:
+        """A new consumer. With ``sample_batch`` > 1, check results wake it only in batches of
+        that size; other events always wake it at once."""
+        sub = Subscription(name, maxsize, sample_batch)
         self._subs.append(sub)
         return sub
 

@@ -36,7 +36,7 @@ Dispatch = Callable[[Slot, float], None]
 class Scheduler:
     dispatch: Dispatch
     clock: Callable[[], float] = time.monotonic
-    granularity: float = 0.002  # seconds; wake-ups closer than this are batched together
+    granularity: float = 0.01  # seconds; wake-ups closer than this are batched together
     skipped: int = 0
     dispatched: int = 0
     _heap: list[tuple[float, int, Slot]] = field(default_factory=list)

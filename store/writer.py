@@ -136,9 +136,10 @@ class StoreWriter:
             return []
 
     def _wait_timeout(self) -> float | None:
-        """Seconds until the next write is due, or None when nothing is pending."""
+        """Seconds until the next write is due; with nothing pending, one flush interval, so
+        samples held back by a subscription's ``sample_batch`` are picked up on time."""
         if not self._transitions and not self._checks:
-            return None
+            return self.flush_interval
         now = asyncio.get_running_loop().time()
         if now < self._retry_at:
             return self._retry_at - now

@@ -82,7 +82,7 @@ class Runtime:
         await self.store.open()
         await self.store.sync_devices(self.devices)
         self.engine.seed_outages(await self.store.open_outages())
-        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store"))
+        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000))
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
 
