@@ -1,0 +1,1 @@
+"""UI tests: the dashboard under Pilot."""

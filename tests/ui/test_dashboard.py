@@ -1,0 +1,231 @@
+"""The dashboard driven through Pilot against a real engine, a fake prober and a real SQLite store."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from poller.state import DeviceTracker, StateConfig
+from tests.fakes import FakeProber, make_devices
+from wardtui.app import WardApp
+from wardtui.runtime import Options, Runtime
+from wardtui.screens.dashboard import DashboardScreen
+from wardtui.screens.help import HelpScreen
+from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.transition_log import TransitionLog
+
+N = 30
+NAMES = [f"dev{i}" for i in range(N)]  # natural order: dev2 before dev10
+
+
+@dataclass
+class Harness:
+    app: WardApp
+    pilot: Pilot[int]
+    prober: FakeProber
+    db: Path
+
+    @property
+    def table(self) -> DeviceTable:
+        return self.app.screen.query_one(DeviceTable)
+
+    @property
+    def log_lines(self) -> list[str]:
+        return self.app.screen.query_one(TransitionLog).lines_written
+
+    def address(self, name: str) -> str:
+        return self.app.runtime.engine.trackers[name].device.address
+
+    async def until(self, what: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, "condition not met in time"
+            await self.pilot.pause(0.1)
+
+    async def freeze(self) -> None:
+        """Stop polling, for tests that type a lot: Pilot delivers each key only once the
+        process looks idle (or after 1 s), and a 300 checks/s engine never looks idle."""
+        self.app.runtime.engine.stop()
+        if self.app.engine_worker is not None:
+            await self.app.engine_worker.wait()
+
+    async def all_up(self) -> None:
+        await self.until(lambda: len(self.table.row_order()) == N and all(
+            self.table.cell_text(n, "state") == "up" for n in self.table.row_order()))
+
+
+@asynccontextmanager
+async def dashboard(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = tmp_path / "h.db"
+    prober = FakeProber()
+    runtime = Runtime(Options(db=f"sqlite:///{db}", interval=0.1, confirm_spacing=0.05),
+                      prober=prober, devices=make_devices(N, interval=0.1))
+    app = WardApp(runtime)
+    async with app.run_test(size=(120, 40)) as pilot:
+        harness = Harness(app, pilot, prober, db)
+        try:
+            yield harness
+        finally:
+            await app.action_quit()  # idempotent; flushes the store even when a test failed
+
+
+async def test_rows_appear_up_and_header_says_what_runs(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        assert h.table.row_order() == NAMES
+        assert h.table.cell_text("dev4", "address") == "127.2.0.5"
+        assert h.table.cell_text("dev4", "rtt") == "1.00"
+        assert f"{N} devices" in h.app.sub_title and str(h.db) in h.app.sub_title
+        # 30 first answers make one line, not 30.
+        await h.until(lambda: any(line.endswith(f"{N} devices unknown → up (first answer)")
+                                  for line in h.log_lines))
+        assert len(h.log_lines) == 1
+
+
+async def test_filter_shows_only_matching_rows_and_esc_clears(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        await h.freeze()
+        await h.pilot.press("slash", *"dev1")
+        await h.pilot.pause(0.2)
+        assert h.table.row_order() == ["dev1", *(f"dev{i}" for i in range(10, 20))]
+        # Letters typed into the filter must not reach the screen's bindings (s = sort).
+        await h.pilot.press("backspace", "backspace", "backspace", "backspace", *"south b3")
+        await h.pilot.pause(0.2)
+        assert h.table.row_order() == ["dev3", "dev17"]  # i odd and i % 7 == 3
+        assert h.table.sort_column == "name"
+        await h.pilot.press("escape")
+        await h.pilot.pause(0.2)
+        assert h.table.row_order() == NAMES
+        assert not h.app.screen.query_one("#filter-bar").display
+
+
+async def test_filter_follows_live_state(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        await h.pilot.press("slash")
+        h.app.screen.query_one("#filter", Input).value = "DOWN"  # typing is tested above
+        await h.pilot.pause(0.2)
+        assert h.table.row_order() == []
+        h.prober.down.add(h.address("dev8"))
+        await h.until(lambda: h.table.row_order() == ["dev8"])
+
+
+async def test_sort_cycles_and_state_puts_down_first(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        h.prober.down.add(h.address("dev12"))
+        await h.until(lambda: h.table.cell_text("dev12", "state") == "DOWN")
+        await h.freeze()
+        assert h.table.row_order() == NAMES
+        await h.pilot.press("s")
+        await h.pilot.pause(0.2)
+        assert h.table.sort_column == "state"
+        assert h.table.row_order() == ["dev12", *(n for n in NAMES if n != "dev12")]
+        assert "state, down first" in str(h.table.border_title)
+        for _ in range(4):  # down for, loss, RTT, address
+            await h.pilot.press("s")
+        await h.pilot.pause(0.2)
+        assert h.table.sort_column == "address"
+        assert h.table.row_order() == NAMES  # addresses grow with the index, numerically
+
+
+async def test_down_device_shows_down_and_logs_transition_and_recovery(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        h.prober.down.add(h.address("dev7"))
+        await h.until(lambda: h.table.cell_text("dev7", "state") == "DOWN")
+        await h.until(lambda: any("dev7 up → DOWN" in line and line.endswith("127.2.0.8")
+                                  for line in h.log_lines))
+        assert h.table.cell_text("dev7", "rtt") == "-"
+        assert h.table.cell_text("dev6", "state") == "up"
+        h.prober.down.discard(h.address("dev7"))
+        await h.until(lambda: any("dev7" in line and "DOWN → up" in line and "after" in line
+                                  for line in h.log_lines))
+        assert h.table.cell_text("dev7", "down") == ""
+
+
+async def test_help_lists_every_key_and_closes(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.freeze()
+        await h.pilot.press("question_mark")
+        await h.pilot.pause(0.1)
+        assert isinstance(h.app.screen, HelpScreen)
+        text = h.app.screen.text()
+        for binding in DashboardScreen.BINDINGS:
+            if binding.show:
+                line = f"{h.app.get_key_display(binding)}  {binding.description}: {binding.tooltip}"
+                assert line in text.splitlines()
+        assert "Enter (in filter)" in text and "ctrl+q" in text
+        await h.pilot.press("escape")
+        await h.pilot.pause(0.1)
+        assert isinstance(h.app.screen, DashboardScreen)
+
+
+async def test_quit_flushes_transitions_to_the_store(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        h.prober.down.add(h.address("dev3"))
+        await h.until(lambda: h.table.cell_text("dev3", "state") == "DOWN")
+        await h.pilot.press("q")
+        await h.until(lambda: h.app.return_code is not None)
+        assert h.app.return_code == 0
+    checks_done = h.app.runtime.engine.checks_done
+    with sqlite3.connect(h.db) as conn:
+        checks = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+        transitions = conn.execute("SELECT count(*) FROM transitions").fetchone()[0]
+        down = conn.execute("SELECT count(*) FROM transitions WHERE to_state = 'down'").fetchone()[0]
+        open_outages = conn.execute('SELECT count(*) FROM outages WHERE "end" IS NULL').fetchone()[0]
+    assert transitions >= N + 1  # every unknown → up, then dev3 up → down
+    assert down == 1
+    assert open_outages == 1
+    # Checks are written in batches about once a second: without the flush on quit the
+    # last batch would be missing.
+    assert checks == checks_done
+
+
+class _TableOnly(App[None]):
+    def __init__(self, trackers: dict[str, DeviceTracker]) -> None:
+        super().__init__()
+        self.trackers = trackers
+
+    def compose(self) -> ComposeResult:
+        yield DeviceTable(self.trackers)
+
+
+async def test_down_for_advances_without_events() -> None:
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(3)}
+    now = datetime.now(UTC)
+    trackers["dev1"].seed_down(now - timedelta(seconds=65))
+    app = _TableOnly(trackers)
+    async with app.run_test() as pilot:
+        table = app.query_one(DeviceTable)
+        table.refresh_devices([], now)
+        assert table.cell_text("dev1", "down") == "1m05s"
+        table.refresh_devices([], now + timedelta(seconds=10))  # no event named dev1
+        await pilot.pause()
+        assert table.cell_text("dev1", "down") == "1m15s"
+        assert table.cell_text("dev0", "down") == ""
+
+
+async def test_store_error_becomes_a_visible_notice(tmp_path: Path) -> None:
+    # A directory where the database file should be: runtime.start() fails in the worker.
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path}", interval=0.1), prober=FakeProber(),
+                      devices=make_devices(3, interval=0.1))
+    app = WardApp(runtime)
+    async with app.run_test() as pilot:
+        await pilot.pause(0.5)
+        notices = [n.message for n in app._notifications]
+        assert any("engine stopped" not in m and m for m in notices), notices
+        titles = [n.title for n in app._notifications]
+        assert "engine stopped" in titles
+        await app.action_quit()

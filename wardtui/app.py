@@ -1,0 +1,86 @@
+"""The Textual app: wiring of a Runtime (engine + store) to the dashboard screen. Nothing else."""
+
+from __future__ import annotations
+
+import re
+from contextlib import suppress
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from textual import on, work
+from textual.app import App
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
+
+from wardtui.runtime import Runtime
+from wardtui.screens.dashboard import DashboardScreen, EngineStarted
+
+_DECLARATION = re.compile(r"^\s*\$([\w-]+)\s*:\s*([^;]+);", re.MULTILINE)
+_REFERENCE = re.compile(r"\$([\w-]+)")
+
+
+class WardApp(App[int]):
+    """Starts the store and the engine, shows the dashboard, and flushes the store on quit."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "wardtui"
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        self.dashboard = DashboardScreen(runtime.engine)
+        self.engine_worker: Worker[None] | None = None
+        self._quitting = False
+
+    def get_css_variables(self) -> dict[str, str]:
+        """Theme variables plus those declared in app.tcss, resolved against the theme."""
+        variables = super().get_css_variables()
+        source = Path(__file__).with_name("app.tcss").read_text(encoding="utf-8")
+        for name, value in _DECLARATION.findall(source):
+            variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
+        return variables
+
+    def on_mount(self) -> None:
+        self.sub_title = self._describe()
+        self.push_screen(self.dashboard)
+        self.engine_worker = self.run_engine()
+
+    @work(group="engine", exit_on_error=False)
+    async def run_engine(self) -> None:
+        # Opening the store happens here, not in on_mount, so a database error becomes a
+        # notice on a live screen (via the handler below) instead of a traceback.
+        await self.runtime.start()
+        self.dashboard.post_message(EngineStarted())
+        await self.runtime.engine.run()
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.group} stopped",
+                        severity="error", timeout=3600)
+
+    async def action_quit(self) -> None:
+        """Stop the engine, wait for it, flush the store, then leave (q and ctrl+q)."""
+        if self._quitting:
+            return
+        self._quitting = True
+        self.runtime.engine.stop()
+        if self.engine_worker is not None:
+            with suppress(WorkerFailed, WorkerCancelled):  # already shown as a notice
+                await self.engine_worker.wait()
+        try:
+            await self.runtime.close()
+        except Exception as exc:  # the operator must hear that history was not saved
+            self.exit(1, message=f"wardtui: could not flush the history store: {exc}")
+            return
+        self.exit(0)
+
+    def _describe(self) -> str:
+        runtime = self.runtime
+        mode = getattr(runtime.prober, "mode", type(runtime.prober).__name__)
+        parts = [f"{len(runtime.devices)} devices", f"ICMP {mode}"]
+        url = getattr(runtime.store, "url", "")
+        if url:
+            parsed = make_url(url)
+            parts.append(f"{parsed.get_backend_name()} {parsed.database or ''}".strip())
+        return " · ".join(parts)

@@ -1,0 +1,99 @@
+"""The engine's health at a glance: figures from the latest Gauges and three sparklines."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Label, Sparkline
+
+from poller.events import Gauges
+
+
+def _figures(g: Gauges, warn: str) -> Table:
+    """Two columns of label/value pairs; counters that should stay at zero light up when not."""
+
+    def value(number: float, fmt: str = "{:.0f}", bad: bool = False) -> Text:
+        return Text(fmt.format(number), style=warn if bad and number else "", justify="right")
+
+    dropped = g.extra.get("events_dropped", 0.0)
+    pairs = [
+        ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
+        ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
+        ("unknown", value(g.devices_unknown), "in flight", value(g.in_flight)),
+        ("flapping", value(g.devices_flapping, bad=True), "skipped", value(g.skipped, bad=True)),
+        ("lag p50", value(g.lag_p50_ms, "{:.1f} ms"), "lag p99", value(g.lag_p99_ms, "{:.1f} ms")),
+        ("overdue", value(g.oldest_overdue_ms, "{:.0f} ms"),
+         "rcvbuf drops", value(g.rcvbuf_drops, bad=True)),
+        ("store queue", value(g.store_queue), "events dropped", value(dropped, bad=True)),
+    ]
+    grid = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(2):
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(justify="right", no_wrap=True, min_width=7)
+    for left, left_value, right, right_value in pairs:
+        grid.add_row(left, left_value, right, right_value)
+    return grid
+
+
+class Figures(Widget):
+    """The figures grid. Not a Static: ``Static.update`` asks for a layout of the whole
+    screen, which measured tens of milliseconds here, once a second, on the engine's loop."""
+
+    DEFAULT_CSS = """
+    Figures { height: 7; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.gauges: Gauges | None = None
+        self.warn_style = "bold yellow"
+
+    def render(self) -> Table | str:
+        if self.gauges is None:
+            return "waiting for the first gauges…"
+        return _figures(self.gauges, self.warn_style)
+
+
+class GaugesPanel(Vertical):
+    """Call :meth:`show` with each new :class:`Gauges`; series keep the last ``history`` samples."""
+
+    DEFAULT_CSS = """
+    GaugesPanel { height: auto; }
+    GaugesPanel .spark-row { height: 1; }
+    GaugesPanel .spark-row Label { width: 10; color: $text-muted; }
+    GaugesPanel .spark-row Sparkline { width: 1fr; }
+    GaugesPanel #spark-down > .sparkline--max-color { color: $error; }
+    """
+
+    SERIES = (("checks", "checks/s"), ("lag", "lag p99"), ("down", "down"))
+
+    def __init__(self, history: int = 120, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.warn_style = "bold yellow"
+        self.series: dict[str, deque[float]] = {key: deque(maxlen=history) for key, _ in self.SERIES}
+        self.latest: Gauges | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Figures(id="figures")
+        for key, label in self.SERIES:
+            with Horizontal(classes="spark-row"):
+                yield Label(label)
+                yield Sparkline([], id=f"spark-{key}")
+
+    def show(self, gauges: Gauges) -> None:
+        self.latest = gauges
+        figures = self.query_one(Figures)
+        figures.gauges, figures.warn_style = gauges, self.warn_style
+        figures.refresh()
+        samples = {"checks": gauges.checks_per_s, "lag": gauges.lag_p99_ms,
+                   "down": float(gauges.devices_down)}
+        for key, sample in samples.items():
+            series = self.series[key]
+            series.append(sample)
+            # Sparkline only redraws when given a new sequence, not when one is mutated.
+            self.query_one(f"#spark-{key}", Sparkline).data = list(series)

@@ -1,0 +1,70 @@
+"""How device states and durations read on screen, shared by the table and the log."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from rich.text import Text
+
+from poller.events import State
+
+# Upper-case and bold DOWN stays distinguishable when NO_COLOR strips the colours.
+_LABELS = {State.DOWN: "DOWN", State.UP: "up", State.UNKNOWN: "unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class StatePalette:
+    """Rich styles for the states; built from the app's CSS variables so they follow the theme."""
+
+    down: str = "bold red"
+    up: str = "green"
+    unknown: str = "dim"
+    flapping: str = "bold yellow"
+
+    @classmethod
+    def from_variables(cls, variables: Mapping[str, str]) -> StatePalette:
+        """Take ``$state-*`` colours (see app.tcss) when they are plain colours Rich understands."""
+
+        def pick(name: str, fallback: str, bold: bool = False) -> str:
+            value = variables.get(name, "")
+            # Rich cannot parse CSS extras like "auto 60%" or alpha hex; keep the fallback then.
+            if not value.startswith("#") or len(value) != 7:
+                return fallback
+            return f"bold {value}" if bold else value
+
+        default = cls()
+        return cls(down=pick("state-down", default.down, bold=True),
+                   up=pick("state-up", default.up), unknown=default.unknown,
+                   flapping=pick("state-flapping", default.flapping, bold=True))
+
+    def style(self, state: State) -> str:
+        return {State.DOWN: self.down, State.UP: self.up}.get(state, self.unknown)
+
+
+def state_label(state: State, flapping: bool = False) -> str:
+    label = _LABELS[state]
+    return f"{label}~flap" if flapping else label
+
+
+def state_text(state: State, palette: StatePalette, flapping: bool = False) -> Text:
+    text = Text(_LABELS[state], style=palette.style(state))
+    if flapping:
+        text.append("~flap", style=palette.flapping)
+    return text
+
+
+def format_duration(delta: timedelta) -> str:
+    """Compact and fixed-ish width: ``42s``, ``3m05s``, ``2h07m``, ``3d04h``."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
