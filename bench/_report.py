@@ -12,7 +12,8 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 
 
 def machine() -> str:
-    return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} cores, {platform.machine()}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{python}, {os.cpu_count()} cores, {platform.machine()}"
 
 
 def write_section(name: str, body: str) -> None:
@@ -22,5 +23,8 @@ def write_section(name: str, body: str) -> None:
     block = f"{start}\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n{end}"
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    if pattern.search(text):
+        text = pattern.sub(lambda _m: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
     DOC.write_text(text)

@@ -60,7 +60,8 @@ async def _one(devices: int, duration: float, interval: float, workdir: Path) ->
     return {"devices": devices, "skipped": last.skipped, "down": last.devices_down,
             "lag_p99_ms": max(g.lag_p99_ms for g in steady), "lag_p50_ms": max(g.lag_p50_ms for g in steady),
             "checks_per_s": sum(g.checks_per_s for g in steady) / len(steady),
-            "cpu_pct": 100 * cpu / wall, "rss_mb": rss, "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cpu_pct": 100 * cpu / wall, "rss_mb": rss,
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "rcvbuf_drops": last.rcvbuf_drops, "store_queue_max": max(g.store_queue for g in gauges),
             "events_dropped": last.extra.get("events_dropped", 0)}
 
@@ -88,14 +89,15 @@ def main() -> int:
         print(result, flush=True)
         results.append(result)
     held = [r for r in results if r["skipped"] == 0 and r["lag_p99_ms"] < 1000 and r["down"] == 0]
-    rows = ["| devices | checks/s | skipped | lag p50 ms | lag p99 ms (worst second) | CPU % of one core | RSS MB "
-            "| rcvbuf drops | store queue max |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| devices | checks/s | skipped | lag p50 ms | lag p99 ms (worst second) | CPU % of one core "
+            "| RSS MB | rcvbuf drops | store queue max |", "|---|---|---|---|---|---|---|---|---|"]
     rows += [f"| {r['devices']:,} | {r['checks_per_s']:.0f} | {r['skipped']} | {r['lag_p50_ms']:.1f} | "
              f"{r['lag_p99_ms']:.1f} | {r['cpu_pct']:.0f} | {r['rss_mb']:.0f} | {r['rcvbuf_drops']} | "
              f"{r['store_queue_max']} |" for r in results]
     best = max((r["devices"] for r in held), default=0)
     body = (f"### Capacity at a {args.interval:g} s interval for {args.duration:g} s\n\n"
-            f"Command: `sudo python bench/capacity.py --devices {args.devices} --duration {args.duration:g}`\n\n"
+            f"Command: `sudo python bench/capacity.py --devices {args.devices} "
+            f"--duration {args.duration:g}`\n\n"
             "Whole headless stack: real ICMP to loopback, engine, SQLite store writer, one process.\n\n"
             + "\n".join(rows) + f"\n\n**Largest count held (zero skipped, lag p99 < 1 s, no false DOWN): "
             f"{best:,} devices.**\n")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._report import write_section  # noqa: E402
-from poller.generate import loopback  # noqa: E402
-from poller.icmp import IcmpProber  # noqa: E402
+from bench._report import write_section
+from poller.generate import loopback
+from poller.icmp import IcmpProber
 
 
 async def wardtui_round(prober: IcmpProber, addresses: list[str]) -> tuple[float, float, int]:
@@ -86,7 +86,7 @@ def main() -> int:
     body = (f"### One round over {args.devices:,} loopback addresses\n\n"
             f"Command: `sudo python bench/round.py --devices {args.devices} --repeat {args.repeat}"
             f"{' --icmplib' if args.icmplib else ''}`\n\n" + "\n".join(rows) +
-            f"\n\n**Ratio wardtui / fping (best of {args.repeat}): {best_ours / best_fping:.2f}×** "
+            f"\n\n**Ratio wardtui / fping (best of {args.repeat}): {best_ours / best_fping:.2f}x** "
             "(below 1 is faster than fping).\n")
     print(body)
     if not args.no_write:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from poller.bus import EventBus
 from poller.events import CheckResult, Gauges, State
 from poller.inventory import Device
-from poller.prober import ProbeReply, Prober
+from poller.prober import Prober, ProbeReply
 from poller.scheduler import Scheduler, Slot
 from poller.state import DeviceTracker, StateConfig, utc_from_ns
 

@@ -40,7 +40,8 @@ def bank_rows(devices: int = 875, regions: int = 10, seed: int = 7) -> Iterator[
                 "type": kind, "parent": parent, "interval": "", "tags": ""}
 
     yield row("dc-core-1", "datacenter", "core", "router", "")
-    region_names = [_REGIONS[i % len(_REGIONS)] + ("" if i < len(_REGIONS) else str(i)) for i in range(regions)]
+    region_names = [_REGIONS[i % len(_REGIONS)] + ("" if i < len(_REGIONS) else str(i))
+                    for i in range(regions)]
     for region in region_names:
         if count >= devices:
             return

@@ -126,7 +126,8 @@ def _filter_types(sock: socket.socket, family: int) -> None:
     wanted = {_ECHO_REPLY[family], *_ERRORS[family]}
     try:
         if family == 4:  # a 32-bit mask of types to block
-            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", ~sum(1 << t for t in wanted) & 0xFFFFFFFF))
+            blocked = ~sum(1 << t for t in wanted) & 0xFFFFFFFF
+            sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", blocked))
         else:  # struct icmp6_filter: 256 bits, a set bit blocks the type
             words = [0xFFFFFFFF] * 8
             for t in wanted:

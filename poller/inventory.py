@@ -20,7 +20,8 @@ COLUMNS = REQUIRED + OPTIONAL
 Resolver = Callable[[str], str]
 """Maps a host name to one IP address string; raises ``OSError`` when it cannot."""
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL})(\.{_LABEL})*\.?$")
 _NUMERIC = re.compile(r"^[0-9.]+$")
 
 
@@ -185,13 +186,15 @@ def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Devic
             continue
         first = by_name.get(device.name)
         if first is not None:
-            problems.append(Problem(name, line, f"duplicate name '{device.name}' (first on line {first.line})"))
+            problems.append(Problem(name, line,
+                                    f"duplicate name '{device.name}' (first on line {first.line})"))
             continue
         first = by_addr.get(device.address)
         if first is not None:
             problems.append(Problem(
                 name, line,
-                f"duplicate address {device.address} of '{device.name}' (also '{first.name}' on line {first.line})",
+                f"duplicate address {device.address} of '{device.name}' "
+                f"(also '{first.name}' on line {first.line})",
             ))
             continue
         by_name[device.name] = device

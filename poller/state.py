@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ class DeviceTracker:
         rtts = [r for r in self._window if r is not None]
         if len(rtts) < 2:
             return None
-        return math.fsum(abs(b - a) for a, b in zip(rtts, rtts[1:], strict=False)) / (len(rtts) - 1)
+        return math.fsum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (len(rtts) - 1)
 
     @property
     def total_avg_rtt_ms(self) -> float | None:

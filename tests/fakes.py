@@ -38,7 +38,10 @@ class FakeProber:
         self.max_in_flight_per_address[address] = max(self.max_in_flight_per_address.get(address, 0), active)
         sent_ns, sent_mono = time.time_ns(), time.monotonic()
         try:
-            rtt = self.behaviour(address, n) if self.behaviour else (None if address in self.down else self.rtt_ms)
+            if self.behaviour is not None:
+                rtt = self.behaviour(address, n)
+            else:
+                rtt = None if address in self.down else self.rtt_ms
             if rtt is None:
                 if not self.fast_timeouts:
                     await asyncio.sleep(timeout)

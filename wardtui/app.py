@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 from contextlib import suppress
 from pathlib import Path
 
@@ -40,6 +42,12 @@ class WardApp(App[int]):
         return variables
 
     def on_mount(self) -> None:
+        # SIGTERM (service stop) and SIGHUP (the operator's SSH session dropped) save history
+        # the same way q does, instead of dying with samples and transitions unwritten.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            # call_later runs the action as a message of the app, in its context.
+            loop.add_signal_handler(sig, self.call_later, self.action_quit)
         self.sub_title = self._describe()
         self.push_screen(self.dashboard)
         self.engine_worker = self.run_engine()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from wardtui import __version__
+from wardtui.runtime import Options, Runtime, StartupError
 
 EXAMPLES = """\
 examples:
@@ -56,8 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  wardtui poll --inventory net.csv --duration 30 --jsonl\n"
                "  wardtui poll --inventory net.csv --interval 5 --jsonl --checks > events.jsonl\n")
     _engine_options(poll)
-    poll.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds (default: run until SIGINT/SIGTERM)")
-    poll.add_argument("--jsonl", action="store_true", required=True, help="print one JSON object per line (the only output format)")
+    poll.add_argument("--duration", type=_positive, metavar="S",
+                      help="stop after S seconds (default: run until SIGINT/SIGTERM)")
+    poll.add_argument("--jsonl", action="store_true", required=True,
+                      help="print one JSON object per line (the only output format)")
     poll.add_argument("--checks", action="store_true", help="also print every check result (type 'check')")
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
                          epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
@@ -69,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> object:
-    from wardtui.runtime import Options
+def _options(args: argparse.Namespace) -> Options:
 
     return Options(inventory=args.inventory, db=args.db, interval=args.interval, timeout=args.timeout,
                    confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing)
@@ -95,10 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "generate":
         return _generate(args)
-    from wardtui.runtime import Runtime, StartupError
-
     try:
-        runtime = Runtime(_options(args))  # type: ignore[arg-type]
+        runtime = Runtime(_options(args))
     except StartupError as exc:
         print(f"wardtui: {exc}", file=sys.stderr)
         return exc.code
