@@ -84,7 +84,7 @@ def main() -> int:
         t, alive = asyncio.run(icmplib_round(addresses))
         rows.append(f"| icmplib async_multiping (1000 tasks) | {t:.3f} | — | — | {alive}/{args.devices} |")
     body = (f"### One round over {args.devices:,} loopback addresses\n\n"
-            f"Command: `sudo python bench/round.py --devices {args.devices} --repeat {args.repeat}"
+            f"Command (as root): `python bench/round.py --devices {args.devices} --repeat {args.repeat}"
             f"{' --icmplib' if args.icmplib else ''}`\n\n" + "\n".join(rows) +
             f"\n\n**Ratio wardtui / fping (best of {args.repeat}): {best_ours / best_fping:.2f}x** "
             "(below 1 is faster than fping).\n")

@@ -214,3 +214,37 @@ def test_good_inventory_polls_and_exits_0(tmp_path: Path) -> None:
     assert {r["device"] for r in ups} == {"r1", "r2"}
     assert not [r for r in records if r["type"] == "transition" and r["to"] == "down"]
     assert db.exists()
+
+
+def test_unprivileged_user_polls_over_ping_sockets_where_the_sysctl_allows(world_writable_dir: Path) -> None:
+    """Datagram (ping) sockets, not raw: in a namespace whose ping_group_range admits nobody."""
+    ci = os.environ.get("CI") == "true"
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or shutil.which("ip") is None:
+        (pytest.fail if ci else pytest.skip)("needs root, ip and setpriv (network namespace, user nobody)")
+    found = _nobody_python(world_writable_dir)
+    if found is None:
+        (pytest.fail if ci else pytest.skip)("no Python interpreter user nobody can run")
+    python, env = found
+    work = world_writable_dir
+    inventory = work / "net.csv"
+    inventory.write_text("name,address,branch,region,type\n"
+                         + "".join(f"r{i},127.0.0.{i},b,r,router\n" for i in range(1, 6)), encoding="utf-8")
+    inventory.chmod(0o644)
+    ns = f"wtdgram{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                        "net.ipv4.ping_group_range=0 2147483647"], check=True)
+        prefix = ("ip", "netns", "exec", ns, "setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                  "--clear-groups")
+        proc = run("poll", "--inventory", str(inventory), "--jsonl", "--duration", "2", "--interval", "0.5",
+                   "--db", f"sqlite:///{work}/history.db", cwd=work, env=env, prefix=prefix, python=python)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    ups = {r["device"] for r in records if r["type"] == "transition" and r["to"] == "up"}
+    assert ups == {f"r{i}" for i in range(1, 6)}
+    summaries = [r for r in records if r["type"] == "summary"]
+    assert all(s["sent"] >= 3 and s["received"] == s["sent"] for s in summaries)
