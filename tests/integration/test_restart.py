@@ -1,0 +1,53 @@
+"""History survives a restart: an outage open at shutdown stays open, until a probe ends it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from poller.events import State, Transition
+from tests.fakes import FakeProber, make_devices
+from wardtui.runtime import Options, Runtime
+
+
+async def _run(db: Path, prober: FakeProber, seconds: float) -> list[Transition]:
+    runtime = Runtime(Options(db=f"sqlite:///{db}", interval=0.1, confirm_spacing=0.02),
+                      prober=prober, devices=make_devices(3, interval=0.1))
+    sub = runtime.engine.bus.subscribe("test")
+    await runtime.start()
+    try:
+        await runtime.engine.run(seconds)
+    finally:
+        await runtime.close()
+    return [e for e in sub.drain() if isinstance(e, Transition)]
+
+
+async def test_open_outage_survives_restart_until_a_probe_ends_it(tmp_path: Path) -> None:
+    db = tmp_path / "history.db"
+    down = make_devices(3)[1].address
+    prober = FakeProber()
+    prober.down.add(down)
+    first = await _run(db, prober, 0.6)
+    went_down = [t for t in first if t.to_state is State.DOWN]
+    assert [t.device for t in went_down] == ["dev1"]
+    since = went_down[0].down_since
+    assert since is not None
+
+    # Restart while the device is still down: no new transition, the outage keeps its start.
+    second = await _run(db, prober, 0.6)
+    assert [t for t in second if t.device == "dev1"] == []
+
+    # Restart and the device answers: DOWN -> UP, carrying the original down_since.
+    prober.down.clear()
+    third = await _run(db, prober, 0.4)
+    back = [t for t in third if t.device == "dev1"]
+    assert len(back) == 1
+    assert (back[0].from_state, back[0].to_state, back[0].down_since) == (State.DOWN, State.UP, since)
+
+    runtime = Runtime(Options(db=f"sqlite:///{db}"), prober=FakeProber(), devices=make_devices(3))
+    await runtime.store.open()
+    try:
+        outages = await runtime.store.outages("dev1")
+    finally:
+        await runtime.store.close()
+    assert len(outages) == 1
+    assert outages[0].start == since and outages[0].end == back[0].at
