@@ -96,11 +96,11 @@ async def test_filter_shows_only_matching_rows_and_esc_clears(tmp_path: Path) ->
         await h.all_up()
         await h.freeze()
         await h.pilot.press("slash", *"dev1")
-        await h.pilot.pause(0.2)
+        await h.pilot.pause(0.4)  # the filter applies once typing pauses (FILTER_DELAY)
         assert h.table.row_order() == ["dev1", *(f"dev{i}" for i in range(10, 20))]
         # Letters typed into the filter must not reach the screen's bindings (s = sort).
         await h.pilot.press("backspace", "backspace", "backspace", "backspace", *"south b3")
-        await h.pilot.pause(0.2)
+        await h.pilot.pause(0.4)
         assert h.table.row_order() == ["dev3", "dev17"]  # i odd and i % 7 == 3
         assert h.table.sort_column == "name"
         await h.pilot.press("escape")
@@ -114,7 +114,7 @@ async def test_filter_follows_live_state(tmp_path: Path) -> None:
         await h.all_up()
         await h.pilot.press("slash")
         h.app.screen.query_one("#filter", Input).value = "DOWN"  # typing is tested above
-        await h.pilot.pause(0.2)
+        await h.pilot.pause(0.4)
         assert h.table.row_order() == []
         h.prober.down.add(h.address("dev8"))
         await h.until(lambda: h.table.row_order() == ["dev8"])
