@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return asyncio.run(run_headless(runtime, args.duration, checks=args.checks))
+        except StartupError as exc:
+            print(f"wardtui: {exc}", file=sys.stderr)
+            return exc.code
         except KeyboardInterrupt:
             return 130
     from wardtui.app import WardApp

@@ -88,9 +88,13 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.stop)
-    printer = asyncio.create_task(_print_events(sub, out, checks))
     try:
         await runtime.start()
+    except BaseException:
+        runtime.prober.close()
+        raise
+    printer = asyncio.create_task(_print_events(sub, out, checks))
+    try:
         await engine.run(duration)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
@@ -74,14 +76,27 @@ class Runtime:
         state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing)
         self.engine = Engine(self.devices, self.prober,
                              EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
-        self.store = HistoryStore(database_url(options.db))
+        try:
+            url = database_url(options.db)
+        except (ValueError, OSError) as exc:
+            self.prober.close()
+            raise StartupError(f"--db {options.db}: {exc}", code=2) from None
+        self.store = HistoryStore(url)
         self.writer: StoreWriter | None = None
 
     async def start(self) -> None:
-        """Open the store, restore open outages, start the writer (before any check runs)."""
-        await self.store.open()
-        await self.store.sync_devices(self.devices)
-        self.engine.seed_outages(await self.store.open_outages())
+        """Open the store, restore open outages, start the writer (before any check runs).
+
+        Raises :class:`StartupError` naming the database when it cannot be opened.
+        """
+        try:
+            await self.store.open()
+            await self.store.sync_devices(self.devices)
+            self.engine.seed_outages(await self.store.open_outages())
+        except (SQLAlchemyError, OSError) as exc:
+            await self.store.close()
+            reason = getattr(exc, "orig", None) or exc
+            raise StartupError(f"cannot open the history database {self.store.url}: {reason}") from None
         self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000))
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)

@@ -248,3 +248,20 @@ def test_unprivileged_user_polls_over_ping_sockets_where_the_sysctl_allows(world
     assert ups == {f"r{i}" for i in range(1, 6)}
     summaries = [r for r in records if r["type"] == "summary"]
     assert all(s["sent"] >= 3 and s["received"] == s["sent"] for s in summaries)
+
+
+@pytest.mark.parametrize(("db", "code", "says"), [
+    ("sqlite:////proc/wardtui-nope/h.db", 2, "No such file or directory"),
+    ("postgresql://noc@127.0.0.1/test", 2, "not yet supported"),
+    ("NOT-A-DB", 1, "file is not a database"),
+])
+def test_unusable_history_database_is_a_clear_error(tmp_path: Path, db: str, code: int, says: str) -> None:
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\nr1,127.0.0.1,b,r,router\n", encoding="utf-8")
+    if db == "NOT-A-DB":
+        db = str(inventory)  # an existing file that is not SQLite
+    proc = run("poll", "--inventory", str(inventory), "--jsonl", "--duration", "1", "--db", db, cwd=tmp_path)
+    assert proc.returncode == code
+    assert says in proc.stderr and proc.stderr.startswith("wardtui: ")
+    assert_no_traceback(proc)
+    assert proc.stdout == ""  # nothing was polled
