@@ -77,19 +77,20 @@ class EventBus:
     """Publishes every event to every subscription."""
 
     def __init__(self) -> None:
-        self._subs: list[Subscription] = []
+        # Copy-on-write tuple: a consumer on another thread may (un)subscribe while publish
+        # iterates, and must never make it skip another subscriber.
+        self._subs: tuple[Subscription, ...] = ()
 
     def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1) -> Subscription:
         """A new consumer. With ``sample_batch`` > 1, check results wake it only in batches of
         that size; other events always wake it at once."""
         sub = Subscription(name, maxsize, sample_batch)
-        self._subs.append(sub)
+        self._subs = (*self._subs, sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.close()
-        if sub in self._subs:
-            self._subs.remove(sub)
+        self._subs = tuple(s for s in self._subs if s is not sub)
 
     def publish(self, event: Event) -> None:
         for sub in self._subs:
@@ -101,4 +102,4 @@ class EventBus:
 
     @property
     def subscriptions(self) -> tuple[Subscription, ...]:
-        return tuple(self._subs)
+        return self._subs

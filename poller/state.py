@@ -74,23 +74,31 @@ class DeviceTracker:
         if self.rtt_max_ms is None or rtt_ms > self.rtt_max_ms:
             self.rtt_max_ms = rtt_ms
 
+    def window(self) -> tuple[float | None, ...]:
+        """The rolling window's RTTs (None = lost), oldest first, as a snapshot.
+
+        Copying a deque to a tuple happens in C without releasing the GIL, so a screen on
+        another thread can read it while the engine appends.
+        """
+        return tuple(self._window)
+
     @property
     def loss_pct(self) -> float | None:
         """Loss over the rolling window, None before the first probe."""
-        if not self._window:
+        window = self.window()
+        if not window:
             return None
-        lost = sum(1 for r in self._window if r is None)
-        return 100.0 * lost / len(self._window)
+        return 100.0 * window.count(None) / len(window)
 
     @property
     def avg_rtt_ms(self) -> float | None:
-        rtts = [r for r in self._window if r is not None]
+        rtts = [r for r in self.window() if r is not None]
         return math.fsum(rtts) / len(rtts) if rtts else None
 
     @property
     def jitter_ms(self) -> float | None:
         """Mean absolute difference between consecutive replies' RTTs in the window."""
-        rtts = [r for r in self._window if r is not None]
+        rtts = [r for r in self.window() if r is not None]
         if len(rtts) < 2:
             return None
         return math.fsum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (len(rtts) - 1)

@@ -13,6 +13,7 @@ from textual import on, work
 from textual.app import App
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from wardtui.engine_thread import EngineThread
 from wardtui.runtime import Runtime
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
@@ -31,6 +32,8 @@ class WardApp(App[int]):
         self.runtime = runtime
         self.dashboard = DashboardScreen(runtime.engine)
         self.engine_worker: Worker[None] | None = None
+        # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
+        self.engine_thread = EngineThread()
         self._quitting = False
 
     def get_css_variables(self) -> dict[str, str]:
@@ -56,9 +59,9 @@ class WardApp(App[int]):
     async def run_engine(self) -> None:
         # Opening the store happens here, not in on_mount, so a database error becomes a
         # notice on a live screen (via the handler below) instead of a traceback.
-        await self.runtime.start()
+        await self.engine_thread.run(self.runtime.start())
         self.dashboard.post_message(EngineStarted())
-        await self.runtime.engine.run()
+        await self.engine_thread.run(self.runtime.engine.run())
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -72,16 +75,21 @@ class WardApp(App[int]):
         if self._quitting:
             return
         self._quitting = True
-        self.runtime.engine.stop()
+        self.engine_thread.call(self.runtime.engine.stop)
         if self.engine_worker is not None:
             with suppress(WorkerFailed, WorkerCancelled):  # already shown as a notice
                 await self.engine_worker.wait()
         try:
-            await self.runtime.close()
+            await self.engine_thread.run(self.runtime.close())
         except Exception as exc:  # the operator must hear that history was not saved
             self.exit(1, message=f"wardtui: could not flush the history store: {exc}")
             return
+        finally:
+            self.engine_thread.close()
         self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.engine_thread.close()  # already done after a normal quit; this covers the rest
 
     def _describe(self) -> str:
         runtime = self.runtime

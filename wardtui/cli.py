@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from wardtui import __version__
@@ -29,19 +30,44 @@ def _positive(text: str) -> float:
     return value
 
 
-def _engine_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inventory", "-i", type=Path, metavar="FILE",
+def _count(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}: {text}")
+        return value
+    return parse
+
+
+ENGINE_DEFAULTS = {"inventory": None, "db": None, "interval": 10.0, "timeout": 1.0, "confirm_probes": 2,
+                   "confirm_spacing": 1.0, "up_after": 1, "flap_threshold": 3, "flap_window": 300.0}
+
+
+def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | None) -> None:
+    """The engine's options; a subcommand gets them without defaults, so that options given
+    before the subcommand (``wardtui --db X poll``) are not overwritten by its defaults."""
+    d = defaults or {key: argparse.SUPPRESS for key in ENGINE_DEFAULTS}
+    p.add_argument("--inventory", "-i", type=Path, metavar="FILE", default=d["inventory"],
                    help="devices, CSV or YAML (default: the bundled example bank network)")
-    p.add_argument("--db", metavar="URL",
+    p.add_argument("--db", metavar="URL", default=d["db"],
                    help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
-    p.add_argument("--interval", type=_positive, default=10.0, metavar="S",
+    p.add_argument("--interval", type=_positive, default=d["interval"], metavar="S",
                    help="seconds between checks for devices whose row sets none (default 10)")
-    p.add_argument("--timeout", type=_positive, default=1.0, metavar="S",
+    p.add_argument("--timeout", type=_positive, default=d["timeout"], metavar="S",
                    help="seconds to wait for each echo reply (default 1)")
-    p.add_argument("--confirm-probes", type=int, default=2, metavar="N",
+    p.add_argument("--confirm-probes", type=_count(1), default=d["confirm_probes"], metavar="N",
                    help="extra probes after a failure before a device is declared DOWN (default 2)")
-    p.add_argument("--confirm-spacing", type=_positive, default=1.0, metavar="S",
-                   help="seconds between confirmation probes (default 1)")
+    p.add_argument("--confirm-spacing", type=_positive, default=d["confirm_spacing"], metavar="S",
+                   help="seconds between the sends of confirmation probes (default 1)")
+    p.add_argument("--up-after", type=_count(1), default=d["up_after"], metavar="N",
+                   help="successful checks in a row before a DOWN device is UP again (default 1)")
+    p.add_argument("--flap-threshold", type=_count(2), default=d["flap_threshold"], metavar="N",
+                   help="state changes within the flap window that mark a device flapping (default 3)")
+    p.add_argument("--flap-window", type=_positive, default=d["flap_window"], metavar="S",
+                   help="seconds of the flap window (default 300)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="wardtui", description="A network monitor that lives in the terminal.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"wardtui {__version__}")
-    _engine_options(parser)
+    _engine_options(parser, ENGINE_DEFAULTS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     poll = sub.add_parser(
         "poll", help="poll without a screen and print events as JSON lines",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  wardtui poll --inventory net.csv --duration 30 --jsonl\n"
                "  wardtui poll --inventory net.csv --interval 5 --jsonl --checks > events.jsonl\n")
-    _engine_options(poll)
+    _engine_options(poll, None)
     poll.add_argument("--duration", type=_positive, metavar="S",
                       help="stop after S seconds (default: run until SIGINT/SIGTERM)")
     poll.add_argument("--jsonl", action="store_true", required=True,
@@ -75,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace) -> Options:
 
     return Options(inventory=args.inventory, db=args.db, interval=args.interval, timeout=args.timeout,
-                   confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing)
+                   confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing,
+                   up_after=args.up_after, flap_threshold=args.flap_threshold, flap_window=args.flap_window)
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from poller.engine import Engine, EngineConfig
@@ -35,6 +36,17 @@ class Options:
     timeout: float = 1.0
     confirm_probes: int = 2
     confirm_spacing: float = 1.0
+    up_after: int = 1
+    flap_threshold: int = 3
+    flap_window: float = 300.0
+
+
+def _redacted(url: str | None) -> str:
+    """The URL as it may be shown: never with its password."""
+    try:
+        return make_url(url or "").render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
 
 
 def bundled_inventory() -> Path:
@@ -73,14 +85,16 @@ class Runtime:
         self.options = options
         self.devices = devices if devices is not None else load_devices(options.inventory)
         self.prober = prober if prober is not None else open_prober(self.devices)
-        state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing)
+        state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing,
+                            up_after=options.up_after, flap_threshold=options.flap_threshold,
+                            flap_window=options.flap_window, flap_clear=min(1, options.flap_threshold - 1))
         self.engine = Engine(self.devices, self.prober,
                              EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
         try:
             url = database_url(options.db)
         except (ValueError, OSError) as exc:
             self.prober.close()
-            raise StartupError(f"--db {options.db}: {exc}", code=2) from None
+            raise StartupError(f"--db {_redacted(options.db)}: {exc}", code=2) from None
         self.store = HistoryStore(url)
         self.writer: StoreWriter | None = None
 

@@ -265,3 +265,30 @@ def test_unusable_history_database_is_a_clear_error(tmp_path: Path, db: str, cod
     assert says in proc.stderr and proc.stderr.startswith("wardtui: ")
     assert_no_traceback(proc)
     assert proc.stdout == ""  # nothing was polled
+
+
+def test_options_before_the_subcommand_are_kept(tmp_path: Path) -> None:
+    """`wardtui --db X --interval 5 poll ...` must not fall back to the default database."""
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\nr1,127.0.0.1,b,r,router\n", encoding="utf-8")
+    db = tmp_path / "chosen.db"
+    proc = run("--db", f"sqlite:///{db}", "--interval", "5", "poll", "--inventory", str(inventory),
+               "--jsonl", "--duration", "1.5", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert db.exists()
+    summary = [json.loads(line) for line in proc.stdout.splitlines() if '"summary"' in line]
+    assert summary[0]["sent"] == 1  # one check in 1.5 s: the 5 s interval was honoured
+
+
+def test_a_password_in_the_db_url_is_never_printed(tmp_path: Path) -> None:
+    proc = run("poll", "--jsonl", "--duration", "1", "--db", "postgresql://noc:s3cret@127.0.0.1/x",
+               cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "s3cret" not in proc.stderr + proc.stdout
+    assert "noc:***@" in proc.stderr
+
+
+def test_confirmation_cannot_be_switched_off_by_accident(tmp_path: Path) -> None:
+    proc = run("poll", "--jsonl", "--confirm-probes", "0", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--confirm-probes" in proc.stderr and "at least 1" in proc.stderr
