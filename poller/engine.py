@@ -95,6 +95,11 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def slots(self) -> tuple[Slot, ...]:
+        """Every device's schedule slot (interval, skipped count), in inventory order."""
+        return tuple(self._slots)
+
     # -- checks ------------------------------------------------------------------------------
     def _dispatch(self, slot: Slot, due: float) -> None:
         slot.busy = True
