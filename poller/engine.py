@@ -178,6 +178,7 @@ class Engine:
             checks_per_s=(self.checks_done - base_checks) / dt,
             probes_per_s=(counters.get("sent", 0) - base_sent) / dt,
             in_flight=len(self._checks), skipped=self.scheduler.skipped,
+            skipped_late=self.scheduler.skipped_late, skipped_busy=self.scheduler.skipped_busy,
             lag_p50_ms=percentile(lags, 50) * 1000, lag_p99_ms=percentile(lags, 99) * 1000,
             oldest_overdue_ms=self.scheduler.oldest_overdue() * 1000,
             rcvbuf_drops=counters.get("rcvbuf_drops", 0), send_errors=counters.get("send_errors", 0),

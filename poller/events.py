@@ -72,7 +72,9 @@ class Gauges:
     checks_per_s: float
     probes_per_s: float
     in_flight: int
-    skipped: int  # cumulative checks skipped because the previous one still ran or was late
+    skipped: int  # cumulative checks skipped, never queued: skipped_late + skipped_busy
+    skipped_late: int  # ... because the scheduler was behind by a whole interval (overload)
+    skipped_busy: int  # ... because the device's previous check still ran (confirmation, slow)
     lag_p50_ms: float
     lag_p99_ms: float
     oldest_overdue_ms: float

@@ -92,8 +92,9 @@ class _Channel:
         self.rcvbuf = _enlarge_rcvbuf(self.sock, rcvbuf)
         if self.raw:
             _filter_types(self.sock, family)
-        # Raw sockets choose their identifier; ping sockets get one from the kernel.
-        self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else self.sock.getsockname()[1]
+        # Raw sockets choose their identifier. Ping sockets get one from the kernel at the first
+        # send and only ever receive their own replies, so theirs is never checked.
+        self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else 0
         self.seq = 0
         self.drops = 0
 

@@ -237,17 +237,25 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
 def _address(host: str, line: int, name: str, resolver: Resolver,
              problems: list[Problem]) -> str | None:
     try:
-        return ipaddress.ip_address(host.strip("[]")).compressed
+        return _canonical(ipaddress.ip_address(host.strip("[]")))
     except ValueError:
         pass
     if ":" in host or _NUMERIC.match(host) or not _HOSTNAME.match(host):
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
     try:
-        return ipaddress.ip_address(resolver(host)).compressed
+        return _canonical(ipaddress.ip_address(resolver(host)))
     except (OSError, ValueError) as exc:
         problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
         return None
+
+
+def _canonical(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """One spelling per host: an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is probed as IPv4,
+    since an ICMPv6 echo to it never gets an answer and the device would look DOWN."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.compressed
 
 
 def _interval(value: Any, line: int, name: str, problems: list[Problem]) -> float | None:

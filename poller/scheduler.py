@@ -37,7 +37,8 @@ class Scheduler:
     dispatch: Dispatch
     clock: Callable[[], float] = time.monotonic
     granularity: float = 0.01  # seconds; wake-ups closer than this are batched together
-    skipped: int = 0
+    skipped_late: int = 0  # the scheduler itself was a whole interval or more behind
+    skipped_busy: int = 0  # the device's previous check (e.g. its confirmation) still ran
     dispatched: int = 0
     _heap: list[tuple[float, int, Slot]] = field(default_factory=list)
     _seq: int = 0
@@ -64,6 +65,11 @@ class Scheduler:
         self._seq += 1
         heapq.heappush(self._heap, (slot.due, self._seq, slot))
 
+    @property
+    def skipped(self) -> int:
+        """All checks skipped, late or busy: none of them was queued."""
+        return self.skipped_late + self.skipped_busy
+
     def __len__(self) -> int:
         return len(self._heap)
 
@@ -85,11 +91,11 @@ class Scheduler:
             if behind >= slot.interval:
                 # The scheduler was late by whole intervals: those checks are gone, not queued.
                 missed = int(behind // slot.interval)
-                self.skipped += missed
+                self.skipped_late += missed
                 slot.skipped += missed
                 due += missed * slot.interval
             if slot.busy:
-                self.skipped += 1
+                self.skipped_busy += 1
                 slot.skipped += 1
             else:
                 self.dispatched += 1

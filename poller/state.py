@@ -32,7 +32,7 @@ def utc_from_ns(ns: int) -> datetime:
 class DeviceTracker:
     """Everything the engine knows about one device; screens read it, only the engine writes."""
 
-    __slots__ = ("_flap_times", "_ok_streak", "_window", "config", "device", "down_since",
+    __slots__ = ("_flap_times", "_lost", "_ok_streak", "_window", "config", "device", "down_since",
                  "flapping", "last_change", "last_check", "last_rtt_ms", "received",
                  "rtt_max_ms", "rtt_min_ms", "rtt_sum_ms", "sent", "state")
 
@@ -53,6 +53,7 @@ class DeviceTracker:
         self._window: deque[float | None] = deque(maxlen=config.stats_window)
         self._flap_times: deque[float] = deque()
         self._ok_streak = 0
+        self._lost = 0  # probes without a reply in the window
 
     def seed_down(self, since: datetime) -> None:
         """Restore an outage that was open when wardtui last stopped."""
@@ -63,8 +64,12 @@ class DeviceTracker:
     # -- probes ------------------------------------------------------------------------------
     def record_probe(self, rtt_ms: float | None) -> None:
         self.sent += 1
-        self._window.append(rtt_ms)
+        window = self._window
+        if len(window) == window.maxlen and window[0] is None:
+            self._lost -= 1  # the oldest, about to fall out of the window, was a loss
+        window.append(rtt_ms)
         if rtt_ms is None:
+            self._lost += 1
             return
         self.received += 1
         self.last_rtt_ms = rtt_ms
@@ -85,10 +90,9 @@ class DeviceTracker:
     @property
     def loss_pct(self) -> float | None:
         """Loss over the rolling window, None before the first probe."""
-        window = self.window()
-        if not window:
-            return None
-        return 100.0 * window.count(None) / len(window)
+        # A running count, not a scan: screens ask for every down device on every tick.
+        size = len(self._window)
+        return 100.0 * min(self._lost, size) / size if size else None
 
     @property
     def avg_rtt_ms(self) -> float | None:

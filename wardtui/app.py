@@ -14,7 +14,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from wardtui.engine_thread import EngineThread
-from wardtui.runtime import Runtime
+from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
 _DECLARATION = re.compile(r"^\s*\$([\w-]+)\s*:\s*([^;]+);", re.MULTILINE)
@@ -59,7 +59,12 @@ class WardApp(App[int]):
     async def run_engine(self) -> None:
         # Opening the store happens here, not in on_mount, so a database error becomes a
         # notice on a live screen (via the handler below) instead of a traceback.
-        await self.engine_thread.run(self.runtime.start())
+        try:
+            await self.engine_thread.run(self.runtime.start())
+        except StartupError as exc:
+            # A database problem costs history, never monitoring.
+            self.notify(f"{exc}\nPolling goes on WITHOUT history until wardtui is restarted.",
+                        title="history store", severity="error", timeout=24 * 3600)
         self.dashboard.post_message(EngineStarted())
         await self.engine_thread.run(self.runtime.engine.run())
 

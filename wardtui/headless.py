@@ -35,6 +35,7 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "devices_flapping": event.devices_flapping,
                 "checks_per_s": round(event.checks_per_s, 1), "probes_per_s": round(event.probes_per_s, 1),
                 "in_flight": event.in_flight, "skipped": event.skipped,
+                "skipped_late": event.skipped_late, "skipped_busy": event.skipped_busy,
                 "lag_p50_ms": round(event.lag_p50_ms, 3), "lag_p99_ms": round(event.lag_p99_ms, 3),
                 "oldest_overdue_ms": round(event.oldest_overdue_ms, 1),
                 "rcvbuf_drops": event.rcvbuf_drops, "send_errors": event.send_errors,
@@ -97,11 +98,12 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
     try:
         await engine.run(duration)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        # The handlers stay until the history is flushed: a second Ctrl-C must not cut it short.
         sub.close()
         await printer
         await runtime.close()
         out.write("".join(json.dumps(summary_record(t)) + "\n" for t in engine.trackers.values()))
         out.flush()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     return 0

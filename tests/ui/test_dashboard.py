@@ -217,15 +217,22 @@ async def test_down_for_advances_without_events() -> None:
         assert table.cell_text("dev0", "down") == ""
 
 
-async def test_store_error_becomes_a_visible_notice(tmp_path: Path) -> None:
-    # A directory where the database file should be: runtime.start() fails in the worker.
-    runtime = Runtime(Options(db=f"sqlite:///{tmp_path}", interval=0.1), prober=FakeProber(),
+async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
+    # A directory where the database file should be: runtime.start() cannot open the store.
+    prober = FakeProber()
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path}", interval=0.1), prober=prober,
                       devices=make_devices(3, interval=0.1))
     app = WardApp(runtime)
     async with app.run_test() as pilot:
         await pilot.pause(0.5)
-        notices = [n.message for n in app._notifications]
-        assert any("engine stopped" not in m and m for m in notices), notices
-        titles = [n.title for n in app._notifications]
-        assert "engine stopped" in titles
+        notices = {n.title: n.message for n in app._notifications}
+        assert "history store" in notices, notices
+        assert str(tmp_path) in notices["history store"]
+        assert "WITHOUT history" in notices["history store"]
+        # Monitoring did not stop with the history: devices are probed and come up.
+        calls = sum(prober.calls.values())
+        await pilot.pause(0.5)
+        assert sum(prober.calls.values()) > calls
+        assert all(t.state.value == "up" for t in runtime.engine.trackers.values())
         await app.action_quit()
+    assert app.return_code == 0

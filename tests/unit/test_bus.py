@@ -20,7 +20,7 @@ def transition(i: int) -> Transition:
 
 
 def gauges() -> Gauges:
-    return Gauges(NOW, 1, 1, 0, 0, 1.0, 1.0, 0, 0, 0.1, 0.2, 0.0, 0, 0, 0)
+    return Gauges(NOW, 1, 1, 0, 0, 1.0, 1.0, 0, 0, 0, 0, 0.1, 0.2, 0.0, 0, 0, 0)
 
 
 def test_full_subscription_drops_checks_counted_but_keeps_transitions() -> None:

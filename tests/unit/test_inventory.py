@@ -407,3 +407,10 @@ def test_non_utf8_file_is_a_problem_with_its_line_not_a_crash(tmp_path: Path) ->
     path = tmp_path / "latin1.csv"
     path.write_bytes(HEADER.encode() + b"r1,127.0.0.1,b,r,router,,,\nr2,127.0.0.2,S\xe3o Paulo,r,router,,,\n")
     only(problems_of(path), 3, "UTF-8")
+
+
+def test_ipv4_mapped_ipv6_address_is_probed_as_ipv4(tmp_path: Path) -> None:
+    path = tmp_path / "net.csv"
+    path.write_text("name,address,branch,region,type\na,::ffff:127.0.0.9,b,r,router\n", encoding="utf-8")
+    (device,) = load_inventory(path)
+    assert (device.address, device.family) == ("127.0.0.9", 4)

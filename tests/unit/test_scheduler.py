@@ -83,6 +83,7 @@ def test_busy_slot_is_skipped_and_counted_not_queued() -> None:
     assert h.at(1001.0) == []  # still busy: skipped
     assert h.at(1002.0) == []
     assert (h.scheduler.skipped, slot.skipped) == (2, 2)
+    assert (h.scheduler.skipped_busy, h.scheduler.skipped_late) == (2, 0)
     # The check finishes between due times: nothing is replayed for the skipped ones...
     slot.busy = False
     h.stay_busy = False
@@ -106,6 +107,7 @@ def test_late_scheduler_skips_missed_checks_and_dispatches_once(k: int) -> None:
     late = h.at(1001.0 + k + 0.4)
     assert late == [(1, pytest.approx(1001.0 + k))]
     assert h.scheduler.skipped == k and slot.skipped == k
+    assert (h.scheduler.skipped_late, h.scheduler.skipped_busy) == (k, 0)  # overload, not a busy device
     assert slot.due == pytest.approx(1002.0 + k)
     assert h.at(1001.0 + k + 0.9) == []
     assert len(h.at(1002.0 + k)) == 1
@@ -118,6 +120,7 @@ def test_late_and_busy_together_dispatch_nothing_and_count_everything() -> None:
     h.at(1000.0)
     assert h.at(1004.5) == []  # 3 missed while late + the one due now while busy
     assert h.scheduler.skipped == 4
+    assert (h.scheduler.skipped_late, h.scheduler.skipped_busy) == (3, 1)
 
 
 def test_oldest_overdue() -> None:

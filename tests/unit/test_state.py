@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from poller.events import FlapChange, State, Transition
+from poller.inventory import Device
 from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
 
@@ -172,3 +174,15 @@ def test_seed_down_keeps_the_outage_start_and_recovery_carries_it() -> None:
     assert (transition.from_state, transition.to_state) == (State.DOWN, State.UP)
     assert transition.down_since == since
     assert t.down_since is None
+
+
+def test_rolling_loss_stays_exact_as_probes_fall_out_of_the_window() -> None:
+    rng = random.Random(5)
+    tracker = DeviceTracker(Device("d", "127.0.0.1", "b", "r", "router"), StateConfig(stats_window=20))
+    history: list[float | None] = []
+    for _ in range(500):
+        rtt = None if rng.random() < 0.3 else 1.0
+        tracker.record_probe(rtt)
+        history.append(rtt)
+        window = history[-20:]
+        assert tracker.loss_pct == pytest.approx(100.0 * window.count(None) / len(window))

@@ -25,7 +25,9 @@ def _figures(g: Gauges, warn: str) -> Table:
         ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
         ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
         ("unknown", value(g.devices_unknown), "in flight", value(g.in_flight)),
-        ("flapping", value(g.devices_flapping, bad=True), "skipped", value(g.skipped, bad=True)),
+        ("flapping", value(g.devices_flapping, bad=True), "skipped late", value(g.skipped_late, bad=True)),
+        # Busy skips are a device's own confirmation outlasting its interval, not overload.
+        ("", Text(""), "skipped busy", value(g.skipped_busy)),
         ("lag p50", value(g.lag_p50_ms, "{:.1f} ms"), "lag p99", value(g.lag_p99_ms, "{:.1f} ms")),
         ("overdue", value(g.oldest_overdue_ms, "{:.0f} ms"),
          "rcvbuf drops", value(g.rcvbuf_drops, bad=True)),
