@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +30,20 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert test_command in ci, "the last command of .ci/run must be README's test command, unchanged"
 
 
-def test_bundled_example_is_packaged() -> None:
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"examples/bank.csv" = "wardtui/data/bank.csv"' in pyproject
-    assert (ROOT / "examples" / "bank.csv").is_file()
+def test_wheel_carries_the_example_and_the_stylesheets(tmp_path: Path) -> None:
+    """README's first command installs a wheel (not editable): it must hold what the app reads."""
+    build = f"from hatchling.build import build_wheel; print(build_wheel({str(tmp_path)!r}))"
+    proc = subprocess.run([sys.executable, "-c", build], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    wheel = tmp_path / proc.stdout.strip().splitlines()[-1]
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "wardtui/data/bank.csv" in names
+    tcss = {p.relative_to(ROOT).as_posix() for p in (ROOT / "wardtui").rglob("*.tcss")}
+    assert tcss and tcss <= names
+    for package in ("poller", "store", "wardtui"):
+        sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")}
+        assert sources <= names, sources - names
+    assert not any(n.startswith(("tests/", "bench/")) for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "wardtui = wardtui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
