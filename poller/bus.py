@@ -17,10 +17,11 @@ from poller.events import CheckResult, Event
 class Subscription:
     """One consumer's view of the event stream."""
 
-    def __init__(self, name: str, maxsize: int, sample_batch: int = 1) -> None:
+    def __init__(self, name: str, maxsize: int, sample_batch: int = 1, samples: bool = True) -> None:
         self.name = name
         self.maxsize = maxsize
         self.sample_batch = sample_batch
+        self.samples = samples
         self.dropped = 0
         self._items: deque[Event] = deque()
         self._ready = asyncio.Event()
@@ -34,6 +35,8 @@ class Subscription:
             return
         items = self._items
         if isinstance(event, CheckResult):
+            if not self.samples:
+                return
             if len(items) >= self.maxsize:
                 self.dropped += 1
                 return
@@ -81,10 +84,11 @@ class EventBus:
         # iterates, and must never make it skip another subscriber.
         self._subs: tuple[Subscription, ...] = ()
 
-    def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1) -> Subscription:
+    def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1,
+                  samples: bool = True) -> Subscription:
         """A new consumer. With ``sample_batch`` > 1, check results wake it only in batches of
-        that size; other events always wake it at once."""
-        sub = Subscription(name, maxsize, sample_batch)
+        that size; other events always wake it at once. ``samples=False``: no check results."""
+        sub = Subscription(name, maxsize, sample_batch, samples)
         self._subs = (*self._subs, sub)
         return sub
 

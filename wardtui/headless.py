@@ -85,7 +85,9 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
                        checks: bool = False) -> int:
     """Poll until the duration ends or SIGINT/SIGTERM arrives; flush the store and the output."""
     engine = runtime.engine
-    sub = engine.bus.subscribe("jsonl", maxsize=500_000)
+    # Without --checks the printer never sees samples; with it, they are printed in batches
+    # (gauges wake the printer every second, so none waits longer than that).
+    sub = engine.bus.subscribe("jsonl", maxsize=500_000, sample_batch=1000, samples=checks)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.stop)

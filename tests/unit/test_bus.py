@@ -107,3 +107,12 @@ async def test_get_batch_respects_limit() -> None:
         bus.publish(check(i))
     assert len(await sub.get_batch(limit=4)) == 4
     assert len(await sub.get_batch(limit=100)) == 6
+
+
+def test_a_consumer_may_decline_samples_but_not_transitions() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("jsonl", samples=False)
+    bus.publish(check(1))
+    bus.publish(transition(2))
+    assert sub.drain() == [transition(2)]
+    assert sub.dropped == 0  # declined, not dropped
