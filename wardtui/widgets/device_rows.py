@@ -24,11 +24,14 @@ class Column:
     numeric: bool = False
 
 
+# What answers "what is down, since when" comes right after the name, so it stays on screen in
+# an 80-column SSH terminal; where the device sits follows.
 COLUMNS = (
-    Column("name", "name"), Column("address", "address"), Column("branch", "branch"),
-    Column("region", "region"), Column("type", "type"), Column("state", "state", 9),
+    Column("name", "name"), Column("state", "state", 9),
     Column("rtt", "RTT ms", 7, numeric=True), Column("loss", "loss %", 6, numeric=True),
     Column("down", "down for", 8, numeric=True),
+    Column("address", "address"), Column("branch", "branch"),
+    Column("region", "region"), Column("type", "type"),
 )
 
 # The order `s` cycles through: what an operator asks most often comes first.
@@ -77,9 +80,9 @@ def row_texts(tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
     down = ""
     if tracker.state is State.DOWN and tracker.down_since is not None:
         down = format_duration(now - tracker.down_since)
-    return (device.name, device.address, device.branch, device.region, device.type,
-            state_label(tracker.state, tracker.flapping), _number(_rtt(tracker)),
-            "-" if loss is None else f"{loss:.0f}", down)
+    return (device.name, state_label(tracker.state, tracker.flapping), _number(_rtt(tracker)),
+            "-" if loss is None else f"{loss:.0f}", down,
+            device.address, device.branch, device.region, device.type)
 
 
 _STATE_RANK = {State.DOWN: 0, State.UNKNOWN: 2, State.UP: 3}

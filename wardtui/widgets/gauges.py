@@ -25,13 +25,12 @@ def _figures(g: Gauges, warn: str) -> Table:
         ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
         ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
         ("unknown", value(g.devices_unknown), "in flight", value(g.in_flight)),
-        ("flapping", value(g.devices_flapping, bad=True), "skipped late", value(g.skipped_late, bad=True)),
-        # Busy skips are a device's own confirmation outlasting its interval, not overload.
-        ("", Text(""), "skipped busy", value(g.skipped_busy)),
+        ("flapping", value(g.devices_flapping, bad=True), "overdue", value(g.oldest_overdue_ms, "{:.0f} ms")),
         ("lag p50", value(g.lag_p50_ms, "{:.1f} ms"), "lag p99", value(g.lag_p99_ms, "{:.1f} ms")),
-        ("overdue", value(g.oldest_overdue_ms, "{:.0f} ms"),
-         "rcvbuf drops", value(g.rcvbuf_drops, bad=True)),
-        ("store queue", value(g.store_queue), "events dropped", value(dropped, bad=True)),
+        # Busy skips are a device's own confirmation outlasting its interval, not overload.
+        ("skipped late", value(g.skipped_late, bad=True), "skipped busy", value(g.skipped_busy)),
+        ("rcvbuf drops", value(g.rcvbuf_drops, bad=True), "events dropped", value(dropped, bad=True)),
+        ("store queue", value(g.store_queue), "", Text("")),
     ]
     grid = Table.grid(padding=(0, 1), expand=True)
     for _ in range(2):
@@ -47,7 +46,7 @@ class Figures(Widget):
     screen, which measured tens of milliseconds here, once a second, on the engine's loop."""
 
     DEFAULT_CSS = """
-    Figures { height: 7; }
+    Figures { height: 8; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
