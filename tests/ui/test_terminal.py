@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -81,7 +82,8 @@ def terminal(tmp_path: Path) -> Iterator[tuple[Tmux, Path, Path]]:
 
 def test_operator_filters_then_sigterm_saves_history(terminal: tuple[Tmux, Path, Path]) -> None:
     tmux, db, status_file = terminal
-    screen = tmux.wait_for(lambda s: "atm-lobby" in s and "edge-0" in s and "up                    13" in s)
+    screen = tmux.wait_for(lambda s: "atm-lobby" in s and "edge-0" in s
+                           and re.search(r"│ up +13 ", s) is not None)  # the gauges: 13 devices up
     assert "Filter" in screen and "Quit" in screen  # keys listed in the footer
     tmux.keys("/")
     tmux.keys("-l", "lobby")
