@@ -75,7 +75,7 @@ def by_type(events: list[Event], kind: str) -> list[Event]:
 # ----- one shared poll run: healthy, dead, lossy, delayed and unroutable together ------
 # 40 lossy hosts: a lost probe holds its check for the 1 s timeout and the scheduler skips
 # (does not queue) checks that fall due meanwhile, so each host gets ~85, not 160, probes.
-HEALTHY_N, DEAD_N, LOSSY_N = 200, 20, 40
+HEALTHY_N, DEAD_N, LOSSY_N = 200, 200, 40  # as many dead as healthy: an outage of half the network
 FLEET_DURATION = 16.0
 FLEET_TIMEOUT = 1.0
 FLEET_SPACING = 0.25
@@ -154,6 +154,21 @@ def test_dead_hosts_end_down(fleet: FleetRun) -> None:
     assert went_down == set(fleet.groups["dead"])
     for e in summaries:
         assert e["down_since"] is not None and ts(e["down_since"]) >= fleet.started
+
+
+def test_dead_hosts_cost_no_backlog(fleet: FleetRun) -> None:
+    """Half the network dead: work stays bounded by the device count, nothing piles up."""
+    devices = sum(len(names) for names in fleet.groups.values())
+    gauges = by_type(fleet.events, "gauges")
+    assert max(g["in_flight"] for g in gauges) <= devices  # one check per device at most
+    assert gauges[-1]["skipped_late"] == 0  # the scheduler never fell behind
+    # A DOWN host gets one probe per check and no confirmation: at most one check per
+    # interval (0.5 s), and each check of a dead host holds its slot for the 1 s timeout.
+    ceiling = FLEET_DURATION / FLEET_TIMEOUT + 1 + 2  # checks that fit, + the first confirmation
+    heavy = [e for e in fleet.summaries("dead") if e["sent"] > ceiling]
+    assert heavy == [], f"dead hosts probed more than {ceiling:.0f} times: {heavy[:3]}"
+    # Busy skips are how a check that outlives its interval shows up, counted, not queued.
+    assert gauges[-1]["skipped_busy"] > 0
 
 
 def test_no_route_host_goes_down_fast_without_crash(fleet: FleetRun) -> None:
