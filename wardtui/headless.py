@@ -40,7 +40,9 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "oldest_overdue_ms": round(event.oldest_overdue_ms, 1),
                 "rcvbuf_drops": event.rcvbuf_drops, "send_errors": event.send_errors,
                 "store_queue": event.store_queue,
-                "events_dropped": int(event.extra.get("events_dropped", 0))}
+                "events_dropped": int(event.extra.get("events_dropped", 0)),
+                # Replies that matched no waiting probe: too late, or from another address.
+                "late_replies": int(event.extra.get("late_replies", 0))}
     if isinstance(event, FlapChange):
         return {"type": "flapping", "device": event.device, "address": event.address,
                 "flapping": event.flapping, "at": _iso(event.at),
