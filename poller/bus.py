@@ -9,6 +9,7 @@ how slow the consumer is.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 
 from poller.events import CheckResult, Event
@@ -83,18 +84,21 @@ class EventBus:
         # Copy-on-write tuple: a consumer on another thread may (un)subscribe while publish
         # iterates, and must never make it skip another subscriber.
         self._subs: tuple[Subscription, ...] = ()
+        self._lock = threading.Lock()  # (un)subscribe may come from two threads at once
 
     def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1,
                   samples: bool = True) -> Subscription:
         """A new consumer. With ``sample_batch`` > 1, check results wake it only in batches of
         that size; other events always wake it at once. ``samples=False``: no check results."""
         sub = Subscription(name, maxsize, sample_batch, samples)
-        self._subs = (*self._subs, sub)
+        with self._lock:
+            self._subs = (*self._subs, sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         sub.close()
-        self._subs = tuple(s for s in self._subs if s is not sub)
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
 
     def publish(self, event: Event) -> None:
         for sub in self._subs:

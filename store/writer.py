@@ -68,6 +68,7 @@ class StoreWriter:
         self.written_transitions = 0
         self.failed_writes = 0  # write attempts that raised
         self.dropped = 0  # rows given up on: refused, over max_pending, or unwritable at stop
+        self.lost_at_stop = 0  # of those, rows still unwritten when the writer had to stop
         self.last_error: str | None = None
         self._checks: list[CheckResult] = []
         self._transitions: deque[Transition] = deque()
@@ -178,6 +179,7 @@ class StoreWriter:
             if await self._write_transitions() and await self._write_checks():
                 return
         lost = len(self._checks) + len(self._transitions)
+        self.lost_at_stop = lost
         self.dropped += lost
         self._checks.clear()
         self._transitions.clear()

@@ -85,16 +85,27 @@ class WardApp(App[int]):
             with suppress(WorkerFailed, WorkerCancelled):  # already shown as a notice
                 await self.engine_worker.wait()
         try:
-            await self.engine_thread.run(self.runtime.close())
+            lost = await self.engine_thread.run(self.runtime.close())
         except Exception as exc:  # the operator must hear that history was not saved
-            self.exit(1, message=f"wardtui: could not flush the history store: {exc}")
+            self.exit(return_code=1, message=f"wardtui: could not flush the history store: {exc}")
             return
         finally:
             self.engine_thread.close()
-        self.exit(0)
+        if lost:
+            self.exit(return_code=1,
+                      message=f"wardtui: {lost} history rows could not be written (database unavailable)")
+            return
+        self.exit(return_code=0)
 
     def on_unmount(self) -> None:
-        self.engine_thread.close()  # already done after a normal quit; this covers the rest
+        # After q, SIGTERM or SIGHUP this was done already. After a crash in the UI, stop
+        # polling and flush what is buffered here, before the engine's loop goes away.
+        if not self._quitting:
+            self._quitting = True
+            self.engine_thread.call(self.runtime.engine.stop)
+            with suppress(Exception):
+                self.engine_thread.submit(self.runtime.close()).result(timeout=15)
+        self.engine_thread.close()
 
     def _describe(self) -> str:
         runtime = self.runtime

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from datetime import datetime
@@ -13,6 +14,9 @@ from poller.bus import Subscription
 from poller.events import CheckResult, Event, FlapChange, Gauges, Transition
 from poller.state import DeviceTracker
 from wardtui.runtime import Runtime
+
+# SIGHUP too: `wardtui poll` over an SSH session that drops must still flush its history.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -85,13 +89,17 @@ async def _print_events(sub: Subscription, out: TextIO, checks: bool) -> None:
 
 async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = sys.stdout,
                        checks: bool = False) -> int:
-    """Poll until the duration ends or SIGINT/SIGTERM arrives; flush the store and the output."""
+    """Poll until the duration ends, SIGINT/SIGTERM/SIGHUP arrives or the reader of ``out`` goes
+    away (``| head``); then flush the history and print the summaries.
+
+    Returns 0, or 1 when history rows could not be written.
+    """
     engine = runtime.engine
     # Without --checks the printer never sees samples; with it, they are printed in batches
     # (gauges wake the printer every second, so none waits longer than that).
     sub = engine.bus.subscribe("jsonl", maxsize=500_000, sample_batch=1000, samples=checks)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, engine.stop)
     try:
         await runtime.start()
@@ -99,15 +107,37 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
         runtime.prober.close()
         raise
     printer = asyncio.create_task(_print_events(sub, out, checks))
+    # Nobody left to read: stop polling, but still flush the history (finally below).
+    printer.add_done_callback(lambda _: engine.stop())
+    reader_gone = False
     try:
         await engine.run(duration)
     finally:
         # The handlers stay until the history is flushed: a second Ctrl-C must not cut it short.
         sub.close()
-        await printer
-        await runtime.close()
-        out.write("".join(json.dumps(summary_record(t)) + "\n" for t in engine.trackers.values()))
-        out.flush()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            await printer
+        except BrokenPipeError:
+            reader_gone = True
+        lost = await runtime.close()
+        if not reader_gone:
+            try:
+                out.write("".join(json.dumps(summary_record(t)) + "\n" for t in engine.trackers.values()))
+                out.flush()
+            except BrokenPipeError:
+                reader_gone = True
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+    if reader_gone:
+        _silence_stdout()
+    if lost:
+        print(f"wardtui: {lost} history rows could not be written (database unavailable)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, keep Python's exit-time flush of stdout from raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -119,10 +119,16 @@ class Runtime:
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
 
-    async def close(self) -> None:
-        """Flush the writer and close everything; safe to call more than once."""
+    async def close(self) -> int:
+        """Flush the writer and close everything; safe to call more than once.
+
+        Returns how many history rows could not be written (0 when all were).
+        """
+        lost = 0
         if self.writer is not None:
             await self.writer.aclose()
+            lost = self.writer.lost_at_stop
             self.writer = None
         await self.store.close()
         self.prober.close()
+        return lost

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import sysconfig
@@ -292,3 +293,34 @@ def test_confirmation_cannot_be_switched_off_by_accident(tmp_path: Path) -> None
     proc = run("poll", "--jsonl", "--confirm-probes", "0", cwd=tmp_path)
     assert proc.returncode == 2
     assert "--confirm-probes" in proc.stderr and "at least 1" in proc.stderr
+
+
+def test_reader_going_away_stops_polling_and_still_flushes_history(tmp_path: Path) -> None:
+    """`wardtui poll ... | head`: no traceback, exit 0, and every check made is in the history."""
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\n"
+                         + "".join(f"r{i},127.0.0.{i},b,r,router\n" for i in range(1, 6)), encoding="utf-8")
+    db = tmp_path / "h.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    proc = subprocess.Popen([sys.executable, "-m", "wardtui", "poll", "--inventory", str(inventory),
+                             "--db", f"sqlite:///{db}", "--interval", "0.2", "--jsonl", "--checks"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    printed = 0
+    while printed < 40:  # read until 40 checks were printed (about 1.6 s), then go away
+        line = proc.stdout.readline()
+        assert line.startswith(b"{"), line
+        printed += b'"type": "check"' in line
+    proc.stdout.close()  # the reader goes away, like `head` does
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("wardtui kept running after its reader went away")
+    stderr = proc.stderr.read().decode()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+    # Every check that was printed is in the history: the last batch was flushed at exit.
+    assert stored >= printed

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -54,7 +55,7 @@ class Harness:
     async def freeze(self) -> None:
         """Stop polling, for tests that type a lot: Pilot delivers each key only once the
         process looks idle (or after 1 s), and a 300 checks/s engine never looks idle."""
-        self.app.runtime.engine.stop()
+        self.app.engine_thread.call(self.app.runtime.engine.stop)
         if self.app.engine_worker is not None:
             await self.app.engine_worker.wait()
 
@@ -236,3 +237,32 @@ async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
         assert all(t.state.value == "up" for t in runtime.engine.trackers.values())
         await app.action_quit()
     assert app.return_code == 0
+
+
+async def test_a_crash_in_the_screen_still_flushes_history(tmp_path: Path) -> None:
+    """An exception in the UI ends the app (return code 1) but not before the history is saved."""
+    db = tmp_path / "h.db"
+    runtime = Runtime(Options(db=f"sqlite:///{db}", interval=0.1), prober=FakeProber(),
+                      devices=make_devices(5, interval=0.1))
+    app = WardApp(runtime)
+    ticks = 0
+
+    def refresh_devices(*_: object) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 3:
+            raise RuntimeError("a bug in the screen")
+
+    with pytest.raises(RuntimeError, match="a bug in the screen"):  # run_test re-raises it
+        async with app.run_test() as pilot:
+            await pilot.pause(0.2)
+            table = app.dashboard.query_one(DeviceTable)
+            table.refresh_devices = refresh_devices  # type: ignore[method-assign]
+            deadline = time.monotonic() + 10
+            while app.return_code is None and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+    assert app.return_code == 1
+    done = runtime.engine.checks_done
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+    assert done > 0 and stored == done

@@ -78,8 +78,9 @@ def row_texts(tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
     device = tracker.device
     loss = tracker.loss_pct
     down = ""
-    if tracker.state is State.DOWN and tracker.down_since is not None:
-        down = format_duration(now - tracker.down_since)
+    since = tracker.down_since  # read once: the engine's thread may clear it meanwhile
+    if tracker.state is State.DOWN and since is not None:
+        down = format_duration(now - since)
     return (device.name, state_label(tracker.state, tracker.flapping), _number(_rtt(tracker)),
             "-" if loss is None else f"{loss:.0f}", down,
             device.address, device.branch, device.region, device.type)
