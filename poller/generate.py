@@ -27,7 +27,7 @@ def bank_rows(devices: int = 875, regions: int = 10, seed: int = 7) -> Iterator[
     """Rows shaped like a bank network: a core, one hub per region, branches with their kit.
 
     Branches are added round-robin over the regions until ``devices`` rows exist, so any
-    size works; 875 devices give about 128 branches over 10 regions, like the bank's NOC.
+    size works; 875 devices give 137 branches over 10 regions (plus a core), close to the bank's 128.
     """
     rng = random.Random(seed)
     regions = max(1, min(regions, devices))
