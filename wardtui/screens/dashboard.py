@@ -90,7 +90,8 @@ class DashboardScreen(Screen[None]):
         # The table's rows and every device's state live as long as the app: once the first
         # round has filled them in, keep full collections from rescanning them (with 10,000
         # devices a gen-2 collection held the interpreter for ~300 ms every few seconds).
-        first_round = max(s.interval for s in self.engine.slots) + 2.0
+        # (capped: with hour-long intervals the bulk of rows still exists within a minute)
+        first_round = min(60.0, max((s.interval for s in self.engine.slots), default=0.0)) + 2.0
         self.set_timer(first_round, gc.freeze)
 
     # -- the live tick ------------------------------------------------------------------------
