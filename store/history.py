@@ -15,8 +15,9 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
-from store.models import ALL_TABLES, checks_table, devices_table, outages_table, transitions_table
+from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, Outage
+from store.schema import display_url, ensure_current
 
 _devices = devices_table
 _transitions = transitions_table
@@ -59,7 +60,11 @@ class HistoryStore:
         await self.close()
 
     async def open(self) -> None:
-        """Connect, create missing tables and indexes, and load the device ids."""
+        """Connect, check the schema revision (migrating an empty database) and load the device ids.
+
+        Raises :class:`store.schema.SchemaError` when the database is behind, ahead of or
+        foreign to this wardtui's migrations.
+        """
         if self._engine is not None:
             return
         if make_url(self.url).get_backend_name() != "sqlite":
@@ -68,7 +73,7 @@ class HistoryStore:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(lambda c: _devices.metadata.create_all(c, tables=ALL_TABLES))
+                await conn.run_sync(ensure_current, display_url(self.url))
         except BaseException:
             await engine.dispose()
             raise

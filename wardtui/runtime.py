@@ -18,6 +18,7 @@ from poller.prober import Prober
 from poller.state import StateConfig
 from store.db import database_url
 from store.history import HistoryStore
+from store.schema import SchemaError, check
 from store.writer import StoreWriter
 
 
@@ -42,7 +43,7 @@ class Options:
     flap_window: float = 300.0
 
 
-def _redacted(url: str | None) -> str:
+def redacted_url(url: str | None) -> str:
     """The URL as it may be shown: never with its password."""
     try:
         return make_url(url or "").render_as_string(hide_password=True)
@@ -95,19 +96,23 @@ class Runtime:
             url = database_url(options.db)
         except (ValueError, OSError) as exc:
             self.prober.close()
-            raise StartupError(f"--db {_redacted(options.db)}: {exc}", code=2) from None
+            raise StartupError(f"--db {redacted_url(options.db)}: {exc}", code=2) from None
         self.store = HistoryStore(url)
         self.writer: StoreWriter | None = None
 
     async def start(self) -> None:
         """Open the store, restore open outages, start the writer (before any check runs).
 
-        Raises :class:`StartupError` naming the database when it cannot be opened.
+        Raises :class:`StartupError` naming the database when it cannot be opened (code 1), or
+        when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
         try:
             await self.store.open()
             await self.store.sync_devices(self.devices)
             self.engine.seed_outages(await self.store.open_outages())
+        except SchemaError as exc:
+            await self.store.close()
+            raise StartupError(str(exc), code=2) from None
         except (SQLAlchemyError, OSError) as exc:
             await self.store.close()
             reason = getattr(exc, "orig", None) or exc
@@ -118,6 +123,19 @@ class Runtime:
         self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000))
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
+
+    async def check_schema(self) -> None:
+        """Refuse, before any screen is drawn, a database whose schema is behind or ahead.
+
+        An empty database is migrated here. A database that cannot be reached is left to
+        :meth:`start`: for the dashboard that costs history, not monitoring.
+        """
+        try:
+            await check(self.store.url)
+        except SchemaError as exc:
+            raise StartupError(str(exc), code=2) from None
+        except (SQLAlchemyError, OSError):
+            pass
 
     async def close(self) -> int:
         """Flush the writer and close everything; safe to call more than once.

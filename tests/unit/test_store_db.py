@@ -52,6 +52,13 @@ def test_postgresql_is_not_yet_supported(url: str) -> None:
     assert "secret" not in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["postgresql://u:secret@db:5433/ward?ssl=require",
+                                 "postgres://u:secret@db:5433/ward?ssl=require",
+                                 "postgresql+asyncpg://u:secret@db:5433/ward?ssl=require"])
+def test_postgresql_maps_to_asyncpg_for_migrations(url: str) -> None:
+    assert database_url(url, postgresql=True) == "postgresql+asyncpg://u:secret@db:5433/ward?ssl=require"
+
+
 def test_unknown_scheme_is_refused_without_echoing_credentials() -> None:
     with pytest.raises(ValueError, match="unsupported database URL scheme 'mysql'") as info:
         database_url("mysql://root:hunter2@db/ward")
