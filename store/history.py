@@ -211,6 +211,10 @@ class HistoryStore:
         return [Check(device=r.name, at=r.at, sent=r.sent, received=r.received,
                       rtt_ms=r.rtt_ms) for r in rows]
 
+    def device_names(self) -> frozenset[str]:
+        """Every device the history knows (as of :meth:`open` or the last write)."""
+        return frozenset(self._ids)
+
     async def count_checks(self, device: str | None = None) -> int:
         stmt = select(func.count()).select_from(_checks)
         if device is not None:

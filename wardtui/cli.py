@@ -1,5 +1,5 @@
 """Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
-``wardtui db upgrade|current`` (the history database's schema)."""
+``wardtui outages`` (outage history), ``wardtui db upgrade|current`` (the database's schema)."""
 
 from __future__ import annotations
 
@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print one JSON object per line (the only output format)")
     poll.add_argument("--checks", action="store_true", help="also print every check result (type 'check')")
     _db_commands(sub)
+    outages = sub.add_parser(
+        "outages", help="list outages from the history (start, end or still down, duration)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  wardtui outages --since 24h\n"
+               "  wardtui outages --device north-b001-rtr --since 7d --json | jq '.[].duration_s'\n"
+               "  wardtui outages --since 2026-11-01T00:00:00Z --db sqlite:///var/lib/wardtui/history.db\n")
+    outages.add_argument("--since", metavar="SPAN", default="24h",
+                         help="1h, 24h, 7d, 30d (any N with m/h/d) or an ISO 8601 time (default 24h); "
+                              "outages still open or ended since then")
+    outages.add_argument("--device", metavar="NAME", help="only this device")
+    outages.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    outages.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                         help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
                          epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,6 +172,28 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outages(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from store.db import database_url
+    from store.schema import SchemaError
+    from wardtui.history_cli import HistoryQueryError, parse_since, query_outages, render
+
+    now = datetime.now(UTC)
+    try:
+        url = database_url(args.db)
+        since = parse_since(args.since, now)
+        outages = asyncio.run(query_outages(url, args.device, since))
+    except HistoryQueryError as exc:
+        print(f"wardtui: {exc}", file=sys.stderr)
+        return exc.code
+    except (ValueError, SchemaError) as exc:
+        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        return 2
+    print(render(outages, now, args.json))
+    return 0
+
+
 def _options(args: argparse.Namespace) -> Options:
 
     return Options(inventory=args.inventory, db=args.db, interval=args.interval, timeout=args.timeout,
@@ -187,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         return _generate(args)
     if args.command == "db":
         return _db(args)
+    if args.command == "outages":
+        return _outages(args)
     try:
         runtime = Runtime(_options(args))
     except StartupError as exc:

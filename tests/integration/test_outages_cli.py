@@ -1,0 +1,75 @@
+"""``wardtui outages``: the outage history as people and scripts read it, from a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from tests.fakes import FakeProber, make_devices
+from wardtui.runtime import Options, Runtime
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _history(db: Path) -> None:
+    """dev1 goes down and comes back; dev2 goes down and stays down."""
+    prober = FakeProber()
+    devices = make_devices(3, interval=0.1)
+    runtime = Runtime(Options(db=f"sqlite:///{db}", interval=0.1, confirm_spacing=0.02),
+                      prober=prober, devices=devices)
+    await runtime.start()
+    prober.down |= {devices[1].address, devices[2].address}
+
+    async def recover() -> None:
+        await asyncio.sleep(0.8)
+        prober.down.discard(devices[1].address)
+
+    task = asyncio.create_task(recover())
+    await runtime.engine.run(1.5)
+    await task
+    await runtime.close()
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(cwd / "xdg")}
+    return subprocess.run([sys.executable, "-m", "wardtui", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+async def test_outages_json_lists_closed_and_open_outages(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    await _history(db)
+    proc = run("outages", "--since", "1h", "--json", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    records = {r["device"]: r for r in json.loads(proc.stdout)}
+    assert set(records) == {"dev1", "dev2"}
+    closed, still = records["dev1"], records["dev2"]
+    assert closed["end"] is not None and still["end"] is None
+    span = datetime.fromisoformat(closed["end"]) - datetime.fromisoformat(closed["start"])
+    assert abs(span.total_seconds() - closed["duration_s"]) < 0.01
+    assert 0.5 < closed["duration_s"] < 1.5  # down at start, back after ~0.8 s
+    # One device, and a table for people.
+    one = run("outages", "--device", "dev2", "--json", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert [r["device"] for r in json.loads(one.stdout)] == ["dev2"]
+    table = run("outages", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert "still down" in table.stdout and "dev1" in table.stdout
+
+
+async def test_outages_errors_are_clear_and_create_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    await _history(db)
+    unknown = run("outages", "--device", "nosuch", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert unknown.returncode == 2 and "nosuch" in unknown.stderr
+    bad = run("outages", "--since", "yesterday", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert bad.returncode == 2 and "--since" in bad.stderr
+    missing = tmp_path / "none.db"
+    absent = run("outages", "--db", f"sqlite:///{missing}", cwd=tmp_path)
+    assert absent.returncode == 1 and "no history" in absent.stderr
+    assert not missing.exists()
+    for proc in (unknown, bad, absent):
+        assert "Traceback" not in proc.stderr
