@@ -142,12 +142,12 @@ class Engine:
     def _finish(self, tracker: DeviceTracker, first: ProbeReply, last: ProbeReply,
                 sent: int, received: int) -> None:
         now = datetime.now(UTC)
+        first_sent = utc_from_ns(first.sent_ns)
         before = tracker.state
-        transition, flap = tracker.apply_check(received > 0, utc_from_ns(first.sent_ns), now,
-                                               time.monotonic(), last.rtt_ms)
+        transition, flap = tracker.apply_check(received > 0, first_sent, now, time.monotonic(), last.rtt_ms)
         self.checks_done += 1
         bus = self.bus
-        bus.publish(CheckResult(tracker.device.name, tracker.device.address, utc_from_ns(first.sent_ns),
+        bus.publish(CheckResult(tracker.device.name, tracker.device.address, first_sent,
                                 sent, received, last.rtt_ms, tracker.state))
         if transition is not None:
             self.state_counts[before] -= 1

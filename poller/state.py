@@ -33,7 +33,7 @@ class DeviceTracker:
     """Everything the engine knows about one device; screens read it, only the engine writes."""
 
     __slots__ = ("_flap_times", "_lost", "_ok_streak", "_window", "config", "device", "down_since",
-                 "flapping", "last_change", "last_check", "last_rtt_ms", "received",
+                 "flapping", "last_change", "last_rtt_ms", "received",
                  "rtt_max_ms", "rtt_min_ms", "rtt_sum_ms", "sent", "state")
 
     def __init__(self, device: Device, config: StateConfig) -> None:
@@ -42,7 +42,6 @@ class DeviceTracker:
         self.state = State.UNKNOWN
         self.down_since: datetime | None = None
         self.last_change: datetime | None = None
-        self.last_check: datetime | None = None
         self.flapping = False
         self.last_rtt_ms: float | None = None
         self.sent = 0  # whole-run totals
@@ -119,7 +118,6 @@ class DeviceTracker:
     def apply_check(self, ok: bool, first_sent: datetime, now: datetime, now_mono: float,
                     rtt_ms: float | None) -> tuple[Transition | None, FlapChange | None]:
         """Fold one finished check into the state; return what changed."""
-        self.last_check = now
         before = self.state
         if ok:
             self._ok_streak += 1

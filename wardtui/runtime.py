@@ -89,7 +89,7 @@ class Runtime:
         self.prober = prober if prober is not None else open_prober(self.devices)
         state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing,
                             up_after=options.up_after, flap_threshold=options.flap_threshold,
-                            flap_window=options.flap_window, flap_clear=min(1, options.flap_threshold - 1))
+                            flap_window=options.flap_window)
         self.engine = Engine(self.devices, self.prober,
                              EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
         try:
