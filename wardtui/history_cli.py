@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 
 from store.history import HistoryStore
 from store.records import Outage
+from wardtui.widgets.states import format_duration
 
 _SPAN = re.compile(r"^(\d+)([mhd])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -69,18 +70,6 @@ def render(outages: list[Outage], now: datetime, as_json: bool) -> str:
     lines = [f"{'device':<28} {'start (UTC)':<20} {'end (UTC)':<20} {'duration':>10}"]
     for o in outages:
         end = "still down" if o.end is None else o.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        seconds = int(o.duration(now).total_seconds())
         lines.append(f"{o.device:<28} {o.start.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S'):<20} "
-                     f"{end:<20} {_duration(seconds):>10}")
+                     f"{end:<20} {format_duration(o.duration(now)):>10}")
     return "\n".join(lines)
-
-
-def _duration(seconds: int) -> str:
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours:02d}h{minutes:02d}m"
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
