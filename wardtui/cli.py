@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,8 +52,8 @@ def _count(low: int) -> Callable[[str], int]:
     return parse
 
 
-ENGINE_DEFAULTS = {"inventory": None, "db": None, "interval": 10.0, "timeout": 1.0, "confirm_probes": 2,
-                   "confirm_spacing": 1.0, "up_after": 1, "flap_threshold": 3, "flap_window": 300.0}
+# One source for the defaults: the Options the CLI builds.
+ENGINE_DEFAULTS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Options)}
 
 
 def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | None) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,17 +31,23 @@ class StartupError(Exception):
         self.code = code
 
 
+_ENGINE: dict[str, Any] = {f.name: f.default for f in fields(EngineConfig)}
+_STATE: dict[str, Any] = {f.name: f.default for f in fields(StateConfig)}
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
+    """What an operator can set; the engine's and the state machine's defaults, not copies."""
+
     inventory: Path | None = None
     db: str | None = None
-    interval: float = 10.0
-    timeout: float = 1.0
-    confirm_probes: int = 2
-    confirm_spacing: float = 1.0
-    up_after: int = 1
-    flap_threshold: int = 3
-    flap_window: float = 300.0
+    interval: float = _ENGINE["interval"]
+    timeout: float = _ENGINE["timeout"]
+    confirm_probes: int = _STATE["confirm_probes"]
+    confirm_spacing: float = _STATE["confirm_spacing"]
+    up_after: int = _STATE["up_after"]
+    flap_threshold: int = _STATE["flap_threshold"]
+    flap_window: float = _STATE["flap_window"]
 
 
 def redacted_url(url: str | None) -> str:
