@@ -21,13 +21,12 @@ def default_database_path() -> Path:
     return Path(data_home) / "wardtui" / "history.db"
 
 
-def database_url(url: str | None, *, postgresql: bool = False) -> str:
+def database_url(url: str | None) -> str:
     """Map ``url`` to a URL for ``create_async_engine`` and create the SQLite file's directory.
 
     ``None`` or ``""`` means the default path; a string without ``://`` is a SQLite file
-    path; ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///PATH``. With ``postgresql``
-    (schema migrations, which already run there), ``postgresql://...`` becomes
-    ``postgresql+asyncpg://...``; without it, and for anything else, ``ValueError`` says why.
+    path; ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///PATH``; ``postgresql://...``
+    becomes ``postgresql+asyncpg://...``. Anything else raises ``ValueError`` saying why.
     """
     if not url:
         return _sqlite_file_url(default_database_path())
@@ -38,16 +37,12 @@ def database_url(url: str | None, *, postgresql: bool = False) -> str:
     except ArgumentError:
         raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
     driver = parsed.drivername
-    if driver in _POSTGRES_DRIVERS and postgresql:
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     if driver in _POSTGRES_DRIVERS:
-        raise ValueError(
-            "PostgreSQL history is not yet supported; use sqlite:///PATH or leave the URL out"
-        )
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     if driver not in _SQLITE_DRIVERS:
         # Only the scheme is echoed: the rest of a URL may carry a password.
-        wanted = "sqlite:///PATH or postgresql://USER@HOST/DB" if postgresql else "sqlite:///PATH"
-        raise ValueError(f"unsupported database URL scheme '{driver}': use {wanted}")
+        raise ValueError(f"unsupported database URL scheme '{driver}': "
+                         "use sqlite:///PATH or postgresql://USER@HOST/DB")
     database = parsed.database or ""
     query = url.partition("?")[2]  # driver options such as ?timeout=... pass through
     if database in ("", ":memory:"):

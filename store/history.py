@@ -1,4 +1,10 @@
-"""The history store: devices, transitions, outages and checks in SQLite (async, via aiosqlite)."""
+"""The history store: devices, transitions, outages, checks and rollups, in SQLite (aiosqlite) or
+PostgreSQL (asyncpg).
+
+Reads and transitions go through SQLAlchemy Core on both. Raw checks go to SQLite with
+``executemany`` and to PostgreSQL with binary COPY (``copy_records_to_table``) into the day
+partitions of ``checks``, which the store creates as rows for a new day arrive.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Table, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -15,6 +22,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
+from store import partitions
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, Outage
 from store.schema import display_url, ensure_current
@@ -24,6 +32,7 @@ _transitions = transitions_table
 _outages = outages_table
 _checks = checks_table
 _DEVICE_FIELDS = ("address", "branch", "region", "type", "parent")
+_COPY_COLUMNS = ("device_id", "at", "sent", "received", "rtt_ms")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -50,6 +59,8 @@ class HistoryStore:
         self.chunk_rows = chunk_rows
         self._engine: AsyncEngine | None = None
         self._ids: dict[str, int] = {}  # device name -> DeviceRow.id, only ids committed
+        self._days: set[datetime] = set()  # PostgreSQL: days whose checks partition exists
+        self._oldest_written: datetime | None = None  # see take_oldest_written()
 
     async def __aenter__(self) -> HistoryStore:
         await self.open()
@@ -67,10 +78,17 @@ class HistoryStore:
         """
         if self._engine is not None:
             return
-        if make_url(self.url).get_backend_name() != "sqlite":
-            raise ValueError("HistoryStore only supports SQLite for now (see store.db.database_url)")
-        engine = create_async_engine(self.url, connect_args={"timeout": self.busy_timeout})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        backend = make_url(self.url).get_backend_name()
+        if backend == "sqlite":
+            engine = create_async_engine(self.url, connect_args={"timeout": self.busy_timeout})
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        elif backend == "postgresql":
+            # pre_ping: after the server restarts, pooled connections are dead; find out before
+            # a write fails on one. The timeout bounds a connect to a server that is not there.
+            engine = create_async_engine(self.url, pool_pre_ping=True,
+                                         connect_args={"timeout": self.busy_timeout})
+        else:
+            raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(ensure_current, display_url(self.url))
@@ -84,6 +102,11 @@ class HistoryStore:
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
 
     @property
     def engine(self) -> AsyncEngine:
@@ -102,7 +125,7 @@ class HistoryStore:
             for d in devices
         ]
         if rows:
-            stmt = self._upsert_insert(_devices)
+            stmt = self.upsert(_devices)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["name"], set_={f: stmt.excluded[f] for f in _DEVICE_FIELDS}
             )
@@ -111,20 +134,56 @@ class HistoryStore:
         await self._load_ids()
 
     async def write_checks(self, results: Sequence[CheckResult]) -> None:
-        """Insert ``results`` in one transaction, with Core ``executemany`` (never the ORM)."""
+        """Insert ``results``: COPY on PostgreSQL, Core ``executemany`` in one transaction on SQLite."""
         if not results:
             return
         ids = await self._device_ids((r.device, r.address) for r in results)
-        stmt = insert(_checks)
-        step = max(1, self.chunk_rows)
-        async with self.engine.begin() as conn:
-            for i in range(0, len(results), step):
-                rows = [
-                    {"device_id": ids[r.device], "at": r.at, "sent": r.sent,
-                     "received": r.received, "rtt_ms": r.rtt_ms}
-                    for r in results[i : i + step]
-                ]
-                await conn.execute(stmt, rows)
+        if self.dialect == "postgresql":
+            await self._copy_checks([(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results])
+        else:
+            stmt = insert(_checks)
+            step = max(1, self.chunk_rows)
+            async with self.engine.begin() as conn:
+                for i in range(0, len(results), step):
+                    rows = [
+                        {"device_id": ids[r.device], "at": r.at, "sent": r.sent,
+                         "received": r.received, "rtt_ms": r.rtt_ms}
+                        for r in results[i : i + step]
+                    ]
+                    await conn.execute(stmt, rows)
+        oldest = min(r.at for r in results)
+        if self._oldest_written is None or oldest < self._oldest_written:
+            self._oldest_written = oldest
+
+    async def _copy_checks(self, records: list[tuple[int, datetime, int, int, float | None]]) -> None:
+        days = {partitions.day_of(r[1]) for r in records}
+        async with self.engine.connect() as conn:
+            if not days <= self._days:
+                await partitions.ensure(conn, "checks", days - self._days)
+                await conn.commit()
+                self._days |= days
+            raw = await conn.get_raw_connection()
+            try:
+                await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                    "checks", records=records, columns=_COPY_COLUMNS)
+            except asyncpg.CheckViolationError:
+                # "no partition of relation found for row": one was dropped behind our back.
+                self._days.clear()
+                raise
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+                # The connection is gone; SQLAlchemy did not see it fail, so tell the pool.
+                await conn.invalidate()
+                raise
+
+    def take_oldest_written(self) -> datetime | None:
+        """The earliest ``at`` among checks written since the last call (rollups use it to
+        recompute buckets that rows replayed late have changed)."""
+        oldest, self._oldest_written = self._oldest_written, None
+        return oldest
+
+    def forget_partitions(self) -> None:
+        """Partitions were dropped: create them again if rows for their days arrive."""
+        self._days.clear()
 
     async def write_transition(self, transition: Transition) -> None:
         """Record one transition with its outage change, in its own transaction."""
@@ -205,7 +264,7 @@ class HistoryStore:
         stmt = select(d.c.name, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).join(
             d, d.c.id == c.c.device_id
         )
-        stmt = _filter(stmt, device, None if since is None else c.c.at >= since).order_by(c.c.at, c.c.id)
+        stmt = _filter(stmt, device, None if since is None else c.c.at >= since).order_by(c.c.at)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [Check(device=r.name, at=r.at, sent=r.sent, received=r.received,
@@ -238,7 +297,7 @@ class HistoryStore:
         if not missing:
             return ids
         now = datetime.now(UTC)
-        stmt = self._upsert_insert(_devices).on_conflict_do_nothing(index_elements=["name"])
+        stmt = self.upsert(_devices).on_conflict_do_nothing(index_elements=["name"])
         rows = [{"name": n, "address": a, "first_seen": now} for n, a in missing.items()]
         async with self.engine.begin() as conn:
             await conn.execute(stmt, rows)
@@ -246,11 +305,15 @@ class HistoryStore:
         await self._load_ids()
         return self._ids
 
-    def _upsert_insert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
-        # Both dialects spell ON CONFLICT the same way, so the PostgreSQL store can share this.
-        if self.engine.dialect.name == "postgresql":
+    def upsert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT that can take ON CONFLICT, which both dialects spell the same way."""
+        if self.dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
+
+    @staticmethod
+    def table(name: str) -> Table:
+        return _devices.metadata.tables[name]
 
 
 def _filter(stmt: Select[Any], device: str | None,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Protocol
 
+import asyncpg
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from poller.bus import Subscription
@@ -36,7 +37,13 @@ def _is_transient(exc: Exception) -> bool:
     """
     if isinstance(exc, IntegrityError | DataError):
         return False
-    return isinstance(exc, DBAPIError | OSError | TimeoutError)
+    if isinstance(exc, asyncpg.PostgresError):  # raised by COPY, which bypasses SQLAlchemy
+        if isinstance(exc, asyncpg.CheckViolationError):
+            return "no partition" in str(exc)  # dropped by retention meanwhile: made again on retry
+        # Connection, resources, operator intervention, transaction rollback, lock not available.
+        return isinstance(exc, asyncpg.PostgresConnectionError) or \
+            (exc.sqlstate or "")[:2] in {"08", "40", "53", "55", "57", "58"}
+    return isinstance(exc, DBAPIError | OSError | TimeoutError | asyncpg.InterfaceError)
 
 
 class StoreWriter:

@@ -148,7 +148,7 @@ def _db(args: argparse.Namespace) -> int:
     from store.db import database_url
 
     try:
-        url = database_url(args.db, postgresql=True)
+        url = database_url(args.db)
     except (ValueError, OSError) as exc:
         print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from poller.prober import Prober
 from poller.state import StateConfig
 from store.db import database_url
 from store.history import HistoryStore
-from store.schema import SchemaError, check
+from store.schema import SchemaError, check, display_url
 from store.writer import StoreWriter
 
 
@@ -123,7 +123,8 @@ class Runtime:
         except (SQLAlchemyError, OSError) as exc:
             await self.store.close()
             reason = getattr(exc, "orig", None) or exc
-            raise StartupError(f"cannot open the history database {self.store.url}: {reason}") from None
+            raise StartupError(f"cannot open the history database {display_url(self.store.url)}: "
+                               f"{reason}") from None
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()

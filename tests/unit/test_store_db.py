@@ -43,20 +43,11 @@ def test_default_path_falls_back_to_local_share(
     assert default_database_path() == tmp_path / ".local" / "share" / "wardtui" / "history.db"
 
 
-@pytest.mark.parametrize(
-    "url", ["postgresql://u:secret@db/ward", "postgresql+asyncpg://u:secret@db/ward"]
-)
-def test_postgresql_is_not_yet_supported(url: str) -> None:
-    with pytest.raises(ValueError, match="not yet supported") as info:
-        database_url(url)
-    assert "secret" not in str(info.value)
-
-
 @pytest.mark.parametrize("url", ["postgresql://u:secret@db:5433/ward?ssl=require",
                                  "postgres://u:secret@db:5433/ward?ssl=require",
                                  "postgresql+asyncpg://u:secret@db:5433/ward?ssl=require"])
-def test_postgresql_maps_to_asyncpg_for_migrations(url: str) -> None:
-    assert database_url(url, postgresql=True) == "postgresql+asyncpg://u:secret@db:5433/ward?ssl=require"
+def test_postgresql_maps_to_asyncpg(url: str) -> None:
+    assert database_url(url) == "postgresql+asyncpg://u:secret@db:5433/ward?ssl=require"
 
 
 def test_unknown_scheme_is_refused_without_echoing_credentials() -> None:

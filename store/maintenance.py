@@ -1,0 +1,205 @@
+"""Rollups, retention and partitions: a task beside the writer that keeps the history in shape.
+
+Every ``period`` seconds it
+
+1. creates today's and tomorrow's day partitions (PostgreSQL), so midnight never waits on DDL;
+2. rolls up every complete minute since the 1-minute watermark (``rollup_state``), then every
+   complete hour since the hourly one: a minute is complete ``settle`` after it ends, by when
+   its checks have been written. Checks written later (replayed from the spool) move the
+   watermarks back to their bucket, so those buckets are computed again;
+3. applies retention, at most every ``retention_period``: drops raw day partitions and 1-minute
+   day partitions (PostgreSQL) or deletes rows (SQLite) older than the tier keeps. Raw rows
+   are never dropped before the hourly rollup has read them. Transitions and outages are
+   never touched.
+
+It runs on the writer's loop and only waits on the database: on PostgreSQL the work is SQL.
+A failure is logged and retried next period; rollups resume from their watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store import partitions
+from store.history import HistoryStore
+from store.models import checks_table, rollup_state_table
+from store.rollup import HOUR, MINUTE, Tier, roll_up
+
+log = logging.getLogger(__name__)
+_state = rollup_state_table
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier is kept; ``None`` keeps it for as long as the database lives."""
+
+    raw: timedelta | None = timedelta(days=7)
+    minute: timedelta | None = timedelta(days=90)
+    hour: timedelta | None = None
+
+
+@dataclass(slots=True)
+class MaintenanceReport:
+    """What one pass did (for logs, gauges and tests)."""
+
+    rolled: dict[str, int] = field(default_factory=dict)  # tier -> rollup rows written
+    dropped_partitions: list[str] = field(default_factory=list)
+    deleted_rows: int = 0
+    watermarks: dict[str, datetime | None] = field(default_factory=dict)
+
+
+class Maintenance:
+    def __init__(self, store: HistoryStore, retention: Retention | None = None, *,
+                 settle: timedelta = timedelta(seconds=30), period: float = 15.0,
+                 retention_period: float = 600.0, window: timedelta = timedelta(hours=6),
+                 budget: float = 2.0) -> None:
+        self.store = store
+        self.retention = retention or Retention()
+        self.settle = settle
+        self.period = period
+        self.retention_period = retention_period
+        self.window = window  # the most one rollup statement covers
+        self.budget = budget  # seconds of catching up per pass, so a stop is never kept waiting
+        self.failures = 0
+        self.last_error: str | None = None
+        self._done: dict[str, datetime | None] = {}
+        self._retention_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the task -------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task[None]:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="wardtui-store-maintenance")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception as exc:  # the database is down or slow: try again next period
+                self.failures += 1
+                if self.last_error is None:
+                    log.warning("history maintenance failed, will retry", exc_info=exc)
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if self.last_error is not None:
+                    log.warning("history maintenance resumed")
+                self.last_error = None
+            await asyncio.sleep(self.period)
+
+    # -- one pass -------------------------------------------------------------------------
+
+    async def run_once(self, now: datetime | None = None) -> MaintenanceReport:
+        now = now or datetime.now(UTC)
+        report = MaintenanceReport()
+        engine = self.store.engine
+        if self.store.dialect == "postgresql":
+            async with engine.begin() as conn:
+                for table in partitions.PARTITIONED:
+                    await partitions.ensure(conn, table, (now, now + partitions.DAY))
+        await self._load_watermarks()
+        self._note_late_rows()
+        deadline = time.monotonic() + self.budget
+        report.rolled[MINUTE.name] = await self._catch_up(MINUTE, MINUTE.floor(now - self.settle), deadline)
+        minute_done = self._done[MINUTE.name]
+        if minute_done is not None:
+            report.rolled[HOUR.name] = await self._catch_up(HOUR, HOUR.floor(minute_done), deadline)
+        if time.monotonic() >= self._retention_at:
+            await self._apply_retention(now, report)
+            self._retention_at = time.monotonic() + self.retention_period
+        report.watermarks = dict(self._done)
+        return report
+
+    async def _load_watermarks(self) -> None:
+        if self._done:
+            return
+        async with self.store.engine.connect() as conn:
+            stored = dict((await conn.execute(select(_state.c.tier, _state.c.done_until))).tuples().all())
+            first = None
+            if len(stored) < 2:
+                first = await self._first_check(conn)
+        for tier in (MINUTE, HOUR):
+            self._done[tier.name] = stored.get(tier.name) or (None if first is None else tier.floor(first))
+
+    async def _first_check(self, conn: AsyncConnection) -> datetime | None:
+        """Where rollups start on a database that has never had them: its earliest check."""
+        if conn.dialect.name == "postgresql":
+            # min(at) over every partition would read them all; the earliest day is enough.
+            days = sorted(await partitions.existing(conn, "checks"))
+            for day in days:
+                first = await conn.scalar(select(func.min(checks_table.c.at))
+                                          .where(checks_table.c.at >= day,
+                                                 checks_table.c.at < day + partitions.DAY))
+                if first is not None:
+                    return first  # type: ignore[no-any-return]
+            return None
+        return await conn.scalar(select(func.min(checks_table.c.at)))  # type: ignore[no-any-return]
+
+    def _note_late_rows(self) -> None:
+        oldest = self.store.take_oldest_written()
+        if oldest is None:
+            return
+        for tier in (MINUTE, HOUR):
+            done = self._done.get(tier.name)
+            if done is None or oldest < done:
+                self._done[tier.name] = tier.floor(oldest) if done is None else min(done, tier.floor(oldest))
+
+    async def _catch_up(self, tier: Tier, target: datetime, deadline: float) -> int:
+        done = self._done.get(tier.name)
+        written = 0
+        while done is not None and done < target and time.monotonic() < deadline:
+            end = min(target, done + max(self.window, tier.step))
+            async with self.store.engine.begin() as conn:
+                written += await roll_up(conn, tier, done, end)
+                await self._save_watermark(conn, tier, end)
+            done = self._done[tier.name] = end
+        return written
+
+    async def _save_watermark(self, conn: AsyncConnection, tier: Tier, done: datetime) -> None:
+        stmt = self.store.upsert(_state)
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["tier"],
+                                                      set_={"done_until": stmt.excluded.done_until}),
+                           {"tier": tier.name, "done_until": done})
+
+    async def _apply_retention(self, now: datetime, report: MaintenanceReport) -> None:
+        keep = self.retention
+        hour_done = self._done.get(HOUR.name)
+        plans: list[tuple[str, str, datetime]] = []
+        if keep.raw is not None:
+            cutoff = now - keep.raw
+            if hour_done is not None:  # raw rows the hourly rollup has not read yet stay
+                cutoff = min(cutoff, hour_done)
+            plans.append(("checks", "at", cutoff))
+        if keep.minute is not None:
+            plans.append(("rollup_1m", "bucket", now - keep.minute))
+        if keep.hour is not None:
+            plans.append(("rollup_1h", "bucket", now - keep.hour))
+        postgres = self.store.dialect == "postgresql"
+        for table, column, cutoff in plans:
+            async with self.store.engine.begin() as conn:
+                if postgres and table in partitions.PARTITIONED:
+                    dropped = await partitions.drop_before(conn, table, cutoff)
+                    report.dropped_partitions += dropped
+                else:
+                    t = self.store.table(table)
+                    result = await conn.execute(delete(t).where(t.c[column] < cutoff))
+                    report.deleted_rows += int(result.rowcount or 0)
+        if report.dropped_partitions:
+            self.store.forget_partitions()
+            log.info("history retention dropped %s", ", ".join(report.dropped_partitions))
