@@ -54,6 +54,7 @@ class Engine:
         self.flapping = 0
         self.checks_done = 0
         self.queue_sources: list[Callable[[], int]] = []  # e.g. the store writer's queue depth
+        self.gauge_sources: list[Callable[[], dict[str, float]]] = []  # merged into Gauges.extra
         self.last_gauges: Gauges | None = None
         self._checks: set[asyncio.Task[None]] = set()
         self._lags: list[float] = []
@@ -187,5 +188,7 @@ class Engine:
                    "late_replies": float(counters.get("late_replies", 0)),
                    "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions))},
         )
+        for source in self.gauge_sources:
+            gauges.extra.update(source())
         self.last_gauges = gauges
         return gauges

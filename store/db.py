@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +20,17 @@ def default_database_path() -> Path:
     if not data_home or not os.path.isabs(data_home):
         data_home = str(Path.home() / ".local" / "share")
     return Path(data_home) / "wardtui" / "history.db"
+
+
+def default_spool_dir(url: str) -> Path:
+    """Where rows wait while the database at ``url`` is unavailable: beside a SQLite file
+    (``history.db.spool``), else ``$XDG_DATA_HOME/wardtui/spool/<database>-<hash of the URL>``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(f"{parsed.database}.spool")
+    key = parsed.set(password=None).render_as_string(hide_password=False)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return default_database_path().parent / "spool" / f"{parsed.database or 'memory'}-{digest}"
 
 
 def database_url(url: str | None) -> str:

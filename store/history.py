@@ -24,7 +24,7 @@ from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import partitions
 from store.models import checks_table, devices_table, outages_table, transitions_table
-from store.records import Check, Outage
+from store.records import Check, Outage, Rollup
 from store.schema import display_url, ensure_current
 
 _devices = devices_table
@@ -33,6 +33,8 @@ _outages = outages_table
 _checks = checks_table
 _DEVICE_FIELDS = ("address", "branch", "region", "type", "parent")
 _COPY_COLUMNS = ("device_id", "at", "sent", "received", "rtt_ms")
+_ROLLUP_FIELDS = ("bucket", "checks", "sent", "received", "rtt_min", "rtt_avg", "rtt_max", "rtt_p95",
+                  "jitter_ms", "up_s", "down_s")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -258,17 +260,33 @@ class HistoryStore:
             rows = (await conn.execute(stmt)).all()
         return [Outage(device=r.name, start=r.start, end=r.end) for r in rows]
 
-    async def checks(self, device: str, since: datetime | None = None) -> list[Check]:
-        """Stored checks of ``device`` in time order, at or after ``since``."""
+    async def checks(self, device: str, since: datetime | None = None,
+                     until: datetime | None = None) -> list[Check]:
+        """Stored checks of ``device`` in time order, in ``[since, until)``."""
         c, d = _checks, _devices
         stmt = select(d.c.name, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).join(
             d, d.c.id == c.c.device_id
         )
-        stmt = _filter(stmt, device, None if since is None else c.c.at >= since).order_by(c.c.at)
+        query = _filter(stmt, device, None if since is None else c.c.at >= since)
+        if until is not None:
+            query = query.where(c.c.at < until)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(query.order_by(c.c.at))).all()
         return [Check(device=r.name, at=r.at, sent=r.sent, received=r.received,
                       rtt_ms=r.rtt_ms) for r in rows]
+
+    async def rollups(self, device: str, tier: str, since: datetime | None = None,
+                      until: datetime | None = None) -> list[Rollup]:
+        """Rollups of ``device`` in the ``"1m"`` or ``"1h"`` tier, by bucket, for buckets that
+        start in ``[since, until)``."""
+        r, d = self.table(f"rollup_{tier}"), _devices
+        stmt = select(d.c.name, *(r.c[f] for f in _ROLLUP_FIELDS)).join(d, d.c.id == r.c.device_id)
+        stmt = _filter(stmt, device, None if since is None else r.c.bucket >= since)
+        if until is not None:
+            stmt = stmt.where(r.c.bucket < until)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt.order_by(r.c.bucket))).all()
+        return [Rollup(r[0], tier, *r[1:]) for r in rows]
 
     def device_names(self) -> frozenset[str]:
         """Every device the history knows (as of :meth:`open` or the last write)."""

@@ -130,7 +130,7 @@ class Maintenance:
         if self._done:
             return
         async with self.store.engine.connect() as conn:
-            stored = dict((await conn.execute(select(_state.c.tier, _state.c.done_until))).tuples().all())
+            stored = dict((await conn.execute(select(_state.c.tier, _state.c.done_until))).all())
             first = None
             if len(stored) < 2:
                 first = await self._first_check(conn)

@@ -40,3 +40,34 @@ class Check:
     @property
     def loss_pct(self) -> float:
         return 100.0 * (self.sent - self.received) / self.sent if self.sent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One device over one bucket of a rollup tier (``"1m"`` or ``"1h"``), starting at ``bucket``.
+
+    ``up_s + down_s`` is the bucket's length; see ``store.rollup`` for how each is computed.
+    """
+
+    device: str
+    tier: str
+    bucket: datetime
+    checks: int
+    sent: int
+    received: int
+    rtt_min: float | None
+    rtt_avg: float | None
+    rtt_max: float | None
+    rtt_p95: float | None
+    jitter_ms: float | None
+    up_s: float
+    down_s: float
+
+    @property
+    def loss_pct(self) -> float:
+        return 100.0 * (self.sent - self.received) / self.sent if self.sent else 0.0
+
+    @property
+    def availability_pct(self) -> float:
+        total = self.up_s + self.down_s
+        return 100.0 * self.up_s / total if total else 0.0

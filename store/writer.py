@@ -15,6 +15,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from poller.bus import Subscription
 from poller.events import CheckResult, Event, Transition
+from store.spool import Spool, SpoolBatch, SpoolError
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +50,28 @@ def _is_transient(exc: Exception) -> bool:
 class StoreWriter:
     """Consumes ``subscription`` in its own task and writes to ``store``.
 
-    Transitions are written one by one, each in its own transaction, in event order.
-    Check results are batched: written when ``batch_size`` are pending or when the oldest
-    has waited ``flush_interval`` seconds. A failed write is logged, counted and retried
-    with exponential backoff; pending checks are bounded by ``max_pending`` (the oldest are
-    dropped and counted). Pending transitions are not bounded: like the bus, their number
-    is bounded by the devices and the clock, and they are what outage history is made of.
+    Transitions are written in event order, in bursts of one transaction each. Check
+    results are batched: written when ``batch_size`` are pending or when the oldest has
+    waited ``flush_interval`` seconds. A failed write is logged, counted and retried with
+    exponential backoff.
+
+    While the database fails, rows wait in memory. With a ``spool``, once they have waited
+    ``spool_after`` seconds or the pending checks pass ``max_pending``, they move to the
+    on-disk spool (fsync'd), and so does everything after them until the spool has been
+    replayed, oldest first, into the database that came back; a stop with the database
+    still down spools what is pending, for the next start to replay. The spool drops
+    checks past its size cap (counted); transitions are never dropped. Without a spool,
+    the oldest pending checks past ``max_pending`` are dropped and counted. Pending
+    transitions are not bounded in memory: their number is bounded by the devices and the
+    clock, and they are what outage history is made of.
     """
 
     def __init__(self, store: HistorySink, subscription: Subscription, *,
                  flush_interval: float = 1.0, batch_size: int = 5000,
                  max_pending: int = 200_000, retry_delay: float = 0.5,
                  max_retry_delay: float = 30.0, stop_attempts: int = 3,
-                 transition_burst: int = 1000) -> None:
+                 transition_burst: int = 1000, spool: Spool | None = None,
+                 spool_after: float = 5.0) -> None:
         self.store = store
         self.subscription = subscription
         self.flush_interval = flush_interval
@@ -71,6 +81,10 @@ class StoreWriter:
         self.max_retry_delay = max_retry_delay
         self.stop_attempts = stop_attempts
         self.transition_burst = transition_burst
+        self.spool = spool
+        self.spool_after = spool_after
+        self.spooled_rows = 0  # rows moved to the spool (cumulative)
+        self.replayed_rows = 0  # rows written to the database from the spool (cumulative)
         self.written_checks = 0
         self.written_transitions = 0
         self.failed_writes = 0  # write attempts that raised
@@ -83,12 +97,30 @@ class StoreWriter:
         self._retry_at = 0.0
         self._delay = retry_delay
         self._streak = 0  # consecutive failed attempts, for logging the recovery
+        self._failing_since: float | None = None  # loop time of the streak's first failure
+        self._spool_broken = False  # a record the spool cannot read: stop replaying (logged)
         self._task: asyncio.Task[None] | None = None
 
     @property
     def queue_depth(self) -> int:
-        """Events waiting in the subscription plus rows waiting to be written."""
-        return len(self.subscription) + len(self._checks) + len(self._transitions)
+        """Events waiting in the subscription plus rows waiting to be written (spool included)."""
+        spooled = self.spool.rows if self.spool is not None else 0
+        return len(self.subscription) + len(self._checks) + len(self._transitions) + spooled
+
+    @property
+    def dropped_samples(self) -> int:
+        """Check results lost for good: over the in-memory bound, past the spool cap, refused."""
+        return self.dropped + (self.spool.dropped_checks if self.spool is not None else 0)
+
+    def gauges(self) -> dict[str, float]:
+        """The writer's health for the engine's gauges."""
+        spool = self.spool
+        return {
+            "store_spool_rows": float(spool.rows if spool else 0),
+            "store_spool_bytes": float(spool.bytes if spool else 0),
+            "store_samples_dropped": float(self.dropped_samples),
+            "store_failing": 1.0 if self._streak else 0.0,
+        }
 
     @property
     def running(self) -> bool:
@@ -146,11 +178,14 @@ class StoreWriter:
     def _wait_timeout(self) -> float | None:
         """Seconds until the next write is due; with nothing pending, one flush interval, so
         samples held back by a subscription's ``sample_batch`` are picked up on time."""
-        if not self._transitions and not self._checks:
+        replay = self._spool_pending()
+        if not self._transitions and not self._checks and not replay:
             return self.flush_interval
         now = asyncio.get_running_loop().time()
         if now < self._retry_at:
             return self._retry_at - now
+        if replay:
+            return 0.0
         if self._transitions or len(self._checks) >= self.batch_size:
             return 0.0
         return max(0.0, (self._flush_at or now) - now)
@@ -165,15 +200,17 @@ class StoreWriter:
         if self._checks and self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
         overflow = len(self._checks) - self.max_pending
-        if overflow > 0:
+        if overflow > 0 and self.spool is None:
             del self._checks[:overflow]
             self.dropped += overflow
             log.warning("history writer: dropped %d oldest check results (database behind)",
                         overflow)
 
     async def _write_due(self) -> None:
+        if self._should_spool():
+            await self._spill()
         now = asyncio.get_running_loop().time()
-        if now < self._retry_at or not await self._write_transitions():
+        if now < self._retry_at or not await self._replay() or not await self._write_transitions():
             return
         if self._checks and (len(self._checks) >= self.batch_size
                              or now >= (self._flush_at or now)):
@@ -183,14 +220,92 @@ class StoreWriter:
         for attempt in range(self.stop_attempts):
             if attempt:
                 await asyncio.sleep(min(self._delay, 1.0))
-            if await self._write_transitions() and await self._write_checks():
+            if self._should_spool():
+                await self._spill()
+            if await self._replay() and await self._write_transitions() and await self._write_checks():
                 return
+        if self.spool is not None and (self._checks or self._transitions):
+            kept = len(self._checks) + len(self._transitions)
+            await self._spill()
+            log.warning("history writer stopped with the database unavailable: %d rows kept in the "
+                        "spool %s, written at the next start (%s)", kept, self.spool.directory,
+                        self.last_error)
+            return
         lost = len(self._checks) + len(self._transitions)
         self.lost_at_stop = lost
         self.dropped += lost
         self._checks.clear()
         self._transitions.clear()
         log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
+
+    # -- the spool ------------------------------------------------------------------------
+
+    def _spool_pending(self) -> bool:
+        return self.spool is not None and not self.spool.empty and not self._spool_broken
+
+    def _should_spool(self) -> bool:
+        """Rows go to the spool while older rows are there (order) or once the database has
+        failed for ``spool_after`` seconds or let too many checks pile up."""
+        if self.spool is None or not (self._checks or self._transitions):
+            return False
+        if not self.spool.empty:
+            return True
+        if self._failing_since is None:
+            return False
+        waited = asyncio.get_running_loop().time() - self._failing_since
+        return waited >= self.spool_after or len(self._checks) >= self.max_pending
+
+    async def _spill(self) -> None:
+        """Move every pending row to the spool, transitions first, and fsync it."""
+        assert self.spool is not None
+        transitions, checks = list(self._transitions), self._checks
+        self._transitions.clear()
+        self._checks = []
+        self._flush_at = None
+        try:
+            await asyncio.to_thread(self.spool.append, transitions, checks)
+        except (OSError, SpoolError) as exc:
+            # The disk failed us too: keep the rows in memory, bounded as without a spool.
+            log.error("history writer: cannot write the spool %s: %s", self.spool.directory, exc)
+            self._transitions.extendleft(reversed(transitions))
+            self._checks[:0] = checks
+            return
+        self.spooled_rows += len(transitions) + len(checks)
+
+    async def _replay(self) -> bool:
+        """Write the spool to the database, oldest first; False if the database failed."""
+        spool = self.spool
+        if spool is None or spool.empty or self._spool_broken:
+            return True
+        batches = spool.batches(self.batch_size)
+        while True:
+            try:
+                batch: SpoolBatch | None = await asyncio.to_thread(next, batches, None)
+            except SpoolError as exc:
+                self._spool_broken = True
+                log.error("history writer: %s; replay stopped, new rows are written directly", exc)
+                return True
+            if batch is None:
+                return True
+            try:
+                if batch.transitions:
+                    await self.store.write_transitions(batch.transitions)
+                if batch.checks:
+                    await self.store.write_checks(batch.checks)
+            except Exception as exc:
+                if _is_transient(exc):
+                    self._failed(exc, batch.rows, "spooled rows")
+                    return False
+                # A batch the database refuses: its rows are dropped (counted), the rest go on.
+                self._failed(exc, batch.rows, "spooled rows")
+            else:
+                self._succeeded()
+                self.replayed_rows += batch.rows
+                self.written_transitions += len(batch.transitions)
+                self.written_checks += len(batch.checks)
+            await asyncio.to_thread(spool.commit, batch)
+            if spool.empty:
+                log.warning("history writer: spool replayed (%d rows in all)", self.replayed_rows)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -256,6 +371,7 @@ class StoreWriter:
             return False
         if self._streak == 0:
             log.warning("history writer: database write failed, will retry", exc_info=exc)
+            self._failing_since = asyncio.get_running_loop().time()
         self._streak += 1
         self._retry_at = asyncio.get_running_loop().time() + self._delay
         self._delay = min(self._delay * 2, self.max_retry_delay)
@@ -265,6 +381,7 @@ class StoreWriter:
         if self._streak:
             log.warning("history writer: writes resumed after %d failed attempts", self._streak)
         self._streak = 0
+        self._failing_since = None
         self._retry_at = 0.0
         self._delay = self.retry_delay
 

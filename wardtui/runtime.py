@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gc
+import logging
 import sys
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,15 @@ from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
 from poller.state import StateConfig
-from store.db import database_url
+from store.db import database_url, default_spool_dir
 from store.history import HistoryStore
+from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
+from store.spool import Spool, SpoolError
 from store.writer import StoreWriter
+
+
+log = logging.getLogger(__name__)
 
 
 class StartupError(Exception):
@@ -33,6 +40,7 @@ class StartupError(Exception):
 
 _ENGINE: dict[str, Any] = {f.name: f.default for f in fields(EngineConfig)}
 _STATE: dict[str, Any] = {f.name: f.default for f in fields(StateConfig)}
+_RETENTION: dict[str, Any] = {f.name: f.default for f in fields(Retention)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +56,11 @@ class Options:
     up_after: int = _STATE["up_after"]
     flap_threshold: int = _STATE["flap_threshold"]
     flap_window: float = _STATE["flap_window"]
+    spool: Path | None = None  # default: store.db.default_spool_dir(the database URL)
+    spool_max_mb: float = 256.0
+    keep_raw: timedelta | None = _RETENTION["raw"]
+    keep_1m: timedelta | None = _RETENTION["minute"]
+    keep_1h: timedelta | None = _RETENTION["hour"]
 
 
 def redacted_url(url: str | None) -> str:
@@ -105,7 +118,10 @@ class Runtime:
             self.prober.close()
             raise StartupError(f"--db {redacted_url(options.db)}: {exc}", code=2) from None
         self.store = HistoryStore(url)
+        self.spool_dir = options.spool or default_spool_dir(url)
+        self.spool: Spool | None = None
         self.writer: StoreWriter | None = None
+        self.maintenance: Maintenance | None = None
 
     async def start(self) -> None:
         """Open the store, restore open outages, start the writer (before any check runs).
@@ -128,9 +144,23 @@ class Runtime:
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()
-        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000))
+        try:
+            self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
+        except (SpoolError, OSError) as exc:
+            await self.store.close()
+            raise StartupError(f"spool {self.spool_dir}: {exc}") from None
+        if not self.spool.empty:
+            # Rows from a run that stopped while the database was down: written first.
+            log.warning("%d history rows waiting in %s from an earlier run are written first",
+                        self.spool.rows, self.spool_dir)
+        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000),
+                                  spool=self.spool)
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
+        self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
+        o = self.options
+        self.maintenance = Maintenance(self.store, Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h))
+        self.maintenance.start()
 
     async def check_schema(self) -> None:
         """Refuse, before any screen is drawn, a database whose schema is behind or ahead.
@@ -151,10 +181,16 @@ class Runtime:
         Returns how many history rows could not be written (0 when all were).
         """
         lost = 0
+        if self.maintenance is not None:
+            await self.maintenance.stop()
+            self.maintenance = None
         if self.writer is not None:
             await self.writer.aclose()
             lost = self.writer.lost_at_stop
             self.writer = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
         await self.store.close()
         self.prober.close()
         return lost
