@@ -17,6 +17,7 @@ import asyncpg
 from sqlalchemy import Table, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -141,6 +142,10 @@ class HistoryStore:
             return
         ids = await self._device_ids((r.device, r.address) for r in results)
         if self.dialect == "postgresql":
+            if any(r.at.tzinfo is None for r in results):
+                # COPY bypasses UTCDateTime, and asyncpg would read a naive time as local time.
+                raise StatementError("naive datetime: check times need a timezone (UTC)", "COPY checks",
+                                     None, ValueError("naive datetime"))
             await self._copy_checks([(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results])
         else:
             stmt = insert(_checks)

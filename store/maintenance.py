@@ -164,7 +164,9 @@ class Maintenance:
         done = self._done.get(tier.name)
         written = 0
         while done is not None and done < target and time.monotonic() < deadline:
-            end = min(target, done + max(self.window, tier.step))
+            # On a bucket bound: a window ending mid-bucket would upsert a part of that bucket,
+            # and the next window would replace it with the other part.
+            end = min(target, tier.floor(done + max(self.window, tier.step)))
             async with self.store.engine.begin() as conn:
                 written += await roll_up(conn, tier, done, end)
                 await self._save_watermark(conn, tier, end)

@@ -30,6 +30,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from store import partitions
 from store.models import checks_table, outages_table, rollup_1h_table, rollup_1m_table
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -98,6 +99,7 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
     """Compute and upsert every bucket of ``tier`` in ``[start, end)`` (both on bucket bounds);
     returns how many rows were written. The caller commits."""
     if conn.dialect.name == "postgresql":
+        await _ensure_partitions(conn, tier, start, end)
         result = await conn.execute(text(_PG_ROLLUP.format(table=tier.table.name)), {
             "step": tier.step, "epoch": _EPOCH,
             "start": start, "end": end, "seconds": tier.step.total_seconds()})
@@ -109,6 +111,21 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
             index_elements=["device_id", "bucket"],
             set_={c: stmt.excluded[c] for c in _COLUMNS[2:]}), rows)
     return len(rows)
+
+
+async def _ensure_partitions(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime) -> None:
+    # A partitioned tier (rollup_1m) needs a partition for each day it gets buckets on: those
+    # of the checks partitions the window covers. Maintenance only makes today's and
+    # tomorrow's ahead; a first pass over an older database, a catch-up after a stop over
+    # midnight, or late rows replayed for an earlier day roll up days before that.
+    table = tier.table.name
+    if table not in partitions.PARTITIONED:
+        return
+    days = {day for day in await partitions.existing(conn, "checks")
+            if day < end and day + partitions.DAY > start}
+    missing = days - set(await partitions.existing(conn, table))
+    if missing:
+        await partitions.ensure(conn, table, missing)
 
 
 async def _compute(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime) -> list[dict[str, Any]]:

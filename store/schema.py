@@ -27,7 +27,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import inspect, pool
+from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -146,19 +146,34 @@ def differences(conn: Connection, tables: frozenset[str] = _OURS,
                 skip_indexes: frozenset[str] = frozenset()) -> list[str]:
     """How wardtui's ``tables`` in the database differ from the models (empty when they match).
 
-    On PostgreSQL the day-partitioned tables are left out: revision 0002 writes their DDL by
-    hand (no id, no foreign key, a BRIN index), which the models cannot express.
+    On PostgreSQL the tables the database has partitioned are left out: revision 0002 writes
+    their DDL by hand (no id, no foreign key, a BRIN index), which the models cannot express.
+    (Revision 0001's plain ``checks`` is still compared: it is what the models describe.)
     """
     if conn.dialect.name == "postgresql":
-        tables = tables - _PARTITIONED
+        tables = tables - _partitioned(conn)
 
-    def include(name: str | None, type_: str, _parents: object) -> bool:
+    # include_name filters what is reflected from the database, include_object also what the
+    # models hold: both are needed, or every model table left out reads as "add_table".
+    def include_name(name: str | None, type_: str, _parents: object) -> bool:
         if type_ == "table":
             return name in tables
         return not (type_ == "index" and name in skip_indexes)
 
-    context = MigrationContext.configure(conn, opts={"include_name": include})
+    def include_object(_obj: object, name: str | None, type_: str, _reflected: bool,
+                       _compare_to: object) -> bool:
+        return include_name(name, type_, None)
+
+    context = MigrationContext.configure(
+        conn, opts={"include_name": include_name, "include_object": include_object})
     return [_describe_diff(d) for d in compare_metadata(context, ALL_TABLES[0].metadata)]
+
+
+def _partitioned(conn: Connection) -> frozenset[str]:
+    rows = conn.execute(text(
+        "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()"))
+    return frozenset(name for (name,) in rows) & _PARTITIONED
 
 
 def _describe_diff(diff: object) -> str:

@@ -1,5 +1,6 @@
 """Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
-``wardtui outages`` (outage history), ``wardtui db upgrade|current`` (the database's schema)."""
+``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
+``wardtui db upgrade|current`` (the database's schema)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import dataclasses
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from wardtui import __version__
@@ -52,6 +54,16 @@ def _count(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _keep(text: str) -> timedelta | None:
+    """A retention: ``forever``, or N followed by d or h (``7d``, ``36h``)."""
+    if text.strip().lower() == "forever":
+        return None
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if unit not in ("d", "h") or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"use Nd, Nh or forever, e.g. 7d: {text!r}")
+    return timedelta(days=int(number)) if unit == "d" else timedelta(hours=int(number))
+
+
 # One source for the defaults: the Options the CLI builds.
 ENGINE_DEFAULTS: dict[str, object] = {f.name: f.default for f in dataclasses.fields(Options)}
 
@@ -78,6 +90,18 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
                    help="state changes within the flap window that mark a device flapping (default 3)")
     p.add_argument("--flap-window", type=_positive, default=d["flap_window"], metavar="S",
                    help="seconds of the flap window (default 300)")
+    p.add_argument("--spool", type=Path, metavar="DIR", default=d["spool"],
+                   help="where history waits while the database is down (default: beside a SQLite file, "
+                        "else $XDG_DATA_HOME/wardtui/spool/...)")
+    p.add_argument("--spool-max-mb", type=_positive, metavar="MB", default=d["spool_max_mb"],
+                   help="spool size cap; past it check results are dropped and counted, transitions "
+                        "never (default 256)")
+    p.add_argument("--keep-raw", type=_keep, metavar="SPAN", default=d["keep_raw"],
+                   help="how long raw checks are kept: Nd, Nh or forever (default 7d)")
+    p.add_argument("--keep-1m", type=_keep, metavar="SPAN", default=d["keep_1m"],
+                   help="how long 1-minute rollups are kept (default 90d)")
+    p.add_argument("--keep-1h", type=_keep, metavar="SPAN", default=d["keep_1h"],
+                   help="how long hourly rollups are kept (default forever)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     outages.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     outages.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                          help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
+    _history_command(sub)
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
                          epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,6 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=7, help="random seed for the branch kit (default 7)")
     gen.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     return parser
+
+
+def _history_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    history = sub.add_parser(
+        "history", help="one device's history: raw checks, 1-minute or hourly rollups by span",
+        description="One device's history: raw checks for spans up to a day, 1-minute rollups up\n"
+                    "to a week, hourly rollups beyond (or a coarser tier once the finer one no\n"
+                    "longer reaches back to --since). Times are UTC.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  wardtui history north-b001-rtr\n"
+               "  wardtui history north-b001-rtr --since 7d --json | jq '.points[].loss_pct'\n"
+               "  wardtui history north-b001-rtr --since 2026-11-01T00:00Z --until 2026-11-02T00:00Z "
+               "--tier raw\n")
+    history.add_argument("device", metavar="DEVICE", help="the device's name, as in the inventory")
+    history.add_argument("--since", metavar="SPAN", default="24h",
+                         help="1h, 24h, 7d, 30d (any N with m/h/d) or an ISO 8601 time (default 24h)")
+    history.add_argument("--until", metavar="TIME",
+                         help="an ISO 8601 time, or a span back from now like --since (default now)")
+    history.add_argument("--tier", metavar="TIER", default="auto",
+                         help="auto, raw, 1m or 1h (default auto: raw up to 1 day, 1m up to 7 days, "
+                              "else 1h)")
+    history.add_argument("--json", action="store_true",
+                         help='one JSON object: {"device", "tier", "since", "until", "points": [...]}')
+    history.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
+                         help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
+                              "(default: $XDG_DATA_HOME/wardtui/history.db)")
 
 
 def _db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -176,9 +227,11 @@ def _db(args: argparse.Namespace) -> int:
 def _outages(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from store.db import database_url
-    from store.schema import SchemaError
-    from wardtui.history_cli import HistoryQueryError, parse_since, query_outages, render
+    from store.schema import SchemaError, display_url
+    from wardtui.history_cli import HistoryQueryError, parse_since, query_outages, render, write_out
 
     now = datetime.now(UTC)
     try:
@@ -191,7 +244,49 @@ def _outages(args: argparse.Namespace) -> int:
     except (ValueError, SchemaError) as exc:
         print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
         return 2
-    print(render(outages, now, args.json))
+    except (SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        print(f"wardtui: cannot open the history database {display_url(url)}: {reason}", file=sys.stderr)
+        return 1
+    write_out(render(outages, now, args.json))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.db import database_url
+    from store.schema import SchemaError, display_url
+    from wardtui import history_cli as hc
+
+    now = datetime.now(UTC)
+    try:
+        since, until = hc.parse_window(args.since, args.until, now)
+        tier = hc.parse_tier(args.tier)
+    except hc.HistoryQueryError as exc:
+        print(f"wardtui: {exc}", file=sys.stderr)
+        return exc.code
+    try:
+        url = database_url(args.db)
+    except (ValueError, OSError) as exc:
+        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        history = asyncio.run(hc.query_history(url, args.device, since, until, tier))
+    except hc.HistoryQueryError as exc:
+        print(f"wardtui: {exc}", file=sys.stderr)
+        return exc.code
+    except (ValueError, SchemaError) as exc:
+        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        return 2
+    except (SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        print(f"wardtui: cannot open the history database {display_url(url)}: {reason}", file=sys.stderr)
+        return 1
+    label = hc.window_label(args.since, args.until, since, until)
+    hc.write_out(hc.render_history(history, label, args.json, asked=tier is not None, now=now))
     return 0
 
 
@@ -199,7 +294,9 @@ def _options(args: argparse.Namespace) -> Options:
 
     return Options(inventory=args.inventory, db=args.db, interval=args.interval, timeout=args.timeout,
                    confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing,
-                   up_after=args.up_after, flap_threshold=args.flap_threshold, flap_window=args.flap_window)
+                   up_after=args.up_after, flap_threshold=args.flap_threshold, flap_window=args.flap_window,
+                   spool=args.spool, spool_max_mb=args.spool_max_mb, keep_raw=args.keep_raw,
+                   keep_1m=args.keep_1m, keep_1h=args.keep_1h)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -225,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return _db(args)
     if args.command == "outages":
         return _outages(args)
+    if args.command == "history":
+        return _history(args)
     try:
         runtime = Runtime(_options(args))
     except StartupError as exc:

@@ -26,7 +26,6 @@ from store.schema import SchemaError, check, display_url
 from store.spool import Spool, SpoolError
 from store.writer import StoreWriter
 
-
 log = logging.getLogger(__name__)
 
 
@@ -159,7 +158,8 @@ class Runtime:
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
         o = self.options
-        self.maintenance = Maintenance(self.store, Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h))
+        retention = Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
+        self.maintenance = Maintenance(self.store, retention)
         self.maintenance.start()
 
     async def check_schema(self) -> None:

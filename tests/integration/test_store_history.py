@@ -1,4 +1,5 @@
-"""HistoryStore against real SQLite files: outages, reopening, UTC round-trips, devices, checks."""
+"""HistoryStore against real databases, SQLite files and PostgreSQL: outages, reopening, UTC
+round-trips, devices, checks (COPY into day partitions on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import StatementError
 
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
-from store import HistoryStore, database_url
+from store import HistoryStore, database_url, partitions
+from store.models import devices_table
+from tests.integration.postgres import pg_url  # noqa: F401
 
 T0 = datetime(2026, 11, 3, 8, 0, 0, 123456, tzinfo=UTC)
 
@@ -35,8 +40,22 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "history.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, db_path: Path) -> str:
+    """The same test on a new SQLite file and on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return database_url(str(db_path))
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[HistoryStore]:
+async def store(db_url: str) -> AsyncIterator[HistoryStore]:
+    async with HistoryStore(db_url) as s:
+        yield s
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path) -> AsyncIterator[HistoryStore]:
     async with HistoryStore(database_url(str(db_path))) as s:
         yield s
 
@@ -68,8 +87,8 @@ async def test_second_down_keeps_the_original_outage(store: HistoryStore) -> Non
     assert len(await store.transitions("r1")) == 2
 
 
-async def test_open_outage_survives_reopening_the_store(db_path: Path) -> None:
-    url = database_url(str(db_path))
+async def test_open_outage_survives_reopening_the_store(db_url: str) -> None:
+    url = db_url
     async with HistoryStore(url) as first:
         await first.write_transition(down("r1", T0 + timedelta(seconds=5), since=T0))
         await first.write_transition(down("r2", T0))
@@ -97,6 +116,8 @@ async def test_datetimes_round_trip_as_aware_utc(store: HistoryStore) -> None:
 async def test_naive_datetimes_are_refused(store: HistoryStore) -> None:
     with pytest.raises(StatementError, match="timezone"):
         await store.write_checks([check("r1", datetime(2026, 11, 3, 8, 0))])
+    with pytest.raises(StatementError, match="timezone"):
+        await store.write_transition(down("r1", datetime(2026, 11, 3, 8, 0)))
 
 
 async def test_since_filters(store: HistoryStore) -> None:
@@ -113,15 +134,19 @@ async def test_since_filters(store: HistoryStore) -> None:
     assert [c.at for c in checks] == [T0 + timedelta(seconds=s) for s in (7, 8, 9)]
 
 
-async def test_sync_devices_upserts_and_keeps_first_seen(store: HistoryStore, db_path: Path) -> None:
+async def test_sync_devices_upserts_and_keeps_first_seen(store: HistoryStore) -> None:
     dev = Device(name="r1", address="10.0.0.1", branch="b1", region="north", type="router")
     await store.sync_devices([dev])
+    d = devices_table
+    query = select(d.c.name, d.c.address, d.c.branch, d.c.parent, d.c.first_seen)
+    async with store.engine.connect() as conn:
+        [(first_seen,)] = (await conn.execute(select(d.c.first_seen))).all()
     await store.sync_devices([Device(name="r1", address="10.0.0.9", branch="b2",
                                      region="north", type="router", parent="core")])
-    with sqlite3.connect(db_path) as con:
-        rows = con.execute("SELECT name, address, branch, parent, first_seen FROM devices").fetchall()
-    assert [r[:4] for r in rows] == [("r1", "10.0.0.9", "b2", "core")]
-    assert rows[0][4] is not None
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    assert [tuple(r[:4]) for r in rows] == [("r1", "10.0.0.9", "b2", "core")]
+    assert rows[0][4] == first_seen
 
 
 async def test_unknown_device_in_checks_is_created(store: HistoryStore) -> None:
@@ -131,7 +156,41 @@ async def test_unknown_device_in_checks_is_created(store: HistoryStore) -> None:
     assert await store.count_checks() == 2
 
 
-async def test_sqlite_runs_in_wal_mode(store: HistoryStore, db_path: Path) -> None:
-    await store.write_checks([check("r1", T0)])
+async def test_sqlite_runs_in_wal_mode(sqlite_store: HistoryStore, db_path: Path) -> None:
+    await sqlite_store.write_checks([check("r1", T0)])
     with sqlite3.connect(db_path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_checks_across_midnight_go_to_their_days(store: HistoryStore) -> None:
+    midnight = datetime(2026, 11, 4, tzinfo=UTC)
+    times = [midnight - timedelta(microseconds=1), midnight, midnight + timedelta(days=1, hours=3)]
+    await store.write_checks([check("r1", at) for at in times])  # one batch, three days
+    assert [c.at for c in await store.checks("r1")] == times
+    assert [c.at for c in await store.checks("r1", since=midnight, until=times[2])] == [midnight]
+    assert await store.count_checks("r1") == 3 and await store.count_checks("nobody") == 0
+    if store.dialect == "postgresql":
+        async with store.engine.connect() as conn:
+            assert set((await partitions.existing(conn, "checks")).values()) == {
+                "checks_p20261103", "checks_p20261104", "checks_p20261105"}
+
+
+async def test_a_partition_dropped_behind_the_stores_back_is_made_again(pg_url: str) -> None:  # noqa: F811
+    """PostgreSQL only: SQLite has no partitions."""
+    async with HistoryStore(pg_url) as store:
+        await store.write_checks([check("r1", T0)])
+        async with store.engine.begin() as conn:
+            assert await partitions.drop_before(conn, "checks", T0 + timedelta(days=1)) == [
+                "checks_p20261103"]
+        # The store still thinks the day's partition is there: that write fails ...
+        with pytest.raises(asyncpg.CheckViolationError, match="no partition"):
+            await store.write_checks([check("r1", T0 + timedelta(seconds=1))])
+        # ... and the next one makes it again.
+        await store.write_checks([check("r1", T0 + timedelta(seconds=2))])
+        assert [c.at for c in await store.checks("r1")] == [T0 + timedelta(seconds=2)]
+        # After forget_partitions() (what retention calls) not even one write is lost.
+        async with store.engine.begin() as conn:
+            await partitions.drop_before(conn, "checks", T0 + timedelta(days=1))
+        store.forget_partitions()
+        await store.write_checks([check("r1", T0 + timedelta(seconds=3))])
+        assert await store.count_checks() == 1

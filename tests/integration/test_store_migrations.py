@@ -4,35 +4,44 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import Connection
+from alembic.script import ScriptDirectory
+from sqlalchemy import bindparam, insert, inspect, select, text
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from poller.events import State, Transition
-from store import HistoryStore, database_url, schema
-from store.models import ALL_TABLES
+from store import HistoryStore, database_url, partitions, schema
+from store.models import ALL_TABLES, checks_table, devices_table, outages_table, transitions_table
 from tests.integration.postgres import pg_url  # noqa: F401
 from tests.integration.test_cli_errors import assert_no_traceback, run
 
 OURS = {t.name for t in ALL_TABLES}
+# What revision 0001 made (the schema of databases from before migrations): the four tables,
+# without the index on checks.at that revision 0002 added.
+FIRST_TABLES = ("devices", "transitions", "outages", "checks")
+LATER_INDEXES = ("ix_checks_at",)
+PARTITIONED = ("checks", "rollup_1m")  # on PostgreSQL, from revision 0002 on
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 
-# A later revision, as a future wardtui would ship it: makes a database at 0001 "behind".
-NEXT_REVISION = '''"""Test only: a column a future wardtui might add."""
+HEAD = ScriptDirectory.from_config(schema.alembic_config()).get_current_head() or ""  # "0002"
+NEXT = f"{int(HEAD) + 1:04d}"  # "0003": the revision a future wardtui would ship
+
+# A later revision, as a future wardtui would ship it: makes a database at HEAD "behind".
+NEXT_REVISION = f'''"""Test only: a column a future wardtui might add."""
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{NEXT}"
+down_revision = "{HEAD}"
 branch_labels = None
 depends_on = None
 
@@ -57,10 +66,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """This process's wardtui knows one revision more than the one installed (0002)."""
+    """This process's wardtui knows one revision more (NEXT) than the one installed (HEAD)."""
     location = tmp_path / "migrations"
     shutil.copytree(schema.MIGRATIONS_DIR, location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "v0002_test_site.py").write_text(NEXT_REVISION, encoding="utf-8")
+    (location / "versions" / f"v{NEXT}_test_site.py").write_text(NEXT_REVISION, encoding="utf-8")
     monkeypatch.setattr(schema, "MIGRATIONS_DIR", location)
     yield location
 
@@ -74,19 +83,35 @@ async def on(url: str, step: Callable[[Connection], Any]) -> Any:
         await engine.dispose()
 
 
-def create_all(conn: Connection) -> None:
-    ALL_TABLES[0].metadata.create_all(conn, tables=ALL_TABLES)
+def create_all(conn: Connection, tables: Iterable[str] = tuple(OURS)) -> None:
+    metadata = ALL_TABLES[0].metadata
+    metadata.create_all(conn, tables=[metadata.tables[name] for name in tables])
+
+
+def create_first_revision_tables(conn: Connection) -> None:
+    """What ``create_all`` made before migrations existed: revision 0001's four tables."""
+    create_all(conn, FIRST_TABLES)
+    for index in LATER_INDEXES:
+        conn.execute(text(f"DROP INDEX {index}"))
+
+
+async def make_unversioned(url: str) -> None:
+    """A database from before migrations: revision 0001's schema without alembic_version rows."""
+    await schema.upgrade(url, schema.FIRST_REVISION)
+    await on(url, lambda c: c.execute(text("DELETE FROM alembic_version")))
+    assert (await schema.current(url)).state == "unversioned"
 
 
 def table_names(conn: Connection) -> set[str]:
     return set(inspect(conn).get_table_names())
 
 
-def snapshot(conn: Connection) -> dict[str, Any]:
-    """Everything about wardtui's tables that a schema difference would change."""
+def snapshot(conn: Connection, names: Iterable[str] = tuple(OURS)) -> dict[str, Any]:
+    """Everything about the named tables that a schema difference would change."""
     insp = inspect(conn)
+    names = sorted(names)
     tables: dict[str, Any] = {}
-    for name in sorted(OURS):
+    for name in names:
         tables[name] = {
             "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in insp.get_columns(name)],
             "pk": insp.get_pk_constraint(name)["constrained_columns"],
@@ -100,12 +125,82 @@ def snapshot(conn: Connection) -> dict[str, Any]:
     # predicate (one open outage per device) would differ.
     if conn.dialect.name == "sqlite":
         rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                                 "AND sql IS NOT NULL ORDER BY name"))
+                                 "AND sql IS NOT NULL AND tbl_name IN :names ORDER BY name")
+                            .bindparams(bindparam("names", expanding=True)), {"names": names})
     else:
         rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes "
-                                 "WHERE schemaname = 'public' ORDER BY indexname"))
+                                 "WHERE schemaname = 'public' AND tablename IN :names "
+                                 "ORDER BY indexname")
+                            .bindparams(bindparam("names", expanding=True)), {"names": names})
     tables["index_sql"] = [tuple(r) for r in rows]
     return tables
+
+
+def partitioned_tables(conn: Connection) -> set[str]:
+    """PostgreSQL: the tables partitioned (the parents, not their partitions)."""
+    rows = conn.execute(text("SELECT c.relname FROM pg_partitioned_table p "
+                             "JOIN pg_class c ON c.oid = p.partrelid"))
+    return {name for (name,) in rows}
+
+
+async def partition_names(url: str, table: str) -> set[str]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set((await partitions.existing(conn, table)).values())
+    finally:
+        await engine.dispose()
+
+
+def dialect_of(url: str) -> str:
+    return make_url(url).get_backend_name()
+
+
+# Checks on three UTC days with a gap (Nov 2 has none), including both edges of a day.
+DAY_EDGES = [
+    datetime(2026, 11, 1, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 1, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(2026, 11, 3, 0, 0, tzinfo=UTC),
+    datetime(2026, 11, 3, 8, 0, 0, 123456, tzinfo=UTC),
+    datetime(2026, 11, 4, 23, 59, 59, tzinfo=UTC),
+]
+
+
+def insert_history(conn: Connection) -> None:
+    """Two devices, an outage, a transition and checks on DAY_EDGES, through the models' types
+    (the columns the checks table has in every revision; day partitions made where needed)."""
+    if conn.dialect.name == "postgresql" and "checks" in partitioned_tables(conn):
+        for day in DAY_EDGES:
+            conn.execute(text(partitions.create_sql("checks", day)))
+    conn.execute(insert(devices_table), [
+        {"id": 1, "name": "r1", "address": "10.0.0.1", "first_seen": T0},
+        {"id": 2, "name": "r2", "address": "10.0.0.2", "first_seen": T0},
+    ])
+    conn.execute(insert(transitions_table), [
+        {"device_id": 1, "from_state": "up", "to_state": "down", "at": T0, "down_since": T0},
+    ])
+    conn.execute(insert(outages_table), [{"device_id": 1, "start": T0}])
+    conn.execute(insert(checks_table), [
+        {"device_id": 1 + i % 2, "at": at, "sent": 1 + i, "received": i % 2,
+         "rtt_ms": None if i % 2 == 0 else 0.5 * i}
+        for i, at in enumerate(DAY_EDGES)
+    ])
+
+
+def history_rows(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of the four first tables, in a form that survives a change of checks' id."""
+    c = checks_table
+    return {
+        "devices": [tuple(r) for r in conn.execute(
+            select(devices_table.c.id, devices_table.c.name, devices_table.c.address)
+            .order_by(devices_table.c.id))],
+        "transitions": [tuple(r) for r in conn.execute(
+            select(transitions_table.c.device_id, transitions_table.c.to_state, transitions_table.c.at))],
+        "outages": [tuple(r) for r in conn.execute(
+            select(outages_table.c.device_id, outages_table.c.start, outages_table.c.end))],
+        "checks": [tuple(r) for r in conn.execute(
+            select(c.c.device_id, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).order_by(c.c.at))],
+    }
 
 
 # -- migrations up and down ----------------------------------------------------------------
@@ -114,21 +209,43 @@ def snapshot(conn: Connection) -> dict[str, Any]:
 async def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     assert (await schema.current(db_url)).state == "empty"
     status = await schema.upgrade(db_url)
-    assert status.at_head and status.current == (schema.FIRST_REVISION,) == (status.head,)
+    assert status.at_head and status.current == (HEAD,) == (status.head,)
     assert OURS | {"alembic_version"} <= await on(db_url, table_names)
     assert await on(db_url, schema.differences) == []
 
 
-async def test_migrated_schema_is_what_create_all_gives(db_url: str) -> None:
-    """The first revision is written out by hand: it must not drift from store/models.py."""
-    await schema.upgrade(db_url)
-    migrated = await on(db_url, snapshot)
+async def test_first_revision_is_what_create_all_gave(db_url: str) -> None:
+    """Revision 0001 is written out by hand: it must give what ``create_all`` gave before
+    migrations, which is what stamping an unversioned database relies on."""
+    await schema.upgrade(db_url, schema.FIRST_REVISION)
+    migrated = await on(db_url, lambda c: snapshot(c, FIRST_TABLES))
     await schema.downgrade(db_url, "base")
     assert not OURS & await on(db_url, table_names)
-    await on(db_url, create_all)
-    created = await on(db_url, snapshot)
+    await on(db_url, create_first_revision_tables)
+    created = await on(db_url, lambda c: snapshot(c, FIRST_TABLES))
     assert migrated == created
     assert any("WHERE" in sql and name == "ix_outages_open" for name, sql in created["index_sql"])
+
+
+async def test_head_is_what_the_models_describe(db_url: str) -> None:
+    """The revisions must not drift from store/models.py: at head, every table the models can
+    express (on PostgreSQL all but the partitioned ones) is what ``create_all`` gives."""
+    await schema.upgrade(db_url)
+    assert await on(db_url, schema.differences) == []
+    plain = sorted(OURS - set(PARTITIONED)) if dialect_of(db_url) == "postgresql" else sorted(OURS)
+    migrated = await on(db_url, lambda c: snapshot(c, plain))
+    await schema.downgrade(db_url, "base")
+    assert not OURS & await on(db_url, table_names)
+    await on(db_url, lambda c: create_all(c, plain))
+    assert await on(db_url, lambda c: snapshot(c, plain)) == migrated
+    if dialect_of(db_url) == "sqlite":
+        assert "ix_checks_at" in {i[0] for i in migrated["checks"]["indexes"]}
+
+
+async def test_differences_sees_a_changed_table(db_url: str) -> None:
+    await schema.upgrade(db_url)
+    await on(db_url, lambda c: c.execute(text("DROP INDEX ix_transitions_at")))
+    assert await on(db_url, schema.differences) == ["add_index ix_transitions_at"]
 
 
 async def test_downgrade_to_base_and_up_again(db_url: str) -> None:
@@ -158,43 +275,106 @@ async def test_the_open_outage_index_holds_after_migrating(db_url: str) -> None:
         await on(db_url, two_open_outages)
 
 
+async def test_upgrade_to_0002_keeps_every_check_in_day_partitions(db_url: str) -> None:
+    await schema.upgrade(db_url, schema.FIRST_REVISION)
+    await on(db_url, insert_history)
+    before = await on(db_url, history_rows)
+    assert len(before["checks"]) == len(DAY_EDGES)
+
+    assert (await schema.upgrade(db_url, "0002")).current == ("0002",)
+    assert await on(db_url, history_rows) == before
+    assert {"rollup_1m", "rollup_1h", "rollup_state"} <= await on(db_url, table_names)
+    if dialect_of(db_url) == "sqlite":
+        indexes = await on(db_url, lambda c: {i["name"] for i in inspect(c).get_indexes("checks")})
+        assert {"ix_checks_at", "ix_checks_device_at"} <= indexes
+        return
+    assert set(PARTITIONED) <= await on(db_url, partitioned_tables)
+    # One partition per UTC day that had rows, none for the day between them.
+    assert await partition_names(db_url, "checks") == {
+        "checks_p20261101", "checks_p20261103", "checks_p20261104"}
+    per_partition = await on(db_url, lambda c: sorted(
+        tuple(r) for r in c.execute(text("SELECT tableoid::regclass::text, count(*) FROM checks "
+                                         "GROUP BY 1"))))
+    assert per_partition == [("checks_p20261101", 2), ("checks_p20261103", 2), ("checks_p20261104", 1)]
+    assert await partition_names(db_url, "rollup_1m") == set()  # nothing rolled up yet
+    # The old table and its id sequence are gone; the new one has no id.
+    assert "checks_0001" not in await on(db_url, table_names)
+    columns = await on(db_url, lambda c: [col["name"] for col in inspect(c).get_columns("checks")])
+    assert columns == ["device_id", "at", "sent", "received", "rtt_ms"]
+
+
+async def test_downgrade_to_0001_brings_back_its_schema_with_the_rows(db_url: str) -> None:
+    await schema.upgrade(db_url, schema.FIRST_REVISION)
+    first = await on(db_url, lambda c: snapshot(c, FIRST_TABLES))
+    await schema.upgrade(db_url)
+    await on(db_url, insert_history)
+    before = await on(db_url, history_rows)
+
+    down = await schema.downgrade(db_url, schema.FIRST_REVISION)
+    assert down.current == (schema.FIRST_REVISION,) and down.state == "behind"
+    assert await on(db_url, lambda c: snapshot(c, FIRST_TABLES)) == first
+    assert not {"rollup_1m", "rollup_1h", "rollup_state"} & await on(db_url, table_names)
+    assert await on(db_url, history_rows) == before
+    if dialect_of(db_url) == "postgresql":
+        assert not await on(db_url, partitioned_tables)
+        assert not {n for n in await on(db_url, table_names) if n.startswith("checks_")}
+    # The checks table has its id back, and new rows get one.
+    await on(db_url, lambda c: c.execute(insert(checks_table), {
+        "device_id": 1, "at": T0, "sent": 1, "received": 1, "rtt_ms": 1.0}))
+    ids = await on(db_url, lambda c: [r[0] for r in c.execute(text("SELECT id FROM checks"))])
+    assert len(set(ids)) == len(DAY_EDGES) + 1
+
+    # And back up: the rows survive the round trip.
+    assert (await schema.upgrade(db_url)).at_head
+    assert len((await on(db_url, history_rows))["checks"]) == len(DAY_EDGES) + 1
+
+
 # -- the check at start ----------------------------------------------------------------------
 
 
 async def test_start_check_migrates_an_empty_database(db_url: str) -> None:
     assert (await schema.check(db_url)).at_head
-    assert (await schema.current(db_url)).current == (schema.FIRST_REVISION,)
+    assert (await schema.current(db_url)).current == (HEAD,)
 
 
 async def test_a_database_behind_head_is_refused_until_upgraded(
     db_url: str, newer_migrations: Path
 ) -> None:
-    await schema.upgrade(db_url, schema.FIRST_REVISION)
+    await schema.upgrade(db_url, HEAD)
     assert (await schema.current(db_url)).state == "behind"
     with pytest.raises(schema.SchemaBehindError) as info:
         await schema.check(db_url)
     message = str(info.value)
     assert "\n" not in message
     assert f"wardtui db upgrade --db {schema.display_url(db_url)}" in message
-    assert "0001" in message and "0002" in message
+    assert HEAD in message and NEXT in message
     status = await schema.upgrade(db_url)
-    assert status.at_head and status.current == ("0002",)
+    assert status.at_head and status.current == (NEXT,)
     assert "site" in await on(db_url, lambda c: {col["name"] for col in inspect(c).get_columns("devices")})
     assert (await schema.check(db_url)).at_head
-    assert (await schema.downgrade(db_url, "0001")).state == "behind"
+    assert (await schema.downgrade(db_url, HEAD)).state == "behind"
+
+
+async def test_a_database_at_the_first_revision_is_behind(db_url: str) -> None:
+    await schema.upgrade(db_url, schema.FIRST_REVISION)
+    status = await schema.current(db_url)
+    assert (status.state, status.current, status.head) == ("behind", ("0001",), HEAD)
+    with pytest.raises(schema.SchemaBehindError, match=f"revision 0001, older than this wardtui's {HEAD}"):
+        await schema.check(db_url)
+    assert (await schema.upgrade(db_url)).at_head
 
 
 async def test_a_database_from_a_newer_wardtui_is_refused(
     db_url: str, newer_migrations: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await schema.upgrade(db_url)  # to 0002, which the installed wardtui does not know
+    await schema.upgrade(db_url)  # to NEXT, which the installed wardtui does not know
     monkeypatch.undo()
     status = await schema.current(db_url)
-    assert status.state == "ahead" and status.current == ("0002",) and status.head == "0001"
+    assert status.state == "ahead" and status.current == (NEXT,) and status.head == HEAD
     for refused in (schema.check(db_url), schema.upgrade(db_url), schema.downgrade(db_url, "base")):
         with pytest.raises(schema.SchemaAheadError, match="newer wardtui"):
             await refused
-    assert (await schema.current(db_url)).current == ("0002",)  # untouched
+    assert (await schema.current(db_url)).current == (NEXT,)  # untouched
 
 
 async def test_an_unknown_stamped_revision_is_ahead(db_url: str) -> None:
@@ -204,31 +384,52 @@ async def test_an_unknown_stamped_revision_is_ahead(db_url: str) -> None:
         await schema.check(db_url)
 
 
-async def test_a_database_from_before_migrations_is_stamped(db_url: str) -> None:
-    await on(db_url, create_all)
+async def test_a_database_from_before_migrations_is_recognised_then_behind(db_url: str) -> None:
+    """An unversioned database with revision 0001's schema is taken for revision 0001, so the
+    start check reports it behind head; the refused check commits nothing (the stamp is
+    rolled back with it), and ``db upgrade`` stamps and upgrades it."""
+    await make_unversioned(db_url)
+    with pytest.raises(schema.SchemaBehindError,
+                       match=f"revision {schema.FIRST_REVISION}, older than this wardtui's {HEAD}"):
+        await schema.check(db_url)
     assert (await schema.current(db_url)).state == "unversioned"
-    status = await schema.check(db_url)
-    assert status.at_head and status.current == (schema.FIRST_REVISION,)
+    status = await schema.upgrade(db_url, schema.FIRST_REVISION)  # stamps, nothing to run
+    assert (status.state, status.current) == ("behind", (schema.FIRST_REVISION,))
+    assert (await schema.upgrade(db_url)).at_head
+
+
+async def test_a_create_all_database_from_before_migrations_is_recognised(db_url: str) -> None:
+    await on(db_url, create_first_revision_tables)
+    assert (await schema.current(db_url)).state == "unversioned"
+    with pytest.raises(schema.SchemaBehindError, match=f"revision {schema.FIRST_REVISION},"):
+        await schema.check(db_url)
+    assert (await schema.upgrade(db_url)).current == (HEAD,)
 
 
 async def test_a_database_from_before_migrations_can_be_upgraded(db_url: str) -> None:
-    await on(db_url, create_all)
-    assert (await schema.upgrade(db_url)).current == (schema.FIRST_REVISION,)
+    await make_unversioned(db_url)
+    await on(db_url, insert_history)
+    before = await on(db_url, history_rows)
+    assert (await schema.upgrade(db_url)).current == (HEAD,)
+    assert await on(db_url, history_rows) == before
 
 
 async def test_a_foreign_unversioned_schema_is_refused(db_url: str) -> None:
-    def altered(conn: Connection) -> None:
-        create_all(conn)
-        conn.execute(text("DROP INDEX ix_outages_open"))
-
-    await on(db_url, altered)
+    await make_unversioned(db_url)
+    await on(db_url, lambda c: c.execute(text("DROP INDEX ix_outages_open")))
     with pytest.raises(schema.SchemaMismatchError, match="ix_outages_open") as info:
         await schema.check(db_url)
     assert "no schema revision" in str(info.value)
     assert (await schema.current(db_url)).state == "unversioned"  # nothing was stamped
 
 
-# -- HistoryStore (SQLite: the app's only engine for now) ----------------------------------
+async def test_an_unversioned_database_missing_a_table_is_refused(db_url: str) -> None:
+    await on(db_url, lambda c: create_all(c, ("devices", "outages")))
+    with pytest.raises(schema.SchemaMismatchError, match="missing tables"):
+        await schema.check(db_url)
+
+
+# -- HistoryStore --------------------------------------------------------------------------
 
 
 async def test_history_store_on_a_new_file_is_migrated(tmp_path: Path) -> None:
@@ -236,28 +437,27 @@ async def test_history_store_on_a_new_file_is_migrated(tmp_path: Path) -> None:
     async with HistoryStore(database_url(str(db))) as store:
         await store.write_transition(Transition("r1", "10.0.0.1", State.UP, State.DOWN, T0, T0, None))
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
+        assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
 
 
-async def test_history_store_keeps_the_rows_of_a_pre_migration_file(tmp_path: Path) -> None:
-    url = database_url(str(tmp_path / "old.db"))
-
-    def old_file(conn: Connection) -> None:
-        create_all(conn)
-        conn.execute(text("INSERT INTO devices (id, name, address, branch, region, type, first_seen) "
-                          "VALUES (1, 'r1', '10.0.0.1', '', '', '', '2026-11-03 08:00:00.000000')"))
-        conn.execute(text("INSERT INTO outages (device_id, start) VALUES (1, '2026-11-03 08:00:00.000000')"))
-
-    await on(url, old_file)
-    async with HistoryStore(url) as store:
+async def test_history_store_keeps_the_rows_of_a_pre_migration_database(db_url: str) -> None:
+    await make_unversioned(db_url)
+    await on(db_url, insert_history)
+    # Stamped as revision 0001 and so behind: the store refuses until it is upgraded ...
+    with pytest.raises(schema.SchemaBehindError):
+        await HistoryStore(db_url).open()
+    assert (await schema.upgrade(db_url)).at_head
+    # ... after which every row is there.
+    async with HistoryStore(db_url) as store:
         assert await store.open_outages() == {"r1": T0}
-    assert (await schema.current(url)).current == (schema.FIRST_REVISION,)
+        assert [c.at for c in await store.checks("r1")] == DAY_EDGES[0::2]
+        assert [c.at for c in await store.checks("r2")] == DAY_EDGES[1::2]
 
 
 async def test_history_store_refuses_behind_and_ahead(tmp_path: Path, newer_migrations: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     url = database_url(str(tmp_path / "h.db"))
-    await schema.upgrade(url, "0001")
+    await schema.upgrade(url, HEAD)
     with pytest.raises(schema.SchemaBehindError, match="wardtui db upgrade --db sqlite:///"):
         await HistoryStore(url).open()
     await schema.upgrade(url)
@@ -279,25 +479,25 @@ def test_cli_db_upgrade_and_current_on_sqlite(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("none (empty database"), proc.stderr
     proc = run("db", "upgrade", "--db", url, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "upgraded" in proc.stdout and "0001 (head)" in proc.stdout
+    assert "upgraded" in proc.stdout and f"{HEAD} (head)" in proc.stdout
     proc = run("--db", url, "db", "current", cwd=tmp_path)  # --db before the subcommand counts too
-    assert (proc.returncode, proc.stdout) == (0, "0001 (head)\n"), proc.stderr
-    assert run("db", "upgrade", "--db", url, cwd=tmp_path).stdout.endswith("already at 0001 (head)\n")
+    assert (proc.returncode, proc.stdout) == (0, f"{HEAD} (head)\n"), proc.stderr
+    assert run("db", "upgrade", "--db", url, cwd=tmp_path).stdout.endswith(f"already at {HEAD} (head)\n")
 
 
 def test_cli_db_commands_default_to_the_xdg_file(tmp_path: Path) -> None:
     proc = run("db", "upgrade", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "xdg" / "wardtui" / "history.db").is_file()
-    assert run("db", "current", cwd=tmp_path).stdout == "0001 (head)\n"
+    assert run("db", "current", cwd=tmp_path).stdout == f"{HEAD} (head)\n"
 
 
 def test_cli_db_upgrade_and_current_on_postgresql(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
     plain = pg_url.replace("postgresql+asyncpg://", "postgresql://")
     proc = run("db", "upgrade", "--db", plain, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "0001 (head)" in proc.stdout
-    assert run("db", "current", "--db", plain, cwd=tmp_path).stdout == "0001 (head)\n"
+    assert f"{HEAD} (head)" in proc.stdout
+    assert run("db", "current", "--db", plain, cwd=tmp_path).stdout == f"{HEAD} (head)\n"
 
 
 def test_cli_db_unreachable_postgresql_exits_1_without_the_password(tmp_path: Path) -> None:

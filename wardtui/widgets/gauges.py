@@ -30,7 +30,8 @@ def _figures(g: Gauges, warn: str) -> Table:
         # Busy skips are a device's own confirmation outlasting its interval, not overload.
         ("skipped late", value(g.skipped_late, bad=True), "skipped busy", value(g.skipped_busy)),
         ("rcvbuf drops", value(g.rcvbuf_drops, bad=True), "events dropped", value(dropped, bad=True)),
-        ("store queue", value(g.store_queue), "spooled", value(g.extra.get("store_spool_rows", 0.0), bad=True)),
+        ("store queue", value(g.store_queue),
+         "spooled", value(g.extra.get("store_spool_rows", 0.0), bad=True)),
         ("samples lost", value(g.extra.get("store_samples_dropped", 0.0), bad=True),
          "database", Text("failing", style=warn, justify="right") if g.extra.get("store_failing")
          else Text("ok", justify="right")),
