@@ -13,6 +13,10 @@ _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
 
 
+DB_ENV = "WARDTUI_DB"
+"""The environment variable that names the history database when ``--db`` does not."""
+
+
 def default_database_path() -> Path:
     """``$XDG_DATA_HOME/wardtui/history.db``, else ``~/.local/share/wardtui/history.db``."""
     data_home = os.environ.get("XDG_DATA_HOME", "")
@@ -36,10 +40,13 @@ def default_spool_dir(url: str) -> Path:
 def database_url(url: str | None) -> str:
     """Map ``url`` to a URL for ``create_async_engine`` and create the SQLite file's directory.
 
-    ``None`` or ``""`` means the default path; a string without ``://`` is a SQLite file
+    ``None`` or ``""`` means ``$WARDTUI_DB`` if set, else the default path; a string without
+    ``://`` is a SQLite file
     path; ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///PATH``; ``postgresql://...``
     becomes ``postgresql+asyncpg://...``. Anything else raises ``ValueError`` saying why.
     """
+    if not url:
+        url = os.environ.get(DB_ENV, "")
     if not url:
         return _sqlite_file_url(default_database_path())
     if "://" not in url:

@@ -114,7 +114,7 @@ class Maintenance:
                 for table in partitions.PARTITIONED:
                     await partitions.ensure(conn, table, (now, now + partitions.DAY))
         await self._load_watermarks()
-        self._note_late_rows()
+        self._note_late_rows(now)
         deadline = time.monotonic() + self.budget
         report.rolled[MINUTE.name] = await self._catch_up(MINUTE, MINUTE.floor(now - self.settle), deadline)
         minute_done = self._done[MINUTE.name]
@@ -151,10 +151,14 @@ class Maintenance:
             return None
         return await conn.scalar(select(func.min(checks_table.c.at)))  # type: ignore[no-any-return]
 
-    def _note_late_rows(self) -> None:
+    def _note_late_rows(self, now: datetime) -> None:
         oldest = self.store.take_oldest_written()
         if oldest is None:
             return
+        if self.retention.raw is not None and self._done.get(MINUTE.name) is not None:
+            # Late rows older than raw retention: the rest of their day's raw rows are gone, and
+            # recomputing those buckets from the late rows alone would spoil good rollups.
+            oldest = max(oldest, now - self.retention.raw)
         for tier in (MINUTE, HOUR):
             done = self._done.get(tier.name)
             if done is None or oldest < done:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from wardtui import __version__
-from wardtui.runtime import Options, Runtime, StartupError, redacted_url
+from wardtui.runtime import Options, Runtime, StartupError, db_option
 
 EXAMPLES = """\
 examples:
@@ -75,7 +75,8 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
     p.add_argument("--inventory", "-i", type=Path, metavar="FILE", default=d["inventory"],
                    help="devices, CSV or YAML (default: the bundled example bank network)")
     p.add_argument("--db", metavar="URL", default=d["db"],
-                   help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
+                   help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
+                        "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
     p.add_argument("--interval", type=_positive, default=d["interval"], metavar="S",
                    help="seconds between checks for devices whose row sets none (default 10)")
     p.add_argument("--timeout", type=_positive, default=d["timeout"], metavar="S",
@@ -135,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     outages.add_argument("--device", metavar="NAME", help="only this device")
     outages.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     outages.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                         help="history database, sqlite:///PATH (default: $XDG_DATA_HOME/wardtui/history.db)")
+                         help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
+                        "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
     _history_command(sub)
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
                          epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
@@ -170,7 +172,7 @@ def _history_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                          help='one JSON object: {"device", "tier", "since", "until", "points": [...]}')
     history.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                          help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-                              "(default: $XDG_DATA_HOME/wardtui/history.db)")
+                              "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
 
 
 def _db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,7 +191,7 @@ def _db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         # SUPPRESS, as for the engine's options: `wardtui --db X db upgrade` keeps X.
         action.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                             help="sqlite:///PATH or postgresql://USER@HOST/DB "
-                                 "(default: $XDG_DATA_HOME/wardtui/history.db)")
+                                 "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -201,7 +203,7 @@ def _db(args: argparse.Namespace) -> int:
     try:
         url = database_url(args.db)
     except (ValueError, OSError) as exc:
-        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
         return 2
     label = schema.display_url(url)
     try:
@@ -242,7 +244,7 @@ def _outages(args: argparse.Namespace) -> int:
         print(f"wardtui: {exc}", file=sys.stderr)
         return exc.code
     except (ValueError, SchemaError) as exc:
-        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
         return 2
     except (SQLAlchemyError, OSError) as exc:
         reason = getattr(exc, "orig", None) or exc
@@ -271,7 +273,7 @@ def _history(args: argparse.Namespace) -> int:
     try:
         url = database_url(args.db)
     except (ValueError, OSError) as exc:
-        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
         return 2
     try:
         history = asyncio.run(hc.query_history(url, args.device, since, until, tier))
@@ -279,7 +281,7 @@ def _history(args: argparse.Namespace) -> int:
         print(f"wardtui: {exc}", file=sys.stderr)
         return exc.code
     except (ValueError, SchemaError) as exc:
-        print(f"wardtui: --db {redacted_url(args.db)}: {exc}", file=sys.stderr)
+        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
         return 2
     except (SQLAlchemyError, OSError) as exc:
         reason = getattr(exc, "orig", None) or exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -19,7 +20,7 @@ from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
 from poller.state import StateConfig
-from store.db import database_url, default_spool_dir
+from store.db import DB_ENV, database_url, default_spool_dir
 from store.history import HistoryStore
 from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
@@ -70,6 +71,14 @@ def redacted_url(url: str | None) -> str:
         return "(unparsable URL)"
 
 
+def db_option(db: str | None) -> str:
+    """How the operator named the database, for an error line: ``--db URL`` or ``WARDTUI_DB=URL``."""
+    if db:
+        return f"--db {redacted_url(db)}"
+    env = os.environ.get(DB_ENV, "")
+    return f"{DB_ENV}={redacted_url(env)}" if env else "the default history database"
+
+
 def bundled_inventory() -> Path:
     """The example bank network shipped with the package (loopback addresses only).
 
@@ -115,7 +124,7 @@ class Runtime:
             url = database_url(options.db)
         except (ValueError, OSError) as exc:
             self.prober.close()
-            raise StartupError(f"--db {redacted_url(options.db)}: {exc}", code=2) from None
+            raise StartupError(f"{db_option(options.db)}: {exc}", code=2) from None
         self.store = HistoryStore(url)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None

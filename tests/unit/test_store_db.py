@@ -73,3 +73,13 @@ def test_path_with_spaces_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HOME", str(tmp_path))
     assert database_url("~/my data/h.db") == f"sqlite+aiosqlite:///{tmp_path}/my data/h.db"
     assert (tmp_path / "my data").is_dir()
+
+
+def test_wardtui_db_names_the_database_when_no_url_is_given(monkeypatch: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    monkeypatch.setenv("WARDTUI_DB", "postgresql://noc@db.example.net/wardtui")
+    assert database_url(None) == "postgresql+asyncpg://noc@db.example.net/wardtui"
+    assert database_url(f"sqlite:///{tmp_path}/x.db") == f"sqlite+aiosqlite:///{tmp_path}/x.db"  # --db wins
+    monkeypatch.setenv("WARDTUI_DB", "")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert database_url(None) == f"sqlite+aiosqlite:///{tmp_path}/wardtui/history.db"

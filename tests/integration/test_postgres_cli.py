@@ -1,0 +1,37 @@
+"""The whole CLI on PostgreSQL, named by WARDTUI_DB: poll writes there (real ICMP on loopback),
+history and outages read it back, db current reports its revision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.integration.postgres import pg_url  # noqa: F401
+from tests.integration.test_cli_errors import assert_no_traceback, run
+
+
+def test_poll_history_and_db_current_on_postgresql_named_by_wardtui_db(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\n"
+                         "r1,127.0.4.1,b1,north,router\nr2,127.0.4.2,b1,north,router\n", encoding="utf-8")
+    env = {"WARDTUI_DB": pg_url.replace("+asyncpg", "")}
+    poll = run("poll", "--inventory", str(inventory), "--jsonl", "--checks", "--interval", "0.5",
+               "--duration", "2.2", cwd=tmp_path, env=env)
+    assert poll.returncode == 0, poll.stderr
+    checks = [json.loads(line) for line in poll.stdout.splitlines() if '"check"' in line]
+    r1 = [c for c in checks if c["device"] == "r1"]
+    assert len(r1) >= 4
+    assert not (tmp_path / "xdg" / "wardtui" / "history.db").exists()  # nothing went to SQLite
+
+    history = run("history", "r1", "--since", "1h", "--json", cwd=tmp_path, env=env)
+    assert history.returncode == 0, history.stderr
+    got = json.loads(history.stdout)
+    assert got["tier"] == "raw"
+    assert [p["rtt_ms"] for p in got["points"]] == [c["rtt_ms"] for c in r1]
+
+    current = run("db", "current", cwd=tmp_path, env=env)
+    assert current.returncode == 0 and current.stdout.endswith("(head)\n"), current.stderr
+    outages = run("outages", "--json", cwd=tmp_path, env=env)
+    assert (outages.returncode, json.loads(outages.stdout)) == (0, [])
+    for proc in (poll, history, current, outages):
+        assert_no_traceback(proc)
