@@ -46,7 +46,10 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "store_queue": event.store_queue,
                 "events_dropped": int(event.extra.get("events_dropped", 0)),
                 # Replies that matched no waiting probe: too late, or from another address.
-                "late_replies": int(event.extra.get("late_replies", 0))}
+                "late_replies": int(event.extra.get("late_replies", 0)),
+                "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
+                "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
+                "store_failing": bool(event.extra.get("store_failing", 0))}
     if isinstance(event, FlapChange):
         return {"type": "flapping", "device": event.device, "address": event.address,
                 "flapping": event.flapping, "at": _iso(event.at),
