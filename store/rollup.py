@@ -1,10 +1,11 @@
 """1-minute and 1-hour rollups of raw checks, per device, computed from the rows in the database.
 
 Both tiers are computed from raw checks, so an hour's p95 and jitter are those of its
-samples, not an average of minutes. PostgreSQL computes them in one ``INSERT ... SELECT``
-(``percentile_cont``, ``lag``); SQLite, which has no percentile function, in Python with the
-same definitions. Either way a bucket is recomputed whole and upserted, so running a window
-again (late rows replayed from the spool) replaces its buckets with the right values.
+samples, not an average of minutes. Each engine computes them in one ``INSERT ... SELECT``:
+PostgreSQL with ``percentile_cont`` and ``lag``; SQLite, which has no percentile function,
+with ``row_number`` ranks and the same interpolation. Either way a bucket is recomputed
+whole and upserted, so running a window again (late rows replayed from the spool) replaces
+its buckets with the right values, and the work is the database's, off the event loop.
 
 Definitions, per device and bucket (``[bucket, bucket + step)``; only buckets with a check):
 
@@ -19,19 +20,15 @@ Definitions, per device and bucket (``[bucket, bucket + step)``; only buckets wi
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Table, text
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store import partitions
-from store.models import checks_table, outages_table, rollup_1h_table, rollup_1m_table
+from store.models import rollup_1h_table, rollup_1m_table
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -104,13 +101,84 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
             "step": tier.step, "epoch": _EPOCH,
             "start": start, "end": end, "seconds": tier.step.total_seconds()})
         return int(result.rowcount or 0)
-    rows = await _compute(conn, tier, start, end)
-    if rows:
-        stmt = sqlite.insert(tier.table)
-        await conn.execute(stmt.on_conflict_do_update(
-            index_elements=["device_id", "bucket"],
-            set_={c: stmt.excluded[c] for c in _COLUMNS[2:]}), rows)
-    return len(rows)
+    # SQLite: the same in SQL, so the work happens in aiosqlite's thread, not on the loop.
+    result = await conn.execute(text(_sqlite_rollup(tier)), {
+        "start": _sqlite_time(start), "end": _sqlite_time(end), "seconds": tier.step.total_seconds()})
+    return int(result.rowcount or 0)
+
+
+def _sqlite_time(at: datetime) -> str:
+    # How SQLAlchemy's DateTime (under sqlmodel's UTCDateTime) stores a UTC time in SQLite.
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_rollup(tier: Tier) -> str:
+    step = int(tier.step.total_seconds())
+    if step == 60:
+        bucket = r"substr(at, 1, 16) || '\:00.000000'"  # \: keeps text() from seeing a parameter
+    elif step == 3600:
+        bucket = r"substr(at, 1, 13) || '\:00\:00.000000'"
+    else:  # pragma: no cover - only the two tiers exist
+        raise ValueError(f"no SQLite bucket expression for {step} s")
+    return _SQLITE_ROLLUP.format(table=tier.table.name, bucket=bucket, step=step)
+
+
+# SQLite has no percentile_cont: p95 is interpolated between the ranks floor(0.95 (n - 1)) and
+# the next one, found with row_number(); times are compared as the strings SQLAlchemy stores.
+_SQLITE_ROLLUP = """
+INSERT INTO {table} (device_id, bucket, checks, sent, received, rtt_min, rtt_avg, rtt_max,
+                     rtt_p95, jitter_ms, up_s, down_s)
+WITH src AS (
+    SELECT device_id, {bucket} AS bucket, at, sent, received, rtt_ms
+    FROM checks WHERE at >= :start AND at < :end
+), ranked AS (
+    SELECT device_id, bucket, rtt_ms,
+           row_number() OVER (PARTITION BY device_id, bucket ORDER BY rtt_ms) - 1 AS i,
+           CAST(0.95 * (count(*) OVER (PARTITION BY device_id, bucket) - 1) AS INTEGER) AS lo_i,
+           0.95 * (count(*) OVER (PARTITION BY device_id, bucket) - 1) AS pos,
+           count(*) OVER (PARTITION BY device_id, bucket) AS n
+    FROM src WHERE rtt_ms IS NOT NULL
+), p95 AS (
+    SELECT device_id, bucket,
+           max(CASE WHEN i = lo_i THEN rtt_ms END) AS lo,
+           max(CASE WHEN i = min(lo_i + 1, n - 1) THEN rtt_ms END) AS hi,
+           max(pos - lo_i) AS frac
+    FROM ranked GROUP BY device_id, bucket
+), steps AS (
+    SELECT device_id, bucket,
+           abs(rtt_ms - lag(rtt_ms) OVER (PARTITION BY device_id, bucket ORDER BY at)) AS d
+    FROM src WHERE rtt_ms IS NOT NULL
+), jit AS (
+    SELECT device_id, bucket, avg(d) AS jitter_ms FROM steps GROUP BY device_id, bucket
+), agg AS (
+    SELECT device_id, bucket,
+           strftime('%Y-%m-%d %H:%M:%S.000000', bucket, '+{step} seconds') AS bucket_end,
+           count(*) AS checks, sum(sent) AS sent, sum(received) AS received,
+           min(rtt_ms) AS rtt_min, avg(rtt_ms) AS rtt_avg, max(rtt_ms) AS rtt_max
+    FROM src GROUP BY device_id, bucket
+), down AS (
+    SELECT a.device_id, a.bucket, coalesce((
+        SELECT sum(max(0.0, (julianday(min(coalesce(x."end", '9999-12-31'), a.bucket_end))
+                             - julianday(max(x.start, a.bucket))) * 86400.0))
+        FROM outages x
+        WHERE x.device_id = a.device_id AND x.start < a.bucket_end
+          AND (x."end" IS NULL OR x."end" > a.bucket)), 0.0) AS down_s
+    FROM agg a
+)
+SELECT a.device_id, a.bucket, a.checks, a.sent, a.received, a.rtt_min, a.rtt_avg, a.rtt_max,
+       p.lo + p.frac * (p.hi - p.lo), j.jitter_ms,
+       :seconds - round(d.down_s, 3), round(d.down_s, 3)
+FROM agg a
+JOIN down d ON d.device_id = a.device_id AND d.bucket = a.bucket
+LEFT JOIN p95 p ON p.device_id = a.device_id AND p.bucket = a.bucket
+LEFT JOIN jit j ON j.device_id = a.device_id AND j.bucket = a.bucket
+WHERE true
+ON CONFLICT (device_id, bucket) DO UPDATE SET
+    checks = excluded.checks, sent = excluded.sent, received = excluded.received,
+    rtt_min = excluded.rtt_min, rtt_avg = excluded.rtt_avg, rtt_max = excluded.rtt_max,
+    rtt_p95 = excluded.rtt_p95, jitter_ms = excluded.jitter_ms, up_s = excluded.up_s,
+    down_s = excluded.down_s
+"""
 
 
 async def _ensure_partitions(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime) -> None:
@@ -126,50 +194,3 @@ async def _ensure_partitions(conn: AsyncConnection, tier: Tier, start: datetime,
     missing = days - set(await partitions.existing(conn, table))
     if missing:
         await partitions.ensure(conn, table, missing)
-
-
-async def _compute(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    c, o = checks_table, outages_table
-    checks = await conn.execute(
-        c.select().with_only_columns(c.c.device_id, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms)
-        .where(c.c.at >= start, c.c.at < end).order_by(c.c.device_id, c.c.at))
-    buckets: dict[tuple[int, datetime], list[Any]] = defaultdict(list)
-    for row in checks:
-        buckets[(row.device_id, tier.floor(row.at))].append(row)
-    if not buckets:
-        return []
-    outages = await conn.execute(
-        o.select().with_only_columns(o.c.device_id, o.c.start, o.c.end)
-        .where(o.c.start < end, o.c.end.is_(None) | (o.c.end > start)))
-    down: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
-    for device_id, start_, end_ in outages:
-        down[device_id].append((start_, end_))
-    seconds = tier.step.total_seconds()
-    rows = []
-    for (device_id, bucket), samples in buckets.items():
-        bucket_end = bucket + tier.step
-        rtts = [s.rtt_ms for s in samples if s.rtt_ms is not None]
-        down_s = sum(max(0.0, (min(e or bucket_end, bucket_end) - max(s, bucket)).total_seconds())
-                     for s, e in down.get(device_id, ()))
-        rows.append({
-            "device_id": device_id, "bucket": bucket, "checks": len(samples),
-            "sent": sum(s.sent for s in samples), "received": sum(s.received for s in samples),
-            "rtt_min": min(rtts, default=None), "rtt_avg": sum(rtts) / len(rtts) if rtts else None,
-            "rtt_max": max(rtts, default=None), "rtt_p95": percentile(rtts, 0.95),
-            "jitter_ms": (sum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (len(rtts) - 1)
-                          if len(rtts) > 1 else None),
-            "up_s": seconds - down_s, "down_s": down_s,
-        })
-    return rows
-
-
-def percentile(values: list[float], fraction: float) -> float | None:
-    """``percentile_cont``: linear interpolation between the closest ranks of the sorted values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
-
