@@ -56,9 +56,11 @@ class HistoryStore:
     short while the inserts of one batch still share one transaction.
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 5.0, chunk_rows: int = 1000) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 5.0, chunk_rows: int = 1000,
+                 command_timeout: float = 60.0) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
+        self.command_timeout = command_timeout
         self.chunk_rows = chunk_rows
         self._engine: AsyncEngine | None = None
         self._ids: dict[str, int] = {}  # device name -> DeviceRow.id, only ids committed
@@ -88,8 +90,10 @@ class HistoryStore:
         elif backend == "postgresql":
             # pre_ping: after the server restarts, pooled connections are dead; find out before
             # a write fails on one. The timeout bounds a connect to a server that is not there.
-            engine = create_async_engine(self.url, pool_pre_ping=True,
-                                         connect_args={"timeout": self.busy_timeout})
+            # command_timeout: a database that hangs counts as failing (spool), not as a writer
+            # that waits for ever while samples pile up behind it.
+            engine = create_async_engine(self.url, pool_pre_ping=True, connect_args={
+                "timeout": self.busy_timeout, "command_timeout": self.command_timeout})
         else:
             raise ValueError(f"unsupported database {backend!r}: use SQLite or PostgreSQL")
         try:
@@ -172,12 +176,12 @@ class HistoryStore:
             raw = await conn.get_raw_connection()
             try:
                 await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                    "checks", records=records, columns=_COPY_COLUMNS)
+                    "checks", records=records, columns=_COPY_COLUMNS, timeout=self.command_timeout)
             except asyncpg.CheckViolationError:
                 # "no partition of relation found for row": one was dropped behind our back.
                 self._days.clear()
                 raise
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
                 # The connection is gone; SQLAlchemy did not see it fail, so tell the pool.
                 await conn.invalidate()
                 raise
@@ -198,8 +202,9 @@ class HistoryStore:
 
     async def write_transitions(self, transitions: Sequence[Transition]) -> None:
         """Record ``transitions`` in order, in one transaction, each with its outage change:
-        to DOWN opens the device's outage (unless one is open), DOWN to UP closes it; a change
-        to or from UNKNOWN opens or closes nothing. The rows go in one ``executemany``: a start
+        to DOWN opens the device's outage (unless one is open), to UP closes the open one (from
+        DOWN; or from UNKNOWN, when an outage was written after the start read open outages,
+        e.g. from the spool). The rows go in one ``executemany``: a start
         brings thousands of UNKNOWN -> UP at once, and a statement per row cost ~1 ms each."""
         if not transitions:
             return
@@ -208,10 +213,18 @@ class HistoryStore:
                  "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
         async with self.engine.begin() as conn:
             await conn.execute(insert(_transitions), rows)
+            # UNKNOWN -> UP closes an outage only if one is open (written after the start read the
+            # open outages, e.g. replayed from a spool): one query for the whole burst, as a start
+            # brings one such transition per device.
+            first_up = {ids[t.device] for t in transitions
+                        if t.to_state is State.UP and t.from_state is State.UNKNOWN}
+            if first_up:
+                first_up &= set((await conn.execute(select(_outages.c.device_id).where(
+                    _outages.c.end.is_(None), _outages.c.device_id.in_(first_up)))).scalars())
             for t in transitions:  # in order: a device may go down and up within one burst
                 if t.to_state is State.DOWN:
                     await self._open_outage(conn, ids[t.device], t.down_since or t.at)
-                elif t.to_state is State.UP and t.from_state is State.DOWN:
+                elif t.to_state is State.UP and (t.from_state is State.DOWN or ids[t.device] in first_up):
                     await conn.execute(
                         update(_outages)
                         .where(_outages.c.device_id == ids[t.device], _outages.c.end.is_(None))

@@ -59,7 +59,7 @@ class MaintenanceReport:
 class Maintenance:
     def __init__(self, store: HistoryStore, retention: Retention | None = None, *,
                  settle: timedelta = timedelta(seconds=30), period: float = 15.0,
-                 retention_period: float = 600.0, window: timedelta = timedelta(hours=6),
+                 retention_period: float = 600.0, window: timedelta = timedelta(hours=1),
                  budget: float = 2.0) -> None:
         self.store = store
         self.retention = retention or Retention()
@@ -67,6 +67,7 @@ class Maintenance:
         self.period = period
         self.retention_period = retention_period
         self.window = window  # the most one rollup statement covers
+        self._window = window  # what the next one covers: halved after a failure, regrown after
         self.budget = budget  # seconds of catching up per pass, so a stop is never kept waiting
         self.failures = 0
         self.last_error: str | None = None
@@ -114,17 +115,32 @@ class Maintenance:
                 for table in partitions.PARTITIONED:
                     await partitions.ensure(conn, table, (now, now + partitions.DAY))
         await self._load_watermarks()
-        self._note_late_rows(now)
+        failure: Exception | None = None
+        try:
+            await self._roll_up(now, report)
+        except Exception as exc:  # retention must not wait for rollups that keep failing
+            failure = exc
+        if time.monotonic() >= self._retention_at:
+            await self._apply_retention(now, report)
+            self._retention_at = time.monotonic() + self.retention_period
+        report.watermarks = dict(self._done)
+        if failure is not None:
+            raise failure
+        return report
+
+    async def _roll_up(self, now: datetime, report: MaintenanceReport) -> None:
+        if self._note_late_rows(now):
+            # Rows written late moved the watermarks back: remember that across a restart.
+            async with self.store.engine.begin() as conn:
+                for tier in (MINUTE, HOUR):
+                    done = self._done.get(tier.name)
+                    if done is not None:
+                        await self._save_watermark(conn, tier, done)
         deadline = time.monotonic() + self.budget
         report.rolled[MINUTE.name] = await self._catch_up(MINUTE, MINUTE.floor(now - self.settle), deadline)
         minute_done = self._done[MINUTE.name]
         if minute_done is not None:
             report.rolled[HOUR.name] = await self._catch_up(HOUR, HOUR.floor(minute_done), deadline)
-        if time.monotonic() >= self._retention_at:
-            await self._apply_retention(now, report)
-            self._retention_at = time.monotonic() + self.retention_period
-        report.watermarks = dict(self._done)
-        return report
 
     async def _load_watermarks(self) -> None:
         if self._done:
@@ -151,18 +167,25 @@ class Maintenance:
             return None
         return await conn.scalar(select(func.min(checks_table.c.at)))  # type: ignore[no-any-return]
 
-    def _note_late_rows(self, now: datetime) -> None:
+    def _note_late_rows(self, now: datetime) -> bool:
+        """Move the watermarks back to the oldest check written since the last pass; True if
+        one moved back (not when it was only set for the first time)."""
         oldest = self.store.take_oldest_written()
         if oldest is None:
-            return
+            return False
+        moved = False
         if self.retention.raw is not None and self._done.get(MINUTE.name) is not None:
             # Late rows older than raw retention: the rest of their day's raw rows are gone, and
             # recomputing those buckets from the late rows alone would spoil good rollups.
             oldest = max(oldest, now - self.retention.raw)
         for tier in (MINUTE, HOUR):
             done = self._done.get(tier.name)
-            if done is None or oldest < done:
-                self._done[tier.name] = tier.floor(oldest) if done is None else min(done, tier.floor(oldest))
+            if done is None:
+                self._done[tier.name] = tier.floor(oldest)
+            elif oldest < done:
+                self._done[tier.name] = tier.floor(oldest)
+                moved = True
+        return moved
 
     async def _catch_up(self, tier: Tier, target: datetime, deadline: float) -> int:
         done = self._done.get(tier.name)
@@ -170,11 +193,18 @@ class Maintenance:
         while done is not None and done < target and time.monotonic() < deadline:
             # On a bucket bound: a window ending mid-bucket would upsert a part of that bucket,
             # and the next window would replace it with the other part.
-            end = min(target, tier.floor(done + max(self.window, tier.step)))
-            async with self.store.engine.begin() as conn:
-                written += await roll_up(conn, tier, done, end)
-                await self._save_watermark(conn, tier, end)
+            end = min(target, tier.floor(done + max(self._window, tier.step)))
+            try:
+                async with self.store.engine.begin() as conn:
+                    written += await roll_up(conn, tier, done, end)
+                    await self._save_watermark(conn, tier, end)
+            except Exception:
+                # Perhaps too big for the statement timeout (a long catch-up of many devices):
+                # try half as much next time, down to one bucket.
+                self._window = max(tier.step, self._window / 2)
+                raise
             done = self._done[tier.name] = end
+            self._window = min(self.window, self._window * 2)
         return written
 
     async def _save_watermark(self, conn: AsyncConnection, tier: Tier, done: datetime) -> None:

@@ -35,9 +35,18 @@ def create_sql(table: str, day: datetime) -> str:
             f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + DAY).isoformat()}')")
 
 
+# DDL on a partition locks its parent: behind a long reader (a report, pg_dump) it would wait,
+# and every COPY would queue behind it. Give up instead; the caller retries later.
+LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+
+
 async def ensure(conn: AsyncConnection, table: str, days: Iterable[datetime]) -> None:
-    """Create the partitions of ``table`` for ``days`` that do not exist yet."""
-    for day in sorted({day_of(d) for d in days}):
+    """Create the partitions of ``table`` for ``days`` that do not exist yet (in the caller's
+    transaction, which gives up after 2 s waiting for a lock)."""
+    wanted = sorted({day_of(d) for d in days})
+    if wanted:
+        await conn.execute(text(LOCK_TIMEOUT))
+    for day in wanted:
         await conn.execute(text(create_sql(table, day)))
 
 
@@ -57,6 +66,7 @@ async def existing(conn: AsyncConnection, table: str) -> dict[datetime, str]:
 async def drop_before(conn: AsyncConnection, table: str, cutoff: datetime) -> list[str]:
     """Drop the partitions of ``table`` whose whole day ends at or before ``cutoff``."""
     dropped = []
+    await conn.execute(text(LOCK_TIMEOUT))
     for day, name in sorted((await existing(conn, table)).items()):
         if day + DAY <= cutoff:
             await conn.execute(text(f"DROP TABLE {name}"))

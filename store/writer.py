@@ -41,9 +41,10 @@ def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, asyncpg.PostgresError):  # raised by COPY, which bypasses SQLAlchemy
         if isinstance(exc, asyncpg.CheckViolationError):
             return "no partition" in str(exc)  # dropped by retention meanwhile: made again on retry
-        # Connection, resources, operator intervention, transaction rollback, lock not available.
-        return isinstance(exc, asyncpg.PostgresConnectionError) or \
-            (exc.sqlstate or "")[:2] in {"08", "40", "53", "55", "57", "58"}
+        # A value or a row the database refuses (22, 23) would fail for ever; anything else
+        # (connection, resources, shutdown, locks, a permission or table an operator can fix)
+        # may pass later, so the rows wait, in memory and then in the spool.
+        return (exc.sqlstate or "")[:2] not in {"22", "23"}
     return isinstance(exc, DBAPIError | OSError | TimeoutError | asyncpg.InterfaceError)
 
 
@@ -98,7 +99,8 @@ class StoreWriter:
         self._delay = retry_delay
         self._streak = 0  # consecutive failed attempts, for logging the recovery
         self._failing_since: float | None = None  # loop time of the streak's first failure
-        self._spool_broken = False  # a record the spool cannot read: stop replaying (logged)
+        self._spool_broken = False  # the spool failed: not used again in this run (logged)
+        self._replayed_transitions: tuple[object, int] | None = None  # batch whose transitions are in
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -109,7 +111,8 @@ class StoreWriter:
 
     @property
     def dropped_samples(self) -> int:
-        """Check results lost for good: over the in-memory bound, past the spool cap, refused."""
+        """Rows lost for good: check results over the in-memory bound (no usable spool) or past
+        the spool cap, rows the database refused, rows still unwritable when a stop gave up."""
         return self.dropped + (self.spool.dropped_checks if self.spool is not None else 0)
 
     def gauges(self) -> dict[str, float]:
@@ -199,38 +202,45 @@ class StoreWriter:
             # FlapChange and Gauges are not stored yet.
         if self._checks and self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
+        if not self._spool_usable:
+            self._bound_memory()
+
+    def _bound_memory(self) -> None:
+        """Without a usable spool, pending checks past ``max_pending`` are dropped, oldest first."""
         overflow = len(self._checks) - self.max_pending
-        if overflow > 0 and self.spool is None:
+        if overflow > 0:
             del self._checks[:overflow]
             self.dropped += overflow
             log.warning("history writer: dropped %d oldest check results (database behind)",
                         overflow)
 
     async def _write_due(self) -> None:
+        # The spool first: its rows are older than any in memory. Only once it is written do
+        # rows in memory go to the database; while it cannot be, they follow it to the spool.
+        now = asyncio.get_running_loop().time()
+        if now >= self._retry_at and await self._replay() and await self._write_transitions() \
+                and self._checks and (len(self._checks) >= self.batch_size or now >= (self._flush_at or now)):
+            await self._write_checks()
         if self._should_spool():
             await self._spill()
-        now = asyncio.get_running_loop().time()
-        if now < self._retry_at or not await self._replay() or not await self._write_transitions():
-            return
-        if self._checks and (len(self._checks) >= self.batch_size
-                             or now >= (self._flush_at or now)):
-            await self._write_checks()
 
     async def _final_write(self) -> None:
         for attempt in range(self.stop_attempts):
             if attempt:
                 await asyncio.sleep(min(self._delay, 1.0))
-            if self._should_spool():
-                await self._spill()
             if await self._replay() and await self._write_transitions() and await self._write_checks():
                 return
-        if self.spool is not None and (self._checks or self._transitions):
+        if self._spool_usable and self.spool is not None and (self._checks or self._transitions):
             kept = len(self._checks) + len(self._transitions)
-            await self._spill()
+            if not await self._spill():
+                return await self._give_up_at_stop()
             log.warning("history writer stopped with the database unavailable: %d rows kept in the "
                         "spool %s, written at the next start (%s)", kept, self.spool.directory,
                         self.last_error)
             return
+        await self._give_up_at_stop()
+
+    async def _give_up_at_stop(self) -> None:
         lost = len(self._checks) + len(self._transitions)
         self.lost_at_stop = lost
         self.dropped += lost
@@ -240,40 +250,67 @@ class StoreWriter:
 
     # -- the spool ------------------------------------------------------------------------
 
+    @property
+    def _spool_usable(self) -> bool:
+        return self.spool is not None and not self._spool_broken
+
     def _spool_pending(self) -> bool:
-        return self.spool is not None and not self.spool.empty and not self._spool_broken
+        return self._spool_usable and self.spool is not None and not self.spool.empty
+
+    def _give_up_spool(self, why: str) -> None:
+        """The spool failed (unreadable record, disk full, file moved away): stop using it.
+
+        What it holds stays on disk for an operator; new rows wait in memory, bounded as
+        without a spool, and are written directly once the database answers.
+        """
+        self._spool_broken = True
+        directory = self.spool.directory if self.spool is not None else "?"
+        log.error("history writer: the spool %s failed (%s); it is no longer used and what it "
+                  "holds stays there; new rows are kept in memory", directory, why)
 
     def _should_spool(self) -> bool:
         """Rows go to the spool while older rows are there (order) or once the database has
         failed for ``spool_after`` seconds or let too many checks pile up."""
-        if self.spool is None or not (self._checks or self._transitions):
+        if not self._spool_usable or not (self._checks or self._transitions):
             return False
-        if not self.spool.empty:
+        if self._spool_pending():
             return True
         if self._failing_since is None:
             return False
         waited = asyncio.get_running_loop().time() - self._failing_since
         return waited >= self.spool_after or len(self._checks) >= self.max_pending
 
-    async def _spill(self) -> None:
-        """Move every pending row to the spool, transitions first, and fsync it."""
+    async def _spill(self) -> bool:
+        """Move every pending row to the spool, transitions first, fsync'd; False if it failed
+        (the rows stay in memory and the spool is given up)."""
         assert self.spool is not None
         transitions, checks = list(self._transitions), self._checks
-        self._transitions.clear()
-        self._checks = []
-        self._flush_at = None
         try:
             await asyncio.to_thread(self.spool.append, transitions, checks)
         except (OSError, SpoolError) as exc:
-            # The disk failed us too: keep the rows in memory, bounded as without a spool.
-            log.error("history writer: cannot write the spool %s: %s", self.spool.directory, exc)
-            self._transitions.extendleft(reversed(transitions))
-            self._checks[:0] = checks
-            return
+            # A prefix may be on disk; the spool is abandoned, so those copies are never read.
+            self._give_up_spool(f"cannot append: {exc}")
+            self._bound_memory()
+            return False
+        self._transitions.clear()
+        self._checks = []
+        self._flush_at = None
         self.spooled_rows += len(transitions) + len(checks)
+        return True
+
+    async def replay_spool(self) -> bool:
+        """Write what the spool holds now (a start does this before it reads open outages);
+        False if the database failed before the end."""
+        return await self._replay()
 
     async def _replay(self) -> bool:
-        """Write the spool to the database, oldest first; False if the database failed."""
+        """Write the spool to the database, oldest first; False if the database failed.
+
+        Within a batch, transitions are written (and remembered as written) before checks,
+        so a batch retried after its checks failed does not write its transitions twice.
+        A row the database refuses costs only itself: transitions are retried one by one.
+        A crash between a batch's write and its commit in the spool writes it again.
+        """
         spool = self.spool
         if spool is None or spool.empty or self._spool_broken:
             return True
@@ -281,31 +318,55 @@ class StoreWriter:
         while True:
             try:
                 batch: SpoolBatch | None = await asyncio.to_thread(next, batches, None)
-            except SpoolError as exc:
-                self._spool_broken = True
-                log.error("history writer: %s; replay stopped, new rows are written directly", exc)
+            except (OSError, SpoolError) as exc:
+                self._give_up_spool(f"cannot read: {exc}")
                 return True
             if batch is None:
                 return True
-            try:
-                if batch.transitions:
-                    await self.store.write_transitions(batch.transitions)
-                if batch.checks:
-                    await self.store.write_checks(batch.checks)
-            except Exception as exc:
-                if _is_transient(exc):
-                    self._failed(exc, batch.rows, "spooled rows")
+            key = (batch.segment, batch.start)
+            if batch.transitions and self._replayed_transitions != key:
+                if not await self._write_replayed_transitions(batch.transitions):
                     return False
-                # A batch the database refuses: its rows are dropped (counted), the rest go on.
-                self._failed(exc, batch.rows, "spooled rows")
-            else:
-                self._succeeded()
-                self.replayed_rows += batch.rows
-                self.written_transitions += len(batch.transitions)
-                self.written_checks += len(batch.checks)
-            await asyncio.to_thread(spool.commit, batch)
+                self._replayed_transitions = key
+            if batch.checks:
+                try:
+                    await self.store.write_checks(batch.checks)
+                except Exception as exc:
+                    if self._failed(exc, len(batch.checks), "spooled check results"):
+                        return False
+                else:
+                    self._succeeded()
+                    self.written_checks += len(batch.checks)
+            self.replayed_rows += batch.rows
+            try:
+                await asyncio.to_thread(spool.commit, batch)
+            except (OSError, SpoolError) as exc:
+                self._give_up_spool(f"cannot record replay progress: {exc}")
+                return True
+            self._replayed_transitions = None
             if spool.empty:
                 log.warning("history writer: spool replayed (%d rows in all)", self.replayed_rows)
+
+    async def _write_replayed_transitions(self, transitions: list[Transition]) -> bool:
+        try:
+            await self.store.write_transitions(transitions)
+        except Exception as exc:
+            if _is_transient(exc):
+                self._failed(exc, len(transitions), "spooled transitions")
+                return False
+            for transition in transitions:  # refused: find the row, keep the others
+                try:
+                    await self.store.write_transition(transition)
+                except Exception as one:
+                    if self._failed(one, 1, "spooled transition"):
+                        return False
+                else:
+                    self.written_transitions += 1
+                    self._succeeded()
+            return True
+        self.written_transitions += len(transitions)
+        self._succeeded()
+        return True
 
     # -- writes ---------------------------------------------------------------------------
 

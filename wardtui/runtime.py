@@ -138,31 +138,32 @@ class Runtime:
         when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
         try:
+            self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
+        except (SpoolError, OSError) as exc:
+            raise StartupError(f"spool {self.spool_dir}: {exc}") from None
+        try:
             await self.store.open()
             await self.store.sync_devices(self.devices)
+            self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000),
+                                      spool=self.spool)
+            if not self.spool.empty:
+                # Rows from a run that stopped while the database was down go in first, so that
+                # the open outages read next include the ones they opened and closed.
+                log.warning("writing %d history rows left in %s by an earlier run",
+                            self.spool.rows, self.spool_dir)
+                await self.writer.replay_spool()
             self.engine.seed_outages(await self.store.open_outages())
         except SchemaError as exc:
-            await self.store.close()
+            await self._abandon_start()
             raise StartupError(str(exc), code=2) from None
         except (SQLAlchemyError, OSError) as exc:
-            await self.store.close()
+            await self._abandon_start()
             reason = getattr(exc, "orig", None) or exc
             raise StartupError(f"cannot open the history database {display_url(self.store.url)}: "
                                f"{reason}") from None
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()
-        try:
-            self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
-        except (SpoolError, OSError) as exc:
-            await self.store.close()
-            raise StartupError(f"spool {self.spool_dir}: {exc}") from None
-        if not self.spool.empty:
-            # Rows from a run that stopped while the database was down: written first.
-            log.warning("%d history rows waiting in %s from an earlier run are written first",
-                        self.spool.rows, self.spool_dir)
-        self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000),
-                                  spool=self.spool)
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
@@ -170,6 +171,15 @@ class Runtime:
         retention = Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
         self.maintenance = Maintenance(self.store, retention)
         self.maintenance.start()
+
+    async def _abandon_start(self) -> None:
+        if self.writer is not None:
+            self.writer.subscription.close()
+            self.writer = None
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        await self.store.close()
 
     async def check_schema(self) -> None:
         """Refuse, before any screen is drawn, a database whose schema is behind or ahead.

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import errno
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from poller.bus import EventBus
-from poller.events import State
+from poller.events import CheckResult, State
 from store.spool import Spool
 from store.writer import StoreWriter
-from tests.unit.test_store_writer import FakeStore, check, transition, wait_for
+from tests.unit.test_store_writer import FakeStore, check, locked, transition, wait_for
 
 
 def writer_for(store: FakeStore, bus: EventBus, spool: Spool, **kw: float) -> StoreWriter:
@@ -95,3 +101,120 @@ async def test_past_the_spool_cap_checks_are_dropped_and_counted_but_transitions
     await replay.stop()  # never started: replays and writes inline
     assert store.transitions == [transition(i) for i in range(50)]
     assert len(store.checks) == 1000 - dropped
+
+
+async def test_an_unreadable_spool_is_given_up_and_new_rows_go_straight_to_the_database(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(1)], [check(i) for i in range(5)])
+    spool.append([], [check(i) for i in range(5, 10)])
+    segment = next((tmp_path / "spool").glob("*.spool"))
+    lines = segment.read_bytes().splitlines(keepends=True)
+    lines[3] = b"{not json\n"  # a damaged record in the middle
+    segment.write_bytes(b"".join(lines))
+    spool.close()
+    spool = Spool(tmp_path / "spool")
+    bus, store = EventBus(), FakeStore()
+    writer = writer_for(store, bus, spool)
+    writer.start()
+    for i in range(100, 110):
+        bus.publish(check(i))
+    bus.publish(transition(2))
+    await wait_for(lambda: len([c for c in store.checks if c.at >= check(100).at]) == 10)
+    await writer.stop()
+    assert transition(2) in store.transitions
+    assert spool.rows > 0  # what the damaged spool holds stays there for an operator
+
+
+async def test_a_spool_that_cannot_record_progress_is_given_up_without_stopping_the_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(1)], [check(i) for i in range(5)])
+
+    def full(_batch: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "commit", full)
+    bus, store = EventBus(), FakeStore()
+    writer = writer_for(store, bus, spool)
+    writer.start()
+    await wait_for(lambda: len(store.checks) == 5)
+    bus.publish(check(50))
+    await wait_for(lambda: len(store.checks) == 6)  # the writer is alive, writing directly
+    await writer.stop()
+    assert store.transitions == [transition(1)]
+
+
+async def test_a_spool_that_cannot_be_written_bounds_memory_and_counts_what_a_stop_loses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool")
+
+    def full(*_rows: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "append", full)
+    bus, store = EventBus(), FakeStore()
+    store.fail = 10**9
+    writer = writer_for(store, bus, spool, max_pending=1000)
+    writer.start()
+    for i in range(3000):
+        bus.publish(check(i))
+    bus.publish(transition(1))
+    await wait_for(lambda: writer.dropped >= 2000, timeout=5)
+    await writer.stop()
+    assert writer.lost_at_stop == 1001  # 1,000 checks and the transition, counted, not "kept"
+    assert writer.dropped_samples == 3001
+
+
+async def test_a_replayed_batch_whose_checks_failed_does_not_write_its_transitions_twice(
+        tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(1), transition(2)], [check(i) for i in range(5)])
+    store = FakeStore()
+    calls = {"checks": 0}
+    real = store.write_checks
+
+    async def flaky(results: Sequence[CheckResult]) -> None:
+        calls["checks"] += 1
+        if calls["checks"] == 1:
+            raise locked()
+        await real(results)
+
+    store.write_checks = flaky  # type: ignore[method-assign]
+    bus = EventBus()
+    writer = writer_for(store, bus, spool)
+    writer.start()
+    await wait_for(lambda: spool.empty and len(store.checks) == 5)
+    await writer.stop()
+    assert store.transitions == [transition(1), transition(2)]
+
+
+async def test_a_refused_spooled_transition_costs_only_itself(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(i) for i in range(5)], [])
+    store = FakeStore()
+    store.refuse = [transition(2)]
+    writer = writer_for(store, EventBus(), spool)
+    await writer.stop()  # never started: replays inline
+    assert store.transitions == [transition(i) for i in (0, 1, 3, 4)]
+    assert spool.empty
+
+
+def test_spool_gauges_never_wait_for_a_worker_thread_holding_the_lock(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(1)], [check(1)])
+    held, release = threading.Event(), threading.Event()
+
+    def slow_fsync() -> None:
+        with spool._mutex:
+            held.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=slow_fsync)
+    worker.start()
+    held.wait(5)
+    started = time.monotonic()
+    assert (spool.rows, spool.empty) == (2, False) and spool.bytes > 0
+    assert time.monotonic() - started < 0.5
+    release.set()
+    worker.join()
