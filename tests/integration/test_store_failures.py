@@ -62,7 +62,8 @@ async def test_an_outage_left_in_the_spool_by_a_stop_is_closed_by_the_next_run(
         transitions = await store.transitions("dev1")
     assert len(outages) == 1 and outages[0].start == went_down - timedelta(seconds=3)
     assert outages[0].end is not None, "the outage replayed from the spool was never closed"
-    assert [(t.from_state, t.to_state) for t in transitions] == [(State.UP, State.DOWN), (State.DOWN, State.UP)]
+    assert [(t.from_state, t.to_state) for t in transitions] == [(State.UP, State.DOWN),
+                                                                 (State.DOWN, State.UP)]
 
 
 async def test_retention_runs_even_when_rollups_keep_failing(store: HistoryStore,
