@@ -230,12 +230,11 @@ class StoreWriter:
                 await asyncio.sleep(min(self._delay, 1.0))
             if await self._replay() and await self._write_transitions() and await self._write_checks():
                 return
-        if self._spool_usable and self.spool is not None and (self._checks or self._transitions):
-            kept = len(self._checks) + len(self._transitions)
-            if not await self._spill():
+        if self._spool_usable and self.spool is not None:
+            if (self._checks or self._transitions) and not await self._spill():
                 return await self._give_up_at_stop()
             log.warning("history writer stopped with the database unavailable: %d rows kept in the "
-                        "spool %s, written at the next start (%s)", kept, self.spool.directory,
+                        "spool %s, written at the next start (%s)", self.spool.rows, self.spool.directory,
                         self.last_error)
             return
         await self._give_up_at_stop()
