@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy import DateTime, Table, event, func, insert, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
@@ -144,30 +144,41 @@ class HistoryStore:
         """Insert ``results``: COPY on PostgreSQL, Core ``executemany`` in one transaction on SQLite."""
         if not results:
             return
-        ids = await self._device_ids((r.device, r.address) for r in results)
+        try:
+            ids = self._ids
+            records = [(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results]
+        except KeyError:  # a device the inventory never gave: create its row first
+            ids = await self._device_ids((r.device, r.address) for r in results)
+            records = [(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results]
+        # One pass for the time range: these per-row costs are most of the writer's CPU.
+        oldest = newest = records[0][1]
+        for record in records:
+            at = record[1]
+            if at < oldest:
+                oldest = at
+            elif at > newest:
+                newest = at
         if self.dialect == "postgresql":
-            if any(r.at.tzinfo is None for r in results):
+            if any(r[1].tzinfo is None for r in records):
                 # COPY bypasses UTCDateTime, and asyncpg would read a naive time as local time.
                 raise StatementError("naive datetime: check times need a timezone (UTC)", "COPY checks",
                                      None, ValueError("naive datetime"))
-            await self._copy_checks([(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results])
+            first, last = partitions.day_of(oldest), partitions.day_of(newest)
+            days = {first} if first == last else {partitions.day_of(r[1]) for r in records}
+            await self._copy_checks(records, days)
         else:
             stmt = insert(_checks)
             step = max(1, self.chunk_rows)
+            columns = _COPY_COLUMNS
             async with self.engine.begin() as conn:
-                for i in range(0, len(results), step):
-                    rows = [
-                        {"device_id": ids[r.device], "at": r.at, "sent": r.sent,
-                         "received": r.received, "rtt_ms": r.rtt_ms}
-                        for r in results[i : i + step]
-                    ]
-                    await conn.execute(stmt, rows)
-        oldest = min(r.at for r in results)
+                for i in range(0, len(records), step):
+                    chunk = records[i : i + step]
+                    await conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in chunk])
         if self._oldest_written is None or oldest < self._oldest_written:
             self._oldest_written = oldest
 
-    async def _copy_checks(self, records: list[tuple[int, datetime, int, int, float | None]]) -> None:
-        days = {partitions.day_of(r[1]) for r in records}
+    async def _copy_checks(self, records: list[tuple[int, datetime, int, int, float | None]],
+                           days: set[datetime]) -> None:
         async with self.engine.connect() as conn:
             if not days <= self._days:
                 await partitions.ensure(conn, "checks", days - self._days)
@@ -280,18 +291,25 @@ class HistoryStore:
 
     async def checks(self, device: str, since: datetime | None = None,
                      until: datetime | None = None) -> list[Check]:
-        """Stored checks of ``device`` in time order, in ``[since, until)``."""
-        c, d = _checks, _devices
-        stmt = select(d.c.name, c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).join(
-            d, d.c.id == c.c.device_id
-        )
-        query = _filter(stmt, device, None if since is None else c.c.at >= since)
+        """Stored checks of ``device`` in time order, in ``[since, until)``.
+
+        The 24-hour view of one device reads 8,640 rows at a 10 s interval: by the cached device
+        id (no join), positional records, and on PostgreSQL the driver's aware datetimes as they
+        come (sqlmodel's per-row conversion cost as much as the query itself).
+        """
+        device_id = self._ids.get(device)
+        if device_id is None:
+            return []
+        c = _checks
+        at = c.c.at if self.dialect == "sqlite" else type_coerce(c.c.at, DateTime(timezone=True))
+        stmt = select(at, c.c.sent, c.c.received, c.c.rtt_ms).where(c.c.device_id == device_id)
+        if since is not None:
+            stmt = stmt.where(c.c.at >= since)
         if until is not None:
-            query = query.where(c.c.at < until)
+            stmt = stmt.where(c.c.at < until)
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(query.order_by(c.c.at))).all()
-        return [Check(device=r.name, at=r.at, sent=r.sent, received=r.received,
-                      rtt_ms=r.rtt_ms) for r in rows]
+            rows = (await conn.execute(stmt.order_by(c.c.at))).all()
+        return [Check(device, *row) for row in rows]
 
     async def rollups(self, device: str, tier: str, since: datetime | None = None,
                       until: datetime | None = None) -> list[Rollup]:

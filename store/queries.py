@@ -20,6 +20,7 @@ TierName = Literal["raw", "1m", "1h"]
 TIER_NAMES: tuple[TierName, ...] = ("raw", "1m", "1h")
 RAW_UP_TO = timedelta(days=1)
 MINUTES_UP_TO = timedelta(days=7)
+_SLACK = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ def choose_tier(since: datetime, until: datetime, retention: Retention | None = 
     """The finest tier that suits the span ``[since, until)`` and still holds ``since``."""
     retention = retention or Retention()
     now = now or datetime.now(UTC)
-    span = until - since
+    span = until - since - _SLACK  # "the last 24 h" computed a moment before ``now`` is still 24 h
     tier: TierName = "raw" if span <= RAW_UP_TO else "1m" if span <= MINUTES_UP_TO else "1h"
     if tier == "raw" and retention.raw is not None and since < now - retention.raw:
         tier = "1m"

@@ -6,8 +6,9 @@ Create Date: 2026-11-28
 
 PostgreSQL: ``checks`` becomes a table partitioned by range of ``at``, one partition per UTC
 day (``checks_pYYYYMMDD``), so retention drops whole days instead of deleting rows. It loses
-its id and its foreign key (COPY would pay a lookup per row; devices are never deleted) and
-gets a BRIN index on ``at``, tiny for rows that arrive in time order. Existing rows move into
+its id and its foreign key (COPY would pay a lookup per row; devices are never deleted), its
+(device_id, at) index covers the other columns (index-only scans for one device's history),
+and it gets a BRIN index on ``at``, tiny for rows that arrive in time order. Existing rows move into
 partitions made for the days they fall on. ``rollup_1m`` is partitioned the same way.
 
 SQLite has no partitions: retention deletes by ``at``, which the new B-tree index serves.
@@ -82,7 +83,10 @@ def upgrade() -> None:
             received integer NOT NULL,
             rtt_ms double precision
         ) PARTITION BY RANGE (at)""")
-    op.create_index("ix_checks_device_at", "checks", ["device_id", "at"])
+    # Covering: a device's day is read by an index-only scan of ~60 pages, where the heap holds
+    # its 8,640 rows on as many pages (they arrive in time order, among every other device's).
+    op.create_index("ix_checks_device_at", "checks", ["device_id", "at"],
+                    postgresql_include=["sent", "received", "rtt_ms"])
     op.execute("CREATE INDEX ix_checks_at ON checks USING brin (at)")
     for day in _days_with_rows("checks_0001", "at"):
         op.execute(_partition_ddl("checks", day))
