@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +24,12 @@ class Outage:
         return (self.end or now) - self.start
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One stored check of one device."""
+class Check(NamedTuple):
+    """One stored check of one device.
+
+    A named tuple, not a frozen dataclass: a day of one device is 8,640 of them, and a frozen
+    dataclass's ``__init__`` (a guarded ``object.__setattr__`` per field) cost ~1.5 µs each.
+    """
 
     device: str
     at: datetime
