@@ -11,8 +11,8 @@ today (UTC), so "the last 24 hours" is full.
 Measured: ``store.queries.device_history(store, device, since=now - 24 h)`` (tier raw), as the
 CLI and screens call it: the first query on a freshly opened store, a first pass over DEVICES
 other devices, then warm passes; beside it, in the same run, the same SQL with the same
-parameters (captured from SQLAlchemy) as a raw asyncpg ``fetch``, so the ratio is wardtui's
-own overhead. The database is dropped at the end unless ``--keep``.
+parameters (captured from the store's driver call) as a raw asyncpg ``fetch``, so the
+ratio is wardtui's own overhead. The database is dropped at the end unless ``--keep``.
 
 Needs PostgreSQL at 127.0.0.1:5432 (trust auth, user postgres, admin database ``test``) and
 30 GB free where it keeps its data:
@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -119,16 +118,26 @@ async def generate(name: str, devices: int, days: int) -> dict[str, Any]:
 
 
 class Captured:
-    """The SQL and parameters SQLAlchemy sends for one query."""
+    """The SQL and parameters the store sends for one query (it fetches through the driver)."""
 
     def __init__(self) -> None:
         self.statement: str | None = None
         self.parameters: Any = None
+        self._original = asyncpg.connection.Connection.fetch
 
-    def __call__(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
-                 _many: bool) -> None:
-        if "FROM checks" in statement:
-            self.statement, self.parameters = statement, parameters
+    def __enter__(self) -> Captured:
+        original, captured = self._original, self
+
+        async def spy(conn: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            if "FROM checks" in query:
+                captured.statement, captured.parameters = query, args
+            return await original(conn, query, *args, **kwargs)
+
+        asyncpg.connection.Connection.fetch = spy  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        asyncpg.connection.Connection.fetch = self._original  # type: ignore[method-assign]
 
 
 async def measure(name: str, names: list[str], queries: int, passes: int, seed: int) -> dict[str, Any]:
@@ -143,7 +152,6 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
     captured = Captured()
     try:
         await store.open()
-        event.listen(store.engine.sync_engine, "before_cursor_execute", captured)
 
         async def ours(device: str) -> tuple[float, int]:
             t0 = time.perf_counter()
@@ -157,17 +165,18 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
         async def theirs(device: str) -> tuple[float, int]:
             t0 = time.perf_counter()
             now = datetime.now(UTC)
-            args = [device if p == captured_device else p for p in captured_params]
+            args = [store._ids[device] if i == device_at else p for i, p in enumerate(captured_params)]
             args = [now - day if i == since_at else now if i == until_at else a for i, a in enumerate(args)]
             rows = await raw.fetch(captured.statement, *args)
             return time.perf_counter() - t0, len(rows)
 
-        # SQLAlchemy's SQL for the query, with its parameters in order (device name, since, until).
-        first_ours = await ours(first_device)
+        # The store's SQL for the query, with its parameters in order (device id, since, until).
+        with captured:
+            first_ours = await ours(first_device)
         if captured.statement is None:
             raise RuntimeError("did not see the checks query go by")
         captured_params = list(captured.parameters)
-        captured_device = first_device
+        device_at = captured_params.index(store._ids[first_device])
         stamps = [i for i, p in enumerate(captured_params) if isinstance(p, datetime)]
         since_at, until_at = sorted(stamps, key=lambda i: captured_params[i])
         first_theirs = await theirs(first_raw_device)
@@ -205,7 +214,7 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
         # The server's share: EXPLAIN ANALYZE of the same statement for every device.
         server_ms, buffers, plan = [], [], []
         for d in devices:
-            params = [d if p == captured_device else p for p in captured_params]
+            params = [store._ids[d] if i == device_at else p for i, p in enumerate(captured_params)]
             explain = "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + captured.statement
             plan = [r[0] for r in await raw.fetch(explain, *params)]
             server_ms.append(float(next(x for x in plan if x.startswith("Execution Time")).split()[2]))
@@ -319,7 +328,7 @@ def main() -> int:
             f"in time order by the server, {made['bytes'] / 1e9:.1f} GB with indexes. Query: "
             "`store.queries.device_history(store, device, since=now - 24 h, until=now)` as `wardtui "
             f"history` calls it (tier raw, {found['rows']:,.0f} rows, made into `Check`s). Baseline: the "
-            "same SQL and parameters (captured from SQLAlchemy) as a raw asyncpg `fetch`, in the same run. "
+            "same SQL and parameters (captured from the store's driver call) as a raw asyncpg `fetch`, in the same run. "
             f"{args.queries} different devices; each figure per device is the median of {args.passes} "
             "passes. Warm: a pass over all the devices, then the other client's pass, so each query finds "
             "its pages pushed out of shared_buffers by the other devices' and reads them from the OS page "
@@ -339,8 +348,11 @@ def main() -> int:
             f"passes above): execution median {statistics.median(server):.1f} ms, "
             f"p95 {pct(server, 95):.1f} ms, "
             f"e.g. `{found['buffers'][0]}` for {found['rows']:,.0f} rows (shared_buffers "
-            f"{found['shared_buffers']}): the rows arrive in time order, so a heap page holds checks of "
-            "many devices and one device's day is spread over as many pages as it has rows, or nearly.\n\n"
+            f"{found['shared_buffers']}): an index-only scan of the covering index, where the heap "
+            "would spread one device's day over about as many pages as it has rows (they arrive in "
+            "time order, among every other device's). Index-only needs the visibility map, which "
+            "VACUUM (here explicit, in service autovacuum) sets; today's newest pages are read "
+            "from the heap until then.\n\n"
             f"SQL: `{found['sql']}`\n")
     print(body)
     if not args.no_write:
