@@ -339,6 +339,10 @@ class HistoryStore:
             rows = (await conn.execute(stmt.order_by(r.c.bucket))).all()
         return [Rollup(r[0], tier, *r[1:]) for r in rows]
 
+    def device_ids(self) -> list[int]:
+        """The ids of every device the history knows (as of :meth:`open` or the last write)."""
+        return list(self._ids.values())
+
     def device_names(self) -> frozenset[str]:
         """Every device the history knows (as of :meth:`open` or the last write)."""
         return frozenset(self._ids)

