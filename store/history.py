@@ -8,7 +8,9 @@ partitions of ``checks``, which the store creates as rows for a new day arrive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -66,6 +68,7 @@ class HistoryStore:
         self._ids: dict[str, int] = {}  # device name -> DeviceRow.id, only ids committed
         self._days: set[datetime] = set()  # PostgreSQL: days whose checks partition exists
         self._oldest_written: datetime | None = None  # see take_oldest_written()
+        self._turns: asyncio.Lock | None = None  # SQLite: writers take turns, see writing()
 
     async def __aenter__(self) -> HistoryStore:
         await self.open()
@@ -103,12 +106,26 @@ class HistoryStore:
             await engine.dispose()
             raise
         self._engine = engine
+        self._turns = asyncio.Lock()
         await self._load_ids()
 
     async def close(self) -> None:
         if self._engine is not None:
             engine, self._engine = self._engine, None
             await engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction. On SQLite, which has one write lock, the writers of this store
+        (the history writer, rollups, retention) take turns in arrival order: left to SQLite's
+        busy handler, which polls with sleeps, a writer lost every race to back-to-back rollup
+        transactions and the history queue grew by seconds of checks."""
+        if self.dialect == "sqlite" and self._turns is not None:
+            async with self._turns, self.engine.begin() as conn:
+                yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
 
     @property
     def dialect(self) -> str:
@@ -136,7 +153,7 @@ class HistoryStore:
             stmt = stmt.on_conflict_do_update(
                 index_elements=["name"], set_={f: stmt.excluded[f] for f in _DEVICE_FIELDS}
             )
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 await conn.execute(stmt, rows)
         await self._load_ids()
 
@@ -170,7 +187,7 @@ class HistoryStore:
             stmt = insert(_checks)
             step = max(1, self.chunk_rows)
             columns = _COPY_COLUMNS
-            async with self.engine.begin() as conn:
+            async with self.writing() as conn:
                 for i in range(0, len(records), step):
                     chunk = records[i : i + step]
                     await conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in chunk])
@@ -222,7 +239,7 @@ class HistoryStore:
         ids = await self._device_ids((t.device, t.address) for t in transitions)
         rows = [{"device_id": ids[t.device], "from_state": t.from_state.value, "to_state": t.to_state.value,
                  "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(insert(_transitions), rows)
             # UNKNOWN -> UP closes an outage only if one is open (written after the start read the
             # open outages, e.g. replayed from a spool): one query for the whole burst, as a start
@@ -372,7 +389,7 @@ class HistoryStore:
         now = datetime.now(UTC)
         stmt = self.upsert(_devices).on_conflict_do_nothing(index_elements=["name"])
         rows = [{"name": n, "address": a, "first_seen": now} for n, a in missing.items()]
-        async with self.engine.begin() as conn:
+        async with self.writing() as conn:
             await conn.execute(stmt, rows)
         # Cache only committed ids: SQLite reuses the rowids of a rolled-back insert.
         await self._load_ids()
