@@ -1,0 +1,163 @@
+"""SNMP credentials: a YAML file of named v2c communities and v3 users, readable by its owner only.
+
+The inventory names a credential per device (``snmp_credential``); the secrets live here,
+in one file an operator keeps at mode 0600 (``--credentials FILE``, default
+``$XDG_CONFIG_HOME/wardtui/credentials.yaml``)::
+
+    branch-v2:
+      version: 2c
+      community: s3cret
+    core-v3:
+      version: 3
+      user: noc
+      auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512
+      auth_key: long-passphrase
+      priv_protocol: aes        # des, 3des, aes, aes192, aes256; leave out for authNoPriv
+      priv_key: other-passphrase
+
+Secrets never appear in a ``repr``, a log line or an error message: errors name the file,
+the line and the credential, never the value.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256")
+MIN_KEY_LENGTH = 8  # RFC 3414: shorter passphrases are refused by agents
+
+
+@dataclass(frozen=True, slots=True)
+class V2c:
+    name: str
+    community: str = field(repr=False)
+
+    @property
+    def version(self) -> str:
+        return "2c"
+
+
+@dataclass(frozen=True, slots=True)
+class V3:
+    name: str
+    user: str
+    auth_protocol: str
+    auth_key: str = field(repr=False)
+    priv_protocol: str | None = None  # None: authNoPriv
+    priv_key: str | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        return "3"
+
+    @property
+    def level(self) -> str:
+        return "authPriv" if self.priv_protocol else "authNoPriv"
+
+
+Credential = V2c | V3
+
+
+class CredentialsError(Exception):
+    """The credentials file cannot be used; the message says where and why, never a secret."""
+
+
+def default_credentials_path() -> Path:
+    """``$XDG_CONFIG_HOME/wardtui/credentials.yaml``, else ``~/.config/wardtui/credentials.yaml``."""
+    config_home = os.environ.get("XDG_CONFIG_HOME", "")
+    if not config_home or not os.path.isabs(config_home):  # the XDG spec: ignore a relative one
+        config_home = str(Path.home() / ".config")
+    return Path(config_home) / "wardtui" / "credentials.yaml"
+
+
+def load_credentials(path: Path) -> dict[str, Credential]:
+    """Read and check ``path``: mode 0600 or stricter (no access for group or others), every
+    entry complete and valid. All problems are reported at once."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise CredentialsError(f"{path}: cannot read the SNMP credentials file: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise CredentialsError(f"{path}: not a regular file")
+    if info.st_mode & 0o077:
+        raise CredentialsError(
+            f"{path}: holds SNMP secrets but is mode {stat.S_IMODE(info.st_mode):04o}, readable or "
+            f"writable by others; refusing to use it: run `chmod 600 {path}`")
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"{path}: cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        # The parser's message quotes the offending text, which may be a secret: only the place.
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise CredentialsError(f"{path}{where}: not valid YAML") from None
+    if root is None:
+        return {}
+    if not isinstance(root, yaml.MappingNode):
+        raise CredentialsError(f"{path}:1: expected a mapping of credential names to entries")
+    problems: list[str] = []
+    found: dict[str, Credential] = {}
+    for key, value in root.value:
+        name, line = str(key.value), key.start_mark.line + 1
+        if name in found:
+            problems.append(f"{path}:{line}: credential {name!r} is defined twice")
+            continue
+        credential = _entry(name, value, f"{path}:{line}", problems)
+        if credential is not None:
+            found[name] = credential
+    if problems:
+        raise CredentialsError("\n".join(problems))
+    return found
+
+
+def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Credential | None:
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(f"{where}: credential {name!r}: expected a mapping (version: 2c or 3, ...)")
+        return None
+    fields: dict[str, str] = {}
+    for key, value in node.value:
+        if not isinstance(value, yaml.ScalarNode):
+            problems.append(f"{where}: credential {name!r}: {key.value} must be a single value")
+            continue
+        fields[str(key.value)] = str(value.value)
+    version = fields.pop("version", "")
+    before = len(problems)
+
+    def need(key: str) -> str:
+        value = fields.pop(key, "")
+        if not value:
+            problems.append(f"{where}: credential {name!r}: {key} is missing")
+        return value
+
+    credential: Credential | None = None
+    if version in ("2c", "2"):
+        credential = V2c(name, need("community"))
+    elif version == "3":
+        user, auth, auth_key = need("user"), need("auth_protocol").lower(), need("auth_key")
+        priv = fields.pop("priv_protocol", "").lower() or None
+        priv_key = fields.pop("priv_key", "") or None
+        if auth and auth not in AUTH_PROTOCOLS:
+            problems.append(f"{where}: credential {name!r}: auth_protocol {auth!r} is not one of "
+                            f"{', '.join(AUTH_PROTOCOLS)}")
+        if priv is not None and priv not in PRIV_PROTOCOLS:
+            problems.append(f"{where}: credential {name!r}: priv_protocol {priv!r} is not one of "
+                            f"{', '.join(PRIV_PROTOCOLS)}")
+        if (priv is None) != (priv_key is None):
+            problems.append(f"{where}: credential {name!r}: priv_protocol and priv_key go together")
+        for key, secret in (("auth_key", auth_key), ("priv_key", priv_key)):
+            if secret and len(secret) < MIN_KEY_LENGTH:
+                problems.append(f"{where}: credential {name!r}: {key} is shorter than "
+                                f"{MIN_KEY_LENGTH} characters (agents refuse it)")
+        credential = V3(name, user, auth, auth_key, priv, priv_key)
+    else:
+        problems.append(f"{where}: credential {name!r}: version must be 2c or 3")
+    for unknown in fields:
+        problems.append(f"{where}: credential {name!r}: unknown field {unknown!r}")
+    return credential if len(problems) == before else None
