@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 REQUIRED = ("name", "address", "branch", "region", "type")
-OPTIONAL = ("parent", "interval", "tags")
+OPTIONAL = ("parent", "interval", "tags", "snmp_credential", "snmp_port")
 COLUMNS = REQUIRED + OPTIONAL
 
 Resolver = Callable[[str], str]
@@ -39,6 +39,8 @@ class Device:
     interval: float | None = None  # seconds; None means the engine's default
     tags: tuple[str, ...] = ()
     line: int = 0
+    snmp_credential: str | None = None  # a name in the SNMP credentials file; None: no SNMP
+    snmp_port: int = 161
 
     @property
     def family(self) -> int:
@@ -234,6 +236,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
     host = _text(fields.get("address"))
     address = _address(host, line, name, resolver, problems) if host else None
     interval = _interval(fields.get("interval"), line, name, problems)
+    snmp_port = _port(fields.get("snmp_port"), line, name, problems)
     if len(problems) > before or address is None:
         return None
     tags = fields.get("tags")
@@ -245,6 +248,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
         name=_text(fields["name"]), address=address, host=host,
         branch=_text(fields["branch"]), region=_text(fields["region"]), type=_text(fields["type"]),
         parent=_text(fields.get("parent")) or None, interval=interval, tags=tag_list, line=line,
+        snmp_credential=_text(fields.get("snmp_credential")) or None, snmp_port=snmp_port,
     )
 
 
@@ -284,6 +288,16 @@ def _interval(value: Any, line: int, name: str, problems: list[Problem]) -> floa
         problems.append(Problem(name, line, f"bad interval {seconds:g}: between 0.01 and 86400 seconds"))
         return None
     return seconds
+
+
+def _port(value: Any, line: int, name: str, problems: list[Problem]) -> int:
+    if value is None or _text(value) == "":
+        return 161
+    text = _text(value)
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        problems.append(Problem(name, line, f"bad snmp_port '{value}': a UDP port, 1 to 65535"))
+        return 161
+    return int(text)
 
 
 def _parent_problems(devices: list[Device], by_name: dict[str, Device], name: str) -> Iterator[Problem]:

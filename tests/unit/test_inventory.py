@@ -414,3 +414,31 @@ def test_ipv4_mapped_ipv6_address_is_probed_as_ipv4(tmp_path: Path) -> None:
     path.write_text("name,address,branch,region,type\na,::ffff:127.0.0.9,b,r,router\n", encoding="utf-8")
     (device,) = load_inventory(path)
     assert (device.address, device.family) == ("127.0.0.9", 4)
+
+
+def test_snmp_columns_name_a_credential_and_a_port(tmp_path: Path) -> None:
+    csv_path = write(tmp_path, "net.csv", """\
+        name,address,branch,region,type,snmp_credential,snmp_port
+        r1,127.0.0.1,b1,north,router,branch-v2,
+        r2,127.0.0.2,b1,north,switch,core-v3,1161
+        r3,127.0.0.3,b1,north,atm,,
+        """)
+    devices = {d.name: d for d in load_inventory(csv_path, no_dns)}
+    assert (devices["r1"].snmp_credential, devices["r1"].snmp_port) == ("branch-v2", 161)
+    assert (devices["r2"].snmp_credential, devices["r2"].snmp_port) == ("core-v3", 1161)
+    assert devices["r3"].snmp_credential is None  # no SNMP for this one
+    yaml_path = write(tmp_path, "net.yaml", """\
+        - {name: r1, address: 127.0.0.1, branch: b1, region: north, type: router,
+           snmp_credential: branch-v2, snmp_port: 16100}
+        """)
+    (device,) = load_inventory(yaml_path, no_dns)
+    assert (device.snmp_credential, device.snmp_port) == ("branch-v2", 16100)
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "snmp", "-1", "161.5"])
+def test_a_bad_snmp_port_is_a_problem_on_its_line(tmp_path: Path, port: str) -> None:
+    path = write(tmp_path, "net.csv", f"""\
+        name,address,branch,region,type,snmp_credential,snmp_port
+        r1,127.0.0.1,b1,north,router,branch-v2,{port}
+        """)
+    assert problems_of(path) == [Problem(str(path), 2, f"bad snmp_port '{port}': a UDP port, 1 to 65535")]
