@@ -8,12 +8,15 @@ import argparse
 import asyncio
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from wardtui import __version__
 from wardtui.runtime import Options, Runtime, StartupError, db_option
+
+_T = TypeVar("_T")
 
 EXAMPLES = """\
 examples:
@@ -226,30 +229,48 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outages(args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime
-
+def _read_history(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]]) -> tuple[int, _T | None]:
+    """Run ``query(url)`` on the history database ``db`` names; (0, result), or the exit status
+    after an error line: 2 for a bad URL, option or schema, 1 for a database that cannot be read."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.db import database_url
     from store.schema import SchemaError, display_url
+    from wardtui.history_cli import HistoryQueryError
+
+    try:
+        url = database_url(db)
+    except (ValueError, OSError) as exc:
+        print(f"wardtui: {db_option(db)}: {exc}", file=sys.stderr)
+        return 2, None
+    try:
+        return 0, asyncio.run(query(url))
+    except HistoryQueryError as exc:
+        print(f"wardtui: {exc}", file=sys.stderr)
+        return exc.code, None
+    except (ValueError, SchemaError) as exc:
+        print(f"wardtui: {db_option(db)}: {exc}", file=sys.stderr)
+        return 2, None
+    except (SQLAlchemyError, OSError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        print(f"wardtui: cannot open the history database {display_url(url)}: {reason}", file=sys.stderr)
+        return 1, None
+
+
+def _outages(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from wardtui.history_cli import HistoryQueryError, parse_since, query_outages, render, write_out
 
     now = datetime.now(UTC)
     try:
-        url = database_url(args.db)
         since = parse_since(args.since, now)
-        outages = asyncio.run(query_outages(url, args.device, since))
     except HistoryQueryError as exc:
         print(f"wardtui: {exc}", file=sys.stderr)
         return exc.code
-    except (ValueError, SchemaError) as exc:
-        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
-        return 2
-    except (SQLAlchemyError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        print(f"wardtui: cannot open the history database {display_url(url)}: {reason}", file=sys.stderr)
-        return 1
+    code, outages = _read_history(args.db, lambda url: query_outages(url, args.device, since))
+    if outages is None:
+        return code
     write_out(render(outages, now, args.json))
     return 0
 
@@ -257,10 +278,6 @@ def _outages(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from store.db import database_url
-    from store.schema import SchemaError, display_url
     from wardtui import history_cli as hc
 
     now = datetime.now(UTC)
@@ -270,23 +287,9 @@ def _history(args: argparse.Namespace) -> int:
     except hc.HistoryQueryError as exc:
         print(f"wardtui: {exc}", file=sys.stderr)
         return exc.code
-    try:
-        url = database_url(args.db)
-    except (ValueError, OSError) as exc:
-        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        history = asyncio.run(hc.query_history(url, args.device, since, until, tier))
-    except hc.HistoryQueryError as exc:
-        print(f"wardtui: {exc}", file=sys.stderr)
-        return exc.code
-    except (ValueError, SchemaError) as exc:
-        print(f"wardtui: {db_option(args.db)}: {exc}", file=sys.stderr)
-        return 2
-    except (SQLAlchemyError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        print(f"wardtui: cannot open the history database {display_url(url)}: {reason}", file=sys.stderr)
-        return 1
+    code, history = _read_history(args.db, lambda url: hc.query_history(url, args.device, since, until, tier))
+    if history is None:
+        return code
     label = hc.window_label(args.since, args.until, since, until)
     hc.write_out(hc.render_history(history, label, args.json, asked=tier is not None, now=now))
     return 0

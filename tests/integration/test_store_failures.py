@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from poller.events import CheckResult, State, Transition
-from store import HistoryStore, database_url, maintenance, partitions
+from store import HistoryStore, maintenance, partitions
 from store.maintenance import Maintenance
 from store.spool import Spool
 from tests.fakes import FakeProber, make_devices
@@ -21,13 +21,6 @@ from tests.integration.postgres import pg_url  # noqa: F401
 from wardtui.runtime import Options, Runtime
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return database_url(str(tmp_path / "history.db"))
-    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

@@ -56,14 +56,6 @@ def downgrade() -> None:
 '''
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The same test on a new SQLite file and on a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return database_url(str(tmp_path / "history.db"))
-    return str(request.getfixturevalue("pg_url"))
-
-
 @pytest.fixture
 def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """This process's wardtui knows one revision more (NEXT) than the one installed (HEAD)."""

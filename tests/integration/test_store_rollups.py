@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from poller.events import CheckResult, State, Transition
-from store import HistoryStore, database_url, partitions
+from store import HistoryStore, partitions
 from store.maintenance import Maintenance, Retention
 from store.records import Rollup
 from tests.integration.postgres import pg_url  # noqa: F401
@@ -29,14 +28,6 @@ S = timedelta(seconds=1)
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
 D = timedelta(days=1)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A new SQLite file and a new PostgreSQL database."""
-    if request.param == "sqlite":
-        return database_url(str(tmp_path / "history.db"))
-    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
