@@ -84,4 +84,80 @@ class Gauges:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-Event = CheckResult | Transition | FlapChange | Gauges
+
+
+
+# -- SNMP ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceStat:
+    """One interface as one SNMP poll left it: status, speed and traffic rates."""
+
+    ifindex: int
+    name: str  # ifName, else ifDescr
+    alias: str
+    admin: str  # RFC 2863 names: "up", "down", "testing", ...
+    oper: str
+    speed_bps: int | None
+    in_bps: float | None  # None: no rate this interval (first poll, reset, discontinuity, over speed)
+    out_bps: float | None
+    in_errors: int | None  # cumulative counters as read
+    out_errors: int | None
+    in_discards: int | None
+    out_discards: int | None
+    counters_64: bool  # the rates came from ifHC*Octets
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpPoll:
+    """One successful SNMP poll of one device: system facts and its interface table."""
+
+    device: str
+    address: str
+    at: datetime  # UTC, when the poll's first request was sent
+    sys_name: str
+    sys_descr: str
+    sys_object_id: str
+    uptime_s: float
+    interfaces: tuple[InterfaceStat, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    """sysUpTime went down: the device (or its agent) restarted. ``at`` is when it was seen."""
+
+    device: str
+    address: str
+    at: datetime
+    uptime_s: float  # sysUpTime now
+    previous_uptime_s: float  # sysUpTime at the poll before
+    booted_at: datetime  # at - uptime_s: when it came back
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceChange:
+    """ifOperStatus of an admin-up interface changed between two polls."""
+
+    device: str
+    address: str
+    at: datetime
+    ifindex: int
+    ifname: str
+    from_state: str
+    to_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpAgentChange:
+    """An agent stopped answering (timeout, refused credentials) or answers again."""
+
+    device: str
+    address: str
+    at: datetime
+    answering: bool
+    reason: str  # "timeout", "authentication", ... never a credential
+
+
+Event = (CheckResult | Transition | FlapChange | Gauges | SnmpPoll | Reboot | InterfaceChange
+         | SnmpAgentChange)
