@@ -1,9 +1,9 @@
 """Fan-out of engine events to several consumers (store writer, screens, JSONL), each at its pace.
 
 Each subscriber has its own bounded buffer. When a slow consumer's buffer is full,
-check results (samples) are dropped and counted; transitions, flap changes and gauges
-are always kept, and their number is bounded by the device count and the clock, not by
-how slow the consumer is.
+samples (check results, SNMP polls) are dropped and counted; transitions, flap changes,
+reboots, interface changes and gauges are always kept, and their number is bounded by the
+device count and the clock, not by how slow the consumer is.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections import deque
 
-from poller.events import CheckResult, Event
+from poller.events import CheckResult, Event, SnmpPoll
 
 
 class Subscription:
@@ -35,7 +35,7 @@ class Subscription:
         if self._closed:
             return
         items = self._items
-        if isinstance(event, CheckResult):
+        if isinstance(event, CheckResult | SnmpPoll):
             if not self.samples:
                 return
             if len(items) >= self.maxsize:

@@ -12,7 +12,8 @@ in one file an operator keeps at mode 0600 (``--credentials FILE``, default
       user: noc
       auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512
       auth_key: long-passphrase
-      priv_protocol: aes        # des, 3des, aes, aes192, aes256; leave out for authNoPriv
+      priv_protocol: aes        # des, 3des, aes, aes192, aes256 (net-snmp's AES-192/256),
+                                # aes192c, aes256c (Cisco's); leave out for authNoPriv
       priv_key: other-passphrase
 
 Secrets never appear in a ``repr``, a log line or an error message: errors name the file,
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
-PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256")
+PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
 MIN_KEY_LENGTH = 8  # RFC 3414: shorter passphrases are refused by agents
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from poller.bus import EventBus
 from poller.events import CheckResult, Gauges, State
@@ -15,6 +16,14 @@ from poller.inventory import Device
 from poller.prober import Prober, ProbeReply
 from poller.scheduler import Scheduler, Slot
 from poller.state import DeviceTracker, StateConfig, utc_from_ns
+
+
+class Companion(Protocol):
+    """Something that runs beside the checks on the engine's loop (the SNMP poller)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,7 @@ class Engine:
         self.checks_done = 0
         self.queue_sources: list[Callable[[], int]] = []  # e.g. the store writer's queue depth
         self.gauge_sources: list[Callable[[], dict[str, float]]] = []  # merged into Gauges.extra
+        self.companions: list[Companion] = []  # run and stopped with the engine
         self.last_gauges: Gauges | None = None
         self._checks: set[asyncio.Task[None]] = set()
         self._lags: list[float] = []
@@ -79,7 +89,8 @@ class Engine:
         self._rate_base = (time.monotonic(), self.checks_done, self.prober.counters().get("sent", 0))
         self.scheduler.add_spread(self._slots)
         tasks = [asyncio.create_task(self.scheduler.run(), name="wardtui-scheduler"),
-                 asyncio.create_task(self._gauge_loop(), name="wardtui-gauges")]
+                 asyncio.create_task(self._gauge_loop(), name="wardtui-gauges"),
+                 *(asyncio.create_task(c.run(), name=f"wardtui-{type(c).__name__}") for c in self.companions)]
         try:
             if duration is None:
                 await self._stop.wait()
@@ -88,6 +99,8 @@ class Engine:
                     await asyncio.wait_for(self._stop.wait(), duration)
         finally:
             self.scheduler.stop()
+            for companion in self.companions:
+                companion.stop()
             for task in [*tasks, *self._checks]:
                 task.cancel()
             await asyncio.gather(*tasks, *self._checks, return_exceptions=True)
@@ -95,6 +108,11 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def is_down(self, name: str) -> bool:
+        """Whether ICMP holds the device DOWN (SNMP does not poll it then)."""
+        tracker = self.trackers.get(name)
+        return tracker is not None and tracker.state is State.DOWN
 
     @property
     def slots(self) -> tuple[Slot, ...]:

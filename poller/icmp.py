@@ -89,7 +89,7 @@ class _Channel:
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
-        self.rcvbuf = _enlarge_rcvbuf(self.sock, rcvbuf)
+        self.rcvbuf = enlarge_rcvbuf(self.sock, rcvbuf)
         if self.raw:
             _filter_types(self.sock, family)
         # Raw sockets choose their identifier. Ping sockets get one from the kernel at the first
@@ -108,7 +108,7 @@ class _Channel:
         return _HEADER.pack(8, 0, ~total & 0xFFFF, self.ident, seq) + payload
 
 
-def _enlarge_rcvbuf(sock: socket.socket, size: int) -> int:
+def enlarge_rcvbuf(sock: socket.socket, size: int) -> int:
     for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, size)

@@ -106,6 +106,15 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
                    help="how long 1-minute rollups are kept (default 90d)")
     p.add_argument("--keep-1h", type=_keep, metavar="SPAN", default=d["keep_1h"],
                    help="how long hourly rollups are kept (default forever)")
+    p.add_argument("--credentials", type=Path, metavar="FILE", default=d["credentials"],
+                   help="SNMP credentials, YAML, mode 0600, named in the inventory's snmp_credential "
+                        "column (default: $XDG_CONFIG_HOME/wardtui/credentials.yaml)")
+    p.add_argument("--snmp-interval", type=_positive, metavar="S", default=d["snmp_interval"],
+                   help="seconds between SNMP polls of a device (default 60)")
+    p.add_argument("--snmp-timeout", type=_positive, metavar="S", default=d["snmp_timeout"],
+                   help="seconds to wait for each SNMP answer (default 2)")
+    p.add_argument("--snmp-retries", type=_count(0), metavar="N", default=d["snmp_retries"],
+                   help="resends of an unanswered SNMP request (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after S seconds (default: run until SIGINT/SIGTERM)")
     poll.add_argument("--jsonl", action="store_true", required=True,
                       help="print one JSON object per line (the only output format)")
-    poll.add_argument("--checks", action="store_true", help="also print every check result (type 'check')")
+    poll.add_argument("--checks", action="store_true",
+                      help="also print every check result (type 'check') and SNMP poll (type 'snmp')")
     _db_commands(sub)
     outages = sub.add_parser(
         "outages", help="list outages from the history (start, end or still down, duration)",
@@ -142,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
                         "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
     _history_command(sub)
+    from wardtui import snmp_cli
+
+    snmp_cli.add_parser(sub)
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
                          epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -301,7 +314,9 @@ def _options(args: argparse.Namespace) -> Options:
                    confirm_probes=args.confirm_probes, confirm_spacing=args.confirm_spacing,
                    up_after=args.up_after, flap_threshold=args.flap_threshold, flap_window=args.flap_window,
                    spool=args.spool, spool_max_mb=args.spool_max_mb, keep_raw=args.keep_raw,
-                   keep_1m=args.keep_1m, keep_1h=args.keep_1h)
+                   keep_1m=args.keep_1m, keep_1h=args.keep_1h, credentials=args.credentials,
+                   snmp_interval=args.snmp_interval, snmp_timeout=args.snmp_timeout,
+                   snmp_retries=args.snmp_retries)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -329,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         return _outages(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "snmp":
+        from wardtui import snmp_cli
+
+        return snmp_cli.run(args)
     try:
         runtime = Runtime(_options(args))
     except StartupError as exc:

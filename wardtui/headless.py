@@ -11,7 +11,17 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from poller.bus import Subscription
-from poller.events import CheckResult, Event, FlapChange, Gauges, Transition
+from poller.events import (
+    CheckResult,
+    Event,
+    FlapChange,
+    Gauges,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    SnmpPoll,
+    Transition,
+)
 from poller.state import DeviceTracker
 from wardtui.runtime import Runtime
 
@@ -49,16 +59,51 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "late_replies": int(event.extra.get("late_replies", 0)),
                 "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
                 "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
-                "store_failing": bool(event.extra.get("store_failing", 0))}
+                "store_failing": bool(event.extra.get("store_failing", 0)),
+                **_snmp_gauges(event.extra)}
     if isinstance(event, FlapChange):
         return {"type": "flapping", "device": event.device, "address": event.address,
                 "flapping": event.flapping, "at": _iso(event.at),
                 "transitions_in_window": event.transitions_in_window}
+    if isinstance(event, Reboot):
+        return {"type": "reboot", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "uptime_s": round(event.uptime_s, 2), "previous_uptime_s": round(event.previous_uptime_s, 2),
+                "booted_at": _iso(event.booted_at)}
+    if isinstance(event, InterfaceChange):
+        return {"type": "interface", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "ifindex": event.ifindex, "ifname": event.ifname, "from": event.from_state,
+                "to": event.to_state}
+    if isinstance(event, SnmpAgentChange):
+        return {"type": "snmp_agent", "device": event.device, "address": event.address,
+                "at": _iso(event.at), "answering": event.answering, "reason": event.reason}
+    if isinstance(event, SnmpPoll):
+        return {"type": "snmp", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "sys_name": event.sys_name, "uptime_s": round(event.uptime_s, 2),
+                "interfaces": [{"ifindex": i.ifindex, "name": i.name, "admin": i.admin, "oper": i.oper,
+                                "speed_bps": i.speed_bps, "in_bps": _round(i.in_bps, 1),
+                                "out_bps": _round(i.out_bps, 1)} for i in event.interfaces]}
     if isinstance(event, CheckResult):
         return {"type": "check", "device": event.device, "address": event.address, "at": _iso(event.at),
                 "sent": event.sent, "received": event.received, "rtt_ms": _round(event.rtt_ms),
                 "state": event.state.value}
     return None
+
+
+_SNMP_COUNTS = ("snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_backed_off",
+                "snmp_agents_failing", "snmp_not_polled_down", "snmp_over_speed", "snmp_no_rate",
+                "snmp_in_flight")
+
+
+def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:
+    """The SNMP poller's gauges, when there is one (no SNMP device: no such keys)."""
+    if "snmp_agents" not in extra:
+        return {}
+    out: dict[str, Any] = {"snmp_agents": int(extra["snmp_agents"]),
+                           "snmp_polls_per_s": round(extra.get("snmp_polls_per_s", 0.0), 1),
+                           "snmp_requests_per_s": round(extra.get("snmp_requests_per_s", 0.0), 1),
+                           "snmp_lag_p99_ms": round(extra.get("snmp_lag_p99_ms", 0.0), 3)}
+    out.update({key: int(extra.get(key, 0)) for key in _SNMP_COUNTS})
+    return out
 
 
 def summary_record(t: DeviceTracker) -> dict[str, Any]:
@@ -80,7 +125,7 @@ async def _print_events(sub: Subscription, out: TextIO, checks: bool) -> None:
             return
         lines = []
         for event in batch:
-            if isinstance(event, CheckResult) and not checks:
+            if isinstance(event, CheckResult | SnmpPoll) and not checks:
                 continue
             record = event_record(event)
             if record is not None:

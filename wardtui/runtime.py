@@ -15,10 +15,13 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from poller.credentials import Credential, CredentialsError, default_credentials_path, load_credentials
 from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
+from poller.snmp import Agent, SnmpClient
+from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
 from store.history import HistoryStore
@@ -41,6 +44,8 @@ class StartupError(Exception):
 _ENGINE: dict[str, Any] = {f.name: f.default for f in fields(EngineConfig)}
 _STATE: dict[str, Any] = {f.name: f.default for f in fields(StateConfig)}
 _RETENTION: dict[str, Any] = {f.name: f.default for f in fields(Retention)}
+_SNMP: dict[str, Any] = {f.name: f.default for f in fields(SnmpConfig)}
+_AGENT: dict[str, Any] = {f.name: f.default for f in fields(Agent)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,10 @@ class Options:
     keep_raw: timedelta | None = _RETENTION["raw"]
     keep_1m: timedelta | None = _RETENTION["minute"]
     keep_1h: timedelta | None = _RETENTION["hour"]
+    credentials: Path | None = None  # default: poller.credentials.default_credentials_path()
+    snmp_interval: float = _SNMP["interval"]
+    snmp_timeout: float = _AGENT["timeout"]
+    snmp_retries: int = _AGENT["retries"]
 
 
 def redacted_url(url: str | None) -> str:
@@ -107,11 +116,39 @@ def open_prober(devices: list[Device]) -> IcmpProber:
     return prober
 
 
+def load_agents(devices: list[Device], options: Options) -> list[Agent]:
+    """The SNMP agent of every device whose row names a credential.
+
+    The credentials file is read when a device names a credential or ``--credentials`` was
+    given; a name it lacks, a missing file or one readable by others stops the start (code 2).
+    """
+    named = [d for d in devices if d.snmp_credential]
+    if not named and options.credentials is None:
+        return []
+    path = options.credentials or default_credentials_path()
+    try:
+        credentials: dict[str, Credential] = load_credentials(path)
+    except CredentialsError as exc:
+        hint = "" if options.credentials else " (give another file with --credentials FILE)"
+        raise StartupError(f"{exc}{hint}\nnothing was started.", code=2) from None
+    unknown = sorted({d.snmp_credential or "" for d in named} - credentials.keys())
+    if unknown:
+        lines = []
+        for name in unknown:
+            users = [d.name for d in named if d.snmp_credential == name]
+            more = f" and {len(users) - 3} more" if len(users) > 3 else ""
+            lines.append(f"  {name!r} (used by {', '.join(users[:3])}{more})")
+        raise StartupError(f"{path}: no credential named\n" + "\n".join(lines)
+                           + "\nnothing was started.", code=2)
+    return [Agent(d.name, d.address, d.snmp_port, credentials[d.snmp_credential or ""],
+                  timeout=options.snmp_timeout, retries=options.snmp_retries) for d in named]
+
+
 class Runtime:
     """Owns the engine, its prober and the store writer for one run."""
 
     def __init__(self, options: Options, prober: Prober | None = None,
-                 devices: list[Device] | None = None) -> None:
+                 devices: list[Device] | None = None, snmp_client: SnmpSource | None = None) -> None:
         self.options = options
         self.devices = devices if devices is not None else load_devices(options.inventory)
         self.prober = prober if prober is not None else open_prober(self.devices)
@@ -121,10 +158,21 @@ class Runtime:
         self.engine = Engine(self.devices, self.prober,
                              EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
         try:
+            agents = load_agents(self.devices, options)
             url = database_url(options.db)
+        except StartupError:
+            self.prober.close()
+            raise
         except (ValueError, OSError) as exc:
             self.prober.close()
             raise StartupError(f"{db_option(options.db)}: {exc}", code=2) from None
+        self.snmp: SnmpPoller | None = None
+        if agents:
+            self.snmp = SnmpPoller(agents, snmp_client or SnmpClient(), self.engine.bus,
+                                   is_down=self.engine.is_down,
+                                   config=SnmpConfig(interval=options.snmp_interval))
+            self.engine.companions.append(self.snmp)
+            self.engine.gauge_sources.append(self.snmp.gauges)
         self.store = HistoryStore(url)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
@@ -212,4 +260,6 @@ class Runtime:
             self.spool = None
         await self.store.close()
         self.prober.close()
+        if self.snmp is not None:
+            self.snmp.close()
         return lost

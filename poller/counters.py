@@ -1,0 +1,210 @@
+"""Per-device SNMP bookkeeping: turns successive raw polls into traffic rates, reboots and link changes.
+
+Pure logic, no I/O. Truth comes first: a rate is given only when the counters allow exactly one
+reading of it; a reboot, a counter reset or an ambiguous wrap gives no rate (``None``), never a spike.
+
+Limits of the counters themselves, which no poller can get around:
+
+* 32-bit octet counters (ifInOctets/ifOutOctets) wrap at 2**32 octets: after ~34 s at 1 Gbit/s,
+  ~344 s at 100 Mbit/s. Between two polls only one wrap can be assumed, so at a 60 s interval a
+  gigabit link read through 32-bit counters cannot tell 100 Mbit/s from 100 + 573 Mbit/s. When the
+  interface speed is known and a second wrap would still fit under it, the rate is ambiguous and is
+  not given (counted in ``no_rate``); when the speed is unknown, at most one wrap is assumed.
+* 64-bit counters never wrap in practice (46 years at 100 Gbit/s), so going backwards is a reset.
+  A reset that the counter then outgrew before the next poll cannot be seen, except through
+  ifCounterDiscontinuityTime, a reboot, or a rate above the interface speed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import NamedTuple
+
+from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpPoll
+from poller.snmp_data import IfRow, RawPoll, status_name
+
+WRAP_32 = 2**32  # Counter32 and TimeTicks (sysUpTime) wrap here
+MIN_ELAPSED_S = 1.0  # below this the interval is too short (or broken) to divide by
+SPEED_TOLERANCE = 0.01  # rates may exceed the interface speed by this much (timing jitter)
+UPTIME_TOLERANCE_S = 2.0  # sysUpTime vs monotonic clock: at least this much slack...
+UPTIME_TOLERANCE_FRACTION = 0.10  # ... or this fraction of the interval, whichever is larger
+ADMIN_UP = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one raw poll became: the poll event, any reboot and link changes, and rates lost."""
+
+    poll: SnmpPoll
+    reboot: Reboot | None
+    changes: tuple[InterfaceChange, ...]
+    over_speed: int  # rates discarded because above the interface speed
+    no_rate: int  # directions given no rate: reset, discontinuity, reboot, ambiguous 32-bit wrap
+
+    @property
+    def events(self) -> tuple[SnmpPoll | Reboot | InterfaceChange, ...]:
+        """The events to emit, in order: the reboot first, then the poll, then link changes."""
+        head: tuple[SnmpPoll | Reboot, ...] = (self.poll,)
+        if self.reboot is not None:
+            head = (self.reboot, self.poll)
+        return head + self.changes
+
+
+class _Seen(NamedTuple):
+    """What the next poll needs of one interface: a tuple, to stay small across ~10**6 interfaces."""
+
+    label: str  # an ifindex now carrying another label is another interface
+    oper: int | None
+    speed_bps: int | None
+    in_octets: int | None  # the 64-bit counters when the row had both, else the 32-bit ones
+    out_octets: int | None
+    counters_64: bool
+    discontinuity: int | None
+
+
+class _Verdict(Enum):
+    OK = "ok"
+    NO_RATE = "no_rate"  # reset, or a 32-bit wrap that could have been two
+    OVER_SPEED = "over_speed"
+
+
+def _seen(row: IfRow) -> _Seen:
+    label = sys.intern(row.label)  # "Gi0/1", "eth0": one copy across tens of thousands of devices
+    if row.hc_in_octets is not None and row.hc_out_octets is not None:
+        return _Seen(label, row.oper, row.speed_bps, row.hc_in_octets, row.hc_out_octets, True,
+                     row.discontinuity)
+    return _Seen(label, row.oper, row.speed_bps, row.in_octets, row.out_octets, False, row.discontinuity)
+
+
+def _speed_limit(before: _Seen, now: _Seen) -> float | None:
+    """The highest believable rate: the faster of the two speeds (a link may renegotiate), plus jitter."""
+    speeds = [s for s in (before.speed_bps, now.speed_bps) if s]
+    return max(speeds) * (1 + SPEED_TOLERANCE) if speeds else None
+
+
+def _rate(before: int, now: int, counters_64: bool, elapsed: float,
+          limit: float | None) -> tuple[float | None, _Verdict]:
+    """bit/s between two readings of one octet counter, or None and why."""
+    delta = now - before
+    if delta < 0:
+        if counters_64:
+            return None, _Verdict.NO_RATE  # a 64-bit counter does not wrap: it was reset
+        delta += WRAP_32
+        if delta < 0:
+            return None, _Verdict.NO_RATE  # a value beyond 32 bits: a broken agent, not a wrap
+    rate = delta * 8 / elapsed
+    if limit is not None:
+        if rate > limit:
+            return None, _Verdict.OVER_SPEED
+        if not counters_64 and (delta + WRAP_32) * 8 / elapsed <= limit:
+            return None, _Verdict.NO_RATE  # one more wrap would fit under the speed: can't tell which
+    return rate, _Verdict.OK
+
+
+def _rates(before: _Seen, now: _Seen, elapsed: float,
+           rebooted: bool) -> tuple[float | None, float | None, int, int]:
+    """One interface's in and out bit/s (None where none), and how many were over speed / not given.
+
+    A known reset (reboot, changed ifCounterDiscontinuityTime, or the counters switched between 32
+    and 64 bits, so the two readings are of different counters) gives no rate in either direction.
+    """
+    reset = (rebooted or before.counters_64 != now.counters_64
+             or before.discontinuity != now.discontinuity)
+    limit = _speed_limit(before, now)
+    rates: list[float | None] = [None, None]
+    over_speed = no_rate = 0
+    for i, (old, new) in enumerate(((before.in_octets, now.in_octets), (before.out_octets, now.out_octets))):
+        if old is None or new is None:
+            continue  # the agent has no such counter: nothing was lost
+        verdict = _Verdict.NO_RATE
+        if not reset:
+            rates[i], verdict = _rate(old, new, now.counters_64, elapsed, limit)
+        over_speed += verdict is _Verdict.OVER_SPEED
+        no_rate += verdict is _Verdict.NO_RATE
+    return rates[0], rates[1], over_speed, no_rate
+
+
+def is_reboot(previous_ticks: int, ticks: int, elapsed_s: float) -> bool:
+    """Whether sysUpTime going from ``previous_ticks`` to ``ticks`` in ``elapsed_s`` means a restart.
+
+    sysUpTime is TimeTicks (1/100 s), which wraps at 2**32 after ~497 days: a drop consistent with
+    that wrap is not a restart. A restart since the previous poll is also seen when uptime rose but
+    is shorter than the interval and well short of where it should be (the device restarted soon
+    after a poll taken early in its life); a value that did not move at all is left alone (broken
+    agents report a constant).
+    """
+    elapsed_ticks = max(elapsed_s, 0.0) * 100
+    tolerance = max(UPTIME_TOLERANCE_S * 100, UPTIME_TOLERANCE_FRACTION * elapsed_ticks)
+    expected = previous_ticks + elapsed_ticks
+    if ticks < previous_ticks:
+        return not (expected >= WRAP_32 - tolerance and abs(ticks + WRAP_32 - expected) <= tolerance)
+    return ticks > previous_ticks and ticks + tolerance < expected and ticks <= elapsed_ticks + tolerance
+
+
+class DeviceCounters:
+    """What one device's previous poll left, to turn the next into rates and events.
+
+    One per polled device; it keeps per interface only a small tuple (``_Seen``), not the poll.
+    """
+
+    __slots__ = ("_interfaces", "_mono", "_uptime_ticks", "address", "device")
+
+    def __init__(self, device: str, address: str) -> None:
+        self.device = device
+        self.address = address
+        self._uptime_ticks: int | None = None
+        self._mono: float | None = None
+        self._interfaces: dict[int, _Seen] = {}
+
+    def update(self, raw: RawPoll) -> PollOutcome:
+        """Compare ``raw`` with the previous poll and remember it for the next.
+
+        No rates on the first poll, for an interface seen for the first time (or whose ifindex now
+        carries another name), when the interval is under ``MIN_ELAPSED_S``, after a reboot, when
+        ifCounterDiscontinuityTime changed or the counters switched between 32 and 64 bits, when a
+        64-bit counter went backwards, or when a 32-bit one may have wrapped twice; all but the first
+        three count in ``no_rate``. A rate above the interface speed is dropped (``over_speed``).
+
+        Link changes (ifOperStatus) are reported for admin-up interfaces seen at the previous poll
+        with a known status in both, after a reboot too: a port that came back down after a restart
+        is real news. An admin-down interface was shut by an operator: its changes are not news.
+        """
+        elapsed = None if self._mono is None else raw.counters_mono - self._mono
+        ticks = raw.system.uptime_ticks
+        reboot = None
+        if self._uptime_ticks is not None and elapsed is not None and is_reboot(
+                self._uptime_ticks, ticks, elapsed):
+            reboot = Reboot(self.device, self.address, raw.at, ticks / 100, self._uptime_ticks / 100,
+                            raw.at - timedelta(seconds=ticks / 100))
+        # Rates need an interval worth dividing by; under it, the interface gets none (not counted).
+        rate_elapsed = elapsed if elapsed is not None and elapsed >= MIN_ELAPSED_S else None
+        stats: list[InterfaceStat] = []
+        changes: list[InterfaceChange] = []
+        interfaces: dict[int, _Seen] = {}
+        over_speed = no_rate = 0
+        for row in raw.interfaces:
+            now = interfaces[row.ifindex] = _seen(row)
+            before = self._interfaces.get(row.ifindex)
+            if before is not None and before.label != now.label:
+                before = None  # the ifindex was given to another interface: a first sight
+            in_bps = out_bps = None
+            if before is not None and rate_elapsed is not None:
+                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, reboot is not None)
+                over_speed += over
+                no_rate += lost
+            if (before is not None and row.admin == ADMIN_UP and before.oper is not None
+                    and row.oper is not None and before.oper != row.oper):
+                changes.append(InterfaceChange(self.device, self.address, raw.at, row.ifindex, now.label,
+                                               status_name(before.oper), status_name(row.oper)))
+            stats.append(InterfaceStat(
+                row.ifindex, now.label, row.alias or "", status_name(row.admin), status_name(row.oper),
+                now.speed_bps, in_bps, out_bps, row.in_errors, row.out_errors, row.in_discards,
+                row.out_discards, now.counters_64))
+        self._uptime_ticks, self._mono, self._interfaces = ticks, raw.counters_mono, interfaces
+        system = raw.system
+        poll = SnmpPoll(self.device, self.address, raw.at, system.name, system.descr, system.object_id,
+                        ticks / 100, tuple(stats))
+        return PollOutcome(poll, reboot, tuple(changes), over_speed, no_rate)

@@ -1,0 +1,184 @@
+"""SNMP polling on the no-backlog scheduler: one poll per device per interval at most, never queued.
+
+Devices that ICMP says are DOWN are not polled (their agent cannot answer either). An agent
+whose polls keep failing is backed off: after ``backoff_after`` failed polls in a row it is
+polled only every 2nd, 4th, ... up to every ``backoff_max``-th interval until it answers
+again. Each poll is its own task with its agent's own timeout and retries, so a silent agent
+costs one socket wait, not a delay for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from poller.bus import EventBus
+from poller.counters import DeviceCounters
+from poller.events import SnmpAgentChange
+from poller.scheduler import Scheduler, Slot
+from poller.snmp import Agent, SnmpError
+from poller.snmp_data import RawPoll
+
+
+class SnmpSource(Protocol):
+    """What the poller needs of an SNMP client (:class:`poller.snmp.SnmpClient`, or a fake)."""
+
+    async def poll(self, agent: Agent) -> RawPoll: ...
+
+    def counters(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpConfig:
+    interval: float = 60.0  # seconds between polls of one device
+    backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
+    backoff_max: int = 16  # at most this many intervals between polls of a failing agent
+
+
+class _AgentRun:
+    """One device's polling state."""
+
+    __slots__ = ("agent", "counters", "failures", "reported_down", "wait")
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.counters = DeviceCounters(agent.key, agent.address)
+        self.failures = 0  # failed polls in a row
+        self.wait = 0  # intervals still to let pass before the next poll (backoff)
+        self.reported_down = False
+
+
+class SnmpPoller:
+    """Polls ``agents`` on their own schedule and publishes SNMP events on ``bus``."""
+
+    def __init__(self, agents: list[Agent], client: SnmpSource, bus: EventBus,
+                 is_down: Callable[[str], bool] = lambda _: False,
+                 config: SnmpConfig | None = None) -> None:
+        self.config = config or SnmpConfig()
+        self.client = client
+        self.bus = bus
+        self.is_down = is_down
+        self._runs = [_AgentRun(a) for a in agents]
+        self._slots = [Slot(i, self.config.interval) for i in range(len(self._runs))]
+        self.scheduler = Scheduler(self._dispatch)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lags: list[float] = []
+        self._stop = asyncio.Event()
+        self.polls = 0  # successful
+        self.failed = 0
+        self.not_polled_down = 0  # due while ICMP said DOWN
+        self.backed_off = 0  # due while the agent was backed off
+        self.over_speed = 0
+        self.no_rate = 0
+        self._rate_base = (time.monotonic(), 0, 0)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; polls in flight are cancelled then."""
+        if not self._runs:
+            await self._stop.wait()
+            return
+        self.scheduler.add_spread(self._slots)
+        runner = asyncio.create_task(self.scheduler.run(), name="wardtui-snmp-scheduler")
+        try:
+            await self._stop.wait()
+        finally:
+            self.scheduler.stop()
+            for task in [runner, *self._tasks]:
+                task.cancel()
+            await asyncio.gather(runner, *self._tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- polls -------------------------------------------------------------------------------
+    def _dispatch(self, slot: Slot, due: float) -> None:
+        run = self._runs[slot.key]
+        if self.is_down(run.agent.key):
+            self.not_polled_down += 1
+            return
+        if run.wait > 0:
+            run.wait -= 1
+            self.backed_off += 1
+            return
+        slot.busy = True
+        task = asyncio.get_running_loop().create_task(self._poll(slot, run, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _poll(self, slot: Slot, run: _AgentRun, due: float) -> None:
+        try:
+            self._lags.append(time.monotonic() - due)
+            try:
+                # The agent's own timeouts end a walk long before this; the bound only makes
+                # sure no poll lives on whatever an agent does. Meanwhile its slot is skipped.
+                raw = await asyncio.wait_for(self.client.poll(run.agent), 3 * self.config.interval)
+            except (SnmpError, TimeoutError) as exc:
+                self._failed(run, exc.reason if isinstance(exc, SnmpError) else "timeout")
+                return
+            self._answered(run)
+            outcome = run.counters.update(raw)
+            self.polls += 1
+            self.over_speed += outcome.over_speed
+            self.no_rate += outcome.no_rate
+            for event in outcome.events:
+                self.bus.publish(event)
+        finally:
+            slot.busy = False
+
+    def _failed(self, run: _AgentRun, reason: str) -> None:
+        self.failed += 1
+        run.failures += 1
+        cfg = self.config
+        if run.failures >= cfg.backoff_after:
+            # 1, 3, 7, 15 ... intervals skipped: polls at 2, 4, 8, 16 ... intervals apart.
+            run.wait = min(cfg.backoff_max, 2 ** (run.failures - cfg.backoff_after + 1)) - 1
+            if not run.reported_down:
+                run.reported_down = True
+                self.bus.publish(SnmpAgentChange(run.agent.key, run.agent.address, datetime.now(UTC),
+                                                 answering=False, reason=reason))
+
+    def _answered(self, run: _AgentRun) -> None:
+        run.failures = 0
+        run.wait = 0
+        if run.reported_down:
+            run.reported_down = False
+            self.bus.publish(SnmpAgentChange(run.agent.key, run.agent.address, datetime.now(UTC),
+                                             answering=True, reason="answering"))
+
+    # -- gauges ------------------------------------------------------------------------------
+    def gauges(self) -> dict[str, float]:
+        """Figures for ``Gauges.extra`` (the engine samples them once a second)."""
+        now = time.monotonic()
+        counters = self.client.counters()
+        base_t, base_polls, base_requests = self._rate_base
+        dt = max(now - base_t, 1e-9)
+        self._rate_base = (now, self.polls, counters.get("requests", 0))
+        lags = sorted(self._lags)
+        self._lags = []
+        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+        return {"snmp_agents": float(len(self._runs)),
+                "snmp_polls_per_s": (self.polls - base_polls) / dt,
+                "snmp_requests_per_s": (counters.get("requests", 0) - base_requests) / dt,
+                "snmp_timeouts": float(counters.get("timeouts", 0)),
+                "snmp_auth_failures": float(counters.get("auth_failures", 0)),
+                "snmp_failed": float(self.failed),
+                "snmp_skipped": float(self.scheduler.skipped),
+                "snmp_lag_p99_ms": p99 * 1000,
+                "snmp_in_flight": float(len(self._tasks)),
+                "snmp_backed_off": float(self.backed_off),
+                "snmp_agents_failing": float(sum(1 for r in self._runs if r.reported_down)),
+                "snmp_not_polled_down": float(self.not_polled_down),
+                "snmp_over_speed": float(self.over_speed),
+                "snmp_no_rate": float(self.no_rate)}

@@ -1,0 +1,128 @@
+"""SNMP poller with a scripted client: no backlog, DOWN devices skipped, failing agents backed off."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from poller.bus import EventBus
+from poller.credentials import V2c
+from poller.events import SnmpAgentChange, SnmpPoll
+from poller.snmp import Agent, SnmpError
+from poller.snmp_data import IfRow, RawPoll, SystemFacts
+from poller.snmp_poller import SnmpConfig, SnmpPoller
+
+
+class ScriptedClient:
+    """Answers polls after ``delay`` seconds, or fails for the agents in ``failing``."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.failing: set[str] = set()
+        self.calls: dict[str, int] = {}
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.octets = 0
+
+    async def poll(self, agent: Agent) -> RawPoll:
+        self.calls[agent.key] = self.calls.get(agent.key, 0) + 1
+        self.in_flight[agent.key] = self.in_flight.get(agent.key, 0) + 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight[agent.key])
+        try:
+            await asyncio.sleep(self.delay)
+            if agent.key in self.failing:
+                raise SnmpError("timeout", "no answer")
+            self.octets += 1000
+            return RawPoll(at=datetime.now(UTC), system=SystemFacts("n", "d", "1.3.6.1", 100),
+                           interfaces=(IfRow(1, name="eth0", admin=1, oper=1, hc_in_octets=self.octets,
+                                             hc_out_octets=self.octets),),
+                           counters_mono=asyncio.get_running_loop().time())
+        finally:
+            self.in_flight[agent.key] -= 1
+
+    def counters(self) -> dict[str, int]:
+        return {"requests": sum(self.calls.values()), "timeouts": 0}
+
+    def close(self) -> None:
+        pass
+
+
+def agents(n: int) -> list[Agent]:
+    return [Agent(f"d{i}", f"127.0.0.{i + 1}", 161, V2c("c", "secret")) for i in range(n)]
+
+
+async def run_for(poller: SnmpPoller, seconds: float) -> None:
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(seconds)
+    poller.stop()
+    await task
+
+
+async def test_every_agent_is_polled_once_per_interval_and_publishes_polls() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    client = ScriptedClient()
+    poller = SnmpPoller(agents(5), client, bus, config=SnmpConfig(interval=0.1))
+    await run_for(poller, 0.55)
+    assert all(5 <= n <= 7 for n in client.calls.values()), client.calls
+    polls = [e for e in sub.drain() if isinstance(e, SnmpPoll)]
+    assert {p.device for p in polls} == {f"d{i}" for i in range(5)}
+    assert poller.gauges()["snmp_skipped"] == 0
+
+
+async def test_a_slow_agent_is_skipped_and_counted_never_queued() -> None:
+    client = ScriptedClient(delay=0.25)  # answers take 2.5 intervals
+    poller = SnmpPoller(agents(3), client, EventBus(), config=SnmpConfig(interval=0.1))
+    await run_for(poller, 1.0)
+    assert client.max_in_flight == 1  # at most one poll per device in flight
+    assert all(n <= 5 for n in client.calls.values())
+    assert poller.scheduler.skipped_busy >= 3 * 4
+    assert poller.gauges()["snmp_skipped"] == poller.scheduler.skipped
+
+
+async def test_devices_icmp_holds_down_are_not_polled() -> None:
+    client = ScriptedClient()
+    poller = SnmpPoller(agents(3), client, EventBus(), is_down=lambda name: name == "d1",
+                        config=SnmpConfig(interval=0.1))
+    await run_for(poller, 0.45)
+    assert "d1" not in client.calls
+    assert client.calls["d0"] >= 4 and client.calls["d2"] >= 4
+    assert poller.not_polled_down >= 4
+
+
+async def test_a_failing_agent_is_backed_off_reported_once_and_recovers() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    client = ScriptedClient()
+    client.failing.add("d0")
+    poller = SnmpPoller(agents(2), client, bus, config=SnmpConfig(interval=0.05, backoff_after=2,
+                                                                   backoff_max=4))
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(1.0)  # ~20 intervals
+    failing_calls = client.calls["d0"]
+    # Backed off: 2 failures, then polls 2 and then 4 intervals apart (not ~20).
+    assert 4 <= failing_calls <= 8, failing_calls
+    assert client.calls["d1"] >= 17  # the other agent was never held up
+    assert poller.backed_off >= 10
+    changes = [e for e in sub.drain() if isinstance(e, SnmpAgentChange)]
+    assert [(c.device, c.answering, c.reason) for c in changes] == [("d0", False, "timeout")]
+    assert poller.gauges()["snmp_agents_failing"] == 1
+    client.failing.clear()
+    await asyncio.sleep(0.4)  # the next backed-off poll comes within 4 intervals
+    poller.stop()
+    await task
+    changes = [e for e in sub.drain() if isinstance(e, SnmpAgentChange)]
+    assert [(c.device, c.answering) for c in changes] == [("d0", True)]
+    assert poller.gauges()["snmp_agents_failing"] == 0
+    assert "secret" not in repr(changes)
+
+
+async def test_gauges_report_rates_and_lag() -> None:
+    client = ScriptedClient()
+    poller = SnmpPoller(agents(10), client, EventBus(), config=SnmpConfig(interval=0.1))
+    poller.gauges()  # start of the measuring window
+    await run_for(poller, 0.5)
+    gauges = poller.gauges()
+    assert 60 <= gauges["snmp_polls_per_s"] <= 140
+    assert gauges["snmp_agents"] == 10
+    assert 0 <= gauges["snmp_lag_p99_ms"] < 100
