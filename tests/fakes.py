@@ -1,13 +1,16 @@
-"""Test doubles behind the engine's seams: a scripted prober that needs no root and no network."""
+"""Test doubles behind the engine's seams: a scripted prober and SNMP client, no root, no network."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from poller.inventory import Device
 from poller.prober import ProbeReply
+from poller.snmp import Agent, SnmpError
+from poller.snmp_data import IfRow, RawPoll, SystemFacts
 
 
 class FakeProber:
@@ -68,3 +71,49 @@ def make_devices(n: int, interval: float | None = None, prefix: str = "dev") -> 
     return [Device(name=f"{prefix}{i}", address=f"127.2.{i // 250}.{i % 250 + 1}",
                    branch=f"b{i % 7}", region=("north", "south")[i % 2], type="router",
                    interval=interval, line=i + 2) for i in range(n)]
+
+
+class FakeSnmpClient:
+    """Answers SNMP polls from a script: one interface ``eth0`` whose octets grow by
+    ``octets_per_poll``; ``failing`` agents time out; ``reboot(key)`` restarts an agent's
+    sysUpTime; ``oper[key]`` sets eth0's ifOperStatus (1 up, 2 down)."""
+
+    def __init__(self, delay: float = 0.0, octets_per_poll: int = 1000) -> None:
+        self.delay = delay
+        self.octets_per_poll = octets_per_poll
+        self.failing: set[str] = set()
+        self.oper: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self.max_in_flight = 0
+        self._in_flight: dict[str, int] = {}
+        self._booted: dict[str, float] = {}
+        self._octets: dict[str, int] = {}
+
+    def reboot(self, key: str) -> None:
+        self._booted[key] = time.monotonic()
+        self._octets[key] = 0
+
+    async def poll(self, agent: Agent) -> RawPoll:
+        key = agent.key
+        self.calls[key] = self.calls.get(key, 0) + 1
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        self.max_in_flight = max(self.max_in_flight, self._in_flight[key])
+        try:
+            await asyncio.sleep(self.delay)
+            if key in self.failing:
+                raise SnmpError("timeout", "no answer")
+            booted = self._booted.setdefault(key, time.monotonic() - 3600)
+            octets = self._octets[key] = self._octets.get(key, 0) + self.octets_per_poll
+            uptime = int((time.monotonic() - booted) * 100)
+            row = IfRow(1, name="eth0", descr="eth0", alias="uplink", admin=1, oper=self.oper.get(key, 1),
+                        high_speed=1000, hc_in_octets=octets, hc_out_octets=octets // 2)
+            facts = SystemFacts(key, "fake agent", "1.3.6.1.4.1.8072", uptime)
+            return RawPoll(datetime.now(UTC), facts, (row,), counters_mono=time.monotonic())
+        finally:
+            self._in_flight[key] -= 1
+
+    def counters(self) -> dict[str, int]:
+        return {"requests": sum(self.calls.values()), "timeouts": 0}
+
+    def close(self) -> None:
+        pass

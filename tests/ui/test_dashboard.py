@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
 
 from poller.state import DeviceTracker, StateConfig
-from tests.fakes import FakeProber, make_devices
+from tests.fakes import FakeProber, FakeSnmpClient, make_devices
 from wardtui.app import WardApp
 from wardtui.runtime import Options, Runtime
 from wardtui.screens.dashboard import DashboardScreen
@@ -266,3 +269,32 @@ async def test_a_crash_in_the_screen_still_flushes_history(tmp_path: Path) -> No
     with sqlite3.connect(db) as conn:
         stored = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
     assert done > 0 and stored == done
+
+
+def figures_text(app: WardApp) -> str:
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(app.screen.query_one("#figures").render())
+    return console.export_text()
+
+
+async def test_snmp_reboots_interface_changes_and_gauges_show(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text("lab:\n  version: 2c\n  community: not-on-screen\n")
+    credentials.chmod(0o600)
+    devices = [dataclasses.replace(d, snmp_credential="lab") for d in make_devices(3, interval=0.1)]
+    client = FakeSnmpClient()
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1, credentials=credentials,
+                              snmp_interval=0.2), prober=FakeProber(), devices=devices, snmp_client=client)
+    app = WardApp(runtime)
+    async with app.run_test(size=(120, 40)) as pilot:
+        h = Harness(app, pilot, FakeProber(), tmp_path / "h.db")
+        try:
+            await h.until(lambda: all(client.calls.get(d.name, 0) >= 2 for d in devices))
+            client.reboot("dev1")
+            client.oper["dev2"] = 2
+            await h.until(lambda: any("dev1 rebooted" in line for line in h.log_lines))
+            await h.until(lambda: any("dev2 eth0 up → down" in line for line in h.log_lines))
+            await h.until(lambda: "snmp polls/s" in figures_text(app))
+            assert not any("not-on-screen" in line for line in h.log_lines)
+        finally:
+            await app.action_quit()

@@ -3,48 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from poller.bus import EventBus
 from poller.credentials import V2c
 from poller.events import SnmpAgentChange, SnmpPoll
-from poller.snmp import Agent, SnmpError
-from poller.snmp_data import IfRow, RawPoll, SystemFacts
+from poller.snmp import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller
-
-
-class ScriptedClient:
-    """Answers polls after ``delay`` seconds, or fails for the agents in ``failing``."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.failing: set[str] = set()
-        self.calls: dict[str, int] = {}
-        self.in_flight: dict[str, int] = {}
-        self.max_in_flight = 0
-        self.octets = 0
-
-    async def poll(self, agent: Agent) -> RawPoll:
-        self.calls[agent.key] = self.calls.get(agent.key, 0) + 1
-        self.in_flight[agent.key] = self.in_flight.get(agent.key, 0) + 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight[agent.key])
-        try:
-            await asyncio.sleep(self.delay)
-            if agent.key in self.failing:
-                raise SnmpError("timeout", "no answer")
-            self.octets += 1000
-            return RawPoll(at=datetime.now(UTC), system=SystemFacts("n", "d", "1.3.6.1", 100),
-                           interfaces=(IfRow(1, name="eth0", admin=1, oper=1, hc_in_octets=self.octets,
-                                             hc_out_octets=self.octets),),
-                           counters_mono=asyncio.get_running_loop().time())
-        finally:
-            self.in_flight[agent.key] -= 1
-
-    def counters(self) -> dict[str, int]:
-        return {"requests": sum(self.calls.values()), "timeouts": 0}
-
-    def close(self) -> None:
-        pass
+from tests.fakes import FakeSnmpClient
 
 
 def agents(n: int) -> list[Agent]:
@@ -61,7 +26,7 @@ async def run_for(poller: SnmpPoller, seconds: float) -> None:
 async def test_every_agent_is_polled_once_per_interval_and_publishes_polls() -> None:
     bus = EventBus()
     sub = bus.subscribe("t")
-    client = ScriptedClient()
+    client = FakeSnmpClient()
     poller = SnmpPoller(agents(5), client, bus, config=SnmpConfig(interval=0.1))
     await run_for(poller, 0.55)
     assert all(5 <= n <= 7 for n in client.calls.values()), client.calls
@@ -71,7 +36,7 @@ async def test_every_agent_is_polled_once_per_interval_and_publishes_polls() -> 
 
 
 async def test_a_slow_agent_is_skipped_and_counted_never_queued() -> None:
-    client = ScriptedClient(delay=0.25)  # answers take 2.5 intervals
+    client = FakeSnmpClient(delay=0.25)  # answers take 2.5 intervals
     poller = SnmpPoller(agents(3), client, EventBus(), config=SnmpConfig(interval=0.1))
     await run_for(poller, 1.0)
     assert client.max_in_flight == 1  # at most one poll per device in flight
@@ -81,7 +46,7 @@ async def test_a_slow_agent_is_skipped_and_counted_never_queued() -> None:
 
 
 async def test_devices_icmp_holds_down_are_not_polled() -> None:
-    client = ScriptedClient()
+    client = FakeSnmpClient()
     poller = SnmpPoller(agents(3), client, EventBus(), is_down=lambda name: name == "d1",
                         config=SnmpConfig(interval=0.1))
     await run_for(poller, 0.45)
@@ -93,7 +58,7 @@ async def test_devices_icmp_holds_down_are_not_polled() -> None:
 async def test_a_failing_agent_is_backed_off_reported_once_and_recovers() -> None:
     bus = EventBus()
     sub = bus.subscribe("t")
-    client = ScriptedClient()
+    client = FakeSnmpClient()
     client.failing.add("d0")
     poller = SnmpPoller(agents(2), client, bus, config=SnmpConfig(interval=0.05, backoff_after=2,
                                                                    backoff_max=4))
@@ -118,7 +83,7 @@ async def test_a_failing_agent_is_backed_off_reported_once_and_recovers() -> Non
 
 
 async def test_gauges_report_rates_and_lag() -> None:
-    client = ScriptedClient()
+    client = FakeSnmpClient()
     poller = SnmpPoller(agents(10), client, EventBus(), config=SnmpConfig(interval=0.1))
     poller.gauges()  # start of the measuring window
     await run_for(poller, 0.5)

@@ -16,7 +16,15 @@ from textual.widgets import Footer, Header, Input, Label
 
 from poller.bus import Subscription
 from poller.engine import Engine
-from poller.events import CheckResult, FlapChange, Gauges, Transition
+from poller.events import (
+    CheckResult,
+    FlapChange,
+    Gauges,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    Transition,
+)
 from wardtui.screens.help import HelpScreen
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel
@@ -115,6 +123,12 @@ class DashboardScreen(Screen[None]):
                 elif isinstance(event, FlapChange):
                     changed.add(event.device)
                     log.add_flap(event)
+                elif isinstance(event, Reboot):
+                    log.add_reboot(event)
+                elif isinstance(event, InterfaceChange):
+                    log.add_interface(event)
+                elif isinstance(event, SnmpAgentChange):
+                    log.add_snmp_agent(event)
             log.add_transitions(transitions)
             if self._sub.dropped != self._dropped_seen:
                 # Samples were dropped for us: some rows may be stale, so look at them all.

@@ -36,6 +36,16 @@ def _figures(g: Gauges, warn: str) -> Table:
          "database", Text("failing", style=warn, justify="right") if g.extra.get("store_failing")
          else Text("ok", justify="right")),
     ]
+    if "snmp_agents" in g.extra:
+        x = g.extra
+        pairs += [
+            ("snmp polls/s", value(x.get("snmp_polls_per_s", 0.0), "{:.1f}"),
+             "snmp req/s", value(x.get("snmp_requests_per_s", 0.0), "{:.1f}")),
+            ("snmp lag p99", value(x.get("snmp_lag_p99_ms", 0.0), "{:.1f} ms"),
+             "snmp skipped", value(x.get("snmp_skipped", 0.0), bad=True)),
+            ("snmp timeouts", value(x.get("snmp_timeouts", 0.0), bad=True),
+             "agents failing", value(x.get("snmp_agents_failing", 0.0), bad=True)),
+        ]
     grid = Table.grid(padding=(0, 1), expand=True)
     for _ in range(2):
         grid.add_column(style="dim", no_wrap=True)
@@ -82,6 +92,7 @@ class GaugesPanel(Vertical):
         self.warn_style = "bold yellow"
         self.series: dict[str, deque[float]] = {key: deque(maxlen=history) for key, _ in self.SERIES}
         self.latest: Gauges | None = None
+        self._snmp_rows = False
 
     def compose(self) -> ComposeResult:
         yield Figures(id="figures")
@@ -93,6 +104,9 @@ class GaugesPanel(Vertical):
     def show(self, gauges: Gauges) -> None:
         self.latest = gauges
         figures = self.query_one(Figures)
+        if "snmp_agents" in gauges.extra and not self._snmp_rows:
+            self._snmp_rows = True
+            figures.styles.height = 12  # three more rows, the SNMP poller's: one layout, once
         figures.gauges, figures.warn_style = gauges, self.warn_style
         figures.refresh()
         samples = {"checks": gauges.checks_per_s, "lag": gauges.lag_p99_ms,

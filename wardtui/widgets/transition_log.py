@@ -1,13 +1,13 @@
-"""A scrolling log of state changes and flapping, newest at the bottom, times in UTC."""
+"""A scrolling log of state changes, flapping, reboots and interface changes, newest at the bottom, in UTC."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.widgets import RichLog
 
-from poller.events import FlapChange, State, Transition
+from poller.events import FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
 from wardtui.widgets.states import StatePalette, format_duration, state_text
 
 
@@ -83,6 +83,40 @@ class TransitionLog(RichLog):
             line.append("stopped flapping")
         line.append(f"  {event.address}", style="dim")
         self._write(line)
+
+    def add_reboot(self, event: Reboot) -> None:
+        line = Text(utc_stamp(event.at) + " ", style="dim")
+        line.append(event.device, style="bold")
+        line.append(" rebooted", style=self.palette.flapping)
+        line.append(f" (up {format_duration(event.at - event.booted_at)}, was up "
+                    f"{format_duration(timedelta(seconds=event.previous_uptime_s))})")
+        line.append(f"  {event.address}", style="dim")
+        self._write(line)
+
+    def add_interface(self, event: InterfaceChange) -> None:
+        line = Text(utc_stamp(event.at) + " ", style="dim")
+        line.append(event.device, style="bold")
+        line.append(f" {event.ifname} ")
+        line.append(event.from_state, style=self._if_style(event.from_state))
+        line.append(" → ")
+        line.append(event.to_state, style=self._if_style(event.to_state))
+        line.append(f"  ifIndex {event.ifindex}", style="dim")
+        self._write(line)
+
+    def add_snmp_agent(self, event: SnmpAgentChange) -> None:
+        line = Text(utc_stamp(event.at) + " ", style="dim")
+        line.append(event.device, style="bold")
+        if event.answering:
+            line.append(" SNMP agent answers again")
+        else:
+            line.append(f" SNMP agent not answering ({event.reason})", style=self.palette.flapping)
+        line.append(f"  {event.address}", style="dim")
+        self._write(line)
+
+    def _if_style(self, status: str) -> str:
+        if status == "up":
+            return self.palette.up
+        return self.palette.down if status in ("down", "lowerLayerDown") else ""
 
     def _write(self, line: Text) -> None:
         self.write(line)
