@@ -20,10 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyasn1.type.univ import Null, ObjectIdentifier, OctetString
-from pysnmp.carrier.asyncio.dgram import udp
+from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config as engine_config
 from pysnmp.entity.rfc3413 import cmdgen
-from pysnmp.hlapi.v3arch.asyncio import CommunityData, SnmpEngine, UdpTransportTarget, UsmUserData
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    SnmpEngine,
+    Udp6TransportTarget,
+    UdpTransportTarget,
+    UsmUserData,
+)
 from pysnmp.hlapi.v3arch.asyncio import auth as usm
 from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
 from pysnmp.proto import errind
@@ -191,13 +197,18 @@ class SnmpClient:
 
     def _new_engine(self) -> _EngineSlot:
         engine = SnmpEngine()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
-        # The engine sends and receives on this socket: pysnmp would otherwise open its own,
-        # with the kernel's default buffer.
-        transport = udp.UdpAsyncioTransport().open_server_mode(sock=sock)
-        engine_config.add_transport(engine, udp.DOMAIN_NAME, transport)
+        # The engine sends and receives on these sockets (one per address family): pysnmp
+        # would otherwise open its own, with the kernel's default receive buffer.
+        families = ((socket.AF_INET, udp.UdpAsyncioTransport, udp.DOMAIN_NAME),
+                    (socket.AF_INET6, udp6.Udp6AsyncioTransport, udp6.DOMAIN_NAME))
+        for family, transport_class, domain in families:
+            try:
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+            except OSError:  # no IPv6 on this host: IPv6 agents will fail, and say so
+                continue
+            sock.setblocking(False)
+            self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
+            engine_config.add_transport(engine, domain, transport_class().open_server_mode(sock=sock))
         slot = _EngineSlot(engine)
         self._engines.append(slot)
         return slot
@@ -211,8 +222,9 @@ class SnmpClient:
             slot = self._new_engine()
         slot.targets += 1
         # An address literal resolves without any lookup; names were resolved by the inventory.
-        target = await UdpTransportTarget.create((agent.address, agent.port), timeout=agent.timeout,
-                                                 retries=agent.retries)
+        target_class = Udp6TransportTarget if ":" in agent.address else UdpTransportTarget
+        target = await target_class.create((agent.address, agent.port), timeout=agent.timeout,
+                                           retries=agent.retries)
         addr_name, _ = LCD.configure(slot.engine, _auth_data(agent.credential), target, b"")
         state = _AgentState(slot, addr_name)
         self._agents[agent.key] = state
