@@ -127,9 +127,11 @@ _NET_SNMP_EXCEPTIONS = ("No Such Object", "No Such Instance", "No more variables
 
 
 def _run_tool(tool: str, host: str, port: int, oids: Sequence[str], credential: Mapping[str, Any],
-              timeout: float, retries: int) -> dict[str, str] | None:
+              timeout: float, retries: int, netns: str | None = None) -> dict[str, str] | None:
     cmd = [tool, *net_snmp_auth_args(credential), "-On", "-Oq", "-Ot", "-t", str(timeout),
            "-r", str(retries), f"udp:{require_loopback(host)}:{port}", *oids]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns, *cmd]
     budget = timeout * (retries + 1) * max(1, len(oids)) + 10
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=budget, check=False)
     if done.returncode != 0:
@@ -140,9 +142,10 @@ def _run_tool(tool: str, host: str, port: int, oids: Sequence[str], credential: 
 
 
 def snmpget(host: str, port: int, oids: Sequence[str], credential: Mapping[str, Any], *,
-            timeout: float = 0.5, retries: int = 0) -> dict[str, str] | None:
-    """GET ``oids`` with net-snmp's ``snmpget``: {oid: value} (TimeTicks raw), None on timeout."""
-    return _run_tool("snmpget", host, port, oids, credential, timeout, retries)
+            timeout: float = 0.5, retries: int = 0, netns: str | None = None) -> dict[str, str] | None:
+    """GET ``oids`` with net-snmp's ``snmpget``: {oid: value} (TimeTicks raw), None on timeout.
+    With ``netns``, from inside that network namespace (the test's own)."""
+    return _run_tool("snmpget", host, port, oids, credential, timeout, retries, netns)
 
 
 def snmpwalk(host: str, port: int, oid: str, credential: Mapping[str, Any], *,
@@ -232,6 +235,7 @@ class _Agent:
 
     name = "agent"
     start_timeout = 15.0
+    netns: str | None = None  # run inside this network namespace (one the test made)
 
     def __init__(self, addresses: Iterable[str], port: int | None, workdir: str | Path | None) -> None:
         self.addresses: tuple[str, ...] = tuple(require_loopback(a) for a in addresses)
@@ -281,13 +285,13 @@ class _Agent:
     def answers(self, address: str | None = None, timeout: float = 0.3) -> bool:
         """Whether the agent answers a GET of sysUpTime on ``address`` (default: the first)."""
         got = snmpget(address or self.addresses[0], self.port, [SYS_UPTIME],
-                      self._probe_credential(), timeout=timeout)
+                      self._probe_credential(), timeout=timeout, netns=self.netns)
         return bool(got)
 
     def sys_uptime(self, address: str | None = None, timeout: float = 0.5) -> int | None:
         """sysUpTime.0 in hundredths of a second, None if there is no answer."""
         got = snmpget(address or self.addresses[0], self.port, [SYS_UPTIME],
-                      self._probe_credential(), timeout=timeout)
+                      self._probe_credential(), timeout=timeout, netns=self.netns)
         return int(got[SYS_UPTIME]) if got and SYS_UPTIME in got else None
 
     def start(self) -> None:
@@ -296,12 +300,16 @@ class _Agent:
             raise AgentError(f"{self.name} on port {self.port} is already running")
         if self._owned.workdir is None:
             raise AgentError(f"{self.name} was closed; make a new one")
-        self._check_port_free()
+        if self.netns is None:  # inside a namespace of the test's own, the ports are its own too
+            self._check_port_free()
         self._prepare()
         self._owned.log_file = open(self.workdir / f"{self.name}.stdout", "ab")  # noqa: SIM115
         self.started_at = time.time()
+        command = self._command()
+        if self.netns is not None:  # `ip netns exec` execs: the pid and group are the agent's
+            command = ["ip", "netns", "exec", self.netns, *command]
         self._owned.process = subprocess.Popen(
-            self._command(), env=self._environment(), cwd=self.workdir,
+            command, env=self._environment(), cwd=self.workdir,
             stdin=subprocess.DEVNULL, stdout=self._owned.log_file, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=_raise_nofile_limit)
         self.paused = False
@@ -411,8 +419,10 @@ class SnmpdAgent(_Agent):
     def __init__(self, addresses: Iterable[str] = ("127.0.0.1",), port: int | None = None, *,
                  community: str = V2C_COMMUNITY,
                  v3_users: Mapping[str, Mapping[str, Any]] | None = None,
-                 workdir: str | Path | None = None, start_timeout: float | None = None) -> None:
+                 workdir: str | Path | None = None, start_timeout: float | None = None,
+                 netns: str | None = None) -> None:
         addresses = [require_loopback(a) for a in addresses]  # before anything else
+        self.netns = netns
         if shutil.which("snmpd") is None:
             raise AgentError("snmpd not found on PATH (Debian package: snmpd)")
         users = DEFAULT_V3_USERS if v3_users is None else v3_users
@@ -500,7 +510,7 @@ class SnmpdAgent(_Agent):
 
     def engine_boots(self) -> int | None:
         """snmpEngineBoots as the agent reports it (None if no answer)."""
-        got = snmpget(self.addresses[0], self.port, [SNMP_ENGINE_BOOTS], self.v2c)
+        got = snmpget(self.addresses[0], self.port, [SNMP_ENGINE_BOOTS], self.v2c, netns=self.netns)
         return int(got[SNMP_ENGINE_BOOTS]) if got else None
 
     def __enter__(self) -> SnmpdAgent:
