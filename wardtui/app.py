@@ -111,6 +111,8 @@ class WardApp(App[int]):
         runtime = self.runtime
         mode = getattr(runtime.prober, "mode", type(runtime.prober).__name__)
         parts = [f"{len(runtime.devices)} devices", f"ICMP {mode}"]
+        if runtime.snmp is not None:
+            parts.append(f"SNMP {len(runtime.snmp)} every {runtime.options.snmp_interval:g} s")
         url = getattr(runtime.store, "url", "")
         if url:
             parsed = make_url(url)
