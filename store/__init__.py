@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from store.db import database_url, default_database_path
 from store.history import HistoryStore
-from store.records import Check, Outage
+from store.records import Check, IfRate, IfRollup, Outage, SnmpEvent, SnmpInterface, SnmpLatest, SnmpSystem
 from store.writer import StoreWriter
 
 __all__ = [
     "Check",
     "HistoryStore",
+    "IfRate",
+    "IfRollup",
     "Outage",
+    "SnmpEvent",
+    "SnmpInterface",
+    "SnmpLatest",
+    "SnmpSystem",
     "StoreWriter",
     "database_url",
     "default_database_path",

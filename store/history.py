@@ -1,5 +1,5 @@
-"""The history store: devices, transitions, outages, checks and rollups, in SQLite (aiosqlite) or
-PostgreSQL (asyncpg).
+"""The history store: devices, transitions, outages, checks and rollups, and SNMP (``store.snmp``),
+in SQLite (aiosqlite) or PostgreSQL (asyncpg).
 
 Reads and transitions go through SQLAlchemy Core on both. Raw checks go to SQLite with
 ``executemany`` and to PostgreSQL with binary COPY (``copy_records_to_table``) into the day
@@ -23,12 +23,13 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ColumnElement, Select
 
-from poller.events import CheckResult, State, Transition
+from poller.events import CheckResult, SnmpPoll, State, Transition
 from poller.inventory import Device
-from store import partitions
+from store import partitions, snmp
 from store.models import checks_table, devices_table, outages_table, transitions_table
-from store.records import Check, Outage, Rollup
+from store.records import Check, IfRate, IfRollup, Outage, Rollup, SnmpEvent, SnmpLatest
 from store.schema import display_url, ensure_current
+from store.spool_records import SnmpEventIn
 
 _devices = devices_table
 _transitions = transitions_table
@@ -66,8 +67,9 @@ class HistoryStore:
         self.chunk_rows = chunk_rows
         self._engine: AsyncEngine | None = None
         self._ids: dict[str, int] = {}  # device name -> DeviceRow.id, only ids committed
-        self._days: set[datetime] = set()  # PostgreSQL: days whose checks partition exists
-        self._oldest_written: datetime | None = None  # see take_oldest_written()
+        self._days: dict[str, set[datetime]] = {}  # PostgreSQL: table -> days whose partition exists
+        self._oldest_written: datetime | None = None  # checks: see take_oldest_written()
+        self._oldest_snmp: datetime | None = None  # the same for if_rates
         self._turns: asyncio.Lock | None = None  # SQLite: writers take turns, see writing()
 
     async def __aenter__(self) -> HistoryStore:
@@ -182,7 +184,9 @@ class HistoryStore:
                                      None, ValueError("naive datetime"))
             first, last = partitions.day_of(oldest), partitions.day_of(newest)
             days = {first} if first == last else {partitions.day_of(r[1]) for r in records}
-            await self._copy_checks(records, days)
+            async with self.engine.connect() as conn:
+                await self.ensure_partitions(conn, "checks", days)
+                await self.copy_records(conn, "checks", _COPY_COLUMNS, records)
         else:
             stmt = insert(_checks)
             step = max(1, self.chunk_rows)
@@ -191,38 +195,83 @@ class HistoryStore:
                 for i in range(0, len(records), step):
                     chunk = records[i : i + step]
                     await conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in chunk])
-        if self._oldest_written is None or oldest < self._oldest_written:
-            self._oldest_written = oldest
+        self.note_written("checks", oldest)
 
-    async def _copy_checks(self, records: list[tuple[int, datetime, int, int, float | None]],
-                           days: set[datetime]) -> None:
-        async with self.engine.connect() as conn:
-            if not days <= self._days:
-                await partitions.ensure(conn, "checks", days - self._days)
-                await conn.commit()
-                self._days |= days
-            raw = await conn.get_raw_connection()
-            try:
-                await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                    "checks", records=records, columns=_COPY_COLUMNS, timeout=self.command_timeout)
-            except asyncpg.CheckViolationError:
-                # "no partition of relation found for row": one was dropped behind our back.
-                self._days.clear()
-                raise
-            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
-                # The connection is gone; SQLAlchemy did not see it fail, so tell the pool.
-                await conn.invalidate()
-                raise
+    async def ensure_partitions(self, conn: AsyncConnection, table: str, days: set[datetime]) -> None:
+        """PostgreSQL: create the day partitions of ``table`` this store has not seen yet, and
+        commit (before a COPY: DDL must not sit in the data's transaction, holding its lock)."""
+        known = self._days.setdefault(table, set())
+        if not days <= known:
+            await partitions.ensure(conn, table, days - known)
+            await conn.commit()
+            known |= days
 
-    def take_oldest_written(self) -> datetime | None:
-        """The earliest ``at`` among checks written since the last call (rollups use it to
-        recompute buckets that rows replayed late have changed)."""
-        oldest, self._oldest_written = self._oldest_written, None
+    async def copy_records(self, conn: AsyncConnection, table: str, columns: Sequence[str],
+                           records: Sequence[tuple[Any, ...]]) -> None:
+        """PostgreSQL: binary COPY of ``records`` into ``table`` on ``conn`` (in its transaction,
+        if one is open; the caller commits)."""
+        raw = await conn.get_raw_connection()
+        try:
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                table, records=records, columns=columns, timeout=self.command_timeout)
+        except asyncpg.CheckViolationError:
+            # "no partition of relation found for row": one was dropped behind our back.
+            self._days.pop(table, None)
+            raise
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            # The connection is gone; SQLAlchemy did not see it fail, so tell the pool.
+            await conn.invalidate()
+            raise
+
+    def note_written(self, table: str, oldest: datetime) -> None:
+        """Rows of the raw ``table`` as old as ``oldest`` were written (see take_oldest_written)."""
+        if table == "checks":
+            if self._oldest_written is None or oldest < self._oldest_written:
+                self._oldest_written = oldest
+        elif self._oldest_snmp is None or oldest < self._oldest_snmp:
+            self._oldest_snmp = oldest
+
+    def take_oldest_written(self, table: str = "checks") -> datetime | None:
+        """The earliest ``at`` among rows of the raw ``table`` (``checks`` or ``if_rates``) written
+        since the last call (rollups use it to recompute buckets that rows replayed late changed)."""
+        if table == "checks":
+            oldest, self._oldest_written = self._oldest_written, None
+        else:
+            oldest, self._oldest_snmp = self._oldest_snmp, None
         return oldest
 
     def forget_partitions(self) -> None:
         """Partitions were dropped: create them again if rows for their days arrive."""
         self._days.clear()
+
+    # -- SNMP (store/snmp.py) -------------------------------------------------------------
+
+    async def write_snmp_polls(self, polls: Sequence[SnmpPoll]) -> None:
+        """Latest system facts and interfaces, and interface rates, of ``polls`` (one transaction)."""
+        await snmp.write_polls(self, polls)
+
+    async def write_snmp_events(self, events: Sequence[SnmpEventIn]) -> None:
+        """Reboots, interface changes and agent changes, in one transaction."""
+        await snmp.write_events(self, events)
+
+    async def snmp_latest(self, device: str) -> SnmpLatest | None:
+        """What the latest SNMP poll of ``device`` read; None if it never was polled."""
+        return await snmp.latest(self, device)
+
+    async def if_rates(self, device: str, ifindex: int | None = None, since: datetime | None = None,
+                       until: datetime | None = None) -> list[IfRate]:
+        """Raw interface rates of ``device`` in ``[since, until)``."""
+        return await snmp.rates(self, device, ifindex, since, until)
+
+    async def if_rollups(self, device: str, tier: str, ifindex: int | None = None,
+                         since: datetime | None = None, until: datetime | None = None) -> list[IfRollup]:
+        """Interface rollups of ``device`` in the ``"1m"`` or ``"1h"`` tier."""
+        return await snmp.rollups(self, device, tier, ifindex, since, until)
+
+    async def snmp_events(self, device: str | None = None,
+                          since: datetime | None = None) -> list[SnmpEvent]:
+        """Stored SNMP events in time order."""
+        return await snmp.events(self, device, since)
 
     async def write_transition(self, transition: Transition) -> None:
         """Record one transition with its outage change, in its own transaction."""
@@ -359,6 +408,10 @@ class HistoryStore:
     def device_ids(self) -> list[int]:
         """The ids of every device the history knows (as of :meth:`open` or the last write)."""
         return list(self._ids.values())
+
+    def device_id(self, device: str) -> int | None:
+        """The id of ``device`` (as of :meth:`open` or the last write), None if unknown."""
+        return self._ids.get(device)
 
     def device_names(self) -> frozenset[str]:
         """Every device the history knows (as of :meth:`open` or the last write)."""

@@ -6,11 +6,12 @@ Every ``period`` seconds it
 2. rolls up every complete minute since the 1-minute watermark (``rollup_state``), then every
    complete hour since the hourly one: a minute is complete ``settle`` after it ends, by when
    its checks have been written. Checks written later (replayed from the spool) move the
-   watermarks back to their bucket, so those buckets are computed again;
+   watermarks back to their bucket, so those buckets are computed again. Interface rates
+   (``if_rates``) are rolled up the same way, with watermarks of their own (``if_1m``, ``if_1h``);
 3. applies retention, at most every ``retention_period``: drops raw day partitions and 1-minute
-   day partitions (PostgreSQL) or deletes rows (SQLite) older than the tier keeps. Raw rows
-   are never dropped before the hourly rollup has read them. Transitions and outages are
-   never touched.
+   day partitions (PostgreSQL) or deletes rows (SQLite) older than the tier keeps, for checks
+   and interface rates alike. Raw rows are never dropped before the hourly rollup has read
+   them. Transitions, outages and SNMP events are never touched.
 
 It runs on the writer's loop and only waits on the database: on PostgreSQL the work is SQL.
 A failure is logged and retried next period; rollups resume from their watermark.
@@ -30,8 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store import partitions
 from store.history import HistoryStore
-from store.models import checks_table, rollup_state_table
-from store.rollup import HOUR, MINUTE, Tier, roll_up
+from store.models import rollup_state_table
+from store.rollup import FAMILIES, Family, Tier, roll_up
 
 log = logging.getLogger(__name__)
 _state = rollup_state_table
@@ -53,7 +54,7 @@ class MaintenanceReport:
     rolled: dict[str, int] = field(default_factory=dict)  # tier -> rollup rows written
     dropped_partitions: list[str] = field(default_factory=list)
     deleted_rows: int = 0
-    watermarks: dict[str, datetime | None] = field(default_factory=dict)
+    watermarks: dict[str, datetime] = field(default_factory=dict)  # tiers that have rows
 
 
 class Maintenance:
@@ -113,8 +114,10 @@ class Maintenance:
         engine = self.store.engine
         if self.store.dialect == "postgresql":
             async with engine.begin() as conn:
+                snmp_in_use = bool(await partitions.existing(conn, "if_rates"))
                 for table in partitions.PARTITIONED:
-                    await partitions.ensure(conn, table, (now, now + partitions.DAY))
+                    if snmp_in_use or table not in partitions.IN_USE_ONLY:
+                        await partitions.ensure(conn, table, (now, now + partitions.DAY))
         await self._load_watermarks()
         failure: Exception | None = None
         try:
@@ -124,62 +127,75 @@ class Maintenance:
         if time.monotonic() >= self._retention_at:
             await self._apply_retention(now, report)
             self._retention_at = time.monotonic() + self.retention_period
-        report.watermarks = dict(self._done)
+        report.watermarks = {tier: done for tier, done in self._done.items() if done is not None}
         if failure is not None:
             raise failure
         return report
 
     async def _roll_up(self, now: datetime, report: MaintenanceReport) -> None:
-        if self._note_late_rows(now):
+        # Checks first, then interface rates; one budget for both (a stop waits for one pass).
+        deadline = time.monotonic() + self.budget
+        for family in FAMILIES:
+            await self._roll_up_family(family, now, deadline, report)
+
+    async def _roll_up_family(self, family: Family, now: datetime, deadline: float,
+                              report: MaintenanceReport) -> None:
+        minute, hour = family.minute, family.hour
+        if self._note_late_rows(family, now):
             # Rows written late moved the watermarks back: remember that across a restart.
             async with self.store.writing() as conn:
-                for tier in (MINUTE, HOUR):
+                for tier in (minute, hour):
                     done = self._done.get(tier.name)
                     if done is not None:
                         await self._save_watermark(conn, tier, done)
-        deadline = time.monotonic() + self.budget
-        report.rolled[MINUTE.name] = await self._catch_up(MINUTE, MINUTE.floor(now - self.settle), deadline)
-        minute_done = self._done[MINUTE.name]
+        if self._done.get(minute.name) is None:
+            return  # no raw row yet (an ICMP-only or SNMP-only installation): nothing to report
+        report.rolled[minute.name] = await self._catch_up(minute, minute.floor(now - self.settle), deadline)
+        minute_done = self._done[minute.name]
         if minute_done is not None:
-            report.rolled[HOUR.name] = await self._catch_up(HOUR, HOUR.floor(minute_done), deadline)
+            report.rolled[hour.name] = await self._catch_up(hour, hour.floor(minute_done), deadline)
 
     async def _load_watermarks(self) -> None:
         if self._done:
             return
         async with self.store.engine.connect() as conn:
             stored = dict((await conn.execute(select(_state.c.tier, _state.c.done_until))).all())
-            first = None
-            if len(stored) < 2:
-                first = await self._first_check(conn)
-        for tier in (MINUTE, HOUR):
-            self._done[tier.name] = stored.get(tier.name) or (None if first is None else tier.floor(first))
+            firsts: dict[str, datetime | None] = {}
+            for family in FAMILIES:
+                if family.minute.name not in stored or family.hour.name not in stored:
+                    firsts[family.source] = await self._first_row(conn, family)
+        for family in FAMILIES:
+            first = firsts.get(family.source)
+            for tier in (family.minute, family.hour):
+                start = None if first is None else tier.floor(first)
+                self._done[tier.name] = stored.get(tier.name) or start
 
-    async def _first_check(self, conn: AsyncConnection) -> datetime | None:
-        """Where rollups start on a database that has never had them: its earliest check."""
+    async def _first_row(self, conn: AsyncConnection, family: Family) -> datetime | None:
+        """Where rollups start on a database that has never had them: its earliest raw row."""
+        table = self.store.table(family.source)
+        at = table.c[family.time_column]
         if conn.dialect.name == "postgresql":
             # min(at) over every partition would read them all; the earliest day is enough.
-            days = sorted(await partitions.existing(conn, "checks"))
+            days = sorted(await partitions.existing(conn, family.source))
             for day in days:
-                first = await conn.scalar(select(func.min(checks_table.c.at))
-                                          .where(checks_table.c.at >= day,
-                                                 checks_table.c.at < day + partitions.DAY))
+                first = await conn.scalar(select(func.min(at)).where(at >= day, at < day + partitions.DAY))
                 if first is not None:
                     return first  # type: ignore[no-any-return]
             return None
-        return await conn.scalar(select(func.min(checks_table.c.at)))  # type: ignore[no-any-return]
+        return await conn.scalar(select(func.min(at)))  # type: ignore[no-any-return]
 
-    def _note_late_rows(self, now: datetime) -> bool:
-        """Move the watermarks back to the oldest check written since the last pass; True if
-        one moved back (not when it was only set for the first time)."""
-        oldest = self.store.take_oldest_written()
+    def _note_late_rows(self, family: Family, now: datetime) -> bool:
+        """Move the family's watermarks back to the oldest raw row written since the last pass;
+        True if one moved back (not when it was only set for the first time)."""
+        oldest = self.store.take_oldest_written(family.source)
         if oldest is None:
             return False
         moved = False
-        if self.retention.raw is not None and self._done.get(MINUTE.name) is not None:
+        if self.retention.raw is not None and self._done.get(family.minute.name) is not None:
             # Late rows older than raw retention: the rest of their day's raw rows are gone, and
             # recomputing those buckets from the late rows alone would spoil good rollups.
             oldest = max(oldest, now - self.retention.raw)
-        for tier in (MINUTE, HOUR):
+        for tier in (family.minute, family.hour):
             done = self._done.get(tier.name)
             if done is None:
                 self._done[tier.name] = tier.floor(oldest)
@@ -210,7 +226,8 @@ class Maintenance:
         """One window, and then its watermark. On SQLite a rollup holds the only write lock (a
         minute of 50,000 devices took 2.7 s): done 5,000 devices per transaction (0.4 s each,
         3.8 s in all), taking turns with the writer's inserts (``HistoryStore.writing``). A
-        window cut short is simply done again."""
+        window cut short is simply done again. Interface rates are ~20 rows a device where checks
+        are ~6 a minute, so their slices hold a tenth of the devices."""
         written = 0
         if self.store.dialect == "postgresql":
             async with self.store.writing() as conn:
@@ -218,6 +235,8 @@ class Maintenance:
                 await self._save_watermark(conn, tier, end)
             return written
         step = self.sqlite_devices_per_step
+        if tier.source == "if_rates":
+            step = max(1, step // 10)
         for first in range(0, max(self.store.device_ids(), default=0) + 1, step):
             async with self.store.writing() as conn:
                 written += await roll_up(conn, tier, start, end, (first, first + step))
@@ -233,17 +252,18 @@ class Maintenance:
 
     async def _apply_retention(self, now: datetime, report: MaintenanceReport) -> None:
         keep = self.retention
-        hour_done = self._done.get(HOUR.name)
         plans: list[tuple[str, str, datetime]] = []
-        if keep.raw is not None:
-            cutoff = now - keep.raw
-            if hour_done is not None:  # raw rows the hourly rollup has not read yet stay
-                cutoff = min(cutoff, hour_done)
-            plans.append(("checks", "at", cutoff))
-        if keep.minute is not None:
-            plans.append(("rollup_1m", "bucket", now - keep.minute))
-        if keep.hour is not None:
-            plans.append(("rollup_1h", "bucket", now - keep.hour))
+        for family in FAMILIES:
+            hour_done = self._done.get(family.hour.name)
+            if keep.raw is not None:
+                cutoff = now - keep.raw
+                if hour_done is not None:  # raw rows the hourly rollup has not read yet stay
+                    cutoff = min(cutoff, hour_done)
+                plans.append((family.source, family.time_column, cutoff))
+            if keep.minute is not None:
+                plans.append((family.minute.table.name, "bucket", now - keep.minute))
+            if keep.hour is not None:
+                plans.append((family.hour.table.name, "bucket", now - keep.hour))
         postgres = self.store.dialect == "postgresql"
         for table, column, cutoff in plans:
             async with self.store.writing() as conn:

@@ -139,6 +139,114 @@ class RollupStateRow(SQLModel, table=True):
     done_until: datetime
 
 
+# -- SNMP (revision 0003) ------------------------------------------------------------------
+
+
+class SnmpSystemRow(SQLModel, table=True):
+    """A device's system facts as its latest SNMP poll read them (one row per device)."""
+
+    __tablename__ = "snmp_system"
+
+    device_id: int = Field(foreign_key="devices.id", primary_key=True)
+    polled_at: datetime
+    sys_name: str
+    sys_descr: str
+    sys_object_id: str
+    uptime_s: float
+
+
+class SnmpInterfaceRow(SQLModel, table=True):
+    """One interface as the device's latest SNMP poll left it; an interface the device no longer
+    lists is deleted with that poll. Counters are cumulative, as read (they may pass 2**31)."""
+
+    __tablename__ = "snmp_interfaces"
+
+    device_id: int = Field(foreign_key="devices.id", primary_key=True)
+    ifindex: int = Field(primary_key=True)
+    polled_at: datetime
+    name: str
+    alias: str
+    admin: str
+    oper: str
+    speed_bps: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    in_bps: float | None = None
+    out_bps: float | None = None
+    in_errors: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    out_errors: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    in_discards: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    out_discards: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    counters_64: bool
+
+
+class IfRateRow(SQLModel, table=True):
+    """One interface's traffic rates (bit/s) at one poll; only polls with a rate in a direction.
+
+    Like ``checks``: a rowid alias on SQLite; on PostgreSQL partitioned by day on ``at`` with no
+    id, no foreign key and a BRIN index on ``at`` (revision 0003 writes that DDL itself).
+    """
+
+    __tablename__ = "if_rates"
+    __table_args__ = (Index("ix_if_rates_device_if_at", "device_id", "ifindex", "at"),
+                      Index("ix_if_rates_at", "at"))
+
+    id: int | None = Field(default=None, sa_column=Column(_BIG_ID, primary_key=True))
+    device_id: int = Field(foreign_key="devices.id")
+    ifindex: int
+    at: datetime
+    in_bps: float | None = None
+    out_bps: float | None = None
+
+
+class _IfRollupColumns(SQLModel):
+    """One interface over one bucket, from its rates: ``samples`` rows; avg, max and p95
+    (``percentile_cont(0.95)``, linear interpolation) of each direction over the rows that
+    have a rate in it (NULL when none has)."""
+
+    device_id: int = Field(primary_key=True)
+    ifindex: int = Field(primary_key=True)
+    bucket: datetime = Field(primary_key=True)
+    samples: int
+    in_avg: float | None = None
+    in_max: float | None = None
+    in_p95: float | None = None
+    out_avg: float | None = None
+    out_max: float | None = None
+    out_p95: float | None = None
+
+
+class IfRollup1mRow(_IfRollupColumns, table=True):
+    """Per-minute interface rollups; on PostgreSQL partitioned by day like ``rollup_1m``."""
+
+    __tablename__ = "if_rollup_1m"
+
+
+class IfRollup1hRow(_IfRollupColumns, table=True):
+    """Per-hour interface rollups."""
+
+    __tablename__ = "if_rollup_1h"
+
+
+class SnmpEventRow(SQLModel, table=True):
+    """A rare SNMP event: ``kind`` 'reboot' (detail: uptimes and boot time), 'interface' (an
+    admin-up interface's oper status changed: ifindex, ifname, from/to) or 'agent' (the agent
+    stopped or resumed answering: from/to 'answering'/'silent', detail the reason). Never
+    dropped by retention, like outages: a few rows per device and day at most."""
+
+    __tablename__ = "snmp_events"
+    __table_args__ = (Index("ix_snmp_events_device_at", "device_id", "at"),
+                      Index("ix_snmp_events_at", "at"))
+
+    id: int | None = Field(default=None, sa_column=Column(_BIG_ID, primary_key=True))
+    device_id: int = Field(foreign_key="devices.id")
+    at: datetime
+    kind: str
+    ifindex: int | None = None
+    ifname: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    detail: str | None = None
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -147,5 +255,13 @@ checks_table: Table = SQLModel.metadata.tables[str(CheckRow.__tablename__)]
 rollup_1m_table: Table = SQLModel.metadata.tables[str(Rollup1mRow.__tablename__)]
 rollup_1h_table: Table = SQLModel.metadata.tables[str(Rollup1hRow.__tablename__)]
 rollup_state_table: Table = SQLModel.metadata.tables[str(RollupStateRow.__tablename__)]
+snmp_system_table: Table = SQLModel.metadata.tables[str(SnmpSystemRow.__tablename__)]
+snmp_interfaces_table: Table = SQLModel.metadata.tables[str(SnmpInterfaceRow.__tablename__)]
+if_rates_table: Table = SQLModel.metadata.tables[str(IfRateRow.__tablename__)]
+if_rollup_1m_table: Table = SQLModel.metadata.tables[str(IfRollup1mRow.__tablename__)]
+if_rollup_1h_table: Table = SQLModel.metadata.tables[str(IfRollup1hRow.__tablename__)]
+snmp_events_table: Table = SQLModel.metadata.tables[str(SnmpEventRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
-                           rollup_1m_table, rollup_1h_table, rollup_state_table]
+                           rollup_1m_table, rollup_1h_table, rollup_state_table,
+                           snmp_system_table, snmp_interfaces_table, if_rates_table,
+                           if_rollup_1m_table, if_rollup_1h_table, snmp_events_table]

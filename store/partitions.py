@@ -1,4 +1,5 @@
-"""Day partitions of PostgreSQL's ``checks`` and ``rollup_1m`` tables: create ahead, list, drop.
+"""Day partitions of PostgreSQL's raw and 1-minute tables (``checks``, ``rollup_1m``, ``if_rates``,
+``if_rollup_1m``): create ahead, list, drop.
 
 One partition per UTC day, named ``<table>_pYYYYMMDD``, covering ``[day, day + 1 day)``.
 Retention drops a partition once its whole day is older than the tier keeps: a catalogue
@@ -14,7 +15,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-PARTITIONED = ("checks", "rollup_1m")
+PARTITIONED = ("checks", "rollup_1m", "if_rates", "if_rollup_1m")
+IN_USE_ONLY = ("if_rates", "if_rollup_1m")
+"""Made ahead only once ``if_rates`` has a partition (SNMP in use): a network polled by ICMP
+alone gets no empty day partitions for retention to drop."""
 DAY = timedelta(days=1)
 _NAME = re.compile(r"^(?P<table>[a-z0-9_]+)_p(?P<day>\d{8})$")
 

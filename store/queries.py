@@ -3,7 +3,9 @@
 A span of up to a day reads raw checks (8,640 rows at a 10 s interval), up to a week reads
 1-minute rollups, anything longer hourly rollups; a tier whose retention no longer reaches
 back to ``since`` gives way to the next coarser one. Rollup tiers end at the last complete
-bucket (a minute or so behind now); raw checks reach the last write.
+bucket (a minute or so behind now); raw checks reach the last write. Interface rates
+(:func:`interface_history`) follow the same rules, and :func:`latest_snmp` reads what a
+device's latest SNMP poll left.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal
 
 from store.history import HistoryStore
 from store.maintenance import Retention
-from store.records import Check, Rollup
+from store.records import Check, IfRate, IfRollup, Rollup, SnmpLatest
 
 TierName = Literal["raw", "1m", "1h"]
 TIER_NAMES: tuple[TierName, ...] = ("raw", "1m", "1h")
@@ -63,3 +65,43 @@ async def device_history(store: HistoryStore, device: str, since: datetime,
     if tier == "raw":
         return History(device, tier, since, until, await store.checks(device, since, until), [])
     return History(device, tier, since, until, [], await store.rollups(device, tier, since, until))
+
+
+# -- SNMP ------------------------------------------------------------------------------------
+
+
+async def latest_snmp(store: HistoryStore, device: str) -> SnmpLatest | None:
+    """``device``'s latest system facts and interface table; ``None`` if SNMP never polled it."""
+    return await store.snmp_latest(device)
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceHistory:
+    """What :func:`interface_history` found: the tier it read and its points by time, then ifindex."""
+
+    device: str
+    ifindex: int | None  # None: every interface of the device
+    tier: TierName
+    since: datetime
+    until: datetime
+    rates: list[IfRate]  # when tier == "raw"
+    rollups: list[IfRollup]  # when tier is "1m" or "1h"
+
+    def __len__(self) -> int:
+        return len(self.rates) if self.tier == "raw" else len(self.rollups)
+
+
+async def interface_history(store: HistoryStore, device: str, since: datetime,
+                            until: datetime | None = None, ifindex: int | None = None,
+                            tier: TierName | None = None,
+                            retention: Retention | None = None) -> InterfaceHistory:
+    """``device``'s interface rates or their rollups in ``[since, until)`` (until defaults to now),
+    of one interface or all; ``tier`` ``None`` lets :func:`choose_tier` pick, as for checks."""
+    now = datetime.now(UTC)
+    until = until or now
+    tier = tier or choose_tier(since, until, retention, now)
+    if tier == "raw":
+        rates = await store.if_rates(device, ifindex, since, until)
+        return InterfaceHistory(device, ifindex, tier, since, until, rates, [])
+    rollups = await store.if_rollups(device, tier, ifindex, since, until)
+    return InterfaceHistory(device, ifindex, tier, since, until, [], rollups)

@@ -75,3 +75,87 @@ class Rollup:
     def availability_pct(self) -> float:
         total = self.up_s + self.down_s
         return 100.0 * self.up_s / total if total else 0.0
+
+
+# -- SNMP ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpSystem:
+    """A device's system facts as its latest SNMP poll read them."""
+
+    name: str
+    descr: str
+    object_id: str
+    uptime_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpInterface:
+    """One interface as the device's latest SNMP poll left it (rates in bit/s, counters cumulative)."""
+
+    ifindex: int
+    name: str
+    alias: str
+    admin: str
+    oper: str
+    speed_bps: int | None
+    in_bps: float | None
+    out_bps: float | None
+    in_errors: int | None
+    out_errors: int | None
+    in_discards: int | None
+    out_discards: int | None
+    counters_64: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpLatest:
+    """What the latest SNMP poll of ``device`` read: its system facts and interfaces by ifindex."""
+
+    device: str
+    address: str
+    polled_at: datetime
+    system: SnmpSystem
+    interfaces: tuple[SnmpInterface, ...]
+
+
+class IfRate(NamedTuple):
+    """One interface's rates at one poll (bit/s; ``None`` where the poll had no rate)."""
+
+    device: str
+    ifindex: int
+    at: datetime
+    in_bps: float | None
+    out_bps: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IfRollup:
+    """One interface over one bucket of a tier (``"1m"`` or ``"1h"``); see ``store.rollup``."""
+
+    device: str
+    ifindex: int
+    tier: str
+    bucket: datetime
+    samples: int
+    in_avg: float | None
+    in_max: float | None
+    in_p95: float | None
+    out_avg: float | None
+    out_max: float | None
+    out_p95: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpEvent:
+    """A stored SNMP event: ``kind`` 'reboot', 'interface' or 'agent' (see ``store.models``)."""
+
+    device: str
+    at: datetime
+    kind: str
+    ifindex: int | None
+    ifname: str | None
+    from_state: str | None
+    to_state: str | None
+    detail: str | None

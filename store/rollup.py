@@ -1,4 +1,5 @@
-"""1-minute and 1-hour rollups of raw checks, per device, computed from the rows in the database.
+"""1-minute and 1-hour rollups of raw checks per device, and of interface rates per interface,
+computed from the rows in the database.
 
 Both tiers are computed from raw checks, so an hour's p95 and jitter are those of its
 samples, not an average of minutes. Each engine computes them in one ``INSERT ... SELECT``:
@@ -16,6 +17,10 @@ Definitions, per device and bucket (``[bucket, bucket + step)``; only buckets wi
   (NULL with fewer than two).
 - ``down_s``: seconds of the bucket covered by the device's outages (an open one runs on);
   ``up_s``: the rest of the bucket.
+
+Interface rates (``if_rates`` -> ``if_rollup_1m``, ``if_rollup_1h``), per device, ifindex and
+bucket: ``samples`` rows; ``in_avg/max/p95`` and ``out_avg/max/p95`` over the rows with a rate in
+that direction (``p95`` interpolated as above; NULL when no row has one).
 """
 
 from __future__ import annotations
@@ -28,16 +33,17 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store import partitions
-from store.models import rollup_1h_table, rollup_1m_table
+from store.models import if_rollup_1h_table, if_rollup_1m_table, rollup_1h_table, rollup_1m_table
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    name: str  # "1m" or "1h": also the key in rollup_state
+    name: str  # "1m", "1h", "if_1m" or "if_1h": also the key in rollup_state
     step: timedelta
     table: Table
+    source: str = "checks"  # the raw table it is computed from
 
     def floor(self, at: datetime) -> datetime:
         """Start of the bucket ``at`` falls in."""
@@ -49,6 +55,21 @@ class Tier:
 MINUTE = Tier("1m", timedelta(minutes=1), rollup_1m_table)
 HOUR = Tier("1h", timedelta(hours=1), rollup_1h_table)
 TIERS = (MINUTE, HOUR)
+IF_MINUTE = Tier("if_1m", timedelta(minutes=1), if_rollup_1m_table, "if_rates")
+IF_HOUR = Tier("if_1h", timedelta(hours=1), if_rollup_1h_table, "if_rates")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A raw table and its two rollup tiers, each hour computed once its minutes are."""
+
+    source: str  # the raw table
+    time_column: str  # its time column
+    minute: Tier
+    hour: Tier
+
+
+FAMILIES = (Family("checks", "at", MINUTE, HOUR), Family("if_rates", "at", IF_MINUTE, IF_HOUR))
 
 _COLUMNS = ("device_id", "bucket", "checks", "sent", "received", "rtt_min", "rtt_avg", "rtt_max",
             "rtt_p95", "jitter_ms", "up_s", "down_s")
@@ -99,7 +120,8 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
     written. The caller commits."""
     if conn.dialect.name == "postgresql":
         await _ensure_partitions(conn, tier, start, end)
-        result = await conn.execute(text(_PG_ROLLUP.format(table=tier.table.name)), {
+        sql = _PG_IF_ROLLUP if tier.source == "if_rates" else _PG_ROLLUP
+        result = await conn.execute(text(sql.format(table=tier.table.name)), {
             "step": tier.step, "epoch": _EPOCH,
             "start": start, "end": end, "seconds": tier.step.total_seconds()})
         return int(result.rowcount or 0)
@@ -124,7 +146,8 @@ def _sqlite_rollup(tier: Tier) -> str:
         bucket = r"substr(at, 1, 13) || '\:00\:00.000000'"
     else:  # pragma: no cover - only the two tiers exist
         raise ValueError(f"no SQLite bucket expression for {step} s")
-    return _SQLITE_ROLLUP.format(table=tier.table.name, bucket=bucket, step=step)
+    sql = _SQLITE_IF_ROLLUP if tier.source == "if_rates" else _SQLITE_ROLLUP
+    return sql.format(table=tier.table.name, bucket=bucket, step=step)
 
 
 # SQLite has no percentile_cont: p95 is interpolated between the ranks floor(0.95 (n - 1)) and
@@ -193,8 +216,66 @@ async def _ensure_partitions(conn: AsyncConnection, tier: Tier, start: datetime,
     table = tier.table.name
     if table not in partitions.PARTITIONED:
         return
-    days = {day for day in await partitions.existing(conn, "checks")
+    days = {day for day in await partitions.existing(conn, tier.source)
             if day < end and day + partitions.DAY > start}
     missing = days - set(await partitions.existing(conn, table))
     if missing:
         await partitions.ensure(conn, table, missing)
+
+
+_PG_IF_ROLLUP = """
+INSERT INTO {table} (device_id, ifindex, bucket, samples, in_avg, in_max, in_p95, out_avg, out_max,
+                     out_p95)
+SELECT device_id, ifindex, date_bin(CAST(:step AS interval), at, CAST(:epoch AS timestamptz)),
+       count(*), avg(in_bps), max(in_bps), percentile_cont(0.95) WITHIN GROUP (ORDER BY in_bps),
+       avg(out_bps), max(out_bps), percentile_cont(0.95) WITHIN GROUP (ORDER BY out_bps)
+FROM if_rates WHERE at >= :start AND at < :end
+GROUP BY 1, 2, 3
+ON CONFLICT (device_id, ifindex, bucket) DO UPDATE SET
+    samples = EXCLUDED.samples, in_avg = EXCLUDED.in_avg, in_max = EXCLUDED.in_max,
+    in_p95 = EXCLUDED.in_p95, out_avg = EXCLUDED.out_avg, out_max = EXCLUDED.out_max,
+    out_p95 = EXCLUDED.out_p95
+"""
+
+# p95 per direction as in _SQLITE_ROLLUP: interpolated between the ranks floor(0.95 (n - 1)) and
+# the next one, over the rows that have a rate in that direction.
+_SQLITE_IF_ROLLUP = """
+INSERT INTO {table} (device_id, ifindex, bucket, samples, in_avg, in_max, in_p95, out_avg, out_max,
+                     out_p95)
+WITH src AS (
+    SELECT device_id, ifindex, {bucket} AS bucket, in_bps, out_bps
+    FROM if_rates WHERE at >= :start AND at < :end AND device_id >= :first_id AND device_id < :end_id
+), ranked AS (
+    SELECT device_id, ifindex, bucket, 'in' AS dir, in_bps AS v,
+           row_number() OVER (PARTITION BY device_id, ifindex, bucket ORDER BY in_bps) - 1 AS i,
+           count(*) OVER (PARTITION BY device_id, ifindex, bucket) AS n
+    FROM src WHERE in_bps IS NOT NULL
+    UNION ALL
+    SELECT device_id, ifindex, bucket, 'out', out_bps,
+           row_number() OVER (PARTITION BY device_id, ifindex, bucket ORDER BY out_bps) - 1,
+           count(*) OVER (PARTITION BY device_id, ifindex, bucket)
+    FROM src WHERE out_bps IS NOT NULL
+), p95 AS (
+    SELECT device_id, ifindex, bucket, dir,
+           max(CASE WHEN i = CAST(0.95 * (n - 1) AS INTEGER) THEN v END) AS lo,
+           max(CASE WHEN i = min(CAST(0.95 * (n - 1) AS INTEGER) + 1, n - 1) THEN v END) AS hi,
+           max(0.95 * (n - 1) - CAST(0.95 * (n - 1) AS INTEGER)) AS frac
+    FROM ranked GROUP BY device_id, ifindex, bucket, dir
+), agg AS (
+    SELECT device_id, ifindex, bucket, count(*) AS samples, avg(in_bps) AS in_avg,
+           max(in_bps) AS in_max, avg(out_bps) AS out_avg, max(out_bps) AS out_max
+    FROM src GROUP BY device_id, ifindex, bucket
+)
+SELECT a.device_id, a.ifindex, a.bucket, a.samples, a.in_avg, a.in_max,
+       pi.lo + pi.frac * (pi.hi - pi.lo), a.out_avg, a.out_max, po.lo + po.frac * (po.hi - po.lo)
+FROM agg a
+LEFT JOIN p95 pi ON pi.device_id = a.device_id AND pi.ifindex = a.ifindex AND pi.bucket = a.bucket
+                AND pi.dir = 'in'
+LEFT JOIN p95 po ON po.device_id = a.device_id AND po.ifindex = a.ifindex AND po.bucket = a.bucket
+                AND po.dir = 'out'
+WHERE true
+ON CONFLICT (device_id, ifindex, bucket) DO UPDATE SET
+    samples = excluded.samples, in_avg = excluded.in_avg, in_max = excluded.in_max,
+    in_p95 = excluded.in_p95, out_avg = excluded.out_avg, out_max = excluded.out_max,
+    out_p95 = excluded.out_p95
+"""

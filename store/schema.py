@@ -38,7 +38,7 @@ FIRST_REVISION = "0001"
 """The revision that creates the schema wardtui had before it had migrations."""
 
 _OURS = frozenset(t.name for t in ALL_TABLES)
-_PARTITIONED = frozenset({"checks", "rollup_1m"})
+_PARTITIONED = frozenset({"checks", "rollup_1m", "if_rates", "if_rollup_1m"})
 # What revision 0001 created, and what later revisions added to those tables since.
 _FIRST_TABLES = frozenset({"devices", "transitions", "outages", "checks"})
 _LATER_INDEXES = frozenset({"ix_checks_at"})
@@ -146,8 +146,8 @@ def differences(conn: Connection, tables: frozenset[str] = _OURS,
                 skip_indexes: frozenset[str] = frozenset()) -> list[str]:
     """How wardtui's ``tables`` in the database differ from the models (empty when they match).
 
-    On PostgreSQL the tables the database has partitioned are left out: revision 0002 writes
-    their DDL by hand (no id, no foreign key, a BRIN index), which the models cannot express.
+    On PostgreSQL the tables the database has partitioned are left out: revisions 0002 and 0003
+    write their DDL by hand (no id, no foreign key, a BRIN index), which the models cannot express.
     (Revision 0001's plain ``checks`` is still compared: it is what the models describe.)
     """
     if conn.dialect.name == "postgresql":

@@ -15,19 +15,25 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from poller.events import CheckResult, State, Transition
+from poller.events import CheckResult, SnmpPoll, Transition
+from store.spool_records import (
+    Line,
+    SnmpEventIn,
+    decode,
+    encode_check,
+    encode_event,
+    encode_poll,
+    encode_transition,
+)
 
 log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"(\d{12})\.spool")
 _SIDECAR = re.compile(r"(\d{12})\.offset")
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
-Line = bytes  # one encoded record, newline included (inside Spool, ``bytes`` names its property)
 
 
 class SpoolError(Exception):
@@ -43,10 +49,13 @@ class SpoolBatch:
     segment: Path
     start: int  # byte offsets of the batch's records in ``segment``
     end: int
+    polls: list[SnmpPoll] = field(default_factory=list)
+    events: list[SnmpEventIn] = field(default_factory=list)  # SNMP reboots, interface and agent changes
 
     @property
     def rows(self) -> int:
-        return len(self.transitions) + len(self.checks)
+        """Records (lines) in the batch: an SNMP poll with its interfaces is one."""
+        return len(self.transitions) + len(self.checks) + len(self.polls) + len(self.events)
 
 
 @dataclass(slots=True)
@@ -62,8 +71,9 @@ class _Segment:
 class Spool:
     """Append-only spool in ``directory``, capped at ``max_bytes`` of uncommitted records.
 
-    Transitions are never dropped: they are the outage history, and their number is bounded by
-    the devices and the clock. Check results that would pass the cap are dropped and counted.
+    Transitions and SNMP events are never dropped: they are the outage history, and their number
+    is bounded by the devices and the clock. Check results and SNMP polls that would pass the
+    cap are dropped and counted.
     Methods hold an internal lock, so ``append`` and ``commit`` (which block on fsync) may run in
     worker threads; batches must still be committed in the order ``batches`` gave them.
     The directory is created (with its parents) at construction, as it holds the lock.
@@ -75,6 +85,7 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.dropped_checks = 0
+        self.dropped_polls = 0
         self._segments: dict[int, _Segment] = {}  # by sequence number, oldest first
         self._fd: int | None = None  # the newest segment, open for append
         self._next_seq = 1
@@ -124,36 +135,43 @@ class Spool:
 
     # -- writing --------------------------------------------------------------------------
 
-    def append(self, transitions: Sequence[Transition], checks: Sequence[CheckResult]) -> int:
-        """Write the transitions, then the checks, durably (fsync'd); return how many checks were
-        dropped: the newest of this call that would take the spool past ``max_bytes``.
+    def append(self, transitions: Sequence[Transition], checks: Sequence[CheckResult],
+               polls: Sequence[SnmpPoll] = (), events: Sequence[SnmpEventIn] = ()) -> int:
+        """Write the transitions, the SNMP events, then the checks and the SNMP polls, durably
+        (fsync'd); return how many checks and polls were dropped: the newest of this call that
+        would take the spool past ``max_bytes`` (counted in ``dropped_checks``, ``dropped_polls``).
 
         On ``OSError`` (disk full, ...) a prefix of the rows may have been spooled.
         """
-        lines = [_encode_transition(t) for t in transitions]
-        encoded = [_encode_check(c) for c in checks]
+        lines = [encode_transition(t) for t in transitions] + [encode_event(e) for e in events]
+        checks_in = [encode_check(c) for c in checks]
+        polls_in = [encode_poll(p) for p in polls]
         with self._mutex:
             self._check_open()
             room = self.max_bytes - self.bytes - sum(map(len, lines))
-            kept = 0
-            for line in encoded:
-                room -= len(line)
-                if room < 0:
-                    break
-                kept += 1
-            dropped = len(encoded) - kept
-            self._count_dropped(dropped, bool(encoded))
-            self._write([*lines, *encoded[:kept]])
-        return dropped
+            kept: list[Line] = []
+            for encoded in (checks_in, polls_in):
+                for line in encoded:
+                    room -= len(line)
+                    if room < 0:
+                        break
+                    kept.append(line)
+            kept_checks = min(len(kept), len(checks_in))
+            dropped_checks = len(checks_in) - kept_checks
+            dropped_polls = len(polls_in) - (len(kept) - kept_checks)
+            self._count_dropped(dropped_checks, dropped_polls, bool(checks_in or polls_in))
+            self._write([*lines, *kept])
+        return dropped_checks + dropped_polls
 
-    def _count_dropped(self, dropped: int, had_checks: bool) -> None:
-        if dropped:
-            self.dropped_checks += dropped
+    def _count_dropped(self, dropped_checks: int, dropped_polls: int, had_samples: bool) -> None:
+        if dropped_checks or dropped_polls:
+            self.dropped_checks += dropped_checks
+            self.dropped_polls += dropped_polls
             if not self._dropping:
-                log.warning("spool %s is full (%d bytes): dropping check results until it drains",
-                            self.directory, self.max_bytes)
-        if had_checks:
-            self._dropping = dropped > 0
+                log.warning("spool %s is full (%d bytes): dropping check results and SNMP polls until "
+                            "it drains", self.directory, self.max_bytes)
+        if had_samples:
+            self._dropping = (dropped_checks + dropped_polls) > 0
 
     def _write(self, lines: list[Line]) -> None:
         i = 0
@@ -197,7 +215,8 @@ class Spool:
 
     def batches(self, max_rows: int = 5000) -> Iterator[SpoolBatch]:
         """Uncommitted records oldest first, in the order appended, at most ``max_rows`` per batch
-        and never two segments in one. Rows appended meanwhile are included; the iterator ends
+        (an SNMP poll weighs its interfaces plus one; a batch holds at least one record) and
+        never two segments in one. Rows appended meanwhile are included; the iterator ends
         once it has caught up."""
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
@@ -221,25 +240,32 @@ class Spool:
         return None
 
     def _read(self, seg: _Segment, start: int, max_rows: int) -> SpoolBatch:
-        transitions: list[Transition] = []
-        checks: list[CheckResult] = []
-        pos = start
+        batch = SpoolBatch([], [], seg.path, start, start)
+        pos, weight = start, 0
         with seg.path.open("rb") as f:
             f.seek(start)
-            while pos < seg.end and len(transitions) + len(checks) < max_rows:
+            while pos < seg.end and weight < max_rows:
                 line = f.readline(seg.end - pos)
                 try:
-                    record = _decode(line)
+                    record = decode(line)
                 except (ValueError, KeyError, TypeError) as exc:
                     raise SpoolError(
                         f"spool {seg.path}: line {_line_number(seg.path, pos)} is unreadable ({exc}); "
                         "move the file away to replay the rest") from exc
-                if isinstance(record, Transition):
-                    transitions.append(record)
+                if isinstance(record, SnmpPoll):
+                    if weight and weight + 1 + len(record.interfaces) > max_rows:
+                        break  # the next batch starts with it
+                    batch.polls.append(record)
+                    weight += len(record.interfaces)
+                elif isinstance(record, Transition):
+                    batch.transitions.append(record)
+                elif isinstance(record, CheckResult):
+                    batch.checks.append(record)
                 else:
-                    checks.append(record)
+                    batch.events.append(record)
+                weight += 1
                 pos += len(line)
-        return SpoolBatch(transitions, checks, seg.path, start, pos)
+        return SpoolBatch(batch.transitions, batch.checks, seg.path, start, pos, batch.polls, batch.events)
 
     def commit(self, batch: SpoolBatch) -> None:
         """Record durably that ``batch`` is in the database; delete its segment once all of it is
@@ -388,38 +414,6 @@ def _whole_records(data: bytes, path: Path) -> int:
         log.warning("spool %s: ignoring a torn last record (%d bytes), cut on the next append",
                     path, len(data) - end)
     return end
-
-
-def _encode_transition(t: Transition) -> Line:
-    return _line({"k": "t", "device": t.device, "address": t.address,
-                  "from_state": t.from_state.value, "to_state": t.to_state.value, "at": t.at.isoformat(),
-                  "down_since": None if t.down_since is None else t.down_since.isoformat(),
-                  "rtt_ms": t.rtt_ms})
-
-
-def _encode_check(c: CheckResult) -> Line:
-    return _line({"k": "c", "device": c.device, "address": c.address, "at": c.at.isoformat(),
-                  "sent": c.sent, "received": c.received, "rtt_ms": c.rtt_ms, "state": c.state.value})
-
-
-def _line(record: dict[str, object]) -> Line:
-    return (_ENCODER.encode(record) + "\n").encode()
-
-
-def _decode(line: Line) -> Transition | CheckResult:
-    if not line.endswith(b"\n"):
-        raise ValueError("record cut short")
-    d = json.loads(line)
-    kind = d["k"]
-    if kind == "t":
-        down_since = d["down_since"]
-        return Transition(d["device"], d["address"], State(d["from_state"]), State(d["to_state"]),
-                          datetime.fromisoformat(d["at"]),
-                          None if down_since is None else datetime.fromisoformat(down_since), d["rtt_ms"])
-    if kind == "c":
-        return CheckResult(d["device"], d["address"], datetime.fromisoformat(d["at"]), d["sent"],
-                           d["received"], d["rtt_ms"], State(d["state"]))
-    raise ValueError(f"unknown record kind {kind!r}")
 
 
 def _seq(path: Path) -> int:

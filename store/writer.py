@@ -6,18 +6,20 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from poller.bus import Subscription
-from poller.events import CheckResult, Event, Transition
+from poller.events import CheckResult, Event, InterfaceChange, Reboot, SnmpAgentChange, SnmpPoll, Transition
 from store.spool import Spool, SpoolBatch, SpoolError
+from store.spool_records import SnmpEventIn
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class HistorySink(Protocol):
@@ -28,6 +30,10 @@ class HistorySink(Protocol):
     async def write_transition(self, transition: Transition) -> None: ...
 
     async def write_transitions(self, transitions: Sequence[Transition]) -> None: ...
+
+    async def write_snmp_polls(self, polls: Sequence[SnmpPoll]) -> None: ...
+
+    async def write_snmp_events(self, events: Sequence[SnmpEventIn]) -> None: ...
 
 
 def _is_transient(exc: Exception) -> bool:
@@ -51,10 +57,11 @@ def _is_transient(exc: Exception) -> bool:
 class StoreWriter:
     """Consumes ``subscription`` in its own task and writes to ``store``.
 
-    Transitions are written in event order, in bursts of one transaction each. Check
-    results are batched: written when ``batch_size`` are pending or when the oldest has
-    waited ``flush_interval`` seconds. A failed write is logged, counted and retried with
-    exponential backoff.
+    Transitions are written in event order, in bursts of one transaction each; so are SNMP
+    events (reboots, interface and agent changes), after them. Samples are batched: check
+    results, and SNMP polls weighed by their rows (one per interface plus one), are written when
+    ``batch_size`` rows of a kind are pending or when the oldest has waited ``flush_interval``
+    seconds. A failed write is logged, counted and retried with exponential backoff.
 
     While the database fails, rows wait in memory. With a ``spool``, once they have waited
     ``spool_after`` seconds or the pending checks pass ``max_pending``, they move to the
@@ -64,7 +71,9 @@ class StoreWriter:
     checks past its size cap (counted); transitions are never dropped. Without a spool,
     the oldest pending checks past ``max_pending`` are dropped and counted. Pending
     transitions are not bounded in memory: their number is bounded by the devices and the
-    clock, and they are what outage history is made of.
+    clock, and they are what outage history is made of. SNMP polls are samples like checks
+    (their own ``max_pending`` rows in memory, dropped and counted in ``dropped_polls``);
+    SNMP events are never dropped, like transitions.
     """
 
     def __init__(self, store: HistorySink, subscription: Subscription, *,
@@ -88,32 +97,47 @@ class StoreWriter:
         self.replayed_rows = 0  # rows written to the database from the spool (cumulative)
         self.written_checks = 0
         self.written_transitions = 0
+        self.written_polls = 0
+        self.written_snmp_events = 0
         self.failed_writes = 0  # write attempts that raised
         self.dropped = 0  # rows given up on: refused, over max_pending, or unwritable at stop
-        self.lost_at_stop = 0  # of those, rows still unwritten when the writer had to stop
+        self.dropped_polls = 0  # SNMP polls given up on (in memory; the spool counts its own)
+        self.lost_at_stop = 0  # of those, rows (and polls) still unwritten when the writer had to stop
         self.last_error: str | None = None
         self._checks: list[CheckResult] = []
         self._transitions: deque[Transition] = deque()
+        self._polls: list[SnmpPoll] = []
+        self._poll_rows = 0  # rows of the pending polls (see _weight)
+        self._snmp_events: deque[SnmpEventIn] = deque()
         self._flush_at: float | None = None  # loop time by which pending checks are written
         self._retry_at = 0.0
         self._delay = retry_delay
         self._streak = 0  # consecutive failed attempts, for logging the recovery
         self._failing_since: float | None = None  # loop time of the streak's first failure
         self._spool_broken = False  # the spool failed: not used again in this run (logged)
-        self._replayed_transitions: tuple[object, int] | None = None  # batch whose transitions are in
+        # (spool batch, how many of its replay steps are in the database): a retried batch
+        # writes only what its failed attempt did not (see _replay)
+        self._replayed: tuple[tuple[object, int], int] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
     def queue_depth(self) -> int:
         """Events waiting in the subscription plus rows waiting to be written (spool included)."""
         spooled = self.spool.rows if self.spool is not None else 0
-        return len(self.subscription) + len(self._checks) + len(self._transitions) + spooled
+        return (len(self.subscription) + len(self._checks) + len(self._transitions) + len(self._polls)
+                + len(self._snmp_events) + spooled)
 
     @property
     def dropped_samples(self) -> int:
-        """Rows lost for good: check results over the in-memory bound (no usable spool) or past
-        the spool cap, rows the database refused, rows still unwritable when a stop gave up."""
-        return self.dropped + (self.spool.dropped_checks if self.spool is not None else 0)
+        """Rows lost for good: check results (and SNMP polls) over the in-memory bound (no usable
+        spool) or past the spool cap, rows the database refused, rows still unwritable when a
+        stop gave up."""
+        return self.dropped + self.dropped_snmp_polls + (self.spool.dropped_checks if self.spool else 0)
+
+    @property
+    def dropped_snmp_polls(self) -> int:
+        """SNMP polls lost for good, in memory or past the spool cap."""
+        return self.dropped_polls + (self.spool.dropped_polls if self.spool is not None else 0)
 
     def gauges(self) -> dict[str, float]:
         """The writer's health for the engine's gauges."""
@@ -123,6 +147,8 @@ class StoreWriter:
             "store_spool_bytes": float(spool.bytes if spool else 0),
             "store_samples_dropped": float(self.dropped_samples),
             "store_failing": 1.0 if self._streak else 0.0,
+            "store_snmp_pending": float(len(self._polls) + len(self._snmp_events)),
+            "store_snmp_dropped": float(self.dropped_snmp_polls),
         }
 
     @property
@@ -182,14 +208,14 @@ class StoreWriter:
         """Seconds until the next write is due; with nothing pending, one flush interval, so
         samples held back by a subscription's ``sample_batch`` are picked up on time."""
         replay = self._spool_pending()
-        if not self._transitions and not self._checks and not replay:
+        if not (self._transitions or self._snmp_events or self._checks or self._polls or replay):
             return self.flush_interval
         now = asyncio.get_running_loop().time()
         if now < self._retry_at:
             return self._retry_at - now
         if replay:
             return 0.0
-        if self._transitions or len(self._checks) >= self.batch_size:
+        if self._transitions or self._snmp_events or self._batch_full():
             return 0.0
         return max(0.0, (self._flush_at or now) - now)
 
@@ -199,39 +225,64 @@ class StoreWriter:
                 self._checks.append(event)
             elif isinstance(event, Transition):
                 self._transitions.append(event)
+            elif isinstance(event, SnmpPoll):
+                self._polls.append(event)
+                self._poll_rows += _weight(event)
+            elif isinstance(event, Reboot | InterfaceChange | SnmpAgentChange):
+                self._snmp_events.append(event)
             # FlapChange and Gauges are not stored yet.
-        if self._checks and self._flush_at is None:
+        if (self._checks or self._polls) and self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
         if not self._spool_usable:
             self._bound_memory()
 
+    def _batch_full(self) -> bool:
+        return len(self._checks) >= self.batch_size or self._poll_rows >= self.batch_size
+
     def _bound_memory(self) -> None:
-        """Without a usable spool, pending checks past ``max_pending`` are dropped, oldest first."""
+        """Without a usable spool, pending checks past ``max_pending`` are dropped, oldest first;
+        so are pending SNMP polls past ``max_pending`` rows."""
         overflow = len(self._checks) - self.max_pending
         if overflow > 0:
             del self._checks[:overflow]
             self.dropped += overflow
             log.warning("history writer: dropped %d oldest check results (database behind)",
                         overflow)
+        polls = 0
+        while self._poll_rows > self.max_pending and polls < len(self._polls):
+            self._poll_rows -= _weight(self._polls[polls])
+            polls += 1
+        if polls:
+            del self._polls[:polls]
+            self.dropped_polls += polls
+            log.warning("history writer: dropped %d oldest SNMP polls (database behind)", polls)
 
     async def _write_due(self) -> None:
         # The spool first: its rows are older than any in memory. Only once it is written do
         # rows in memory go to the database; while it cannot be, they follow it to the spool.
         now = asyncio.get_running_loop().time()
         if now >= self._retry_at and await self._replay() and await self._write_transitions() \
-                and self._checks and (len(self._checks) >= self.batch_size or now >= (self._flush_at or now)):
-            await self._write_checks()
+                and await self._write_snmp_events() and (self._checks or self._polls) \
+                and (self._batch_full() or now >= (self._flush_at or now)):
+            await self._write_samples()
         if self._should_spool():
             await self._spill()
+
+    async def _write_samples(self) -> bool:
+        return await self._write_checks() and await self._write_polls()
+
+    def _pending(self) -> bool:
+        return bool(self._checks or self._transitions or self._polls or self._snmp_events)
 
     async def _final_write(self) -> None:
         for attempt in range(self.stop_attempts):
             if attempt:
                 await asyncio.sleep(min(self._delay, 1.0))
-            if await self._replay() and await self._write_transitions() and await self._write_checks():
+            if await self._replay() and await self._write_transitions() \
+                    and await self._write_snmp_events() and await self._write_samples():
                 return
         if self._spool_usable and self.spool is not None:
-            if (self._checks or self._transitions) and not await self._spill():
+            if self._pending() and not await self._spill():
                 return await self._give_up_at_stop()
             log.warning("history writer stopped with the database unavailable: %d rows kept in the "
                         "spool %s, written at the next start (%s)", self.spool.rows, self.spool.directory,
@@ -240,11 +291,15 @@ class StoreWriter:
         await self._give_up_at_stop()
 
     async def _give_up_at_stop(self) -> None:
-        lost = len(self._checks) + len(self._transitions)
-        self.lost_at_stop = lost
-        self.dropped += lost
+        rows = len(self._checks) + len(self._transitions) + len(self._snmp_events)
+        self.lost_at_stop = lost = rows + len(self._polls)
+        self.dropped += rows
+        self.dropped_polls += len(self._polls)
         self._checks.clear()
         self._transitions.clear()
+        self._snmp_events.clear()
+        self._polls.clear()
+        self._poll_rows = 0
         log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
 
     # -- the spool ------------------------------------------------------------------------
@@ -270,31 +325,36 @@ class StoreWriter:
     def _should_spool(self) -> bool:
         """Rows go to the spool while older rows are there (order) or once the database has
         failed for ``spool_after`` seconds or let too many checks pile up."""
-        if not self._spool_usable or not (self._checks or self._transitions):
+        if not self._spool_usable or not self._pending():
             return False
         if self._spool_pending():
             return True
         if self._failing_since is None:
             return False
         waited = asyncio.get_running_loop().time() - self._failing_since
-        return waited >= self.spool_after or len(self._checks) >= self.max_pending
+        return (waited >= self.spool_after or len(self._checks) >= self.max_pending
+                or self._poll_rows >= self.max_pending)
 
     async def _spill(self) -> bool:
-        """Move every pending row to the spool, transitions first, fsync'd; False if it failed
-        (the rows stay in memory and the spool is given up)."""
+        """Move every pending row to the spool, transitions and SNMP events first, fsync'd;
+        False if it failed (the rows stay in memory and the spool is given up)."""
         assert self.spool is not None
         transitions, checks = list(self._transitions), self._checks
+        events, polls = list(self._snmp_events), self._polls
         try:
-            await asyncio.to_thread(self.spool.append, transitions, checks)
+            await asyncio.to_thread(self.spool.append, transitions, checks, polls, events)
         except (OSError, SpoolError) as exc:
             # A prefix may be on disk; the spool is abandoned, so those copies are never read.
             self._give_up_spool(f"cannot append: {exc}")
             self._bound_memory()
             return False
         self._transitions.clear()
+        self._snmp_events.clear()
         self._checks = []
+        self._polls = []
+        self._poll_rows = 0
         self._flush_at = None
-        self.spooled_rows += len(transitions) + len(checks)
+        self.spooled_rows += len(transitions) + len(checks) + len(polls) + len(events)
         return True
 
     async def replay_spool(self) -> bool:
@@ -305,10 +365,11 @@ class StoreWriter:
     async def _replay(self) -> bool:
         """Write the spool to the database, oldest first; False if the database failed.
 
-        Within a batch, transitions are written (and remembered as written) before checks,
-        so a batch retried after its checks failed does not write its transitions twice.
-        A row the database refuses costs only itself: transitions are retried one by one.
-        A crash between a batch's write and its commit in the spool writes it again.
+        Within a batch, transitions, then SNMP events, then checks, then SNMP polls are written,
+        each step remembered once done, so a batch retried after a later step failed does not
+        write the earlier ones twice. A row the database refuses costs only itself:
+        transitions and events are retried one by one. A crash between a batch's write and its
+        commit in the spool writes it again.
         """
         spool = self.spool
         if spool is None or spool.empty or self._spool_broken:
@@ -323,85 +384,117 @@ class StoreWriter:
             if batch is None:
                 return True
             key = (batch.segment, batch.start)
-            if batch.transitions and self._replayed_transitions != key:
-                if not await self._write_replayed_transitions(batch.transitions):
-                    return False
-                self._replayed_transitions = key
-            if batch.checks:
-                try:
-                    await self.store.write_checks(batch.checks)
-                except Exception as exc:
-                    if self._failed(exc, len(batch.checks), "spooled check results"):
+            done = self._replayed[1] if self._replayed and self._replayed[0] == key else 0
+            steps = (self._replay_transitions, self._replay_events, self._replay_checks,
+                     self._replay_polls)
+            for step, write in enumerate(steps, 1):
+                if step > done:
+                    if not await write(batch):
                         return False
-                else:
-                    self._succeeded()
-                    self.written_checks += len(batch.checks)
+                    self._replayed = (key, step)
             self.replayed_rows += batch.rows
             try:
                 await asyncio.to_thread(spool.commit, batch)
             except (OSError, SpoolError) as exc:
                 self._give_up_spool(f"cannot record replay progress: {exc}")
                 return True
-            self._replayed_transitions = None
+            self._replayed = None
             if spool.empty:
                 log.warning("history writer: spool replayed (%d rows in all)", self.replayed_rows)
 
-    async def _write_replayed_transitions(self, transitions: list[Transition]) -> bool:
-        try:
-            await self.store.write_transitions(transitions)
-        except Exception as exc:
-            if _is_transient(exc):
-                self._failed(exc, len(transitions), "spooled transitions")
-                return False
-            for transition in transitions:  # refused: find the row, keep the others
-                try:
-                    await self.store.write_transition(transition)
-                except Exception as one:
-                    if self._failed(one, 1, "spooled transition"):
-                        return False
-                else:
-                    self.written_transitions += 1
-                    self._succeeded()
+    async def _replay_transitions(self, batch: SpoolBatch) -> bool:
+        return await self._write_in_order(deque(batch.transitions), self.store.write_transitions,
+                                          "spooled transitions", self._count_transitions,
+                                          burst=len(batch.transitions))
+
+    async def _replay_events(self, batch: SpoolBatch) -> bool:
+        if not batch.events:  # (a sink without SNMP, as in some tests, is never asked)
             return True
-        self.written_transitions += len(transitions)
-        self._succeeded()
+        return await self._write_in_order(deque(batch.events), self.store.write_snmp_events,
+                                          "spooled SNMP events", self._count_snmp_events,
+                                          burst=len(batch.events))
+
+    async def _replay_checks(self, batch: SpoolBatch) -> bool:
+        if batch.checks:
+            try:
+                await self.store.write_checks(batch.checks)
+            except Exception as exc:
+                if self._failed(exc, len(batch.checks), "spooled check results"):
+                    return False
+            else:
+                self._succeeded()
+                self.written_checks += len(batch.checks)
+        return True
+
+    async def _replay_polls(self, batch: SpoolBatch) -> bool:
+        if batch.polls:
+            try:
+                await self.store.write_snmp_polls(batch.polls)
+            except Exception as exc:
+                if self._failed(exc, len(batch.polls), "spooled SNMP polls", polls=True):
+                    return False
+            else:
+                self._succeeded()
+                self.written_polls += len(batch.polls)
         return True
 
     # -- writes ---------------------------------------------------------------------------
+
+    def _count_transitions(self, n: int) -> None:
+        self.written_transitions += n
+
+    def _count_snmp_events(self, n: int) -> None:
+        self.written_snmp_events += n
 
     async def _write_transitions(self) -> bool:
         """Write pending transitions in order, a burst per transaction; False if the database
         failed (retry later). A burst the database refuses is retried one by one, so one bad
         row costs only itself."""
-        while self._transitions:
-            burst = list(itertools.islice(self._transitions, self.transition_burst))
+        return await self._write_in_order(self._transitions, self.store.write_transitions, "transitions",
+                                          self._count_transitions)
+
+    async def _write_snmp_events(self) -> bool:
+        """Write pending SNMP events in order, as transitions are written."""
+        if not self._snmp_events:
+            return True
+        return await self._write_in_order(self._snmp_events, self.store.write_snmp_events, "SNMP events",
+                                          self._count_snmp_events)
+
+    async def _write_in_order(self, queue: deque[_T], write: Callable[[list[_T]], Awaitable[None]],
+                              what: str, count: Callable[[int], None], burst: int = 0) -> bool:
+        """Write ``queue`` in order, ``burst`` rows (default ``transition_burst``) per call, taking
+        off what is written or refused; False if the database failed (the rest stays queued)."""
+        size = max(1, burst or self.transition_burst)
+        while queue:
+            rows = list(itertools.islice(queue, size))
             try:
-                await self.store.write_transitions(burst)
+                await write(rows)
             except Exception as exc:
                 if _is_transient(exc):
-                    self._failed(exc, len(burst), "transitions")
+                    self._failed(exc, len(rows), what)
                     return False
-                if not await self._write_one_by_one(burst):
+                if not await self._write_one_by_one(queue, rows, write, what, count):
                     return False
-            else:
-                self.written_transitions += len(burst)
-                self._succeeded()
-            for _ in burst:
-                self._transitions.popleft()
+                continue
+            count(len(rows))
+            self._succeeded()
+            for _ in rows:
+                queue.popleft()
         return True
 
-    async def _write_one_by_one(self, burst: list[Transition]) -> bool:
-        for i, transition in enumerate(burst):
+    async def _write_one_by_one(self, queue: deque[_T], rows: list[_T],
+                                write: Callable[[list[_T]], Awaitable[None]], what: str,
+                                count: Callable[[int], None]) -> bool:
+        for row in rows:
             try:
-                await self.store.write_transition(transition)
+                await write([row])
             except Exception as exc:
-                if self._failed(exc, 1, "transition"):
-                    for _ in range(i):
-                        self._transitions.popleft()
+                if self._failed(exc, 1, what.removesuffix("s")):
                     return False
             else:
-                self.written_transitions += 1
+                count(1)
                 self._succeeded()
+            queue.popleft()
         return True
 
     async def _write_checks(self) -> bool:
@@ -420,12 +513,38 @@ class StoreWriter:
         self._flush_at = None
         return True
 
-    def _failed(self, exc: Exception, rows: int, what: str) -> bool:
-        """Count and log a failed write; True if it should be retried later."""
+    async def _write_polls(self) -> bool:
+        """Write pending SNMP polls, ``batch_size`` rows (at least one poll) per transaction;
+        False if the database failed (retry later)."""
+        while self._polls:
+            n, rows = 0, 0
+            while n < len(self._polls) and (n == 0 or rows + _weight(self._polls[n]) <= self.batch_size):
+                rows += _weight(self._polls[n])
+                n += 1
+            batch = self._polls[:n]
+            try:
+                await self.store.write_snmp_polls(batch)
+            except Exception as exc:
+                if self._failed(exc, n, "SNMP polls", polls=True):
+                    return False
+            else:
+                self.written_polls += n
+                self._succeeded()
+            del self._polls[:n]
+            self._poll_rows -= rows
+        self._flush_at = None
+        return True
+
+    def _failed(self, exc: Exception, rows: int, what: str, *, polls: bool = False) -> bool:
+        """Count and log a failed write; True if it should be retried later. Refused rows are
+        counted as dropped (in ``dropped_polls`` when they are SNMP polls)."""
         self.failed_writes += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
         if not _is_transient(exc):
-            self.dropped += rows
+            if polls:
+                self.dropped_polls += rows
+            else:
+                self.dropped += rows
             log.error("history writer: dropped %d %s the database refused", rows, what,
                       exc_info=exc)
             return False
@@ -444,6 +563,11 @@ class StoreWriter:
         self._failing_since = None
         self._retry_at = 0.0
         self._delay = self.retry_delay
+
+
+def _weight(poll: SnmpPoll) -> int:
+    """Rows of one SNMP poll: its system row and one per interface (what batches and bounds count)."""
+    return 1 + len(poll.interfaces)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -1,0 +1,283 @@
+"""SNMP in the history store: latest system facts and interfaces, interface rates, SNMP events.
+
+One batch of polls is one transaction: the latest tables are upserted (one statement per table
+for the whole batch), interfaces a device no longer lists are deleted, and the rates go in by
+binary COPY into ``if_rates``' day partitions on PostgreSQL, by ``executemany`` on SQLite. A
+batch is all or nothing, so a retry after a failure writes no rate twice. The latest tables
+only move forward: a poll older than the stored one (replayed late) leaves them as they are.
+
+:class:`store.history.HistoryStore` exposes these as methods; this module keeps them apart
+from the ICMP history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, insert, select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpPoll
+from store import partitions
+from store.models import (
+    devices_table,
+    if_rates_table,
+    snmp_events_table,
+    snmp_interfaces_table,
+    snmp_system_table,
+)
+from store.records import IfRate, IfRollup, SnmpEvent, SnmpInterface, SnmpLatest, SnmpSystem
+from store.spool_records import SnmpEventIn
+
+if TYPE_CHECKING:
+    from store.history import HistoryStore
+
+RATE_COLUMNS = ("device_id", "ifindex", "at", "in_bps", "out_bps")
+_IF_FIELDS = ("name", "alias", "admin", "oper", "speed_bps", "in_bps", "out_bps", "in_errors",
+              "out_errors", "in_discards", "out_discards", "counters_64")
+_IF_ROLLUP_FIELDS = ("bucket", "samples", "in_avg", "in_max", "in_p95", "out_avg", "out_max",
+                     "out_p95")
+_sys, _ifs, _rates, _events = snmp_system_table, snmp_interfaces_table, if_rates_table, snmp_events_table
+RateRecord = tuple[int, int, datetime, float | None, float | None]
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+async def write_polls(store: HistoryStore, polls: Sequence[SnmpPoll]) -> None:
+    """Upsert the latest tables from the newest poll of each device and insert every rate."""
+    if not polls:
+        return
+    ids = store._ids
+    if any(p.device not in ids for p in polls):  # a device the inventory never gave
+        ids = await store._device_ids((p.device, p.address) for p in polls)
+    newest: dict[int, SnmpPoll] = {}
+    for poll in polls:
+        device_id = ids[poll.device]
+        held = newest.get(device_id)
+        if held is None or poll.at >= held.at:
+            newest[device_id] = poll
+    systems = [_system_row(d, p) for d, p in newest.items()]
+    # One row per (device, ifindex), the last an agent listed: PostgreSQL refuses an upsert
+    # that touches a row twice, and that would fail the whole batch for ever.
+    interfaces = list({(d, i.ifindex): _interface_row(d, p.at, i)
+                       for d, p in newest.items() for i in p.interfaces}.values())
+    rates: list[RateRecord] = [
+        (ids[p.device], i.ifindex, p.at, i.in_bps, i.out_bps)
+        for p in polls for i in p.interfaces if i.in_bps is not None or i.out_bps is not None]
+    if store.dialect == "postgresql":
+        await _write_postgres(store, systems, interfaces, list(newest), rates)
+    else:
+        statements = [(_upsert_latest(store, _sys, ("device_id",)), systems),
+                      (_upsert_latest(store, _ifs, ("device_id", "ifindex")), interfaces),
+                      (_delete_stale(), [{"b_device": d} for d in newest])]
+        async with store.writing() as conn:
+            for stmt, rows in statements:
+                await _execute_chunked(store, conn, stmt, rows)
+            await _execute_chunked(store, conn, insert(_rates),
+                                   [dict(zip(RATE_COLUMNS, r, strict=True)) for r in rates])
+    if rates:
+        store.note_written("if_rates", min(r[2] for r in rates))
+
+
+# PostgreSQL: each latest table is upserted by one statement over arrays (unnest), bound by
+# asyncpg: a third of the time of an executemany through SQLAlchemy, most of it off the loop.
+_PG_TYPES = {"device_id": "int4", "ifindex": "int4", "polled_at": "timestamptz", "uptime_s": "float8",
+             "speed_bps": "int8", "in_bps": "float8", "out_bps": "float8", "in_errors": "int8",
+             "out_errors": "int8", "in_discards": "int8", "out_discards": "int8", "counters_64": "bool"}
+
+
+def _pg_upsert(table: Table, keys: tuple[str, ...]) -> tuple[str, list[str]]:
+    columns = [c.name for c in table.columns]
+    arrays = ", ".join(f"${n}::{_PG_TYPES.get(c, 'text')}[]" for n, c in enumerate(columns, 1))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in keys)
+    return (f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates} "
+            f"WHERE {table.name}.polled_at <= EXCLUDED.polled_at", columns)
+
+
+_PG_SYSTEM = _pg_upsert(snmp_system_table, ("device_id",))
+_PG_INTERFACES = _pg_upsert(snmp_interfaces_table, ("device_id", "ifindex"))
+_PG_STALE = ("DELETE FROM snmp_interfaces i USING snmp_system s WHERE i.device_id = ANY($1::int4[]) "
+             "AND s.device_id = i.device_id AND i.polled_at < s.polled_at")
+
+
+async def _write_postgres(store: HistoryStore, systems: list[dict[str, Any]],
+                          interfaces: list[dict[str, Any]], devices: list[int],
+                          rates: list[RateRecord]) -> None:
+    if any(r["polled_at"].tzinfo is None for r in systems):
+        # asyncpg (COPY and arrays) bypasses UTCDateTime, and would read a naive time as local time.
+        raise StatementError("naive datetime: poll times need a timezone (UTC)", "COPY if_rates",
+                             None, ValueError("naive datetime"))
+    async with store.engine.connect() as conn:
+        if rates:
+            await store.ensure_partitions(conn, "if_rates", {partitions.day_of(r[2]) for r in rates})
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            async with driver.transaction():  # upserts, deletes and COPY: all or nothing
+                step = max(1, store.chunk_rows)  # bounds each slice of the loop's time, as for checks
+                for (sql, columns), rows in ((_PG_SYSTEM, systems), (_PG_INTERFACES, interfaces)):
+                    for i in range(0, len(rows), step):
+                        chunk = rows[i : i + step]
+                        await driver.execute(sql, *([row[c] for row in chunk] for c in columns),
+                                             timeout=store.command_timeout)
+                await driver.execute(_PG_STALE, devices, timeout=store.command_timeout)
+                if rates:
+                    await store.copy_records(conn, "if_rates", RATE_COLUMNS, rates)
+        except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
+            await conn.invalidate()  # the connection is gone; SQLAlchemy did not see it fail
+            raise
+
+
+async def _execute_chunked(store: HistoryStore, conn: AsyncConnection, stmt: Any,
+                           rows: list[dict[str, Any]]) -> None:
+    step = max(1, store.chunk_rows)
+    for i in range(0, len(rows), step):
+        await conn.execute(stmt, rows[i : i + step])
+
+
+def _upsert_latest(store: HistoryStore, table: Table, keys: tuple[str, ...]) -> Any:
+    stmt = store.upsert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+        where=table.c.polled_at <= stmt.excluded.polled_at)  # a late poll never goes back in time
+
+
+def _delete_stale() -> Any:
+    # After the upserts every interface the device's latest poll listed has that poll's time,
+    # as its system row has: older rows are interfaces it no longer has, or ones a poll older
+    # than the stored one (replayed late) inserted.
+    device: BindParameter[int] = bindparam("b_device", type_=Integer())
+    latest = select(_sys.c.polled_at).where(_sys.c.device_id == device).scalar_subquery()
+    return delete(_ifs).where(_ifs.c.device_id == device, _ifs.c.polled_at < latest)
+
+
+def _system_row(device_id: int, poll: SnmpPoll) -> dict[str, Any]:
+    return {"device_id": device_id, "polled_at": poll.at, "sys_name": _text(poll.sys_name),
+            "sys_descr": _text(poll.sys_descr), "sys_object_id": _text(poll.sys_object_id),
+            "uptime_s": poll.uptime_s}
+
+
+def _interface_row(device_id: int, at: datetime, i: InterfaceStat) -> dict[str, Any]:
+    return {"device_id": device_id, "ifindex": i.ifindex, "polled_at": at, "name": _text(i.name),
+            "alias": _text(i.alias), "admin": _text(i.admin), "oper": _text(i.oper),
+            "speed_bps": i.speed_bps, "in_bps": i.in_bps, "out_bps": i.out_bps, "in_errors": i.in_errors,
+            "out_errors": i.out_errors, "in_discards": i.in_discards, "out_discards": i.out_discards,
+            "counters_64": i.counters_64}
+
+
+def _text(value: str) -> str:
+    # An agent's string may hold NUL, which PostgreSQL's text refuses: the whole batch would be
+    # refused (and dropped) with it.
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+async def write_events(store: HistoryStore, events: Sequence[SnmpEventIn]) -> None:
+    """Insert ``events`` in one transaction."""
+    if not events:
+        return
+    ids = await store._device_ids((e.device, e.address) for e in events)
+    rows = [{"device_id": ids[e.device], "at": e.at, **event_fields(e)} for e in events]
+    async with store.writing() as conn:
+        await conn.execute(insert(_events), rows)
+
+
+def event_fields(event: SnmpEventIn) -> dict[str, Any]:
+    """kind, ifindex, ifname, from_state, to_state and detail of an event's row."""
+    none = {"ifindex": None, "ifname": None, "from_state": None, "to_state": None, "detail": None}
+    if isinstance(event, Reboot):
+        return {**none, "kind": "reboot", "detail": (
+            f"uptime {event.previous_uptime_s:.0f} s -> {event.uptime_s:.0f} s, "
+            f"booted at {event.booted_at.isoformat()}")}
+    if isinstance(event, InterfaceChange):
+        return {**none, "kind": "interface", "ifindex": event.ifindex, "ifname": event.ifname,
+                "from_state": event.from_state, "to_state": event.to_state}
+    answering, silent = "answering", "silent"
+    return {**none, "kind": "agent", "detail": event.reason,
+            "from_state": silent if event.answering else answering,
+            "to_state": answering if event.answering else silent}
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+async def latest(store: HistoryStore, device: str) -> SnmpLatest | None:
+    """The device's latest system facts and interfaces (by ifindex); None if never polled."""
+    device_id = store.device_id(device)
+    if device_id is None:
+        return None
+    d = devices_table
+    async with store.engine.connect() as conn:
+        system = (await conn.execute(
+            select(d.c.address, *(_sys.c[f] for f in ("polled_at", "sys_name", "sys_descr",
+                                                      "sys_object_id", "uptime_s")))
+            .join(d, d.c.id == _sys.c.device_id).where(_sys.c.device_id == device_id))).first()
+        if system is None:
+            return None
+        rows = (await conn.execute(select(_ifs.c.ifindex, *(_ifs.c[f] for f in _IF_FIELDS))
+                                   .where(_ifs.c.device_id == device_id)
+                                   .order_by(_ifs.c.ifindex))).all()
+    return SnmpLatest(device, system.address, system.polled_at,
+                      SnmpSystem(system.sys_name, system.sys_descr, system.sys_object_id, system.uptime_s),
+                      tuple(SnmpInterface(*r) for r in rows))
+
+
+async def rates(store: HistoryStore, device: str, ifindex: int | None = None,
+                since: datetime | None = None, until: datetime | None = None) -> list[IfRate]:
+    """Stored rates of ``device`` (one interface or all) in ``[since, until)``, by time then ifindex."""
+    device_id = store.device_id(device)
+    if device_id is None:
+        return []
+    r = _rates
+    stmt = select(r.c.ifindex, r.c.at, r.c.in_bps, r.c.out_bps).where(r.c.device_id == device_id)
+    stmt = _window(stmt, r.c.at, since, until)
+    if ifindex is not None:
+        stmt = stmt.where(r.c.ifindex == ifindex)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(stmt.order_by(r.c.at, r.c.ifindex))).all()
+    return [IfRate(device, *row) for row in rows]
+
+
+async def rollups(store: HistoryStore, device: str, tier: str, ifindex: int | None = None,
+                  since: datetime | None = None, until: datetime | None = None) -> list[IfRollup]:
+    """Interface rollups of ``device`` in the ``"1m"`` or ``"1h"`` tier, for buckets that start
+    in ``[since, until)``, by bucket then ifindex."""
+    device_id = store.device_id(device)
+    if device_id is None:
+        return []
+    t = store.table(f"if_rollup_{tier}")
+    stmt = select(t.c.ifindex, *(t.c[f] for f in _IF_ROLLUP_FIELDS)).where(t.c.device_id == device_id)
+    stmt = _window(stmt, t.c.bucket, since, until)
+    if ifindex is not None:
+        stmt = stmt.where(t.c.ifindex == ifindex)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(stmt.order_by(t.c.bucket, t.c.ifindex))).all()
+    return [IfRollup(device, row[0], tier, *row[1:]) for row in rows]
+
+
+async def events(store: HistoryStore, device: str | None = None,
+                 since: datetime | None = None) -> list[SnmpEvent]:
+    """Stored SNMP events in time order, of one device or all, at or after ``since``."""
+    e, d = _events, devices_table
+    stmt = select(d.c.name, e.c.at, e.c.kind, e.c.ifindex, e.c.ifname, e.c.from_state, e.c.to_state,
+                  e.c.detail).join(d, d.c.id == e.c.device_id)
+    if device is not None:
+        stmt = stmt.where(d.c.name == device)
+    stmt = _window(stmt, e.c.at, since, None)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(stmt.order_by(e.c.at, e.c.id))).all()
+    return [SnmpEvent(*row) for row in rows]
+
+
+def _window(stmt: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
+    if since is not None:
+        stmt = stmt.where(column >= since)
+    if until is not None:
+        stmt = stmt.where(column < until)
+    return stmt
