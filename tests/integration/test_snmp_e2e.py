@@ -115,8 +115,9 @@ def test_interface_change_and_reboot_reach_the_jsonl_stream(netns: str, tmp_path
         secrets = [agent.v2c_community, *(v for u in agent.v3_users.values()
                                           for k, v in u.items() if k.endswith("_key"))]
         # What an operator's script reads afterwards, from the store.
-        shown = subprocess.run([sys.executable, "-m", "wardtui", "snmp", "r1", "--json", "--db", f"sqlite:///{db}"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        shown = subprocess.run(
+            [sys.executable, "-m", "wardtui", "snmp", "r1", "--json", "--db", f"sqlite:///{db}"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert shown.returncode == 0, shown.stderr
         latest = json.loads(shown.stdout)
         assert latest["device"] == "r1" and latest["system"]["object_id"] == "1.3.6.1.4.1.8072.3.2.10"
