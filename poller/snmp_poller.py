@@ -1,6 +1,7 @@
 """SNMP polling on the no-backlog scheduler: one poll per device per interval at most, never queued.
 
-Devices that ICMP says are DOWN are not polled (their agent cannot answer either). An agent
+Devices that ICMP says are DOWN are not polled (their agent cannot answer either). At most
+``max_in_flight`` polls run at once; one falling due beyond that is skipped and counted too. An agent
 whose polls keep failing is backed off: after ``backoff_after`` failed polls in a row it is
 polled only every 2nd, 4th, ... up to every ``backoff_max``-th interval until it answers
 again. Each poll is its own task with its agent's own timeout and retries, so a silent agent
@@ -39,6 +40,7 @@ class SnmpConfig:
     interval: float = 60.0  # seconds between polls of one device
     backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
     backoff_max: int = 16  # at most this many intervals between polls of a failing agent
+    max_in_flight: int = 2000  # polls running at once; one falling due past it is skipped, counted
 
 
 class _AgentRun:
@@ -74,6 +76,7 @@ class SnmpPoller:
         self.failed = 0
         self.not_polled_down = 0  # due while ICMP said DOWN
         self.backed_off = 0  # due while the agent was backed off
+        self.skipped_full = 0  # due while max_in_flight polls were running
         self.over_speed = 0
         self.no_rate = 0
         self._rate_base = (time.monotonic(), 0, 0)
@@ -111,6 +114,12 @@ class SnmpPoller:
         if run.wait > 0:
             run.wait -= 1
             self.backed_off += 1
+            return
+        if len(self._tasks) >= self.config.max_in_flight:
+            # Overload (or a network of silent agents) must come out as counted skips, not as
+            # ever more requests in flight whose answers queue behind each other and time out.
+            self.skipped_full += 1
+            slot.skipped += 1
             return
         slot.busy = True
         task = asyncio.get_running_loop().create_task(self._poll(slot, run, due))
@@ -174,7 +183,7 @@ class SnmpPoller:
                 "snmp_timeouts": float(counters.get("timeouts", 0)),
                 "snmp_auth_failures": float(counters.get("auth_failures", 0)),
                 "snmp_failed": float(self.failed),
-                "snmp_skipped": float(self.scheduler.skipped),
+                "snmp_skipped": float(self.scheduler.skipped + self.skipped_full),
                 "snmp_lag_p99_ms": p99 * 1000,
                 "snmp_in_flight": float(len(self._tasks)),
                 "snmp_backed_off": float(self.backed_off),

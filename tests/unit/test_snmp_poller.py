@@ -91,3 +91,13 @@ async def test_gauges_report_rates_and_lag() -> None:
     assert 60 <= gauges["snmp_polls_per_s"] <= 140
     assert gauges["snmp_agents"] == 10
     assert 0 <= gauges["snmp_lag_p99_ms"] < 100
+
+
+async def test_polls_past_the_in_flight_cap_are_skipped_and_counted() -> None:
+    client = FakeSnmpClient(delay=0.25)
+    poller = SnmpPoller(agents(10), client, EventBus(), config=SnmpConfig(interval=0.1, max_in_flight=4))
+    await run_for(poller, 0.5)
+    assert client.max_in_flight == 1
+    assert len(client.calls) <= 10 and sum(client.calls.values()) <= 4 * 3
+    assert poller.skipped_full >= 10
+    assert poller.gauges()["snmp_skipped"] >= poller.skipped_full
