@@ -23,7 +23,7 @@ warm-up of one SNMP interval (first contacts and full polls), DURATION seconds a
 SNMP polls/s, skipped polls, timeouts and failures, lag (due -> sent) p99, the same for ICMP,
 the CPU of wardtui and of the snmpd processes.
 
-Run as root: python bench/snmp.py [--agents 500] [--passes 3] [--devices 2500,5000,10000]
+Run as root: python bench/snmp.py [--agents 500] [--passes 3] [--devices 5000,10000,15000]
 [--duration 150] [--warmup 60] [--part throughput|capacity|both]
 """
 
@@ -395,7 +395,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=lambda s: [int(x) for x in s.split(",")], default=[4, 8, 16],
                         help="xargs -P values for net-snmp (best kept)")
     parser.add_argument("--versions", default="2c,3")
-    parser.add_argument("--devices", default="2500,5000,10000")
+    parser.add_argument("--devices", default="5000,10000,15000")
     parser.add_argument("--duration", type=float, default=150.0)
     parser.add_argument("--warmup", type=float, default=60.0)
     parser.add_argument("--addrs-per-agent", type=int, default=500)
