@@ -175,7 +175,7 @@ class DeviceCounters:
         elapsed = None if self._mono is None else raw.counters_mono - self._mono
         ticks = raw.system.uptime_ticks
         reboot = None
-        if self._uptime_ticks is not None and elapsed is not None and is_reboot(
+        if self._uptime_ticks is not None and elapsed is not None and ticks >= 0 and is_reboot(
                 self._uptime_ticks, ticks, elapsed):
             reboot = Reboot(self.device, self.address, raw.at, ticks / 100, self._uptime_ticks / 100,
                             raw.at - timedelta(seconds=ticks / 100))
@@ -203,7 +203,10 @@ class DeviceCounters:
                 row.ifindex, now.label, row.alias or "", status_name(row.admin), status_name(row.oper),
                 now.speed_bps, in_bps, out_bps, row.in_errors, row.out_errors, row.in_discards,
                 row.out_discards, now.counters_64))
-        self._uptime_ticks, self._mono, self._interfaces = ticks, raw.counters_mono, interfaces
+        # An unknown uptime (negative) must not become the next poll's reference.
+        if ticks >= 0:
+            self._uptime_ticks = ticks
+        self._mono, self._interfaces = raw.counters_mono, interfaces
         system = raw.system
         poll = SnmpPoll(self.device, self.address, raw.at, system.name, system.descr, system.object_id,
                         ticks / 100, tuple(stats))

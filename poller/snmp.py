@@ -77,10 +77,14 @@ _TEXT_FIELDS = frozenset({"descr", "name", "alias"})
 _IDENTITY = frozenset({"descr", "name", "alias", "speed", "high_speed"})
 _ALL = _COLUMNS
 _IDENTITY_COLUMNS = tuple(c for c in _COLUMNS if c[0] in _IDENTITY)
-_FAST_64 = tuple(c for c in _COLUMNS if c[0] not in _IDENTITY and c[0] not in ("in_octets", "out_octets"))
+_FAST_BOTH = tuple(c for c in _COLUMNS if c[0] not in _IDENTITY)
+_FAST_64 = tuple(c for c in _FAST_BOTH if c[0] not in ("in_octets", "out_octets"))
 _FAST_32 = tuple(c for c in _COLUMNS
                  if c[0] not in _IDENTITY and c[0] not in ("hc_in_octets", "hc_out_octets"))
 _NULL = Null()
+MAX_REQUESTS_PER_WALK = 100  # 25 rows each: 2,500 interfaces; an agent that never ends a column stops here
+_MAX_IFINDEX = 2**31 - 1
+_TOO_BIG = 1  # error-status tooBig  # RFC 2863: ifIndex is 1..2147483647
 # GETNEXT of the OID just before each system scalar returns the scalar itself.
 _SYSTEM_PREV = tuple(tuple(int(x) for x in oid[: -len(".0")].split(".")) for oid in SYSTEM_OIDS)
 _AUTH_FAILURES = (errind.UnknownUserName, errind.WrongDigest, errind.UnknownSecurityName,
@@ -95,6 +99,10 @@ class SnmpError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class _TooBig(Exception):
+    """The agent answered tooBig: ask for fewer rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +129,7 @@ class _AgentState:
     """What the client keeps per agent between polls: its engine and target, and the
     interfaces' identity columns, which are re-read only every ``full_every`` polls."""
 
-    __slots__ = ("addr_name", "community", "full_due", "identity", "opers", "rows", "slot", "uptime", "wide")
+    __slots__ = ("addr_name", "community", "fast", "full_due", "identity", "opers", "rows", "slot", "uptime")
 
     def __init__(self, slot: _EngineSlot | None, addr_name: str, community: bytes | None = None) -> None:
         self.slot = slot  # v3: the pysnmp engine and its target name
@@ -130,7 +138,7 @@ class _AgentState:
         self.identity: dict[int, Values] = {}
         self.opers: dict[int, int | str | None] = {}
         self.rows = 8  # interfaces at the last poll: sizes the next GETBULK
-        self.wide: bool | None = None  # has 64-bit counters; None until the first full poll
+        self.fast: tuple[Column, ...] | None = None  # the fast polls' columns; None until a full poll
         self.full_due = 0  # fast polls left before the next full one
         self.uptime = -1
 
@@ -157,12 +165,18 @@ def _plain(value: Any) -> Value:
     return int(value)
 
 
+_NO_CONTROLS = {c: "\ufffd" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
 def _value(value: Value, text: bool) -> int | str | None:
     """A plain value for an IfRow or SystemFacts field; None where the agent has none."""
     if isinstance(value, NoValue):
         return None
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").rstrip("\x00") if text else value.hex()
+        # Agent text reaches terminals (the dashboard, `wardtui snmp`): no control characters,
+        # which could be escape sequences. Trailing NULs are C strings' padding.
+        return value.decode("utf-8", "replace").rstrip("\x00").translate(_NO_CONTROLS) if text \
+            else value.hex()
     if isinstance(value, OidValue):
         return ".".join(map(str, value))
     return value
@@ -261,19 +275,24 @@ class SnmpClient:
         state = await self._state(agent)
         at = datetime.now(UTC)
         mono = time.monotonic()
-        full = state.full_due <= 0 or state.wide is None
-        columns = _ALL if full else (_FAST_64 if state.wide else _FAST_32)
+        columns = _ALL if state.full_due <= 0 or state.fast is None else state.fast
+        full = columns is _ALL
         system, rows = await self._walk(agent, state, columns, with_system=True)
         facts = _facts(system)
-        restarted = 0 <= facts.uptime_ticks < state.uptime
+        restarted = facts.uptime_ticks < state.uptime
         state.uptime = facts.uptime_ticks
         if full:
             state.identity = {i: {k: v for k, v in r.items() if k in _IDENTITY} for i, r in rows.items()}
-            state.wide = any(r.get("hc_in_octets") is not None for r in rows.values())
+            # Fast polls read the octet counters each interface has: 64-bit where all have them,
+            # 32-bit where none has, both on an agent that has 64-bit ones on some ports only.
+            wide = [r.get("hc_in_octets") is not None for r in rows.values()]
+            state.fast = _FAST_64 if all(wide) else _FAST_32 if not any(wide) else _FAST_BOTH
         elif rows.keys() != state.identity.keys() or restarted:
-            # New or renumbered interfaces: their names and speeds are needed now, not in ten polls.
+            # New or renumbered interfaces: their names and speeds are needed now, not in ten polls
+            # (and whether they have 64-bit counters, at the next poll, a full one).
             _, names = await self._walk(agent, state, _IDENTITY_COLUMNS, with_system=False)
             state.identity = names
+            restarted = True
         if not full:
             for index, values in rows.items():
                 values.update(state.identity.get(index, {}))
@@ -293,17 +312,29 @@ class SnmpClient:
         rows: dict[int, Values] = {}
         system: list[int | str | None] = []
         first = with_system
-        while todo:
+        for _ in range(MAX_REQUESTS_PER_WALK):
+            if not todo:
+                return system, rows
             oids = [last for _, _, last in todo]
             if first:
                 oids = [*_SYSTEM_PREV, *oids]
-            answer = await self._request(agent, state, len(_SYSTEM_PREV) if first else 0, reps, oids)
+            try:
+                answer = await self._request(agent, state, len(_SYSTEM_PREV) if first else 0, reps, oids)
+            except _TooBig:
+                if reps == 1:
+                    raise SnmpError("error", "the agent's answers are too big even for one row") from None
+                reps = max(1, reps // 2)  # RFC 3416 lets an agent say tooBig instead of truncating
+                continue
             if first:
                 system = _system(answer[: len(_SYSTEM_PREV)])
                 answer = answer[len(_SYSTEM_PREV):]
                 first = False
+            if not answer:
+                # Only the system group came back (a response size limit on the agent): an empty
+                # table here would be a lie, and would delete the device's interfaces downstream.
+                raise SnmpError("error", "the answer held none of the interface columns asked for")
             todo = _collect(todo, answer, rows)
-        return system, rows
+        raise SnmpError("error", f"the interface walk did not end within {MAX_REQUESTS_PER_WALK} requests")
 
     async def _request(self, agent: Agent, state: _AgentState, non_repeaters: int, reps: int,
                        oids: list[Oid]) -> Answer:
@@ -317,6 +348,8 @@ class SnmpClient:
                 raise SnmpError("timeout", f"no answer within {agent.timeout:g} s "
                                            f"({agent.retries} retries)") from None
             except V2cAgentError as exc:
+                if exc.status == _TOO_BIG:
+                    raise _TooBig from None
                 self.errors += 1
                 raise SnmpError("error", str(exc)) from None
         return await self._request_v3(agent, state, non_repeaters, reps, oids)
@@ -347,6 +380,8 @@ class SnmpClient:
             self.errors += 1
             raise SnmpError("error", str(indication))
         if status:
+            if int(status) == _TOO_BIG:
+                raise _TooBig
             self.errors += 1
             raise SnmpError("error", f"agent error {status.prettyPrint()} at {index}")
         return [(tuple(oid), _plain(value)) for oid, value in answer]
@@ -363,8 +398,11 @@ class SnmpClient:
 
 def _facts(system: list[int | str | None]) -> SystemFacts:
     name, descr, object_id, uptime = system
+    if not isinstance(uptime, int) or uptime < 0:
+        # sysUpTime is mandatory (SNMPv2-MIB); without it a reboot cannot be told from a reset.
+        raise SnmpError("error", "the agent gave no sysUpTime")
     return SystemFacts(name=str(name or ""), descr=str(descr or ""), object_id=str(object_id or ""),
-                       uptime_ticks=uptime if isinstance(uptime, int) else -1)
+                       uptime_ticks=uptime)
 
 
 def _system(varbinds: Answer) -> list[int | str | None]:
@@ -392,7 +430,8 @@ def _collect(columns: list[Walking], varbinds: Answer, rows: dict[int, Values]) 
             done[j] = True  # left the column (or the agent went backwards: stop, never loop)
             continue
         last[j] = oid
-        rows.setdefault(oid[plen], {})[fieldname] = _value(value, fieldname in _TEXT_FIELDS)
+        if 0 < oid[plen] <= _MAX_IFINDEX:  # out of RFC 2863's range: skipped, the walk goes on
+            rows.setdefault(oid[plen], {})[fieldname] = _value(value, fieldname in _TEXT_FIELDS)
     if not varbinds:
         return []
     return [(c[0], c[1], last[j]) for j, c in enumerate(columns) if not done[j]]

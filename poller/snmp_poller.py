@@ -11,6 +11,7 @@ costs one socket wait, not a delay for the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from poller.events import SnmpAgentChange
 from poller.scheduler import Scheduler, Slot
 from poller.snmp import Agent, SnmpError
 from poller.snmp_data import RawPoll
+
+log = logging.getLogger(__name__)
 
 
 class SnmpSource(Protocol):
@@ -77,6 +80,7 @@ class SnmpPoller:
         self.not_polled_down = 0  # due while ICMP said DOWN
         self.backed_off = 0  # due while the agent was backed off
         self.skipped_full = 0  # due while max_in_flight polls were running
+        self.failing = 0  # agents reported not answering
         self.over_speed = 0
         self.no_rate = 0
         self._rate_base = (time.monotonic(), 0, 0)
@@ -136,6 +140,11 @@ class SnmpPoller:
             except (SnmpError, TimeoutError) as exc:
                 self._failed(run, exc.reason if isinstance(exc, SnmpError) else "timeout")
                 return
+            except Exception as exc:  # no IPv6 socket, a pysnmp error: a failed poll, not a crash
+                if not run.reported_down:
+                    log.warning("SNMP poll of %s failed: %s: %s", run.agent.key, type(exc).__name__, exc)
+                self._failed(run, "error")
+                return
             self._answered(run)
             outcome = run.counters.update(raw)
             self.polls += 1
@@ -155,6 +164,7 @@ class SnmpPoller:
             run.wait = min(cfg.backoff_max, 2 ** (run.failures - cfg.backoff_after + 1)) - 1
             if not run.reported_down:
                 run.reported_down = True
+                self.failing += 1
                 self.bus.publish(SnmpAgentChange(run.agent.key, run.agent.address, datetime.now(UTC),
                                                  answering=False, reason=reason))
 
@@ -163,6 +173,7 @@ class SnmpPoller:
         run.wait = 0
         if run.reported_down:
             run.reported_down = False
+            self.failing -= 1
             self.bus.publish(SnmpAgentChange(run.agent.key, run.agent.address, datetime.now(UTC),
                                              answering=True, reason="answering"))
 
@@ -187,7 +198,7 @@ class SnmpPoller:
                 "snmp_lag_p99_ms": p99 * 1000,
                 "snmp_in_flight": float(len(self._tasks)),
                 "snmp_backed_off": float(self.backed_off),
-                "snmp_agents_failing": float(sum(1 for r in self._runs if r.reported_down)),
+                "snmp_agents_failing": float(self.failing),
                 "snmp_not_polled_down": float(self.not_polled_down),
                 "snmp_over_speed": float(self.over_speed),
                 "snmp_no_rate": float(self.no_rate)}

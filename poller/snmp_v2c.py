@@ -74,6 +74,10 @@ class Response(NamedTuple):
     error_index: int
     varbinds: list[VarBind]
 
+    def __repr__(self) -> str:  # never the community
+        return f"Response(request_id={self.request_id}, error_status={self.error_status}, " \
+               f"varbinds={self.varbinds!r})"
+
 
 # -- encoding ----------------------------------------------------------------------------------
 def _length(n: int) -> bytes:
@@ -151,8 +155,11 @@ def _header(buf: bytes, i: int, end: int) -> tuple[int, int, int]:
     return tag, i, i + n
 
 
+_MAX_ARCS = 128  # RFC 2578: at most 128 sub-identifiers, each at most 2**32-1
+
+
 def decode_oid(body: bytes) -> tuple[int, ...]:
-    if not body or body[-1] & 0x80:
+    if not body or body[-1] & 0x80 or len(body) > 5 * _MAX_ARCS:
         raise BerError("bad OBJECT IDENTIFIER")
     arcs: list[int] = []
     value = 0
@@ -161,6 +168,10 @@ def decode_oid(body: bytes) -> tuple[int, ...]:
         if not byte & 0x80:
             arcs.append(value)
             value = 0
+        elif value > 0x1FFFFFF:  # a sixth byte would pass 2**32-1 (and a huge one costs time)
+            raise BerError("OBJECT IDENTIFIER sub-identifier too large")
+    if len(arcs) > _MAX_ARCS:
+        raise BerError("OBJECT IDENTIFIER too long")
     first = arcs[0]
     head = [first // 40, first % 40] if first < 80 else [2, first - 80]
     return (*head, *arcs[1:])
@@ -175,10 +186,10 @@ def _value(tag: int, body: bytes) -> Value:
         return body
     if tag == 0x06:
         return OidValue(decode_oid(body))
-    no_value = _NO_VALUES.get(tag)
-    if no_value is None:
-        raise BerError(f"unknown value type 0x{tag:02x}")
-    return no_value
+    # A type this module does not know (UInteger32, NsapAddress, ...) is kept as its bytes: a
+    # column walk steps past its column's end into whatever follows, and one odd value there
+    # must not make the whole answer, and the agent, look lost.
+    return _NO_VALUES.get(tag) or body
 
 
 def _integer_at(buf: bytes, i: int, end: int) -> tuple[int, int]:
@@ -188,8 +199,23 @@ def _integer_at(buf: bytes, i: int, end: int) -> tuple[int, int]:
     return int.from_bytes(buf[start:stop], "big", signed=True), stop
 
 
-def decode_response(buf: bytes) -> Response:
-    """Parse an SNMPv1/v2c message carrying a Response-PDU; raises :class:`BerError`."""
+class Header(NamedTuple):
+    """A Response's fields before its var-binds, which are decoded only for a reply we await."""
+
+    version: int
+    community: bytes
+    request_id: int
+    error_status: int
+    error_index: int
+    varbinds_at: int  # start and end of the var-bind list's contents
+    varbinds_end: int
+
+    def __repr__(self) -> str:  # never the community
+        return f"Header(request_id={self.request_id}, error_status={self.error_status})"
+
+
+def decode_header(buf: bytes) -> Header:
+    """Parse an SNMPv1/v2c message carrying a Response-PDU up to its var-bind list."""
     tag, i, end = _header(buf, 0, len(buf))
     if tag != 0x30:
         raise BerError("not an SNMP message")
@@ -207,7 +233,12 @@ def decode_response(buf: bytes) -> Response:
     tag, i, list_end = _header(buf, i, pdu_end)
     if tag != 0x30:
         raise BerError("var-bind list expected")
+    return Header(version, community, request_id, status, index, i, list_end)
+
+
+def decode_varbinds(buf: bytes, header: Header) -> list[VarBind]:
     varbinds: list[VarBind] = []
+    i, list_end = header.varbinds_at, header.varbinds_end
     while i < list_end:
         tag, i, vb_end = _header(buf, i, list_end)
         tag_name, start, stop = _header(buf, i, vb_end)
@@ -217,7 +248,14 @@ def decode_response(buf: bytes) -> Response:
         tag, start, stop = _header(buf, stop, vb_end)
         varbinds.append((name, _value(tag, buf[start:stop])))
         i = vb_end
-    return Response(version, community, request_id, status, index, varbinds)
+    return varbinds
+
+
+def decode_response(buf: bytes) -> Response:
+    """Parse an SNMPv1/v2c message carrying a Response-PDU; raises :class:`BerError`."""
+    header = decode_header(buf)
+    return Response(header.version, header.community, header.request_id, header.error_status,
+                    header.error_index, decode_varbinds(buf, header))
 
 
 # -- transport ---------------------------------------------------------------------------------
@@ -226,7 +264,11 @@ class V2cTimeout(Exception):
 
 
 class V2cAgentError(Exception):
-    """The agent answered with an error status."""
+    """The agent answered with an error status (``status``: 1 is tooBig)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -246,7 +288,7 @@ class V2cTransport:
     def __init__(self, rcvbuf: int = 4 * 1024 * 1024) -> None:
         self.rcvbuf = rcvbuf
         self.rcvbuf_effective = 0
-        self._transports: dict[int, asyncio.DatagramTransport] = {}
+        self._transports: dict[int, asyncio.Future[asyncio.DatagramTransport]] = {}
         # request id -> (future of the send in flight, (address, port), community)
         self._pending: dict[int, tuple[asyncio.Future[Response | None], tuple[str, int], bytes]] = {}
         self._next_id = random.randrange(1, 2**31 - 1)
@@ -254,16 +296,24 @@ class V2cTransport:
         self.send_errors = 0
 
     async def _transport(self, family: int) -> asyncio.DatagramTransport:
-        transport = self._transports.get(family)
-        if transport is None:
-            from poller.icmp import enlarge_rcvbuf  # the ICMP prober's helper, for the same reason
+        opening = self._transports.get(family)
+        if opening is None:
+            # Kept as a task at once: the first polls start together and must share one socket.
+            opening = self._transports[family] = asyncio.ensure_future(self._open(family))
+        try:
+            return await asyncio.shield(opening)
+        except OSError:
+            del self._transports[family]  # e.g. no IPv6 here: the poll fails and says why
+            raise
 
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
-            loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
-            self._transports[family] = transport
+    async def _open(self, family: int) -> asyncio.DatagramTransport:
+        from poller.icmp import enlarge_rcvbuf  # the ICMP prober's helper, for the same reason
+
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         return transport
 
     def _request_id(self) -> int:
@@ -274,17 +324,18 @@ class V2cTransport:
 
     def received(self, data: bytes, addr: Any) -> None:
         try:
-            response = decode_response(data)
+            header = decode_header(data)
+            waiting = self._pending.get(header.request_id)
+            if waiting is None:  # late (after its timeout) or not ours
+                raise BerError("unmatched")
+            future, destination, community = waiting
+            if (_canonical(addr[0]), addr[1]) != destination or header.community != community \
+                    or header.version != _VERSION_2C:
+                raise BerError("unmatched")
+            # Only now, for an answer we wait for from where we sent, are the values decoded.
+            response = Response(header.version, header.community, header.request_id,
+                                header.error_status, header.error_index, decode_varbinds(data, header))
         except BerError:
-            self.bad_replies += 1
-            return
-        waiting = self._pending.get(response.request_id)
-        if waiting is None:  # late (after its timeout) or not ours
-            self.bad_replies += 1
-            return
-        future, destination, community = waiting
-        if (_canonical(addr[0]), addr[1]) != destination or response.community != community \
-                or response.version != _VERSION_2C:
             self.bad_replies += 1
             return
         if not future.done():
@@ -314,16 +365,19 @@ class V2cTransport:
                     continue
                 if response.error_status:
                     status = response.error_status
-                    name = ERROR_STATUS[status] if status < len(ERROR_STATUS) else str(status)
-                    raise V2cAgentError(f"agent error {name} at var-bind {response.error_index}")
+                    name = ERROR_STATUS[status] if 0 < status < len(ERROR_STATUS) else str(status)
+                    raise V2cAgentError(f"agent error {name} at var-bind {response.error_index}", status)
                 return response.varbinds
             raise V2cTimeout
         finally:
             self._pending.pop(request_id, None)
 
     def close(self) -> None:
-        for transport in self._transports.values():
-            transport.close()
+        for opening in self._transports.values():
+            if opening.done() and not opening.cancelled() and opening.exception() is None:
+                opening.result().close()
+            else:
+                opening.cancel()
         self._transports.clear()
 
 

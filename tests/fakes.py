@@ -84,7 +84,8 @@ class FakeSnmpClient:
         self.failing: set[str] = set()
         self.oper: dict[str, int] = {}
         self.calls: dict[str, int] = {}
-        self.max_in_flight = 0
+        self.max_in_flight = 0  # per agent
+        self.max_in_flight_total = 0
         self._in_flight: dict[str, int] = {}
         self._booted: dict[str, float] = {}
         self._octets: dict[str, int] = {}
@@ -98,6 +99,7 @@ class FakeSnmpClient:
         self.calls[key] = self.calls.get(key, 0) + 1
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight[key])
+        self.max_in_flight_total = max(self.max_in_flight_total, sum(self._in_flight.values()))
         try:
             await asyncio.sleep(self.delay)
             if key in self.failing:

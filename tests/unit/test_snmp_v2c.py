@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -120,6 +121,22 @@ def test_truncated_or_corrupted_datagrams_raise_ber_errors_only() -> None:
             decode_response(bytes(broken))
 
 
+def test_a_value_of_a_type_it_does_not_know_is_kept_as_bytes() -> None:
+    data = bytearray(pysnmp_response(b"public", 5, [("1.3.6.1.2.1.1.3.0", v2c.Gauge32(7))]))
+    data[data.rindex(0x42)] = 0x47  # the Gauge32 retagged as UInteger32 (an obsolete SMIv1 type)
+    assert decode_response(bytes(data)).varbinds == [((1, 3, 6, 1, 2, 1, 1, 3, 0), b"\x07")]
+
+
+def test_a_huge_sub_identifier_is_refused_at_once() -> None:
+    body = b"\x2b" + b"\xff" * 60_000 + b"\x01"  # 1.3.<one sub-identifier of 420,000 bits>
+    started = time.perf_counter()
+    with pytest.raises(BerError):
+        decode_oid(body)
+    assert time.perf_counter() - started < 0.01
+    with pytest.raises(BerError):
+        decode_oid(encode_oid((1, 3, *range(200))))  # more than 128 sub-identifiers
+
+
 def test_a_request_pdu_is_not_a_response() -> None:
     with pytest.raises(BerError, match="not a Response-PDU"):
         decode_response(encode_getbulk(b"public", 1, 0, 1, [(1, 3, 6)]))
@@ -178,21 +195,30 @@ async def test_answers_from_elsewhere_with_another_id_or_community_are_dropped_a
         v2c_transport: V2cTransport) -> None:
     loop = asyncio.get_running_loop()
     other, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    elsewhere, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.2", 0))
+
+    def v1(community: bytes, rid: int) -> bytes:
+        message = bytearray(pysnmp_response(community, rid, UPTIME))
+        message[4] = 0  # the version INTEGER (after 30 len 02 01): SNMPv1
+        return bytes(message)
 
     def reply(rid: int, community: bytes) -> list[tuple[bytes, Any]]:
         return [(pysnmp_response(community, rid, UPTIME), other),  # right id, wrong source port
+                (pysnmp_response(community, rid, UPTIME), elsewhere),  # right id, wrong source address
                 (pysnmp_response(community, rid + 1, UPTIME), None),  # wrong id
                 (pysnmp_response(b"other", rid, UPTIME), None),  # wrong community
+                (v1(community, rid), None),  # wrong version
                 (b"\x30\x03\x02\x01", None)]  # garbage
     _, port, server = await agent_on_loopback(reply)
     try:
         with pytest.raises(V2cTimeout):
             await v2c_transport.getbulk("127.0.0.1", port, b"public", 0, 1, [(1, 3, 6)], timeout=0.3,
                                         retries=0)
-        assert v2c_transport.bad_replies == 4
+        assert v2c_transport.bad_replies == 6
     finally:
         server.close()
         other.close()
+        elsewhere.close()
 
 
 async def test_a_lost_request_is_answered_on_its_retry(v2c_transport: V2cTransport) -> None:
