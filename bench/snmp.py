@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
 from poller.credentials import V3, V2c  # noqa: E402
-from poller.snmp import _ALL, _FAST_32, _FAST_64, _SYSTEM_PREV, Agent, SnmpClient, SnmpError  # noqa: E402
+from poller.snmp import _ALL, _FAST_64, _SYSTEM_PREV, Agent, SnmpClient, SnmpError  # noqa: E402
 from tests.lab.snmp_agents import DEFAULT_V3_USERS, SnmpdAgent, loopback_addresses, net_snmp_auth_args  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -124,7 +124,7 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
         result: dict[str, Any] = {"version": version, "agents": len(addresses), "passes": args.passes,
                                   "concurrency": args.concurrency}
         rows: dict[str, dict[str, float]] = {}
-        wide = True
+        fast_columns = _FAST_64
         reps = 5
         for regime, full_every in (("full", 1), ("fast", 10**9)):
             client = SnmpClient(full_every=full_every)
@@ -135,7 +135,8 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
             first["agent_cpu"] = cpu_of(agent.pid or 0) - s0
             rows.setdefault("first contact", first)
             state = client._agents[agents[0].key]
-            wide, reps = bool(state.wide), max(2, min(client.max_repetitions, state.rows + 1))
+            fast_columns = state.fast or _FAST_64  # what wardtui's fast polls of this agent read
+            reps = max(2, min(client.max_repetitions, state.rows + 1))
             total = {"polls": 0, "wall": 0.0, "cpu": 0.0, "errors": 0, "agent_cpu": 0.0}
             for _ in range(args.passes):
                 s0 = cpu_of(agent.pid or 0)
@@ -156,7 +157,7 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
                 "-r", "1",
                 f"-Cn{len(_SYSTEM_PREV)}", f"-Cr{reps}", "{}"]
         netsnmp: dict[str, dict[str, Any]] = {}
-        for regime, columns in (("full", _ALL), ("fast", _FAST_64 if wide else _FAST_32)):
+        for regime, columns in (("full", _ALL), ("fast", fast_columns)):
             # One line per var-bind: the system group, then `reps` rows of each column
             # (the last repetition leaves each column: it is returned and printed too).
             expect = polls * (len(_SYSTEM_PREV) + len(columns) * reps)
