@@ -20,6 +20,7 @@ from typing import Protocol
 
 from poller.bus import EventBus
 from poller.counters import DeviceCounters
+from poller.engine import percentile
 from poller.events import SnmpAgentChange
 from poller.scheduler import Scheduler, Slot
 from poller.snmp import Agent, SnmpError
@@ -187,7 +188,7 @@ class SnmpPoller:
         self._rate_base = (now, self.polls, counters.get("requests", 0))
         lags = sorted(self._lags)
         self._lags = []
-        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+        p99 = percentile(lags, 99)
         return {"snmp_agents": float(len(self._runs)),
                 "snmp_polls_per_s": (self.polls - base_polls) / dt,
                 "snmp_requests_per_s": (counters.get("requests", 0) - base_requests) / dt,
