@@ -1,5 +1,6 @@
 """Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
+``wardtui report`` (availability over a period),
 ``wardtui db upgrade|current`` (the database's schema)."""
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
                         "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
     _history_command(sub)
-    from wardtui import snmp_cli
+    from wardtui import report_cli, snmp_cli
+
+    report_cli.add_parser(sub)
 
     snmp_cli.add_parser(sub)
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
@@ -344,6 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         return _outages(args)
     if args.command == "history":
         return _history(args)
+    if args.command == "report":
+        from wardtui import report_cli
+
+        return report_cli.run(args, _read_history)
     if args.command == "snmp":
         from wardtui import snmp_cli
 

@@ -1,0 +1,162 @@
+"""``wardtui report`` end to end: known transitions written through the store (SQLite and
+PostgreSQL), the report read back as JSON, CSV, Markdown and HTML files, and its errors."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poller.events import State, Transition
+from poller.inventory import Device
+from store import HistoryStore
+
+REPO = Path(__file__).resolve().parents[2]
+H = timedelta(hours=1)
+EVIL = "s-<b>&\"x"
+U, D, N = State.UP, State.DOWN, State.UNKNOWN
+
+
+def _t(device: str, frm: State, to: State, at: datetime, down_since: datetime | None = None) -> Transition:
+    return Transition(device, "127.0.0.1", frm, to, at, down_since, None)
+
+
+async def _seed(url: str, base: datetime) -> None:
+    """The period is [base, base + 10 h). n-rtr: down across the start (30 min counted) and across
+    the end (1 h counted); n-sw: first monitored at base + 5 h, never down; EVIL: down since
+    base + 7:59:50 (its first failed probe; DOWN declared 10 s later) and still down."""
+    devices = [Device("n-rtr", "127.0.0.2", "nb1", "north", "router"),
+               Device("n-sw", "127.0.0.3", "nb1", "north", "switch"),
+               Device(EVIL, "127.0.0.4", "sb1", "south", "router")]
+    down_since = base + 8 * H - timedelta(seconds=10)
+    async with HistoryStore(url) as store:
+        await store.sync_devices(devices)
+        await store.write_transitions([
+            _t("n-rtr", N, U, base - 3 * H), _t(EVIL, N, U, base - H),
+            _t("n-rtr", U, D, base - H, base - H), _t("n-rtr", D, U, base + 0.5 * H),
+            _t("n-sw", N, U, base + 5 * H), _t(EVIL, U, D, base + 8 * H, down_since),
+            _t("n-rtr", U, D, base + 9 * H, base + 9 * H), _t("n-rtr", D, U, base + 11 * H)])
+
+
+def run(*argsets: tuple[str, ...], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """``wardtui ARGS...`` for each of ``argsets``, all at once."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(cwd / "xdg"),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    procs = [(args, subprocess.Popen([sys.executable, "-m", "wardtui", *args], cwd=cwd, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for args in argsets]
+    done = []
+    for args, proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert "Traceback" not in err, err
+        done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
+    return done
+
+
+def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+@pytest.fixture
+def base() -> datetime:
+    return (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+
+
+def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path: Path) -> None:
+    asyncio.run(_seed(db_url, base))
+    period = ("--from", base.isoformat(), "--to", (base + 10 * H).isoformat(), "--db", db_url)
+    html_file, csv_file = tmp_path / "r.html", tmp_path / "r.csv"
+    devices, regions, page, table, md, future = run(
+        ("report", *period, "--format", "json"),
+        ("report", *period, "--format", "json", "--group-by", "region"),
+        ("report", *period, "--format", "html", "--group-by", "branch", "-o", str(html_file)),
+        ("report", *period, "--format", "csv", "-o", str(csv_file)),
+        ("report", *period, "--format", "md"),
+        ("report", "--from", base.isoformat(), "--to", "2099-01-01", "--format", "json", "--db", db_url),
+        cwd=tmp_path)
+
+    rows = {r["name"]: r for r in _json(devices)["rows"]}
+    assert set(rows) == {"n-rtr", "n-sw", EVIL}
+    rtr, sw, evil = rows["n-rtr"], rows["n-sw"], rows[EVIL]
+    assert (rtr["outages"], rtr["downtime_s"], rtr["longest_s"], rtr["mttr_s"], rtr["mtbf_s"]) == \
+        (2, 5400.0, 3600.0, 2700.0, 15300.0)
+    assert rtr["availability_pct"] == 85.0 and rtr["state"] == "up"
+    assert (sw["monitored_s"], sw["availability_pct"], sw["outages"]) == (18000.0, 100.0, 0)
+    assert sw["mttr_s"] is None and sw["mtbf_s"] is None
+    assert (evil["downtime_s"], evil["state"]) == (7210.0, "down")
+    assert evil["availability_pct"] == round(100 * (36000 - 7210) / 36000, 4)
+    listed = [(o["device"], o["counted_s"], o["ongoing"]) for o in _json(devices)["outages"]]
+    assert listed == [("n-rtr", 1800.0, False), (EVIL, 7210.0, True), ("n-rtr", 3600.0, False)]
+
+    by_region = {r["name"]: r for r in _json(regions)["rows"]}
+    assert (by_region["north"]["devices"], by_region["north"]["monitored_s"]) == (2, 54000.0)
+    assert by_region["north"]["availability_pct"] == 90.0  # device-time weighted
+    assert by_region["south"]["state"] == "down 1/1"
+
+    assert page.returncode == 0 and page.stdout == "", page.stderr
+    text = html_file.read_text(encoding="utf-8")
+    assert "<td>nb1</td>" in text and "s-&lt;b&gt;&amp;&quot;x" in text and EVIL not in text
+    assert table.returncode == 0 and table.stdout == ""
+    csv_rows = list(csv.DictReader(io.StringIO(csv_file.read_text(encoding="utf-8").split("\n\n")[0])))
+    assert [(r["name"], r["downtime_s"]) for r in csv_rows] == [
+        ("n-rtr", "5400.0"), ("n-sw", "0.0"), (EVIL, "7210.0")]
+    assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 45m00s | 4h15m | 1h00m | up |" in md.stdout
+
+    # An end in the future: counted up to now, the ongoing outage too.
+    later = _json(future)
+    until = datetime.fromisoformat(later["counted_until"])
+    assert abs(until - datetime.now(UTC)) < timedelta(seconds=60)
+    ongoing = next(o for o in later["outages"] if o["ongoing"])
+    expected = (until - (base + 8 * H - timedelta(seconds=10))).total_seconds()
+    assert ongoing["counted_s"] == pytest.approx(expected, abs=0.01)
+
+
+def test_report_errors_are_clear(tmp_path: Path, base: datetime) -> None:
+    db = tmp_path / "h.db"
+    asyncio.run(_seed(f"sqlite+aiosqlite:///{db}", base))
+    url = f"sqlite:///{db}"
+    missing = tmp_path / "none.db"
+    after, bad, group, unwritable, absent, refused = run(
+        ("report", "--from", "2026-11-02", "--to", "2026-11-01", "--db", url),
+        ("report", "--from", "last tuesday", "--db", url),
+        ("report", "--from", "7d", "--group-by", "floor", "--db", url),
+        ("report", "--from", "7d", "-o", str(tmp_path / "no" / "such" / "dir.csv"), "--db", url),
+        ("report", "--from", "7d", "--db", f"sqlite:///{missing}"),
+        ("report", "--from", "7d", "--db", "postgresql://wardtui@127.0.0.1:1/none"),
+        cwd=tmp_path)
+    assert after.returncode == 2 and "is not before --to" in after.stderr
+    assert bad.returncode == 2 and "--from 'last tuesday'" in bad.stderr
+    assert group.returncode == 2 and "--group-by" in group.stderr and "floor" in group.stderr
+    assert unwritable.returncode == 2 and "cannot write the report" in unwritable.stderr
+    assert absent.returncode == 1 and "no history" in absent.stderr and not missing.exists()
+    assert refused.returncode == 1 and "cannot open the history database" in refused.stderr
+    for proc in (after, bad, group, unwritable, absent, refused):
+        assert proc.stdout == ""
+
+
+def test_availability_of_a_view_or_a_group_for_the_dashboard(db_url: str, base: datetime) -> None:
+    from store.report import Period, availability
+
+    async def read() -> tuple[list[str], list[str], list[str]]:
+        await _seed(db_url, base)
+        period = Period(base, base + 10 * H)
+        async with HistoryStore(db_url) as store:
+            view = await availability(store, period, devices=["n-sw", EVIL])
+            branch = await availability(store, period, group=("branch", "nb1"), group_by="branch")
+            region = await availability(store, period, group=("region", "south"))
+        assert branch.rows[0].availability_pct == 100 * (54000 - 5400) / 54000
+        assert [o.device for o in region.outages] == [EVIL]
+        return [r.name for r in view.rows], [r.name for r in branch.rows], [r.name for r in region.rows]
+
+    assert asyncio.run(read()) == (["n-sw", EVIL], ["nb1"], [EVIL])

@@ -1,0 +1,192 @@
+"""Availability reports: the figures against hand-computed cases (edges clipped, ongoing outages,
+late first monitoring, groups weighted by device time) and the four output shapes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from store.records import Outage
+from store.report import DeviceSpan, Period, Report, ReportRow, compute
+from wardtui.history_cli import HistoryQueryError
+from wardtui.report_cli import parse_period, render_csv, render_html, render_json, render_md
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+H = timedelta(hours=1)
+PERIOD = Period(T0, T0 + 10 * H)  # 36,000 s
+LATER = T0 + 20 * H  # "now", after the period
+
+
+def span(name: str = "r1", first: datetime | None = T0 - 5 * H, branch: str = "b1",
+         region: str = "north") -> DeviceSpan:
+    return DeviceSpan(name, branch, region, first)
+
+
+def one(outages: list[Outage], first: datetime | None = T0 - 5 * H, now: datetime = LATER,
+        period: Period = PERIOD) -> tuple[ReportRow, Report]:
+    report = compute([span(first=first)], outages, period, now)
+    assert len(report.rows) == 1
+    return report.rows[0], report
+
+
+def test_outage_crossing_the_start_is_clipped_to_it() -> None:
+    row, report = one([Outage("r1", T0 - H, T0 + H)])
+    assert (row.monitored_s, row.downtime_s, row.outages, row.longest_s) == (36000, 3600, 1, 3600)
+    assert row.availability_pct == pytest.approx(90.0)
+    assert (row.mttr_s, row.mtbf_s) == (3600, 32400)
+    assert report.outages[0].counted_start == T0 and report.outages[0].start == T0 - H
+    assert row.state == "up"
+
+
+def test_outage_crossing_the_end_is_clipped_to_it() -> None:
+    row, report = one([Outage("r1", T0 + 9 * H, T0 + 11 * H)])
+    assert (row.downtime_s, row.longest_s) == (3600, 3600)
+    assert row.availability_pct == pytest.approx(90.0)
+    assert report.outages[0].counted_end == T0 + 10 * H
+
+
+def test_ongoing_outage_counts_to_the_period_end() -> None:
+    row, report = one([Outage("r1", T0 + 8 * H, None)])
+    assert row.downtime_s == 7200 and row.availability_pct == pytest.approx(80.0)
+    assert row.state == "down" and report.outages[0].ongoing
+    assert report.until == T0 + 10 * H
+
+
+def test_an_end_in_the_future_counts_up_to_now() -> None:
+    now = T0 + 5 * H
+    row, report = one([Outage("r1", T0 + 4 * H, None)], now=now)
+    assert report.until == now
+    assert (row.monitored_s, row.downtime_s) == (18000, 3600)
+    assert row.availability_pct == pytest.approx(80.0)
+
+
+def test_time_before_first_monitoring_is_not_counted() -> None:
+    row, _ = one([], first=T0 + 6 * H)
+    assert row.monitored_s == 14400 and row.availability_pct == 100.0
+    row, _ = one([Outage("r1", T0 + 7 * H, T0 + 8 * H)], first=T0 + 6 * H)
+    assert row.availability_pct == pytest.approx(75.0)  # 1 h down of 4 h monitored, not of 10 h
+
+
+def test_never_monitored_or_monitored_after_the_period_has_no_availability() -> None:
+    never, _ = one([], first=None)
+    assert never.availability_pct is None and never.monitored_s == 0 and never.state == "unknown"
+    late, _ = one([], first=T0 + 12 * H)
+    assert late.availability_pct is None and late.state == "up"
+
+
+def test_zero_outages() -> None:
+    row, report = one([])
+    assert (row.outages, row.downtime_s, row.longest_s) == (0, 0, 0)
+    assert row.availability_pct == 100.0
+    assert row.mttr_s is None and row.mtbf_s is None
+    assert report.outages == []
+
+
+def test_several_outages_give_mttr_mtbf_and_longest() -> None:
+    row, report = one([Outage("r1", T0 + H, T0 + H + timedelta(minutes=10)),
+                       Outage("r1", T0 + 3 * H, T0 + 3.5 * H),
+                       Outage("r1", T0 + 5 * H, T0 + 5 * H + timedelta(minutes=5))])
+    assert (row.outages, row.downtime_s, row.longest_s) == (3, 2700, 1800)
+    assert row.mttr_s == 900 and row.mtbf_s == (36000 - 2700) / 3
+    assert row.availability_pct == pytest.approx(92.5)
+    assert [o.counted_s for o in report.outages] == [600, 1800, 300]
+
+
+def test_outages_touching_the_edges_from_outside_do_not_count() -> None:
+    row, report = one([Outage("r1", T0 - 2 * H, T0), Outage("r1", T0 + 10 * H, T0 + 11 * H),
+                       Outage("r1", T0 - 3 * H, T0 - 2.5 * H), Outage("other", T0 + H, T0 + 2 * H)])
+    assert (row.outages, row.downtime_s) == (0, 0) and report.outages == []
+
+
+def test_groups_weight_availability_by_device_time() -> None:
+    spans = [span("a", branch="b1", region="north"),  # 10 h monitored, 1 h down
+             span("b", first=T0 + 5 * H, branch="b1", region="north"),  # 5 h, none down
+             span("c", branch="b2", region="south")]  # 10 h, down 2 h and still down
+    outages = [Outage("a", T0 + H, T0 + 2 * H), Outage("c", T0 + 8 * H, None)]
+    by_branch = {r.name: r for r in compute(spans, outages, PERIOD, LATER, "branch").rows}
+    b1 = by_branch["b1"]
+    assert (b1.devices, b1.monitored_s, b1.downtime_s, b1.outages) == (2, 54000, 3600, 1)
+    assert b1.availability_pct == pytest.approx(100 * 50400 / 54000)  # 93.33, not (90 + 100) / 2
+    assert b1.state == "up" and by_branch["b2"].state == "down 1/1"
+    region = compute(spans, outages, PERIOD, LATER, "region")
+    assert [r.name for r in region.rows] == ["north", "south"]
+    north = region.rows[0]
+    assert north.mttr_s == 3600 and north.mtbf_s == 50400 and north.longest_s == 3600
+    both = compute(spans, outages, PERIOD, LATER, "device")
+    assert [r.name for r in both.rows] == ["a", "b", "c"] and len(both.outages) == 2
+
+
+def test_period_refuses_an_end_before_the_start_and_naive_times() -> None:
+    with pytest.raises(ValueError):
+        Period(T0, T0)
+    with pytest.raises(ValueError):
+        Period(T0.replace(tzinfo=None), T0 + H)
+
+
+def test_dates_parse_as_iso_utc_relative_or_now() -> None:
+    now = T0 + 100 * H
+    assert parse_period("2026-11-01", "2026-11-02", now) == Period(T0, T0 + 24 * H)
+    assert parse_period("2026-11-01T02:00+02:00", "now", now) == Period(T0, now)
+    assert parse_period("24h", "1h", now) == Period(now - 24 * H, now - H)
+    with pytest.raises(HistoryQueryError, match=r"--from .* is not before --to") as after:
+        parse_period("2026-11-02", "2026-11-01", now)
+    assert after.value.code == 2
+    with pytest.raises(HistoryQueryError, match="--to 'tomorrow'"):
+        parse_period("24h", "tomorrow", now)
+
+
+# -- renderers -------------------------------------------------------------------------------
+
+EVIL = '<script>alert(1)</script>&"'
+
+
+def _report() -> Report:
+    spans = [span(EVIL), span("r2, \"main\" | core")]
+    outages = [Outage(EVIL, T0 - H, T0 + H), Outage("r2, \"main\" | core", T0 + 9 * H, None)]
+    return compute(spans, outages, PERIOD, LATER)
+
+
+def test_html_is_self_contained_and_escapes_every_name() -> None:
+    page = render_html(_report())
+    assert EVIL not in page and "<script" not in page.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&amp;&quot;" in page
+    for external in ("http:", "https:", "<link", "src=", "@import", "url("):
+        assert external not in page
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page and page.rstrip().endswith("</html>")
+    assert "90.000 %" in page and "ongoing" in page
+
+
+def test_csv_rows_then_outages_round_trip_through_the_csv_module() -> None:
+    text = render_csv(_report())
+    rows_part, outages_part = text.split("\n\n")
+    rows = list(csv.DictReader(io.StringIO(rows_part)))
+    assert [r["name"] for r in rows] == ["<script>alert(1)</script>&\"", "r2, \"main\" | core"]
+    assert rows[0]["availability_pct"] == "90.0" and rows[0]["downtime_s"] == "3600.0"
+    assert rows[0]["mtbf_s"] == "32400.0" and rows[1]["state"] == "down"
+    outages = list(csv.DictReader(io.StringIO(outages_part)))
+    assert [o["ongoing"] for o in outages] == ["false", "true"] and outages[1]["end"] == ""
+
+
+def test_md_is_a_github_table_with_pipes_escaped() -> None:
+    lines = render_md(_report()).splitlines()
+    header = lines.index("| Name | Devices | Availability | Outages | Downtime | MTTR | MTBF | Longest "
+                         "| State |")
+    assert lines[header + 1].startswith("|---|---:|")
+    assert lines[header + 3].startswith("| r2, \"main\" \\| core | 1 | 90.000 % | 1 | 1h00m |")
+    assert "### Outages (2)" in lines
+
+
+def test_json_rows_carry_the_figures() -> None:
+    data = json.loads(render_json(_report()))
+    assert data["from"] == "2026-11-01T00:00:00+00:00" and data["group_by"] == "device"
+    row = data["rows"][0]
+    assert {"name", "availability_pct", "outages", "downtime_s", "mttr_s", "longest_s"} <= set(row)
+    assert (row["name"], row["availability_pct"], row["outages"], row["downtime_s"], row["mttr_s"],
+            row["longest_s"]) == (EVIL, 90.0, 1, 3600.0, 3600.0, 3600.0)
+    zero = json.loads(render_json(compute([span()], [], PERIOD, LATER)))["rows"][0]
+    assert zero["mttr_s"] is None and zero["mtbf_s"] is None and zero["availability_pct"] == 100.0
+    assert data["outages"][1]["end"] is None and data["outages"][1]["counted_s"] == 3600.0
