@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Label
+from textual.widgets import DataTable, Footer, Header, Input, Label
 
 from poller.bus import Subscription
 from poller.engine import Engine
@@ -25,7 +25,8 @@ from poller.events import (
     SnmpAgentChange,
     Transition,
 )
-from wardtui.screens.help import HelpScreen
+from wardtui.screens.device import DeviceScreen
+from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel
 from wardtui.widgets.states import StatePalette
@@ -34,6 +35,7 @@ from wardtui.widgets.transition_log import TransitionLog
 # Keys that belong to widgets rather than to this screen's BINDINGS, listed in the help.
 OTHER_KEYS = (
     ("↑ ↓ PgUp PgDn Home End", "move in the device table"),
+    ("Enter", "open the device under the cursor (drill-down)"),
     ("Enter (in filter)", "keep the filter and go back to the table"),
     ("ctrl+p", "command palette (themes, screenshot)"),
     ("ctrl+q", "quit, like q"),
@@ -164,9 +166,16 @@ class DashboardScreen(Screen[None]):
 
     def action_help(self) -> None:
         # Built from BINDINGS so the help can never disagree with the footer.
-        keys = [(self.app.get_key_display(b), f"{b.description}: {b.tooltip}")
-                for b in self.BINDINGS if isinstance(b, Binding) and b.show]
-        self.app.push_screen(HelpScreen([*keys, *OTHER_KEYS]))
+        keys = binding_keys(self.app, self.BINDINGS)
+        device_keys = binding_keys(self.app, DeviceScreen.BINDINGS)
+        self.app.push_screen(HelpScreen([*keys, *OTHER_KEYS], [("device drill-down (Enter)", device_keys)]))
+
+    @on(DataTable.RowSelected, "#devices")
+    def _open_device(self, event: DataTable.RowSelected) -> None:
+        # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
+        tracker = self.engine.trackers.get(str(event.row_key.value))
+        if tracker is not None:
+            self.app.push_screen(DeviceScreen(tracker, self.engine.bus))
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

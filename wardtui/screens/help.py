@@ -1,9 +1,11 @@
-"""The ``?`` screen: every key the dashboard answers to, and what the columns mean."""
+"""The ``?`` screen: every key each screen answers to, and what the columns mean."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.table import Table
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -18,6 +20,15 @@ NOTES = (
 )
 
 
+Keys = list[tuple[str, str]]
+
+
+def binding_keys(app: App[object], bindings: Sequence[Binding | tuple[str, ...]]) -> Keys:
+    """(key, "description: tooltip") of every shown binding: the help never disagrees with the footer."""
+    return [(app.get_key_display(b), f"{b.description}: {b.tooltip}" if b.tooltip else b.description)
+            for b in bindings if isinstance(b, Binding) and b.show]
+
+
 class HelpScreen(ModalScreen[None]):
     """A modal list of keys; any of Esc, ? or q closes it."""
 
@@ -28,9 +39,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
     ]
 
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
+    def __init__(self, keys: Keys, sections: Sequence[tuple[str, Keys]] = (),
+                 notes: Sequence[str] = NOTES, title: str = "wardtui keys") -> None:
+        """``keys`` of the screen it was opened from, then other screens' keys under a heading."""
         super().__init__()
         self.keys = keys
+        self.sections = list(sections)
+        self.notes = list(notes)
+        self.box_title = title
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
@@ -38,15 +54,22 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         for key, description in self.keys:
             table.add_row(key, description)
+        for heading, keys in self.sections:
+            table.add_row("", "")
+            table.add_row(heading, "", style="italic")
+            for key, description in keys:
+                table.add_row(key, description)
         with Vertical(id="help-box"):
             yield Static(table, id="help-keys")
-            yield Static("\n".join(NOTES), id="help-notes")
+            yield Static("\n".join(self.notes), id="help-notes")
             yield Static("Esc, ? or q closes this help.", id="help-close")
 
     def on_mount(self) -> None:
-        self.query_one("#help-box").border_title = "wardtui keys"
+        self.query_one("#help-box").border_title = self.box_title
 
     def text(self) -> str:
         """Everything the help shows, as plain text (for tests and screen readers)."""
         rows = [f"{key}  {description}" for key, description in self.keys]
-        return "\n".join([*rows, *NOTES])
+        for heading, keys in self.sections:
+            rows += ["", heading, *(f"{key}  {description}" for key, description in keys)]
+        return "\n".join([*rows, *self.notes])
