@@ -12,7 +12,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Label
+from textual.widgets import DataTable, Footer, Header, Input, Label, Tree
 
 from poller.bus import Subscription
 from poller.engine import Engine
@@ -25,10 +25,14 @@ from poller.events import (
     SnmpAgentChange,
     Transition,
 )
+from wardtui.commands import DashboardCommands
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
+from wardtui.widgets.command_line import CommandError, CommandSuggester, parse
+from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel
+from wardtui.widgets.groups import GroupTree
 from wardtui.widgets.states import StatePalette
 from wardtui.widgets.transition_log import TransitionLog
 
@@ -37,7 +41,9 @@ OTHER_KEYS = (
     ("↑ ↓ PgUp PgDn Home End", "move in the device table"),
     ("Enter", "open the device under the cursor (drill-down)"),
     ("Enter (in filter)", "keep the filter and go back to the table"),
-    ("ctrl+p", "command palette (themes, screenshot)"),
+    ("← → Space (groups)", "collapse / expand a region or branch; Enter on a device opens it"),
+    ("Tab (in : line)", "complete the command, column or device name; Enter runs, Esc closes"),
+    ("ctrl+p", "command palette: views, devices by name, themes, screenshot"),
     ("ctrl+q", "quit, like q"),
 )
 
@@ -55,6 +61,11 @@ class DashboardScreen(Screen[None]):
     BINDINGS = [
         Binding("slash", "filter", "Filter", tooltip="show only rows containing the text, live"),
         Binding("s", "sort", "Sort", tooltip="sort by the next column (see below)"),
+        Binding("p", "problems", "Issues", tooltip="problems first (see below), or every device"),
+        Binding("g", "groups", "Tree", tooltip="region → branch → device with counts; g again: back"),
+        Binding("colon", "command", "Go", tooltip=":problems :all :groups :device NAME :sort COLUMN "
+                ":filter TEXT :help :quit"),
+        Binding("e", "export", "Export", tooltip="write an availability report of this view to a file"),
         Binding("question_mark", "help", "Help", tooltip="this screen"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="close and clear the filter"),
@@ -67,10 +78,19 @@ class DashboardScreen(Screen[None]):
         self._sub: Subscription | None = None
         self._dropped_seen = 0
         self._filter_timer: Timer | None = None
+        self._table_view = "all"  # what g returns to
+
+    COMMANDS = {DashboardCommands}
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield DeviceTable(self.engine.trackers, id="devices")
+        table = DeviceTable(self.engine.trackers, id="devices")
+        yield table
+        yield GroupTree(self.engine.trackers, table.matches, id="groups")
+        with Horizontal(id="command-bar"):
+            yield Label(":", id="command-label")
+            yield Input(placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT",
+                        suggester=CommandSuggester(self.engine.trackers), id="command")
         with Horizontal(id="filter-bar"):
             yield Label("filter /", id="filter-label")
             yield Input(placeholder="text in any column; words must all match", id="filter")
@@ -83,6 +103,8 @@ class DashboardScreen(Screen[None]):
         palette = StatePalette.from_variables(self.app.theme_variables)
         self.query_one(DeviceTable).palette = palette
         self.query_one(TransitionLog).palette = palette
+        self.query_one(GroupTree).palette = palette
+        self.query_one(GroupTree).display = False
         self.query_one(GaugesPanel).warn_style = palette.flapping
         self.query_one(GaugesPanel).border_title = "engine"
         self.query_one(TransitionLog).border_title = "transitions (UTC)"
@@ -97,6 +119,8 @@ class DashboardScreen(Screen[None]):
     def on_engine_started(self, _: EngineStarted) -> None:
         with self.app.batch_update():
             self.query_one(DeviceTable).refresh_devices(self.engine.trackers)
+            self.query_one(GroupTree).refresh_devices(self.engine.trackers)
+            self._update_groups_title()
         # The table's rows and every device's state live as long as the app: once the first
         # round has filled them in, keep full collections from rescanning them (with 10,000
         # devices a gen-2 collection held the interpreter for ~300 ms every few seconds).
@@ -137,13 +161,17 @@ class DashboardScreen(Screen[None]):
                 self._dropped_seen = self._sub.dropped
                 changed = set(self.engine.trackers)
             self.query_one(DeviceTable).refresh_devices(changed, datetime.now(UTC))
+            self.query_one(GroupTree).refresh_devices(changed)  # counts by diff, shown or not
+            if changed:
+                self._update_groups_title()
             if gauges is not None:
                 self.query_one(GaugesPanel).show(gauges)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Esc is only offered (in the footer too) while there is a filter to clear.
         if action == "clear_filter":
-            return bool(self.query_one("#filter-bar").display or self.query_one(DeviceTable).filter_text)
+            return bool(self.query_one("#filter-bar").display or self.query_one("#command-bar").display
+                        or self.query_one(DeviceTable).filter_text)
         return True
 
     # -- keys ---------------------------------------------------------------------------------
@@ -153,16 +181,38 @@ class DashboardScreen(Screen[None]):
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
+        if self.query_one("#command-bar").display:  # Esc in the command line only closes it
+            self._close_command_line()
+            return
         self._cancel_pending_filter()
         bar = self.query_one("#filter-bar")
         self.query_one("#filter", Input).value = ""
         bar.display = False
-        self.query_one(DeviceTable).set_filter("")
-        self.query_one(DeviceTable).focus()
+        self._apply_filter("")
+        self._focus_view()
         self.refresh_bindings()
 
     def action_sort(self) -> None:
         self.query_one(DeviceTable).cycle_sort()  # the table's title says which
+
+    def current_group(self) -> tuple[str, str] | None:
+        """In the grouped view, the region or branch under the cursor (a device's branch), which
+        ``e`` exports; elsewhere None (the table's rows are exported)."""
+        if self.view != "groups":
+            return None
+        node = self.query_one(GroupTree).cursor_node
+        data = node.data if node is not None else None
+        if not data or data[0] == "root":
+            return None
+        if data[0] == "device":
+            tracker = self.engine.trackers.get(data[1])
+            return ("branch", tracker.device.branch) if tracker is not None else None
+        return ("region", data[1]) if data[0] == "region" else ("branch", data[2])
+
+    def action_export(self) -> None:
+        from wardtui.screens.export import ExportScreen, view_scope  # loaded on first use
+
+        self.app.push_screen(ExportScreen(view_scope(self), len(self.engine.trackers)))
 
     def action_help(self) -> None:
         # Built from BINDINGS so the help can never disagree with the footer.
@@ -184,7 +234,7 @@ class DashboardScreen(Screen[None]):
         self._cancel_pending_filter()
         value = event.value
         self._filter_timer = self.set_timer(self.FILTER_DELAY,
-                                            lambda: self.query_one(DeviceTable).set_filter(value))
+                                            lambda: self._apply_filter(value))
 
     def _cancel_pending_filter(self) -> None:
         if self._filter_timer is not None:
@@ -194,8 +244,137 @@ class DashboardScreen(Screen[None]):
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         self._cancel_pending_filter()
-        self.query_one(DeviceTable).set_filter(event.value)
+        self._apply_filter(event.value)
         if not event.value:
             self.query_one("#filter-bar").display = False
-        self.query_one(DeviceTable).focus()
+        self._focus_view()
         self.refresh_bindings()
+
+    # -- views, the command line --------------------------------------------------------------
+    @property
+    def view(self) -> str:
+        """The view on screen: ``all``, ``problems`` or ``groups``."""
+        return "groups" if self.query_one(GroupTree).display else self.query_one(DeviceTable).view
+
+    def action_problems(self) -> None:
+        self.show_view("all" if self.view == "problems" else "problems")
+
+    def action_groups(self) -> None:
+        self.show_view(self._table_view if self.view == "groups" else "groups")
+
+    def show_view(self, view: str) -> None:
+        """Switch to ``all``, ``problems`` or ``groups``; the table keeps filter and sort."""
+        table, groups = self.query_one(DeviceTable), self.query_one(GroupTree)
+        with self.app.batch_update():
+            if view == "groups":
+                self._table_view = table.view
+            else:
+                table.set_view(view)
+            groups.display = view == "groups"
+            table.display = view != "groups"
+            self._update_groups_title()
+            self._focus_view()
+
+    def _focus_view(self) -> None:
+        (self.query_one(GroupTree) if self.view == "groups" else self.query_one(DeviceTable)).focus()
+
+    def _apply_filter(self, text: str) -> None:
+        table = self.query_one(DeviceTable)
+        if text == table.filter_text:
+            return
+        with self.app.batch_update():
+            table.set_filter(text)
+            self.query_one(GroupTree).rebuild()  # table.matches now answers for the new text
+            self._update_groups_title()
+
+    def _update_groups_title(self) -> None:
+        groups = self.query_one(GroupTree)
+        if not groups.display:
+            return
+        devices = sum(groups.counts(region)[0] for region in groups.regions())
+        down = sum(groups.counts(region)[1] for region in groups.regions())
+        title = f"groups · region → branch → device · {devices} devices · {down} down"
+        if self.query_one(DeviceTable).filter_text:
+            title += f" · filter: {self.query_one(DeviceTable).filter_text}"
+        groups.border_title = title
+
+    def action_command(self) -> None:
+        bar = self.query_one("#command-bar")
+        bar.display = True
+        self.query_one("#command", Input).value = ""
+        self.query_one("#command", Input).focus()
+        self.refresh_bindings()
+
+    def _close_command_line(self) -> None:
+        self.query_one("#command-bar").display = False
+        self._focus_view()
+        self.refresh_bindings()
+
+    @on(Input.Submitted, "#command")
+    def _command_submitted(self, event: Input.Submitted) -> None:
+        self._close_command_line()
+        self.run_command(event.value)
+
+    def run_command(self, line: str) -> None:
+        """Run one `:` command (the command line and the palette both come here)."""
+        try:
+            command = parse(line)
+        except CommandError as exc:
+            self.notify(str(exc), title="command", severity="error")
+            return
+        name, argument = command.name, command.argument
+        if name in ("problems", "all", "groups"):
+            self.show_view(name)
+        elif name == "device":
+            self._open_by_name(argument)
+        elif name == "sort":
+            self._sort_by(argument)
+        elif name == "filter":
+            self.query_one("#filter", Input).value = argument
+            self._cancel_pending_filter()
+            self._apply_filter(argument)
+            self.query_one("#filter-bar").display = bool(argument)
+            self.refresh_bindings()
+        elif name == "help":
+            self.action_help()
+        elif name == "quit":
+            self.app.call_later(self.app.action_quit)
+
+    def _sort_by(self, column: str) -> None:
+        columns = [key for key, _ in SORTS]
+        matches = [key for key in columns if key.startswith(column.lower())] if column else []
+        if column.lower() in columns:
+            matches = [column.lower()]
+        if len(matches) != 1:
+            self.notify(f"sort by what? one of: {', '.join(columns)}", title=":sort", severity="error")
+            return
+        if self.view == "groups":
+            self.show_view(self._table_view)
+        self.query_one(DeviceTable).set_sort(matches[0])
+
+    def _open_by_name(self, name: str) -> None:
+        trackers = self.engine.trackers
+        if name not in trackers:
+            found = self.query_one("#command", Input).suggester
+            candidates = found.device_prefix(name) if isinstance(found, CommandSuggester) and name else []
+            if len(candidates) == 1:
+                name = candidates[0]
+            else:
+                hint = (f" — did you mean {', '.join(candidates[:5])}?" if candidates
+                        else " (Tab completes names)")
+                self.notify(f"no device named {name!r}{hint}", title=":device", severity="error")
+                return
+        # Put the cursor on it where it is shown, so Esc from the drill-down lands on it.
+        if self.view == "groups":
+            self.query_one(GroupTree).select_device(name)
+        else:
+            table = self.query_one(DeviceTable)
+            if name in table.row_order():
+                table.move_cursor(row=table.get_row_index(name))
+        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus))
+
+    @on(Tree.NodeSelected, "#groups")
+    def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
+        data = event.node.data
+        if data is not None and data[0] == "device" and data[1] in self.engine.trackers:
+            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus))

@@ -11,12 +11,17 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from wardtui.widgets.device_rows import SORTS
+from wardtui.widgets.command_line import COMMANDS
+from wardtui.widgets.device_rows import PROBLEM_RULE, SORTS
 
 NOTES = (
     "s cycles the sort: " + " → ".join(description for _, description in SORTS) + ".",
     "The filter matches text in any column (try a branch, a region, DOWN or unknown).",
     "down for: time since the first failed probe of the outage. Log times are UTC.",
+    f"p: problems first — {PROBLEM_RULE}; longest down first, then flapping, then loss; the rest after.",
+    "g: groups region → branch → device, with devices and down per group; the filter applies there too.",
+    ": commands (a unique prefix works): "
+    + " · ".join(f":{name}{' ' + arg if arg else ''}" for name, arg, _ in COMMANDS) + ".",
 )
 
 

@@ -102,3 +102,28 @@ def sort_key(column: str, tracker: DeviceTracker, static: dict[str, SortKey]) ->
         value = tracker.loss_pct if column == "loss" else _rtt(tracker)
         return (value is None, -(value or 0.0), name)
     return (static[column], name)
+
+
+# -- the problems-first view ------------------------------------------------------------------
+LOSS_THRESHOLD = 20.0  # rolling loss (%) from which an up device counts as a problem
+PROBLEM_RULE = f"down, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
+
+
+def problem_key(tracker: DeviceTracker, static: dict[str, SortKey]) -> SortKey | None:
+    """Where a problem device goes in the problems view (longest down first); None: no problem.
+
+    Down devices first, by the start of the outage; then flapping ones, by their last change;
+    then high loss, worst first. The key only moves on a transition or a loss change, so the
+    view keeps an ordered set of problems instead of re-sorting every row on each tick.
+    """
+    name = static["name"]
+    if tracker.state is State.DOWN:
+        since = tracker.down_since
+        return (0, since.timestamp() if since is not None else 0.0, name)
+    if tracker.flapping:
+        change = tracker.last_change
+        return (1, change.timestamp() if change is not None else 0.0, name)
+    loss = tracker.loss_pct
+    if loss is not None and loss >= LOSS_THRESHOLD:
+        return (2, -loss, name)
+    return None

@@ -1,0 +1,58 @@
+"""The command palette's dashboard commands (ctrl+p): the views, and every device by name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from wardtui.widgets.command_line import COMMANDS
+
+if TYPE_CHECKING:
+    from wardtui.screens.dashboard import DashboardScreen
+
+VIEW_COMMANDS = [(name, help_text) for name, argument, help_text in COMMANDS if not argument]
+MAX_DEVICE_HITS = 100
+BATCH = 500  # devices matched between yields to the event loop: typing stays responsive
+
+
+class DashboardCommands(Provider):
+    """Views and commands first, then devices, yielded as they match (20,000 names stay quick)."""
+
+    def _dashboard(self) -> DashboardScreen | None:
+        from wardtui.screens.dashboard import DashboardScreen
+
+        screen = self.screen
+        return screen if isinstance(screen, DashboardScreen) else None
+
+    async def discover(self) -> Hits:
+        dashboard = self._dashboard()
+        if dashboard is None:
+            return
+        for name, help_text in VIEW_COMMANDS:
+            yield DiscoveryHit(f":{name}", partial(dashboard.run_command, name), help=help_text)
+
+    async def search(self, query: str) -> AsyncIterator[Hit]:
+        dashboard = self._dashboard()
+        if dashboard is None:
+            return
+        matcher = self.matcher(query)
+        for name, help_text in VIEW_COMMANDS:
+            score = matcher.match(f":{name}")
+            if score > 0:
+                yield Hit(score, matcher.highlight(f":{name}"), partial(dashboard.run_command, name),
+                          help=help_text)
+        folded, found = query.lower().lstrip(":"), 0
+        for index, device in enumerate(dashboard.engine.trackers):
+            if index % BATCH == 0:
+                await asyncio.sleep(0)
+            # A substring test first: the fuzzy matcher is far slower than `in`.
+            if folded and folded in device.lower():
+                yield Hit(matcher.match(device) or 0.5, matcher.highlight(device),
+                          partial(dashboard.run_command, f"device {device}"), help="open its drill-down")
+                found += 1
+                if found >= MAX_DEVICE_HITS:  # nobody reads further; type more of the name
+                    return

@@ -1,0 +1,193 @@
+"""The ``e`` export box: an availability report of the dashboard's current view, written to a file."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Input, Label, RadioButton, RadioSet, Static
+
+from store.report import GROUP_BYS, GroupBy, Period, Report, availability
+from wardtui.history_cli import HistoryQueryError
+from wardtui.report_cli import FORMATS, RENDERERS, parse_period
+from wardtui.widgets.device_table import DeviceTable
+
+# (id, label) of the periods offered; "custom" reads the from/to inputs.
+PERIODS = (("24h", "last 24 h"), ("7d", "last 7 days"), ("30d", "last 30 days"),
+           ("month", "this month"), ("custom", "custom from → to"))
+STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What the report covers: the named ``devices`` (the filtered table), or one ``group``
+    such as ``("branch", "b1")``; both ``None`` means every device."""
+
+    devices: tuple[str, ...] | None = None
+    group: tuple[GroupBy, str] | None = None
+
+    def describe(self, total: int | None = None) -> str:
+        if self.group is not None:
+            return f"{self.group[0]} {self.group[1]}"
+        if self.devices is None:
+            return "every device"
+        shown = f"{len(self.devices)}" + (f" of {total}" if total is not None else "")
+        return f"{shown} devices shown"
+
+
+def choose_period(choice: str, now: datetime, start: str = "", end: str = "") -> Period:
+    """The period of a choice in :data:`PERIODS`; ``custom`` parses ``start``/``end`` as the
+    ``report`` command's --from/--to do (raises :class:`HistoryQueryError` on bad input)."""
+    if choice == "month":
+        return Period(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now)
+    if choice == "custom":
+        if not start.strip():
+            raise HistoryQueryError("custom period: type a start in 'from' (2026-11-01, 7d, …)")
+        return parse_period(start, end.strip() or "now", now)
+    return parse_period(choice, "now", now)
+
+
+def default_path(fmt: str, now: datetime, directory: Path | None = None) -> Path:
+    """``wardtui-report-<UTC timestamp>.<ext>`` in ``directory`` (the current one by default)."""
+    name = f"wardtui-report-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}.{fmt}"
+    return (directory or Path.cwd()) / name
+
+
+def write_report(report: Report, fmt: str, path: Path) -> Path:
+    """Render and write (in a thread: 20,000 rows take a while); return the absolute path."""
+    text = RENDERERS[fmt](report)
+    path = path.expanduser().resolve()
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(text)
+    return path
+
+
+class ExportScreen(ModalScreen[Path | None]):
+    """Pick period, grouping, format and file; Enter writes, Esc cancels. Dismisses with the path."""
+
+    CSS_PATH = "export.tcss"
+    BINDINGS = [
+        # priority: Enter writes from any field (a radio list would otherwise take it).
+        Binding("enter", "export", "Write", priority=True, tooltip="write the report"),
+        Binding("escape", "cancel", "Cancel", tooltip="close without writing"),
+    ]
+
+    def __init__(self, scope: Scope, total: int | None = None, directory: Path | None = None) -> None:
+        super().__init__()
+        self.scope = scope
+        self.total = total
+        self.directory = directory
+        self.fmt = "html"
+        self._auto_path = str(default_path(self.fmt, datetime.now(UTC), directory))
+        self.writing = False
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="export-box"):
+            yield Static(f"availability report of {self.scope.describe(self.total)}", id="export-scope")
+            with Horizontal(id="export-choices"):
+                yield _radios("period", [label for _, label in PERIODS], 0)
+                yield _radios("group by", list(GROUP_BYS), 0)
+                yield _radios("format", list(FORMATS), FORMATS.index(self.fmt))
+            with Horizontal(id="export-custom"):
+                yield Input(placeholder="from: 2026-11-01 or 7d", id="export-from", compact=True,
+                            disabled=True)
+                yield Input(placeholder="to: now", id="export-to", compact=True, disabled=True)
+            yield Label("file")
+            yield Input(self._auto_path, id="export-path", compact=True)
+            yield Static("Tab moves · ↑↓ and Space choose · Enter writes · Esc cancels", id="export-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-box").border_title = "export report (e)"
+        self.query_one("#period", RadioSet).focus()
+
+    # -- choices -----------------------------------------------------------------------------
+    def _picked(self, radios_id: str) -> int:
+        return max(self.query_one(f"#{radios_id}", RadioSet).pressed_index, 0)
+
+    @property
+    def period_choice(self) -> str:
+        return PERIODS[self._picked("period")][0]
+
+    @property
+    def group_by(self) -> GroupBy:
+        return GROUP_BYS[self._picked("group-by")]
+
+    @on(RadioSet.Changed, "#period")
+    def _period_changed(self) -> None:
+        custom = self.period_choice == "custom"
+        for field in self.query("#export-custom Input"):
+            field.disabled = not custom
+
+    @on(RadioSet.Changed, "#format")
+    def _format_changed(self) -> None:
+        self.fmt = FORMATS[self._picked("format")]
+        path = self.query_one("#export-path", Input)
+        if path.value == self._auto_path:  # follow the format unless the operator typed a name
+            self._auto_path = str(Path(self._auto_path).with_suffix(f".{self.fmt}"))
+            path.value = self._auto_path
+
+    # -- keys --------------------------------------------------------------------------------
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_export(self) -> None:
+        if self.writing:
+            return
+        now = datetime.now(UTC)
+        try:
+            period = choose_period(self.period_choice, now, self.query_one("#export-from", Input).value,
+                                   self.query_one("#export-to", Input).value)
+        except (HistoryQueryError, ValueError) as exc:
+            self.notify(str(exc), title="export", severity="error")
+            return
+        path = self.query_one("#export-path", Input).value.strip()
+        if not path:
+            self.notify("type a file name", title="export", severity="error")
+            return
+        self.writing = True
+        self.export(period, self.group_by, self.fmt, Path(path), now)
+
+    @work(group="export", exclusive=True, exit_on_error=False)
+    async def export(self, period: Period, group_by: GroupBy, fmt: str, path: Path, now: datetime) -> None:
+        runtime = getattr(self.app, "runtime", None)
+        loop = getattr(self.app, "engine_thread", None)
+        try:
+            if runtime is None or loop is None:
+                raise RuntimeError("no history store")
+            # The store belongs to the engine's loop; rendering and writing go to a thread.
+            report = await loop.run(availability(runtime.store, period, group_by=group_by,
+                                                 devices=self.scope.devices, group=self.scope.group, now=now))
+            written = await asyncio.to_thread(write_report, report, fmt, path)
+        except STORE_ERRORS as exc:
+            self.writing = False
+            what = f"cannot write {path}" if isinstance(exc, OSError) else "cannot read the history"
+            self.notify(f"{what}: {getattr(exc, 'strerror', None) or exc}", title="export", severity="error")
+            return
+        self.app.notify(f"{len(report.rows)} rows, {len(report.outages)} outages → {written}",
+                        title="report written", timeout=10)
+        self.dismiss(written)
+
+
+def _radios(title: str, labels: list[str], pressed: int) -> RadioSet:
+    radios = RadioSet(*(RadioButton(label, value=i == pressed) for i, label in enumerate(labels)),
+                      id=title.replace(" ", "-"))
+    radios.border_title = title
+    return radios
+
+
+def view_scope(screen: Screen[object]) -> Scope:
+    """The dashboard's current view: the group the operator is on, if the screen has a
+    ``current_group()`` -> ``(kind, name) | None``; else the devices its table shows."""
+    current_group = getattr(screen, "current_group", None)
+    group = current_group() if callable(current_group) else None
+    if group is not None:
+        return Scope(group=group)
+    return Scope(devices=tuple(screen.query_one(DeviceTable).row_order()))
