@@ -24,8 +24,14 @@ examples:
   wardtui                                   dashboard on the bundled example (loopback addresses)
   wardtui --inventory branches.csv --interval 30
   wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
+  wardtui outages --since 24h               what went down in the last day, from the history
+  wardtui report --from 30d --group-by region --format html -o month.html
   wardtui generate --devices 50000 -o big.csv
   wardtui db upgrade --db sqlite:///var/lib/wardtui/history.db
+
+In the dashboard: ? lists every key; / filters, s sorts, Enter opens a device (Esc back),
+e exports an availability report of what the table shows, q saves history and quits.
+Each command has its own examples: wardtui COMMAND --help.
 """
 
 DB_EXAMPLES = """\
@@ -159,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     snmp_cli.add_parser(sub)
     gen = sub.add_parser("generate", help="write a bank-shaped inventory of loopback addresses",
-                         epilog="example:\n  wardtui generate --devices 50000 -o big.csv\n",
+                         epilog="examples:\n  wardtui generate --devices 50000 -o big.csv\n"
+                                "  wardtui generate --devices 200 --regions 2 -o lab.csv"
+                                " && wardtui --inventory lab.csv\n",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("--devices", type=int, default=875, metavar="N", help="number of devices (default 875)")
     gen.add_argument("--regions", type=int, default=10, metavar="N", help="number of regions (default 10)")
