@@ -91,3 +91,17 @@ async def test_export_error_is_a_notice_and_the_box_stays(tmp_path: Path) -> Non
         await h.pilot.press("enter")
         await h.until(lambda: any("cannot write" in n.message for n in h.app._notifications))
         assert isinstance(h.app.screen, ExportScreen)
+
+
+async def test_a_file_name_that_says_its_format_wins_over_the_format_list(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        await h.pilot.press("e")
+        await h.until(lambda: isinstance(h.app.screen, ExportScreen))
+        box = h.app.screen
+        assert box.fmt == "html"  # the list's default
+        target = tmp_path / "plain.json"
+        box.query_one("#export-path", Input).value = str(target)
+        await h.pilot.press("enter")
+        await h.until(target.exists)
+        assert json.loads(target.read_text())["rows"]  # JSON, not HTML in a .json file

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,36 @@ class Tmux:
         return int(children[0])
 
 
+@contextmanager
+def wardtui_in_tmux(name: str, args: str, status: Path, width: int = 110, height: int = 32,
+                    env: Mapping[str, str] | None = None) -> Iterator[Tmux]:
+    """``wardtui ARGS`` (this interpreter, this checkout) in a detached tmux session of
+    ``width``x``height``; its exit status is written to ``status``; the session is killed after."""
+    # The shell records wardtui's exit status (tmux's own pane_dead_status proved unreliable:
+    # a pane can be marked dead before tmux has reaped the process, and then stay blank).
+    variables = {"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", **(env or {})}
+    assignments = " ".join(f"{key}={shlex.quote(value)}" for key, value in variables.items())
+    # COLUMNS/LINES would override the pane's size in Textual, and pytest plugins set them
+    # (80x24) in the environment the tmux server inherits.
+    command = (f"cd {shlex.quote(str(ROOT))} && env -u COLUMNS -u LINES {assignments} "
+               f"{sys.executable} -m wardtui {args}; "
+               f"echo $? > {shlex.quote(str(status))}; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), command],
+                   check=True)
+    try:
+        yield Tmux(name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+def wait_for_exit(status_file: Path, timeout: float = 20.0) -> str:
+    """wardtui's exit status as the pane's shell recorded it, or why there is none."""
+    deadline = time.monotonic() + timeout  # generous: CI may run this on a loaded machine
+    while not status_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return status_file.read_text().strip() if status_file.exists() else f"still running after {timeout:g} s"
+
+
 @pytest.fixture
 def terminal(tmp_path: Path) -> Iterator[tuple[Tmux, Path, Path]]:
     _require()
@@ -68,16 +100,9 @@ def terminal(tmp_path: Path) -> Iterator[tuple[Tmux, Path, Path]]:
                          + "atm-lobby,127.3.1.1,b1,north,atm\n")
     db = tmp_path / "h.db"
     status = tmp_path / "exit-status"
-    name = f"wardtui-test-{os.getpid()}"
-    # The shell records wardtui's exit status (tmux's own pane_dead_status proved unreliable:
-    # a pane can be marked dead before tmux has reaped the process, and then stay blank).
-    command = (f"cd {ROOT} && env PYTHONPATH={ROOT} TERM=xterm-256color {sys.executable} -m wardtui "
-               f"--inventory {inventory} --db sqlite:///{db} --interval 0.5; echo $? > {status}; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "110", "-y", "32", command], check=True)
-    try:
-        yield Tmux(name), db, status
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+    with wardtui_in_tmux(f"wardtui-test-{os.getpid()}",
+                         f"--inventory {inventory} --db sqlite:///{db} --interval 0.5", status) as tmux:
+        yield tmux, db, status
 
 
 def test_operator_filters_then_sigterm_saves_history(terminal: tuple[Tmux, Path, Path]) -> None:
@@ -92,10 +117,7 @@ def test_operator_filters_then_sigterm_saves_history(terminal: tuple[Tmux, Path,
     tmux.keys("Escape")
     tmux.wait_for(lambda s: "edge-0" in s and "13/13" in s)
     os.kill(tmux.wardtui_pid(), signal.SIGTERM)
-    deadline = time.monotonic() + 20  # generous: CI may run this on a loaded machine
-    while not status_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    status = status_file.read_text().strip() if status_file.exists() else "still running after 20 s"
+    status = wait_for_exit(status_file)
     assert status == "0", f"wardtui should save and exit 0 on SIGTERM, got {status}"
     with sqlite3.connect(db) as conn:
         ups = conn.execute("select count(*) from transitions where to_state = 'up'").fetchone()[0]

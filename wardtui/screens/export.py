@@ -152,8 +152,12 @@ class ExportScreen(ModalScreen[Path | None]):
         if not path:
             self.notify("type a file name", title="export", severity="error")
             return
+        # A name that says its format (report.csv) is what the operator means, whatever the
+        # format list still shows: never HTML inside a .csv.
+        suffix = Path(path).suffix.lstrip(".").lower()
+        fmt = suffix if suffix in FORMATS else self.fmt
         self.writing = True
-        self.export(period, self.group_by, self.fmt, Path(path), now)
+        self.export(period, self.group_by, fmt, Path(path), now)
 
     @work(group="export", exclusive=True, exit_on_error=False)
     async def export(self, period: Period, group_by: GroupBy, fmt: str, path: Path, now: datetime) -> None:
