@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
+import threading
 from contextlib import suppress
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class WardApp(App[int]):
         # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
         self.engine_thread = EngineThread()
         self._quitting = False
+        self.exit_grace: float | None = None  # seconds Textual's shutdown gets before a hard exit
 
     def get_css_variables(self) -> dict[str, str]:
         """Theme variables plus those declared in app.tcss, resolved against the theme."""
@@ -87,15 +90,26 @@ class WardApp(App[int]):
         try:
             lost = await self.engine_thread.run(self.runtime.close())
         except Exception as exc:  # the operator must hear that history was not saved
-            self.exit(return_code=1, message=f"wardtui: could not flush the history store: {exc}")
+            self._exit_for_sure(1, f"wardtui: could not flush the history store: {exc}")
             return
         finally:
             self.engine_thread.close()
         if lost:
-            self.exit(return_code=1,
-                      message=f"wardtui: {lost} history rows could not be written (database unavailable)")
+            self._exit_for_sure(1, f"wardtui: {lost} history rows could not be written "
+                                   "(database unavailable)")
             return
-        self.exit(return_code=0)
+        self._exit_for_sure(0)
+
+    def _exit_for_sure(self, code: int, message: str | None = None) -> None:
+        """Leave; if Textual's own shutdown has not ended the process ``exit_grace`` seconds later,
+        end it. Seen here: after SIGTERM/SIGHUP, Textual's output thread and its shutdown can
+        wait on each other for ever (py-spy: both in Queue waits), leaving a process with no
+        terminal behind each dropped SSH session. The history is flushed by then."""
+        if self.exit_grace is not None:  # set by the CLI: never under a test harness's App.run_test
+            watchdog = threading.Timer(self.exit_grace, os._exit, args=(code,))
+            watchdog.daemon = True  # a normal exit does not wait for it
+            watchdog.start()
+        self.exit(return_code=code, message=message)
 
     def on_unmount(self) -> None:
         # After q, SIGTERM or SIGHUP this was done already. After a crash in the UI, stop

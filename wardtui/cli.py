@@ -390,5 +390,6 @@ def main(argv: list[str] | None = None) -> int:
     # 1 ms instead of 5 (lag p99 with 10,000 devices: ~110 ms -> ~40 ms measured).
     sys.setswitchinterval(0.001)
     app = WardApp(runtime)
+    app.exit_grace = 10.0  # after the history is flushed; see WardApp._exit_for_sure
     app.run()
     return app.return_code or 0

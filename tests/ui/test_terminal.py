@@ -124,3 +124,18 @@ def test_operator_filters_then_sigterm_saves_history(terminal: tuple[Tmux, Path,
         checks = conn.execute("select count(*) from checks").fetchone()[0]
     assert ups == 13
     assert checks >= 13
+
+
+def test_a_dropped_session_saves_history_and_leaves_no_process(terminal: tuple[Tmux, Path, Path]) -> None:
+    """SIGHUP, as when the operator's SSH session drops: history saved, and the process gone
+    even if Textual's shutdown cannot finish writing to a terminal that no longer exists."""
+    tmux, db, _ = terminal
+    tmux.wait_for(lambda s: "atm-lobby" in s and re.search(r"│ up +13 ", s) is not None)
+    pid = tmux.wardtui_pid()
+    subprocess.run(["tmux", "kill-session", "-t", tmux.name], check=True)  # the terminal goes away
+    deadline = time.monotonic() + 25
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "wardtui still runs after its terminal went away"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from transitions where to_state = 'up'").fetchone()[0] == 13
