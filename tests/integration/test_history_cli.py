@@ -4,10 +4,6 @@ from a real store (a SQLite file and a PostgreSQL database) filled with known ch
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,9 +16,9 @@ from poller.events import CheckResult, State, Transition
 from store import HistoryStore, database_url
 from store.maintenance import Maintenance
 from store.rollup import HOUR, MINUTE
+from tests.integration.cli_run import json_of, run
 from tests.integration.postgres import pg_url  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[2]
 DEVICE, ADDRESS = "north-b001-rtr", "127.0.0.2"
 OTHER, OTHER_ADDRESS = "south-b002-sw", "127.0.0.3"
 
@@ -80,27 +76,6 @@ def filled(request: pytest.FixtureRequest, tmp_path: Path) -> Filled:
     return asyncio.run(_fill(url))
 
 
-def run(*argsets: tuple[str, ...], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
-    """``wardtui ARGS...`` for each of ``argsets``, all at once (each start costs ~0.7 s)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(cwd / "xdg"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    procs = [(args, subprocess.Popen([sys.executable, "-m", "wardtui", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-             for args in argsets]
-    done = []
-    for args, proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err
-        done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
-    return done
-
-
-def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
 def _at(point: dict[str, Any]) -> datetime:
     at = datetime.fromisoformat(point["at"])
     assert at.utcoffset() == timedelta(0)
@@ -118,7 +93,7 @@ def test_span_picks_the_tier_and_json_carries_what_was_written(filled: Filled, t
                             ("history", DEVICE, "--since", "30d", "--json", *db), cwd=tmp_path)
 
     # Up to a day: raw checks, exactly the five of the last hour, as written.
-    raw = _json(hour)
+    raw = json_of(hour)
     assert set(raw) == {"device", "tier", "since", "until", "points"}
     assert raw["device"] == DEVICE and raw["tier"] == "raw"
     since, until = datetime.fromisoformat(raw["since"]), datetime.fromisoformat(raw["until"])
@@ -136,7 +111,7 @@ def test_span_picks_the_tier_and_json_carries_what_was_written(filled: Filled, t
     assert [p["rtt_ms"] for p in raw["points"]] == [11.25, 20.0, None, 1.235, 9.999]
 
     # Up to a week: 1-minute rollups, one bucket per minute with checks.
-    minutes = _json(week)
+    minutes = json_of(week)
     assert minutes["tier"] == "1m"
     buckets = [_at(p) for p in minutes["points"]]
     assert buckets == sorted({MINUTE.floor(c.at) for c in filled.old + filled.recent})
@@ -156,7 +131,7 @@ def test_span_picks_the_tier_and_json_carries_what_was_written(filled: Filled, t
     assert back["rtt_min_ms"] == back["rtt_max_ms"] == 1.235 and back["jitter_ms"] is None
 
     # Longer: hourly rollups, for every complete hour with checks.
-    hours = _json(month)
+    hours = json_of(month)
     assert hours["tier"] == "1h"
     expected_hours = sorted({HOUR.floor(c.at) for c in filled.old + filled.recent})
     assert [_at(p) for p in hours["points"]] == [h for h in expected_hours if h < filled.hour_done]
@@ -175,15 +150,15 @@ def test_tier_and_until_override_the_choice(filled: Filled, tmp_path: Path) -> N
         ("history", DEVICE, "--since", "7d", "--tier", "raw", "--json", *db),
         ("history", DEVICE, *window, "--json", *db), cwd=tmp_path)
 
-    minutes = _json(as_minutes)
+    minutes = json_of(as_minutes)
     assert minutes["tier"] == "1m"
     assert [_at(p) for p in minutes["points"]] == [
         MINUTE.floor(c.at) for c in filled.recent if MINUTE.floor(c.at) >= filled.now - timedelta(hours=1)]
-    raw = _json(as_raw)
+    raw = json_of(as_raw)
     assert raw["tier"] == "raw"
     assert [_at(p) for p in raw["points"]] == [c.at for c in filled.old + filled.recent]
     # An ISO window three days back: raw, its three checks, and until as given.
-    three = _json(iso)
+    three = json_of(iso)
     assert three["tier"] == "raw" and [_at(p) for p in three["points"]] == [c.at for c in filled.old]
     assert [p["rtt_ms"] for p in three["points"]] == [5.0, 7.0, 6.0]
     assert datetime.fromisoformat(three["until"]) == old_minute + timedelta(minutes=2)

@@ -6,21 +6,16 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from poller.events import State, Transition
 from poller.inventory import Device
 from store import HistoryStore
+from tests.integration.cli_run import json_of, run
 
-REPO = Path(__file__).resolve().parents[2]
 H = timedelta(hours=1)
 EVIL = "s-<b>&\"x"
 U, D, N = State.UP, State.DOWN, State.UNKNOWN
@@ -47,27 +42,6 @@ async def _seed(url: str, base: datetime) -> None:
             _t("n-rtr", U, D, base + 9 * H, base + 9 * H), _t("n-rtr", D, U, base + 11 * H)])
 
 
-def run(*argsets: tuple[str, ...], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
-    """``wardtui ARGS...`` for each of ``argsets``, all at once."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(cwd / "xdg"),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    procs = [(args, subprocess.Popen([sys.executable, "-m", "wardtui", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-             for args in argsets]
-    done = []
-    for args, proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert "Traceback" not in err, err
-        done.append(subprocess.CompletedProcess(list(args), proc.returncode, out, err))
-    return done
-
-
-def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
 @pytest.fixture
 def base() -> datetime:
     return (datetime.now(UTC) - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
@@ -86,7 +60,7 @@ def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path:
         ("report", "--from", base.isoformat(), "--to", "2099-01-01", "--format", "json", "--db", db_url),
         cwd=tmp_path)
 
-    rows = {r["name"]: r for r in _json(devices)["rows"]}
+    rows = {r["name"]: r for r in json_of(devices)["rows"]}
     assert set(rows) == {"n-rtr", "n-sw", EVIL}
     rtr, sw, evil = rows["n-rtr"], rows["n-sw"], rows[EVIL]
     assert (rtr["outages"], rtr["downtime_s"], rtr["longest_s"], rtr["mttr_s"], rtr["mtbf_s"]) == \
@@ -96,10 +70,10 @@ def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path:
     assert sw["mttr_s"] is None and sw["mtbf_s"] is None
     assert (evil["downtime_s"], evil["state"]) == (7210.0, "down")
     assert evil["availability_pct"] == round(100 * (36000 - 7210) / 36000, 4)
-    listed = [(o["device"], o["counted_s"], o["ongoing"]) for o in _json(devices)["outages"]]
+    listed = [(o["device"], o["counted_s"], o["ongoing"]) for o in json_of(devices)["outages"]]
     assert listed == [("n-rtr", 1800.0, False), (EVIL, 7210.0, True), ("n-rtr", 3600.0, False)]
 
-    by_region = {r["name"]: r for r in _json(regions)["rows"]}
+    by_region = {r["name"]: r for r in json_of(regions)["rows"]}
     assert (by_region["north"]["devices"], by_region["north"]["monitored_s"]) == (2, 54000.0)
     assert by_region["north"]["availability_pct"] == 90.0  # device-time weighted
     assert by_region["south"]["state"] == "down 1/1"
@@ -114,7 +88,7 @@ def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path:
     assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 45m00s | 4h15m | 1h00m | up |" in md.stdout
 
     # An end in the future: counted up to now, the ongoing outage too.
-    later = _json(future)
+    later = json_of(future)
     until = datetime.fromisoformat(later["counted_until"])
     assert abs(until - datetime.now(UTC)) < timedelta(seconds=60)
     ongoing = next(o for o in later["outages"] if o["ongoing"])
