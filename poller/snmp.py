@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -215,7 +214,6 @@ class SnmpClient:
         self.timeouts = 0
         self.auth_failures = 0
         self.errors = 0
-        self.rcvbuf_effective = 0
 
     @property
     def engines(self) -> int:
@@ -238,7 +236,7 @@ class SnmpClient:
             except OSError:  # no IPv6 on this host: IPv6 agents will fail, and say so
                 continue
             sock.setblocking(False)
-            self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
+            enlarge_rcvbuf(sock, self.rcvbuf)
             engine_config.add_transport(engine, domain, transport_class().open_server_mode(sock=sock))
         slot = _EngineSlot(engine)
         self._engines.append(slot)
@@ -263,12 +261,6 @@ class SnmpClient:
         state = _AgentState(slot, addr_name)
         self._agents[agent.key] = state
         return state
-
-    def forget(self, key: str) -> None:
-        """Drop a device's agent state (its credential or address changed)."""
-        state = self._agents.pop(key, None)
-        if state is not None and state.slot is not None:
-            state.slot.targets -= 1
 
     async def poll(self, agent: Agent) -> RawPoll:
         """Read the system group and the interface tables of ``agent``; raises :class:`SnmpError`."""
@@ -435,10 +427,3 @@ def _collect(columns: list[Walking], varbinds: Answer, rows: dict[int, Values]) 
     if not varbinds:
         return []
     return [(c[0], c[1], last[j]) for j, c in enumerate(columns) if not done[j]]
-
-
-def agents_for(devices: Iterable[Any], credentials: dict[str, Credential], *, timeout: float = 2.0,
-               retries: int = 1) -> dict[str, Agent]:
-    """The agent of every device that names a credential (the inventory checked the names)."""
-    return {d.name: Agent(d.name, d.address, d.snmp_port, credentials[d.snmp_credential], timeout, retries)
-            for d in devices if d.snmp_credential}

@@ -287,7 +287,6 @@ class V2cTransport:
 
     def __init__(self, rcvbuf: int = 4 * 1024 * 1024) -> None:
         self.rcvbuf = rcvbuf
-        self.rcvbuf_effective = 0
         self._transports: dict[int, asyncio.Future[asyncio.DatagramTransport]] = {}
         # request id -> (future of the send in flight, (address, port), community)
         self._pending: dict[int, tuple[asyncio.Future[Response | None], tuple[str, int], bytes]] = {}
@@ -311,7 +310,7 @@ class V2cTransport:
 
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        self.rcvbuf_effective = enlarge_rcvbuf(sock, self.rcvbuf)
+        enlarge_rcvbuf(sock, self.rcvbuf)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
         return transport
