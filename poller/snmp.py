@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,8 +46,10 @@ from poller.snmp_data import (
     SYS_OBJECT_ID,
     SYS_UPTIME,
     SYSTEM_OIDS,
+    Agent,
     IfRow,
     RawPoll,
+    SnmpError,
     SystemFacts,
 )
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
@@ -91,29 +92,8 @@ _AUTH_FAILURES = (errind.UnknownUserName, errind.WrongDigest, errind.UnknownSecu
                   errind.AuthenticationFailure)
 
 
-class SnmpError(Exception):
-    """A poll failed. ``reason`` is one word for gauges and events ("timeout", "authentication",
-    "error"); the message says more and never holds a credential."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
 class _TooBig(Exception):
     """The agent answered tooBig: ask for fewer rows."""
-
-
-@dataclass(frozen=True, slots=True)
-class Agent:
-    """Where and how to reach one device's agent."""
-
-    key: str  # the device's name: an agent keeps its engine for the whole run
-    address: str
-    port: int
-    credential: Credential
-    timeout: float = 2.0  # seconds per request
-    retries: int = 1  # resends per request after a timeout
 
 
 class _EngineSlot:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from poller.credentials import Credential
 
 # SNMPv2-MIB system group (scalars: the ".0" instance).
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
@@ -104,3 +108,26 @@ class RawPoll:
     system: SystemFacts
     interfaces: tuple[IfRow, ...]
     counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
+
+
+# Kept apart from poller.snmp (which loads pysnmp, ~0.2 s) so that a run without SNMP agents,
+# and the options' defaults, never import it.
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """Where and how to reach one device's agent."""
+
+    key: str  # the device's name: an agent keeps its engine for the whole run
+    address: str
+    port: int
+    credential: Credential
+    timeout: float = 2.0  # seconds per request
+    retries: int = 1  # resends per request after a timeout
+
+
+class SnmpError(Exception):
+    """A poll failed. ``reason`` is one word for gauges and events ("timeout", "authentication",
+    "error"); the message says more and never holds a credential."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -23,8 +23,7 @@ from poller.counters import DeviceCounters
 from poller.engine import percentile
 from poller.events import SnmpAgentChange
 from poller.scheduler import Scheduler, Slot
-from poller.snmp import Agent, SnmpError
-from poller.snmp_data import RawPoll
+from poller.snmp_data import Agent, RawPoll, SnmpError
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
-from poller.snmp import Agent, SnmpClient
+from poller.snmp_data import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
@@ -168,7 +168,11 @@ class Runtime:
             raise StartupError(f"{db_option(options.db)}: {exc}", code=2) from None
         self.snmp: SnmpPoller | None = None
         if agents:
-            self.snmp = SnmpPoller(agents, snmp_client or SnmpClient(), self.engine.bus,
+            if snmp_client is None:
+                from poller.snmp import SnmpClient  # pysnmp: only for runs that poll SNMP
+
+                snmp_client = SnmpClient()
+            self.snmp = SnmpPoller(agents, snmp_client, self.engine.bus,
                                    is_down=self.engine.is_down,
                                    config=SnmpConfig(interval=options.snmp_interval))
             self.engine.companions.append(self.snmp)

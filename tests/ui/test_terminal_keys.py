@@ -56,9 +56,13 @@ def styled_capture(tmux: Tmux) -> str:
 
 
 def box_is_whole(screen: str, title: str) -> bool:
-    """The box whose top border carries ``title`` is closed on the right (not cut by the edge)."""
+    """The box whose top border carries ``title`` is closed on the right (not cut by the edge).
+
+    The dashboard shows through around a box (dimmed), so its borders may follow on the line.
+    """
     top = next((line.rstrip() for line in screen.splitlines() if f"╭─ {title}" in line), "")
-    return top.endswith("╮")
+    border = top[top.find(f"╭─ {title}"):] if top else ""
+    return bool(re.match(rf"╭─ {re.escape(title)}[^╮│]*─╮", border))
 
 
 @pytest.mark.parametrize(("width", "height", "no_color"),

@@ -442,3 +442,19 @@ def test_a_bad_snmp_port_is_a_problem_on_its_line(tmp_path: Path, port: str) -> 
         r1,127.0.0.1,b1,north,router,branch-v2,{port}
         """)
     assert problems_of(path) == [Problem(str(path), 2, f"bad snmp_port '{port}': a UDP port, 1 to 65535")]
+
+
+@pytest.mark.parametrize("written", ["127.0.0.1", "127.1.2.3", "255.255.255.255", "0.0.0.0", "127.0.0.01",
+                                     "127.000.0.1", "::ffff:127.0.0.1", "[::1]", "2001:DB8::1"])
+def test_addresses_load_as_ipaddress_spells_them(tmp_path: Path, written: str) -> None:
+    """The IPv4 fast path (inet_pton/inet_ntop) gives exactly what ipaddress gives, and leaves
+    everything it does not recognise as canonical to ipaddress, which rejects or normalises it."""
+    path = write(tmp_path, "a.csv", HEADER + f'x,"{written}",b,r,router,,,\n')
+    try:
+        ip = ipaddress.ip_address(written.strip("[]"))
+    except ValueError:
+        only(problems_of(path), 2, "bad address", written)
+        return
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    (device,) = load_inventory(path)
+    assert device.address == str(mapped or ip.compressed)

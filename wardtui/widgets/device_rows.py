@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
+import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,18 +49,45 @@ def natural(text: str) -> SortKey:
 
 
 def _address_key(address: str) -> SortKey:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return (99, 0, address)
-    return (ip.version, int(ip), "")
+    # inet_pton, not ipaddress: ~20x faster, which counts for 20,000 keys on a key press.
+    for version, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
+        try:
+            return (version, int.from_bytes(socket.inet_pton(family, address)), "")
+        except OSError:
+            continue
+    return (99, 0, address)
 
 
-def static_keys(device: Device) -> dict[str, SortKey]:
-    """Keys of the columns that never change, computed once per device."""
-    return {"name": natural(device.name), "address": _address_key(device.address),
-            "branch": natural(device.branch), "region": natural(device.region),
-            "type": natural(device.type)}
+STATIC_COLUMNS = ("name", "address", "branch", "region", "type")
+
+
+class StaticRanks:
+    """Each device's place in the order of each column that never changes, as an int.
+
+    An int compares far faster than the natural-order tuple it stands for (sorting 20,000 rows
+    is a key press), and it is computed once: the name's at once (the default sort and every
+    tie-break), another column's when the operator first sorts by it.
+    """
+
+    def __init__(self, devices: Mapping[str, Device]) -> None:
+        self._devices = devices
+        self._ranks: dict[str, dict[str, int]] = {}
+        self.name = self.column("name")
+
+    def column(self, column: str) -> dict[str, int]:
+        ranks = self._ranks.get(column)
+        if ranks is None:
+            if column == "name":
+                order = sorted(self._devices, key=lambda n: (natural(n), n))
+            else:
+                values = {name: getattr(device, column) for name, device in self._devices.items()}
+                key = _address_key if column == "address" else natural
+                # Branches, regions and types repeat: one key per distinct value.
+                keys = {value: key(value) for value in set(values.values())}
+                names = self.name
+                order = sorted(values, key=lambda n: (keys[values[n]], names[n]))
+            ranks = self._ranks[column] = {name: rank for rank, name in enumerate(order)}
+        return ranks
 
 
 def _rtt(tracker: DeviceTracker) -> float | None:
@@ -89,19 +117,34 @@ def row_texts(tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
 _STATE_RANK = {State.DOWN: 0, State.UNKNOWN: 2, State.UP: 3}
 
 
-def sort_key(column: str, tracker: DeviceTracker, static: dict[str, SortKey]) -> SortKey:
+def sort_key(column: str, tracker: DeviceTracker, ranks: StaticRanks) -> SortKey:
     """Key for ``column``; ties and missing values fall back to the name, missing ones last."""
-    name = static["name"]
+    return sort_keys(column, {tracker.device.name: tracker}, ranks)[tracker.device.name]
+
+
+def sort_keys(column: str, trackers: Mapping[str, DeviceTracker], ranks: StaticRanks) -> dict[str, SortKey]:
+    """:func:`sort_key` of every device in ``trackers``, in one pass per column."""
+    if column in STATIC_COLUMNS:
+        static = ranks.column(column)
+        return {name: static[name] for name in trackers}
+    name_rank = ranks.name
+    down = State.DOWN
     if column == "state":
-        rank = 1 if tracker.flapping and tracker.state is not State.DOWN else _STATE_RANK[tracker.state]
-        return (rank, name)
+        return {name: (1 if t.flapping and t.state is not down else _STATE_RANK[t.state], name_rank[name])
+                for name, t in trackers.items()}
+    keys: dict[str, SortKey] = {}
     if column == "down":
-        since = tracker.down_since if tracker.state is State.DOWN else None
-        return (0, since.timestamp(), name) if since is not None else (1, 0.0, name)
-    if column in ("loss", "rtt"):
-        value = tracker.loss_pct if column == "loss" else _rtt(tracker)
-        return (value is None, -(value or 0.0), name)
-    return (static[column], name)
+        for name, t in trackers.items():
+            since = t.down_since if t.state is down else None
+            rank = name_rank[name]
+            keys[name] = (0, since.timestamp(), rank) if since is not None else (1, 0.0, rank)
+        return keys
+    if column not in ("loss", "rtt"):
+        raise ValueError(f"unknown column {column!r}")
+    for name, t in trackers.items():
+        value = t.loss_pct if column == "loss" else _rtt(t)
+        keys[name] = (value is None, -(value or 0.0), name_rank[name])
+    return keys
 
 
 # -- the problems-first view ------------------------------------------------------------------
@@ -109,14 +152,14 @@ LOSS_THRESHOLD = 20.0  # rolling loss (%) from which an up device counts as a pr
 PROBLEM_RULE = f"down, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
 
 
-def problem_key(tracker: DeviceTracker, static: dict[str, SortKey]) -> SortKey | None:
+def problem_key(tracker: DeviceTracker, name: int) -> SortKey | None:
     """Where a problem device goes in the problems view (longest down first); None: no problem.
 
     Down devices first, by the start of the outage; then flapping ones, by their last change;
     then high loss, worst first. The key only moves on a transition or a loss change, so the
     view keeps an ordered set of problems instead of re-sorting every row on each tick.
+    ``name`` is the device's rank by name (:class:`StaticRanks`), the tie-break.
     """
-    name = static["name"]
     if tracker.state is State.DOWN:
         since = tracker.down_since
         return (0, since.timestamp() if since is not None else 0.0, name)

@@ -74,6 +74,57 @@ class Figures(Widget):
         return _figures(self.gauges, self.warn_style)
 
 
+def health_line(g: Gauges, warn: str) -> Text:
+    """The figures an operator must not miss, in one line that fits 80 columns: for terminals
+    too short for the engine panel (an 80x24 SSH window). Counters that should be zero light
+    up. Drops add up what was lost anywhere: socket buffer, UI events, store samples."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+
+    def part(label: str, value: str, bad: bool = False) -> None:
+        if line:
+            line.append("  ")
+        line.append(f"{label} ", style="dim")
+        line.append(value, style=warn if bad else "")
+
+    dropped = g.extra.get("events_dropped", 0.0) + g.rcvbuf_drops + g.extra.get("store_samples_dropped", 0.0)
+    part("up", f"{g.devices_up:.0f}")
+    part("down", f"{g.devices_down:.0f}", bad=g.devices_down > 0)
+    part("flap", f"{g.devices_flapping:.0f}", bad=g.devices_flapping > 0)
+    part("lag99", f"{g.lag_p99_ms:.0f}ms")
+    part("skipped", f"{g.skipped_late:.0f}", bad=g.skipped_late > 0)
+    part("drops", f"{dropped:.0f}", bad=dropped > 0)
+    part("queue", f"{g.store_queue:.0f}")
+    failing = bool(g.extra.get("store_failing"))
+    part("db", "failing" if failing else "ok", bad=failing)
+    if "snmp_agents" in g.extra:
+        part("snmp fail", f"{g.extra.get('snmp_agents_failing', 0.0):.0f}",
+             bad=g.extra.get("snmp_agents_failing", 0.0) > 0)
+    return line
+
+
+class HealthLine(Widget):
+    """:func:`health_line` of the latest gauges (shown instead of the engine panel when short)."""
+
+    DEFAULT_CSS = """
+    HealthLine { height: 1; padding: 0 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.gauges: Gauges | None = None
+        self.warn_style = "bold yellow"
+
+    def show(self, gauges: Gauges) -> None:
+        self.gauges = gauges
+        if self.display:
+            self.refresh()
+
+    def render(self) -> Text | str:
+        if self.gauges is None:
+            return "engine: waiting for the first gauges…"
+        return health_line(self.gauges, self.warn_style)
+
+
 class GaugesPanel(Vertical):
     """Call :meth:`show` with each new :class:`Gauges`; series keep the last ``history`` samples."""
 

@@ -31,6 +31,7 @@ class TransitionLog(RichLog):
         self._first_up = 0  # first answers counted but not yet written
         self._first_up_at = datetime.now(UTC)
         self.lines_written: list[str] = []  # plain text, newest last, bounded like the log
+        self._pending: list[Text] = []  # lines of this tick, written together by flush()
 
     def add_transitions(self, events: list[Transition]) -> None:
         """Write one tick's transitions; first answers (unknown → up) are only counted.
@@ -119,7 +120,14 @@ class TransitionLog(RichLog):
         return self.palette.down if status in ("down", "lowerLayerDown") else ""
 
     def _write(self, line: Text) -> None:
-        self.write(line)
+        self._pending.append(line)
         self.lines_written.append(line.plain)
         if self.max_lines is not None and len(self.lines_written) > self.max_lines:
             del self.lines_written[: len(self.lines_written) - self.max_lines]
+
+    def flush(self) -> None:
+        """Write the lines added since the last flush, as one write: each write resizes the log
+        and so lays out the whole screen again (~3 ms a line at 100 transitions a second)."""
+        if self._pending:
+            lines, self._pending = self._pending, []
+            self.write(Text("\n").join(lines))

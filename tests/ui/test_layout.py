@@ -1,0 +1,65 @@
+"""The dashboard's layout follows the terminal: a health line instead of the engine panel when
+the window is short, the full panel when it is tall, and the switch happens on resize."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.text import Text
+
+from poller.events import Gauges
+from tests.fakes import FakeProber, make_devices
+from wardtui.app import WardApp
+from wardtui.runtime import Options, Runtime
+from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.gauges import GaugesPanel, HealthLine, health_line
+
+N = 60
+
+
+async def test_short_terminal_trades_the_engine_panel_for_a_health_line(tmp_path: Path) -> None:
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1, confirm_spacing=0.05),
+                      prober=FakeProber(), devices=make_devices(N, interval=0.1))
+    app = WardApp(runtime)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.dashboard
+        table = screen.query_one(DeviceTable)
+        deadline = time.monotonic() + 5
+        while screen.query_one(HealthLine).gauges is None:
+            assert time.monotonic() < deadline, "no gauges within 5 s"
+            await pilot.pause(0.1)
+        await pilot.pause(0.1)
+        assert screen.has_class("-short")
+        assert not screen.query_one(GaugesPanel).display or screen.query_one("#gauges").region.height == 0
+        health = screen.query_one(HealthLine)
+        assert health.region.height == 1 and health.region.width == 80
+        text = str(health.render())
+        assert text.startswith("up ") and "db ok" in text and len(text) <= 78  # within its padding
+        short_rows = len(table.visible_rows())
+        assert short_rows >= 10  # an 80x24 SSH window shows ten devices, not five
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.2)
+        assert screen.has_class("-tall") and not screen.has_class("-short")
+        assert screen.query_one("#gauges").region.height >= 14  # 9 figures + 3 sparklines + border
+        assert health.region.height == 0
+        assert len(table.visible_rows()) > short_rows
+        await app.action_quit()
+
+
+def test_health_line_lights_up_what_must_stay_zero() -> None:
+    calm = Gauges(at=datetime.now(UTC), devices_up=870, devices_down=0, devices_unknown=0,
+                  devices_flapping=0, checks_per_s=87.0, probes_per_s=87.0, in_flight=1, skipped=0,
+                  skipped_late=0, skipped_busy=0, lag_p50_ms=1.0, lag_p99_ms=3.0, oldest_overdue_ms=0.0,
+                  rcvbuf_drops=0, send_errors=0, store_queue=80)
+    line = health_line(calm, "bold yellow")
+    assert line.plain == "up 870  down 0  flap 0  lag99 3ms  skipped 0  drops 0  queue 80  db ok"
+    assert not [s for s in line.spans if s.style == "bold yellow"]
+    bad = dataclasses.replace(calm, devices_down=5, rcvbuf_drops=2,
+                              extra={"events_dropped": 1.0, "store_failing": 1.0})
+    line = health_line(bad, "bold yellow")
+    lit = [line.plain[s.start:s.end] for s in line.spans if s.style == "bold yellow"]
+    assert lit == ["5", "3", "failing"]  # down; drops = rcvbuf 2 + events 1; the database
+    assert isinstance(line, Text) and len(line.plain) <= 78
