@@ -32,7 +32,9 @@ examples:
 DATE: an ISO 8601 date or time (UTC when it names no zone; a date is its midnight), a span back
 from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the future counts up to
 now. Availability = up time / time monitored; time before a device was first monitored is not
-counted. See docs/OPERATIONS.md, "Availability reports".
+counted. CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
+tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are, and
+md, html and json keep every name exactly. See docs/OPERATIONS.md, "Availability reports".
 """
 
 
@@ -155,25 +157,41 @@ def render_json(report: Report) -> str:
     return json.dumps(report_record(report)) + "\n"
 
 
-def _csv_cell(value: Any) -> Any:
+# A spreadsheet runs a cell that starts with one of these as a formula: =HYPERLINK(...) in a
+# device name would become a live link, or worse (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for ``None``, ``true``/``false``, numbers as they are (``-1`` stays a
+    number), and text that a spreadsheet would run as a formula behind a single quote, as
+    OWASP advises, so ``=HYPERLINK("x")`` is shown as text. Only CSV does this: JSON,
+    Markdown and HTML keep names exactly."""
     if value is None:
         return ""
-    return str(value).lower() if isinstance(value, bool) else value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def render_csv(report: Report) -> str:
-    """The rows (seconds as numbers, empty where undefined), a blank line, then the outages."""
+    """The rows (seconds as numbers, empty where undefined), a blank line, then the outages;
+    text cells go through :func:`csv_cell`, which defuses spreadsheet formulas."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # Text in double quotes, numbers bare: OWASP's other half of the guard, and before
+    # Python 3.13 the only way a CR inside a name gets quoted rather than breaking the row.
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(ROW_COLUMNS)
     for row in report.rows:
         record = row_record(row)
-        writer.writerow([_csv_cell(record[c]) for c in ROW_COLUMNS])
+        writer.writerow([csv_cell(record[c]) for c in ROW_COLUMNS])
     writer.writerow([])
     writer.writerow(OUTAGE_COLUMNS)
     for outage in report.outages:
         record = outage_record(outage)
-        writer.writerow([_csv_cell(record[c]) for c in OUTAGE_COLUMNS])
+        writer.writerow([csv_cell(record[c]) for c in OUTAGE_COLUMNS])
     return out.getvalue()
 
 

@@ -8,6 +8,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -134,3 +135,54 @@ def test_availability_of_a_view_or_a_group_for_the_dashboard(db_url: str, base: 
         return [r.name for r in view.rows], [r.name for r in branch.rows], [r.name for r in region.rows]
 
     assert asyncio.run(read()) == (["n-sw", EVIL], ["nb1"], [EVIL])
+
+
+FORMULA, DASHED = '=HYPERLINK("x")', "-router"
+
+
+async def _seed_formulas(url: str, base: datetime) -> None:
+    """Names a spreadsheet would run: two devices in branch +b1 of region @north, and one
+    plain device; -router is down for 1 h of the 10 h period."""
+    devices = [Device(FORMULA, "127.0.0.2", "+b1", "@north", "router"),
+               Device(DASHED, "127.0.0.3", "+b1", "@north", "router"),
+               Device("plain", "127.0.0.4", "b2", "south", "switch")]
+    async with HistoryStore(url) as store:
+        await store.sync_devices(devices)
+        await store.write_transitions([
+            *(_t(d.name, N, U, base - H) for d in devices),
+            _t(DASHED, U, D, base + H, base + H), _t(DASHED, D, U, base + 2 * H)])
+
+
+def _typed_csv(text: str) -> tuple[list[list[Any]], list[list[Any]]]:
+    """Rows and outages as a spreadsheet types them: bare cells are numbers (read as floats
+    here), quoted cells text."""
+    rows, outages = text.split("\n\n", 1)
+    read = [list(csv.reader(io.StringIO(part), quoting=csv.QUOTE_NONNUMERIC)) for part in (rows, outages)]
+    return read[0], read[1]
+
+
+def test_csv_report_defuses_names_a_spreadsheet_would_run(db_url: str, base: datetime,
+                                                          tmp_path: Path) -> None:
+    asyncio.run(_seed_formulas(db_url, base))
+    period = ("--from", base.isoformat(), "--to", (base + 10 * H).isoformat(), "--db", db_url)
+    csv_file = tmp_path / "r.csv"
+    devices, branches, regions, as_json, md, page = run(
+        ("report", *period, "--format", "csv", "-o", str(csv_file)),
+        ("report", *period, "--format", "csv", "--group-by", "branch"),
+        ("report", *period, "--format", "csv", "--group-by", "region"),
+        ("report", *period, "--format", "json"),
+        ("report", *period, "--format", "md"),
+        ("report", *period, "--format", "html"), cwd=tmp_path)
+    assert devices.returncode == 0 and devices.stdout == "", devices.stderr
+    rows, outages = _typed_csv(csv_file.read_text(encoding="utf-8"))
+    assert rows[0][:3] == ["name", "devices", "availability_pct"]
+    assert [r[:3] for r in rows[1:]] == [["'-router", 1.0, 90.0], ["'=HYPERLINK(\"x\")", 1.0, 100.0],
+                                         ["plain", 1.0, 100.0]]  # the figures are numbers
+    assert [(o[0], o[3]) for o in outages[1:]] == [("'-router", 3600.0)]
+    assert [r[0] for r in _typed_csv(branches.stdout)[0][1:]] == ["'+b1", "b2"]
+    assert [r[0] for r in _typed_csv(regions.stdout)[0][1:]] == ["'@north", "south"]
+    # Only CSV: the other formats keep the names exactly.
+    assert [r["name"] for r in json_of(as_json)["rows"]] == [DASHED, FORMULA, "plain"]
+    assert [o["device"] for o in json_of(as_json)["outages"]] == [DASHED]
+    assert "| -router | 1 | 90.000 % |" in md.stdout and '| =HYPERLINK("x") | 1 |' in md.stdout
+    assert "<td>-router</td>" in page.stdout and "<td>=HYPERLINK(&quot;x&quot;)</td>" in page.stdout

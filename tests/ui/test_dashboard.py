@@ -20,6 +20,7 @@ from textual.widgets import Input
 
 from poller.state import DeviceTracker, StateConfig
 from tests.fakes import FakeProber, FakeSnmpClient, make_devices
+from tests.ui.notices import watch
 from wardtui.app import WardApp
 from wardtui.runtime import Options, Runtime
 from wardtui.screens.dashboard import DashboardScreen
@@ -227,9 +228,10 @@ async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
     runtime = Runtime(Options(db=f"sqlite:///{tmp_path}", interval=0.1), prober=prober,
                       devices=make_devices(3, interval=0.1))
     app = WardApp(runtime)
+    sent = watch(app)
     async with app.run_test() as pilot:
         await pilot.pause(0.5)
-        notices = {n.title: n.message for n in app._notifications}
+        notices = {n.title: n.message for n in sent if n.severity == "error"}
         assert "history store" in notices, notices
         assert str(tmp_path) in notices["history store"]
         assert "WITHOUT history" in notices["history store"]

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Input, RadioButton, RadioSet
 
+from poller.events import State
+from poller.inventory import Device
+from tests.fakes import FakeProber
+from tests.ui.notices import watch
 from tests.ui.test_dashboard import dashboard
+from wardtui.app import WardApp
 from wardtui.history_cli import HistoryQueryError
+from wardtui.runtime import Options, Runtime
 from wardtui.screens.export import ExportScreen, choose_period, default_path
 
 NOW = datetime(2026, 11, 17, 10, 30, tzinfo=UTC)
@@ -34,6 +44,7 @@ def test_periods_and_default_path() -> None:
 
 async def test_e_exports_the_filtered_view(tmp_path: Path) -> None:
     async with dashboard(tmp_path) as h:
+        sent = watch(h.app)
         await h.all_up()
         h.prober.down.add(h.address("dev12"))
         await h.until(lambda: h.table.cell_text("dev12", "state") == "DOWN")
@@ -56,7 +67,7 @@ async def test_e_exports_the_filtered_view(tmp_path: Path) -> None:
         names = [r[0] for r in rows[1:rows.index([])]]
         assert names == ["dev1", *(f"dev{i}" for i in range(10, 20))]
         assert any(r[0] == "dev12" for r in rows[rows.index([]) + 2:])  # its outage is listed
-        assert any(str(target) in n.message for n in h.app._notifications)
+        assert [n.title for n in sent.containing(str(target))] == ["report written"]
 
 
 async def test_export_group_by_region_json_and_esc(tmp_path: Path) -> None:
@@ -84,12 +95,14 @@ async def test_export_group_by_region_json_and_esc(tmp_path: Path) -> None:
 
 async def test_export_error_is_a_notice_and_the_box_stays(tmp_path: Path) -> None:
     async with dashboard(tmp_path) as h:
+        sent = watch(h.app)
         await h.all_up()
         await h.pilot.press("e")
         await h.until(lambda: isinstance(h.app.screen, ExportScreen))
         h.app.screen.query_one("#export-path", Input).value = str(tmp_path / "no-such-dir" / "r.md")
         await h.pilot.press("enter")
-        await h.until(lambda: any("cannot write" in n.message for n in h.app._notifications))
+        await h.until(lambda: bool(sent.containing("cannot write")))
+        assert [(n.title, n.severity) for n in sent] == [("export", "error")]
         assert isinstance(h.app.screen, ExportScreen)
 
 
@@ -105,3 +118,63 @@ async def test_a_file_name_that_says_its_format_wins_over_the_format_list(tmp_pa
         await h.pilot.press("enter")
         await h.until(target.exists)
         assert json.loads(target.read_text())["rows"]  # JSON, not HTML in a .json file
+
+
+# Names a spreadsheet would run as formulas; -router (127.2.0.2) goes down.
+FORMULA_DEVICES = [Device('=HYPERLINK("x")', "127.2.0.1", "+b1", "@north", "router", interval=0.1),
+                   Device("-router", "127.2.0.2", "+b1", "@north", "router", interval=0.1),
+                   Device("plain", "127.2.0.3", "b2", "south", "switch", interval=0.1)]
+
+
+async def _export(app: WardApp, pilot: Pilot[int], target: Path, group_by: int = 0) -> str:
+    """``e``, group by the ``group_by``-th choice, write to ``target`` (its suffix picks the format)."""
+    await pilot.press("e")
+    await _until(pilot, lambda: isinstance(app.screen, ExportScreen))
+    box = app.screen
+    box.query_one("#group-by", RadioSet).query(RadioButton)[group_by].value = True
+    box.query_one("#export-path", Input).value = str(target)
+    await pilot.pause(0.1)
+    await pilot.press("enter")
+    await _until(pilot, lambda: not isinstance(app.screen, ExportScreen))
+    return target.read_text(encoding="utf-8")
+
+
+async def _until(pilot: Pilot[int], what: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.1)
+
+
+def _typed(text: str) -> list[list[Any]]:
+    """The CSV's rows part as a spreadsheet types it: bare cells numbers (floats), quoted text."""
+    return list(csv.reader(io.StringIO(text.split("\n\n", 1)[0]), quoting=csv.QUOTE_NONNUMERIC))
+
+
+async def test_exported_csv_defuses_names_a_spreadsheet_would_run(tmp_path: Path) -> None:
+    prober = FakeProber()
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1, confirm_spacing=0.05),
+                      prober=prober, devices=FORMULA_DEVICES)
+    app = WardApp(runtime)
+    trackers = runtime.engine.trackers
+    async with app.run_test(size=(120, 40)) as pilot:
+        try:
+            prober.down.add("127.2.0.2")
+            await _until(pilot, lambda: trackers["-router"].state is State.DOWN
+                         and trackers["plain"].state is State.UP)
+            text = await _export(app, pilot, tmp_path / "view.csv")
+            rows = _typed(text)
+            assert [r[:2] for r in rows[1:]] == [["'-router", 1.0], ["'=HYPERLINK(\"x\")", 1.0],
+                                                 ["plain", 1.0]]
+            assert rows[3][2] == 100.0 and isinstance(rows[1][2], float)  # figures stay numbers
+            outages = list(csv.reader(io.StringIO(text.split("\n\n", 1)[1])))
+            assert [o[0] for o in outages[1:]] == ["'-router"]
+            by_branch = _typed(await _export(app, pilot, tmp_path / "branches.csv", group_by=1))
+            assert [(r[0], r[1]) for r in by_branch[1:]] == [("'+b1", 2.0), ("b2", 1.0)]
+            by_region = _typed(await _export(app, pilot, tmp_path / "regions.csv", group_by=2))
+            assert [r[0] for r in by_region[1:]] == ["'@north", "south"]
+            # JSON keeps the names exactly.
+            names = [r["name"] for r in json.loads(await _export(app, pilot, tmp_path / "view.json"))["rows"]]
+            assert names == ["-router", '=HYPERLINK("x")', "plain"]
+        finally:
+            await app.action_quit()

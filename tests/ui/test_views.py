@@ -6,6 +6,7 @@ from pathlib import Path
 
 from textual.command import CommandPalette
 
+from tests.ui.notices import notices_of, notices_of_every_app  # noqa: F401 (autouse: records them)
 from tests.ui.test_dashboard import NAMES, Harness, dashboard
 from wardtui.commands import DashboardCommands
 from wardtui.screens.dashboard import DashboardScreen
@@ -16,7 +17,7 @@ from wardtui.widgets.groups import GroupTree
 
 
 def notices(h: Harness) -> list[str]:
-    return [n.message for n in h.app._notifications]
+    return notices_of(h.app).messages
 
 
 async def command(h: Harness, line: str) -> None:

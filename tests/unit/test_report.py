@@ -13,7 +13,7 @@ import pytest
 from store.records import Outage
 from store.report import DeviceSpan, Period, Report, ReportRow, compute
 from wardtui.history_cli import HistoryQueryError
-from wardtui.report_cli import parse_period, render_csv, render_html, render_json, render_md
+from wardtui.report_cli import csv_cell, parse_period, render_csv, render_html, render_json, render_md
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -169,6 +169,36 @@ def test_csv_rows_then_outages_round_trip_through_the_csv_module() -> None:
     assert rows[0]["mtbf_s"] == "32400.0" and rows[1]["state"] == "down"
     outages = list(csv.DictReader(io.StringIO(outages_part)))
     assert [o["ongoing"] for o in outages] == ["false", "true"] and outages[1]["end"] == ""
+
+
+FORMULAS = ['=HYPERLINK("x")', "-router", "+b1", "@sum", "\tcmd", "\rcmd"]
+
+
+def test_csv_puts_a_quote_before_text_a_spreadsheet_would_run_and_leaves_numbers() -> None:
+    spans = [span(name, branch="+b1") for name in [*FORMULAS, "r-1", "a\rb"]]
+    outages = [Outage('=HYPERLINK("x")', T0 + H, T0 + 2 * H)]
+    text = render_csv(compute(spans, outages, PERIOD, LATER))
+    rows_part, outages_part = text.split("\n\n")
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(rows_part))}
+    # Only a leading sign counts; a CR inside a name stays inside its row.
+    assert set(rows) == {"'" + name for name in FORMULAS} | {"r-1", "a\rb"}
+    assert rows["'=HYPERLINK(\"x\")"]["availability_pct"] == "90.0"  # figures stay numbers
+    assert [o["device"] for o in csv.DictReader(io.StringIO(outages_part))] == ["'=HYPERLINK(\"x\")"]
+    branches = [r["name"] for r in csv.DictReader(io.StringIO(
+        render_csv(compute(spans, [], PERIOD, LATER, "branch")).split("\n\n")[0]))]
+    assert branches == ["'+b1"]
+    # Numbers are never text, even negative ones: a spreadsheet must still add them up.
+    assert [csv_cell(v) for v in (-1, -0.5, 0, 90.0, None, True)] == [-1, -0.5, 0, 90.0, "", "true"]
+    assert [csv_cell(v) for v in ("-1", "a=b", "up")] == ["'-1", "a=b", "up"]
+
+
+def test_only_csv_changes_such_names() -> None:
+    report = compute([span(name) for name in FORMULAS], [], PERIOD, LATER)
+    assert sorted(r["name"] for r in json.loads(render_json(report))["rows"]) == sorted(FORMULAS)
+    md = render_md(report)
+    assert "| =HYPERLINK(\"x\") | 1 |" in md and "| -router | 1 |" in md and "'" not in md
+    page = render_html(report)
+    assert "<td>=HYPERLINK(&quot;x&quot;)</td>" in page and "<td>-router</td>" in page
 
 
 def test_md_is_a_github_table_with_pipes_escaped() -> None:

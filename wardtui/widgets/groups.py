@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
@@ -11,7 +12,7 @@ from textual.widgets.tree import TreeNode
 
 from poller.events import State
 from poller.state import DeviceTracker
-from wardtui.widgets.device_rows import natural
+from wardtui.widgets.device_rows import SortKey, natural
 from wardtui.widgets.states import StatePalette, state_text
 
 # ("region", region) | ("branch", region, branch) | ("device", name)
@@ -19,8 +20,18 @@ NodeData = tuple[str, ...]
 Group = tuple[str, ...]  # (region,) or (region, branch)
 
 
+def name_order(name: str) -> tuple[SortKey, str]:
+    """Devices in a branch: natural order (dev2 before dev10), the exact name breaking ties."""
+    return natural(name), name
+
+
+def _leaf_order(node: TreeNode[NodeData]) -> tuple[SortKey, str]:
+    return name_order(node.data[1] if node.data is not None else "")
+
+
 class GroupTree(Tree[NodeData]):
-    """Regions and branches are built once; a branch's devices only when it is expanded.
+    """Regions and branches are built once; a branch's devices only when it is first expanded,
+    and from then on kept complete and in name order as devices start or stop matching.
 
     Counts cover the devices that pass the filter; :meth:`refresh_devices` adjusts only the
     groups of devices that changed, so a tick costs what changed, not what exists.
@@ -43,6 +54,7 @@ class GroupTree(Tree[NodeData]):
         self._down_counts: defaultdict[Group, int] = defaultdict(int)
         self._group_nodes: dict[Group, TreeNode[NodeData]] = {}
         self._leaves: dict[str, TreeNode[NodeData]] = {}
+        self._loaded: set[Group] = set()  # branches whose device leaves exist (maybe none)
         self._shown_state: dict[str, str] = {}
 
     def on_mount(self) -> None:
@@ -63,7 +75,7 @@ class GroupTree(Tree[NodeData]):
         """From scratch: at start and when the filter changes (a user's action)."""
         self.clear()
         for store in (self._members, self._down, self._devices, self._down_counts,
-                      self._group_nodes, self._leaves, self._shown_state):
+                      self._group_nodes, self._leaves, self._loaded, self._shown_state):
             store.clear()
         tree: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
         for name, tracker in self._trackers.items():
@@ -110,14 +122,28 @@ class GroupTree(Tree[NodeData]):
     def _branch_devices(self, region: str, branch: str) -> list[str]:
         names = [name for name in self._members
                  if (d := self._trackers[name].device).region == region and d.branch == branch]
-        return sorted(names, key=natural)
+        return sorted(names, key=name_order)
+
+    def action_toggle_node(self) -> None:
+        # Before the cursor first moves it is on line -1, which Textual's Tree reads as the
+        # last line: Space would open the last region, not the one highlighted (none is).
+        if self.cursor_line >= 0:
+            super().action_toggle_node()
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
         data = event.node.data
-        if data is None or data[0] != "branch" or event.node.children:
-            return
-        for name in self._branch_devices(data[1], data[2]):
-            self._leaves[name] = event.node.add_leaf(self._leaf_label(name), data=("device", name))
+        if data is not None and data[0] == "branch":
+            self._load_branch(data[1], data[2])
+
+    def _load_branch(self, region: str, branch: str) -> TreeNode[NodeData]:
+        """The branch's node, its device leaves added the first time."""
+        group = (region, branch)
+        node = self._group_nodes[group]
+        if group not in self._loaded:
+            self._loaded.add(group)
+            for name in self._branch_devices(region, branch):
+                self._leaves[name] = node.add_leaf(self._leaf_label(name), data=("device", name))
+        return node
 
     def _leaf_label(self, name: str) -> Text:
         tracker = self._trackers[name]
@@ -160,9 +186,12 @@ class GroupTree(Tree[NodeData]):
                 leaf.set_label(self._leaf_label(name))
         elif matches:
             device = tracker.device
-            branch = self._group_nodes.get((device.region, device.branch))
-            if branch is not None and branch.children:  # loaded already: keep it complete
-                self._leaves[name] = branch.add_leaf(self._leaf_label(name), data=("device", name))
+            group = (device.region, device.branch)
+            if group in self._loaded:  # keep it complete, in the order it was built in
+                branch = self._group_nodes[group]
+                at = bisect_left(branch.children, name_order(name), key=_leaf_order)
+                self._leaves[name] = branch.add_leaf(self._leaf_label(name), data=("device", name),
+                                                     before=at)
 
     def select_device(self, name: str) -> bool:
         """Expand the device's groups and put the cursor on it; False if it is filtered out."""
@@ -171,10 +200,7 @@ class GroupTree(Tree[NodeData]):
             return False
         device = tracker.device
         self._group_nodes[(device.region,)].expand()
-        branch = self._group_nodes[(device.region, device.branch)]
-        if not branch.children:
-            for member in self._branch_devices(device.region, device.branch):
-                self._leaves[member] = branch.add_leaf(self._leaf_label(member), data=("device", member))
+        branch = self._load_branch(device.region, device.branch)
         branch.expand()
         # The node has no line until the tree has laid out what was just expanded.
         self.call_after_refresh(self.move_cursor, self._leaves[name])
