@@ -134,3 +134,23 @@ async def test_dashboard_filter_down_in_groups_keeps_an_open_branch_in_order(tmp
         await h.until(lambda: tree.counts("north", "b0") == (2, 2), timeout=10)
         await h.pilot.pause(0.1)
         assert shown(tree)[:5] == ["north", "b0", "dev0", "dev28", "b1"]  # dev14 has left
+
+
+class HiddenTreeApp(GroupsApp):
+    def compose(self) -> ComposeResult:
+        tree = GroupTree(self.trackers)
+        tree.display = False  # as the dashboard mounts it
+        yield tree
+
+
+async def test_a_hidden_tree_is_built_on_first_use_not_at_mount() -> None:
+    app = HiddenTreeApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        tree = app.query_one(GroupTree)
+        await pilot.pause()
+        assert not tree.root.children  # the first frame did not wait for it
+        app.set_state("dev3", State.DOWN)  # a tick while hidden: nothing to adjust yet
+        assert tree.counts("north") == (7, 1)  # built on use, counting the state as it is now
+        assert [str(n.label).split("  ")[0] for n in tree.root.children] == ["north", "south"]
+        tree.invalidate()  # a new filter while hidden: rebuilt on next use
+        assert tree.counts("north", "b1") == (6, 1)
