@@ -211,8 +211,8 @@ class DeviceTable(ScrollView, can_focus=True):
                     self._remember(name, tracker, now)
                 texts = self._texts
                 assert texts is not None
-            else:  # only "down for" moved without an event
-                for name in self._down:
+            else:  # "down for" moved without an event (and some may be up by now)
+                for name in list(self._down):
                     self._remember(name, trackers[name], now)
             trackers = {name: tracker for name, tracker in trackers.items() if self._matches(texts[name])}
         self._keys = sort_keys(self.sort_column, trackers, self._ranks)
