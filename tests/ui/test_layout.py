@@ -9,13 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.text import Text
+from textual.app import App, ComposeResult
 
-from poller.events import Gauges
+from poller.events import Gauges, State, Transition
 from tests.fakes import FakeProber, make_devices
 from wardtui.app import WardApp
 from wardtui.runtime import Options, Runtime
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel, HealthLine, health_line
+from wardtui.widgets.transition_log import TransitionLog
 
 N = 60
 
@@ -63,3 +65,36 @@ def test_health_line_lights_up_what_must_stay_zero() -> None:
     lit = [line.plain[s.start:s.end] for s in line.spans if s.style == "bold yellow"]
     assert lit == ["5", "3", "failing"]  # down; drops = rcvbuf 2 + events 1; the database
     assert isinstance(line, Text) and len(line.plain) <= 78
+
+
+class LogApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield TransitionLog()
+
+
+async def test_the_log_follows_its_newest_line_without_laying_out_the_screen() -> None:
+    app = LogApp()
+    layouts = 0
+    async with app.run_test(size=(70, 10)) as pilot:
+        log = app.query_one(TransitionLog)
+        real = app.screen._refresh_layout
+
+        def counting(*args: object, **kwargs: object) -> None:
+            nonlocal layouts
+            layouts += 1
+            real(*args, **kwargs)  # type: ignore[arg-type]
+
+        app.screen._refresh_layout = counting  # type: ignore[method-assign]
+        at = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+        for tick in range(8):  # eight ticks of an incident, six transitions each
+            log.add_transitions([Transition(f"dev{tick}-{i}", f"127.5.{tick}.{i + 1}", State.UP, State.DOWN,
+                                            at, at, None) for i in range(6)])
+            log.flush()
+            await pilot.pause()
+        await pilot.pause(0.1)
+        assert len(log.lines) == 48
+        assert log.vertical_scrollbar.window_virtual_size == 48
+        assert log.scroll_y == log.max_scroll_y > 0  # at the end: the newest line is on screen
+        bottom = log.render_line(log.size.height - 1).text
+        assert "dev7-5" in bottom, bottom
+        assert layouts <= 2, layouts  # the scrollbar appearing, not once per tick

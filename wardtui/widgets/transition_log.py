@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
+from textual.geometry import Size
+from textual.reactive import Reactive
 from textual.widgets import RichLog
 
 from poller.events import FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
@@ -22,6 +24,15 @@ class TransitionLog(RichLog):
     DEFAULT_CSS = """
     TransitionLog { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
     """
+
+    # The log grows by a few lines every tick in an incident. For Textual's widgets a new
+    # virtual size means a layout of the whole screen (~20 ms at 20,000 devices, each tick);
+    # the log's place on screen does not change with its length, so only its scrollbar
+    # follows. (The scrollbar appearing still lays out: that changes the log's content width.)
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    def watch_virtual_size(self, size: Size) -> None:
+        self._scroll_update(size)
 
     def __init__(self, *, max_lines: int = 2000, id: str | None = None) -> None:
         # Wrapped rather than scrolled sideways: a narrow terminal must not hide the "to" state.
