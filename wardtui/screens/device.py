@@ -1,8 +1,16 @@
-"""The device drill-down (Enter on a dashboard row): live figures, RTT/loss charts, outages, SNMP."""
+"""The device drill-down (Enter on a dashboard row): live figures, RTT/loss charts, outages, SNMP.
+
+The key that opens it is reflected by the first frame, so that frame holds only what is cheap
+to build: the live figures and the chart frames. Store reads start at once (on the engine's
+loop) but what they bring is drawn after the first frame; the outage table and the SNMP
+section (facts, interface table, interface chart) are mounted only once there is something
+to put in them, so a device without outages or SNMP never pays for them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import asyncio
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -12,6 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
@@ -21,27 +30,41 @@ from poller.events import Reboot, SnmpPoll, Transition
 from poller.state import DeviceTracker
 from store.history import HistoryStore
 from store.maintenance import Retention
-from store.queries import History, device_history, latest_snmp
+from store.queries import History, InterfaceHistory, device_history, interface_history, latest_snmp
 from store.records import Outage, SnmpLatest
 from wardtui.screens.help import HelpScreen, binding_keys
-from wardtui.widgets.charts import SPANS, HistoryChart, Span, bin_history
+from wardtui.widgets.charts import (
+    RATE_LEGEND,
+    SPANS,
+    HistoryChart,
+    RateSeries,
+    Span,
+    bin_history,
+    bin_rates,
+    rate_lines,
+)
 from wardtui.widgets.device_facts import (
+    InterfaceLike,
     identity_line,
     interface_row,
     last_reboot,
     outage_rows,
     stamp,
     state_line,
-    stats_lines,
 )
+from wardtui.widgets.live_stats import LiveStats
 from wardtui.widgets.states import format_duration
 
 T = TypeVar("T")
 NOTES = (
     "Charts: average RTT and loss % per slice of the span; raw checks up to 24 h, then 1-minute "
     "and hourly rollups. Gaps: no checks stored (wardtui was not running).",
-    "Times are UTC. Interface rates are bit/s from the latest SNMP poll.",
+    "Interfaces (SNMP): i puts the cursor in the interface table; ↑/↓ or Enter chart the in and "
+    "out bit/s of the interface under it, over the span of the other charts (same tiers).",
+    "Times are UTC. Interface rates in the table are bit/s from the latest SNMP poll.",
 )
+IF_COLUMNS = (("if", "if"), ("name", "name"), ("alias", "alias"), ("admin/oper", "status"),
+              ("speed", "speed"), ("in bit/s", "in"), ("out bit/s", "out"))
 # Reasons the history cannot be read: the store never opened, is still opening, or the database
 # went away. Monitoring goes on regardless; the screen says so instead of failing.
 STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
@@ -80,16 +103,30 @@ async def read_snmp(store: HistoryStore, device: str) -> SnmpRead:
     return SnmpRead(latest, last_reboot(events))
 
 
+async def read_interface(store: HistoryStore, device: str, ifindex: int, span: Span,
+                         retention: Retention | None) -> InterfaceHistory:
+    """Runs on the engine's loop: one interface's rates over ``span``, raw or rolled up."""
+    now = datetime.now(UTC)
+    return await interface_history(store, device, now - span.length, now, ifindex=ifindex,
+                                   retention=retention)
+
+
 class DeviceScreen(Screen[None]):
     """Pushed over the dashboard, so Esc (pop) finds the dashboard exactly as it was left."""
 
     CSS_PATH = "device.tcss"
+    AUTO_FOCUS = "#device-body"  # the scroll keys work at once
+    # Under 32 lines (an 80x24 SSH window) the charts get shorter so both fit under the figures.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     TICK = 1.0  # live figures and bus events
     SNMP_EVERY = 10.0  # seconds between SNMP reads from the store when no poll event arrived
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="back to the dashboard, filter and cursor kept"),
         *(Binding(s.key, f"span('{s.key}')", s.label, tooltip=f"charts over the last {s.label}")
           for s in SPANS),
+        Binding("i", "interfaces", "Interfaces",
+                tooltip="cursor into the SNMP interface table: ↑/↓ or Enter chart an interface's "
+                        "in/out bit/s"),
         Binding("r", "refresh", "Refresh", tooltip="read history, outages and SNMP again"),
         Binding("question_mark", "help", "Help", tooltip="this screen's keys"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
@@ -102,55 +139,56 @@ class DeviceScreen(Screen[None]):
         self.span = SPANS[0]
         self.tier: str | None = None  # the tier the charts were last read from
         self.history_error: str | None = None
+        self.if_index: int | None = None  # the interface charted (or being read for the chart)
+        self.if_series: RateSeries | None = None  # what the interface chart plots, in bit/s
+        self.if_tier: str | None = None
         self._bus = bus
         self._sub: Subscription | None = None
         self._outages: list[Outage] = []
+        self._if_names: dict[int, str] = {}
         self._snmp_live_at: datetime | None = None
         self._reboot: str | None = None
+        self._painted = asyncio.Event()  # set after the first frame: reads are drawn after it
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="device-body"):
-            yield Static(id="device-identity")
+            yield Static(identity_line(self.tracker), id="device-identity")
             yield Static(id="device-state")
-            yield Static(id="device-stats")
+            yield LiveStats(self.tracker, id="device-stats")
             yield HistoryChart("RTT ms (average)", id="rtt-chart")
             yield HistoryChart("loss %", y_max=100.0, fill=True, id="loss-chart")
             yield Static("outages", id="outages-title", classes="section")
-            yield DataTable(id="outages", cursor_type="row", zebra_stripes=True)
-            yield Static("SNMP", id="snmp-title", classes="section")
-            yield Static(id="snmp-facts")
-            yield DataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = f"device {self.device}"
-        self.query_one("#device-identity", Static).update(identity_line(self.tracker))
-        self.query_one("#outages", DataTable).add_columns("start (UTC)", "end", "duration")
-        self.query_one("#interfaces", DataTable).add_columns(
-            "if", "name", "alias", "admin/oper", "speed", "in bit/s", "out bit/s")
-        for widget in ("#snmp-title", "#snmp-facts", "#interfaces"):
-            self.query_one(widget).display = False
         if self._bus is not None:
             # Samples of every device pass through; 20,000 covers 10 s of 2,000 checks/s.
             self._sub = self._bus.subscribe(f"device {self.device}", maxsize=20_000)
         self.show_live()
         self.set_interval(self.TICK, self.tick)
         self.set_interval(self.SNMP_EVERY, self._snmp_timer)
+        self.call_after_refresh(self._painted.set)
         self.load_history()
         self.load_snmp()
-        self.query_one("#device-body").focus()
 
     def on_unmount(self) -> None:
         if self._bus is not None and self._sub is not None:
             self._bus.unsubscribe(self._sub)
+
+    @property
+    def loaded(self) -> bool:
+        """The first frame is drawn and no read of this screen is pending (tests, screenshots)."""
+        return (self._painted.is_set() and (self.tier is not None or self.history_error is not None)
+                and not any(w.node is self and not w.is_finished for w in self.app.workers))
 
     # -- live --------------------------------------------------------------------------------
     def show_live(self) -> None:
         """The tracker's figures, read from the engine's thread-safe fields."""
         now = datetime.now(UTC)
         self.query_one("#device-state", Static).update(state_line(self.tracker, now))
-        self.query_one("#device-stats", Static).update("\n".join(stats_lines(self.tracker)))
+        self.query_one(LiveStats).refresh()
         if any(o.end is None for o in self._outages):  # the ongoing outage's duration grows
             self._show_outages(now)
 
@@ -188,16 +226,18 @@ class DeviceScreen(Screen[None]):
     async def load_history(self) -> None:
         span = self.span
         access = self._engine_loop()
-        if access is None:
-            self._history_unavailable("no history store")
-            return
-        store, loop = access
-        try:
-            read = await loop.run(read_history(store, self.device, span, self._retention()))
-        except STORE_ERRORS as exc:
-            self._history_unavailable(str(exc))
-            return
-        if span is self.span:  # a key may have switched the span while this read ran
+        error = "no history store"
+        read: HistoryRead | None = None
+        if access is not None:
+            store, loop = access
+            try:
+                read = await loop.run(read_history(store, self.device, span, self._retention()))
+            except STORE_ERRORS as exc:
+                error = str(exc)
+        await self._painted.wait()  # a read that beats the first frame must not delay it
+        if read is None:
+            self._history_unavailable(error)
+        elif span is self.span:  # a key may have switched the span while this read ran
             self._show_history(span, read)
 
     @work(group="device-snmp", exclusive=True, exit_on_error=False)
@@ -210,8 +250,30 @@ class DeviceScreen(Screen[None]):
             read = await loop.run(read_snmp(store, self.device))
         except STORE_ERRORS:
             return  # the history part already says the store is unavailable
+        await self._painted.wait()
         if read.latest is not None:
             self._show_snmp(read)
+            # The chart of the interface under the cursor, in this worker: when it ends, the
+            # whole SNMP section is drawn (what `loaded` and screenshots wait for).
+            self.if_index = self._cursor_interface()
+            await self._chart_interface()
+
+    @work(group="device-interface", exclusive=True, exit_on_error=False)
+    async def load_interface(self) -> None:
+        await self._chart_interface()
+
+    async def _chart_interface(self) -> None:
+        ifindex, span, access = self.if_index, self.span, self._engine_loop()
+        if ifindex is None or access is None:
+            return
+        store, loop = access
+        try:
+            history = await loop.run(read_interface(store, self.device, ifindex, span, self._retention()))
+        except STORE_ERRORS as exc:
+            self._if_chart().show(span, [], [], f"history unavailable: {exc}")
+            return
+        if ifindex == self.if_index and span is self.span:  # the cursor or the span moved on
+            self._show_interface_history(ifindex, span, history)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -238,15 +300,43 @@ class DeviceScreen(Screen[None]):
         self._show_outages(datetime.now(UTC))
 
     def _show_outages(self, now: datetime) -> None:
-        table = self.query_one("#outages", DataTable)
         rows = outage_rows(self._outages, now)
         title = f"outages: {len(rows)}" if rows else "outages: none recorded"
         self.query_one("#outages-title", Static).update(title)
+        try:
+            table = self.query_one("#outages", DataTable)
+        except NoMatches:
+            if not rows:
+                return
+            table = DataTable(id="outages", cursor_type="row", zebra_stripes=True)
+            table.add_columns("start (UTC)", "end", "duration")
+            self.query_one("#device-body").mount(table, after="#outages-title")
         table.display = bool(rows)
+        if [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)] == rows:
+            return
         with self.app.batch_update():
-            table.clear()
+            table.clear()  # a device's outages: a few rows, and most ticks change none
             for row in rows:
                 table.add_row(*row)
+
+    def _snmp_section(self) -> DataTable[str]:
+        """The interface table, with the SNMP title, facts and interface chart mounted around it
+        the first time there is SNMP data for this device."""
+        try:
+            return self.query_one("#interfaces", DataTable)
+        except NoMatches:
+            pass
+        table: DataTable[str] = DataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
+        for label, key in IF_COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#device-body").mount(
+            Static("SNMP", id="snmp-title", classes="section"), Static(id="snmp-facts"), table,
+            HistoryChart("interface", id="if-chart"))
+        self.refresh_bindings()  # the i key applies now
+        return table
+
+    def _if_chart(self) -> HistoryChart:
+        return self.query_one("#if-chart", HistoryChart)
 
     def _show_snmp(self, read: SnmpRead) -> None:
         latest = read.latest
@@ -259,36 +349,78 @@ class DeviceScreen(Screen[None]):
         self._snmp_live_at = poll.at
         self._show_snmp_facts(poll.sys_name, poll.sys_descr, poll.uptime_s, poll.at, self._reboot)
         self._show_interfaces(poll.interfaces)
+        if self.if_index is None:
+            self.if_index = self._cursor_interface()
+            self.load_interface()
 
     def _show_snmp_facts(self, name: str, descr: str, uptime_s: float, polled_at: datetime,
                          reboot: str | None) -> None:
+        self._snmp_section()
         self._reboot = reboot
         lines = [f"sysName {name}  ·  uptime {format_duration(timedelta(seconds=uptime_s))}  ·  "
                  f"polled {stamp(polled_at)} UTC", f"description {descr}"]
         lines.append(f"last reboot {reboot}" if reboot else "last reboot: none recorded")
         self.query_one("#snmp-facts", Static).update("\n".join(lines))
-        for widget in ("#snmp-title", "#snmp-facts", "#interfaces"):
-            self.query_one(widget).display = True
 
-    def _show_interfaces(self, interfaces: Any) -> None:
-        table = self.query_one("#interfaces", DataTable)
-        rows = [interface_row(i) for i in interfaces]
-        self.query_one("#snmp-title", Static).update(f"SNMP · {len(rows)} interfaces")
+    def _show_interfaces(self, interfaces: Sequence[InterfaceLike]) -> None:
+        """By difference: the cursor stays on its interface while polls update the rates."""
+        table = self._snmp_section()
+        rows = {str(i.ifindex): interface_row(i) for i in interfaces}
+        self._if_names = {i.ifindex: i.name for i in interfaces}
+        plural = "" if len(rows) == 1 else "s"
+        self.query_one("#snmp-title", Static).update(f"SNMP · {len(rows)} interface{plural}")
         with self.app.batch_update():
-            table.clear()  # one device's interfaces: a few dozen rows at most
-            for row in rows:
-                table.add_row(*row, key=row[0])
+            for gone in [key for key in table.rows if key.value not in rows]:
+                table.remove_row(gone)
+            for key, row in rows.items():
+                if key not in table.rows:
+                    table.add_row(*row, key=key)
+                    continue
+                for (_, column), before, after in zip(IF_COLUMNS, table.get_row(key), row, strict=True):
+                    if before != after:
+                        table.update_cell(key, column, after)
+
+    def _cursor_interface(self) -> int | None:
+        table = self.query_one("#interfaces", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return None if key.value is None else int(key.value)
+
+    def _show_interface_history(self, ifindex: int, span: Span, history: InterfaceHistory) -> None:
+        self.if_tier = history.tier
+        self.if_series = series = bin_rates(history, span)
+        lines, unit = rate_lines(series)
+        name = self._if_names.get(ifindex, "")
+        self._if_chart().plot(span, lines, label=f"{name} (if {ifindex}) {RATE_LEGEND} {unit}".strip())
+
+    @on(DataTable.RowHighlighted, "#interfaces")
+    def _interface_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is None or int(event.row_key.value) == self.if_index:
+            return
+        self.if_index = int(event.row_key.value)
+        name = self._if_names.get(self.if_index, "")
+        self._if_chart().plot(self.span, [], "reading history…", label=f"{name} (if {self.if_index})")
+        self.load_interface()
+
+    @on(DataTable.RowSelected, "#interfaces")
+    def _interface_selected(self, event: DataTable.RowSelected) -> None:
+        self._if_chart().scroll_visible(animate=False)
 
     def _snmp_timer(self) -> None:
         live = self._snmp_live_at
         if live is None or datetime.now(UTC) - live > timedelta(seconds=self.SNMP_EVERY):
             self.load_snmp()
+        elif self.if_index is not None:
+            self.load_interface()  # the chart's newest minutes; the table has them already
 
     # -- keys ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The span on show is greyed out in the footer: that is how it says which one it is.
         if action == "span" and parameters and parameters[0] == self.span.key:
             return None
+        if action == "interfaces":  # in the footer only when there is an interface table
+            return bool(self.query("#interfaces"))
         return True
 
     def action_back(self) -> None:
@@ -301,8 +433,16 @@ class DeviceScreen(Screen[None]):
         self.span = span
         self.refresh_bindings()
         for chart in self.query(HistoryChart):
-            chart.show(span, [], [], "reading history…")
+            chart.plot(span, [], "reading history…")
         self.load_history()
+        if self.if_index is not None:
+            self.load_interface()
+
+    def action_interfaces(self) -> None:
+        table = self.query_one("#interfaces", DataTable)  # check_action: there is one
+        table.focus(scroll_visible=False)
+        # The table at the top, so the chart under it is on screen too.
+        self.query_one("#device-body", VerticalScroll).scroll_to_widget(table, animate=False, top=True)
 
     def action_refresh(self) -> None:
         self.show_live()

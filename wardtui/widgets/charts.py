@@ -11,7 +11,7 @@ import plotext as plt
 from rich.text import Text
 from textual.widgets import Static
 
-from store.queries import History
+from store.queries import History, InterfaceHistory
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,17 @@ SPANS = (
     Span("3", "7 d", timedelta(days=7), "days ago", 86400.0),
     Span("4", "30 d", timedelta(days=30), "days ago", 86400.0),
 )
+BINS = 120  # slices per span: a chart a terminal wide shows a hundred or so columns
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One series of a chart: x in span units before now (negative), y in the chart's unit."""
+
+    xs: list[float]
+    ys: list[float]
+    label: str = ""  # what the line is ("in"), for tests; charts name their lines in the title
+    marker: str | None = None  # plotext marker; without colour, lines are told apart by it
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,72 +57,136 @@ class Series:
         return bool(self.loss_x)
 
 
-def bin_history(history: History, span: Span, bins: int = 120) -> Series:
+@dataclass(frozen=True, slots=True)
+class RateSeries:
+    """One interface's average in and out bit/s per slice of a span (x as in :class:`Series`)."""
+
+    in_x: list[float] = field(default_factory=list)
+    in_bps: list[float] = field(default_factory=list)
+    out_x: list[float] = field(default_factory=list)
+    out_bps: list[float] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.in_x or self.out_x)
+
+
+class _Bins:
+    """Weighted sums in ``bins`` equal slices of ``[since, until)``."""
+
+    def __init__(self, since: datetime, until: datetime, bins: int) -> None:
+        self.since, self.until, self.n = since, until, bins
+        self.width = (until - since).total_seconds() / bins or 1.0
+        self.sums = [0.0] * bins
+        self.weights = [0.0] * bins
+
+    def index(self, at: datetime) -> int:
+        return min(self.n - 1, max(0, int((at - self.since).total_seconds() // self.width)))
+
+    def add(self, at: datetime, value: float | None, weight: float = 1.0) -> None:
+        if value is not None and weight > 0:
+            i = self.index(at)
+            self.sums[i] += value * weight
+            self.weights[i] += weight
+
+    def x(self, i: int, span: Span) -> float:
+        """The middle of slice ``i``, counted back from ``until`` in the span's unit."""
+        return -((self.until - self.since).total_seconds() - (i + 0.5) * self.width) / span.unit_s
+
+    def averages(self, span: Span) -> tuple[list[float], list[float]]:
+        """(x, average) of every slice that has a value; empty slices stay gaps."""
+        xs: list[float] = []
+        ys: list[float] = []
+        for i, weight in enumerate(self.weights):
+            if weight:
+                xs.append(self.x(i, span))
+                ys.append(self.sums[i] / weight)
+        return xs, ys
+
+
+def bin_history(history: History, span: Span, bins: int = BINS) -> Series:
     """Average RTT and loss % of ``history`` in ``bins`` equal slices of the span.
 
     A day of raw checks is 8,640 rows: a chart a terminal wide shows a hundred or so columns,
     so drawing every row would cost time and show nothing more. Empty slices stay gaps.
     """
-    until, since = history.until, history.since
-    width = (until - since).total_seconds() / bins or 1.0
-    rtt_sum = [0.0] * bins  # weighted by replies
-    replies = [0] * bins
-    sent = [0] * bins
-    received = [0] * bins
-
-    def add(at: datetime, n_sent: int, n_received: int, rtt: float | None, weight: int) -> None:
-        i = min(bins - 1, max(0, int((at - since).total_seconds() // width)))
-        sent[i] += n_sent
-        received[i] += n_received
-        if rtt is not None and weight > 0:
-            rtt_sum[i] += rtt * weight
-            replies[i] += weight
-
+    rtt = _Bins(history.since, history.until, bins)  # weighted by replies
+    sent = _Bins(history.since, history.until, bins)  # loss: (sent - received) / sent per slice
     if history.tier == "raw":
         for c in history.checks:
-            add(c.at, c.sent, c.received, c.rtt_ms, 1)
+            rtt.add(c.at, c.rtt_ms)
+            sent.add(c.at, 100.0 * (c.sent - c.received) / c.sent if c.sent else None, c.sent)
     else:
         for r in history.rollups:
-            add(r.bucket, r.sent, r.received, r.rtt_avg, r.received)
-    series = Series()
-    for i in range(bins):
-        # x at the middle of the slice, counted back from ``until`` in the span's unit
-        x = -((until - since).total_seconds() - (i + 0.5) * width) / span.unit_s
-        if sent[i]:
-            series.loss_x.append(x)
-            series.loss_pct.append(100.0 * (sent[i] - received[i]) / sent[i])
-        if replies[i]:
-            series.rtt_x.append(x)
-            series.rtt_ms.append(rtt_sum[i] / replies[i])
-    return series
+            rtt.add(r.bucket, r.rtt_avg, r.received)
+            sent.add(r.bucket, 100.0 * (r.sent - r.received) / r.sent if r.sent else None, r.sent)
+    rtt_x, rtt_ms = rtt.averages(span)
+    loss_x, loss_pct = sent.averages(span)
+    return Series(rtt_x, rtt_ms, loss_x, loss_pct)
 
 
-def render_chart(xs: Sequence[float], ys: Sequence[float], *, title: str, span: Span, width: int,
-                 height: int, monochrome: bool, y_max: float | None = None, fill: bool = False) -> Text:
-    """One line chart as Rich text; without colour (plotext's colorless theme) when ``monochrome``."""
-    if not xs:
+def bin_rates(history: InterfaceHistory, span: Span, bins: int = BINS) -> RateSeries:
+    """Average in and out bit/s of one interface's ``history`` in ``bins`` slices of the span:
+    raw rates as polled, rollups weighted by the polls they average."""
+    rx = _Bins(history.since, history.until, bins)
+    tx = _Bins(history.since, history.until, bins)
+    if history.tier == "raw":
+        for r in history.rates:
+            rx.add(r.at, r.in_bps)
+            tx.add(r.at, r.out_bps)
+    else:
+        for u in history.rollups:
+            rx.add(u.bucket, u.in_avg, u.samples)
+            tx.add(u.bucket, u.out_avg, u.samples)
+    in_x, in_bps = rx.averages(span)
+    out_x, out_bps = tx.averages(span)
+    return RateSeries(in_x, in_bps, out_x, out_bps)
+
+
+RATE_UNITS = ((1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s"))
+
+
+RATE_LEGEND = "in ▄▀ out •"  # the markers below, so the lines differ without colour too
+
+
+def rate_lines(series: RateSeries) -> tuple[list[Line], str]:
+    """The in and out lines of ``series`` in the unit that suits their peak, and that unit."""
+    peak = max([*series.in_bps, *series.out_bps], default=0.0)
+    factor, unit = next(((f, u) for f, u in RATE_UNITS if peak >= f), (1.0, "bit/s"))
+    lines = [Line(series.in_x, [v / factor for v in series.in_bps], "in", "hd"),
+             Line(series.out_x, [v / factor for v in series.out_bps], "out", "•")]
+    return [line for line in lines if line.xs], unit
+
+
+def render_chart(lines: Sequence[Line], *, title: str, span: Span, width: int, height: int,
+                 monochrome: bool, y_max: float | None = None, fill: bool = False) -> Text:
+    """Line charts as Rich text; without colour (plotext's colorless theme) when ``monochrome``."""
+    lines = [line for line in lines if line.xs]
+    if not lines:
         return Text(f"{title}\n  no history yet for the last {span.label}", no_wrap=True)
     lower = -span.length.total_seconds() / span.unit_s
-    top = y_max if y_max is not None else _nice_top(max(ys))
+    top = y_max if y_max is not None else nice_top(max(max(line.ys) for line in lines))
     width, height = max(width, 30), max(height, 6)
+    # plotext caps a figure at the terminal size it read when imported (80x24 without a
+    # terminal, the launch size with one): the widget knows its own size better.
+    plt.terminal.limit(False, False)
     figure = plt.figure
     figure.clear()
     figure.plot_size(width, height)
     figure.theme("colorless" if monochrome else "simple")
-    signal = figure.signal(list(xs), list(ys))
-    signal.lines()
-    if fill:
-        signal.fillx()
-    figure.draw(signal)
+    for line in lines:
+        signal = figure.signal(list(line.xs), list(line.ys), marker=line.marker)
+        signal.lines()
+        if fill:
+            signal.fillx()
+        figure.draw(signal)
     figure.ruler("x").lim(lower, 0)
     figure.ruler("y").lim(0, top)
-    figure.title(title)
-    figure.label(span.unit, "x")
+    figure.title(f"{title} (x: {span.unit})")
     built = figure.build().string(colorless=monochrome)
     return Text.from_ansi(built, no_wrap=True)
 
 
-def _nice_top(value: float) -> float:
+def nice_top(value: float) -> float:
     """A round upper limit a little above ``value``: 1, 2, 5 times a power of ten."""
     if value <= 0:
         return 1.0
@@ -123,11 +198,17 @@ def _nice_top(value: float) -> float:
 
 
 class HistoryChart(Static):
-    """A chart that redraws at its own size: call :meth:`show` with the points, or with none."""
+    """A chart that redraws at its own size: call :meth:`plot` (or :meth:`show`) with the points.
+
+    Drawing costs a few milliseconds of plotext per chart, so a drawing is kept per size until
+    the points change: layout passes that do not change the size, and a terminal resized back
+    and forth, draw nothing again.
+    """
 
     DEFAULT_CSS = """
     HistoryChart { height: 10; width: 1fr; }
     """
+    CACHED_SIZES = 4
 
     def __init__(self, title: str, *, y_max: float | None = None, fill: bool = False,
                  id: str | None = None) -> None:
@@ -137,28 +218,57 @@ class HistoryChart(Static):
         self.fill = fill
         self.span = SPANS[0]
         self.message: str | None = "reading history…"
-        self._xs: list[float] = []
-        self._ys: list[float] = []
+        self.lines: list[Line] = []  # what the chart plots, for tests
+        self.renders = 0  # plotext drawings made, for tests of the cache
         self.text = Text()  # what is on show, for tests and screenshots
+        self._drawn: dict[tuple[int, int, bool], Text] = {}
+        self._redraw_pending = False
+
+    def plot(self, span: Span, lines: Sequence[Line], message: str | None = None,
+             label: str | None = None) -> None:
+        """Draw ``lines`` over ``span``; ``message`` replaces the chart (e.g. no database).
+        The same points again (a periodic re-read that found nothing new) draw nothing."""
+        label = self.label if label is None else label
+        if (span, list(lines), message, label) == (self.span, self.lines, self.message, self.label):
+            return
+        self.span, self.lines, self.message, self.label = span, list(lines), message, label
+        self._drawn.clear()
+        self.redraw()
 
     def show(self, span: Span, xs: list[float], ys: list[float], message: str | None = None) -> None:
-        """Draw ``xs``/``ys`` over ``span``; ``message`` replaces the chart (e.g. no database)."""
-        self.span, self._xs, self._ys, self.message = span, xs, ys, message
-        self.redraw()
+        """One line of ``xs``/``ys`` over ``span``."""
+        self.plot(span, [Line(xs, ys)] if xs else [], message)
 
     def chart_title(self) -> str:
         return f"{self.label} · last {self.span.label}"
 
     def redraw(self) -> None:
         width, height = self.content_size.width, self.content_size.height
-        if self.message is not None or width <= 0:
-            self.text = Text(f"{self.chart_title()}\n  {self.message or ''}", no_wrap=True)
+        if self.message is not None or width <= 0 or height <= 0:
+            text = Text(f"{self.chart_title()}\n  {self.message or ''}", no_wrap=True)
         else:
             monochrome = bool(getattr(self.app, "no_color", False))
-            self.text = render_chart(self._xs, self._ys, title=self.chart_title(), span=self.span,
-                                     width=width, height=height, monochrome=monochrome,
-                                     y_max=self.y_max, fill=self.fill)
-        self.update(self.text)
+            key = (width, height, monochrome)
+            drawn = self._drawn.get(key)
+            if drawn is None:
+                if len(self._drawn) >= self.CACHED_SIZES:
+                    self._drawn.clear()
+                drawn = self._drawn[key] = render_chart(
+                    self.lines, title=self.chart_title(), span=self.span, width=width, height=height,
+                    monochrome=monochrome, y_max=self.y_max, fill=self.fill)
+                self.renders += 1
+            text = drawn
+        if text is not self.text:
+            self.text = text
+            self.update(text)
 
     def on_resize(self) -> None:
+        # A resize can lay the screen out twice (the new width, then the breakpoint classes'
+        # heights): draw once, at the size the chart ends up with.
+        if not self._redraw_pending:
+            self._redraw_pending = True
+            self.call_after_refresh(self._redraw_after_resize)
+
+    def _redraw_after_resize(self) -> None:
+        self._redraw_pending = False
         self.redraw()

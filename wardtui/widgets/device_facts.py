@@ -15,14 +15,22 @@ from wardtui.widgets.states import format_duration, state_label
 class InterfaceLike(Protocol):
     """What the interface table shows; both ``SnmpInterface`` (store) and ``InterfaceStat`` (live) have it."""
 
-    ifindex: int
-    name: str
-    alias: str
-    admin: str
-    oper: str
-    speed_bps: int | None
-    in_bps: float | None
-    out_bps: float | None
+    @property
+    def ifindex(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def alias(self) -> str: ...
+    @property
+    def admin(self) -> str: ...
+    @property
+    def oper(self) -> str: ...
+    @property
+    def speed_bps(self) -> int | None: ...
+    @property
+    def in_bps(self) -> float | None: ...
+    @property
+    def out_bps(self) -> float | None: ...
 
 
 def stamp(at: datetime | None) -> str:
@@ -51,19 +59,63 @@ def state_line(tracker: DeviceTracker, now: datetime) -> str:
     return label
 
 
-def stats_lines(tracker: DeviceTracker) -> list[str]:
-    """Rolling figures (the tracker's window) and whole-run totals."""
+def stats_lines(tracker: DeviceTracker, width: int | None = None) -> list[str]:
+    """Rolling figures (the tracker's window) and whole-run totals, in lines of at most ``width``
+    characters: a figure is never cut, and where lines break depends on the width only, not on
+    the values, so the lines (and the charts below them) stay put as figures change."""
     window = tracker.window()
     rtts = [r for r in window if r is not None]
     loss = tracker.loss_pct
-    rolling = (f"RTT ms  last {ms(tracker.last_rtt_ms)}  avg {ms(tracker.avg_rtt_ms)}  "
-               f"min {ms(min(rtts) if rtts else None)}  max {ms(max(rtts) if rtts else None)}  "
-               f"jitter {ms(tracker.jitter_ms)}  ·  loss {'-' if loss is None else f'{loss:.1f}'} %  "
-               f"(last {len(window)} probes)")
-    whole = (f"whole run  sent {tracker.sent}  received {tracker.received}  "
-             f"avg {ms(tracker.total_avg_rtt_ms)}  min {ms(tracker.rtt_min_ms)}  "
-             f"max {ms(tracker.rtt_max_ms)} ms")
-    return [rolling, whole]
+    groups = _stats_groups(
+        [ms(tracker.last_rtt_ms), ms(tracker.avg_rtt_ms), ms(min(rtts) if rtts else None),
+         ms(max(rtts) if rtts else None), ms(tracker.jitter_ms)],
+        "-" if loss is None else f"{loss:.1f}", len(window), tracker.sent, tracker.received,
+        [ms(tracker.total_avg_rtt_ms), ms(tracker.rtt_min_ms), ms(tracker.rtt_max_ms)])
+    # The widest these figures get in practice: RTTs under 10 s, a month of checks a second.
+    widest = _stats_groups(["999.9"] * 5, "100.0", 999, 9_999_999, 9_999_999, ["999.9"] * 3)
+    return [*pack(groups[:2], width, widest[:2]), *pack(groups[2:], width, widest[2:])]
+
+
+def _stats_groups(rolling: list[str], loss: str, probes: int, sent: int, received: int,
+                  whole: list[str]) -> list[list[str]]:
+    last, avg, low, high, jitter = rolling
+    total_avg, total_min, total_max = whole
+    return [[f"RTT ms  last {last}", f"avg {avg}", f"min {low}", f"max {high}", f"jitter {jitter}"],
+            [f"loss {loss} %", f"(last {probes} probes)"],
+            [f"whole run  sent {sent}", f"received {received}", f"avg {total_avg}", f"min {total_min}",
+             f"max {total_max} ms"]]
+
+
+def pack(groups: list[list[str]], width: int | None, widest: list[list[str]] | None = None,
+         group_sep: str = "  ·  ", sep: str = "  ", indent: str = "  ") -> list[str]:
+    """``groups`` of fields in lines of ``width`` at most: groups side by side while they fit, a
+    group's fields over several lines (continuations indented) only when it is too wide alone.
+    Breaks are chosen on ``widest`` (the same fields at their widest) when given."""
+    sizes = [[max(len(a), len(b)) for a, b in zip(g, w, strict=True)]
+             for g, w in zip(groups, widest or groups, strict=True)]
+    lines: list[str] = []
+    line, used = "", 0
+    for group, size in zip(groups, sizes, strict=True):
+        wide = sum(size) + len(sep) * (len(size) - 1)
+        fits = width is None or (used + len(group_sep) if line else 0) + wide <= width
+        if fits:
+            line = f"{line}{group_sep}{sep.join(group)}" if line else sep.join(group)
+            used += (len(group_sep) if used else 0) + wide
+            continue
+        assert width is not None
+        if line:
+            lines.append(line)
+        line, used = "", 0
+        for item, item_size in zip(group, size, strict=True):
+            if line and used + len(sep) + item_size > width:
+                lines.append(line)
+                line, used = indent + item, len(indent) + item_size
+            else:
+                line = f"{line}{sep}{item}" if line else item
+                used += (len(sep) if used else 0) + item_size
+    if line:
+        lines.append(line)
+    return lines
 
 
 def outage_rows(outages: Iterable[Outage], now: datetime) -> list[tuple[str, str, str]]:
