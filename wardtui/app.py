@@ -7,11 +7,12 @@ import os
 import re
 import signal
 import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
-from textual import on, work
+from textual import events, on, work
 from textual.app import App
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
@@ -38,6 +39,7 @@ class WardApp(App[int]):
         self.engine_thread = EngineThread()
         self._quitting = False
         self.exit_grace: float | None = None  # seconds Textual's shutdown gets before a hard exit
+        self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)
 
     def get_css_variables(self) -> dict[str, str]:
         """Theme variables plus those declared in app.tcss, resolved against the theme."""
@@ -46,6 +48,11 @@ class WardApp(App[int]):
         for name, value in _DECLARATION.findall(source):
             variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
         return variables
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self.last_input = time.monotonic()
+        await super().on_event(event)
 
     def on_mount(self) -> None:
         # SIGTERM (service stop) and SIGHUP (the operator's SSH session dropped) save history

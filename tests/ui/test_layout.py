@@ -4,10 +4,12 @@ the window is short, the full panel when it is tall, and the switch happens on r
 from __future__ import annotations
 
 import dataclasses
+import gc
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
 
@@ -98,3 +100,25 @@ async def test_the_log_follows_its_newest_line_without_laying_out_the_screen() -
         bottom = log.render_line(log.size.height - 1).text
         assert "dev7-5" in bottom, bottom
         assert layouts <= 2, layouts  # the scrollbar appearing, not once per tick
+
+
+async def test_full_collections_wait_for_the_operator_to_pause(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: runs.append(generation) or 0)
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1), prober=FakeProber(),
+                      devices=make_devices(5, interval=0.1))
+    app = WardApp(runtime)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = app.dashboard
+        screen.settle_memory()
+        assert gc.get_threshold() == (50_000, 20, 1_000)  # restored by the conftest fixture
+        await pilot.press("down")  # the operator is at the keyboard
+        assert app.last_input > 0
+        assert screen.collect_when_idle() is False and runs == []
+        app.last_input -= screen.IDLE_FOR_GC  # ... and has not pressed a key since
+        assert screen.collect_when_idle() is True and runs == [2]
+        app.last_input = time.monotonic()  # typing without a pause for too long: it runs anyway
+        screen._last_full_gc -= screen.GC_AT_LATEST
+        assert screen.collect_when_idle() is True and len(runs) == 2
+        await app.action_quit()
