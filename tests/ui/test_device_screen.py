@@ -392,3 +392,18 @@ async def test_store_reads_are_drawn_after_the_first_frame(tmp_path: Path,
         rtt = screen.query_one("#rtt-chart", HistoryChart)
         await d.until(lambda: screen.loaded and "┤" in rtt.text.plain)
         assert seen and all(seen)
+
+
+async def test_the_drill_down_help_fits_80x24_whole(tmp_path: Path) -> None:
+    async with drill(tmp_path, size=(80, 24)) as d:
+        await d.all_up()
+        await d.open("dev1")
+        await d.pilot.press("question_mark")
+        await d.until(lambda: isinstance(d.app.screen, HelpScreen))
+        await d.pilot.pause(0.2)
+        shown = "\n".join(d.lines())
+        for binding in DeviceScreen.BINDINGS:
+            key, description = d.app.get_key_display(binding), binding.description
+            assert re.search(rf"│  {re.escape(key)} +{re.escape(description)}: ", shown), key
+        assert "hourly rollups" in shown and "latest SNMP poll" in shown
+        assert "Esc, ? or q closes this help." in shown  # nothing scrolled out of the box

@@ -57,11 +57,9 @@ from wardtui.widgets.states import format_duration
 
 T = TypeVar("T")
 NOTES = (
-    "Charts: average RTT and loss % per slice of the span; raw checks up to 24 h, then 1-minute "
-    "and hourly rollups. Gaps: no checks stored (wardtui was not running).",
-    "Interfaces (SNMP): i puts the cursor in the interface table; ↑/↓ or Enter chart the in and "
-    "out bit/s of the interface under it, over the span of the other charts (same tiers).",
-    "Times are UTC. Interface rates in the table are bit/s from the latest SNMP poll.",
+    "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
+    "to 24 h, then 1-minute and hourly rollups. Gaps: nothing stored (wardtui was not running).",
+    "Times are UTC; rates in the interface table are from the latest SNMP poll.",
 )
 IF_COLUMNS = (("if", "if"), ("name", "name"), ("alias", "alias"), ("admin/oper", "status"),
               ("speed", "speed"), ("in bit/s", "in"), ("out bit/s", "out"))
