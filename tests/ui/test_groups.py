@@ -154,3 +154,10 @@ async def test_a_hidden_tree_is_built_on_first_use_not_at_mount() -> None:
         assert [str(n.label).split("  ")[0] for n in tree.root.children] == ["north", "south"]
         tree.invalidate()  # a new filter while hidden: rebuilt on next use
         assert tree.counts("north", "b1") == (6, 1)
+
+
+async def test_a_group_of_one_says_device() -> None:
+    async with groups_app() as (app, _pilot, tree):
+        app.set_state("dev5", State.DOWN)
+        assert "1 device · 1 down" in tree.label_of("south")
+        assert "0 devices · 0 down" in tree.label_of("north", "b1")  # none of them down

@@ -131,7 +131,7 @@ class GroupTree(Tree[NodeData]):
             return
         devices, down = self._devices[group], self._down_counts[group]
         label = Text(group[-1], style="bold" if len(group) == 1 else "")
-        label.append(f"  {devices} devices", style="dim")
+        label.append(f"  {devices} device{'' if devices == 1 else 's'}", style="dim")
         label.append(" · ")
         label.append(f"{down} down", style=self.palette.down if down else "dim")
         node.set_label(label)
