@@ -14,7 +14,7 @@ from tests.lab.fixtures import lab  # noqa: F401
 @pytest.fixture(autouse=True)
 def _collector_as_it_was() -> Iterator[None]:
     """The dashboard tunes the process-wide garbage collector once its first round is done
-    (DashboardScreen.settle_memory); a test that ran one must not leave it tuned for the rest."""
+    (WardApp.settle_memory); a test that ran one must not leave it tuned for the rest."""
     threshold = gc.get_threshold()
     yield
     gc.set_threshold(*threshold)

@@ -110,15 +110,14 @@ async def test_full_collections_wait_for_the_operator_to_pause(tmp_path: Path,
                       devices=make_devices(5, interval=0.1))
     app = WardApp(runtime)
     async with app.run_test(size=(100, 30)) as pilot:
-        screen = app.dashboard
-        screen.settle_memory()
+        app.settle_memory()
         assert gc.get_threshold() == (50_000, 20, 1_000)  # restored by the conftest fixture
         await pilot.press("down")  # the operator is at the keyboard
         assert app.last_input > 0
-        assert screen.collect_when_idle() is False and runs == []
-        app.last_input -= screen.IDLE_FOR_GC  # ... and has not pressed a key since
-        assert screen.collect_when_idle() is True and runs == [2]
+        assert app.collect_when_idle() is False and runs == []
+        app.last_input -= app.IDLE_FOR_GC  # ... and has not pressed a key since
+        assert app.collect_when_idle() is True and runs == [2]
         app.last_input = time.monotonic()  # typing without a pause for too long: it runs anyway
-        screen._last_full_gc -= screen.GC_AT_LATEST
-        assert screen.collect_when_idle() is True and len(runs) == 2
+        app._last_full_gc -= app.GC_AT_LATEST
+        assert app.collect_when_idle() is True and len(runs) == 2
         await app.action_quit()

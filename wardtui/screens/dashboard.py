@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import time
 from datetime import UTC, datetime
 
 from textual import on
@@ -83,7 +81,6 @@ class DashboardScreen(Screen[None]):
         self._dropped_seen = 0
         self._filter_timer: Timer | None = None
         self._table_view = "all"  # what g returns to
-        self._last_full_gc = 0.0
 
     COMMANDS = {DashboardCommands}
 
@@ -129,43 +126,11 @@ class DashboardScreen(Screen[None]):
             self.query_one(DeviceTable).refresh_devices(self.engine.trackers)
             self.query_one(GroupTree).refresh_devices(self.engine.trackers)
             self._update_groups_title()
-        # Every device's state lives as long as the app: once the first round has filled it in,
-        # keep full collections from rescanning it, and from running while the operator types
-        # (see settle_memory). Capped: with hour-long intervals the bulk exists within a minute.
-        first_round = min(60.0, max((s.interval for s in self.engine.slots), default=0.0)) + 2.0
-        self.set_timer(first_round, self.settle_memory)
         # Work the first frame did not wait for, done while the operator reads it, a step at a
         # time (each <= ~0.1 s at 20,000 devices), so that the first filter, sort and g are quick.
         steps = [*self.query_one(DeviceTable).warm_up_steps(), self.query_one(GroupTree).ensure_built]
         for i, step in enumerate(steps):
             self.set_timer(1.0 + 0.25 * i, step)
-
-    IDLE_FOR_GC = 3.0  # seconds without a key or click before a full collection may run
-    GC_EVERY = 30.0  # ... checked this often
-    GC_AT_LATEST = 300.0  # ... and run after this long even if the operator never stops typing
-
-    def settle_memory(self) -> None:
-        """gc.freeze() what exists after the first round, and take full collections off the
-        keyboard's path: with 10,000 devices one held the interpreter ~300 ms every few seconds;
-        after a freeze, at 20,000 devices and 180 transitions/s, they still ran every ~3 s and
-        took 50-350 ms, and they were the slow key presses. Young collections run less often
-        (most objects here die by reference count anyway) and full ones are left to
-        :meth:`collect_when_idle`."""
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 1_000)  # process-wide: the dashboard owns this process
-        self._last_full_gc = time.monotonic()
-        self.set_interval(self.GC_EVERY, self.collect_when_idle)
-
-    def collect_when_idle(self) -> bool:
-        """One full collection if the operator has left the keyboard alone for a while (or it
-        has been put off for GC_AT_LATEST); return whether it ran."""
-        now = time.monotonic()
-        idle = now - getattr(self.app, "last_input", 0.0) >= self.IDLE_FOR_GC
-        if not idle and now - self._last_full_gc < self.GC_AT_LATEST:
-            return False
-        gc.collect()
-        self._last_full_gc = time.monotonic()
-        return True
 
     # -- the live tick ------------------------------------------------------------------------
     def tick(self) -> None:

@@ -311,9 +311,10 @@ class DeviceTable(ScrollView, can_focus=True):
             self._reorder(moved)
         if moved or (problems_moved and self._view == "problems"):
             self._order_changed()
-        elif names.intersection(self.visible_rows()) or any(
-                self._trackers[n].state is State.DOWN for n in self.visible_rows()):
-            self.refresh()  # a visible row changed, or its "down for" advanced
+        else:
+            visible = self.visible_rows()
+            if names.intersection(visible) or any(self._trackers[n].state is State.DOWN for n in visible):
+                self.refresh()  # a visible row changed, or its "down for" advanced
         if len(self._keys) != shown or len(self._problems) != problems:
             self._update_title()
 
