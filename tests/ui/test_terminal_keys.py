@@ -155,3 +155,28 @@ def test_operator_filters_drills_down_exports_and_quits(tmp_path: Path, width: i
         status = wait_for_exit(status_file)
         assert status == "0", f"wardtui should exit 0 on q, got {status}; screen:\n{tmux.capture()}"
     assert (tmp_path / "data" / "wardtui" / "history.db").exists()
+
+
+def test_tab_in_the_command_line_completes_in_a_real_terminal(tmp_path: Path) -> None:
+    """`:dev` Tab `qa` Tab Enter opens qa-lab. Tab used to move the focus out of the line, and
+    the q typed next quit wardtui."""
+    _require()
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type\nedge-1,127.3.0.1,b1,north,router\n"
+                         "qa-lab,127.3.0.2,b1,north,server\n", encoding="utf-8")
+    status_file = tmp_path / "exit-status"
+    args = f"--inventory {inventory} --db sqlite:///{tmp_path / 'h.db'}"
+    with wardtui_in_tmux(f"wardtui-tab-{os.getpid()}", args, status_file, 100, 30) as tmux:
+        tmux.wait_for(lambda s: "devices 2/2" in s and "qa-lab" in s)
+        tmux.keys(":")
+        tmux.wait_for(lambda s: "device NAME" in s)  # the line's placeholder
+        tmux.keys("-l", "dev")
+        tmux.keys("Tab")
+        tmux.keys("-l", "qa")
+        tmux.keys("Tab")
+        tmux.wait_for(lambda s: ": device qa-lab" in s)
+        tmux.keys("Enter")
+        screen = tmux.wait_for(lambda s: "device qa-lab" in s and "esc Back" in s)
+        assert not status_file.exists(), screen  # still running: q did not quit
+        tmux.keys("q")
+        assert wait_for_exit(status_file) == "0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.command import CommandPalette
+from textual.widgets import Input
 
 from tests.ui.notices import notices_of, notices_of_every_app  # noqa: F401 (autouse: records them)
 from tests.ui.test_dashboard import NAMES, Harness, dashboard
@@ -142,3 +143,31 @@ async def test_palette_finds_a_device_by_name(tmp_path: Path) -> None:
         await h.pilot.press("enter")
         await h.until(lambda: isinstance(h.app.screen, DeviceScreen))
         assert h.app.screen.tracker.device.name == "dev17"
+
+
+async def test_tab_in_the_command_line_completes_and_keeps_the_keys(tmp_path: Path) -> None:
+    """Tab completes the command, then a device name, and cycles through the candidates; the
+    focus stays in the line, so the letters typed next are not dashboard keys (q would quit)."""
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        await h.freeze()
+        line = h.app.screen.query_one("#command", Input)
+        await h.pilot.press("colon", "d", "e", "tab")
+        assert line.has_focus and line.value == "device "
+        await h.pilot.press(*"dev1", "tab")
+        assert line.value == "device dev1" and line.has_focus
+        await h.pilot.press("tab")
+        assert line.value == "device dev10"  # the next name starting with dev1
+        await h.pilot.press("shift+tab")
+        assert line.value == "device dev1"
+        await h.pilot.press("ctrl+u", "q", "u", "tab")
+        assert line.value == "quit" and line.has_focus  # q went into the line, not to the dashboard
+        await h.pilot.press("ctrl+u", "s", "o", "tab", "r", "e", "tab")
+        assert line.value == "sort region"
+        await h.pilot.press("enter")
+        await h.pilot.pause(0.1)
+        assert h.table.sort_column == "region" and h.table.has_focus
+        await h.pilot.press("colon", "tab")
+        assert line.value == "problems"  # Tab on an empty line offers each command in turn
+        await h.pilot.press("tab")
+        assert line.value == "all"

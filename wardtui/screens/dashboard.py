@@ -27,7 +27,7 @@ from poller.events import (
 from wardtui.commands import DashboardCommands
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
-from wardtui.widgets.command_line import CommandError, CommandSuggester, parse
+from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, parse
 from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel, HealthLine
@@ -41,7 +41,8 @@ OTHER_KEYS = (
     ("Enter", "open the device under the cursor (drill-down)"),
     ("Enter (in filter)", "keep the filter and go back to the table"),
     ("← → Space (groups)", "collapse / expand a region or branch; Enter on a device opens it"),
-    ("Tab (in : line)", "complete the command, column or device name; Enter runs, Esc closes"),
+    ("Tab (in : line)", "complete the command, column or device name (again: the next one; "
+                        "shift+Tab: back); Enter runs, Esc closes"),
     ("ctrl+p", "command palette: views, devices by name, themes, screenshot"),
     ("ctrl+q", "quit, like q"),
 )
@@ -93,8 +94,9 @@ class DashboardScreen(Screen[None]):
         yield groups
         with Horizontal(id="command-bar"):
             yield Label(":", id="command-label")
-            yield Input(placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT",
-                        suggester=CommandSuggester(self.engine.trackers), id="command")
+            yield CommandInput(
+                CommandSuggester(self.engine.trackers), id="command",
+                placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT")
         with Horizontal(id="filter-bar"):
             yield Label("filter /", id="filter-label")
             yield Input(placeholder="text in any column; words must all match", id="filter")

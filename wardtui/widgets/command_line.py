@@ -6,7 +6,9 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from textual import events
 from textual.suggester import Suggester
+from textual.widgets import Input
 
 from wardtui.widgets.device_rows import SORTS
 
@@ -70,14 +72,55 @@ class CommandSuggester(Suggester):
             found.append(self._devices[self._folded_order[index]])
         return found
 
-    async def get_suggestion(self, value: str) -> str | None:
+    def completions(self, value: str, limit: int = 50) -> list[str]:
+        """Whole lines that complete ``value``, best first: command words (with a space after
+        those that take an argument), sort columns, device names (at most ``limit``)."""
         word, space, argument = value.partition(" ")
         if not space:
-            return next((name for name in NAMES if name.startswith(word.lower()) and word), None)
+            folded = word.lower()
+            return [f"{name} " if arg else name for name, arg, _ in COMMANDS
+                    if name.startswith(folded) and name != folded]
         if word == "device" and argument:
-            found = self.device_prefix(argument, 1)
-            return f"device {found[0]}" if found else None
+            return [f"device {name}" for name in self.device_prefix(argument, limit)]
         if word == "sort" and argument:
-            column = next((key for key, _ in SORTS if key.startswith(argument.lower())), None)
-            return f"sort {column}" if column else None
-        return None
+            return [f"sort {key}" for key, _ in SORTS if key.startswith(argument.lower())]
+        return []
+
+    async def get_suggestion(self, value: str) -> str | None:
+        found = self.completions(value, 1) if value else []  # an empty line shows the placeholder
+        return found[0].rstrip() if found else None
+
+
+class CommandInput(Input):
+    """The `:` line's input. Tab completes (again: the next candidate, shift+Tab the previous)
+    instead of moving the focus out, which left the line open while the next letters ran as
+    dashboard keys (``q`` quit). Completion is computed here, not taken from the grey
+    suggestion, which arrives from a worker and may lag behind fast typing."""
+
+    def __init__(self, suggester: CommandSuggester, placeholder: str = "", *, id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, suggester=suggester, id=id)
+        self._cycle: list[str] = []  # the candidates of the last Tab, while the value is one of them
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Handled here, in the order the keys came, not by a binding: a binding's action runs
+        # once the key has bubbled up to the app, after the letters typed next (seen in tmux:
+        # `dev` Tab `qa` typed fast gave `devqa`).
+        if event.key in ("tab", "shift+tab"):
+            event.stop()
+            event.prevent_default()
+            self.action_complete(1 if event.key == "tab" else -1)
+            return
+        await super()._on_key(event)
+
+    def action_complete(self, step: int) -> None:
+        suggester = self.suggester
+        if not isinstance(suggester, CommandSuggester):
+            return
+        if self.value in self._cycle and len(self._cycle) > 1:
+            index = (self._cycle.index(self.value) + step) % len(self._cycle)
+        else:
+            self._cycle = suggester.completions(self.value)
+            index = 0 if step > 0 else len(self._cycle) - 1
+        if self._cycle:
+            self.value = self._cycle[index]
+            self.cursor_position = len(self.value)
