@@ -37,10 +37,10 @@ from wardtui.widgets.transition_log import TransitionLog
 
 # Keys that belong to widgets rather than to this screen's BINDINGS, listed in the help.
 OTHER_KEYS = (
-    ("↑ ↓ PgUp PgDn Home End", "move in the device table (← → scroll its columns)"),
+    ("↑ ↓ j k PgUp PgDn Home End", "move in the device table (← → scroll its columns)"),
     ("Enter", "open the device under the cursor (drill-down)"),
     ("Enter (in filter)", "keep the filter and go back to the table"),
-    ("← → Space (groups)", "collapse / expand a region or branch; Enter on a device opens it"),
+    ("← → Space (groups)", "collapse / expand a region or branch (↑ ↓ j k move); Enter on a device opens it"),
     ("Tab (in : line)", "complete the command, column or device name (again: the next one; "
                         "shift+Tab: back); Enter runs, Esc closes"),
     ("ctrl+p", "command palette: views, devices by name, themes, screenshot"),

@@ -54,12 +54,14 @@ from wardtui.widgets.device_facts import (
 )
 from wardtui.widgets.live_stats import LiveStats
 from wardtui.widgets.states import format_duration
+from wardtui.widgets.vim_keys import VimDataTable, VimScroll
 
 T = TypeVar("T")
 NOTES = (
     "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
     "to 24 h, then 1-minute and hourly rollups. Gaps: nothing stored (wardtui was not running).",
     "Times are UTC; rates in the interface table are from the latest SNMP poll.",
+    "j k g G: as ↓ ↑ Home End (scroll the screen, or move in a table).",
 )
 IF_COLUMNS = (("if", "if"), ("name", "name"), ("alias", "alias"), ("admin/oper", "status"),
               ("speed", "speed"), ("in bit/s", "in"), ("out bit/s", "out"))
@@ -150,7 +152,7 @@ class DeviceScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll(id="device-body"):
+        with VimScroll(id="device-body"):
             yield Static(identity_line(self.tracker), id="device-identity")
             yield Static(id="device-state")
             yield LiveStats(self.tracker, id="device-stats")
@@ -306,7 +308,7 @@ class DeviceScreen(Screen[None]):
         except NoMatches:
             if not rows:
                 return
-            table = DataTable(id="outages", cursor_type="row", zebra_stripes=True)
+            table = VimDataTable(id="outages", cursor_type="row", zebra_stripes=True)
             table.add_columns("start (UTC)", "end", "duration")
             self.query_one("#device-body").mount(table, after="#outages-title")
         table.display = bool(rows)
@@ -324,7 +326,7 @@ class DeviceScreen(Screen[None]):
             return self.query_one("#interfaces", DataTable)
         except NoMatches:
             pass
-        table: DataTable[str] = DataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
+        table: DataTable[str] = VimDataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
         for label, key in IF_COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#device-body").mount(

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from rich.table import Table
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 from wardtui.widgets.command_line import COMMANDS
 from wardtui.widgets.device_rows import PROBLEM_RULE, SORTS
+from wardtui.widgets.vim_keys import VimScroll
 
 NOTES = (
     "s cycles the sort: " + " → ".join(description for _, description in SORTS) + ".",
@@ -34,8 +34,14 @@ def binding_keys(app: App[object], bindings: Sequence[Binding | tuple[str, ...]]
             for b in bindings if isinstance(b, Binding) and b.show]
 
 
+CLOSE = "Esc, ? or q closes this help."
+SCROLL = "↑ ↓ PgUp PgDn Home End (j k g G) scroll"
+
+
 class HelpScreen(ModalScreen[None]):
-    """A modal list of keys; any of Esc, ? or q closes it."""
+    """A modal list of keys; any of Esc, ? or q closes it. The box scrolls (it has the focus),
+    and its bottom border always says how to scroll and close, even when the end of the text is
+    below the fold (an 80x24 terminal)."""
 
     CSS_PATH = "help.tcss"
     BINDINGS = [
@@ -64,13 +70,17 @@ class HelpScreen(ModalScreen[None]):
             table.add_row(heading, "", style="italic")
             for key, description in keys:
                 table.add_row(key, description)
-        with Vertical(id="help-box"):
+        with VimScroll(id="help-box"):
             yield Static(table, id="help-keys")
             yield Static("\n".join(self.notes), id="help-notes")
-            yield Static("Esc, ? or q closes this help.", id="help-close")
+            yield Static(CLOSE, id="help-close")
+        yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#help-box").border_title = self.box_title
+        box = self.query_one("#help-box")
+        box.border_title = self.box_title
+        box.border_subtitle = f"{SCROLL} · Esc closes"
+        box.focus()
 
     def text(self) -> str:
         """Everything the help shows, as plain text (for tests and screen readers)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -40,6 +42,10 @@ class GroupTree(Tree[NodeData]):
     DEFAULT_CSS = """
     GroupTree { height: 1fr; }
     """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "cursor_up", "Up", show=False),  # vim's and less's keys; g is the view's
+        Binding("j", "cursor_down", "Down", show=False),
+    ]
 
     def __init__(self, trackers: Mapping[str, DeviceTracker],
                  matches: Callable[[str], bool] = lambda _: True, *, id: str | None = None) -> None:

@@ -1,0 +1,120 @@
+"""Keys as the help says: the help box scrolls at 80x24, and j/k (g/G where free) move like
+the arrows (and Home/End) in the help, the device table, the groups and the drill-down."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable
+
+from tests.ui.test_device_screen import Drill, drill, store_known_rates
+from wardtui.screens.dashboard import DashboardScreen
+from wardtui.screens.help import HelpScreen
+from wardtui.widgets.groups import GroupTree
+
+CLOSE = "Esc, ? or q closes this help."
+
+
+def shown(d: Drill) -> str:
+    return "\n".join(d.lines())
+
+
+async def open_help(d: Drill) -> tuple[HelpScreen, VerticalScroll]:
+    await d.pilot.press("question_mark")
+    await d.until(lambda: isinstance(d.app.screen, HelpScreen))
+    await d.pilot.pause(0.2)
+    screen = d.app.screen
+    assert isinstance(screen, HelpScreen)
+    return screen, screen.query_one("#help-box", VerticalScroll)
+
+
+async def test_the_dashboard_help_scrolls_at_80x24(tmp_path: Path) -> None:
+    """The dashboard's help is longer than 24 lines: End, PgDn, ↓ and j/k/g/G reach its end
+    (the drill-down's keys, how to close it), and its border says how to scroll and close."""
+    async with drill(tmp_path, size=(80, 24)) as d:
+        await d.all_up()
+        _, box = await open_help(d)
+        assert box.max_scroll_y > 0, "the help fits 80x24: this test no longer tests scrolling"
+        assert "device drill-down" not in shown(d) and CLOSE not in shown(d)
+        await d.pilot.press("end")
+        await d.pilot.pause(0.1)
+        assert box.scroll_y == box.max_scroll_y
+        assert "Esc closes" in shown(d)  # on the box's bottom border, always in sight
+        assert CLOSE in shown(d)
+        for home, end in (("home", "pagedown"), ("g", "G")):
+            await d.pilot.press(home)
+            await d.pilot.pause(0.1)
+            assert box.scroll_y == 0
+            await d.pilot.press(end, end, end, end)
+            await d.pilot.pause(0.1)
+            assert box.scroll_y == box.max_scroll_y, end
+        await d.pilot.press("home")
+        await d.until(lambda: box.scroll_y == 0)
+        seen = ""
+        while box.scroll_y < box.max_scroll_y:  # every line comes into sight on the way down
+            await d.pilot.press("down")
+            await d.pilot.pause(0.05)
+            seen += shown(d)
+        assert "device drill-down (Enter)" in seen and re.search(r"│  r +Refresh: ", seen)
+        await d.pilot.press("g", "down", "j", "j")
+        await d.pilot.pause(0.1)
+        assert box.scroll_y == 3
+        await d.pilot.press("k")
+        await d.pilot.pause(0.1)
+        assert box.scroll_y == 2
+        await d.pilot.press("q")  # closes the help, does not quit
+        await d.until(lambda: isinstance(d.app.screen, DashboardScreen))
+
+
+async def test_j_and_k_move_the_cursor_in_the_device_table_and_the_groups(tmp_path: Path) -> None:
+    async with drill(tmp_path) as d:
+        await d.all_up()
+        table = d.table
+        table.focus()
+        table.move_cursor(row=0)
+        await d.pilot.press("j", "j", "j")
+        assert table.cursor_row == 3
+        await d.pilot.press("k")
+        assert table.cursor_row == 2
+        await d.pilot.press("g")  # g stays the groups key
+        await d.until(lambda: d.app.dashboard.view == "groups")
+        tree = d.app.dashboard.query_one(GroupTree)
+        assert tree.has_focus
+        await d.pilot.press("j", "space")  # the first region, opened
+        await d.pilot.press("j", "j")
+        assert tree.cursor_line == 2
+        await d.pilot.press("k")
+        assert tree.cursor_line == 1
+
+
+async def test_j_k_g_g_scroll_the_drill_down_and_move_in_its_interface_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    await store_known_rates(url, datetime.now(UTC).replace(microsecond=0))
+    async with drill(tmp_path, size=(80, 24), db=url) as d:
+        await d.all_up()
+        screen = await d.open("dev1")
+        await d.until(lambda: screen.loaded and screen.if_series is not None)
+        body = screen.query_one("#device-body", VerticalScroll)
+        assert body.has_focus and body.max_scroll_y > 0
+        await d.pilot.press("G")
+        await d.until(lambda: body.scroll_y == body.max_scroll_y)
+        await d.pilot.press("g")
+        await d.until(lambda: body.scroll_y == 0)
+        await d.pilot.press("j", "j")
+        await d.until(lambda: body.scroll_y == 2)
+        await d.pilot.press("k")
+        await d.until(lambda: body.scroll_y == 1)
+        await d.pilot.press("i")
+        interfaces = screen.query_one("#interfaces", DataTable)
+        assert interfaces.has_focus and interfaces.cursor_row == 0
+        await d.pilot.press("j")
+        await d.until(lambda: interfaces.cursor_row == 1 and screen.if_index == 2)
+        await d.pilot.press("k")
+        await d.until(lambda: interfaces.cursor_row == 0 and screen.if_index == 1)
+        await d.pilot.press("G")
+        await d.until(lambda: interfaces.cursor_row == 1)
+        await d.pilot.press("g")
+        await d.until(lambda: interfaces.cursor_row == 0)
