@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,9 @@ class EngineConfig:
     timeout: float = 1.0  # seconds to wait for each echo reply
     state: StateConfig = field(default_factory=StateConfig)
     gauge_period: float = 1.0
+    # checks/s and probes/s are counted over this many seconds, not one gauge period: 13 devices
+    # checked every 10 s gave 1.0, 2.0, 1.0, ... per second; over 5 s, 1.2 to 1.4.
+    rate_window: float = 5.0
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -69,7 +73,8 @@ class Engine:
         self._checks: set[asyncio.Task[None]] = set()
         self._lags: list[float] = []
         self._stop = asyncio.Event()
-        self._rate_base: tuple[float, int, int] = (time.monotonic(), 0, 0)
+        # (monotonic time, checks done, probes sent) at each gauge: rates span rate_window.
+        self._rate_marks: deque[tuple[float, int, int]] = deque([(time.monotonic(), 0, 0)])
 
     # -- lifecycle ---------------------------------------------------------------------------
     def seed_outages(self, open_outages: dict[str, datetime]) -> None:
@@ -86,7 +91,8 @@ class Engine:
 
         A :meth:`stop` that came before ``run`` makes it return at once.
         """
-        self._rate_base = (time.monotonic(), self.checks_done, self.prober.counters().get("sent", 0))
+        sent = self.prober.counters().get("sent", 0)
+        self._rate_marks = deque([(time.monotonic(), self.checks_done, sent)])
         self.scheduler.add_spread(self._slots)
         tasks = [asyncio.create_task(self.scheduler.run(), name="wardtui-scheduler"),
                  asyncio.create_task(self._gauge_loop(), name="wardtui-gauges"),
@@ -185,9 +191,13 @@ class Engine:
     def _gauges(self) -> Gauges:
         now = time.monotonic()
         counters = self.prober.counters()
-        base_t, base_checks, base_sent = self._rate_base
+        marks = self._rate_marks
+        # From the newest mark at least rate_window old; in the first seconds, from the start.
+        while len(marks) > 1 and now - marks[1][0] >= self.config.rate_window:
+            marks.popleft()
+        base_t, base_checks, base_sent = marks[0]
         dt = max(now - base_t, 1e-9)
-        self._rate_base = (now, self.checks_done, counters.get("sent", 0))
+        marks.append((now, self.checks_done, counters.get("sent", 0)))
         lags = sorted(self._lags)
         self._lags = []
         gauges = Gauges(

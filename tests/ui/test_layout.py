@@ -59,7 +59,7 @@ def test_health_line_lights_up_what_must_stay_zero() -> None:
                   skipped_late=0, skipped_busy=0, lag_p50_ms=1.0, lag_p99_ms=3.0, oldest_overdue_ms=0.0,
                   rcvbuf_drops=0, send_errors=0, store_queue=80)
     line = health_line(calm, "bold yellow")
-    assert line.plain == "up 870  down 0  flap 0  lag99 3ms  skipped 0  drops 0  queue 80  db ok"
+    assert line.plain == "up 870 down 0 unknown 0 flap 0 lag99 3ms skipped 0 drops 0 queue 80 db ok"
     assert not [s for s in line.spans if s.style == "bold yellow"]
     bad = dataclasses.replace(calm, devices_down=5, rcvbuf_drops=2,
                               extra={"events_dropped": 1.0, "store_failing": 1.0})

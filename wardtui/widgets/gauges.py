@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
+from rich.color import Color, blend_rgb
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -55,6 +60,48 @@ def _figures(g: Gauges, warn: str) -> Table:
     return grid
 
 
+class ZeroBasedBars:
+    """One line of bars scaled from zero to the largest value shown. Textual's sparkline scales
+    from the smallest to the largest, so checks/s moving between 86.9 and 87.9 was drawn as a
+    collapse (▁ then █); here it stays at ▇/█, and only a real fall looks like one."""
+
+    BARS = "▁▂▃▄▅▆▇█"
+
+    def __init__(self, data: Sequence[float], width: int, low: Color, high: Color) -> None:
+        self.data, self.width, self.low, self.high = data, width, low, high
+
+    def columns(self) -> list[float]:
+        """The value drawn in each column: the largest of the samples it covers (a series
+        shorter than the width is stretched, a longer one packed, as Textual's does)."""
+        n, width = len(self.data), self.width
+        if not n or width <= 0:
+            return []
+        spans = ((i * n // width, max((i + 1) * n // width, i * n // width + 1)) for i in range(width))
+        return [max(self.data[start:end]) for start, end in spans]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        columns = self.columns()
+        top = max(columns, default=0.0)
+        if top <= 0:  # nothing, or zero all along: the floor
+            yield Segment(self.BARS[0] * max(self.width, 0), Style(color=self.low))
+            return
+        low, high = self.low.get_truecolor(), self.high.get_truecolor()
+        for value in columns:
+            ratio = max(value, 0.0) / top
+            colour = Color.from_triplet(blend_rgb(low, high, ratio))
+            yield Segment(self.BARS[int(ratio * (len(self.BARS) - 1))], Style(color=colour))
+
+
+class ZeroSparkline(Sparkline):
+    """A Sparkline drawn by :class:`ZeroBasedBars` (colours from the same component classes)."""
+
+    def render(self) -> ZeroBasedBars:
+        _, base = self.background_colors
+        low = base + self.get_component_styles("sparkline--min-color").color
+        high = base + self.get_component_styles("sparkline--max-color").color
+        return ZeroBasedBars(list(self.data or []), self.size.width, low.rich_color, high.rich_color)
+
+
 class Figures(Widget):
     """The figures grid. Not a Static: ``Static.update`` asks for a layout of the whole
     screen, which measured tens of milliseconds here, once a second, on the engine's loop."""
@@ -74,31 +121,38 @@ class Figures(Widget):
         return _figures(self.gauges, self.warn_style)
 
 
-def health_line(g: Gauges, warn: str) -> Text:
+def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
     """The figures an operator must not miss, in one line that fits 80 columns: for terminals
     too short for the engine panel (an 80x24 SSH window). Counters that should be zero light
-    up. Drops add up what was lost anywhere: socket buffer, UI events, store samples."""
-    line = Text(no_wrap=True, overflow="ellipsis")
-
-    def part(label: str, value: str, bad: bool = False) -> None:
-        if line:
-            line.append("  ")
-        line.append(f"{label} ", style="dim")
-        line.append(value, style=warn if bad else "")
-
+    up. Drops add up what was lost anywhere: socket buffer, UI events, store samples. Up, down
+    and unknown add up to every device. Parts are two spaces apart, one when that would not
+    fit ``width`` (875 devices with some unknown); past that Rich ends the line with an ellipsis."""
     dropped = g.extra.get("events_dropped", 0.0) + g.rcvbuf_drops + g.extra.get("store_samples_dropped", 0.0)
-    part("up", f"{g.devices_up:.0f}")
-    part("down", f"{g.devices_down:.0f}", bad=g.devices_down > 0)
-    part("flap", f"{g.devices_flapping:.0f}", bad=g.devices_flapping > 0)
-    part("lag99", f"{g.lag_p99_ms:.0f}ms")
-    part("skipped", f"{g.skipped_late:.0f}", bad=g.skipped_late > 0)
-    part("drops", f"{dropped:.0f}", bad=dropped > 0)
-    part("queue", f"{g.store_queue:.0f}")
     failing = bool(g.extra.get("store_failing"))
-    part("db", "failing" if failing else "ok", bad=failing)
+    parts = [
+        ("up", f"{g.devices_up:.0f}", False),
+        ("down", f"{g.devices_down:.0f}", g.devices_down > 0),
+        ("unknown", f"{g.devices_unknown:.0f}", False),  # not answered yet, or seeded
+        ("flap", f"{g.devices_flapping:.0f}", g.devices_flapping > 0),
+        ("lag99", f"{g.lag_p99_ms:.0f}ms", False),
+        ("skipped", f"{g.skipped_late:.0f}", g.skipped_late > 0),
+        ("drops", f"{dropped:.0f}", dropped > 0),
+        ("queue", f"{g.store_queue:.0f}", False),
+        ("db", "failing" if failing else "ok", failing),
+    ]
     if "snmp_agents" in g.extra:
-        part("snmp fail", f"{g.extra.get('snmp_agents_failing', 0.0):.0f}",
-             bad=g.extra.get("snmp_agents_failing", 0.0) > 0)
+        snmp_failing = g.extra.get("snmp_agents_failing", 0.0)
+        parts.append(("snmp fail", f"{snmp_failing:.0f}", snmp_failing > 0))
+    line = Text()
+    for gap in ("  ", " "):
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for label, value, bad in parts:
+            if line:
+                line.append(gap)
+            line.append(f"{label} ", style="dim")
+            line.append(value, style=warn if bad else "")
+        if line.cell_len <= width:
+            break
     return line
 
 
@@ -122,7 +176,7 @@ class HealthLine(Widget):
     def render(self) -> Text | str:
         if self.gauges is None:
             return "engine: waiting for the first gauges…"
-        return health_line(self.gauges, self.warn_style)
+        return health_line(self.gauges, self.warn_style, self.content_size.width or 78)
 
 
 class GaugesPanel(Vertical):
@@ -150,7 +204,7 @@ class GaugesPanel(Vertical):
         for key, label in self.SERIES:
             with Horizontal(classes="spark-row"):
                 yield Label(label)
-                yield Sparkline([], id=f"spark-{key}")
+                yield ZeroSparkline([], id=f"spark-{key}")
 
     def show(self, gauges: Gauges) -> None:
         self.latest = gauges

@@ -1,0 +1,61 @@
+"""The engine panel's sparklines and the 80x24 health line, drawn from given gauges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from textual.app import App, ComposeResult
+from textual.widget import Widget
+
+from poller.events import Gauges
+from wardtui.widgets.gauges import GaugesPanel, health_line
+
+
+def gauges(checks: float = 87.0, lag: float = 2.0, down: int = 0, up: int = 875, unknown: int = 0) -> Gauges:
+    return Gauges(at=datetime.now(UTC), devices_up=up, devices_down=down, devices_unknown=unknown,
+                  devices_flapping=0, checks_per_s=checks, probes_per_s=checks, in_flight=1, skipped=0,
+                  skipped_late=0, skipped_busy=0, lag_p50_ms=lag / 2, lag_p99_ms=lag, oldest_overdue_ms=0.0,
+                  rcvbuf_drops=0, send_errors=0, store_queue=12)
+
+
+class PanelApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield GaugesPanel()
+
+
+def drawn(app: App[None], widget: Widget) -> str:
+    """The characters the widget occupies on screen."""
+    region = widget.region
+    line = "".join(segment.text for segment in app.screen._compositor.render_strips()[region.y])
+    return line[region.x:region.right]
+
+
+async def test_sparklines_scale_from_zero() -> None:
+    """checks/s between 86.9 and 87.9 is a steady line near the top, not ▁█▁█; no one down is
+    the floor; a real fall to 10 checks/s goes to the floor."""
+    app = PanelApp()
+    async with app.run_test(size=(56, 14)) as pilot:
+        panel = app.query_one(GaugesPanel)
+        for i in range(40):
+            panel.show(gauges(checks=86.9 if i % 2 else 87.9, lag=1.5 + 0.5 * (i % 2)))
+        await pilot.pause()
+        checks = drawn(app, panel.query_one("#spark-checks"))
+        assert len(checks) > 30 and set(checks) <= {"▇", "█"}, checks
+        assert set(drawn(app, panel.query_one("#spark-lag"))) <= {"▅", "▆", "▇", "█"}
+        assert set(drawn(app, panel.query_one("#spark-down"))) == {"▁"}
+        for _ in range(40):
+            panel.show(gauges(checks=10.0, down=3))
+        await pilot.pause()
+        assert drawn(app, panel.query_one("#spark-checks"))[-1] == "▁"  # 10 of 87.9: the floor
+        down = drawn(app, panel.query_one("#spark-down"))
+        assert down[0] == "▁" and down[-1] == "█"
+
+
+def test_the_health_line_counts_unknown_devices_and_fits_80_columns() -> None:
+    """875 devices, 262 not answered yet: up + down + unknown add up, and 'db' stays on screen."""
+    line = health_line(gauges(up=613, unknown=262, down=0), "bold yellow").plain
+    assert "up 613" in line and "down 0" in line and "unknown 262" in line
+    assert line.endswith("db ok") and len(line) <= 78, line
+    assert line == "up 613 down 0 unknown 262 flap 0 lag99 2ms skipped 0 drops 0 queue 12 db ok"
+    wide = health_line(gauges(up=613, unknown=262, down=0), "bold yellow", width=118).plain
+    assert wide == "up 613  down 0  unknown 262  flap 0  lag99 2ms  skipped 0  drops 0  queue 12  db ok"
