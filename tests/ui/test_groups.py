@@ -73,41 +73,57 @@ async def test_a_device_that_starts_matching_joins_its_open_branch_in_name_order
         for name in ("dev2", "dev11"):
             app.set_state(name, State.DOWN)
         await open_first_branch(pilot)
-        assert shown(tree) == ["north", "b1", "dev2", "dev11", "b2", "south"]
+        assert shown(tree) == ["north", "b1", "dev2", "dev11"]  # no b2, no south: nothing matches there
         for name in ("dev10", "dev1", "dev20", "dev3"):  # first, middle and last places
             app.set_state(name, State.DOWN)
         await pilot.pause()
-        assert shown(tree) == ["north", "b1", "dev1", "dev2", "dev3", "dev10", "dev11", "dev20",
-                               "b2", "south"]
+        assert shown(tree) == ["north", "b1", "dev1", "dev2", "dev3", "dev10", "dev11", "dev20"]
         assert tree.counts("north", "b1") == (6, 6) and tree.counts("north") == (6, 6)
         assert "6 devices · 6 down" in tree.label_of("north", "b1")
         # One that stops matching leaves; the others keep their order and the counts follow.
         app.set_state("dev3", State.UP)
         app.set_state("dev11", State.UP)
         await pilot.pause()
-        assert shown(tree) == ["north", "b1", "dev1", "dev2", "dev10", "dev20", "b2", "south"]
+        assert shown(tree) == ["north", "b1", "dev1", "dev2", "dev10", "dev20"]
         assert tree.counts("north", "b1") == (4, 4) and tree.counts("north") == (4, 4)
         assert "4 devices · 4 down" in tree.label_of("north", "b1")
         assert tree.counts("north", "b2") == (0, 0) and tree.counts("south") == (0, 0)
 
 
-async def test_an_open_branch_that_had_no_match_shows_the_first_one() -> None:
+async def test_groups_without_a_match_are_hidden_and_come_back_in_order() -> None:
+    """With a filter, only regions and branches holding a matching device are listed (every
+    region used to be listed, at zero); they come and go, in name order, as devices match."""
     async with groups_app() as (app, pilot, tree):
-        await pilot.press("space")  # no line has the cursor yet: nothing opens (not the last region)
+        assert shown(tree) == []  # nothing is down
+        await pilot.press("space")  # no line has the cursor: nothing happens
+        app.set_state("dev5", State.DOWN)
+        app.set_state("dev4", State.DOWN)
         await pilot.pause()
-        assert shown(tree) == ["north", "south"]
-        await open_first_branch(pilot)
-        assert shown(tree) == ["north", "b1", "b2", "south"]  # open, nothing down yet
-        app.set_state("dev10", State.DOWN)
+        assert shown(tree) == ["north", "south"]  # north placed before south
+        await pilot.press("down", "space")  # open north
+        await pilot.pause()
+        assert shown(tree) == ["north", "b2", "south"]
         app.set_state("dev3", State.DOWN)
         await pilot.pause()
-        assert shown(tree) == ["north", "b1", "dev3", "dev10", "b2", "south"]
+        assert shown(tree) == ["north", "b1", "b2", "south"]  # b1 joins before b2
+        app.set_state("dev4", State.UP)
+        await pilot.pause()
+        assert shown(tree) == ["north", "b1", "south"]
+        await pilot.press("down", "space")  # open b1: its one matching device
+        await pilot.pause()
+        assert shown(tree) == ["north", "b1", "dev3", "south"]
+        app.set_state("dev10", State.DOWN)  # an open branch keeps its devices complete
+        await pilot.pause()
+        assert shown(tree) == ["north", "b1", "dev3", "dev10", "south"]
         assert tree.counts("north", "b1") == (2, 2)
         app.set_state("dev10", State.UP)
         app.set_state("dev3", State.UP)
         await pilot.pause()
-        assert shown(tree) == ["north", "b1", "b2", "south"]
-        assert tree.counts("north", "b1") == (0, 0) and "0 devices · 0 down" in tree.label_of("north", "b1")
+        assert shown(tree) == ["south"] and tree.counts("north") == (0, 0)
+        app.set_state("dev3", State.DOWN)
+        await pilot.pause()
+        assert shown(tree) == ["north", "south"]
+        assert "1 device · 1 down" in tree.label_of("north", "b1")
 
 
 async def test_dashboard_filter_down_in_groups_keeps_an_open_branch_in_order(tmp_path: Path) -> None:
@@ -133,7 +149,7 @@ async def test_dashboard_filter_down_in_groups_keeps_an_open_branch_in_order(tmp
         h.prober.down.discard(h.address("dev14"))
         await h.until(lambda: tree.counts("north", "b0") == (2, 2), timeout=10)
         await h.pilot.pause(0.1)
-        assert shown(tree)[:5] == ["north", "b0", "dev0", "dev28", "b1"]  # dev14 has left
+        assert shown(tree) == ["north", "b0", "dev0", "dev28"]  # dev14 has left; nothing else is down
 
 
 class HiddenTreeApp(GroupsApp):
@@ -160,4 +176,4 @@ async def test_a_group_of_one_says_device() -> None:
     async with groups_app() as (app, _pilot, tree):
         app.set_state("dev5", State.DOWN)
         assert "1 device · 1 down" in tree.label_of("south")
-        assert "0 devices · 0 down" in tree.label_of("north", "b1")  # none of them down
+        assert tree.regions() == ["south"]  # none of the north's is down: not shown

@@ -118,3 +118,18 @@ async def test_j_k_g_g_scroll_the_drill_down_and_move_in_its_interface_table(tmp
         await d.until(lambda: interfaces.cursor_row == 1)
         await d.pilot.press("g")
         await d.until(lambda: interfaces.cursor_row == 0)
+
+
+async def test_the_80_column_footer_shows_every_key_in_the_help_s_words(tmp_path: Path) -> None:
+    """'p Problems', 'g Groups', ': Command' (not Issues, Tree, Go), all of them within 80
+    columns: the '^p palette' hint gives way below 90 columns (ctrl+p still works)."""
+    async with drill(tmp_path, size=(80, 24)) as d:
+        await d.all_up()
+        footer = d.lines()[-1]
+        for words in ("/ Filter", "s Sort", "p Problems", "g Groups", ": Command", "e Export",
+                      "? Help", "q Quit"):
+            assert words in footer, footer
+        assert "palette" not in footer
+        await d.pilot.resize_terminal(120, 40)
+        await d.pilot.pause(0.2)
+        assert "^p palette" in d.lines()[-1] and "q Quit" in d.lines()[-1]

@@ -59,15 +59,18 @@ class DashboardScreen(Screen[None]):
     # Under 32 lines (an 80x24 SSH window) the engine panel gives way to one health line, so
     # the table keeps most of the screen; the layout follows the terminal as it is resized.
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    # Under 90 columns the footer's "^p palette" gives way to the keys (ctrl+p still works and
+    # the help lists it): at 80 columns it pushed "q Quit" off the edge.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
     TICK = 0.5
     FILTER_DELAY = 0.15  # seconds of no typing before the filter is applied
     BINDINGS = [
         Binding("slash", "filter", "Filter", tooltip="show only rows containing the text, live"),
         Binding("s", "sort", "Sort", tooltip="sort by the next column (see below)"),
-        Binding("p", "problems", "Issues", tooltip="problems first (see below), or every device"),
-        Binding("g", "groups", "Tree", tooltip="region → branch → device with counts; g again: back"),
-        Binding("colon", "command", "Go", tooltip=":problems :all :groups :device NAME :sort COLUMN "
-                ":filter TEXT :help :quit"),
+        Binding("p", "problems", "Problems", tooltip="problems first (see below), or every device"),
+        Binding("g", "groups", "Groups", tooltip="region → branch → device with counts; g again: back"),
+        Binding("colon", "command", "Command", tooltip="command line: :problems :all :groups :device NAME "
+                ":sort COLUMN :filter TEXT :help :quit"),
         Binding("e", "export", "Export", tooltip="write an availability report of this view to a file"),
         Binding("question_mark", "help", "Help", tooltip="this screen"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),

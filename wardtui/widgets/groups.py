@@ -62,6 +62,7 @@ class GroupTree(Tree[NodeData]):
         self._leaves: dict[str, TreeNode[NodeData]] = {}
         self._loaded: set[Group] = set()  # regions and branches whose children exist (maybe none)
         self._branches: dict[str, list[str]] = {}  # each region's branches, in name order
+        self._regions: list[str] = []  # every region, in name order
         self._shown_state: dict[str, str] = {}
         # Built on first use, not at mount: ~0.3 s at 20,000 devices that the first frame and a
         # filter typed in the table must not wait for (the dashboard builds it when idle).
@@ -110,10 +111,11 @@ class GroupTree(Tree[NodeData]):
             if self.matches(name):
                 self._count(name, tracker, +1)
         self._branches = {region: sorted(branches, key=natural) for region, branches in tree.items()}
-        for region in sorted(tree, key=natural):
-            region_node = self.root.add("", data=("region", region), expand=False, allow_expand=True)
-            self._group_nodes[(region,)] = region_node
-            self._relabel((region,))
+        self._regions = sorted(tree, key=natural)
+        for region in self._regions:  # those with a device that passes the filter, in order
+            if self._devices[(region,)]:
+                self._group_nodes[(region,)] = self.root.add("", data=("region", region), allow_expand=True)
+                self._relabel((region,))
 
     def _count(self, name: str, tracker: DeviceTracker, sign: int) -> None:
         device = tracker.device
@@ -132,15 +134,49 @@ class GroupTree(Tree[NodeData]):
                 self._down_counts[group] += sign
 
     def _relabel(self, group: Group) -> None:
+        """Show the group's counts; a group none of whose devices passes the filter is not shown
+        (with a filter, ``g`` listed every region, most of them at zero), and comes back, in
+        name order, when one does."""
         node = self._group_nodes.get(group)
-        if node is None:
-            return
         devices, down = self._devices[group], self._down_counts[group]
+        if not devices:
+            if node is not None:
+                self._drop(group, node)
+            return
+        if node is None:
+            node = self._place(group)
+            if node is None:
+                return  # a branch of a region not opened yet: added when it is
         label = Text(group[-1], style="bold" if len(group) == 1 else "")
         label.append(f"  {devices} device{'' if devices == 1 else 's'}", style="dim")
         label.append(" · ")
         label.append(f"{down} down", style=self.palette.down if down else "dim")
         node.set_label(label)
+
+    def _place(self, group: Group) -> TreeNode[NodeData] | None:
+        """A new node for a group that has just got a matching device, before the next shown
+        one in name order (a scan of its siblings: this happens one group at a time)."""
+        if len(group) == 1:
+            parent, siblings, data = self.root, [(r,) for r in self._regions], ("region", group[0])
+        elif group[:1] in self._loaded:
+            parent = self._group_nodes[group[:1]]
+            siblings = [(group[0], b) for b in self._branches.get(group[0], [])]
+            data = ("branch", *group)
+        else:
+            return None
+        later = siblings[siblings.index(group) + 1:] if group in siblings else []
+        before = next((self._group_nodes[g] for g in later if g in self._group_nodes), None)
+        node = parent.add("", data=data, before=before, expand=False, allow_expand=True)
+        self._group_nodes[group] = node
+        return node
+
+    def _drop(self, group: Group, node: TreeNode[NodeData]) -> None:
+        node.remove()
+        for inside in [g for g in self._group_nodes if g[:len(group)] == group]:
+            del self._group_nodes[inside]
+            self._loaded.discard(inside)
+        for name in [n for n in self._leaves if group in self._groups(self._trackers[n])]:
+            del self._leaves[name]
 
     def _branch_devices(self, region: str, branch: str) -> list[str]:
         names = [name for name in self._members
@@ -167,9 +203,10 @@ class GroupTree(Tree[NodeData]):
         if (region,) not in self._loaded:
             self._loaded.add((region,))
             for branch in self._branches.get(region, []):
-                self._group_nodes[(region, branch)] = node.add(
-                    "", data=("branch", region, branch), allow_expand=True)
-                self._relabel((region, branch))
+                if self._devices[(region, branch)]:  # in order: appended, not placed (_place)
+                    self._group_nodes[(region, branch)] = node.add(
+                        "", data=("branch", region, branch), allow_expand=True)
+                    self._relabel((region, branch))
         return node
 
     def _load_branch(self, region: str, branch: str) -> TreeNode[NodeData]:
