@@ -51,7 +51,7 @@ class IcmpPermissionError(RuntimeError):
 
 def permission_message(python: str) -> str:
     return (
-        "wardtui cannot open an ICMP socket: raw sockets need CAP_NET_RAW and unprivileged ping "
+        "cannot open an ICMP socket: raw sockets need CAP_NET_RAW and unprivileged ping "
         "sockets are not allowed for your group.\nFix one of:\n"
         f"  sudo setcap cap_net_raw+ep {os.path.realpath(python)}\n"
         f"  sudo sysctl -w net.ipv4.ping_group_range='0 {2**31 - 1}'   "

@@ -193,6 +193,8 @@ def test_unprivileged_user_gets_a_short_message_naming_both_fixes(world_writable
     assert_no_traceback(proc)
     assert "setcap cap_net_raw+ep" in proc.stderr
     assert "ping_group_range" in proc.stderr
+    # Said once: it read "wardtui: wardtui cannot open an ICMP socket".
+    assert proc.stderr.startswith("wardtui: cannot open an ICMP socket: "), proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 6  # short: what is wrong and how to fix it
     assert proc.stdout == ""
     assert not db.exists()  # nothing was started
