@@ -10,11 +10,14 @@ import signal
 import threading
 import time
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
+from rich.color import Color, ColorSystem
 from sqlalchemy.engine import make_url
 from textual import events, on, work
 from textual.app import App
+from textual.theme import Theme
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from wardtui.engine_thread import EngineThread
@@ -23,6 +26,16 @@ from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
 _DECLARATION = re.compile(r"^\s*\$([\w-]+)\s*:\s*([^;]+);", re.MULTILINE)
 _REFERENCE = re.compile(r"\$([\w-]+)")
+
+
+def sixteen_colour_accent(theme: Theme) -> dict[str, str]:
+    """In a 16-colour terminal, the variables of ``theme`` made with a yellow accent if its own
+    is drawn red there: the default theme's orange (#ffa62b) becomes bright red, so every focused
+    panel border and footer key looked like a device DOWN. Nothing for any other theme."""
+    if not theme.accent or Color.parse(theme.accent).downgrade(ColorSystem.STANDARD).number not in (1, 9):
+        return {}
+    calm = replace(theme, accent="#ffd700" if theme.dark else "#b0b000")  # bright yellow, yellow
+    return {**calm.to_color_system().generate(), **calm.variables}
 
 
 class WardApp(App[int]):
@@ -46,6 +59,8 @@ class WardApp(App[int]):
     def get_css_variables(self) -> dict[str, str]:
         """Theme variables plus those declared in app.tcss, resolved against the theme."""
         variables = super().get_css_variables()
+        if self.console.color_system == "standard":
+            variables = self.theme_variables = {**variables, **sixteen_colour_accent(self.current_theme)}
         source = Path(__file__).with_name("app.tcss").read_text(encoding="utf-8")
         for name, value in _DECLARATION.findall(source):
             variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
