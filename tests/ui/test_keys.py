@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 
 from tests.ui.test_device_screen import Drill, drill, store_known_rates
 from wardtui.screens.dashboard import DashboardScreen
+from wardtui.screens.export import ExportScreen
 from wardtui.screens.help import HelpScreen
 from wardtui.widgets.groups import GroupTree
 
@@ -133,3 +134,17 @@ async def test_the_80_column_footer_shows_every_key_in_the_help_s_words(tmp_path
         await d.pilot.resize_terminal(120, 40)
         await d.pilot.pause(0.2)
         assert "^p palette" in d.lines()[-1] and "q Quit" in d.lines()[-1]
+
+
+async def test_the_export_box_has_its_own_keys_in_the_footer(tmp_path: Path) -> None:
+    async with drill(tmp_path, size=(80, 24)) as d:
+        await d.all_up()
+        await d.pilot.press("e")
+        await d.until(lambda: isinstance(d.app.screen, ExportScreen))
+        await d.pilot.pause(0.2)
+        footer = d.lines()[-1]
+        assert "Write" in footer and "Cancel" in footer, footer
+        assert "Sort" not in footer and "Filter" not in footer, footer  # the dashboard's keys
+        await d.pilot.press("escape")
+        await d.until(lambda: isinstance(d.app.screen, DashboardScreen))
+        assert "s Sort" in d.lines()[-1]

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
 from store.report import GROUP_BYS, GroupBy, Period, Report, availability
 from wardtui.history_cli import HistoryQueryError
@@ -103,6 +103,7 @@ class ExportScreen(ModalScreen[Path | None]):
             yield Label("file")
             yield Input(self._auto_path, id="export-path", compact=True)
             yield Static("Tab moves · ↑↓ and Space choose · Enter writes · Esc cancels", id="export-hint")
+        yield Footer(show_command_palette=False)  # this box's keys, not the dashboard's beneath
 
     def on_mount(self) -> None:
         self.query_one("#export-box").border_title = "export report (e)"
