@@ -59,12 +59,18 @@ class WardApp(App[int]):
     def get_css_variables(self) -> dict[str, str]:
         """Theme variables plus those declared in app.tcss, resolved against the theme."""
         variables = super().get_css_variables()
-        if self.console.color_system == "standard":
+        if self.sixteen_colours:
             variables = self.theme_variables = {**variables, **sixteen_colour_accent(self.current_theme)}
         source = Path(__file__).with_name("app.tcss").read_text(encoding="utf-8")
         for name, value in _DECLARATION.findall(source):
             variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
         return variables
+
+    @property
+    def sixteen_colours(self) -> bool:
+        """Drawing on a 16-colour terminal. Known once the driver runs (see on_mount); never
+        headless (tests, snapshots), whose look must not depend on the TERM they run under."""
+        return self._driver is not None and not self.is_headless and self.console.color_system == "standard"
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
@@ -72,6 +78,8 @@ class WardApp(App[int]):
         await super().on_event(event)
 
     def on_mount(self) -> None:
+        if self.sixteen_colours:
+            self.refresh_css(animate=False)  # the variables were made before the driver ran
         # SIGTERM (service stop) and SIGHUP (the operator's SSH session dropped) save history
         # the same way q does, instead of dying with samples and transitions unwritten.
         loop = asyncio.get_running_loop()
