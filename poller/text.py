@@ -55,6 +55,11 @@ def clean(text: str, *, tab: str = " ") -> str:
     return _UNSAFE_OR_TAB.sub(lambda m: tab if m.group() == "\t" else REPLACEMENT, text)
 
 
+def clean_lines(text: str) -> str:
+    """:func:`clean` line by line: newlines stay (a multi-line message), nothing else."""
+    return "\n".join(clean(line) for line in text.split("\n"))
+
+
 def escaped(text: str) -> str:
     """``text`` with unsafe characters written as escapes (``a\\x1b]0;b``), for messages that
     say what is there without obeying it."""

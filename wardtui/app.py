@@ -12,11 +12,15 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from textual import events, on, work
 from textual.app import App
+from textual.content import Content
+from textual.notifications import SeverityLevel
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from poller.text import clean, clean_lines
 from wardtui.engine_thread import EngineThread
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
@@ -50,6 +54,18 @@ class WardApp(App[int]):
         for name, value in _DECLARATION.findall(source):
             variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
         return variables
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notice of every screen comes here (Widget.notify calls the app's): messages
+        quote device names, database errors and what the operator typed, so none is markup
+        and none carries terminal control (wardtui/literal.py). ``markup`` is ignored."""
+        super().notify(clean_lines(message), title=clean(title), severity=severity, timeout=timeout,
+                       markup=False)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header: screens put device names in their sub-title."""
+        return super().format_title(clean(title), clean(sub_title))
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
@@ -151,7 +167,9 @@ class WardApp(App[int]):
             watchdog = threading.Timer(self.exit_grace, os._exit, args=(code,))
             watchdog.daemon = True  # a normal exit does not wait for it
             watchdog.start()
-        self.exit(return_code=code, message=message)
+        # Printed by Rich after the screen is gone: a Text, so an error that quotes the database
+        # ("[parameters: ...]") is not read as markup.
+        self.exit(return_code=code, message=Text(clean_lines(message)) if message else None)
 
     def on_unmount(self) -> None:
         # After q, SIGTERM or SIGHUP this was done already. After a crash in the UI, stop

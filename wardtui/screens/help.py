@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from wardtui.literal import Literal, literal
 from wardtui.widgets.command_line import COMMANDS
 from wardtui.widgets.device_rows import PROBLEM_RULE, SORTS
 
@@ -66,11 +67,11 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row(key, description)
         with Vertical(id="help-box"):
             yield Static(table, id="help-keys")
-            yield Static("\n".join(self.notes), id="help-notes")
+            yield Literal("\n".join(self.notes), id="help-notes")
             yield Static("Esc, ? or q closes this help.", id="help-close")
 
     def on_mount(self) -> None:
-        self.query_one("#help-box").border_title = self.box_title
+        self.query_one("#help-box").border_title = literal(self.box_title)
 
     def text(self) -> str:
         """Everything the help shows, as plain text (for tests and screen readers)."""
