@@ -8,7 +8,6 @@ import csv
 import html
 import io
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 from poller.text import clean
 from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
 from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
+from wardtui.messages import error
 from wardtui.widgets.states import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) 
     try:
         period = parse_period(args.start, args.end, now)
     except HistoryQueryError as exc:
-        print(f"wardtui: {exc}", file=sys.stderr)
+        error(f"{exc}")
         return exc.code
     code, report = read_history(args.db, lambda url: query_report(url, period, args.group_by, now))
     if report is None:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) 
         with args.output.open("w", encoding="utf-8", newline="") as out:
             out.write(text)
     except OSError as exc:
-        print(f"wardtui: -o {args.output}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        error(f"-o {args.output}: cannot write the report: {exc.strerror or exc}")
         return 2
     return 0
 

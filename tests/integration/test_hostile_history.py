@@ -14,6 +14,7 @@ import pytest
 from poller.events import InterfaceStat, SnmpPoll, State, Transition
 from poller.inventory import Device
 from store import HistoryStore
+from store.db import database_url
 from tests.integration.cli_run import run
 
 H = timedelta(hours=1)
@@ -84,3 +85,23 @@ def test_commands_print_hostile_rows_without_terminal_control(db_url: str, base:
     assert "\\[link=x\\](javascript:" in md_region and "north\ufffdevil" in md_region
     html_branch = pick("report", "html", "branch")
     assert "&lt;script&gt;" in html_branch and "<script" not in html_branch
+
+
+def test_error_lines_quote_hostile_input_escaped(tmp_path: Path) -> None:
+    """What the operator typed, an inventory value or a path in an error line is escaped."""
+    inventory = tmp_path / f"inv{TITLE}.csv"
+    inventory.write_text("name,address,branch,region,type\n"
+                         f"ok,127.0.0.1,b,r,router\nbad{CLEAR},127.0.0.2,b,r,router\n"
+                         f'"r2",not-an-address{TITLE},b,r,router\n', encoding="utf-8")
+    db = database_url(str(tmp_path / "h.db"))
+    asyncio.run(_seed(db, datetime.now(UTC) - timedelta(days=1)))
+    poll, history, report = run(("poll", "--inventory", str(inventory), "--duration", "1", "--jsonl"),
+                                ("history", f"nosuch{TITLE}", "--db", db),
+                                ("report", "--from", f"7d{CLEAR}", "--db", db), cwd=tmp_path)
+    assert poll.returncode == 2
+    assert "inv\\x1b]0;pwned\\x07.csv:3: control character U+001B (ESC) in 'name'" in poll.stderr
+    assert "inv\\x1b]0;pwned\\x07.csv:4: control character U+001B (ESC) in 'address'" in poll.stderr
+    assert history.returncode != 0 and "nosuch\\x1b]0;pwned\\x07" in history.stderr
+    assert report.returncode == 2 and "7d\\x1b[2J" in report.stderr
+    for proc in (poll, history, report):
+        assert not any(char in proc.stderr + proc.stdout for char in RAW), proc.args
