@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wardtui import __version__
-from wardtui.messages import error
+from wardtui.messages import error, log_to_stderr
 from wardtui.runtime import Options, Runtime, StartupError, db_option
 
 _T = TypeVar("_T")
@@ -372,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "poll":
         from wardtui.headless import run_headless
 
+        log_to_stderr()
         try:
             return asyncio.run(run_headless(runtime, args.duration, checks=args.checks))
         except StartupError as exc:

@@ -113,3 +113,17 @@ def test_the_check_catches_what_it_is_for() -> None:
         assert list(offences(ast.parse(source))), source
     for source in good:
         assert not list(offences(ast.parse(source))), source
+
+
+def test_log_lines_and_error_lines_are_escaped(capsys: object) -> None:
+    import logging
+
+    from wardtui.messages import EscapingFormatter, error
+
+    record = logging.LogRecord("store.spool", logging.WARNING, __file__, 1, "spool %s is full: %s", (
+        "/var/x\x1b]0;t\x07", "db said \x1b[2J"), None)
+    line = EscapingFormatter("%(name)s: %(message)s").format(record)
+    assert line == "store.spool: spool /var/x\\x1b]0;t\\x07 is full: db said \\x1b[2J"
+    error("no device named 'a\x9b2J'\nsecond line")
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert err == "wardtui: no device named 'a\\x9b2J'\nsecond line\n"
