@@ -108,6 +108,7 @@ def test_hostile_inventory_agent_and_database_in_a_real_terminal(agent: SnmpsimA
         assert "[@click=app.quit]q[" in screen and "<script>" in screen
         # Operator input that is markup: the filter, the : line, an unknown device.
         tmux.keys("/")
+        tmux.wait_for(lambda s: "words must all match" in s)  # the filter has the focus
         tmux.keys("-l", "[/]")
         tmux.wait_for(lambda s: "filter: [/]" in s and "[b]bold" not in s)
         tmux.keys("Enter")
