@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import ipaddress
 import re
 import socket
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from poller.text import escaped, first_unsafe
 
 REQUIRED = ("name", "address", "branch", "region", "type")
 OPTIONAL = ("parent", "interval", "tags", "snmp_credential", "snmp_port")
@@ -54,7 +57,8 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+        # Reasons may quote what the file holds: escaped, so a message never obeys it.
+        return f"{escaped(self.file)}:{self.line}: {escaped(self.reason)}"
 
 
 class InventoryError(Exception):
@@ -105,7 +109,9 @@ _Row = tuple[int, dict[str, Any]] | Problem
 
 
 def _csv_rows(text: str, name: str) -> Iterator[_Row]:
-    reader = csv.reader(text.splitlines())
+    # Not str.splitlines(): it also splits at FS/GS/RS, NEL and U+2028, which would cut a row
+    # holding one in two instead of reporting the character.
+    reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     for fields in reader:
         line = reader.line_num
@@ -154,7 +160,7 @@ def _yaml_devices(loader: yaml.SafeLoader, name: str) -> Iterator[_Row]:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        yield Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}")
+        yield Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {_one_line(exc)}")
         return
     if isinstance(root, yaml.MappingNode):
         root = next((v for k, v in root.value if k.value == "devices"), None)
@@ -177,7 +183,8 @@ def _yaml_devices(loader: yaml.SafeLoader, name: str) -> Iterator[_Row]:
             try:
                 fields[key] = loader.construct_object(value_node, deep=True)
             except yaml.YAMLError as exc:
-                yield Problem(name, value_node.start_mark.line + 1, f"bad value for '{key}': {exc}")
+                yield Problem(name, value_node.start_mark.line + 1,
+                              f"bad value for '{key}': {_one_line(exc)}")
                 bad = True
         for col in REQUIRED:
             if col not in fields:
@@ -185,6 +192,11 @@ def _yaml_devices(loader: yaml.SafeLoader, name: str) -> Iterator[_Row]:
                 bad = True
         if not bad:
             yield line, fields
+
+
+def _one_line(exc: Exception) -> str:
+    """PyYAML's multi-line messages as one line of a ``file:line: reason`` list."""
+    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
 
 def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Device]:
@@ -227,8 +239,26 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _control_problems(fields: dict[str, Any], line: int, name: str) -> list[Problem]:
+    """Names, branches, tags... are shown on terminals and in reports: no control characters
+    (poller/text.py says which and why)."""
+    found: list[Problem] = []
+    for col, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            what = first_unsafe(item) if isinstance(item, str) else None
+            if what is not None:
+                found.append(Problem(name, line, f"control character {what} in '{col}': "
+                                                 "remove it (names are shown on terminals)"))
+                break
+    return found
+
+
 def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
             problems: list[Problem]) -> Device | None:
+    controls = _control_problems(fields, line, name)
+    if controls:
+        problems.extend(controls)
+        return None
     before = len(problems)
     for col in REQUIRED:
         if not _text(fields.get(col)):

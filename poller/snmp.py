@@ -53,6 +53,7 @@ from poller.snmp_data import (
     SystemFacts,
 )
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
+from poller.text import REPLACEMENT, clean
 
 AUTH = {"md5": usm.usmHMACMD5AuthProtocol, "sha": usm.usmHMACSHAAuthProtocol,
         "sha224": usm.usmHMAC128SHA224AuthProtocol, "sha256": usm.usmHMAC192SHA256AuthProtocol,
@@ -144,17 +145,14 @@ def _plain(value: Any) -> Value:
     return int(value)
 
 
-_NO_CONTROLS = {c: "\ufffd" for c in (*range(0x20), *range(0x7F, 0xA0))}
-
-
 def _value(value: Value, text: bool) -> int | str | None:
     """A plain value for an IfRow or SystemFacts field; None where the agent has none."""
     if isinstance(value, NoValue):
         return None
     if isinstance(value, bytes):
         # Agent text reaches terminals (the dashboard, `wardtui snmp`): no control characters,
-        # which could be escape sequences. Trailing NULs are C strings' padding.
-        return value.decode("utf-8", "replace").rstrip("\x00").translate(_NO_CONTROLS) if text \
+        # which could be escape sequences (poller/text.py). Trailing NULs are C strings' padding.
+        return clean(value.decode("utf-8", "replace").rstrip("\x00"), tab=REPLACEMENT) if text \
             else value.hex()
     if isinstance(value, OidValue):
         return ".".join(map(str, value))

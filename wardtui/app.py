@@ -14,12 +14,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from rich.color import Color, ColorSystem
+from rich.text import Text
 from sqlalchemy.engine import make_url
 from textual import events, on, work
 from textual.app import App
+from textual.content import Content
+from textual.notifications import SeverityLevel
 from textual.theme import Theme
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from poller.text import clean, clean_lines
 from wardtui.engine_thread import EngineThread
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
@@ -71,6 +75,18 @@ class WardApp(App[int]):
         """Drawing on a 16-colour terminal. Known once the driver runs (see on_mount); never
         headless (tests, snapshots), whose look must not depend on the TERM they run under."""
         return self._driver is not None and not self.is_headless and self.console.color_system == "standard"
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notice of every screen comes here (Widget.notify calls the app's): messages
+        quote device names, database errors and what the operator typed, so none is markup
+        and none carries terminal control (wardtui/literal.py). ``markup`` is ignored."""
+        super().notify(clean_lines(message), title=clean(title), severity=severity, timeout=timeout,
+                       markup=False)
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        """The header: screens put device names in their sub-title."""
+        return super().format_title(clean(title), clean(sub_title))
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
@@ -174,7 +190,9 @@ class WardApp(App[int]):
             watchdog = threading.Timer(self.exit_grace, os._exit, args=(code,))
             watchdog.daemon = True  # a normal exit does not wait for it
             watchdog.start()
-        self.exit(return_code=code, message=message)
+        # Printed by Rich after the screen is gone: a Text, so an error that quotes the database
+        # ("[parameters: ...]") is not read as markup.
+        self.exit(return_code=code, message=Text(clean_lines(message)) if message else None)
 
     def on_unmount(self) -> None:
         # After q, SIGTERM or SIGHUP this was done already. After a crash in the UI, stop

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
 
-from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
+from textual.content import Content
 
+from wardtui.literal import literal
 from wardtui.widgets.command_line import COMMANDS
 
 if TYPE_CHECKING:
@@ -17,6 +19,19 @@ if TYPE_CHECKING:
 VIEW_COMMANDS = [(name, help_text) for name, argument, help_text in COMMANDS if not argument]
 MAX_DEVICE_HITS = 100
 BATCH = 500  # devices matched between yields to the event loop: typing stays responsive
+
+
+def highlight(matcher: Matcher, candidate: str) -> Content:
+    """``Matcher.highlight`` reads the candidate as markup: a device named ``[/]`` would stop
+    the palette. The same highlighting on the literal name (wardtui/literal.py)."""
+    content = literal(candidate)
+    score, offsets = matcher.fuzzy_search.match(matcher.query, candidate)
+    if not score:
+        return content
+    for offset in offsets:
+        if not candidate[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
 
 
 class DashboardCommands(Provider):
@@ -33,7 +48,7 @@ class DashboardCommands(Provider):
         if dashboard is None:
             return
         for name, help_text in VIEW_COMMANDS:
-            yield DiscoveryHit(f":{name}", partial(dashboard.run_command, name), help=help_text)
+            yield DiscoveryHit(literal(f":{name}"), partial(dashboard.run_command, name), help=help_text)
 
     async def search(self, query: str) -> AsyncIterator[Hit]:
         dashboard = self._dashboard()
@@ -43,7 +58,7 @@ class DashboardCommands(Provider):
         for name, help_text in VIEW_COMMANDS:
             score = matcher.match(f":{name}")
             if score > 0:
-                yield Hit(score, matcher.highlight(f":{name}"), partial(dashboard.run_command, name),
+                yield Hit(score, highlight(matcher, f":{name}"), partial(dashboard.run_command, name),
                           help=help_text)
         folded, found = query.lower().lstrip(":"), 0
         for index, device in enumerate(dashboard.engine.trackers):
@@ -51,7 +66,7 @@ class DashboardCommands(Provider):
                 await asyncio.sleep(0)
             # A substring test first: the fuzzy matcher is far slower than `in`.
             if folded and folded in device.lower():
-                yield Hit(matcher.match(device) or 0.5, matcher.highlight(device),
+                yield Hit(matcher.match(device) or 0.5, highlight(matcher, device),
                           partial(dashboard.run_command, f"device {device}"), help="open its drill-down")
                 found += 1
                 if found >= MAX_DEVICE_HITS:  # nobody reads further; type more of the name

@@ -23,6 +23,7 @@ from poller.events import (
     Transition,
 )
 from poller.state import DeviceTracker
+from wardtui.messages import error
 from wardtui.runtime import Runtime
 
 # SIGHUP too: `wardtui poll` over an SSH session that drops must still flush its history.
@@ -179,7 +180,7 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
     if reader_gone:
         _silence_stdout()
     if lost:
-        print(f"wardtui: {lost} history rows could not be written (database unavailable)", file=sys.stderr)
+        error(f"{lost} history rows could not be written (database unavailable)")
         return 1
     return 0
 

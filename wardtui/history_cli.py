@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from poller.text import clean
 from store.history import HistoryStore
 from store.maintenance import Retention
 from store.queries import TIER_NAMES, History, TierName, choose_tier, device_history
@@ -236,7 +237,11 @@ def render_history(history: History, label: str, as_json: bool, *, asked: bool =
 
 
 def write_out(text: str) -> None:
-    """Print ``text``; a reader that went away (``| head``, ``less`` quit early) is not an error."""
+    """Print ``text``; a reader that went away (``| head``, ``less`` quit early) is not an error.
+
+    What the commands print quotes the database (names, SNMP strings): no terminal control
+    reaches the operator's terminal from it (poller/text.py); newlines and tabs are ours."""
+    text = "\n".join(clean(line, tab="\t") for line in text.split("\n"))
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

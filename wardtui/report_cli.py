@@ -8,14 +8,15 @@ import csv
 import html
 import io
 import json
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from poller.text import clean
 from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
 from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
+from wardtui.messages import error
 from wardtui.widgets.states import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
@@ -33,8 +34,10 @@ DATE: an ISO 8601 date or time (UTC when it names no zone; a date is its midnigh
 from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the future counts up to
 now. Availability = up time / time monitored; time before a device was first monitored is not
 counted. CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
-tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are, and
-md, html and json keep every name exactly. See docs/OPERATIONS.md, "Availability reports".
+tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are.
+Terminal control characters in stored names are replaced by U+FFFD in csv, md and html; md
+escapes HTML and link syntax, html escapes everything; json keeps names exactly (JSON-escaped).
+See docs/OPERATIONS.md, "Availability reports".
 """
 
 
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) 
     try:
         period = parse_period(args.start, args.end, now)
     except HistoryQueryError as exc:
-        print(f"wardtui: {exc}", file=sys.stderr)
+        error(f"{exc}")
         return exc.code
     code, report = read_history(args.db, lambda url: query_report(url, period, args.group_by, now))
     if report is None:
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) 
         with args.output.open("w", encoding="utf-8", newline="") as out:
             out.write(text)
     except OSError as exc:
-        print(f"wardtui: -o {args.output}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        error(f"-o {args.output}: cannot write the report: {exc.strerror or exc}")
         return 2
     return 0
 
@@ -162,17 +165,25 @@ def render_json(report: Report) -> str:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def text_cell(text: str) -> str:
+    """A name from the database as a report shows it: terminal control replaced (a report is
+    printed to terminals, and ``cat`` would obey an escape), everything else as stored."""
+    return clean(text)
+
+
 def csv_cell(value: Any) -> Any:
     """A CSV cell: empty for ``None``, ``true``/``false``, numbers as they are (``-1`` stays a
     number), and text that a spreadsheet would run as a formula behind a single quote, as
-    OWASP advises, so ``=HYPERLINK("x")`` is shown as text. Only CSV does this: JSON,
-    Markdown and HTML keep names exactly."""
+    OWASP advises, so ``=HYPERLINK("x")`` is shown as text; terminal control replaced
+    (:func:`text_cell`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str):
+        formula = value.startswith(FORMULA_STARTS)  # before the tab or CR is replaced
+        value = text_cell(value)
+        return "'" + value if formula or value.startswith(FORMULA_STARTS) else value
     return value
 
 
@@ -217,21 +228,30 @@ def _title(report: Report) -> str:
 
 
 def _cells(row: ReportRow) -> list[str]:
-    return [row.name, str(row.devices), _pct(row.availability_pct), str(row.outages), _dur(row.downtime_s),
-            _dur(row.mttr_s), _dur(row.mtbf_s), _dur(row.longest_s), row.state]
+    return [text_cell(row.name), str(row.devices), _pct(row.availability_pct), str(row.outages),
+            _dur(row.downtime_s), _dur(row.mttr_s), _dur(row.mtbf_s), _dur(row.longest_s), row.state]
 
 
 def _outage_cells(o: ReportOutage) -> list[str]:
     end = "ongoing" if o.end is None else _stamp(o.end)
-    return [o.device, _stamp(o.start), end, _dur(o.counted_s)]
+    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s)]
 
 
 HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "MTTR", "MTBF", "Longest", "State")
 OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted")
 
 
+# Markdown passes raw HTML through (<script>, <img onerror>) and makes links of [x](y), <y>
+# and bare URLs: in a cell, HTML's three characters become entities, the brackets of link
+# syntax and the punctuation of emphasis and code are backslash-escaped (CommonMark allows it
+# before any ASCII punctuation), and "://" and "www." are broken so that no renderer
+# autolinks a name.
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": " ",
+                             **{c: "\\" + c for c in "\\`*_[]|~"}})
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text.translate(_MD_ESCAPES).replace("://", ":\\/\\/").replace("www.", "www\\.")
 
 
 def _md_table(headers: tuple[str, ...], rows: list[list[str]], right: set[int]) -> list[str]:

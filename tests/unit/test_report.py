@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from poller.text import clean
 from store.records import Outage
 from store.report import DeviceSpan, Period, Report, ReportRow, compute
 from wardtui.history_cli import HistoryQueryError
@@ -180,8 +182,10 @@ def test_csv_puts_a_quote_before_text_a_spreadsheet_would_run_and_leaves_numbers
     text = render_csv(compute(spans, outages, PERIOD, LATER))
     rows_part, outages_part = text.split("\n\n")
     rows = {r["name"]: r for r in csv.DictReader(io.StringIO(rows_part))}
-    # Only a leading sign counts; a CR inside a name stays inside its row.
-    assert set(rows) == {"'" + name for name in FORMULAS} | {"r-1", "a\rb"}
+    # Only a leading sign counts; a CR inside a name stays inside its row, replaced (a control
+    # character), and so are a leading tab and CR once the quote has defused them.
+    assert set(rows) == {"'" + clean(name) for name in FORMULAS} | {"r-1", "a\ufffdb"}
+    assert "'\ufffdcmd" in rows and "' cmd" in rows
     assert rows["'=HYPERLINK(\"x\")"]["availability_pct"] == "90.0"  # figures stay numbers
     assert [o["device"] for o in csv.DictReader(io.StringIO(outages_part))] == ["'=HYPERLINK(\"x\")"]
     branches = [r["name"] for r in csv.DictReader(io.StringIO(
@@ -220,3 +224,51 @@ def test_json_rows_carry_the_figures() -> None:
     zero = json.loads(render_json(compute([span()], [], PERIOD, LATER)))["rows"][0]
     assert zero["mttr_s"] is None and zero["mtbf_s"] is None and zero["availability_pct"] == 100.0
     assert data["outages"][1]["end"] is None and data["outages"][1]["counted_s"] == 3600.0
+
+
+HOSTILE_NAMES = ["\x1b]0;pwned\x07r1", "\x1b[2Jr2", "\x1b]52;c;ZWNobw==\x07r3", "r4\u202eevil",
+                 "<script>alert(1)</script>", '<img src=x onerror="alert(1)">',
+                 "[click](javascript:alert(1))", "![x](http://evil/x.png)", "<http://evil>",
+                 "www.evil.example", "http://evil/x", "**bold** `code` _em_ ~~del~~"]
+RAW_CONTROL = ("\x1b", "\x07", "\u202e")
+
+
+def _hostile_report() -> Report:
+    spans = [span(name, branch="[b](javascript:x)", region="\x1b[31mred") for name in HOSTILE_NAMES]
+    outages = [Outage(name, T0 + H, T0 + 2 * H) for name in HOSTILE_NAMES]
+    return compute(spans, outages, PERIOD, LATER)
+
+
+@pytest.mark.parametrize("group_by", ["device", "branch", "region"])
+def test_no_format_carries_terminal_control(group_by: str) -> None:
+    report = compute([span(n, branch="\x1b]0;b\x07", region="\x9b2Jr") for n in HOSTILE_NAMES],
+                     [Outage(n, T0 + H, T0 + 2 * H) for n in HOSTILE_NAMES], PERIOD, LATER, group_by)
+    for render in (render_csv, render_md, render_html, render_json):
+        text = render(report)
+        for char in (*RAW_CONTROL, "\x9b"):
+            assert char not in text, (render.__name__, char)
+    # JSON keeps the names exactly: a JSON reader gets them back, escapes and all.
+    assert {r["name"] for r in json.loads(render_json(report))["rows"]} >= (
+        set(HOSTILE_NAMES) if group_by == "device" else set())
+
+
+def test_markdown_escapes_html_and_neutralises_links() -> None:
+    md = render_md(_hostile_report())
+    for raw in ("<script", "<img", "<http:", "http://", "www.evil", "**bold**", "`code`", "_em_", "~~del~~",
+                "![x]"):
+        assert raw not in md, raw
+    assert not re.search(r"(?<!\\)\]\(", md), "a link's ]( left unescaped"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md
+    assert "\\[click\\](javascript:alert(1))" in md and "!\\[x\\](http:\\/\\/evil/x.png)" in md
+    assert "\ufffd\\]0;pwned\ufffdr1" in md and "r4\ufffdevil" in md
+    # Still a table: one row per device, outages listed.
+    assert sum(1 for line in md.splitlines() if line.startswith("| ")) == 2 + 2 * len(HOSTILE_NAMES)
+
+
+def test_html_and_csv_of_hostile_names() -> None:
+    report = _hostile_report()
+    page = render_html(report)
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    rows = list(csv.DictReader(io.StringIO(render_csv(report).split("\n\n")[0])))
+    assert {r["name"] for r in rows} == {clean(n) for n in HOSTILE_NAMES}

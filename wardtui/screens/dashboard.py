@@ -25,6 +25,7 @@ from poller.events import (
     Transition,
 )
 from wardtui.commands import DashboardCommands
+from wardtui.literal import literal
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, parse
@@ -312,7 +313,7 @@ class DashboardScreen(Screen[None]):
         title = f"groups · region → branch → device · {devices} devices · {down} down"
         if self.query_one(DeviceTable).filter_text:
             title += f" · filter: {self.query_one(DeviceTable).filter_text}"
-        groups.border_title = title
+        groups.border_title = literal(title)
 
     def action_command(self) -> None:
         bar = self.query_one("#command-bar")
@@ -362,7 +363,8 @@ class DashboardScreen(Screen[None]):
         if column.lower() in columns:
             matches = [column.lower()]
         if len(matches) != 1:
-            self.notify(f"sort by what? one of: {', '.join(columns)}", title=":sort", severity="error")
+            asked = f"sort by what? no column {column!r};" if column else "sort by what?"
+            self.notify(f"{asked} one of: {', '.join(columns)}", title=":sort", severity="error")
             return
         if self.view == "groups":
             self.show_view(self._table_view)

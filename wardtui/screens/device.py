@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Header
 from textual.worker import Worker, WorkerState
 
 from poller.bus import EventBus, Subscription
@@ -32,6 +32,7 @@ from store.history import HistoryStore
 from store.maintenance import Retention
 from store.queries import History, InterfaceHistory, device_history, interface_history, latest_snmp
 from store.records import Outage, SnmpLatest
+from wardtui.literal import Literal, LiteralTable
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.widgets.charts import (
     RATE_LEGEND,
@@ -153,12 +154,12 @@ class DeviceScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with VimScroll(id="device-body"):
-            yield Static(identity_line(self.tracker), id="device-identity")
-            yield Static(id="device-state")
+            yield Literal(identity_line(self.tracker), id="device-identity")
+            yield Literal(id="device-state")
             yield LiveStats(self.tracker, id="device-stats")
             yield HistoryChart("RTT ms (average)", id="rtt-chart")
             yield HistoryChart("loss %", y_max=100.0, fill=True, id="loss-chart")
-            yield Static("outages", id="outages-title", classes="section")
+            yield Literal("outages", id="outages-title", classes="section")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -187,7 +188,7 @@ class DeviceScreen(Screen[None]):
     def show_live(self) -> None:
         """The tracker's figures, read from the engine's thread-safe fields."""
         now = datetime.now(UTC)
-        self.query_one("#device-state", Static).update(state_line(self.tracker, now))
+        self.query_one("#device-state", Literal).update(state_line(self.tracker, now))
         self.query_one(LiveStats).refresh()
         if any(o.end is None for o in self._outages):  # the ongoing outage's duration grows
             self._show_outages(now)
@@ -288,7 +289,7 @@ class DeviceScreen(Screen[None]):
         message = f"history unavailable: {reason}"
         for chart in self.query(HistoryChart):
             chart.show(self.span, [], [], message)
-        self.query_one("#outages-title", Static).update(f"outages: {message}")
+        self.query_one("#outages-title", Literal).update(f"outages: {message}")
 
     def _show_history(self, span: Span, read: HistoryRead) -> None:
         self.history_error = None
@@ -302,7 +303,7 @@ class DeviceScreen(Screen[None]):
     def _show_outages(self, now: datetime) -> None:
         rows = outage_rows(self._outages, now)
         title = f"outages: {len(rows)}" if rows else "outages: none recorded"
-        self.query_one("#outages-title", Static).update(title)
+        self.query_one("#outages-title", Literal).update(title)
         try:
             table = self.query_one("#outages", DataTable)
         except NoMatches:
@@ -319,18 +320,18 @@ class DeviceScreen(Screen[None]):
             for row in rows:
                 table.add_row(*row)
 
-    def _snmp_section(self) -> DataTable[str]:
+    def _snmp_section(self) -> LiteralTable:
         """The interface table, with the SNMP title, facts and interface chart mounted around it
         the first time there is SNMP data for this device."""
         try:
-            return self.query_one("#interfaces", DataTable)
+            return self.query_one("#interfaces", LiteralTable)
         except NoMatches:
             pass
-        table: DataTable[str] = VimDataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
+        table = VimDataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
         for label, key in IF_COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#device-body").mount(
-            Static("SNMP", id="snmp-title", classes="section"), Static(id="snmp-facts"), table,
+            Literal("SNMP", id="snmp-title", classes="section"), Literal(id="snmp-facts"), table,
             HistoryChart("interface", id="if-chart"))
         self.refresh_bindings()  # the i key applies now
         return table
@@ -360,7 +361,7 @@ class DeviceScreen(Screen[None]):
         lines = [f"sysName {name}  ·  uptime {format_duration(timedelta(seconds=uptime_s))}  ·  "
                  f"polled {stamp(polled_at)} UTC", f"description {descr}"]
         lines.append(f"last reboot {reboot}" if reboot else "last reboot: none recorded")
-        self.query_one("#snmp-facts", Static).update("\n".join(lines))
+        self.query_one("#snmp-facts", Literal).update("\n".join(lines))
 
     def _show_interfaces(self, interfaces: Sequence[InterfaceLike]) -> None:
         """By difference: the cursor stays on its interface while polls update the rates."""
@@ -368,7 +369,7 @@ class DeviceScreen(Screen[None]):
         rows = {str(i.ifindex): interface_row(i) for i in interfaces}
         self._if_names = {i.ifindex: i.name for i in interfaces}
         plural = "" if len(rows) == 1 else "s"
-        self.query_one("#snmp-title", Static).update(f"SNMP · {len(rows)} interface{plural}")
+        self.query_one("#snmp-title", Literal).update(f"SNMP · {len(rows)} interface{plural}")
         with self.app.batch_update():
             for gone in [key for key in table.rows if key.value not in rows]:
                 table.remove_row(gone)
@@ -377,7 +378,7 @@ class DeviceScreen(Screen[None]):
                     table.add_row(*row, key=key)
                     continue
                 for (_, column), before, after in zip(IF_COLUMNS, table.get_row(key), row, strict=True):
-                    if before != after:
+                    if str(before) != after:  # cells are Text (LiteralTable), rows str
                         table.update_cell(key, column, after)
 
     def _cursor_interface(self) -> int | None:

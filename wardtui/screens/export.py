@@ -17,6 +17,7 @@ from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
 from store.report import GROUP_BYS, GroupBy, Period, Report, availability
 from wardtui.history_cli import HistoryQueryError
+from wardtui.literal import Literal, literal
 from wardtui.report_cli import FORMATS, RENDERERS, parse_period
 from wardtui.widgets.device_table import DeviceTable
 
@@ -91,7 +92,7 @@ class ExportScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Static(f"availability report of {self.scope.describe(self.total)}", id="export-scope")
+            yield Literal(f"availability report of {self.scope.describe(self.total)}", id="export-scope")
             with Horizontal(id="export-choices"):
                 yield _radios("period", [label for _, label in PERIODS], 0)
                 yield _radios("group by", list(GROUP_BYS), 0)
@@ -184,7 +185,7 @@ class ExportScreen(ModalScreen[Path | None]):
 def _radios(title: str, labels: list[str], pressed: int) -> RadioSet:
     radios = RadioSet(*(RadioButton(label, value=i == pressed) for i, label in enumerate(labels)),
                       id=title.replace(" ", "-"))
-    radios.border_title = title
+    radios.border_title = literal(title)
     return radios
 
 

@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Static
 
+from wardtui.literal import Literal, literal
 from wardtui.widgets.command_line import COMMANDS
 from wardtui.widgets.device_rows import PROBLEM_RULE, SORTS
 from wardtui.widgets.vim_keys import VimScroll
@@ -72,13 +73,13 @@ class HelpScreen(ModalScreen[None]):
                 table.add_row(key, description)
         with VimScroll(id="help-box"):
             yield Static(table, id="help-keys")
-            yield Static("\n".join(self.notes), id="help-notes")
+            yield Literal("\n".join(self.notes), id="help-notes")
             yield Static(CLOSE, id="help-close")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
         box = self.query_one("#help-box")
-        box.border_title = self.box_title
+        box.border_title = literal(self.box_title)
         box.border_subtitle = f"{SCROLL} · Esc closes"
         box.focus()
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from rich.text import Text
 from textual.widgets import Static
 
+from poller.text import clean
 from store.queries import History, InterfaceHistory
 
 
@@ -182,7 +183,7 @@ def render_chart(lines: Sequence[Line], *, title: str, span: Span, width: int, h
         figure.draw(signal)
     figure.ruler("x").lim(lower, 0)
     figure.ruler("y").lim(0, top)
-    figure.title(f"{title} (x: {span.unit})")
+    figure.title(clean(f"{title} (x: {span.unit})"))  # plotext output is read as ANSI
     built = figure.build().string(colorless=monochrome)
     return Text.from_ansi(built, no_wrap=True)
 

@@ -31,6 +31,7 @@ from textual.strip import Strip
 
 from poller.events import State
 from poller.state import DeviceTracker
+from wardtui.literal import literal
 from wardtui.widgets.device_rows import (
     COLUMNS,
     SORTS,
@@ -577,4 +578,4 @@ class DeviceTable(ScrollView, can_focus=True):
             title = f"all · {title}"
         if self._filter:
             title += f" · filter: {self._filter}"
-        self.border_title = title
+        self.border_title = literal(title)  # the filter is what the operator typed

@@ -7,7 +7,8 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable
+
+from wardtui.literal import LiteralTable
 
 # Shown in the help, not in the footer: they repeat keys the footer's screens already have.
 SCROLL_KEYS: list[BindingType] = [
@@ -24,8 +25,9 @@ class VimScroll(VerticalScroll):
     BINDINGS: ClassVar[list[BindingType]] = SCROLL_KEYS
 
 
-class VimDataTable(DataTable[str]):
-    """A DataTable whose cursor also answers j, k (↓ ↑), g and G (first and last row)."""
+class VimDataTable(LiteralTable):
+    """A LiteralTable (cells never markup) whose cursor also answers j, k (↓ ↑), g and G
+    (first and last row)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Cursor down", show=False),
