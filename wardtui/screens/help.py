@@ -80,7 +80,7 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         box = self.query_one("#help-box")
         box.border_title = literal(self.box_title)
-        box.border_subtitle = f"{SCROLL} · Esc closes"
+        box.border_subtitle = literal(f"{SCROLL} · Esc closes")
         box.focus()
 
     def text(self) -> str:
