@@ -52,6 +52,7 @@ from poller.snmp_data import (
     SnmpError,
     SystemFacts,
 )
+from poller.snmp_usm import forget_peer
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
 
 AUTH = {"md5": usm.usmHMACMD5AuthProtocol, "sha": usm.usmHMACSHAAuthProtocol,
@@ -90,6 +91,8 @@ _SYSTEM_PREV = tuple(tuple(int(x) for x in oid[: -len(".0")].split(".")) for oid
 _AUTH_FAILURES = (errind.UnknownUserName, errind.WrongDigest, errind.UnknownSecurityName,
                   errind.UnsupportedSecurityLevel, errind.DecryptionError, errind.AuthenticationError,
                   errind.AuthenticationFailure)
+# The agent's engine is not the one pysnmp remembers (restarted without raising its boots).
+_STALE_ENGINE = (errind.RequestTimedOut, errind.NotInTimeWindow, errind.UnknownEngineID)
 
 
 class _TooBig(Exception):
@@ -194,6 +197,7 @@ class SnmpClient:
         self.timeouts = 0
         self.auth_failures = 0
         self.errors = 0
+        self.rediscoveries = 0  # v3 agents whose engine was forgotten after a timeout or report
 
     @property
     def engines(self) -> int:
@@ -202,7 +206,7 @@ class SnmpClient:
     def counters(self) -> dict[str, int]:
         return {"requests": self.requests, "timeouts": self.timeouts,
                 "auth_failures": self.auth_failures, "errors": self.errors, "engines": len(self._engines),
-                "bad_replies": self._v2c.bad_replies}
+                "bad_replies": self._v2c.bad_replies, "rediscoveries": self.rediscoveries}
 
     def _new_engine(self) -> _EngineSlot:
         engine = SnmpEngine()
@@ -342,6 +346,12 @@ class SnmpClient:
                                       [(ObjectName(oid), _NULL) for oid in oids], done)
         indication, status, index, answer = await future
         if indication is not None:
+            if isinstance(indication, _STALE_ENGINE) and forget_peer(state.slot.engine, agent.address,
+                                                                     agent.port):
+                # An agent that restarted without raising snmpEngineBoots has its answers dropped
+                # by pysnmp (new engineID, or clock gone back) until its cached engine is
+                # forgotten: the next request rediscovers it. A silent agent loses nothing by it.
+                self.rediscoveries += 1
             if isinstance(indication, errind.RequestTimedOut):
                 self.timeouts += 1
                 raise SnmpError("timeout", f"no answer within {agent.timeout:g} s "
