@@ -89,6 +89,7 @@ class SnmpPoller:
         self.backed_off = 0  # due while the agent was backed off
         self.skipped_full = 0  # due while max_in_flight polls were running
         timeouts = [r.agent.timeout for r in self._runs if r.v3]
+        self._v3_agents = len(timeouts)
         target = min([self.config.v3_latency_target, *(t / 4 for t in timeouts)])
         self.v3_admission = AdmissionLimit(target, ceiling=self.config.max_in_flight)
         self.failing = 0  # agents reported not answering
@@ -215,6 +216,7 @@ class SnmpPoller:
                 "snmp_skipped": float(self.scheduler.skipped + self.skipped_full + self.v3_admission.refused),
                 # Of those, skipped because the poller was at capacity (not a slow agent's own).
                 "snmp_skipped_capacity": float(self.skipped_full + self.v3_admission.refused),
+                "snmp_v3_agents": float(self._v3_agents),
                 "snmp_v3_limit": float(int(self.v3_admission.limit)),
                 "snmp_v3_in_flight": float(self.v3_admission.in_flight),
                 "snmp_v3_rediscoveries": float(counters.get("rediscoveries", 0)),
