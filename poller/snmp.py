@@ -111,8 +111,8 @@ class _AgentState:
     """What the client keeps per agent between polls: its engine and target, and the
     interfaces' identity columns, which are re-read only every ``full_every`` polls."""
 
-    __slots__ = ("addr_name", "community", "fast", "fastest", "full_due", "identity", "late", "opers", "rows",
-                 "slot", "uptime")
+    __slots__ = ("addr_name", "community", "fast", "full_due", "identity", "opers", "rows", "slot", "slowest",
+                 "uptime")
 
     def __init__(self, slot: _EngineSlot | None, addr_name: str, community: bytes | None = None) -> None:
         self.slot = slot  # v3: the pysnmp engine and its target name
@@ -124,8 +124,7 @@ class _AgentState:
         self.fast: tuple[Column, ...] | None = None  # the fast polls' columns; None until a full poll
         self.full_due = 0  # fast polls left before the next full one
         self.uptime = -1
-        self.fastest = float("inf")  # the quickest answer ever: the network's and agent's share
-        self.late = 0.0  # this poll's latest answer beyond ``fastest`` so far, seconds
+        self.slowest = 0.0  # this poll's slowest request so far, seconds
 
 
 def _auth_data(credential: Credential) -> CommunityData | UsmUserData:
@@ -254,7 +253,7 @@ class SnmpClient:
         state = await self._state(agent)
         at = datetime.now(UTC)
         mono = time.monotonic()
-        state.late = 0.0
+        state.slowest = 0.0
         columns = _ALL if state.full_due <= 0 or state.fast is None else state.fast
         full = columns is _ALL
         system, rows = await self._walk(agent, state, columns, with_system=True)
@@ -283,7 +282,7 @@ class SnmpClient:
         state.full_due = 0 if restarted or changed else (self.full_every if full else state.full_due) - 1
         interfaces = tuple(IfRow(i, **values) for i, values in sorted(rows.items()))  # type: ignore[arg-type]
         return RawPoll(at=at, system=facts, interfaces=interfaces, counters_mono=mono,
-                       late_s=state.late)
+                       latency_s=state.slowest)
 
     async def _walk(self, agent: Agent, state: _AgentState, columns: tuple[Column, ...],
                     with_system: bool) -> tuple[list[int | str | None], dict[int, Values]]:
@@ -322,11 +321,8 @@ class SnmpClient:
         self.requests += 1
         sent = time.monotonic()
         answer = await self._request_once(agent, state, non_repeaters, reps, oids)
-        # Sent -> answer processed, beyond this agent's quickest: what is left is our own queueing
-        # (a busy loop, a full socket buffer), not the network's round trip nor the agent's.
-        took = time.monotonic() - sent
-        state.fastest = min(state.fastest, took)
-        state.late = max(state.late, took - state.fastest)
+        # Sent -> answer processed: on a busy loop this is mostly our own queueing, not the agent.
+        state.slowest = max(state.slowest, time.monotonic() - sent)
         return answer
 
     async def _request_once(self, agent: Agent, state: _AgentState, non_repeaters: int, reps: int,

@@ -10,9 +10,7 @@ answered requests (send -> answer processed), the way TCP follows its round trip
 answers come well within ``target_s`` and polls are being refused, the limit grows; when they
 come later than ``target_s`` it shrinks. A poll refused is skipped and counted, never queued,
 and never becomes a timeout. Silent agents do not count against it (only answers are
-measured), and they cost no CPU while they wait, so the limit grows past them. Latency is
-measured beyond each agent's quickest answer ever, so a far agent's round trip (a WAN, a
-satellite link) does not read as load.
+measured), and they cost no CPU while they wait, so the limit grows past them.
 
 Pure logic, no I/O: the caller gives the clock and the latencies.
 """
@@ -56,8 +54,7 @@ class AdmissionLimit:
         return True
 
     def done(self, latency_s: float | None) -> None:
-        """A poll ended; ``latency_s`` is how late its slowest answer was (beyond its agent's
-        quickest), None when nothing answered."""
+        """A poll ended; ``latency_s`` is its slowest request's, None when nothing answered."""
         self.in_flight -= 1
         if latency_s is not None:
             self._samples.append(latency_s)

@@ -108,9 +108,7 @@ class RawPoll:
     system: SystemFacts
     interfaces: tuple[IfRow, ...]
     counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
-    # How much later than this agent's quickest answer ever the poll's slowest one came: the
-    # poller's own queueing (load shows here), the network's round trip taken out.
-    late_s: float = 0.0
+    latency_s: float = 0.0  # the poll's slowest request, sent -> answer processed (load shows here)
 
 
 # Kept apart from poller.snmp (which loads pysnmp, ~0.2 s) so that a run without SNMP agents,

@@ -48,9 +48,8 @@ class SnmpConfig:
     backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
     backoff_max: int = 16  # at most this many intervals between polls of a failing agent
     max_in_flight: int = 2000  # polls running at once; one falling due past it is skipped, counted
-    # v3 answers later than this beyond their agent's quickest (sent -> processed, p90) shrink
-    # the v3 in-flight limit; at most a quarter of the agents' timeout, so that overload never
-    # reaches it. A far agent's round trip is not counted: the limit is about this process.
+    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit; at most a
+    # quarter of the agents' timeout, so that overload never reaches it.
     v3_latency_target: float = 0.5
 
 
@@ -162,7 +161,7 @@ class SnmpPoller:
                     log.warning("SNMP poll of %s failed: %s: %s", run.agent.key, type(exc).__name__, exc)
                 self._failed(run, "error")
                 return
-            latency = raw.late_s
+            latency = raw.latency_s
             self._answered(run)
             outcome = run.counters.update(raw)
             self.polls += 1

@@ -134,7 +134,7 @@ class CpuBoundClient(FakeSnmpClient):
         try:
             self.delay = self.in_flight * self.cost
             raw = await super().poll(agent)
-            return dataclasses.replace(raw, late_s=self.delay)
+            return dataclasses.replace(raw, latency_s=self.delay)
         finally:
             self.in_flight -= 1
 
