@@ -91,7 +91,8 @@ _SYSTEM_PREV = tuple(tuple(int(x) for x in oid[: -len(".0")].split(".")) for oid
 _AUTH_FAILURES = (errind.UnknownUserName, errind.WrongDigest, errind.UnknownSecurityName,
                   errind.UnsupportedSecurityLevel, errind.DecryptionError, errind.AuthenticationError,
                   errind.AuthenticationFailure)
-# The agent's engine is not the one pysnmp remembers (restarted without raising its boots).
+# What an agent whose engine is no longer the one pysnmp remembers looks like (it restarted
+# without raising its boots): its answers are dropped, so the request times out, or is refused.
 _STALE_ENGINE = (errind.RequestTimedOut, errind.NotInTimeWindow, errind.UnknownEngineID)
 
 

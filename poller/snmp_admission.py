@@ -9,8 +9,11 @@ the machine). So v3 polls are admitted by a limit that follows the measured late
 answered requests (send -> answer processed), the way TCP follows its round trip: while
 answers come well within ``target_s`` and polls are being refused, the limit grows; when they
 come later than ``target_s`` it shrinks. A poll refused is skipped and counted, never queued,
-and never becomes a timeout. Silent agents do not count against it (only answers are
-measured), and they cost no CPU while they wait, so the limit grows past them.
+and never becomes a timeout. Only answers are measured: a poll that ends unanswered (a silent
+agent, or an answer so late it timed out) is no evidence of room, so it never makes the limit
+grow (measured: counting those as room let the limit run to 1,600 under a CPU hog, and every
+agent timed out). Round trips count in full, so agents whose round trip is over half the
+target read as load: the target follows the agents' timeout.
 
 Pure logic, no I/O: the caller gives the clock and the latencies.
 """
@@ -26,8 +29,8 @@ QUANTILE = 0.9  # of the period's latencies, compared with the target
 class AdmissionLimit:
     """An adaptive cap on concurrent v3 polls; :meth:`admit` before a poll, :meth:`done` after."""
 
-    __slots__ = ("_high_water", "_period_end", "_refused", "_samples", "_silent", "ceiling", "floor",
-                 "in_flight", "limit", "refused", "target_s")
+    __slots__ = ("_high_water", "_period_end", "_refused", "_samples", "ceiling", "floor", "in_flight",
+                 "limit", "refused", "target_s")
 
     def __init__(self, target_s: float, *, initial: int = 16, floor: int = 2, ceiling: int = 2000) -> None:
         self.target_s = target_s
@@ -39,7 +42,6 @@ class AdmissionLimit:
         self._refused = 0  # ... in this period
         self._high_water = 0  # most polls in flight in this period
         self._samples: list[float] = []
-        self._silent = 0  # polls that ended unanswered in this period
         self._period_end = -1.0
 
     def admit(self, now: float) -> bool:
@@ -58,8 +60,6 @@ class AdmissionLimit:
         self.in_flight -= 1
         if latency_s is not None:
             self._samples.append(latency_s)
-        else:
-            self._silent += 1
 
     def _step(self, now: float) -> None:
         if now < self._period_end:
@@ -68,20 +68,18 @@ class AdmissionLimit:
             self._adjust()
         self._period_end = now + PERIOD_S
         self._samples.clear()
-        self._refused = self._high_water = self._silent = 0
+        self._refused = self._high_water = 0
 
     def _adjust(self) -> None:
-        if self._samples:
-            ordered = sorted(self._samples)
-            late = ordered[min(len(ordered) - 1, int(QUANTILE * len(ordered)))]
-            if late > self.target_s:
-                self.limit = max(float(self.floor), self.limit * DECREASE)
-                return
-            if late > self.target_s / 2:
-                return  # near the target: hold
-        elif not self._silent:
-            return  # nothing ended: answers may be on their way, late; no news is no growth
-        # Grow only when the limit was what held polls back, not merely unused; silent agents
-        # hold their places without costing CPU, so they are a reason to grow too.
+        if not self._samples:
+            return  # nothing answered: answers may be on their way, late; no news is no growth
+        ordered = sorted(self._samples)
+        late = ordered[min(len(ordered) - 1, int(QUANTILE * len(ordered)))]
+        if late > self.target_s:
+            self.limit = max(float(self.floor), self.limit * DECREASE)
+            return
+        if late > self.target_s / 2:
+            return  # near the target: hold
+        # Grow only when the limit was what held polls back, not merely unused.
         if self._refused and self._high_water >= int(self.limit):
             self.limit = min(float(self.ceiling), self.limit * INCREASE + 1)

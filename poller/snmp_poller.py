@@ -48,9 +48,10 @@ class SnmpConfig:
     backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
     backoff_max: int = 16  # at most this many intervals between polls of a failing agent
     max_in_flight: int = 2000  # polls running at once; one falling due past it is skipped, counted
-    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit; at most a
-    # quarter of the agents' timeout, so that overload never reaches it.
-    v3_latency_target: float = 0.5
+    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit. None: a
+    # quarter of the v3 agents' (smallest) timeout, 0.5 s by default, so that overload never
+    # reaches the timeout; agents farther than half of it (round trip) read as load.
+    v3_latency_target: float | None = None
 
 
 class _AgentRun:
@@ -90,7 +91,7 @@ class SnmpPoller:
         self.skipped_full = 0  # due while max_in_flight polls were running
         timeouts = [r.agent.timeout for r in self._runs if r.v3]
         self._v3_agents = len(timeouts)
-        target = min([self.config.v3_latency_target, *(t / 4 for t in timeouts)])
+        target = self.config.v3_latency_target or min(timeouts, default=2.0) / 4
         self.v3_admission = AdmissionLimit(target, ceiling=self.config.max_in_flight)
         self.failing = 0  # agents reported not answering
         self.over_speed = 0

@@ -64,11 +64,21 @@ def test_does_not_grow_when_unused_or_when_nothing_ended() -> None:
     assert int(limit.limit) == 10
 
 
-def test_silent_agents_hold_places_without_cost_so_the_limit_grows_past_them() -> None:
+def test_unanswered_polls_never_make_it_grow_answered_early_ones_do() -> None:
+    # A timeout may be a silent agent or an answer that came too late: no evidence of room.
     limit = AdmissionLimit(0.5, initial=10)
     now = 0.0
     for _ in range(3):
-        now = period(limit, now, None)  # every poll timed out: no CPU was spent on answers
+        now = period(limit, now, None)
+    fill(limit, now)
+    assert int(limit.limit) == 10
+    # Silent agents holding most places, one live one answering early: room, so it grows.
+    for _ in range(3):
+        n = fill(limit, now)
+        for _ in range(n - 1):
+            limit.done(None)
+        limit.done(0.01)
+        now += PERIOD_S
     fill(limit, now)
     assert limit.limit > 10
 
