@@ -52,6 +52,7 @@ from poller.snmp_data import (
     SnmpError,
     SystemFacts,
 )
+from poller.snmp_usm import forget_peer
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
 from poller.text import REPLACEMENT, clean
 
@@ -91,6 +92,9 @@ _SYSTEM_PREV = tuple(tuple(int(x) for x in oid[: -len(".0")].split(".")) for oid
 _AUTH_FAILURES = (errind.UnknownUserName, errind.WrongDigest, errind.UnknownSecurityName,
                   errind.UnsupportedSecurityLevel, errind.DecryptionError, errind.AuthenticationError,
                   errind.AuthenticationFailure)
+# What an agent whose engine is no longer the one pysnmp remembers looks like (it restarted
+# without raising its boots): its answers are dropped, so the request times out, or is refused.
+_STALE_ENGINE = (errind.RequestTimedOut, errind.NotInTimeWindow, errind.UnknownEngineID)
 
 
 class _TooBig(Exception):
@@ -109,7 +113,8 @@ class _AgentState:
     """What the client keeps per agent between polls: its engine and target, and the
     interfaces' identity columns, which are re-read only every ``full_every`` polls."""
 
-    __slots__ = ("addr_name", "community", "fast", "full_due", "identity", "opers", "rows", "slot", "uptime")
+    __slots__ = ("addr_name", "community", "fast", "full_due", "identity", "opers", "rows", "slot", "slowest",
+                 "uptime")
 
     def __init__(self, slot: _EngineSlot | None, addr_name: str, community: bytes | None = None) -> None:
         self.slot = slot  # v3: the pysnmp engine and its target name
@@ -121,6 +126,7 @@ class _AgentState:
         self.fast: tuple[Column, ...] | None = None  # the fast polls' columns; None until a full poll
         self.full_due = 0  # fast polls left before the next full one
         self.uptime = -1
+        self.slowest = 0.0  # this poll's slowest request so far, seconds
 
 
 def _auth_data(credential: Credential) -> CommunityData | UsmUserData:
@@ -192,6 +198,7 @@ class SnmpClient:
         self.timeouts = 0
         self.auth_failures = 0
         self.errors = 0
+        self.rediscoveries = 0  # v3 agents whose engine was forgotten after a timeout or report
 
     @property
     def engines(self) -> int:
@@ -200,7 +207,7 @@ class SnmpClient:
     def counters(self) -> dict[str, int]:
         return {"requests": self.requests, "timeouts": self.timeouts,
                 "auth_failures": self.auth_failures, "errors": self.errors, "engines": len(self._engines),
-                "bad_replies": self._v2c.bad_replies}
+                "bad_replies": self._v2c.bad_replies, "rediscoveries": self.rediscoveries}
 
     def _new_engine(self) -> _EngineSlot:
         engine = SnmpEngine()
@@ -245,6 +252,7 @@ class SnmpClient:
         state = await self._state(agent)
         at = datetime.now(UTC)
         mono = time.monotonic()
+        state.slowest = 0.0
         columns = _ALL if state.full_due <= 0 or state.fast is None else state.fast
         full = columns is _ALL
         system, rows = await self._walk(agent, state, columns, with_system=True)
@@ -272,7 +280,8 @@ class SnmpClient:
         state.opers = opers
         state.full_due = 0 if restarted or changed else (self.full_every if full else state.full_due) - 1
         interfaces = tuple(IfRow(i, **values) for i, values in sorted(rows.items()))  # type: ignore[arg-type]
-        return RawPoll(at=at, system=facts, interfaces=interfaces, counters_mono=mono)
+        return RawPoll(at=at, system=facts, interfaces=interfaces, counters_mono=mono,
+                       latency_s=state.slowest)
 
     async def _walk(self, agent: Agent, state: _AgentState, columns: tuple[Column, ...],
                     with_system: bool) -> tuple[list[int | str | None], dict[int, Values]]:
@@ -309,6 +318,14 @@ class SnmpClient:
     async def _request(self, agent: Agent, state: _AgentState, non_repeaters: int, reps: int,
                        oids: list[Oid]) -> Answer:
         self.requests += 1
+        sent = time.monotonic()
+        answer = await self._request_once(agent, state, non_repeaters, reps, oids)
+        # Sent -> answer processed: on a busy loop this is mostly our own queueing, not the agent.
+        state.slowest = max(state.slowest, time.monotonic() - sent)
+        return answer
+
+    async def _request_once(self, agent: Agent, state: _AgentState, non_repeaters: int, reps: int,
+                            oids: list[Oid]) -> Answer:
         if state.community is not None:
             try:
                 return await self._v2c.getbulk(agent.address, agent.port, state.community, non_repeaters,
@@ -340,6 +357,12 @@ class SnmpClient:
                                       [(ObjectName(oid), _NULL) for oid in oids], done)
         indication, status, index, answer = await future
         if indication is not None:
+            if isinstance(indication, _STALE_ENGINE) and forget_peer(state.slot.engine, agent.address,
+                                                                     agent.port):
+                # An agent that restarted without raising snmpEngineBoots has its answers dropped
+                # by pysnmp (new engineID, or clock gone back) until its cached engine is
+                # forgotten: the next request rediscovers it. A silent agent loses nothing by it.
+                self.rediscoveries += 1
             if isinstance(indication, errind.RequestTimedOut):
                 self.timeouts += 1
                 raise SnmpError("timeout", f"no answer within {agent.timeout:g} s "

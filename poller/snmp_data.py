@@ -108,6 +108,7 @@ class RawPoll:
     system: SystemFacts
     interfaces: tuple[IfRow, ...]
     counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
+    latency_s: float = 0.0  # the poll's slowest request, sent -> answer processed (load shows here)
 
 
 # Kept apart from poller.snmp (which loads pysnmp, ~0.2 s) so that a run without SNMP agents,

@@ -1,7 +1,9 @@
 """SNMP polling on the no-backlog scheduler: one poll per device per interval at most, never queued.
 
 Devices that ICMP says are DOWN are not polled (their agent cannot answer either). At most
-``max_in_flight`` polls run at once; one falling due beyond that is skipped and counted too. An agent
+``max_in_flight`` polls run at once; one falling due beyond that is skipped and counted too. v3
+polls have their own, adaptive, limit (:mod:`poller.snmp_admission`): as many as are answered
+within ``v3_latency_target`` seconds; one beyond it is skipped for capacity. An agent
 whose polls keep failing is backed off: after ``backoff_after`` failed polls in a row it is
 polled only every 2nd, 4th, ... up to every ``backoff_max``-th interval until it answers
 again. Each poll is its own task with its agent's own timeout and retries, so a silent agent
@@ -20,9 +22,11 @@ from typing import Protocol
 
 from poller.bus import EventBus
 from poller.counters import DeviceCounters
+from poller.credentials import V2c
 from poller.engine import percentile
 from poller.events import SnmpAgentChange
 from poller.scheduler import Scheduler, Slot
+from poller.snmp_admission import AdmissionLimit
 from poller.snmp_data import Agent, RawPoll, SnmpError
 
 log = logging.getLogger(__name__)
@@ -44,15 +48,20 @@ class SnmpConfig:
     backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
     backoff_max: int = 16  # at most this many intervals between polls of a failing agent
     max_in_flight: int = 2000  # polls running at once; one falling due past it is skipped, counted
+    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit. None: a
+    # quarter of the v3 agents' (smallest) timeout, 0.5 s by default, so that overload never
+    # reaches the timeout; agents farther than half of it (round trip) read as load.
+    v3_latency_target: float | None = None
 
 
 class _AgentRun:
     """One device's polling state."""
 
-    __slots__ = ("agent", "counters", "failures", "reported_down", "wait")
+    __slots__ = ("agent", "counters", "failures", "reported_down", "v3", "wait")
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
+        self.v3 = not isinstance(agent.credential, V2c)  # pysnmp: ~25x the CPU of a v2c poll
         self.counters = DeviceCounters(agent.key, agent.address)
         self.failures = 0  # failed polls in a row
         self.wait = 0  # intervals still to let pass before the next poll (backoff)
@@ -80,6 +89,10 @@ class SnmpPoller:
         self.not_polled_down = 0  # due while ICMP said DOWN
         self.backed_off = 0  # due while the agent was backed off
         self.skipped_full = 0  # due while max_in_flight polls were running
+        timeouts = [r.agent.timeout for r in self._runs if r.v3]
+        self._v3_agents = len(timeouts)
+        target = self.config.v3_latency_target or min(timeouts, default=2.0) / 4
+        self.v3_admission = AdmissionLimit(target, ceiling=self.config.max_in_flight)
         self.failing = 0  # agents reported not answering
         self.over_speed = 0
         self.no_rate = 0
@@ -125,12 +138,16 @@ class SnmpPoller:
             self.skipped_full += 1
             slot.skipped += 1
             return
+        if run.v3 and not self.v3_admission.admit(time.monotonic()):
+            slot.skipped += 1  # counted by the admission limit: v3 polls skipped for capacity
+            return
         slot.busy = True
         task = asyncio.get_running_loop().create_task(self._poll(slot, run, due))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _poll(self, slot: Slot, run: _AgentRun, due: float) -> None:
+        latency: float | None = None  # of an answered poll, for the v3 admission limit
         try:
             self._lags.append(time.monotonic() - due)
             try:
@@ -145,6 +162,7 @@ class SnmpPoller:
                     log.warning("SNMP poll of %s failed: %s: %s", run.agent.key, type(exc).__name__, exc)
                 self._failed(run, "error")
                 return
+            latency = raw.latency_s
             self._answered(run)
             outcome = run.counters.update(raw)
             self.polls += 1
@@ -154,6 +172,8 @@ class SnmpPoller:
                 self.bus.publish(event)
         finally:
             slot.busy = False
+            if run.v3:
+                self.v3_admission.done(latency)
 
     def _failed(self, run: _AgentRun, reason: str) -> None:
         self.failed += 1
@@ -194,7 +214,13 @@ class SnmpPoller:
                 "snmp_timeouts": float(counters.get("timeouts", 0)),
                 "snmp_auth_failures": float(counters.get("auth_failures", 0)),
                 "snmp_failed": float(self.failed),
-                "snmp_skipped": float(self.scheduler.skipped + self.skipped_full),
+                "snmp_skipped": float(self.scheduler.skipped + self.skipped_full + self.v3_admission.refused),
+                # Of those, skipped because the poller was at capacity (not a slow agent's own).
+                "snmp_skipped_capacity": float(self.skipped_full + self.v3_admission.refused),
+                "snmp_v3_agents": float(self._v3_agents),
+                "snmp_v3_limit": float(int(self.v3_admission.limit)),
+                "snmp_v3_in_flight": float(self.v3_admission.in_flight),
+                "snmp_v3_rediscoveries": float(counters.get("rediscoveries", 0)),
                 "snmp_lag_p99_ms": p99 * 1000,
                 "snmp_in_flight": float(len(self._tasks)),
                 "snmp_backed_off": float(self.backed_off),

@@ -189,3 +189,44 @@ async def test_an_agent_that_stops_answering_is_reported_backed_off_and_recovers
         await task
         poller.close()
     assert poller.gauges()["snmp_timeouts"] >= 2
+
+
+async def test_a_v3_agent_restarted_without_raising_its_boots_answers_again_within_two_intervals(
+        snmpd_agent: SnmpdAgent, tmp_path: Path) -> None:
+    # snmpd -C with a fresh persistent directory: snmpEngineBoots stays 1 and a new engineID
+    # answers. pysnmp dropped every answer of such an agent (its cached engine no longer
+    # matched) until wardtui restarted; the client now forgets the engine after a timeout.
+    credentials = snmpd_credentials(snmpd_agent, tmp_path)
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    interval = 1.0
+    agent = Agent("r2", "127.0.0.1", snmpd_agent.port, credentials["lab-sha-aes"], timeout=0.3, retries=0)
+    client = SnmpClient()
+    poller = SnmpPoller([agent], client, bus, config=SnmpConfig(interval=interval))
+    task = asyncio.create_task(poller.run())
+    loop = asyncio.get_running_loop()
+    try:
+        await wait_for(sub, SnmpPoll, 5)
+        # Uptime well past what the restarted agent will have at its first answer (~1.5 s): a
+        # sysUpTime that rose by less than 2 s is within is_reboot's tolerance.
+        await asyncio.sleep(3.5)
+        assert snmpd_agent.engine_boots() == 1
+        snmpd_agent.restart(keep_state=False)
+        back = loop.time()
+        assert snmpd_agent.engine_boots() == 1  # not raised
+        sub.drain()
+        seen: list[object] = []
+        while not any(isinstance(e, SnmpPoll) for e in seen):
+            # The first poll after the restart may time out (and forget); the next must answer.
+            assert loop.time() < back + 2 * interval + 0.5, \
+                f"no answer within 2 intervals of the restart; events: {seen}"
+            await asyncio.sleep(0.05)
+            seen += sub.drain()
+        reboots = [e for e in seen if isinstance(e, Reboot)]
+        assert len(reboots) == 1 and reboots[0].device == "r2", seen
+        assert reboots[0].uptime_s < reboots[0].previous_uptime_s
+    finally:
+        poller.stop()
+        await task
+        poller.close()
+    assert poller.failing == 0  # never reported as not answering

@@ -503,9 +503,15 @@ class SnmpdAgent(_Agent):
                    MIBS="", HOME=str(self.workdir))
         return env
 
-    def restart(self) -> None:
-        """Stop and start again, like a reboot: sysUpTime restarts near 0, engineBoots + 1."""
+    def restart(self, keep_state: bool = True) -> None:
+        """Stop and start again, like a reboot: sysUpTime restarts near 0, engineBoots + 1.
+
+        ``keep_state=False`` removes the persistent directory first, as ``snmpd -C`` with a fresh
+        one does (and devices that keep no boot counter): snmpEngineBoots stays 1, the engine's
+        time restarts at 0 and snmpd makes a new engineID."""
         self.stop()
+        if not keep_state:
+            shutil.rmtree(self.persistent_dir, ignore_errors=True)
         self.start()
 
     def engine_boots(self) -> int | None:

@@ -297,6 +297,7 @@ async def test_snmp_reboots_interface_changes_and_gauges_show(tmp_path: Path) ->
             await h.until(lambda: any("dev1 rebooted" in line for line in h.log_lines))
             await h.until(lambda: any("dev2 eth0 up → down" in line for line in h.log_lines))
             await h.until(lambda: "snmp polls/s" in figures_text(app))
+            assert "skip capacity" not in figures_text(app)  # v2c only: no v3 row
             assert not any("not-on-screen" in line for line in h.log_lines)
             assert "SNMP 3 every 0.2 s" in app.sub_title
         finally:

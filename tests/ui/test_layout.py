@@ -121,3 +121,27 @@ async def test_full_collections_wait_for_the_operator_to_pause(tmp_path: Path,
         app._last_full_gc -= app.GC_AT_LATEST
         assert app.collect_when_idle() is True and len(runs) == 2
         await app.action_quit()
+
+
+def test_v3_agents_add_a_row_telling_capacity_skips_from_timeouts() -> None:
+    import io
+
+    from rich.console import Console
+
+    from wardtui.widgets.gauges import _figures
+
+    def text(extra: dict[str, float]) -> str:
+        g = Gauges(at=datetime.now(UTC), devices_up=1, devices_down=0, devices_unknown=0,
+                   devices_flapping=0, checks_per_s=1.0, probes_per_s=1.0, in_flight=0, skipped=0,
+                   skipped_late=0, skipped_busy=0, lag_p50_ms=1.0, lag_p99_ms=1.0, oldest_overdue_ms=0.0,
+                   rcvbuf_drops=0, send_errors=0, store_queue=0, extra=extra)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(_figures(g, "bold yellow"))
+        return console.export_text()
+
+    snmp = {"snmp_agents": 2000.0, "snmp_skipped": 1890.0, "snmp_timeouts": 0.0}
+    assert "skip capacity" not in text(snmp)
+    shown = text({**snmp, "snmp_v3_agents": 2000.0, "snmp_skipped_capacity": 1890.0,
+                  "snmp_v3_in_flight": 31.0, "snmp_v3_limit": 34.0})
+    line = next(x for x in shown.splitlines() if "skip capacity" in x)
+    assert "1890" in line and "v3 in flight" in line and "31/34" in line

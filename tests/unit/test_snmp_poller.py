@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from poller.bus import EventBus
-from poller.credentials import V2c
+from poller.credentials import V3, V2c
 from poller.events import SnmpAgentChange, SnmpPoll
 from poller.snmp import Agent
 from poller.snmp_data import RawPoll
@@ -115,3 +116,39 @@ async def test_an_unexpected_error_is_a_failed_poll_reported_and_backed_off() ->
     assert poller.failed >= 3 and poller.backed_off >= 3
     changes = [e for e in sub.drain() if isinstance(e, SnmpAgentChange)]
     assert [(c.answering, c.reason) for c in changes] == [(False, "error")]
+
+
+class CpuBoundClient(FakeSnmpClient):
+    """Answers take longer the more polls are in flight, as on a loop busy decoding v3 answers."""
+
+    def __init__(self, cost: float) -> None:
+        super().__init__()
+        self.cost = cost
+        self.in_flight = 0
+        self.v3_max_in_flight = 0
+
+    async def poll(self, agent: Agent) -> RawPoll:
+        self.in_flight += 1
+        v3 = not isinstance(agent.credential, V2c)
+        self.v3_max_in_flight = max(self.v3_max_in_flight, self.in_flight if v3 else 0)
+        try:
+            self.delay = self.in_flight * self.cost
+            raw = await super().poll(agent)
+            return dataclasses.replace(raw, latency_s=self.delay)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_v3_overload_is_skipped_for_capacity_and_v2c_is_not_held_by_it() -> None:
+    v3 = V3("u", "user", "sha", "auth-key-1", "aes", "priv-key-1")
+    many = [Agent(f"v3-{i}", f"127.0.1.{i + 1}", 161, v3) for i in range(200)]
+    client = CpuBoundClient(cost=0.01)  # 10 in flight answer in 0.1 s, the target
+    poller = SnmpPoller([*many, *agents(5)], client, EventBus(),
+                        config=SnmpConfig(interval=0.2, v3_latency_target=0.1))
+    await run_for(poller, 2.0)
+    gauges = poller.gauges()
+    assert poller.failed == 0 and poller.backed_off == 0
+    assert gauges["snmp_skipped_capacity"] > 500  # ~1,000 v3 polls/s wanted, ~100 fit
+    assert client.v3_max_in_flight <= 40  # not the 200 due at once
+    assert poller.polls > 100
+    assert all(client.calls[f"d{i}"] >= 8 for i in range(5))  # v2c polled every interval

@@ -180,6 +180,8 @@ class DashboardScreen(Screen[None]):
                 self.query_one(HealthLine).show(gauges)
                 if "snmp_agents" in gauges.extra:
                     self.query_one("#bottom").add_class("-snmp")  # three more figure rows
+                    if gauges.extra.get("snmp_v3_agents"):
+                        self.query_one("#bottom").add_class("-snmp3")  # and one for v3
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Esc is only offered (in the footer too) while there is a filter to clear.

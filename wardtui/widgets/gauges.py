@@ -51,6 +51,11 @@ def _figures(g: Gauges, warn: str) -> Table:
             ("snmp timeouts", value(x.get("snmp_timeouts", 0.0), bad=True),
              "agents failing", value(x.get("snmp_agents_failing", 0.0), bad=True)),
         ]
+        if x.get("snmp_v3_agents"):
+            # Of the skipped, those the poller had no room for (v3 answers would have come late).
+            in_flight = f"{x.get('snmp_v3_in_flight', 0.0):.0f}/{x.get('snmp_v3_limit', 0.0):.0f}"
+            pairs.append(("skip capacity", value(x.get("snmp_skipped_capacity", 0.0), bad=True),
+                          "v3 in flight", Text(in_flight, justify="right")))
     grid = Table.grid(padding=(0, 1), expand=True)
     for _ in range(2):
         grid.add_column(style="dim", no_wrap=True)
@@ -197,7 +202,7 @@ class GaugesPanel(Vertical):
         self.warn_style = "bold yellow"
         self.series: dict[str, deque[float]] = {key: deque(maxlen=history) for key, _ in self.SERIES}
         self.latest: Gauges | None = None
-        self._snmp_rows = False
+        self._snmp_rows = 0
 
     def compose(self) -> ComposeResult:
         yield Figures(id="figures")
@@ -209,9 +214,10 @@ class GaugesPanel(Vertical):
     def show(self, gauges: Gauges) -> None:
         self.latest = gauges
         figures = self.query_one(Figures)
-        if "snmp_agents" in gauges.extra and not self._snmp_rows:
-            self._snmp_rows = True
-            figures.styles.height = 12  # three more rows, the SNMP poller's: one layout, once
+        rows = 3 + bool(gauges.extra.get("snmp_v3_agents")) if "snmp_agents" in gauges.extra else 0
+        if rows > self._snmp_rows:
+            self._snmp_rows = rows
+            figures.styles.height = 9 + rows  # the SNMP poller's rows: one layout, once
         figures.gauges, figures.warn_style = gauges, self.warn_style
         figures.refresh()
         samples = {"checks": gauges.checks_per_s, "lag": gauges.lag_p99_ms,
