@@ -425,6 +425,47 @@ def test_wardtui_snmp_prints_the_latest_poll(db_url: str, tmp_path: Path) -> Non
     assert all(r[end - 2:end] == "1G" for r in rows)
 
 
+async def test_poll_outcomes_are_counted_and_the_newest_kept_even_when_replayed_late(
+        store: HistoryStore) -> None:
+    timeout = SnmpFailure("r1", "127.0.0.2", NOW, "timeout", "no answer within 2 s (1 retries)")
+    await store.write_snmp_polls([poll("r1", NOW - 2 * M, iface(1)), poll("r1", NOW - M, iface(1)), timeout])
+    await store.write_snmp_polls([poll("r1", NOW - 3 * M, iface(1))])  # from the spool, late
+    latest = await store.snmp_latest("r1")
+    assert latest is not None and latest.status is not None and latest.system is not None
+    s = latest.status
+    assert (s.polls, s.answered, s.outcome, s.detail) == (4, 3, "timeout", "no answer within 2 s (1 retries)")
+    assert (s.polled_at, s.answered_at, latest.polled_at) == (NOW, NOW - M, NOW - M)
+    await store.write_snmp_polls([poll("r1", NOW + M, iface(1))])  # it answers again
+    latest = await store.snmp_latest("r1")
+    assert latest is not None and latest.status is not None
+    assert (latest.status.polls, latest.status.outcome, latest.status.detail) == (5, "answered", None)
+    assert latest.status.answered_at == latest.status.polled_at == NOW + M
+
+
+def test_wardtui_snmp_says_how_the_polls_since_the_last_answer_went(db_url: str, tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with HistoryStore(db_url) as store:
+            await store.write_snmp_polls([
+                poll("r1", NOW - M, iface(1)),
+                *(SnmpFailure("r1", "127.0.0.2", NOW - k * S, "timeout", "no answer within 2 s (1 retries)")
+                  for k in (20, 10, 0)),
+                SnmpFailure("silent", "127.0.0.3", NOW, "authentication",
+                            "the agent refused the credentials: \x1b]0;owned\x07")])
+    asyncio.run(fill())
+    url = _cli_url(db_url)
+    r1 = run("snmp", "r1", "--db", url, cwd=tmp_path)
+    assert r1.returncode == 0, r1.stderr
+    assert "polls:  4 (1 answered, the last at " in r1.stdout
+    assert ", timeout: no answer within 2 s (1 retries)" in r1.stdout
+    assert "ge-0/0/1" in r1.stdout  # the last answer's interfaces are still shown
+    silent = run("snmp", "silent", "--db", url, cwd=tmp_path)
+    assert silent.returncode == 0, silent.stderr
+    assert silent.stdout.startswith("silent (127.0.0.3): no SNMP answer in the history\n")
+    assert "polls:  1 (never answered)" in silent.stdout
+    assert "authentication: the agent refused the credentials: \ufffd]0;owned\ufffd" in silent.stdout
+    assert "\x1b" not in silent.stdout and "never been polled" not in silent.stdout
+
+
 def test_wardtui_snmp_errors(db_url: str, tmp_path: Path) -> None:
     _seed(db_url)
     url = _cli_url(db_url)

@@ -6,9 +6,9 @@ import asyncio
 
 from poller.bus import EventBus
 from poller.credentials import V2c
-from poller.events import SnmpAgentChange, SnmpPoll
+from poller.events import SnmpAgentChange, SnmpFailure, SnmpPoll
 from poller.snmp import Agent
-from poller.snmp_data import RawPoll
+from poller.snmp_data import RawPoll, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from tests.fakes import FakeSnmpClient
 
@@ -115,3 +115,22 @@ async def test_an_unexpected_error_is_a_failed_poll_reported_and_backed_off() ->
     assert poller.failed >= 3 and poller.backed_off >= 3
     changes = [e for e in sub.drain() if isinstance(e, SnmpAgentChange)]
     assert [(c.answering, c.reason) for c in changes] == [(False, "error")]
+
+
+async def test_every_failed_poll_is_published_with_what_came_back_made_inert() -> None:
+    class Refusing(FakeSnmpClient):
+        async def poll(self, agent: Agent) -> RawPoll:
+            self.calls[agent.key] = self.calls.get(agent.key, 0) + 1
+            if self.calls[agent.key] % 2:
+                raise SnmpError("error", "agent error genErr at var-bind 1")
+            raise ValueError("odd \x1b]0;owned\x07 answer" + "x" * 1000)
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    client = Refusing()
+    poller = SnmpPoller(agents(1), client, bus, config=SnmpConfig(interval=0.05, backoff_after=100))
+    await run_for(poller, 0.3)
+    failures = [e for e in sub.drain() if isinstance(e, SnmpFailure)]
+    assert len(failures) == client.calls["d0"] == poller.failed >= 4  # one per poll, none lost
+    assert failures[0].reason == "error" and failures[0].detail == "agent error genErr at var-bind 1"
+    odd = failures[1]
+    assert odd.detail.startswith("ValueError: odd \ufffd]0;owned\ufffd answer") and len(odd.detail) <= 300

@@ -167,15 +167,13 @@ def snmp_fact_lines(name: str, descr: str, uptime_s: float | None, polled_at: da
 
 
 def snmp_status_line(status: SnmpStatus | None) -> str | None:
-    """How often the device was polled and, when the last poll failed, what came back."""
-    if status is None:
+    """When the last poll failed: how often the device was polled, and what came back."""
+    if status is None or status.outcome == "answered":
         return None
     answered = "never answered" if status.answered_at is None else f"{status.answered} answered"
-    line = f"SNMP polls {status.polls} ({answered})"
-    if status.outcome != "answered":
-        line += f"  ·  last poll {stamp(status.polled_at)} UTC: {status.outcome}"
-        line += f" ({status.detail})" if status.detail else ""
-    return line
+    detail = f" ({status.detail})" if status.detail else ""
+    return (f"SNMP polls {status.polls} ({answered})  ·  last poll {stamp(status.polled_at)} UTC: "
+            f"{status.outcome}{detail}")
 
 
 def snmp_failure_line(failure: SnmpFailure) -> str:
