@@ -4,8 +4,10 @@ to, not reported as timeouts; a slow agent is a timeout only past its timeout. W
 came to reaches the store and ``wardtui snmp``.
 
 The recordings run in one snmpsim, except ``variation-delay``: snmpsim answers one request at
-a time, and that recording sleeps 1,000 s when ifInOctets.1 is read, which would hold every
-other community's answers behind it.
+a time, and that recording sleeps 0.5 s for most objects it holds (time.sleep in the
+responder), which holds every other community's answers behind it (measured: an Eaton poll
+took 3.5 s instead of 0.02 s beside one delay poll: a timeout, retried). Its ifInOctets.1 asks
+for a 1,000 s delay, which snmpsim turns into no response at all.
 """
 
 from __future__ import annotations
@@ -75,8 +77,7 @@ SLOW_WAIT = 0.4
 
 @pytest.fixture
 def delaying_agent(tmp_path: Path) -> Iterator[SnmpsimAgent]:
-    """The slow crafted agent and snmpsim's own delay recording, in an snmpsim of their own
-    (the shipped recording sleeps 1,000 s when ifInOctets.1 is read: stopped after the test)."""
+    """The slow crafted agent and snmpsim's own delay recording, in an snmpsim of their own."""
     _require_snmp("snmpsim", snmpsim_missing())
     (tmp_path / "slow.snmprec").write_text(SLOW_DEVICE)
     with SnmpsimAgent(devices=(), recordings={"slow": tmp_path / "slow.snmprec", SLOW: RECORDINGS[SLOW]},
@@ -198,8 +199,8 @@ async def test_a_slow_agent_is_a_timeout_only_past_its_timeout(delaying_agent: S
         assert SLOW_WAIT <= took < SLOW_WAIT * 5  # slow, and within the timeout: an answer
         assert raw.system.uptime_ticks is not None and raw.system.descr == "slow agent"
         assert [(i.ifindex, i.descr) for i in raw.interfaces] == [(1, "eth0")] and raw.missing == ()
-        # snmpsim's own delay recording: its ifInOctets.1 takes 1,000 s (a hung agent). A timeout,
-        # as net-snmp's snmpget of that object says too.
+        # snmpsim's own delay recording: any request reaching ifInOctets.1 (a delay of 1,000 s)
+        # gets no response, as from a hung agent. A timeout; net-snmp's snmpget of it gets none.
         started = time.monotonic()
         with pytest.raises(SnmpError) as info:
             await client.poll(agent_for(delaying_agent, SLOW, timeout=2.0, retries=0))

@@ -223,6 +223,7 @@ async def test_snmp_section_says_what_a_partial_agent_lacks_and_what_a_silent_on
         await d.until(lambda: "uptime none (no sysUpTime)" in facts())
         assert "the agent has no sysUpTime (reboots cannot be detected), no sysDescr" in facts()
         assert "last reboot: not detectable (no sysUpTime)" in facts()
+        assert "object id 1.3.6.1.4.1.705.1 (no description)" in facts()
         assert d.text("#snmp-title") == "SNMP · no interface table" and d.rows("#interfaces") == []
         await d.pilot.press("escape")
         await d.open("dev2")  # never answered: what its polls got, live and from the store

@@ -354,23 +354,23 @@ class DeviceScreen(Screen[None]):
             self._render_snmp_facts()
         else:
             self._show_snmp_facts(system.name, system.descr, system.uptime_s, latest.polled_at, read.reboot,
-                                  system.missing)
+                                  system.missing, system.object_id)
         self._show_interfaces(latest.interfaces)
 
     def _show_snmp_poll(self, poll: SnmpPoll) -> None:
         self._snmp_live_at = poll.at
         self._snmp_failure = None
         self._show_snmp_facts(poll.sys_name, poll.sys_descr, poll.uptime_s, poll.at, self._reboot,
-                              poll.missing)
+                              poll.missing, poll.sys_object_id)
         self._show_interfaces(poll.interfaces)
         if self.if_index is None:
             self.if_index = self._cursor_interface()
             self.load_interface()
 
     def _show_snmp_facts(self, name: str, descr: str, uptime_s: float | None, polled_at: datetime,
-                         reboot: str | None, missing: tuple[str, ...] = ()) -> None:
+                         reboot: str | None, missing: tuple[str, ...] = (), object_id: str = "") -> None:
         self._reboot = reboot
-        self._snmp_facts = snmp_fact_lines(name, descr, uptime_s, polled_at, reboot, missing)
+        self._snmp_facts = snmp_fact_lines(name, descr, uptime_s, polled_at, reboot, missing, object_id)
         self._render_snmp_facts()
 
     def _render_snmp_facts(self) -> None:

@@ -152,11 +152,12 @@ def interface_row(i: InterfaceLike) -> tuple[str, ...]:
 
 
 def snmp_fact_lines(name: str, descr: str, uptime_s: float | None, polled_at: datetime,
-                    reboot: str | None, missing: tuple[str, ...] = ()) -> list[str]:
-    """The SNMP facts of the last answer; what the agent lacks is said, not shown as zero."""
+                    reboot: str | None, missing: tuple[str, ...] = (), object_id: str = "") -> list[str]:
+    """The SNMP facts of the last answer; what the agent lacks is said, not shown as zero. An
+    agent without sysDescr (a UPS card) is known by its sysObjectID: shown in its place."""
     uptime = "none (no sysUpTime)" if uptime_s is None else format_duration(timedelta(seconds=uptime_s))
-    lines = [f"sysName {name or '-'}  ·  uptime {uptime}  ·  polled {stamp(polled_at)} UTC",
-             f"description {descr or '-'}"]
+    what = f"description {descr}" if descr else f"object id {object_id or '-'} (no description)"
+    lines = [f"sysName {name or '-'}  ·  uptime {uptime}  ·  polled {stamp(polled_at)} UTC", what]
     if missing:
         lines.append(f"the agent has {missing_text(missing)}")
     if uptime_s is None and reboot is None:
