@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections import deque
 
-from poller.events import CheckResult, Event, SnmpPoll
+from poller.events import CheckResult, Event, SnmpFailure, SnmpPoll
 
 
 class Subscription:
@@ -35,7 +35,7 @@ class Subscription:
         if self._closed:
             return
         items = self._items
-        if isinstance(event, CheckResult | SnmpPoll):
+        if isinstance(event, CheckResult | SnmpPoll | SnmpFailure):
             if not self.samples:
                 return
             if len(items) >= self.maxsize:

@@ -175,8 +175,9 @@ class DeviceCounters:
         elapsed = None if self._mono is None else raw.counters_mono - self._mono
         ticks = raw.system.uptime_ticks
         reboot = None
-        if self._uptime_ticks is not None and elapsed is not None and ticks >= 0 and is_reboot(
-                self._uptime_ticks, ticks, elapsed):
+        # No sysUpTime (an agent without it): no reboot can be seen, never one inferred.
+        if self._uptime_ticks is not None and elapsed is not None and ticks is not None and ticks >= 0 \
+                and is_reboot(self._uptime_ticks, ticks, elapsed):
             reboot = Reboot(self.device, self.address, raw.at, ticks / 100, self._uptime_ticks / 100,
                             raw.at - timedelta(seconds=ticks / 100))
         # Rates need an interval worth dividing by; under it, the interface gets none (not counted).
@@ -203,11 +204,11 @@ class DeviceCounters:
                 row.ifindex, now.label, row.alias or "", status_name(row.admin), status_name(row.oper),
                 now.speed_bps, in_bps, out_bps, row.in_errors, row.out_errors, row.in_discards,
                 row.out_discards, now.counters_64))
-        # An unknown uptime (negative) must not become the next poll's reference.
-        if ticks >= 0:
+        # An unknown uptime (absent, negative) must not become the next poll's reference.
+        if ticks is not None and ticks >= 0:
             self._uptime_ticks = ticks
         self._mono, self._interfaces = raw.counters_mono, interfaces
         system = raw.system
         poll = SnmpPoll(self.device, self.address, raw.at, system.name, system.descr, system.object_id,
-                        ticks / 100, tuple(stats))
+                        None if ticks is None else ticks / 100, tuple(stats), raw.missing)
         return PollOutcome(poll, reboot, tuple(changes), over_speed, no_rate)

@@ -111,7 +111,8 @@ class InterfaceStat:
 
 @dataclass(frozen=True, slots=True)
 class SnmpPoll:
-    """One successful SNMP poll of one device: system facts and its interface table."""
+    """One answered SNMP poll of one device: system facts and its interface table, as far as the
+    agent has them (``missing`` names what it lacks: "sysUpTime", "interface table", ...)."""
 
     device: str
     address: str
@@ -119,8 +120,21 @@ class SnmpPoll:
     sys_name: str
     sys_descr: str
     sys_object_id: str
-    uptime_s: float
+    uptime_s: float | None  # None: the agent has no sysUpTime (reboots cannot be detected)
     interfaces: tuple[InterfaceStat, ...]
+    missing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SnmpFailure:
+    """One SNMP poll of one device that got no usable answer: a sample, like :class:`SnmpPoll`,
+    so that what the agent answered last is known even when it never answered fully."""
+
+    device: str
+    address: str
+    at: datetime  # UTC, when the poll failed
+    reason: str  # "timeout", "authentication", "error"
+    detail: str  # "no answer within 2 s (1 retries)", "agent error genErr ..."; never a credential
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,5 +173,5 @@ class SnmpAgentChange:
     reason: str  # "timeout", "authentication", ... never a credential
 
 
-Event = (CheckResult | Transition | FlapChange | Gauges | SnmpPoll | Reboot | InterfaceChange
-         | SnmpAgentChange)
+Event = (CheckResult | Transition | FlapChange | Gauges | SnmpPoll | SnmpFailure | Reboot
+         | InterfaceChange | SnmpAgentChange)

@@ -41,6 +41,8 @@ from poller.icmp import enlarge_rcvbuf
 from poller.snmp_data import (
     IF_COLUMNS,
     IFX_COLUMNS,
+    NO_INTERFACES,
+    NO_UPTIME,
     SYS_DESCR,
     SYS_NAME,
     SYS_OBJECT_ID,
@@ -256,9 +258,12 @@ class SnmpClient:
         columns = _ALL if state.full_due <= 0 or state.fast is None else state.fast
         full = columns is _ALL
         system, rows = await self._walk(agent, state, columns, with_system=True)
-        facts = _facts(system)
-        restarted = facts.uptime_ticks < state.uptime
-        state.uptime = facts.uptime_ticks
+        facts, missing = _facts(system)
+        restarted = facts.uptime_ticks is not None and facts.uptime_ticks < state.uptime
+        if facts.uptime_ticks is not None:
+            state.uptime = facts.uptime_ticks
+        if not rows:
+            missing.append(NO_INTERFACES)
         if full:
             state.identity = {i: {k: v for k, v in r.items() if k in _IDENTITY} for i, r in rows.items()}
             # Fast polls read the octet counters each interface has: 64-bit where all have them,
@@ -281,7 +286,7 @@ class SnmpClient:
         state.full_due = 0 if restarted or changed else (self.full_every if full else state.full_due) - 1
         interfaces = tuple(IfRow(i, **values) for i, values in sorted(rows.items()))  # type: ignore[arg-type]
         return RawPoll(at=at, system=facts, interfaces=interfaces, counters_mono=mono,
-                       latency_s=state.slowest)
+                       latency_s=state.slowest, missing=tuple(missing))
 
     async def _walk(self, agent: Agent, state: _AgentState, columns: tuple[Column, ...],
                     with_system: bool) -> tuple[list[int | str | None], dict[int, Values]]:
@@ -389,13 +394,17 @@ class SnmpClient:
         self._v2c.close()
 
 
-def _facts(system: list[int | str | None]) -> SystemFacts:
+def _facts(system: list[int | str | None]) -> tuple[SystemFacts, list[str]]:
+    """The system facts, and the scalars the agent does not have (an Eaton UPS card answers
+    sysObjectID and nothing else of the group): what it has is kept, what it lacks is said."""
     name, descr, object_id, uptime = system
-    if not isinstance(uptime, int) or uptime < 0:
-        # sysUpTime is mandatory (SNMPv2-MIB); without it a reboot cannot be told from a reset.
-        raise SnmpError("error", "the agent gave no sysUpTime")
+    ticks = uptime if isinstance(uptime, int) and uptime >= 0 else None
+    missing = [label for label, value in ((NO_UPTIME, ticks), ("sysDescr", descr),
+                                          ("sysObjectID", object_id), ("sysName", name)) if value is None]
+    # Without sysUpTime a reboot cannot be told from a reset: no reboot is ever inferred
+    # (poller/counters.py), and rates rely on the counters' own checks.
     return SystemFacts(name=str(name or ""), descr=str(descr or ""), object_id=str(object_id or ""),
-                       uptime_ticks=uptime)
+                       uptime_ticks=ticks), missing
 
 
 def _system(varbinds: Answer) -> list[int | str | None]:

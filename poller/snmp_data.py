@@ -60,7 +60,20 @@ class SystemFacts:
     name: str
     descr: str
     object_id: str  # dotted numeric OID
-    uptime_ticks: int  # sysUpTime, hundredths of a second
+    uptime_ticks: int | None  # sysUpTime, hundredths of a second; None: the agent has none
+
+
+# What an agent may lack, as said to people (SnmpPoll.missing); the system group's scalars by
+# their MIB names. Without sysUpTime a reboot cannot be told from a counter reset.
+NO_UPTIME = "sysUpTime"
+NO_INTERFACES = "interface table"
+MISSING_NOTES = {NO_UPTIME: "reboots cannot be detected", NO_INTERFACES: "no interface figures"}
+
+
+def missing_text(missing: tuple[str, ...] | list[str]) -> str:
+    """``no sysUpTime (reboots cannot be detected), no sysDescr``: what an agent lacks, in words."""
+    return ", ".join(f"no {m} ({MISSING_NOTES[m]})" if m in MISSING_NOTES else f"no {m}"
+                     for m in missing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,7 @@ class RawPoll:
     interfaces: tuple[IfRow, ...]
     counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
     latency_s: float = 0.0  # the poll's slowest request, sent -> answer processed (load shows here)
+    missing: tuple[str, ...] = ()  # objects the agent does not have ("sysUpTime", "interface table")
 
 
 # Kept apart from poller.snmp (which loads pysnmp, ~0.2 s) so that a run without SNMP agents,

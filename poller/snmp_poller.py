@@ -24,12 +24,14 @@ from poller.bus import EventBus
 from poller.counters import DeviceCounters
 from poller.credentials import V2c
 from poller.engine import percentile
-from poller.events import SnmpAgentChange
+from poller.events import SnmpAgentChange, SnmpFailure
 from poller.scheduler import Scheduler, Slot
 from poller.snmp_admission import AdmissionLimit
 from poller.snmp_data import Agent, RawPoll, SnmpError
+from poller.text import clean
 
 log = logging.getLogger(__name__)
+_DETAIL_MAX = 300  # characters of a failed poll's detail kept (an exception's text can be long)
 
 
 class SnmpSource(Protocol):
@@ -155,11 +157,15 @@ class SnmpPoller:
                 # sure no poll lives on whatever an agent does. Meanwhile its slot is skipped.
                 raw = await asyncio.wait_for(self.client.poll(run.agent), 3 * self.config.interval)
             except (SnmpError, TimeoutError) as exc:
-                self._failed(run, exc.reason if isinstance(exc, SnmpError) else "timeout")
+                reason = exc.reason if isinstance(exc, SnmpError) else "timeout"
+                self._publish_failure(run, reason, str(exc) if isinstance(exc, SnmpError) else
+                                      f"the poll did not end within {3 * self.config.interval:g} s")
+                self._failed(run, reason)
                 return
             except Exception as exc:  # no IPv6 socket, a pysnmp error: a failed poll, not a crash
                 if not run.reported_down:
                     log.warning("SNMP poll of %s failed: %s: %s", run.agent.key, type(exc).__name__, exc)
+                self._publish_failure(run, "error", f"{type(exc).__name__}: {exc}")
                 self._failed(run, "error")
                 return
             latency = raw.latency_s
@@ -174,6 +180,12 @@ class SnmpPoller:
             slot.busy = False
             if run.v3:
                 self.v3_admission.done(latency)
+
+    def _publish_failure(self, run: _AgentRun, reason: str, detail: str) -> None:
+        """Every failed poll is a sample (the store keeps each device's last outcome), its
+        detail inert text: it may quote what an agent or a library said."""
+        self.bus.publish(SnmpFailure(run.agent.key, run.agent.address, datetime.now(UTC), reason,
+                                     clean(detail)[:_DETAIL_MAX]))
 
     def _failed(self, run: _AgentRun, reason: str) -> None:
         self.failed += 1

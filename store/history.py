@@ -23,13 +23,13 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import ColumnElement, Select
 
-from poller.events import CheckResult, SnmpPoll, State, Transition
+from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import partitions, snmp
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, IfRate, IfRollup, Outage, Rollup, SnmpEvent, SnmpLatest
 from store.schema import display_url, ensure_current
-from store.spool_records import SnmpEventIn
+from store.spool_records import PollRecord, SnmpEventIn
 
 _devices = devices_table
 _transitions = transitions_table
@@ -246,8 +246,9 @@ class HistoryStore:
 
     # -- SNMP (store/snmp.py) -------------------------------------------------------------
 
-    async def write_snmp_polls(self, polls: Sequence[SnmpPoll]) -> None:
-        """Latest system facts and interfaces, and interface rates, of ``polls`` (one transaction)."""
+    async def write_snmp_polls(self, polls: Sequence[PollRecord]) -> None:
+        """Latest system facts and interfaces, interface rates, and poll outcomes (answered or
+        failed) of ``polls``, in one transaction."""
         await snmp.write_polls(self, polls)
 
     async def write_snmp_events(self, events: Sequence[SnmpEventIn]) -> None:
@@ -255,7 +256,8 @@ class HistoryStore:
         await snmp.write_events(self, events)
 
     async def snmp_latest(self, device: str) -> SnmpLatest | None:
-        """What the latest SNMP poll of ``device`` read; None if it never was polled."""
+        """What the latest answered SNMP poll of ``device`` read and how polling it went; None if
+        it never was polled."""
         return await snmp.latest(self, device)
 
     async def if_rates(self, device: str, ifindex: int | None = None, since: datetime | None = None,

@@ -152,7 +152,24 @@ class SnmpSystemRow(SQLModel, table=True):
     sys_name: str
     sys_descr: str
     sys_object_id: str
-    uptime_s: float
+    uptime_s: float | None = None  # None: the agent has no sysUpTime (revision 0004)
+    missing: str | None = None  # what the agent lacks, comma-separated ("sysUpTime,interface table")
+
+
+class SnmpStatusRow(SQLModel, table=True):
+    """How SNMP polling of a device went (revision 0004): polls tried and answered, the last one's
+    time, outcome ('answered', 'timeout', 'error', 'authentication') and detail (the error, or
+    what an answering agent lacks), the last answer's time. One row per device polled."""
+
+    __tablename__ = "snmp_status"
+
+    device_id: int = Field(foreign_key="devices.id", primary_key=True)
+    polled_at: datetime
+    polls: int = Field(sa_column=Column(BigInteger, nullable=False))
+    answered: int = Field(sa_column=Column(BigInteger, nullable=False))
+    outcome: str
+    detail: str | None = None
+    answered_at: datetime | None = None
 
 
 class SnmpInterfaceRow(SQLModel, table=True):
@@ -261,7 +278,9 @@ if_rates_table: Table = SQLModel.metadata.tables[str(IfRateRow.__tablename__)]
 if_rollup_1m_table: Table = SQLModel.metadata.tables[str(IfRollup1mRow.__tablename__)]
 if_rollup_1h_table: Table = SQLModel.metadata.tables[str(IfRollup1hRow.__tablename__)]
 snmp_events_table: Table = SQLModel.metadata.tables[str(SnmpEventRow.__tablename__)]
+snmp_status_table: Table = SQLModel.metadata.tables[str(SnmpStatusRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
-                           if_rollup_1m_table, if_rollup_1h_table, snmp_events_table]
+                           if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
+                           snmp_status_table]

@@ -87,7 +87,8 @@ class SnmpSystem:
     name: str
     descr: str
     object_id: str
-    uptime_s: float
+    uptime_s: float | None  # None: the agent has no sysUpTime
+    missing: tuple[str, ...] = ()  # what the agent lacks ("sysUpTime", "interface table", ...)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +111,28 @@ class SnmpInterface:
 
 
 @dataclass(frozen=True, slots=True)
+class SnmpStatus:
+    """How SNMP polling of a device went: every poll tried, and the last one's outcome."""
+
+    polled_at: datetime  # the last poll (answered or not)
+    polls: int  # polls tried since the history began
+    answered: int  # of those, answered (fully or in part)
+    outcome: str  # the last poll's: "answered", "timeout", "error", "authentication"
+    detail: str | None  # the error, or what an answering agent lacks
+    answered_at: datetime | None  # the last answer; None: never answered
+
+
+@dataclass(frozen=True, slots=True)
 class SnmpLatest:
-    """What the latest SNMP poll of ``device`` read: its system facts and interfaces by ifindex."""
+    """What the latest answered SNMP poll of ``device`` read: its system facts and interfaces by
+    ifindex, and how polling it went (``status``), also when it never answered."""
 
     device: str
     address: str
-    polled_at: datetime
-    system: SnmpSystem
+    polled_at: datetime | None  # the latest answer; None: never answered
+    system: SnmpSystem | None  # None: polled, never answered (see ``status``)
     interfaces: tuple[SnmpInterface, ...]
+    status: SnmpStatus | None = None  # None: a history from before revision 0004
 
 
 class IfRate(NamedTuple):

@@ -17,20 +17,21 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy import BindParameter, Integer, Table, bindparam, delete, insert, select
+from sqlalchemy import BindParameter, Integer, Table, bindparam, case, delete, insert, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpPoll
+from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpFailure, SnmpPoll
 from store import partitions
 from store.models import (
     devices_table,
     if_rates_table,
     snmp_events_table,
     snmp_interfaces_table,
+    snmp_status_table,
     snmp_system_table,
 )
-from store.records import IfRate, IfRollup, SnmpEvent, SnmpInterface, SnmpLatest, SnmpSystem
+from store.records import IfRate, IfRollup, SnmpEvent, SnmpInterface, SnmpLatest, SnmpStatus, SnmpSystem
 from store.spool_records import SnmpEventIn
 
 if TYPE_CHECKING:
@@ -42,14 +43,18 @@ _IF_FIELDS = ("name", "alias", "admin", "oper", "speed_bps", "in_bps", "out_bps"
 _IF_ROLLUP_FIELDS = ("bucket", "samples", "in_avg", "in_max", "in_p95", "out_avg", "out_max",
                      "out_p95")
 _sys, _ifs, _rates, _events = snmp_system_table, snmp_interfaces_table, if_rates_table, snmp_events_table
+_status = snmp_status_table
 RateRecord = tuple[int, int, datetime, float | None, float | None]
+PollRecord = SnmpPoll | SnmpFailure
+ANSWERED = "answered"  # snmp_status.outcome of a poll the agent answered (fully or in part)
 
 
 # -- writes -----------------------------------------------------------------------------------
 
 
-async def write_polls(store: HistoryStore, polls: Sequence[SnmpPoll]) -> None:
-    """Upsert the latest tables from the newest poll of each device and insert every rate."""
+async def write_polls(store: HistoryStore, polls: Sequence[PollRecord]) -> None:
+    """Upsert the latest tables from the newest answered poll of each device, insert every rate,
+    and count every poll, answered or failed, in ``snmp_status``."""
     if not polls:
         return
     ids = store._ids
@@ -57,6 +62,8 @@ async def write_polls(store: HistoryStore, polls: Sequence[SnmpPoll]) -> None:
         ids = await store._device_ids((p.device, p.address) for p in polls)
     newest: dict[int, SnmpPoll] = {}
     for poll in polls:
+        if not isinstance(poll, SnmpPoll):
+            continue
         device_id = ids[poll.device]
         held = newest.get(device_id)
         if held is None or poll.at >= held.at:
@@ -68,13 +75,16 @@ async def write_polls(store: HistoryStore, polls: Sequence[SnmpPoll]) -> None:
                        for d, p in newest.items() for i in p.interfaces}.values())
     rates: list[RateRecord] = [
         (ids[p.device], i.ifindex, p.at, i.in_bps, i.out_bps)
-        for p in polls for i in p.interfaces if i.in_bps is not None or i.out_bps is not None]
+        for p in polls if isinstance(p, SnmpPoll)
+        for i in p.interfaces if i.in_bps is not None or i.out_bps is not None]
+    statuses = _status_rows(ids, polls)
     if store.dialect == "postgresql":
-        await _write_postgres(store, systems, interfaces, list(newest), rates)
+        await _write_postgres(store, systems, interfaces, list(newest), rates, statuses)
     else:
         statements = [(_upsert_latest(store, _sys, ("device_id",)), systems),
                       (_upsert_latest(store, _ifs, ("device_id", "ifindex")), interfaces),
-                      (_delete_stale(), [{"b_device": d} for d in newest])]
+                      (_delete_stale(), [{"b_device": d} for d in newest]),
+                      (_upsert_status(store), statuses)]
         async with store.writing() as conn:
             for stmt, rows in statements:
                 await _execute_chunked(store, conn, stmt, rows)
@@ -84,11 +94,46 @@ async def write_polls(store: HistoryStore, polls: Sequence[SnmpPoll]) -> None:
         store.note_written("if_rates", min(r[2] for r in rates))
 
 
+def _status_rows(ids: dict[str, int], polls: Sequence[PollRecord]) -> list[dict[str, Any]]:
+    """One ``snmp_status`` row per device of the batch: its polls counted, its newest kept."""
+    rows: dict[int, dict[str, Any]] = {}
+    for poll in polls:
+        answered = isinstance(poll, SnmpPoll)
+        outcome, detail = (poll.reason, _text(poll.detail)) if isinstance(poll, SnmpFailure) \
+            else (ANSWERED, None)
+        row = rows.setdefault(ids[poll.device], {
+            "device_id": ids[poll.device], "polled_at": poll.at, "polls": 0, "answered": 0,
+            "outcome": outcome, "detail": detail, "answered_at": None})
+        row["polls"] += 1
+        if answered:
+            row["answered"] += 1
+            if row["answered_at"] is None or poll.at > row["answered_at"]:
+                row["answered_at"] = poll.at
+        if poll.at >= row["polled_at"]:
+            row.update(polled_at=poll.at, outcome=outcome, detail=detail)
+    return list(rows.values())
+
+
+def _upsert_status(store: HistoryStore) -> Any:
+    # Counts add up; the outcome is the newest poll's, even when a batch replayed late is older.
+    stmt = store.upsert(_status)
+    new, old = stmt.excluded, _status.c
+    newer = new.polled_at >= old.polled_at
+    return stmt.on_conflict_do_update(index_elements=["device_id"], set_={
+        "polls": old.polls + new.polls, "answered": old.answered + new.answered,
+        "outcome": case((newer, new.outcome), else_=old.outcome),
+        "detail": case((newer, new.detail), else_=old.detail),
+        "polled_at": case((newer, new.polled_at), else_=old.polled_at),
+        "answered_at": case((old.answered_at.is_(None), new.answered_at),
+                            (new.answered_at > old.answered_at, new.answered_at), else_=old.answered_at)})
+
+
 # PostgreSQL: each latest table is upserted by one statement over arrays (unnest), bound by
 # asyncpg: a third of the time of an executemany through SQLAlchemy, most of it off the loop.
 _PG_TYPES = {"device_id": "int4", "ifindex": "int4", "polled_at": "timestamptz", "uptime_s": "float8",
              "speed_bps": "int8", "in_bps": "float8", "out_bps": "float8", "in_errors": "int8",
-             "out_errors": "int8", "in_discards": "int8", "out_discards": "int8", "counters_64": "bool"}
+             "out_errors": "int8", "in_discards": "int8", "out_discards": "int8", "counters_64": "bool",
+             "polls": "int8", "answered": "int8", "answered_at": "timestamptz"}
 
 
 def _pg_upsert(table: Table, keys: tuple[str, ...]) -> tuple[str, list[str]]:
@@ -102,14 +147,26 @@ def _pg_upsert(table: Table, keys: tuple[str, ...]) -> tuple[str, list[str]]:
 
 _PG_SYSTEM = _pg_upsert(snmp_system_table, ("device_id",))
 _PG_INTERFACES = _pg_upsert(snmp_interfaces_table, ("device_id", "ifindex"))
+_PG_STATUS_COLUMNS = [c.name for c in snmp_status_table.columns]
+_PG_STATUS = (
+    f"INSERT INTO snmp_status ({', '.join(_PG_STATUS_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${n}::{_PG_TYPES.get(c, 'text')}[]" for n, c in enumerate(_PG_STATUS_COLUMNS, 1))
+    + ") ON CONFLICT (device_id) DO UPDATE SET "
+    "polls = snmp_status.polls + EXCLUDED.polls, answered = snmp_status.answered + EXCLUDED.answered, "
+    "outcome = CASE WHEN EXCLUDED.polled_at >= snmp_status.polled_at THEN EXCLUDED.outcome "
+    "ELSE snmp_status.outcome END, "
+    "detail = CASE WHEN EXCLUDED.polled_at >= snmp_status.polled_at THEN EXCLUDED.detail "
+    "ELSE snmp_status.detail END, "
+    "polled_at = GREATEST(snmp_status.polled_at, EXCLUDED.polled_at), "
+    "answered_at = GREATEST(snmp_status.answered_at, EXCLUDED.answered_at)")  # GREATEST skips NULLs
 _PG_STALE = ("DELETE FROM snmp_interfaces i USING snmp_system s WHERE i.device_id = ANY($1::int4[]) "
              "AND s.device_id = i.device_id AND i.polled_at < s.polled_at")
 
 
 async def _write_postgres(store: HistoryStore, systems: list[dict[str, Any]],
                           interfaces: list[dict[str, Any]], devices: list[int],
-                          rates: list[RateRecord]) -> None:
-    if any(r["polled_at"].tzinfo is None for r in systems):
+                          rates: list[RateRecord], statuses: list[dict[str, Any]]) -> None:
+    if any(r["polled_at"].tzinfo is None for r in (*systems, *statuses)):
         # asyncpg (COPY and arrays) bypasses UTCDateTime, and would read a naive time as local time.
         raise StatementError("naive datetime: poll times need a timezone (UTC)", "COPY if_rates",
                              None, ValueError("naive datetime"))
@@ -121,7 +178,8 @@ async def _write_postgres(store: HistoryStore, systems: list[dict[str, Any]],
         try:
             async with driver.transaction():  # upserts, deletes and COPY: all or nothing
                 step = max(1, store.chunk_rows)  # bounds each slice of the loop's time, as for checks
-                for (sql, columns), rows in ((_PG_SYSTEM, systems), (_PG_INTERFACES, interfaces)):
+                for (sql, columns), rows in ((_PG_SYSTEM, systems), (_PG_INTERFACES, interfaces),
+                                             ((_PG_STATUS, _PG_STATUS_COLUMNS), statuses)):
                     for i in range(0, len(rows), step):
                         chunk = rows[i : i + step]
                         await driver.execute(sql, *([row[c] for row in chunk] for c in columns),
@@ -161,7 +219,7 @@ def _delete_stale() -> Any:
 def _system_row(device_id: int, poll: SnmpPoll) -> dict[str, Any]:
     return {"device_id": device_id, "polled_at": poll.at, "sys_name": _text(poll.sys_name),
             "sys_descr": _text(poll.sys_descr), "sys_object_id": _text(poll.sys_object_id),
-            "uptime_s": poll.uptime_s}
+            "uptime_s": poll.uptime_s, "missing": ",".join(poll.missing) or None}
 
 
 def _interface_row(device_id: int, at: datetime, i: InterfaceStat) -> dict[str, Any]:
@@ -208,24 +266,34 @@ def event_fields(event: SnmpEventIn) -> dict[str, Any]:
 
 
 async def latest(store: HistoryStore, device: str) -> SnmpLatest | None:
-    """The device's latest system facts and interfaces (by ifindex); None if never polled."""
+    """The device's latest system facts and interfaces (by ifindex) and how polling it went;
+    None if it was never polled."""
     device_id = store.device_id(device)
     if device_id is None:
         return None
     d = devices_table
     async with store.engine.connect() as conn:
+        address = (await conn.execute(select(d.c.address).where(d.c.id == device_id))).scalar_one()
+        status = (await conn.execute(select(*(_status.c[f] for f in _STATUS_FIELDS))
+                                     .where(_status.c.device_id == device_id))).first()
         system = (await conn.execute(
-            select(d.c.address, *(_sys.c[f] for f in ("polled_at", "sys_name", "sys_descr",
-                                                      "sys_object_id", "uptime_s")))
-            .join(d, d.c.id == _sys.c.device_id).where(_sys.c.device_id == device_id))).first()
-        if system is None:
+            select(*(_sys.c[f] for f in ("polled_at", "sys_name", "sys_descr", "sys_object_id",
+                                        "uptime_s", "missing")))
+            .where(_sys.c.device_id == device_id))).first()
+        if system is None and status is None:
             return None
         rows = (await conn.execute(select(_ifs.c.ifindex, *(_ifs.c[f] for f in _IF_FIELDS))
                                    .where(_ifs.c.device_id == device_id)
                                    .order_by(_ifs.c.ifindex))).all()
-    return SnmpLatest(device, system.address, system.polled_at,
-                      SnmpSystem(system.sys_name, system.sys_descr, system.sys_object_id, system.uptime_s),
-                      tuple(SnmpInterface(*r) for r in rows))
+    facts = None if system is None else SnmpSystem(
+        system.sys_name, system.sys_descr, system.sys_object_id, system.uptime_s,
+        tuple(system.missing.split(",")) if system.missing else ())
+    return SnmpLatest(device, address, None if system is None else system.polled_at, facts,
+                      tuple(SnmpInterface(*r) for r in rows),
+                      None if status is None else SnmpStatus(*status))
+
+
+_STATUS_FIELDS = ("polled_at", "polls", "answered", "outcome", "detail", "answered_at")
 
 
 async def rates(store: HistoryStore, device: str, ifindex: int | None = None,

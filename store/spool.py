@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from poller.events import CheckResult, SnmpPoll, Transition
+from poller.events import CheckResult, SnmpFailure, SnmpPoll, Transition
 from store.spool_records import (
     Line,
+    PollRecord,
     SnmpEventIn,
     decode,
     encode_check,
@@ -49,7 +50,7 @@ class SpoolBatch:
     segment: Path
     start: int  # byte offsets of the batch's records in ``segment``
     end: int
-    polls: list[SnmpPoll] = field(default_factory=list)
+    polls: list[PollRecord] = field(default_factory=list)  # answered and failed SNMP polls
     events: list[SnmpEventIn] = field(default_factory=list)  # SNMP reboots, interface and agent changes
 
     @property
@@ -136,7 +137,7 @@ class Spool:
     # -- writing --------------------------------------------------------------------------
 
     def append(self, transitions: Sequence[Transition], checks: Sequence[CheckResult],
-               polls: Sequence[SnmpPoll] = (), events: Sequence[SnmpEventIn] = ()) -> int:
+               polls: Sequence[PollRecord] = (), events: Sequence[SnmpEventIn] = ()) -> int:
         """Write the transitions, the SNMP events, then the checks and the SNMP polls, durably
         (fsync'd); return how many checks and polls were dropped: the newest of this call that
         would take the spool past ``max_bytes`` (counted in ``dropped_checks``, ``dropped_polls``).
@@ -257,6 +258,8 @@ class Spool:
                         break  # the next batch starts with it
                     batch.polls.append(record)
                     weight += len(record.interfaces)
+                elif isinstance(record, SnmpFailure):
+                    batch.polls.append(record)
                 elif isinstance(record, Transition):
                     batch.transitions.append(record)
                 elif isinstance(record, CheckResult):

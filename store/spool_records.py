@@ -1,7 +1,8 @@
 """How the spool writes one event as one line (compact JSON, newline included) and reads it back.
 
 ``k`` names the kind: ``t`` transition, ``c`` check, ``p`` SNMP poll (its interfaces as arrays,
-in :data:`_IF_FIELDS` order), ``r`` reboot, ``i`` interface change, ``a`` SNMP agent change.
+in :data:`_IF_FIELDS` order), ``f`` failed SNMP poll, ``r`` reboot, ``i`` interface change, ``a``
+SNMP agent change.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from poller.events import (
     InterfaceStat,
     Reboot,
     SnmpAgentChange,
+    SnmpFailure,
     SnmpPoll,
     State,
     Transition,
@@ -23,7 +25,9 @@ from poller.events import (
 Line = bytes
 SnmpEventIn = Reboot | InterfaceChange | SnmpAgentChange
 """The rare SNMP events the store keeps (never dropped, like transitions)."""
-Record = Transition | CheckResult | SnmpPoll | Reboot | InterfaceChange | SnmpAgentChange
+PollRecord = SnmpPoll | SnmpFailure
+"""SNMP poll outcomes: samples, like checks (a failed poll is kept for the device's status)."""
+Record = Transition | CheckResult | SnmpPoll | SnmpFailure | Reboot | InterfaceChange | SnmpAgentChange
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _IF_FIELDS = ("ifindex", "name", "alias", "admin", "oper", "speed_bps", "in_bps", "out_bps", "in_errors",
@@ -42,11 +46,17 @@ def encode_check(c: CheckResult) -> Line:
                   "sent": c.sent, "received": c.received, "rtt_ms": c.rtt_ms, "state": c.state.value})
 
 
-def encode_poll(p: SnmpPoll) -> Line:
-    return _line({"k": "p", "device": p.device, "address": p.address, "at": p.at.isoformat(),
-                  "sys_name": p.sys_name, "sys_descr": p.sys_descr, "sys_object_id": p.sys_object_id,
-                  "uptime_s": p.uptime_s,
-                  "ifs": [[getattr(i, f) for f in _IF_FIELDS] for i in p.interfaces]})
+def encode_poll(p: PollRecord) -> Line:
+    if isinstance(p, SnmpFailure):
+        return _line({"k": "f", "device": p.device, "address": p.address, "at": p.at.isoformat(),
+                      "reason": p.reason, "detail": p.detail})
+    record: dict[str, object] = {
+        "k": "p", "device": p.device, "address": p.address, "at": p.at.isoformat(),
+        "sys_name": p.sys_name, "sys_descr": p.sys_descr, "sys_object_id": p.sys_object_id,
+        "uptime_s": p.uptime_s, "ifs": [[getattr(i, f) for f in _IF_FIELDS] for i in p.interfaces]}
+    if p.missing:  # absent from lines spooled before agents could lack objects
+        record["missing"] = list(p.missing)
+    return _line(record)
 
 
 def encode_event(e: SnmpEventIn) -> Line:
@@ -83,7 +93,9 @@ def decode(line: Line) -> Record:
         if any(len(row) != len(_IF_FIELDS) for row in d["ifs"]):
             raise ValueError("interface row of the wrong length")
         return SnmpPoll(d["device"], d["address"], at, d["sys_name"], d["sys_descr"], d["sys_object_id"],
-                        d["uptime_s"], interfaces)
+                        d["uptime_s"], interfaces, tuple(d.get("missing", ())))
+    if kind == "f":
+        return SnmpFailure(d["device"], d["address"], at, d["reason"], d["detail"])
     if kind == "r":
         return Reboot(d["device"], d["address"], at, d["uptime_s"], d["previous_uptime_s"],
                       datetime.fromisoformat(d["booted_at"]))

@@ -14,9 +14,18 @@ import asyncpg
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from poller.bus import Subscription
-from poller.events import CheckResult, Event, InterfaceChange, Reboot, SnmpAgentChange, SnmpPoll, Transition
+from poller.events import (
+    CheckResult,
+    Event,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    SnmpFailure,
+    SnmpPoll,
+    Transition,
+)
 from store.spool import Spool, SpoolBatch, SpoolError
-from store.spool_records import SnmpEventIn
+from store.spool_records import PollRecord, SnmpEventIn
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -31,7 +40,7 @@ class HistorySink(Protocol):
 
     async def write_transitions(self, transitions: Sequence[Transition]) -> None: ...
 
-    async def write_snmp_polls(self, polls: Sequence[SnmpPoll]) -> None: ...
+    async def write_snmp_polls(self, polls: Sequence[PollRecord]) -> None: ...
 
     async def write_snmp_events(self, events: Sequence[SnmpEventIn]) -> None: ...
 
@@ -106,7 +115,7 @@ class StoreWriter:
         self.last_error: str | None = None
         self._checks: list[CheckResult] = []
         self._transitions: deque[Transition] = deque()
-        self._polls: list[SnmpPoll] = []
+        self._polls: list[PollRecord] = []  # answered and failed SNMP polls (samples)
         self._poll_rows = 0  # rows of the pending polls (see _weight)
         self._snmp_events: deque[SnmpEventIn] = deque()
         self._flush_at: float | None = None  # loop time by which pending checks are written
@@ -225,7 +234,7 @@ class StoreWriter:
                 self._checks.append(event)
             elif isinstance(event, Transition):
                 self._transitions.append(event)
-            elif isinstance(event, SnmpPoll):
+            elif isinstance(event, SnmpPoll | SnmpFailure):
                 self._polls.append(event)
                 self._poll_rows += _weight(event)
             elif isinstance(event, Reboot | InterfaceChange | SnmpAgentChange):
@@ -565,9 +574,9 @@ class StoreWriter:
         self._delay = self.retry_delay
 
 
-def _weight(poll: SnmpPoll) -> int:
+def _weight(poll: PollRecord) -> int:
     """Rows of one SNMP poll: its system row and one per interface (what batches and bounds count)."""
-    return 1 + len(poll.interfaces)
+    return 1 + len(poll.interfaces) if isinstance(poll, SnmpPoll) else 1
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -75,13 +75,15 @@ def make_devices(n: int, interval: float | None = None, prefix: str = "dev") -> 
 
 class FakeSnmpClient:
     """Answers SNMP polls from a script: one interface ``eth0`` whose octets grow by
-    ``octets_per_poll``; ``failing`` agents time out; ``reboot(key)`` restarts an agent's
+    ``octets_per_poll``; ``failing`` agents time out; ``partial`` agents answer sysObjectID only
+    (as an Eaton UPS card: no sysUpTime, no interfaces); ``reboot(key)`` restarts an agent's
     sysUpTime; ``oper[key]`` sets eth0's ifOperStatus (1 up, 2 down)."""
 
     def __init__(self, delay: float = 0.0, octets_per_poll: int = 1000) -> None:
         self.delay = delay
         self.octets_per_poll = octets_per_poll
         self.failing: set[str] = set()
+        self.partial: set[str] = set()
         self.oper: dict[str, int] = {}
         self.calls: dict[str, int] = {}
         self.max_in_flight = 0  # per agent
@@ -104,6 +106,10 @@ class FakeSnmpClient:
             await asyncio.sleep(self.delay)
             if key in self.failing:
                 raise SnmpError("timeout", "no answer")
+            if key in self.partial:
+                facts = SystemFacts("", "", "1.3.6.1.4.1.705.1", None)
+                return RawPoll(datetime.now(UTC), facts, (), time.monotonic(),
+                               ("sysUpTime", "sysDescr", "sysName", "interface table"))
             booted = self._booted.setdefault(key, time.monotonic() - 3600)
             octets = self._octets[key] = self._octets.get(key, 0) + self.octets_per_poll
             uptime = int((time.monotonic() - booted) * 100)

@@ -19,6 +19,7 @@ from poller.events import (
     InterfaceChange,
     Reboot,
     SnmpAgentChange,
+    SnmpFailure,
     SnmpPoll,
     Transition,
 )
@@ -79,10 +80,14 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "at": _iso(event.at), "answering": event.answering, "reason": event.reason}
     if isinstance(event, SnmpPoll):
         return {"type": "snmp", "device": event.device, "address": event.address, "at": _iso(event.at),
-                "sys_name": event.sys_name, "uptime_s": round(event.uptime_s, 2),
+                "sys_name": event.sys_name, "uptime_s": _round(event.uptime_s, 2),
+                "missing": list(event.missing),
                 "interfaces": [{"ifindex": i.ifindex, "name": i.name, "admin": i.admin, "oper": i.oper,
                                 "speed_bps": i.speed_bps, "in_bps": _round(i.in_bps, 1),
                                 "out_bps": _round(i.out_bps, 1)} for i in event.interfaces]}
+    if isinstance(event, SnmpFailure):
+        return {"type": "snmp_failed", "device": event.device, "address": event.address,
+                "at": _iso(event.at), "reason": event.reason, "detail": event.detail}
     if isinstance(event, CheckResult):
         return {"type": "check", "device": event.device, "address": event.address, "at": _iso(event.at),
                 "sent": event.sent, "received": event.received, "rtt_ms": _round(event.rtt_ms),
@@ -127,7 +132,7 @@ async def _print_events(sub: Subscription, out: TextIO, checks: bool) -> None:
             return
         lines = []
         for event in batch:
-            if isinstance(event, CheckResult | SnmpPoll) and not checks:
+            if isinstance(event, CheckResult | SnmpPoll | SnmpFailure) and not checks:
                 continue
             record = event_record(event)
             if record is not None:

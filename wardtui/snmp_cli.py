@@ -10,7 +10,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store.records import SnmpInterface, SnmpLatest
+from poller.snmp_data import missing_text
+from store.records import SnmpInterface, SnmpLatest, SnmpStatus
 
 _DASH = "—"
 _EXAMPLES = """\
@@ -30,7 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     snmp.add_argument("device", metavar="DEVICE", help="the device's name, as in the inventory")
     snmp.add_argument("--json", action="store_true",
-                      help='one JSON object: {"device", "address", "polled_at", "system", "interfaces"}')
+                      help='one JSON object: {"device", "address", "polled_at", "system", "interfaces", '
+                           '"polling"}; "system" is null for a device polled but never answered')
     # SUPPRESS, as for `wardtui history`: `wardtui --db X snmp D` keeps X.
     snmp.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                       help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
@@ -77,11 +79,22 @@ def interface_record(i: SnmpInterface) -> dict[str, Any]:
 
 def snmp_record(latest: SnmpLatest) -> dict[str, Any]:
     s = latest.system
-    return {"device": latest.device, "address": latest.address,
-            "polled_at": latest.polled_at.astimezone(UTC).isoformat(),
-            "system": {"name": s.name, "descr": s.descr, "object_id": s.object_id,
-                       "uptime_s": _round(s.uptime_s)},
-            "interfaces": [interface_record(i) for i in latest.interfaces]}
+    system = None if s is None else {
+        "name": s.name, "descr": s.descr, "object_id": s.object_id, "uptime_s": _round(s.uptime_s),
+        "missing": list(s.missing)}
+    return {"device": latest.device, "address": latest.address, "polled_at": _iso(latest.polled_at),
+            "system": system, "interfaces": [interface_record(i) for i in latest.interfaces],
+            "polling": None if latest.status is None else status_record(latest.status)}
+
+
+def status_record(status: SnmpStatus) -> dict[str, Any]:
+    return {"polls": status.polls, "answered": status.answered, "last_poll_at": _iso(status.polled_at),
+            "last_outcome": status.outcome, "last_detail": status.detail,
+            "last_answer_at": _iso(status.answered_at)}
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).isoformat()
 
 
 _COLUMNS = (("ifindex", ">"), ("name", "<"), ("alias", "<"), ("admin", "<"), ("oper", "<"),
@@ -96,11 +109,21 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
     from wardtui.widgets.states import format_duration
 
     s = latest.system
+    if s is None or latest.polled_at is None:  # polled, never answered: how often, and what came back
+        return "\n".join([f"{latest.device} ({latest.address}): no SNMP answer in the history",
+                          *_status_lines(latest.status, now)])
     age = format_duration(now - latest.polled_at)
+    uptime = "no sysUpTime" if s.uptime_s is None else f"up {format_duration(timedelta(seconds=s.uptime_s))}"
     lines = [f"{latest.device} ({latest.address}), polled {_stamp(latest.polled_at)} UTC ({age} ago)",
-             f"system: {s.name or _DASH}, object id {s.object_id or _DASH}, "
-             f"up {format_duration(timedelta(seconds=s.uptime_s))}",
+             f"system: {s.name or _DASH}, object id {s.object_id or _DASH}, {uptime}",
              f"descr:  {' '.join(s.descr.split()) or _DASH}"]
+    if s.missing:
+        lines.append(f"lacks:  {missing_text(s.missing)}")
+    status = latest.status
+    if status is not None and (status.outcome != "answered" or status.polled_at > latest.polled_at):
+        lines += _status_lines(status, now)  # the polls since the last answer failed
+    elif status is not None:
+        lines.append(f"polls:  {status.polls} ({status.answered} answered)")
     if not latest.interfaces:
         return "\n".join([*lines, "no interfaces"])
     rows = [[str(i.ifindex), i.name, i.alias, i.admin, i.oper, _si(i.speed_bps), _si(i.in_bps),
@@ -114,6 +137,20 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
                  for cell, (_, align), width in zip(row, _COLUMNS, widths, strict=True)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def _status_lines(status: SnmpStatus | None, now: datetime) -> list[str]:
+    """How often the device was polled and what its agent answered last (timeout, error status)."""
+    from wardtui.widgets.states import format_duration
+
+    if status is None:
+        return []
+    answered = (f"{status.answered} answered, the last at {_stamp(status.answered_at)} UTC"
+                if status.answered_at is not None else "never answered")
+    detail = f": {status.detail}" if status.detail else ""
+    return [f"polls:  {status.polls} ({answered})",
+            f"last:   {_stamp(status.polled_at)} UTC ({format_duration(now - status.polled_at)} ago), "
+            f"{status.outcome}{detail}"]
 
 
 def _si(value: float | None) -> str:

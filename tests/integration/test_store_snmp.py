@@ -23,6 +23,7 @@ from poller.events import (
     InterfaceStat,
     Reboot,
     SnmpAgentChange,
+    SnmpFailure,
     SnmpPoll,
     State,
 )
@@ -34,7 +35,7 @@ from store.spool import Spool
 from store.writer import StoreWriter
 from tests.integration.postgres import PrivateCluster
 from tests.integration.test_cli_errors import assert_no_traceback, run
-from tests.integration.test_store_migrations import history_rows, insert_history, on
+from tests.integration.test_store_migrations import HEAD, history_rows, insert_history, on
 
 S, M, H, D = (timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1), timedelta(days=1))
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -71,7 +72,7 @@ async def test_upgrade_from_0002_keeps_the_history_and_adds_the_snmp_tables(db_u
     before = await on(db_url, history_rows)
     assert not SNMP_TABLES & await on(db_url, lambda c: set(inspect(c).get_table_names()))
 
-    assert (await schema.upgrade(db_url)).current == ("0003",)
+    assert (await schema.upgrade(db_url)).current == (HEAD,)
     assert await on(db_url, history_rows) == before
     assert await on(db_url, lambda c: set(inspect(c).get_table_names())) >= SNMP_TABLES
     assert await on(db_url, schema.differences) == []
@@ -88,6 +89,36 @@ async def test_upgrade_from_0002_keeps_the_history_and_adds_the_snmp_tables(db_u
     assert down.current == ("0002",)
     assert not SNMP_TABLES & await on(db_url, lambda c: set(inspect(c).get_table_names()))
     assert await on(db_url, history_rows) == before
+
+
+async def test_upgrade_from_0003_keeps_the_snmp_rows_and_adds_poll_outcomes(db_url: str) -> None:
+    await schema.upgrade(db_url, "0003")
+    await on(db_url, insert_history)
+    await on(db_url, lambda c: c.execute(text(
+        "INSERT INTO snmp_system (device_id, polled_at, sys_name, sys_descr, sys_object_id, uptime_s) "
+        "SELECT id, :at, 'r', 'd', '1.3.6.1', 42.0 FROM devices"), {"at": NOW}))
+    before = await on(db_url, history_rows)
+    assert (await schema.upgrade(db_url)).current == ("0004",)
+    assert await on(db_url, schema.differences) == []
+    assert await on(db_url, history_rows) == before
+    assert await on(db_url, lambda c: c.execute(text(
+        "SELECT uptime_s, missing FROM snmp_system")).all()) == [(42.0, None)] * len(before["devices"])
+    async with HistoryStore(db_url) as store:  # an agent without sysUpTime, and failed polls
+        await store.write_snmp_polls([
+            SnmpPoll("r1", "10.0.0.1", NOW, "", "", "1.3.6.1.4.1.705.1", None, (),
+                     ("sysUpTime", "interface table")),
+            SnmpFailure("r2", "10.0.0.2", NOW, "timeout", "no answer within 2 s (1 retries)")])
+        ups, silent = await store.snmp_latest("r1"), await store.snmp_latest("r2")
+    assert ups is not None and ups.system is not None and ups.system.uptime_s is None
+    assert ups.system.missing == ("sysUpTime", "interface table")
+    assert silent is not None and silent.system is not None and silent.system.uptime_s == 42.0
+    assert silent.status is not None
+    assert (silent.status.polls, silent.status.answered, silent.status.outcome) == (1, 0, "timeout")
+    # Down again: the rows an older wardtui cannot hold (no uptime) go, the others stay.
+    assert (await schema.downgrade(db_url, "0003")).current == ("0003",)
+    names = await on(db_url, lambda c: {r[0] for r in c.execute(text(
+        "SELECT d.name FROM snmp_system s JOIN devices d ON d.id = s.device_id"))})
+    assert names == {"r2"}
 
 
 # -- latest tables and rates ----------------------------------------------------------------
@@ -367,7 +398,9 @@ def test_wardtui_snmp_prints_the_latest_poll(db_url: str, tmp_path: Path) -> Non
     assert record == {
         "device": "north-b001-rtr", "address": "127.0.0.2", "polled_at": NOW.isoformat(),
         "system": {"name": "north-b001-rtr.example", "descr": "Test OS 1.0",
-                   "object_id": "1.3.6.1.4.1.8072.3.2.10", "uptime_s": 90061.0},
+                   "object_id": "1.3.6.1.4.1.8072.3.2.10", "uptime_s": 90061.0, "missing": []},
+        "polling": {"polls": 2, "answered": 2, "last_poll_at": NOW.isoformat(), "last_outcome": "answered",
+                    "last_detail": None, "last_answer_at": NOW.isoformat()},
         "interfaces": [
             {"ifindex": 1, "name": "Gi0/1", "alias": "to site 1", "admin": "up", "oper": "up",
              "speed_bps": 10**9, "in_bps": 123456789.0, "out_bps": None, "in_errors": 0, "out_errors": 1,
@@ -390,6 +423,47 @@ def test_wardtui_snmp_prints_the_latest_poll(db_url: str, tmp_path: Path) -> Non
     # Columns line up: every row's "speed" value ends where the header's "speed" does.
     end = header.index("speed") + len("speed")
     assert all(r[end - 2:end] == "1G" for r in rows)
+
+
+async def test_poll_outcomes_are_counted_and_the_newest_kept_even_when_replayed_late(
+        store: HistoryStore) -> None:
+    timeout = SnmpFailure("r1", "127.0.0.2", NOW, "timeout", "no answer within 2 s (1 retries)")
+    await store.write_snmp_polls([poll("r1", NOW - 2 * M, iface(1)), poll("r1", NOW - M, iface(1)), timeout])
+    await store.write_snmp_polls([poll("r1", NOW - 3 * M, iface(1))])  # from the spool, late
+    latest = await store.snmp_latest("r1")
+    assert latest is not None and latest.status is not None and latest.system is not None
+    s = latest.status
+    assert (s.polls, s.answered, s.outcome, s.detail) == (4, 3, "timeout", "no answer within 2 s (1 retries)")
+    assert (s.polled_at, s.answered_at, latest.polled_at) == (NOW, NOW - M, NOW - M)
+    await store.write_snmp_polls([poll("r1", NOW + M, iface(1))])  # it answers again
+    latest = await store.snmp_latest("r1")
+    assert latest is not None and latest.status is not None
+    assert (latest.status.polls, latest.status.outcome, latest.status.detail) == (5, "answered", None)
+    assert latest.status.answered_at == latest.status.polled_at == NOW + M
+
+
+def test_wardtui_snmp_says_how_the_polls_since_the_last_answer_went(db_url: str, tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with HistoryStore(db_url) as store:
+            await store.write_snmp_polls([
+                poll("r1", NOW - M, iface(1)),
+                *(SnmpFailure("r1", "127.0.0.2", NOW - k * S, "timeout", "no answer within 2 s (1 retries)")
+                  for k in (20, 10, 0)),
+                SnmpFailure("silent", "127.0.0.3", NOW, "authentication",
+                            "the agent refused the credentials: \x1b]0;owned\x07")])
+    asyncio.run(fill())
+    url = _cli_url(db_url)
+    r1 = run("snmp", "r1", "--db", url, cwd=tmp_path)
+    assert r1.returncode == 0, r1.stderr
+    assert "polls:  4 (1 answered, the last at " in r1.stdout
+    assert ", timeout: no answer within 2 s (1 retries)" in r1.stdout
+    assert "ge-0/0/1" in r1.stdout  # the last answer's interfaces are still shown
+    silent = run("snmp", "silent", "--db", url, cwd=tmp_path)
+    assert silent.returncode == 0, silent.stderr
+    assert silent.stdout.startswith("silent (127.0.0.3): no SNMP answer in the history\n")
+    assert "polls:  1 (never answered)" in silent.stdout
+    assert "authentication: the agent refused the credentials: \ufffd]0;owned\ufffd" in silent.stdout
+    assert "\x1b" not in silent.stdout and "never been polled" not in silent.stdout
 
 
 def test_wardtui_snmp_errors(db_url: str, tmp_path: Path) -> None:

@@ -527,6 +527,15 @@ class SnmpdAgent(_Agent):
 # -- snmpsim: recorded and crafted devices --------------------------------------------------
 
 SNMPSIM_RECORDED = {"linux": "linux-full-walk.snmprec", "winxp": "winxp-full-walk.snmprec"}
+_RECORDING_SUFFIXES = (".snmprec", ".snmpwalk", ".sapwalk")
+
+
+def shipped_recordings() -> dict[str, Path]:
+    """Every recording snmpsim ships in its ``data`` directory, by a community made of its path
+    (``recorded-eaton-9PX-partial-walk``, ``variation-delay``, ``foreignformats-winxp2``)."""
+    root = _snmpsim_package_dir() / "data"
+    found = sorted(p for p in root.rglob("*") if p.suffix in _RECORDING_SUFFIXES)
+    return {str(p.relative_to(root).with_suffix("")).replace("/", "-"): p for p in found}
 COUNTER32_MODULUS = 2**32
 _IF = "1.3.6.1.2.1.2.2.1"  # ifEntry
 _IFX = "1.3.6.1.2.1.31.1.1.1"  # ifXEntry
@@ -666,8 +675,11 @@ class SnmpsimAgent(_Agent):
     """``snmpsim-command-responder`` serving recorded and crafted devices by v2c community.
 
     Communities: ``linux`` (recorded Linux host, ifHC counters), ``winxp`` (recorded Windows
-    XP, 32-bit counters only) and one per crafted :class:`SimDevice` (default ``rate64`` and
-    ``wrap32``). With pysnmp 7, snmpsim 1.2.2 selects data by community only.
+    XP, 32-bit counters only), one per crafted :class:`SimDevice` (default ``rate64`` and
+    ``wrap32``) and one per file of ``recordings`` (see :func:`shipped_recordings`). With
+    pysnmp 7, snmpsim 1.2.2 selects data by community only. It answers one request at a time:
+    a recording that delays (``variation-delay``) holds every other community's answers too,
+    so it gets an agent of its own.
     """
 
     name = "snmpsim"
@@ -675,6 +687,7 @@ class SnmpsimAgent(_Agent):
 
     def __init__(self, addresses: Iterable[str] = ("127.0.0.1",), port: int | None = None, *,
                  devices: Sequence[SimDevice] = SIM_DEVICES, recorded: bool = True,
+                 recordings: Mapping[str, Path] | None = None,
                  workdir: str | Path | None = None, start_timeout: float | None = None,
                  log_level: str = "info") -> None:
         addresses = [require_loopback(a) for a in addresses]  # before anything else
@@ -687,8 +700,9 @@ class SnmpsimAgent(_Agent):
         self.recorded = recorded
         self.data_dir = self.workdir / "data"
         self.cache_dir = self.workdir / "cache"
+        self.recordings = dict(recordings or {})  # community -> a recording file of any format
         self.communities = ((tuple(SNMPSIM_RECORDED) if recorded else ())
-                            + tuple(d.community for d in self.devices))
+                            + tuple(d.community for d in self.devices) + tuple(self.recordings))
         if start_timeout is not None:
             self.start_timeout = start_timeout
 
@@ -713,6 +727,8 @@ class SnmpsimAgent(_Agent):
                 shutil.copyfile(source / filename, self.data_dir / f"{community}.snmprec")
         for device in self.devices:
             (self.data_dir / f"{device.community}.snmprec").write_text(device.snmprec())
+        for community, path in self.recordings.items():
+            shutil.copyfile(path, self.data_dir / f"{community}{path.suffix}")
 
     def _command(self) -> list[str]:
         return [self.executable or "snmpsim-command-responder",

@@ -204,6 +204,36 @@ async def test_snmp_section_shows_system_facts_and_interfaces(tmp_path: Path) ->
         assert "not-on-screen" not in facts
 
 
+async def test_snmp_section_says_what_a_partial_agent_lacks_and_what_a_silent_one_answered(
+        tmp_path: Path) -> None:
+    client = FakeSnmpClient()
+    client.partial.add("dev1")
+    client.failing.add("dev2")
+    async with drill(tmp_path, snmp=client) as d:
+
+        def facts() -> str:  # mounted with the first SNMP news
+            try:
+                return d.text("#snmp-facts")
+            except NoMatches:
+                return ""
+
+        await d.all_up()
+        await d.until(lambda: client.calls.get("dev1", 0) >= 2 and client.calls.get("dev2", 0) >= 2)
+        await d.open("dev1")
+        await d.until(lambda: "uptime none (no sysUpTime)" in facts())
+        assert "the agent has no sysUpTime (reboots cannot be detected), no sysDescr" in facts()
+        assert "last reboot: not detectable (no sysUpTime)" in facts()
+        assert "object id 1.3.6.1.4.1.705.1 (no description)" in facts()
+        assert d.text("#snmp-title") == "SNMP · no interface table" and d.rows("#interfaces") == []
+        await d.pilot.press("escape")
+        await d.open("dev2")  # never answered: what its polls got, live and from the store
+        await d.until(lambda: "timeout (no answer)" in facts())
+        await d.until(lambda: client.calls["dev2"] >= 4)
+        await d.pilot.press("r")
+        await d.until(lambda: "never answered" in facts())
+        assert "no SNMP answer yet" in facts()
+
+
 async def test_without_a_database_live_figures_show_and_history_says_unavailable(tmp_path: Path) -> None:
     async with drill(tmp_path, db=f"sqlite:///{tmp_path}") as d:  # a directory: the store cannot open
         await d.all_up()

@@ -7,9 +7,9 @@ import dataclasses
 
 from poller.bus import EventBus
 from poller.credentials import V3, V2c
-from poller.events import SnmpAgentChange, SnmpPoll
+from poller.events import SnmpAgentChange, SnmpFailure, SnmpPoll
 from poller.snmp import Agent
-from poller.snmp_data import RawPoll
+from poller.snmp_data import RawPoll, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from tests.fakes import FakeSnmpClient
 
@@ -152,3 +152,22 @@ async def test_v3_overload_is_skipped_for_capacity_and_v2c_is_not_held_by_it() -
     assert client.v3_max_in_flight <= 40  # not the 200 due at once
     assert poller.polls > 100
     assert all(client.calls[f"d{i}"] >= 8 for i in range(5))  # v2c polled every interval
+
+
+async def test_every_failed_poll_is_published_with_what_came_back_made_inert() -> None:
+    class Refusing(FakeSnmpClient):
+        async def poll(self, agent: Agent) -> RawPoll:
+            self.calls[agent.key] = self.calls.get(agent.key, 0) + 1
+            if self.calls[agent.key] % 2:
+                raise SnmpError("error", "agent error genErr at var-bind 1")
+            raise ValueError("odd \x1b]0;owned\x07 answer" + "x" * 1000)
+    bus = EventBus()
+    sub = bus.subscribe("t")
+    client = Refusing()
+    poller = SnmpPoller(agents(1), client, bus, config=SnmpConfig(interval=0.05, backoff_after=100))
+    await run_for(poller, 0.3)
+    failures = [e for e in sub.drain() if isinstance(e, SnmpFailure)]
+    assert len(failures) == client.calls["d0"] == poller.failed >= 4  # one per poll, none lost
+    assert failures[0].reason == "error" and failures[0].detail == "agent error genErr at var-bind 1"
+    odd = failures[1]
+    assert odd.detail.startswith("ValueError: odd \ufffd]0;owned\ufffd answer") and len(odd.detail) <= 300

@@ -12,7 +12,7 @@ from poller.counters import DeviceCounters
 from poller.credentials import V2c
 from poller.snmp import _ALL, _FAST_64, MAX_REQUESTS_PER_WALK, Agent, Oid, SnmpClient, SnmpError, _TooBig
 from poller.snmp_data import IF_COLUMNS, IFX_COLUMNS, SYSTEM_OIDS
-from poller.snmp_v2c import END_OF_MIB_VIEW, Value
+from poller.snmp_v2c import END_OF_MIB_VIEW, OidValue, Value
 
 AGENT = Agent("sim", "127.0.0.1", 161, V2c("sim", "c0mmunity"))
 
@@ -151,9 +151,40 @@ async def test_too_big_halves_the_rows_asked_for() -> None:
     assert [r[1] for r in sim.requests][:3] == [9, 4, 2]
 
 
-async def test_an_agent_without_sys_uptime_fails_the_poll() -> None:
-    with pytest.raises(SnmpError, match="sysUpTime"):
-        await SimClient(SimAgent({1: port(1, 10**9)}, uptime=None)).poll(AGENT)
+async def test_an_agent_without_sys_uptime_answers_and_is_never_a_reboot() -> None:
+    sim = SimAgent({1: port(1, 10**9)}, uptime=None)
+    client = SimClient(sim)
+    counters = DeviceCounters("sim", "127.0.0.1")
+    first = await client.poll(AGENT)
+    assert first.system.uptime_ticks is None and first.missing == ("sysUpTime",)
+    assert first.system.descr == "Linux sim" and [i.ifindex for i in first.interfaces] == [1]
+    counters.update(first)
+    sim.values[oid(SYSTEM_OIDS[2])] = 5  # sysUpTime appears, then goes again: never a reboot
+    sim.order = sorted(sim.values)
+    counters.update(await client.poll(AGENT))
+    del sim.values[oid(SYSTEM_OIDS[2])]
+    sim.order = sorted(sim.values)
+    outcome = counters.update(await client.poll(AGENT))
+    assert outcome.reboot is None and outcome.poll.uptime_s is None
+    assert outcome.poll.missing == ("sysUpTime",)
+
+
+async def test_an_agent_with_only_sys_object_id_and_vendor_objects_answers_with_what_it_has() -> None:
+    """The shape of snmpsim's recorded Eaton 9PX UPS: of the system group only sysObjectID, then
+    the vendor's tree (1.3.6.1.4.1.534...), no ifTable: every GETNEXT lands past what was asked."""
+    sim = SimAgent({}, uptime=None, extra={"1.3.6.1.4.1.534.1.1.2.0": b"Eaton 9PX 2200i RT 3U",
+                                           "1.3.6.1.4.1.534.1.2.1.0": 17218})
+    for name in (SYSTEM_OIDS[0], SYSTEM_OIDS[3]):  # no sysDescr, no sysName
+        del sim.values[oid(name)]
+    sim.values[oid(SYSTEM_OIDS[1])] = OidValue(oid("1.3.6.1.4.1.705.1"))
+    sim.order = sorted(sim.values)
+    client = SimClient(sim)
+    for _ in range(3):  # the full poll, then fast ones
+        raw = await client.poll(AGENT)
+        assert raw.system.object_id == "1.3.6.1.4.1.705.1" and raw.system.uptime_ticks is None
+        assert raw.interfaces == ()
+        assert raw.missing == ("sysUpTime", "sysDescr", "sysName", "interface table")
+    assert len(sim.requests) == 3  # one GETBULK a poll: the walk ends at the first answer
 
 
 async def test_a_new_interface_in_a_fast_poll_gets_its_name_at_once() -> None:

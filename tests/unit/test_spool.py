@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from poller.events import CheckResult, State, Transition
+from poller.events import CheckResult, InterfaceStat, SnmpFailure, SnmpPoll, State, Transition
 from store.spool import Spool, SpoolBatch, SpoolError
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
@@ -69,6 +69,19 @@ def test_round_trip_keeps_order_across_appends_and_segments(tmp_path: Path) -> N
         assert all(p.stat().st_size <= 1000 for p in segments(spool.directory))
         assert replay(spool) == expected
         assert replay(spool) == expected  # reading commits nothing
+
+
+def test_snmp_polls_answered_in_part_and_failed_polls_come_back_as_they_went(tmp_path: Path) -> None:
+    eth0 = InterfaceStat(1, "eth0", "", "up", "up", 10**9, 8.0, None, 0, 0, 0, 0, True)
+    polls = [SnmpPoll("ups", "10.0.0.9", T0, "", "", "1.3.6.1.4.1.705.1", None, (),
+                      ("sysUpTime", "interface table")),
+             SnmpFailure("rtr", "10.0.0.8", T0, "error", "agent error genErr at var-bind 3"),
+             SnmpPoll("rtr", "10.0.0.8", T0 + timedelta(seconds=1), "rtr", "IOS", "1.3.6.1.4.1.9", 12.5,
+                      (eth0,))]
+    with Spool(tmp_path) as spool:
+        spool.append([], [], polls)
+        batches = list(spool.batches(100))
+    assert [p for b in batches for p in b.polls] == polls
 
 
 def test_lines_are_compact_json_with_iso_times_and_state_values(tmp_path: Path) -> None:

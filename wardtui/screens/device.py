@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Header
 from textual.worker import Worker, WorkerState
 
 from poller.bus import EventBus, Subscription
-from poller.events import Reboot, SnmpPoll, Transition
+from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
 from poller.state import DeviceTracker
 from store.history import HistoryStore
 from store.maintenance import Retention
@@ -50,11 +50,13 @@ from wardtui.widgets.device_facts import (
     interface_row,
     last_reboot,
     outage_rows,
+    snmp_fact_lines,
+    snmp_failure_line,
+    snmp_status_line,
     stamp,
     state_line,
 )
 from wardtui.widgets.live_stats import LiveStats
-from wardtui.widgets.states import format_duration
 from wardtui.widgets.vim_keys import VimDataTable, VimScroll
 
 T = TypeVar("T")
@@ -149,6 +151,8 @@ class DeviceScreen(Screen[None]):
         self._if_names: dict[int, str] = {}
         self._snmp_live_at: datetime | None = None
         self._reboot: str | None = None
+        self._snmp_facts: list[str] = []  # the last SNMP answer, as lines
+        self._snmp_failure: str | None = None  # the polls since the last answer, when they failed
         self._painted = asyncio.Event()  # set after the first frame: reads are drawn after it
 
     def compose(self) -> ComposeResult:
@@ -203,6 +207,9 @@ class DeviceScreen(Screen[None]):
                     reload_history = True  # an outage opened or closed
                 elif isinstance(event, SnmpPoll):
                     self._show_snmp_poll(event)
+                elif isinstance(event, SnmpFailure):
+                    self._snmp_failure = snmp_failure_line(event)
+                    self._render_snmp_facts()
                 elif isinstance(event, Reboot):  # the next poll event shows it
                     self._reboot = f"{stamp(event.booted_at)} UTC (seen {stamp(event.at)})"
         self.show_live()
@@ -343,25 +350,36 @@ class DeviceScreen(Screen[None]):
         latest = read.latest
         assert latest is not None
         system = latest.system
-        self._show_snmp_facts(system.name, system.descr, system.uptime_s, latest.polled_at, read.reboot)
+        self._snmp_failure = snmp_status_line(latest.status)
+        if system is None or latest.polled_at is None:  # polled, never answered
+            self._snmp_facts = ["no SNMP answer yet"]
+            self._render_snmp_facts()
+        else:
+            self._show_snmp_facts(system.name, system.descr, system.uptime_s, latest.polled_at, read.reboot,
+                                  system.missing, system.object_id)
         self._show_interfaces(latest.interfaces)
 
     def _show_snmp_poll(self, poll: SnmpPoll) -> None:
         self._snmp_live_at = poll.at
-        self._show_snmp_facts(poll.sys_name, poll.sys_descr, poll.uptime_s, poll.at, self._reboot)
+        self._snmp_failure = None
+        self._show_snmp_facts(poll.sys_name, poll.sys_descr, poll.uptime_s, poll.at, self._reboot,
+                              poll.missing, poll.sys_object_id)
         self._show_interfaces(poll.interfaces)
         if self.if_index is None:
             self.if_index = self._cursor_interface()
             self.load_interface()
 
-    def _show_snmp_facts(self, name: str, descr: str, uptime_s: float, polled_at: datetime,
-                         reboot: str | None) -> None:
-        self._snmp_section()
+    def _show_snmp_facts(self, name: str, descr: str, uptime_s: float | None, polled_at: datetime,
+                         reboot: str | None, missing: tuple[str, ...] = (), object_id: str = "") -> None:
         self._reboot = reboot
-        lines = [f"sysName {name}  ·  uptime {format_duration(timedelta(seconds=uptime_s))}  ·  "
-                 f"polled {stamp(polled_at)} UTC", f"description {descr}"]
-        lines.append(f"last reboot {reboot}" if reboot else "last reboot: none recorded")
-        self.query_one("#snmp-facts", Literal).update("\n".join(lines))
+        self._snmp_facts = snmp_fact_lines(name, descr, uptime_s, polled_at, reboot, missing, object_id)
+        self._render_snmp_facts()
+
+    def _render_snmp_facts(self) -> None:
+        """The last answer's facts, and how the polls since went when they failed."""
+        self._snmp_section()
+        failure = [self._snmp_failure] if self._snmp_failure else []
+        self.query_one("#snmp-facts", Literal).update("\n".join([*self._snmp_facts, *failure]))
 
     def _show_interfaces(self, interfaces: Sequence[InterfaceLike]) -> None:
         """By difference: the cursor stays on its interface while polls update the rates."""
@@ -369,7 +387,8 @@ class DeviceScreen(Screen[None]):
         rows = {str(i.ifindex): interface_row(i) for i in interfaces}
         self._if_names = {i.ifindex: i.name for i in interfaces}
         plural = "" if len(rows) == 1 else "s"
-        self.query_one("#snmp-title", Literal).update(f"SNMP · {len(rows)} interface{plural}")
+        title = f"SNMP · {len(rows)} interface{plural}" if rows else "SNMP · no interface table"
+        self.query_one("#snmp-title", Literal).update(title)
         with self.app.batch_update():
             for gone in [key for key in table.rows if key.value not in rows]:
                 table.remove_row(gone)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from poller.events import State
+from poller.events import SnmpFailure, State
+from poller.snmp_data import missing_text
 from poller.state import DeviceTracker
-from store.records import Outage, SnmpEvent
+from store.records import Outage, SnmpEvent, SnmpStatus
 from wardtui.widgets.states import format_duration, state_label
 
 
@@ -148,3 +149,34 @@ def bits(value: float | None) -> str:
 def interface_row(i: InterfaceLike) -> tuple[str, ...]:
     return (str(i.ifindex), i.name, i.alias, f"{i.admin}/{i.oper}",
             "-" if i.speed_bps is None else bits(float(i.speed_bps)), bits(i.in_bps), bits(i.out_bps))
+
+
+def snmp_fact_lines(name: str, descr: str, uptime_s: float | None, polled_at: datetime,
+                    reboot: str | None, missing: tuple[str, ...] = (), object_id: str = "") -> list[str]:
+    """The SNMP facts of the last answer; what the agent lacks is said, not shown as zero. An
+    agent without sysDescr (a UPS card) is known by its sysObjectID: shown in its place."""
+    uptime = "none (no sysUpTime)" if uptime_s is None else format_duration(timedelta(seconds=uptime_s))
+    what = f"description {descr}" if descr else f"object id {object_id or '-'} (no description)"
+    lines = [f"sysName {name or '-'}  ·  uptime {uptime}  ·  polled {stamp(polled_at)} UTC", what]
+    if missing:
+        lines.append(f"the agent has {missing_text(missing)}")
+    if uptime_s is None and reboot is None:
+        lines.append("last reboot: not detectable (no sysUpTime)")
+    else:
+        lines.append(f"last reboot {reboot}" if reboot else "last reboot: none recorded")
+    return lines
+
+
+def snmp_status_line(status: SnmpStatus | None) -> str | None:
+    """When the last poll failed: how often the device was polled, and what came back."""
+    if status is None or status.outcome == "answered":
+        return None
+    answered = "never answered" if status.answered_at is None else f"{status.answered} answered"
+    detail = f" ({status.detail})" if status.detail else ""
+    return (f"SNMP polls {status.polls} ({answered})  ·  last poll {stamp(status.polled_at)} UTC: "
+            f"{status.outcome}{detail}")
+
+
+def snmp_failure_line(failure: SnmpFailure) -> str:
+    """A live failed poll of the device on screen."""
+    return f"last poll {stamp(failure.at)} UTC: {failure.reason} ({failure.detail})"
