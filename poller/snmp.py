@@ -381,7 +381,7 @@ class SnmpClient:
             if int(status) == _TOO_BIG:
                 raise _TooBig
             self.errors += 1
-            raise SnmpError("error", f"agent error {status.prettyPrint()} at {index}")
+            raise SnmpError("error", f"agent error {status.prettyPrint()} at var-bind {index}")
         return [(tuple(oid), _plain(value)) for oid, value in answer]
 
     def close(self) -> None:

@@ -38,11 +38,18 @@ def forget_peer(engine: SnmpEngine, address: str, port: int) -> bool:
     mp: Any = engine.message_processing_subsystems.get(_MP_V3)
     usm: Any = engine.security_models.get(_USM)
     id_cache: dict[Any, dict[str, Any]] = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCache", {})
+    expiry: dict[int, list[Any]] = getattr(mp, "_SnmpV3MessageProcessingModel__engineIdCacheExpQueue", {})
     timeline: dict[Any, Any] = getattr(usm, "_SnmpUSMSecurityModel__timeline", {})
     forgot = False
     # Keyed by (transport domain, address as received): IPv6 addresses come with flow and scope.
     for key in [k for k in id_cache if k[1][1] == port and _same_host(str(k[1][0]), address)]:
         peer = id_cache.pop(key)
         timeline.pop(peer.get("securityEngineId"), None)
+        # pysnmp expires each entry 300 s after it was learnt with `del cache[key]`, unchecked:
+        # a key left in its expiry queue after we dropped the entry raises KeyError there, which
+        # ends the engine's timer task, and with it every timeout and retry of its 250 agents.
+        for keys in expiry.values():
+            while key in keys:
+                keys.remove(key)
         forgot = True
     return forgot

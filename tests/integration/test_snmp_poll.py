@@ -230,3 +230,35 @@ async def test_a_v3_agent_restarted_without_raising_its_boots_answers_again_with
         await task
         poller.close()
     assert poller.failing == 0  # never reported as not answering
+
+
+async def test_forgetting_a_v3_agent_keeps_its_engines_timer_alive(snmpd_agent: SnmpdAgent,
+                                                                  tmp_path: Path) -> None:
+    """After a timeout the agent's cached engine is forgotten (rediscovery); pysnmp's own
+    expiry of that entry, 300 s after it was learnt, must not then fail: it deletes the key
+    unchecked, and a KeyError there ended the engine's timer task, after which no request of
+    its agents ever timed out again (found by a review, reproduced here by moving pysnmp's
+    expiry clock to the entry's expiry instead of waiting 300 s)."""
+    credentials = snmpd_credentials(snmpd_agent, tmp_path)
+    client = SnmpClient()
+    try:
+        agent = Agent("r1", "127.0.0.1", snmpd_agent.port, credentials["lab-sha-aes"], timeout=0.3, retries=0)
+        await client.poll(agent)
+        engine = client._engines[0].engine
+        mp = engine.message_processing_subsystems[3]
+        queue = mp._SnmpV3MessageProcessingModel__engineIdCacheExpQueue
+        snmpd_agent.pause()
+        with pytest.raises(SnmpError):
+            await client.poll(agent)
+        assert client.rediscoveries >= 1
+        mp._SnmpV3MessageProcessingModel__expirationTimer = min(queue)  # 300 s later
+        await asyncio.sleep(0.5)  # a few timer ticks
+        timer = engine.transport_dispatcher.loopingcall
+        assert not timer.done(), timer.exception()
+        # Still silent: pysnmp itself times the request out, well before any outer bound.
+        with pytest.raises(SnmpError) as info:
+            await asyncio.wait_for(client.poll(agent), 3)
+        assert info.value.reason == "timeout"
+    finally:
+        snmpd_agent.resume()
+        client.close()

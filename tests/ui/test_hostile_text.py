@@ -9,14 +9,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import Input
 from textual.widgets._toast import Toast
 
+from poller.events import InterfaceStat, SnmpPoll
 from poller.inventory import Device
 from poller.snmp_data import Agent, IfRow, RawPoll, SystemFacts
+from store import HistoryStore
+from store.db import database_url
 from tests.fakes import FakeProber, FakeSnmpClient
 from tests.ui.notices import Notices, watch
 from wardtui.app import WardApp
@@ -204,3 +208,29 @@ async def test_export_of_hostile_names_to_a_hostile_path(tmp_path: Path) -> None
         await run.type("enter")
         await run.until(lambda: any("no[/]dir" in t for t in run.toasts()))
         run.assert_shown_literally()
+
+
+async def test_interface_names_from_the_database_without_rates(tmp_path: Path) -> None:
+    """The interface chart's title names the interface; with no rates stored (or while a read
+    runs) it is drawn without plotext, and an escape in a stored name must not reach the
+    terminal there either (found by a review: the pane's title changed)."""
+    device = Device("r1", "127.3.0.1", "b", "r", "router")
+    iface = InterfaceStat(1, f"ge0{OSC_TITLE}", f"alias{CLEAR}", "up", "up", 10**9, None, None,
+                          0, 0, 0, 0, True)
+    async with HistoryStore(database_url(str(tmp_path / "h.db"))) as store:
+        await store.sync_devices([device])
+        await store.write_snmp_polls([SnmpPoll("r1", "127.3.0.1", datetime.now(UTC) - timedelta(minutes=1),
+                                               "sys", "descr", "1.3.6.1", 100.0, (iface,))])
+    app = WardApp(Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.2, confirm_spacing=0.05),
+                          prober=FakeProber(), devices=[device]))
+    async with app.run_test(size=(160, 50)) as pilot:
+        run = Run(app, pilot, watch(app))
+        try:
+            await run.until(lambda: len(run.table.row_order()) == 1)
+            app.dashboard.run_command("device r1")
+            await run.until(lambda: "(if 1)" in run.screen_text())
+            run.assert_shown_literally("ge0\ufffd]0;pwned\ufffd (if 1)", "alias\ufffd[2J")
+            await run.type("i", "enter")
+            run.assert_shown_literally("ge0\ufffd]0;pwned\ufffd (if 1)")
+        finally:
+            await app.action_quit()

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from rich.text import Text
 from textual.widgets import Static
 
-from poller.text import clean
+from poller.text import clean, clean_lines
 from store.queries import History, InterfaceHistory
 
 
@@ -162,7 +162,7 @@ def render_chart(lines: Sequence[Line], *, title: str, span: Span, width: int, h
     """Line charts as Rich text; without colour (plotext's colorless theme) when ``monochrome``."""
     lines = [line for line in lines if line.xs]
     if not lines:
-        return Text(f"{title}\n  no history yet for the last {span.label}", no_wrap=True)
+        return Text(clean_lines(f"{title}\n  no history yet for the last {span.label}"), no_wrap=True)
     lower = -span.length.total_seconds() / span.unit_s
     top = y_max if y_max is not None else nice_top(max(max(line.ys) for line in lines))
     width, height = max(width, 30), max(height, 6)
@@ -247,7 +247,9 @@ class HistoryChart(Static):
     def redraw(self) -> None:
         width, height = self.content_size.width, self.content_size.height
         if self.message is not None or width <= 0 or height <= 0:
-            text = Text(f"{self.chart_title()}\n  {self.message or ''}", no_wrap=True)
+            # The title names an interface (from the agent or the database), the message may
+            # quote a database error: no terminal control from either.
+            text = Text(clean_lines(f"{self.chart_title()}\n  {self.message or ''}"), no_wrap=True)
         else:
             monochrome = bool(getattr(self.app, "no_color", False))
             key = (width, height, monochrome)

@@ -23,7 +23,8 @@ def _figures(g: Gauges, warn: str) -> Table:
     """Two columns of label/value pairs; counters that should stay at zero light up when not."""
 
     def value(number: float, fmt: str = "{:.0f}", bad: bool = False) -> Text:
-        return Text(fmt.format(number), style=warn if bad and number else "", justify="right")
+        text = fmt.format(number)
+        return Text(text, style=warn if bad and number else "", justify="right")
 
     dropped = g.extra.get("events_dropped", 0.0)
     pairs = [

@@ -31,4 +31,4 @@ class LiveStats(Widget):
 
     def render(self) -> Text:
         self.lines = stats_lines(self.tracker, self.content_size.width or None)
-        return Text("\n".join(self.lines), no_wrap=True, overflow="ellipsis")
+        return Text("\n".join(self.lines), no_wrap=True, overflow="ellipsis")  # literal-ok: figures
