@@ -5,7 +5,7 @@ No MIB files are needed at run time: every object is named here by its numeric O
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -121,6 +121,7 @@ class RawPoll:
     system: SystemFacts
     interfaces: tuple[IfRow, ...]
     counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
+    _: KW_ONLY  # the optional figures by name: a positional slip would put one in the other
     latency_s: float = 0.0  # the poll's slowest request, sent -> answer processed (load shows here)
     missing: tuple[str, ...] = ()  # objects the agent does not have ("sysUpTime", "interface table")
 

@@ -109,7 +109,7 @@ class FakeSnmpClient:
             if key in self.partial:
                 facts = SystemFacts("", "", "1.3.6.1.4.1.705.1", None)
                 return RawPoll(datetime.now(UTC), facts, (), time.monotonic(),
-                               ("sysUpTime", "sysDescr", "sysName", "interface table"))
+                               missing=("sysUpTime", "sysDescr", "sysName", "interface table"))
             booted = self._booted.setdefault(key, time.monotonic() - 3600)
             octets = self._octets[key] = self._octets.get(key, 0) + self.octets_per_poll
             uptime = int((time.monotonic() - booted) * 100)
