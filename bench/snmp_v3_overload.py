@@ -183,7 +183,9 @@ def _format(r: dict[str, Any], args: argparse.Namespace) -> str:
             "Before (every due v3 poll started, up to the 2,000 cap): answers queue behind pysnmp's "
             "CPU past the 2 s timeout, healthy agents time out, are retried and backed off. After "
             "(`poller/snmp_admission.py`): v3 polls beyond what is answered within the latency "
-            "target are skipped and counted for capacity; throughput rises through the window as "
+            "target are skipped and counted for capacity (loop-lag: the limit shrinks on late "
+            "answers only while the event loop lags, so far agents do not read as load); "
+            "throughput rises through the window as "
             "the last first contacts (discovery, ~3 requests) are made and the limit grows, and "
             "dips when the hog takes the CPU, without a timeout.\n")
 

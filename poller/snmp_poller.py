@@ -3,7 +3,8 @@
 Devices that ICMP says are DOWN are not polled (their agent cannot answer either). At most
 ``max_in_flight`` polls run at once; one falling due beyond that is skipped and counted too. v3
 polls have their own, adaptive, limit (:mod:`poller.snmp_admission`): as many as are answered
-within ``v3_latency_target`` seconds; one beyond it is skipped for capacity. An agent
+within ``v3_latency_target`` seconds while the event loop (probed every ``LOOP_PROBE_S``) has
+work queued; one beyond it is skipped for capacity. An agent
 whose polls keep failing is backed off: after ``backoff_after`` failed polls in a row it is
 polled only every 2nd, 4th, ... up to every ``backoff_max``-th interval until it answers
 again. Each poll is its own task with its agent's own timeout and retries, so a silent agent
@@ -31,6 +32,7 @@ from poller.snmp_data import Agent, RawPoll, SnmpError
 from poller.text import clean
 
 log = logging.getLogger(__name__)
+LOOP_PROBE_S = 0.02  # how often the v3 admission limit samples the event loop's lag
 _DETAIL_MAX = 300  # characters of a failed poll's detail kept (an exception's text can be long)
 
 
@@ -50,9 +52,9 @@ class SnmpConfig:
     backoff_after: int = 2  # failed polls in a row before an agent is backed off (and reported)
     backoff_max: int = 16  # at most this many intervals between polls of a failing agent
     max_in_flight: int = 2000  # polls running at once; one falling due past it is skipped, counted
-    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit. None: a
-    # quarter of the v3 agents' (smallest) timeout, 0.5 s by default, so that overload never
-    # reaches the timeout; agents farther than half of it (round trip) read as load.
+    # v3 answers later than this (sent -> processed, p90) shrink the v3 in-flight limit when the
+    # event loop is congested too. None: a quarter of the v3 agents' (smallest) timeout, 0.5 s by
+    # default, so that overload never reaches the timeout. Far agents with an idle loop: no shrink.
     v3_latency_target: float | None = None
 
 
@@ -109,17 +111,27 @@ class SnmpPoller:
             await self._stop.wait()
             return
         self.scheduler.add_spread(self._slots)
-        runner = asyncio.create_task(self.scheduler.run(), name="wardtui-snmp-scheduler")
+        runners = [asyncio.create_task(self.scheduler.run(), name="wardtui-snmp-scheduler")]
+        if self._v3_agents:
+            runners.append(asyncio.create_task(self._probe_loop(), name="wardtui-snmp-loop-probe"))
         try:
             await self._stop.wait()
         finally:
             self.scheduler.stop()
-            for task in [runner, *self._tasks]:
+            for task in [*runners, *self._tasks]:
                 task.cancel()
-            await asyncio.gather(runner, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*runners, *self._tasks, return_exceptions=True)
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def _probe_loop(self) -> None:
+        """How late a short sleep wakes: the loop's own queue, which far agents do not make."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(LOOP_PROBE_S)
+            self.v3_admission.loop_lag(max(0.0, loop.time() - start - LOOP_PROBE_S))
 
     def close(self) -> None:
         self.client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 
 from poller.bus import EventBus
 from poller.credentials import V3, V2c
@@ -119,7 +120,8 @@ async def test_an_unexpected_error_is_a_failed_poll_reported_and_backed_off() ->
 
 
 class CpuBoundClient(FakeSnmpClient):
-    """Answers take longer the more polls are in flight, as on a loop busy decoding v3 answers."""
+    """Each answer holds the event loop for ``cost`` seconds, as pysnmp's v3 decoding does: the
+    more polls in flight, the longer answers wait behind each other, and the loop lags."""
 
     def __init__(self, cost: float) -> None:
         super().__init__()
@@ -131,10 +133,12 @@ class CpuBoundClient(FakeSnmpClient):
         self.in_flight += 1
         v3 = not isinstance(agent.credential, V2c)
         self.v3_max_in_flight = max(self.v3_max_in_flight, self.in_flight if v3 else 0)
+        sent = time.monotonic()
         try:
-            self.delay = self.in_flight * self.cost
             raw = await super().poll(agent)
-            return dataclasses.replace(raw, latency_s=self.delay)
+            if v3:
+                time.sleep(self.cost)  # decoding on the loop (a sleep: no CPU taken from others)
+            return dataclasses.replace(raw, latency_s=time.monotonic() - sent)
         finally:
             self.in_flight -= 1
 
@@ -142,7 +146,7 @@ class CpuBoundClient(FakeSnmpClient):
 async def test_v3_overload_is_skipped_for_capacity_and_v2c_is_not_held_by_it() -> None:
     v3 = V3("u", "user", "sha", "auth-key-1", "aes", "priv-key-1")
     many = [Agent(f"v3-{i}", f"127.0.1.{i + 1}", 161, v3) for i in range(200)]
-    client = CpuBoundClient(cost=0.01)  # 10 in flight answer in 0.1 s, the target
+    client = CpuBoundClient(cost=0.01)  # 100 v3 polls/s fit; 10 in flight answer in 0.1 s, the target
     poller = SnmpPoller([*many, *agents(5)], client, EventBus(),
                         config=SnmpConfig(interval=0.2, v3_latency_target=0.1))
     await run_for(poller, 2.0)
