@@ -226,7 +226,9 @@ async def test_interface_names_from_the_database_without_rates(tmp_path: Path) -
     async with app.run_test(size=(160, 50)) as pilot:
         run = Run(app, pilot, watch(app))
         try:
-            await run.until(lambda: len(run.table.row_order()) == 1)
+            # Polling has begun: the store is open (a drill-down opened before reads it later).
+            await run.until(lambda: len(run.table.row_order()) == 1 and all(
+                t.state.value == "up" for t in app.runtime.engine.trackers.values()))
             app.dashboard.run_command("device r1")
             await run.until(lambda: "(if 1)" in run.screen_text())
             run.assert_shown_literally("ge0\ufffd]0;pwned\ufffd (if 1)", "alias\ufffd[2J")
