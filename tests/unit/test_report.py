@@ -272,3 +272,38 @@ def test_html_and_csv_of_hostile_names() -> None:
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
     rows = list(csv.DictReader(io.StringIO(render_csv(report).split("\n\n")[0])))
     assert {r["name"] for r in rows} == {clean(n) for n in HOSTILE_NAMES}
+
+
+def test_overlapping_stored_outages_are_merged_and_availability_stays_within_0_100() -> None:
+    """Issue 12: a replayed spool stored the same outage twice, and an out-of-order DOWN one
+    outage inside another; summed, a report said -31.3 %. A device is not down twice at once."""
+    outages = [Outage("r1", T0 + H, T0 + 3 * H), Outage("r1", T0 + H, T0 + 3 * H),  # a duplicate
+               Outage("r1", T0 + 2 * H, T0 + 4 * H),  # overlaps the first: down 1h-4h in all
+               Outage("r1", T0 + 2.5 * H, T0 + 2.6 * H),  # inside it
+               Outage("r1", T0 + 4 * H, T0 + 5 * H),  # touches the end: a second outage
+               Outage("r1", T0 + 8 * H, None), Outage("r1", T0 + 9 * H, T0 + 9.5 * H)]  # ongoing, inside
+    row, report = one(outages)
+    assert row.downtime_s == 3 * 3600 + 3600 + 2 * 3600
+    assert row.outages == 3 and row.longest_s == 3 * 3600
+    assert row.availability_pct == pytest.approx(40.0)
+    assert [(o.counted_start, o.counted_end, o.ongoing) for o in report.outages] == [
+        (T0 + H, T0 + 4 * H, False), (T0 + 4 * H, T0 + 5 * H, False), (T0 + 8 * H, PERIOD.end, True)]
+
+
+def test_availability_is_within_0_100_for_any_stored_outages() -> None:
+    """Random overlapping outages (seeded): downtime is the union's length, checked minute by
+    minute, and availability is never outside 0-100 %."""
+    import random
+
+    rng = random.Random(11)
+    for _ in range(200):
+        outages = []
+        for _ in range(rng.randint(0, 8)):
+            start = T0 + timedelta(minutes=rng.randint(-120, 660))
+            end = None if rng.random() < 0.1 else start + timedelta(minutes=rng.randint(1, 300))
+            outages.append(Outage("r1", start, end))
+        row, _ = one(outages)
+        minutes = [T0 + timedelta(minutes=m) for m in range(600)]
+        down = {at for o in outages for at in minutes if o.start <= at and (o.end is None or at < o.end)}
+        assert row.downtime_s == pytest.approx(len(down) * 60)
+        assert 0.0 <= (row.availability_pct or 0.0) <= 100.0
