@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
@@ -48,9 +49,24 @@ def _positive(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):  # nan never compares, inf never ends: neither is a setting
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
     return value
+
+
+def _within(low: float, high: float) -> Callable[[str], float]:
+    """A finite number of seconds (or MB) in [low, high]: --interval 1e-9 busy-looped, nan
+    never ran a check and exited 0, 1e9 was accepted where the inventory caps at 86,400."""
+
+    def parse(text: str) -> float:
+        value = _positive(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text}: between {low:g} and {high:g}")
+        return value
+
+    return parse
 
 
 def _count(low: int) -> Callable[[str], int]:
@@ -88,26 +104,26 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
     p.add_argument("--db", metavar="URL", default=d["db"],
                    help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
                         "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
-    p.add_argument("--interval", type=_positive, default=d["interval"], metavar="S",
-                   help="seconds between checks for devices whose row sets none (default 10)")
-    p.add_argument("--timeout", type=_positive, default=d["timeout"], metavar="S",
-                   help="seconds to wait for each echo reply (default 1)")
+    p.add_argument("--interval", type=_within(0.01, 86400), default=d["interval"], metavar="S",
+                   help="seconds between checks for devices whose row sets none, 0.01 to 86400 (default 10)")
+    p.add_argument("--timeout", type=_within(0.01, 60), default=d["timeout"], metavar="S",
+                   help="seconds to wait for each echo reply, 0.01 to 60 (default 1)")
     p.add_argument("--confirm-probes", type=_count(1), default=d["confirm_probes"], metavar="N",
                    help="extra probes after a failure before a device is declared DOWN (default 2)")
-    p.add_argument("--confirm-spacing", type=_positive, default=d["confirm_spacing"], metavar="S",
-                   help="seconds between the sends of confirmation probes (default 1)")
+    p.add_argument("--confirm-spacing", type=_within(0.01, 60), default=d["confirm_spacing"], metavar="S",
+                   help="seconds between the sends of confirmation probes, 0.01 to 60 (default 1)")
     p.add_argument("--up-after", type=_count(1), default=d["up_after"], metavar="N",
                    help="successful checks in a row before a DOWN device is UP again (default 1)")
     p.add_argument("--flap-threshold", type=_count(2), default=d["flap_threshold"], metavar="N",
                    help="state changes within the flap window that mark a device flapping (default 3)")
-    p.add_argument("--flap-window", type=_positive, default=d["flap_window"], metavar="S",
-                   help="seconds of the flap window (default 300)")
+    p.add_argument("--flap-window", type=_within(1, 86400), default=d["flap_window"], metavar="S",
+                   help="seconds of the flap window, 1 to 86400 (default 300)")
     p.add_argument("--spool", type=Path, metavar="DIR", default=d["spool"],
                    help="where history waits while the database is down (default: beside a SQLite file, "
                         "else $XDG_DATA_HOME/wardtui/spool/...)")
-    p.add_argument("--spool-max-mb", type=_positive, metavar="MB", default=d["spool_max_mb"],
+    p.add_argument("--spool-max-mb", type=_within(1, 1_048_576), metavar="MB", default=d["spool_max_mb"],
                    help="spool size cap; past it check results are dropped and counted, transitions "
-                        "never (default 256)")
+                        "never; 1 to 1048576 (default 256)")
     p.add_argument("--keep-raw", type=_keep, metavar="SPAN", default=d["keep_raw"],
                    help="how long raw checks are kept: Nd, Nh or forever (default 7d)")
     p.add_argument("--keep-1m", type=_keep, metavar="SPAN", default=d["keep_1m"],
@@ -117,10 +133,10 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
     p.add_argument("--credentials", type=Path, metavar="FILE", default=d["credentials"],
                    help="SNMP credentials, YAML, mode 0600, named in the inventory's snmp_credential "
                         "column (default: $XDG_CONFIG_HOME/wardtui/credentials.yaml)")
-    p.add_argument("--snmp-interval", type=_positive, metavar="S", default=d["snmp_interval"],
-                   help="seconds between SNMP polls of a device (default 60)")
-    p.add_argument("--snmp-timeout", type=_positive, metavar="S", default=d["snmp_timeout"],
-                   help="seconds to wait for each SNMP answer (default 2)")
+    p.add_argument("--snmp-interval", type=_within(0.1, 86400), metavar="S", default=d["snmp_interval"],
+                   help="seconds between SNMP polls of a device, 0.1 to 86400 (default 60)")
+    p.add_argument("--snmp-timeout", type=_within(0.01, 60), metavar="S", default=d["snmp_timeout"],
+                   help="seconds to wait for each SNMP answer, 0.01 to 60 (default 2)")
     p.add_argument("--snmp-retries", type=_count(0), metavar="N", default=d["snmp_retries"],
                    help="resends of an unanswered SNMP request (default 1)")
 

@@ -326,3 +326,29 @@ def test_reader_going_away_stops_polling_and_still_flushes_history(tmp_path: Pat
         stored = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
     # Every check that was printed is in the history: the last batch was flushed at exit.
     assert stored >= printed
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("--interval", "nan"), ("--interval", "inf"), ("--interval", "1e-9"), ("--interval", "1e9"),
+    ("--timeout", "nan"), ("--timeout", "-inf"), ("--confirm-spacing", "0"), ("--flap-window", "nan"),
+    ("--spool-max-mb", "nan"), ("--spool-max-mb", "inf"), ("--snmp-interval", "1e12"),
+    ("--snmp-timeout", "nan"), ("--duration", "nan"), ("--duration", "inf")])
+def test_number_options_are_finite_and_within_their_range(option: str, value: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12: --timeout nan never stopped, --interval nan ran no check and exited 0,
+    --interval 1e-9 busy-looped, --duration nan exited at once. Each is a usage error now."""
+    from wardtui.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["poll", "--jsonl", f"{option}={value}"])  # "=": -inf is a value
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and ("finite" in err or "between" in err or "greater than 0" in err), err
+
+
+def test_the_documented_limits_themselves_are_accepted() -> None:
+    from wardtui.cli import build_parser
+
+    args = build_parser().parse_args(["poll", "--jsonl", "--interval", "0.01", "--timeout", "60",
+                                      "--flap-window", "86400", "--spool-max-mb", "1", "--duration", "1e6"])
+    assert (args.interval, args.timeout, args.flap_window, args.spool_max_mb) == (0.01, 60, 86400, 1)
