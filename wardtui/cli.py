@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import io
 import math
 import sys
 from collections.abc import Callable, Coroutine
@@ -81,6 +82,9 @@ def _count(low: int) -> Callable[[str], int]:
     return parse
 
 
+MAX_KEEP_DAYS = 36_500  # a century; beyond it, "forever" says what is meant
+
+
 def _keep(text: str) -> timedelta | None:
     """A retention: ``forever``, or N followed by d or h (``7d``, ``36h``)."""
     if text.strip().lower() == "forever":
@@ -88,7 +92,12 @@ def _keep(text: str) -> timedelta | None:
     number, unit = text.strip()[:-1], text.strip()[-1:].lower()
     if unit not in ("d", "h") or not number.isdigit() or int(number) < 1:
         raise argparse.ArgumentTypeError(f"use Nd, Nh or forever, e.g. 7d: {text!r}")
-    return timedelta(days=int(number)) if unit == "d" else timedelta(hours=int(number))
+    days = int(number) if unit == "d" else int(number) / 24
+    # Retention counts back from now: 999999d reached before year 1 and maintenance failed
+    # every 15 s for ever; 99999999999d overflowed here.
+    if days > MAX_KEEP_DAYS:
+        raise argparse.ArgumentTypeError(f"{text}: at most {MAX_KEEP_DAYS}d; use forever to keep all")
+    return timedelta(days=days)
 
 
 # One source for the defaults: the Options the CLI builds.
@@ -125,7 +134,7 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
                    help="spool size cap; past it check results are dropped and counted, transitions "
                         "never; 1 to 1048576 (default 256)")
     p.add_argument("--keep-raw", type=_keep, metavar="SPAN", default=d["keep_raw"],
-                   help="how long raw checks are kept: Nd, Nh or forever (default 7d)")
+                   help="how long raw checks are kept: Nd, Nh (at most 36500d) or forever (default 7d)")
     p.add_argument("--keep-1m", type=_keep, metavar="SPAN", default=d["keep_1m"],
                    help="how long 1-minute rollups are kept (default 90d)")
     p.add_argument("--keep-1h", type=_keep, metavar="SPAN", default=d["keep_1h"],
@@ -355,10 +364,19 @@ def _generate(args: argparse.Namespace) -> int:
         return 2
     rows = bank_rows(args.devices, args.regions, args.seed)
     if args.output is None:
-        write_csv(sys.stdout, rows)
-    else:
+        from wardtui.history_cli import write_out
+
+        text = io.StringIO()
+        write_csv(text, rows)
+        write_out(text.getvalue().rstrip("\n"))  # `| head` closing the pipe is not an error
+        return 0
+    try:
         with args.output.open("w", encoding="utf-8", newline="") as out:
             write_csv(out, rows)
+    except OSError as exc:  # a directory, /proc/version, a missing directory, a full disk
+        error(f"-o {args.output}: cannot write the inventory: {exc.strerror or exc}",
+              prefix="wardtui generate")
+        return 2
     return 0
 
 

@@ -37,7 +37,10 @@ def parse_since(text: str, now: datetime, option: str = "--since") -> datetime:
     """``1h``, ``24h``, ``7d``, ``30d`` (any N with m, h or d) back from ``now``, or an ISO 8601 time
     (UTC when it names no zone)."""
     if match := _SPAN.match(text.strip()):
-        return now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        try:
+            return now - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        except OverflowError:  # before year 1 (99999999d)
+            raise HistoryQueryError(f"{option} {text!r}: too far back; give a date instead") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -352,3 +352,34 @@ def test_the_documented_limits_themselves_are_accepted() -> None:
     args = build_parser().parse_args(["poll", "--jsonl", "--interval", "0.01", "--timeout", "60",
                                       "--flap-window", "86400", "--spool-max-mb", "1", "--duration", "1e6"])
     assert (args.interval, args.timeout, args.flap_window, args.spool_max_mb) == (0.01, 60, 86400, 1)
+
+
+@pytest.mark.parametrize("span", ["99999999999d", "999999d", "99999999h"])
+def test_retention_beyond_a_century_is_a_usage_error(span: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 12: 99999999999d overflowed at parse; 999999d was accepted, then maintenance
+    failed every 15 s for ever (before year 1) and retention never ran."""
+    from wardtui.cli import build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["poll", "--jsonl", "--keep-raw", span])
+    assert info.value.code == 2 and "at most 36500d" in capsys.readouterr().err
+
+
+def test_spans_too_far_back_and_unwritable_outputs_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-dir").mkdir()
+    cases = [("outages", "--since", "99999999d"), ("history", "r1", "--since", "9999999999d"),
+             ("report", "--from", "99999999d"),
+             ("generate", "--devices", "5", "-o", str(tmp_path / "a-dir")),
+             ("generate", "--devices", "5", "-o", "/proc/version"),
+             ("generate", "--devices", "5", "-o", str(tmp_path / "missing" / "x.csv"))]
+    for args in cases:
+        proc = run(*args, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert_no_traceback(proc)
+        assert len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+    # A reader that stops early (| head) is not an error.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1"}
+    piped = subprocess.run(f"{sys.executable} -m wardtui generate --devices 20000 | head -2", shell=True,
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert piped.stdout.startswith("name,address,") and len(piped.stdout.splitlines()) == 2
+    assert piped.stderr == "", piped.stderr
