@@ -26,6 +26,7 @@ Resolver = Callable[[str], str]
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL})(\.{_LABEL})*\.?$")
 _NUMERIC = re.compile(r"^[0-9.]+$")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,22 +288,38 @@ def _address(host: str, line: int, name: str, resolver: Resolver,
     try:
         # Fast path for the common case, an IPv4 address already written the canonical way
         # (inet_ntop gives it back unchanged): ~8 times cheaper than ipaddress at 20,000 rows.
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) == host:
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, host)) == host \
+                and 0 < int(host.split(".", 1)[0]) < 224:
             return host
     except OSError:
         pass
     try:
-        return _canonical(ipaddress.ip_address(host.strip("[]")))
+        return _unicast(ipaddress.ip_address(host.strip("[]")), host, line, name, problems)
     except ValueError:
         pass
     if ":" in host or _NUMERIC.match(host) or not _HOSTNAME.match(host):
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
     try:
-        return _canonical(ipaddress.ip_address(resolver(host)))
+        resolved = ipaddress.ip_address(resolver(host))
     except (OSError, ValueError) as exc:
         problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
         return None
+    return _unicast(resolved, host, line, name, problems)
+
+
+def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str, line: int, name: str,
+             problems: list[Problem]) -> str | None:
+    """The address if one host can answer at it. 0.0.0.0 "answered" from 127.0.0.1 (the
+    kernel's own), and broadcast or multicast ones were shown DOWN or answered by many."""
+    ip4 = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+    kind = ("unspecified" if ip4.is_unspecified else "multicast" if ip4.is_multicast
+            else "broadcast or reserved" if isinstance(ip4, ipaddress.IPv4Address) and (
+                ip4.is_reserved or ip4 in _THIS_NETWORK) else None)
+    if kind is not None:
+        problems.append(Problem(name, line, f"bad address '{host}': {kind}, not one host's address"))
+        return None
+    return _canonical(ip)
 
 
 def _canonical(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -444,7 +444,7 @@ def test_a_bad_snmp_port_is_a_problem_on_its_line(tmp_path: Path, port: str) -> 
     assert problems_of(path) == [Problem(str(path), 2, f"bad snmp_port '{port}': a UDP port, 1 to 65535")]
 
 
-@pytest.mark.parametrize("written", ["127.0.0.1", "127.1.2.3", "255.255.255.255", "0.0.0.0", "127.0.0.01",
+@pytest.mark.parametrize("written", ["127.0.0.1", "127.1.2.3", "223.255.255.255", "1.0.0.0", "127.0.0.01",
                                      "127.000.0.1", "::ffff:127.0.0.1", "[::1]", "2001:DB8::1"])
 def test_addresses_load_as_ipaddress_spells_them(tmp_path: Path, written: str) -> None:
     """The IPv4 fast path (inet_pton/inet_ntop) gives exactly what ipaddress gives, and leaves
@@ -458,3 +458,14 @@ def test_addresses_load_as_ipaddress_spells_them(tmp_path: Path, written: str) -
     mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
     (device,) = load_inventory(path)
     assert device.address == str(mapped or ip.compressed)
+
+
+@pytest.mark.parametrize("written", ["0.0.0.0", "255.255.255.255", "224.0.0.1", "239.1.2.3", "240.0.0.1",
+                                     "0.1.2.3", "::", "ff02::1", "::ffff:224.0.0.1"])
+def test_addresses_that_are_not_one_hosts_are_refused(tmp_path: Path, written: str) -> None:
+    """Issue 12: 0.0.0.0 "answered" from 127.0.0.1 and broadcast or multicast addresses were
+    accepted and shown DOWN. Each is refused with file:line, and so is a name resolving to one."""
+    path = write(tmp_path, "a.csv", HEADER + f'x,"{written}",b,r,router,,,\n')
+    only(problems_of(path), 2, "bad address", written, "not one host's address")
+    named = write(tmp_path, "b.csv", HEADER + "x,bcast.lab,b,r,router,,,\n")
+    only(problems_of(named, resolver({"bcast.lab": written})), 2, "bad address 'bcast.lab'")
