@@ -5,8 +5,8 @@ dashboard, error messages, ``wardtui report`` on stdout) and report files. A con
 in them is an instruction to whatever displays it: ``ESC ] 0 ;`` retitles the terminal,
 ``ESC [ 2 J`` blanks it, OSC 52 writes the clipboard, a bidi override reorders what is read.
 So the inventory refuses them (:func:`first_unsafe`, with ``file:line``), and text from agents
-or the database is cleaned where it is shown (:func:`clean`) or quoted in a message
-(:func:`quoted`).
+or the database is cleaned where it is shown (:func:`clean`) or escaped in a message
+(:func:`escaped`).
 
 Unsafe: C0 controls except tab, DEL, C1 controls, the bidi embeddings, overrides and isolates
 (U+202A-U+202E, U+2066-U+2069, U+061C) and the line and paragraph separators (U+2028,
@@ -55,9 +55,14 @@ def clean(text: str, *, tab: str = " ") -> str:
     return _UNSAFE_OR_TAB.sub(lambda m: tab if m.group() == "\t" else REPLACEMENT, text)
 
 
-def clean_lines(text: str) -> str:
+def clean_lines(text: str, *, tab: str = " ") -> str:
     """:func:`clean` line by line: newlines stay (a multi-line message), nothing else."""
-    return "\n".join(clean(line) for line in text.split("\n"))
+    return "\n".join(clean(line, tab=tab) for line in text.split("\n"))
+
+
+def escaped_lines(text: str) -> str:
+    """:func:`escaped` line by line: newlines stay, every other control is written out."""
+    return "\n".join(escaped(line) for line in text.split("\n"))
 
 
 def escaped(text: str) -> str:
@@ -66,11 +71,6 @@ def escaped(text: str) -> str:
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(lambda m: _escape(m.group()), text)
-
-
-def quoted(text: str) -> str:
-    """``text`` in single quotes for an error message, escaped (:func:`escaped`)."""
-    return f"'{escaped(text)}'"
 
 
 def _escape(char: str) -> str:

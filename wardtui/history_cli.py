@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from poller.text import clean
+from poller.text import clean_lines
 from store.history import HistoryStore
 from store.maintenance import Retention
 from store.queries import TIER_NAMES, History, TierName, choose_tier, device_history
@@ -244,7 +244,7 @@ def write_out(text: str) -> None:
 
     What the commands print quotes the database (names, SNMP strings): no terminal control
     reaches the operator's terminal from it (poller/text.py); newlines and tabs are ours."""
-    text = "\n".join(clean(line, tab="\t") for line in text.split("\n"))
+    text = clean_lines(text, tab="\t")
     try:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()

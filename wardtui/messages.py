@@ -10,20 +10,19 @@ from __future__ import annotations
 import logging
 import sys
 
-from poller.text import escaped
+from poller.text import escaped_lines
 
 
 def error(message: str, prefix: str = "wardtui") -> None:
     """Print ``prefix: message`` on stderr, each line escaped."""
-    lines = "\n".join(escaped(line) for line in message.split("\n"))
-    print(f"{prefix}: {lines}", file=sys.stderr)
+    print(f"{prefix}: {escaped_lines(message)}", file=sys.stderr)
 
 
 class EscapingFormatter(logging.Formatter):
     """Log lines quote agents, paths and database errors: escaped like :func:`error`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return "\n".join(escaped(line) for line in super().format(record).split("\n"))
+        return escaped_lines(super().format(record))
 
 
 def log_to_stderr(level: int = logging.WARNING) -> None:
