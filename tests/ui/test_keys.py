@@ -7,11 +7,13 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from textual import events
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input
 
 from tests.ui.test_device_screen import Drill, drill, store_known_rates
 from wardtui.screens.dashboard import DashboardScreen
+from wardtui.screens.device import DeviceScreen
 from wardtui.screens.export import ExportScreen
 from wardtui.screens.help import HelpScreen
 from wardtui.widgets.groups import GroupTree
@@ -148,3 +150,53 @@ async def test_the_export_box_has_its_own_keys_in_the_footer(tmp_path: Path) -> 
         await d.pilot.press("escape")
         await d.until(lambda: isinstance(d.app.screen, DashboardScreen))
         assert "s Sort" in d.lines()[-1]
+
+
+def burst(d: Drill, keys: str | list[str]) -> None:
+    """Keys as they reach the app from a fast typist or a laggy SSH link: all in the app's queue
+    before the first is handled (Pilot.press waits for the app after each key)."""
+    for key in keys:
+        character = {"slash": "/", "colon": ":", "space": " "}.get(key, key if len(key) == 1 else None)
+        event = events.Key(key, character)
+        event.set_sender(d.app)
+        d.app.post_message(event)
+
+
+async def test_keys_typed_right_after_slash_colon_enter_or_esc_go_where_meant(tmp_path: Path) -> None:
+    """'/dev12', ':device dev3' Enter, '/dev1' Enter 'jj' arriving in one read: no key is lost to
+    the table before the line takes focus ('/quit' typed fast quit), none typed into the line
+    after Enter or Esc gave the keys back."""
+    async with drill(tmp_path) as d:
+        await d.all_up()
+        dashboard = d.app.dashboard
+        filter_input = dashboard.query_one("#filter", Input)
+        burst(d, ["slash", *"qdev12"])
+        await d.until(lambda: filter_input.value == "qdev12")
+        assert d.app.is_running and d.app.screen is dashboard  # not quit, not exported
+        burst(d, ["escape", "j", "j"])  # the table has the keys again at once
+        await d.until(lambda: d.table.cursor_row == 2 and d.table.has_focus)
+        assert filter_input.value == "" and d.table.filter_text == ""
+        d.table.move_cursor(row=0)
+        burst(d, ["slash", *"dev1", "enter", "j", "j"])  # Enter keeps the filter
+        await d.until(lambda: d.table.filter_text == "dev1" and d.table.has_focus)
+        await d.until(lambda: d.table.cursor_row == 2)
+        assert filter_input.value == "dev1"
+        burst(d, ["colon", *"device dev3", "enter"])
+        await d.until(lambda: isinstance(d.app.screen, DeviceScreen))
+        assert d.screen.device == "dev3"
+
+
+async def test_slash_and_colon_are_text_inside_the_lines(tmp_path: Path) -> None:
+    """In the filter an IPv6 address or a path; in the command line a file name: '/' and ':'
+    are typed, not taken as keys, and the footer does not offer them there."""
+    async with drill(tmp_path) as d:
+        await d.all_up()
+        dashboard = d.app.dashboard
+        await d.pilot.press("slash", *"fe80::1/64")
+        assert dashboard.query_one("#filter", Input).value == "fe80::1/64"
+        assert "/ Filter" not in d.lines()[-1] and "esc Clear filter" in d.lines()[-1]
+        await d.pilot.press("escape", "colon", *"filter a/b:c")
+        assert dashboard.query_one("#command", Input).value == "filter a/b:c"
+        await d.pilot.press("enter")
+        await d.until(lambda: d.table.filter_text == "a/b:c")
+        assert "/ Filter" in d.lines()[-1]

@@ -28,7 +28,7 @@ from wardtui.commands import DashboardCommands
 from wardtui.literal import literal
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
-from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, parse
+from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, LineInput, parse
 from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel, HealthLine
@@ -65,13 +65,19 @@ class DashboardScreen(Screen[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
     TICK = 0.5
     FILTER_DELAY = 0.15  # seconds of no typing before the filter is applied
+    # "/" and ":" are priority bindings: they run when the app takes the key, before it hands
+    # the next keys to the focused widget. As ordinary bindings they ran only after the key had
+    # bubbled back up to the app, and the keys typed right after had gone to the table by then:
+    # "/lobby" typed fast lost "lobby" (and "/quit" quit). In the lines they are text (paths,
+    # IPv6), and check_action lets them through. Enter and Esc in the lines: see LineInput.
     BINDINGS = [
-        Binding("slash", "filter", "Filter", tooltip="show only rows containing the text, live"),
+        Binding("slash", "filter", "Filter", tooltip="show only rows containing the text, live",
+                priority=True),
         Binding("s", "sort", "Sort", tooltip="sort by the next column (see below)"),
         Binding("p", "problems", "Problems", tooltip="problems first (see below), or every device"),
         Binding("g", "groups", "Groups", tooltip="region → branch → device with counts; g again: back"),
         Binding("colon", "command", "Command", tooltip="command line: :problems :all :groups :device NAME "
-                ":sort COLUMN :filter TEXT :help :quit"),
+                ":sort COLUMN :filter TEXT :help :quit", priority=True),
         Binding("e", "export", "Export", tooltip="write an availability report of this view to a file"),
         Binding("question_mark", "help", "Help", tooltip="this screen"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
@@ -100,10 +106,12 @@ class DashboardScreen(Screen[None]):
             yield Label(":", id="command-label")
             yield CommandInput(
                 CommandSuggester(self.engine.trackers), id="command",
-                placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT")
+                placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT",
+                enter_action="submit_line", escape_action="clear_filter")
         with Horizontal(id="filter-bar"):
             yield Label("filter /", id="filter-label")
-            yield Input(placeholder="text in any column; words must all match", id="filter")
+            yield LineInput("text in any column; words must all match", id="filter",
+                            enter_action="submit_line", escape_action="clear_filter")
         yield HealthLine(id="health")
         with Horizontal(id="bottom"):
             yield GaugesPanel(id="gauges")
@@ -183,7 +191,14 @@ class DashboardScreen(Screen[None]):
                     if gauges.extra.get("snmp_v3_agents"):
                         self.query_one("#bottom").add_class("-snmp3")  # and one for v3
 
+    def _line(self) -> Input | None:
+        """The filter or command line, if the operator is typing in it."""
+        focused = self.focused
+        return focused if isinstance(focused, Input) and focused.id in ("filter", "command") else None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("filter", "command"):
+            return self._line() is None  # in a line, "/" and ":" are text (paths, IPv6)
         # Esc is only offered (in the footer too) while there is a filter to clear.
         if action == "clear_filter":
             return bool(self.query_one("#filter-bar").display or self.query_one("#command-bar").display
@@ -193,7 +208,9 @@ class DashboardScreen(Screen[None]):
     # -- keys ---------------------------------------------------------------------------------
     def action_filter(self) -> None:
         self.query_one("#filter-bar").display = True
-        self.query_one("#filter", Input).focus()
+        # Focus now, not at the next turn as Widget.focus() does: "/lobby" arriving in one read
+        # would give "lobby" to the table.
+        self.set_focus(self.query_one("#filter", Input))
         self.refresh_bindings()
 
     def action_clear_filter(self) -> None:
@@ -245,6 +262,8 @@ class DashboardScreen(Screen[None]):
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
+        if event.value != event.input.value:
+            return  # typed before Esc or Enter, which have dealt with the line as it is now
         # Applied once typing pauses: refilling a 10,000-row table on every keystroke stalls
         # the loop the engine runs on (about 0.5 s per key was measured).
         self._cancel_pending_filter()
@@ -257,11 +276,19 @@ class DashboardScreen(Screen[None]):
             self._filter_timer.stop()
             self._filter_timer = None
 
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
+    def action_submit_line(self) -> None:
+        """Enter in the filter keeps the filter and gives the keys back to the view; in the
+        command line it runs the command."""
+        line = self._line()
+        if line is None:
+            return
+        if line.id == "command":
+            self._close_command_line()
+            self.run_command(line.value)
+            return
         self._cancel_pending_filter()
-        self._apply_filter(event.value)
-        if not event.value:
+        self._apply_filter(line.value)
+        if not line.value:
             self.query_one("#filter-bar").display = False
         self._focus_view()
         self.refresh_bindings()
@@ -293,7 +320,7 @@ class DashboardScreen(Screen[None]):
             self._focus_view()
 
     def _focus_view(self) -> None:
-        (self.query_one(GroupTree) if self.view == "groups" else self.query_one(DeviceTable)).focus()
+        self.set_focus(self.query_one(GroupTree) if self.view == "groups" else self.query_one(DeviceTable))
 
     def _apply_filter(self, text: str) -> None:
         table = self.query_one(DeviceTable)
@@ -321,18 +348,13 @@ class DashboardScreen(Screen[None]):
         bar = self.query_one("#command-bar")
         bar.display = True
         self.query_one("#command", Input).value = ""
-        self.query_one("#command", Input).focus()
+        self.set_focus(self.query_one("#command", Input))  # at once, as for the filter
         self.refresh_bindings()
 
     def _close_command_line(self) -> None:
         self.query_one("#command-bar").display = False
         self._focus_view()
         self.refresh_bindings()
-
-    @on(Input.Submitted, "#command")
-    def _command_submitted(self, event: Input.Submitted) -> None:
-        self._close_command_line()
-        self.run_command(event.value)
 
     def run_command(self, line: str) -> None:
         """Run one `:` command (the command line and the palette both come here)."""

@@ -91,21 +91,54 @@ class CommandSuggester(Suggester):
         return found[0].rstrip() if found else None
 
 
-class CommandInput(Input):
+class LineInput(Input):
+    """A one-line input that Enter and Esc close (the `/` filter, the `:` line).
+
+    The app hands each key to the focused widget as the key arrives, not once the one before it
+    has been handled, and a binding's action runs only after its key has bubbled back up to the
+    app. Keys typed fast (or coalesced by an SSH link) would go astray: ``/dev1`` Enter ``jj``
+    typed ``jj`` into the filter. So Enter and Esc are handled here, in the order the keys came,
+    by running the screen's ``enter_action``/``escape_action`` at once (it moves the focus), and
+    keys that were already queued here when the focus moved on are handed back to the app,
+    which gives them to what has the focus now."""
+
+    def __init__(self, placeholder: str = "", *, enter_action: str, escape_action: str,
+                 suggester: Suggester | None = None, id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, suggester=suggester, id=id)
+        self._actions = {"enter": enter_action, "escape": escape_action}
+
+    def _focused(self) -> bool:
+        # Not has_focus: that follows the Blur message, which is queued behind these keys.
+        return self.screen.focused is self
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not self._focused() or event.key in self._actions:
+            event.stop()
+            event.prevent_default()
+            if not self._focused():  # typed after Enter or Esc: meant for what has the focus now
+                self.app.post_message(events.Key(event.key, event.character))
+            else:
+                await self.app.run_action(self._actions[event.key], self.screen)
+            return
+        await super()._on_key(event)
+
+
+class CommandInput(LineInput):
     """The `:` line's input. Tab completes (again: the next candidate, shift+Tab the previous)
     instead of moving the focus out, which left the line open while the next letters ran as
     dashboard keys (``q`` quit). Completion is computed here, not taken from the grey
     suggestion, which arrives from a worker and may lag behind fast typing."""
 
-    def __init__(self, suggester: CommandSuggester, placeholder: str = "", *, id: str | None = None) -> None:
-        super().__init__(placeholder=placeholder, suggester=suggester, id=id)
+    def __init__(self, suggester: CommandSuggester, placeholder: str = "", *, enter_action: str,
+                 escape_action: str, id: str | None = None) -> None:
+        super().__init__(placeholder, enter_action=enter_action, escape_action=escape_action,
+                         suggester=suggester, id=id)
         self._cycle: list[str] = []  # the candidates of the last Tab, while the value is one of them
 
     async def _on_key(self, event: events.Key) -> None:
-        # Handled here, in the order the keys came, not by a binding: a binding's action runs
-        # once the key has bubbled up to the app, after the letters typed next (seen in tmux:
-        # `dev` Tab `qa` typed fast gave `devqa`).
-        if event.key in ("tab", "shift+tab"):
+        # Handled here, in the order the keys came, not by a binding (see LineInput; seen in
+        # tmux: `dev` Tab `qa` typed fast gave `devqa`).
+        if event.key in ("tab", "shift+tab") and self._focused():
             event.stop()
             event.prevent_default()
             self.action_complete(1 if event.key == "tab" else -1)
