@@ -3,11 +3,17 @@
 Rows go to append-only segment files (``000000000001.spool``, ...), one compact JSON object per line,
 fsync'd before ``append`` returns, so what the engine saw during an outage survives a crash or a
 restart. A sidecar per segment (``000000000001.offset``) holds how far it has been written to the
-database, so a crash replays at most the batch that was not yet committed.
+database, so a crash replays at most the batch that was not yet committed (the database
+recognises rows it already holds by their keys, so such a replay adds nothing).
+
+An ``append`` is all or nothing: one that fails (disk full) leaves the spool as it was. A record
+that cannot be read back (a damaged disk, a hand edit) is set aside in a side file next to its
+segment (``000000000001.spool.damaged-OFFSET``), logged and counted, and replay goes on after it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -52,6 +58,7 @@ class SpoolBatch:
     end: int
     polls: list[PollRecord] = field(default_factory=list)  # answered and failed SNMP polls
     events: list[SnmpEventIn] = field(default_factory=list)  # SNMP reboots, interface and agent changes
+    damaged: int = 0  # lines between start and end that could not be read (set aside)
 
     @property
     def rows(self) -> int:
@@ -87,6 +94,8 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.dropped_checks = 0
         self.dropped_polls = 0
+        self.damaged_records = 0  # lines set aside as unreadable (see _set_aside)
+        self.progress_error: str | None = None  # why replay progress could not be saved, if so
         self._segments: dict[int, _Segment] = {}  # by sequence number, oldest first
         self._fd: int | None = None  # the newest segment, open for append
         self._next_seq = 1
@@ -142,7 +151,7 @@ class Spool:
         (fsync'd); return how many checks and polls were dropped: the newest of this call that
         would take the spool past ``max_bytes`` (counted in ``dropped_checks``, ``dropped_polls``).
 
-        On ``OSError`` (disk full, ...) a prefix of the rows may have been spooled.
+        On ``OSError`` (disk full, ...) none of them is in the spool (see ``_write``).
         """
         lines = [encode_transition(t) for t in transitions] + [encode_event(e) for e in events]
         checks_in = [encode_check(c) for c in checks]
@@ -175,6 +184,30 @@ class Spool:
             self._dropping = (dropped_checks + dropped_polls) > 0
 
     def _write(self, lines: list[Line]) -> None:
+        """Append ``lines`` in order, all or nothing: if a write or fsync fails (disk full), the
+        segments are put back as they were (cut to their old end, new ones removed) and the error
+        raised, so the caller knows none of its rows are in the spool."""
+        newest = self._newest()
+        before = (newest.seq, newest.end, newest.rows) if newest is not None else None
+        try:
+            self._write_lines(lines)
+        except BaseException:
+            self._roll_back(before)
+            raise
+
+    def _roll_back(self, before: tuple[int, int, int] | None) -> None:
+        for seq in [seq for seq in self._segments if before is None or seq > before[0]]:
+            self._discard(self._segments[seq])  # made by this append: nothing else is in it
+        if before is not None and (seg := self._segments.get(before[0])) is not None:
+            seg.end, seg.rows = before[1], before[2]
+            seg.torn = True  # cut at the next append; only the newest segment may end torn
+            with contextlib.suppress(OSError):  # best effort now (cutting needs no space)
+                fd = self._fd if self._fd is not None else os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+                self._fd = fd
+                os.ftruncate(fd, seg.end)
+                seg.torn = False
+
+    def _write_lines(self, lines: list[Line]) -> None:
         i = 0
         while i < len(lines):
             seg, fd = self._tail(len(lines[i]))
@@ -242,7 +275,7 @@ class Spool:
 
     def _read(self, seg: _Segment, start: int, max_rows: int) -> SpoolBatch:
         batch = SpoolBatch([], [], seg.path, start, start)
-        pos, weight = start, 0
+        pos, weight, damaged = start, 0, 0
         with seg.path.open("rb") as f:
             f.seek(start)
             while pos < seg.end and weight < max_rows:
@@ -250,9 +283,11 @@ class Spool:
                 try:
                     record = decode(line)
                 except (ValueError, KeyError, TypeError) as exc:
-                    raise SpoolError(
-                        f"spool {seg.path}: line {_line_number(seg.path, pos)} is unreadable ({exc}); "
-                        "move the file away to replay the rest") from exc
+                    self._set_aside(seg, pos, line, exc)
+                    damaged += 1
+                    weight += 1
+                    pos += len(line)
+                    continue
                 if isinstance(record, SnmpPoll):
                     if weight and weight + 1 + len(record.interfaces) > max_rows:
                         break  # the next batch starts with it
@@ -268,7 +303,27 @@ class Spool:
                     batch.events.append(record)
                 weight += 1
                 pos += len(line)
-        return SpoolBatch(batch.transitions, batch.checks, seg.path, start, pos, batch.polls, batch.events)
+        return SpoolBatch(batch.transitions, batch.checks, seg.path, start, pos, batch.polls, batch.events,
+                          damaged)
+
+    def _set_aside(self, seg: _Segment, pos: int, line: bytes, exc: Exception) -> None:
+        """Copy an unreadable line to a side file (named by its offset: doing it again after a
+        crash writes the same file) before replay moves past it; SpoolError if that fails."""
+        side = seg.path.with_name(f"{seg.path.name}.damaged-{pos}")
+        where = f"spool {seg.path}: line {_line_number(seg.path, pos)} ({len(line)} bytes)"
+        try:
+            fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_all(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _fsync_dir(self.directory)
+        except OSError as error:
+            raise SpoolError(f"{where} is unreadable ({exc}) and could not be set aside in {side} "
+                             f"({error.strerror or error}); replay waits for it") from error
+        self.damaged_records += 1
+        log.error("%s is unreadable (%s): set aside in %s; replaying the rest", where, exc, side)
 
     def commit(self, batch: SpoolBatch) -> None:
         """Record durably that ``batch`` is in the database; delete its segment once all of it is
@@ -281,14 +336,25 @@ class Spool:
             if batch.start > seg.committed or seg.seq != next(iter(self._segments)):
                 raise SpoolError(f"spool {self.directory}: batch committed out of order "
                                  f"({batch.segment.name} at {batch.start})")
-            rows = batch.rows if batch.start == seg.committed else \
+            rows = batch.rows + batch.damaged if batch.start == seg.committed else \
                 _count_lines(seg.path, seg.committed, batch.end)
             if batch.end >= seg.end:
                 self._discard(seg)
                 return
-            self._save_offset(seg.seq, batch.end)
             seg.committed = batch.end
             seg.rows -= rows
+            try:
+                self._save_offset(seg.seq, batch.end)
+            except OSError as exc:
+                # Disk full: the progress stays in memory for this run. A restart replays from
+                # the last saved offset, which adds nothing (the rows have keys in the database).
+                if self.progress_error is None:
+                    log.warning("spool %s: cannot save replay progress (%s); a restart replays from "
+                                "the last saved point, without duplicating rows", self.directory,
+                                exc.strerror or exc)
+                self.progress_error = exc.strerror or str(exc)
+            else:
+                self.progress_error = None
 
     # -- files ----------------------------------------------------------------------------
 

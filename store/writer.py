@@ -85,6 +85,8 @@ class StoreWriter:
     SNMP events are never dropped, like transitions.
     """
 
+    SPOOL_RETRY_S = 5.0  # how often appending to a full spool is tried again
+
     def __init__(self, store: HistorySink, subscription: Subscription, *,
                  flush_interval: float = 1.0, batch_size: int = 5000,
                  max_pending: int = 200_000, retry_delay: float = 0.5,
@@ -124,6 +126,8 @@ class StoreWriter:
         self._streak = 0  # consecutive failed attempts, for logging the recovery
         self._failing_since: float | None = None  # loop time of the streak's first failure
         self._spool_broken = False  # the spool failed: not used again in this run (logged)
+        self.spool_full: str | None = None  # why the last append failed (disk full), until one passes
+        self._spill_retry_at = 0.0
         # (spool batch, how many of its replay steps are in the database): a retried batch
         # writes only what its failed attempt did not (see _replay)
         self._replayed: tuple[tuple[object, int], int] | None = None
@@ -156,6 +160,8 @@ class StoreWriter:
             "store_spool_bytes": float(spool.bytes if spool else 0),
             "store_samples_dropped": float(self.dropped_samples),
             "store_failing": 1.0 if self._streak else 0.0,
+            "store_spool_full": 1.0 if self.spool_full is not None else 0.0,
+            "store_spool_damaged": float(spool.damaged_records if spool else 0),
             "store_snmp_pending": float(len(self._polls) + len(self._snmp_events)),
             "store_snmp_dropped": float(self.dropped_snmp_polls),
         }
@@ -242,14 +248,15 @@ class StoreWriter:
             # FlapChange and Gauges are not stored yet.
         if (self._checks or self._polls) and self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
-        if not self._spool_usable:
+        if not self._spool_usable or self.spool_full is not None:
             self._bound_memory()
 
     def _batch_full(self) -> bool:
         return len(self._checks) >= self.batch_size or self._poll_rows >= self.batch_size
 
     def _bound_memory(self) -> None:
-        """Without a usable spool, pending checks past ``max_pending`` are dropped, oldest first;
+        """Without a usable spool (or with a full one), pending checks past ``max_pending`` are
+        dropped, oldest first;
         so are pending SNMP polls past ``max_pending`` rows."""
         overflow = len(self._checks) - self.max_pending
         if overflow > 0:
@@ -336,6 +343,8 @@ class StoreWriter:
         failed for ``spool_after`` seconds or let too many checks pile up."""
         if not self._spool_usable or not self._pending():
             return False
+        if self.spool_full is not None and asyncio.get_running_loop().time() < self._spill_retry_at:
+            return False
         if self._spool_pending():
             return True
         if self._failing_since is None:
@@ -346,17 +355,34 @@ class StoreWriter:
 
     async def _spill(self) -> bool:
         """Move every pending row to the spool, transitions and SNMP events first, fsync'd;
-        False if it failed (the rows stay in memory and the spool is given up)."""
+        False if it failed: the rows stay in memory (bounded, what is dropped counted).
+
+        A spool whose disk is full stays the spool: what it holds is older than the rows in
+        memory and is still written first, and appending is tried again every
+        ``SPOOL_RETRY_S`` seconds. Meanwhile the history is at risk (``store_spool_full``)."""
         assert self.spool is not None
         transitions, checks = list(self._transitions), self._checks
         events, polls = list(self._snmp_events), self._polls
         try:
             await asyncio.to_thread(self.spool.append, transitions, checks, polls, events)
-        except (OSError, SpoolError) as exc:
-            # A prefix may be on disk; the spool is abandoned, so those copies are never read.
+        except SpoolError as exc:
             self._give_up_spool(f"cannot append: {exc}")
             self._bound_memory()
             return False
+        except OSError as exc:  # the append left the spool as it was (all or nothing)
+            why = exc.strerror or str(exc)
+            if self.spool_full is None:
+                log.error("history writer: history at risk: the spool %s is full (%s); rows wait in "
+                          "memory (up to %d checks, then the oldest are dropped and counted) and "
+                          "are spooled or written when there is room", self.spool.directory, why,
+                          self.max_pending)
+            self.spool_full = why
+            self._spill_retry_at = asyncio.get_running_loop().time() + self.SPOOL_RETRY_S
+            self._bound_memory()
+            return False
+        if self.spool_full is not None:
+            log.warning("history writer: the spool %s takes rows again", self.spool.directory)
+            self.spool_full = None
         self._transitions.clear()
         self._snmp_events.clear()
         self._checks = []
@@ -378,7 +404,8 @@ class StoreWriter:
         each step remembered once done, so a batch retried after a later step failed does not
         write the earlier ones twice. A row the database refuses costs only itself:
         transitions and events are retried one by one. A crash between a batch's write and its
-        commit in the spool writes it again.
+        commit in the spool writes it again, which adds nothing: the database recognises rows it
+        holds by their keys (a device and a time).
         """
         spool = self.spool
         if spool is None or spool.empty or self._spool_broken:

@@ -3,7 +3,9 @@ writes, the size cap, draining, the directory lock and corrupted records."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from poller.events import CheckResult, InterfaceStat, SnmpFailure, SnmpPoll, State, Transition
-from store.spool import Spool, SpoolBatch, SpoolError
+from store.spool import Spool, SpoolError
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 Record = Transition | CheckResult
@@ -251,19 +253,88 @@ def test_a_second_spool_on_the_same_directory_is_refused(tmp_path: Path) -> None
         again.append([], [check(1)])
 
 
-def test_a_corrupted_record_in_the_middle_names_file_and_line(tmp_path: Path) -> None:
+def test_a_corrupted_record_in_the_middle_is_set_aside_and_the_rest_replayed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with Spool(tmp_path) as spool:
         expected = fill(spool, calls=1)
     path = segments(tmp_path)[0]
     lines = path.read_bytes().splitlines(keepends=True)
     lines[3] = b'{"k":"c","device":"d3",\n'
     path.write_bytes(b"".join(lines))
+    with Spool(tmp_path) as spool, caplog.at_level(logging.ERROR):
+        assert replay(spool, max_rows=2, commit=True) == expected[:3] + expected[4:]
+        assert spool.damaged_records == 1 and spool.empty
+    side = tmp_path / f"{path.name}.damaged-{sum(map(len, lines[:3]))}"
+    assert side.read_bytes() == lines[3]
+    assert f"{path.name}: line 4" in caplog.text and str(side) in caplog.text
+
+
+def test_nul_bytes_in_the_middle_of_a_spool_cost_only_the_lines_they_hit(tmp_path: Path) -> None:
+    """40 NUL bytes over a record boundary (as seen on a damaged disk): the two records they hit
+    are set aside, every other one is replayed, before and after them, and the spool drains."""
     with Spool(tmp_path) as spool:
-        it = spool.batches(max_rows=2)
-        batch: SpoolBatch = next(it)
-        assert [*batch.transitions, *batch.checks] == expected[:2]
-        with pytest.raises(SpoolError, match=rf"{path.name}: line 4 is unreadable"):
-            next(it)
+        expected = fill(spool, calls=20)
+    path = segments(tmp_path)[0]
+    data = bytearray(path.read_bytes())
+    boundary = data.index(b"\n", len(data) // 2)
+    data[boundary - 20: boundary + 20] = b"\0" * 40
+    path.write_bytes(bytes(data))
+    with Spool(tmp_path) as spool:
+        got = replay(spool, max_rows=1, commit=True)
+        assert spool.damaged_records == 1 and spool.empty  # one line: its newline was hit too
+    assert len(got) == len(expected) - 2
+    assert got == [r for r in expected if r in got]  # the rest, in order
+    assert len(list(tmp_path.glob("*.damaged-*"))) == 1
+    assert segments(tmp_path) == []
+
+
+def test_an_append_that_fails_leaves_the_spool_as_it_was(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full in the middle of an append (here in its second segment): none of its rows is
+    in the spool, so the writer that keeps them in memory writes each once."""
+    with Spool(tmp_path, segment_bytes=600) as spool:
+        before = fill(spool, calls=1)
+        real_write = os.write
+        calls = {"n": 0}
+
+        def full(fd: int, data: bytes | memoryview) -> int:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(OSError, match="No space"):
+            spool.append([transition(7)], [check(100 + i) for i in range(20)])
+        monkeypatch.setattr(os, "write", real_write)
+        assert spool.rows == len(before)
+        assert replay(spool, max_rows=1) == before
+        after = [transition(8), check(500)]
+        spool.append([after[0]], [after[1]])  # the cut-off bytes are gone before it
+    with Spool(tmp_path) as spool:
+        assert replay(spool, max_rows=1) == before + after
+
+
+def test_progress_that_cannot_be_saved_is_kept_for_the_run(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the offset sidecar: the replay goes on (the rows have keys in the database, so
+    a restart that replays them again adds nothing); the next start replays from the last saved
+    point."""
+    with Spool(tmp_path) as spool:
+        expected = fill(spool, calls=3)
+        batches = spool.batches(max_rows=4)
+        spool.commit(next(batches))
+
+        def full(seq: int, offset: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(spool, "_save_offset", full)
+        spool.commit(next(batches))
+        assert spool.progress_error == "No space left on device"
+        assert spool.rows == len(expected) - 8
+        assert replay(spool, max_rows=1) == expected[8:]
+    with Spool(tmp_path) as spool:  # from the saved point: 4 rows in
+        assert spool.rows == len(expected) - 4
 
 
 def test_a_corrupted_sidecar_is_an_error(tmp_path: Path) -> None:

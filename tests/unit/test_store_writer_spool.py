@@ -103,14 +103,14 @@ async def test_past_the_spool_cap_checks_are_dropped_and_counted_but_transitions
     assert len(store.checks) == 1000 - dropped
 
 
-async def test_an_unreadable_spool_is_given_up_and_new_rows_go_straight_to_the_database(
+async def test_a_damaged_record_is_set_aside_and_the_rest_replayed_before_new_rows(
         tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     spool.append([transition(1)], [check(i) for i in range(5)])
     spool.append([], [check(i) for i in range(5, 10)])
     segment = next((tmp_path / "spool").glob("*.spool"))
     lines = segment.read_bytes().splitlines(keepends=True)
-    lines[3] = b"{not json\n"  # a damaged record in the middle
+    lines[3] = b"{not json\n"  # a damaged record in the middle: check 2
     segment.write_bytes(b"".join(lines))
     spool.close()
     spool = Spool(tmp_path / "spool")
@@ -122,27 +122,63 @@ async def test_an_unreadable_spool_is_given_up_and_new_rows_go_straight_to_the_d
     bus.publish(transition(2))
     await wait_for(lambda: len([c for c in store.checks if c.at >= check(100).at]) == 10)
     await writer.stop()
-    assert transition(2) in store.transitions
-    assert spool.rows > 0  # what the damaged spool holds stays there for an operator
+    assert store.transitions == [transition(1), transition(2)]
+    assert store.checks == [check(i) for i in (0, 1, *range(3, 10), *range(100, 110))]
+    assert spool.empty and writer.gauges()["store_spool_damaged"] == 1
+    assert [p.name for p in (tmp_path / "spool").glob("*.damaged-*")] == [f"{segment.name}.damaged-"
+                                                                         f"{sum(map(len, lines[:3]))}"]
 
 
-async def test_a_spool_that_cannot_record_progress_is_given_up_without_stopping_the_writer(
+async def test_replay_goes_on_when_its_progress_cannot_be_saved(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No room for the offset sidecar: the spool is still replayed once, in order, and used."""
     spool = Spool(tmp_path / "spool")
     spool.append([transition(1)], [check(i) for i in range(5)])
 
-    def full(_batch: object) -> None:
+    def full(_seq: int, _offset: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(spool, "commit", full)
+    monkeypatch.setattr(spool, "_save_offset", full)
     bus, store = EventBus(), FakeStore()
-    writer = writer_for(store, bus, spool)
+    writer = writer_for(store, bus, spool, batch_size=2)
     writer.start()
     await wait_for(lambda: len(store.checks) == 5)
     bus.publish(check(50))
-    await wait_for(lambda: len(store.checks) == 6)  # the writer is alive, writing directly
+    await wait_for(lambda: len(store.checks) == 6)
     await writer.stop()
     assert store.transitions == [transition(1)]
+    assert store.checks == [*(check(i) for i in range(5)), check(50)]
+    assert spool.progress_error == "No space left on device" and spool.empty
+
+
+async def test_rows_never_pass_older_rows_that_wait_in_a_full_spool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spool holds an outage's start; its disk fills up while the database is still down:
+    the newer rows wait in memory, and when the database returns the spool goes in first
+    (written ahead, they made a replayed DOWN close an outage late)."""
+    spool = Spool(tmp_path / "spool")
+    spool.append([transition(0)], [check(i) for i in range(5)])
+    real_append = spool.append
+
+    def full(*_rows: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool, "append", full)
+    bus, store = EventBus(), FakeStore()
+    store.fail = 10**9
+    writer = writer_for(store, bus, spool)
+    writer.start()
+    for i in range(5, 10):
+        bus.publish(check(i))
+    bus.publish(transition(1))
+    await wait_for(lambda: writer.spool_full is not None)
+    assert writer.gauges()["store_spool_full"] == 1 and writer.gauges()["store_spool_rows"] == 6
+    monkeypatch.setattr(spool, "append", real_append)  # room again (tried every SPOOL_RETRY_S)
+    store.fail = 0
+    await wait_for(lambda: len(store.checks) == 10, timeout=5)
+    await writer.stop()
+    assert store.transitions == [transition(0), transition(1)]
+    assert store.checks == [check(i) for i in range(10)]
 
 
 async def test_a_spool_that_cannot_be_written_bounds_memory_and_counts_what_a_stop_loses(
@@ -161,6 +197,7 @@ async def test_a_spool_that_cannot_be_written_bounds_memory_and_counts_what_a_st
         bus.publish(check(i))
     bus.publish(transition(1))
     await wait_for(lambda: writer.dropped >= 2000, timeout=5)
+    assert writer.gauges()["store_spool_full"] == 1  # history at risk, on the screen
     await writer.stop()
     assert writer.lost_at_stop == 1001  # 1,000 checks and the transition, counted, not "kept"
     assert writer.dropped_samples == 3001
