@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Table, event, func, insert, select, update
+from sqlalchemy import Table, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import StatementError
@@ -37,6 +37,9 @@ _outages = outages_table
 _checks = checks_table
 _DEVICE_FIELDS = ("address", "branch", "region", "type", "parent")
 _COPY_COLUMNS = ("device_id", "at", "sent", "received", "rtt_ms")
+# PostgreSQL types of the COPY'd columns, for inserting the same records from arrays instead.
+_PG_TYPES = {"checks": ("int4", "timestamptz", "int4", "int4", "float8"),
+             "if_rates": ("int4", "int4", "timestamptz", "float8", "float8")}
 _ROLLUP_FIELDS = ("bucket", "checks", "sent", "received", "rtt_min", "rtt_avg", "rtt_max", "rtt_p95",
                   "jitter_ms", "up_s", "down_s")
 
@@ -188,7 +191,7 @@ class HistoryStore:
                 await self.ensure_partitions(conn, "checks", days)
                 await self.copy_records(conn, "checks", _COPY_COLUMNS, records)
         else:
-            stmt = insert(_checks)
+            stmt = self.upsert(_checks).on_conflict_do_nothing()  # a check stored before: kept once
             step = max(1, self.chunk_rows)
             columns = _COPY_COLUMNS
             async with self.writing() as conn:
@@ -209,11 +212,25 @@ class HistoryStore:
     async def copy_records(self, conn: AsyncConnection, table: str, columns: Sequence[str],
                            records: Sequence[tuple[Any, ...]]) -> None:
         """PostgreSQL: binary COPY of ``records`` into ``table`` on ``conn`` (in its transaction,
-        if one is open; the caller commits)."""
+        if one is open; the caller commits).
+
+        COPY cannot skip rows the table already holds (a spool replayed again after a crash, a
+        write retried after its commit's answer was lost): when one is there (its key), the
+        COPY is undone (a savepoint) and the records inserted with ON CONFLICT DO NOTHING."""
         raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
         try:
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                table, records=records, columns=columns, timeout=self.command_timeout)
+            try:
+                async with driver.transaction():  # a savepoint in an open transaction
+                    await driver.copy_records_to_table(table, records=records, columns=columns,
+                                                       timeout=self.command_timeout)
+            except asyncpg.UniqueViolationError:
+                types = _PG_TYPES[table]
+                arrays = [[record[i] for record in records] for i in range(len(columns))]
+                await driver.execute(
+                    f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest("
+                    + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+                    + ") ON CONFLICT DO NOTHING", *arrays, timeout=self.command_timeout)
         except asyncpg.CheckViolationError:
             # "no partition of relation found for row": one was dropped behind our back.
             self._days.pop(table, None)
@@ -280,43 +297,63 @@ class HistoryStore:
         await self.write_transitions([transition])
 
     async def write_transitions(self, transitions: Sequence[Transition]) -> None:
-        """Record ``transitions`` in order, in one transaction, each with its outage change:
-        to DOWN opens the device's outage (unless one is open), to UP closes the open one (from
-        DOWN; or from UNKNOWN, when an outage was written after the start read open outages,
-        e.g. from the spool). The rows go in one ``executemany``: a start
-        brings thousands of UNKNOWN -> UP at once, and a statement per row cost ~1 ms each."""
+        """Record ``transitions`` in order, in one transaction, each with its outage change.
+
+        Written twice (a spool replayed again after a crash), a transition or an outage is
+        stored once: a transition's key is its device, time and new state, an outage's its
+        device and start. To DOWN opens the outage that starts at ``down_since`` (unless it is
+        there, or another one is open: a restart re-detecting a device that was already down
+        keeps the original). To UP from DOWN closes the outage it ends, the one that starts at
+        its ``down_since``, not whichever is open: replayed late, it must not close a newer one.
+        UNKNOWN -> UP closes the open outage that started before it, if any (one written after
+        the start read the open outages, e.g. from the spool). The rows go in one
+        ``executemany``: a start brings thousands of UNKNOWN -> UP at once, and a statement per
+        row cost ~1 ms each."""
         if not transitions:
             return
         ids = await self._device_ids((t.device, t.address) for t in transitions)
         rows = [{"device_id": ids[t.device], "from_state": t.from_state.value, "to_state": t.to_state.value,
                  "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
         async with self.writing() as conn:
-            await conn.execute(insert(_transitions), rows)
-            # UNKNOWN -> UP closes an outage only if one is open (written after the start read the
-            # open outages, e.g. replayed from a spool): one query for the whole burst, as a start
-            # brings one such transition per device.
+            await conn.execute(self.upsert(_transitions).on_conflict_do_nothing(), rows)
+            # One query for the whole burst, as a start brings one such transition per device.
             first_up = {ids[t.device] for t in transitions
                         if t.to_state is State.UP and t.from_state is State.UNKNOWN}
             if first_up:
                 first_up &= set((await conn.execute(select(_outages.c.device_id).where(
                     _outages.c.end.is_(None), _outages.c.device_id.in_(first_up)))).scalars())
+            opened = self.upsert(_outages).on_conflict_do_nothing()
             for t in transitions:  # in order: a device may go down and up within one burst
+                device_id = ids[t.device]
                 if t.to_state is State.DOWN:
-                    await self._open_outage(conn, ids[t.device], t.down_since or t.at)
-                elif t.to_state is State.UP and (t.from_state is State.DOWN or ids[t.device] in first_up):
-                    await conn.execute(
-                        update(_outages)
-                        .where(_outages.c.device_id == ids[t.device], _outages.c.end.is_(None))
-                        .values(end=t.at)
-                    )
+                    await conn.execute(opened, {"device_id": device_id, "start": t.down_since or t.at})
+                elif t.to_state is State.UP and t.from_state is State.DOWN and t.down_since is not None:
+                    await self._close_outage(conn, device_id, t.down_since, t.at)
+                elif t.to_state is State.UP and (t.from_state is State.DOWN or device_id in first_up):
+                    await self._close_open_outage(conn, device_id, t.at)
 
-    async def _open_outage(self, conn: AsyncConnection, device_id: int, start: datetime) -> None:
-        # A restart re-detects a device that was already down: keep the original outage.
-        open_id = await conn.scalar(
-            select(_outages.c.id).where(_outages.c.device_id == device_id, _outages.c.end.is_(None))
-        )
-        if open_id is None:
-            await conn.execute(insert(_outages), {"device_id": device_id, "start": start})
+    async def _close_outage(self, conn: AsyncConnection, device_id: int, start: datetime,
+                            end: datetime) -> None:
+        """End the outage of ``device_id`` that started at ``start``."""
+        o = _outages.c
+        closed = await conn.execute(update(_outages).where(
+            o.device_id == device_id, o.start == start, o.end.is_(None)).values(end=end))
+        if closed.rowcount:
+            return
+        if await conn.scalar(select(o.id).where(o.device_id == device_id, o.start == start)) is not None:
+            return  # closed before: this UP is written again
+        if await self._close_open_outage(conn, device_id, end):
+            return  # an outage opened another way (seeded at a start) that this UP ends
+        # Its DOWN never reached the database (dropped or refused): the UP says when it began.
+        await conn.execute(self.upsert(_outages).on_conflict_do_nothing(),
+                           {"device_id": device_id, "start": start, "end": end})
+
+    async def _close_open_outage(self, conn: AsyncConnection, device_id: int, end: datetime) -> bool:
+        """End the open outage of ``device_id`` if it started by ``end``; whether there was one."""
+        o = _outages.c
+        closed = await conn.execute(update(_outages).where(
+            o.device_id == device_id, o.end.is_(None), o.start <= end).values(end=end))
+        return bool(closed.rowcount)
 
     # -- reads ----------------------------------------------------------------------------
 

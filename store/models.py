@@ -40,7 +40,8 @@ class TransitionRow(SQLModel, table=True):
 
     __tablename__ = "transitions"
     __table_args__ = (
-        Index("ix_transitions_device_at", "device_id", "at"),
+        # The key: a transition written twice (a spool replayed again) is stored once.
+        Index("ux_transitions_key", "device_id", "at", "to_state", unique=True),
         Index("ix_transitions_at", "at"),
     )
 
@@ -65,7 +66,7 @@ class OutageRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_outages_open", "device_id", unique=True,
               sqlite_where=_OPEN, postgresql_where=_OPEN),
-        Index("ix_outages_device_start", "device_id", "start"),
+        Index("ix_outages_device_start", "device_id", "start", unique=True),  # the key
         Index("ix_outages_start", "start"),
     )
 
@@ -85,7 +86,8 @@ class CheckRow(SQLModel, table=True):
     """
 
     __tablename__ = "checks"
-    __table_args__ = (Index("ix_checks_device_at", "device_id", "at"), Index("ix_checks_at", "at"))
+    __table_args__ = (Index("ix_checks_device_at", "device_id", "at", unique=True),  # the key
+                      Index("ix_checks_at", "at"))
 
     id: int | None = Field(default=None, sa_column=Column(_BIG_ID, primary_key=True))
     device_id: int = Field(foreign_key="devices.id")
@@ -203,7 +205,7 @@ class IfRateRow(SQLModel, table=True):
     """
 
     __tablename__ = "if_rates"
-    __table_args__ = (Index("ix_if_rates_device_if_at", "device_id", "ifindex", "at"),
+    __table_args__ = (Index("ix_if_rates_device_if_at", "device_id", "ifindex", "at", unique=True),
                       Index("ix_if_rates_at", "at"))
 
     id: int | None = Field(default=None, sa_column=Column(_BIG_ID, primary_key=True))

@@ -88,7 +88,7 @@ async def write_polls(store: HistoryStore, polls: Sequence[PollRecord]) -> None:
         async with store.writing() as conn:
             for stmt, rows in statements:
                 await _execute_chunked(store, conn, stmt, rows)
-            await _execute_chunked(store, conn, insert(_rates),
+            await _execute_chunked(store, conn, store.upsert(_rates).on_conflict_do_nothing(),  # keyed
                                    [dict(zip(RATE_COLUMNS, r, strict=True)) for r in rates])
     if rates:
         store.note_written("if_rates", min(r[2] for r in rates))

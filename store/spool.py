@@ -306,7 +306,7 @@ class Spool:
         return SpoolBatch(batch.transitions, batch.checks, seg.path, start, pos, batch.polls, batch.events,
                           damaged)
 
-    def _set_aside(self, seg: _Segment, pos: int, line: bytes, exc: Exception) -> None:
+    def _set_aside(self, seg: _Segment, pos: int, line: Line, exc: Exception) -> None:
         """Copy an unreadable line to a side file (named by its offset: doing it again after a
         crash writes the same file) before replay moves past it; SpoolError if that fails."""
         side = seg.path.with_name(f"{seg.path.name}.damaged-{pos}")

@@ -27,6 +27,10 @@ OURS = {t.name for t in ALL_TABLES}
 # without the index on checks.at that revision 0002 added.
 FIRST_TABLES = ("devices", "transitions", "outages", "checks")
 LATER_INDEXES = ("ix_checks_at",)
+# Indexes of the first tables that revision 0005 made keys (unique): (name, table, columns).
+KEYED_LATER = (("ux_transitions_key", "transitions", "device_id, at, to_state"),
+               ("ix_outages_device_start", "outages", "device_id, start"),
+               ("ix_checks_device_at", "checks", "device_id, at"))
 PARTITIONED = ("checks", "rollup_1m")  # on PostgreSQL, from revision 0002 on
 T0 = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
 
@@ -81,10 +85,16 @@ def create_all(conn: Connection, tables: Iterable[str] = tuple(OURS)) -> None:
 
 
 def create_first_revision_tables(conn: Connection) -> None:
-    """What ``create_all`` made before migrations existed: revision 0001's four tables."""
+    """What ``create_all`` made before migrations existed: revision 0001's four tables (today's
+    models, less the index added since, with the indexes revision 0005 made keys as they were)."""
     create_all(conn, FIRST_TABLES)
     for index in LATER_INDEXES:
         conn.execute(text(f"DROP INDEX {index}"))
+    for index, _, _ in KEYED_LATER:
+        conn.execute(text(f"DROP INDEX {index}"))
+    conn.execute(text("CREATE INDEX ix_transitions_device_at ON transitions (device_id, at)"))
+    for index, table, columns in KEYED_LATER[1:]:
+        conn.execute(text(f"CREATE INDEX {index} ON {table} ({columns})"))
 
 
 async def make_unversioned(url: str) -> None:
@@ -520,3 +530,24 @@ def test_db_help_shows_examples(tmp_path: Path) -> None:
         proc = run("db", action, "--help", cwd=tmp_path)
         assert proc.returncode == 0
         assert f"examples:\n  wardtui db {action}" in proc.stdout
+
+
+async def test_upgrade_to_row_keys_keeps_one_row_of_each_key(db_url: str) -> None:
+    """Revision 0005: histories written twice before it (a replayed spool) keep the first row of
+    each key, and nothing else is lost."""
+    await schema.upgrade(db_url, "0004")
+    await on(db_url, insert_history)
+    before = await on(db_url, history_rows)
+
+    def write_twice(conn: Connection) -> None:
+        conn.execute(insert(transitions_table), [
+            {"device_id": 1, "from_state": "up", "to_state": "down", "at": T0, "down_since": T0}])
+        conn.execute(insert(outages_table), [{"device_id": 1, "start": T0, "end": DAY_EDGES[-1]}])
+        conn.execute(insert(checks_table), [
+            {"device_id": 1, "at": DAY_EDGES[0], "sent": 1, "received": 0, "rtt_ms": None}] * 2)
+
+    await on(db_url, write_twice)
+    assert len((await on(db_url, history_rows))["checks"]) == len(before["checks"]) + 2
+    assert (await schema.upgrade(db_url)).at_head
+    assert await on(db_url, history_rows) == before
+    assert await on(db_url, schema.differences) == []
