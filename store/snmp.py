@@ -115,12 +115,16 @@ def _status_rows(ids: dict[str, int], polls: Sequence[PollRecord]) -> list[dict[
 
 
 def _upsert_status(store: HistoryStore) -> Any:
-    # Counts add up; the outcome is the newest poll's, even when a batch replayed late is older.
+    # Counts add up, unless the batch holds nothing newer than what is stored: then it was
+    # written before (a spool replayed again after a crash) and counting it again would double
+    # it; batches are written in poll order. The outcome is the newest poll's.
     stmt = store.upsert(_status)
     new, old = stmt.excluded, _status.c
     newer = new.polled_at >= old.polled_at
+    later = new.polled_at > old.polled_at
     return stmt.on_conflict_do_update(index_elements=["device_id"], set_={
-        "polls": old.polls + new.polls, "answered": old.answered + new.answered,
+        "polls": case((later, old.polls + new.polls), else_=old.polls),
+        "answered": case((later, old.answered + new.answered), else_=old.answered),
         "outcome": case((newer, new.outcome), else_=old.outcome),
         "detail": case((newer, new.detail), else_=old.detail),
         "polled_at": case((newer, new.polled_at), else_=old.polled_at),
@@ -152,7 +156,10 @@ _PG_STATUS = (
     f"INSERT INTO snmp_status ({', '.join(_PG_STATUS_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"${n}::{_PG_TYPES.get(c, 'text')}[]" for n, c in enumerate(_PG_STATUS_COLUMNS, 1))
     + ") ON CONFLICT (device_id) DO UPDATE SET "
-    "polls = snmp_status.polls + EXCLUDED.polls, answered = snmp_status.answered + EXCLUDED.answered, "
+    "polls = CASE WHEN EXCLUDED.polled_at > snmp_status.polled_at "  # not when written before
+    "THEN snmp_status.polls + EXCLUDED.polls ELSE snmp_status.polls END, "
+    "answered = CASE WHEN EXCLUDED.polled_at > snmp_status.polled_at "
+    "THEN snmp_status.answered + EXCLUDED.answered ELSE snmp_status.answered END, "
     "outcome = CASE WHEN EXCLUDED.polled_at >= snmp_status.polled_at THEN EXCLUDED.outcome "
     "ELSE snmp_status.outcome END, "
     "detail = CASE WHEN EXCLUDED.polled_at >= snmp_status.polled_at THEN EXCLUDED.detail "
@@ -237,13 +244,19 @@ def _text(value: str) -> str:
 
 
 async def write_events(store: HistoryStore, events: Sequence[SnmpEventIn]) -> None:
-    """Insert ``events`` in one transaction."""
+    """Insert ``events`` in one transaction, but not one stored before (the same device, time,
+    kind and interface: a spool replayed again). Events are rare, so each is looked up."""
     if not events:
         return
     ids = await store._device_ids((e.device, e.address) for e in events)
     rows = [{"device_id": ids[e.device], "at": e.at, **event_fields(e)} for e in events]
+    e = _events.c
     async with store.writing() as conn:
-        await conn.execute(insert(_events), rows)
+        new = [row for row in rows if await conn.scalar(select(e.id).where(
+            e.device_id == row["device_id"], e.at == row["at"], e.kind == row["kind"],
+            e.ifindex.is_not_distinct_from(row["ifindex"])).limit(1)) is None]
+        if new:
+            await conn.execute(insert(_events), new)
 
 
 def event_fields(event: SnmpEventIn) -> dict[str, Any]:

@@ -17,7 +17,17 @@ import pytest
 from sqlalchemy import text
 
 from poller.bus import EventBus
-from poller.events import CheckResult, State, Transition
+from poller.events import (
+    CheckResult,
+    InterfaceChange,
+    InterfaceStat,
+    Reboot,
+    SnmpAgentChange,
+    SnmpFailure,
+    SnmpPoll,
+    State,
+    Transition,
+)
 from store.history import HistoryStore
 from store.models import ALL_TABLES
 from store.spool import Spool
@@ -54,7 +64,15 @@ async def dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
         checks = []
         for name in sorted(store.device_names()):
             checks += [(c.device, c.at, c.sent, c.received, c.rtt_ms) for c in await store.checks(name)]
-    return {"transitions": transitions, "outages": outages, "checks": checks}
+        snmp: list[tuple[Any, ...]] = []
+        for name in sorted(store.device_names()):
+            latest = await store.snmp_latest(name)
+            if latest is not None and latest.status is not None:
+                status = latest.status
+                snmp.append((name, status.polls, status.answered, status.polled_at, status.outcome))
+            snmp += [tuple(rate) for rate in await store.if_rates(name)]
+        events = sorted((e.device, e.at, e.kind, e.ifindex, e.detail) for e in await store.snmp_events())
+    return {"transitions": transitions, "outages": outages, "checks": checks, "snmp": snmp, "events": events}
 
 
 async def wipe(url: str) -> None:
@@ -129,15 +147,38 @@ def history() -> tuple[list[Transition], list[CheckResult]]:
     return transitions, checks
 
 
+def snmp_history() -> tuple[list[SnmpPoll | SnmpFailure], list[Reboot | InterfaceChange | SnmpAgentChange]]:
+    """atm-0's agent polled every 60 s (two interfaces), silent once, rebooted once."""
+    polls: list[SnmpPoll | SnmpFailure] = []
+    for minute in range(10):
+        when = at(60 * minute + 5)
+        if minute == 4:
+            polls.append(SnmpFailure("atm-0", "127.0.0.1", when, "timeout", "no answer within 2 s"))
+            continue
+        interfaces = tuple(InterfaceStat(i, f"ge-{i}", "", "up", "up", 10**9, 1000.0 * minute, 2000.0, 0, 0,
+                                         0, 0, True) for i in (1, 2))
+        polls.append(SnmpPoll("atm-0", "127.0.0.1", when, "atm-0", "ATM OS", "1.3.6.1.4.1.1",
+                              60.0 * minute, interfaces))
+    events: list[Reboot | InterfaceChange | SnmpAgentChange] = [
+        SnmpAgentChange("atm-0", "127.0.0.1", at(245), False, "timeout"),
+        SnmpAgentChange("atm-0", "127.0.0.1", at(305), True, ""),
+        Reboot("atm-0", "127.0.0.1", at(425), 5.0, 400.0, at(420)),
+        InterfaceChange("atm-0", "127.0.0.1", at(485), 2, "ge-2", "up", "down"),
+    ]
+    return polls, events
+
+
 def make_spool(directory: Path) -> None:
     transitions, checks = history()
+    polls, events = snmp_history()
     with Spool(directory) as spool:
         for minute in range(10):  # in time order, as the writer spools them
 
-            def this_minute(row: Transition | CheckResult, minute: int = minute) -> bool:
+            def this_minute(row: Any, minute: int = minute) -> bool:
                 return 60 * minute <= (row.at - T0).total_seconds() < 60 * (minute + 1)
 
-            spool.append([t for t in transitions if this_minute(t)], [c for c in checks if this_minute(c)])
+            spool.append([t for t in transitions if this_minute(t)], [c for c in checks if this_minute(c)],
+                         [p for p in polls if this_minute(p)], [e for e in events if this_minute(e)])
 
 
 async def replay(url: str, directory: Path, tick: Callable[[str], None] = lambda _: None) -> None:
@@ -164,7 +205,7 @@ async def replay(url: str, directory: Path, tick: Callable[[str], None] = lambda
                 tick("after commit")
 
             spool.commit = commit  # type: ignore[method-assign]
-            writer = StoreWriter(store, EventBus().subscribe("store"), spool=spool, batch_size=25)
+            writer = StoreWriter(store, EventBus().subscribe("store"), spool=spool, batch_size=60)
             assert await writer.replay_spool()
         finally:
             spool.close()
@@ -193,6 +234,8 @@ async def test_a_spool_replayed_again_after_a_crash_at_every_step_or_twice_store
     transitions, checks = history()
     assert len(reference["transitions"]) == len(transitions) and len(reference["checks"]) == len(checks)
     assert len(reference["outages"]) == 2 * len(DEVICES)
+    assert ("atm-0", 10, 9, at(545), "answered") in reference["snmp"] and len(reference["events"]) == 4
+    assert len(reference["snmp"]) == 1 + 2 * 9  # the status, and two interfaces' rates at 9 polls
     assert all(end is not None for _, _, end in reference["outages"])
 
     steps: list[str] = []
