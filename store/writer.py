@@ -283,6 +283,11 @@ class StoreWriter:
             await self._write_samples()
         if self._should_spool():
             await self._spill()
+        elif self.spool_full is not None and not self._pending() and not self._spool_pending():
+            # Everything is in the database: nothing is at risk any more (the disk may still be full).
+            log.warning("history writer: everything that waited is written; the spool %s will be "
+                        "tried again if the database fails", self.spool.directory if self.spool else "?")
+            self.spool_full = None
 
     async def _write_samples(self) -> bool:
         return await self._write_checks() and await self._write_polls()

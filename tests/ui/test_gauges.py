@@ -59,3 +59,20 @@ def test_the_health_line_counts_unknown_devices_and_fits_80_columns() -> None:
     assert line == "up 613 down 0 unknown 262 flap 0 lag99 2ms skipped 0 drops 0 queue 12 db ok"
     wide = health_line(gauges(up=613, unknown=262, down=0), "bold yellow", width=118).plain
     assert wide == "up 613  down 0  unknown 262  flap 0  lag99 2ms  skipped 0  drops 0  queue 12  db ok"
+
+
+async def test_a_full_spool_is_shown_as_history_at_risk() -> None:
+    """The spool's disk full while the database is down: the panel's spooled figure says
+    "full", and the 80-column health line says "spool FULL" beside "db failing"."""
+    at_risk = gauges(up=613, unknown=262)
+    at_risk.extra.update(store_spool_full=1.0, store_spool_rows=14604.0, store_failing=1.0)
+    line = health_line(at_risk, "bold yellow").plain
+    assert "spool FULL" in line and line.endswith("db failing") and len(line) <= 78, line
+    assert "spool" not in health_line(gauges(), "bold yellow").plain
+    app = PanelApp()
+    async with app.run_test(size=(56, 14)) as pilot:
+        panel = app.query_one(GaugesPanel)
+        panel.show(at_risk)
+        await pilot.pause()
+        shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
+        assert "full 14604" in shown and "failing" in shown

@@ -92,6 +92,7 @@ class DashboardScreen(Screen[None]):
         self._dropped_seen = 0
         self._filter_timer: Timer | None = None
         self._table_view = "all"  # what g returns to
+        self._spool_full = False  # the store's spool was full at the last gauges
 
     COMMANDS = {DashboardCommands}
 
@@ -186,6 +187,7 @@ class DashboardScreen(Screen[None]):
             if gauges is not None:
                 self.query_one(GaugesPanel).show(gauges)
                 self.query_one(HealthLine).show(gauges)
+                self._warn_spool_full(bool(gauges.extra.get("store_spool_full")))
                 if "snmp_agents" in gauges.extra:
                     self.query_one("#bottom").add_class("-snmp")  # three more figure rows
                     if gauges.extra.get("snmp_v3_agents"):
@@ -195,6 +197,14 @@ class DashboardScreen(Screen[None]):
         """The filter or command line, if the operator is typing in it."""
         focused = self.focused
         return focused if isinstance(focused, Input) and focused.id in ("filter", "command") else None
+
+    def _warn_spool_full(self, full: bool) -> None:
+        """Say once, when it happens, that history is at risk (the panel keeps saying it)."""
+        if full and not self._spool_full:
+            self.app.notify("history at risk: the spool is full; rows wait in memory and, past its "
+                            "bound, checks are dropped and counted (samples lost). Free space on the "
+                            "spool's disk.", title="spool full", severity="error", timeout=30)
+        self._spool_full = full
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("filter", "command"):

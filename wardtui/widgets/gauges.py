@@ -19,6 +19,14 @@ from textual.widgets import Label, Sparkline
 from poller.events import Gauges
 
 
+def _spooled(g: Gauges, warn: str) -> Text:
+    """Rows in the spool; "full" when its disk is (history at risk: rows wait in memory)."""
+    rows = g.extra.get("store_spool_rows", 0.0)
+    if g.extra.get("store_spool_full"):
+        return Text(f"full {rows:.0f}", style=warn, justify="right")
+    return Text(f"{rows:.0f}", style=warn if rows else "", justify="right")
+
+
 def _figures(g: Gauges, warn: str) -> Table:
     """Two columns of label/value pairs; counters that should stay at zero light up when not."""
 
@@ -37,7 +45,7 @@ def _figures(g: Gauges, warn: str) -> Table:
         ("skipped late", value(g.skipped_late, bad=True), "skipped busy", value(g.skipped_busy)),
         ("rcvbuf drops", value(g.rcvbuf_drops, bad=True), "events dropped", value(dropped, bad=True)),
         ("store queue", value(g.store_queue),
-         "spooled", value(g.extra.get("store_spool_rows", 0.0), bad=True)),
+         "spooled", _spooled(g, warn)),
         ("samples lost", value(g.extra.get("store_samples_dropped", 0.0), bad=True),
          "database", Text("failing", style=warn, justify="right") if g.extra.get("store_failing")
          else Text("ok", justify="right")),
@@ -146,6 +154,11 @@ def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
         ("queue", f"{g.store_queue:.0f}", False),
         ("db", "failing" if failing else "ok", failing),
     ]
+    if g.extra.get("store_spool_full"):
+        # History is at risk: that takes the place of the queue and the flapping count (which
+        # the table shows), so that it fits 80 columns beside "db failing".
+        parts = [p for p in parts if p[0] not in ("queue", "flap")]
+        parts.insert(-1, ("spool", "FULL", True))
     if "snmp_agents" in g.extra:
         snmp_failing = g.extra.get("snmp_agents_failing", 0.0)
         parts.append(("snmp fail", f"{snmp_failing:.0f}", snmp_failing > 0))
