@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +87,7 @@ def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[D
     """
     path = Path(path)
     name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    data = _read(path, name)
     try:
         text = data.decode("utf-8-sig")  # spreadsheets often save UTF-8 with a byte-order mark
     except UnicodeDecodeError as exc:
@@ -103,6 +102,31 @@ def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[D
     else:
         raise InventoryError([Problem(name, 0, "unknown inventory format: use .csv, .yaml or .yml")])
     return _validate(rows, name, resolver or system_resolver)
+
+
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
+
+
+def _read(path: Path, name: str) -> bytes:
+    """The file's bytes, if it is a regular file. A symlink to /dev/zero was read without
+    end; a FIFO would block the open until someone writes (hence O_NONBLOCK, which a regular
+    file ignores), so the kind is checked on what was opened, not on the name beforehand."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((what for test, what in _KINDS if test(mode)), "special file")
+            raise InventoryError([Problem(name, 0, f"not a regular file (a {kind}): give an inventory file")])
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            return file.read()
+    except OSError as exc:
+        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    finally:
+        os.close(fd)
 
 
 # A row before validation: (line, fields) or a Problem already found while parsing.

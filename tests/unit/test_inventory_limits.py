@@ -1,0 +1,76 @@
+"""Inventories written to hurt (issue 12): what is not a file, too big, YAML aliases, slow names.
+
+Each of these once hung the start, ate gigabytes or ended in a traceback; now each is a
+``file:line`` problem (the CLI prints one line each and exits 2) or loads correctly.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from poller.inventory import load_inventory
+from tests.unit.test_inventory import HEADER, no_dns, only, problems_of, write
+
+GOOD_ROW = "r1,127.0.0.1,b,r,router,,,\n"
+
+
+# -- what is read: a regular file, of bounded size -------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_in_a_box(path: Path) -> str:
+    """Load ``path`` in a child with 1 GiB of address space and 20 s: what the loader says.
+
+    Reading /dev/zero without limit would otherwise take this machine's memory, and a FIFO
+    with no writer would hang the test run instead of failing it."""
+    code = ("import sys\nfrom poller.inventory import InventoryError, load_inventory\n"
+            "try:\n    load_inventory(sys.argv[1], resolver=lambda h: '127.0.0.1')\n"
+            "except InventoryError as exc:\n    print(exc)\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True,
+                              text=True, timeout=20, preexec_fn=_one_gib)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"loading {path} did not end within 20 s")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def _one_gib() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+@pytest.mark.parametrize("kind", ["character device", "FIFO", "directory"])
+def test_what_is_not_a_regular_file_is_refused_not_read_without_end(tmp_path: Path, kind: str) -> None:
+    """Issue 12: a symlink to /dev/zero was read without limit; a FIFO blocks the open until
+    someone writes. Each is one line naming the file, at once."""
+    path = tmp_path / "net.csv"
+    if kind == "character device":
+        path.symlink_to("/dev/zero")
+    elif kind == "FIFO":
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    assert load_in_a_box(path) == f"{path}:0: not a regular file (a {kind}): give an inventory file\n"
+
+
+def test_a_unix_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "net.csv"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        problem = only(problems_of(path), 0)
+    assert "cannot read" in problem.reason or "not a regular file" in problem.reason
+
+
+def test_a_symlink_to_a_regular_file_still_loads(tmp_path: Path) -> None:
+    target = write(tmp_path, "real.csv", HEADER + GOOD_ROW)
+    link = tmp_path / "net.csv"
+    link.symlink_to(target)
+    assert [d.name for d in load_inventory(link, resolver=no_dns)] == ["r1"]
