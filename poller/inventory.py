@@ -22,6 +22,11 @@ REQUIRED = ("name", "address", "branch", "region", "type")
 OPTIONAL = ("parent", "interval", "tags", "snmp_credential", "snmp_port")
 COLUMNS = REQUIRED + OPTIONAL
 
+MAX_BYTES = 256 * 1024 * 1024
+"""The largest inventory file read. A 1,000,000-device CSV from ``wardtui generate`` weighs
+72 MiB; the cap leaves room for longer names and for YAML, and keeps a wrong file (a disk
+image, a log) from taking the machine's memory."""
+
 Resolver = Callable[[str], str]
 """Maps a host name to one IP address string; raises ``OSError`` when it cannot."""
 
@@ -109,24 +114,32 @@ _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat
 
 
 def _read(path: Path, name: str) -> bytes:
-    """The file's bytes, if it is a regular file. A symlink to /dev/zero was read without
-    end; a FIFO would block the open until someone writes (hence O_NONBLOCK, which a regular
-    file ignores), so the kind is checked on what was opened, not on the name beforehand."""
+    """The file's bytes, if it is a regular file of at most :data:`MAX_BYTES`. A symlink to
+    /dev/zero was read without end; a FIFO would block the open until someone writes (hence
+    O_NONBLOCK, which a regular file ignores), so the kind is checked on what was opened, not
+    on the name beforehand."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((what for test, what in _KINDS if test(mode)), "special file")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((what for test, what in _KINDS if test(info.st_mode)), "special file")
             raise InventoryError([Problem(name, 0, f"not a regular file (a {kind}): give an inventory file")])
-        with os.fdopen(fd, "rb", closefd=False) as file:
-            return file.read()
+        size = info.st_size
+        if size <= MAX_BYTES:
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                data = file.read(MAX_BYTES + 1)  # bounded even if the file grows meanwhile
+            size = len(data)
     except OSError as exc:
         raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
     finally:
         os.close(fd)
+    if size > MAX_BYTES:
+        raise InventoryError([Problem(name, 0, f"too large: {size} bytes, inventories are limited to "
+                                               f"{MAX_BYTES >> 20} MiB ({MAX_BYTES} bytes)")])
+    return data
 
 
 # A row before validation: (line, fields) or a Problem already found while parsing.

@@ -6,6 +6,7 @@ Each of these once hung the start, ate gigabytes or ended in a traceback; now ea
 
 from __future__ import annotations
 
+import io
 import os
 import resource
 import socket
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from poller import inventory
+from poller.generate import bank_rows, write_csv
 from poller.inventory import load_inventory
 from tests.unit.test_inventory import HEADER, no_dns, only, problems_of, write
 
@@ -74,3 +77,30 @@ def test_a_symlink_to_a_regular_file_still_loads(tmp_path: Path) -> None:
     link = tmp_path / "net.csv"
     link.symlink_to(target)
     assert [d.name for d in load_inventory(link, resolver=no_dns)] == ["r1"]
+
+
+def test_an_inventory_over_the_size_cap_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """Issue 12: nothing bounded what was read. A sparse file costs no disk and would take
+    256 MiB of memory (and minutes of parsing) if it were read."""
+    path = tmp_path / "net.csv"
+    with path.open("wb") as file:
+        file.truncate(inventory.MAX_BYTES + 1)
+    only(problems_of(path), 0, "too large", f"{inventory.MAX_BYTES + 1} bytes", "256 MiB")
+
+
+def test_the_size_cap_is_what_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW)
+    size = path.stat().st_size
+    monkeypatch.setattr(inventory, "MAX_BYTES", size)
+    assert [d.name for d in load_inventory(path, resolver=no_dns)] == ["r1"]
+    monkeypatch.setattr(inventory, "MAX_BYTES", size - 1)
+    only(problems_of(path), 0, "too large", f"{size} bytes")
+
+
+def test_the_size_cap_leaves_room_for_a_million_devices() -> None:
+    """What OPERATIONS.md promises: a 1,000,000-device CSV from ``wardtui generate`` (72 MiB
+    measured) loads, with room for longer names and tags."""
+    out = io.StringIO()
+    rows = write_csv(out, bank_rows(devices=10_000))
+    per_row = len(out.getvalue().encode()) / rows
+    assert per_row * 1_000_000 * 2.5 < inventory.MAX_BYTES
