@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from poller.resolve import TIMEOUT, Resolver, resolve_all
 from poller.text import escaped, first_unsafe
 
 REQUIRED = ("name", "address", "branch", "region", "type")
@@ -27,8 +28,6 @@ MAX_BYTES = 256 * 1024 * 1024
 72 MiB; the cap leaves room for longer names and for YAML, and keeps a wrong file (a disk
 image, a log) from taking the machine's memory."""
 
-Resolver = Callable[[str], str]
-"""Maps a host name to one IP address string; raises ``OSError`` when it cannot."""
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL})(\.{_LABEL})*\.?$")
@@ -85,9 +84,13 @@ def system_resolver(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[Device]:
+def load_inventory(path: str | Path, resolver: Resolver | None = None, *,
+                   progress: Callable[[str], None] | None = None,
+                   resolve_timeout: float = TIMEOUT) -> list[Device]:
     """Read ``path`` (``.csv``, ``.yaml`` or ``.yml``) and return its devices.
 
+    Host names are resolved in parallel (poller/resolve.py), each within ``resolve_timeout``
+    seconds; ``progress`` gets a line now and then when that takes long.
     Raises :class:`InventoryError` listing every problem found, never just the first.
     """
     path = Path(path)
@@ -106,7 +109,9 @@ def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[D
         rows = list(_csv_rows(text, name))
     else:
         raise InventoryError([Problem(name, 0, "unknown inventory format: use .csv, .yaml or .yml")])
-    return _validate(rows, name, resolver or system_resolver)
+    answers = resolve_all(_names(rows), resolver or system_resolver, timeout=resolve_timeout,
+                          progress=progress)
+    return _validate(rows, name, answers)
 
 
 _KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
@@ -298,7 +303,23 @@ def _one_line(exc: Exception) -> str:
     return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
 
 
-def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Device]:
+def _names(rows: Iterable[_Row]) -> set[str]:
+    """The host names among the addresses, to resolve all at once before validation."""
+    names = set()
+    for row in rows:
+        if not isinstance(row, Problem):
+            host = _text(row[1].get("address"))
+            if _is_name(host):
+                names.add(host)
+    return names
+
+
+def _is_name(host: str) -> bool:
+    # No IP address passes: IPv4 ones are all digits and dots, IPv6 ones have colons.
+    return ":" not in host and not _NUMERIC.match(host) and _HOSTNAME.match(host) is not None
+
+
+def _validate(rows: Iterable[_Row], name: str, answers: dict[str, str | OSError]) -> list[Device]:
     problems: list[Problem] = []
     devices: list[Device] = []
     by_name: dict[str, Device] = {}
@@ -308,7 +329,7 @@ def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Devic
             problems.append(row)
             continue
         line, fields = row
-        device = _device(fields, line, name, resolver, problems)
+        device = _device(fields, line, name, answers, problems)
         if device is None:
             continue
         first = by_name.get(device.name)
@@ -352,7 +373,7 @@ def _control_problems(fields: dict[str, Any], line: int, name: str) -> list[Prob
     return found
 
 
-def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
+def _device(fields: dict[str, Any], line: int, name: str, answers: dict[str, str | OSError],
             problems: list[Problem]) -> Device | None:
     controls = _control_problems(fields, line, name)
     if controls:
@@ -363,7 +384,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
         if not _text(fields.get(col)):
             problems.append(Problem(name, line, f"empty '{col}'"))
     host = _text(fields.get("address"))
-    address = _address(host, line, name, resolver, problems) if host else None
+    address = _address(host, line, name, answers, problems) if host else None
     interval = _interval(fields.get("interval"), line, name, problems)
     snmp_port = _port(fields.get("snmp_port"), line, name, problems)
     if len(problems) > before or address is None:
@@ -381,7 +402,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
     )
 
 
-def _address(host: str, line: int, name: str, resolver: Resolver,
+def _address(host: str, line: int, name: str, answers: dict[str, str | OSError],
              problems: list[Problem]) -> str | None:
     try:
         # Fast path for the common case, an IPv4 address already written the canonical way
@@ -395,11 +416,14 @@ def _address(host: str, line: int, name: str, resolver: Resolver,
         return _unicast(ipaddress.ip_address(host.strip("[]")), host, line, name, problems)
     except ValueError:
         pass
-    if ":" in host or _NUMERIC.match(host) or not _HOSTNAME.match(host):
+    answer = answers.get(host) if _is_name(host) else None
+    if answer is None:
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
     try:
-        resolved = ipaddress.ip_address(resolver(host))
+        if isinstance(answer, OSError):
+            raise answer
+        resolved = ipaddress.ip_address(answer)
     except (OSError, ValueError) as exc:
         problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
         return None

@@ -6,20 +6,28 @@ Each of these once hung the start, ate gigabytes or ended in a traceback; now ea
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import re
 import resource
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from poller import inventory
+from poller import inventory, resolve
 from poller.generate import bank_rows, write_csv
-from poller.inventory import load_inventory
+from poller.inventory import Device, InventoryError, load_inventory
+from poller.resolve import resolve_all
 from tests.unit.test_inventory import HEADER, no_dns, only, problems_of, write
+from wardtui.runtime import StartupError, load_devices
 
 GOOD_ROW = "r1,127.0.0.1,b,r,router,,,\n"
 
@@ -171,3 +179,142 @@ def test_an_alias_to_an_anchor_outside_the_device_list_is_refused(tmp_path: Path
           - {name: r1, address: 127.0.0.1, branch: b, region: r, type: *d}
     """)
     only(problems_of(path), 3, "YAML alias '*d'")
+
+
+# -- host names: in parallel, each within a deadline, with progress --------------------------
+
+@pytest.fixture
+def dropping_dns() -> Iterator[Callable[[str], str]]:
+    """A resolver whose names under ``.drop`` go to a UDP "DNS server" on 127.0.0.1 that never
+    answers (the resolver waits for a reply as the C library would, only for ever); other names
+    answer at once from a table. At the end the server answers, so no thread stays blocked."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    table = {f"gw{i}.branch.example": f"127.0.3.{i}" for i in range(1, 100)}
+
+    def resolve(host: str) -> str:
+        if not host.endswith(".drop"):
+            return table[host]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(host.encode(), server.getsockname())
+            client.recv(512)  # no answer comes
+        raise OSError("answered too late to matter")
+
+    yield resolve
+    server.settimeout(0.2)
+    with contextlib.suppress(OSError), server:
+        while True:
+            _, sender = server.recvfrom(512)
+            server.sendto(b"bye", sender)
+
+
+def load_within(seconds: float, path: Path, **kwargs: Any) -> list[Device] | InventoryError:
+    """``load_inventory`` in a thread: a hang fails the test instead of hanging the run."""
+    outcome: list[list[Device] | InventoryError] = []
+
+    def run() -> None:
+        try:
+            outcome.append(load_inventory(path, **kwargs))
+        except InventoryError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"loading {path} took more than {seconds} s"
+    return outcome[0]
+
+
+def test_names_that_get_no_answer_are_given_up_on_and_named_with_their_lines(
+        tmp_path: Path, dropping_dns: Callable[[str], str]) -> None:
+    """Issue 12: 6 names with a DNS server dropping queries took 61 s of silence. Now each name
+    has a deadline, they are asked at once, and the ones that did not answer are named."""
+    path = write(tmp_path, "net.csv", HEADER + """\
+        a,gw1.branch.example,b,r,router,,,
+        b,lost1.drop,b,r,router,,,
+        c,gw2.branch.example,b,r,router,,,
+        d,lost2.drop,b,r,router,,,
+        e,gw3.branch.example,b,r,router,,,
+        f,lost3.drop,b,r,router,,,
+    """)
+    began = time.monotonic()
+    outcome = load_within(10, path, resolver=dropping_dns, resolve_timeout=1)
+    took = time.monotonic() - began
+    assert isinstance(outcome, InventoryError)
+    assert [str(p) for p in outcome.problems] == [
+        f"{path}:{line}: unresolvable name 'lost{n}.drop': no answer within 1 s "
+        "(is the DNS server answering?)" for n, line in ((1, 3), (2, 5), (3, 7))]
+    assert took < 1.9, took  # at once, not one after another (3 x 1 s)
+
+
+def test_names_are_resolved_in_parallel(tmp_path: Path) -> None:
+    """100 names answering in 0.2 s each: 20 s one after another."""
+    def slow(host: str) -> str:
+        time.sleep(0.2)
+        return "127.0.4." + host.split(".")[0][2:]
+
+    path = write(tmp_path, "net.csv", HEADER + "".join(
+        f"r{i},gw{i}.branch.example,b,r,router,,,\n" for i in range(1, 101)))
+    began = time.monotonic()
+    devices = load_within(15, path, resolver=slow)
+    assert isinstance(devices, list)
+    assert [d.address for d in devices] == [f"127.0.4.{i}" for i in range(1, 101)]
+    assert time.monotonic() - began < 4
+
+
+def test_one_name_used_by_many_rows_is_asked_once(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def resolve(host: str) -> str:
+        asked.append(host)
+        return "127.0.0.9"
+
+    path = write(tmp_path, "net.csv", HEADER + "a,gw.example,b,r,router,,,\nb,gw.example,b,r,router,,,\n")
+    only(problems_of(path, resolve), 3, "duplicate address")
+    assert asked == ["gw.example"]
+
+
+def test_a_resolver_that_fails_oddly_costs_its_name_only(tmp_path: Path) -> None:
+    def broken(host: str) -> str:
+        raise UnicodeError("label too long")
+
+    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + "b,gw.example,b,r,router,,,\n")
+    only(problems_of(path, broken), 3, "unresolvable name 'gw.example'", "UnicodeError: label too long")
+
+
+def test_slow_resolution_reports_progress() -> None:
+    lines: list[str] = []
+
+    def slow(host: str) -> str:
+        time.sleep(0.1)
+        return "127.0.0.1"
+
+    names = [f"n{i}.example" for i in range(20)]
+    answers = resolve_all(names, slow, workers=2, progress=lines.append, progress_every=0.2)
+    assert answers == dict.fromkeys(names, "127.0.0.1")
+    assert len(lines) >= 3, lines
+    assert all(line.startswith("resolving 20 names: ") for line in lines), lines
+    done = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
+    assert done == sorted(done) and 0 < done[0] < 20 and done[-1] == 20, lines
+    assert re.fullmatch(r"resolving 20 names: 20 done in \d+\.\d s", lines[-1]), lines
+
+
+def test_fast_resolution_says_nothing() -> None:
+    lines: list[str] = []
+    resolve_all(["a.example", "b.example"], lambda host: "127.0.0.1", progress=lines.append)
+    assert lines == []
+
+
+def test_the_cli_shows_resolution_progress_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def slow(host: str) -> str:
+        time.sleep(0.5)
+        raise OSError("no such name")
+
+    monkeypatch.setattr(inventory, "system_resolver", slow)
+    monkeypatch.setattr(resolve, "PROGRESS_EVERY", 0.2)
+    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + "b,gw.example,b,r,router,,,\n")
+    with pytest.raises(StartupError):
+        load_devices(path)
+    err = capsys.readouterr().err
+    assert "wardtui: resolving 1 names: 0 done\n" in err, err
