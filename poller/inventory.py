@@ -156,8 +156,15 @@ def _csv_rows(text: str, name: str) -> Iterator[_Row]:
     # holding one in two instead of reporting the character.
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
-    for fields in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where the record begins: a quoted field may hold line breaks
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the default dialect's only one: a field over 128 KiB
+            yield Problem(name, line, f"not valid CSV: {_csv_error(exc)}")
+            return
         if header is None:
             if not fields or all(not f.strip() for f in fields):
                 continue
@@ -172,6 +179,12 @@ def _csv_rows(text: str, name: str) -> Iterator[_Row]:
         yield line, {k: v.strip() for k, v in zip(header, fields, strict=False) if k in COLUMNS}
     if header is None:
         yield Problem(name, 1, "empty inventory: no header line")
+
+
+def _csv_error(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return f"a field longer than {csv.field_size_limit()} characters (no inventory value is that long)"
+    return str(exc)
 
 
 def _column_problems(header: list[str], name: str, line: int) -> Iterator[Problem]:

@@ -318,3 +318,12 @@ def test_the_cli_shows_resolution_progress_on_stderr(tmp_path: Path, monkeypatch
         load_devices(path)
     err = capsys.readouterr().err
     assert "wardtui: resolving 1 names: 0 done\n" in err, err
+
+
+# -- CSV and YAML that parse but do not say what they seem to --------------------------------
+
+def test_a_csv_field_over_the_csv_modules_limit_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    """Issue 12: a 128 KiB field raised ``_csv.Error: field larger than field limit``."""
+    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + f"r2,127.0.0.2,{'b' * 200_000},r,router,,,\n"
+                 + "r3,127.0.0.3,b,r,router,,,\n")
+    only(problems_of(path), 3, "not valid CSV: a field longer than 131072 characters")
