@@ -362,6 +362,8 @@ def _validate(rows: Iterable[_Row], name: str, answers: dict[str, str | OSError]
         by_addr[device.address] = device
         devices.append(device)
     problems.extend(_parent_problems(devices, by_name, name))
+    if not devices and not problems:  # a header alone ran, watching nothing, and exited 0
+        problems.append(Problem(name, 0, "no devices in the inventory: nothing to monitor"))
     if problems:
         problems.sort(key=lambda p: p.line)
         raise InventoryError(problems)

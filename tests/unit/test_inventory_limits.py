@@ -327,3 +327,15 @@ def test_a_csv_field_over_the_csv_modules_limit_is_a_problem_not_a_traceback(tmp
     path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + f"r2,127.0.0.2,{'b' * 200_000},r,router,,,\n"
                  + "r3,127.0.0.3,b,r,router,,,\n")
     only(problems_of(path), 3, "not valid CSV: a field longer than 131072 characters")
+
+
+@pytest.mark.parametrize(("file", "text"), [
+    ("net.csv", HEADER),
+    ("net.csv", HEADER + "\n# r1,127.0.0.1,b,r,router,,,\n\n"),
+    ("net.yaml", "devices: []\n"),
+    ("net.yaml", "[]\n"),
+])
+def test_an_inventory_without_devices_is_refused(tmp_path: Path, file: str, text: str) -> None:
+    """Issue 12: a header-only CSV ran, watching nothing, and exited 0."""
+    path = write(tmp_path, file, text)
+    only(problems_of(path), 0, "no devices in the inventory")
