@@ -336,6 +336,7 @@ def _validate(rows: Iterable[_Row], name: str, answers: dict[str, str | OSError]
     problems: list[Problem] = []
     devices: list[Device] = []
     by_name: dict[str, Device] = {}
+    by_folded: dict[str, Device] = {}  # Router1 and router1 are one device to a person
     by_addr: dict[str, Device] = {}
     for row in rows:
         if isinstance(row, Problem):
@@ -345,10 +346,12 @@ def _validate(rows: Iterable[_Row], name: str, answers: dict[str, str | OSError]
         device = _device(fields, line, name, answers, problems)
         if device is None:
             continue
-        first = by_name.get(device.name)
+        folded = device.name.casefold()
+        first = by_folded.get(folded)
         if first is not None:
-            problems.append(Problem(name, line,
-                                    f"duplicate name '{device.name}' (first on line {first.line})"))
+            problems.append(Problem(name, line, f"duplicate name '{device.name}' (first on line {first.line})"
+                                    if first.name == device.name else f"duplicate name '{device.name}': "
+                                    f"'{first.name}' on line {first.line} differs only in case"))
             continue
         first = by_addr.get(device.address)
         if first is not None:
@@ -359,6 +362,7 @@ def _validate(rows: Iterable[_Row], name: str, answers: dict[str, str | OSError]
             ))
             continue
         by_name[device.name] = device
+        by_folded[folded] = device
         by_addr[device.address] = device
         devices.append(device)
     problems.extend(_parent_problems(devices, by_name, name))

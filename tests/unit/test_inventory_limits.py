@@ -339,3 +339,18 @@ def test_an_inventory_without_devices_is_refused(tmp_path: Path, file: str, text
     """Issue 12: a header-only CSV ran, watching nothing, and exited 0."""
     path = write(tmp_path, file, text)
     only(problems_of(path), 0, "no devices in the inventory")
+
+
+def test_names_differing_only_in_case_are_refused_naming_both_lines(tmp_path: Path) -> None:
+    """Issue 12: Router1 and router1 were both accepted; on a screen, in a report or typed in a
+    filter they are one device to a person."""
+    path = write(tmp_path, "net.csv", HEADER + """\
+        Router1,127.0.0.1,b,r,router,,,
+        sw1,127.0.0.2,b,r,switch,Router1,,
+        router1,127.0.0.3,b,r,router,,,
+        ROUTER1,127.0.0.4,b,r,router,,,
+    """)
+    problems = problems_of(path)
+    assert [str(p) for p in problems] == [
+        f"{path}:4: duplicate name 'router1': 'Router1' on line 2 differs only in case",
+        f"{path}:5: duplicate name 'ROUTER1': 'Router1' on line 2 differs only in case"]
