@@ -228,43 +228,60 @@ def _yaml_devices(loader: yaml.SafeLoader, name: str, aliased: list[int]) -> Ite
         return
     cursor = 0
     if isinstance(root, yaml.MappingNode):
-        key = next((k for k, _ in root.value if k.value == "devices"), None)
-        cursor = key.end_mark.index if key is not None else 0
-        root = next((v for k, v in root.value if k is key), None)
+        lists = [(k, v) for k, v in root.value if k.value == "devices"]
+        if len(lists) > 1:
+            yield _twice("devices", lists[1][0], lists[0][0], name)
+            return
+        cursor = lists[0][0].end_mark.index if lists else 0
+        root = lists[0][1] if lists else None
     if not isinstance(root, yaml.SequenceNode):
         yield Problem(name, 1, "expected a list of devices (or a mapping with a 'devices' list)")
         return
     for item in root.value:
-        line = item.start_mark.line + 1
         after = _after(item, cursor)
         if after < 0:  # never constructed: an alias bomb expands there
-            aliased.append(line)
+            aliased.append(item.start_mark.line + 1)
             cursor = max(cursor, item.end_mark.index)
             continue
         cursor = after
-        if not isinstance(item, yaml.MappingNode):
-            yield Problem(name, line, "a device must be a mapping of field: value")
+        yield from _yaml_device(loader, item, name)
+
+
+def _yaml_device(loader: yaml.SafeLoader, item: yaml.Node, name: str) -> Iterator[_Row]:
+    line = item.start_mark.line + 1
+    if not isinstance(item, yaml.MappingNode):
+        yield Problem(name, line, "a device must be a mapping of field: value")
+        return
+    fields: dict[str, Any] = {}
+    keys: dict[str, yaml.Node] = {}
+    bad = False
+    for key_node, value_node in item.value:
+        key = str(key_node.value).strip().lower()
+        if key in keys:  # YAML lets the last one win, silently
+            yield _twice(key, key_node, keys[key], name)
+            bad = True
             continue
-        fields: dict[str, Any] = {}
-        bad = False
-        for key_node, value_node in item.value:
-            key = str(key_node.value).strip().lower()
-            if key not in COLUMNS:
-                yield Problem(name, key_node.start_mark.line + 1, f"unknown column '{key}'")
-                bad = True
-                continue
-            try:
-                fields[key] = loader.construct_object(value_node, deep=True)
-            except yaml.YAMLError as exc:
-                yield Problem(name, value_node.start_mark.line + 1,
-                              f"bad value for '{key}': {_one_line(exc)}")
-                bad = True
-        for col in REQUIRED:
-            if col not in fields:
-                yield Problem(name, line, f"missing column '{col}'")
-                bad = True
-        if not bad:
-            yield line, fields
+        keys[key] = key_node
+        if key not in COLUMNS:
+            yield Problem(name, key_node.start_mark.line + 1, f"unknown column '{key}'")
+            bad = True
+            continue
+        try:
+            fields[key] = loader.construct_object(value_node, deep=True)
+        except yaml.YAMLError as exc:
+            yield Problem(name, value_node.start_mark.line + 1, f"bad value for '{key}': {_one_line(exc)}")
+            bad = True
+    for col in REQUIRED:
+        if col not in fields:
+            yield Problem(name, line, f"missing column '{col}'")
+            bad = True
+    if not bad:
+        yield line, fields
+
+
+def _twice(key: str, again: yaml.Node, first: yaml.Node, name: str) -> Problem:
+    return Problem(name, again.start_mark.line + 1,
+                   f"'{key}' given twice (first on line {first.start_mark.line + 1})")
 
 
 def _after(node: yaml.Node, cursor: int) -> int:

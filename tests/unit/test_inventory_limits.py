@@ -354,3 +354,30 @@ def test_names_differing_only_in_case_are_refused_naming_both_lines(tmp_path: Pa
     assert [str(p) for p in problems] == [
         f"{path}:4: duplicate name 'router1': 'Router1' on line 2 differs only in case",
         f"{path}:5: duplicate name 'ROUTER1': 'Router1' on line 2 differs only in case"]
+
+
+def test_a_yaml_field_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    """Issue 12: YAML duplicate keys: the last won silently."""
+    path = write(tmp_path, "net.yaml", """
+        devices:
+          - name: r1
+            address: 127.0.0.1
+            branch: b
+            region: r
+            type: router
+            address: 127.0.0.2
+          - {name: r2, Name: r3, address: 127.0.0.3, branch: b, region: r, type: router}
+    """)
+    problems = problems_of(path)
+    assert [str(p) for p in problems] == [f"{path}:7: 'address' given twice (first on line 3)",
+                                          f"{path}:8: 'name' given twice (first on line 8)"]
+
+
+def test_a_second_devices_list_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "net.yaml", """
+        devices:
+          - {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}
+        devices:
+          - {name: r2, address: 127.0.0.2, branch: b, region: r, type: router}
+    """)
+    assert [str(p) for p in problems_of(path)] == [f"{path}:3: 'devices' given twice (first on line 1)"]
