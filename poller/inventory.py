@@ -256,6 +256,10 @@ def _yaml_device(loader: yaml.SafeLoader, item: yaml.Node, name: str) -> Iterato
     keys: dict[str, yaml.Node] = {}
     bad = False
     for key_node, value_node in item.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            yield Problem(name, key_node.start_mark.line + 1, f"{_kind(key_node)} where a field name belongs")
+            bad = True
+            continue
         key = str(key_node.value).strip().lower()
         if key in keys:  # YAML lets the last one win, silently
             yield _twice(key, key_node, keys[key], name)
@@ -266,17 +270,40 @@ def _yaml_device(loader: yaml.SafeLoader, item: yaml.Node, name: str) -> Iterato
             yield Problem(name, key_node.start_mark.line + 1, f"unknown column '{key}'")
             bad = True
             continue
+        shape = _shape(key, value_node)
+        if shape is not None:
+            yield Problem(name, value_node.start_mark.line + 1, shape)
+            bad = True
+            continue
         try:
             fields[key] = loader.construct_object(value_node, deep=True)
         except yaml.YAMLError as exc:
             yield Problem(name, value_node.start_mark.line + 1, f"bad value for '{key}': {_one_line(exc)}")
             bad = True
     for col in REQUIRED:
-        if col not in fields:
+        if col not in keys:
             yield Problem(name, line, f"missing column '{col}'")
             bad = True
     if not bad:
         yield line, fields
+
+
+def _shape(key: str, node: yaml.Node) -> str | None:
+    """Why ``node`` cannot be ``key``'s value, or None. ``type: [1, 2]`` was stored as the
+    text "[1, 2]": every field is one value, but tags, which may be a list of them."""
+    if isinstance(node, yaml.ScalarNode):
+        return None
+    if key != "tags":
+        return f"'{key}' is {_kind(node)}: one value belongs here"
+    if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
+        return None
+    return f"'tags' is {_kind(node)}: a word or a list of words belongs here"
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.SequenceNode):
+        return "a list" if all(isinstance(n, yaml.ScalarNode) for n in node.value) else "a nested list"
+    return "a mapping" if isinstance(node, yaml.MappingNode) else "a value"
 
 
 def _twice(key: str, again: yaml.Node, first: yaml.Node, name: str) -> Problem:

@@ -381,3 +381,36 @@ def test_a_second_devices_list_is_refused(tmp_path: Path) -> None:
           - {name: r2, address: 127.0.0.2, branch: b, region: r, type: router}
     """)
     assert [str(p) for p in problems_of(path)] == [f"{path}:3: 'devices' given twice (first on line 1)"]
+
+
+@pytest.mark.parametrize(("value", "kind"), [("[1, 2]", "a list"), ("{a: 1}", "a mapping"), ("[]", "a list")])
+@pytest.mark.parametrize("column", ["name", "address", "type", "parent", "interval", "snmp_port"])
+def test_a_yaml_list_or_mapping_where_one_value_belongs_is_refused(
+        tmp_path: Path, column: str, value: str, kind: str) -> None:
+    """Issue 12: ``type: [1, 2]`` was stored as the text "[1, 2]"."""
+    fields = {"name": "r2", "address": "127.0.0.2", "branch": "b", "region": "r", "type": "router",
+              column: value}
+    path = write(tmp_path, "net.yaml", "- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}\n"
+                 + "- " + "\n  ".join(f"{k}: {v}" for k, v in fields.items()) + "\n")
+    line = 2 + list(fields).index(column)
+    assert [str(p) for p in problems_of(path)] == [f"{path}:{line}: '{column}' is {kind}: one value belongs here"]
+
+
+@pytest.mark.parametrize("tags", ["[a, [b, c]]", "[a, {b: c}]", "{a: b}"])
+def test_tags_are_words_or_a_list_of_words(tmp_path: Path, tags: str) -> None:
+    path = write(tmp_path, "net.yaml", "- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router,\n"
+                                       f"   tags: {tags}}}\n")
+    only(problems_of(path), 2, "'tags'", "a word or a list of words")
+
+
+def test_a_yaml_field_name_must_be_a_word(tmp_path: Path) -> None:
+    path = write(tmp_path, "net.yaml", """
+        - name: r1
+          address: 127.0.0.1
+          branch: b
+          region: r
+          type: router
+          ? [tags]
+          : x
+    """)
+    assert [str(p) for p in problems_of(path)] == [f"{path}:6: a list where a field name belongs"]
