@@ -169,14 +169,16 @@ def _csv_rows(text: str, name: str) -> Iterator[_Row]:
             if not fields or all(not f.strip() for f in fields):
                 continue
             header = [f.strip().lower() for f in fields]
-            yield from _column_problems(header, name, line)
+            yield from _column_problems(fields, header, name, line)
             continue
         if not fields or all(not f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
             continue
         if len(fields) > len(header):
             yield Problem(name, line, f"{len(fields)} fields but the header has {len(header)}")
             continue
-        yield line, {k: v.strip() for k, v in zip(header, fields, strict=False) if k in COLUMNS}
+        # Not stripped here: strip() also removes line breaks and other controls at the ends, and
+        # "r2<LF>" loaded as r2. _control_problems sees what the file holds; _text strips.
+        yield line, {k: v for k, v in zip(header, fields, strict=False) if k in COLUMNS}
     if header is None:
         yield Problem(name, 1, "empty inventory: no header line")
 
@@ -187,7 +189,12 @@ def _csv_error(exc: csv.Error) -> str:
     return str(exc)
 
 
-def _column_problems(header: list[str], name: str, line: int) -> Iterator[Problem]:
+def _column_problems(fields: list[str], header: list[str], name: str, line: int) -> Iterator[Problem]:
+    for field in fields:
+        what = first_unsafe(field)
+        if what is not None:
+            yield Problem(name, line, f"control character {what} in the header: remove it")
+            return
     for col in REQUIRED:
         if col not in header:
             yield Problem(name, line, f"missing column '{col}'")

@@ -414,3 +414,25 @@ def test_a_yaml_field_name_must_be_a_word(tmp_path: Path) -> None:
           : x
     """)
     assert [str(p) for p in problems_of(path)] == [f"{path}:6: a list where a field name belongs"]
+
+
+@pytest.mark.parametrize("char", ["\n", "\r\n", "\x0b", "\x0c", "\x1c", "\x85"])
+@pytest.mark.parametrize("where", ["end", "start"])
+def test_a_quoted_csv_line_break_at_a_fields_end_is_refused_not_dropped(
+        tmp_path: Path, char: str, where: str) -> None:
+    """Issue 12: a quoted newline vanished: fields were stripped before the check for control
+    characters, so "r2<LF>" loaded as r2. Line breaks and other controls that str.strip()
+    removes are refused wherever they are, at the line where the record begins."""
+    value = f"r2{char}" if where == "end" else f"{char}r2"
+    path = tmp_path / "net.csv"
+    path.write_bytes((HEADER + GOOD_ROW + f'"{value}",127.0.0.2,b,r,router,,,\n'
+                      + "r3,127.0.0.3,b,r,router,,,bad\x1btag\n").encode())
+    problems = problems_of(path)
+    only(problems, 3, "control character U+", "in 'name'")
+    only(problems, 5 if char in "\n\r\n" else 4, "control character U+001B (ESC) in 'tags'")
+
+
+def test_a_csv_header_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "net.csv"
+    path.write_bytes(b'"name\n",address,branch,region,type\nr1,127.0.0.1,b,r,router\n')
+    only(problems_of(path), 1, "control character U+000A (LF) in the header")
