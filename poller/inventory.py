@@ -219,19 +219,18 @@ def _yaml_rows(text: str, name: str) -> Iterator[_Row]:
     loader = _LOADER(text)
     aliased: list[int] = []
     try:
-        yield from _yaml_devices(loader, name, aliased)
+        yield from _yaml_devices(loader, text, name, aliased)
     finally:
         loader.dispose()
     if aliased:
         yield from _alias_problems(text, name, aliased)
 
 
-def _yaml_devices(loader: yaml.SafeLoader, name: str, aliased: list[int]) -> Iterator[_Row]:
+def _yaml_devices(loader: yaml.SafeLoader, text: str, name: str, aliased: list[int]) -> Iterator[_Row]:
     try:
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        yield Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {_one_line(exc)}")
+        yield Problem(name, _error_line(exc, text), f"not valid YAML: {_one_line(exc)}")
         return
     cursor = 0
     if isinstance(root, yaml.MappingNode):
@@ -299,12 +298,20 @@ def _shape(key: str, node: yaml.Node) -> str | None:
     """Why ``node`` cannot be ``key``'s value, or None. ``type: [1, 2]`` was stored as the
     text "[1, 2]": every field is one value, but tags, which may be a list of them."""
     if isinstance(node, yaml.ScalarNode):
-        return None
+        return _binary(key) if node.tag == _BINARY else None
     if key != "tags":
         return f"'{key}' is {_kind(node)}: one value belongs here"
     if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
-        return None
+        return _binary(key) if any(n.tag == _BINARY for n in node.value) else None
     return f"'tags' is {_kind(node)}: a word or a list of words belongs here"
+
+
+# "!!binary AA==" is a NUL byte, and was kept as the text "b'\x00'".
+_BINARY = "tag:yaml.org,2002:binary"
+
+
+def _binary(key: str) -> str:
+    return f"'{key}' is binary data (!!binary): text belongs here"
 
 
 def _kind(node: yaml.Node) -> str:
@@ -360,6 +367,18 @@ def _alias_problems(text: str, name: str, lines: list[int]) -> Iterator[Problem]
             yield Problem(name, line, f"YAML alias '*{event.anchor}': {_ALIAS}")
     if not found:  # not expected: the nodes said there is one
         yield from (Problem(name, line, f"a YAML node repeated: {_ALIAS}") for line in lines)
+
+
+def _error_line(exc: yaml.YAMLError, text: str) -> int:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(exc, "position", None)  # a ReaderError (a NUL, say) has only an offset,
+    if not isinstance(position, int):  # in bytes of UTF-8 from libyaml
+        return 0
+    if _LOADER is yaml.SafeLoader:  # PyYAML's own reader counts characters
+        return text.count("\n", 0, position) + 1
+    return text.encode("utf-8").count(b"\n", 0, position) + 1
 
 
 def _one_line(exc: Exception) -> str:

@@ -30,6 +30,7 @@ from tests.unit.test_inventory import HEADER, no_dns, only, problems_of, write
 from wardtui.runtime import StartupError, load_devices
 
 GOOD_ROW = "r1,127.0.0.1,b,r,router,,,\n"
+YAML_R1 = "- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}\n"
 
 
 # -- what is read: a regular file, of bounded size -------------------------------------------
@@ -390,16 +391,16 @@ def test_a_yaml_list_or_mapping_where_one_value_belongs_is_refused(
     """Issue 12: ``type: [1, 2]`` was stored as the text "[1, 2]"."""
     fields = {"name": "r2", "address": "127.0.0.2", "branch": "b", "region": "r", "type": "router",
               column: value}
-    path = write(tmp_path, "net.yaml", "- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}\n"
-                 + "- " + "\n  ".join(f"{k}: {v}" for k, v in fields.items()) + "\n")
+    device = "- " + "\n  ".join(f"{k}: {v}" for k, v in fields.items()) + "\n"
+    path = write(tmp_path, "net.yaml", YAML_R1 + device)
     line = 2 + list(fields).index(column)
-    assert [str(p) for p in problems_of(path)] == [f"{path}:{line}: '{column}' is {kind}: one value belongs here"]
+    assert [str(p) for p in problems_of(path)] == [
+        f"{path}:{line}: '{column}' is {kind}: one value belongs here"]
 
 
 @pytest.mark.parametrize("tags", ["[a, [b, c]]", "[a, {b: c}]", "{a: b}"])
 def test_tags_are_words_or_a_list_of_words(tmp_path: Path, tags: str) -> None:
-    path = write(tmp_path, "net.yaml", "- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router,\n"
-                                       f"   tags: {tags}}}\n")
+    path = write(tmp_path, "net.yaml", f"{YAML_R1[:-2]},\n   tags: {tags}}}\n")
     only(problems_of(path), 2, "'tags'", "a word or a list of words")
 
 
@@ -436,3 +437,48 @@ def test_a_csv_header_with_a_control_character_is_refused(tmp_path: Path) -> Non
     path = tmp_path / "net.csv"
     path.write_bytes(b'"name\n",address,branch,region,type\nr1,127.0.0.1,b,r,router\n')
     only(problems_of(path), 1, "control character U+000A (LF) in the header")
+
+
+# -- NUL: SQLite stored it, PostgreSQL failed the start blaming the database ------------------
+
+ALL_COLUMNS = {"name": "r2", "address": "127.0.0.2", "branch": "b", "region": "r", "type": "router",
+               "parent": "r1", "interval": "30", "tags": "atm", "snmp_credential": "v2", "snmp_port": "161"}
+CSV_HEADER = ",".join(ALL_COLUMNS) + "\n"
+
+
+@pytest.mark.parametrize("column", list(ALL_COLUMNS))
+def test_a_nul_in_any_csv_field_is_refused_with_its_line(tmp_path: Path, column: str) -> None:
+    row = {**ALL_COLUMNS, column: ALL_COLUMNS[column][:1] + "\x00" + ALL_COLUMNS[column][1:]}
+    path = tmp_path / "net.csv"
+    path.write_bytes((CSV_HEADER + "r1,127.0.0.1,b,r,router,,,,,\n" + ",".join(row.values()) + "\n").encode())
+    only(problems_of(path), 3, "control character U+0000 (NUL)", f"'{column}'")
+
+
+@pytest.mark.parametrize("column", list(ALL_COLUMNS))
+def test_a_nul_escaped_in_any_yaml_field_is_refused_with_its_line(tmp_path: Path, column: str) -> None:
+    row = {**ALL_COLUMNS, column: ALL_COLUMNS[column][:1] + "\\0" + ALL_COLUMNS[column][1:]}
+    device = "- " + "\n  ".join(f'{k}: "{v}"' for k, v in row.items()) + "\n"
+    path = write(tmp_path, "net.yaml", YAML_R1 + device)
+    only(problems_of(path), 2, "control character U+0000 (NUL)", f"'{column}'")  # the device's line
+
+
+def test_a_raw_nul_in_yaml_is_refused_with_its_line(tmp_path: Path) -> None:
+    """libyaml gives only an offset, in bytes: the line is counted in bytes too (it said :0)."""
+    path = tmp_path / "net.yaml"
+    path.write_bytes(("# S\u00e3o Paulo " + "\u00e3" * 40 + "\n").encode()
+                     + YAML_R1.encode()
+                     + b"- {name: r2, address: 127.0.0.2, branch: b\x00, region: r, type: router}\n"
+                     + b"#\n" * 20)
+    only(problems_of(path), 3, "not valid YAML", "#x0000")
+
+
+def test_binary_yaml_values_are_refused(tmp_path: Path) -> None:
+    """``!!binary AA==`` is a NUL byte: it loaded as the text "b'\\x00'"."""
+    path = write(tmp_path, "net.yaml", """
+        - {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}
+        - {name: r2, address: 127.0.0.2, branch: b, region: r, type: router, parent: !!binary AA==}
+        - {name: r3, address: 127.0.0.3, branch: b, region: r, type: router, tags: [a, !!binary AA==]}
+    """)
+    problems = problems_of(path)
+    only(problems, 2, "'parent' is binary data (!!binary): text belongs here")
+    only(problems, 3, "'tags' is binary data (!!binary): text belongs here")
