@@ -523,6 +523,12 @@ def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str, line:
              problems: list[Problem]) -> str | None:
     """The address if one host can answer at it. 0.0.0.0 "answered" from 127.0.0.1 (the
     kernel's own), and broadcast or multicast ones were shown DOWN or answered by many."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # fe80::1%lo was accepted: a probe with a zone, and matching its reply (whose source
+        # must then carry the same zone), were never tested; refused until they are.
+        problems.append(Problem(name, line, f"bad address '{host}': a zone (%{ip.scope_id}) is not "
+                                            "supported: give a global or unique-local IPv6 address"))
+        return None
     ip4 = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
     kind = ("unspecified" if ip4.is_unspecified else "multicast" if ip4.is_multicast
             else "broadcast or reserved" if isinstance(ip4, ipaddress.IPv4Address) and (

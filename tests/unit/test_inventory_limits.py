@@ -482,3 +482,18 @@ def test_binary_yaml_values_are_refused(tmp_path: Path) -> None:
     problems = problems_of(path)
     only(problems, 2, "'parent' is binary data (!!binary): text belongs here")
     only(problems, 3, "'tags' is binary data (!!binary): text belongs here")
+
+
+# -- scoped IPv6 -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("written", ["fe80::1%lo", "[fe80::1%lo]", "fe80::1%1", "fe80::a:b%eth0.10",
+                                     "2001:db8::1%eth0"])
+def test_a_scoped_ipv6_address_is_refused_with_a_hint(tmp_path: Path, written: str) -> None:
+    """Issue 12: fe80::1%lo was accepted, though probing with a zone was never tested: refused,
+    saying what to give instead (also when a name resolves to one)."""
+    path = write(tmp_path, "v6.csv", HEADER + GOOD_ROW + f'x,"{written}",b,r,router,,,\n')
+    zone = written.strip("[]").split("%")[1]
+    only(problems_of(path), 3, f"bad address '{written}': a zone (%{zone}) is not supported",
+         "a global or unique-local IPv6 address")
+    named = write(tmp_path, "n.csv", HEADER + "x,ll.lab,b,r,router,,,\n")
+    only(problems_of(named, lambda host: written.strip("[]")), 2, "bad address 'll.lab'", f"(%{zone})")
