@@ -327,15 +327,16 @@ def _address(host: str, line: int, name: str, answers: dict[str, str | OSError],
         return _unicast(ipaddress.ip_address(host.strip("[]")), host, line, name, problems)
     except ValueError:
         pass
-    answer = answers.get(host) if _is_name(host) else None
-    if answer is None:
+    if not _is_name(host) or host not in answers:
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
+    answer = answers[host]
+    if isinstance(answer, OSError):
+        problems.append(Problem(name, line, f"unresolvable name '{host}': {answer}"))
+        return None
     try:
-        if isinstance(answer, OSError):
-            raise answer
         resolved = ipaddress.ip_address(answer)
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:
         problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
         return None
     return _unicast(resolved, host, line, name, problems)

@@ -130,5 +130,6 @@ class _Resolution:
     def _summary(self) -> str:
         with self.lock:
             done, late = len(self.answers), self.late
-        text = f"resolving {len(self.names)} names: {done} done"
+        count = len(self.names)
+        text = f"resolving {count} name{'' if count == 1 else 's'}: {done} done"
         return text + (f", {late} not answering" if late else "")

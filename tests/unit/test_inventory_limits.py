@@ -277,10 +277,15 @@ def test_one_name_used_by_many_rows_is_asked_once(tmp_path: Path) -> None:
 
 def test_a_resolver_that_fails_oddly_costs_its_name_only(tmp_path: Path) -> None:
     def broken(host: str) -> str:
+        if host == "none.example":
+            return None  # type: ignore[return-value]
         raise UnicodeError("label too long")
 
-    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + "b,gw.example,b,r,router,,,\n")
-    only(problems_of(path, broken), 3, "unresolvable name 'gw.example'", "UnicodeError: label too long")
+    path = write(tmp_path, "net.csv", HEADER + GOOD_ROW + "b,gw.example,b,r,router,,,\n"
+                 + "c,none.example,b,r,router,,,\n")
+    problems = problems_of(path, broken)
+    only(problems, 3, "unresolvable name 'gw.example'", "UnicodeError: label too long")
+    only(problems, 4, "unresolvable name 'none.example'", "None does not appear to be")
 
 
 def test_slow_resolution_reports_progress() -> None:
@@ -318,7 +323,7 @@ def test_the_cli_shows_resolution_progress_on_stderr(tmp_path: Path, monkeypatch
     with pytest.raises(StartupError):
         load_devices(path)
     err = capsys.readouterr().err
-    assert "wardtui: resolving 1 names: 0 done\n" in err, err
+    assert "wardtui: resolving 1 name: 0 done\n" in err, err
 
 
 # -- CSV and YAML that parse but do not say what they seem to --------------------------------
