@@ -5,23 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import os
 import re
 import socket
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from poller.resolve import TIMEOUT, Resolver, resolve_all
 from poller.text import escaped, first_unsafe
 
 REQUIRED = ("name", "address", "branch", "region", "type")
 OPTIONAL = ("parent", "interval", "tags", "snmp_credential", "snmp_port")
 COLUMNS = REQUIRED + OPTIONAL
 
-Resolver = Callable[[str], str]
-"""Maps a host name to one IP address string; raises ``OSError`` when it cannot."""
+MAX_BYTES = 256 * 1024 * 1024
+"""The largest inventory file read. A 1,000,000-device CSV from ``wardtui generate`` weighs
+72 MiB; the cap leaves room for longer names and for YAML, and keeps a wrong file (a disk
+image, a log) from taking the machine's memory."""
+
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)({_LABEL})(\.{_LABEL})*\.?$")
@@ -78,17 +82,18 @@ def system_resolver(host: str) -> str:
     return str(infos[0][4][0])
 
 
-def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[Device]:
+def load_inventory(path: str | Path, resolver: Resolver | None = None, *,
+                   progress: Callable[[str], None] | None = None,
+                   resolve_timeout: float = TIMEOUT) -> list[Device]:
     """Read ``path`` (``.csv``, ``.yaml`` or ``.yml``) and return its devices.
 
+    Host names are resolved in parallel (poller/resolve.py), each within ``resolve_timeout``
+    seconds; ``progress`` gets a line now and then when that takes long.
     Raises :class:`InventoryError` listing every problem found, never just the first.
     """
     path = Path(path)
     name = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    data = _read(path, name)
     try:
         text = data.decode("utf-8-sig")  # spreadsheets often save UTF-8 with a byte-order mark
     except UnicodeDecodeError as exc:
@@ -97,42 +102,99 @@ def load_inventory(path: str | Path, resolver: Resolver | None = None) -> list[D
                                                   "save the file as UTF-8")]) from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        rows = list(_yaml_rows(text, name))
+        from poller.inventory_yaml import yaml_rows  # imports this module: not at the top
+
+        rows = list(yaml_rows(text, name))
     elif suffix == ".csv":
         rows = list(_csv_rows(text, name))
     else:
         raise InventoryError([Problem(name, 0, "unknown inventory format: use .csv, .yaml or .yml")])
-    return _validate(rows, name, resolver or system_resolver)
+    answers = resolve_all(_names(rows), resolver or system_resolver, timeout=resolve_timeout,
+                          progress=progress)
+    return _validate(rows, name, answers)
 
 
-# A row before validation: (line, fields) or a Problem already found while parsing.
-_Row = tuple[int, dict[str, Any]] | Problem
+_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+          (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"))
 
 
-def _csv_rows(text: str, name: str) -> Iterator[_Row]:
+def _read(path: Path, name: str) -> bytes:
+    """The file's bytes, if it is a regular file of at most :data:`MAX_BYTES`. A symlink to
+    /dev/zero was read without end; a FIFO would block the open until someone writes (hence
+    O_NONBLOCK, which a regular file ignores), so the kind is checked on what was opened, not
+    on the name beforehand."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((what for test, what in _KINDS if test(info.st_mode)), "special file")
+            raise InventoryError([Problem(name, 0, f"not a regular file (a {kind}): give an inventory file")])
+        size = info.st_size
+        if size <= MAX_BYTES:
+            with os.fdopen(fd, "rb", closefd=False) as file:
+                data = file.read(MAX_BYTES + 1)  # bounded even if the file grows meanwhile
+            size = len(data)
+    except OSError as exc:
+        raise InventoryError([Problem(name, 0, f"cannot read: {exc.strerror or exc}")]) from None
+    finally:
+        os.close(fd)
+    if size > MAX_BYTES:
+        raise InventoryError([Problem(name, 0, f"too large: {size} bytes, inventories are limited to "
+                                               f"{MAX_BYTES >> 20} MiB ({MAX_BYTES} bytes)")])
+    return data
+
+
+Row = tuple[int, dict[str, Any]] | Problem
+"""A row before validation: (line, fields), or a Problem already found while parsing."""
+
+
+def _csv_rows(text: str, name: str) -> Iterator[Row]:
     # Not str.splitlines(): it also splits at FS/GS/RS, NEL and U+2028, which would cut a row
     # holding one in two instead of reporting the character.
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
-    for fields in reader:
-        line = reader.line_num
+    while True:
+        line = reader.line_num + 1  # where the record begins: a quoted field may hold line breaks
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the default dialect's only one: a field over 128 KiB
+            yield Problem(name, line, f"not valid CSV: {_csv_error(exc)}")
+            return
         if header is None:
             if not fields or all(not f.strip() for f in fields):
                 continue
             header = [f.strip().lower() for f in fields]
-            yield from _column_problems(header, name, line)
+            yield from _column_problems(fields, header, name, line)
             continue
         if not fields or all(not f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
             continue
         if len(fields) > len(header):
             yield Problem(name, line, f"{len(fields)} fields but the header has {len(header)}")
             continue
-        yield line, {k: v.strip() for k, v in zip(header, fields, strict=False) if k in COLUMNS}
+        # Not stripped here: strip() also removes line breaks and other controls at the ends, and
+        # "r2<LF>" loaded as r2. _control_problems sees what the file holds; _text strips.
+        yield line, {k: v for k, v in zip(header, fields, strict=False) if k in COLUMNS}
     if header is None:
         yield Problem(name, 1, "empty inventory: no header line")
 
 
-def _column_problems(header: list[str], name: str, line: int) -> Iterator[Problem]:
+def _csv_error(exc: csv.Error) -> str:
+    if "field limit" in str(exc):
+        return f"a field longer than {csv.field_size_limit()} characters (no inventory value is that long)"
+    return str(exc)
+
+
+def _column_problems(fields: list[str], header: list[str], name: str, line: int) -> Iterator[Problem]:
+    for field in fields:
+        what = first_unsafe(field)
+        if what is not None:
+            yield Problem(name, line, f"control character {what} in the header: remove it")
+            return
     for col in REQUIRED:
         if col not in header:
             yield Problem(name, line, f"missing column '{col}'")
@@ -146,77 +208,42 @@ def _column_problems(header: list[str], name: str, line: int) -> Iterator[Proble
         seen.add(col)
 
 
-def _yaml_rows(text: str, name: str) -> Iterator[_Row]:
-    # One loader composes the nodes (for line numbers) and constructs the values; a loader per
-    # value took 23 s for 20,000 devices. libyaml's loader when PyYAML has it.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
-    try:
-        yield from _yaml_devices(loader, name)
-    finally:
-        loader.dispose()
+def _names(rows: Iterable[Row]) -> set[str]:
+    """The host names among the addresses, to resolve all at once before validation."""
+    names = set()
+    for row in rows:
+        if not isinstance(row, Problem):
+            host = _text(row[1].get("address"))
+            if _is_name(host):
+                names.add(host)
+    return names
 
 
-def _yaml_devices(loader: yaml.SafeLoader, name: str) -> Iterator[_Row]:
-    try:
-        root = loader.get_single_node()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        yield Problem(name, mark.line + 1 if mark else 0, f"not valid YAML: {_one_line(exc)}")
-        return
-    if isinstance(root, yaml.MappingNode):
-        root = next((v for k, v in root.value if k.value == "devices"), None)
-    if not isinstance(root, yaml.SequenceNode):
-        yield Problem(name, 1, "expected a list of devices (or a mapping with a 'devices' list)")
-        return
-    for item in root.value:
-        line = item.start_mark.line + 1
-        if not isinstance(item, yaml.MappingNode):
-            yield Problem(name, line, "a device must be a mapping of field: value")
-            continue
-        fields: dict[str, Any] = {}
-        bad = False
-        for key_node, value_node in item.value:
-            key = str(key_node.value).strip().lower()
-            if key not in COLUMNS:
-                yield Problem(name, key_node.start_mark.line + 1, f"unknown column '{key}'")
-                bad = True
-                continue
-            try:
-                fields[key] = loader.construct_object(value_node, deep=True)
-            except yaml.YAMLError as exc:
-                yield Problem(name, value_node.start_mark.line + 1,
-                              f"bad value for '{key}': {_one_line(exc)}")
-                bad = True
-        for col in REQUIRED:
-            if col not in fields:
-                yield Problem(name, line, f"missing column '{col}'")
-                bad = True
-        if not bad:
-            yield line, fields
+def _is_name(host: str) -> bool:
+    # No IP address passes: IPv4 ones are all digits and dots, IPv6 ones have colons.
+    return ":" not in host and not _NUMERIC.match(host) and _HOSTNAME.match(host) is not None
 
 
-def _one_line(exc: Exception) -> str:
-    """PyYAML's multi-line messages as one line of a ``file:line: reason`` list."""
-    return "; ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-
-
-def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Device]:
+def _validate(rows: Iterable[Row], name: str, answers: dict[str, str | OSError]) -> list[Device]:
     problems: list[Problem] = []
     devices: list[Device] = []
     by_name: dict[str, Device] = {}
+    by_folded: dict[str, Device] = {}  # Router1 and router1 are one device to a person
     by_addr: dict[str, Device] = {}
     for row in rows:
         if isinstance(row, Problem):
             problems.append(row)
             continue
         line, fields = row
-        device = _device(fields, line, name, resolver, problems)
+        device = _device(fields, line, name, answers, problems)
         if device is None:
             continue
-        first = by_name.get(device.name)
+        folded = device.name.casefold()
+        first = by_folded.get(folded)
         if first is not None:
-            problems.append(Problem(name, line,
-                                    f"duplicate name '{device.name}' (first on line {first.line})"))
+            problems.append(Problem(name, line, f"duplicate name '{device.name}' (first on line {first.line})"
+                                    if first.name == device.name else f"duplicate name '{device.name}': "
+                                    f"'{first.name}' on line {first.line} differs only in case"))
             continue
         first = by_addr.get(device.address)
         if first is not None:
@@ -227,9 +254,12 @@ def _validate(rows: Iterable[_Row], name: str, resolver: Resolver) -> list[Devic
             ))
             continue
         by_name[device.name] = device
+        by_folded[folded] = device
         by_addr[device.address] = device
         devices.append(device)
     problems.extend(_parent_problems(devices, by_name, name))
+    if not devices and not problems:  # a header alone ran, watching nothing, and exited 0
+        problems.append(Problem(name, 0, "no devices in the inventory: nothing to monitor"))
     if problems:
         problems.sort(key=lambda p: p.line)
         raise InventoryError(problems)
@@ -254,7 +284,7 @@ def _control_problems(fields: dict[str, Any], line: int, name: str) -> list[Prob
     return found
 
 
-def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
+def _device(fields: dict[str, Any], line: int, name: str, answers: dict[str, str | OSError],
             problems: list[Problem]) -> Device | None:
     controls = _control_problems(fields, line, name)
     if controls:
@@ -265,7 +295,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
         if not _text(fields.get(col)):
             problems.append(Problem(name, line, f"empty '{col}'"))
     host = _text(fields.get("address"))
-    address = _address(host, line, name, resolver, problems) if host else None
+    address = _address(host, line, name, answers, problems) if host else None
     interval = _interval(fields.get("interval"), line, name, problems)
     snmp_port = _port(fields.get("snmp_port"), line, name, problems)
     if len(problems) > before or address is None:
@@ -283,7 +313,7 @@ def _device(fields: dict[str, Any], line: int, name: str, resolver: Resolver,
     )
 
 
-def _address(host: str, line: int, name: str, resolver: Resolver,
+def _address(host: str, line: int, name: str, answers: dict[str, str | OSError],
              problems: list[Problem]) -> str | None:
     try:
         # Fast path for the common case, an IPv4 address already written the canonical way
@@ -297,12 +327,16 @@ def _address(host: str, line: int, name: str, resolver: Resolver,
         return _unicast(ipaddress.ip_address(host.strip("[]")), host, line, name, problems)
     except ValueError:
         pass
-    if ":" in host or _NUMERIC.match(host) or not _HOSTNAME.match(host):
+    if not _is_name(host) or host not in answers:
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
+    answer = answers[host]
+    if isinstance(answer, OSError):
+        problems.append(Problem(name, line, f"unresolvable name '{host}': {answer}"))
+        return None
     try:
-        resolved = ipaddress.ip_address(resolver(host))
-    except (OSError, ValueError) as exc:
+        resolved = ipaddress.ip_address(answer)
+    except ValueError as exc:
         problems.append(Problem(name, line, f"unresolvable name '{host}': {exc}"))
         return None
     return _unicast(resolved, host, line, name, problems)
@@ -312,6 +346,12 @@ def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str, line:
              problems: list[Problem]) -> str | None:
     """The address if one host can answer at it. 0.0.0.0 "answered" from 127.0.0.1 (the
     kernel's own), and broadcast or multicast ones were shown DOWN or answered by many."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+        # fe80::1%lo was accepted: a probe with a zone, and matching its reply (whose source
+        # must then carry the same zone), were never tested; refused until they are.
+        problems.append(Problem(name, line, f"bad address '{host}': a zone (%{ip.scope_id}) is not "
+                                            "supported: give a global or unique-local IPv6 address"))
+        return None
     ip4 = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
     kind = ("unspecified" if ip4.is_unspecified else "multicast" if ip4.is_multicast
             else "broadcast or reserved" if isinstance(ip4, ipaddress.IPv4Address) and (

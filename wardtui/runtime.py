@@ -29,6 +29,7 @@ from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
 from store.spool import Spool, SpoolError
 from store.writer import StoreWriter
+from wardtui.messages import error
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ def bundled_inventory() -> Path:
 
 
 def load_devices(path: Path | None) -> list[Device]:
+    """The inventory's devices; resolving its host names says how far it got when it is slow."""
     try:
-        return load_inventory(path or bundled_inventory())
+        return load_inventory(path or bundled_inventory(), progress=error)
     except InventoryError as exc:
         raise StartupError(f"{exc}\n{len(exc.problems)} problem(s) in the inventory; nothing was started.",
                            code=2) from None

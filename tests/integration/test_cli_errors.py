@@ -102,6 +102,28 @@ def test_inventory_in_a_legacy_encoding_is_an_error_not_a_traceback(tmp_path: Pa
     assert not db.exists()
 
 
+@pytest.mark.parametrize(("file", "content"), [
+    ("nul.csv", b"name,address,branch,region,type\nr1,127.0.0.1,b,r,router\nr2,127.0.0.2,b\x00x,r,router\n"),
+    ("nul.yaml", b'- {name: r1, address: 127.0.0.1, branch: b, region: r, type: router}\n'
+                 b'- {name: r2, address: 127.0.0.2, branch: "b\\0x", region: r, type: router}\n'),
+])
+def test_a_nul_in_the_inventory_is_its_line_not_a_database_error(tmp_path: Path, file: str,
+                                                                  content: bytes) -> None:
+    """Issue 12: PostgreSQL failed the start with an encoding error that blamed the database.
+    The inventory is refused first, naming the line; the database is never contacted."""
+    (tmp_path / file).write_bytes(content)
+    proc = run("poll", "--inventory", file, "--jsonl", "--duration", "1",
+               "--db", "postgresql://postgres@127.0.0.1:1/never_contacted", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert_no_traceback(proc)
+    line = 3 if file.endswith(".csv") else 2
+    first = proc.stderr.splitlines()[0]
+    assert first == (f"wardtui: {file}:{line}: control character U+0000 (NUL) in 'branch': "
+                     "remove it (names are shown on terminals)"), proc.stderr
+    assert "postgres" not in proc.stderr and "database" not in proc.stderr
+    assert not (tmp_path / "xdg").exists()
+
+
 def test_generate_writes_rows_that_load(tmp_path: Path) -> None:
     proc = run("generate", "--devices", "1000", "-o", "f.csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
