@@ -1,4 +1,5 @@
 """An on-disk spool of history rows kept while the database is down, replayed in order when it returns.
+Its directories are created 0700 and its files 0600.
 
 Rows go to append-only segment files (``000000000001.spool``, ...), one compact JSON object per line,
 fsync'd before ``append`` returns, so what the engine saw during an outage survives a crash or a
@@ -240,7 +241,7 @@ class Spool:
         self._next_seq += 1
         self._sidecar(seq).unlink(missing_ok=True)  # a stale one would skip rows of the new segment
         seg = _Segment(seq, self._path(seq), 0, 0, 0)
-        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         self._segments[seq] = seg
         _fsync_dir(self.directory)
         return seg, self._fd
@@ -411,7 +412,7 @@ class Spool:
     def _save_offset(self, seq: int, offset: int) -> None:
         path = self._sidecar(seq)
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _write_all(fd, f"{offset}\n".encode())
             os.fsync(fd)
@@ -449,11 +450,15 @@ class Spool:
 
 def _lock(directory: Path) -> int:
     """Create ``directory`` if needed and lock it: two processes appending to and deleting the
-    same segments would lose or duplicate rows."""
+    same segments would lose or duplicate rows. What the spool holds names the bank's devices
+    and addresses: the directories it creates are 0700 and its files 0600, whatever the umask."""
     if not directory.is_dir():
+        missing = [directory, *(p for p in directory.parents if not p.exists())]
         directory.mkdir(parents=True, exist_ok=True)
+        for created in missing:
+            created.chmod(0o700)
         _fsync_dir(directory.parent)
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -347,3 +347,19 @@ def test_a_corrupted_sidecar_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "000000000001.offset").write_text("0")
     with Spool(tmp_path) as spool:  # the failed one released its lock
         assert spool.rows == 6
+
+
+def test_the_spool_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """It names the bank's devices and addresses: directories 0700, files 0600 (they were 0755
+    and 0644 under the usual umask)."""
+    old = os.umask(0o022)
+    try:
+        with Spool(tmp_path / "new" / "spool") as spool:
+            fill(spool, calls=2)
+            spool.commit(next(spool.batches(max_rows=2)))
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777
+             for p in (tmp_path / "new", *(tmp_path / "new").rglob("*"))}
+    assert modes == {"new": 0o700, "new/spool": 0o700, "new/spool/lock": 0o600,
+                     "new/spool/000000000001.spool": 0o600, "new/spool/000000000001.offset": 0o600}
