@@ -23,6 +23,7 @@ the line and the credential, never the value.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,22 +79,15 @@ def default_credentials_path() -> Path:
 
 
 def load_credentials(path: Path) -> dict[str, Credential]:
-    """Read and check ``path``: mode 0600 or stricter (no access for group or others), every
-    entry complete and valid. All problems are reported at once."""
+    """Read and check ``path``: a regular file owned by the running user or root (as ssh wants
+    of its keys; a symlink is judged by the file it names), mode 0600 or stricter (no access for
+    group or others), every entry complete and valid. All entry problems are reported at once."""
     try:
-        info = path.stat()
-    except OSError as exc:
-        raise CredentialsError(f"{path}: cannot read the SNMP credentials file: {exc.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise CredentialsError(f"{path}: not a regular file")
-    if info.st_mode & 0o077:
-        raise CredentialsError(
-            f"{path}: holds SNMP secrets but is mode {stat.S_IMODE(info.st_mode):04o}, readable or "
-            f"writable by others; refusing to use it: run `chmod 600 {path}`")
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError) as exc:
+        text = _read_private(path)
+    except UnicodeDecodeError as exc:
         raise CredentialsError(f"{path}: cannot read: {exc}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         # The parser's message quotes the offending text, which may be a secret: only the place.
         mark = getattr(exc, "problem_mark", None)
@@ -116,6 +110,45 @@ def load_credentials(path: Path) -> dict[str, Credential]:
     if problems:
         raise CredentialsError("\n".join(problems))
     return found
+
+
+def _read_private(path: Path) -> str:
+    """The text of ``path`` once its owner and mode pass; checked on the open file itself, so
+    the file judged is the file read (no swap between a stat and the read)."""
+    try:
+        # O_NONBLOCK: a FIFO put in its place must not hang the start; refused below anyway.
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CredentialsError(f"{path}: cannot read the SNMP credentials file: {exc.strerror}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CredentialsError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        me = os.geteuid()
+        if info.st_uid not in (me, 0):
+            raise CredentialsError(
+                f"{path}: holds SNMP secrets but is owned by {_user(info.st_uid)}, not by the user "
+                f"running wardtui ({_user(me)}) or root; refusing to use it: run "
+                f"`chown {_user(me, bare=True)} {path}` if it is yours")
+        if info.st_mode & 0o077:
+            raise CredentialsError(
+                f"{path}: holds SNMP secrets but is mode {stat.S_IMODE(info.st_mode):04o}, readable or "
+                f"writable by others; refusing to use it: run `chmod 600 {path}`")
+        try:
+            data = file.read()
+        except OSError as exc:
+            raise CredentialsError(f"{path}: cannot read: {exc.strerror}") from None
+    return data.decode("utf-8")
+
+
+def _user(uid: int, bare: bool = False) -> str:
+    """``name (uid N)``, or the name alone (``bare``); the number when the uid has no name."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid) if bare else f"uid {uid}"
+    return name if bare else f"{name} (uid {uid})"
 
 
 def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Credential | None:

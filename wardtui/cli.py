@@ -140,8 +140,8 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
     p.add_argument("--keep-1h", type=_keep, metavar="SPAN", default=d["keep_1h"],
                    help="how long hourly rollups are kept (default forever)")
     p.add_argument("--credentials", type=Path, metavar="FILE", default=d["credentials"],
-                   help="SNMP credentials, YAML, mode 0600, named in the inventory's snmp_credential "
-                        "column (default: $XDG_CONFIG_HOME/wardtui/credentials.yaml)")
+                   help="SNMP credentials, YAML, mode 0600, yours or root's, named in the inventory's "
+                        "snmp_credential column (default: $XDG_CONFIG_HOME/wardtui/credentials.yaml)")
     p.add_argument("--snmp-interval", type=_within(0.1, 86400), metavar="S", default=d["snmp_interval"],
                    help="seconds between SNMP polls of a device, 0.1 to 86400 (default 60)")
     p.add_argument("--snmp-timeout", type=_within(0.01, 60), metavar="S", default=d["snmp_timeout"],

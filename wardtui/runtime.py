@@ -132,7 +132,9 @@ def load_agents(devices: list[Device], options: Options) -> list[Agent]:
         credentials: dict[str, Credential] = load_credentials(path)
     except CredentialsError as exc:
         hint = "" if options.credentials else " (give another file with --credentials FILE)"
-        raise StartupError(f"{exc}{hint}\nnothing was started.", code=2) from None
+        # A file-level refusal (missing, owner, mode) is one line; entry problems one per line.
+        tail = "\nnothing was started." if "\n" in str(exc) else "; nothing was started."
+        raise StartupError(f"{exc}{hint}{tail}", code=2) from None
     unknown = sorted({d.snmp_credential or "" for d in named} - credentials.keys())
     if unknown:
         lines = []

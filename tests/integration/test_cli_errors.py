@@ -222,6 +222,31 @@ def test_unprivileged_user_gets_a_short_message_naming_both_fixes(world_writable
     assert not db.exists()  # nothing was started
 
 
+def test_a_credentials_file_owned_by_another_user_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    """As ssh refuses a key someone else owns: root must not use another user's 0600 file."""
+    if os.geteuid() != 0:
+        (pytest.fail if os.environ.get("CI") == "true" else pytest.skip)("needs root (chown, raw ICMP)")
+    inventory = tmp_path / "net.csv"
+    inventory.write_text("name,address,branch,region,type,snmp_credential\nr1,127.0.0.1,b,r,router,lab\n",
+                         encoding="utf-8")
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text("lab:\n  version: 2c\n  community: c0mmunity-secret\n", encoding="utf-8")
+    credentials.chmod(0o600)
+    os.chown(credentials, NOBODY, NOBODY)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(credentials)
+    db = tmp_path / "h.db"
+    for given in (credentials, link):
+        proc = run("poll", "--inventory", "net.csv", "--jsonl", "--duration", "1",
+                   "--credentials", str(given), "--db", f"sqlite:///{db}", cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert_no_traceback(proc)
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert f"owned by nobody (uid {NOBODY}), not by the user running wardtui" in proc.stderr
+        assert "c0mmunity-secret" not in proc.stderr and proc.stdout == ""
+        assert not db.exists()
+
+
 def test_good_inventory_polls_and_exits_0(tmp_path: Path) -> None:
     """The counterpart of the error cases: the same command line with a good inventory works."""
     if os.geteuid() != 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,53 @@ def test_a_file_others_can_read_is_refused_saying_how_to_fix_it(tmp_path: Path, 
     with pytest.raises(CredentialsError, match=f"mode {mode:04o}.*chmod 600") as info:
         load_credentials(path)
     assert not any(secret in str(info.value) for secret in SECRETS)
+
+
+def need_root() -> None:
+    """Giving a file to another user takes root; CI runs as root, so there this must run."""
+    if os.geteuid() != 0:
+        reason = "needs root to chown a file to another user"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: this test must run)", pytrace=False)
+        pytest.skip(reason)
+
+
+OTHER_UID = 64123  # no user of this machine: the file belongs to someone who is not us
+
+
+def test_a_file_owned_by_another_user_is_refused_like_ssh_refuses_a_key(tmp_path: Path) -> None:
+    need_root()
+    path = write(tmp_path, GOOD)
+    os.chown(path, OTHER_UID, -1)
+    with pytest.raises(CredentialsError) as info:
+        load_credentials(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: holds SNMP secrets but is owned by uid {OTHER_UID}, not by the user")
+    assert "refusing to use it" in message and "\n" not in message
+    assert not any(secret in message for secret in SECRETS)
+
+
+def test_a_symlink_to_a_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    need_root()
+    target = write(tmp_path, GOOD)
+    os.chown(target, OTHER_UID, -1)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    with pytest.raises(CredentialsError, match=f"owned by uid {OTHER_UID}"):
+        load_credentials(link)
+
+
+def test_a_symlink_to_a_file_of_our_own_is_used(tmp_path: Path) -> None:
+    link = tmp_path / "link.yaml"
+    link.symlink_to(write(tmp_path, GOOD))
+    assert set(load_credentials(link)) == {"branch-v2", "core-v3", "atm-v3"}
+
+
+def test_a_fifo_in_its_place_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "credentials.yaml"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(CredentialsError, match="not a regular file"):
+        load_credentials(fifo)
 
 
 def test_every_problem_is_reported_with_its_line_and_no_secret(tmp_path: Path) -> None:
