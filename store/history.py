@@ -26,6 +26,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import partitions, snmp
+from store.files import prepare_sqlite
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, IfRate, IfRollup, Outage, Rollup, SnmpEvent, SnmpLatest
 from store.schema import display_url, ensure_current
@@ -93,6 +94,7 @@ class HistoryStore:
             return
         backend = make_url(self.url).get_backend_name()
         if backend == "sqlite":
+            prepare_sqlite(self.url)  # 0600, not the umask's 0644
             engine = create_async_engine(self.url, connect_args={"timeout": self.busy_timeout})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         elif backend == "postgresql":

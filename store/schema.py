@@ -31,6 +31,7 @@ from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from store.files import prepare_sqlite
 from store.models import ALL_TABLES
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -253,8 +254,10 @@ def _ahead(status: SchemaStatus, label: str) -> SchemaAheadError:
 # -- async entry points: a short-lived engine of their own ---------------------------------
 
 
-async def _on_engine(url: str, step: Callable[[Connection], _T]) -> _T:
+async def _on_engine(url: str, step: Callable[[Connection], _T], *, create: bool = True) -> _T:
     # NullPool: these run once (CLI, start check); no connection should outlive the call.
+    if create:
+        prepare_sqlite(url)  # a new SQLite file is 0600, not the umask's 0644
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.begin() as conn:
@@ -265,7 +268,7 @@ async def _on_engine(url: str, step: Callable[[Connection], _T]) -> _T:
 
 async def current(url: str) -> SchemaStatus:
     """The database's revision against head; changes nothing."""
-    return await _on_engine(url, status_of)
+    return await _on_engine(url, status_of, create=False)
 
 
 async def check(url: str) -> SchemaStatus:

@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--regions", type=int, default=10, metavar="N", help="number of regions (default 10)")
     gen.add_argument("--seed", type=int, default=7, help="random seed for the branch kit (default 7)")
     gen.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    gen.add_argument("--mode", type=report_cli.file_mode, default=0o600, metavar="OCTAL",
+                     help="mode of the -o file (default 600: yours alone; e.g. 644 to share it)")
     return parser
 
 
@@ -371,7 +373,9 @@ def _generate(args: argparse.Namespace) -> int:
         write_out(text.getvalue().rstrip("\n"))  # `| head` closing the pipe is not an error
         return 0
     try:
-        with args.output.open("w", encoding="utf-8", newline="") as out:
+        from store.files import open_output
+
+        with open_output(args.output, args.mode) as out:
             write_csv(out, rows)
     except OSError as exc:  # a directory, /proc/version, a missing directory, a full disk
         error(f"-o {args.output}: cannot write the inventory: {exc.strerror or exc}",

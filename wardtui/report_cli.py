@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from poller.text import clean
+from store.files import PRIVATE_FILE, open_output, parse_mode
 from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
 from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
 from wardtui.messages import error
@@ -57,7 +58,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     report.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv (default), md (a GitHub table), html (one self-contained file), json")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    report.add_argument("--mode", type=file_mode, default=PRIVATE_FILE, metavar="OCTAL",
+                        help="mode of the -o file (default 600: yours alone; e.g. 640 for your group)")
     report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+
+
+def file_mode(text: str) -> int:
+    """``--mode``: the octal mode of an output file (600, 0640)."""
+    try:
+        return parse_mode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_date(text: str, now: datetime, option: str) -> datetime:
@@ -105,7 +116,7 @@ def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) 
         write_out(text.rstrip("\n"))
         return 0
     try:
-        with args.output.open("w", encoding="utf-8", newline="") as out:
+        with open_output(args.output, args.mode) as out:
             out.write(text)
     except OSError as exc:
         error(f"-o {args.output}: cannot write the report: {exc.strerror or exc}")

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
+from store.files import open_output
 from store.report import GROUP_BYS, GroupBy, Period, Report, availability
 from wardtui.history_cli import HistoryQueryError
 from wardtui.literal import Literal, literal
@@ -66,7 +67,7 @@ def write_report(report: Report, fmt: str, path: Path) -> Path:
     """Render and write (in a thread: 20,000 rows take a while); return the absolute path."""
     text = RENDERERS[fmt](report)
     path = path.expanduser().resolve()
-    with path.open("w", encoding="utf-8", newline="") as out:
+    with open_output(path) as out:  # 0600: the report names devices, addresses and outages
         out.write(text)
     return path
 
