@@ -250,6 +250,11 @@ class HistoryStore:
         elif self._oldest_snmp is None or oldest < self._oldest_snmp:
             self._oldest_snmp = oldest
 
+    def oldest_written(self, table: str = "checks") -> datetime | None:
+        """What :meth:`take_oldest_written` would return, leaving it there: raw rows retention
+        must keep, as no rollup has read them yet."""
+        return self._oldest_written if table == "checks" else self._oldest_snmp
+
     def take_oldest_written(self, table: str = "checks") -> datetime | None:
         """The earliest ``at`` among rows of the raw ``table`` (``checks`` or ``if_rates``) written
         since the last call (rollups use it to recompute buckets that rows replayed late changed)."""

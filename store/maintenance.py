@@ -11,7 +11,15 @@ Every ``period`` seconds it
 3. applies retention, at most every ``retention_period``: drops raw day partitions and 1-minute
    day partitions (PostgreSQL) or deletes rows (SQLite) older than the tier keeps, for checks
    and interface rates alike. Raw rows are never dropped before the hourly rollup has read
-   them. Transitions, outages and SNMP events are never touched.
+   them, nor rows written since the last rollup, whatever the clock says. Transitions, outages
+   and SNMP events are never touched.
+
+Retention counts time on a steady clock: the wall clock, except that a step forward is not
+taken (the time since the last reading is counted by the monotonic clock instead) until the
+next start. A clock set days ahead by mistake would otherwise drop today's raw rows (the
+rollups would have run ahead over empty buckets, so even the hourly watermark did not hold
+them). A step back is followed at once: retention then only waits longer. Rollups follow the
+wall clock, as the rows they read are stamped by it.
 
 It runs on the writer's loop and only waits on the database: on PostgreSQL the work is SQL.
 A failure is logged and retried next period; rollups resume from their watermark.
@@ -23,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +45,7 @@ from store.rollup import FAMILIES, Family, Tier, roll_up
 
 log = logging.getLogger(__name__)
 _state = rollup_state_table
+_STEP = timedelta(seconds=1)  # the wall clock ahead of the counted time by more: a step forward
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,14 +65,21 @@ class MaintenanceReport:
     dropped_partitions: list[str] = field(default_factory=list)
     deleted_rows: int = 0
     watermarks: dict[str, datetime] = field(default_factory=dict)  # tiers that have rows
+    kept_at: datetime | None = None  # the time retention acted on (see Maintenance.steady_now)
 
 
 class Maintenance:
     def __init__(self, store: HistoryStore, retention: Retention | None = None, *,
                  settle: timedelta = timedelta(seconds=30), period: float = 15.0,
                  retention_period: float = 600.0, window: timedelta = timedelta(hours=1),
-                 budget: float = 2.0, sqlite_devices_per_step: int = 5000) -> None:
+                 budget: float = 2.0, sqlite_devices_per_step: int = 5000,
+                 clock: Callable[[], datetime] | None = None,
+                 ticks: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))  # the wall clock (tests inject one)
+        self.ticks = ticks  # seconds on a clock that never steps (time.monotonic)
+        self._anchor: tuple[datetime, float] | None = None  # (wall, ticks) of the last trusted reading
+        self._ahead = False  # the wall clock is ahead of the counted time (logged once per step)
         self.retention = retention or Retention()
         self.settle = settle
         self.period = period
@@ -109,8 +126,14 @@ class Maintenance:
     # -- one pass -------------------------------------------------------------------------
 
     async def run_once(self, now: datetime | None = None) -> MaintenanceReport:
-        now = now or datetime.now(UTC)
-        report = MaintenanceReport()
+        """One pass. ``now``, when given, is taken as it is for everything (tests drive time
+        with it); by default rollups follow the wall clock and retention the steady one."""
+        if now is None:
+            now = self.clock()
+            kept_at = self.steady_now(now)
+        else:
+            kept_at = now
+        report = MaintenanceReport(kept_at=kept_at)
         engine = self.store.engine
         if self.store.dialect == "postgresql":
             async with engine.begin() as conn:
@@ -121,27 +144,46 @@ class Maintenance:
         await self._load_watermarks()
         failure: Exception | None = None
         try:
-            await self._roll_up(now, report)
+            await self._roll_up(now, kept_at, report)
         except Exception as exc:  # retention must not wait for rollups that keep failing
             failure = exc
         if time.monotonic() >= self._retention_at:
-            await self._apply_retention(now, report)
+            await self._apply_retention(kept_at, report)
             self._retention_at = time.monotonic() + self.retention_period
         report.watermarks = {tier: done for tier, done in self._done.items() if done is not None}
         if failure is not None:
             raise failure
         return report
 
-    async def _roll_up(self, now: datetime, report: MaintenanceReport) -> None:
+    def steady_now(self, wall: datetime) -> datetime:
+        """The time retention acts on, given the wall clock's ``wall``: ``wall`` itself, unless
+        the wall clock stepped forward since the last reading it was trusted at; then that
+        reading plus the seconds the monotonic clock counted since. A step back (or no step) is
+        trusted at once."""
+        ticks = self.ticks()
+        if self._anchor is not None:
+            at, then = self._anchor
+            counted = at + timedelta(seconds=ticks - then)
+            if wall - counted > _STEP:
+                if not self._ahead:
+                    self._ahead = True
+                    log.warning("the wall clock stepped %s ahead of the time counted since %s; "
+                                "retention keeps to the counted time until wardtui restarts",
+                                wall - counted, at.isoformat(timespec="seconds"))
+                return counted
+        self._anchor, self._ahead = (wall, ticks), False
+        return wall
+
+    async def _roll_up(self, now: datetime, kept_at: datetime, report: MaintenanceReport) -> None:
         # Checks first, then interface rates; one budget for both (a stop waits for one pass).
         deadline = time.monotonic() + self.budget
         for family in FAMILIES:
-            await self._roll_up_family(family, now, deadline, report)
+            await self._roll_up_family(family, now, kept_at, deadline, report)
 
-    async def _roll_up_family(self, family: Family, now: datetime, deadline: float,
+    async def _roll_up_family(self, family: Family, now: datetime, kept_at: datetime, deadline: float,
                               report: MaintenanceReport) -> None:
         minute, hour = family.minute, family.hour
-        if self._note_late_rows(family, now):
+        if self._note_late_rows(family, kept_at):
             # Rows written late moved the watermarks back: remember that across a restart.
             async with self.store.writing() as conn:
                 for tier in (minute, hour):
@@ -186,7 +228,8 @@ class Maintenance:
 
     def _note_late_rows(self, family: Family, now: datetime) -> bool:
         """Move the family's watermarks back to the oldest raw row written since the last pass;
-        True if one moved back (not when it was only set for the first time)."""
+        True if one moved back (not when it was only set for the first time). ``now`` is the
+        time retention acts on."""
         oldest = self.store.take_oldest_written(family.source)
         if oldest is None:
             return False
@@ -259,6 +302,9 @@ class Maintenance:
                 cutoff = now - keep.raw
                 if hour_done is not None:  # raw rows the hourly rollup has not read yet stay
                     cutoff = min(cutoff, hour_done)
+                written = self.store.oldest_written(family.source)
+                if written is not None:  # ... and so do rows written since this pass's rollup
+                    cutoff = min(cutoff, family.hour.floor(written))
                 plans.append((family.source, family.time_column, cutoff))
             if keep.minute is not None:
                 plans.append((family.minute.table.name, "bucket", now - keep.minute))

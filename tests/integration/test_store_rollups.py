@@ -347,3 +347,66 @@ async def test_a_window_off_the_bucket_bounds_never_splits_a_bucket(store: Histo
         approx(T + M, 2, 2, 2, 3.0, 4.0, 5.0, 4.9, 2.0, 60.0, 0.0),
         approx(T + 2 * M, 1, 1, 1, 8.0, 8.0, 8.0, 8.0, None, 60.0, 0.0),
     ]
+
+
+class FakeClocks:
+    """A wall clock an operator (or NTP) can step, and a monotonic clock that only moves on."""
+
+    def __init__(self, wall: datetime) -> None:
+        self.wall, self.ticks = wall, 1000.0
+
+    def run(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.ticks += seconds
+
+    def step(self, by: timedelta) -> None:
+        self.wall += by
+
+
+async def test_a_forward_clock_step_beyond_raw_retention_drops_nothing_unread(store: HistoryStore) -> None:
+    """The wall clock jumps 10 days ahead (--keep-raw 7d): today's raw rows, and a row written
+    after the rollup had passed its minute, stay; the late row is rolled up."""
+    today = datetime(2026, 11, 13, 9, 0, tzinfo=UTC)
+    clocks = FakeClocks(today + 30 * M)
+    m = maintenance(store, retention_period=0, budget=60.0, clock=lambda: clocks.wall,
+                    ticks=lambda: clocks.ticks)
+    await store.write_checks([check(today + i * M, 1.0) for i in range(30)])
+    first = await m.run_once()
+    assert first.watermarks["1m"] == today + 30 * M and first.kept_at == today + 30 * M
+    clocks.run(60)
+    clocks.step(10 * D)
+    for _ in range(3):  # the rollups catch up over the empty days; retention runs each time
+        ahead = await m.run_once()
+        clocks.run(15)
+    assert len(await store.checks("r1")) == 30
+    assert ahead.deleted_rows == 0 and ahead.dropped_partitions == []
+    assert ahead.watermarks["1h"] >= today + 10 * D  # rollups follow the wall clock ...
+    assert ahead.kept_at == today + 30 * M + 90 * S  # ... retention the time that really passed
+    # A row stamped before the step, written after it (it waited in the writer's queue).
+    await store.write_checks([check(today + 30 * M + 10 * S, 7.0)])
+    late = await m.run_once()
+    assert late.deleted_rows == 0 and late.dropped_partitions == []
+    assert len(await store.checks("r1")) == 31
+    assert (today + 30 * M, 7.0) in [(r.bucket, r.rtt_max) for r in await store.rollups("r1", "1m")]
+    if store.dialect == "postgresql":
+        assert partitions.day_of(today) in await partition_days(store, "checks")
+
+
+async def test_rows_written_between_a_rollup_and_retention_are_kept(store: HistoryStore) -> None:
+    """Rows replayed late (older than the hourly watermark) that arrive after the pass's rollups
+    and before its retention: no rollup has read them, so retention must not drop them."""
+    now = datetime(2026, 11, 13, 12, 0, tzinfo=UTC)
+    old = now - 10 * D
+    m = maintenance(store, retention_period=0, window=timedelta(days=30), budget=30.0)
+    await store.write_checks([check(old, 1.0), check(now - M, 2.0)])
+    await m.run_once(now=now)  # rolls up both; the old row goes (past raw retention)
+    roll_up = m._roll_up
+
+    async def roll_up_then_replay(*args: Any) -> None:
+        await roll_up(*args)
+        await store.write_checks([check(now - 3 * D, 5.0)])  # past the hourly watermark
+
+    m._roll_up = roll_up_then_replay  # type: ignore[method-assign]
+    report = await m.run_once(now=now + 9 * D)  # raw retention now reaches 2 days ago
+    assert now - 3 * D in [c.at for c in await store.checks("r1")]
+    assert report.deleted_rows + len(report.dropped_partitions) == 0
