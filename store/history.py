@@ -341,7 +341,10 @@ class HistoryStore:
 
     async def _close_outage(self, conn: AsyncConnection, device_id: int, start: datetime,
                             end: datetime) -> None:
-        """End the outage of ``device_id`` that started at ``start``."""
+        """End the outage of ``device_id`` that started at ``start``; at ``start`` if ``end`` is
+        before it (the wall clock stepped back while the device was down: the UP transition keeps
+        the time the clock gave it, the outage never lasts less than nothing)."""
+        end = max(end, start)
         o = _outages.c
         closed = await conn.execute(update(_outages).where(
             o.device_id == device_id, o.start == start, o.end.is_(None)).values(end=end))

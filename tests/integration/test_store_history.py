@@ -194,3 +194,27 @@ async def test_a_partition_dropped_behind_the_stores_back_is_made_again(pg_url: 
         store.forget_partitions()
         await store.write_checks([check("r1", T0 + timedelta(seconds=3))])
         assert await store.count_checks() == 1
+
+
+async def test_a_clock_stepped_back_never_ends_an_outage_before_it_began(store: HistoryStore) -> None:
+    """The wall clock steps back 1 h while r1 is down: its UP (which names the outage it ends,
+    as the engine's do) is stamped before the outage's start. The outage ends at its start
+    (never a negative duration); the transition keeps the time the clock gave it, and an
+    outage closed normally is untouched. Replayed, nothing changes."""
+    stepped = T0 - timedelta(hours=1)
+    ups = [Transition("r1", "10.0.0.1", State.DOWN, State.UP, stepped, T0, 1.0),
+           Transition("r2", "10.0.0.1", State.DOWN, State.UP, T0 + timedelta(seconds=20), T0, 1.0)]
+    # r3: its DOWN never reached the database; the UP alone says when the outage began.
+    lone = Transition("r3", "10.0.0.1", State.DOWN, State.UP, stepped, T0, 1.0)
+    for _ in range(2):
+        await store.write_transitions([down("r1", T0 + timedelta(seconds=5), since=T0),
+                                       down("r2", T0, since=T0)])
+        await store.write_transitions([*ups, lone])
+    outages = {o.device: o for o in await store.outages()}
+    assert (outages["r1"].start, outages["r1"].end) == (T0, T0)
+    assert outages["r1"].duration(T0) == timedelta(0)
+    assert (outages["r2"].start, outages["r2"].end) == (T0, T0 + timedelta(seconds=20))
+    assert (outages["r3"].start, outages["r3"].end) == (T0, T0)
+    assert len(await store.outages()) == 3
+    assert sorted(t.at for t in await store.transitions("r1")) == [stepped, T0 + timedelta(seconds=5)]
+    assert await store.open_outages() == {}
