@@ -28,6 +28,8 @@ from wardtui.engine_thread import EngineThread
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
+RAN_WITHOUT_HISTORY = 3
+"""Exit status of a dashboard that polled but could not keep history (the store never started)."""
 _DECLARATION = re.compile(r"^\s*\$([\w-]+)\s*:\s*([^;]+);", re.MULTILINE)
 _REFERENCE = re.compile(r"\$([\w-]+)")
 
@@ -178,6 +180,10 @@ class WardApp(App[int]):
         if lost:
             self._exit_for_sure(1, f"wardtui: {lost} history rows could not be written "
                                    "(database unavailable)")
+            return
+        if self.runtime.history_off is not None:
+            first_line = self.runtime.history_off.splitlines()[0]
+            self._exit_for_sure(RAN_WITHOUT_HISTORY, f"wardtui: ran without history: {first_line}")
             return
         self._exit_for_sure(0)
 

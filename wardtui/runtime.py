@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from datetime import timedelta
@@ -100,6 +101,15 @@ def bundled_inventory() -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / "bank.csv"
 
 
+def _holder_pid(exc: Exception) -> int | None:
+    """The pid of the process that holds a spool's lock, from the spool's error (``(pid N)``)."""
+    pid = getattr(exc, "pid", None)
+    if isinstance(pid, int):
+        return pid
+    found = re.search(r"\(pid (\d+)\)", str(exc))
+    return int(found[1]) if found else None
+
+
 def load_devices(path: Path | None) -> list[Device]:
     """The inventory's devices; resolving its host names says how far it got when it is slow."""
     try:
@@ -186,6 +196,9 @@ class Runtime:
         self.spool: Spool | None = None
         self.writer: StoreWriter | None = None
         self.maintenance: Maintenance | None = None
+        self.history_off: str | None = None  # why, when start() failed and polling goes on without
+        self._holder: int | None = None  # the pid of the wardtui that holds the spool, if that is why
+        self.engine.gauge_sources.append(self._history_gauges)
 
     async def start(self) -> None:
         """Open the store, restore open outages, start the writer (before any check runs).
@@ -196,7 +209,8 @@ class Runtime:
         try:
             self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
         except (SpoolError, OSError) as exc:
-            raise StartupError(f"spool {self.spool_dir}: {exc}") from None
+            self._holder = _holder_pid(exc)
+            raise self._off(StartupError(f"spool {self.spool_dir}: {exc}")) from None
         try:
             await self.store.open()
             await self.store.sync_devices(self.devices)
@@ -211,12 +225,12 @@ class Runtime:
             self.engine.seed_outages(await self.store.open_outages())
         except SchemaError as exc:
             await self._abandon_start()
-            raise StartupError(str(exc), code=2) from None
+            raise self._off(StartupError(str(exc), code=2)) from None
         except (SQLAlchemyError, OSError) as exc:
             await self._abandon_start()
             reason = getattr(exc, "orig", None) or exc
-            raise StartupError(f"cannot open the history database {display_url(self.store.url)}: "
-                               f"{reason}") from None
+            raise self._off(StartupError(f"cannot open the history database {display_url(self.store.url)}: "
+                                         f"{reason}")) from None
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()
@@ -227,6 +241,18 @@ class Runtime:
         retention = Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
         self.maintenance = Maintenance(self.store, retention)
         self.maintenance.start()
+
+    def _off(self, error: StartupError) -> StartupError:
+        """Note that history is off (the dashboard polls on without it) and why; return ``error``."""
+        self.history_off = str(error)
+        return error
+
+    def _history_gauges(self) -> dict[str, float]:
+        """``store_off`` (1) once the store could not start, with ``store_off_pid``, the wardtui
+        that holds the spool, when that is why: the screen says so where the database is shown."""
+        if self.history_off is None:
+            return {}
+        return {"store_off": 1.0, **({"store_off_pid": float(self._holder)} if self._holder else {})}
 
     async def _abandon_start(self) -> None:
         if self.writer is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from poller.events import State, Transition
 from tests.fakes import FakeProber, make_devices
-from wardtui.runtime import Options, Runtime
+from wardtui.runtime import Options, Runtime, StartupError
 
 
 async def _run(db: Path, prober: FakeProber, seconds: float) -> list[Transition]:
@@ -51,3 +54,23 @@ async def test_open_outage_survives_restart_until_a_probe_ends_it(tmp_path: Path
         await runtime.store.close()
     assert len(outages) == 1
     assert outages[0].start == since and outages[0].end == back[0].at
+
+
+async def test_a_second_runtime_on_the_same_sqlite_file_reports_history_off(tmp_path: Path) -> None:
+    """Two runtimes on one SQLite file (and so one spool): the second cannot start its store,
+    says why, and its gauges say history is off and which process holds it (this one)."""
+    db = tmp_path / "history.db"
+    first, second = (Runtime(Options(db=f"sqlite:///{db}", interval=0.1), prober=FakeProber(),
+                             devices=make_devices(2, interval=0.1)) for _ in range(2))
+    await first.start()
+    try:
+        assert first.history_off is None
+        assert "store_off" not in first.engine._gauges().extra
+        with pytest.raises(StartupError, match="in use"):
+            await second.start()
+        assert second.history_off is not None and "in use" in second.history_off
+        extra = second.engine._gauges().extra
+        assert extra["store_off"] == 1.0 and extra["store_off_pid"] == float(os.getpid())
+    finally:
+        await second.close()
+        await first.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,8 +28,10 @@ from wardtui.runtime import Options, Runtime
 from wardtui.screens.dashboard import DashboardScreen
 from wardtui.screens.help import HelpScreen
 from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.gauges import HealthLine, health_line
 from wardtui.widgets.transition_log import TransitionLog
 
+REPO = Path(__file__).resolve().parents[2]
 N = 30
 NAMES = [f"dev{i}" for i in range(N)]  # natural order: dev2 before dev10
 
@@ -240,8 +244,11 @@ async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
         await pilot.pause(0.5)
         assert sum(prober.calls.values()) > calls
         assert all(t.state.value == "up" for t in runtime.engine.trackers.values())
+        # ... and where the database state is shown, and in the exit status: no history.
+        await pilot.pause(1.2)  # the next gauges
+        assert "off" in figures_text(app).split("database", 1)[1].split("\n", 1)[0]
         await app.action_quit()
-    assert app.return_code == 0
+    assert app.return_code == 3
 
 
 async def test_a_crash_in_the_screen_still_flushes_history(tmp_path: Path) -> None:
@@ -277,6 +284,53 @@ def figures_text(app: WardApp) -> str:
     console = Console(width=100, record=True, file=io.StringIO())
     console.print(app.screen.query_one("#figures").render())
     return console.export_text()
+
+
+HOLDER = """
+import asyncio, sys
+from tests.fakes import FakeProber, make_devices
+from wardtui.runtime import Options, Runtime
+
+async def main() -> None:
+    runtime = Runtime(Options(db=sys.argv[1], interval=0.5), prober=FakeProber(), devices=make_devices(2))
+    await runtime.start()
+    print("started", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await runtime.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_second_dashboard_on_the_same_sqlite_file_shows_history_off_and_exits_3(
+        tmp_path: Path) -> None:
+    """Same user, two dashboards, one SQLite file: the first (another process here) holds the
+    history; the second polls without it, and says so in its engine panel, in its health line
+    and in its exit status, not only in a notice."""
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, db], cwd=REPO, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "started\n"
+        runtime = Runtime(Options(db=db, interval=0.1), prober=FakeProber(),
+                          devices=make_devices(3, interval=0.1))
+        app = WardApp(runtime)
+        sent = watch(app)
+        async with app.run_test(size=(120, 40)) as pilot:
+            h = Harness(app, pilot, FakeProber(), tmp_path / "h.db")
+            await h.until(lambda: bool(sent.containing("WITHOUT history")))
+            await h.until(lambda: f"database off: pid {holder.pid}" in " ".join(figures_text(app).split()))
+            row = next(line for line in figures_text(app).splitlines() if "store queue" in line)
+            assert "off" in row and "ok" not in row
+            gauges = app.screen.query_one(HealthLine).gauges
+            assert gauges is not None
+            line = health_line(gauges, "bold", 200).plain
+            assert line.startswith(f"db off: pid {holder.pid} ") and "queue" not in line
+            await app.action_quit()
+        assert app.return_code == 3
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
 
 
 async def test_snmp_reboots_interface_changes_and_gauges_show(tmp_path: Path) -> None:

@@ -27,6 +27,21 @@ def _spooled(g: Gauges, warn: str) -> Text:
     return Text(f"{rows:.0f}", style=warn if rows else "", justify="right")
 
 
+def history_off(g: Gauges) -> bool:
+    """The store could not start: polling goes on, nothing is written (``store_off``)."""
+    return bool(g.extra.get("store_off"))
+
+
+def database_state(g: Gauges) -> str:
+    """``ok``, ``failing`` (writes fail, rows wait in the spool) or ``off`` (no history this run;
+    ``off: pid N`` when the wardtui with pid N holds this database's spool). Short: it shares a
+    52-column panel with three other columns."""
+    if history_off(g):
+        pid = g.extra.get("store_off_pid")
+        return f"off: pid {pid:.0f}" if pid else "off"
+    return "failing" if g.extra.get("store_failing") else "ok"
+
+
 def _figures(g: Gauges, warn: str) -> Table:
     """Two columns of label/value pairs; counters that should stay at zero light up when not."""
 
@@ -35,6 +50,7 @@ def _figures(g: Gauges, warn: str) -> Table:
         return Text(text, style=warn if bad and number else "", justify="right")
 
     dropped = g.extra.get("events_dropped", 0.0)
+    off = Text("off", style=warn, justify="right")  # no store: nothing is queued or kept
     pairs = [
         ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
         ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
@@ -44,11 +60,11 @@ def _figures(g: Gauges, warn: str) -> Table:
         # Busy skips are a device's own confirmation outlasting its interval, not overload.
         ("skipped late", value(g.skipped_late, bad=True), "skipped busy", value(g.skipped_busy)),
         ("rcvbuf drops", value(g.rcvbuf_drops, bad=True), "events dropped", value(dropped, bad=True)),
-        ("store queue", value(g.store_queue),
-         "spooled", _spooled(g, warn)),
+        ("store queue", off if history_off(g) else value(g.store_queue),
+         "spooled", off if history_off(g) else _spooled(g, warn)),
         ("samples lost", value(g.extra.get("store_samples_dropped", 0.0), bad=True),
-         "database", Text("failing", style=warn, justify="right") if g.extra.get("store_failing")
-         else Text("ok", justify="right")),
+         "database", Text(database_state(g), style=warn if database_state(g) != "ok" else "",
+                          justify="right")),
     ]
     if "snmp_agents" in g.extra:
         x = g.extra
@@ -140,9 +156,10 @@ def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
     too short for the engine panel (an 80x24 SSH window). Counters that should be zero light
     up. Drops add up what was lost anywhere: socket buffer, UI events, store samples. Up, down
     and unknown add up to every device. Parts are two spaces apart, one when that would not
-    fit ``width`` (875 devices with some unknown); past that Rich ends the line with an ellipsis."""
+    fit ``width`` (875 devices with some unknown); past that Rich ends the line with an ellipsis.
+    A run without history says so first (``db off``)."""
     dropped = g.extra.get("events_dropped", 0.0) + g.rcvbuf_drops + g.extra.get("store_samples_dropped", 0.0)
-    failing = bool(g.extra.get("store_failing"))
+    database = database_state(g)
     parts = [
         ("up", f"{g.devices_up:.0f}", False),
         ("down", f"{g.devices_down:.0f}", g.devices_down > 0),
@@ -152,9 +169,11 @@ def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
         ("skipped", f"{g.skipped_late:.0f}", g.skipped_late > 0),
         ("drops", f"{dropped:.0f}", dropped > 0),
         ("queue", f"{g.store_queue:.0f}", False),
-        ("db", "failing" if failing else "ok", failing),
+        ("db", database, database != "ok"),
     ]
-    if g.extra.get("store_spool_full"):
+    if history_off(g):  # first, where an ellipsis cannot take it; no store, no queue
+        parts = [parts[-1], *parts[:-2]]
+    elif g.extra.get("store_spool_full"):
         # History is at risk: that takes the place of the queue and the flapping count (which
         # the table shows), so that it fits 80 columns beside "db failing".
         parts = [p for p in parts if p[0] not in ("queue", "flap")]
