@@ -11,6 +11,7 @@ import threading
 import time
 from contextlib import suppress
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.color import Color, ColorSystem
@@ -24,6 +25,7 @@ from textual.theme import Theme
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from poller.text import clean, clean_lines
+from store.files import open_output
 from wardtui.engine_thread import EngineThread
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
@@ -85,6 +87,23 @@ class WardApp(App[int]):
         and none carries terminal control (wardtui/literal.py). ``markup`` is ignored."""
         super().notify(clean_lines(message), title=clean(title), severity=severity, timeout=timeout,
                        markup=False)
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """The palette's screenshot: an SVG of the screen in the current directory (``path``), mode
+        0600 like every file wardtui writes, as it shows device names and addresses (Textual's
+        own delivery wrote it under the umask, in a Downloads directory a server may not have).
+        Returns the path written, or None after saying why not."""
+        stamp = datetime.now(UTC).strftime(time_format or "%Y%m%dT%H%M%SZ")
+        target = Path(path or ".") / (filename or f"wardtui-screen-{stamp}.svg")
+        try:
+            with open_output(target) as out:
+                out.write(self.export_screenshot())
+        except OSError as exc:
+            self.notify(f"{target}: {exc.strerror or exc}", title="Screenshot not saved", severity="error")
+            return None
+        self.notify(f"Saved to {target.resolve()}", title="Screenshot")
+        return str(target)
 
     def format_title(self, title: str, sub_title: str) -> Content:
         """The header: screens put device names in their sub-title."""

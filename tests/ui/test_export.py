@@ -178,3 +178,26 @@ async def test_exported_csv_defuses_names_a_spreadsheet_would_run(tmp_path: Path
             assert names == ["-router", '=HYPERLINK("x")', "plain"]
         finally:
             await app.action_quit()
+
+
+async def test_the_palettes_screenshot_is_private(tmp_path: Path) -> None:
+    """ctrl+p's screenshot shows device names and addresses: written 0600 whatever the umask,
+    in the current directory like the export."""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        async with dashboard(tmp_path) as h:
+            sent = watch(h.app)
+            await h.all_up()
+            written = h.app.deliver_screenshot(path=str(tmp_path))
+            assert written is not None
+            shot = Path(written)
+            assert stat.S_IMODE(shot.stat().st_mode) == 0o600
+            assert "dev12" in shot.read_text(encoding="utf-8")
+            assert any(str(shot) in n.message for n in sent if n.title == "Screenshot")
+            missing = h.app.deliver_screenshot(path=str(tmp_path / "no" / "such"))
+            assert missing is None and any(n.severity == "error" for n in sent)
+    finally:
+        os.umask(umask)
