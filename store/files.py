@@ -9,6 +9,8 @@ reports written with an explicit mode (:func:`open_output`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import stat
 from pathlib import Path
@@ -18,6 +20,8 @@ from sqlalchemy.engine import make_url
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
+log = logging.getLogger(__name__)
+_WARNED: set[Path] = set()  # databases said to be open to others, once per process
 
 
 def private_dirs(directory: Path) -> None:
@@ -53,7 +57,15 @@ def prepare_sqlite(url: str) -> None:
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
         return
-    create_private(Path(database))
+    path = Path(database)
+    create_private(path)
+    with contextlib.suppress(OSError):
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.geteuid() and path not in _WARNED:
+            # Made by an older wardtui under the umask, or opened up on purpose: not changed here.
+            _WARNED.add(path)
+            log.warning("%s is mode %04o: other users can read the history; run `chmod 600 %s` "
+                        "unless that is meant", path, stat.S_IMODE(info.st_mode), path)
 
 
 def parse_mode(text: str) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 from collections.abc import Iterator
@@ -46,13 +47,19 @@ def test_a_new_sqlite_history_is_0600_with_its_wal_and_shm_in_0700_directories(t
     assert mode(db.parent) == 0o700 and mode(db.parent.parent) == 0o700
 
 
-def test_db_upgrade_creates_the_file_0600_and_an_existing_file_keeps_its_mode(tmp_path: Path) -> None:
+def test_db_upgrade_creates_the_file_0600_and_an_existing_file_keeps_its_mode(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     new, old = tmp_path / "up.db", tmp_path / "old.db"
     asyncio.run(schema.upgrade(f"sqlite+aiosqlite:///{new}"))
     assert mode(new) == 0o600
     old.touch(0o640)  # the operator's choice, made before wardtui first ran
-    asyncio.run(schema.upgrade(f"sqlite+aiosqlite:///{old}"))
+    with caplog.at_level(logging.WARNING, logger="store.files"):
+        asyncio.run(schema.upgrade(f"sqlite+aiosqlite:///{old}"))
+        asyncio.run(schema.upgrade(f"sqlite+aiosqlite:///{old}"))
     assert mode(old) == 0o640
+    said = [r.getMessage() for r in caplog.records if r.name == "store.files"]
+    assert said == [f"{old} is mode 0640: other users can read the history; run `chmod 600 {old}` "
+                    "unless that is meant"]  # once
 
 
 def test_private_dirs_makes_each_missing_parent_0700_and_leaves_existing_ones(tmp_path: Path) -> None:
