@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from poller.events import CheckResult, SnmpFailure, SnmpPoll, Transition
+from store.files import private_dirs
 from store.spool_records import (
     Line,
     PollRecord,
@@ -453,10 +454,7 @@ def _lock(directory: Path) -> int:
     same segments would lose or duplicate rows. What the spool holds names the bank's devices
     and addresses: the directories it creates are 0700 and its files 0600, whatever the umask."""
     if not directory.is_dir():
-        missing = [directory, *(p for p in directory.parents if not p.exists())]
-        directory.mkdir(parents=True, exist_ok=True)
-        for created in missing:
-            created.chmod(0o700)
+        private_dirs(directory)
         _fsync_dir(directory.parent)
     fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
