@@ -9,6 +9,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from store.dburl import postgres_url
+
 _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
 
@@ -51,13 +53,13 @@ def database_url(url: str | None) -> str:
         return _sqlite_file_url(default_database_path())
     if "://" not in url:
         return _sqlite_file_url(Path(url))
+    if _scheme(url) in _POSTGRES_DRIVERS:
+        return postgres_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
     driver = parsed.drivername
-    if driver in _POSTGRES_DRIVERS:
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     if driver not in _SQLITE_DRIVERS:
         # Only the scheme is echoed: the rest of a URL may carry a password.
         raise ValueError(f"unsupported database URL scheme '{driver}': "

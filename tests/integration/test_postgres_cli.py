@@ -35,3 +35,21 @@ def test_poll_history_and_db_current_on_postgresql_named_by_wardtui_db(pg_url: s
     assert (outages.returncode, json.loads(outages.stdout)) == (0, [])
     for proc in (poll, history, current, outages):
         assert_no_traceback(proc)
+
+
+def test_libpq_sslmode_is_accepted_and_bad_query_keys_and_ports_are_one_line(pg_url: str,  # noqa: F811
+                                                                             tmp_path: Path) -> None:
+    plain = pg_url.replace("+asyncpg", "")
+    upgrade = run("db", "upgrade", "--db", f"{plain}?sslmode=disable", cwd=tmp_path)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert_no_traceback(upgrade)
+    base = plain.rsplit("/", 1)[0]
+    for db, says in ((f"{plain}?sslmode=require&foo=1", "unknown URL query key 'foo'"),
+                     (f"{plain}?sslmode=bogus", "sslmode='bogus'"),
+                     (base.replace(":5432", ":99999") + "/x", "port '99999'")):
+        for args in (("db", "current"), ("outages",), ("poll", "--jsonl", "--duration", "1")):
+            proc = run(*args, "--db", db, cwd=tmp_path)
+            assert proc.returncode == 2, (args, proc.stderr)
+            assert_no_traceback(proc)
+            [line] = proc.stderr.splitlines()
+            assert line.startswith("wardtui: --db postgresql://") and says in line, line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,29 @@ def test_wardtui_db_names_the_database_when_no_url_is_given(monkeypatch: pytest.
     monkeypatch.setenv("WARDTUI_DB", "")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert database_url(None) == f"sqlite+aiosqlite:///{tmp_path}/wardtui/history.db"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("sslmode=require", "ssl=require"),  # libpq's spelling: asyncpg calls it ssl
+    ("sslmode=verify-full&host=/var/run/postgresql", "ssl=verify-full&host=/var/run/postgresql"),
+    ("host=%2Fvar%2Frun%2Fpostgresql&port=5433", "host=/var/run/postgresql&port=5433"),
+    ("passfile=/etc/wardtui/pgpass", "passfile=/etc/wardtui/pgpass"),
+])
+def test_postgresql_query_keys_that_asyncpg_takes(query: str, expected: str) -> None:
+    assert database_url(f"postgresql://u@db/ward?{query}") == f"postgresql+asyncpg://u@db/ward?{expected}"
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("postgresql://u@db/ward?foo=1", "unknown URL query key 'foo'"),
+    ("postgresql://u@db/ward?application_name=x", "unknown URL query key 'application_name'"),
+    ("postgresql://u@db/ward?sslmode=required", "sslmode='required': use one of disable,"),
+    ("postgresql://u@db/ward?sslmode=require&ssl=disable", "sslmode and ssl both given"),
+    ("postgresql://u@db/ward?host=a&host=b", "'host' given twice"),
+    ("postgresql://u@db:99999/ward", "port '99999' is not a port number (1 to 65535)"),
+    ("postgresql://u@db:0/ward", "port '0' is not a port number"),
+    ("postgresql://u@db:http/ward", "port 'http' is not a port number"),
+    ("postgresql://u@db/ward?port=70000", "?port= '70000' is not a port number"),
+])
+def test_postgresql_urls_asyncpg_would_choke_on_are_refused(url: str, says: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        database_url(url)

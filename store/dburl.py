@@ -1,0 +1,92 @@
+"""PostgreSQL URLs as operators write them for ``--db``: checked before anything connects.
+
+SQLAlchemy hands every query key of the URL to ``asyncpg.connect`` as a keyword argument, so
+``?sslmode=require`` (libpq's spelling) or a typo was a ``TypeError`` deep in the first
+connect, and port 99999 an ``OverflowError`` from the socket. Here the URL is read with the
+same pattern SQLAlchemy uses, and each part either passes or is refused with one line.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, quote
+
+# sqlalchemy.engine.url._parse_url's pattern: what these functions check is what SQLAlchemy
+# will connect with.
+_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X | re.S,
+)
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+QUERY_KEYS = ("host", "port", "user", "password", "passfile", "sslmode", "ssl")
+"""What ``?key=value`` may name: asyncpg's own keyword arguments that take text, and libpq's
+``sslmode`` (given to asyncpg as ``ssl``)."""
+
+
+def postgres_url(url: str) -> str:
+    """``url`` (``postgresql://...``, ``postgres://...``) as a ``postgresql+asyncpg://`` URL.
+
+    Raises ``ValueError`` saying which part is wrong, never quoting a password: an unknown
+    query key, an SSL mode asyncpg does not know, a key given twice, a port outside 1-65535.
+    """
+    match = _URL.match(url)
+    if match is None:  # pragma: no cover - every URL with :// matches the pattern
+        raise ValueError("not a database URL")
+    _check_port(match["port"], "port")
+    query = _query(match["query"])
+    rest = url.split("://", 1)[1]
+    if match["query"] is not None:
+        rest = rest[: len(rest) - len(match["query"]) - 1]
+    if not query:
+        return f"postgresql+asyncpg://{rest}"
+    # Rendered by hand: SQLAlchemy would percent-encode the path of a unix socket (?host=/run/...).
+    return f"postgresql+asyncpg://{rest}?" + "&".join(
+        f"{quote(key)}={quote(value, safe='/:')}" for key, value in query)
+
+
+def _check_port(text: str | None, what: str) -> None:
+    if text is None or (text == "" and what == "port"):  # postgresql://HOST:/DB is no port
+        return
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise ValueError(f"{what} {text!r} is not a port number (1 to 65535)")
+
+
+def _query(text: str | None) -> list[tuple[str, str]]:
+    """The query's pairs, ``sslmode`` renamed ``ssl``; ``ValueError`` for anything asyncpg
+    would not take."""
+    pairs = parse_qsl(text or "", keep_blank_values=True)
+    seen: set[str] = set()
+    out: list[tuple[str, str]] = []
+    for key, value in pairs:
+        if key not in QUERY_KEYS:
+            # A key is no secret, but one mistyped from "password=..." could be: quote it short.
+            shown = key if len(key) <= 20 else key[:20] + "..."
+            raise ValueError(f"unknown URL query key {shown!r}: use {', '.join(QUERY_KEYS)} "
+                             "(?sslmode=require, ?host=/var/run/postgresql)")
+        name = "ssl" if key == "sslmode" else key
+        if name in seen:
+            raise ValueError("sslmode and ssl both given" if name == "ssl"
+                             else f"URL query key {key!r} given twice")
+        seen.add(name)
+        if name == "ssl" and value not in SSL_MODES:
+            raise ValueError(f"{key}={value!r}: use one of {', '.join(SSL_MODES)}")
+        if name == "port":
+            _check_port(value, "?port=")  # an empty one too
+        out.append((name, value))
+    return out
