@@ -9,7 +9,7 @@ same pattern SQLAlchemy uses, and each part either passes or is refused with one
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 # sqlalchemy.engine.url._parse_url's pattern: what these functions check is what SQLAlchemy
 # will connect with.
@@ -48,6 +48,11 @@ def postgres_url(url: str) -> str:
     match = _URL.match(url)
     if match is None:  # pragma: no cover - every URL with :// matches the pattern
         raise ValueError("not a database URL")
+    if _ambiguous(match):
+        # postgresql://postgres:se@cret99@HOST/DB: SQLAlchemy reads password "se" and host
+        # "cret99@HOST", and the password's tail went to DNS as a host name.
+        raise ValueError("an '@' in the user name, password, host or database is not percent-encoded: "
+                         "write it as %40 (postgresql://USER:PA%40SS@HOST/DB)")
     _check_port(match["port"], "port")
     query = _query(match["query"])
     rest = url.split("://", 1)[1]
@@ -58,6 +63,40 @@ def postgres_url(url: str) -> str:
     # Rendered by hand: SQLAlchemy would percent-encode the path of a unix socket (?host=/run/...).
     return f"postgresql+asyncpg://{rest}?" + "&".join(
         f"{quote(key)}={quote(value, safe='/:')}" for key, value in query)
+
+
+def shown(url: str) -> str:
+    """``url`` as it may be printed: every password form replaced by ``***`` (``USER:***@``,
+    ``?password=***``; with an ``@`` that is not percent-encoded, all before the last ``@``),
+    query values decoded (``?host=/var/run/postgresql``). A path is returned as it is."""
+    match = _URL.match(url) if "://" in url else None
+    if match is None:
+        return url
+    end = len(url) if match["query"] is None else match.start("query") - 1
+    start = match.end("name") + 3
+    if _ambiguous(match):
+        authority = "***" + url[start:end][url[start:end].rfind("@"):]
+    elif match["password"] is not None:
+        authority = url[start:match.start("password")] + "***" + url[match.end("password"):end]
+    else:
+        authority = url[start:end]
+    shown_url = f"{match['name']}://{authority}"
+    if match["query"] is None:
+        return shown_url
+    parts = []
+    for part in match["query"].split("&"):
+        key, eq, value = part.partition("=")
+        secret = unquote_plus(key).strip().lower() == "password"
+        parts.append(f"{key}{eq}***" if secret else f"{key}{eq}{unquote(value)}")
+    return f"{shown_url}?{'&'.join(parts)}"
+
+
+def _ambiguous(match: re.Match[str]) -> bool:
+    """An ``@`` that is not the one between the user and the host (SQLite's path may hold one)."""
+    groups: tuple[str, ...] = ("username", "ipv4host", "ipv6host", "port")
+    if not match["name"].lower().startswith("sqlite"):
+        groups += ("database",)
+    return any("@" in (match[g] or "") for g in groups)
 
 
 def _check_port(text: str | None, what: str) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from store.dburl import shown
 from store.models import ALL_TABLES
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -89,8 +90,8 @@ class SchemaStatus:
 
 def display_url(url: str) -> str:
     """The URL as an operator types it for ``--db``: the plain scheme, never the password."""
-    parsed = make_url(url)
-    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
+    backend = make_url(url).get_backend_name()
+    return shown(backend + url[url.index("://"):]) if "://" in url else url
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:

@@ -12,7 +12,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from poller.credentials import Credential, CredentialsError, default_credentials_path, load_credentials
@@ -24,6 +23,7 @@ from poller.snmp_data import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
+from store.dburl import shown
 from store.history import HistoryStore
 from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
@@ -74,10 +74,7 @@ class Options:
 
 def redacted_url(url: str | None) -> str:
     """The URL as it may be shown: never with its password."""
-    try:
-        return make_url(url or "").render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable URL)"
+    return shown(url or "")
 
 
 def db_option(db: str | None) -> str:

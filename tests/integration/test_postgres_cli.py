@@ -53,3 +53,29 @@ def test_libpq_sslmode_is_accepted_and_bad_query_keys_and_ports_are_one_line(pg_
             assert_no_traceback(proc)
             [line] = proc.stderr.splitlines()
             assert line.startswith("wardtui: --db postgresql://") and says in line, line
+
+
+def test_every_password_form_is_masked_and_an_ambiguous_at_is_refused(pg_url: str,  # noqa: F811
+                                                                       tmp_path: Path) -> None:
+    plain = pg_url.replace("+asyncpg", "")
+    user = plain.split("://", 1)[1].split("@", 1)[0]
+    missing = plain.rsplit("/", 1)[0] + "/wardtui_no_such_database"
+    commands = (("db", "current"), ("outages",), ("report", "--from", "1d"),
+                ("poll", "--jsonl", "--duration", "1"))
+    # The server trusts 127.0.0.1, so a password given in the query is sent and ignored.
+    for args in commands:
+        proc = run(*args, "--db", f"{missing}?password=hunter2&sslmode=disable", cwd=tmp_path)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert "hunter2" not in proc.stderr + proc.stdout
+        assert "?password=***&ssl=disable" in proc.stderr and "does not exist" in proc.stderr
+    for args in commands:
+        ambiguous = plain.replace(f"{user}@", f"{user}:se@cret99@")
+        proc = run(*args, "--db", ambiguous, cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert_no_traceback(proc)
+        [line] = proc.stderr.splitlines()
+        assert "cret99" not in line and "%40" in line and line.startswith("wardtui: --db postgresql://***@")
+    socket_db = f"postgresql://{user}@/wardtui_no_such_database?host=/var/run/postgresql"
+    proc = run("db", "current", "--db", socket_db, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"{socket_db}: " in proc.stderr, proc.stderr

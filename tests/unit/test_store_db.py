@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from store.db import database_url, default_database_path
+from store.dburl import shown
+from store.schema import display_url
 
 
 def test_sqlite_url_maps_to_aiosqlite_and_creates_parent(tmp_path: Path) -> None:
@@ -110,3 +113,39 @@ def test_postgresql_query_keys_that_asyncpg_takes(query: str, expected: str) -> 
 def test_postgresql_urls_asyncpg_would_choke_on_are_refused(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=re.escape(says)):
         database_url(url)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql://noc:s3cret@db:5433/ward", "postgresql://noc:***@db:5433/ward"),
+    ("postgresql://noc:pa/ss?x@db/ward", "postgresql://noc:***@db/ward"),  # SQLAlchemy's reading
+    ("postgresql://postgres:se@cret99@127.0.0.1/ward", "postgresql://***@127.0.0.1/ward"),
+    ("postgresql://noc:p@ss/x@db/ward", "postgresql://***@db/ward"),
+    ("postgresql://noc@db/ward?password=hunter2&sslmode=require",
+     "postgresql://noc@db/ward?password=***&sslmode=require"),
+    ("postgresql://noc@db/ward?pass%77ord=hunter2", "postgresql://noc@db/ward?pass%77ord=***"),
+    ("postgresql://noc@/ward?host=%2Fvar%2Frun%2Fpostgresql", "postgresql://noc@/ward?host=/var/run/postgresql"),
+    ("postgresql://noc@/ward?host=/var/run/postgresql", "postgresql://noc@/ward?host=/var/run/postgresql"),
+    ("sqlite:////var/lib/w@rd/h.db", "sqlite:////var/lib/w@rd/h.db"),
+    ("/var/lib/wardtui/h.db", "/var/lib/wardtui/h.db"),
+])
+def test_shown_masks_every_password_form(url: str, expected: str) -> None:
+    assert shown(url) == expected
+
+
+def test_display_url_of_what_database_url_made_shows_the_socket_path_and_no_password() -> None:
+    url = database_url("postgresql://noc:s3cret@/ward?host=/var/run/postgresql&password=hunter2")
+    assert display_url(url) == "postgresql://noc:***@/ward?host=/var/run/postgresql&password=***"
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres:se@cret99@127.0.0.1/ward",
+                                 "postgresql://noc:p@ss/x@db/ward", "postgresql://a@b@db/ward"])
+def test_an_at_sign_that_is_not_percent_encoded_is_refused_with_a_hint(url: str) -> None:
+    with pytest.raises(ValueError, match="not percent-encoded: write it as %40") as info:
+        database_url(url)
+    assert "cret99" not in str(info.value) and "ss/x" not in str(info.value)
+
+
+def test_a_percent_encoded_at_sign_in_a_password_is_kept() -> None:
+    url = database_url("postgresql://postgres:se%40cret99@127.0.0.1/ward")
+    assert url == "postgresql+asyncpg://postgres:se%40cret99@127.0.0.1/ward"
+    assert make_url(url).password == "se@cret99" and make_url(url).host == "127.0.0.1"
