@@ -129,3 +129,36 @@ def _query(text: str | None) -> list[tuple[str, str]]:
             _check_port(value, "?port=")  # an empty one too
         out.append((name, value))
     return out
+
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a PostgreSQL server to accept a connection and answer its startup,
+everywhere wardtui connects (asyncpg's own default is 60 s: a black-holed host kept
+``wardtui db current`` silent for a minute and the dashboard's screen blank)."""
+
+
+def connect_args(url: str) -> dict[str, float]:
+    """``create_async_engine``'s ``connect_args`` bounding the connect to a PostgreSQL ``url``."""
+    return {"timeout": CONNECT_TIMEOUT} if url.startswith("postgresql") else {}
+
+
+def failure(exc: BaseException, url: str) -> str:
+    """Why ``url`` could not be used, in a few words: the driver's message, or for a timeout
+    (whose message is empty) which server did not answer and for how long."""
+    reason = getattr(exc, "orig", None) or exc
+    if isinstance(reason, TimeoutError):
+        return f"no answer from {server(url)} within {CONNECT_TIMEOUT:g} s"
+    text = str(reason).strip()
+    return text if text else type(reason).__name__
+
+
+def server(url: str) -> str:
+    """``HOST:PORT`` (or the unix socket directory) that a PostgreSQL ``url`` connects to."""
+    match = _URL.match(url)
+    if match is None:  # pragma: no cover - every URL with :// matches the pattern
+        return "the database server"
+    query = dict(parse_qsl(match["query"] or ""))
+    host = match["ipv4host"] or (f"[{match['ipv6host']}]" if match["ipv6host"] else None) \
+        or query.get("host") or "localhost"
+    port = match["port"] or query.get("port") or "5432"
+    return host if host.startswith("/") else f"{host}:{port}"

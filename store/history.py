@@ -26,6 +26,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import partitions, snmp
+from store.dburl import CONNECT_TIMEOUT
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, IfRate, IfRollup, Outage, Rollup, SnmpEvent, SnmpLatest
 from store.schema import display_url, ensure_current
@@ -56,10 +57,12 @@ class HistoryStore:
 
     ``chunk_rows`` bounds how many rows are bound per ``executemany``: SQLAlchemy binds
     parameters on the event loop's thread, so smaller chunks keep each slice of loop time
-    short while the inserts of one batch still share one transaction.
+    short while the inserts of one batch still share one transaction. ``busy_timeout`` is how
+    long SQLite waits for its write lock, and how long a PostgreSQL connect may take
+    (:data:`store.dburl.CONNECT_TIMEOUT`).
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 5.0, chunk_rows: int = 1000,
+    def __init__(self, url: str, *, busy_timeout: float = CONNECT_TIMEOUT, chunk_rows: int = 1000,
                  command_timeout: float = 60.0) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -111,10 +114,12 @@ class HistoryStore:
         self._turns = asyncio.Lock()
         await self._load_ids()
 
-    async def close(self) -> None:
+    async def close(self, *, polite: bool = True) -> None:
+        """Close the connections; ``polite=False`` only lets go of them, for a server that does
+        not answer (asyncpg's close waits for the server's goodbye, for ever)."""
         if self._engine is not None:
             engine, self._engine = self._engine, None
-            await engine.dispose()
+            await engine.dispose(close=polite)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:

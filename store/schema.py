@@ -31,7 +31,7 @@ from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from store.dburl import shown
+from store.dburl import connect_args, shown
 from store.models import ALL_TABLES
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -254,7 +254,7 @@ def _ahead(status: SchemaStatus, label: str) -> SchemaAheadError:
 
 async def _on_engine(url: str, step: Callable[[Connection], _T]) -> _T:
     # NullPool: these run once (CLI, start check); no connection should outlive the call.
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(step)

@@ -17,12 +17,11 @@ from poller.text import clean
 from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
 from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
 from wardtui.messages import error
+from wardtui.runtime import DB_HELP
 from wardtui.widgets.states import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
 _DASH = "—"
-_DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-            "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
 EXAMPLES = """\
 examples:
   wardtui report --from 30d                                   every device, the last 30 days, CSV
@@ -57,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     report.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv (default), md (a GitHub table), html (one self-contained file), json")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
-    report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+    report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=DB_HELP)
 
 
 def parse_date(text: str, now: datetime, option: str) -> datetime:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
@@ -23,7 +25,7 @@ from poller.snmp_data import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
-from store.dburl import shown
+from store.dburl import failure, shown
 from store.history import HistoryStore
 from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
@@ -70,6 +72,10 @@ class Options:
     snmp_interval: float = _SNMP["interval"]
     snmp_timeout: float = _AGENT["timeout"]
     snmp_retries: int = _AGENT["retries"]
+
+
+DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB (default: $WARDTUI_DB, else "
+           "$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets 5 s to answer")
 
 
 def redacted_url(url: str | None) -> str:
@@ -207,9 +213,8 @@ class Runtime:
             raise StartupError(str(exc), code=2) from None
         except (SQLAlchemyError, OSError) as exc:
             await self._abandon_start()
-            reason = getattr(exc, "orig", None) or exc
             raise StartupError(f"cannot open the history database {display_url(self.store.url)}: "
-                               f"{reason}") from None
+                               f"{failure(exc, self.store.url)}") from None
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()
@@ -249,18 +254,51 @@ class Runtime:
         Returns how many history rows could not be written (0 when all were).
         """
         lost = 0
+        answers = True
         if self.maintenance is not None:
-            await self.maintenance.stop()
-            self.maintenance = None
+            maintenance, self.maintenance = self.maintenance, None
+            answers = await _within(maintenance.stop(), CLOSE_TIMEOUT)
         if self.writer is not None:
-            await self.writer.aclose()
-            lost = self.writer.lost_at_stop
-            self.writer = None
+            writer, self.writer = self.writer, None
+            lost, answers = await self._stop_writer(writer)
         if self.spool is not None:
             self.spool.close()
             self.spool = None
-        await self.store.close()
+        await self.store.close(polite=answers)
         self.prober.close()
         if self.snmp is not None:
             self.snmp.close()
         return lost
+
+    async def _stop_writer(self, writer: StoreWriter) -> tuple[int, bool]:
+        """Flush ``writer``: (rows it could not write, True); past :data:`STOP_TIMEOUT`, the
+        database not answering, (rows neither written nor spooled, given up, False)."""
+        task = asyncio.ensure_future(writer.aclose())
+        if await _within(asyncio.shield(task), 1.0):
+            return writer.lost_at_stop, True
+        log.warning("waiting up to %g s for the history database to take the last rows", STOP_TIMEOUT)
+        if await _within(task, STOP_TIMEOUT - 1.0):
+            return writer.lost_at_stop, True
+        spooled = writer.spool.rows if writer.spool is not None else 0
+        lost = max(writer.queue_depth - spooled, 0)
+        log.error("the history database %s did not answer within %g s of the stop: %d history rows "
+                  "not yet written or spooled are given up", display_url(self.store.url), STOP_TIMEOUT, lost)
+        return lost, False
+
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stop waits for the history to be written: a database that hangs (a black-holed
+host, a stopped server) kept SIGTERM waiting 90 s and more with nothing said."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds for maintenance to stop and the database's connections to close."""
+
+
+async def _within(step: Awaitable[None], timeout: float) -> bool:
+    """Run ``step`` for at most ``timeout`` seconds; False (and ``step`` cancelled) if it took longer."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        return False
+    task.result()
+    return True

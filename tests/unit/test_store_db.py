@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from store.db import database_url, default_database_path
-from store.dburl import shown
+from store.dburl import failure, shown
 from store.schema import display_url
 
 
@@ -149,3 +149,14 @@ def test_a_percent_encoded_at_sign_in_a_password_is_kept() -> None:
     url = database_url("postgresql://postgres:se%40cret99@127.0.0.1/ward")
     assert url == "postgresql+asyncpg://postgres:se%40cret99@127.0.0.1/ward"
     assert make_url(url).password == "se@cret99" and make_url(url).host == "127.0.0.1"
+
+
+def test_a_timeout_names_the_server_and_the_wait() -> None:
+    url = database_url("postgresql://noc:s3cret@127.0.0.1:6543/ward")
+    assert failure(TimeoutError(), url) == "no answer from 127.0.0.1:6543 within 5 s"
+    assert failure(TimeoutError(), database_url("postgresql://noc@/w?host=/run/pg")) \
+        == "no answer from /run/pg within 5 s"
+    assert failure(TimeoutError(), database_url("postgresql://noc@db/w")) \
+        == "no answer from db:5432 within 5 s"
+    assert failure(ConnectionRefusedError(111, "Connection refused"), url) == "[Errno 111] Connection refused"
+    assert failure(OSError(), url) == "OSError"  # never an empty reason
