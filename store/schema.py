@@ -187,9 +187,21 @@ def _describe_diff(diff: object) -> str:
     return str(first)
 
 
+MIGRATION_LOCK = 0x77617264  # "ward": pg_advisory_xact_lock's key for wardtui's migrations
+
+
+def _lock(conn: Connection) -> None:
+    """On PostgreSQL, wait for any other wardtui migrating this database, and keep it waiting
+    until this transaction ends. Two pollers started at once on an empty database both
+    created the tables, and one died with a duplicate key on pg_type."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
 def ensure_current(conn: Connection, label: str) -> SchemaStatus:
     """What a start does: migrate an empty database, stamp a matching pre-migration one, and
     raise :class:`SchemaError` for one that is behind, ahead or unrecognised."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "empty":
         command.upgrade(alembic_config(conn), "head")
@@ -209,6 +221,7 @@ def ensure_current(conn: Connection, label: str) -> SchemaStatus:
 
 def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaStatus:
     """``wardtui db upgrade``: any database this wardtui knows goes to ``revision``."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
         raise _ahead(status, label)
@@ -220,6 +233,7 @@ def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaSt
 
 def downgrade_to(conn: Connection, label: str, revision: str) -> SchemaStatus:
     """Undo migrations down to ``revision`` (``"base"`` drops wardtui's tables and their rows)."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
         raise _ahead(status, label)
