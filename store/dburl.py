@@ -1,4 +1,5 @@
-"""PostgreSQL URLs as operators write them for ``--db``: checked before anything connects.
+"""PostgreSQL URLs as operators write them for ``--db``, checked before anything connects; the
+connect timeout; and database failures told in one line.
 
 SQLAlchemy hands every query key of the URL to ``asyncpg.connect`` as a keyword argument, so
 ``?sslmode=require`` (libpq's spelling) or a typo was a ``TypeError`` deep in the first
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import re
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError
 
 # sqlalchemy.engine.url._parse_url's pattern: what these functions check is what SQLAlchemy
 # will connect with.
@@ -162,3 +166,32 @@ def server(url: str) -> str:
         or query.get("host") or "localhost"
     port = match["port"] or query.get("port") or "5432"
     return host if host.startswith("/") else f"{host}:{port}"
+
+
+_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                      asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database could not be reached or went away:
+    refused, reset, timed out (``TimeoutError`` is an ``OSError``), shut down, starting up."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return False
+
+
+def cause(exc: BaseException) -> str:
+    """The driver's reason for ``exc`` on one line: ``ConnectionRefusedError: [Errno 111] ...``."""
+    reason = getattr(exc, "orig", None) or exc
+    lines = str(reason).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(reason, TimeoutError) and not text:
+        text = "no answer in time"
+    return f"{type(reason).__name__}: {text}" if text else type(reason).__name__
