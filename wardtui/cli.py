@@ -247,15 +247,19 @@ def _db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from store import schema
-    from store.db import database_url
+    from store.db import database_url, sqlite_file
     from store.dburl import failure
 
     try:
-        url = database_url(args.db)
+        url = database_url(args.db, create=args.db_command != "current")
     except (ValueError, OSError) as exc:
         error(f"{db_option(args.db)}: {exc}")
         return 2
     label = schema.display_url(url)
+    path = sqlite_file(url)
+    if args.db_command == "current" and path is not None and not path.is_file():
+        error(f"no history at {path}: wardtui has not run with it yet")  # and db current makes none
+        return 1
     try:
         if args.db_command == "current":
             print(asyncio.run(schema.current(url)).describe())
@@ -286,7 +290,7 @@ def _read_history(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]
     from wardtui.history_cli import HistoryQueryError
 
     try:
-        url = database_url(db)
+        url = database_url(db, create=False)  # reading makes no directory (nor file: _open_existing)
     except (ValueError, OSError) as exc:
         error(f"{db_option(db)}: {exc}")
         return 2, None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -183,6 +184,7 @@ class Runtime:
         self.store = HistoryStore(url)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
+        self._made_dirs: list[Path] = []  # the spool's directory and parents this start made
         self.writer: StoreWriter | None = None
         self.maintenance: Maintenance | None = None
 
@@ -192,9 +194,13 @@ class Runtime:
         Raises :class:`StartupError` naming the database when it cannot be opened (code 1), or
         when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
+        # What the spool makes is removed again if the start fails: a new PostgreSQL URL that
+        # could not be opened left an empty spool directory behind for every attempt.
+        self._made_dirs = _missing_dirs(self.spool_dir)
         try:
             self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
         except (SpoolError, OSError) as exc:
+            _remove_made(self._made_dirs)
             raise StartupError(f"spool {self.spool_dir}: {exc}") from None
         try:
             await self.store.open()
@@ -231,8 +237,11 @@ class Runtime:
             self.writer.subscription.close()
             self.writer = None
         if self.spool is not None:
+            empty = self.spool.empty
             self.spool.close()
             self.spool = None
+            if empty:
+                _remove_made(self._made_dirs)
         await self.store.close()
 
     async def check_schema(self) -> None:
@@ -284,6 +293,30 @@ class Runtime:
         log.error("the history database %s did not answer within %g s of the stop: %d history rows "
                   "not yet written or spooled are given up", display_url(self.store.url), STOP_TIMEOUT, lost)
         return lost, False
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the directories in ``made`` (deepest first) with the spool's lock file, while
+    they hold nothing else."""
+    if made:
+        with contextlib.suppress(FileNotFoundError):
+            if [p.name for p in made[0].iterdir()] == ["lock"]:
+                (made[0] / "lock").unlink()
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: something else was put there meanwhile
+            return
 
 
 STOP_TIMEOUT = 10.0

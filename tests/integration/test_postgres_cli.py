@@ -79,3 +79,17 @@ def test_every_password_form_is_masked_and_an_ambiguous_at_is_refused(pg_url: st
     proc = run("db", "current", "--db", socket_db, cwd=tmp_path)
     assert proc.returncode == 1
     assert f"{socket_db}: " in proc.stderr, proc.stderr
+
+
+def test_a_failed_start_on_a_new_postgresql_url_leaves_no_spool_directory(pg_url: str,  # noqa: F811
+                                                                          tmp_path: Path) -> None:
+    missing = pg_url.replace("+asyncpg", "").rsplit("/", 1)[0] + "/wardtui_no_such_database"
+    (tmp_path / "xdg").mkdir()
+    proc = run("poll", "--jsonl", "--duration", "1", "--db", missing, cwd=tmp_path)
+    assert proc.returncode == 1 and "does not exist" in proc.stderr, proc.stderr
+    assert list((tmp_path / "xdg").iterdir()) == []  # no wardtui/spool/<db>-<hash>/ left behind
+    spool = tmp_path / "kept-spool"
+    spool.mkdir()
+    proc = run("poll", "--jsonl", "--duration", "1", "--db", missing, "--spool", str(spool), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert spool.is_dir()  # the operator's directory stays
