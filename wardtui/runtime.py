@@ -76,7 +76,8 @@ class Options:
 
 
 DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB (default: $WARDTUI_DB, else "
-           "$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets 5 s to answer")
+           "$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets 5 s to answer. ps shows "
+           "--db to every user: give a password in ~/.pgpass, $PGPASSFILE or $WARDTUI_DB instead")
 
 
 def redacted_url(url: str | None) -> str:

@@ -4,9 +4,14 @@ history and outages read it back, db current reports its revision."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.integration.postgres import pg_url  # noqa: F401
+import pytest
+
+from tests.integration.postgres import PrivateCluster, pg_url  # noqa: F401
 from tests.integration.test_cli_errors import assert_no_traceback, run
 
 
@@ -93,3 +98,60 @@ def test_a_failed_start_on_a_new_postgresql_url_leaves_no_spool_directory(pg_url
     proc = run("poll", "--jsonl", "--duration", "1", "--db", missing, "--spool", str(spool), cwd=tmp_path)
     assert proc.returncode == 1
     assert spool.is_dir()  # the operator's directory stays
+
+
+@pytest.fixture
+def password_pg() -> Iterator[PrivateCluster]:
+    """A private server that asks every connection for the password (scram-sha-256)."""
+    try:
+        cluster = PrivateCluster(password=PASSWORD)
+        cluster.start()
+    except (OSError, RuntimeError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot start a private PostgreSQL server: {exc}")
+        pytest.skip(f"cannot start a private PostgreSQL server: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+PASSWORD = "s3cret-Pw"
+
+
+def test_the_password_can_stay_out_of_ps(password_pg: PrivateCluster, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What README, docs/OPERATIONS.md and --help promise: ~/.pgpass, $PGPASSFILE, ?passfile= and
+    $WARDTUI_DB give the password without it being on the command line."""
+    db = f"postgresql://postgres@127.0.0.1:{password_pg.port}/postgres"
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("PGPASSFILE", "PGPASSWORD", "WARDTUI_DB"):  # set, even empty, each would count
+        monkeypatch.delenv(name, raising=False)
+    clean = {"HOME": str(home)}
+    refused = run("db", "current", "--db", db, cwd=tmp_path, env=clean)
+    assert refused.returncode == 1 and "password" in refused.stderr, refused.stderr
+    assert_no_traceback(refused)
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{password_pg.port}:postgres:postgres:{PASSWORD}\n", encoding="utf-8")
+    pgpass.chmod(0o600)
+    for how, args, env in (
+        ("PGPASSFILE", ("--db", db), {**clean, "PGPASSFILE": str(pgpass)}),
+        ("?passfile=", ("--db", f"{db}?passfile={pgpass}"), clean),
+        ("WARDTUI_DB", (), {**clean, "WARDTUI_DB": db.replace("postgres@", f"postgres:{PASSWORD}@")}),
+    ):
+        proc = run("db", "upgrade", *args, cwd=tmp_path, env=env)
+        assert proc.returncode == 0, (how, proc.stderr)
+        assert PASSWORD not in proc.stdout + proc.stderr
+    shutil.copy(pgpass, home / ".pgpass")
+    (home / ".pgpass").chmod(0o600)
+    proc = run("db", "current", "--db", db, cwd=tmp_path, env=clean)
+    assert proc.returncode == 0 and proc.stdout.endswith("(head)\n"), proc.stderr
+
+
+@pytest.mark.parametrize("command", [(), ("poll",), ("outages",), ("history",), ("report",), ("snmp",),
+                                     ("db", "current"), ("db", "upgrade")])
+def test_help_says_how_to_keep_the_password_out_of_ps(command: tuple[str, ...], tmp_path: Path) -> None:
+    text = " ".join(run(*command, "--help", cwd=tmp_path).stdout.split())
+    assert "ps shows --db to every user: give a password in ~/.pgpass, $PGPASSFILE or $WARDTUI_DB" in text
+    assert "a PostgreSQL server gets 5 s to answer" in text
