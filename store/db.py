@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from store.dburl import postgres_url
+from store.dburl import check_sqlite_query, postgres_url
 
 _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
@@ -68,6 +68,7 @@ def database_url(url: str | None, *, create: bool = True) -> str:
                          "use sqlite:///PATH or postgresql://USER@HOST/DB")
     database = parsed.database or ""
     query = url.partition("?")[2]  # driver options such as ?timeout=... pass through
+    check_sqlite_query(query)
     if database in ("", ":memory:"):
         return _with_query("sqlite+aiosqlite:///:memory:", query)
     return _with_query(_sqlite_file_url(Path(database), create), query)

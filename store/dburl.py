@@ -69,6 +69,29 @@ def postgres_url(url: str) -> str:
         f"{quote(key)}={quote(value, safe='/:')}" for key, value in query)
 
 
+SQLITE_KEYS = ("timeout", "uri", "mode", "cache", "immutable", "nolock", "vfs")
+"""What a SQLite URL's query may name: sqlite3's busy ``timeout`` and, with ``uri=true``,
+SQLite's own URI parameters."""
+
+
+def check_sqlite_query(query: str) -> None:
+    """``ValueError`` for a SQLite URL query that SQLAlchemy would ignore with a warning (an
+    unknown key) or fail on with a traceback (``?timeout=abc``)."""
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in SQLITE_KEYS:
+            shown_key = key if len(key) <= 20 else key[:20] + "..."
+            raise ValueError(f"unknown URL query key {shown_key!r}: use {', '.join(SQLITE_KEYS)}")
+        if key == "timeout":
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not 0 <= seconds <= 3600:  # nan fails this too
+                raise ValueError(f"timeout={value!r}: seconds from 0 to 3600")
+        if key == "uri" and value.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"uri={value!r}: use true or false")
+
+
 def shown(url: str) -> str:
     """``url`` as it may be printed: every password form replaced by ``***`` (``USER:***@``,
     ``?password=***``; with an ``@`` that is not percent-encoded, all before the last ``@``),

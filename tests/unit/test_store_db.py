@@ -160,3 +160,20 @@ def test_a_timeout_names_the_server_and_the_wait() -> None:
         == "no answer from db:5432 within 5 s"
     assert failure(ConnectionRefusedError(111, "Connection refused"), url) == "[Errno 111] Connection refused"
     assert failure(OSError(), url) == "OSError"  # never an empty reason
+
+
+@pytest.mark.parametrize(("query", "says"), [
+    ("foo=1", "unknown URL query key 'foo'"),  # SQLAlchemy ignored it with a warning
+    ("timeout=abc", "timeout='abc': seconds from 0 to 3600"),  # a ValueError traceback at connect
+    ("timeout=nan", "timeout='nan'"),
+    ("uri=maybe", "uri='maybe': use true or false"),
+])
+def test_sqlite_query_keys_that_would_be_ignored_or_fail_are_refused(query: str, says: str,
+                                                                    tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape(says)):
+        database_url(f"sqlite:///{tmp_path}/h.db?{query}")
+
+
+def test_sqlite_timeout_and_uri_parameters_pass(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/h.db?timeout=30&uri=true&mode=rwc"
+    assert database_url(url) == f"sqlite+aiosqlite:///{tmp_path}/h.db?timeout=30&uri=true&mode=rwc"
