@@ -1,5 +1,5 @@
-"""PostgreSQL URLs as operators write them for ``--db``, checked before anything connects; the
-connect timeout; and database failures told in one line.
+"""Database URLs as operators write them for ``--db``, checked before anything connects, and
+shown without their passwords; the connect timeout; database failures told in one line.
 
 SQLAlchemy hands every query key of the URL to ``asyncpg.connect`` as a keyword argument, so
 ``?sslmode=require`` (libpq's spelling) or a typo was a ``TypeError`` deep in the first
