@@ -119,6 +119,11 @@ def _head() -> str:
     return head
 
 
+def head_revision() -> str:
+    """This wardtui's newest schema revision."""
+    return _head()
+
+
 def _known(revision: str) -> bool:
     try:
         return _scripts(MIGRATIONS_DIR).get_revision(revision) is not None

@@ -258,8 +258,9 @@ def _db(args: argparse.Namespace) -> int:
     label = schema.display_url(url)
     path = sqlite_file(url)
     if args.db_command == "current" and path is not None and not path.is_file():
-        error(f"no history at {path}: wardtui has not run with it yet")  # and db current makes none
-        return 1
+        # What an empty database reads as, without making the file (or its directory) to ask.
+        print(f"none (no database file yet; head is {schema.head_revision()})")
+        return 0
     try:
         if args.db_command == "current":
             print(asyncio.run(schema.current(url)).describe())

@@ -387,8 +387,10 @@ def test_spans_too_far_back_and_unwritable_outputs_are_one_line(tmp_path: Path) 
 
 def test_read_only_commands_leave_the_disk_as_it_was(tmp_path: Path) -> None:
     missing = tmp_path / "nonexistent" / "dir" / "x.db"
-    for args in (("db", "current"), ("outages",), ("history", "r1"), ("report", "--from", "1d"),
-                 ("snmp", "r1")):
+    current = run("db", "current", "--db", f"sqlite:///{missing}", cwd=tmp_path)
+    assert (current.returncode, current.stdout[:35]) == (0, "none (no database file yet; head is"), current
+    assert not (tmp_path / "nonexistent").exists()
+    for args in (("outages",), ("history", "r1"), ("report", "--from", "1d"), ("snmp", "r1")):
         proc = run(*args, "--db", f"sqlite:///{missing}", cwd=tmp_path)
         assert proc.returncode == 1, (args, proc.stderr)
         assert_no_traceback(proc)
