@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -50,6 +51,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _not_a_cancelled_close(record: logging.LogRecord) -> bool:
+    # The pool logs the close that HistoryStore.close cancelled as an error with a traceback.
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 class HistoryStore:
@@ -114,12 +120,26 @@ class HistoryStore:
         self._turns = asyncio.Lock()
         await self._load_ids()
 
-    async def close(self, *, polite: bool = True) -> None:
-        """Close the connections; ``polite=False`` only lets go of them, for a server that does
-        not answer (asyncpg's close waits for the server's goodbye, for ever)."""
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            await engine.dispose(close=polite)
+    async def close(self, *, polite: bool = True, timeout: float = 2.0) -> None:
+        """Close the connections, or if that takes ``timeout`` seconds (or not ``polite``), let
+        go of them: a server that hangs never answers asyncpg's goodbye, which then waits its
+        command timeout (60 s) per connection."""
+        if self._engine is None:
+            return
+        engine, self._engine = self._engine, None
+        if polite:
+            task = asyncio.ensure_future(engine.dispose())
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if done:
+                return task.result()
+            pool_log = logging.getLogger(f"sqlalchemy.pool.impl.{type(engine.sync_engine.pool).__name__}")
+            pool_log.addFilter(_not_a_cancelled_close)
+            try:
+                task.cancel()
+                await asyncio.wait({task})
+            finally:
+                pool_log.removeFilter(_not_a_cancelled_close)
+        await engine.dispose(close=False)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
