@@ -26,7 +26,7 @@ from poller.snmp_data import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
-from store.dburl import failure, shown
+from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.history import HistoryStore
 from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
@@ -76,8 +76,8 @@ class Options:
 
 
 DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB (default: $WARDTUI_DB, else "
-           "$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets 5 s to answer. ps shows "
-           "--db to every user: give a password in ~/.pgpass, $PGPASSFILE or $WARDTUI_DB instead")
+           f"$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets {CONNECT_TIMEOUT:g} s to answer. "
+           "ps shows --db to every user: give a password in ~/.pgpass, $PGPASSFILE or $WARDTUI_DB instead")
 
 
 def redacted_url(url: str | None) -> str:
