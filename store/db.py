@@ -9,6 +9,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from store.dburl import check_sqlite_query, postgres_url
+
 _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
 
@@ -37,41 +39,55 @@ def default_spool_dir(url: str) -> Path:
     return default_database_path().parent / "spool" / f"{parsed.database or 'memory'}-{digest}"
 
 
-def database_url(url: str | None) -> str:
-    """Map ``url`` to a URL for ``create_async_engine`` and create the SQLite file's directory.
+def database_url(url: str | None, *, create: bool = True) -> str:
+    """Map ``url`` to a URL for ``create_async_engine`` and (``create``) make the SQLite file's
+    directory; commands that only read pass ``create=False`` and leave the disk as it was.
 
     ``None`` or ``""`` means ``$WARDTUI_DB`` if set, else the default path; a string without
     ``://`` is a SQLite file
     path; ``sqlite:///PATH`` becomes ``sqlite+aiosqlite:///PATH``; ``postgresql://...``
-    becomes ``postgresql+asyncpg://...``. Anything else raises ``ValueError`` saying why.
+    becomes ``postgresql+asyncpg://...``. Anything else, or a SQLite path that is a directory,
+    raises ``ValueError`` saying why.
     """
     if not url:
         url = os.environ.get(DB_ENV, "")
     if not url:
-        return _sqlite_file_url(default_database_path())
+        return _sqlite_file_url(default_database_path(), create)
     if "://" not in url:
-        return _sqlite_file_url(Path(url))
+        return _sqlite_file_url(Path(url), create)
+    if _scheme(url) in _POSTGRES_DRIVERS:
+        return postgres_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
     driver = parsed.drivername
-    if driver in _POSTGRES_DRIVERS:
-        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     if driver not in _SQLITE_DRIVERS:
         # Only the scheme is echoed: the rest of a URL may carry a password.
         raise ValueError(f"unsupported database URL scheme '{driver}': "
                          "use sqlite:///PATH or postgresql://USER@HOST/DB")
     database = parsed.database or ""
     query = url.partition("?")[2]  # driver options such as ?timeout=... pass through
+    check_sqlite_query(query)
     if database in ("", ":memory:"):
         return _with_query("sqlite+aiosqlite:///:memory:", query)
-    return _with_query(_sqlite_file_url(Path(database)), query)
+    return _with_query(_sqlite_file_url(Path(database), create), query)
 
 
-def _sqlite_file_url(path: Path) -> str:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``url`` (as :func:`database_url` made it), else ``None``."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(str(parsed.database))
+
+
+def _sqlite_file_url(path: Path, create: bool) -> str:
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # SQLite would say "unable to open database file", or outages "never ran"
+        raise ValueError(f"{path} is a directory, not a SQLite database file")
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
     # Built by hand: rendering a URL object would percent-encode the path.
     return f"sqlite+aiosqlite:///{path}"
 

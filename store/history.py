@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,6 +27,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import partitions, snmp
+from store.dburl import CONNECT_TIMEOUT
 from store.files import prepare_sqlite
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, IfRate, IfRollup, Outage, Rollup, SnmpEvent, SnmpLatest
@@ -55,15 +57,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _not_a_cancelled_close(record: logging.LogRecord) -> bool:
+    # The pool logs the close that HistoryStore.close cancelled as an error with a traceback.
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 class HistoryStore:
     """Async access to the history database; call :meth:`open` first, :meth:`close` last.
 
     ``chunk_rows`` bounds how many rows are bound per ``executemany``: SQLAlchemy binds
     parameters on the event loop's thread, so smaller chunks keep each slice of loop time
-    short while the inserts of one batch still share one transaction.
+    short while the inserts of one batch still share one transaction. ``busy_timeout`` is how
+    long SQLite waits for its write lock, and how long a PostgreSQL connect may take
+    (:data:`store.dburl.CONNECT_TIMEOUT`).
     """
 
-    def __init__(self, url: str, *, busy_timeout: float = 5.0, chunk_rows: int = 1000,
+    def __init__(self, url: str, *, busy_timeout: float = CONNECT_TIMEOUT, chunk_rows: int = 1000,
                  command_timeout: float = 60.0) -> None:
         self.url = url
         self.busy_timeout = busy_timeout
@@ -116,10 +125,26 @@ class HistoryStore:
         self._turns = asyncio.Lock()
         await self._load_ids()
 
-    async def close(self) -> None:
-        if self._engine is not None:
-            engine, self._engine = self._engine, None
-            await engine.dispose()
+    async def close(self, *, polite: bool = True, timeout: float = 2.0) -> None:
+        """Close the connections, or if that takes ``timeout`` seconds (or not ``polite``), let
+        go of them: a server that hangs never answers asyncpg's goodbye, which then waits its
+        command timeout (60 s) per connection."""
+        if self._engine is None:
+            return
+        engine, self._engine = self._engine, None
+        if polite:
+            task = asyncio.ensure_future(engine.dispose())
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if done:
+                return task.result()
+            pool_log = logging.getLogger(f"sqlalchemy.pool.impl.{type(engine.sync_engine.pool).__name__}")
+            pool_log.addFilter(_not_a_cancelled_close)
+            try:
+                task.cancel()
+                await asyncio.wait({task})
+            finally:
+                pool_log.removeFilter(_not_a_cancelled_close)
+        await engine.dispose(close=False)
 
     @contextlib.asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:

@@ -39,6 +39,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store import partitions
+from store.dburl import cause, is_connection_error
 from store.history import HistoryStore
 from store.models import rollup_state_table
 from store.rollup import FAMILIES, Family, Tier, roll_up
@@ -114,7 +115,10 @@ class Maintenance:
                 await self.run_once()
             except Exception as exc:  # the database is down or slow: try again next period
                 self.failures += 1
-                if self.last_error is None:
+                if self.last_error is None and is_connection_error(exc):
+                    # The database is down: one line, not a chain of tracebacks.
+                    log.warning("history maintenance failed, will retry: %s", cause(exc))
+                elif self.last_error is None:
                     log.warning("history maintenance failed, will retry", exc_info=exc)
                 self.last_error = f"{type(exc).__name__}: {exc}"
             else:

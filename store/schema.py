@@ -31,6 +31,7 @@ from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from store.dburl import connect_args, shown
 from store.files import prepare_sqlite
 from store.models import ALL_TABLES
 
@@ -92,8 +93,8 @@ class SchemaStatus:
 
 def display_url(url: str) -> str:
     """The URL as an operator types it for ``--db``: the plain scheme, never the password."""
-    parsed = make_url(url)
-    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
+    backend = make_url(url).get_backend_name()
+    return shown(backend + url[url.index("://"):]) if "://" in url else url
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
@@ -119,6 +120,11 @@ def _head() -> str:
     if head is None:  # pragma: no cover - the package always ships revisions
         raise RuntimeError(f"no migrations in {MIGRATIONS_DIR}")
     return head
+
+
+def head_revision() -> str:
+    """This wardtui's newest schema revision."""
+    return _head()
 
 
 def _known(revision: str) -> bool:
@@ -189,9 +195,21 @@ def _describe_diff(diff: object) -> str:
     return str(first)
 
 
+MIGRATION_LOCK = 0x77617264  # "ward": pg_advisory_xact_lock's key for wardtui's migrations
+
+
+def _lock(conn: Connection) -> None:
+    """On PostgreSQL, wait for any other wardtui migrating this database, and keep it waiting
+    until this transaction ends. Two pollers started at once on an empty database both
+    created the tables, and one died with a duplicate key on pg_type."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
 def ensure_current(conn: Connection, label: str) -> SchemaStatus:
     """What a start does: migrate an empty database, stamp a matching pre-migration one, and
     raise :class:`SchemaError` for one that is behind, ahead or unrecognised."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "empty":
         command.upgrade(alembic_config(conn), "head")
@@ -211,6 +229,7 @@ def ensure_current(conn: Connection, label: str) -> SchemaStatus:
 
 def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaStatus:
     """``wardtui db upgrade``: any database this wardtui knows goes to ``revision``."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
         raise _ahead(status, label)
@@ -222,6 +241,7 @@ def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaSt
 
 def downgrade_to(conn: Connection, label: str, revision: str) -> SchemaStatus:
     """Undo migrations down to ``revision`` (``"base"`` drops wardtui's tables and their rows)."""
+    _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
         raise _ahead(status, label)
@@ -258,7 +278,7 @@ async def _on_engine(url: str, step: Callable[[Connection], _T], *, create: bool
     # NullPool: these run once (CLI, start check); no connection should outlive the call.
     if create:
         prepare_sqlite(url)  # a new SQLite file is 0600, not the umask's 0644
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     try:
         async with engine.begin() as conn:
             return await conn.run_sync(step)

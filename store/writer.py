@@ -24,6 +24,7 @@ from poller.events import (
     SnmpPoll,
     Transition,
 )
+from store.dburl import cause
 from store.spool import Spool, SpoolBatch, SpoolError
 from store.spool_records import PollRecord, SnmpEventIn
 
@@ -590,7 +591,7 @@ class StoreWriter:
                       exc_info=exc)
             return False
         if self._streak == 0:
-            log.warning("history writer: database write failed, will retry", exc_info=exc)
+            log.warning("history writer: database write failed, will retry: %s", cause(exc))
             self._failing_since = asyncio.get_running_loop().time()
         self._streak += 1
         self._retry_at = asyncio.get_running_loop().time() + self._delay

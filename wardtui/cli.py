@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from wardtui import __version__
 from wardtui.messages import error, log_to_stderr
-from wardtui.runtime import Options, Runtime, StartupError, db_option
+from wardtui.runtime import DB_HELP, Options, Runtime, StartupError, db_option
 
 _T = TypeVar("_T")
 
@@ -111,8 +111,7 @@ def _engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] | No
     p.add_argument("--inventory", "-i", type=Path, metavar="FILE", default=d["inventory"],
                    help="devices, CSV or YAML (default: the bundled example bank network)")
     p.add_argument("--db", metavar="URL", default=d["db"],
-                   help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-                        "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
+                   help=DB_HELP)
     p.add_argument("--interval", type=_within(0.01, 86400), default=d["interval"], metavar="S",
                    help="seconds between checks for devices whose row sets none, 0.01 to 86400 (default 10)")
     p.add_argument("--timeout", type=_within(0.01, 60), default=d["timeout"], metavar="S",
@@ -182,8 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     outages.add_argument("--device", metavar="NAME", help="only this device")
     outages.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     outages.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                         help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-                        "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
+                         help=DB_HELP)
     _history_command(sub)
     from wardtui import report_cli, snmp_cli
 
@@ -226,8 +224,7 @@ def _history_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     history.add_argument("--json", action="store_true",
                          help='one JSON object: {"device", "tier", "since", "until", "points": [...]}')
     history.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                         help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-                              "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
+                         help=DB_HELP)
 
 
 def _db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -245,22 +242,27 @@ def _db_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         # SUPPRESS, as for the engine's options: `wardtui --db X db upgrade` keeps X.
         action.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                            help="sqlite:///PATH or postgresql://USER@HOST/DB "
-                                 "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
+                            help=DB_HELP)
 
 
 def _db(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from store import schema
-    from store.db import database_url
+    from store.db import database_url, sqlite_file
+    from store.dburl import failure
 
     try:
-        url = database_url(args.db)
+        url = database_url(args.db, create=args.db_command != "current")
     except (ValueError, OSError) as exc:
         error(f"{db_option(args.db)}: {exc}")
         return 2
     label = schema.display_url(url)
+    path = sqlite_file(url)
+    if args.db_command == "current" and path is not None and not path.is_file():
+        # What an empty database reads as, without making the file (or its directory) to ask.
+        print(f"none (no database file yet; head is {schema.head_revision()})")
+        return 0
     try:
         if args.db_command == "current":
             print(asyncio.run(schema.current(url)).describe())
@@ -271,8 +273,7 @@ def _db(args: argparse.Namespace) -> int:
         error(f"{exc}")
         return 2
     except (SQLAlchemyError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        error(f"cannot open the history database {label}: {reason}")
+        error(f"cannot open the history database {label}: {failure(exc, url)}")
         return 1
     if before.current == after.current:
         print(f"{label}: already at {after.describe()}")
@@ -287,11 +288,12 @@ def _read_history(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.db import database_url
+    from store.dburl import failure
     from store.schema import SchemaError, display_url
     from wardtui.history_cli import HistoryQueryError
 
     try:
-        url = database_url(db)
+        url = database_url(db, create=False)  # reading makes no directory (nor file: _open_existing)
     except (ValueError, OSError) as exc:
         error(f"{db_option(db)}: {exc}")
         return 2, None
@@ -304,8 +306,7 @@ def _read_history(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]
         error(f"{db_option(db)}: {exc}")
         return 2, None
     except (SQLAlchemyError, OSError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        error(f"cannot open the history database {display_url(url)}: {reason}")
+        error(f"cannot open the history database {display_url(url)}: {failure(exc, url)}")
         return 1, None
 
 

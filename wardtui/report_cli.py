@@ -18,12 +18,11 @@ from store.files import PRIVATE_FILE, open_output, parse_mode
 from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
 from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
 from wardtui.messages import error
+from wardtui.runtime import DB_HELP
 from wardtui.widgets.states import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
 _DASH = "—"
-_DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-            "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
 EXAMPLES = """\
 examples:
   wardtui report --from 30d                                   every device, the last 30 days, CSV
@@ -60,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
     report.add_argument("--mode", type=file_mode, default=PRIVATE_FILE, metavar="OCTAL",
                         help="mode of the -o file (default 600: yours alone; e.g. 640 for your group)")
-    report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=_DB_HELP)
+    report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=DB_HELP)
 
 
 def file_mode(text: str) -> int:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import os
 import re
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from poller.credentials import Credential, CredentialsError, default_credentials_path, load_credentials
@@ -25,6 +27,7 @@ from poller.snmp_data import Agent
 from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
+from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.history import HistoryStore
 from store.maintenance import Maintenance, Retention
 from store.schema import SchemaError, check, display_url
@@ -74,12 +77,14 @@ class Options:
     snmp_retries: int = _AGENT["retries"]
 
 
+DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB (default: $WARDTUI_DB, else "
+           f"$XDG_DATA_HOME/wardtui/history.db); a PostgreSQL server gets {CONNECT_TIMEOUT:g} s to answer. "
+           "ps shows --db to every user: give a password in ~/.pgpass, $PGPASSFILE or $WARDTUI_DB instead")
+
+
 def redacted_url(url: str | None) -> str:
     """The URL as it may be shown: never with its password."""
-    try:
-        return make_url(url or "").render_as_string(hide_password=True)
-    except Exception:
-        return "(unparsable URL)"
+    return shown(url or "")
 
 
 def db_option(db: str | None) -> str:
@@ -194,6 +199,7 @@ class Runtime:
         self.store = HistoryStore(url)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
+        self._made_dirs: list[Path] = []  # the spool's directory and parents this start made
         self.writer: StoreWriter | None = None
         self.maintenance: Maintenance | None = None
         self.history_off: str | None = None  # why, when start() failed and polling goes on without
@@ -206,10 +212,14 @@ class Runtime:
         Raises :class:`StartupError` naming the database when it cannot be opened (code 1), or
         when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
+        # What the spool makes is removed again if the start fails: a new PostgreSQL URL that
+        # could not be opened left an empty spool directory behind for every attempt.
+        self._made_dirs = _missing_dirs(self.spool_dir)
         try:
             self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
         except (SpoolError, OSError) as exc:
             self._holder = _holder_pid(exc)
+            _remove_made(self._made_dirs)
             raise self._off(StartupError(f"spool {self.spool_dir}: {exc}")) from None
         try:
             await self.store.open()
@@ -228,9 +238,8 @@ class Runtime:
             raise self._off(StartupError(str(exc), code=2)) from None
         except (SQLAlchemyError, OSError) as exc:
             await self._abandon_start()
-            reason = getattr(exc, "orig", None) or exc
             raise self._off(StartupError(f"cannot open the history database {display_url(self.store.url)}: "
-                                         f"{reason}")) from None
+                                         f"{failure(exc, self.store.url)}")) from None
         # Inventory, trackers and rows made so far live for the whole run: move them out of the
         # collector's way, so full collections stay short at 100,000 devices.
         gc.freeze()
@@ -259,8 +268,11 @@ class Runtime:
             self.writer.subscription.close()
             self.writer = None
         if self.spool is not None:
+            empty = self.spool.empty
             self.spool.close()
             self.spool = None
+            if empty:
+                _remove_made(self._made_dirs)
         await self.store.close()
 
     async def check_schema(self) -> None:
@@ -282,18 +294,75 @@ class Runtime:
         Returns how many history rows could not be written (0 when all were).
         """
         lost = 0
+        answers = True
         if self.maintenance is not None:
-            await self.maintenance.stop()
-            self.maintenance = None
+            maintenance, self.maintenance = self.maintenance, None
+            answers = await _within(maintenance.stop(), CLOSE_TIMEOUT)
         if self.writer is not None:
-            await self.writer.aclose()
-            lost = self.writer.lost_at_stop
-            self.writer = None
+            writer, self.writer = self.writer, None
+            lost, answers = await self._stop_writer(writer)
         if self.spool is not None:
             self.spool.close()
             self.spool = None
-        await self.store.close()
+        await self.store.close(polite=answers)
         self.prober.close()
         if self.snmp is not None:
             self.snmp.close()
         return lost
+
+    async def _stop_writer(self, writer: StoreWriter) -> tuple[int, bool]:
+        """Flush ``writer``: (rows it could not write, True); past :data:`STOP_TIMEOUT`, the
+        database not answering, (rows neither written nor spooled, given up, False)."""
+        task = asyncio.ensure_future(writer.aclose())
+        if await _within(asyncio.shield(task), 1.0):
+            return writer.lost_at_stop, True
+        log.warning("waiting up to %g s for the history database to take the last rows", STOP_TIMEOUT)
+        if await _within(task, STOP_TIMEOUT - 1.0):
+            return writer.lost_at_stop, True
+        spooled = writer.spool.rows if writer.spool is not None else 0
+        lost = max(writer.queue_depth - spooled, 0)
+        log.error("the history database %s did not answer within %g s of the stop: %d history rows "
+                  "not yet written or spooled are given up", display_url(self.store.url), STOP_TIMEOUT, lost)
+        return lost, False
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the directories in ``made`` (deepest first) with the spool's lock file, while
+    they hold nothing else."""
+    if made:
+        with contextlib.suppress(FileNotFoundError):
+            if [p.name for p in made[0].iterdir()] == ["lock"]:
+                (made[0] / "lock").unlink()
+    for path in made:
+        try:
+            path.rmdir()
+        except OSError:  # not empty: something else was put there meanwhile
+            return
+
+
+STOP_TIMEOUT = 10.0
+"""Seconds a stop waits for the history to be written: a database that hangs (a black-holed
+host, a stopped server) kept SIGTERM waiting 90 s and more with nothing said."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds for maintenance to stop and the database's connections to close."""
+
+
+async def _within(step: Awaitable[None], timeout: float) -> bool:
+    """Run ``step`` for at most ``timeout`` seconds; False (and ``step`` cancelled) if it took longer."""
+    task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        return False
+    task.result()
+    return True

@@ -12,6 +12,7 @@ from typing import Any
 
 from poller.snmp_data import missing_text
 from store.records import SnmpInterface, SnmpLatest, SnmpStatus
+from wardtui.runtime import DB_HELP
 
 _DASH = "—"
 _EXAMPLES = """\
@@ -35,8 +36,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                            '"polling"}; "system" is null for a device polled but never answered')
     # SUPPRESS, as for `wardtui history`: `wardtui --db X snmp D` keeps X.
     snmp.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                      help="history database, sqlite:///PATH or postgresql://USER@HOST/DB "
-                           "(default: $WARDTUI_DB, else $XDG_DATA_HOME/wardtui/history.db)")
+                      help=DB_HELP)
 
 
 def run(args: argparse.Namespace) -> int:

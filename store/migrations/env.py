@@ -15,6 +15,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from store.dburl import connect_args
 from store.models import ALL_TABLES
 
 _TARGET = ALL_TABLES[0].metadata
@@ -40,7 +41,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_on_own_engine(url: str) -> None:
-    engine = create_async_engine(url, poolclass=pool.NullPool)
+    engine = create_async_engine(url, poolclass=pool.NullPool, connect_args=connect_args(url))
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)

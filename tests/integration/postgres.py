@@ -67,7 +67,7 @@ class PrivateCluster:
     Run as the ``postgres`` user when the tests run as root (the server refuses root).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
         if not bins:
             raise FileNotFoundError("no PostgreSQL server binaries under /usr/lib/postgresql")
@@ -80,7 +80,15 @@ class PrivateCluster:
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        if password is None:
+            self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        else:  # every connection must give the password (scram-sha-256)
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(password + "\n", encoding="utf-8")
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres", "postgres")
+            self._run("initdb", "-D", str(self.data), "-A", "scram-sha-256", "--pwfile", str(pwfile),
+                      "-U", "postgres", "--no-sync")
 
     @property
     def url(self) -> str:

@@ -430,3 +430,31 @@ def test_spans_too_far_back_and_unwritable_outputs_are_one_line(tmp_path: Path) 
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert piped.stdout.startswith("name,address,") and len(piped.stdout.splitlines()) == 2
     assert piped.stderr == "", piped.stderr
+
+
+def test_read_only_commands_leave_the_disk_as_it_was(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    current = run("db", "current", "--db", f"sqlite:///{missing}", cwd=tmp_path)
+    assert (current.returncode, current.stdout[:35]) == (0, "none (no database file yet; head is"), current
+    assert not (tmp_path / "nonexistent").exists()
+    for args in (("outages",), ("history", "r1"), ("report", "--from", "1d"), ("snmp", "r1")):
+        proc = run(*args, "--db", f"sqlite:///{missing}", cwd=tmp_path)
+        assert proc.returncode == 1, (args, proc.stderr)
+        assert_no_traceback(proc)
+        assert proc.stderr == f"wardtui: no history at {missing}: wardtui has not run with it yet\n", args
+        assert not (tmp_path / "nonexistent").exists(), args
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_a_directory_as_the_database_is_named_as_one(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for args in (("db", "current"), ("db", "upgrade"), ("outages",), ("report", "--from", "1d"),
+                 ("poll", "--jsonl", "--duration", "1")):
+        for db in (str(folder), f"sqlite:///{folder}"):
+            proc = run(*args, "--db", db, cwd=tmp_path)
+            assert proc.returncode == 2, (args, proc.stderr)
+            assert_no_traceback(proc)
+            assert proc.stderr == (f"wardtui: --db {db}: {folder} is a directory, not a SQLite database "
+                                   "file\n"), (args, proc.stderr)
+    assert list(folder.iterdir()) == []

@@ -479,7 +479,9 @@ def test_cli_db_upgrade_and_current_on_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "data" / "h.db"
     url = f"sqlite:///{db}"
     proc = run("db", "current", "--db", url, cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stdout.startswith("none (empty database"), proc.stderr
+    assert (proc.returncode, proc.stdout) == (0, f"none (no database file yet; head is {HEAD})\n"), \
+        proc.stderr
+    assert not db.parent.exists()  # db current only reads
     proc = run("db", "upgrade", "--db", url, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "upgraded" in proc.stdout and f"{HEAD} (head)" in proc.stdout
@@ -551,3 +553,26 @@ async def test_upgrade_to_row_keys_keeps_one_row_of_each_key(db_url: str) -> Non
     assert (await schema.upgrade(db_url)).at_head
     assert await on(db_url, history_rows) == before
     assert await on(db_url, schema.differences) == []
+
+
+def test_concurrent_starts_on_an_empty_postgresql_database_all_succeed(pg_url: str,  # noqa: F811
+                                                                         tmp_path: Path) -> None:
+    """Two pollers started at once raced the migration: one died with a duplicate key on pg_type.
+    Migrations run under an advisory lock: starts (HistoryStore.open, as poll and the dashboard
+    do) and `wardtui db upgrade`, all at once in their own processes, all succeed."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    start = ("import asyncio, sys\nfrom store import HistoryStore\n"
+             "async def main():\n    async with HistoryStore(sys.argv[1]):\n        pass\n"
+             "asyncio.run(main())\n")
+    commands = [[sys.executable, "-c", start, pg_url] for _ in range(4)]
+    commands += [[sys.executable, "-m", "wardtui", "db", "upgrade", "--db", pg_url] for _ in range(4)]
+    procs = [subprocess.Popen(c, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    results = [(p.wait(timeout=120), p.communicate()[1]) for p in procs]
+    assert [err for code, err in results if code != 0] == []
+    assert run("db", "current", "--db", pg_url, cwd=tmp_path).stdout == f"{HEAD} (head)\n"

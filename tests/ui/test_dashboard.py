@@ -227,9 +227,12 @@ async def test_down_for_advances_without_events() -> None:
 
 
 async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
-    # A directory where the database file should be: runtime.start() cannot open the store.
+    # A file that is not SQLite: runtime.start() cannot open the store. (A directory is refused
+    # before, as a bad --db.)
     prober = FakeProber()
-    runtime = Runtime(Options(db=f"sqlite:///{tmp_path}", interval=0.1), prober=prober,
+    not_a_db = tmp_path / "notes.txt"
+    not_a_db.write_text("not a database\n" * 100, encoding="utf-8")
+    runtime = Runtime(Options(db=f"sqlite:///{not_a_db}", interval=0.1), prober=prober,
                       devices=make_devices(3, interval=0.1))
     app = WardApp(runtime)
     sent = watch(app)
@@ -237,7 +240,7 @@ async def test_store_error_is_shown_and_polling_goes_on(tmp_path: Path) -> None:
         await pilot.pause(0.5)
         notices = {n.title: n.message for n in sent if n.severity == "error"}
         assert "history store" in notices, notices
-        assert str(tmp_path) in notices["history store"]
+        assert str(not_a_db) in notices["history store"]
         assert "WITHOUT history" in notices["history store"]
         # Monitoring did not stop with the history: devices are probed and come up.
         calls = sum(prober.calls.values())

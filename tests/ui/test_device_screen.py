@@ -240,7 +240,9 @@ async def test_snmp_section_says_what_a_partial_agent_lacks_and_what_a_silent_on
 
 
 async def test_without_a_database_live_figures_show_and_history_says_unavailable(tmp_path: Path) -> None:
-    async with drill(tmp_path, db=f"sqlite:///{tmp_path}") as d:  # a directory: the store cannot open
+    not_a_db = tmp_path / "notes.txt"  # not SQLite: the store cannot open (a directory is a bad --db)
+    not_a_db.write_text("not a database\n" * 100, encoding="utf-8")
+    async with drill(tmp_path, db=f"sqlite:///{not_a_db}") as d:
         await d.all_up()
         screen = await d.open("dev4")
         await d.until(lambda: screen.history_error is not None)
