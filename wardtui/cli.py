@@ -251,6 +251,7 @@ def _db(args: argparse.Namespace) -> int:
     from store import schema
     from store.db import database_url, sqlite_file
     from store.dburl import failure
+    from store.files import prepare_sqlite
 
     try:
         url = database_url(args.db, create=args.db_command != "current")
@@ -267,6 +268,7 @@ def _db(args: argparse.Namespace) -> int:
         if args.db_command == "current":
             print(asyncio.run(schema.current(url)).describe())
             return 0
+        prepare_sqlite(url)  # a new file is 0600 (reading its revision first would make it 0644)
         before = asyncio.run(schema.current(url))
         after = asyncio.run(schema.upgrade(url))
     except schema.SchemaError as exc:

@@ -120,3 +120,11 @@ def test_report_and_generate_write_0600_or_the_mode_given(tmp_path: Path) -> Non
         assert proc.returncode == 2, proc.stderr
         assert "error: argument --mode: " in proc.stderr.strip().splitlines()[-1]  # after argparse's usage
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
+
+
+def test_wardtui_db_upgrade_makes_a_new_file_0600_and_says_nothing_else(tmp_path: Path) -> None:
+    """`db upgrade` read the revision before upgrading, which made a new file under the umask
+    (0644), and then warned about the file it had just made."""
+    proc = run("db", "upgrade", "--db", str(tmp_path / "new.db"), cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert mode(tmp_path / "new.db") == 0o600
