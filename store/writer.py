@@ -312,6 +312,34 @@ class StoreWriter:
             return
         await self._give_up_at_stop()
 
+    def spool_what_is_left(self) -> int:
+        """After a stop that could not finish (the database hangs and the caller stopped
+        waiting for this writer's task): move what is still in memory and in the subscription
+        to the spool, synchronously, for the next start; return how many rows could not be
+        kept (counted as lost at stop). A write the database may have committed meanwhile is
+        spooled too: written again, it is stored once (rows have keys)."""
+        while len(self.subscription):
+            self._accept(self.subscription.drain(self.batch_size))
+        if not self._pending():
+            return 0
+        spool = self.spool
+        if spool is not None and self._spool_usable:
+            rows = len(self._transitions) + len(self._checks) + len(self._polls) + len(self._snmp_events)
+            try:
+                dropped = spool.append(list(self._transitions), self._checks, self._polls,
+                                       list(self._snmp_events))
+            except (OSError, SpoolError) as exc:
+                self.last_error = f"spool: {exc}"
+            else:
+                self.spooled_rows += rows - dropped
+                self._transitions.clear()
+                self._snmp_events.clear()
+                self._checks, self._polls, self._poll_rows = [], [], 0
+                return 0  # what the spool's cap dropped is counted there (dropped_samples)
+        rows = len(self._checks) + len(self._transitions) + len(self._snmp_events) + len(self._polls)
+        self.lost_at_stop += rows
+        return rows
+
     async def _give_up_at_stop(self) -> None:
         rows = len(self._checks) + len(self._transitions) + len(self._snmp_events)
         self.lost_at_stop = lost = rows + len(self._polls)

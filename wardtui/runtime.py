@@ -319,10 +319,17 @@ class Runtime:
         log.warning("waiting up to %g s for the history database to take the last rows", STOP_TIMEOUT)
         if await _within(task, STOP_TIMEOUT - 1.0):
             return writer.lost_at_stop, True
-        spooled = writer.spool.rows if writer.spool is not None else 0
-        lost = max(writer.queue_depth - spooled, 0)
-        log.error("the history database %s did not answer within %g s of the stop: %d history rows "
-                  "not yet written or spooled are given up", display_url(self.store.url), STOP_TIMEOUT, lost)
+        # The writer waits on the database: what it holds goes to the spool for the next start.
+        lost = writer.spool_what_is_left()
+        if lost:
+            log.error("the history database %s did not answer within %g s of the stop: %d history "
+                      "rows could not be written or spooled and are given up", display_url(self.store.url),
+                      STOP_TIMEOUT, lost)
+        else:
+            log.warning("the history database %s did not answer within %g s of the stop: what was not "
+                        "written is kept in the spool %s (%d rows), written at the next start",
+                        display_url(self.store.url), STOP_TIMEOUT, self.spool_dir,
+                        writer.spool.rows if writer.spool is not None else 0)
         return lost, False
 
 

@@ -255,3 +255,26 @@ def test_spool_gauges_never_wait_for_a_worker_thread_holding_the_lock(tmp_path: 
     assert time.monotonic() - started < 0.5
     release.set()
     worker.join()
+
+
+async def test_what_a_hung_database_keeps_from_a_stop_goes_to_the_spool(tmp_path: Path) -> None:
+    """The database hangs (a write never returns) and the stop stops waiting: the rows the writer
+    holds, in its lists and still in its subscription, go to the spool for the next start."""
+    spool = Spool(tmp_path / "spool")
+    bus, store = EventBus(), FakeStore()
+    store.delay = 3600  # every write hangs
+    writer = writer_for(store, bus, spool, spool_after=3600)
+    task = writer.start()
+    for i in range(20):
+        bus.publish(check(i))
+    bus.publish(transition(1))
+    await wait_for(lambda: len(writer.subscription) == 0)
+    for i in range(20, 25):
+        bus.publish(check(i))  # not taken from the subscription yet
+    task.cancel()  # what the stop does past its timeout
+    assert writer.spool_what_is_left() == 0
+    assert spool.rows == 26 and writer.lost_at_stop == 0
+    spool.close()
+    with Spool(tmp_path / "spool") as again:
+        got = [row for batch in again.batches(100) for row in (*batch.transitions, *batch.checks)]
+    assert got == [transition(1), *(check(i) for i in range(25))]
