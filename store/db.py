@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from store.dburl import check_sqlite_query, postgres_url
+from store.files import private_dirs
 
 _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg")
@@ -87,7 +88,7 @@ def _sqlite_file_url(path: Path, create: bool) -> str:
     if path.is_dir():  # SQLite would say "unable to open database file", or outages "never ran"
         raise ValueError(f"{path} is a directory, not a SQLite database file")
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent)  # 0700: the history names the bank's devices
     # Built by hand: rendering a URL object would percent-encode the path.
     return f"sqlite+aiosqlite:///{path}"
 
