@@ -125,7 +125,7 @@ def test_report_and_generate_write_0600_or_the_mode_given(tmp_path: Path) -> Non
 def test_wardtui_db_upgrade_makes_a_new_file_0600_and_says_nothing_else(tmp_path: Path) -> None:
     """`db upgrade` read the revision before upgrading, which made a new file under the umask
     (0644), and then warned about the file it had just made."""
-    proc = run("db", "upgrade", "--db", str(tmp_path / "a" / "b" / "new.db"), cwd=tmp_path)
+    [proc] = run(("db", "upgrade", "--db", str(tmp_path / "a" / "b" / "new.db")), cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert mode(tmp_path / "a" / "b" / "new.db") == 0o600
     assert mode(tmp_path / "a" / "b") == mode(tmp_path / "a") == 0o700  # --db's directories too
