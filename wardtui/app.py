@@ -66,6 +66,7 @@ class WardApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "wardtui"
+    _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
@@ -97,7 +98,7 @@ class WardApp(App[int]):
     def sixteen_colours(self) -> bool:
         """Drawing on a 16-colour terminal. Known once the driver runs (see on_mount); never
         headless (tests, snapshots), whose look must not depend on the TERM they run under."""
-        return self._driver is not None and not self.is_headless and self.console.color_system == "standard"
+        return self._drawing and not self.is_headless and self.console.color_system == "standard"
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -134,6 +135,7 @@ class WardApp(App[int]):
         await super().on_event(event)
 
     def on_mount(self) -> None:
+        self._drawing = True
         if self.sixteen_colours:
             self.refresh_css(animate=False)  # the variables were made before the driver ran
         # SIGTERM (service stop) and SIGHUP (the operator's SSH session dropped) save history
