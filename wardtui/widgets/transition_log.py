@@ -156,6 +156,10 @@ class TransitionLog(ScrollView, can_focus=True):
         lines, self._pending = self._pending, []
         self._append(Text("\n").join(lines))
 
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        # As RichLog: the container's width until the log has one (an auto width then follows its lines).
+        return self.virtual_size.width if self._size_known else container.width
+
     def on_resize(self, event: Resize) -> None:
         if event.size.width and not self._size_known:
             self._size_known = True
