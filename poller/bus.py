@@ -59,16 +59,18 @@ class Subscription:
             items.append(event)
             # Waking a consumer costs far more than handing it one sample: wake it for samples
             # only once ``sample_batch`` are waiting (it is expected to poll on a timer too).
-            if len(items) >= self.sample_batch:
+            if self._armed and len(items) >= self.sample_batch:
                 self._wake()
             return
         items.append(event)
-        self._wake()
+        if self._armed:
+            self._wake()
 
     def _wake(self) -> None:
-        """Wake a consumer asleep in :meth:`get_batch`, on its own loop (any thread may call)."""
+        """Wake a consumer asleep in :meth:`get_batch`, on its own loop (any thread may call).
+        Only while it is armed: a polled consumer never is, and one wake-up is enough."""
         if not self._armed:
-            return  # nobody waits (a polled consumer), or a wake-up is already on its way
+            return
         self._armed = False
         loop, ready = self._loop, self._ready
         if loop is None or ready is None:
