@@ -4,6 +4,16 @@ Each subscriber has its own bounded buffer. When a slow consumer's buffer is ful
 samples (check results, SNMP polls) are dropped and counted; transitions, flap changes,
 reboots, interface changes and gauges are always kept, and their number is bounded by the
 device count and the clock, not by how slow the consumer is.
+
+The producer (the engine) and a consumer may run on different threads and event loops: the
+dashboard runs the engine on a thread of its own (wardtui/engine_thread.py). So a
+subscription holds no asyncio object that two threads touch. Its deque takes appends from one
+thread and pops from another (thread-safe), and a consumer is woken in one of two ways:
+
+- polled: it calls :meth:`Subscription.drain` on its own timer (the screens); nothing wakes it;
+- waiting: :meth:`Subscription.get_batch` on its loop. The event it waits on belongs to that
+  loop and is set there only: directly when the producer runs on the same loop, through
+  ``loop.call_soon_threadsafe`` when it runs anywhere else.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from contextlib import suppress
 
 from poller.events import CheckResult, Event, SnmpFailure, SnmpPoll
 
@@ -25,8 +36,12 @@ class Subscription:
         self.samples = samples
         self.dropped = 0
         self._items: deque[Event] = deque()
-        self._ready = asyncio.Event()
         self._closed = False
+        # The waiting consumer's loop and its event (made, waited on, cleared and set on that
+        # loop only), and whether it is asleep or about to be: a producer wakes it once.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
+        self._armed = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -44,16 +59,36 @@ class Subscription:
             items.append(event)
             # Waking a consumer costs far more than handing it one sample: wake it for samples
             # only once ``sample_batch`` are waiting (it is expected to poll on a timer too).
-            if len(items) >= self.sample_batch:
-                self._ready.set()
+            if self._armed and len(items) >= self.sample_batch:
+                self._wake()
             return
         items.append(event)
-        self._ready.set()
+        if self._armed:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake a consumer asleep in :meth:`get_batch`, on its own loop (any thread may call).
+        Only while it is armed: a polled consumer never is, and one wake-up is enough."""
+        if not self._armed:
+            return
+        self._armed = False
+        loop, ready = self._loop, self._ready
+        if loop is None or ready is None:
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None  # a thread with no loop
+        if here is loop:
+            ready.set()
+            return
+        with suppress(RuntimeError):  # the consumer's loop is closed: nobody left to wake
+            loop.call_soon_threadsafe(ready.set)
 
     def close(self) -> None:
         """Stop accepting events; ``get_batch`` returns what is left, then an empty list."""
         self._closed = True
-        self._ready.set()
+        self._wake()
 
     @property
     def closed(self) -> bool:
@@ -63,17 +98,22 @@ class Subscription:
         """Take up to ``limit`` buffered events without waiting."""
         items = self._items
         n = min(limit, len(items))
-        batch = [items.popleft() for _ in range(n)]
-        if not items and not self._closed:
-            self._ready.clear()
-        return batch
+        return [items.popleft() for _ in range(n)]
 
     async def get_batch(self, limit: int = 10_000) -> list[Event]:
-        """Wait for at least one event (or close) and return up to ``limit`` of them."""
+        """Wait for at least one event (or close) and return up to ``limit`` of them.
+
+        Waiting binds the subscription to the caller's loop: one waiting consumer at a time."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._ready is None:
+            self._loop, self._ready = loop, asyncio.Event()
+        ready = self._ready
         while not self._items and not self._closed:
-            await self._ready.wait()
-            if not self._items and not self._closed:
-                self._ready.clear()
+            ready.clear()
+            self._armed = True  # before the second look: a put after it sees the flag
+            if self._items or self._closed:
+                break
+            await ready.wait()
         return self.drain(limit)
 
 

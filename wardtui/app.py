@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import re
 import signal
 import threading
 import time
@@ -32,8 +31,24 @@ from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
 RAN_WITHOUT_HISTORY = 3
 """Exit status of a dashboard that polled but could not keep history (the store never started)."""
-_DECLARATION = re.compile(r"^\s*\$([\w-]+)\s*:\s*([^;]+);", re.MULTILINE)
-_REFERENCE = re.compile(r"\$([\w-]+)")
+SHARED_VARIABLES: dict[str, str] = {
+    "state-down": "$error",
+    "state-up": "$success",
+    "state-flapping": "$warning",
+    "panel-border": "$primary 50%",
+    "panel-border-focus": "$accent",
+    "panel-title": "$text-accent",
+}
+"""Variables of every screen's .tcss (Textual scopes a variable declared in a .tcss to that
+file): theme variable defaults, so a theme may set its own. The ``$state-*`` colours also reach
+the Rich text of table cells and log lines (:class:`~wardtui.widgets.states.StatePalette`), which
+needs plain colours: :meth:`WardApp.get_css_variables` resolves the references."""
+
+
+def resolve(value: str, variables: dict[str, str]) -> str:
+    """``value`` with each ``$name`` word replaced by that variable's value (``$error 30%`` ->
+    ``#ba3c5b 30%``); an unknown name is left as it is, for the stylesheet to report."""
+    return " ".join(variables.get(word[1:], word) if word.startswith("$") else word for word in value.split())
 
 
 def sixteen_colour_accent(theme: Theme) -> dict[str, str]:
@@ -51,6 +66,7 @@ class WardApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "wardtui"
+    _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
@@ -64,21 +80,25 @@ class WardApp(App[int]):
         self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)
         self._last_full_gc = 0.0
 
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """wardtui's own variables (:data:`SHARED_VARIABLES`), where a theme sets none."""
+        return dict(SHARED_VARIABLES)
+
     def get_css_variables(self) -> dict[str, str]:
-        """Theme variables plus those declared in app.tcss, resolved against the theme."""
+        """Theme variables, with wardtui's resolved against them (and the 16-colour accent)."""
         variables = super().get_css_variables()
         if self.sixteen_colours:
-            variables = self.theme_variables = {**variables, **sixteen_colour_accent(self.current_theme)}
-        source = Path(__file__).with_name("app.tcss").read_text(encoding="utf-8")
-        for name, value in _DECLARATION.findall(source):
-            variables[name] = _REFERENCE.sub(lambda m: variables.get(m[1], m[0]), value.strip())
+            variables = {**variables, **sixteen_colour_accent(self.current_theme)}
+        for name in SHARED_VARIABLES:
+            variables[name] = resolve(variables[name], variables)
+        self.theme_variables = variables
         return variables
 
     @property
     def sixteen_colours(self) -> bool:
         """Drawing on a 16-colour terminal. Known once the driver runs (see on_mount); never
         headless (tests, snapshots), whose look must not depend on the TERM they run under."""
-        return self._driver is not None and not self.is_headless and self.console.color_system == "standard"
+        return self._drawing and not self.is_headless and self.console.color_system == "standard"
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -115,6 +135,7 @@ class WardApp(App[int]):
         await super().on_event(event)
 
     def on_mount(self) -> None:
+        self._drawing = True
         if self.sixteen_colours:
             self.refresh_css(animate=False)  # the variables were made before the driver ran
         # SIGTERM (service stop) and SIGHUP (the operator's SSH session dropped) save history

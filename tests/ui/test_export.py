@@ -201,3 +201,68 @@ async def test_the_palettes_screenshot_is_private(tmp_path: Path) -> None:
             assert missing is None and any(n.severity == "error" for n in sent)
     finally:
         os.umask(umask)
+
+
+async def _failing_export(tmp_path: Path, path: str, expect: str) -> None:
+    """Enter with ``path``: a notice saying ``expect`` (shown literally), and the box still there
+    and usable: Enter again with a good file writes the report."""
+    async with dashboard(tmp_path) as h:
+        sent = watch(h.app)
+        await h.all_up()
+        await h.pilot.press("e")
+        await h.until(lambda: isinstance(h.app.screen, ExportScreen))
+        box = h.app.screen
+        assert isinstance(box, ExportScreen)
+        box.query_one("#export-path", Input).value = path
+        await h.pilot.press("enter")
+        await h.until(lambda: bool(sent.containing(expect)))
+        assert [(n.title, n.severity) for n in sent] == [("export", "error")]
+        await h.until(lambda: not box.writing)
+        assert h.app.screen is box
+        good = tmp_path / "after.json"
+        box.query_one("#export-path", Input).value = str(good)
+        await h.pilot.press("enter")
+        await h.until(good.exists)
+        await h.until(lambda: not isinstance(h.app.screen, ExportScreen))
+
+
+async def test_a_directory_as_the_file_is_a_notice(tmp_path: Path) -> None:
+    await _failing_export(tmp_path, str(tmp_path), f"cannot write {tmp_path}: Is a directory")
+
+
+async def test_a_store_error_is_a_notice_shown_literally(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from store.report import availability as real
+
+    calls = 0
+
+    async def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OperationalError("SELECT [bold]x[/]", {}, Exception("database is locked [/]"))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr("wardtui.screens.export.availability", failing)
+    await _failing_export(tmp_path, str(tmp_path / "r.md"), "cannot read the history: (builtins.Exception) "
+                                                            "database is locked [/]")
+
+
+async def test_an_unexpected_error_is_a_notice_and_the_box_stays_usable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug in a renderer (anything outside the store's errors) left the box "writing" for
+    good: no notice, Enter ignored, only Esc left."""
+    from wardtui.report_cli import RENDERERS
+
+    def broken(report: Any) -> str:
+        raise KeyError("[@click=app.quit]")
+
+    monkeypatch.setitem(RENDERERS, "md", broken)  # the table the box renders with
+    await _failing_export(tmp_path, str(tmp_path / "r.md"), "export failed: KeyError: '[@click=app.quit]'")
+
+
+async def test_a_nul_in_the_file_name_is_a_notice(tmp_path: Path) -> None:
+    # os.open raises ValueError (not OSError) for it: outside what the box used to catch.
+    await _failing_export(tmp_path, str(tmp_path / "a\0b.md"), "embedded null byte")

@@ -145,3 +145,36 @@ def test_v3_agents_add_a_row_telling_capacity_skips_from_timeouts() -> None:
                   "snmp_v3_in_flight": 31.0, "snmp_v3_limit": 34.0})
     line = next(x for x in shown.splitlines() if "skip capacity" in x)
     assert "1890" in line and "v3 in flight" in line and "31/34" in line
+
+
+class NarrowLogApp(App[None]):
+    def __init__(self, log: TransitionLog) -> None:
+        super().__init__()
+        self.log_widget = log
+
+    def compose(self) -> ComposeResult:
+        yield self.log_widget
+
+
+async def test_a_narrow_log_wraps_and_keeps_its_last_lines() -> None:
+    """A line wider than the log wraps (the "to" state stays in view); lines written before
+    the log has a size wait for it; the oldest lines go beyond max_lines."""
+    log = TransitionLog(max_lines=10)
+    at = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
+    log.add_transition(Transition("early", "127.5.1.1", State.UNKNOWN, State.DOWN, at, None, None))
+    log.flush()  # not mounted yet: no width to render at
+    app = NarrowLogApp(log)
+    async with app.run_test(size=(40, 12)) as pilot:
+        await pilot.pause()
+        assert "early" in "".join(strip.text for strip in log.lines)
+        for i in range(8):
+            log.add_transition(Transition(f"branch-router-{i}", f"127.5.0.{i + 1}", State.UP, State.DOWN,
+                                          at, at, None))
+            log.flush()
+            await pilot.pause()
+        await pilot.pause(0.1)
+        assert len(log.lines) == 10  # 8 lines of 2 rows each, the last 10 rows kept
+        assert all(strip.cell_length <= log.scrollable_content_region.width for strip in log.lines)
+        rows = [log.render_line(y).text.rstrip() for y in range(log.size.height)]
+        assert any("DOWN" in row for row in rows[-3:]) and "branch-router-7" in "".join(rows)
+        assert log.scroll_y == log.max_scroll_y

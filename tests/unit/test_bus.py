@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from functools import partial
 
 from poller.bus import EventBus
 from poller.events import CheckResult, Event, FlapChange, Gauges, State, Transition
@@ -116,3 +117,78 @@ def test_a_consumer_may_decline_samples_but_not_transitions() -> None:
     bus.publish(transition(2))
     assert sub.drain() == [transition(2)]
     assert sub.dropped == 0  # declined, not dropped
+
+
+async def test_a_producer_on_another_threads_loop_wakes_the_consumer_at_once() -> None:
+    """The dashboard's engine publishes on its own thread and loop (wardtui/engine_thread.py)
+    while a consumer may wait on another loop. An asyncio.Event set from the wrong thread
+    resolves the waiter's future without waking its loop: the consumer slept until something
+    else woke its loop (here the 3 s timeout). The hand-off must go through that loop."""
+    from wardtui.engine_thread import EngineThread
+
+    bus = EventBus()
+    sub = bus.subscribe("ui")
+    engine = EngineThread("test-producer")
+    try:
+        for round_ in range(3):  # each round: the consumer is asleep before the event arrives
+            waiter = asyncio.create_task(sub.get_batch())
+            await asyncio.sleep(0.05)
+            assert not waiter.done()
+            sent = asyncio.get_running_loop().time()
+            engine.call(partial(bus.publish, transition(round_)))
+            got = await asyncio.wait_for(waiter, 3.0)
+            assert got == [transition(round_)]
+            assert asyncio.get_running_loop().time() - sent < 1.0
+    finally:
+        engine.close()
+
+
+async def test_a_stream_from_another_thread_arrives_whole_and_in_order() -> None:
+    """Bursts from the engine's thread while the consumer takes batches on this loop: nothing
+    lost, nothing twice, never a consumer asleep with events waiting."""
+    from wardtui.engine_thread import EngineThread
+
+    bus = EventBus()
+    sub = bus.subscribe("store", sample_batch=50)
+    engine = EngineThread("test-producer")
+    total = 20_000
+
+    async def produce() -> None:
+        for i in range(total):
+            bus.publish(transition(i) if i % 7 == 0 else check(i))
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # let the consumer's thread in between bursts
+        bus.publish(gauges())  # a non-sample last: it wakes the consumer whatever the batch size
+
+    try:
+        done = engine.submit(produce())
+        got: list[Event] = []
+        while len(got) < total + 1:
+            batch = await asyncio.wait_for(sub.get_batch(limit=3000), 3.0)
+            assert batch
+            got += batch
+        done.result(5)
+        assert [getattr(e, "device", None) for e in got[:-1]] == [f"dev{i}" for i in range(total)]
+        assert isinstance(got[-1], Gauges) and sub.dropped == 0
+    finally:
+        engine.close()
+
+
+def test_a_polled_consumer_drains_on_its_thread_while_the_engine_publishes() -> None:
+    """The dashboard's way: it never waits, it drains on its timer from the UI thread."""
+    import threading
+
+    bus = EventBus()
+    sub = bus.subscribe("ui")
+    total = 50_000
+    def produce() -> None:
+        for i in range(total):
+            bus.publish(check(i))
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    got: list[Event] = []
+    while producer.is_alive() or len(sub):
+        got += sub.drain()
+    producer.join()
+    assert [getattr(e, "device", None) for e in got] == [f"dev{i}" for i in range(total)]

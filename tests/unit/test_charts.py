@@ -8,7 +8,16 @@ import pytest
 
 from store.queries import InterfaceHistory
 from store.records import IfRate, IfRollup
-from wardtui.widgets.charts import SPANS, Line, RateSeries, bin_rates, nice_top, rate_lines, render_chart
+from wardtui.widgets.charts import (
+    SPANS,
+    Line,
+    RateSeries,
+    bin_rates,
+    new_figure,
+    nice_top,
+    rate_lines,
+    render_chart,
+)
 from wardtui.widgets.device_facts import pack
 
 UNTIL = datetime(2026, 11, 16, 9, 30, tzinfo=UTC)
@@ -84,3 +93,33 @@ def test_packing_depends_on_the_widest_figures_not_the_current_ones() -> None:
     widest = [[f.replace("1.", "999.") for f in group] for group in GROUPS]
     assert len(pack(GROUPS, 95)) == 1 and len(pack(GROUPS, 95, widest)) == 2  # stays put as RTTs grow
     assert pack(GROUPS, 40)[1].startswith("  ")  # a group split over lines: continuations indented
+
+
+def test_charts_leave_plotexts_global_figure_and_terminal_alone() -> None:
+    """plotext keeps one master figure and one terminal per process (``plt.figure``,
+    ``plt.terminal``): drawing on them cleared whatever else in the process was drawing there,
+    and lifted its terminal size cap for everyone. Each chart draws on a figure of its own."""
+    import plotext as plt
+
+    terminal_before = repr(plt.terminal)
+    plt.figure.clear()
+    plt.figure.plot_size(40, 8)
+    plt.figure.title("someone else's chart")
+    line = Line([-50.0, -10.0], [1.0, 2.0])
+    render_chart([line], title="RTT", span=HOUR, width=120, height=12, monochrome=True)
+    assert repr(plt.terminal) == terminal_before  # still capped at the terminal's size
+    theirs = plt.figure.build().string(colorless=True)
+    assert "someone else's chart" in theirs and "RTT" not in theirs
+    plt.figure.clear()
+
+
+def test_two_charts_drawn_in_turn_keep_their_own_settings() -> None:
+    """A chart's figure keeps what it was given; another chart's drawing in between changes nothing."""
+    figure_a, figure_b = new_figure(), new_figure()
+    line = Line([-50.0, -10.0], [1.0, 2.0])
+    alone = render_chart([line], title="A", span=HOUR, width=70, height=9, monochrome=True, figure=figure_a)
+    render_chart([Line([-30.0], [5.0])], title="B", span=HOUR, width=130, height=14, monochrome=False,
+                 y_max=100.0, fill=True, figure=figure_b)
+    again = render_chart([line], title="A", span=HOUR, width=70, height=9, monochrome=True, figure=figure_a)
+    assert again.plain == alone.plain
+    assert figure_a is not figure_b

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
+from poller.text import clean_lines
 from store.files import open_output
 from store.report import GROUP_BYS, GroupBy, Period, Report, availability
 from wardtui.history_cli import HistoryQueryError
@@ -164,6 +165,7 @@ class ExportScreen(ModalScreen[Path | None]):
 
     @work(group="export", exclusive=True, exit_on_error=False)
     async def export(self, period: Period, group_by: GroupBy, fmt: str, path: Path, now: datetime) -> None:
+        """Read, render and write; every way it can fail ends in a notice and a usable box."""
         runtime = getattr(self.app, "runtime", None)
         loop = getattr(self.app, "engine_thread", None)
         try:
@@ -174,13 +176,22 @@ class ExportScreen(ModalScreen[Path | None]):
                                                  devices=self.scope.devices, group=self.scope.group, now=now))
             written = await asyncio.to_thread(write_report, report, fmt, path)
         except STORE_ERRORS as exc:
-            self.writing = False
             what = f"cannot write {path}" if isinstance(exc, OSError) else "cannot read the history"
-            self.notify(f"{what}: {getattr(exc, 'strerror', None) or exc}", title="export", severity="error")
+            self._failed(f"{what}: {getattr(exc, 'strerror', None) or exc}")
             return
+        except Exception as exc:  # a bug, or what the operator typed (a NUL in the name): said, not swallowed
+            self._failed(f"export failed: {type(exc).__name__}: {exc}")
+            return
+        finally:
+            self.writing = False  # also when cancelled (the box closed): nothing is being written
         self.app.notify(f"{len(report.rows)} rows, {len(report.outages)} outages → {written}",
                         title="report written", timeout=10)
         self.dismiss(written)
+
+    def _failed(self, message: str) -> None:
+        """Say why nothing was written; the box stays, and Enter tries again. The message quotes
+        the path and database errors: literal text, never markup (wardtui/literal.py)."""
+        self.notify(clean_lines(message), title="export", severity="error", markup=False)
 
 
 def _radios(title: str, labels: list[str], pressed: int) -> RadioSet:

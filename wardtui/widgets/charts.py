@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
@@ -157,21 +158,38 @@ def rate_lines(series: RateSeries) -> tuple[list[Line], str]:
     return [line for line in lines if line.xs], unit
 
 
+def new_figure() -> Any:
+    """A plotext figure of the caller's own, on a plotext terminal of its own.
+
+    plotext's module-level ``plt.figure`` and ``plt.terminal`` are one per process: drawing
+    there clears what anything else draws there, and the terminal's size cap is shared. A
+    figure's settings live in the figure and its cap in its terminal (``figure.parent()``), so
+    each chart keeps one of these. Made the way plotext makes its own master and subplots
+    (the figure class built with its parent), which its 6.x API allows; pyproject.toml bounds
+    plotext below 7, and tests/unit/test_charts.py draws through this.
+    """
+    import plotext as plt  # ~0.15 s: loaded by the first chart drawn, not before the first frame
+
+    terminal = type(plt.terminal)()
+    # plotext caps a figure at the terminal size it read when made (80x24 without a terminal,
+    # the launch size with one): the widget knows its own size better.
+    terminal.limit(False, False)
+    return type(plt.figure)(parent=terminal)
+
+
 def render_chart(lines: Sequence[Line], *, title: str, span: Span, width: int, height: int,
-                 monochrome: bool, y_max: float | None = None, fill: bool = False) -> Text:
-    """Line charts as Rich text; without colour (plotext's colorless theme) when ``monochrome``."""
+                 monochrome: bool, y_max: float | None = None, fill: bool = False,
+                 figure: Any = None) -> Text:
+    """Line charts as Rich text; without colour (plotext's colorless theme) when ``monochrome``.
+    Drawn on ``figure`` (from :func:`new_figure`; a new one if None), cleared first."""
     lines = [line for line in lines if line.xs]
     if not lines:
         return Text(clean_lines(f"{title}\n  no history yet for the last {span.label}"), no_wrap=True)
     lower = -span.length.total_seconds() / span.unit_s
     top = y_max if y_max is not None else nice_top(max(max(line.ys) for line in lines))
     width, height = max(width, 30), max(height, 6)
-    import plotext as plt  # ~0.15 s: loaded by the first chart drawn, not before the first frame
-
-    # plotext caps a figure at the terminal size it read when imported (80x24 without a
-    # terminal, the launch size with one): the widget knows its own size better.
-    plt.terminal.limit(False, False)
-    figure = plt.figure
+    if figure is None:
+        figure = new_figure()
     figure.clear()
     figure.plot_size(width, height)
     figure.theme("colorless" if monochrome else "simple")
@@ -225,6 +243,7 @@ class HistoryChart(Static):
         self.text = Text()  # what is on show, for tests and screenshots
         self._drawn: dict[tuple[int, int, bool], Text] = {}
         self._redraw_pending = False
+        self._figure: Any = None  # plotext's, made at the first drawing (see new_figure)
 
     def plot(self, span: Span, lines: Sequence[Line], message: str | None = None,
              label: str | None = None) -> None:
@@ -257,9 +276,11 @@ class HistoryChart(Static):
             if drawn is None:
                 if len(self._drawn) >= self.CACHED_SIZES:
                     self._drawn.clear()
+                if self._figure is None and any(line.xs for line in self.lines):
+                    self._figure = new_figure()
                 drawn = self._drawn[key] = render_chart(
                     self.lines, title=self.chart_title(), span=self.span, width=width, height=height,
-                    monochrome=monochrome, y_max=self.y_max, fill=self.fill)
+                    monochrome=monochrome, y_max=self.y_max, fill=self.fill, figure=self._figure)
                 self.renders += 1
             text = drawn
         if text is not self.text:

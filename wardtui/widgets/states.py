@@ -25,7 +25,8 @@ class StatePalette:
 
     @classmethod
     def from_variables(cls, variables: Mapping[str, str]) -> StatePalette:
-        """Take ``$state-*`` colours (see app.tcss) when they are plain colours Rich understands."""
+        """Take ``$state-*`` colours (wardtui.app.SHARED_VARIABLES) when they are plain colours
+        Rich understands."""
 
         def pick(name: str, fallback: str, bold: bool = False) -> str:
             value = variables.get(name, "")

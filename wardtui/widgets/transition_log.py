@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from rich.measure import measure_renderables
+from rich.segment import Segment
 from rich.text import Text
+from textual.events import Resize
 from textual.geometry import Size
-from textual.reactive import Reactive
-from textual.widgets import RichLog
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
 
 from poller.events import FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
 from wardtui.widgets.states import StatePalette, format_duration, state_text
@@ -18,31 +22,40 @@ def utc_stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%m-%d %H:%M:%SZ")
 
 
-class TransitionLog(RichLog):
-    """Write :class:`Transition` and :class:`FlapChange` events; keeps the last ``max_lines``."""
+class TransitionLog(ScrollView, can_focus=True):
+    """Write :class:`Transition` and :class:`FlapChange` events; keeps the last ``max_lines``.
 
-    DEFAULT_CSS = """
-    TransitionLog { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
+    A Line API widget (like the device table): it keeps its lines as strips, rendered once at
+    the width it has when they are written (wrapped, never scrolled sideways: a narrow terminal
+    must not hide the "to" state), and draws the ones in view.
     """
 
-    # The log grows by a few lines every tick in an incident. For Textual's widgets a new
-    # virtual size means a layout of the whole screen (~20 ms at 20,000 devices, each tick);
-    # the log's place on screen does not change with its length, so only its scrollbar
-    # follows. (The scrollbar appearing still lays out: that changes the log's content width.)
-    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
-
-    def watch_virtual_size(self, size: Size) -> None:
-        self._scroll_update(size)
+    # RichLog's look (this log was one), with no sideways scrolling.
+    DEFAULT_CSS = """
+    TransitionLog {
+        background: $surface;
+        color: $foreground;
+        height: 1fr;
+        overflow-y: scroll;
+        overflow-x: hidden;
+        scrollbar-size-vertical: 1;
+        &:focus { background-tint: $foreground 5%; }
+    }
+    """
+    MIN_WIDTH = 20  # lines are rendered at least this wide, the panel as narrow as it may be
 
     def __init__(self, *, max_lines: int = 2000, id: str | None = None) -> None:
-        # Wrapped rather than scrolled sideways: a narrow terminal must not hide the "to" state.
-        super().__init__(max_lines=max_lines, wrap=True, markup=False, auto_scroll=True,
-                         min_width=20, id=id)
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self.auto_scroll = True  # follow the newest line
+        self.lines: list[Strip] = []  # rendered lines (wrapped), oldest first, at most max_lines
         self.palette = StatePalette()
         self._first_up = 0  # first answers counted but not yet written
         self._first_up_at = datetime.now(UTC)
         self.lines_written: list[str] = []  # plain text, newest last, bounded like the log
         self._pending: list[Text] = []  # lines of this tick, written together by flush()
+        self._widest = 0
+        self._size_known = False  # lines wait for the log's width before they are rendered
 
     def add_transitions(self, events: list[Transition]) -> None:
         """Write one tick's transitions; first answers (unknown → up) are only counted.
@@ -133,12 +146,74 @@ class TransitionLog(RichLog):
     def _write(self, line: Text) -> None:
         self._pending.append(line)
         self.lines_written.append(line.plain)
-        if self.max_lines is not None and len(self.lines_written) > self.max_lines:
+        if len(self.lines_written) > self.max_lines:
             del self.lines_written[: len(self.lines_written) - self.max_lines]
 
     def flush(self) -> None:
-        """Write the lines added since the last flush, as one write: each write resizes the log
-        and so lays out the whole screen again (~3 ms a line at 100 transitions a second)."""
-        if self._pending:
-            lines, self._pending = self._pending, []
-            self.write(Text("\n").join(lines))
+        """Render the lines added since the last flush, together, and follow the newest."""
+        if not self._pending or not self._size_known:
+            return  # before the first size: written once it is known (on_resize)
+        lines, self._pending = self._pending, []
+        self._append(Text("\n").join(lines))
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        # As RichLog: the container's width until the log has one (an auto width then follows its lines).
+        return self.virtual_size.width if self._size_known else container.width
+
+    def on_resize(self, event: Resize) -> None:
+        if event.size.width and not self._size_known:
+            self._size_known = True
+            self.flush()
+
+    def _append(self, text: Text) -> None:
+        console = self.app.console
+        options = console.options
+        text.expand_tabs()
+        # As RichLog wrote: as wide as the longest line, at most the width in view, at least MIN_WIDTH.
+        longest = measure_renderables(console, options, [text]).maximum
+        width = max(min(longest, self.scrollable_content_region.width), self.MIN_WIDTH)
+        rendered = Segment.split_lines(console.render(text, options.update_width(width)))
+        strips = Strip.from_lines(list(rendered))
+        self.lines.extend(strips)
+        if len(self.lines) > self.max_lines:
+            del self.lines[: len(self.lines) - self.max_lines]
+        self._widest = max(self._widest, *(strip.cell_length for strip in strips))
+        self._grow(Size(self._widest, len(self.lines)))
+        if self.auto_scroll:
+            self.scroll_end(animate=False, immediate=False, x_axis=False)
+        self.refresh()
+
+    def _grow(self, size: Size) -> None:
+        """Take the new virtual size without laying out the screen when the scrollbars stay as
+        they are. For Textual a new virtual size means a layout of the whole screen (~20 ms at
+        20,000 devices, each tick of an incident); this log's place does not depend on its
+        length (height 1fr), only its scrollbar follows."""
+        if size == self.virtual_size:
+            return
+        if self._scrollbars_for(size) != self._scrollbars_for(self.virtual_size):
+            self.virtual_size = size  # a scrollbar appears or goes: the content width changes
+            return
+        self.set_reactive(Widget.virtual_size, size)  # the value, without the layout it asks for
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.window_virtual_size = size.height
+        if self.show_horizontal_scrollbar:
+            self.horizontal_scrollbar.window_virtual_size = size.width
+
+    def _scrollbars_for(self, size: Size) -> tuple[bool, bool]:
+        """Which scrollbars the log shows with content of ``size`` (its overflow styles)."""
+        view = self.scrollable_content_region.size
+
+        def shown(overflow: str, content: int, room: int) -> bool:
+            return overflow == "scroll" or (overflow == "auto" and content > room)
+
+        return (shown(self.styles.overflow_x, size.width, view.width),
+                shown(self.styles.overflow_y, size.height, view.height))
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        index = scroll_y + y
+        style = self.rich_style
+        if index >= len(self.lines):
+            return Strip.blank(width, style).apply_style(style)
+        return self.lines[index].crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
