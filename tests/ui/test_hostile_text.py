@@ -155,7 +155,8 @@ async def test_hostile_names_in_the_table_tree_filter_and_command_line(tmp_path:
         assert len(run.notices.containing("[b]")) == 1, run.notices
         await run.until(lambda: any("[/zz]" in t for t in run.toasts()))
         assert any("no device named '[/zz]'" in t for t in run.toasts()), run.toasts()
-        assert any("unknown command :[/]" in t for t in run.toasts()), run.toasts()
+        # (Its toast may have timed out by now on a loaded machine: the notice was sent.)
+        assert len(run.notices.containing("unknown command :[/]")) == 1, run.notices
         assert not any(c in t for t in run.toasts() for c in CONTROL)
         # The palette finds a hostile name and shows it as written.
         await run.type("ctrl+p", *"click")
