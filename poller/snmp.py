@@ -37,7 +37,6 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 
 from poller.credentials import Credential, V2c
-from poller.icmp import enlarge_rcvbuf
 from poller.snmp_data import (
     IF_COLUMNS,
     IFX_COLUMNS,
@@ -56,6 +55,7 @@ from poller.snmp_data import (
 )
 from poller.snmp_usm import forget_peer
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
+from poller.sockets import enlarge_rcvbuf
 from poller.text import REPLACEMENT, clean
 
 AUTH = {"md5": usm.usmHMACMD5AuthProtocol, "sha": usm.usmHMACSHAAuthProtocol,

@@ -22,6 +22,8 @@ import random
 import socket
 from typing import Any, NamedTuple
 
+from poller.sockets import enlarge_rcvbuf
+
 Oid = tuple[int, ...]
 
 
@@ -306,8 +308,6 @@ class V2cTransport:
             raise
 
     async def _open(self, family: int) -> asyncio.DatagramTransport:
-        from poller.icmp import enlarge_rcvbuf  # the ICMP prober's helper, for the same reason
-
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         enlarge_rcvbuf(sock, self.rcvbuf)
