@@ -402,7 +402,7 @@ def _facts(system: list[int | str | None]) -> tuple[SystemFacts, list[str]]:
     missing = [label for label, value in ((NO_UPTIME, ticks), ("sysDescr", descr),
                                           ("sysObjectID", object_id), ("sysName", name)) if value is None]
     # Without sysUpTime a reboot cannot be told from a reset: no reboot is ever inferred
-    # (poller/counters.py), and rates rely on the counters' own checks.
+    # (poller/snmp_rates.py), and rates rely on the counters' own checks.
     return SystemFacts(name=str(name or ""), descr=str(descr or ""), object_id=str(object_id or ""),
                        uptime_ticks=ticks), missing
 

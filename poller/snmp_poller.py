@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from poller.bus import EventBus
-from poller.counters import DeviceCounters
 from poller.credentials import V2c
 from poller.events import SnmpAgentChange, SnmpFailure
 from poller.scheduler import Scheduler, Slot
 from poller.snmp_admission import AdmissionLimit
 from poller.snmp_data import Agent, RawPoll, SnmpError
+from poller.snmp_rates import DeviceCounters
 from poller.stats import percentile
 from poller.text import clean
 
