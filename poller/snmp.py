@@ -37,7 +37,7 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 
 from poller.credentials import Credential, V2c
-from poller.snmp_data import (
+from poller.snmp_source import (
     IF_COLUMNS,
     IFX_COLUMNS,
     NO_INTERFACES,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from poller.inventory import Device
 from poller.prober import ProbeReply
 from poller.snmp import Agent, SnmpError
-from poller.snmp_data import IfRow, RawPoll, SystemFacts
+from poller.snmp_source import IfRow, RawPoll, SystemFacts
 
 
 class FakeProber:

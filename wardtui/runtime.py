@@ -21,8 +21,8 @@ from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
-from poller.snmp_data import Agent
-from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
+from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_source import Agent, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
 from store.history import HistoryStore
