@@ -37,22 +37,16 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 
 from poller.credentials import Credential, V2c
-from poller.snmp_source import (
+from poller.snmp_mib import (
     IF_COLUMNS,
     IFX_COLUMNS,
-    NO_INTERFACES,
-    NO_UPTIME,
     SYS_DESCR,
     SYS_NAME,
     SYS_OBJECT_ID,
     SYS_UPTIME,
     SYSTEM_OIDS,
-    Agent,
-    IfRow,
-    RawPoll,
-    SnmpError,
-    SystemFacts,
 )
+from poller.snmp_source import NO_INTERFACES, NO_UPTIME, Agent, IfRow, RawPoll, SnmpError, SystemFacts
 from poller.snmp_usm import forget_peer
 from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
 from poller.sockets import enlarge_rcvbuf

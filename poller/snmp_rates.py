@@ -27,7 +27,8 @@ from enum import Enum
 from typing import NamedTuple
 
 from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpPoll
-from poller.snmp_source import IfRow, RawPoll, status_name
+from poller.snmp_mib import status_name
+from poller.snmp_source import IfRow, RawPoll
 
 WRAP_32 = 2**32  # Counter32 and TimeTicks (sysUpTime) wrap here
 MIN_ELAPSED_S = 1.0  # below this the interval is too short (or broken) to divide by
