@@ -37,6 +37,7 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 
 from poller.credentials import Credential, V2c
+from poller.snmp_getbulk import NULL, NoValue, OidValue, Value
 from poller.snmp_mib import (
     IF_COLUMNS,
     IFX_COLUMNS,
@@ -48,7 +49,7 @@ from poller.snmp_mib import (
 )
 from poller.snmp_source import NO_INTERFACES, NO_UPTIME, Agent, IfRow, RawPoll, SnmpError, SystemFacts
 from poller.snmp_usm import forget_peer
-from poller.snmp_v2c import NULL, NoValue, OidValue, V2cAgentError, V2cTimeout, V2cTransport, Value
+from poller.snmp_v2c import V2cAgentError, V2cTimeout, V2cTransport
 from poller.sockets import enlarge_rcvbuf
 from poller.text import REPLACEMENT, clean
 

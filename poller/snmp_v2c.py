@@ -22,35 +22,17 @@ import random
 import socket
 from typing import Any, NamedTuple
 
+from poller.snmp_getbulk import (
+    END_OF_MIB_VIEW,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    NULL,
+    Oid,
+    OidValue,
+    Value,
+    VarBind,
+)
 from poller.sockets import enlarge_rcvbuf
-
-Oid = tuple[int, ...]
-
-
-class OidValue(tuple[int, ...]):
-    """A value of type OBJECT IDENTIFIER (sysObjectID), as opposed to a var-bind's name."""
-
-    __slots__ = ()
-
-
-class NoValue:
-    """noSuchObject, noSuchInstance, endOfMibView or NULL: the agent has no value here."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NO_SUCH_OBJECT = NoValue("noSuchObject")
-NO_SUCH_INSTANCE = NoValue("noSuchInstance")
-END_OF_MIB_VIEW = NoValue("endOfMibView")
-NULL = NoValue("NULL")
-Value = int | bytes | OidValue | NoValue
-VarBind = tuple[Oid, Value]
 
 _VERSION_2C = 1
 _GETBULK = 0xA5

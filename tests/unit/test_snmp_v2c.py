@@ -14,13 +14,9 @@ import pytest
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto.api import v2c
 
+from poller.snmp_getbulk import END_OF_MIB_VIEW, NO_SUCH_INSTANCE, NO_SUCH_OBJECT, NULL, OidValue
 from poller.snmp_v2c import (
-    END_OF_MIB_VIEW,
-    NO_SUCH_INSTANCE,
-    NO_SUCH_OBJECT,
-    NULL,
     BerError,
-    OidValue,
     V2cAgentError,
     V2cTimeout,
     V2cTransport,
