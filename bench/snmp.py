@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
 from poller.credentials import V3, V2c  # noqa: E402
-from poller.snmp import _ALL, _FAST_64, _SYSTEM_PREV, Agent, SnmpClient, SnmpError  # noqa: E402
+from poller.snmp_walk import _ALL, _FAST_64, _SYSTEM_PREV, Agent, SnmpClient, SnmpError  # noqa: E402
 from tests.lab.snmp_agents import DEFAULT_V3_USERS, SnmpdAgent, loopback_addresses, net_snmp_auth_args  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")

@@ -108,7 +108,7 @@ class SnmpError(Exception):
 
 
 class SnmpSource(Protocol):
-    """What the poller needs of an SNMP client (:class:`poller.snmp.SnmpClient`, or a fake)."""
+    """What the poller needs of an SNMP client (:class:`poller.snmp_walk.SnmpClient`, or a fake)."""
 
     async def poll(self, agent: Agent) -> RawPoll:
         """Read ``agent``'s system group and interface tables; raises :class:`SnmpError`."""

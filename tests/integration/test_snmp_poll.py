@@ -12,9 +12,9 @@ import pytest
 from poller.bus import EventBus, Subscription
 from poller.credentials import Credential, V2c, load_credentials
 from poller.events import Reboot, SnmpAgentChange, SnmpPoll
-from poller.snmp import Agent, SnmpClient, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from poller.snmp_rates import DeviceCounters
+from poller.snmp_walk import Agent, SnmpClient, SnmpError
 from tests.lab.snmp_agents import SnmpdAgent, SnmpsimAgent
 
 

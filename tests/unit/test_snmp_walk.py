@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from poller.credentials import V2c
-from poller.snmp import _ALL, _FAST_64, MAX_REQUESTS_PER_WALK, Agent, Oid, SnmpClient, SnmpError, _TooBig
 from poller.snmp_getbulk import END_OF_MIB_VIEW, OidValue, Value
 from poller.snmp_mib import IF_COLUMNS, IFX_COLUMNS, SYSTEM_OIDS
 from poller.snmp_rates import DeviceCounters
+from poller.snmp_walk import _ALL, _FAST_64, MAX_REQUESTS_PER_WALK, Agent, Oid, SnmpClient, SnmpError, _TooBig
 
 AGENT = Agent("sim", "127.0.0.1", 161, V2c("sim", "c0mmunity"))
 
