@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 from poller.inventory import Device
 from poller.prober import ProbeReply
-from poller.snmp_source import IfRow, RawPoll, SystemFacts
-from poller.snmp_walk import Agent, SnmpError
+from poller.snmp_source import Agent, IfRow, RawPoll, SnmpError, SystemFacts
 
 
 class FakeProber:

@@ -183,7 +183,7 @@ class Runtime:
         self.snmp: SnmpPoller | None = None
         if agents:
             if snmp_client is None:
-                from poller.snmp_walk import SnmpClient  # pysnmp: only for runs that poll SNMP
+                from poller.snmp_walk import SnmpClient  # it loads pysnmp: only for runs that poll SNMP
 
                 snmp_client = SnmpClient()
             self.snmp = SnmpPoller(agents, snmp_client, self.engine.bus,

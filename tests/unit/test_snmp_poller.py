@@ -10,8 +10,7 @@ from poller.bus import EventBus
 from poller.credentials import V3, V2c
 from poller.events import SnmpAgentChange, SnmpFailure, SnmpPoll
 from poller.snmp_poller import SnmpConfig, SnmpPoller
-from poller.snmp_source import RawPoll, SnmpError
-from poller.snmp_walk import Agent
+from poller.snmp_source import Agent, RawPoll, SnmpError
 from tests.fakes import FakeSnmpClient
 
 
