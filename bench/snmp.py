@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
 from poller.credentials import V3, V2c  # noqa: E402
-from poller.snmp import _ALL, _FAST_64, _SYSTEM_PREV, Agent, SnmpClient, SnmpError  # noqa: E402
+from poller.snmp_source import Agent, SnmpError  # noqa: E402
+from poller.snmp_walk import ALL_COLUMNS, FAST_64, SYSTEM_PREV, SnmpClient  # noqa: E402
 from tests.lab.snmp_agents import DEFAULT_V3_USERS, SnmpdAgent, loopback_addresses, net_snmp_auth_args  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -112,7 +113,7 @@ def _netsnmp_pass(targets: Path, parallel: int, argv: list[str], expect_lines: i
 
 
 def _pdu_oids(columns: tuple[tuple[str, tuple[int, ...]], ...]) -> list[str]:
-    return [".".join(map(str, oid)) for oid in (*_SYSTEM_PREV, *(prefix for _, prefix in columns))]
+    return [".".join(map(str, oid)) for oid in (*SYSTEM_PREV, *(prefix for _, prefix in columns))]
 
 
 async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> dict[str, Any]:
@@ -124,7 +125,7 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
         result: dict[str, Any] = {"version": version, "agents": len(addresses), "passes": args.passes,
                                   "concurrency": args.concurrency}
         rows: dict[str, dict[str, float]] = {}
-        fast_columns = _FAST_64
+        fast_columns = FAST_64
         reps = 5
         for regime, full_every in (("full", 1), ("fast", 10**9)):
             client = SnmpClient(full_every=full_every)
@@ -134,9 +135,7 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
             first = await _wardtui_pass(client, agents, args.concurrency)
             first["agent_cpu"] = cpu_of(agent.pid or 0) - s0
             rows.setdefault("first contact", first)
-            state = client._agents[agents[0].key]
-            fast_columns = state.fast or _FAST_64  # what wardtui's fast polls of this agent read
-            reps = max(2, min(client.max_repetitions, state.rows + 1))
+            fast_columns, reps = client.fast_plan(agents[0])  # what wardtui's fast polls of it send
             total = {"polls": 0, "wall": 0.0, "cpu": 0.0, "errors": 0, "agent_cpu": 0.0}
             for _ in range(args.passes):
                 s0 = cpu_of(agent.pid or 0)
@@ -155,12 +154,12 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
         polls = len(addresses) * args.passes
         base = ["snmpbulkget", *net_snmp_auth_args(entry), "-On", "-Oq", "-m", "", "-M", "", "-t", "2",
                 "-r", "1",
-                f"-Cn{len(_SYSTEM_PREV)}", f"-Cr{reps}", "{}"]
+                f"-Cn{len(SYSTEM_PREV)}", f"-Cr{reps}", "{}"]
         netsnmp: dict[str, dict[str, Any]] = {}
-        for regime, columns in (("full", _ALL), ("fast", fast_columns)):
+        for regime, columns in (("full", ALL_COLUMNS), ("fast", fast_columns)):
             # One line per var-bind: the system group, then `reps` rows of each column
             # (the last repetition leaves each column: it is returned and printed too).
-            expect = polls * (len(_SYSTEM_PREV) + len(columns) * reps)
+            expect = polls * (len(SYSTEM_PREV) + len(columns) * reps)
             best: dict[str, Any] | None = None
             for parallel in args.parallel:
                 s0 = cpu_of(agent.pid or 0)

@@ -39,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 from bench._report import DOC, write_section  # noqa: E402
 from poller.bus import EventBus  # noqa: E402
 from poller.credentials import V3  # noqa: E402
-from poller.snmp import Agent, SnmpClient, SnmpError  # noqa: E402
 from poller.snmp_poller import SnmpConfig, SnmpPoller  # noqa: E402
+from poller.snmp_source import Agent, SnmpError  # noqa: E402
+from poller.snmp_walk import SnmpClient  # noqa: E402
 from tests.lab.snmp_agents import DEFAULT_V3_USERS, SnmpdAgent, free_udp_port, loopback_addresses  # noqa: E402
 
 V3_NAME = "lab-sha-aes"

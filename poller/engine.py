@@ -17,6 +17,7 @@ from poller.inventory import Device
 from poller.prober import Prober, ProbeReply
 from poller.scheduler import Scheduler, Slot
 from poller.state import DeviceTracker, StateConfig, utc_from_ns
+from poller.stats import percentile
 
 
 class Companion(Protocol):
@@ -36,14 +37,6 @@ class EngineConfig:
     # checks/s and probes/s are counted over this many seconds, not one gauge period: 13 devices
     # checked every 10 s gave 1.0, 2.0, 1.0, ... per second; over 5 s, 1.2 to 1.4.
     rate_window: float = 5.0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted list (0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(0, min(len(sorted_values) - 1, round(q / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[rank]
 
 
 class Engine:

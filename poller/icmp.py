@@ -25,10 +25,10 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
 from poller.prober import ProbeReply
+from poller.sockets import enlarge_rcvbuf
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 _TIMESPEC = struct.Struct("=qq")
 _U32 = struct.Struct("=I")
 _IDSEQ = struct.Struct("!HH")
@@ -106,16 +106,6 @@ class _Channel:
         while total >> 16:
             total = (total & 0xFFFF) + (total >> 16)
         return _HEADER.pack(8, 0, ~total & 0xFFFF, self.ident, seq) + payload
-
-
-def enlarge_rcvbuf(sock: socket.socket, size: int) -> int:
-    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, size)
-            break
-        except OSError:
-            continue
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 def _filter_types(sock: socket.socket, family: int) -> None:

@@ -19,31 +19,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from poller.bus import EventBus
-from poller.counters import DeviceCounters
 from poller.credentials import V2c
-from poller.engine import percentile
 from poller.events import SnmpAgentChange, SnmpFailure
 from poller.scheduler import Scheduler, Slot
 from poller.snmp_admission import AdmissionLimit
-from poller.snmp_data import Agent, RawPoll, SnmpError
+from poller.snmp_rates import DeviceCounters
+from poller.snmp_source import Agent, SnmpError, SnmpSource
+from poller.stats import percentile
 from poller.text import clean
 
 log = logging.getLogger(__name__)
 LOOP_PROBE_S = 0.02  # how often the v3 admission limit samples the event loop's lag
 _DETAIL_MAX = 300  # characters of a failed poll's detail kept (an exception's text can be long)
-
-
-class SnmpSource(Protocol):
-    """What the poller needs of an SNMP client (:class:`poller.snmp.SnmpClient`, or a fake)."""
-
-    async def poll(self, agent: Agent) -> RawPoll: ...
-
-    def counters(self) -> dict[str, int]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

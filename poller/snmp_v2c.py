@@ -8,10 +8,11 @@ A v2c Response is a short, fixed shape of X.690 BER; decoding just that costs ~4
 maintained Python library offers an asyncio v2c client at that cost (pysnmp and aiosnmp both
 decode through generic pure-Python ASN.1 codecs), so this module does it, and its tests
 check it against pysnmp's own encoder and decoder. SNMPv3 (USM: key localisation, HMAC,
-privacy, engine discovery) stays with pysnmp.
+privacy, engine discovery) stays with pysnmp (:mod:`poller.snmp_v3`).
 
 Replies are matched by request id *and* by the address and port the request went to, and
 must carry the request's community and version; anything else is counted and dropped.
+:class:`V2cGetBulk` is the walk's GETBULK (:mod:`poller.snmp_getbulk`) over this transport.
 """
 
 from __future__ import annotations
@@ -22,33 +23,22 @@ import random
 import socket
 from typing import Any, NamedTuple
 
-Oid = tuple[int, ...]
-
-
-class OidValue(tuple[int, ...]):
-    """A value of type OBJECT IDENTIFIER (sysObjectID), as opposed to a var-bind's name."""
-
-    __slots__ = ()
-
-
-class NoValue:
-    """noSuchObject, noSuchInstance, endOfMibView or NULL: the agent has no value here."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NO_SUCH_OBJECT = NoValue("noSuchObject")
-NO_SUCH_INSTANCE = NoValue("noSuchInstance")
-END_OF_MIB_VIEW = NoValue("endOfMibView")
-NULL = NoValue("NULL")
-Value = int | bytes | OidValue | NoValue
-VarBind = tuple[Oid, Value]
+from poller.credentials import V2c
+from poller.snmp_getbulk import (
+    END_OF_MIB_VIEW,
+    NO_SUCH_INSTANCE,
+    NO_SUCH_OBJECT,
+    NULL,
+    TOO_BIG,
+    Oid,
+    OidValue,
+    TooBig,
+    Value,
+    VarBind,
+    timeout_error,
+)
+from poller.snmp_source import Agent, SnmpError
+from poller.sockets import enlarge_rcvbuf
 
 _VERSION_2C = 1
 _GETBULK = 0xA5
@@ -306,8 +296,6 @@ class V2cTransport:
             raise
 
     async def _open(self, family: int) -> asyncio.DatagramTransport:
-        from poller.icmp import enlarge_rcvbuf  # the ICMP prober's helper, for the same reason
-
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.setblocking(False)
         enlarge_rcvbuf(sock, self.rcvbuf)
@@ -378,6 +366,41 @@ class V2cTransport:
             else:
                 opening.cancel()
         self._transports.clear()
+
+
+class V2cGetBulk:
+    """SNMPv2c agents' GETBULKs (a :class:`poller.snmp_getbulk.GetBulk`) over one
+    :class:`V2cTransport`; the transport's errors become the walk's."""
+
+    def __init__(self, rcvbuf: int = 4 * 1024 * 1024) -> None:
+        self.transport = V2cTransport(rcvbuf)
+        self._communities: dict[str, bytes] = {}  # by agent key, encoded once
+
+    def counters(self) -> dict[str, int]:
+        return {"bad_replies": self.transport.bad_replies}
+
+    async def open(self, agent: Agent) -> None:
+        credential = agent.credential
+        if not isinstance(credential, V2c):
+            raise TypeError(f"not an SNMPv2c credential: {credential.name}")
+        self._communities[agent.key] = credential.community.encode()
+
+    async def getbulk(self, agent: Agent, non_repeaters: int, max_repetitions: int,
+                      oids: list[Oid]) -> list[VarBind]:
+        try:
+            return await self.transport.getbulk(agent.address, agent.port, self._communities[agent.key],
+                                                non_repeaters, max_repetitions, oids, agent.timeout,
+                                                agent.retries)
+        except V2cTimeout:
+            raise timeout_error(agent) from None
+        except V2cAgentError as exc:
+            if exc.status == TOO_BIG:
+                raise TooBig from None
+            raise SnmpError("error", str(exc)) from None
+
+    def close(self) -> None:
+        self.transport.close()
+        self._communities.clear()
 
 
 def _expire(future: asyncio.Future[Response | None]) -> None:

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 from poller.inventory import Device
 from poller.prober import ProbeReply
-from poller.snmp import Agent, SnmpError
-from poller.snmp_data import IfRow, RawPoll, SystemFacts
+from poller.snmp_source import Agent, IfRow, RawPoll, SnmpError, SystemFacts
 
 
 class FakeProber:

@@ -23,8 +23,8 @@ from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.prober import Prober
-from poller.snmp_data import Agent
-from poller.snmp_poller import SnmpConfig, SnmpPoller, SnmpSource
+from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_source import Agent, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
 from store.dburl import CONNECT_TIMEOUT, failure, shown
@@ -188,7 +188,7 @@ class Runtime:
         self.snmp: SnmpPoller | None = None
         if agents:
             if snmp_client is None:
-                from poller.snmp import SnmpClient  # pysnmp: only for runs that poll SNMP
+                from poller.snmp_walk import SnmpClient  # it loads pysnmp: only for runs that poll SNMP
 
                 snmp_client = SnmpClient()
             self.snmp = SnmpPoller(agents, snmp_client, self.engine.bus,

@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from poller.snmp_data import missing_text
+from poller.snmp_source import missing_text
 from store.records import SnmpInterface, SnmpLatest, SnmpStatus
 from wardtui.runtime import DB_HELP
 

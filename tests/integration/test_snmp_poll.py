@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from poller.bus import EventBus, Subscription
-from poller.counters import DeviceCounters
 from poller.credentials import Credential, V2c, load_credentials
 from poller.events import Reboot, SnmpAgentChange, SnmpPoll
-from poller.snmp import Agent, SnmpClient, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_rates import DeviceCounters
+from poller.snmp_source import Agent, SnmpError
+from poller.snmp_walk import SnmpClient
 from tests.lab.snmp_agents import SnmpdAgent, SnmpsimAgent
 
 
@@ -244,13 +245,13 @@ async def test_forgetting_a_v3_agent_keeps_its_engines_timer_alive(snmpd_agent: 
     try:
         agent = Agent("r1", "127.0.0.1", snmpd_agent.port, credentials["lab-sha-aes"], timeout=0.3, retries=0)
         await client.poll(agent)
-        engine = client._engines[0].engine
+        engine = client.v3._engines[0].engine  # type: ignore[attr-defined]
         mp = engine.message_processing_subsystems[3]
         queue = mp._SnmpV3MessageProcessingModel__engineIdCacheExpQueue
         snmpd_agent.pause()
         with pytest.raises(SnmpError):
             await client.poll(agent)
-        assert client.rediscoveries >= 1
+        assert client.counters()["rediscoveries"] >= 1
         mp._SnmpV3MessageProcessingModel__expirationTimer = min(queue)  # 300 s later
         await asyncio.sleep(0.5)  # a few timer ticks
         timer = engine.transport_dispatcher.loopingcall

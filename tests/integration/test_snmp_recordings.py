@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from poller.bus import EventBus
-from poller.counters import DeviceCounters
 from poller.credentials import V2c
 from poller.events import Event, Reboot, SnmpAgentChange, SnmpFailure, SnmpPoll
-from poller.snmp import Agent, SnmpClient, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_rates import DeviceCounters
+from poller.snmp_source import Agent, SnmpError
+from poller.snmp_walk import SnmpClient
 from store import HistoryStore, database_url
 from store.writer import StoreWriter
 from tests.integration.cli_run import json_of, run

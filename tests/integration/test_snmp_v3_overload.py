@@ -10,8 +10,9 @@ import pytest
 
 from poller.bus import EventBus
 from poller.credentials import load_credentials
-from poller.snmp import Agent, SnmpClient
 from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_source import Agent
+from poller.snmp_walk import SnmpClient
 from tests.lab.snmp_agents import SnmpdAgent, loopback_addresses
 
 AGENTS = 300

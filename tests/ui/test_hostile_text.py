@@ -18,7 +18,7 @@ from textual.widgets._toast import Toast
 
 from poller.events import InterfaceStat, SnmpPoll
 from poller.inventory import Device
-from poller.snmp_data import Agent, IfRow, RawPoll, SystemFacts
+from poller.snmp_source import Agent, IfRow, RawPoll, SystemFacts
 from store import HistoryStore
 from store.db import database_url
 from tests.fakes import FakeProber, FakeSnmpClient

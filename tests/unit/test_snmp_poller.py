@@ -9,9 +9,8 @@ import time
 from poller.bus import EventBus
 from poller.credentials import V3, V2c
 from poller.events import SnmpAgentChange, SnmpFailure, SnmpPoll
-from poller.snmp import Agent
-from poller.snmp_data import RawPoll, SnmpError
 from poller.snmp_poller import SnmpConfig, SnmpPoller
+from poller.snmp_source import Agent, RawPoll, SnmpError
 from tests.fakes import FakeSnmpClient
 
 

@@ -14,14 +14,13 @@ import pytest
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto.api import v2c
 
+from poller.credentials import V2c
+from poller.snmp_getbulk import END_OF_MIB_VIEW, NO_SUCH_INSTANCE, NO_SUCH_OBJECT, NULL, OidValue, TooBig
+from poller.snmp_source import Agent, SnmpError
 from poller.snmp_v2c import (
-    END_OF_MIB_VIEW,
-    NO_SUCH_INSTANCE,
-    NO_SUCH_OBJECT,
-    NULL,
     BerError,
-    OidValue,
     V2cAgentError,
+    V2cGetBulk,
     V2cTimeout,
     V2cTransport,
     decode_oid,
@@ -29,6 +28,7 @@ from poller.snmp_v2c import (
     encode_getbulk,
     encode_oid,
 )
+from poller.snmp_walk import SnmpClient
 
 
 def pysnmp_response(community: bytes, request_id: int, varbinds: list[tuple[str, Any]],
@@ -244,4 +244,39 @@ async def test_an_error_status_is_an_agent_error(v2c_transport: V2cTransport) ->
             await v2c_transport.getbulk("127.0.0.1", port, b"public", 0, 1, [(1, 3, 6)], timeout=1.0,
                                         retries=0)
     finally:
+        server.close()
+
+
+async def test_the_walks_getbulk_gives_the_walk_its_errors_and_the_client_counts_them() -> None:
+    """V2cGetBulk (the walk's v2c GetBulk): tooBig is TooBig (the walk asks again for fewer rows),
+    another error status an SnmpError 'error', silence an SnmpError 'timeout'; the client counts
+    each by its reason."""
+    script = [1, 5, None, 1, 5, None]  # error statuses answered in turn; None: no answer
+
+    def reply(rid: int, community: bytes) -> list[tuple[bytes, Any]]:
+        status = script.pop(0)
+        return [] if status is None else [(pysnmp_response(community, rid, UPTIME, error_status=status,
+                                                           error_index=1), None)]
+    _, port, server = await agent_on_loopback(reply)
+    getbulk = V2cGetBulk()
+    agent = Agent("a", "127.0.0.1", port, V2c("a", "public"), timeout=0.2, retries=0)
+    try:
+        await getbulk.open(agent)
+        with pytest.raises(TooBig):
+            await getbulk.getbulk(agent, 0, 2, [(1, 3, 6)])
+        with pytest.raises(SnmpError, match="genErr") as error:
+            await getbulk.getbulk(agent, 0, 1, [(1, 3, 6)])
+        assert error.value.reason == "error"
+        with pytest.raises(SnmpError, match=r"no answer within 0\.2 s \(0 retries\)") as error:
+            await getbulk.getbulk(agent, 0, 1, [(1, 3, 6)])
+        assert error.value.reason == "timeout"
+        client = SnmpClient(v2c=getbulk, v3=getbulk)
+        with pytest.raises(SnmpError, match="genErr"):
+            await client.poll(agent)  # tooBig, then genErr on the smaller request
+        with pytest.raises(SnmpError, match="no answer"):
+            await client.poll(agent)
+        assert client.counters() == {"requests": 3, "timeouts": 1, "auth_failures": 0, "errors": 1,
+                                     "bad_replies": 0}
+    finally:
+        getbulk.close()
         server.close()

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from poller.counters import DeviceCounters
 from poller.credentials import V2c
-from poller.snmp import _ALL, _FAST_64, MAX_REQUESTS_PER_WALK, Agent, Oid, SnmpClient, SnmpError, _TooBig
-from poller.snmp_data import IF_COLUMNS, IFX_COLUMNS, SYSTEM_OIDS
-from poller.snmp_v2c import END_OF_MIB_VIEW, OidValue, Value
+from poller.snmp_getbulk import END_OF_MIB_VIEW, Oid, OidValue, TooBig, Value
+from poller.snmp_mib import IF_COLUMNS, IFX_COLUMNS, SYSTEM_OIDS
+from poller.snmp_rates import DeviceCounters
+from poller.snmp_source import Agent, SnmpError
+from poller.snmp_walk import ALL_COLUMNS, FAST_64, MAX_REQUESTS_PER_WALK, SnmpClient
 
 AGENT = Agent("sim", "127.0.0.1", 161, V2c("sim", "c0mmunity"))
 
@@ -22,7 +23,8 @@ def oid(text: str) -> Oid:
 
 
 class SimAgent:
-    """A MIB as a sorted list; answers GETBULK as RFC 3416 says, with optional limits."""
+    """A MIB as a sorted list; answers GETBULK as RFC 3416 says, with optional limits: the
+    client's GetBulk for both versions (poller.snmp_getbulk), so no pysnmp and no socket."""
 
     def __init__(self, interfaces: dict[int, dict[str, Any]], uptime: int | None = 100_000,
                  extra: dict[str, Value] | None = None) -> None:
@@ -50,10 +52,14 @@ class SimAgent:
         found = self.order[at]
         return found, self.values[found]
 
-    def getbulk(self, non_repeaters: int, reps: int, oids: list[Oid]) -> list[tuple[Oid, Value]]:
+    async def open(self, agent: Agent) -> None:
+        pass
+
+    async def getbulk(self, agent: Agent, non_repeaters: int, reps: int,
+                      oids: list[Oid]) -> list[tuple[Oid, Value]]:
         self.requests.append((non_repeaters, reps, oids))
         if self.too_big_above is not None and reps > self.too_big_above:
-            raise _TooBig
+            raise TooBig
         answer = [self.next_after(o) for o in oids[:non_repeaters]]
         last = list(oids[non_repeaters:])
         for _ in range(reps):
@@ -63,15 +69,15 @@ class SimAgent:
         return answer[: self.max_varbinds] if self.max_varbinds is not None else answer
 
 
-class SimClient(SnmpClient):
-    def __init__(self, agent: SimAgent, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.sim = agent
+    def counters(self) -> dict[str, int]:
+        return {}
 
-    async def _request(self, agent: Agent, state: Any, non_repeaters: int, reps: int,
-                       oids: list[Oid]) -> list[tuple[Oid, Value]]:
-        self.requests += 1
-        return self.sim.getbulk(non_repeaters, reps, oids)
+    def close(self) -> None:
+        pass
+
+
+def sim_client(sim: SimAgent, **kwargs: Any) -> SnmpClient:
+    return SnmpClient(v2c=sim, v3=sim, **kwargs)
 
 
 def port(index: int, octets: int, hc: bool = True, **more: Any) -> dict[str, Any]:
@@ -92,25 +98,25 @@ def columns_asked(request: tuple[int, int, list[Oid]]) -> set[str]:
 
 async def test_a_full_poll_reads_every_column_and_fast_ones_only_what_changes() -> None:
     sim = SimAgent({1: port(1, 10**12), 2: port(2, 10**12, alias=b"uplink")})
-    client = SimClient(sim, full_every=3)
+    client = sim_client(sim, full_every=3)
     first = await client.poll(AGENT)
-    assert columns_asked(sim.requests[0]) == {f for f, _ in _ALL}
+    assert columns_asked(sim.requests[0]) == {f for f, _ in ALL_COLUMNS}
     fast = await client.poll(AGENT)
-    assert columns_asked(sim.requests[-1]) == {f for f, _ in _FAST_64}
+    assert columns_asked(sim.requests[-1]) == {f for f, _ in FAST_64}
     def same(row: Any) -> Any:  # all but the 32-bit octets, which a fast poll of this agent skips
         return (row.ifindex, row.name, row.descr, row.alias, row.speed, row.high_speed, row.hc_in_octets)
     assert [same(r) for r in fast.interfaces] == [same(r) for r in first.interfaces]
     assert fast.interfaces[1].alias == "uplink"
     await client.poll(AGENT)
     await client.poll(AGENT)  # the third after a full one is full again
-    assert columns_asked(sim.requests[-1]) == {f for f, _ in _ALL}
+    assert columns_asked(sim.requests[-1]) == {f for f, _ in ALL_COLUMNS}
 
 
 async def test_an_agent_with_64_bit_counters_on_some_ports_only_gets_rates_for_all() -> None:
     # (Without 64-bit counters, a port must be slower than ~570 Mbit/s for a 60 s rate to be
     # unambiguous; RFC 2863 asks for them from 20 Mbit/s up, so this is the usual mix.)
     sim = SimAgent({1: port(1, 10**12), 2: port(2, 5_000, hc=False, speed=100_000_000)})
-    client = SimClient(sim)
+    client = sim_client(sim)
     counters = DeviceCounters("sim", "127.0.0.1")
     raw = await client.poll(AGENT)
     counters.update(raw)
@@ -130,7 +136,7 @@ async def test_an_agent_with_64_bit_counters_on_some_ports_only_gets_rates_for_a
 async def test_an_answer_truncated_to_fewer_rows_is_walked_on() -> None:
     sim = SimAgent({i: port(i, 10**9 + i) for i in range(1, 31)})
     sim.max_varbinds = 4 + 16 * 3  # the system group and three rows per answer
-    raw = await SimClient(sim).poll(AGENT)
+    raw = await sim_client(sim).poll(AGENT)
     assert [i.ifindex for i in raw.interfaces] == list(range(1, 31))
     assert all(i.hc_in_octets == 10**9 + i.ifindex and i.name == f"eth{i.ifindex}" for i in raw.interfaces)
     assert len(sim.requests) >= 10
@@ -140,20 +146,20 @@ async def test_an_answer_with_only_the_system_group_is_an_error_not_an_empty_tab
     sim = SimAgent({1: port(1, 10**9)})
     sim.max_varbinds = 4
     with pytest.raises(SnmpError, match="none of the interface columns"):
-        await SimClient(sim).poll(AGENT)
+        await sim_client(sim).poll(AGENT)
 
 
 async def test_too_big_halves_the_rows_asked_for() -> None:
     sim = SimAgent({i: port(i, 10**9) for i in range(1, 9)})
     sim.too_big_above = 2
-    raw = await SimClient(sim).poll(AGENT)
+    raw = await sim_client(sim).poll(AGENT)
     assert len(raw.interfaces) == 8
     assert [r[1] for r in sim.requests][:3] == [9, 4, 2]
 
 
 async def test_an_agent_without_sys_uptime_answers_and_is_never_a_reboot() -> None:
     sim = SimAgent({1: port(1, 10**9)}, uptime=None)
-    client = SimClient(sim)
+    client = sim_client(sim)
     counters = DeviceCounters("sim", "127.0.0.1")
     first = await client.poll(AGENT)
     assert first.system.uptime_ticks is None and first.missing == ("sysUpTime",)
@@ -178,7 +184,7 @@ async def test_an_agent_with_only_sys_object_id_and_vendor_objects_answers_with_
         del sim.values[oid(name)]
     sim.values[oid(SYSTEM_OIDS[1])] = OidValue(oid("1.3.6.1.4.1.705.1"))
     sim.order = sorted(sim.values)
-    client = SimClient(sim)
+    client = sim_client(sim)
     for _ in range(3):  # the full poll, then fast ones
         raw = await client.poll(AGENT)
         assert raw.system.object_id == "1.3.6.1.4.1.705.1" and raw.system.uptime_ticks is None
@@ -189,7 +195,7 @@ async def test_an_agent_with_only_sys_object_id_and_vendor_objects_answers_with_
 
 async def test_a_new_interface_in_a_fast_poll_gets_its_name_at_once() -> None:
     sim = SimAgent({1: port(1, 10**9)})
-    client = SimClient(sim)
+    client = sim_client(sim)
     await client.poll(AGENT)
     for field, value in port(7, 10**9, name=b"ge-0/0/7").items():
         sim.values[(*oid({**IF_COLUMNS, **IFX_COLUMNS}[field]), 7)] = value
@@ -201,7 +207,7 @@ async def test_a_new_interface_in_a_fast_poll_gets_its_name_at_once() -> None:
 async def test_out_of_range_indexes_are_skipped_and_text_is_made_harmless() -> None:
     sim = SimAgent({1: port(1, 10**9, alias=b"\x1b]0;owned\x07core\x1b[2J\x00\x00"),
                     2**31: port(2, 10**9)})
-    raw = await SimClient(sim).poll(AGENT)
+    raw = await sim_client(sim).poll(AGENT)
     assert [i.ifindex for i in raw.interfaces] == [1]
     alias = raw.interfaces[0].alias
     assert alias is not None and "\x1b" not in alias and "\x07" not in alias and alias.endswith("[2J")
@@ -210,4 +216,4 @@ async def test_out_of_range_indexes_are_skipped_and_text_is_made_harmless() -> N
 async def test_a_column_that_never_ends_stops_the_walk_with_an_error() -> None:
     sim = SimAgent({i: {"admin": 1} for i in range(1, MAX_REQUESTS_PER_WALK * 30)})
     with pytest.raises(SnmpError, match="did not end"):
-        await SimClient(sim, max_repetitions=25).poll(AGENT)
+        await sim_client(sim, max_repetitions=25).poll(AGENT)

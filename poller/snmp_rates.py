@@ -1,4 +1,7 @@
-"""Per-device SNMP bookkeeping: turns successive raw polls into traffic rates, reboots and link changes.
+"""Traffic rates, reboots and link changes from successive SNMP polls of one device.
+
+What the SNMP poller keeps of each device's last poll (``DeviceCounters``) to compare the next
+with; not to be confused with the clients' ``counters()`` of requests and timeouts.
 
 Pure logic, no I/O. Truth comes first: a rate is given only when the counters allow exactly one
 reading of it; a reboot, a counter reset or an ambiguous wrap gives no rate (``None``), never a spike.
@@ -24,7 +27,8 @@ from enum import Enum
 from typing import NamedTuple
 
 from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpPoll
-from poller.snmp_data import IfRow, RawPoll, status_name
+from poller.snmp_mib import status_name
+from poller.snmp_source import IfRow, RawPoll
 
 WRAP_32 = 2**32  # Counter32 and TimeTicks (sysUpTime) wrap here
 MIN_ELAPSED_S = 1.0  # below this the interval is too short (or broken) to divide by

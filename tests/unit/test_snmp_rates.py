@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from poller.counters import DeviceCounters, PollOutcome, is_reboot
 from poller.events import InterfaceChange, Reboot, SnmpPoll
-from poller.snmp_data import IfRow, RawPoll, SystemFacts
+from poller.snmp_rates import DeviceCounters, PollOutcome, is_reboot
+from poller.snmp_source import IfRow, RawPoll, SystemFacts
 
 T0 = datetime(2024, 5, 1, 9, 0, 0, tzinfo=UTC)
 MONO0 = 5000.0
