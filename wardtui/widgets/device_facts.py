@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from poller.events import SnmpFailure, State
-from poller.snmp_data import missing_text
+from poller.snmp_source import missing_text
 from poller.state import DeviceTracker
 from store.records import Outage, SnmpEvent, SnmpStatus
 from wardtui.widgets.states import format_duration, state_label
