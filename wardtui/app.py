@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from poller.text import clean, clean_lines
 from store.files import open_output
 from wardtui.engine_thread import EngineThread
+from wardtui.history_access import HistoryAccess
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
@@ -71,10 +72,12 @@ class WardApp(App[int]):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__()
         self.runtime = runtime
-        self.dashboard = DashboardScreen(runtime.engine)
-        self.engine_worker: Worker[None] | None = None
         # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
         self.engine_thread = EngineThread()
+        # The screens read the history through this: each read hops onto the engine's loop.
+        history = HistoryAccess(runtime.store, self.engine_thread, runtime.retention)
+        self.dashboard = DashboardScreen(runtime.engine, history)
+        self.engine_worker: Worker[None] | None = None
         self._quitting = False
         self.exit_grace: float | None = None  # seconds Textual's shutdown gets before a hard exit
         self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
 from textual.command import DiscoveryHit, Hit, Hits, Matcher, Provider
 from textual.content import Content
 
 from wardtui.literal import literal
 from wardtui.widgets.command_line import COMMANDS
-
-if TYPE_CHECKING:
-    from wardtui.screens.dashboard import DashboardScreen
 
 VIEW_COMMANDS = [(name, help_text) for name, argument, help_text in COMMANDS if not argument]
 MAX_DEVICE_HITS = 100
@@ -34,14 +31,24 @@ def highlight(matcher: Matcher, candidate: str) -> Content:
     return content
 
 
+@runtime_checkable
+class CommandTarget(Protocol):
+    """The screen the palette's commands run on (the dashboard): what this module needs of it, so
+    that it need not import the screen that imports it."""
+
+    def run_command(self, line: str) -> None:
+        """Run one ``:`` command line."""
+
+    def device_names(self) -> Iterable[str]:
+        """Every device, in inventory order."""
+
+
 class DashboardCommands(Provider):
     """Views and commands first, then devices, yielded as they match (20,000 names stay quick)."""
 
-    def _dashboard(self) -> DashboardScreen | None:
-        from wardtui.screens.dashboard import DashboardScreen
-
+    def _dashboard(self) -> CommandTarget | None:
         screen = self.screen
-        return screen if isinstance(screen, DashboardScreen) else None
+        return screen if isinstance(screen, CommandTarget) else None
 
     async def discover(self) -> Hits:
         dashboard = self._dashboard()
@@ -61,7 +68,7 @@ class DashboardCommands(Provider):
                 yield Hit(score, highlight(matcher, f":{name}"), partial(dashboard.run_command, name),
                           help=help_text)
         folded, found = query.lower().lstrip(":"), 0
-        for index, device in enumerate(dashboard.engine.trackers):
+        for index, device in enumerate(dashboard.device_names()):
             if index % BATCH == 0:
                 await asyncio.sleep(0)
             # A substring test first: the fuzzy matcher is far slower than `in`.

@@ -246,10 +246,14 @@ class Runtime:
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
-        o = self.options
-        retention = Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
-        self.maintenance = Maintenance(self.store, retention)
+        self.maintenance = Maintenance(self.store, self.retention)
         self.maintenance.start()
+
+    @property
+    def retention(self) -> Retention:
+        """How long each tier is kept: what maintenance deletes by, and what readers pick a tier by."""
+        o = self.options
+        return Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
 
     def _off(self, error: StartupError) -> StartupError:
         """Note that history is off (the dashboard polls on without it) and why; return ``error``."""

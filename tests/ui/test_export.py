@@ -245,7 +245,7 @@ async def test_a_store_error_is_a_notice_shown_literally(tmp_path: Path,
             raise OperationalError("SELECT [bold]x[/]", {}, Exception("database is locked [/]"))
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr("wardtui.screens.export.availability", failing)
+    monkeypatch.setattr("wardtui.history_access.availability", failing)
     await _failing_export(tmp_path, str(tmp_path / "r.md"), "cannot read the history: (builtins.Exception) "
                                                             "database is locked [/]")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from textual import on
@@ -24,7 +25,9 @@ from poller.events import (
     SnmpAgentChange,
     Transition,
 )
+from store.report import GroupBy
 from wardtui.commands import DashboardCommands
+from wardtui.history_access import HistoryAccess, Scope
 from wardtui.literal import literal
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
@@ -84,9 +87,13 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", tooltip="close and clear the filter"),
     ]
 
-    def __init__(self, engine: Engine, sub_maxsize: int = 100_000) -> None:
+    def __init__(self, engine: Engine, history: HistoryAccess | None = None,
+                 sub_maxsize: int = 100_000) -> None:
+        """``history``: what the drill-down and the export box read the store through (``None``:
+        they say there is no history store)."""
         super().__init__()
         self.engine = engine
+        self.history = history
         self._sub_maxsize = sub_maxsize
         self._sub: Subscription | None = None
         self._dropped_seen = 0
@@ -238,7 +245,15 @@ class DashboardScreen(Screen[None]):
     def action_sort(self) -> None:
         self.query_one(DeviceTable).cycle_sort()  # the table's title says which
 
-    def current_group(self) -> tuple[str, str] | None:
+    def current_scope(self) -> Scope:
+        """What ``e`` exports: in the grouped view the group under the cursor (see
+        :meth:`current_group`), elsewhere the devices the table shows."""
+        group = self.current_group()
+        if group is not None:
+            return Scope(group=group)
+        return Scope(devices=tuple(self.query_one(DeviceTable).row_order()))
+
+    def current_group(self) -> tuple[GroupBy, str] | None:
         """In the grouped view, the region or branch under the cursor (a device's branch), which
         ``e`` exports; elsewhere None (the table's rows are exported)."""
         if self.view != "groups":
@@ -253,9 +268,10 @@ class DashboardScreen(Screen[None]):
         return ("region", data[1]) if data[0] == "region" else ("branch", data[2])
 
     def action_export(self) -> None:
-        from wardtui.screens.export import ExportScreen, view_scope  # loaded on first use
+        from wardtui.screens.export import ExportScreen  # loaded on first use
 
-        self.app.push_screen(ExportScreen(view_scope(self), len(self.engine.trackers)))
+        scope, total = self.current_scope(), len(self.engine.trackers)
+        self.app.push_screen(ExportScreen(scope, total, history=self.history))
 
     def action_help(self) -> None:
         # Built from BINDINGS so the help can never disagree with the footer.
@@ -268,7 +284,7 @@ class DashboardScreen(Screen[None]):
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
         tracker = self.engine.trackers.get(event.device)
         if tracker is not None:
-            self.app.push_screen(DeviceScreen(tracker, self.engine.bus))
+            self.app.push_screen(DeviceScreen(tracker, self.engine.bus, self.history))
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -366,6 +382,10 @@ class DashboardScreen(Screen[None]):
         self._focus_view()
         self.refresh_bindings()
 
+    def device_names(self) -> Iterable[str]:
+        """Every device, in inventory order (the palette offers them by name)."""
+        return self.engine.trackers.keys()
+
     def run_command(self, line: str) -> None:
         """Run one `:` command (the command line and the palette both come here)."""
         try:
@@ -423,10 +443,10 @@ class DashboardScreen(Screen[None]):
             table = self.query_one(DeviceTable)
             if table.matches(name):
                 table.move_cursor(row=table.get_row_index(name))
-        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus))
+        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus, self.history))
 
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
         if data is not None and data[0] == "device" and data[1] in self.engine.trackers:
-            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus))
+            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus, self.history))

@@ -10,12 +10,9 @@ to put in them, so a device without outages or SNMP never pays for them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -28,10 +25,9 @@ from textual.worker import Worker, WorkerState
 from poller.bus import EventBus, Subscription
 from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
 from poller.state import DeviceTracker
-from store.history import HistoryStore
-from store.maintenance import Retention
-from store.queries import History, InterfaceHistory, device_history, interface_history, latest_snmp
-from store.records import Outage, SnmpLatest
+from store.queries import InterfaceHistory
+from store.records import Outage
+from wardtui.history_access import STORE_ERRORS, DeviceHistory, DeviceSnmp, HistoryAccess
 from wardtui.literal import Literal, LiteralTable
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.widgets.charts import (
@@ -59,7 +55,6 @@ from wardtui.widgets.device_facts import (
 from wardtui.widgets.live_stats import LiveStats
 from wardtui.widgets.vim_keys import VimDataTable, VimScroll
 
-T = TypeVar("T")
 NOTES = (
     "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
     "to 24 h, then 1-minute and hourly rollups. Gaps: nothing stored (wardtui was not running).",
@@ -68,52 +63,6 @@ NOTES = (
 )
 IF_COLUMNS = (("if", "if"), ("name", "name"), ("alias", "alias"), ("admin/oper", "status"),
               ("speed", "speed"), ("in bit/s", "in"), ("out bit/s", "out"))
-# Reasons the history cannot be read: the store never opened, is still opening, or the database
-# went away. Monitoring goes on regardless; the screen says so instead of failing.
-STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
-
-
-class EngineLoop(Protocol):
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T: ...
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryRead:
-    history: History
-    outages: list[Outage]
-
-
-@dataclass(frozen=True, slots=True)
-class SnmpRead:
-    latest: SnmpLatest | None
-    reboot: str | None
-
-
-async def read_history(store: HistoryStore, device: str, span: Span,
-                       retention: Retention | None) -> HistoryRead:
-    """Runs on the engine's loop, which owns the store."""
-    now = datetime.now(UTC)
-    history = await device_history(store, device, now - span.length, now, retention=retention)
-    return HistoryRead(history, await store.outages(device))
-
-
-async def read_snmp(store: HistoryStore, device: str) -> SnmpRead:
-    """Runs on the engine's loop, which owns the store."""
-    latest = await latest_snmp(store, device)
-    if latest is None:
-        return SnmpRead(None, None)
-    events = await store.snmp_events(device, since=datetime.now(UTC) - timedelta(days=365))
-    return SnmpRead(latest, last_reboot(events))
-
-
-async def read_interface(store: HistoryStore, device: str, ifindex: int, span: Span,
-                         retention: Retention | None) -> InterfaceHistory:
-    """Runs on the engine's loop: one interface's rates over ``span``, raw or rolled up."""
-    now = datetime.now(UTC)
-    return await interface_history(store, device, now - span.length, now, ifindex=ifindex,
-                                   retention=retention)
-
-
 class DeviceScreen(Screen[None]):
     """Pushed over the dashboard, so Esc (pop) finds the dashboard exactly as it was left."""
 
@@ -135,8 +84,11 @@ class DeviceScreen(Screen[None]):
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
     ]
 
-    def __init__(self, tracker: DeviceTracker, bus: EventBus | None = None) -> None:
+    def __init__(self, tracker: DeviceTracker, bus: EventBus | None = None,
+                 history: HistoryAccess | None = None) -> None:
+        """``history``: where outages, charts and SNMP are read from (``None``: "no history store")."""
         super().__init__()
+        self.history = history
         self.tracker = tracker
         self.device = tracker.device.name
         self.span = SPANS[0]
@@ -216,30 +168,15 @@ class DeviceScreen(Screen[None]):
         if reload_history:
             self.load_history()
 
-    # -- store reads (workers: the store belongs to the engine's loop) -----------------------
-    def _engine_loop(self) -> tuple[HistoryStore, EngineLoop] | None:
-        runtime = getattr(self.app, "runtime", None)
-        loop = getattr(self.app, "engine_thread", None)
-        if runtime is None or loop is None:
-            return None
-        return runtime.store, loop
-
-    def _retention(self) -> Retention | None:
-        options = getattr(getattr(self.app, "runtime", None), "options", None)
-        if options is None:
-            return None
-        return Retention(raw=options.keep_raw, minute=options.keep_1m, hour=options.keep_1h)
-
+    # -- store reads (workers: each read runs on the engine's loop, which owns the store) ----
     @work(group="device-history", exclusive=True, exit_on_error=False)
     async def load_history(self) -> None:
         span = self.span
-        access = self._engine_loop()
         error = "no history store"
-        read: HistoryRead | None = None
-        if access is not None:
-            store, loop = access
+        read: DeviceHistory | None = None
+        if self.history is not None:
             try:
-                read = await loop.run(read_history(store, self.device, span, self._retention()))
+                read = await self.history.device(self.device, span.length)
             except STORE_ERRORS as exc:
                 error = str(exc)
         await self._painted.wait()  # a read that beats the first frame must not delay it
@@ -250,12 +187,10 @@ class DeviceScreen(Screen[None]):
 
     @work(group="device-snmp", exclusive=True, exit_on_error=False)
     async def load_snmp(self) -> None:
-        access = self._engine_loop()
-        if access is None:
+        if self.history is None:
             return
-        store, loop = access
         try:
-            read = await loop.run(read_snmp(store, self.device))
+            read = await self.history.snmp(self.device)
         except STORE_ERRORS:
             return  # the history part already says the store is unavailable
         await self._painted.wait()
@@ -271,12 +206,11 @@ class DeviceScreen(Screen[None]):
         await self._chart_interface()
 
     async def _chart_interface(self) -> None:
-        ifindex, span, access = self.if_index, self.span, self._engine_loop()
-        if ifindex is None or access is None:
+        ifindex, span = self.if_index, self.span
+        if ifindex is None or self.history is None:
             return
-        store, loop = access
         try:
-            history = await loop.run(read_interface(store, self.device, ifindex, span, self._retention()))
+            history = await self.history.interface(self.device, ifindex, span.length)
         except STORE_ERRORS as exc:
             self._if_chart().show(span, [], [], f"history unavailable: {exc}")
             return
@@ -298,7 +232,7 @@ class DeviceScreen(Screen[None]):
             chart.show(self.span, [], [], message)
         self.query_one("#outages-title", Literal).update(f"outages: {message}")
 
-    def _show_history(self, span: Span, read: HistoryRead) -> None:
+    def _show_history(self, span: Span, read: DeviceHistory) -> None:
         self.history_error = None
         self.tier = read.history.tier
         series = bin_history(read.history, span)
@@ -346,7 +280,7 @@ class DeviceScreen(Screen[None]):
     def _if_chart(self) -> HistoryChart:
         return self.query_one("#if-chart", HistoryChart)
 
-    def _show_snmp(self, read: SnmpRead) -> None:
+    def _show_snmp(self, read: DeviceSnmp) -> None:
         latest = read.latest
         assert latest is not None
         system = latest.system
@@ -355,8 +289,8 @@ class DeviceScreen(Screen[None]):
             self._snmp_facts = ["no SNMP answer yet"]
             self._render_snmp_facts()
         else:
-            self._show_snmp_facts(system.name, system.descr, system.uptime_s, latest.polled_at, read.reboot,
-                                  system.missing, system.object_id)
+            self._show_snmp_facts(system.name, system.descr, system.uptime_s, latest.polled_at,
+                                  last_reboot(read.events), system.missing, system.object_id)
         self._show_interfaces(latest.interfaces)
 
     def _show_snmp_poll(self, poll: SnmpPoll) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,38 +11,21 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 
 from poller.text import clean_lines
 from store.files import open_output
-from store.report import GROUP_BYS, GroupBy, Period, Report, availability
+from store.report import GROUP_BYS, GroupBy, Period, Report
+from wardtui.history_access import HistoryAccess, Scope
 from wardtui.history_cli import HistoryQueryError
 from wardtui.literal import Literal, literal
 from wardtui.report_cli import FORMATS, RENDERERS, parse_period
-from wardtui.widgets.device_table import DeviceTable
 
 # (id, label) of the periods offered; "custom" reads the from/to inputs.
 PERIODS = (("24h", "last 24 h"), ("7d", "last 7 days"), ("30d", "last 30 days"),
            ("month", "this month"), ("custom", "custom from → to"))
 STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What the report covers: the named ``devices`` (the filtered table), or one ``group``
-    such as ``("branch", "b1")``; both ``None`` means every device."""
-
-    devices: tuple[str, ...] | None = None
-    group: tuple[GroupBy, str] | None = None
-
-    def describe(self, total: int | None = None) -> str:
-        if self.group is not None:
-            return f"{self.group[0]} {self.group[1]}"
-        if self.devices is None:
-            return "every device"
-        shown = f"{len(self.devices)}" + (f" of {total}" if total is not None else "")
-        return f"{shown} devices shown"
 
 
 def choose_period(choice: str, now: datetime, start: str = "", end: str = "") -> Period:
@@ -83,9 +65,13 @@ class ExportScreen(ModalScreen[Path | None]):
         Binding("escape", "cancel", "Cancel", tooltip="close without writing"),
     ]
 
-    def __init__(self, scope: Scope, total: int | None = None, directory: Path | None = None) -> None:
+    def __init__(self, scope: Scope, total: int | None = None, directory: Path | None = None,
+                 history: HistoryAccess | None = None) -> None:
+        """``scope``: what the report covers, of ``total`` devices; ``history``: where it is read
+        (``None``: every Enter says there is no history store)."""
         super().__init__()
         self.scope = scope
+        self.history = history
         self.total = total
         self.directory = directory
         self.fmt = "html"
@@ -166,14 +152,11 @@ class ExportScreen(ModalScreen[Path | None]):
     @work(group="export", exclusive=True, exit_on_error=False)
     async def export(self, period: Period, group_by: GroupBy, fmt: str, path: Path, now: datetime) -> None:
         """Read, render and write; every way it can fail ends in a notice and a usable box."""
-        runtime = getattr(self.app, "runtime", None)
-        loop = getattr(self.app, "engine_thread", None)
         try:
-            if runtime is None or loop is None:
+            if self.history is None:
                 raise RuntimeError("no history store")
             # The store belongs to the engine's loop; rendering and writing go to a thread.
-            report = await loop.run(availability(runtime.store, period, group_by=group_by,
-                                                 devices=self.scope.devices, group=self.scope.group, now=now))
+            report = await self.history.availability(period, self.scope, group_by=group_by, now=now)
             written = await asyncio.to_thread(write_report, report, fmt, path)
         except STORE_ERRORS as exc:
             what = f"cannot write {path}" if isinstance(exc, OSError) else "cannot read the history"
@@ -200,12 +183,3 @@ def _radios(title: str, labels: list[str], pressed: int) -> RadioSet:
     radios.border_title = literal(title)
     return radios
 
-
-def view_scope(screen: Screen[object]) -> Scope:
-    """The dashboard's current view: the group the operator is on, if the screen has a
-    ``current_group()`` -> ``(kind, name) | None``; else the devices its table shows."""
-    current_group = getattr(screen, "current_group", None)
-    group = current_group() if callable(current_group) else None
-    if group is not None:
-        return Scope(group=group)
-    return Scope(devices=tuple(screen.query_one(DeviceTable).row_order()))
