@@ -29,8 +29,14 @@ from poller.bus import EventBus, Subscription
 from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
 from poller.state import DeviceTracker
 from store.history import HistoryStore
-from store.maintenance import Retention
-from store.queries import History, InterfaceHistory, device_history, interface_history, latest_snmp
+from store.queries import (
+    History,
+    InterfaceHistory,
+    Retention,
+    device_history,
+    interface_history,
+    latest_snmp,
+)
 from store.records import Outage, SnmpLatest
 from wardtui.literal import Literal, LiteralTable
 from wardtui.screens.help import HelpScreen, binding_keys
