@@ -165,7 +165,7 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
         async def theirs(device: str) -> tuple[float, int]:
             t0 = time.perf_counter()
             now = datetime.now(UTC)
-            args = [store._ids[device] if i == device_at else p for i, p in enumerate(captured_params)]
+            args = [store.db.ids()[device] if i == device_at else p for i, p in enumerate(captured_params)]
             args = [now - day if i == since_at else now if i == until_at else a for i, a in enumerate(args)]
             rows = await raw.fetch(captured.statement, *args)
             return time.perf_counter() - t0, len(rows)
@@ -176,7 +176,7 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
         if captured.statement is None:
             raise RuntimeError("did not see the checks query go by")
         captured_params = list(captured.parameters)
-        device_at = captured_params.index(store._ids[first_device])
+        device_at = captured_params.index(store.db.ids()[first_device])
         stamps = [i for i, p in enumerate(captured_params) if isinstance(p, datetime)]
         since_at, until_at = sorted(stamps, key=lambda i: captured_params[i])
         first_theirs = await theirs(first_raw_device)
@@ -214,7 +214,7 @@ async def measure(name: str, names: list[str], queries: int, passes: int, seed: 
         # The server's share: EXPLAIN ANALYZE of the same statement for every device.
         server_ms, buffers, plan = [], [], []
         for d in devices:
-            params = [store._ids[d] if i == device_at else p for i, p in enumerate(captured_params)]
+            params = [store.db.ids()[d] if i == device_at else p for i, p in enumerate(captured_params)]
             explain = "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + captured.statement
             plan = [r[0] for r in await raw.fetch(explain, *params)]
             server_ms.append(float(next(x for x in plan if x.startswith("Execution Time")).split()[2]))

@@ -42,20 +42,12 @@ from store import partitions
 from store.dburl import cause, is_connection_error
 from store.history import HistoryStore
 from store.models import rollup_state_table
+from store.queries import Retention
 from store.rollup import FAMILIES, Family, Tier, roll_up
 
 log = logging.getLogger(__name__)
 _state = rollup_state_table
 _STEP = timedelta(seconds=1)  # the wall clock ahead of the counted time by more: a step forward
-
-
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How long each tier is kept; ``None`` keeps it for as long as the database lives."""
-
-    raw: timedelta | None = timedelta(days=7)
-    minute: timedelta | None = timedelta(days=90)
-    hour: timedelta | None = None
 
 
 @dataclass(slots=True)
@@ -272,7 +264,7 @@ class Maintenance:
     async def _roll_up_window(self, tier: Tier, start: datetime, end: datetime) -> int:
         """One window, and then its watermark. On SQLite a rollup holds the only write lock (a
         minute of 50,000 devices took 2.7 s): done 5,000 devices per transaction (0.4 s each,
-        3.8 s in all), taking turns with the writer's inserts (``HistoryStore.writing``). A
+        3.8 s in all), taking turns with the writer's inserts (``Database.writing``). A
         window cut short is simply done again. Interface rates are ~20 rows a device where checks
         are ~6 a minute, so their slices hold a tenth of the devices."""
         written = 0

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from store.history import HistoryStore
-from store.maintenance import Retention
 from store.records import Check, IfRate, IfRollup, Rollup, SnmpLatest
 
 TierName = Literal["raw", "1m", "1h"]
@@ -23,6 +22,18 @@ TIER_NAMES: tuple[TierName, ...] = ("raw", "1m", "1h")
 RAW_UP_TO = timedelta(days=1)
 MINUTES_UP_TO = timedelta(days=7)
 _SLACK = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long each tier is kept; ``None`` keeps it for as long as the database lives.
+
+    Maintenance (:mod:`store.maintenance`) drops what is older; reads use it to know which tier
+    still reaches back far enough (:func:`choose_tier`)."""
+
+    raw: timedelta | None = timedelta(days=7)
+    minute: timedelta | None = timedelta(days=90)
+    hour: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

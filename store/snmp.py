@@ -6,15 +6,15 @@ binary COPY into ``if_rates``' day partitions on PostgreSQL, by ``executemany`` 
 batch is all or nothing, so a retry after a failure writes no rate twice. The latest tables
 only move forward: a poll older than the stored one (replayed late) leaves them as they are.
 
-:class:`store.history.HistoryStore` exposes these as methods; this module keeps them apart
-from the ICMP history.
+It reads and writes through :class:`store.database.Database`, as :mod:`store.checks` does for
+ICMP; :class:`store.history.HistoryStore` exposes both as methods.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 from sqlalchemy import BindParameter, Integer, Table, bindparam, case, delete, insert, select
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from poller.events import InterfaceChange, InterfaceStat, Reboot, SnmpFailure, SnmpPoll
 from store import partitions
+from store.database import Database
 from store.models import (
     devices_table,
     if_rates_table,
@@ -33,9 +34,6 @@ from store.models import (
 )
 from store.records import IfRate, IfRollup, SnmpEvent, SnmpInterface, SnmpLatest, SnmpStatus, SnmpSystem
 from store.spool_records import SnmpEventIn
-
-if TYPE_CHECKING:
-    from store.history import HistoryStore
 
 RATE_COLUMNS = ("device_id", "ifindex", "at", "in_bps", "out_bps")
 _IF_FIELDS = ("name", "alias", "admin", "oper", "speed_bps", "in_bps", "out_bps", "in_errors",
@@ -52,14 +50,14 @@ ANSWERED = "answered"  # snmp_status.outcome of a poll the agent answered (fully
 # -- writes -----------------------------------------------------------------------------------
 
 
-async def write_polls(store: HistoryStore, polls: Sequence[PollRecord]) -> None:
+async def write_polls(db: Database, polls: Sequence[PollRecord]) -> None:
     """Upsert the latest tables from the newest answered poll of each device, insert every rate,
     and count every poll, answered or failed, in ``snmp_status``."""
     if not polls:
         return
-    ids = store._ids
+    ids = db.ids()
     if any(p.device not in ids for p in polls):  # a device the inventory never gave
-        ids = await store._device_ids((p.device, p.address) for p in polls)
+        ids = await db.ensure_ids((p.device, p.address) for p in polls)
     newest: dict[int, SnmpPoll] = {}
     for poll in polls:
         if not isinstance(poll, SnmpPoll):
@@ -78,23 +76,23 @@ async def write_polls(store: HistoryStore, polls: Sequence[PollRecord]) -> None:
         for p in polls if isinstance(p, SnmpPoll)
         for i in p.interfaces if i.in_bps is not None or i.out_bps is not None]
     statuses = _status_rows(ids, polls)
-    if store.dialect == "postgresql":
-        await _write_postgres(store, systems, interfaces, list(newest), rates, statuses)
+    if db.dialect == "postgresql":
+        await _write_postgres(db, systems, interfaces, list(newest), rates, statuses)
     else:
-        statements = [(_upsert_latest(store, _sys, ("device_id",)), systems),
-                      (_upsert_latest(store, _ifs, ("device_id", "ifindex")), interfaces),
+        statements = [(_upsert_latest(db, _sys, ("device_id",)), systems),
+                      (_upsert_latest(db, _ifs, ("device_id", "ifindex")), interfaces),
                       (_delete_stale(), [{"b_device": d} for d in newest]),
-                      (_upsert_status(store), statuses)]
-        async with store.writing() as conn:
+                      (_upsert_status(db), statuses)]
+        async with db.writing() as conn:
             for stmt, rows in statements:
-                await _execute_chunked(store, conn, stmt, rows)
-            await _execute_chunked(store, conn, store.upsert(_rates).on_conflict_do_nothing(),  # keyed
+                await _execute_chunked(db, conn, stmt, rows)
+            await _execute_chunked(db, conn, db.upsert(_rates).on_conflict_do_nothing(),  # keyed
                                    [dict(zip(RATE_COLUMNS, r, strict=True)) for r in rates])
     if rates:
-        store.note_written("if_rates", min(r[2] for r in rates))
+        db.note_written("if_rates", min(r[2] for r in rates))
 
 
-def _status_rows(ids: dict[str, int], polls: Sequence[PollRecord]) -> list[dict[str, Any]]:
+def _status_rows(ids: Mapping[str, int], polls: Sequence[PollRecord]) -> list[dict[str, Any]]:
     """One ``snmp_status`` row per device of the batch: its polls counted, its newest kept."""
     rows: dict[int, dict[str, Any]] = {}
     for poll in polls:
@@ -114,11 +112,11 @@ def _status_rows(ids: dict[str, int], polls: Sequence[PollRecord]) -> list[dict[
     return list(rows.values())
 
 
-def _upsert_status(store: HistoryStore) -> Any:
+def _upsert_status(db: Database) -> Any:
     # Counts add up, unless the batch holds nothing newer than what is stored: then it was
     # written before (a spool replayed again after a crash) and counting it again would double
     # it; batches are written in poll order. The outcome is the newest poll's.
-    stmt = store.upsert(_status)
+    stmt = db.upsert(_status)
     new, old = stmt.excluded, _status.c
     newer = new.polled_at >= old.polled_at
     later = new.polled_at > old.polled_at
@@ -170,44 +168,44 @@ _PG_STALE = ("DELETE FROM snmp_interfaces i USING snmp_system s WHERE i.device_i
              "AND s.device_id = i.device_id AND i.polled_at < s.polled_at")
 
 
-async def _write_postgres(store: HistoryStore, systems: list[dict[str, Any]],
+async def _write_postgres(db: Database, systems: list[dict[str, Any]],
                           interfaces: list[dict[str, Any]], devices: list[int],
                           rates: list[RateRecord], statuses: list[dict[str, Any]]) -> None:
     if any(r["polled_at"].tzinfo is None for r in (*systems, *statuses)):
         # asyncpg (COPY and arrays) bypasses UTCDateTime, and would read a naive time as local time.
         raise StatementError("naive datetime: poll times need a timezone (UTC)", "COPY if_rates",
                              None, ValueError("naive datetime"))
-    async with store.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         if rates:
-            await store.ensure_partitions(conn, "if_rates", {partitions.day_of(r[2]) for r in rates})
+            await db.ensure_partitions(conn, "if_rates", {partitions.day_of(r[2]) for r in rates})
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
         try:
             async with driver.transaction():  # upserts, deletes and COPY: all or nothing
-                step = max(1, store.chunk_rows)  # bounds each slice of the loop's time, as for checks
+                step = max(1, db.chunk_rows)  # bounds each slice of the loop's time, as for checks
                 for (sql, columns), rows in ((_PG_SYSTEM, systems), (_PG_INTERFACES, interfaces),
                                              ((_PG_STATUS, _PG_STATUS_COLUMNS), statuses)):
                     for i in range(0, len(rows), step):
                         chunk = rows[i : i + step]
                         await driver.execute(sql, *([row[c] for row in chunk] for c in columns),
-                                             timeout=store.command_timeout)
-                await driver.execute(_PG_STALE, devices, timeout=store.command_timeout)
+                                             timeout=db.command_timeout)
+                await driver.execute(_PG_STALE, devices, timeout=db.command_timeout)
                 if rates:
-                    await store.copy_records(conn, "if_rates", RATE_COLUMNS, rates)
+                    await db.copy_records(conn, "if_rates", RATE_COLUMNS, rates)
         except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError):
             await conn.invalidate()  # the connection is gone; SQLAlchemy did not see it fail
             raise
 
 
-async def _execute_chunked(store: HistoryStore, conn: AsyncConnection, stmt: Any,
+async def _execute_chunked(db: Database, conn: AsyncConnection, stmt: Any,
                            rows: list[dict[str, Any]]) -> None:
-    step = max(1, store.chunk_rows)
+    step = max(1, db.chunk_rows)
     for i in range(0, len(rows), step):
         await conn.execute(stmt, rows[i : i + step])
 
 
-def _upsert_latest(store: HistoryStore, table: Table, keys: tuple[str, ...]) -> Any:
-    stmt = store.upsert(table)
+def _upsert_latest(db: Database, table: Table, keys: tuple[str, ...]) -> Any:
+    stmt = db.upsert(table)
     return stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
@@ -243,15 +241,15 @@ def _text(value: str) -> str:
     return value.replace("\x00", "") if "\x00" in value else value
 
 
-async def write_events(store: HistoryStore, events: Sequence[SnmpEventIn]) -> None:
+async def write_events(db: Database, events: Sequence[SnmpEventIn]) -> None:
     """Insert ``events`` in one transaction, but not one stored before (the same device, time,
     kind and interface: a spool replayed again). Events are rare, so each is looked up."""
     if not events:
         return
-    ids = await store._device_ids((e.device, e.address) for e in events)
+    ids = await db.ensure_ids((e.device, e.address) for e in events)
     rows = [{"device_id": ids[e.device], "at": e.at, **event_fields(e)} for e in events]
     e = _events.c
-    async with store.writing() as conn:
+    async with db.writing() as conn:
         new = [row for row in rows if await conn.scalar(select(e.id).where(
             e.device_id == row["device_id"], e.at == row["at"], e.kind == row["kind"],
             e.ifindex.is_not_distinct_from(row["ifindex"])).limit(1)) is None]
@@ -278,14 +276,14 @@ def event_fields(event: SnmpEventIn) -> dict[str, Any]:
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def latest(store: HistoryStore, device: str) -> SnmpLatest | None:
+async def latest(db: Database, device: str) -> SnmpLatest | None:
     """The device's latest system facts and interfaces (by ifindex) and how polling it went;
     None if it was never polled."""
-    device_id = store.device_id(device)
+    device_id = db.device_id(device)
     if device_id is None:
         return None
     d = devices_table
-    async with store.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         address = (await conn.execute(select(d.c.address).where(d.c.id == device_id))).scalar_one()
         status = (await conn.execute(select(*(_status.c[f] for f in _STATUS_FIELDS))
                                      .where(_status.c.device_id == device_id))).first()
@@ -309,10 +307,10 @@ async def latest(store: HistoryStore, device: str) -> SnmpLatest | None:
 _STATUS_FIELDS = ("polled_at", "polls", "answered", "outcome", "detail", "answered_at")
 
 
-async def rates(store: HistoryStore, device: str, ifindex: int | None = None,
+async def rates(db: Database, device: str, ifindex: int | None = None,
                 since: datetime | None = None, until: datetime | None = None) -> list[IfRate]:
     """Stored rates of ``device`` (one interface or all) in ``[since, until)``, by time then ifindex."""
-    device_id = store.device_id(device)
+    device_id = db.device_id(device)
     if device_id is None:
         return []
     r = _rates
@@ -320,29 +318,29 @@ async def rates(store: HistoryStore, device: str, ifindex: int | None = None,
     stmt = _window(stmt, r.c.at, since, until)
     if ifindex is not None:
         stmt = stmt.where(r.c.ifindex == ifindex)
-    async with store.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt.order_by(r.c.at, r.c.ifindex))).all()
     return [IfRate(device, *row) for row in rows]
 
 
-async def rollups(store: HistoryStore, device: str, tier: str, ifindex: int | None = None,
+async def rollups(db: Database, device: str, tier: str, ifindex: int | None = None,
                   since: datetime | None = None, until: datetime | None = None) -> list[IfRollup]:
     """Interface rollups of ``device`` in the ``"1m"`` or ``"1h"`` tier, for buckets that start
     in ``[since, until)``, by bucket then ifindex."""
-    device_id = store.device_id(device)
+    device_id = db.device_id(device)
     if device_id is None:
         return []
-    t = store.table(f"if_rollup_{tier}")
+    t = db.table(f"if_rollup_{tier}")
     stmt = select(t.c.ifindex, *(t.c[f] for f in _IF_ROLLUP_FIELDS)).where(t.c.device_id == device_id)
     stmt = _window(stmt, t.c.bucket, since, until)
     if ifindex is not None:
         stmt = stmt.where(t.c.ifindex == ifindex)
-    async with store.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt.order_by(t.c.bucket, t.c.ifindex))).all()
     return [IfRollup(device, row[0], tier, *row[1:]) for row in rows]
 
 
-async def events(store: HistoryStore, device: str | None = None,
+async def events(db: Database, device: str | None = None,
                  since: datetime | None = None) -> list[SnmpEvent]:
     """Stored SNMP events in time order, of one device or all, at or after ``since``."""
     e, d = _events, devices_table
@@ -351,7 +349,7 @@ async def events(store: HistoryStore, device: str | None = None,
     if device is not None:
         stmt = stmt.where(d.c.name == device)
     stmt = _window(stmt, e.c.at, since, None)
-    async with store.engine.connect() as conn:
+    async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt.order_by(e.c.at, e.c.id))).all()
     return [SnmpEvent(*row) for row in rows]
 

@@ -16,8 +16,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.history import HistoryStore
-from store.maintenance import Retention
-from store.queries import History, InterfaceHistory, device_history, interface_history, latest_snmp
+from store.queries import History, InterfaceHistory, Retention, device_history, interface_history, latest_snmp
 from store.records import Outage, SnmpEvent, SnmpLatest
 from store.report import GroupBy, Period, Report, availability
 

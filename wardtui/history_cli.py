@@ -16,8 +16,7 @@ from sqlalchemy.engine import make_url
 
 from poller.text import clean_lines
 from store.history import HistoryStore
-from store.maintenance import Retention
-from store.queries import TIER_NAMES, History, TierName, choose_tier, device_history
+from store.queries import TIER_NAMES, History, Retention, TierName, choose_tier, device_history
 from store.records import Check, Outage, Rollup
 from wardtui.widgets.states import format_duration
 

@@ -29,7 +29,8 @@ from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
 from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.history import HistoryStore
-from store.maintenance import Maintenance, Retention
+from store.maintenance import Maintenance
+from store.queries import Retention
 from store.schema import SchemaError, check, display_url
 from store.spool import Spool, SpoolError
 from store.writer import StoreWriter

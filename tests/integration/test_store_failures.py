@@ -116,7 +116,7 @@ async def test_rollups_done_in_device_slices_equal_one_statement(store: HistoryS
         async with store.engine.begin() as conn:
             for table in ("rollup_1m", "rollup_state"):
                 await conn.execute(store.table(table).delete())
-        store._oldest_written = start  # as after the writes above, for a fresh Maintenance
+        store.note_written("checks", start)  # as after the writes above, for a fresh Maintenance
         await Maintenance(store, settle=timedelta(0), sqlite_devices_per_step=step).run_once(NOW)
         return [r for d in range(1, 4) for r in await store.rollups(f"r{d}", "1m")]
 

@@ -19,7 +19,8 @@ from sqlalchemy import func, select
 
 from poller.events import CheckResult, State, Transition
 from store import HistoryStore, partitions
-from store.maintenance import Maintenance, Retention
+from store.maintenance import Maintenance
+from store.queries import Retention
 from store.records import Rollup
 from tests.integration.postgres import pg_url  # noqa: F401
 

@@ -28,8 +28,8 @@ from poller.events import (
     State,
 )
 from store import HistoryStore, partitions, schema
-from store.maintenance import Maintenance, Retention
-from store.queries import interface_history, latest_snmp
+from store.maintenance import Maintenance
+from store.queries import Retention, interface_history, latest_snmp
 from store.rollup import HOUR, MINUTE
 from store.spool import Spool
 from store.writer import StoreWriter

@@ -15,7 +15,7 @@ import pytest
 from poller.inventory import Device
 from store.db import database_url
 from store.history import HistoryStore
-from store.maintenance import Retention
+from store.queries import Retention
 from store.report import Period
 from wardtui.engine_thread import EngineThread
 from wardtui.history_access import STORE_ERRORS, HistoryAccess, Scope

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.maintenance import Retention
-from store.queries import choose_tier
+from store.queries import Retention, choose_tier
 
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 

@@ -1,0 +1,255 @@
+"""ICMP in the history store: checks, transitions and outages, written and read, and checks' rollups.
+
+Reads and transitions go through SQLAlchemy Core on both databases. Raw checks go to SQLite
+with ``executemany`` and to PostgreSQL with binary COPY (``copy_records_to_table``) into the
+day partitions of ``checks``, which :class:`store.database.Database` creates as rows for a new
+day arrive. :class:`store.history.HistoryStore` exposes these as methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import ColumnElement, Select
+
+from poller.events import CheckResult, State, Transition
+from store import partitions
+from store.database import Database
+from store.models import checks_table, devices_table, outages_table, transitions_table
+from store.records import Check, Outage, Rollup
+
+_devices = devices_table
+_transitions = transitions_table
+_outages = outages_table
+_checks = checks_table
+COPY_COLUMNS = ("device_id", "at", "sent", "received", "rtt_ms")
+_ROLLUP_FIELDS = ("bucket", "checks", "sent", "received", "rtt_min", "rtt_avg", "rtt_max", "rtt_p95",
+                  "jitter_ms", "up_s", "down_s")
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+async def write_checks(db: Database, results: Sequence[CheckResult]) -> None:
+    """Insert ``results``: COPY on PostgreSQL, Core ``executemany`` in one transaction on SQLite."""
+    if not results:
+        return
+    try:
+        ids = db.ids()
+        records = [(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results]
+    except KeyError:  # a device the inventory never gave: create its row first
+        ids = await db.ensure_ids((r.device, r.address) for r in results)
+        records = [(ids[r.device], r.at, r.sent, r.received, r.rtt_ms) for r in results]
+    # One pass for the time range: these per-row costs are most of the writer's CPU.
+    oldest = newest = records[0][1]
+    for record in records:
+        at = record[1]
+        if at < oldest:
+            oldest = at
+        elif at > newest:
+            newest = at
+    if db.dialect == "postgresql":
+        if any(r[1].tzinfo is None for r in records):
+            # COPY bypasses UTCDateTime, and asyncpg would read a naive time as local time.
+            raise StatementError("naive datetime: check times need a timezone (UTC)", "COPY checks",
+                                 None, ValueError("naive datetime"))
+        first, last = partitions.day_of(oldest), partitions.day_of(newest)
+        days = {first} if first == last else {partitions.day_of(r[1]) for r in records}
+        async with db.engine.connect() as conn:
+            await db.ensure_partitions(conn, "checks", days)
+            await db.copy_records(conn, "checks", COPY_COLUMNS, records)
+    else:
+        stmt = db.upsert(_checks).on_conflict_do_nothing()  # a check stored before: kept once
+        step = max(1, db.chunk_rows)
+        columns = COPY_COLUMNS
+        async with db.writing() as conn:
+            for i in range(0, len(records), step):
+                chunk = records[i : i + step]
+                await conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in chunk])
+    db.note_written("checks", oldest)
+
+
+async def write_transitions(db: Database, transitions: Sequence[Transition]) -> None:
+    """Record ``transitions`` in order, in one transaction, each with its outage change.
+
+    Written twice (a spool replayed again after a crash), a transition or an outage is
+    stored once: a transition's key is its device, time and new state, an outage's its
+    device and start. To DOWN opens the outage that starts at ``down_since`` (unless it is
+    there, or another one is open: a restart re-detecting a device that was already down
+    keeps the original). To UP from DOWN closes the outage it ends, the one that starts at
+    its ``down_since``, not whichever is open: replayed late, it must not close a newer one.
+    UNKNOWN -> UP closes the open outage that started before it, if any (one written after
+    the start read the open outages, e.g. from the spool). The rows go in one
+    ``executemany``: a start brings thousands of UNKNOWN -> UP at once, and a statement per
+    row cost ~1 ms each."""
+    if not transitions:
+        return
+    ids = await db.ensure_ids((t.device, t.address) for t in transitions)
+    rows = [{"device_id": ids[t.device], "from_state": t.from_state.value, "to_state": t.to_state.value,
+             "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
+    async with db.writing() as conn:
+        await conn.execute(db.upsert(_transitions).on_conflict_do_nothing(), rows)
+        # One query for the whole burst, as a start brings one such transition per device.
+        first_up = {ids[t.device] for t in transitions
+                    if t.to_state is State.UP and t.from_state is State.UNKNOWN}
+        if first_up:
+            first_up &= set((await conn.execute(select(_outages.c.device_id).where(
+                _outages.c.end.is_(None), _outages.c.device_id.in_(first_up)))).scalars())
+        opened = db.upsert(_outages).on_conflict_do_nothing()
+        for t in transitions:  # in order: a device may go down and up within one burst
+            device_id = ids[t.device]
+            if t.to_state is State.DOWN:
+                await conn.execute(opened, {"device_id": device_id, "start": t.down_since or t.at})
+            elif t.to_state is State.UP and t.from_state is State.DOWN and t.down_since is not None:
+                await _close_outage(db, conn, device_id, t.down_since, t.at)
+            elif t.to_state is State.UP and (t.from_state is State.DOWN or device_id in first_up):
+                await _close_open_outage(conn, device_id, t.at)
+
+
+async def _close_outage(db: Database, conn: AsyncConnection, device_id: int, start: datetime,
+                        end: datetime) -> None:
+    """End the outage of ``device_id`` that started at ``start``; at ``start`` if ``end`` is
+    before it (the wall clock stepped back while the device was down: the UP transition keeps
+    the time the clock gave it, the outage never lasts less than nothing)."""
+    end = max(end, start)
+    o = _outages.c
+    closed = await conn.execute(update(_outages).where(
+        o.device_id == device_id, o.start == start, o.end.is_(None)).values(end=end))
+    if closed.rowcount:
+        return
+    if await conn.scalar(select(o.id).where(o.device_id == device_id, o.start == start)) is not None:
+        return  # closed before: this UP is written again
+    if await _close_open_outage(conn, device_id, end):
+        return  # an outage opened another way (seeded at a start) that this UP ends
+    # Its DOWN never reached the database (dropped or refused): the UP says when it began.
+    await conn.execute(db.upsert(_outages).on_conflict_do_nothing(),
+                       {"device_id": device_id, "start": start, "end": end})
+
+
+async def _close_open_outage(conn: AsyncConnection, device_id: int, end: datetime) -> bool:
+    """End the open outage of ``device_id`` if it started by ``end``; whether there was one."""
+    o = _outages.c
+    closed = await conn.execute(update(_outages).where(
+        o.device_id == device_id, o.end.is_(None), o.start <= end).values(end=end))
+    return bool(closed.rowcount)
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+async def open_outages(db: Database) -> dict[str, datetime]:
+    """Device name -> start of its still-open outage."""
+    stmt = (
+        select(_devices.c.name, _outages.c.start)
+        .join(_devices, _devices.c.id == _outages.c.device_id)
+        .where(_outages.c.end.is_(None))
+    )
+    async with db.engine.connect() as conn:
+        return {name: start for name, start in (await conn.execute(stmt)).all()}
+
+
+async def transitions(db: Database, device: str | None = None,
+                      since: datetime | None = None) -> list[Transition]:
+    """Transitions in time order, of one device or all, at or after ``since``."""
+    t, d = _transitions, _devices
+    stmt = select(d.c.name, d.c.address, t.c.from_state, t.c.to_state, t.c.at,
+                  t.c.down_since, t.c.rtt_ms).join(d, d.c.id == t.c.device_id)
+    stmt = _filter(stmt, device, None if since is None else t.c.at >= since).order_by(t.c.at, t.c.id)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [
+        Transition(device=r.name, address=r.address, from_state=State(r.from_state),
+                   to_state=State(r.to_state), at=r.at, down_since=r.down_since,
+                   rtt_ms=r.rtt_ms)
+        for r in rows
+    ]
+
+
+async def outages(db: Database, device: str | None = None,
+                  since: datetime | None = None) -> list[Outage]:
+    """Outages by start time, of one device or all, still open or ended at or after ``since``."""
+    o, d = _outages, _devices
+    stmt = select(d.c.name, o.c.start, o.c.end).join(d, d.c.id == o.c.device_id)
+    overlaps = None if since is None else o.c.end.is_(None) | (o.c.end >= since)
+    stmt = _filter(stmt, device, overlaps).order_by(o.c.start, o.c.id)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt)).all()
+    return [Outage(device=r.name, start=r.start, end=r.end) for r in rows]
+
+
+async def checks(db: Database, device: str, since: datetime | None = None,
+                 until: datetime | None = None) -> list[Check]:
+    """Stored checks of ``device`` in time order, in ``[since, until)``.
+
+    The 24-hour view of one device reads 8,640 rows at a 10 s interval: by the cached device
+    id (no join), into named tuples, and on PostgreSQL straight from the driver.
+    """
+    device_id = db.device_id(device)
+    if device_id is None:
+        return []
+    if db.dialect == "postgresql":
+        return await _fetch_checks(db, device, device_id, since, until)
+    c = _checks
+    stmt = select(c.c.at, c.c.sent, c.c.received, c.c.rtt_ms).where(c.c.device_id == device_id)
+    if since is not None:
+        stmt = stmt.where(c.c.at >= since)
+    if until is not None:
+        stmt = stmt.where(c.c.at < until)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt.order_by(c.c.at))).all()
+    return [Check(device, *row) for row in rows]
+
+
+async def _fetch_checks(db: Database, device: str, device_id: int, since: datetime | None,
+                        until: datetime | None) -> list[Check]:
+    # The driver's own fetch on a pooled connection: asyncpg returns aware UTC datetimes,
+    # so SQLAlchemy's row and type processing (as long as the query itself) is not needed.
+    sql = "SELECT at, sent, received, rtt_ms FROM checks WHERE device_id = $1"
+    args: list[object] = [device_id]
+    for op, bound in ((">=", since), ("<", until)):
+        if bound is not None:
+            args.append(bound)
+            sql += f" AND at {op} ${len(args)}"
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        rows = await raw.driver_connection.fetch(sql + " ORDER BY at", *args)  # type: ignore[union-attr]
+    return [Check(device, r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def rollups(db: Database, device: str, tier: str, since: datetime | None = None,
+                  until: datetime | None = None) -> list[Rollup]:
+    """Rollups of ``device`` in the ``"1m"`` or ``"1h"`` tier, by bucket, for buckets that
+    start in ``[since, until)``."""
+    r, d = db.table(f"rollup_{tier}"), _devices
+    stmt = select(d.c.name, *(r.c[f] for f in _ROLLUP_FIELDS)).join(d, d.c.id == r.c.device_id)
+    stmt = _filter(stmt, device, None if since is None else r.c.bucket >= since)
+    if until is not None:
+        stmt = stmt.where(r.c.bucket < until)
+    async with db.engine.connect() as conn:
+        rows = (await conn.execute(stmt.order_by(r.c.bucket))).all()
+    return [Rollup(r[0], tier, *r[1:]) for r in rows]
+
+
+async def count_checks(db: Database, device: str | None = None) -> int:
+    """How many checks are stored, of one device or all."""
+    stmt = select(func.count()).select_from(_checks)
+    if device is not None:
+        stmt = stmt.join(_devices, _devices.c.id == _checks.c.device_id).where(
+            _devices.c.name == device
+        )
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(stmt) or 0)
+
+
+def _filter(stmt: Select[Any], device: str | None,
+            cond: ColumnElement[bool] | None) -> Select[Any]:
+    if device is not None:
+        stmt = stmt.where(_devices.c.name == device)
+    if cond is not None:
+        stmt = stmt.where(cond)
+    return stmt
