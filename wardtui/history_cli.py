@@ -19,7 +19,7 @@ from store.history import HistoryStore
 from store.maintenance import Retention
 from store.queries import TIER_NAMES, History, TierName, choose_tier, device_history
 from store.records import Check, Outage, Rollup
-from wardtui.widgets.states import format_duration
+from wardtui.durations import format_duration
 
 _SPAN = re.compile(r"^(\d+)([mhd])$")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}

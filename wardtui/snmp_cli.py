@@ -106,7 +106,7 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
     """JSON for scripts, or a few header lines and an aligned interface table."""
     if as_json:
         return json.dumps(snmp_record(latest), indent=None)
-    from wardtui.widgets.states import format_duration
+    from wardtui.durations import format_duration
 
     s = latest.system
     if s is None or latest.polled_at is None:  # polled, never answered: how often, and what came back
@@ -141,7 +141,7 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
 
 def _status_lines(status: SnmpStatus | None, now: datetime) -> list[str]:
     """How often the device was polled and what its agent answered last (timeout, error status)."""
-    from wardtui.widgets.states import format_duration
+    from wardtui.durations import format_duration
 
     if status is None:
         return []

@@ -254,7 +254,7 @@ async def test_an_unexpected_error_is_a_notice_and_the_box_stays_usable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in a renderer (anything outside the store's errors) left the box "writing" for
     good: no notice, Enter ignored, only Esc left."""
-    from wardtui.report_cli import RENDERERS
+    from wardtui.report_formats import RENDERERS
 
     def broken(report: Any) -> str:
         raise KeyError("[@click=app.quit]")

@@ -15,7 +15,8 @@ from poller.text import clean
 from store.records import Outage
 from store.report import DeviceSpan, Period, Report, ReportRow, compute
 from wardtui.history_cli import HistoryQueryError
-from wardtui.report_cli import csv_cell, parse_period, render_csv, render_html, render_json, render_md
+from wardtui.report_cli import parse_period
+from wardtui.report_formats import csv_cell, render_csv, render_html, render_json, render_md
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 H = timedelta(hours=1)

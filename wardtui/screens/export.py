@@ -20,7 +20,8 @@ from store.files import open_output
 from store.report import GROUP_BYS, GroupBy, Period, Report, availability
 from wardtui.history_cli import HistoryQueryError
 from wardtui.literal import Literal, literal
-from wardtui.report_cli import FORMATS, RENDERERS, parse_period
+from wardtui.report_cli import parse_period
+from wardtui.report_formats import FORMATS, RENDERERS
 from wardtui.widgets.device_table import DeviceTable
 
 # (id, label) of the periods offered; "custom" reads the from/to inputs.
