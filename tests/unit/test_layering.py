@@ -109,8 +109,8 @@ def _imports(module: str, in_functions: bool) -> list[tuple[str, bool]]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for child in node.orelse:
-                visit(child)
+            for statement in node.orelse:
+                visit(statement)
             return
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not in_functions:
             return
