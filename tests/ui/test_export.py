@@ -20,7 +20,7 @@ from tests.fakes import FakeProber
 from tests.ui.notices import watch
 from tests.ui.test_dashboard import dashboard
 from wardtui.app import WardApp
-from wardtui.history_cli import HistoryQueryError
+from wardtui.cli.common import UsageError
 from wardtui.runtime import Options, Runtime
 from wardtui.screens.export import ExportScreen, choose_period, default_path
 
@@ -35,9 +35,9 @@ def test_periods_and_default_path() -> None:
     custom = choose_period("custom", NOW, "2026-11-01", "2026-11-02")
     assert custom.start == datetime(2026, 11, 1, tzinfo=UTC)
     assert custom.end == datetime(2026, 11, 2, tzinfo=UTC)
-    with pytest.raises(HistoryQueryError):
+    with pytest.raises(UsageError):
         choose_period("custom", NOW, "", "")
-    with pytest.raises(HistoryQueryError):
+    with pytest.raises(UsageError):
         choose_period("custom", NOW, "2026-11-02", "2026-11-01")
     assert default_path("md", NOW, Path("/r")) == Path("/r/wardtui-report-20261117T103000Z.md")
 
@@ -254,7 +254,7 @@ async def test_an_unexpected_error_is_a_notice_and_the_box_stays_usable(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in a renderer (anything outside the store's errors) left the box "writing" for
     good: no notice, Enter ignored, only Esc left."""
-    from wardtui.report_cli import RENDERERS
+    from wardtui.report_formats import RENDERERS
 
     def broken(report: Any) -> str:
         raise KeyError("[@click=app.quit]")

@@ -80,3 +80,126 @@ def test_store_source_never_imports_screens() -> None:
                 continue
             found += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in forbidden]
     assert found == []
+
+
+# -- the headless commands -------------------------------------------------------------------
+
+HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db")
+SCREEN_LIBRARIES = {"textual", "rich"}
+PROJECT = {"poller", "store", "wardtui"}
+
+
+def _source(module: str) -> Path | None:
+    base = REPO.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(module: str, in_functions: bool) -> list[tuple[str, bool]]:
+    """What ``module`` imports, each with whether its functions may then run (False for a
+    package that ``from package import submodule`` only loads): at module level, and with
+    ``in_functions`` also inside its functions; never under ``if TYPE_CHECKING:``."""
+    path = _source(module)
+    if path is None:
+        return []
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for statement in node.orelse:
+                visit(statement)
+            return
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not in_functions:
+            return
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, True) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join([*parts[:len(parts) - node.level + 1], base]).strip(".")
+            submodules = [f"{base}.{a.name}" for a in node.names if _source(f"{base}.{a.name}") is not None]
+            found.append((base, len(submodules) < len(node.names)))
+            found.extend((name, True) for name in submodules)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return found
+
+
+def screen_library_chain(start: str) -> list[str] | None:
+    """The chain of imports by which running ``start`` may load textual or rich, else None.
+
+    Follows imports inside functions too (the CLI's lazy imports), but of a package only
+    loaded (a module's parent, ``from package import submodule``) just what its
+    ``__init__`` runs on import."""
+    came_from: dict[str, str | None] = {start: None}
+    full: set[str] = set()
+    queue: list[tuple[str, bool]] = [(start, True)]
+    while queue:
+        module, whole = queue.pop()
+        if module.split(".")[0] in SCREEN_LIBRARIES:
+            chain = [module]
+            while (parent := came_from[chain[-1]]) is not None:
+                chain.append(parent)
+            return chain[::-1]
+        if module.split(".")[0] not in PROJECT or (whole and module in full):
+            continue
+        if whole:
+            full.add(module)
+        parts = module.split(".")
+        nexts = [(".".join(parts[:n]), False) for n in range(1, len(parts))]
+        nexts += _imports(module, in_functions=whole)
+        for name, name_whole in nexts:
+            if name not in came_from or (name_whole and name not in full):
+                came_from.setdefault(name, module)
+                queue.append((name, name_whole))
+    return None
+
+
+def test_headless_commands_never_reach_a_screen_library() -> None:
+    """Every module a headless command may import, lazily too: `wardtui history` loaded rich
+    for format_duration, and `wardtui --help` rich for the report's renderers."""
+    assert all(_source(f"wardtui.cli.{command}") is not None for command in HEADLESS_COMMANDS)
+    reached = {command: screen_library_chain(f"wardtui.cli.{command}") for command in HEADLESS_COMMANDS}
+    reached["report formats"] = screen_library_chain("wardtui.report_formats")
+    assert reached == dict.fromkeys(reached), reached
+
+
+def test_the_chain_finder_sees_a_screen_library() -> None:
+    chain = screen_library_chain("wardtui.screens.export")
+    assert chain is not None and chain[0] == "wardtui.screens.export", chain
+    assert screen_library_chain("wardtui.cli.dashboard") is not None  # the dashboard, lazily
+
+
+RUN_COMMANDS = """
+import json, sys
+from wardtui.cli import main
+
+db = "sqlite:///" + sys.argv[1] + "/history.db"
+runs = [["db", "upgrade", "--db", db], ["db", "current", "--db", db], ["outages", "--db", db],
+        ["history", "north-b001-rtr", "--db", db],
+        ["report", "--from", "24h", "--format", "html", "--db", db],
+        ["snmp", "north-b001-rtr", "--db", db], ["--help"]]
+loaded = {}
+for argv in runs:
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    loaded[" ".join(argv[:1])] = sorted({m.split(".")[0] for m in sys.modules} & {"textual", "rich"})
+print(json.dumps(loaded))
+"""
+
+
+def test_headless_commands_run_without_a_screen_library(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", RUN_COMMANDS, str(tmp_path)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(loaded) == {"db", "outages", "history", "report", "snmp", "--help"}, proc.stderr
+    assert all(found == [] for found in loaded.values()), loaded

@@ -14,8 +14,8 @@ import pytest
 from poller.text import clean
 from store.records import Outage
 from store.report import DeviceSpan, Period, Report, ReportRow, compute
-from wardtui.history_cli import HistoryQueryError
-from wardtui.report_cli import csv_cell, parse_period, render_csv, render_html, render_json, render_md
+from wardtui.cli.common import UsageError, parse_period
+from wardtui.report_formats import csv_cell, render_csv, render_html, render_json, render_md
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -134,10 +134,10 @@ def test_dates_parse_as_iso_utc_relative_or_now() -> None:
     assert parse_period("2026-11-01", "2026-11-02", now) == Period(T0, T0 + 24 * H)
     assert parse_period("2026-11-01T02:00+02:00", "now", now) == Period(T0, now)
     assert parse_period("24h", "1h", now) == Period(now - 24 * H, now - H)
-    with pytest.raises(HistoryQueryError, match=r"--from .* is not before --to") as after:
+    with pytest.raises(UsageError, match=r"--from .* is not before --to") as after:
         parse_period("2026-11-02", "2026-11-01", now)
     assert after.value.code == 2
-    with pytest.raises(HistoryQueryError, match="--to 'tomorrow'"):
+    with pytest.raises(UsageError, match="--to 'tomorrow'"):
         parse_period("24h", "tomorrow", now)
 
 

@@ -17,10 +17,10 @@ from textual.widgets import Footer, Input, Label, RadioButton, RadioSet, Static
 from poller.text import clean_lines
 from store.files import open_output
 from store.report import GROUP_BYS, GroupBy, Period, Report
+from wardtui.cli.common import UsageError, parse_period
 from wardtui.history_access import HistoryAccess, Scope
-from wardtui.history_cli import HistoryQueryError
 from wardtui.literal import Literal, literal
-from wardtui.report_cli import FORMATS, RENDERERS, parse_period
+from wardtui.report_formats import FORMATS, RENDERERS
 
 # (id, label) of the periods offered; "custom" reads the from/to inputs.
 PERIODS = (("24h", "last 24 h"), ("7d", "last 7 days"), ("30d", "last 30 days"),
@@ -30,12 +30,12 @@ STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
 
 def choose_period(choice: str, now: datetime, start: str = "", end: str = "") -> Period:
     """The period of a choice in :data:`PERIODS`; ``custom`` parses ``start``/``end`` as the
-    ``report`` command's --from/--to do (raises :class:`HistoryQueryError` on bad input)."""
+    ``report`` command's --from/--to do (raises :class:`UsageError` on bad input)."""
     if choice == "month":
         return Period(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), now)
     if choice == "custom":
         if not start.strip():
-            raise HistoryQueryError("custom period: type a start in 'from' (2026-11-01, 7d, …)")
+            raise UsageError("custom period: type a start in 'from' (2026-11-01, 7d, …)")
         return parse_period(start, end.strip() or "now", now)
     return parse_period(choice, "now", now)
 
@@ -135,7 +135,7 @@ class ExportScreen(ModalScreen[Path | None]):
         try:
             period = choose_period(self.period_choice, now, self.query_one("#export-from", Input).value,
                                    self.query_one("#export-to", Input).value)
-        except (HistoryQueryError, ValueError) as exc:
+        except (UsageError, ValueError) as exc:
             self.notify(str(exc), title="export", severity="error")
             return
         path = self.query_one("#export-path", Input).value.strip()

@@ -10,7 +10,8 @@ from poller.events import SnmpFailure, State
 from poller.snmp_source import missing_text
 from poller.state import DeviceTracker
 from store.records import Outage, SnmpEvent, SnmpStatus
-from wardtui.widgets.states import format_duration, state_label
+from wardtui.durations import format_duration
+from wardtui.widgets.states import state_label
 
 
 class InterfaceLike(Protocol):

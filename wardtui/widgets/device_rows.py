@@ -12,7 +12,8 @@ from typing import Any
 from poller.events import State
 from poller.inventory import Device
 from poller.state import DeviceTracker
-from wardtui.widgets.states import format_duration, state_label
+from wardtui.durations import format_duration
+from wardtui.widgets.states import state_label
 
 SortKey = tuple[Any, ...]
 

@@ -1,10 +1,10 @@
-"""How device states and durations read on screen, shared by the table and the log."""
+"""How device states read on screen, shared by the table and the log (durations:
+wardtui/durations.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 
 from rich.text import Text
 
@@ -54,18 +54,3 @@ def state_text(state: State, palette: StatePalette, flapping: bool = False) -> T
     if flapping:
         text.append("~flap", style=palette.flapping)
     return text
-
-
-def format_duration(delta: timedelta) -> str:
-    """Compact and fixed-ish width: ``42s``, ``3m05s``, ``2h07m``, ``3d04h``."""
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"

@@ -14,7 +14,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from poller.events import FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
-from wardtui.widgets.states import StatePalette, format_duration, state_text
+from wardtui.durations import format_duration
+from wardtui.widgets.states import StatePalette, state_text
 
 
 def utc_stamp(at: datetime) -> str:

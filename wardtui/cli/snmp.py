@@ -12,10 +12,19 @@ from typing import Any
 
 from poller.snmp_source import missing_text
 from store.records import SnmpInterface, SnmpLatest, SnmpStatus
-from wardtui.runtime import DB_HELP
+from wardtui.cli.common import (
+    Commands,
+    UsageError,
+    add_db_option,
+    command,
+    open_existing,
+    read_store,
+    write_out,
+)
+from wardtui.durations import format_duration
 
 _DASH = "—"
-_EXAMPLES = """\
+EXAMPLES = """\
 examples:
   wardtui snmp north-b001-rtr
   wardtui snmp north-b001-rtr --json | jq '.interfaces[] | select(.oper != "up") | .name'
@@ -23,29 +32,22 @@ examples:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``wardtui snmp`` on the CLI's subcommands."""
-    snmp = sub.add_parser(
-        "snmp", help="one device's latest SNMP facts and interface table, from the history",
-        description="One device's system facts and interface table as its latest SNMP poll read\n"
-                    "them: admin/oper status, speed, traffic in bit/s, error and discard counters.",
-        epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+def register(sub: Commands) -> None:
+    snmp = command(
+        sub, "snmp", run, "one device's latest SNMP facts and interface table, from the history",
+        EXAMPLES, description="One device's system facts and interface table as its latest SNMP poll read\n"
+                              "them: admin/oper status, speed, traffic in bit/s, error and discard counters.")
     snmp.add_argument("device", metavar="DEVICE", help="the device's name, as in the inventory")
     snmp.add_argument("--json", action="store_true",
                       help='one JSON object: {"device", "address", "polled_at", "system", "interfaces", '
                            '"polling"}; "system" is null for a device polled but never answered')
-    # SUPPRESS, as for `wardtui history`: `wardtui --db X snmp D` keeps X.
-    snmp.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
-                      help=DB_HELP)
+    add_db_option(snmp)
 
 
 def run(args: argparse.Namespace) -> int:
     """``wardtui snmp``: 0 and the device's table; 2 for an unknown device, one never polled by
     SNMP or a bad ``--db``; 1 for a database that cannot be read (as ``wardtui history``)."""
-    from wardtui.cli import _read_history
-    from wardtui.history_cli import write_out
-
-    code, latest = _read_history(args.db, lambda url: query_snmp(url, args.device))
+    code, latest = read_store(args.db, lambda url: query_snmp(url, args.device))
     if latest is None:
         return code
     write_out(render_snmp(latest, args.json, datetime.now(UTC)))
@@ -55,15 +57,14 @@ def run(args: argparse.Namespace) -> int:
 async def query_snmp(url: str, device: str) -> SnmpLatest:
     """``device``'s latest SNMP poll from the store at ``url`` (never created here)."""
     from store.queries import latest_snmp
-    from wardtui.history_cli import HistoryQueryError, _open_existing
 
-    store = await _open_existing(url)
+    store = await open_existing(url)
     try:
         if device not in store.device_names():
-            raise HistoryQueryError(f"no device named {device!r} in the history")
+            raise UsageError(f"no device named {device!r} in the history")
         latest = await latest_snmp(store, device)
         if latest is None:
-            raise HistoryQueryError(f"device {device!r} has no SNMP data in the history: it has never "
+            raise UsageError(f"device {device!r} has no SNMP data in the history: it has never "
                                     "been polled by SNMP (does its inventory row name an snmp_credential?)")
         return latest
     finally:
@@ -106,8 +107,6 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
     """JSON for scripts, or a few header lines and an aligned interface table."""
     if as_json:
         return json.dumps(snmp_record(latest), indent=None)
-    from wardtui.widgets.states import format_duration
-
     s = latest.system
     if s is None or latest.polled_at is None:  # polled, never answered: how often, and what came back
         return "\n".join([f"{latest.device} ({latest.address}): no SNMP answer in the history",
@@ -141,8 +140,6 @@ def render_snmp(latest: SnmpLatest, as_json: bool, now: datetime) -> str:
 
 def _status_lines(status: SnmpStatus | None, now: datetime) -> list[str]:
     """How often the device was polled and what its agent answered last (timeout, error status)."""
-    from wardtui.widgets.states import format_duration
-
     if status is None:
         return []
     answered = (f"{status.answered} answered, the last at {_stamp(status.answered_at)} UTC"

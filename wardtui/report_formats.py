@@ -1,126 +1,23 @@
-"""``wardtui report``: availability per device, branch or region over a period, as CSV, a Markdown
-table, one self-contained HTML file or JSON (figures from :mod:`store.report`)."""
+"""The availability report's formats: CSV, a Markdown table, one self-contained HTML page and JSON,
+rendered from :class:`store.report.Report`. Used by ``wardtui report`` and the dashboard's export
+box alike; imports no screen library (tests/unit/test_layering.py)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from poller.text import clean
-from store.files import PRIVATE_FILE, open_output, parse_mode
-from store.report import GROUP_BYS, Period, Report, ReportOutage, ReportRow, availability
-from wardtui.history_cli import HistoryQueryError, _open_existing, parse_since, write_out
-from wardtui.messages import error
-from wardtui.runtime import DB_HELP
-from wardtui.widgets.states import format_duration
+from store.report import Report, ReportOutage, ReportRow
+from wardtui.durations import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
 _DASH = "—"
-EXAMPLES = """\
-examples:
-  wardtui report --from 30d                                   every device, the last 30 days, CSV
-  wardtui report --from 2026-11-01 --to 2026-12-01 --group-by region --format html -o nov.html
-  wardtui report --from 7d --group-by branch --format json | jq '.rows[] | select(.availability_pct < 99.9)'
-  wardtui report --from 2026-11-01T08:00+01:00 --to 24h --format md
-
-DATE: an ISO 8601 date or time (UTC when it names no zone; a date is its midnight), a span back
-from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the future counts up to
-now. Availability = up time / time monitored; time before a device was first monitored is not
-counted. CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
-tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are.
-Terminal control characters in stored names are replaced by U+FFFD in csv, md and html; md
-escapes HTML and link syntax, html escapes everything; json keeps names exactly (JSON-escaped).
-See docs/OPERATIONS.md, "Availability reports".
-"""
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``wardtui report``."""
-    report = sub.add_parser(
-        "report", help="availability per device, branch or region over a period (csv, md, html, json)",
-        description="Availability, outages, downtime, MTTR, MTBF, longest outage and state now, per\n"
-                    "device, branch or region, and the list of outages, from the stored history.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_argument("--from", dest="start", metavar="DATE", required=True,
-                        help="start of the period (ISO 8601 date or time, or 24h, 7d, 30d back from now)")
-    report.add_argument("--to", dest="end", metavar="DATE", default="now",
-                        help="end of the period, exclusive (default now)")
-    report.add_argument("--group-by", choices=GROUP_BYS, default="device",
-                        help="one row per device (default), branch or region")
-    report.add_argument("--format", choices=FORMATS, default="csv",
-                        help="csv (default), md (a GitHub table), html (one self-contained file), json")
-    report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
-    report.add_argument("--mode", type=file_mode, default=PRIVATE_FILE, metavar="OCTAL",
-                        help="mode of the -o file (default 600: yours alone; e.g. 640 for your group)")
-    report.add_argument("--db", metavar="URL", default=argparse.SUPPRESS, help=DB_HELP)
-
-
-def file_mode(text: str) -> int:
-    """``--mode``: the octal mode of an output file (600, 0640)."""
-    try:
-        return parse_mode(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def parse_date(text: str, now: datetime, option: str) -> datetime:
-    """``now``, a span back from now (``24h``) or an ISO 8601 date or time (UTC without a zone)."""
-    if text.strip().lower() == "now":
-        return now
-    try:
-        return parse_since(text, now, option)
-    except HistoryQueryError:
-        raise HistoryQueryError(f"{option} {text!r}: use an ISO 8601 date or time "
-                                "(2026-11-01, 2026-11-01T08:00Z), a span back from now (24h, 7d) "
-                                "or now") from None
-
-
-def parse_period(start_text: str, end_text: str, now: datetime) -> Period:
-    start = parse_date(start_text, now, "--from")
-    end = parse_date(end_text, now, "--to")
-    if end <= start:
-        raise HistoryQueryError(f"--from {_stamp(start)} UTC is not before --to {_stamp(end)} UTC")
-    return Period(start, end)
-
-
-async def query_report(url: str, period: Period, group_by: Any, now: datetime) -> Report:
-    """The report from the history at ``url`` (never created here)."""
-    store = await _open_existing(url)
-    try:
-        return await availability(store, period, group_by=group_by, now=now)
-    finally:
-        await store.close()
-
-
-def run(args: argparse.Namespace, read_history: Callable[..., tuple[int, Any]]) -> int:
-    """``wardtui report``; ``read_history`` is ``wardtui.cli._read_history`` (its error path)."""
-    now = datetime.now(UTC)
-    try:
-        period = parse_period(args.start, args.end, now)
-    except HistoryQueryError as exc:
-        error(f"{exc}")
-        return exc.code
-    code, report = read_history(args.db, lambda url: query_report(url, period, args.group_by, now))
-    if report is None:
-        return int(code)
-    text = RENDERERS[args.format](report)
-    if args.output is None:
-        write_out(text.rstrip("\n"))
-        return 0
-    try:
-        with open_output(args.output, args.mode) as out:
-            out.write(text)
-    except OSError as exc:
-        error(f"-o {args.output}: cannot write the report: {exc.strerror or exc}")
-        return 2
-    return 0
 
 
 # -- records ---------------------------------------------------------------------------------

@@ -1,0 +1,56 @@
+"""Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
+``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
+``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
+``wardtui db upgrade|current`` (the database's schema).
+
+One module per command under this package, each with ``register(sub)`` (its parser, which sets
+``run``) and ``run(args)`` (its exit status); what they share is in :mod:`wardtui.cli.common`.
+A command's heavy imports (the store's queries, Textual) happen inside its ``run``, so ``--help``
+and the headless commands start without them."""
+
+from __future__ import annotations
+
+import argparse
+
+from wardtui import __version__
+from wardtui.cli import db, generate, history, outages, poll, report, snmp
+from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options
+
+EXAMPLES = """\
+examples:
+  wardtui                                   dashboard on the bundled example (loopback addresses)
+  wardtui --inventory branches.csv --interval 30
+  wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
+  wardtui outages --since 24h               what went down in the last day, from the history
+  wardtui report --from 30d --group-by region --format html -o month.html
+  wardtui generate --devices 50000 -o big.csv
+  wardtui db upgrade --db sqlite:///var/lib/wardtui/history.db
+
+In the dashboard: ? lists every key; / filters, s sorts, Enter opens a device (Esc back),
+e exports an availability report of what the table shows, q saves history and quits.
+Each command has its own examples: wardtui COMMAND --help.
+"""
+
+COMMANDS = (poll, db, outages, history, report, snmp, generate)  # the order --help lists them in
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wardtui", description="A network monitor that lives in the terminal.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"wardtui {__version__}")
+    add_engine_options(parser, ENGINE_DEFAULTS)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        from wardtui.cli import dashboard
+
+        return dashboard.run(args)
+    code: int = args.run(args)
+    return code

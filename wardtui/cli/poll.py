@@ -1,0 +1,45 @@
+"""``wardtui poll``: the engine without a screen, its events as JSON lines on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from wardtui.cli.common import Commands, add_engine_options, command, engine_options, positive
+from wardtui.messages import error, log_to_stderr
+from wardtui.runtime import Runtime, StartupError
+
+EXAMPLES = """\
+examples:
+  wardtui poll --inventory net.csv --duration 30 --jsonl
+  wardtui poll --inventory net.csv --interval 5 --jsonl --checks > events.jsonl
+"""
+
+
+def register(sub: Commands) -> None:
+    poll = command(sub, "poll", run, "poll without a screen and print events as JSON lines", EXAMPLES)
+    add_engine_options(poll, None)
+    poll.add_argument("--duration", type=positive, metavar="S",
+                      help="stop after S seconds (default: run until SIGINT/SIGTERM)")
+    poll.add_argument("--jsonl", action="store_true", required=True,
+                      help="print one JSON object per line (the only output format)")
+    poll.add_argument("--checks", action="store_true",
+                      help="also print every check result (type 'check') and SNMP poll (type 'snmp')")
+
+
+def run(args: argparse.Namespace) -> int:
+    from wardtui.headless import run_headless
+
+    try:
+        runtime = Runtime(engine_options(args))
+    except StartupError as exc:
+        error(f"{exc}")
+        return exc.code
+    log_to_stderr()
+    try:
+        return asyncio.run(run_headless(runtime, args.duration, checks=args.checks))
+    except StartupError as exc:
+        error(f"{exc}")
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
