@@ -33,12 +33,15 @@ def _rss_mb() -> float:
 async def _one(devices: int, duration: float, interval: float, workdir: Path) -> dict[str, float]:
     from poller.events import Gauges
     from poller.generate import bank_rows, write_csv
+    from wardtui.process import POLL
     from wardtui.runtime import Options, Runtime
 
     inventory = workdir / "inv.csv"
     with inventory.open("w") as out:
         write_csv(out, bank_rows(devices))
-    runtime = Runtime(Options(inventory=inventory, db=f"sqlite:///{workdir}/h.db", interval=interval))
+    # As `wardtui poll` runs it: the freeze once the store has started.
+    runtime = Runtime(Options(inventory=inventory, db=f"sqlite:///{workdir}/h.db", interval=interval),
+                      process=POLL)
     sub = runtime.engine.bus.subscribe("bench", maxsize=1_000_000, sample_batch=10_000)
     gauges: list[Gauges] = []
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import statistics
 import subprocess
@@ -44,6 +45,7 @@ from bench._report import write_section  # noqa: E402
 from poller.events import Transition  # noqa: E402
 from tests.fakes import FakeProber  # noqa: E402
 from wardtui.app import WardApp  # noqa: E402
+from wardtui.process import DASHBOARD  # noqa: E402
 from wardtui.runtime import Options, Runtime  # noqa: E402
 from wardtui.screens.dashboard import DashboardScreen  # noqa: E402
 from wardtui.screens.device import DeviceScreen  # noqa: E402
@@ -149,10 +151,14 @@ async def measure(inventory: Path, db: Path, interval: float, fraction: float, d
     rng = random.Random(seed)
     prober = FakeProber()
     start = time.perf_counter()
-    runtime = Runtime(Options(inventory=inventory, db=f"sqlite:///{db}", interval=interval), prober=prober)
+    # The dashboard's process policy (freezes, collector thresholds, idle collections) but not
+    # its exit watchdog: this process measures several runs. As before, no 1 ms switch interval.
+    policy = dataclasses.replace(DASHBOARD, exit_grace=None)
+    runtime = Runtime(Options(inventory=inventory, db=f"sqlite:///{db}", interval=interval), prober=prober,
+                      process=policy)
     addresses = [d.address for d in runtime.devices]
     start_down(prober, addresses, down, rng)
-    app = WardApp(runtime)
+    app = WardApp(runtime, process=policy)
     frames = Frames(app)
     run = Run(len(runtime.devices), fraction)
     first = frames.expect(lambda: app.screen is app.dashboard and table(app).row_count > 0)

@@ -316,7 +316,7 @@ async def run_rate(devices: Sequence[Device], interval: float, seconds: float,
                 await asyncio.sleep(0.1)
             events = make_events(devices, int(seconds * len(devices) / interval), interval, datetime.now(UTC))
             gc.collect()
-            gc.freeze()  # as the runtime does once started
+            gc.freeze()  # as the commands' process policy does once the store has started
             pg0 = postgres_cpu()
             cpu0, t0 = time.process_time(), time.perf_counter()
             fed = await feed_at_rate(bus, events, len(devices), interval)

@@ -267,6 +267,7 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
     from poller.events import Gauges
     from poller.generate import bank_rows
     from tests.lab.snmp_agents import free_udp_port
+    from wardtui.process import POLL
     from wardtui.runtime import Options, Runtime
 
     first = next(bank_rows(1))["address"]
@@ -286,7 +287,8 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
         creds.chmod(0o600)
         runtime = Runtime(Options(inventory=workdir / "inv.csv", db=f"sqlite:///{workdir}/h.db",
                                   interval=10.0,
-                                  credentials=creds, snmp_interval=60.0))
+                                  credentials=creds, snmp_interval=60.0),
+                          process=POLL)  # as `wardtui poll` runs it: the freeze once the store has started
         assert runtime.snmp is not None and len(runtime.snmp) == devices
         sub = runtime.engine.bus.subscribe("bench", maxsize=1_000_000, sample_batch=10_000)
         gauges: list[Gauges] = []

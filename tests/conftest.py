@@ -13,8 +13,9 @@ from tests.lab.fixtures import lab  # noqa: F401
 
 @pytest.fixture(autouse=True)
 def _collector_as_it_was() -> Iterator[None]:
-    """The dashboard tunes the process-wide garbage collector once its first round is done
-    (WardApp.settle_memory); a test that ran one must not leave it tuned for the rest."""
+    """The dashboard's process policy tunes the process-wide garbage collector once its first
+    round is done (wardtui/process.py, ProcessPolicy.first_round_done); a test that ran one must
+    not leave it tuned for the rest."""
     threshold = gc.get_threshold()
     yield
     gc.set_threshold(*threshold)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import signal
-import threading
 import time
 from contextlib import suppress
 from dataclasses import replace
@@ -27,6 +24,7 @@ from poller.text import clean, clean_lines
 from store.files import open_output
 from wardtui.engine_thread import EngineThread
 from wardtui.history_access import HistoryAccess
+from wardtui.process import GUEST, IdleCollections, ProcessPolicy
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
@@ -69,9 +67,11 @@ class WardApp(App[int]):
     TITLE = "wardtui"
     _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, process: ProcessPolicy = GUEST) -> None:
         super().__init__()
         self.runtime = runtime
+        # What the command sets on the process (wardtui/process.py); the app only says when.
+        self.process = process
         # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
         self.engine_thread = EngineThread()
         # The screens read the history through this: each read hops onto the engine's loop.
@@ -79,9 +79,8 @@ class WardApp(App[int]):
         self.dashboard = DashboardScreen(runtime.engine, history)
         self.engine_worker: Worker[None] | None = None
         self._quitting = False
-        self.exit_grace: float | None = None  # seconds Textual's shutdown gets before a hard exit
         self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)
-        self._last_full_gc = 0.0
+        self.idle_collections: IdleCollections | None = None  # driven after the first round
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         """wardtui's own variables (:data:`SHARED_VARIABLES`), where a theme sets none."""
@@ -163,39 +162,25 @@ class WardApp(App[int]):
                         title="history store", severity="error", timeout=24 * 3600)
         self.dashboard.post_message(EngineStarted())
         # Every device's state lives as long as the app: once the first round has filled it in,
-        # keep full collections from rescanning it, and from running while the operator types.
-        # Capped: with hour-long intervals the bulk exists within a minute.
+        # the process policy may keep full collections from rescanning it, and from running
+        # while the operator types. Capped: with hour-long intervals the bulk exists within a minute.
         engine = self.runtime.engine
         first_round = min(60.0, max((s.interval for s in engine.slots), default=0.0)) + 2.0
         self.set_timer(first_round, self.settle_memory)
         await self.engine_thread.run(self.runtime.engine.run())
 
-    IDLE_FOR_GC = 3.0  # seconds without a key or click before a full collection may run
-    GC_EVERY = 30.0  # ... checked this often
-    GC_AT_LATEST = 300.0  # ... and run after this long even if the operator never stops typing
-
     def settle_memory(self) -> None:
-        """gc.freeze() what exists after the first round, and take full collections off the
-        keyboard's path: with 10,000 devices one held the interpreter ~300 ms every few seconds;
-        after a freeze, at 20,000 devices and 180 transitions/s, they still ran every ~3 s and
-        took 50-350 ms, and they were the slow key presses. Young collections run less often
-        (most objects here die by reference count anyway) and full ones are left to
-        :meth:`collect_when_idle`."""
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 1_000)  # process-wide: wardtui owns this process
-        self._last_full_gc = time.monotonic()
-        self.set_interval(self.GC_EVERY, self.collect_when_idle)
+        """The first round is done: tell the process policy, and if it hands back idle
+        collections (the dashboard's: full collections off the keyboard's path), ask them every
+        ``EVERY`` seconds with the time of the last key or click."""
+        self.idle_collections = self.process.first_round_done()
+        if self.idle_collections is not None:
+            self.set_interval(self.idle_collections.EVERY, self.collect_when_idle)
 
     def collect_when_idle(self) -> bool:
-        """One full collection if the operator has left the keyboard alone for a while (or it
-        has been put off for GC_AT_LATEST); return whether it ran."""
-        now = time.monotonic()
-        idle = now - self.last_input >= self.IDLE_FOR_GC
-        if not idle and now - self._last_full_gc < self.GC_AT_LATEST:
-            return False
-        gc.collect()
-        self._last_full_gc = time.monotonic()
-        return True
+        """One full collection if the operator has paused (see
+        :meth:`~wardtui.process.IdleCollections.collect_if_idle`); return whether it ran."""
+        return self.idle_collections is not None and self.idle_collections.collect_if_idle(self.last_input)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -231,14 +216,10 @@ class WardApp(App[int]):
         self._exit_for_sure(0)
 
     def _exit_for_sure(self, code: int, message: str | None = None) -> None:
-        """Leave; if Textual's own shutdown has not ended the process ``exit_grace`` seconds later,
-        end it. Seen here: after SIGTERM/SIGHUP, Textual's output thread and its shutdown can
-        wait on each other for ever (py-spy: both in Queue waits), leaving a process with no
-        terminal behind each dropped SSH session. The history is flushed by then."""
-        if self.exit_grace is not None:  # set by the CLI: never under a test harness's App.run_test
-            watchdog = threading.Timer(self.exit_grace, os._exit, args=(code,))
-            watchdog.daemon = True  # a normal exit does not wait for it
-            watchdog.start()
+        """Leave; the process policy may end the process if Textual's own shutdown has not done
+        so a while later (the dashboard's exit watchdog, wardtui/process.py; never under a test
+        harness's App.run_test). The history is flushed by then."""
+        self.process.leaving(code)
         # Printed by Rich after the screen is gone: a Text, so an error that quotes the database
         # ("[parameters: ...]") is not read as markup.
         self.exit(return_code=code, message=Text(clean_lines(message)) if message else None)

@@ -3,7 +3,8 @@
 Why: Textual repaints on the UI loop (50-150 ms for a busy device table were measured),
 and anything sharing that loop waits for it: scheduling lag grew by as much and, at tens
 of thousands of devices, checks would be skipped. On their own loop the pollers get the
-interpreter back every switch interval (5 ms) however long a repaint takes. RTT never
+interpreter back every switch interval (5 ms by default, 1 ms as the dashboard's process
+policy sets it: wardtui/process.py) however long a repaint takes. RTT never
 depended on it (kernel timestamps), but due -> sent lag and skipped checks did.
 
 Everything the engine owns is touched only from this thread, except what is safe to read

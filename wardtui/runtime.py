@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import re
@@ -35,6 +34,7 @@ from store.schema import SchemaError, check, display_url
 from store.spool import Spool, SpoolError
 from store.writer import StoreWriter
 from wardtui.messages import error
+from wardtui.process import GUEST, ProcessPolicy
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,10 @@ class Runtime:
     """Owns the engine, its prober and the store writer for one run."""
 
     def __init__(self, options: Options, prober: Prober | None = None,
-                 devices: list[Device] | None = None, snmp_client: SnmpSource | None = None) -> None:
+                 devices: list[Device] | None = None, snmp_client: SnmpSource | None = None,
+                 process: ProcessPolicy = GUEST) -> None:
         self.options = options
+        self.process = process  # the command's: told when the store has started (wardtui/process.py)
         self.devices = devices if devices is not None else load_devices(options.inventory)
         self.prober = prober if prober is not None else open_prober(self.devices)
         state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing,
@@ -241,9 +243,9 @@ class Runtime:
             await self._abandon_start()
             raise self._off(StartupError(f"cannot open the history database {display_url(self.store.url)}: "
                                          f"{failure(exc, self.store.url)}")) from None
-        # Inventory, trackers and rows made so far live for the whole run: move them out of the
-        # collector's way, so full collections stay short at 100,000 devices.
-        gc.freeze()
+        # Inventory, trackers and rows made so far live for the whole run (the dashboard and
+        # `wardtui poll` freeze them here).
+        self.process.store_started()
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})

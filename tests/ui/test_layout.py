@@ -16,6 +16,7 @@ from textual.app import App, ComposeResult
 from poller.events import Gauges, State, Transition
 from tests.fakes import FakeProber, make_devices
 from wardtui.app import WardApp
+from wardtui.process import DASHBOARD
 from wardtui.runtime import Options, Runtime
 from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.gauges import GaugesPanel, HealthLine, health_line
@@ -108,17 +109,21 @@ async def test_full_collections_wait_for_the_operator_to_pause(tmp_path: Path,
     monkeypatch.setattr(gc, "collect", lambda generation=2: runs.append(generation) or 0)
     runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1), prober=FakeProber(),
                       devices=make_devices(5, interval=0.1))
-    app = WardApp(runtime)
+    # The dashboard's process policy, without the exit watchdog (it would end pytest).
+    app = WardApp(runtime, process=dataclasses.replace(DASHBOARD, exit_grace=None))
     async with app.run_test(size=(100, 30)) as pilot:
+        assert app.collect_when_idle() is False  # before the first round: nothing to drive
         app.settle_memory()
         assert gc.get_threshold() == (50_000, 20, 1_000)  # restored by the conftest fixture
+        idle = app.idle_collections
+        assert idle is not None
         await pilot.press("down")  # the operator is at the keyboard
         assert app.last_input > 0
         assert app.collect_when_idle() is False and runs == []
-        app.last_input -= app.IDLE_FOR_GC  # ... and has not pressed a key since
+        app.last_input -= idle.IDLE_FOR  # ... and has not pressed a key since
         assert app.collect_when_idle() is True and runs == [2]
         app.last_input = time.monotonic()  # typing without a pause for too long: it runs anyway
-        app._last_full_gc -= app.GC_AT_LATEST
+        idle.last_full -= idle.AT_LATEST
         assert app.collect_when_idle() is True and len(runs) == 2
         await app.action_quit()
 

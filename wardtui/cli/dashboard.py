@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 from wardtui.cli.common import engine_options
 from wardtui.messages import error
+from wardtui.process import DASHBOARD
 from wardtui.runtime import Runtime, StartupError
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        runtime = Runtime(engine_options(args))
+        runtime = Runtime(engine_options(args), process=DASHBOARD)
     except StartupError as exc:
         error(f"{exc}")
         return exc.code
@@ -25,10 +25,10 @@ def run(args: argparse.Namespace) -> int:
         return exc.code
     from wardtui.app import WardApp  # after the checks: an error line needs no Textual
 
-    # The engine's thread waits for the interpreter while the UI renders: hand it over every
-    # 1 ms instead of 5 (lag p99 with 10,000 devices: ~110 ms -> ~40 ms measured).
-    sys.setswitchinterval(0.001)
-    app = WardApp(runtime)
-    app.exit_grace = 10.0  # after the history is flushed; see WardApp._exit_for_sure
+    # The whole process is the dashboard's: the GIL switch interval now, the freezes, the
+    # collector's thresholds, idle collections and the exit watchdog when the runtime and
+    # the app say (wardtui/process.py).
+    DASHBOARD.enter()
+    app = WardApp(runtime, process=DASHBOARD)
     app.run()
     return app.return_code or 0

@@ -7,6 +7,7 @@ import asyncio
 
 from wardtui.cli.common import Commands, add_engine_options, command, engine_options, positive
 from wardtui.messages import error, log_to_stderr
+from wardtui.process import POLL
 from wardtui.runtime import Runtime, StartupError
 
 EXAMPLES = """\
@@ -31,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
     from wardtui.headless import run_headless
 
     try:
-        runtime = Runtime(engine_options(args))
+        runtime = Runtime(engine_options(args), process=POLL)  # the freeze once the store has started
     except StartupError as exc:
         error(f"{exc}")
         return exc.code
     log_to_stderr()
+    POLL.enter()
     try:
         return asyncio.run(run_headless(runtime, args.duration, checks=args.checks))
     except StartupError as exc:
