@@ -117,6 +117,7 @@ class RowOrder:
             if key is not None:
                 self._track_problem(name, key)
         self._resort()
+        self._order = None
 
     def prepare_filter(self, now: datetime) -> None:
         """Render every row's text once, so that the first filter only matches."""
@@ -160,6 +161,8 @@ class RowOrder:
             problems_moved |= self._track_problem(name, problem_key(tracker, self._ranks.name[name]))
         if moved:
             self._reorder(moved)
+        if moved or (problems_moved and self.view == "problems"):
+            self._order = None
         return names, bool(moved), problems_moved
 
     def _resort(self) -> None:
