@@ -25,8 +25,9 @@ from poller.events import (
     Transition,
 )
 from store.dburl import cause
-from store.spool import Spool, SpoolBatch, SpoolError
+from store.spool import Spool, SpoolBatch
 from store.spool_records import PollRecord, SnmpEventIn
+from store.writer_spool import WriterSpool
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -103,10 +104,8 @@ class StoreWriter:
         self.max_retry_delay = max_retry_delay
         self.stop_attempts = stop_attempts
         self.transition_burst = transition_burst
-        self.spool = spool
+        self._spool = WriterSpool(spool)  # spilling, the spool-full state, replaying
         self.spool_after = spool_after
-        self.spooled_rows = 0  # rows moved to the spool (cumulative)
-        self.replayed_rows = 0  # rows written to the database from the spool (cumulative)
         self.written_checks = 0
         self.written_transitions = 0
         self.written_polls = 0
@@ -126,13 +125,26 @@ class StoreWriter:
         self._delay = retry_delay
         self._streak = 0  # consecutive failed attempts, for logging the recovery
         self._failing_since: float | None = None  # loop time of the streak's first failure
-        self._spool_broken = False  # the spool failed: not used again in this run (logged)
-        self.spool_full: str | None = None  # why the last append failed (disk full), until one passes
-        self._spill_retry_at = 0.0
-        # (spool batch, how many of its replay steps are in the database): a retried batch
-        # writes only what its failed attempt did not (see _replay)
-        self._replayed: tuple[tuple[object, int], int] | None = None
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool.spool
+
+    @property
+    def spool_full(self) -> str | None:
+        """Why the last append to the spool failed (its disk is full), until one passes."""
+        return self._spool.full
+
+    @property
+    def spooled_rows(self) -> int:
+        """Rows moved to the spool (cumulative)."""
+        return self._spool.spooled_rows
+
+    @property
+    def replayed_rows(self) -> int:
+        """Rows written to the database from the spool (cumulative)."""
+        return self._spool.replayed_rows
 
     @property
     def queue_depth(self) -> int:
@@ -223,7 +235,7 @@ class StoreWriter:
     def _wait_timeout(self) -> float | None:
         """Seconds until the next write is due; with nothing pending, one flush interval, so
         samples held back by a subscription's ``sample_batch`` are picked up on time."""
-        replay = self._spool_pending()
+        replay = self._spool.pending
         if not (self._transitions or self._snmp_events or self._checks or self._polls or replay):
             return self.flush_interval
         now = asyncio.get_running_loop().time()
@@ -249,7 +261,7 @@ class StoreWriter:
             # FlapChange and Gauges are not stored yet.
         if (self._checks or self._polls) and self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().time() + self.flush_interval
-        if not self._spool_usable or self.spool_full is not None:
+        if not self._spool.usable or self._spool.full is not None:
             self._bound_memory()
 
     def _batch_full(self) -> bool:
@@ -284,11 +296,9 @@ class StoreWriter:
             await self._write_samples()
         if self._should_spool():
             await self._spill()
-        elif self.spool_full is not None and not self._pending() and not self._spool_pending():
+        elif self._spool.full is not None and not self._pending() and not self._spool.pending:
             # Everything is in the database: nothing is at risk any more (the disk may still be full).
-            log.warning("history writer: everything that waited is written; the spool %s will be "
-                        "tried again if the database fails", self.spool.directory if self.spool else "?")
-            self.spool_full = None
+            self._spool.all_written()
 
     async def _write_samples(self) -> bool:
         return await self._write_checks() and await self._write_polls()
@@ -303,7 +313,7 @@ class StoreWriter:
             if await self._replay() and await self._write_transitions() \
                     and await self._write_snmp_events() and await self._write_samples():
                 return
-        if self._spool_usable and self.spool is not None:
+        if self._spool.usable and self.spool is not None:
             if self._pending() and not await self._spill():
                 return await self._give_up_at_stop()
             log.warning("history writer stopped with the database unavailable: %d rows kept in the "
@@ -322,16 +332,12 @@ class StoreWriter:
             self._accept(self.subscription.drain(self.batch_size))
         if not self._pending():
             return 0
-        spool = self.spool
-        if spool is not None and self._spool_usable:
-            rows = len(self._transitions) + len(self._checks) + len(self._polls) + len(self._snmp_events)
-            try:
-                dropped = spool.append(list(self._transitions), self._checks, self._polls,
-                                       list(self._snmp_events))
-            except (OSError, SpoolError) as exc:
-                self.last_error = f"spool: {exc}"
+        if self._spool.usable:
+            error = self._spool.append_now(list(self._transitions), self._checks, self._polls,
+                                           list(self._snmp_events))
+            if error is not None:
+                self.last_error = error
             else:
-                self.spooled_rows += rows - dropped
                 self._transitions.clear()
                 self._snmp_events.clear()
                 self._checks, self._polls, self._poll_rows = [], [], 0
@@ -352,34 +358,16 @@ class StoreWriter:
         self._poll_rows = 0
         log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
 
-    # -- the spool ------------------------------------------------------------------------
-
-    @property
-    def _spool_usable(self) -> bool:
-        return self.spool is not None and not self._spool_broken
-
-    def _spool_pending(self) -> bool:
-        return self._spool_usable and self.spool is not None and not self.spool.empty
-
-    def _give_up_spool(self, why: str) -> None:
-        """The spool failed (unreadable record, disk full, file moved away): stop using it.
-
-        What it holds stays on disk for an operator; new rows wait in memory, bounded as
-        without a spool, and are written directly once the database answers.
-        """
-        self._spool_broken = True
-        directory = self.spool.directory if self.spool is not None else "?"
-        log.error("history writer: the spool %s failed (%s); it is no longer used and what it "
-                  "holds stays there; new rows are kept in memory", directory, why)
+    # -- the spool (what it is doing: store/writer_spool.py) ---------------------------------
 
     def _should_spool(self) -> bool:
         """Rows go to the spool while older rows are there (order) or once the database has
         failed for ``spool_after`` seconds or let too many checks pile up."""
-        if not self._spool_usable or not self._pending():
+        if not self._spool.usable or not self._pending():
             return False
-        if self.spool_full is not None and asyncio.get_running_loop().time() < self._spill_retry_at:
+        if self._spool.waiting_for_room(asyncio.get_running_loop().time()):
             return False
-        if self._spool_pending():
+        if self._spool.pending:
             return True
         if self._failing_since is None:
             return False
@@ -394,36 +382,17 @@ class StoreWriter:
         A spool whose disk is full stays the spool: what it holds is older than the rows in
         memory and is still written first, and appending is tried again every
         ``SPOOL_RETRY_S`` seconds. Meanwhile the history is at risk (``store_spool_full``)."""
-        assert self.spool is not None
-        transitions, checks = list(self._transitions), self._checks
-        events, polls = list(self._snmp_events), self._polls
-        try:
-            await asyncio.to_thread(self.spool.append, transitions, checks, polls, events)
-        except SpoolError as exc:
-            self._give_up_spool(f"cannot append: {exc}")
+        if not await self._spool.spill(list(self._transitions), self._checks, self._polls,
+                                       list(self._snmp_events), retry_s=self.SPOOL_RETRY_S,
+                                       max_pending=self.max_pending):
             self._bound_memory()
             return False
-        except OSError as exc:  # the append left the spool as it was (all or nothing)
-            why = exc.strerror or str(exc)
-            if self.spool_full is None:
-                log.error("history writer: history at risk: the spool %s is full (%s); rows wait in "
-                          "memory (up to %d checks, then the oldest are dropped and counted) and "
-                          "are spooled or written when there is room", self.spool.directory, why,
-                          self.max_pending)
-            self.spool_full = why
-            self._spill_retry_at = asyncio.get_running_loop().time() + self.SPOOL_RETRY_S
-            self._bound_memory()
-            return False
-        if self.spool_full is not None:
-            log.warning("history writer: the spool %s takes rows again", self.spool.directory)
-            self.spool_full = None
         self._transitions.clear()
         self._snmp_events.clear()
         self._checks = []
         self._polls = []
         self._poll_rows = 0
         self._flush_at = None
-        self.spooled_rows += len(transitions) + len(checks) + len(polls) + len(events)
         return True
 
     async def replay_spool(self) -> bool:
@@ -434,43 +403,12 @@ class StoreWriter:
     async def _replay(self) -> bool:
         """Write the spool to the database, oldest first; False if the database failed.
 
-        Within a batch, transitions, then SNMP events, then checks, then SNMP polls are written,
-        each step remembered once done, so a batch retried after a later step failed does not
-        write the earlier ones twice. A row the database refuses costs only itself:
-        transitions and events are retried one by one. A crash between a batch's write and its
-        commit in the spool writes it again, which adds nothing: the database recognises rows it
-        holds by their keys (a device and a time).
+        Within a batch, transitions, then SNMP events, then checks, then SNMP polls are written
+        (a retried batch skips the steps already written). A row the database refuses costs
+        only itself: transitions and events are retried one by one.
         """
-        spool = self.spool
-        if spool is None or spool.empty or self._spool_broken:
-            return True
-        batches = spool.batches(self.batch_size)
-        while True:
-            try:
-                batch: SpoolBatch | None = await asyncio.to_thread(next, batches, None)
-            except (OSError, SpoolError) as exc:
-                self._give_up_spool(f"cannot read: {exc}")
-                return True
-            if batch is None:
-                return True
-            key = (batch.segment, batch.start)
-            done = self._replayed[1] if self._replayed and self._replayed[0] == key else 0
-            steps = (self._replay_transitions, self._replay_events, self._replay_checks,
-                     self._replay_polls)
-            for step, write in enumerate(steps, 1):
-                if step > done:
-                    if not await write(batch):
-                        return False
-                    self._replayed = (key, step)
-            self.replayed_rows += batch.rows
-            try:
-                await asyncio.to_thread(spool.commit, batch)
-            except (OSError, SpoolError) as exc:
-                self._give_up_spool(f"cannot record replay progress: {exc}")
-                return True
-            self._replayed = None
-            if spool.empty:
-                log.warning("history writer: spool replayed (%d rows in all)", self.replayed_rows)
+        return await self._spool.replay(self.batch_size, (
+            self._replay_transitions, self._replay_events, self._replay_checks, self._replay_polls))
 
     async def _replay_transitions(self, batch: SpoolBatch) -> bool:
         return await self._write_in_order(deque(batch.transitions), self.store.write_transitions,

@@ -28,7 +28,7 @@ from poller.state import DeviceTracker
 from store.queries import InterfaceHistory
 from store.records import Outage
 from wardtui.history_access import STORE_ERRORS, DeviceHistory, DeviceSnmp, HistoryAccess
-from wardtui.literal import Literal, LiteralTable
+from wardtui.literal import Literal
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.widgets.charts import (
     RATE_LEGEND,
@@ -43,7 +43,6 @@ from wardtui.widgets.charts import (
 from wardtui.widgets.device_facts import (
     InterfaceLike,
     identity_line,
-    interface_row,
     last_reboot,
     outage_rows,
     snmp_fact_lines,
@@ -52,8 +51,9 @@ from wardtui.widgets.device_facts import (
     stamp,
     state_line,
 )
+from wardtui.widgets.drilldown_tables import InterfaceTable, OutageTable
 from wardtui.widgets.live_stats import LiveStats
-from wardtui.widgets.vim_keys import VimDataTable, VimScroll
+from wardtui.widgets.vim_keys import VimScroll
 
 NOTES = (
     "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
@@ -61,8 +61,7 @@ NOTES = (
     "Times are UTC; rates in the interface table are from the latest SNMP poll.",
     "j k g G: as ↓ ↑ Home End (scroll the screen, or move in a table).",
 )
-IF_COLUMNS = (("if", "if"), ("name", "name"), ("alias", "alias"), ("admin/oper", "status"),
-              ("speed", "speed"), ("in bit/s", "in"), ("out bit/s", "out"))
+
 class DeviceScreen(Screen[None]):
     """Pushed over the dashboard, so Esc (pop) finds the dashboard exactly as it was left."""
 
@@ -246,31 +245,22 @@ class DeviceScreen(Screen[None]):
         title = f"outages: {len(rows)}" if rows else "outages: none recorded"
         self.query_one("#outages-title", Literal).update(title)
         try:
-            table = self.query_one("#outages", DataTable)
+            table = self.query_one("#outages", OutageTable)
         except NoMatches:
             if not rows:
                 return
-            table = VimDataTable(id="outages", cursor_type="row", zebra_stripes=True)
-            table.add_columns("start (UTC)", "end", "duration")
+            table = OutageTable(id="outages")
             self.query_one("#device-body").mount(table, after="#outages-title")
-        table.display = bool(rows)
-        if [tuple(str(c) for c in table.get_row_at(i)) for i in range(table.row_count)] == rows:
-            return
-        with self.app.batch_update():
-            table.clear()  # a device's outages: a few rows, and most ticks change none
-            for row in rows:
-                table.add_row(*row)
+        table.show(rows)
 
-    def _snmp_section(self) -> LiteralTable:
+    def _snmp_section(self) -> InterfaceTable:
         """The interface table, with the SNMP title, facts and interface chart mounted around it
         the first time there is SNMP data for this device."""
         try:
-            return self.query_one("#interfaces", LiteralTable)
+            return self.query_one("#interfaces", InterfaceTable)
         except NoMatches:
             pass
-        table = VimDataTable(id="interfaces", cursor_type="row", zebra_stripes=True)
-        for label, key in IF_COLUMNS:
-            table.add_column(label, key=key)
+        table = InterfaceTable(id="interfaces")
         self.query_one("#device-body").mount(
             Literal("SNMP", id="snmp-title", classes="section"), Literal(id="snmp-facts"), table,
             HistoryChart("interface", id="if-chart"))
@@ -317,29 +307,14 @@ class DeviceScreen(Screen[None]):
 
     def _show_interfaces(self, interfaces: Sequence[InterfaceLike]) -> None:
         """By difference: the cursor stays on its interface while polls update the rates."""
-        table = self._snmp_section()
-        rows = {str(i.ifindex): interface_row(i) for i in interfaces}
+        shown = self._snmp_section().show(interfaces)
         self._if_names = {i.ifindex: i.name for i in interfaces}
-        plural = "" if len(rows) == 1 else "s"
-        title = f"SNMP · {len(rows)} interface{plural}" if rows else "SNMP · no interface table"
+        plural = "" if shown == 1 else "s"
+        title = f"SNMP · {shown} interface{plural}" if shown else "SNMP · no interface table"
         self.query_one("#snmp-title", Literal).update(title)
-        with self.app.batch_update():
-            for gone in [key for key in table.rows if key.value not in rows]:
-                table.remove_row(gone)
-            for key, row in rows.items():
-                if key not in table.rows:
-                    table.add_row(*row, key=key)
-                    continue
-                for (_, column), before, after in zip(IF_COLUMNS, table.get_row(key), row, strict=True):
-                    if str(before) != after:  # cells are Text (LiteralTable), rows str
-                        table.update_cell(key, column, after)
 
     def _cursor_interface(self) -> int | None:
-        table = self.query_one("#interfaces", DataTable)
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return None if key.value is None else int(key.value)
+        return self.query_one("#interfaces", InterfaceTable).cursor_interface()
 
     def _show_interface_history(self, ifindex: int, span: Span, history: InterfaceHistory) -> None:
         self.if_tier = history.tier

@@ -5,15 +5,12 @@ screen, reading their text from the trackers when it paints. Nothing is built pe
 20,000 devices cost what the visible ~40 rows cost; an update touches only the devices that
 changed, and a repaint happens only when a visible row changed (or shows a running "down for").
 
-Order is kept incrementally: the shown rows sit in a sorted list of ``(sort key, name)`` that a
-changed device leaves and re-enters by bisection; a full sort happens only when the operator
-changes the sort column or the filter, or when many keys moved in one tick (a sort of nearly
-sorted data is then cheaper than many inserts).
+Which rows are shown and in what order is kept incrementally by ``RowOrder``
+(wardtui/widgets/row_order.py); this widget paints it, moves the cursor and takes the keys.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -32,24 +29,12 @@ from textual.strip import Strip
 from poller.events import State
 from poller.state import DeviceTracker
 from wardtui.literal import literal
-from wardtui.widgets.device_rows import (
-    COLUMNS,
-    SORTS,
-    STATIC_COLUMNS,
-    SortKey,
-    StaticRanks,
-    problem_key,
-    row_texts,
-    sort_key,
-    sort_keys,
-)
+from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, row_texts
+from wardtui.widgets.row_order import VIEWS, RowOrder
 from wardtui.widgets.states import StatePalette, state_label
 
-VIEWS = ("all", "problems")  # what the table can show; the grouped view is a widget of its own
 # Widest a column measured from the inventory may get; longer values end in "…".
 MAX_WIDTH = {"name": 32, "address": 39, "branch": 24, "region": 20, "type": 16}
-# Above this many moved rows in one tick, one sort beats bisecting each of them.
-BISECT_LIMIT = 64
 PADDING = 1  # blank cells either side of every cell, as DataTable draws them
 
 
@@ -117,21 +102,8 @@ class DeviceTable(ScrollView, can_focus=True):
         self._trackers = trackers
         self.palette = StatePalette()
         self._ranks = StaticRanks({name: t.device for name, t in trackers.items()})
-        # Row text as of each device's last change, kept from the first filter on: a filter
-        # then only matches (~40 ms at 20,000 devices) instead of re-rendering every row.
-        self._texts: dict[str, tuple[str, ...]] | None = None
-        self._keys: dict[str, SortKey] = {}  # sort key of every shown row (doubles as "is shown")
-        self._sorted: list[tuple[SortKey, str]] = []  # shown rows by the sort column
-        self._down: set[str] = set()  # their "down for" text advances without any event
-        self._terms: list[str] = []
+        self._rows = RowOrder(trackers, self._ranks)  # which rows are shown, in what order
         self._filter = ""
-        self._sort_index = 0
-        self._view = "all"
-        # Problems among the shown rows, kept in order as they change: the problems view puts
-        # them on top without re-sorting 20,000 rows on every tick.
-        self._problems: dict[str, SortKey] = {}
-        self._problem_order: list[tuple[SortKey, str]] = []
-        self._order: list[str] | None = []  # display order; None: to be rebuilt from the above
         self._now = datetime.now(UTC)  # the time "down for" is computed at (the last tick's)
         self._cursor_row = 0
         self._cursor_name: str | None = None
@@ -141,7 +113,7 @@ class DeviceTable(ScrollView, can_focus=True):
     # -- what the screen and the tests read ---------------------------------------------------
     @property
     def sort_column(self) -> str:
-        return SORTS[self._sort_index][0]
+        return self._rows.sort_column
 
     @property
     def filter_text(self) -> str:
@@ -149,11 +121,11 @@ class DeviceTable(ScrollView, can_focus=True):
 
     @property
     def view(self) -> str:
-        return self._view
+        return self._rows.view
 
     @property
     def row_count(self) -> int:
-        return len(self._keys)
+        return len(self._rows.keys)
 
     @property
     def cursor_row(self) -> int:
@@ -166,26 +138,23 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def problem_names(self) -> list[str]:
         """Shown problem devices, in the problems view's order."""
-        return [name for _, name in self._problem_order]
+        return self._rows.problem_names()
 
     def matches(self, name: str) -> bool:
         """Whether ``name`` passes the filter (for views that show devices elsewhere)."""
-        if not self._terms:
-            return name in self._trackers
-        texts = self._texts.get(name) if self._texts is not None else None
-        return texts is not None and self._matches(texts)
+        return self._rows.matches(name)
 
     def row_order(self) -> list[str]:
         """Device names in display order."""
-        return list(self._display_order())
+        return list(self._rows.display_order())
 
     def get_row_index(self, name: str) -> int:
         """Where ``name`` is in the display order (ValueError if it is not shown)."""
-        return self._display_order().index(name)
+        return self._rows.display_order().index(name)
 
     def cell_text(self, name: str, column: str) -> str:
         """Plain text of one shown cell, as it is drawn now."""
-        if name not in self._keys:
+        if name not in self._rows.keys:
             raise KeyError(name)
         index = next(i for i, c in enumerate(COLUMNS) if c.key == column)
         return row_texts(self._trackers[name], self._now)[index]
@@ -193,7 +162,7 @@ class DeviceTable(ScrollView, can_focus=True):
     def visible_rows(self) -> list[str]:
         """The devices whose rows are on screen now."""
         top = round(self.scroll_y)
-        return self._display_order()[top:top + self._page_rows()]
+        return self._rows.display_order()[top:top + self._page_rows()]
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -202,38 +171,14 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def rebuild(self) -> None:
         """Refill from scratch: on a filter change (a user's action), never on a live tick."""
-        self._keys.clear()
-        self._problems.clear()
-        self._problem_order.clear()
         self._now = now = datetime.now(UTC)
-        trackers: Mapping[str, DeviceTracker] = self._trackers
-        if self._terms:
-            texts = self._texts
-            if texts is None:  # the first filter of the run
-                for name, tracker in trackers.items():
-                    self._remember(name, tracker, now)
-                texts = self._texts
-                assert texts is not None
-            else:  # "down for" moved without an event (and some may be up by now)
-                for name in list(self._down):
-                    self._remember(name, trackers[name], now)
-            trackers = {name: tracker for name, tracker in trackers.items() if self._matches(texts[name])}
-        self._keys = sort_keys(self.sort_column, trackers, self._ranks)
-        ranks = self._ranks.name
-        for name, tracker in trackers.items():
-            key = problem_key(tracker, ranks[name])
-            if key is not None:
-                self._track_problem(name, key)
-        self._resort()
+        self._rows.rebuild(now)
         self._order_changed()
         self._update_title()
 
     def prepare_filter(self) -> None:
         """Render every row's text once, so that the first filter only matches (call when idle)."""
-        if self._texts is None:
-            now = datetime.now(UTC)
-            for name, tracker in self._trackers.items():
-                self._remember(name, tracker, now)
+        self._rows.prepare_filter(datetime.now(UTC))
 
     def warm_up_steps(self) -> list[Callable[[], object]]:
         """Work the first frame did not wait for, in steps of <= ~0.1 s at 20,000 devices, for
@@ -247,17 +192,17 @@ class DeviceTable(ScrollView, can_focus=True):
         if text == self._filter:
             return
         self._filter = text
-        self._terms = text.lower().split()
+        self._rows.set_filter(text)
         self.rebuild()
 
     def set_view(self, view: str) -> None:
         """Show ``all`` rows by the sort column, or ``problems`` first (then the rest)."""
         if view not in VIEWS:
             raise ValueError(f"unknown view {view!r}")
-        if view == self._view:
+        if view == self._rows.view:
             return
-        self._view = view
-        self._order = None
+        self._rows.view = view
+        self._rows.invalidate()
         self.move_cursor(row=0)
         self._update_title()
 
@@ -266,62 +211,35 @@ class DeviceTable(ScrollView, can_focus=True):
         columns = [key for key, _ in SORTS]
         if column not in columns:
             raise ValueError(f"unknown column {column!r}; one of {', '.join(columns)}")
-        self._sort_index = columns.index(column) - 1
+        self._rows.sort_index = columns.index(column) - 1
         return self.cycle_sort()
 
     def cycle_sort(self) -> str:
         """Move to the next sort column; return its description."""
-        self._sort_index = (self._sort_index + 1) % len(SORTS)
-        trackers = self._trackers
-        everyone = len(self._keys) == len(trackers)
-        shown = trackers if everyone else {name: trackers[name] for name in self._keys}
-        self._keys = sort_keys(self.sort_column, shown, self._ranks)
-        self._resort()
-        self._order = None
+        self._rows.cycle_sort()
         self.move_cursor(row=0)  # a new order is read from the top (down devices first)
         self._update_title()
-        return SORTS[self._sort_index][1]
+        return SORTS[self._rows.sort_index][1]
 
     # -- live updates -------------------------------------------------------------------------
     def refresh_devices(self, names: Iterable[str], now: datetime | None = None) -> None:
         """Bring the rows of ``names`` up to date; repaint if a visible row changed."""
         self._now = now = now or datetime.now(UTC)
-        shown, problems = len(self._keys), len(self._problems)
-        moved: list[tuple[str, SortKey | None]] = []  # (name, old key) of rows whose key moved
-        problems_moved = False
-        names = set(names)
-        if self._terms:
-            names |= self._down  # "down for" is matched by the filter too
-        for name in names:
-            tracker = self._trackers.get(name)
-            if tracker is None:
-                continue
-            texts = self._remember(name, tracker, now) if self._texts is not None else ()
-            if self._terms and not self._matches(texts):
-                if name in self._keys:
-                    moved.append((name, self._keys.pop(name)))
-                    problems_moved |= self._track_problem(name, None)
-                continue
-            old = self._keys.get(name)
-            key = self._key(name)
-            if key != old:
-                self._keys[name] = key
-                moved.append((name, old))
-            problems_moved |= self._track_problem(name, problem_key(tracker, self._ranks.name[name]))
-        if moved:
-            self._reorder(moved)
-        if moved or (problems_moved and self._view == "problems"):
+        rows = self._rows
+        shown, problems = len(rows.keys), rows.problem_count
+        names, moved, problems_moved = rows.update(names, now)
+        if moved or (problems_moved and rows.view == "problems"):
             self._order_changed()
         else:
             visible = self.visible_rows()
             if names.intersection(visible) or any(self._trackers[n].state is State.DOWN for n in visible):
                 self.refresh()  # a visible row changed, or its "down for" advanced
-        if len(self._keys) != shown or len(self._problems) != problems:
+        if len(rows.keys) != shown or rows.problem_count != problems:
             self._update_title()
 
     # -- cursor and keys ----------------------------------------------------------------------
     def move_cursor(self, *, row: int, scroll: bool = True) -> None:
-        order = self._display_order()
+        order = self._rows.display_order()
         self._cursor_row = max(0, min(row, len(order) - 1))
         self._cursor_name = order[self._cursor_row] if order else None
         if scroll:
@@ -348,7 +266,7 @@ class DeviceTable(ScrollView, can_focus=True):
         self.move_cursor(row=0)
 
     def action_last(self) -> None:
-        self.move_cursor(row=len(self._display_order()) - 1)
+        self.move_cursor(row=len(self._rows.display_order()) - 1)
 
     def action_select_cursor(self) -> None:
         if self._cursor_name is not None:
@@ -364,7 +282,7 @@ class DeviceTable(ScrollView, can_focus=True):
                 self.set_sort(column)
             return
         row = round(self.scroll_y) + offset.y - 1
-        if row >= len(self._display_order()):
+        if row >= len(self._rows.display_order()):
             return
         if row == self._cursor_row or event.chain > 1:
             self.move_cursor(row=row)
@@ -391,7 +309,7 @@ class DeviceTable(ScrollView, can_focus=True):
             strip = self._header()
         else:
             row = scroll_y + y - 1
-            order = self._display_order()
+            order = self._rows.display_order()
             if row >= len(order):
                 return Strip.blank(width, base)
             strip = self._row(row, order[row], base)
@@ -474,7 +392,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _resize_virtual(self) -> None:
         width = sum(self._widths) + 2 * PADDING * len(COLUMNS)
-        size = Size(width, len(self._keys) + 1)  # the header is line 0
+        size = Size(width, len(self._rows.keys) + 1)  # the header is line 0
         if size != self.virtual_size:
             self.virtual_size = size
 
@@ -488,26 +406,14 @@ class DeviceTable(ScrollView, can_focus=True):
         elif row >= top + page:
             self.scroll_to(y=row - page + 1, animate=False, immediate=True, force=True)
 
-    # -- order --------------------------------------------------------------------------------
-    def _display_order(self) -> list[str]:
-        order = self._order
-        if order is None:
-            if self._view == "all":
-                order = [name for _, name in self._sorted]
-            else:
-                problems = self._problems
-                order = [name for _, name in self._problem_order]
-                order += [name for _, name in self._sorted if name not in problems]
-            self._order = order
-        return order
-
+    # -- order (kept by RowOrder) -------------------------------------------------------------
     def _order_changed(self) -> None:
         """The display order moved: follow the cursor's device, resize, repaint."""
-        self._order = None
+        self._rows.invalidate()
         self._resize_virtual()
-        order = self._display_order()
+        order = self._rows.display_order()
         name = self._cursor_name
-        if name is not None and name in self._keys:
+        if name is not None and name in self._rows.keys:
             row = order.index(name)
             if row != self._cursor_row:
                 self._cursor_row = row
@@ -517,63 +423,12 @@ class DeviceTable(ScrollView, can_focus=True):
             self._cursor_name = order[self._cursor_row] if order else None
         self.refresh()
 
-    def _resort(self) -> None:
-        keys = self._keys
-        self._sorted = sorted(zip(keys.values(), keys.keys(), strict=True))
-
-    def _reorder(self, moved: list[tuple[str, SortKey | None]]) -> None:
-        """Move the rows whose key changed (None: was not shown) within the sorted list."""
-        if len(moved) > BISECT_LIMIT:
-            self._resort()
-            return
-        rows = self._sorted
-        for name, old in moved:
-            if old is not None:
-                del rows[bisect_left(rows, (old, name))]
-            key = self._keys.get(name)
-            if key is not None:
-                insort(rows, (key, name))
-
     # -- helpers ------------------------------------------------------------------------------
-    def _remember(self, name: str, tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
-        texts = row_texts(tracker, now)
-        if self._texts is None:
-            self._texts = {}
-        self._texts[name] = texts
-        if tracker.state is State.DOWN:
-            self._down.add(name)
-        else:
-            self._down.discard(name)
-        return texts
-
-    def _matches(self, texts: tuple[str, ...]) -> bool:
-        if not self._terms:
-            return True
-        haystack = "\t".join(texts).lower()
-        return all(term in haystack for term in self._terms)
-
-    def _track_problem(self, name: str, key: SortKey | None) -> bool:
-        """Keep the ordered set of problems in step with one row (bisect, not a sort);
-        return whether it moved."""
-        old = self._problems.get(name)
-        if old == key:
-            return False
-        if old is not None:
-            order = self._problem_order
-            del order[bisect_left(order, (old, name))]
-            del self._problems[name]
-        if key is not None:
-            self._problems[name] = key
-            insort(self._problem_order, (key, name))
-        return True
-
-    def _key(self, name: str) -> SortKey:
-        return sort_key(self.sort_column, self._trackers[name], self._ranks)
-
     def _update_title(self) -> None:
-        title = f"devices {len(self._keys)}/{len(self._trackers)} · sort: {SORTS[self._sort_index][1]}"
-        if self._view == "problems":
-            title = f"problems {len(self._problems)} first · {title}"
+        rows = self._rows
+        title = f"devices {len(rows.keys)}/{len(self._trackers)} · sort: {SORTS[rows.sort_index][1]}"
+        if rows.view == "problems":
+            title = f"problems {rows.problem_count} first · {title}"
         else:
             title = f"all · {title}"
         if self._filter:
