@@ -1,4 +1,5 @@
-"""``wardtui poll``: the engine without a screen, one JSON object per line on stdout."""
+"""Running the engine without a screen for `wardtui poll` (wardtui/cli/poll.py parses its options):
+one JSON object per line on stdout, a summary per device at the end."""
 
 from __future__ import annotations
 

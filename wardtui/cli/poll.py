@@ -1,4 +1,4 @@
-"""``wardtui poll``: the engine without a screen, its events as JSON lines on stdout."""
+"""``wardtui poll``: its options and exit codes; the run itself is wardtui/headless.py."""
 
 from __future__ import annotations
 
