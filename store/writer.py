@@ -315,12 +315,13 @@ class StoreWriter:
                 return
         if self._spool.usable and self.spool is not None:
             if self._pending() and not await self._spill():
-                return await self._give_up_at_stop()
+                self._give_up_pending()
+                return
             log.warning("history writer stopped with the database unavailable: %d rows kept in the "
                         "spool %s, written at the next start (%s)", self.spool.rows, self.spool.directory,
                         self.last_error)
             return
-        await self._give_up_at_stop()
+        self._give_up_pending()
 
     def spool_what_is_left(self) -> int:
         """After a stop that could not finish (the database hangs and the caller stopped
@@ -335,28 +336,31 @@ class StoreWriter:
         if self._spool.usable:
             error = self._spool.append_now(list(self._transitions), self._checks, self._polls,
                                            list(self._snmp_events))
-            if error is not None:
-                self.last_error = error
-            else:
-                self._transitions.clear()
-                self._snmp_events.clear()
-                self._checks, self._polls, self._poll_rows = [], [], 0
+            if error is None:
+                self._clear_pending()
                 return 0  # what the spool's cap dropped is counted there (dropped_samples)
-        rows = len(self._checks) + len(self._transitions) + len(self._snmp_events) + len(self._polls)
-        self.lost_at_stop += rows
-        return rows
+            self.last_error = error
+        return self._give_up_pending()
 
-    async def _give_up_at_stop(self) -> None:
+    def _give_up_pending(self) -> int:
+        """The stop gives up what is still pending: counted as dropped and lost at stop."""
         rows = len(self._checks) + len(self._transitions) + len(self._snmp_events)
-        self.lost_at_stop = lost = rows + len(self._polls)
+        lost = rows + len(self._polls)
+        self.lost_at_stop += lost
         self.dropped += rows
         self.dropped_polls += len(self._polls)
-        self._checks.clear()
+        self._clear_pending()
+        log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
+        return lost
+
+    def _clear_pending(self) -> None:
+        """Forget every row waiting in memory (written, spooled or given up)."""
         self._transitions.clear()
         self._snmp_events.clear()
-        self._polls.clear()
+        self._checks = []
+        self._polls = []
         self._poll_rows = 0
-        log.error("history writer stopped with %d rows unwritten: %s", lost, self.last_error)
+        self._flush_at = None
 
     # -- the spool (what it is doing: store/writer_spool.py) ---------------------------------
 
@@ -387,12 +391,7 @@ class StoreWriter:
                                        max_pending=self.max_pending):
             self._bound_memory()
             return False
-        self._transitions.clear()
-        self._snmp_events.clear()
-        self._checks = []
-        self._polls = []
-        self._poll_rows = 0
-        self._flush_at = None
+        self._clear_pending()
         return True
 
     async def replay_spool(self) -> bool:
