@@ -24,15 +24,20 @@ log = logging.getLogger(__name__)
 _WARNED: set[Path] = set()  # databases said to be open to others, once per process
 
 
+def missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    for path in (directory, *directory.parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    return missing
+
+
 def private_dirs(directory: Path) -> None:
     """Create ``directory`` and any missing parent, each 0700; existing ones are left alone.
     (``Path.mkdir(mode=, parents=True)`` gives the parents the umask's mode.)"""
-    missing: list[Path] = []
-    for path in (directory, *directory.parents):
-        if path.is_dir():
-            break
-        missing.append(path)
-    for path in reversed(missing):
+    for path in reversed(missing_dirs(directory)):
         try:
             os.mkdir(path, PRIVATE_DIR)
         except FileExistsError:  # made meanwhile by another process, or a file: the next step says

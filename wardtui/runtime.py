@@ -27,6 +27,7 @@ from poller.snmp_source import Agent, SnmpSource
 from poller.state import StateConfig
 from store.db import DB_ENV, database_url, default_spool_dir
 from store.dburl import CONNECT_TIMEOUT, failure, shown
+from store.files import missing_dirs
 from store.history import HistoryStore
 from store.maintenance import Maintenance
 from store.queries import Retention
@@ -217,7 +218,7 @@ class Runtime:
         """
         # What the spool makes is removed again if the start fails: a new PostgreSQL URL that
         # could not be opened left an empty spool directory behind for every attempt.
-        self._made_dirs = _missing_dirs(self.spool_dir)
+        self._made_dirs = missing_dirs(self.spool_dir)
         try:
             self.spool = Spool(self.spool_dir, max_bytes=int(self.options.spool_max_mb * 1024 * 1024))
         except (SpoolError, OSError) as exc:
@@ -338,16 +339,6 @@ class Runtime:
                         display_url(self.store.url), STOP_TIMEOUT, self.spool_dir,
                         writer.spool.rows if writer.spool is not None else 0)
         return lost, False
-
-
-def _missing_dirs(directory: Path) -> list[Path]:
-    """``directory`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    for path in (directory, *directory.parents):
-        if path.exists() or path.is_symlink():
-            break
-        missing.append(path)
-    return missing
 
 
 def _remove_made(made: list[Path]) -> None:
