@@ -327,7 +327,7 @@ def _address(host: str, line: int, name: str, answers: dict[str, str | OSError],
         return _unicast(ipaddress.ip_address(host.strip("[]")), host, line, name, problems)
     except ValueError:
         pass
-    if not _is_name(host) or host not in answers:
+    if host not in answers:  # answers holds every host name (see _names), and only those
         problems.append(Problem(name, line, f"bad address '{host}': not an IPv4/IPv6 address or host name"))
         return None
     answer = answers[host]
