@@ -51,6 +51,7 @@ def _figures(g: Gauges, warn: str) -> Table:
 
     dropped = g.extra.get("events_dropped", 0.0)
     off = Text("off", style=warn, justify="right")  # no store: nothing is queued or kept
+    database = database_state(g)
     pairs = [
         ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
         ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
@@ -63,8 +64,7 @@ def _figures(g: Gauges, warn: str) -> Table:
         ("store queue", off if history_off(g) else value(g.store_queue),
          "spooled", off if history_off(g) else _spooled(g, warn)),
         ("samples lost", value(g.extra.get("store_samples_dropped", 0.0), bad=True),
-         "database", Text(database_state(g), style=warn if database_state(g) != "ok" else "",
-                          justify="right")),
+         "database", Text(database, style=warn if database != "ok" else "", justify="right")),
     ]
     if "snmp_agents" in g.extra:
         x = g.extra
