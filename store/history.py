@@ -11,7 +11,6 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -95,16 +94,6 @@ class HistoryStore:
         """The earliest raw row written since the last call
         (:meth:`store.database.Database.take_oldest_written`)."""
         return self.db.take_oldest_written(table)
-
-    async def ensure_partitions(self, conn: AsyncConnection, table: str, days: set[datetime]) -> None:
-        """PostgreSQL: create the day partitions of ``table`` not seen yet, and commit."""
-        await self.db.ensure_partitions(conn, table, days)
-
-    async def copy_records(self, conn: AsyncConnection, table: str, columns: Sequence[str],
-                           records: Sequence[tuple[Any, ...]]) -> None:
-        """PostgreSQL: binary COPY of ``records`` into ``table`` on ``conn``, skipping rows stored
-        before (:meth:`store.database.Database.copy_records`)."""
-        await self.db.copy_records(conn, table, columns, records)
 
     def note_written(self, table: str, oldest: datetime) -> None:
         """Rows of the raw ``table`` as old as ``oldest`` were written (see take_oldest_written)."""
