@@ -1,0 +1,114 @@
+"""The JSON-lines schema of events: `wardtui poll --jsonl` and `wardtui events --jsonl` print it,
+so scripts and chat bots read one shape whichever process they talk to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from poller.events import (
+    CheckResult,
+    Event,
+    FlapChange,
+    Gauges,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    SnmpFailure,
+    SnmpPoll,
+    Transition,
+)
+from poller.state import DeviceTracker
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def event_record(event: Event) -> dict[str, Any] | None:
+    """The JSON shape of one event (None for events not printed)."""
+    if isinstance(event, Transition):
+        return {"type": "transition", "device": event.device, "address": event.address,
+                "from": event.from_state.value, "to": event.to_state.value, "at": _iso(event.at),
+                "down_since": _iso(event.down_since), "rtt_ms": _round(event.rtt_ms)}
+    if isinstance(event, Gauges):
+        return {"type": "gauges", "at": _iso(event.at), "devices_up": event.devices_up,
+                "devices_down": event.devices_down, "devices_unknown": event.devices_unknown,
+                "devices_flapping": event.devices_flapping,
+                "checks_per_s": round(event.checks_per_s, 1), "probes_per_s": round(event.probes_per_s, 1),
+                "in_flight": event.in_flight, "skipped": event.skipped,
+                "skipped_late": event.skipped_late, "skipped_busy": event.skipped_busy,
+                "lag_p50_ms": round(event.lag_p50_ms, 3), "lag_p99_ms": round(event.lag_p99_ms, 3),
+                "oldest_overdue_ms": round(event.oldest_overdue_ms, 1),
+                "rcvbuf_drops": event.rcvbuf_drops, "send_errors": event.send_errors,
+                "store_queue": event.store_queue,
+                "events_dropped": int(event.extra.get("events_dropped", 0)),
+                # Replies that matched no waiting probe: too late, or from another address.
+                "late_replies": int(event.extra.get("late_replies", 0)),
+                "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
+                "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
+                "store_failing": bool(event.extra.get("store_failing", 0)),
+                **_snmp_gauges(event.extra)}
+    if isinstance(event, FlapChange):
+        return {"type": "flapping", "device": event.device, "address": event.address,
+                "flapping": event.flapping, "at": _iso(event.at),
+                "transitions_in_window": event.transitions_in_window}
+    if isinstance(event, Reboot):
+        return {"type": "reboot", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "uptime_s": round(event.uptime_s, 2), "previous_uptime_s": round(event.previous_uptime_s, 2),
+                "booted_at": _iso(event.booted_at)}
+    if isinstance(event, InterfaceChange):
+        return {"type": "interface", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "ifindex": event.ifindex, "ifname": event.ifname, "from": event.from_state,
+                "to": event.to_state}
+    if isinstance(event, SnmpAgentChange):
+        return {"type": "snmp_agent", "device": event.device, "address": event.address,
+                "at": _iso(event.at), "answering": event.answering, "reason": event.reason}
+    if isinstance(event, SnmpPoll):
+        return {"type": "snmp", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "sys_name": event.sys_name, "uptime_s": _round(event.uptime_s, 2),
+                "missing": list(event.missing),
+                "interfaces": [{"ifindex": i.ifindex, "name": i.name, "admin": i.admin, "oper": i.oper,
+                                "speed_bps": i.speed_bps, "in_bps": _round(i.in_bps, 1),
+                                "out_bps": _round(i.out_bps, 1)} for i in event.interfaces]}
+    if isinstance(event, SnmpFailure):
+        return {"type": "snmp_failed", "device": event.device, "address": event.address,
+                "at": _iso(event.at), "reason": event.reason, "detail": event.detail}
+    if isinstance(event, CheckResult):
+        return {"type": "check", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "sent": event.sent, "received": event.received, "rtt_ms": _round(event.rtt_ms),
+                "state": event.state.value}
+    return None
+
+
+_SNMP_COUNTS = ("snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_backed_off",
+                "snmp_agents_failing", "snmp_not_polled_down", "snmp_over_speed", "snmp_no_rate",
+                "snmp_in_flight", "snmp_skipped_capacity", "snmp_v3_in_flight", "snmp_v3_limit",
+                "snmp_v3_rediscoveries")
+
+
+def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:
+    """The SNMP poller's gauges, when there is one (no SNMP device: no such keys)."""
+    if "snmp_agents" not in extra:
+        return {}
+    out: dict[str, Any] = {"snmp_agents": int(extra["snmp_agents"]),
+                           "snmp_polls_per_s": round(extra.get("snmp_polls_per_s", 0.0), 1),
+                           "snmp_requests_per_s": round(extra.get("snmp_requests_per_s", 0.0), 1),
+                           "snmp_lag_p99_ms": round(extra.get("snmp_lag_p99_ms", 0.0), 3)}
+    out.update({key: int(extra.get(key, 0)) for key in _SNMP_COUNTS})
+    return out
+
+
+def summary_record(t: DeviceTracker) -> dict[str, Any]:
+    """Whole-run figures for one device, printed at exit."""
+    loss = 100.0 * (t.sent - t.received) / t.sent if t.sent else None
+    return {"type": "summary", "device": t.device.name, "address": t.device.address,
+            "state": t.state.value, "sent": t.sent, "received": t.received,
+            "loss_pct": _round(loss, 2), "rtt_avg_ms": _round(t.total_avg_rtt_ms),
+            "rtt_min_ms": _round(t.rtt_min_ms), "rtt_max_ms": _round(t.rtt_max_ms),
+            "jitter_ms": _round(t.jitter_ms), "down_since": _iso(t.down_since),
+            "flapping": t.flapping}

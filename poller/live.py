@@ -1,0 +1,470 @@
+"""The live feed's wire format on Redis: key names, the inventory, the snapshot and the events.
+
+One service (``wardtui serve``) publishes a site; any number of viewers read it. Keys, for site
+``S`` (several deployments can share one Redis):
+
+- ``wardtui:S:service``   heartbeat, a JSON string with a TTL (:data:`HEARTBEAT_TTL`)
+- ``wardtui:S:inventory`` the devices, in snapshot order: zlib'd JSON, with an id (its hash)
+- ``wardtui:S:snapshot``  every device's live state and the gauges, columnar and compressed,
+                          with the ID of the last stream entry it covers
+- ``wardtui:S:events``    a stream of events (transitions, flaps, reboots, interface and agent
+                          changes, gauges, checks asked for by an operator), ``MAXLEN ~``
+- ``wardtui:S:commands``  a stream of operator commands to the service (``MAXLEN ~``)
+- ``wardtui:S:reply:ID``  the answer to one command (a list, expires)
+- ``wardtui:S:viewers``   attached viewers: a sorted set scored by when each last said so
+
+Nothing here talks to Redis: this is bytes in, objects out, so both sides and the benches
+share one definition. Text in these keys comes from a network store: it is data, cleaned
+again by whoever shows it.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import math
+import re
+import struct
+import sys
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from poller.events import (
+    CheckResult,
+    Event,
+    FlapChange,
+    Gauges,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    State,
+    Transition,
+)
+from poller.inventory import Device
+
+FORMAT = 1
+"""Version of the snapshot and inventory encodings; a viewer refuses another one by name."""
+SITE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+DEFAULT_SITE = "wardtui"
+HEARTBEAT_TTL = 15
+"""Seconds the heartbeat key lives unless refreshed (every second): a service whose key is gone
+(or older than :data:`LIVE_AGE`) is not running."""
+LIVE_AGE = 5.0
+"""A heartbeat older than this many seconds is a service that stopped publishing."""
+STREAM_MAXLEN = 100_000
+"""Events kept in the stream (``XADD MAXLEN ~``): a transition is ~200 bytes there, gauges
+~1.5 kB once a second, so the stream stays under ~40 MB whatever happens; a viewer that falls
+further behind than that reloads the snapshot."""
+COMMANDS_MAXLEN = 1_000
+
+
+class FeedFormatError(ValueError):
+    """A key holds something this wardtui cannot read (another version, or damaged)."""
+
+
+def check_site(site: str) -> str:
+    if not SITE_PATTERN.fullmatch(site):
+        raise ValueError(f"site {site!r}: use 1-64 letters, digits, '_', '.', '-'")
+    return site
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The Redis keys of one site."""
+
+    site: str
+
+    @property
+    def prefix(self) -> str:
+        return f"wardtui:{self.site}:"
+
+    @property
+    def service(self) -> str:
+        return self.prefix + "service"
+
+    @property
+    def inventory(self) -> str:
+        return self.prefix + "inventory"
+
+    @property
+    def snapshot(self) -> str:
+        return self.prefix + "snapshot"
+
+    @property
+    def events(self) -> str:
+        return self.prefix + "events"
+
+    @property
+    def commands(self) -> str:
+        return self.prefix + "commands"
+
+    @property
+    def viewers(self) -> str:
+        return self.prefix + "viewers"
+
+    def reply(self, command_id: str) -> str:
+        return f"{self.prefix}reply:{command_id}"
+
+
+# -- the inventory ------------------------------------------------------------------------------
+
+_DEVICE_FIELDS = ("name", "address", "branch", "region", "type", "host", "parent", "interval", "tags",
+                  "line", "snmp_credential", "snmp_port")
+
+
+def encode_inventory(devices: Sequence[Device]) -> tuple[str, bytes]:
+    """(id, blob) of ``devices``; the id changes when anything a viewer shows changes."""
+    rows = [[getattr(d, f) if f != "tags" else list(d.tags) for f in _DEVICE_FIELDS] for d in devices]
+    body = json.dumps({"v": FORMAT, "fields": _DEVICE_FIELDS, "devices": rows},
+                      separators=(",", ":")).encode()
+    inventory_id = hashlib.blake2b(body, digest_size=8).hexdigest()
+    return inventory_id, zlib.compress(body, 6)
+
+
+def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
+    try:
+        body = zlib.decompress(blob)
+        doc = json.loads(body)
+        if doc.get("v") != FORMAT:
+            raise FeedFormatError(f"inventory format {doc.get('v')!r}, this wardtui reads {FORMAT}")
+        if tuple(doc["fields"]) != _DEVICE_FIELDS:
+            raise FeedFormatError(f"inventory fields {doc['fields']!r}, this wardtui reads "
+                                  f"{_DEVICE_FIELDS!r}")
+        tags = _DEVICE_FIELDS.index("tags")
+        devices = []
+        for row in doc["devices"]:
+            row[tags] = tuple(row[tags])
+            devices.append(Device(*row))
+    except FeedFormatError:
+        raise
+    except (zlib.error, ValueError, KeyError, TypeError) as exc:
+        raise FeedFormatError(f"the inventory key cannot be read: {exc}") from None
+    return hashlib.blake2b(body, digest_size=8).hexdigest(), devices
+
+
+# -- the snapshot -------------------------------------------------------------------------------
+
+_MAGIC = b"WTS1"
+_STATE_CODE = {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 2}
+_CODE_STATE = (State.UNKNOWN, State.UP, State.DOWN)
+FLAPPING = 0x10
+NAN = float("nan")
+
+
+def _ts(value: datetime | None) -> float:
+    return NAN if value is None else value.timestamp()
+
+
+def _dt(value: float) -> datetime | None:
+    return None if math.isnan(value) else datetime.fromtimestamp(value, UTC)
+
+
+RTT_UNIT = 0.01
+"""Milliseconds per unit of the RTT figures: what the screens show below 10 ms (two
+decimals), finer than what they show above it."""
+LOSS_UNIT = 0.01
+"""Percent per unit of the loss figure."""
+NONE32 = 0xFFFFFFFF
+NONE16 = 0xFFFF
+
+
+def _q32(value: float | None) -> int:
+    return NONE32 if value is None else min(NONE32 - 1, round(value / RTT_UNIT))
+
+
+def _u32(value: int) -> float | None:
+    return None if value == NONE32 else value * RTT_UNIT
+
+
+@dataclass(slots=True)
+class Columns:
+    """Every device's live figures, one array per figure, in inventory order, kept as they go on
+    the wire (so that encoding is copying, not converting 100,000 values a second)."""
+
+    flags: bytearray  # state code | FLAPPING
+    down_since: array.array[float]  # epoch seconds, NaN: none
+    last_change: array.array[float]
+    last_rtt: array.array[int]  # RTT_UNIT ms, NONE32: none
+    avg_rtt: array.array[int]
+    jitter: array.array[int]
+    loss: array.array[int]  # LOSS_UNIT percent of the window, NONE16: no probe yet
+
+    @classmethod
+    def empty(cls, n: int) -> Columns:
+        nans = array.array("d", [NAN]) * n
+        nones = array.array("I", [NONE32]) * n
+        return cls(bytearray(n), nans, array.array("d", nans), nones, array.array("I", nones),
+                   array.array("I", nones), array.array("H", [NONE16]) * n)
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+    def set_row(self, i: int, tracker: Any) -> None:
+        """Row ``i`` from a :class:`~poller.state.DeviceTracker` (read on the engine's loop)."""
+        self.flags[i] = _STATE_CODE[tracker.state] | (FLAPPING if tracker.flapping else 0)
+        since = tracker.down_since
+        self.down_since[i] = NAN if since is None else since.timestamp()
+        change = tracker.last_change
+        self.last_change[i] = NAN if change is None else change.timestamp()
+        self.last_rtt[i] = _q32(tracker.last_rtt_ms)
+        self.avg_rtt[i] = _q32(tracker.avg_rtt_ms)
+        self.jitter[i] = _q32(tracker.jitter_ms)
+        loss = tracker.loss_pct
+        self.loss[i] = NONE16 if loss is None else round(loss / LOSS_UNIT)
+
+    def row(self, i: int) -> tuple[State, bool, datetime | None, datetime | None,
+                                   float | None, float | None, float | None, float | None]:
+        flags = self.flags[i]
+        loss = self.loss[i]
+        return (_CODE_STATE[flags & 0x0F], bool(flags & FLAPPING), _dt(self.down_since[i]),
+                _dt(self.last_change[i]), _u32(self.last_rtt[i]), _u32(self.avg_rtt[i]),
+                _u32(self.jitter[i]), None if loss == NONE16 else loss * LOSS_UNIT)
+
+    def same_row(self, other: Columns, i: int, j: int) -> bool:
+        """Whether row ``i`` here equals row ``j`` of ``other`` (NaN equals NaN)."""
+        if (self.flags[i] != other.flags[j] or self.last_rtt[i] != other.last_rtt[j]
+                or self.loss[i] != other.loss[j] or self.avg_rtt[i] != other.avg_rtt[j]
+                or self.jitter[i] != other.jitter[j]):
+            return False
+        for mine, theirs in ((self.down_since, other.down_since), (self.last_change, other.last_change)):
+            a, b = mine[i], theirs[j]
+            if a != b and not (math.isnan(a) and math.isnan(b)):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One decoded snapshot."""
+
+    seq: int  # the service's snapshot counter (restarts at 1 with the service)
+    stream_id: str  # the last event stream ID this state includes ("0-0": none yet)
+    at: datetime
+    inventory_id: str
+    started: str  # the service run's start time (ISO): a new run is a new sequence
+    gauges: Gauges | None
+    columns: Columns
+    changed: array.array[int] | None  # rows changed since snapshot seq - 1 (None: not known)
+    snmp: dict[int, dict[str, Any]]  # row -> SNMP summary (devices with an agent)
+
+
+def _shuffle(raw: bytes, width: int) -> bytes:
+    """Byte planes: all first bytes, then all second bytes, ... (floats' exponent bytes, nearly
+    constant across devices, then compress to almost nothing)."""
+    return b"".join(raw[k::width] for k in range(width))
+
+
+def _unshuffle(planes: bytes, width: int) -> bytes:
+    n = len(planes) // width
+    out = bytearray(len(planes))
+    for k in range(width):
+        out[k::width] = planes[k * n:(k + 1) * n]
+    return bytes(out)
+
+
+def _plain(values: array.array[Any]) -> bytes:
+    a = array.array(values.typecode, values)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return _shuffle(a.tobytes(), a.itemsize)
+
+
+def _unplain(raw: bytes, code: str) -> array.array[Any]:
+    a = array.array(code)
+    a.frombytes(_unshuffle(raw, a.itemsize))
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
+def _bitmap(rows: Iterable[int], n: int) -> bytes:
+    bits = bytearray((n + 7) // 8)
+    for i in rows:
+        bits[i >> 3] |= 1 << (i & 7)
+    return bytes(bits)
+
+
+def _rows(bits: bytes) -> array.array[int]:
+    out = array.array("I")
+    for byte_index, byte in enumerate(bits):
+        if byte:
+            base = byte_index << 3
+            out.extend(base + k for k in range(8) if byte >> k & 1)
+    return out
+
+
+def encode_snapshot(seq: int, stream_id: str, at: datetime, inventory_id: str, started: str,
+                    gauges: Gauges | None, columns: Columns, changed: Iterable[int] | None,
+                    snmp: dict[int, dict[str, Any]] | None = None, level: int = 1) -> bytes:
+    """The snapshot's bytes: a JSON header, then the zlib'd columns (times as float64, RTTs in
+    :data:`RTT_UNIT` integers, loss in hundredths of a percent, each in byte planes), a bitmap of
+    the rows changed since the previous snapshot, and SNMP summaries.
+    Heavy (~10-40 ms at 100,000 devices): run it off the engine's loop (zlib frees the GIL)."""
+    n = len(columns)
+    header = {"v": FORMAT, "seq": seq, "id": stream_id, "at": at.timestamp(), "inventory": inventory_id,
+              "started": started, "n": n, "gauges": None if gauges is None else encode_event(gauges),
+              "changed": changed is not None}
+    snmp_json = json.dumps({str(k): v for k, v in (snmp or {}).items()}, separators=(",", ":")).encode()
+    body = b"".join([bytes(columns.flags), *(_plain(c) for c in (
+                         columns.down_since, columns.last_change, columns.last_rtt, columns.avg_rtt,
+                         columns.jitter, columns.loss)),
+                     b"" if changed is None else _bitmap(changed, n), snmp_json])
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return _MAGIC + struct.pack("<I", len(head)) + head + zlib.compress(body, level)
+
+
+def decode_snapshot(blob: bytes) -> Snapshot:
+    try:
+        if blob[:4] != _MAGIC:
+            raise FeedFormatError("the snapshot key holds something else (not a wardtui snapshot "
+                                  f"of format {FORMAT})")
+        (size,) = struct.unpack_from("<I", blob, 4)
+        header = json.loads(blob[8:8 + size])
+        if header.get("v") != FORMAT:
+            raise FeedFormatError(f"snapshot format {header.get('v')!r}, this wardtui reads {FORMAT}")
+        body = zlib.decompress(blob[8 + size:])
+        n = int(header["n"])
+        pos = 0
+
+        def take(length: int) -> bytes:
+            nonlocal pos
+            part = body[pos:pos + length]
+            if len(part) != length:
+                raise FeedFormatError("the snapshot is cut short")
+            pos += length
+            return part
+
+        flags = bytearray(take(n))
+        down_since, last_change = _unplain(take(8 * n), "d"), _unplain(take(8 * n), "d")
+        last_rtt, avg_rtt, jitter = (_unplain(take(4 * n), "I") for _ in range(3))
+        loss = _unplain(take(2 * n), "H")
+        changed = _rows(take((n + 7) // 8)) if header.get("changed") else None
+        snmp = {int(k): v for k, v in json.loads(body[pos:] or b"{}").items()}
+        gauges = decode_event(header["gauges"]) if header.get("gauges") else None
+        return Snapshot(int(header["seq"]), str(header["id"]), datetime.fromtimestamp(header["at"], UTC),
+                        str(header["inventory"]), str(header.get("started", "")),
+                        gauges if isinstance(gauges, Gauges) else None,
+                        Columns(flags, down_since, last_change, last_rtt, avg_rtt, jitter, loss),
+                        changed, snmp)
+    except FeedFormatError:
+        raise
+    except (zlib.error, ValueError, KeyError, TypeError, struct.error) as exc:
+        raise FeedFormatError(f"the snapshot cannot be read: {exc}") from None
+
+
+# -- events -------------------------------------------------------------------------------------
+
+STREAMED: tuple[type, ...] = (Transition, FlapChange, Gauges, Reboot, InterfaceChange, SnmpAgentChange,
+                              CheckResult)
+"""What goes on the stream. Check results only when an operator asked for one ("probe now"):
+the rest reach viewers as the snapshot's figures."""
+_BY_NAME: dict[str, type] = {cls.__name__: cls for cls in STREAMED}
+_TIMES = {"at", "down_since", "booted_at"}
+_STATES = {"state", "from_state", "to_state"}
+
+
+def encode_event(event: Event, **extra: Any) -> str:
+    """One streamed event as compact JSON, losslessly (unlike the JSONL schema, which is for
+    people and scripts: ``wardtui events`` decodes this and prints that)."""
+    cls = type(event)
+    if cls.__name__ not in _BY_NAME:
+        raise TypeError(f"{cls.__name__} is not streamed")
+    doc: dict[str, Any] = {"t": cls.__name__}
+    for f in fields(event):  # type: ignore[arg-type]
+        value = getattr(event, f.name)
+        if f.name in _TIMES:
+            value = None if value is None else value.timestamp()
+        elif f.name in _STATES:
+            value = value.value
+        doc[f.name] = value
+    doc.update(extra)
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def decode_event(text: str | bytes) -> Event | None:
+    """The event ``text`` holds, or None for a type this wardtui does not know (newer services
+    may stream more kinds: skipped, not an error). Raises FeedFormatError when damaged."""
+    try:
+        doc = json.loads(text)
+        cls = _BY_NAME.get(doc.get("t", ""))
+        if cls is None:
+            return None
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value = doc.get(f.name)
+            if f.name in _TIMES:
+                value = None if value is None else datetime.fromtimestamp(value, UTC)
+            elif f.name in _STATES:
+                value = State(value)
+            elif f.name == "extra":
+                value = dict(value or {})
+            values[f.name] = value
+        event: Event = cls(**values)
+        return event
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise FeedFormatError(f"an event cannot be read: {exc}") from None
+
+
+def event_extra(text: str | bytes) -> dict[str, Any]:
+    """What an event's JSON carries beyond the event (``by``: who asked for a probe)."""
+    doc = json.loads(text)
+    known = {"t"} | {f.name for f in fields(_BY_NAME[doc["t"]])} if doc.get("t") in _BY_NAME else {"t"}
+    return {k: v for k, v in doc.items() if k not in known}
+
+
+# -- the viewer's copy of a tracker -------------------------------------------------------------
+
+
+class LiveTracker:
+    """A device as a viewer knows it from the feed: what the screens read of a
+    :class:`~poller.state.DeviceTracker`. Whole-run totals and the window itself stay in the
+    service: they read as unknown here."""
+
+    __slots__ = ("avg_rtt_ms", "device", "down_since", "flapping", "jitter_ms", "last_change",
+                 "last_rtt_ms", "loss_pct", "state")
+
+    received = 0
+    sent = 0
+    rtt_min_ms: float | None = None
+    rtt_max_ms: float | None = None
+    total_avg_rtt_ms: float | None = None
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.state = State.UNKNOWN
+        self.flapping = False
+        self.down_since: datetime | None = None
+        self.last_change: datetime | None = None
+        self.last_rtt_ms: float | None = None
+        self.avg_rtt_ms: float | None = None
+        self.jitter_ms: float | None = None
+        self.loss_pct: float | None = None
+
+    def window(self) -> tuple[float | None, ...]:
+        return ()
+
+    def load(self, columns: Columns, i: int) -> None:
+        (self.state, self.flapping, self.down_since, self.last_change, self.last_rtt_ms,
+         self.avg_rtt_ms, self.jitter_ms, self.loss_pct) = columns.row(i)
+
+    def apply(self, event: Event) -> bool:
+        """Fold a streamed event in; whether it changed what a row shows."""
+        if isinstance(event, Transition):
+            self.state = event.to_state
+            self.last_change = event.at
+            self.down_since = event.down_since if event.to_state is State.DOWN else None
+            if event.rtt_ms is not None:
+                self.last_rtt_ms = event.rtt_ms
+            return True
+        if isinstance(event, FlapChange):
+            self.flapping = event.flapping
+            return True
+        if isinstance(event, CheckResult):
+            if event.rtt_ms is not None:
+                self.last_rtt_ms = event.rtt_ms
+            return True
+        return False
