@@ -374,7 +374,7 @@ def encode_event(event: Event, **extra: Any) -> str:
     if cls.__name__ not in _BY_NAME:
         raise TypeError(f"{cls.__name__} is not streamed")
     doc: dict[str, Any] = {"t": cls.__name__}
-    for f in fields(event):  # type: ignore[arg-type]
+    for f in fields(event):
         value = getattr(event, f.name)
         if f.name in _TIMES:
             value = None if value is None else value.timestamp()
