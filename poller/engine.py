@@ -20,6 +20,10 @@ from poller.state import DeviceTracker, StateConfig, utc_from_ns
 from poller.stats import percentile
 
 
+class Busy(Exception):
+    """The device's check is running: a check asked for now would be a second one in flight."""
+
+
 class Companion(Protocol):
     """Something that runs beside the checks on the engine's loop (the SNMP poller)."""
 
@@ -48,22 +52,25 @@ class Engine:
         self.prober = prober
         self.bus = bus or EventBus()
         self.trackers: dict[str, DeviceTracker] = {}
+        self._keys: dict[str, int] = {}  # device name -> its slot's key
         self._by_key: list[DeviceTracker] = []
         self._slots: list[Slot] = []
         for device in devices:
             tracker = DeviceTracker(device, self.config.state)
             self.trackers[device.name] = tracker
+            self._keys[device.name] = len(self._by_key)
             self._slots.append(Slot(len(self._by_key), device.interval or self.config.interval))
             self._by_key.append(tracker)
         self.scheduler = Scheduler(self._dispatch)
         self.state_counts = {State.UNKNOWN: len(self._by_key), State.UP: 0, State.DOWN: 0}
         self.flapping = 0
         self.checks_done = 0
+        self.checks_on_demand = 0  # checks an operator asked for (probe now), outside the schedule
         self.queue_sources: list[Callable[[], int]] = []  # e.g. the store writer's queue depth
         self.gauge_sources: list[Callable[[], dict[str, float]]] = []  # merged into Gauges.extra
         self.companions: list[Companion] = []  # run and stopped with the engine
         self.last_gauges: Gauges | None = None
-        self._checks: set[asyncio.Task[None]] = set()
+        self._checks: set[asyncio.Task[CheckResult]] = set()
         self._lags: list[float] = []
         self._stop = asyncio.Event()
         # (monotonic time, checks done, probes sent) at each gauge: rates span rate_window.
@@ -125,7 +132,25 @@ class Engine:
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
 
-    async def _check(self, slot: Slot, due: float) -> None:
+    async def probe_now(self, name: str) -> CheckResult:
+        """Check ``name`` at once, outside its schedule (an operator asked): a real check, its
+        result and any transition published like any other. Raises KeyError for a device not
+        in the inventory and :class:`Busy` while the device's own check runs (no second one
+        in flight, nothing queued)."""
+        key = self._keys.get(name)
+        if key is None:
+            raise KeyError(name)
+        slot = self._slots[key]
+        if slot.busy:
+            raise Busy(name)
+        slot.busy = True
+        self.checks_on_demand += 1
+        task = asyncio.get_running_loop().create_task(self._check(slot, time.monotonic()))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+        return await asyncio.shield(task)
+
+    async def _check(self, slot: Slot, due: float) -> CheckResult:
         tracker = self._by_key[slot.key]
         address = tracker.device.address
         timeout = self.config.timeout
@@ -137,7 +162,7 @@ class Engine:
             received = 1 if first.ok else 0
             if not first.ok and tracker.needs_confirmation():
                 sent, received, last = await self._confirm(tracker, last)
-            self._finish(tracker, first, last, sent, received)
+            return self._finish(tracker, first, last, sent, received)
         finally:
             slot.busy = False
 
@@ -158,15 +183,16 @@ class Engine:
         return sent, received, last
 
     def _finish(self, tracker: DeviceTracker, first: ProbeReply, last: ProbeReply,
-                sent: int, received: int) -> None:
+                sent: int, received: int) -> CheckResult:
         now = datetime.now(UTC)
         first_sent = utc_from_ns(first.sent_ns)
         before = tracker.state
         transition, flap = tracker.apply_check(received > 0, first_sent, now, time.monotonic(), last.rtt_ms)
         self.checks_done += 1
         bus = self.bus
-        bus.publish(CheckResult(tracker.device.name, tracker.device.address, first_sent,
-                                sent, received, last.rtt_ms, tracker.state))
+        result = CheckResult(tracker.device.name, tracker.device.address, first_sent,
+                             sent, received, last.rtt_ms, tracker.state)
+        bus.publish(result)
         if transition is not None:
             self.state_counts[before] -= 1
             self.state_counts[tracker.state] += 1
@@ -174,6 +200,7 @@ class Engine:
         if flap is not None:
             self.flapping += 1 if flap.flapping else -1
             bus.publish(flap)
+        return result
 
     # -- gauges ------------------------------------------------------------------------------
     async def _gauge_loop(self) -> None:
@@ -207,7 +234,8 @@ class Engine:
             store_queue=sum(source() for source in self.queue_sources),
             extra={"probes_in_flight": float(counters.get("in_flight", 0)),
                    "late_replies": float(counters.get("late_replies", 0)),
-                   "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions))},
+                   "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions)),
+                   "checks_on_demand": float(self.checks_on_demand)},
         )
         for source in self.gauge_sources:
             gauges.extra.update(source())

@@ -271,3 +271,29 @@ async def test_stop_before_run_returns_at_once() -> None:
     engine = Engine(make_devices(3), FakeProber(), config())
     engine.stop()
     await asyncio.wait_for(engine.run(), 1.0)
+
+
+async def test_probe_now_checks_at_once_outside_the_schedule_and_never_twice_in_flight() -> None:
+    """An operator's "probe now": a real check published like any other and counted; while the
+    device's check runs, a second is refused (Busy), never queued; an unknown name is a KeyError."""
+    from poller.engine import Busy
+
+    prober = FakeProber(rtt_ms=2.0, fast_timeouts=False)
+    devices = make_devices(2)
+    engine = Engine(devices, prober, config(interval=3600.0, timeout=0.3, confirm_probes=0))
+    sub = engine.bus.subscribe("t")
+    result = await engine.probe_now(devices[0].name)
+    assert result.device == devices[0].name and result.ok and result.rtt_ms == 2.0
+    assert engine.trackers[devices[0].name].state is State.UP
+    assert [e for e in collect(sub) if isinstance(e, CheckResult)] == [result]
+    assert engine.checks_on_demand == 1
+    prober.down.add(devices[1].address)
+    first = asyncio.create_task(engine.probe_now(devices[1].name))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy):
+        await engine.probe_now(devices[1].name)
+    assert not (await first).ok
+    assert engine.trackers[devices[1].name].state is State.DOWN
+    with pytest.raises(KeyError):
+        await engine.probe_now("no such device")
+    assert engine.checks_on_demand == 2
