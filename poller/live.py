@@ -299,7 +299,7 @@ def _rows(bits: bytes) -> array.array[int]:
 
 def encode_snapshot(seq: int, stream_id: str, at: datetime, inventory_id: str, started: str,
                     gauges: Gauges | None, columns: Columns, changed: Iterable[int] | None,
-                    snmp: dict[int, dict[str, Any]] | None = None, level: int = 1) -> bytes:
+                    snmp: dict[int, dict[str, Any]] | bytes | None = None, level: int = 1) -> bytes:
     """The snapshot's bytes: a JSON header, then the zlib'd columns (times as float64, RTTs in
     :data:`RTT_UNIT` integers, loss in hundredths of a percent, each in byte planes), a bitmap of
     the rows changed since the previous snapshot, and SNMP summaries.
@@ -308,7 +308,8 @@ def encode_snapshot(seq: int, stream_id: str, at: datetime, inventory_id: str, s
     header = {"v": FORMAT, "seq": seq, "id": stream_id, "at": at.timestamp(), "inventory": inventory_id,
               "started": started, "n": n, "gauges": None if gauges is None else encode_event(gauges),
               "changed": changed is not None}
-    snmp_json = json.dumps({str(k): v for k, v in (snmp or {}).items()}, separators=(",", ":")).encode()
+    snmp_json = snmp if isinstance(snmp, bytes) else json.dumps(
+        {str(k): v for k, v in (snmp or {}).items()}, separators=(",", ":")).encode()
     body = b"".join([bytes(columns.flags), *(_plain(c) for c in (
                          columns.down_since, columns.last_change, columns.last_rtt, columns.avg_rtt,
                          columns.jitter, columns.loss)),

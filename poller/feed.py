@@ -1,0 +1,1016 @@
+"""The live feed on Redis: the service publishes (:class:`Publisher`), viewers follow (:class:`LiveFeed`).
+
+The wire format is :mod:`poller.live`. What each side promises:
+
+- The service never waits for Redis on the engine's behalf: the publisher is one more consumer
+  of the engine's bus. While Redis is down, slow or restarted empty, polling and history go on;
+  the publisher says so once in the log, retries with backoff, and when Redis answers again
+  writes the inventory and a full snapshot before anything else.
+- A viewer starts from the snapshot and follows the stream from the ID the snapshot covers.
+  Events are numbered (``n``) per service run: a gap means the viewer fell behind the stream's
+  trimmed end, and it reloads the snapshot. It never drifts.
+- Operator commands go through a stream of their own and are answered on a reply key, and
+  what they cause (a check) reaches every viewer on the event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from poller.bus import EventBus, Subscription
+from poller.engine import Busy, Engine
+from poller.events import (
+    CheckResult,
+    Event,
+    Gauges,
+    SnmpAgentChange,
+    SnmpFailure,
+    SnmpPoll,
+    State,
+)
+from poller.inventory import Device
+from poller.jsonl import event_record
+from poller.live import (
+    COMMANDS_MAXLEN,
+    HEARTBEAT_TTL,
+    LIVE_AGE,
+    STREAM_MAXLEN,
+    STREAMED,
+    Columns,
+    FeedFormatError,
+    Keys,
+    LiveTracker,
+    Snapshot,
+    decode_event,
+    decode_inventory,
+    decode_snapshot,
+    encode_event,
+    encode_inventory,
+    encode_snapshot,
+)
+from poller.text import escaped
+
+log = logging.getLogger("wardtui.feed")
+
+REDIS_ENV = "WARDTUI_REDIS"
+CONNECT_TIMEOUT = 5.0
+"""Seconds Redis gets to accept a connection or answer a command before it counts as lost."""
+BACKOFF = (0.5, 1.0, 2.0, 4.0, 5.0)
+"""Seconds between reconnection attempts, the last repeated."""
+COMMAND_TIMEOUT = 10.0
+"""Seconds a viewer waits for the service to answer a command."""
+COMMAND_MAX_AGE = 30.0
+"""A command older than this when the service reads it is answered "expired", not run."""
+REPLY_TTL = 60
+VIEWER_TTL = 15.0
+"""A viewer that has not said it is attached for this long is not counted."""
+
+
+# -- URLs ---------------------------------------------------------------------------------------
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be printed: never with its password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class FeedUrlError(ValueError):
+    """A Redis URL that cannot be used (the message hides its password)."""
+
+
+def client_for(url: str, timeout: float = CONNECT_TIMEOUT) -> Redis:
+    """A Redis client for ``url`` (redis://, rediss://, unix://) that fails fast: no retries of
+    its own (the feed has its backoff), ``timeout`` to connect and for each answer."""
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise FeedUrlError(f"--redis {shown_url(url)}: use redis://[:PASSWORD@]HOST[:PORT][/DB], "
+                           "rediss://... or unix:///PATH")
+    try:
+        return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                              retry=Retry(NoBackoff(), 0), decode_responses=False)
+    except ValueError as exc:
+        raise FeedUrlError(f"--redis {shown_url(url)}: {_scrub(str(exc), url)}") from None
+
+
+def _scrub(text: str, url: str) -> str:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
+def describe_error(exc: BaseException, url: str) -> str:
+    """One line for a Redis failure, the password hidden."""
+    text = str(exc) or type(exc).__name__
+    return escaped(_scrub(text.splitlines()[0] if text else "", url))
+
+
+# -- the service's heartbeat --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """Who publishes a site: the heartbeat's content."""
+
+    host: str
+    pid: int
+    version: str
+    started: str  # ISO, UTC
+    devices: int = 0
+    snapshot_at: str | None = None
+
+    @classmethod
+    def here(cls, version: str, devices: int) -> ServiceInfo:
+        return cls(socket.gethostname(), os.getpid(), version,
+                   datetime.now(UTC).isoformat(timespec="seconds"), devices)
+
+    def to_json(self) -> str:
+        return json.dumps({"host": self.host, "pid": self.pid, "version": self.version,
+                           "started": self.started, "devices": self.devices,
+                           "snapshot_at": self.snapshot_at})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ServiceInfo:
+        doc = json.loads(raw)
+        return cls(str(doc["host"]), int(doc["pid"]), str(doc["version"]), str(doc["started"]),
+                   int(doc.get("devices") or 0), doc.get("snapshot_at"))
+
+    def age(self, now: datetime | None = None) -> float | None:
+        """Seconds since the last snapshot this service published (None: none yet)."""
+        if not self.snapshot_at:
+            return None
+        at = datetime.fromisoformat(self.snapshot_at)
+        return ((now or datetime.now(UTC)) - at).total_seconds()
+
+
+async def read_service(client: Redis, keys: Keys) -> ServiceInfo | None:
+    """The site's heartbeat, or None when no service publishes it (or it cannot be read)."""
+    raw = await client.get(keys.service)
+    if raw is None:
+        return None
+    try:
+        return ServiceInfo.from_json(raw)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def is_live(info: ServiceInfo | None) -> bool:
+    age = info.age() if info is not None else None
+    return age is not None and age <= LIVE_AGE
+
+
+# -- the service side ---------------------------------------------------------------------------
+
+
+class StreamIds:
+    """Stream entry IDs made by the publisher (``ms-seq``), so a snapshot can name the last one it
+    covers before the transaction that writes both is sent."""
+
+    def __init__(self) -> None:
+        self.ms = 0
+        self.seq = 0
+
+    def next(self) -> str:
+        ms = max(int(time.time() * 1000), self.ms)
+        self.seq = self.seq + 1 if ms == self.ms else 0
+        self.ms = ms
+        return f"{ms}-{self.seq}"
+
+    def at_least(self, stream_id: bytes | str) -> None:
+        """Never go back behind ``stream_id`` (the stream's last entry, after a restart)."""
+        text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+        ms_text, _, seq_text = text.partition("-")
+        ms, seq = int(ms_text), int(seq_text or 0)
+        if (ms, seq) > (self.ms, self.seq):
+            self.ms, self.seq = ms, seq
+
+    @property
+    def last(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+Handler = Callable[["Publisher", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class FeedStats:
+    """What the publisher counts; the engine's gauges show them (``feed_*``)."""
+
+    up: bool = False
+    events: int = 0
+    events_lost: int = 0  # streamed events dropped while Redis was away
+    snapshots: int = 0
+    snapshot_bytes: int = 0
+    snapshot_ms: float = 0.0
+    losses: int = 0
+    commands: int = 0
+    viewers: int = 0
+
+
+class Publisher:
+    """Publishes an engine's state and events to a site on Redis; a companion of the engine."""
+
+    def __init__(self, engine: Engine, url: str, keys: Keys, info: ServiceInfo,
+                 client_factory: Callable[[], Redis] | None = None, period: float = 1.0) -> None:
+        self.engine = engine
+        self.url = url
+        self.keys = keys
+        self.info = info
+        self.period = period
+        self._factory = client_factory or (lambda: client_for(url))
+        self.stats = FeedStats()
+        self.handlers: dict[str, Handler] = {"probe": _probe_command}
+        self._client: Redis | None = None
+        self._sub: Subscription | None = None
+        self._stopping = asyncio.Event()
+        self._ids = StreamIds()
+        self._n = 0  # events numbered per run: a viewer sees a gap as a trim
+        self._run = info.started
+        self._pending: list[tuple[str, str]] = []  # (id, event JSON) not yet sent
+        self._rows: list[Any] = []
+        self._index: dict[str, int] = {}
+        self._columns = Columns.empty(0)
+        self._dirty: set[int] = set()
+        self._full = True  # the next snapshot has no "changed" list
+        self._seq = 0
+        self._inventory_id = ""
+        self._inventory_blob = b""
+        self._inventory_version: object = None
+        self._inventory_written = False
+        self._snmp: dict[int, dict[str, Any]] = {}
+        self._snmp_json = b"{}"
+        self._snmp_dirty = False
+        self._snmp_built = 0.0
+        self._dropped_seen = 0
+        self._lost_since: float | None = None
+        self._probes: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def gauges(self) -> dict[str, float]:
+        s = self.stats
+        return {"feed_up": float(s.up), "feed_events": float(s.events),
+                "feed_events_lost": float(s.events_lost),
+                "feed_snapshot_bytes": float(s.snapshot_bytes), "feed_snapshot_ms": s.snapshot_ms,
+                "feed_viewers": float(s.viewers), "feed_commands": float(s.commands),
+                "feed_losses": float(s.losses)}
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`; Redis failures are logged and retried, never raised."""
+        self._sub = self.engine.bus.subscribe("feed", maxsize=400_000, sample_batch=5000)
+        self._reindex()
+        commands = asyncio.create_task(self._command_loop(), name="wardtui-feed-commands")
+        try:
+            while not self._stopping.is_set():
+                if self._client is None:
+                    await self._connect()
+                    continue
+                wait = max(0.0, self._next_snapshot - time.monotonic())
+                batch = await self._next_batch(wait)
+                self._take(batch)
+                try:
+                    if self._pending:
+                        await self._send_events()
+                    if time.monotonic() >= self._next_snapshot:
+                        await self._publish_snapshot()
+                except (RedisError, OSError) as exc:
+                    await self._lost(exc)
+        finally:
+            commands.cancel()
+            for task in self._probes:
+                task.cancel()
+            await asyncio.gather(commands, *self._probes, return_exceptions=True)
+            if self._sub is not None:
+                self.engine.bus.unsubscribe(self._sub)
+            await self._goodbye()
+
+    _next_snapshot = 0.0
+
+    async def _next_batch(self, wait: float) -> list[Event]:
+        sub = self._sub
+        assert sub is not None
+        if len(sub):
+            return sub.drain(50_000)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        get = asyncio.ensure_future(sub.get_batch(50_000))
+        done, _ = await asyncio.wait({get, stop}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if get in done:
+            return get.result()
+        get.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await get
+        return sub.drain(50_000)
+
+    async def _goodbye(self) -> None:
+        """On the way out: the heartbeat goes (viewers say the service stopped, at once)."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            await asyncio.wait_for(client.delete(self.keys.service), 2.0)
+        with contextlib.suppress(RedisError, OSError, RuntimeError):
+            await client.aclose()
+
+    # -- Redis comes and goes -------------------------------------------------------------
+    async def _connect(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            client = self._factory()
+            try:
+                await client.ping()
+                with contextlib.suppress(ResponseError):  # no stream yet
+                    info = await client.xinfo_stream(self.keys.events)
+                    self._ids.at_least(info["last-generated-id"])
+            except (RedisError, OSError) as exc:
+                with contextlib.suppress(RedisError, OSError, RuntimeError):
+                    await client.aclose()
+                if self._lost_since is None:
+                    self._lost_since = time.monotonic()
+                    self.stats.losses += 1
+                    log.error("live feed: Redis %s unreachable: %s; polling and history go on, retrying",
+                              shown_url(self.url), describe_error(exc, self.url))
+                delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+                attempt += 1
+                await self._discard_for(delay)
+                continue
+            self._client = client
+            self.stats.up = True
+            if self._lost_since is not None:
+                log.warning("live feed: Redis %s is back after %.0f s; publishing a fresh snapshot",
+                            shown_url(self.url), time.monotonic() - self._lost_since)
+            else:
+                log.info("live feed: publishing site %s on Redis %s", self.keys.site, shown_url(self.url))
+            self._lost_since = None
+            self._full = True
+            self._inventory_written = False
+            self._next_snapshot = 0.0
+            return
+
+    async def _discard_for(self, seconds: float) -> None:
+        """Wait ``seconds`` (or until stop) while Redis is away, taking what the engine publishes:
+        rows are marked for the next snapshot; events are counted as lost to the feed."""
+        end = time.monotonic() + seconds
+        while not self._stopping.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._take(await self._next_batch(left))
+            self.stats.events_lost += len(self._pending)
+            self._pending.clear()
+
+    async def _lost(self, exc: BaseException) -> None:
+        client, self._client = self._client, None
+        self.stats.up = False
+        self.stats.losses += 1
+        self._lost_since = time.monotonic()
+        self.stats.events_lost += len(self._pending)
+        self._pending.clear()
+        log.error("live feed: Redis %s lost: %s; polling and history go on, reconnecting",
+                  shown_url(self.url), describe_error(exc, self.url))
+        if client is not None:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+
+    # -- what the engine publishes ---------------------------------------------------------
+    def _reindex(self) -> None:
+        """Rows in the engine's inventory order; a new inventory starts a full snapshot."""
+        self._rows = list(self.engine.trackers.values())
+        self._index = {t.device.name: i for i, t in enumerate(self._rows)}
+        self._columns = Columns.empty(len(self._rows))
+        self._dirty = set(range(len(self._rows)))
+        self._full = True
+        self._inventory_id, self._inventory_blob = encode_inventory([t.device for t in self._rows])
+        self._inventory_written = False
+        self._inventory_version = getattr(self.engine, "inventory_version", None)
+        self._snmp = {}
+        self._snmp_dirty = True
+        self.info = _replace_devices(self.info, len(self._rows))
+
+    def _take(self, batch: Iterable[Event]) -> None:
+        index = self._index
+        dirty = self._dirty
+        pending = self._pending
+        for event in batch:
+            if isinstance(event, CheckResult):
+                row = index.get(event.device)
+                if row is not None:
+                    dirty.add(row)
+            elif isinstance(event, SnmpPoll):
+                self._snmp_poll(event)
+            elif isinstance(event, SnmpFailure):
+                self._snmp_failure(event)
+            elif isinstance(event, STREAMED):
+                if isinstance(event, SnmpAgentChange):
+                    self._snmp_agent(event)
+                device = getattr(event, "device", None)
+                if device is not None and device in index:
+                    dirty.add(index[device])
+                pending.append((self._ids.next(), self._entry(event)))
+        sub = self._sub
+        if sub is not None and sub.dropped != self._dropped_seen:
+            # Check results were dropped for us: any row may be stale.
+            self._dropped_seen = sub.dropped
+            dirty.update(range(len(self._rows)))
+
+    def _entry(self, event: Event, **extra: Any) -> str:
+        self._n += 1
+        return encode_event(event, n=self._n, r=self._run, **extra)
+
+    def _snmp_poll(self, poll: SnmpPoll) -> None:
+        row = self._index.get(poll.device)
+        if row is None:
+            return
+        ifs = poll.interfaces
+        self._snmp[row] = {"at": poll.at.timestamp(), "sys_name": poll.sys_name, "uptime_s": poll.uptime_s,
+                           "if_up": sum(1 for i in ifs if i.oper == "up"), "if_total": len(ifs),
+                           "answering": True}
+        self._snmp_dirty = True
+
+    def _snmp_failure(self, failure: SnmpFailure) -> None:
+        row = self._index.get(failure.device)
+        if row is None:
+            return
+        summary = dict(self._snmp.get(row, {}))
+        summary.update({"failed_at": failure.at.timestamp(), "reason": failure.reason})
+        self._snmp[row] = summary
+        self._snmp_dirty = True
+
+    def _snmp_agent(self, change: SnmpAgentChange) -> None:
+        row = self._index.get(change.device)
+        if row is not None:
+            summary = dict(self._snmp.get(row, {}))
+            summary["answering"] = change.answering
+            self._snmp[row] = summary
+            self._snmp_dirty = True
+
+    # -- writing ----------------------------------------------------------------------------
+    async def _send_events(self) -> None:
+        client = self._client
+        assert client is not None
+        pending, self._pending = self._pending, []
+        pipe = client.pipeline(transaction=False)
+        for entry_id, doc in pending:
+            pipe.xadd(self.keys.events, {"e": doc}, id=entry_id, maxlen=STREAM_MAXLEN, approximate=True)
+        try:
+            await pipe.execute()
+        except ResponseError as exc:
+            # IDs behind the stream's end (a clock step back, another publisher): catch up, and
+            # let the snapshot carry what these events said.
+            log.warning("live feed: the event stream refused %d events (%s); a full snapshot follows",
+                        len(pending), describe_error(exc, self.url))
+            with contextlib.suppress(ResponseError):
+                info = await client.xinfo_stream(self.keys.events)
+                self._ids.at_least(info["last-generated-id"])
+            self.stats.events_lost += len(pending)
+            self._full = True
+            return
+        self.stats.events += len(pending)
+
+    async def _publish_snapshot(self) -> None:
+        client = self._client
+        assert client is not None
+        started = time.perf_counter()
+        self._next_snapshot = time.monotonic() + self.period
+        if getattr(self.engine, "inventory_version", None) != self._inventory_version:
+            self._reindex()
+        dirty, self._dirty = self._dirty, set()
+        rows, columns = self._rows, self._columns
+        for k, i in enumerate(dirty):
+            columns.set_row(i, rows[i])
+            if k % 2000 == 1999:
+                await asyncio.sleep(0)  # 10,000 rows a second at 100,000 devices: in slices
+        self._seq += 1
+        full = self._full
+        self._full = False
+        now = time.monotonic()
+        if self._snmp_dirty and now - self._snmp_built >= 5.0:
+            self._snmp_json = json.dumps({str(k): v for k, v in self._snmp.items()},
+                                         separators=(",", ":")).encode()
+            self._snmp_dirty = False
+            self._snmp_built = now
+        at = datetime.now(UTC)
+        blob = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: encode_snapshot(self._seq, self._ids.last, at, self._inventory_id, self._run,
+                                          self.engine.last_gauges, columns, None if full else dirty,
+                                          self._snmp_json))
+        self.info = _replace_snapshot(self.info, at)
+        pipe = client.pipeline(transaction=True)
+        if not self._inventory_written:
+            pipe.set(self.keys.inventory, self._inventory_blob)
+        pipe.set(self.keys.snapshot, blob)
+        pipe.set(self.keys.service, self.info.to_json(), ex=HEARTBEAT_TTL)
+        pipe.exists(self.keys.inventory)
+        pipe.zremrangebyscore(self.keys.viewers, 0, time.time() - VIEWER_TTL)
+        pipe.zcard(self.keys.viewers)
+        try:
+            results = await pipe.execute()
+        except BaseException:
+            self._dirty |= dirty
+            self._full = True
+            raise
+        self._inventory_written = True
+        if not results[-3]:  # Redis restarted empty between two snapshots: write it all again
+            self._inventory_written = False
+            self._full = True
+        self.stats.viewers = int(results[-1])
+        self.stats.snapshots += 1
+        self.stats.snapshot_bytes = len(blob)
+        self.stats.snapshot_ms = (time.perf_counter() - started) * 1000
+
+    # -- commands ---------------------------------------------------------------------------
+    async def _command_loop(self) -> None:
+        last = "$"
+        while not self._stopping.is_set():
+            client = self._client
+            if client is None:
+                last = "$"  # commands sent while Redis was away are answered by no one: they time out
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                answer: Any = await client.xread({self.keys.commands: last}, count=100, block=1000)
+            except (RedisError, OSError):
+                await asyncio.sleep(0.5)  # the main loop notices and reconnects
+                continue
+            for _stream, entries in answer or []:
+                for entry_id, fields in entries:
+                    last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    task = asyncio.create_task(self._command(fields))
+                    self._probes.add(task)
+                    task.add_done_callback(self._probes.discard)
+
+    async def _command(self, fields: dict[bytes, bytes]) -> None:
+        try:
+            doc = json.loads(fields.get(b"c", b"{}"))
+            command_id = str(doc.get("id", ""))
+        except ValueError:
+            log.warning("live feed: a command that is not JSON was ignored")
+            return
+        if not re.fullmatch(r"[0-9a-f]{32}", command_id):
+            log.warning("live feed: a command without a valid id was ignored")
+            return
+        user, host = escaped(str(doc.get("user", "?")))[:64], escaped(str(doc.get("host", "?")))[:64]
+        name = str(doc.get("cmd", ""))
+        self.stats.commands += 1
+        age = time.time() - float(doc.get("at") or 0)
+        handler = self.handlers.get(name)
+        if age > COMMAND_MAX_AGE:
+            reply = {"ok": False, "error": f"the command waited {age:.0f} s for the service: not run"}
+        elif handler is None:
+            reply = {"ok": False, "error": f"this service does not know the command {escaped(name)!r}"}
+        else:
+            log.info("command %s from %s@%s: %s", escaped(name), user, host,
+                     escaped(json.dumps({k: v for k, v in doc.items()
+                                         if k not in ("id", "cmd", "user", "host", "at")})))
+            try:
+                reply = await handler(self, doc)
+            except Exception as exc:  # a command must never take the publisher down
+                log.exception("command %s failed", escaped(name))
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {escaped(str(exc))}"}
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            pipe = client.pipeline(transaction=True)
+            pipe.rpush(self.keys.reply(command_id), json.dumps(reply))
+            pipe.expire(self.keys.reply(command_id), REPLY_TTL)
+            await pipe.execute()
+
+    def stream_now(self, event: Event, **extra: Any) -> None:
+        """Put ``event`` on the stream with the next batch (a command's result)."""
+        self._pending.append((self._ids.next(), self._entry(event, **extra)))
+        if self._sub is not None:
+            self._sub._wake()  # the loop may be asleep waiting for the engine
+
+
+async def _probe_command(publisher: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
+    """"probe now": the device is checked at once; every viewer sees the result on the stream."""
+    name = str(doc.get("device", ""))
+    try:
+        result = await publisher.engine.probe_now(name)
+    except KeyError:
+        return {"ok": False, "error": f"no device named {escaped(name)!r} in the service's inventory"}
+    except Busy:
+        return {"ok": False,
+                "error": f"{escaped(name)} is being checked right now: its result shows in a moment"}
+    publisher.stream_now(result, by=str(doc.get("user", "?"))[:64])
+    return {"ok": True, "result": event_record(result)}
+
+
+def _replace_devices(info: ServiceInfo, devices: int) -> ServiceInfo:
+    return ServiceInfo(info.host, info.pid, info.version, info.started, devices, info.snapshot_at)
+
+
+def _replace_snapshot(info: ServiceInfo, at: datetime) -> ServiceInfo:
+    return ServiceInfo(info.host, info.pid, info.version, info.started, info.devices,
+                       at.isoformat(timespec="milliseconds"))
+
+
+# -- the viewer side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """The viewer's link to the service changed: ``live`` False means what is shown is as of
+    ``since`` and no longer moving."""
+
+    live: bool
+    since: datetime
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowsChanged:
+    """A snapshot changed these devices' figures (None: every device)."""
+
+    devices: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryChanged:
+    """The service's inventory changed (SIGHUP): the screens rebuild from the new trackers."""
+
+    added: int
+    removed: int
+
+
+class NoService(Exception):
+    """No live service publishes the site."""
+
+
+class ViewerEngine(Protocol):
+    """What the screens need of an engine, which a :class:`LiveFeed` also is."""
+
+    trackers: dict[str, Any]
+    bus: EventBus
+
+
+def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class ViewerStats:
+    reloads: int = 0
+    events: int = 0
+    refreshes: int = 0
+    losses: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # stream ID time -> applied, for benches
+
+
+class LiveFeed:
+    """A viewer's copy of a site: trackers kept from the snapshot and the stream, events on
+    :attr:`bus` as the engine would publish them, :class:`FeedStatus` when the link changes."""
+
+    def __init__(self, url: str, keys: Keys, viewer: str = "",
+                 client_factory: Callable[[], Redis] | None = None, refresh: float = 1.0,
+                 record_latency: bool = False) -> None:
+        self.url = url
+        self.keys = keys
+        self.viewer = viewer or f"{_login()}@{socket.gethostname()}:{os.getpid()}"
+        self.refresh_period = refresh
+        self._factory = client_factory or (lambda: client_for(url))
+        self.trackers: dict[str, LiveTracker] = {}
+        self.bus = EventBus()
+        self.last_gauges: Gauges | None = None
+        self.service: ServiceInfo | None = None
+        self.stats = ViewerStats()
+        self.live = False
+        self.lost_since: datetime | None = None
+        self.inventory_id = ""
+        self._record_latency = record_latency
+        self._client: Redis | None = None
+        self._rows: list[LiveTracker] = []
+        self._columns: Columns | None = None
+        self._last_id = (0, 0)
+        self._last_n = 0
+        self._run = ""
+        self._seq = 0
+        self._device_ids: dict[str, tuple[int, int]] = {}  # device -> the last event applied to it
+        self._stopping = asyncio.Event()
+
+    slots: tuple[Any, ...] = ()
+
+    def is_down(self, name: str) -> bool:
+        tracker = self.trackers.get(name)
+        return tracker is not None and tracker.state is State.DOWN
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def attach(self) -> None:
+        """Load the site (raises :class:`NoService` without a live service, RedisError or
+        OSError when Redis cannot be reached, FeedFormatError for keys it cannot read)."""
+        client = self._factory()
+        try:
+            info = await read_service(client, self.keys)
+            if not is_live(info):
+                raise NoService(self._no_service(info))
+            await self._load(client)
+        except BaseException:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+            raise
+        self._client = client
+        self.service = info
+        self.live = True
+
+    def _no_service(self, info: ServiceInfo | None) -> str:
+        if info is None:
+            return f"no wardtui serve publishes the site {self.keys.site!r}"
+        age = info.age()
+        return (f"the service of site {self.keys.site!r} on {escaped(info.host)} (pid {info.pid}) has not "
+                f"published for {age:.0f} s" if age is not None else
+                f"the service of site {self.keys.site!r} on {escaped(info.host)} has not published yet")
+
+    async def _load(self, client: Redis) -> None:
+        """The inventory (when it changed) and the whole snapshot."""
+        blob: Any = await client.get(self.keys.snapshot)
+        if blob is None:
+            raise NoService(f"the site {self.keys.site!r} has no snapshot yet")
+        snap = decode_snapshot(blob)
+        if snap.inventory_id != self.inventory_id:
+            raw: Any = await client.get(self.keys.inventory)
+            if raw is None:
+                raise NoService(f"the site {self.keys.site!r} has no inventory yet")
+            inventory_id, devices = decode_inventory(raw)
+            if inventory_id != snap.inventory_id:
+                raise NoService("the service is changing its inventory; try again")
+            self._set_inventory(inventory_id, devices)
+        self._apply_all(snap)
+
+    def _set_inventory(self, inventory_id: str, devices: list[Device]) -> None:
+        old = self.trackers
+        fresh: dict[str, LiveTracker] = {}
+        for device in devices:
+            tracker = old.get(device.name)
+            if tracker is None or tracker.device != device:
+                tracker = LiveTracker(device)
+            fresh[device.name] = tracker
+        added = len(fresh.keys() - old.keys())
+        removed = len(old.keys() - fresh.keys())
+        first = not self.inventory_id
+        # The dict the screens hold is updated in place (their widgets rebuild on the event).
+        old.clear()
+        old.update(fresh)
+        self._rows = list(old.values())
+        self.inventory_id = inventory_id
+        self._columns = None
+        if not first:
+            self.bus.publish(InventoryChanged(added, removed))  # type: ignore[arg-type]
+
+    def _apply_all(self, snap: Snapshot) -> None:
+        columns = snap.columns
+        for i, tracker in enumerate(self._rows):
+            tracker.load(columns, i)
+        self._columns = columns
+        self._seq, self._run = snap.seq, snap.started
+        self._last_id = _id_tuple(snap.stream_id)
+        self._last_n = -1  # the next event's number is taken as it comes
+        self._device_ids.clear()
+        if snap.gauges is not None:
+            self.last_gauges = snap.gauges
+            self.bus.publish(snap.gauges)
+        self.stats.reloads += 1
+        self.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
+
+    def _apply_refresh(self, snap: Snapshot) -> None:
+        """A newer snapshot's figures; states only where no newer event said otherwise."""
+        previous = self._columns
+        columns = snap.columns
+        rows = self._rows
+        if (snap.changed is not None and snap.seq == self._seq + 1 and previous is not None):
+            candidates: Iterable[int] = snap.changed
+        else:
+            candidates = range(len(rows)) if previous is None else (
+                i for i in range(len(rows)) if not columns.same_row(previous, i, i))
+        newer = self._device_ids
+        changed: list[str] = []
+        snap_id = _id_tuple(snap.stream_id)
+        for i in candidates:
+            tracker = rows[i]
+            name = tracker.device.name
+            if newer and newer.get(name, (0, 0)) > snap_id:
+                state = (tracker.state, tracker.flapping, tracker.down_since, tracker.last_change)
+                tracker.load(columns, i)
+                tracker.state, tracker.flapping, tracker.down_since, tracker.last_change = state
+            else:
+                tracker.load(columns, i)
+            changed.append(name)
+        self._columns = columns
+        self._seq = snap.seq
+        self.stats.refreshes += 1
+        if changed:
+            self.bus.publish(RowsChanged(tuple(changed)))  # type: ignore[arg-type]
+
+    def _apply_event(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
+        """Fold one stream entry in; False when it shows a gap (the viewer must reload)."""
+        raw = fields.get(b"e")
+        if raw is None:
+            return True
+        doc = json.loads(raw)
+        n, run = int(doc.get("n", 0)), str(doc.get("r", ""))
+        if run == self._run and self._last_n >= 0 and n != self._last_n + 1:
+            return False
+        if run != self._run and run:
+            return False  # another service run: its snapshot first
+        self._last_n = n
+        position = _id_tuple(entry_id)
+        self._last_id = position
+        try:
+            event = decode_event(raw)
+        except FeedFormatError as exc:
+            log.warning("live feed: %s", exc)
+            return True
+        if event is None:
+            return True
+        self.stats.events += 1
+        if self._record_latency:
+            self.stats.latencies_ms.append(time.time() * 1000 - position[0])
+        if isinstance(event, Gauges):
+            self.last_gauges = event
+        device = getattr(event, "device", None)
+        if device is not None:
+            tracker = self.trackers.get(device)
+            if tracker is not None and tracker.apply(event):
+                self._device_ids[device] = position
+        self.bus.publish(event)
+        return True
+
+    async def run(self, duration: float | None = None) -> None:
+        """Follow the site until :meth:`stop` (or ``duration`` seconds); reconnect on loss."""
+        end = None if duration is None else time.monotonic() + duration
+        next_refresh = time.monotonic() + self.refresh_period
+        next_presence = 0.0
+        attempt = 0
+        while not self._stopping.is_set() and (end is None or time.monotonic() < end):
+            client = self._client
+            if client is None:
+                await self._reconnect(attempt)
+                attempt += 1
+                continue
+            attempt = 0
+            try:
+                now = time.monotonic()
+                if now >= next_presence:
+                    next_presence = now + 5.0
+                    await self._presence(client)
+                block = max(1, int(min(next_refresh - now, 0.5) * 1000))
+                last = f"{self._last_id[0]}-{self._last_id[1]}"
+                answer: Any = await client.xread({self.keys.events: last}, count=10_000, block=block)
+                for _stream, entries in answer or []:
+                    for entry_id, fields in entries:
+                        if not self._apply_event(entry_id, fields):
+                            await self._load(client)
+                            break
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.refresh_period
+                    await self._refresh(client)
+            except (RedisError, OSError) as exc:
+                self._lose(f"Redis {shown_url(self.url)}: {describe_error(exc, self.url)}")
+            except NoService as exc:
+                self._lose(str(exc))
+            except FeedFormatError as exc:
+                self._lose(str(exc))
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.zrem(self.keys.viewers, self.viewer)
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+
+    async def _presence(self, client: Redis) -> None:
+        await client.zadd(self.keys.viewers, {self.viewer: time.time()})
+
+    async def _refresh(self, client: Redis) -> None:
+        """Every second: the snapshot's figures, and whether the service still publishes."""
+        blob: Any = await client.get(self.keys.snapshot)
+        info = await read_service(client, self.keys)
+        if not is_live(info):
+            raise NoService(self._no_service(info))
+        self.service = info
+        if blob is None:
+            raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
+        snap = decode_snapshot(blob)
+        if snap.started != self._run or snap.inventory_id != self.inventory_id:
+            await self._load(client)  # a new service run, or a new inventory
+            return
+        if snap.seq <= self._seq:
+            return
+        if _id_tuple(snap.stream_id) > self._last_id:
+            # It covers events this viewer has not read yet: read them first (next round); a
+            # viewer that stays behind by more than the stream holds reloads on the gap.
+            return
+        self._apply_refresh(snap)
+
+    def _lose(self, detail: str) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            task = asyncio.ensure_future(client.aclose())
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self.stats.losses += 1
+        if self.live:
+            self.live = False
+            self.lost_since = datetime.now(UTC)
+            log.warning("live feed lost: %s", detail)
+            self.bus.publish(FeedStatus(False, self.lost_since, detail))  # type: ignore[arg-type]
+
+    async def _reconnect(self, attempt: int) -> None:
+        delay = BACKOFF[min(attempt, len(BACKOFF) - 1)]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        if self._stopping.is_set():
+            return
+        client = self._factory()
+        try:
+            info = await read_service(client, self.keys)
+            if not is_live(info):
+                raise NoService(self._no_service(info))
+            await self._load(client)
+        except (RedisError, OSError, NoService, FeedFormatError):
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+            return
+        self._client = client
+        self.service = info
+        self.live = True
+        self.lost_since = None
+        self.bus.publish(FeedStatus(True, datetime.now(UTC), "live"))  # type: ignore[arg-type]
+
+    # -- commands ---------------------------------------------------------------------------
+    async def command(self, name: str, **args: Any) -> dict[str, Any]:
+        """Send a command to the service and wait for its answer (``{"ok": ..., ...}``)."""
+        client = self._client
+        if client is None:
+            return {"ok": False, "error": "the live feed is lost: the service cannot be reached"}
+        return await send_command(client, self.keys, name, **args)
+
+
+def _login() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        import pwd
+
+        try:
+            return pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            return str(os.getuid())
+
+
+async def send_command(client: Redis, keys: Keys, name: str, timeout: float = COMMAND_TIMEOUT,
+                       **args: Any) -> dict[str, Any]:
+    """Put a command on the site's command stream and wait for the service's answer."""
+    command_id = uuid.uuid4().hex
+    doc = {"id": command_id, "cmd": name, "user": _login(), "host": socket.gethostname(),
+           "at": time.time(), **args}
+    await client.xadd(keys.commands, {"c": json.dumps(doc)}, maxlen=COMMANDS_MAXLEN, approximate=True)
+    deadline = time.monotonic() + timeout
+    answer = None
+    while answer is None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return {"ok": False, "error": f"the service did not answer within {timeout:g} s"}
+        # Blocking in slices shorter than the client's socket timeout.
+        answer = await client.blpop([keys.reply(command_id)], timeout=max(1, min(2, int(left))))
+    try:
+        reply: dict[str, Any] = json.loads(answer[1])
+    except ValueError:
+        return {"ok": False, "error": "the service's answer cannot be read"}
+    return reply
