@@ -617,18 +617,25 @@ class Publisher:
             self._sub._wake()  # the loop may be asleep waiting for the engine
 
 
-async def _probe_command(publisher: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
-    """"probe now": the device is checked at once; every viewer sees the result on the stream."""
-    name = str(doc.get("device", ""))
+async def probe_reply(engine: Engine, name: str) -> tuple[dict[str, Any], CheckResult | None]:
+    """Check ``name`` now (:meth:`~poller.engine.Engine.probe_now`): the answer an operator
+    reads, and the check's result when it ran."""
     try:
-        result = await publisher.engine.probe_now(name)
+        result = await engine.probe_now(name)
     except KeyError:
-        return {"ok": False, "error": f"no device named {escaped(name)!r} in the service's inventory"}
+        return {"ok": False, "error": f"no device named {escaped(name)!r} in the inventory"}, None
     except Busy:
         return {"ok": False,
-                "error": f"{escaped(name)} is being checked right now: its result shows in a moment"}
-    publisher.stream_now(result, by=str(doc.get("user", "?"))[:64])
-    return {"ok": True, "result": event_record(result)}
+                "error": f"{escaped(name)} is being checked right now: its result shows in a moment"}, None
+    return {"ok": True, "result": event_record(result)}, result
+
+
+async def _probe_command(publisher: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
+    """"probe now": the device is checked at once; every viewer sees the result on the stream."""
+    reply, result = await probe_reply(publisher.engine, str(doc.get("device", "")))
+    if result is not None:
+        publisher.stream_now(result, by=str(doc.get("user", "?"))[:64])
+    return reply
 
 
 def _replace_devices(info: ServiceInfo, devices: int) -> ServiceInfo:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from rich.color import Color, ColorSystem
 from rich.text import Text
-from sqlalchemy.engine import make_url
 from textual import events, on, work
 from textual.app import App
 from textual.content import Content
@@ -22,6 +21,7 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from poller.text import clean, clean_lines
 from store.files import open_output
+from wardtui.attached import AttachedRuntime
 from wardtui.engine_thread import EngineThread
 from wardtui.history_access import HistoryAccess
 from wardtui.process import GUEST, IdleCollections, ProcessPolicy
@@ -67,7 +67,7 @@ class WardApp(App[int]):
     TITLE = "wardtui"
     _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
-    def __init__(self, runtime: Runtime, process: ProcessPolicy = GUEST) -> None:
+    def __init__(self, runtime: Runtime | AttachedRuntime, process: ProcessPolicy = GUEST) -> None:
         super().__init__()
         self.runtime = runtime
         # What the command sets on the process (wardtui/process.py); the app only says when.
@@ -76,7 +76,7 @@ class WardApp(App[int]):
         self.engine_thread = EngineThread()
         # The screens read the history through this: each read hops onto the engine's loop.
         history = HistoryAccess(runtime.store, self.engine_thread, runtime.retention)
-        self.dashboard = DashboardScreen(runtime.engine, history)
+        self.dashboard = DashboardScreen(runtime.engine, history, probe=self.probe_now)
         self.engine_worker: Worker[None] | None = None
         self._quitting = False
         self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)
@@ -158,8 +158,10 @@ class WardApp(App[int]):
             await self.engine_thread.run(self.runtime.start())
         except StartupError as exc:
             # A database problem costs history, never monitoring.
-            self.notify(f"{exc}\nPolling goes on WITHOUT history until wardtui is restarted.",
-                        title="history store", severity="error", timeout=24 * 3600)
+            then = ("The live view goes on; history, outages and reports are not shown."
+                    if self.runtime.attached
+                    else "Polling goes on WITHOUT history until wardtui is restarted.")
+            self.notify(f"{exc}\n{then}", title="history store", severity="error", timeout=24 * 3600)
         self.dashboard.post_message(EngineStarted())
         # Every device's state lives as long as the app: once the first round has filled it in,
         # the process policy may keep full collections from rescanning it, and from running
@@ -209,7 +211,7 @@ class WardApp(App[int]):
             self._exit_for_sure(1, f"wardtui: {lost} history rows could not be written "
                                    "(database unavailable)")
             return
-        if self.runtime.history_off is not None:
+        if self.runtime.history_off is not None and not self.runtime.attached:
             first_line = self.runtime.history_off.splitlines()[0]
             self._exit_for_sure(RAN_WITHOUT_HISTORY, f"wardtui: ran without history: {first_line}")
             return
@@ -234,14 +236,16 @@ class WardApp(App[int]):
                 self.engine_thread.submit(self.runtime.close()).result(timeout=15)
         self.engine_thread.close()
 
+    async def probe_now(self, name: str) -> dict[str, object]:
+        """Check ``name`` now (the drill-down's key, ``:probe``): here, or by the service this
+        dashboard is attached to. The answer: ``{"ok": True, "result": ...}`` or an error."""
+        reply: dict[str, object] = await self.engine_thread.run(self.runtime.probe_now(name))
+        return reply
+
     def _describe(self) -> str:
-        runtime = self.runtime
-        mode = getattr(runtime.prober, "mode", type(runtime.prober).__name__)
-        parts = [f"{len(runtime.devices)} devices", f"ICMP {mode}"]
-        if runtime.snmp is not None:
-            parts.append(f"SNMP {len(runtime.snmp)} every {runtime.options.snmp_interval:g} s")
-        url = getattr(runtime.store, "url", "")
-        if url:
-            parsed = make_url(url)
-            parts.append(f"{parsed.get_backend_name()} {parsed.database or ''}".strip())
-        return " · ".join(parts)
+        return self.runtime.describe()
+
+    def describe_run(self, lost_since: str | None = None) -> None:
+        """The title bar's line again (attached: after the live feed was lost or came back)."""
+        line = self._describe()
+        self.sub_title = f"LIVE FEED LOST since {lost_since} UTC · {line}" if lost_since else line

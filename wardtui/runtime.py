@@ -168,6 +168,8 @@ def load_agents(devices: list[Device], options: Options) -> list[Agent]:
 class Runtime:
     """Owns the engine, its prober and the store writer for one run."""
 
+    attached = False  # polls here (wardtui/attached.py: a dashboard attached to a service)
+
     def __init__(self, options: Options, prober: Prober | None = None,
                  devices: list[Device] | None = None, snmp_client: SnmpSource | None = None,
                  process: ProcessPolicy = GUEST) -> None:
@@ -252,6 +254,27 @@ class Runtime:
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
         self.maintenance = Maintenance(self.store, self.retention)
         self.maintenance.start()
+
+    async def probe_now(self, name: str) -> dict[str, Any]:
+        """Check ``name`` now, outside its schedule (an operator asked); the answer to show."""
+        from poller.feed import probe_reply
+
+        reply, _ = await probe_reply(self.engine, name)
+        return reply
+
+    def describe(self) -> str:
+        """The title bar's line: what polls, and where history goes."""
+        mode = getattr(self.prober, "mode", type(self.prober).__name__)
+        parts = ["embedded poller", f"{len(self.devices)} devices", f"ICMP {mode}"]
+        if self.snmp is not None:
+            parts.append(f"SNMP {len(self.snmp)} every {self.options.snmp_interval:g} s")
+        url = getattr(self.store, "url", "")
+        if url:
+            from sqlalchemy.engine import make_url
+
+            parsed = make_url(url)
+            parts.append(f"{parsed.get_backend_name()} {parsed.database or ''}".strip())
+        return " · ".join(parts)
 
     @property
     def retention(self) -> Retention:

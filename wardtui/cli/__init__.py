@@ -14,11 +14,12 @@ import argparse
 
 from wardtui import __version__
 from wardtui.cli import db, generate, history, outages, poll, report, snmp
-from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options
+from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options, add_site_options
 
 EXAMPLES = """\
 examples:
   wardtui                                   dashboard on the bundled example (loopback addresses)
+  wardtui --redis redis://127.0.0.1:6379    attach to the site's `wardtui serve` (embedded if none runs)
   wardtui --inventory branches.csv --interval 30
   wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
   wardtui outages --since 24h               what went down in the last day, from the history
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"wardtui {__version__}")
     add_engine_options(parser, ENGINE_DEFAULTS)
+    add_site_options(parser)
+    parser.add_argument("--embedded", action="store_true",
+                        help="poll here even when a service publishes the site on Redis")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)

@@ -305,3 +305,15 @@ def engine_options(args: argparse.Namespace) -> Options:
                    keep_1m=args.keep_1m, keep_1h=args.keep_1h, credentials=args.credentials,
                    snmp_interval=args.snmp_interval, snmp_timeout=args.snmp_timeout,
                    snmp_retries=args.snmp_retries)
+
+
+REDIS_HELP = ("Redis of the live feed, redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH "
+              "(default: $WARDTUI_REDIS; a password is better in $WARDTUI_REDIS than on the command line)")
+
+
+def add_site_options(p: argparse.ArgumentParser) -> None:
+    """``--redis`` and ``--site``: where a service publishes and viewers attach."""
+    p.add_argument("--redis", metavar="URL", default=None, help=REDIS_HELP)
+    p.add_argument("--site", metavar="NAME", default=None,
+                   help="the deployment's name on Redis, letters, digits, _ . - (default: wardtui); "
+                        "several sites can share one Redis")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from poller.feed import shown_url
+from wardtui.attached import AttachedRuntime, Site, attach_or_none, site_from
 from wardtui.cli.common import engine_options
 from wardtui.messages import error
 from wardtui.process import DASHBOARD
@@ -13,6 +15,12 @@ from wardtui.runtime import Runtime, StartupError
 
 def run(args: argparse.Namespace) -> int:
     try:
+        site = None if args.embedded else site_from(args.redis, args.site)
+        if site is not None and attach_or_none(site) is not None:
+            return _attached(site, args)
+        if site is not None:
+            error(f"no live wardtui serve publishes site {site.name!r} on {shown_url(site.url)}: "
+                  "polling here (embedded)")
         runtime = Runtime(engine_options(args), process=DASHBOARD)
     except StartupError as exc:
         error(f"{exc}")
@@ -30,5 +38,22 @@ def run(args: argparse.Namespace) -> int:
     # the app say (wardtui/process.py).
     DASHBOARD.enter()
     app = WardApp(runtime, process=DASHBOARD)
+    app.run()
+    return app.return_code or 0
+
+
+def _attached(site: Site, args: argparse.Namespace) -> int:
+    """The dashboard of a live service: it loads the site's snapshot before the first frame."""
+    runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
+    from wardtui.app import WardApp
+
+    DASHBOARD.enter()
+    app = WardApp(runtime, process=DASHBOARD)
+    try:
+        app.engine_thread.submit(runtime.attach()).result(timeout=30)
+    except StartupError as exc:
+        app.engine_thread.close()
+        error(f"{exc}")
+        return exc.code
     app.run()
     return app.return_code or 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -25,12 +26,14 @@ from poller.events import (
     SnmpAgentChange,
     Transition,
 )
+from poller.feed import FeedStatus, InventoryChanged, LiveFeed, RowsChanged
 from store.report import GroupBy
 from wardtui.commands import DashboardCommands
 from wardtui.history_access import HistoryAccess, Scope
 from wardtui.literal import literal
 from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
+from wardtui.screens.probe import probe_and_tell
 from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, LineInput, parse
 from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
@@ -54,6 +57,14 @@ OTHER_KEYS = (
 
 class EngineStarted(Message):
     """The store is open and open outages are restored: device states changed without events."""
+
+
+class ServiceInventoryChanged(Message):
+    """Attached: the service applied a new inventory; the app builds this screen again."""
+
+    def __init__(self, change: InventoryChanged) -> None:
+        super().__init__()
+        self.change = change
 
 
 class DashboardScreen(Screen[None]):
@@ -87,13 +98,17 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", tooltip="close and clear the filter"),
     ]
 
-    def __init__(self, engine: Engine, history: HistoryAccess | None = None,
-                 sub_maxsize: int = 100_000) -> None:
+    def __init__(self, engine: Engine | LiveFeed, history: HistoryAccess | None = None,
+                 sub_maxsize: int = 100_000,
+                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None) -> None:
         """``history``: what the drill-down and the export box read the store through (``None``:
-        they say there is no history store)."""
+        they say there is no history store). ``engine``: the one polling here, or the live feed
+        of the service this dashboard is attached to (the same trackers and bus). ``probe``:
+        checks a device now (here or by the service), for ``:probe`` and the drill-down."""
         super().__init__()
         self.engine = engine
         self.history = history
+        self.probe = probe
         self._sub_maxsize = sub_maxsize
         self._sub: Subscription | None = None
         self._dropped_seen = 0
@@ -181,6 +196,12 @@ class DashboardScreen(Screen[None]):
                     log.add_interface(event)
                 elif isinstance(event, SnmpAgentChange):
                     log.add_snmp_agent(event)
+                elif isinstance(event, RowsChanged):  # the service's snapshot (attached)
+                    changed.update(self.engine.trackers if event.devices is None else event.devices)
+                elif isinstance(event, FeedStatus):
+                    self._feed_status(event)
+                elif isinstance(event, InventoryChanged):
+                    self.post_message(ServiceInventoryChanged(event))
             log.add_transitions(transitions)
             log.flush()
             if self._sub.dropped != self._dropped_seen:
@@ -199,6 +220,23 @@ class DashboardScreen(Screen[None]):
                     self.query_one("#bottom").add_class("-snmp")  # three more figure rows
                     if gauges.extra.get("snmp_v3_agents"):
                         self.query_one("#bottom").add_class("-snmp3")  # and one for v3
+
+    def _feed_status(self, status: FeedStatus) -> None:
+        """Attached: the link to the service was lost, or is back. While it is lost the figures
+        are not live: the table is dimmed and says since when, the panel says it in place of
+        the gauges, and the title bar too."""
+        lost = None if status.live else status.since.astimezone(UTC).strftime("%H:%M:%S")
+        self.query_one(DeviceTable).set_stale(lost)
+        self.query_one(GaugesPanel).feed_lost(lost, status.detail)
+        self.query_one(HealthLine).feed_lost(lost, status.detail)
+        if lost is not None:
+            self.notify(f"live feed lost since {lost} UTC: {status.detail}. Figures are as they were "
+                        "then; reconnecting.", title="live feed", severity="error", timeout=10)
+        else:
+            self.notify("live feed back: figures reloaded from the service", title="live feed")
+        describe = getattr(self.app, "describe_run", None)
+        if callable(describe):
+            describe(lost)
 
     def _line(self) -> Input | None:
         """The filter or command line, if the operator is typing in it."""
@@ -284,7 +322,7 @@ class DashboardScreen(Screen[None]):
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
         tracker = self.engine.trackers.get(event.device)
         if tracker is not None:
-            self.app.push_screen(DeviceScreen(tracker, self.engine.bus, self.history))
+            self.app.push_screen(DeviceScreen(tracker, self.engine.bus, self.history, probe=self.probe))
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -406,6 +444,8 @@ class DashboardScreen(Screen[None]):
             self._apply_filter(argument)
             self.query_one("#filter-bar").display = bool(argument)
             self.refresh_bindings()
+        elif name == "probe":
+            self._probe_by_name(argument)
         elif name == "help":
             self.action_help()
         elif name == "quit":
@@ -424,18 +464,37 @@ class DashboardScreen(Screen[None]):
             self.show_view(self._table_view)
         self.query_one(DeviceTable).set_sort(matches[0])
 
+    def _device_named(self, name: str, command: str) -> str | None:
+        """The device ``name`` names (a unique prefix will do), or None after saying why not."""
+        if name in self.engine.trackers:
+            return name
+        found = self.query_one("#command", Input).suggester
+        candidates = found.device_prefix(name) if isinstance(found, CommandSuggester) and name else []
+        if len(candidates) == 1:
+            return candidates[0]
+        hint = (f" — did you mean {', '.join(candidates[:5])}?" if candidates
+                else " (Tab completes names)")
+        self.notify(f"no device named {name!r}{hint}", title=command, severity="error")
+        return None
+
+    def _probe_by_name(self, name: str) -> None:
+        device = self._device_named(name, ":probe")
+        if device is not None:
+            self.probe_device(device)
+
+    def probe_device(self, device: str) -> None:
+        """Check ``device`` now, outside its schedule, and say what came of it."""
+        if self.probe is None:
+            self.notify("no poller to ask", title="probe now", severity="error")
+            return
+        self.run_worker(probe_and_tell(self, self.probe, device), group="probe", exit_on_error=False)
+
     def _open_by_name(self, name: str) -> None:
         trackers = self.engine.trackers
-        if name not in trackers:
-            found = self.query_one("#command", Input).suggester
-            candidates = found.device_prefix(name) if isinstance(found, CommandSuggester) and name else []
-            if len(candidates) == 1:
-                name = candidates[0]
-            else:
-                hint = (f" — did you mean {', '.join(candidates[:5])}?" if candidates
-                        else " (Tab completes names)")
-                self.notify(f"no device named {name!r}{hint}", title=":device", severity="error")
-                return
+        found_name = self._device_named(name, ":device")
+        if found_name is None:
+            return
+        name = found_name
         # Put the cursor on it where it is shown, so Esc from the drill-down lands on it.
         if self.view == "groups":
             self.query_one(GroupTree).select_device(name)
@@ -443,10 +502,12 @@ class DashboardScreen(Screen[None]):
             table = self.query_one(DeviceTable)
             if table.matches(name):
                 table.move_cursor(row=table.get_row_index(name))
-        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus, self.history))
+        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus, self.history, probe=self.probe))
 
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
         if data is not None and data[0] == "device" and data[1] in self.engine.trackers:
-            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus, self.history))
+            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus, self.history,
+                                              probe=self.probe))
+

@@ -10,8 +10,9 @@ to put in them, so a device without outages or SNMP never pays for them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,12 +25,13 @@ from textual.worker import Worker, WorkerState
 
 from poller.bus import EventBus, Subscription
 from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from store.queries import InterfaceHistory
 from store.records import Outage
 from wardtui.history_access import STORE_ERRORS, DeviceHistory, DeviceSnmp, HistoryAccess
 from wardtui.literal import Literal
 from wardtui.screens.help import HelpScreen, binding_keys
+from wardtui.screens.probe import probe_and_tell
 from wardtui.widgets.charts import (
     RATE_LEGEND,
     SPANS,
@@ -79,15 +81,22 @@ class DeviceScreen(Screen[None]):
                 tooltip="cursor into the SNMP interface table: ↑/↓ or Enter chart an interface's "
                         "in/out bit/s"),
         Binding("r", "refresh", "Refresh", tooltip="read history, outages and SNMP again"),
+        # Not in the footer (full at 80 columns): the help lists it, as it has a tooltip.
+        Binding("n", "probe", "Probe now", show=False,
+                tooltip="check this device now, outside its schedule (attached: the service checks "
+                        "it, every viewer sees the result)"),
         Binding("question_mark", "help", "Help", tooltip="this screen's keys"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
     ]
 
-    def __init__(self, tracker: DeviceTracker, bus: EventBus | None = None,
-                 history: HistoryAccess | None = None) -> None:
-        """``history``: where outages, charts and SNMP are read from (``None``: "no history store")."""
+    def __init__(self, tracker: TrackerView, bus: EventBus | None = None,
+                 history: HistoryAccess | None = None,
+                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None) -> None:
+        """``history``: where outages, charts and SNMP are read from (``None``: "no history store").
+        ``probe``: checks a device now (``n``); ``None``: the key says there is nothing to ask."""
         super().__init__()
         self.history = history
+        self.probe = probe
         self.tracker = tracker
         self.device = tracker.device.name
         self.span = SPANS[0]
@@ -166,6 +175,12 @@ class DeviceScreen(Screen[None]):
         self.show_live()
         if reload_history:
             self.load_history()
+
+    def action_probe(self) -> None:
+        if self.probe is None:
+            self.notify("no poller to ask", title="probe now", severity="error")
+            return
+        self.run_worker(probe_and_tell(self, self.probe, self.device), group="probe", exit_on_error=False)
 
     # -- store reads (workers: each read runs on the engine's loop, which owns the store) ----
     @work(group="device-history", exclusive=True, exit_on_error=False)

@@ -30,9 +30,10 @@ Keys = list[tuple[str, str]]
 
 
 def binding_keys(app: App[object], bindings: Sequence[Binding | tuple[str, ...]]) -> Keys:
-    """(key, "description: tooltip") of every shown binding: the help never disagrees with the footer."""
+    """(key, "description: tooltip") of every shown binding, and of those kept out of a full footer
+    that have a tooltip (``n`` in the drill-down): the help never disagrees with the footer."""
     return [(app.get_key_display(b), f"{b.description}: {b.tooltip}" if b.tooltip else b.description)
-            for b in bindings if isinstance(b, Binding) and b.show]
+            for b in bindings if isinstance(b, Binding) and (b.show or b.tooltip)]
 
 
 CLOSE = "Esc, ? or q closes this help."

@@ -20,10 +20,14 @@ COMMANDS = (
     ("device", "NAME", "open a device's drill-down (Tab completes the name)"),
     ("sort", "COLUMN", "sort by " + ", ".join(key for key, _ in SORTS)),
     ("filter", "TEXT", "filter every view (empty: clear)"),
+    ("probe", "NAME", "check a device now, outside its schedule (attached: the service does, every "
+                      "viewer sees it)"),
     ("help", "", "all keys"),
     ("quit", "", "stop polling, save history, leave"),
 )
 NAMES = tuple(command for command, _, _ in COMMANDS)
+PREFIX_WINS: dict[tuple[str, ...], str] = {("problems", "probe"): "problems"}
+"""A prefix of both (``:p``, ``:prob``) meant problems before probe existed, and still does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,8 @@ def parse(line: str) -> Command:
     matches = [name for name in NAMES if name.startswith(word)]
     if word in NAMES:
         matches = [word]
+    if tuple(matches) in PREFIX_WINS:
+        matches = [PREFIX_WINS[tuple(matches)]]
     if len(matches) != 1:
         choice = f" (did you mean {' or '.join(matches)}?)" if matches else ""
         raise CommandError(f"unknown command :{word}{choice} — commands: {' '.join(NAMES)}")
@@ -80,8 +86,8 @@ class CommandSuggester(Suggester):
             folded = word.lower()
             return [f"{name} " if arg else name for name, arg, _ in COMMANDS
                     if name.startswith(folded) and name != folded]
-        if word == "device" and argument:
-            return [f"device {name}" for name in self.device_prefix(argument, limit)]
+        if word in ("device", "probe") and argument:
+            return [f"{word} {name}" for name in self.device_prefix(argument, limit)]
         if word == "sort" and argument:
             return [f"sort {key}" for key, _ in SORTS if key.startswith(argument.lower())]
         return []

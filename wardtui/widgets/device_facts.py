@@ -8,7 +8,7 @@ from typing import Protocol
 
 from poller.events import SnmpFailure, State
 from poller.snmp_source import missing_text
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from store.records import Outage, SnmpEvent, SnmpStatus
 from wardtui.durations import format_duration
 from wardtui.widgets.states import state_label
@@ -45,12 +45,12 @@ def ms(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
 
 
-def identity_line(tracker: DeviceTracker) -> str:
+def identity_line(tracker: TrackerView) -> str:
     d = tracker.device
     return f"{d.name}  {d.address}  ·  branch {d.branch}  ·  region {d.region}  ·  type {d.type}"
 
 
-def state_line(tracker: DeviceTracker, now: datetime) -> str:
+def state_line(tracker: TrackerView, now: datetime) -> str:
     label = state_label(tracker.state, tracker.flapping)
     if tracker.state is State.DOWN and tracker.down_since is not None:
         since = tracker.down_since
@@ -61,7 +61,7 @@ def state_line(tracker: DeviceTracker, now: datetime) -> str:
     return label
 
 
-def stats_lines(tracker: DeviceTracker, width: int | None = None) -> list[str]:
+def stats_lines(tracker: TrackerView, width: int | None = None) -> list[str]:
     """Rolling figures (the tracker's window) and whole-run totals, in lines of at most ``width``
     characters: a figure is never cut, and where lines break depends on the width only, not on
     the values, so the lines (and the charts below them) stay put as figures change."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from poller.events import State
 from poller.inventory import Device
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from wardtui.durations import format_duration
 from wardtui.widgets.states import state_label
 
@@ -91,7 +91,7 @@ class StaticRanks:
         return ranks
 
 
-def _rtt(tracker: DeviceTracker) -> float | None:
+def _rtt(tracker: TrackerView) -> float | None:
     # The last reply's RTT of a device that is down now says nothing about it.
     return None if tracker.state is State.DOWN else tracker.last_rtt_ms
 
@@ -102,7 +102,7 @@ def _number(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
 
 
-def row_texts(tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
+def row_texts(tracker: TrackerView, now: datetime) -> tuple[str, ...]:
     """The plain text of every column, in :data:`COLUMNS` order."""
     device = tracker.device
     loss = tracker.loss_pct
@@ -118,12 +118,12 @@ def row_texts(tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
 _STATE_RANK = {State.DOWN: 0, State.UNKNOWN: 2, State.UP: 3}
 
 
-def sort_key(column: str, tracker: DeviceTracker, ranks: StaticRanks) -> SortKey:
+def sort_key(column: str, tracker: TrackerView, ranks: StaticRanks) -> SortKey:
     """Key for ``column``; ties and missing values fall back to the name, missing ones last."""
     return sort_keys(column, {tracker.device.name: tracker}, ranks)[tracker.device.name]
 
 
-def sort_keys(column: str, trackers: Mapping[str, DeviceTracker], ranks: StaticRanks) -> dict[str, SortKey]:
+def sort_keys(column: str, trackers: Mapping[str, TrackerView], ranks: StaticRanks) -> dict[str, SortKey]:
     """:func:`sort_key` of every device in ``trackers``, in one pass per column."""
     if column in STATIC_COLUMNS:
         static = ranks.column(column)
@@ -153,7 +153,7 @@ LOSS_THRESHOLD = 20.0  # rolling loss (%) from which an up device counts as a pr
 PROBLEM_RULE = f"down, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
 
 
-def problem_key(tracker: DeviceTracker, name: int) -> SortKey | None:
+def problem_key(tracker: TrackerView, name: int) -> SortKey | None:
     """Where a problem device goes in the problems view (longest down first); None: no problem.
 
     Down devices first, by the start of the outage; then flapping ones, by their last change;

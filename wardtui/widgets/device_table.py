@@ -27,7 +27,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from poller.events import State
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from wardtui.literal import literal
 from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, row_texts
 from wardtui.widgets.row_order import VIEWS, RowOrder
@@ -97,7 +97,7 @@ class DeviceTable(ScrollView, can_focus=True):
         def control(self) -> DeviceTable:
             return self.table
 
-    def __init__(self, trackers: Mapping[str, DeviceTracker], *, id: str | None = None) -> None:
+    def __init__(self, trackers: Mapping[str, TrackerView], *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._trackers = trackers
         self.palette = StatePalette()
@@ -341,7 +341,7 @@ class DeviceTable(ScrollView, can_focus=True):
                 segments.append(Segment(pad + cell + pad, style))
         return Strip(segments, self.virtual_size.width)
 
-    def _state_cell(self, tracker: DeviceTracker, cell: str, style: Style) -> list[Segment]:
+    def _state_cell(self, tracker: TrackerView, cell: str, style: Style) -> list[Segment]:
         label = state_label(tracker.state)
         state_style = style + self._palette_style(self.palette.style(tracker.state))
         segments = [Segment(" " * PADDING + label, state_style)]
@@ -424,6 +424,17 @@ class DeviceTable(ScrollView, can_focus=True):
         self.refresh()
 
     # -- helpers ------------------------------------------------------------------------------
+    stale_since: str | None = None  # attached and the live feed is lost since then (HH:MM:SS)
+
+    def set_stale(self, since: str | None) -> None:
+        """Attached: the live feed is lost since ``since`` (None: live again). The rows stay (the
+        operator may still open a device and read its history) but are dimmed and the title
+        says since when they have not moved."""
+        self.stale_since = since
+        self.set_class(since is not None, "-stale")
+        self._update_title()
+        self.refresh()
+
     def _update_title(self) -> None:
         rows = self._rows
         title = f"devices {len(rows.keys)}/{len(self._trackers)} · sort: {SORTS[rows.sort_index][1]}"
@@ -433,4 +444,6 @@ class DeviceTable(ScrollView, can_focus=True):
             title = f"all · {title}"
         if self._filter:
             title += f" · filter: {self._filter}"
+        if self.stale_since is not None:
+            title = f"LIVE FEED LOST since {self.stale_since} UTC: figures as of then · {title}"
         self.border_title = literal(title)  # the filter is what the operator typed

@@ -17,6 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
 from poller.events import Gauges
+from poller.text import clean
 
 
 def _spooled(g: Gauges, warn: str) -> Text:
@@ -144,11 +145,23 @@ class Figures(Widget):
         super().__init__(id=id)
         self.gauges: Gauges | None = None
         self.warn_style = "bold yellow"
+        self.lost: Text | None = None  # attached and the live feed is lost: said in their place
 
-    def render(self) -> Table | str:
+    def render(self) -> Table | Text | str:
+        if self.lost is not None:
+            return self.lost
         if self.gauges is None:
             return "waiting for the first gauges…"
         return _figures(self.gauges, self.warn_style)
+
+
+def feed_lost_text(since: str, detail: str, warn: str) -> Text:
+    """What stands in place of the service's figures while its live feed is lost."""
+    text = Text(no_wrap=False)
+    text.append(f"live feed lost since {since} UTC", style=warn)  # literal-ok: a time we formatted
+    text.append(" · figures shown are as of then · reconnecting · ")
+    text.append(clean(detail))
+    return text
 
 
 def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
@@ -211,7 +224,16 @@ class HealthLine(Widget):
         if self.display:
             self.refresh()
 
+    def feed_lost(self, since: str | None, detail: str) -> None:
+        """Attached: the live feed is lost since ``since`` (None: it is back)."""
+        self.lost = None if since is None else feed_lost_text(since, detail, self.warn_style)
+        self.refresh()
+
+    lost: Text | None = None
+
     def render(self) -> Text | str:
+        if self.lost is not None:
+            return self.lost
         if self.gauges is None:
             return "engine: waiting for the first gauges…"
         return health_line(self.gauges, self.warn_style, self.content_size.width or 78)
@@ -260,3 +282,9 @@ class GaugesPanel(Vertical):
             series.append(sample)
             # Sparkline only redraws when given a new sequence, not when one is mutated.
             self.query_one(f"#spark-{key}", Sparkline).data = list(series)
+
+    def feed_lost(self, since: str | None, detail: str) -> None:
+        """Attached: the live feed is lost since ``since`` (None: it is back)."""
+        figures = self.query_one(Figures)
+        figures.lost = None if since is None else feed_lost_text(since, detail, self.warn_style)
+        figures.refresh()

@@ -13,7 +13,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from poller.events import State
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from wardtui.widgets.device_rows import SortKey, natural
 from wardtui.widgets.states import StatePalette, state_text
 
@@ -47,7 +47,7 @@ class GroupTree(Tree[NodeData]):
         Binding("j", "cursor_down", "Down", show=False),
     ]
 
-    def __init__(self, trackers: Mapping[str, DeviceTracker],
+    def __init__(self, trackers: Mapping[str, TrackerView],
                  matches: Callable[[str], bool] = lambda _: True, *, id: str | None = None) -> None:
         super().__init__("all devices", data=("root",), id=id)
         self.show_root = False
@@ -117,7 +117,7 @@ class GroupTree(Tree[NodeData]):
                 self._group_nodes[(region,)] = self.root.add("", data=("region", region), allow_expand=True)
                 self._relabel((region,))
 
-    def _count(self, name: str, tracker: DeviceTracker, sign: int) -> None:
+    def _count(self, name: str, tracker: TrackerView, sign: int) -> None:
         device = tracker.device
         down = tracker.state is State.DOWN
         if sign > 0:
@@ -249,11 +249,11 @@ class GroupTree(Tree[NodeData]):
         for group in dirty:
             self._relabel(group)
 
-    def _groups(self, tracker: DeviceTracker) -> set[Group]:
+    def _groups(self, tracker: TrackerView) -> set[Group]:
         device = tracker.device
         return {(device.region,), (device.region, device.branch)}
 
-    def _refresh_leaf(self, name: str, tracker: DeviceTracker, matches: bool) -> None:
+    def _refresh_leaf(self, name: str, tracker: TrackerView, matches: bool) -> None:
         leaf = self._leaves.get(name)
         if leaf is not None and not matches:
             leaf.remove()

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.geometry import Size
 from textual.widget import Widget
 
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from wardtui.widgets.device_facts import stats_lines
 
 
@@ -21,7 +21,7 @@ class LiveStats(Widget):
     LiveStats { height: auto; }
     """
 
-    def __init__(self, tracker: DeviceTracker, *, id: str | None = None) -> None:
+    def __init__(self, tracker: TrackerView, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.tracker = tracker
         self.lines: list[str] = []  # what is on show, for tests

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from poller.events import State
-from poller.state import DeviceTracker
+from poller.state import TrackerView
 from wardtui.widgets.device_rows import (
     SORTS,
     SortKey,
@@ -36,7 +36,7 @@ BISECT_LIMIT = 64
 class RowOrder:
     """The shown devices of ``trackers`` (those matching the filter terms) in display order."""
 
-    def __init__(self, trackers: Mapping[str, DeviceTracker], ranks: StaticRanks) -> None:
+    def __init__(self, trackers: Mapping[str, TrackerView], ranks: StaticRanks) -> None:
         self._trackers = trackers
         self._ranks = ranks
         # Row text as of each device's last change, kept from the first filter on: a filter
@@ -98,7 +98,7 @@ class RowOrder:
         self.keys.clear()
         self._problems.clear()
         self._problem_order.clear()
-        trackers: Mapping[str, DeviceTracker] = self._trackers
+        trackers: Mapping[str, TrackerView] = self._trackers
         if self._terms:
             texts = self._texts
             if texts is None:  # the first filter of the run
@@ -182,7 +182,7 @@ class RowOrder:
             if key is not None:
                 insort(rows, (key, name))
 
-    def _remember(self, name: str, tracker: DeviceTracker, now: datetime) -> tuple[str, ...]:
+    def _remember(self, name: str, tracker: TrackerView, now: datetime) -> tuple[str, ...]:
         texts = row_texts(tracker, now)
         if self._texts is None:
             self._texts = {}
