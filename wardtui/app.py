@@ -19,6 +19,7 @@ from textual.notifications import SeverityLevel
 from textual.theme import Theme
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
+from poller.feed import InventoryChanged
 from poller.text import clean, clean_lines
 from store.files import open_output
 from wardtui.attached import AttachedRuntime
@@ -244,6 +245,21 @@ class WardApp(App[int]):
 
     def _describe(self) -> str:
         return self.runtime.describe()
+
+    def rebuild_dashboard(self, change: InventoryChanged) -> None:
+        """Attached, the service applied a new inventory (SIGHUP): the dashboard is built again
+        from the new devices (a drill-down open over it closes: its device may be gone)."""
+        old = self.dashboard
+        if old not in self.screen_stack:
+            return
+        while self.screen is not old:
+            self.pop_screen()
+        self.dashboard = DashboardScreen(self.runtime.engine, old.history, probe=self.probe_now)
+        self.switch_screen(self.dashboard)
+        self.dashboard.post_message(EngineStarted())
+        self.sub_title = self._describe()
+        self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
+                    f"{len(self.runtime.engine.trackers)} devices now", title="inventory")
 
     def describe_run(self, lost_since: str | None = None) -> None:
         """The title bar's line again (attached: after the live feed was lost or came back)."""

@@ -221,6 +221,11 @@ class DashboardScreen(Screen[None]):
                     if gauges.extra.get("snmp_v3_agents"):
                         self.query_one("#bottom").add_class("-snmp3")  # and one for v3
 
+    def on_service_inventory_changed(self, message: ServiceInventoryChanged) -> None:
+        rebuild = getattr(self.app, "rebuild_dashboard", None)
+        if callable(rebuild):
+            rebuild(message.change)
+
     def _feed_status(self, status: FeedStatus) -> None:
         """Attached: the link to the service was lost, or is back. While it is lost the figures
         are not live: the table is dimmed and says since when, the panel says it in place of
