@@ -29,7 +29,8 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 # Figures of Gauges (fields and ``extra`` keys) that only grow during a run: counters, exposed as
 # wardtui_<name>_total. Each was checked where it is counted (poller/engine.py, poller/icmp.py,
 # poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v3.py,
-# store/writer.py, store/spool.py): only ever incremented for the life of the engine.
+# poller/feed.py's Publisher, store/writer.py, store/spool.py): only ever incremented for the
+# life of the engine.
 # rcvbuf_drops is the kernel's SO_RXQ_OVFL count, a u32: it wraps (Prometheus sees a reset).
 # Not here, although the name says "dropped": events_dropped is a sum over the bus's current
 # subscriptions, and falls when a consumer that dropped events unsubscribes (a drill-down screen
@@ -39,6 +40,7 @@ COUNTERS = frozenset({
     "snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_skipped_capacity",
     "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
+    "checks_on_demand", "feed_events", "feed_events_lost", "feed_commands", "feed_losses",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};
@@ -63,6 +65,44 @@ HELP = {
     "probes_in_flight": "ICMP probes awaiting a reply or their turn to be sent",
     "late_replies": "ICMP replies that came after their probe had timed out",
     "events_dropped": "Samples dropped for slow consumers, summed over the current consumers",
+    "checks_on_demand": "Checks an operator asked for (probe now), outside the schedule",
+    "snmp_agents": "SNMP agents polled",
+    "snmp_polls_per_s": "SNMP polls answered per second",
+    "snmp_requests_per_s": "SNMP requests sent per second",
+    "snmp_timeouts": "SNMP requests unanswered after their retries",
+    "snmp_auth_failures": "SNMP requests refused for their credentials",
+    "snmp_failed": "SNMP polls that got no usable answer",
+    "snmp_skipped": "SNMP polls skipped, never queued (slow agent or capacity)",
+    "snmp_skipped_capacity": "SNMP polls skipped because the poller had no room",
+    "snmp_v3_agents": "SNMPv3 agents polled",
+    "snmp_v3_limit": "Adaptive limit of SNMPv3 polls in flight",
+    "snmp_v3_in_flight": "SNMPv3 polls in flight",
+    "snmp_v3_rediscoveries": "SNMPv3 agents whose cached engine was forgotten after a timeout",
+    "snmp_lag_p99_seconds": "99th percentile SNMP scheduling lag over the last gauge period",
+    "snmp_in_flight": "SNMP polls in flight",
+    "snmp_backed_off": "SNMP polls not made because the agent was backed off",
+    "snmp_agents_failing": "SNMP agents reported not answering now",
+    "snmp_not_polled_down": "SNMP polls not made because ICMP held the device down",
+    "snmp_over_speed": "Interface rates discarded for exceeding the interface speed",
+    "snmp_no_rate": "Interface intervals given no rate (reset, reboot, ambiguous wrap)",
+    "store_spool_rows": "History rows waiting in the spool on disk",
+    "store_spool_bytes": "Size of the spool on disk",
+    "store_samples_dropped": "History rows lost for good",
+    "store_failing": "1 while the history database's last write failed",
+    "store_spool_full": "1 while the spool's disk is full",
+    "store_spool_damaged": "Spool lines set aside as unreadable",
+    "store_snmp_pending": "SNMP polls and events waiting for the history store",
+    "store_snmp_dropped": "SNMP polls lost for good",
+    "store_off": "1 when the history store could not start (no history this run)",
+    "store_off_pid": "The wardtui process holding the spool, when that is why the store is off",
+    "feed_up": "1 while the live feed is connected to Redis",
+    "feed_events": "Events streamed to Redis",
+    "feed_events_lost": "Events dropped while Redis was away",
+    "feed_snapshot_bytes": "Size of the last live-feed snapshot",
+    "feed_snapshot_seconds": "Time to build the last live-feed snapshot",
+    "feed_viewers": "Viewers of the live feed",
+    "feed_commands": "Operator commands received through the live feed",
+    "feed_losses": "Times the connection to Redis was lost",
 }
 _DEVICE_HELP = {
     "up": "1 when the device is up, 0 when down; absent while its state is unknown",
@@ -219,11 +259,13 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise OSError(exc.errno, f"metrics: cannot listen on {where}: {reason}") from None
+            error = OSError(f"metrics: cannot listen on {where}: {exc.strerror or exc}")
+            error.errno = exc.errno  # for a caller that tells EADDRINUSE from the rest; str() stays one line
+            raise error from None
 
     def close(self) -> None:
-        """Stop answering and free the port. Idempotent."""
+        """Stop answering and free the port. Idempotent. Blocks up to half a second (the
+        server's poll interval): from an event loop, call it in a thread."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
