@@ -186,8 +186,12 @@ class EngineCollector(Collector):
         yield by_state
         figures: dict[str, float] = {name: getattr(gauges, name) for name in _GAUGE_FIELDS}
         figures.update(gauges.extra)
+        taken = {"checks", "devices", "gauges_timestamp_seconds"}
         for raw, value in figures.items():
             name, scale = metric_name(raw)
+            if name in taken or name.startswith("device_"):
+                continue  # a second family of one name would make the whole scrape invalid
+            taken.add(name)
             doc = HELP.get(name, f"wardtui engine figure {name}")
             if raw in COUNTERS:
                 yield CounterMetricFamily(PREFIX + name, doc, value=float(value))

@@ -83,6 +83,16 @@ def test_cumulative_figures_are_counters_others_gauges_in_base_units() -> None:
     assert "wardtui_devices_up" not in got and "wardtui_at" not in got
 
 
+def test_an_extra_figure_named_like_another_series_is_left_out() -> None:
+    engine = FakeEngine(1)
+    engine.last_gauges = gauges(checks=1.0, devices=2.0, device_up=3.0, **{"lag-p50_ms": 4.0})
+    engine.checks_done = 5
+    got = scrape(MetricsServer(engine))  # the parser would see a duplicate family, and fail
+    assert got["wardtui_checks"] == ("counter", [({}, 5.0)])
+    assert len(got["wardtui_devices"][1]) == 3
+    assert got["wardtui_lag_p50_seconds"] == ("gauge", [({}, 0.0015)])  # the field, not the extra
+
+
 def test_before_the_first_gauges_only_checks_and_devices() -> None:
     engine = FakeEngine(2)
     check(engine.trackers["dev0"], ok=False)
