@@ -1,0 +1,220 @@
+"""A dashboard attached to a service over a real Redis, driven through Pilot.
+
+The service is an engine answered by a fake prober with the real Publisher, on a thread and
+loop of its own (as `wardtui serve` would be in another process); the dashboard is the real
+WardApp with an AttachedRuntime. A private redis-server (killed and restarted) covers a lost feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from poller.engine import Engine, EngineConfig
+from poller.events import State
+from poller.feed import Publisher, ServiceInfo
+from poller.live import Keys
+from poller.state import StateConfig
+from tests.fakes import FakeProber, make_devices
+from tests.ui.notices import Notices, watch
+from wardtui.app import WardApp
+from wardtui.attached import AttachedRuntime, Site
+from wardtui.runtime import Options
+from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.gauges import HealthLine
+from wardtui.widgets.transition_log import TransitionLog
+
+N = 12
+SHARED = "redis://127.0.0.1:6379"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, to kill and restart."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if os.environ.get("CI"):
+                pytest.fail("redis-server is not installed (CI must have it)")
+            pytest.skip("redis-server is not installed")
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise AssertionError("private redis-server did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def _shared_redis_up() -> None:
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 6379)) != 0:
+            if os.environ.get("CI"):
+                pytest.fail("Redis at 127.0.0.1:6379 is not running (CI starts it)")
+            pytest.skip("Redis at 127.0.0.1:6379 is not running")
+
+
+class ThreadService:
+    """An engine (fake prober) and the real Publisher on a thread and loop of their own."""
+
+    def __init__(self, url: str, site: str) -> None:
+        self.prober = FakeProber(rtt_ms=4.0)
+        self.devices = make_devices(N, interval=0.2)
+        self.loop = asyncio.new_event_loop()
+        self.engine = Engine(self.devices, self.prober,
+                             EngineConfig(interval=0.2, timeout=0.1, state=StateConfig(confirm_spacing=0.02)))
+        self.publisher = Publisher(self.engine, url, Keys(site), ServiceInfo.here("test", N), period=0.2)
+        self.engine.companions.append(self.publisher)
+        self.engine.gauge_sources.append(self.publisher.gauges)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.loop.run_until_complete(self.engine.run())
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 5
+        while self.publisher.stats.snapshots < 2:
+            assert time.monotonic() < deadline, "the service published no snapshot"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.engine.stop)
+        self.thread.join(10)
+
+
+@dataclass
+class Attached:
+    app: WardApp
+    pilot: Pilot[int]
+    service: ThreadService
+    notices: Notices
+
+    @property
+    def table(self) -> DeviceTable:
+        return self.app.screen.query_one(DeviceTable)
+
+    async def until(self, what: Callable[[], bool], timeout: float = 8.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < deadline, "condition not met in time"
+            await self.pilot.pause(0.1)
+
+
+@asynccontextmanager
+async def attached(tmp_path: Path, url: str) -> AsyncIterator[Attached]:
+    site = f"t{uuid.uuid4().hex[:10]}"
+    service = ThreadService(url, site)
+    service.start()
+    runtime = AttachedRuntime(Site(url, Keys(site)), Options(db=f"sqlite:///{tmp_path / 'none.db'}"))
+    app = WardApp(runtime)
+    notices = watch(app)
+    try:
+        await asyncio.wrap_future(app.engine_thread.submit(runtime.attach()))
+        async with app.run_test(size=(120, 40)) as pilot:
+            yield Attached(app, pilot, service, notices)
+    finally:
+        service.stop()
+        await _forget(url, site)
+
+
+async def _forget(url: str, site: str) -> None:
+    from redis.asyncio import Redis
+
+    client: Any = Redis.from_url(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"wardtui:{site}:*")]
+        if keys:
+            await client.delete(*keys)
+    except OSError:
+        pass
+    finally:
+        await client.aclose()
+
+
+async def test_attached_dashboard_shows_the_service_its_transitions_and_probes_through_it(tmp_path: Path) -> None:
+    _shared_redis_up()
+    async with attached(tmp_path, SHARED) as a:
+        await a.until(lambda: len(a.table.row_order()) == N and all(
+            a.table.cell_text(n, "state") == "up" for n in a.table.row_order()))
+        assert a.app.sub_title.startswith(f"attached to {a.app.runtime.site.name}, service on ")
+        assert a.table.cell_text("dev3", "rtt") == "4.00"  # the service's figures, via the snapshot
+        victim = a.service.devices[3]
+        a.service.prober.down.add(victim.address)
+        await a.until(lambda: a.table.cell_text("dev3", "state") == "DOWN")
+        log = a.app.screen.query_one(TransitionLog)
+        await a.until(lambda: any("dev3" in line and "DOWN" in line for line in log.lines_written))
+        assert a.service.engine.trackers["dev3"].state is State.DOWN
+        await a.pilot.press("colon", *"probe dev5", "enter")
+        await a.until(lambda: bool(a.notices.containing("dev5: UP, reply in 4.00 ms")))
+        assert a.service.engine.checks_on_demand == 1
+        await a.pilot.press("colon", *"probe nosuch", "enter")
+        await a.until(lambda: bool(a.notices.containing("no device named 'nosuch'")))
+        assert a.service.engine.checks_on_demand == 1
+        await a.pilot.press("q")
+    assert a.app.return_code == 0
+    assert a.service.thread.is_alive() is False  # stopped by the fixture, not by the viewer's q
+
+
+async def test_lost_feed_is_said_in_place_of_the_figures_and_the_view_comes_back(
+        tmp_path: Path, private_redis: PrivateRedis) -> None:
+    async with attached(tmp_path, private_redis.url) as a:
+        await a.until(lambda: all(a.table.cell_text(n, "state") == "up" for n in a.table.row_order()))
+        private_redis.kill()
+        await a.until(lambda: a.table.has_class("-stale"), timeout=15)
+        assert "LIVE FEED LOST since" in str(a.table.border_title)
+        assert "LIVE FEED LOST since" in a.app.sub_title
+        assert a.app.screen.query_one(HealthLine).lost is not None
+        # The service goes on meanwhile: a device goes down while the feed is away...
+        a.service.prober.down.add(a.service.devices[7].address)
+        private_redis.start()  # ...and Redis comes back empty: the service publishes afresh
+        await a.until(lambda: not a.table.has_class("-stale"), timeout=20)
+        await a.until(lambda: a.table.cell_text("dev7", "state") == "DOWN")
+        assert "LIVE FEED LOST" not in a.app.sub_title
+        assert a.notices.containing("live feed back")
