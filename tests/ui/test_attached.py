@@ -178,7 +178,8 @@ async def _forget(url: str, site: str) -> None:
         await client.aclose()
 
 
-async def test_attached_dashboard_shows_the_service_its_transitions_and_probes_through_it(tmp_path: Path) -> None:
+async def test_attached_dashboard_shows_the_service_its_transitions_and_probes_through_it(
+        tmp_path: Path) -> None:
     _shared_redis_up()
     async with attached(tmp_path, SHARED) as a:
         await a.until(lambda: len(a.table.row_order()) == N and all(
