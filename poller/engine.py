@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -14,11 +15,13 @@ from typing import Protocol
 from poller.bus import EventBus
 from poller.events import CheckResult, Gauges, State
 from poller.inventory import Device
+from poller.inventory_diff import InventoryDiff, diff_inventories
 from poller.prober import Prober, ProbeReply
 from poller.scheduler import Scheduler, Slot
 from poller.state import DeviceTracker, StateConfig, utc_from_ns
 from poller.stats import percentile
 
+log = logging.getLogger(__name__)
 
 class Busy(Exception):
     """The device's check is running: a check asked for now would be a second one in flight."""
@@ -52,25 +55,26 @@ class Engine:
         self.prober = prober
         self.bus = bus or EventBus()
         self.trackers: dict[str, DeviceTracker] = {}
-        self._keys: dict[str, int] = {}  # device name -> its slot's key
-        self._by_key: list[DeviceTracker] = []
-        self._slots: list[Slot] = []
-        for device in devices:
-            tracker = DeviceTracker(device, self.config.state)
-            self.trackers[device.name] = tracker
-            self._keys[device.name] = len(self._by_key)
-            self._slots.append(Slot(len(self._by_key), device.interval or self.config.interval))
-            self._by_key.append(tracker)
-        self.scheduler = Scheduler(self._dispatch)
-        self.state_counts = {State.UNKNOWN: len(self._by_key), State.UP: 0, State.DOWN: 0}
+        self._by_key: dict[int, DeviceTracker] = {}  # a slot's key -> the tracker it checks
+        self._slot_of: dict[str, Slot] = {}  # device name -> its slot, in inventory order
+        self._next_key = 0
+        self.state_counts = {State.UNKNOWN: 0, State.UP: 0, State.DOWN: 0}
         self.flapping = 0
+        for device in devices:
+            self._add(device)
+        self.scheduler = Scheduler(self._dispatch)
         self.checks_done = 0
         self.checks_on_demand = 0  # checks an operator asked for (probe now), outside the schedule
         self.queue_sources: list[Callable[[], int]] = []  # e.g. the store writer's queue depth
         self.gauge_sources: list[Callable[[], dict[str, float]]] = []  # merged into Gauges.extra
-        self.companions: list[Companion] = []  # run and stopped with the engine
+        self.companions: list[Companion] = []  # run and stopped with the engine (add_companion)
+        self.inventory_version = 0  # bumped by each apply_inventory that changed something
+        # Called on the engine's loop with each applied difference (not with an empty one).
+        self.on_inventory_change: list[Callable[[InventoryDiff], None]] = []
+        self._running = False
+        self._tasks: list[asyncio.Task[None]] = []
         self.last_gauges: Gauges | None = None
-        self._checks: set[asyncio.Task[CheckResult]] = set()
+        self._checks: set[asyncio.Task[CheckResult | None]] = set()
         self._lags: list[float] = []
         self._stop = asyncio.Event()
         # (monotonic time, checks done, probes sent) at each gauge: rates span rate_window.
@@ -93,10 +97,12 @@ class Engine:
         """
         sent = self.prober.counters().get("sent", 0)
         self._rate_marks = deque([(time.monotonic(), self.checks_done, sent)])
-        self.scheduler.add_spread(self._slots)
-        tasks = [asyncio.create_task(self.scheduler.run(), name="wardtui-scheduler"),
-                 asyncio.create_task(self._gauge_loop(), name="wardtui-gauges"),
-                 *(asyncio.create_task(c.run(), name=f"wardtui-{type(c).__name__}") for c in self.companions)]
+        self.scheduler.add_spread(list(self._slot_of.values()))
+        self._running = True
+        tasks = self._tasks = [asyncio.create_task(self.scheduler.run(), name="wardtui-scheduler"),
+                               asyncio.create_task(self._gauge_loop(), name="wardtui-gauges")]
+        for companion in self.companions:
+            self._start_companion(companion)
         try:
             if duration is None:
                 await self._stop.wait()
@@ -104,6 +110,7 @@ class Engine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), duration)
         finally:
+            self._running = False
             self.scheduler.stop()
             for companion in self.companions:
                 companion.stop()
@@ -115,6 +122,16 @@ class Engine:
     def stop(self) -> None:
         self._stop.set()
 
+    def add_companion(self, companion: Companion) -> None:
+        """Run ``companion`` with the engine: from :meth:`run`, or now if it runs already (an SNMP
+        poller a reloaded inventory needs). On the engine's loop."""
+        self.companions.append(companion)
+        if self._running:
+            self._start_companion(companion)
+
+    def _start_companion(self, companion: Companion) -> None:
+        self._tasks.append(asyncio.create_task(companion.run(), name=f"wardtui-{type(companion).__name__}"))
+
     def is_down(self, name: str) -> bool:
         """Whether ICMP holds the device DOWN (SNMP does not poll it then)."""
         tracker = self.trackers.get(name)
@@ -123,7 +140,81 @@ class Engine:
     @property
     def slots(self) -> tuple[Slot, ...]:
         """Every device's schedule slot (interval, skipped count), in inventory order."""
-        return tuple(self._slots)
+        return tuple(self._slot_of.values())
+
+    # -- the inventory -----------------------------------------------------------------------
+    def _add(self, device: Device) -> Slot:
+        tracker = DeviceTracker(device, self.config.state)
+        slot = Slot(self._next_key, device.interval or self.config.interval)
+        self._next_key += 1
+        self.trackers[device.name] = tracker
+        self._by_key[slot.key] = tracker
+        self._slot_of[device.name] = slot
+        self.state_counts[State.UNKNOWN] += 1
+        return slot
+
+    def _drop(self, name: str) -> None:
+        """Forget a device: its slot is skipped from now on, a check of it in flight is not
+        counted, and its state leaves the counts."""
+        tracker = self.trackers.pop(name)
+        slot = self._slot_of.pop(name)
+        slot.removed = True
+        del self._by_key[slot.key]
+        self.state_counts[tracker.state] -= 1
+        if tracker.flapping:
+            self.flapping -= 1
+
+    def apply_inventory(self, devices: Iterable[Device]) -> InventoryDiff:
+        """Make ``devices`` the inventory, without a restart; on the engine's loop.
+
+        Added devices are scheduled (spread over their interval), removed ones are no longer
+        checked (a check of one in flight is dropped, not counted). A changed address is a new
+        device to the engine: a fresh tracker, UNKNOWN until checked. Any other change keeps the
+        tracker (state, windows, totals) with the new :class:`Device`; a changed interval moves
+        the device to a new slot, the check in flight still counting as its one. Bumps
+        :attr:`inventory_version` and calls :attr:`on_inventory_change` when something changed.
+        """
+        devices = list(devices)
+        diff = diff_inventories((t.device for t in self.trackers.values()), devices)
+        fresh: list[Slot] = []
+        for device in diff.removed:
+            self._drop(device.name)
+        for change in diff.changed:
+            if "address" in change.fields:
+                self._drop(change.name)
+                fresh.append(self._add(change.new))
+            else:
+                fresh.extend(self._replace(change.new))
+        for device in diff.added:
+            fresh.append(self._add(device))
+        for device in devices:  # unchanged but moved in the file: its line
+            tracker = self.trackers[device.name]
+            if tracker.device is not device:
+                tracker.device = device
+        if self._running and fresh:
+            self.scheduler.add_spread(fresh)
+        if not diff.empty:
+            self.inventory_version += 1
+            for callback in list(self.on_inventory_change):
+                try:
+                    callback(diff)
+                except Exception as exc:  # a listener's bug must not undo a reload half applied
+                    log.error("inventory change listener %r failed: %s: %s", callback,
+                              type(exc).__name__, exc)
+        return diff
+
+    def _replace(self, device: Device) -> list[Slot]:
+        """The same device, something other than its address changed: keep its tracker; a new
+        slot (returned) if its interval changed, marked busy while its check in flight runs."""
+        tracker = self.trackers[device.name]
+        tracker.device = device
+        slot = self._slot_of[device.name]
+        interval = device.interval or self.config.interval
+        if interval == slot.interval:
+            return []
+        slot.removed = True
+        moved = self._slot_of[device.name] = Slot(slot.key, interval, busy=slot.busy)
+        return [moved]
 
     # -- checks ------------------------------------------------------------------------------
     def _dispatch(self, slot: Slot, due: float) -> None:
@@ -135,12 +226,11 @@ class Engine:
     async def probe_now(self, name: str) -> CheckResult:
         """Check ``name`` at once, outside its schedule (an operator asked): a real check, its
         result and any transition published like any other. Raises KeyError for a device not
-        in the inventory and :class:`Busy` while the device's own check runs (no second one
-        in flight, nothing queued)."""
-        key = self._keys.get(name)
-        if key is None:
+        in the inventory (or no longer, when its check ends) and :class:`Busy` while the
+        device's own check runs (no second one in flight, nothing queued)."""
+        slot = self._slot_of.get(name)
+        if slot is None:
             raise KeyError(name)
-        slot = self._slots[key]
         if slot.busy:
             raise Busy(name)
         slot.busy = True
@@ -148,32 +238,49 @@ class Engine:
         task = asyncio.get_running_loop().create_task(self._check(slot, time.monotonic()))
         self._checks.add(task)
         task.add_done_callback(self._checks.discard)
-        return await asyncio.shield(task)
+        result = await asyncio.shield(task)
+        if result is None:
+            raise KeyError(name)
+        return result
 
-    async def _check(self, slot: Slot, due: float) -> CheckResult:
+    async def _check(self, slot: Slot, due: float) -> CheckResult | None:
+        """One check of the slot's device; its result, or None when a new inventory took the
+        device away (or gave it a new address) while the check ran: nothing then counts."""
         tracker = self._by_key[slot.key]
         address = tracker.device.address
         timeout = self.config.timeout
         try:
             first = await self.prober.probe(address, timeout)
             self._lags.append(first.sent_mono - due)
+            if self._by_key.get(slot.key) is not tracker:
+                return None  # removed, or readdressed, while the probe was out: not this inventory's
             tracker.record_probe(first.rtt_ms)
             sent, last = 1, first
             received = 1 if first.ok else 0
             if not first.ok and tracker.needs_confirmation():
-                sent, received, last = await self._confirm(tracker, last)
+                sent, received, last = await self._confirm(tracker, last, slot.key)
+                if self._by_key.get(slot.key) is not tracker:
+                    return None
             return self._finish(tracker, first, last, sent, received)
         finally:
             slot.busy = False
+            # A changed interval gave the device a new slot while this check ran (see _replace).
+            current = self._slot_of.get(tracker.device.name)
+            if current is not None and current.key == slot.key:
+                current.busy = False
 
-    async def _confirm(self, tracker: DeviceTracker, last: ProbeReply) -> tuple[int, int, ProbeReply]:
-        """Quick extra probes, ``confirm_spacing`` apart, before a failure is believed."""
+    async def _confirm(self, tracker: DeviceTracker, last: ProbeReply,
+                       key: int) -> tuple[int, int, ProbeReply]:
+        """Quick extra probes, ``confirm_spacing`` apart, before a failure is believed (none
+        more once the device has left the inventory)."""
         cfg = self.config.state
         sent, received = 1, 0
         for _ in range(cfg.confirm_probes):
             wait = cfg.confirm_spacing - (time.monotonic() - last.sent_mono)
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self._by_key.get(key) is not tracker:
+                break
             last = await self.prober.probe(tracker.device.address, self.config.timeout)
             tracker.record_probe(last.rtt_ms)
             sent += 1

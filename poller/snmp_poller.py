@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from poller.bus import EventBus
@@ -47,6 +47,23 @@ class SnmpConfig:
     v3_latency_target: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AgentChanges:
+    """What :meth:`SnmpPoller.apply_agents` did, by agent key (the device's name)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # address, port, credential, timeout or retries
+    details: dict[str, tuple[str, ...]] = field(default_factory=dict)  # changed key -> fields
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+_AGENT_FIELDS = ("address", "port", "credential", "timeout", "retries")
+
+
 class _AgentRun:
     """One device's polling state."""
 
@@ -71,10 +88,16 @@ class SnmpPoller:
         self.client = client
         self.bus = bus
         self.is_down = is_down
-        self._runs = [_AgentRun(a) for a in agents]
-        self._slots = [Slot(i, self.config.interval) for i in range(len(self._runs))]
+        self._runs: dict[int, _AgentRun] = {}  # a slot's key -> the agent it polls
+        self._slot_of: dict[str, Slot] = {}  # agent key -> its slot
+        self._next_key = 0
+        for agent in agents:
+            self._add(agent)
         self.scheduler = Scheduler(self._dispatch)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_of: dict[int, asyncio.Task[None]] = {}  # a slot's key -> its poll in flight
+        self._running = False
+        self._probe: asyncio.Task[None] | None = None
         self._lags: list[float] = []
         self._stop = asyncio.Event()
         self.polls = 0  # successful
@@ -82,7 +105,7 @@ class SnmpPoller:
         self.not_polled_down = 0  # due while ICMP said DOWN
         self.backed_off = 0  # due while the agent was backed off
         self.skipped_full = 0  # due while max_in_flight polls were running
-        timeouts = [r.agent.timeout for r in self._runs if r.v3]
+        timeouts = [r.agent.timeout for r in self._runs.values() if r.v3]
         self._v3_agents = len(timeouts)
         target = self.config.v3_latency_target or min(timeouts, default=2.0) / 4
         self.v3_admission = AdmissionLimit(target, ceiling=self.config.max_in_flight)
@@ -95,21 +118,67 @@ class SnmpPoller:
         return len(self._runs)
 
     async def run(self) -> None:
-        """Poll until :meth:`stop`; polls in flight are cancelled then."""
-        if not self._runs:
-            await self._stop.wait()
-            return
-        self.scheduler.add_spread(self._slots)
-        runners = [asyncio.create_task(self.scheduler.run(), name="wardtui-snmp-scheduler")]
-        if self._v3_agents:
-            runners.append(asyncio.create_task(self._probe_loop(), name="wardtui-snmp-loop-probe"))
+        """Poll until :meth:`stop`; polls in flight are cancelled then. With no agents it
+        waits for some (:meth:`apply_agents`)."""
+        self.scheduler.add_spread(list(self._slot_of.values()))
+        self._running = True
+        scheduler = asyncio.create_task(self.scheduler.run(), name="wardtui-snmp-scheduler")
+        self._start_probe()
         try:
             await self._stop.wait()
         finally:
+            self._running = False
             self.scheduler.stop()
+            runners = [scheduler, *([self._probe] if self._probe is not None else [])]
             for task in [*runners, *self._tasks]:
                 task.cancel()
             await asyncio.gather(*runners, *self._tasks, return_exceptions=True)
+
+    def _start_probe(self) -> None:
+        if self._running and self._v3_agents and self._probe is None:
+            self._probe = asyncio.create_task(self._probe_loop(), name="wardtui-snmp-loop-probe")
+
+    # -- the agents --------------------------------------------------------------------------
+    def _add(self, agent: Agent) -> Slot:
+        slot = Slot(self._next_key, self.config.interval)
+        self._next_key += 1
+        self._runs[slot.key] = _AgentRun(agent)
+        self._slot_of[agent.key] = slot
+        return slot
+
+    def _drop(self, key: str) -> None:
+        """Stop polling agent ``key``: its slot is skipped, its poll in flight cancelled, and the
+        client forgets it."""
+        slot = self._slot_of.pop(key)
+        slot.removed = True
+        run = self._runs.pop(slot.key)
+        if run.reported_down:
+            self.failing -= 1
+        task = self._task_of.pop(slot.key, None)
+        if task is not None:
+            task.cancel()
+        self.client.forget(key)
+
+    def apply_agents(self, agents: list[Agent]) -> AgentChanges:
+        """Poll ``agents`` from now on (on the engine's loop). New ones are scheduled spread over
+        the interval; a changed one (address, port, credential, timeout, retries) starts afresh
+        (no backoff, rates from its next two polls); an unchanged one keeps its state."""
+        before = {run.agent.key: run.agent for run in self._runs.values()}
+        after = {agent.key: agent for agent in agents}
+        removed = tuple(key for key in before if key not in after)
+        added = tuple(key for key in after if key not in before)
+        details = {key: tuple(f for f in _AGENT_FIELDS if getattr(before[key], f) != getattr(agent, f))
+                   for key, agent in after.items() if key in before and before[key] != agent}
+        fresh = []
+        for key in (*removed, *details):
+            self._drop(key)
+        for key in (*details, *added):
+            fresh.append(self._add(after[key]))
+        self._v3_agents = sum(1 for run in self._runs.values() if run.v3)
+        if self._running and fresh:
+            self.scheduler.add_spread(fresh)
+            self._start_probe()
+        return AgentChanges(added, removed, tuple(details), details)
 
     def stop(self) -> None:
         self._stop.set()
@@ -147,7 +216,14 @@ class SnmpPoller:
         slot.busy = True
         task = asyncio.get_running_loop().create_task(self._poll(slot, run, due))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        key = slot.key
+        self._task_of[key] = task
+        task.add_done_callback(lambda done: self._done(key, done))
+
+    def _done(self, key: int, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._task_of.get(key) is task:
+            del self._task_of[key]
 
     async def _poll(self, slot: Slot, run: _AgentRun, due: float) -> None:
         latency: float | None = None  # of an answered poll, for the v3 admission limit

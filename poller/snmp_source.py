@@ -118,4 +118,9 @@ class SnmpSource(Protocol):
         """Cumulative figures for the gauges: ``requests``, ``timeouts``, ``auth_failures`` ..."""
         ...
 
+    def forget(self, key: str) -> None:
+        """Drop what is kept for the agent ``key`` (its version, engine, community, last walk):
+        the next poll of that key starts afresh, e.g. with a new address or credential."""
+        ...
+
     def close(self) -> None: ...

@@ -385,6 +385,9 @@ class V2cGetBulk:
             raise TypeError(f"not an SNMPv2c credential: {credential.name}")
         self._communities[agent.key] = credential.community.encode()
 
+    def forget(self, key: str) -> None:
+        self._communities.pop(key, None)
+
     async def getbulk(self, agent: Agent, non_repeaters: int, max_repetitions: int,
                       oids: list[Oid]) -> list[VarBind]:
         try:

@@ -148,6 +148,13 @@ class V3GetBulk:
         addr_name, _ = LCD.configure(slot.engine, _auth_data(credential), target, b"")
         self._targets[agent.key] = _Target(slot, addr_name)
 
+    def forget(self, key: str) -> None:
+        """Give up the agent's target; its engine slot takes another agent. (Its entries in
+        pysnmp's LCD configuration stay: they are looked up by target name only.)"""
+        target = self._targets.pop(key, None)
+        if target is not None:
+            target.slot.targets -= 1
+
     async def getbulk(self, agent: Agent, non_repeaters: int, max_repetitions: int,
                       oids: list[Oid]) -> list[VarBind]:
         """One GETBULK by pysnmp's native API: the hlapi would resolve every OID through its MIB

@@ -120,6 +120,13 @@ class SnmpClient:
                 "auth_failures": self.auth_failures, "errors": self.errors,
                 **self.v3.counters(), **self.v2c.counters()}
 
+    def forget(self, key: str) -> None:
+        """The agent ``key`` changed (address, port, credential) or left: its next poll opens it
+        again, as at its first."""
+        state = self._agents.pop(key, None)
+        if state is not None:
+            state.getbulk.forget(key)
+
     def fast_plan(self, agent: Agent) -> tuple[tuple[Column, ...], int]:
         """What a fast poll of ``agent``, polled before, asks for now: its columns and its first
         request's max-repetitions (bench/snmp.py has net-snmp send the same PDU)."""

@@ -304,3 +304,9 @@ async def upgrade(url: str, revision: str = "head") -> SchemaStatus:
 async def downgrade(url: str, revision: str) -> SchemaStatus:
     """Take the database back to ``revision``; returns where it ends."""
     return await _on_engine(url, lambda c: downgrade_to(c, display_url(url), revision))
+
+
+async def read_only(url: str, step: Callable[[Connection], _T]) -> _T:
+    """``step`` on a short-lived engine of its own, without making a SQLite file's directory
+    or mode and without migrating: for reads that must change nothing (``serve --check``)."""
+    return await _on_engine(url, step, create=False)

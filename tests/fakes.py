@@ -85,11 +85,15 @@ class FakeSnmpClient:
         self.partial: set[str] = set()
         self.oper: dict[str, int] = {}
         self.calls: dict[str, int] = {}
+        self.forgotten: list[str] = []  # keys the poller told to forget, in order
         self.max_in_flight = 0  # per agent
         self.max_in_flight_total = 0
         self._in_flight: dict[str, int] = {}
         self._booted: dict[str, float] = {}
         self._octets: dict[str, int] = {}
+
+    def forget(self, key: str) -> None:
+        self.forgotten.append(key)
 
     def reboot(self, key: str) -> None:
         self._booted[key] = time.monotonic()

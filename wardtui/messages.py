@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from poller.text import escaped_lines
 
@@ -31,3 +32,23 @@ def log_to_stderr(level: int = logging.WARNING) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EscapingFormatter("wardtui: %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler])
+
+
+SERVICE_LOGGERS = ("wardtui", "poller", "store")
+"""wardtui's own loggers, which ``wardtui serve`` lets say what they do (INFO); others warn only."""
+
+
+def log_for_service(stream: TextIO | None = None) -> logging.Handler:
+    """``wardtui serve``'s log: one line per record on stderr, ``LEVEL logger: message``, no
+    colour, escaped. Under systemd (stderr not a terminal) without a time, which journald adds;
+    on a terminal with an ISO 8601 one. Returns the handler (a test may remove it)."""
+    stream = sys.stderr if stream is None else stream
+    handler = logging.StreamHandler(stream)
+    shape = "%(levelname)s %(name)s: %(message)s"
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    handler.setFormatter(EscapingFormatter(f"%(asctime)s {shape}" if tty else shape,
+                                           datefmt="%Y-%m-%dT%H:%M:%S%z"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    for name in SERVICE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    return handler

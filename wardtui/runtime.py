@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
@@ -21,6 +21,7 @@ from poller.credentials import Credential, CredentialsError, default_credentials
 from poller.engine import Engine, EngineConfig
 from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
+from poller.inventory_diff import InventoryDiff
 from poller.prober import Prober
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from poller.snmp_source import Agent, SnmpSource
@@ -117,12 +118,18 @@ def _holder_pid(exc: Exception) -> int | None:
     return int(found[1]) if found else None
 
 
-def load_devices(path: Path | None) -> list[Device]:
-    """The inventory's devices; resolving its host names says how far it got when it is slow."""
+NOT_STARTED = "nothing was started."
+
+
+def load_devices(path: Path | None, progress: Callable[[str], None] = error,
+                 outcome: str = NOT_STARTED) -> list[Device]:
+    """The inventory's devices; resolving its host names says how far it got when it is slow.
+    A refusal ends with ``outcome`` (what the refusal means: nothing started, or an old
+    inventory still in force)."""
     try:
-        return load_inventory(path or bundled_inventory(), progress=error)
+        return load_inventory(path or bundled_inventory(), progress=progress)
     except InventoryError as exc:
-        raise StartupError(f"{exc}\n{len(exc.problems)} problem(s) in the inventory; nothing was started.",
+        raise StartupError(f"{exc}\n{len(exc.problems)} problem(s) in the inventory; {outcome}",
                            code=2) from None
 
 
@@ -135,7 +142,7 @@ def open_prober(devices: list[Device]) -> IcmpProber:
     return prober
 
 
-def load_agents(devices: list[Device], options: Options) -> list[Agent]:
+def load_agents(devices: list[Device], options: Options, outcome: str = NOT_STARTED) -> list[Agent]:
     """The SNMP agent of every device whose row names a credential.
 
     The credentials file is read when a device names a credential or ``--credentials`` was
@@ -150,7 +157,7 @@ def load_agents(devices: list[Device], options: Options) -> list[Agent]:
     except CredentialsError as exc:
         hint = "" if options.credentials else " (give another file with --credentials FILE)"
         # A file-level refusal (missing, owner, mode) is one line; entry problems one per line.
-        tail = "\nnothing was started." if "\n" in str(exc) else "; nothing was started."
+        tail = f"\n{outcome}" if "\n" in str(exc) else f"; {outcome}"
         raise StartupError(f"{exc}{hint}{tail}", code=2) from None
     unknown = sorted({d.snmp_credential or "" for d in named} - credentials.keys())
     if unknown:
@@ -159,8 +166,7 @@ def load_agents(devices: list[Device], options: Options) -> list[Agent]:
             users = [d.name for d in named if d.snmp_credential == name]
             more = f" and {len(users) - 3} more" if len(users) > 3 else ""
             lines.append(f"  {name!r} (used by {', '.join(users[:3])}{more})")
-        raise StartupError(f"{path}: no credential named\n" + "\n".join(lines)
-                           + "\nnothing was started.", code=2)
+        raise StartupError(f"{path}: no credential named\n" + "\n".join(lines) + f"\n{outcome}", code=2)
     return [Agent(d.name, d.address, d.snmp_port, credentials[d.snmp_credential or ""],
                   timeout=options.snmp_timeout, retries=options.snmp_retries) for d in named]
 
@@ -192,16 +198,9 @@ class Runtime:
             self.prober.close()
             raise StartupError(f"{db_option(options.db)}: {exc}", code=2) from None
         self.snmp: SnmpPoller | None = None
+        self._snmp_client = snmp_client
         if agents:
-            if snmp_client is None:
-                from poller.snmp_walk import SnmpClient  # it loads pysnmp: only for runs that poll SNMP
-
-                snmp_client = SnmpClient()
-            self.snmp = SnmpPoller(agents, snmp_client, self.engine.bus,
-                                   is_down=self.engine.is_down,
-                                   config=SnmpConfig(interval=options.snmp_interval))
-            self.engine.companions.append(self.snmp)
-            self.engine.gauge_sources.append(self.snmp.gauges)
+            self._start_snmp(agents)
         self.store = HistoryStore(url)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
@@ -211,6 +210,54 @@ class Runtime:
         self.history_off: str | None = None  # why, when start() failed and polling goes on without
         self._holder: int | None = None  # the pid of the wardtui that holds the spool, if that is why
         self.engine.gauge_sources.append(self._history_gauges)
+
+    def _start_snmp(self, agents: list[Agent]) -> SnmpPoller:
+        client = self._snmp_client
+        if client is None:
+            from poller.snmp_walk import SnmpClient  # it loads pysnmp: only for runs that poll SNMP
+
+            client = SnmpClient()
+        self.snmp = SnmpPoller(agents, client, self.engine.bus, is_down=self.engine.is_down,
+                               config=SnmpConfig(interval=self.options.snmp_interval))
+        self.engine.add_companion(self.snmp)
+        self.engine.gauge_sources.append(self.snmp.gauges)
+        return self.snmp
+
+    # -- a new inventory while running (wardtui serve's SIGHUP) -----------------------------
+
+    def read_inventory(self, path: Path | None, progress: Callable[[str], None] = error,
+                       outcome: str = NOT_STARTED) -> tuple[list[Device], list[Agent]]:
+        """The devices of ``path`` and their SNMP agents (the credentials file read again),
+        checked as at a start. Blocking (it may resolve names): run it off the engine's loop.
+        Raises :class:`StartupError` (code 2) naming every problem, its last line ``outcome``."""
+        devices = load_devices(path, progress, outcome)
+        return devices, load_agents(devices, self.options, outcome)
+
+    async def apply_inventory(self, devices: list[Device], agents: list[Agent]) -> InventoryDiff:
+        """Make ``devices`` (with ``agents``, from :meth:`read_inventory`) the run's inventory,
+        on the engine's loop, without a restart: the history learns the new and changed devices
+        first, then the engine and the SNMP poller take the difference. A device that is new to
+        the engine (added, or at a new address) with an outage still open in the history starts
+        DOWN from it, as at a start. A history database that cannot be reached costs the new
+        devices' branch and region in it until the next start, not the reload."""
+        open_outages: dict[str, Any] = {}
+        if self.writer is not None:
+            try:
+                await self.store.sync_devices(devices)
+                open_outages = await self.store.open_outages()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("the history database %s did not take the new inventory: %s",
+                            display_url(self.store.url), failure(exc, self.store.url))
+        # From here to the end nothing awaits: no check of a new device runs before its seed.
+        diff = self.engine.apply_inventory(devices)
+        fresh = {d.name for d in diff.added} | {c.name for c in diff.changed if "address" in c.fields}
+        self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh})
+        if self.snmp is not None:
+            self.snmp.apply_agents(agents)
+        elif agents:
+            self._start_snmp(agents)
+        self.devices = devices
+        return diff
 
     async def start(self) -> None:
         """Open the store, restore open outages, start the writer (before any check runs).

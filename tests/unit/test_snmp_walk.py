@@ -72,6 +72,9 @@ class SimAgent:
     def counters(self) -> dict[str, int]:
         return {}
 
+    def forget(self, key: str) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

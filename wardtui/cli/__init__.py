@@ -1,4 +1,5 @@
-"""Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
+"""Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui serve`` (the
+service: headless, history, SIGHUP reload), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
 ``wardtui db upgrade|current`` (the database's schema).
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from wardtui import __version__
-from wardtui.cli import db, generate, history, outages, poll, report, snmp
+from wardtui.cli import db, generate, history, outages, poll, report, serve, snmp
 from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options, add_site_options
 
 EXAMPLES = """\
@@ -22,6 +23,7 @@ examples:
   wardtui --redis redis://127.0.0.1:6379    attach to the site's `wardtui serve` (embedded if none runs)
   wardtui --inventory branches.csv --interval 30
   wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
+  wardtui serve --inventory /etc/wardtui/inventory.csv   headless service (docs/OPERATIONS.md)
   wardtui outages --since 24h               what went down in the last day, from the history
   wardtui report --from 30d --group-by region --format html -o month.html
   wardtui generate --devices 50000 -o big.csv
@@ -32,7 +34,7 @@ e exports an availability report of what the table shows, q saves history and qu
 Each command has its own examples: wardtui COMMAND --help.
 """
 
-COMMANDS = (poll, db, outages, history, report, snmp, generate)  # the order --help lists them in
+COMMANDS = (poll, serve, db, outages, history, report, snmp, generate)  # the order --help lists them in
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,196 @@
+"""``wardtui serve``, the run: the runtime without a screen until SIGTERM or SIGINT (history
+flushed on the way out), SIGHUP reading the inventory again; its options are in wardtui/cli/serve.py.
+
+Beside the runtime run its :class:`Service` s (the Redis publisher, the metrics server): started
+once the runtime has started, stopped before it closes. :func:`services_for` is where they are
+made from the command line's :class:`ServeOptions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from poller.inventory_diff import InventoryDiff
+from store.schema import display_url
+from wardtui.runtime import Runtime, StartupError, redacted_url
+
+log = logging.getLogger("wardtui.serve")
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DIFF_LINES = 50
+"""Devices listed one per line in a reload's log; beyond, a count (a reload of a 50,000-device
+inventory must not write 50,000 lines)."""
+KEPT_IN_FORCE = "the inventory in force stays as it was."
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """What ``wardtui serve`` was told beyond the runtime's :class:`~wardtui.runtime.Options`."""
+
+    inventory: Path
+    redis_url: str | None = None  # checked (wardtui/cli/serve.py); its password is never logged
+    site: str | None = None  # [A-Za-z0-9_.-]{1,64}
+    metrics: tuple[str, int] | None = None  # (host, port) to serve metrics on
+    device_metrics: bool = True  # per-device series too (--no-device-metrics: totals only)
+
+
+class Service(Protocol):
+    """Something that runs as long as the service does, on the engine's loop."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Begin (the runtime has started: the store is open, the engine about to run)."""
+        ...
+
+    async def stop(self) -> None:
+        """End; called once, before the runtime flushes the history and closes."""
+        ...
+
+
+ServiceFactory = Callable[[Runtime, ServeOptions], list[Service]]
+
+
+def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
+    """The services ``options`` ask for, in the order they start (they stop in reverse).
+
+    The seam for issue 14's companions; each reads the engine (``runtime.engine``: trackers,
+    ``last_gauges``, ``bus.subscribe``, ``inventory_version``, ``on_inventory_change``).
+    """
+    services: list[Service] = []
+    if options.metrics is not None:
+        # TODO(issue 14): poller/metrics.py's MetricsServer(runtime.engine,
+        # per_device=options.device_metrics).start(host, port) / .close(), in a Service, here.
+        # It is not on main yet; until then the option is said to be ignored.
+        host, port = options.metrics
+        log.warning("--metrics %s:%d: this wardtui has no metrics server yet; not served", host, port)
+    if options.redis_url is not None:
+        # TODO(issue 14): the Redis publisher (poller/feed.py) for options.redis_url and
+        # options.site, in a Service, here.
+        log.warning("--redis %s: this wardtui has no Redis publisher yet; nothing is published",
+                    redacted_url(options.redis_url))
+    return services
+
+
+class Reloader:
+    """SIGHUP: read the inventory again, off the loop, and apply the difference; one reload at
+    a time (a SIGHUP during one makes one more after it). A broken inventory is refused with
+    every problem logged, and the one in force stays."""
+
+    def __init__(self, runtime: Runtime, path: Path) -> None:
+        self.runtime = runtime
+        self.path = path
+        self.pending = False
+        self.ready = False  # the engine runs: reloads may be applied
+        self.done = 0  # reloads finished (applied or refused), for tests
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self) -> None:
+        log.info("SIGHUP: reading the inventory %s again", self.path)
+        self.pending = True
+        self._kick()
+
+    def start(self) -> None:
+        self.ready = True
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.ready and self.pending and (self._task is None or self._task.done()):
+            self._task = asyncio.create_task(self._run(), name="wardtui-reload")
+
+    async def _run(self) -> None:
+        while self.pending:
+            self.pending = False
+            await self.reload()
+            self.done += 1
+
+    async def reload(self) -> InventoryDiff | None:
+        """Read and apply the inventory once; the difference applied, or None if refused."""
+        try:
+            devices, agents = await asyncio.to_thread(self.runtime.read_inventory, self.path,
+                                                      _progress, KEPT_IN_FORCE)
+        except StartupError as exc:
+            log.error("the inventory %s was refused:", self.path)
+            for line in str(exc).splitlines():
+                log.error("%s", line)
+            return None
+        except Exception as exc:  # a bug must not end the service that runs the old inventory
+            log.error("reading the inventory %s failed: %s: %s; %s", self.path, type(exc).__name__, exc,
+                      KEPT_IN_FORCE)
+            return None
+        diff = await self.runtime.apply_inventory(devices, agents)
+        if diff.empty:
+            log.info("inventory %s: no change (%d devices)", self.path, len(devices))
+            return diff
+        log.info("inventory %s applied (version %d): %s", self.path,
+                 self.runtime.engine.inventory_version, diff.summary())
+        lines = diff.lines()
+        for line in lines[:DIFF_LINES]:
+            log.info("%s", line)
+        if len(lines) > DIFF_LINES:
+            log.info("... and %d more", len(lines) - DIFF_LINES)
+        return diff
+
+    async def close(self) -> None:
+        self.ready = False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _progress(message: str) -> None:
+    log.info("%s", message)
+
+
+async def serve(runtime: Runtime, options: ServeOptions,
+                make_services: ServiceFactory = services_for) -> int:
+    """Run until SIGTERM or SIGINT; then stop the services and flush the history.
+
+    Returns 0, or 1 when history rows could not be written. Raises
+    :class:`~wardtui.runtime.StartupError` when the runtime cannot start.
+    """
+    engine = runtime.engine
+    loop = asyncio.get_running_loop()
+    reloader = Reloader(runtime, options.inventory)
+
+    def stop(sig: signal.Signals) -> None:
+        log.info("%s: stopping", sig.name)
+        engine.stop()
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
+    started: list[Service] = []
+    lost = 0
+    try:
+        await runtime.start()
+        for service in make_services(runtime, options):
+            await service.start()
+            started.append(service)
+        snmp = len(runtime.snmp) if runtime.snmp is not None else 0
+        log.info("monitoring %d devices (%d with SNMP) from %s; history in %s", len(engine.trackers), snmp,
+                 options.inventory, display_url(runtime.store.url))
+        reloader.start()
+        await engine.run()
+    finally:
+        # The handlers stay until the history is flushed: a second SIGTERM must not cut it short.
+        await reloader.close()
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception as exc:  # the history is flushed whatever a service does
+                log.error("stopping %s failed: %s: %s", service.name, type(exc).__name__, exc)
+        lost = await runtime.close()
+        for sig in (*_STOP_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    if lost:
+        log.error("%d history rows could not be written (database unavailable)", lost)
+        return 1
+    log.info("stopped; history flushed")
+    return 0
