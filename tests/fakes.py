@@ -86,6 +86,7 @@ class FakeSnmpClient:
         self.oper: dict[str, int] = {}
         self.calls: dict[str, int] = {}
         self.forgotten: list[str] = []  # keys the poller told to forget, in order
+        self.polled: list[Agent] = []  # every agent asked, in order
         self.max_in_flight = 0  # per agent
         self.max_in_flight_total = 0
         self._in_flight: dict[str, int] = {}
@@ -101,6 +102,7 @@ class FakeSnmpClient:
 
     async def poll(self, agent: Agent) -> RawPoll:
         key = agent.key
+        self.polled.append(agent)
         self.calls[key] = self.calls.get(key, 0) + 1
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight[key])
