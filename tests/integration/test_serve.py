@@ -270,6 +270,25 @@ def test_check_against_the_history_reads_it_and_changes_nothing(tmp_path: Path) 
     assert not (tmp_path / "none").exists()  # nothing made
 
 
+def test_check_against_the_history_on_either_engine(db_url: str, tmp_path: Path) -> None:
+    """The same comparison on SQLite and PostgreSQL; the URL as an operator gives it."""
+    from store.history import HistoryStore
+    from tests.fakes import make_devices
+
+    async def fill() -> None:
+        async with HistoryStore(db_url) as store:
+            await store.sync_devices(make_devices(2))
+
+    asyncio.run(fill())
+    (tmp_path / "new.csv").write_text(NET + "dev0,127.2.0.1,b0,north,switch,,\n", encoding="utf-8")
+    given = db_url.replace("+asyncpg", "").replace("+aiosqlite", "")
+    (proc,) = run_all(tmp_path, ("serve", "--check", "--inventory", "new.csv", "--db", given))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1:] == [
+        "against the history database's devices: 0 added, 1 removed, 1 changed, 0 unchanged",
+        "- dev1 127.2.0.2", "~ dev0: type router -> switch"]
+
+
 def run_all(tmp: Path, *argsets: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
     from tests.integration.cli_run import run as run_many
 
