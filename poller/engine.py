@@ -139,7 +139,8 @@ class Engine:
 
     @property
     def slots(self) -> tuple[Slot, ...]:
-        """Every device's schedule slot (interval, skipped count), in inventory order."""
+        """Every device's schedule slot (interval, skipped count), in inventory order (those a
+        reload added or readdressed last)."""
         return tuple(self._slot_of.values())
 
     # -- the inventory -----------------------------------------------------------------------

@@ -171,7 +171,11 @@ async def serve(runtime: Runtime, options: ServeOptions,
     try:
         await runtime.start()
         for service in make_services(runtime, options):
-            await service.start()
+            try:
+                await service.start()
+            except Exception as exc:  # a port in use, a server that refuses: the operator's to fix
+                engine.stop()
+                raise StartupError(f"cannot start {service.name}: {type(exc).__name__}: {exc}") from None
             started.append(service)
         snmp = len(runtime.snmp) if runtime.snmp is not None else 0
         log.info("monitoring %d devices (%d with SNMP) from %s; history in %s", len(engine.trackers), snmp,
