@@ -167,3 +167,26 @@ async def test_a_listener_that_fails_does_not_undo_the_change() -> None:
     diff = engine.apply_inventory(devices[:1])
     assert set(engine.trackers) == {"dev0"} and later == [diff] and engine.inventory_version == 1
     assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 0, State.DOWN: 0}
+
+
+async def test_probe_now_follows_the_inventory() -> None:
+    """An operator's "probe now" reaches an added device, not a removed one; one removed while
+    its check runs is said to be gone (KeyError), its result not counted."""
+    import pytest
+
+    devices = make_devices(2)
+    prober = FakeProber(rtt_ms=100.0)
+    engine = Engine(devices, prober, config(interval=3600.0, timeout=0.3))
+    added = dataclasses.replace(make_devices(1, prefix="new")[0], address="127.9.0.1")
+    engine.apply_inventory([*devices, added])
+    result = await engine.probe_now("new0")
+    assert result.ok and engine.trackers["new0"].state is State.UP
+    running_probe = asyncio.create_task(engine.probe_now("dev1"))
+    await wait_for(lambda: prober._active.get(devices[1].address, 0) == 1)
+    engine.apply_inventory([devices[0], added])
+    with pytest.raises(KeyError):
+        await running_probe
+    with pytest.raises(KeyError):
+        await engine.probe_now("dev1")
+    assert engine.checks_done == 1
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0}
