@@ -65,14 +65,16 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
     """
     services: list[Service] = []
     if options.metrics is not None:
-        # TODO(issue 14): poller/metrics.py's MetricsServer(runtime.engine,
-        # per_device=options.device_metrics).start(host, port) / .close(), in a Service, here.
-        # It is not on main yet; until then the option is said to be ignored.
+        # TODO(issue 14, metrics): poller/metrics.py is not on main yet. When it is, a Service
+        # around MetricsServer(runtime.engine, per_device=options.device_metrics): start() calls
+        # its start(host, port) (an OSError there becomes serve's one-line StartupError), stop()
+        # its close(); append it here and drop the warning below.
         host, port = options.metrics
         log.warning("--metrics %s:%d: this wardtui has no metrics server yet; not served", host, port)
     if options.redis_url is not None:
-        # TODO(issue 14): the Redis publisher (poller/feed.py) for options.redis_url and
-        # options.site, in a Service, here.
+        # TODO(issue 14, Redis): poller/feed.py's Publisher for options.redis_url and
+        # options.site, in a Service, here (it reads engine.inventory_version; the diff of each
+        # reload is on engine.on_inventory_change); then drop the warning below.
         log.warning("--redis %s: this wardtui has no Redis publisher yet; nothing is published",
                     redacted_url(options.redis_url))
     return services
