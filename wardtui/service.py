@@ -1,7 +1,7 @@
 """``wardtui serve``, the run: the runtime without a screen until SIGTERM or SIGINT (history
 flushed on the way out), SIGHUP reading the inventory again; its options are in wardtui/cli/serve.py.
 
-Beside the runtime run its :class:`Service` s (the Redis publisher, the metrics server): started
+Beside the runtime run its :class:`Service` s (the metrics server, the Redis publisher): started
 once the runtime has started, stopped before it closes. :func:`services_for` is where they are
 made from the command line's :class:`ServeOptions`.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from poller.inventory_diff import InventoryDiff
+from poller.live import DEFAULT_SITE
 from store.schema import display_url
 from wardtui.runtime import Runtime, StartupError, redacted_url
 
@@ -35,7 +36,7 @@ class ServeOptions:
 
     inventory: Path
     redis_url: str | None = None  # checked (wardtui/cli/serve.py); its password is never logged
-    site: str | None = None  # [A-Za-z0-9_.-]{1,64}
+    site: str = DEFAULT_SITE  # [A-Za-z0-9_.-]{1,64}: the deployment's name on Redis
     metrics: tuple[str, int] | None = None  # (host, port) to serve metrics on
     device_metrics: bool = True  # per-device series too (--no-device-metrics: totals only)
 
@@ -65,12 +66,8 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
     """
     services: list[Service] = []
     if options.metrics is not None:
-        # TODO(issue 14, metrics): poller/metrics.py is not on main yet. When it is, a Service
-        # around MetricsServer(runtime.engine, per_device=options.device_metrics): start() calls
-        # its start(host, port) (an OSError there becomes serve's one-line StartupError), stop()
-        # its close(); append it here and drop the warning below.
         host, port = options.metrics
-        log.warning("--metrics %s:%d: this wardtui has no metrics server yet; not served", host, port)
+        services.append(MetricsService(runtime, host, port, per_device=options.device_metrics))
     if options.redis_url is not None:
         # TODO(issue 14, Redis): poller/feed.py's Publisher for options.redis_url and
         # options.site, in a Service, here (it reads engine.inventory_version; the diff of each
@@ -78,6 +75,30 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
         log.warning("--redis %s: this wardtui has no Redis publisher yet; nothing is published",
                     redacted_url(options.redis_url))
     return services
+
+
+class MetricsService:
+    """poller/metrics.py's Prometheus server (``--metrics HOST:PORT``): it reads the engine's last
+    gauges and its trackers at each scrape, so a reloaded inventory shows at the next one."""
+
+    name = "the metrics server"
+
+    def __init__(self, runtime: Runtime, host: str, port: int, per_device: bool = True) -> None:
+        from poller.metrics import MetricsServer  # prometheus_client: only for runs that serve it
+
+        self.server = MetricsServer(runtime.engine, per_device=per_device)
+        self.host, self.port = host, port
+
+    async def start(self) -> None:
+        try:
+            self.server.start(self.host, self.port)
+        except OSError as exc:  # "metrics: cannot listen on HOST:PORT: Address already in use"
+            raise StartupError(str(exc)) from None
+        where = f"[{self.host}]" if ":" in self.host else self.host
+        log.info("metrics on http://%s:%d/metrics", where, self.server.port)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.server.close)  # blocks up to half a second
 
 
 class Reloader:
@@ -175,7 +196,10 @@ async def serve(runtime: Runtime, options: ServeOptions,
         for service in make_services(runtime, options):
             try:
                 await service.start()
-            except Exception as exc:  # a port in use, a server that refuses: the operator's to fix
+            except StartupError:
+                engine.stop()
+                raise
+            except Exception as exc:  # a server that refuses: the operator's to fix, in one line
                 engine.stop()
                 raise StartupError(f"cannot start {service.name}: {type(exc).__name__}: {exc}") from None
             started.append(service)

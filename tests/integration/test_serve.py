@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +200,61 @@ def test_sighup_with_a_broken_inventory_keeps_the_old_one(service: Callable[...,
     for name in ("r1", "r2", "r3"):  # the old inventory still polled, the same trackers
         assert checks_of(s.db, name, late) >= 3, name
         assert transitions_of(s.db, name) == [("unknown", "up")], name
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The series of a Prometheus text page, ``name{labels}`` -> value."""
+    with urllib.request.urlopen(url, timeout=5) as page:
+        text = page.read().decode()
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def device_up(series: dict[str, float]) -> dict[str, float]:
+    found = {}
+    for name, value in series.items():
+        if name.startswith("wardtui_device_up{"):
+            found[re.search(r'device="([^"]*)"', name)[1]] = value  # type: ignore[index]
+    return found
+
+
+def test_metrics_are_served_and_follow_a_reload(service: Callable[..., Service]) -> None:
+    s = service(FIRST, "--metrics", "127.0.0.1:0")
+    where = re.search(r"INFO wardtui.serve: metrics on (http://127\.0\.0\.1:\d+/metrics)", s.log)
+    assert where is not None, s.log
+    url = where[1]
+    time.sleep(1.5)
+    assert device_up(scrape(url)) == {"r1": 1.0, "r2": 1.0, "r3": 1.0}
+    (s.tmp / "net.csv").write_text(SECOND, encoding="utf-8")
+    s.signal(signal.SIGHUP)
+    s.wait_log("applied (version 1)")
+    time.sleep(1.5)  # a scrape's device series are kept for a second
+    series = scrape(url)
+    assert device_up(series) == {"r1": 1.0, "r3": 1.0, "r4": 1.0}
+    assert series['wardtui_devices{state="up"}'] == 3.0
+    assert s.stop() == 0
+    with pytest.raises(OSError):
+        scrape(url)  # closed with the service
+
+
+def test_a_metrics_port_in_use_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    need_root()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "net.csv").write_text(FIRST, encoding="utf-8")
+        proc = run("serve", "--inventory", "net.csv", "--db", f"sqlite:///{tmp_path / 'h.db'}",
+                   "--metrics", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ERROR")]
+    refusal = f"metrics: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert errors == [f"ERROR wardtui.serve: {refusal}"]
 
 
 def test_a_broken_inventory_at_the_start_is_logged_per_problem_exit_2(tmp_path: Path) -> None:

@@ -20,8 +20,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from poller.live import DEFAULT_SITE
 from poller.text import escaped
-from wardtui.cli.common import Commands, UsageError, add_engine_options, command, engine_options, failed
+from wardtui.cli.common import (
+    REDIS_HELP,
+    Commands,
+    UsageError,
+    add_engine_options,
+    command,
+    engine_options,
+    failed,
+)
 from wardtui.messages import error, log_for_service
 from wardtui.process import POLL
 from wardtui.runtime import Runtime, StartupError, redacted_url
@@ -51,10 +60,11 @@ def register(sub: Commands) -> None:
     serve = command(sub, "serve", run, "run headless as a service: poll, keep history, reload on SIGHUP",
                     EXAMPLES)
     add_engine_options(serve, None)
-    serve.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
-                       help=f"publish to this Redis (redis://, rediss://, unix://; default ${REDIS_ENV})")
-    serve.add_argument("--site", type=_site, metavar="NAME", default=None,
-                       help="this poller's site name on the bus: letters, digits, _ . - (1 to 64)")
+    # As `wardtui --redis URL --site NAME serve` gives them too (wardtui/cli/common.py), checked here.
+    serve.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS, help=REDIS_HELP)
+    serve.add_argument("--site", metavar="NAME", default=argparse.SUPPRESS,
+                       help="the deployment's name on Redis: letters, digits, _ . - "
+                            f"(1 to 64; default {DEFAULT_SITE})")
     serve.add_argument("--metrics", type=_host_port, metavar="HOST:PORT", default=None,
                        help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9108, [::1]:9108)")
     serve.add_argument("--no-device-metrics", action="store_true",
@@ -66,10 +76,14 @@ def register(sub: Commands) -> None:
                             "(default: the devices the history database knows)")
 
 
-def _site(text: str) -> str:
-    if not SITE.match(text):
-        raise argparse.ArgumentTypeError(f"{escaped(text)!r}: use 1 to 64 letters, digits, '_', '.' or '-'")
-    return text
+def site_option(args: argparse.Namespace) -> str:
+    """``--site``, checked; :data:`~poller.live.DEFAULT_SITE` when not given."""
+    site: str | None = getattr(args, "site", None)
+    if site is None:
+        return DEFAULT_SITE
+    if not SITE.match(site):
+        raise UsageError(f"--site {escaped(site)!r}: use 1 to 64 letters, digits, '_', '.' or '-'")
+    return site
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -140,11 +154,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         redis_url = redis_option(args)
+        site = site_option(args)
     except UsageError as exc:
         return failed(exc)
     if args.check:
         return check(args)
-    options = ServeOptions(args.inventory, redis_url, args.site, args.metrics, not args.no_device_metrics)
+    options = ServeOptions(args.inventory, redis_url, site, args.metrics, not args.no_device_metrics)
     log_for_service()
     try:
         runtime = Runtime(engine_options(args), process=POLL)
