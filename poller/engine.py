@@ -23,6 +23,7 @@ from poller.stats import percentile
 
 log = logging.getLogger(__name__)
 
+
 class Busy(Exception):
     """The device's check is running: a check asked for now would be a second one in flight."""
 
