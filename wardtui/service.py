@@ -9,6 +9,7 @@ made from the command line's :class:`ServeOptions`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Protocol
 from poller.inventory_diff import InventoryDiff
 from poller.live import DEFAULT_SITE
 from store.schema import display_url
-from wardtui.runtime import Runtime, StartupError, redacted_url
+from wardtui.runtime import Runtime, StartupError
 
 log = logging.getLogger("wardtui.serve")
 
@@ -69,12 +70,49 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
         host, port = options.metrics
         services.append(MetricsService(runtime, host, port, per_device=options.device_metrics))
     if options.redis_url is not None:
-        # TODO(issue 14, Redis): poller/feed.py's Publisher for options.redis_url and
-        # options.site, in a Service, here (it reads engine.inventory_version; the diff of each
-        # reload is on engine.on_inventory_change); then drop the warning below.
-        log.warning("--redis %s: this wardtui has no Redis publisher yet; nothing is published",
-                    redacted_url(options.redis_url))
+        services.append(FeedService(runtime, options.redis_url, options.site))
     return services
+
+
+class FeedService:
+    """poller/feed.py's Publisher (``--redis URL --site NAME``): the live feed viewers attach to.
+    It runs as a companion of the engine (started and stopped with it) and reads a reloaded
+    inventory from ``engine.inventory_version`` at its next snapshot."""
+
+    name = "the live feed"
+
+    def __init__(self, runtime: Runtime, url: str, site: str) -> None:
+        from poller.feed import Publisher, ServiceInfo
+        from poller.live import Keys
+        from wardtui import __version__
+
+        self.url = url
+        self.publisher = Publisher(runtime.engine, url, Keys(site),
+                                   ServiceInfo.here(__version__, len(runtime.engine.trackers)))
+        runtime.engine.companions.append(self.publisher)
+        runtime.engine.gauge_sources.append(self.publisher.gauges)
+
+    async def start(self) -> None:
+        """A refused password is the operator's to fix (exit 2); Redis down is not: the
+        publisher says so and retries while polling and history go on."""
+        from redis.exceptions import AuthenticationError, RedisError
+
+        from poller.feed import client_for, describe_error, shown_url
+
+        client = client_for(self.url)
+        try:
+            await client.ping()
+        except AuthenticationError as exc:
+            raise StartupError(f"--redis {shown_url(self.url)}: {describe_error(exc, self.url)}",
+                               code=2) from None
+        except (RedisError, OSError):
+            pass  # the publisher logs it and retries
+        finally:
+            with contextlib.suppress(RedisError, OSError, RuntimeError):
+                await client.aclose()
+
+    async def stop(self) -> None:
+        self.publisher.stop()  # the engine awaits it with its companions
 
 
 class MetricsService:

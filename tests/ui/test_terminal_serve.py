@@ -1,0 +1,101 @@
+"""One service, two operators, as they see it in tmux: `wardtui serve` in one window (inside the
+lab's monitor namespace, probing the lab's hosts), two dashboards attached to it over Redis in
+two others. A host blocked in the lab shows DOWN on both; `q` in one leaves the other and the
+service running."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.lab.netns import Lab
+from tests.ui.test_terminal import ROOT, Tmux, _require, wait_for_exit, wardtui_in_tmux
+
+
+@contextmanager
+def unix_redis(directory: Path) -> Iterator[Path]:
+    """A private redis-server on a unix socket only: the service inside the lab's namespace
+    reaches it there (127.0.0.1 in a namespace is the namespace's own loopback)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed", pytrace=False)
+    socket_path = directory / "redis.sock"
+    proc = subprocess.Popen([binary, "--port", "0", "--unixsocket", str(socket_path),
+                             "--unixsocketperm", "700", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists():
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield socket_path
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def serve_in_tmux(name: str, lab: Lab, args: str, log: Path) -> Iterator[Tmux]:
+    """`wardtui serve ARGS` in a tmux session, inside the lab's monitor namespace; its stderr
+    (the service's log) also goes to ``log``."""
+    env = f"env -u COLUMNS -u LINES PYTHONPATH={shlex.quote(str(ROOT))}"
+    command = (f"cd {shlex.quote(str(ROOT))} && ip netns exec {lab.m} {env} {sys.executable} -m wardtui "
+               f"serve {args} 2>&1 | tee {shlex.quote(str(log))}; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "20", command], check=True)
+    try:
+        yield Tmux(name)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+def _row(screen: str, device: str, state: str) -> bool:
+    return re.search(rf"{re.escape(device)}\s+{state}\b", screen) is not None
+
+
+def test_a_service_and_two_attached_dashboards(tmp_path: Path, lab: Lab) -> None:
+    _require()
+    hosts = lab.healthy(4, start=40)
+    inventory = tmp_path / "lab.csv"
+    inventory.write_text("name,address,branch,region,type\n"
+                         + "".join(f"lab-{i},{address},b{i},north,router\n" for i, address in enumerate(hosts)))
+    db = tmp_path / "h.db"
+    site = f"tmux{uuid.uuid4().hex[:8]}"
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    victim = hosts[2]
+    with unix_redis(tmp_path) as sock:
+        url = f"unix://{sock}"
+        with serve_in_tmux(f"wardtui-serve-{tag}", lab, f"--inventory {inventory} --db sqlite:///{db} "
+                           f"--redis {url} --site {site} --interval 0.5", tmp_path / "serve.log") as service:
+            service.wait_for(lambda s: "publishing site" in s, timeout=30)
+            viewer = f"--redis {url} --site {site} --db sqlite:///{db}"
+            with wardtui_in_tmux(f"wardtui-v1-{tag}", viewer, tmp_path / "v1-status") as one, \
+                    wardtui_in_tmux(f"wardtui-v2-{tag}", viewer, tmp_path / "v2-status") as two:
+                for pane in (one, two):
+                    screen = pane.wait_for(lambda s: "devices 4/4" in s and _row(s, "lab-3", "up"))
+                    assert f"attached to {site}, service on" in screen
+                try:
+                    lab.block(victim)
+                    for pane in (one, two):
+                        pane.wait_for(lambda s: _row(s, "lab-2", "DOWN"), timeout=20)
+                    one.keys("q")
+                    assert wait_for_exit(tmp_path / "v1-status") == "0"
+                    lab.unblock(victim)
+                    two.wait_for(lambda s: _row(s, "lab-2", "up"), timeout=20)  # still live
+                    assert "publishing site" in service.capture()  # the service runs on
+                    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+                finally:
+                    subprocess.run(["ip", "netns", "exec", lab.h, "nft", "delete", "element", "ip", "wardlab",
+                                    "blocked", f"{{ {victim} }}"], capture_output=True, check=False)
+                two.keys("q")
+                assert wait_for_exit(tmp_path / "v2-status") == "0"
