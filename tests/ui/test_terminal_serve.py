@@ -68,7 +68,8 @@ def test_a_service_and_two_attached_dashboards(tmp_path: Path, lab: Lab) -> None
     hosts = lab.healthy(4, start=40)
     inventory = tmp_path / "lab.csv"
     inventory.write_text("name,address,branch,region,type\n"
-                         + "".join(f"lab-{i},{address},b{i},north,router\n" for i, address in enumerate(hosts)))
+                         + "".join(f"lab-{i},{address},b{i},north,router\n"
+                                   for i, address in enumerate(hosts)))
     db = tmp_path / "h.db"
     site = f"tmux{uuid.uuid4().hex[:8]}"
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
