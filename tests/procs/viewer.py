@@ -1,0 +1,42 @@
+"""A headless viewer as a process of its own (for tests): attaches to a site with
+poller.feed.LiveFeed, follows it, and on SIGUSR1 writes what it holds to a JSON file.
+
+    python -m tests.procs.viewer URL SITE OUT.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from poller.feed import LiveFeed
+from poller.live import Keys
+
+
+def dump(feed: LiveFeed, out: Path) -> None:
+    state = {name: {"state": t.state.value, "down_since": t.down_since.isoformat() if t.down_since else None,
+                    "flapping": t.flapping}
+             for name, t in feed.trackers.items()}
+    doc = {"devices": state, "reloads": feed.stats.reloads, "events": feed.stats.events,
+           "losses": feed.stats.losses, "live": feed.live}
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, out)
+
+
+async def main(url: str, site: str, out: Path) -> None:
+    feed = LiveFeed(url, Keys(site))
+    await feed.attach()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, dump, feed, out)
+    loop.add_signal_handler(signal.SIGTERM, feed.stop)
+    dump(feed, out)
+    await feed.run()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
