@@ -731,6 +731,8 @@ class LiveFeed:
         self._seq = 0
         self._device_ids: dict[str, tuple[int, int]] = {}  # device -> the last event applied to it
         self._stopping = asyncio.Event()
+        self._running = False
+        self._finished = asyncio.Event()
 
     slots: tuple[Any, ...] = ()
 
@@ -740,6 +742,13 @@ class LiveFeed:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def stopped(self, timeout: float = 2.0) -> None:
+        """Stop, and wait (at most ``timeout`` s) until :meth:`run` has let go of Redis."""
+        self.stop()
+        if self._running:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), timeout)
 
     async def attach(self) -> None:
         """Load the site (raises :class:`NoService` without a live service, RedisError or
@@ -882,6 +891,15 @@ class LiveFeed:
 
     async def run(self, duration: float | None = None) -> None:
         """Follow the site until :meth:`stop` (or ``duration`` seconds); reconnect on loss."""
+        self._running = True
+        self._finished.clear()
+        try:
+            await self._follow(duration)
+        finally:
+            self._running = False
+            self._finished.set()
+
+    async def _follow(self, duration: float | None) -> None:
         end = None if duration is None else time.monotonic() + duration
         next_refresh = time.monotonic() + self.refresh_period
         next_presence = 0.0

@@ -162,7 +162,7 @@ class AttachedRuntime:
         return await self.engine.command("probe", device=name)
 
     async def close(self) -> int:
-        self.engine.stop()
+        await self.engine.stopped()
         await self.store.close()
         return 0
 
