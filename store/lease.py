@@ -8,11 +8,14 @@ and a second one is refused (:class:`LeaseRefused`, naming the holder). Readers 
 says who holds it and changes nothing.
 
 - **SQLite**: ``flock`` on a file beside the database, ``PATH.lease``, which also holds the
-  holder's description (JSON). Not a ``flock`` on the database file itself: it would work
-  beside SQLite's POSIX locks on a local Linux filesystem (they are separate lock types), but
-  reading the holder means opening the database file with a second descriptor, and closing
-  any descriptor of a file drops *all* the POSIX locks the process holds on it (SQLite's
-  "How to corrupt" 2.2) - a reader in the dashboard's process would drop its store's locks;
+  holder's description (JSON). Not a ``flock`` on the database file itself: it does work
+  beside SQLite's POSIX locks on a local Linux filesystem (separate lock types: tried here,
+  another process wrote through SQLite while the file was flocked), but reading the holder
+  means opening the database file with a second descriptor, and closing any descriptor of a
+  file drops *all* the POSIX locks the process holds on it (SQLite's "How to corrupt" 2.2;
+  tried here too: a process inside BEGIN IMMEDIATE opened and closed the file, and another
+  process got the write lock at once) - a reader in the dashboard's process would drop its
+  store's locks;
   on NFS ``flock`` is emulated with POSIX locks and would lock SQLite out; and the database
   file would have to exist before its schema is checked. The kernel drops the lock when the
   holder dies, whatever its content says.
@@ -66,6 +69,9 @@ WATCH_EVERY = 5.0
 """Seconds between checks of a held PostgreSQL lease's connection, and between attempts to take
 a lost one again."""
 KINDS = ("serve", "poll", "dashboard")
+RELEASE_TIMEOUT = 1.0
+"""Seconds a release or a dropped connection waits for the server before it drops the socket:
+a stop must not wait on a hung database for the lease too (the writer already waited)."""
 _T = TypeVar("_T")
 
 
@@ -377,10 +383,12 @@ class _PgKeeper:
         return True
 
     async def let_go(self) -> None:
+        """Forget the row and unlock, politely; a server that does not answer within
+        :data:`RELEASE_TIMEOUT` gets its connection dropped, which ends the lock as well."""
         await self._cancel_watch()
         if self._conn is not None:
             with contextlib.suppress(Exception):
-                async with asyncio.timeout(CONNECT_TIMEOUT):
+                async with asyncio.timeout(RELEASE_TIMEOUT):
                     await self._conn.execute(_FORGET_ROW)
                     await self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LEASE_KEY})
         await self._drop_connection()
@@ -389,12 +397,16 @@ class _PgKeeper:
         self.held = False
         conn, engine, self._conn, self._engine = self._conn, self._engine, None, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CONNECT_TIMEOUT):
+            try:
+                async with asyncio.timeout(RELEASE_TIMEOUT):
                     await conn.close()
+            except Exception:  # a hung or dead server: drop the socket without a goodbye
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
         if engine is not None:
             with contextlib.suppress(Exception):
-                await engine.dispose()
+                async with asyncio.timeout(RELEASE_TIMEOUT):
+                    await engine.dispose()
 
     async def _watch_loop(self) -> None:
         while True:

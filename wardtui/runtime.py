@@ -309,12 +309,15 @@ class Runtime:
             self._holder = exc.holder.pid
             raise StartupError(str(exc), code=2) from None
 
-    async def check_lease(self) -> None:
+    async def check_lease(self) -> bool:
         """What the dashboard does before its first screen: take the lease, refusing with code 2
         when another poller holds it. A database that cannot be reached is left to
-        :meth:`start`, as in :meth:`check_schema`: for the dashboard that costs history."""
-        with contextlib.suppress(SQLAlchemyError, OSError):
+        :meth:`start`, as in :meth:`check_schema` (for the dashboard that costs history): False."""
+        try:
             await self.take_lease()
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
 
     def _off(self, error: StartupError) -> StartupError:
         """Note that history is off (the dashboard polls on without it) and why; return ``error``."""

@@ -299,3 +299,50 @@ async def _until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-u
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def _stored_checks(url: str) -> int:
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM checks"))
+    finally:
+        await conn.close()
+
+
+async def test_a_runtime_that_lost_its_lease_to_another_poller_writes_nothing_until_it_is_back(
+        pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    """The runtime's lease session is killed and another poller takes the lease: polling goes
+    on, the gauge says store_lease_lost, no check reaches the database; the other one stops,
+    the lease is taken again and what was held back is written."""
+    from tests.fakes import FakeProber, make_devices
+    from wardtui.runtime import Options, Runtime
+
+    runtime = Runtime(Options(db=pg_url, interval=0.1, spool=tmp_path / "spool"), prober=FakeProber(),
+                      devices=make_devices(2, interval=0.1))
+    runtime.lease.watch_every = 0.2
+    await runtime.start()
+    run = asyncio.create_task(runtime.engine.run())
+    other = Lease(pg_url, "serve")
+    try:
+        await _until(lambda: runtime.engine.checks_done >= 10)
+        await _kill_lease_session(pg_url)
+        await _until_acquired(other)
+        await _until(lambda: runtime.lease.taken_by is not None)
+        assert runtime.engine._gauges().extra["store_lease_lost"] == 1.0
+        await asyncio.sleep(1.5)  # the writer's flush interval is 1 s: anything due would be written
+        before, done = await _stored_checks(pg_url), runtime.engine.checks_done
+        await asyncio.sleep(1.5)
+        assert await _stored_checks(pg_url) == before  # nothing written...
+        assert runtime.engine.checks_done > done + 10  # ...while polling goes on
+        await other.release()
+        await _until(lambda: runtime.lease.held)
+        assert runtime.engine._gauges().extra["store_lease_lost"] == 0.0
+        target = runtime.engine.checks_done
+        await _until(lambda: runtime.writer is not None and runtime.writer.written_checks >= target)
+        assert await _stored_checks(pg_url) >= target  # what was held back, and what came since
+    finally:
+        await other.release()
+        runtime.engine.stop()
+        await run
+        await runtime.close()
+    assert await lease_holder(pg_url) is None

@@ -14,7 +14,8 @@ from wardtui.runtime import Runtime, StartupError
 
 
 async def _before_the_screen(runtime: Runtime) -> None:
-    await runtime.check_lease()
+    if not await runtime.check_lease():
+        return  # not reachable: asking for the schema would wait as long again
     try:
         await runtime.check_schema()
     except StartupError:
