@@ -226,8 +226,14 @@ def check_credentials(path: Path | None, devices: list[Any] | None) -> Finding:
         found = load_credentials(file)
     except CredentialsError as exc:
         text = str(exc)
-        fix = (f"chmod 600 {shown}" if "chmod" in text else f"chown {_user()} {shown}"
-               if "owned by" in text else "correct the entries named (never shown: the values are secrets)")
+        if "chmod" in text:
+            fix = f"chmod 600 {shown}"
+        elif "owned by" in text:
+            fix = f"chown {_user()} {shown}"
+        elif "cannot read the SNMP" in text or "not a regular file" in text:
+            fix = "give --credentials the file's path (YAML, mode 0600, yours or root's)"
+        else:
+            fix = "correct the entries named (their values are never shown: they are secrets)"
         return Finding("credentials", "fail", _said(text.splitlines()[0]) + (
             f" (and {len(text.splitlines()) - 1} more)" if "\n" in text else ""), fix)
     missing = [n for n in named if n not in found]
@@ -267,17 +273,22 @@ async def check_database(db: str | None) -> tuple[Finding, Finding]:
                       "give --db sqlite:///PATH or postgresql://USER@HOST/DB")
         return bad, Finding("lease", "warn", "not checked: no usable database URL")
     label = _said(schema.display_url(url))
-    lease = await _lease(url, label, lease_holder)
     path = sqlite_file(url)
     if path is not None and not path.is_file():
         first = Finding("database", "ok", f"{label}: no file yet (made and migrated at the first start)")
-        return first, lease
+        return first, await _lease(url, label, lease_holder)
     try:
         status = await schema.current(url)
     except (SQLAlchemyError, OSError) as exc:
-        return Finding("database", "fail", f"{label}: cannot connect: {_said(failure(exc, url))}",
-                       "start the server, or correct the URL; a password goes in ~/.pgpass or "
-                       "$WARDTUI_DB, never on the command line"), lease
+        fix = ("check the path: a SQLite database file wardtui made (or move this one aside)"
+               if path is not None else "start the server, or correct the URL; a password goes in "
+               "~/.pgpass or $WARDTUI_DB, never on the command line")
+        verb = "cannot read it" if path is not None else "cannot connect"
+        # A SQLite lease is a file beside it: still told. A server that did not answer is not asked twice.
+        lease = (await _lease(url, label, lease_holder) if path is not None
+                 else Finding("lease", "warn", f"not checked: {label} cannot be reached"))
+        return Finding("database", "fail", f"{label}: {verb}: {_said(failure(exc, url))}", fix), lease
+    lease = await _lease(url, label, lease_holder)
     detail = f"{label}: schema {status.describe()}"
     fixes = {"behind": f"wardtui db upgrade --db {label} (back it up first)",
              "ahead": "upgrade wardtui: a newer one wrote this database",
@@ -342,8 +353,9 @@ async def check_redis(url: str | None, site: str | None) -> Finding:
     except (ValueError, KeyError, TypeError):
         return Finding("redis", "fail", f"{where}: {keys.service} holds something that is not a heartbeat",
                        "another program uses this key: give wardtui its own --site")
+    expires = f"heartbeat TTL {ttl} s" if ttl >= 0 else "a heartbeat that never expires"
     who = (f"wardtui serve {_said(info.version)} on {_said(info.host)} (pid {info.pid}), "
-           f"{info.devices} devices, heartbeat TTL {ttl} s")
+           f"{info.devices} devices, {expires}")
     if age is None:
         return Finding("redis", "warn", f"{where}: {who}, no snapshot yet", "wait for its first round")
     if age > max(LIVE_AGE, STALE_AFTER):
