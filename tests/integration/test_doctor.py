@@ -299,3 +299,20 @@ def test_as_a_user_without_icmp_permission_it_fails_naming_both_fixes(
     assert list(lines(proc)) == CHECKS
     assert lines(proc)["rmem_max"].split()[0] in ("ok", "WARN")  # nobody has no CAP_NET_ADMIN
     assert "SO_RCVBUFFORCE" not in lines(proc)["rmem_max"]
+
+
+def test_redis_given_before_the_command_is_checked_and_a_bad_url_fails(setup: dict[str, Any],
+                                                                       redis_url: str) -> None:
+    _heartbeat(redis_url, "before")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(setup["cwd"] / "config")}
+    env.pop("WARDTUI_REDIS", None)
+    proc = subprocess.run([sys.executable, "-m", "wardtui", "--redis", redis_url, "--site", "before",
+                           "doctor", "--inventory", "net.csv", "--db", setup["db"], "--credentials",
+                           str(setup["credentials"])], cwd=setup["cwd"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
+    assert "site before: wardtui serve" in lines(proc)["redis"]
+    args = good_args(setup, "http://user:pw-not-shown@example.invalid/", "x")
+    proc = doctor(*args, cwd=setup["cwd"])
+    assert "pw-not-shown" not in _fails(proc, "redis", "redis://HOST[:PORT][/DB]")
+    assert "pw-not-shown" not in proc.stdout

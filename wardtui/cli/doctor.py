@@ -30,7 +30,7 @@ examples:
   wardtui doctor --inventory net.csv --db postgresql://wardtui@db.example.net/wardtui
   wardtui doctor --inventory net.yaml --redis redis://127.0.0.1:6379/0 --site paris-dc1 --json
 """
-REDIS_ENV = "WARDTUI_REDIS"
+REDIS_ENV = "WARDTUI_REDIS"  # poller/feed.py's; not imported here: it loads redis for --help
 Status = Literal["ok", "warn", "fail"]
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 
@@ -56,9 +56,10 @@ def register(sub: Commands) -> None:
                         help="the inventory to check (default: the bundled example)")
     doctor.add_argument("--db", metavar="URL", default=argparse.SUPPRESS,
                         help="the history database (default: $WARDTUI_DB, else the default file)")
-    doctor.add_argument("--redis", metavar="URL", default=None,
+    # SUPPRESS, like --db: `wardtui --redis URL doctor` keeps the URL given before the command.
+    doctor.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
                         help=f"the live feed's Redis (default: ${REDIS_ENV}; none: not checked)")
-    doctor.add_argument("--site", metavar="NAME", default=None,
+    doctor.add_argument("--site", metavar="NAME", default=argparse.SUPPRESS,
                         help="the site whose service heartbeat to look for (default: wardtui)")
     doctor.add_argument("--credentials", type=Path, metavar="FILE", default=argparse.SUPPRESS,
                         help="the SNMP credentials file (default: $XDG_CONFIG_HOME/wardtui/credentials.yaml)")
@@ -68,7 +69,8 @@ def register(sub: Commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     findings = diagnose(inventory=getattr(args, "inventory", None), db=getattr(args, "db", None),
-                        redis_url=args.redis or os.environ.get(REDIS_ENV) or None, site=args.site,
+                        redis_url=getattr(args, "redis", None) or os.environ.get(REDIS_ENV) or None,
+                        site=getattr(args, "site", None),
                         credentials=getattr(args, "credentials", None))
     # Everything shown was cleaned where it was made (paths, URLs, errors, Redis contents).
     try:
@@ -318,19 +320,17 @@ STALE_AFTER = 5.0  # poller/live.py's LIVE_AGE: a heartbeat older than this is a
 async def check_redis(url: str | None, site: str | None) -> Finding:
     if not url:
         return Finding("redis", "ok", f"not checked: no --redis and no ${REDIS_ENV} (live feed unused)")
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    from poller.feed import ServiceInfo
+    from poller.feed import ServiceInfo, client_for, shown_url
     from poller.live import DEFAULT_SITE, LIVE_AGE, Keys, check_site
-    from store.dburl import shown
 
-    label = _said(shown(url))
+    label = _said(shown_url(url))
     try:
         keys = Keys(check_site(site or DEFAULT_SITE))
-        client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-    except ValueError as exc:
-        return Finding("redis", "fail", f"{label}: {_said(exc)}",
+        client = client_for(url, timeout=3.0)
+    except ValueError as exc:  # FeedUrlError too: its message names the URL without its password
+        return Finding("redis", "fail", _said(exc),
                        "use redis://HOST[:PORT][/DB], rediss://... or unix:///PATH, and a site of "
                        "1-64 letters, digits, '_', '.', '-'")
     try:
