@@ -67,8 +67,10 @@ class Maintenance:
                  retention_period: float = 600.0, window: timedelta = timedelta(hours=1),
                  budget: float = 2.0, sqlite_devices_per_step: int = 5000,
                  clock: Callable[[], datetime] | None = None,
-                 ticks: Callable[[], float] = time.monotonic) -> None:
+                 ticks: Callable[[], float] = time.monotonic,
+                 may_run: Callable[[], bool] = lambda: True) -> None:
         self.store = store
+        self.may_run = may_run  # False while another poller may hold the database (store/lease.py)
         self.clock = clock or (lambda: datetime.now(UTC))  # the wall clock (tests inject one)
         self.ticks = ticks  # seconds on a clock that never steps (time.monotonic)
         self._anchor: tuple[datetime, float] | None = None  # (wall, ticks) of the last trusted reading
@@ -103,6 +105,9 @@ class Maintenance:
 
     async def _run(self) -> None:
         while True:
+            if not self.may_run():  # rollups and retention belong to the lease's holder
+                await asyncio.sleep(self.period)
+                continue
             try:
                 await self.run_once()
             except Exception as exc:  # the database is down or slow: try again next period

@@ -266,6 +266,23 @@ class SnmpEventRow(SQLModel, table=True):
     detail: str | None = None
 
 
+class PollerLeaseRow(SQLModel, table=True):
+    """Who polls a PostgreSQL history database (store/lease.py): one row, written by the
+    poller that holds the lease's advisory lock. A description, not the truth: the lock is
+    (a row left by a killed poller stays until the next holder writes over it; ``backend_pid``
+    tells whether the session holding the lock wrote it). SQLite describes its holder in the
+    lease file beside the database instead; the table stays empty there."""
+
+    __tablename__ = "poller_lease"
+
+    id: int = Field(default=1, sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    host: str
+    pid: int
+    kind: str
+    since: datetime
+    backend_pid: int | None = None
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -281,8 +298,9 @@ if_rollup_1m_table: Table = SQLModel.metadata.tables[str(IfRollup1mRow.__tablena
 if_rollup_1h_table: Table = SQLModel.metadata.tables[str(IfRollup1hRow.__tablename__)]
 snmp_events_table: Table = SQLModel.metadata.tables[str(SnmpEventRow.__tablename__)]
 snmp_status_table: Table = SQLModel.metadata.tables[str(SnmpStatusRow.__tablename__)]
+poller_lease_table: Table = SQLModel.metadata.tables[str(PollerLeaseRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
                            if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
-                           snmp_status_table]
+                           snmp_status_table, poller_lease_table]

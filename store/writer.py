@@ -88,14 +88,18 @@ class StoreWriter:
     """
 
     SPOOL_RETRY_S = 5.0  # how often appending to a full spool is tried again
+    PAUSE_S = 1.0  # how often a writer without the database's lease looks whether it has it again
 
     def __init__(self, store: HistorySink, subscription: Subscription, *,
                  flush_interval: float = 1.0, batch_size: int = 5000,
                  max_pending: int = 200_000, retry_delay: float = 0.5,
                  max_retry_delay: float = 30.0, stop_attempts: int = 3,
                  transition_burst: int = 1000, spool: Spool | None = None,
-                 spool_after: float = 5.0) -> None:
+                 spool_after: float = 5.0, may_write: Callable[[], bool] = lambda: True) -> None:
         self.store = store
+        # False while this poller does not hold the database's lease (store/lease.py): then
+        # nothing is written, and rows wait as they do while the database fails.
+        self.may_write = may_write
         self.subscription = subscription
         self.flush_interval = flush_interval
         self.batch_size = batch_size
@@ -290,7 +294,9 @@ class StoreWriter:
         # The spool first: its rows are older than any in memory. Only once it is written do
         # rows in memory go to the database; while it cannot be, they follow it to the spool.
         now = asyncio.get_running_loop().time()
-        if now >= self._retry_at and await self._replay() and await self._write_transitions() \
+        if not self.may_write():
+            self._paused(now)
+        elif now >= self._retry_at and await self._replay() and await self._write_transitions() \
                 and await self._write_snmp_events() and (self._checks or self._polls) \
                 and (self._batch_full() or now >= (self._flush_at or now)):
             await self._write_samples()
@@ -300,6 +306,14 @@ class StoreWriter:
             # Everything is in the database: nothing is at risk any more (the disk may still be full).
             self._spool.all_written()
 
+    def _paused(self, now: float) -> None:
+        """No lease: write nothing, and look again in :attr:`PAUSE_S`; pending rows count as
+        waiting on a failing database (after ``spool_after`` seconds they move to the spool)."""
+        if self._failing_since is None:
+            self._failing_since = now
+            self.last_error = "the database's poller lease is not held"
+        self._retry_at = now + self.PAUSE_S
+
     async def _write_samples(self) -> bool:
         return await self._write_checks() and await self._write_polls()
 
@@ -307,7 +321,8 @@ class StoreWriter:
         return bool(self._checks or self._transitions or self._polls or self._snmp_events)
 
     async def _final_write(self) -> None:
-        for attempt in range(self.stop_attempts):
+        # Without the lease the rows go to the spool (or are given up) without a write.
+        for attempt in range(self.stop_attempts if self.may_write() else 0):
             if attempt:
                 await asyncio.sleep(min(self._delay, 1.0))
             if await self._replay() and await self._write_transitions() \

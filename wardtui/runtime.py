@@ -30,6 +30,7 @@ from store.db import DB_ENV, database_url, default_spool_dir
 from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.files import missing_dirs
 from store.history import HistoryStore
+from store.lease import Lease, LeaseRefused
 from store.maintenance import Maintenance
 from store.queries import Retention
 from store.schema import SchemaError, check, display_url
@@ -178,8 +179,9 @@ class Runtime:
 
     def __init__(self, options: Options, prober: Prober | None = None,
                  devices: list[Device] | None = None, snmp_client: SnmpSource | None = None,
-                 process: ProcessPolicy = GUEST) -> None:
+                 process: ProcessPolicy = GUEST, kind: str = "poll") -> None:
         self.options = options
+        self.kind = kind  # what the lease says polls the database: serve, poll or dashboard
         self.process = process  # the command's: told when the store has started (wardtui/process.py)
         self.devices = devices if devices is not None else load_devices(options.inventory)
         self.prober = prober if prober is not None else open_prober(self.devices)
@@ -202,14 +204,18 @@ class Runtime:
         if agents:
             self._start_snmp(agents)
         self.store = HistoryStore(url)
+        # One poller per database (store/lease.py): taken before the store opens, held to the end.
+        self.lease = Lease(url, kind)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
         self._made_dirs: list[Path] = []  # the spool's directory and parents this start made
         self.writer: StoreWriter | None = None
         self.maintenance: Maintenance | None = None
         self.history_off: str | None = None  # why, when start() failed and polling goes on without
-        self._holder: int | None = None  # the pid of the wardtui that holds the spool, if that is why
+        # The pid of the wardtui that holds the lease or the spool, if that is why.
+        self._holder: int | None = None
         self.engine.gauge_sources.append(self._history_gauges)
+        self.engine.gauge_sources.append(self.lease.gauges)
 
     def _start_snmp(self, agents: list[Agent]) -> SnmpPoller:
         client = self._snmp_client
@@ -265,6 +271,13 @@ class Runtime:
         Raises :class:`StartupError` naming the database when it cannot be opened (code 1), or
         when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
+        try:
+            await self.take_lease()
+        except StartupError as exc:
+            raise self._off(exc) from None
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._off(StartupError(f"cannot open the history database {display_url(self.store.url)}: "
+                                         f"{failure(exc, self.store.url)}")) from None
         # What the spool makes is removed again if the start fails: a new PostgreSQL URL that
         # could not be opened left an empty spool directory behind for every attempt.
         self._made_dirs = missing_dirs(self.spool_dir)
@@ -273,12 +286,16 @@ class Runtime:
         except (SpoolError, OSError) as exc:
             self._holder = _holder_pid(exc)
             _remove_made(self._made_dirs)
+            await self.lease.release()
             raise self._off(StartupError(f"spool {self.spool_dir}: {exc}")) from None
         try:
             await self.store.open()
+            await self.lease.record()  # the holder's row, now that the schema has its table
             await self.store.sync_devices(self.devices)
+            lease = self.lease
+            # While the lease is lost, nothing is written: rows wait as for a database that fails.
             self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000),
-                                      spool=self.spool)
+                                      spool=self.spool, may_write=lambda: lease.held)
             if not self.spool.empty:
                 # Rows from a run that stopped while the database was down go in first, so that
                 # the open outages read next include the ones they opened and closed.
@@ -299,7 +316,7 @@ class Runtime:
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
-        self.maintenance = Maintenance(self.store, self.retention)
+        self.maintenance = Maintenance(self.store, self.retention, may_run=lambda: lease.held)
         self.maintenance.start()
 
     async def probe_now(self, name: str) -> dict[str, Any]:
@@ -329,6 +346,26 @@ class Runtime:
         o = self.options
         return Retention(raw=o.keep_raw, minute=o.keep_1m, hour=o.keep_1h)
 
+    async def take_lease(self) -> None:
+        """Take the database's poller lease (once; :meth:`start` takes it if this was not
+        called). :class:`StartupError` with code 2, naming the holder, when another poller
+        holds it; a database that cannot be reached raises what the driver raised."""
+        try:
+            await self.lease.acquire()
+        except LeaseRefused as exc:
+            self._holder = exc.holder.pid
+            raise StartupError(str(exc), code=2) from None
+
+    async def check_lease(self) -> bool:
+        """What the dashboard does before its first screen: take the lease, refusing with code 2
+        when another poller holds it. A database that cannot be reached is left to
+        :meth:`start`, as in :meth:`check_schema` (for the dashboard that costs history): False."""
+        try:
+            await self.take_lease()
+        except (SQLAlchemyError, OSError):
+            return False
+        return True
+
     def _off(self, error: StartupError) -> StartupError:
         """Note that history is off (the dashboard polls on without it) and why; return ``error``."""
         self.history_off = str(error)
@@ -352,6 +389,7 @@ class Runtime:
             if empty:
                 _remove_made(self._made_dirs)
         await self.store.close()
+        await self.lease.release()
 
     async def check_schema(self) -> None:
         """Refuse, before any screen is drawn, a database whose schema is behind or ahead.
@@ -383,6 +421,7 @@ class Runtime:
             self.spool.close()
             self.spool = None
         await self.store.close(polite=answers)
+        await self.lease.release()  # after the last write
         self.prober.close()
         if self.snmp is not None:
             self.snmp.close()

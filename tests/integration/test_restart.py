@@ -56,9 +56,10 @@ async def test_open_outage_survives_restart_until_a_probe_ends_it(tmp_path: Path
     assert outages[0].start == since and outages[0].end == back[0].at
 
 
-async def test_a_second_runtime_on_the_same_sqlite_file_reports_history_off(tmp_path: Path) -> None:
-    """Two runtimes on one SQLite file (and so one spool): the second cannot start its store,
-    says why, and its gauges say history is off and which process holds it (this one)."""
+async def test_a_second_runtime_on_the_same_sqlite_file_is_refused_by_the_lease(tmp_path: Path) -> None:
+    """Two runtimes on one SQLite file: the second cannot take the database's poller lease
+    (store/lease.py), says who holds it with code 2, and its gauges say history is off and
+    which process holds it (this one). The first's lease is untouched and it still writes."""
     db = tmp_path / "history.db"
     first, second = (Runtime(Options(db=f"sqlite:///{db}", interval=0.1), prober=FakeProber(),
                              devices=make_devices(2, interval=0.1)) for _ in range(2))
@@ -66,11 +67,34 @@ async def test_a_second_runtime_on_the_same_sqlite_file_reports_history_off(tmp_
     try:
         assert first.history_off is None
         assert "store_off" not in first.engine._gauges().extra
+        refusal = f"is polled by wardtui poll on .* \\(pid {os.getpid()}\\)"
+        with pytest.raises(StartupError, match=refusal) as caught:
+            await second.start()
+        assert caught.value.code == 2
+        assert second.history_off is not None and "is polled by" in second.history_off
+        extra = second.engine._gauges().extra
+        assert extra["store_off"] == 1.0 and extra["store_off_pid"] == float(os.getpid())
+        assert first.lease.held and first.engine._gauges().extra["store_lease_lost"] == 0.0
+    finally:
+        await second.close()
+        await first.close()
+
+
+async def test_a_second_runtime_sharing_a_spool_directory_reports_history_off(tmp_path: Path) -> None:
+    """Two databases, one --spool directory: the lease lets both start, the spool's lock does
+    not; the second says the spool is in use and by which process (this one)."""
+    spool = tmp_path / "spool"
+    first, second = (Runtime(Options(db=f"sqlite:///{tmp_path / name}", interval=0.1, spool=spool),
+                             prober=FakeProber(), devices=make_devices(2, interval=0.1))
+                     for name in ("a.db", "b.db"))
+    await first.start()
+    try:
         with pytest.raises(StartupError, match="in use"):
             await second.start()
         assert second.history_off is not None and "in use" in second.history_off
         extra = second.engine._gauges().extra
         assert extra["store_off"] == 1.0 and extra["store_off_pid"] == float(os.getpid())
+        assert not second.lease.held  # given back when the start failed
     finally:
         await second.close()
         await first.close()

@@ -305,11 +305,14 @@ asyncio.run(main())
 """
 
 
-async def test_a_second_dashboard_on_the_same_sqlite_file_shows_history_off_and_exits_3(
+async def test_an_app_whose_runtime_is_refused_the_lease_shows_history_off_and_exits_3(
         tmp_path: Path) -> None:
-    """Same user, two dashboards, one SQLite file: the first (another process here) holds the
-    history; the second polls without it, and says so in its engine panel, in its health line
-    and in its exit status, not only in a notice."""
+    """Another process holds the SQLite file's poller lease when the app's runtime starts. A
+    second `wardtui` dashboard never gets this far (it exits 2 before its screen:
+    tests/integration/test_lease.py); an app gets here when the lease was taken between that
+    check and the start, or the check could not reach the database. It polls without history
+    and says so in its engine panel, in its health line and in its exit status, not only in a
+    notice."""
     db = f"sqlite:///{tmp_path / 'h.db'}"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, db], cwd=REPO, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)

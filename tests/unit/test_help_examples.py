@@ -8,7 +8,7 @@ import pytest
 
 from wardtui.cli import build_parser
 
-COMMANDS = ["poll", "serve", "history", "outages", "snmp", "report", "db", "generate"]
+COMMANDS = ["poll", "serve", "history", "outages", "snmp", "report", "db", "generate", "doctor"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

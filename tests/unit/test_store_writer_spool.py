@@ -278,3 +278,44 @@ async def test_what_a_hung_database_keeps_from_a_stop_goes_to_the_spool(tmp_path
     with Spool(tmp_path / "spool") as again:
         got = [row for batch in again.batches(100) for row in (*batch.transitions, *batch.checks)]
     assert got == [transition(1), *(check(i) for i in range(25))]
+
+
+async def test_without_the_lease_nothing_is_written_rows_go_to_the_spool_then_to_the_database(
+        tmp_path: Path) -> None:
+    """``may_write`` False (another poller holds the database's lease, store/lease.py): the
+    writer writes nothing, rows wait and then move to the spool as for a failing database; the
+    lease back, the spool is written first, in order, and then what came after."""
+    bus, store = EventBus(), FakeStore()
+    spool = Spool(tmp_path / "spool")
+    held = False
+    writer = StoreWriter(store, bus.subscribe("store"), flush_interval=0.05, spool=spool,
+                         spool_after=0.2, may_write=lambda: held)
+    writer.start()
+    bus.publish(transition(1))
+    for i in range(10):
+        bus.publish(check(i))
+    await wait_for(lambda: spool.rows == 11)
+    assert store.transitions == [] and store.checks == [] and store.batches == []
+    assert writer.last_error is not None and "lease" in writer.last_error  # store_lease_lost says it
+    held = True
+    bus.publish(transition(2))
+    await wait_for(lambda: len(store.transitions) == 2 and len(store.checks) == 10, timeout=5)
+    assert [t.device for t in store.transitions] == ["d1", "d2"]
+    await wait_for(lambda: spool.rows == 0)  # the replay's progress is saved after its writes
+    await writer.stop()
+    assert len(store.transitions) == 2 and len(store.checks) == 10
+    spool.close()
+
+
+async def test_a_stop_without_the_lease_spools_and_writes_nothing(tmp_path: Path) -> None:
+    bus, store = EventBus(), FakeStore()
+    spool = Spool(tmp_path / "spool")
+    writer = StoreWriter(store, bus.subscribe("store"), flush_interval=60, spool=spool,
+                         may_write=lambda: False)
+    writer.start()
+    bus.publish(transition(1))
+    bus.publish(check(1))
+    await writer.stop()
+    assert store.transitions == [] and store.checks == []
+    assert spool.rows == 2 and writer.lost_at_stop == 0
+    spool.close()

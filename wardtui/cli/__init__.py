@@ -2,7 +2,7 @@
 service: headless, history, SIGHUP reload), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
-``wardtui db upgrade|current`` (the database's schema).
+``wardtui db upgrade|current`` (the database's schema), ``wardtui doctor`` (is this machine ready).
 
 One module per command under this package, each with ``register(sub)`` (its parser, which sets
 ``run``) and ``run(args)`` (its exit status); what they share is in :mod:`wardtui.cli.common`.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from wardtui import __version__
-from wardtui.cli import db, generate, history, outages, poll, report, serve, snmp
+from wardtui.cli import db, doctor, generate, history, outages, poll, report, serve, snmp
 from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options, add_site_options
 
 EXAMPLES = """\
@@ -28,13 +28,15 @@ examples:
   wardtui report --from 30d --group-by region --format html -o month.html
   wardtui generate --devices 50000 -o big.csv
   wardtui db upgrade --db sqlite:///var/lib/wardtui/history.db
+  wardtui doctor --inventory branches.csv   ICMP, buffers, inventory, credentials, database, clock
 
 In the dashboard: ? lists every key; / filters, s sorts, Enter opens a device (Esc back),
 e exports an availability report of what the table shows, q saves history and quits.
 Each command has its own examples: wardtui COMMAND --help.
 """
 
-COMMANDS = (poll, serve, db, outages, history, report, snmp, generate)  # the order --help lists them in
+# The order --help lists them in.
+COMMANDS = (poll, serve, db, outages, history, report, snmp, generate, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,16 @@ from wardtui.process import DASHBOARD
 from wardtui.runtime import Runtime, StartupError
 
 
+async def _before_the_screen(runtime: Runtime) -> None:
+    if not await runtime.check_lease():
+        return  # not reachable: asking for the schema would wait as long again
+    try:
+        await runtime.check_schema()
+    except StartupError:
+        await runtime.lease.release()
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         site = None if args.embedded else site_from(args.redis, args.site)
@@ -21,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
         if site is not None:
             error(f"no live wardtui serve publishes site {site.name!r} on {shown_url(site.url)}: "
                   "polling here (embedded)")
-        runtime = Runtime(engine_options(args), process=DASHBOARD)
+        runtime = Runtime(engine_options(args), process=DASHBOARD, kind="dashboard")
     except StartupError as exc:
         error(f"{exc}")
         return exc.code
     try:
-        asyncio.run(runtime.check_schema())  # refuse a behind or ahead database before the screen
+        # Before the screen: another poller on this database (exit 2, naming it), then a
+        # schema behind or ahead. The lease is then held until the app has flushed the history.
+        asyncio.run(_before_the_screen(runtime))
     except StartupError as exc:
         runtime.prober.close()
         error(f"{exc}")

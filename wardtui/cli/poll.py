@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from wardtui.headless import run_headless
 
     try:
-        runtime = Runtime(engine_options(args), process=POLL)  # the freeze once the store has started
+        # The freeze once the store has started; the lease says "poll".
+        runtime = Runtime(engine_options(args), process=POLL, kind="poll")
     except StartupError as exc:
         error(f"{exc}")
         return exc.code

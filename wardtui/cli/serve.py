@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(args.inventory, redis_url, site, args.metrics, not args.no_device_metrics)
     log_for_service()
     try:
-        runtime = Runtime(engine_options(args), process=POLL)
+        runtime = Runtime(engine_options(args), process=POLL, kind="serve")
     except StartupError as exc:
         return _refused(exc)
     POLL.enter()
