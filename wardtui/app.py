@@ -246,18 +246,19 @@ class WardApp(App[int]):
     def _describe(self) -> str:
         return self.runtime.describe()
 
-    def rebuild_dashboard(self, change: InventoryChanged) -> None:
+    async def rebuild_dashboard(self, change: InventoryChanged) -> None:
         """Attached, the service applied a new inventory (SIGHUP): the dashboard is built again
         from the new devices (a drill-down open over it closes: its device may be gone)."""
         old = self.dashboard
         if old not in self.screen_stack:
             return
         while self.screen is not old:
-            self.pop_screen()
+            await self.pop_screen()
+        # The title bar is left as it is: a header being removed still watches it, and Textual
+        # runs that watcher after the header's children are gone (NoMatches).
         self.dashboard = DashboardScreen(self.runtime.engine, old.history, probe=self.probe_now)
-        self.switch_screen(self.dashboard)
+        await self.switch_screen(self.dashboard)
         self.dashboard.post_message(EngineStarted())
-        self.sub_title = self._describe()
         self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
                     f"{len(self.runtime.engine.trackers)} devices now", title="inventory")
 

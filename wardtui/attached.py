@@ -174,8 +174,7 @@ class AttachedRuntime:
         since = info.started
         with contextlib.suppress(ValueError):
             since = datetime.fromisoformat(info.started).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return (f"attached to {self.site.name}, service on {escaped(info.host)} since {escaped(since)} · "
-                f"{len(self.engine.trackers)} devices")
+        return f"attached to {self.site.name}, service on {escaped(info.host)} since {escaped(since)}"
 
 
 def attach_or_none(site: Site | None) -> ServiceInfo | None:

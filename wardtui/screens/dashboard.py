@@ -170,9 +170,14 @@ class DashboardScreen(Screen[None]):
             self.set_timer(1.0 + 0.25 * i, step)
 
     # -- the live tick ------------------------------------------------------------------------
+    _replaced = False  # attached: the service's inventory changed, a new screen takes over
+
     def tick(self) -> None:
         """Fold whatever arrived since the last tick into the widgets, in one repaint."""
         if self._sub is None:
+            return
+        if self._replaced:
+            self._sub.drain()
             return
         changed: set[str] = set()
         gauges: Gauges | None = None
@@ -201,7 +206,12 @@ class DashboardScreen(Screen[None]):
                 elif isinstance(event, FeedStatus):
                     self._feed_status(event)
                 elif isinstance(event, InventoryChanged):
+                    # The trackers now hold other devices than this screen's widgets were built
+                    # for: it is replaced (the app builds a new one); until then it shows no more.
+                    self._replaced = True
                     self.post_message(ServiceInventoryChanged(event))
+            if self._replaced:
+                return
             log.add_transitions(transitions)
             log.flush()
             if self._sub.dropped != self._dropped_seen:
@@ -224,7 +234,7 @@ class DashboardScreen(Screen[None]):
     def on_service_inventory_changed(self, message: ServiceInventoryChanged) -> None:
         rebuild = getattr(self.app, "rebuild_dashboard", None)
         if callable(rebuild):
-            rebuild(message.change)
+            self.app.call_later(rebuild, message.change)  # the app's turn: this screen goes away
 
     def _feed_status(self, status: FeedStatus) -> None:
         """Attached: the link to the service was lost, or is back. While it is lost the figures
