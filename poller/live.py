@@ -29,7 +29,7 @@ import struct
 import sys
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -141,13 +141,21 @@ def encode_inventory(devices: Sequence[Device]) -> tuple[str, bytes]:
     return inventory_id, zlib.compress(body, 6)
 
 
+_NUMBER_KINDS: dict[str, tuple[type, ...]] = {"interval": (int, float, type(None)), "line": (int,),
+                                              "snmp_port": (int,)}
+
+
 def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
     try:
         body = zlib.decompress(blob)
         doc = json.loads(body)
+        if not isinstance(doc, dict):
+            raise FeedFormatError("the inventory key holds something else")
         if doc.get("v") != FORMAT:
             raise FeedFormatError(f"inventory format {doc.get('v')!r}, this wardtui reads {FORMAT}")
-        n = int(doc["n"])
+        n = doc["n"]
+        if not isinstance(n, int) or n < 0:
+            raise FeedFormatError(f"an inventory of {n!r} devices")
         columns = doc["columns"]
 
         def text(name: str) -> list[str]:
@@ -158,8 +166,11 @@ def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
 
         def numbers(name: str) -> list[Any]:
             values: list[Any] = columns[name]
-            if len(values) != n:
-                raise FeedFormatError(f"inventory column {name!r} has {len(values)} values for {n} devices")
+            if not isinstance(values, list) or len(values) != n:
+                raise FeedFormatError(f"inventory column {name!r} does not have {n} values")
+            kinds = _NUMBER_KINDS[name]
+            if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+                raise FeedFormatError(f"inventory column {name!r} holds something else than numbers")
             return values
 
         tags = [tuple(t.split("\x1f")) if t else () for t in text("tags")]
@@ -168,10 +179,12 @@ def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
         devices = list(map(Device, text("name"), text("address"), text("branch"), text("region"),
                            text("type"), text("host"), parent, numbers("interval"), tags, numbers("line"),
                            credential, numbers("snmp_port")))
+        if len({d.name for d in devices}) != len(devices):
+            raise FeedFormatError("the inventory names a device twice")
     except FeedFormatError:
         raise
-    except (zlib.error, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise FeedFormatError(f"the inventory key cannot be read: {exc}") from None
+    except (zlib.error, ValueError, KeyError, TypeError, AttributeError, RecursionError, MemoryError) as exc:
+        raise FeedFormatError(f"the inventory key cannot be read: {str(exc)[:200]}") from None
     return hashlib.blake2b(body, digest_size=8).hexdigest(), devices
 
 
@@ -181,6 +194,7 @@ _MAGIC = b"WTS1"
 _STATE_CODE = {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 2}
 _CODE_STATE = (State.UNKNOWN, State.UP, State.DOWN)
 FLAPPING = 0x10
+_FLAG_BYTES = bytes(code | flap for code in _STATE_CODE.values() for flap in (0, FLAPPING))
 NAN = float("nan")
 
 
@@ -189,7 +203,13 @@ def _ts(value: datetime | None) -> float:
 
 
 def _dt(value: float) -> datetime | None:
-    return None if math.isnan(value) else datetime.fromtimestamp(value, UTC)
+    """None for NaN, and for a time no clock gives (a key written by hand): unknown."""
+    if math.isnan(value):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 RTT_UNIT = 0.01
@@ -354,6 +374,8 @@ def decode_snapshot(blob: bytes) -> Snapshot:
                                   f"of format {FORMAT})")
         (size,) = struct.unpack_from("<I", blob, 4)
         header = json.loads(blob[8:8 + size])
+        if not isinstance(header, dict):
+            raise FeedFormatError("the snapshot's header is not a wardtui header")
         if header.get("v") != FORMAT:
             raise FeedFormatError(f"snapshot format {header.get('v')!r}, this wardtui reads {FORMAT}")
         body = zlib.decompress(blob[8 + size:])
@@ -369,11 +391,17 @@ def decode_snapshot(blob: bytes) -> Snapshot:
             return part
 
         flags = bytearray(take(n))
+        if flags.translate(None, _FLAG_BYTES):
+            raise FeedFormatError("the snapshot holds a state code that does not exist")
         down_since, last_change = _unplain(take(8 * n), "d"), _unplain(take(8 * n), "d")
         last_rtt, avg_rtt, jitter = (_unplain(take(4 * n), "I") for _ in range(3))
         loss = _unplain(take(2 * n), "H")
         changed = _rows(take((n + 7) // 8)) if header.get("changed") else None
+        if changed and changed[-1] >= n:
+            raise FeedFormatError("the snapshot's changed rows go past its last row")
         snmp = {int(k): v for k, v in json.loads(body[pos:] or b"{}").items()}
+        if not all(0 <= k < n and isinstance(v, dict) for k, v in snmp.items()):
+            raise FeedFormatError("the snapshot's SNMP summaries do not match its rows")
         gauges = decode_event(header["gauges"]) if header.get("gauges") else None
         return Snapshot(int(header["seq"]), str(header["id"]), datetime.fromtimestamp(header["at"], UTC),
                         str(header["inventory"]), str(header.get("started", "")),
@@ -382,8 +410,9 @@ def decode_snapshot(blob: bytes) -> Snapshot:
                         changed, snmp)
     except FeedFormatError:
         raise
-    except (zlib.error, ValueError, KeyError, TypeError, struct.error) as exc:
-        raise FeedFormatError(f"the snapshot cannot be read: {exc}") from None
+    except (zlib.error, ValueError, KeyError, TypeError, AttributeError, struct.error, OverflowError,
+            OSError, RecursionError, MemoryError) as exc:
+        raise FeedFormatError(f"the snapshot cannot be read: {str(exc)[:200]}") from None
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -393,8 +422,23 @@ STREAMED: tuple[type, ...] = (Transition, FlapChange, Gauges, Reboot, InterfaceC
 """What goes on the stream. Check results only when an operator asked for one ("probe now"):
 the rest reach viewers as the snapshot's figures."""
 _BY_NAME: dict[str, type] = {cls.__name__: cls for cls in STREAMED}
-_TIMES = {"at", "down_since", "booted_at"}
-_STATES = {"state", "from_state", "to_state"}
+_KINDS: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                       "datetime": (int, float), "State": (str,), "dict[str, float]": (dict,)}
+
+
+def _schema(cls: type) -> tuple[tuple[str, str, bool, bool], ...]:
+    """(name, kind, None allowed, has a default) of each field, from the annotations."""
+    out = []
+    for f in fields(cls):
+        kind, _, none = str(f.type).partition(" | ")
+        if kind not in _KINDS:
+            raise TypeError(f"{cls.__name__}.{f.name}: {f.type} cannot be streamed")
+        has_default = f.default is not MISSING or f.default_factory is not MISSING
+        out.append((f.name, kind, none == "None", has_default))
+    return tuple(out)
+
+
+_SCHEMAS = {name: _schema(cls) for name, cls in _BY_NAME.items()}
 
 
 def encode_event(event: Event, **extra: Any) -> str:
@@ -406,37 +450,58 @@ def encode_event(event: Event, **extra: Any) -> str:
     doc: dict[str, Any] = {"t": cls.__name__}
     for f in fields(event):
         value = getattr(event, f.name)
-        if f.name in _TIMES:
-            value = None if value is None else value.timestamp()
-        elif f.name in _STATES:
+        if isinstance(value, datetime):
+            value = value.timestamp()
+        elif isinstance(value, State):
             value = value.value
         doc[f.name] = value
     doc.update(extra)
     return json.dumps(doc, separators=(",", ":"))
 
 
+def _field(name: str, kind: str, value: Any) -> Any:
+    """``value`` as field ``name`` of kind ``kind`` holds it; ValueError when it cannot."""
+    if not isinstance(value, _KINDS[kind]) or (isinstance(value, bool) and kind != "bool"):
+        raise ValueError(f"{name}: {type(value).__name__} where {kind} belongs")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{name}: {value}")
+    return _converted(name, kind, value)
+
+
+def _converted(name: str, kind: str, value: Any) -> Any:
+    if kind == "datetime":
+        return datetime.fromtimestamp(value, UTC)
+    if kind == "State":
+        return State(value)
+    if kind == "dict[str, float]":
+        for k, v in value.items():
+            if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{name}: {k!r} is not a number")
+        return dict(value)
+    return value
+
+
 def decode_event(text: str | bytes) -> Event | None:
     """The event ``text`` holds, or None for a type this wardtui does not know (newer services
-    may stream more kinds: skipped, not an error). Raises FeedFormatError when damaged."""
+    may stream more kinds: skipped, not an error). Raises FeedFormatError when damaged, or when
+    a field holds another type than the event's (text written into the stream by hand)."""
     try:
         doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise ValueError("not an object")
         cls = _BY_NAME.get(doc.get("t", ""))
         if cls is None:
             return None
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            value = doc.get(f.name)
-            if f.name in _TIMES:
-                value = None if value is None else datetime.fromtimestamp(value, UTC)
-            elif f.name in _STATES:
-                value = State(value)
-            elif f.name == "extra":
-                value = dict(value or {})
-            values[f.name] = value
+        for name, kind, none, has_default in _SCHEMAS[cls.__name__]:
+            if name not in doc and has_default:
+                continue
+            value = doc.get(name)
+            values[name] = None if value is None and none else _field(name, kind, value)
         event: Event = cls(**values)
         return event
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise FeedFormatError(f"an event cannot be read: {exc}") from None
+    except (ValueError, TypeError, AttributeError, OverflowError, OSError, RecursionError) as exc:
+        raise FeedFormatError(f"an event cannot be read: {str(exc)[:200]}") from None
 
 
 def event_extra(text: str | bytes) -> dict[str, Any]:
