@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -88,18 +88,20 @@ VIEWER_TTL = 15.0
 
 
 def shown_url(url: str) -> str:
-    """``url`` as it may be printed: never with its password."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unreadable URL>"
-    if parts.password is None:
+    """``url`` as it may be printed: never with its password.
+
+    The user part is taken up to the last ``@`` of the address, not as ``urlsplit`` reads it: a
+    password typed with ``/``, ``?`` or ``#`` unquoted ends its netloc early, and it would
+    have been printed whole."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<unreadable URL>" if "@" in url else url
+    at = rest.rfind("@")
+    if at < 0:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    userinfo, host = rest[:at], rest[at + 1:]
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 class FeedUrlError(ValueError):
@@ -124,11 +126,13 @@ def client_for(url: str, timeout: float = CONNECT_TIMEOUT) -> Redis:
 
 
 def _scrub(text: str, url: str) -> str:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    _scheme, _, rest = url.partition("://")
+    userinfo = rest[:rest.rfind("@")] if "@" in rest else ""
+    password = userinfo.partition(":")[2]
+    for secret in {password, unquote(password)}:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def describe_error(exc: BaseException, url: str) -> str:
