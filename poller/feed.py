@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -139,6 +140,11 @@ def describe_error(exc: BaseException, url: str) -> str:
     """One line for a Redis failure, the password hidden."""
     text = str(exc) or type(exc).__name__
     return escaped(_scrub(text.splitlines()[0] if text else "", url))
+
+
+def _cut(text: str, limit: int = 64) -> str:
+    """``text`` from outside, escaped and cut to about ``limit`` characters for a log line."""
+    return escaped(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 # -- the service's heartbeat --------------------------------------------------------------------
@@ -581,33 +587,39 @@ class Publisher:
                     task.add_done_callback(self._probes.discard)
 
     async def _command(self, fields: dict[bytes, bytes]) -> None:
+        # Anyone who can write to Redis writes here: what is not a command is dropped with a
+        # short line, and what is logged of one is cut (a field may be megabytes).
         try:
             doc = json.loads(fields.get(b"c", b"{}"))
-            command_id = str(doc.get("id", ""))
-        except ValueError:
+        except (ValueError, RecursionError):
             log.warning("live feed: a command that is not JSON was ignored")
             return
+        command_id = str(doc.get("id", "")) if isinstance(doc, dict) else ""
         if not re.fullmatch(r"[0-9a-f]{32}", command_id):
             log.warning("live feed: a command without a valid id was ignored")
             return
-        user, host = escaped(str(doc.get("user", "?")))[:64], escaped(str(doc.get("host", "?")))[:64]
+        sent_at = doc.get("at")
+        if not isinstance(sent_at, int | float) or not math.isfinite(sent_at):
+            log.warning("live feed: a command without a valid time was ignored")
+            return
+        user, host = escaped(str(doc.get("user", "?"))[:64]), escaped(str(doc.get("host", "?"))[:64])
         name = str(doc.get("cmd", ""))
         self.stats.commands += 1
-        age = time.time() - float(doc.get("at") or 0)
+        age = time.time() - sent_at
         handler = self.handlers.get(name)
         if age > COMMAND_MAX_AGE:
             reply = {"ok": False, "error": f"the command waited {age:.0f} s for the service: not run"}
         elif handler is None:
-            reply = {"ok": False, "error": f"this service does not know the command {escaped(name)!r}"}
+            reply = {"ok": False, "error": f"this service does not know the command {_cut(name)!r}"}
         else:
-            log.info("command %s from %s@%s: %s", escaped(name), user, host,
-                     escaped(json.dumps({k: v for k, v in doc.items()
-                                         if k not in ("id", "cmd", "user", "host", "at")})))
+            log.info("command %s from %s@%s: %s", _cut(name), user, host,
+                     _cut(json.dumps({k: v for k, v in doc.items()
+                                      if k not in ("id", "cmd", "user", "host", "at")}), 400))
             try:
                 reply = await handler(self, doc)
             except Exception as exc:  # a command must never take the publisher down
-                log.exception("command %s failed", escaped(name))
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {escaped(str(exc))}"}
+                log.exception("command %s failed", _cut(name))
+                reply = {"ok": False, "error": f"{type(exc).__name__}: {_cut(str(exc), 400)}"}
         client = self._client
         if client is None:
             return
