@@ -705,6 +705,12 @@ class ViewerEngine(Protocol):
     bus: EventBus
 
 
+def _same_rows(snap: Snapshot, devices: int) -> None:
+    if len(snap.columns) != devices:
+        raise FeedFormatError(f"the snapshot has {len(snap.columns)} rows for an inventory of {devices} "
+                              "devices")
+
+
 def _id_tuple(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
@@ -807,7 +813,9 @@ class LiveFeed:
             inventory_id, devices = decode_inventory(raw)
             if inventory_id != snap.inventory_id:
                 raise NoService("the service is changing its inventory; try again")
+            _same_rows(snap, len(devices))
             self._set_inventory(inventory_id, devices)
+        _same_rows(snap, len(self._rows))
         self._apply_all(snap)
 
     def _set_inventory(self, inventory_id: str, devices: list[Device]) -> None:
@@ -876,17 +884,23 @@ class LiveFeed:
 
     def _apply_event(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
         """Fold one stream entry in; False when it shows a gap (the viewer must reload)."""
+        position = _id_tuple(entry_id)
         raw = fields.get(b"e")
         if raw is None:
+            self._last_id = position  # read past it, or XREAD hands it back forever
             return True
-        doc = json.loads(raw)
-        n, run = int(doc.get("n", 0)), str(doc.get("r", ""))
+        try:
+            doc = json.loads(raw)
+            n, run = int(doc["n"]), str(doc["r"])
+        except (ValueError, TypeError, KeyError, RecursionError):
+            log.warning("live feed: a stream entry that is not an event was skipped")
+            self._last_id = position
+            return True
         if run == self._run and self._last_n >= 0 and n != self._last_n + 1:
             return False
         if run != self._run and run:
             return False  # another service run: its snapshot first
         self._last_n = n
-        position = _id_tuple(entry_id)
         self._last_id = position
         try:
             event = decode_event(raw)
@@ -977,6 +991,7 @@ class LiveFeed:
             return
         if snap.seq <= self._seq:
             return
+        _same_rows(snap, len(self._rows))
         if _id_tuple(snap.stream_id) > self._last_id:
             # It covers events this viewer has not read yet: read them first (next round); a
             # viewer that stays behind by more than the stream holds reloads on the gap.
