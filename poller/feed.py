@@ -537,10 +537,13 @@ class Publisher:
             self._snmp_dirty = False
             self._snmp_built = now
         at = datetime.now(UTC)
+        # The last event numbered and its ID, taken together: a viewer loading this snapshot
+        # knows which number comes next, and sees a trimmed stream even in its first read.
+        stream_id, event_n, seq = self._ids.last, self._n, self._seq
         blob = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: encode_snapshot(self._seq, self._ids.last, at, self._inventory_id, self._run,
+            None, lambda: encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
                                           self.engine.last_gauges, columns, None if full else dirty,
-                                          self._snmp_json))
+                                          self._snmp_json, event_n=event_n))
         self.info = _replace_snapshot(self.info, at)
         pipe = client.pipeline(transaction=True)
         if not self._inventory_written:
@@ -845,7 +848,9 @@ class LiveFeed:
         self._columns = columns
         self._seq, self._run = snap.seq, snap.started
         self._last_id = _id_tuple(snap.stream_id)
-        self._last_n = -1  # the next event's number is taken as it comes
+        # The next event must be number event_n + 1; a snapshot from a wardtui that did not say
+        # takes the next number as it comes.
+        self._last_n = -1 if snap.event_n is None else snap.event_n
         self._device_ids.clear()
         if snap.gauges is not None:
             self.last_gauges = snap.gauges
@@ -955,7 +960,7 @@ class LiveFeed:
                 for _stream, entries in answer or []:
                     for entry_id, fields in entries:
                         if not self._apply_event(entry_id, fields):
-                            await self._load(client)
+                            await self._reload(client)
                             break
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.refresh_period
@@ -972,6 +977,16 @@ class LiveFeed:
                 await client.zrem(self.keys.viewers, self.viewer)
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await client.aclose()
+
+    async def _reload(self, client: Redis) -> None:
+        """A gap in the stream: load the snapshot again. When it is the one already loaded (the
+        stream was trimmed past it before the service wrote the next), take the stream as it is
+        from there: the next snapshot (a second at most) brings what the trimmed entries said;
+        loading the same one again would only loop."""
+        seq, run = self._seq, self._run
+        await self._load(client)
+        if (self._seq, self._run) == (seq, run):
+            self._last_n = -1
 
     async def _presence(self, client: Redis) -> None:
         await client.zadd(self.keys.viewers, {self.viewer: time.time()})

@@ -439,3 +439,13 @@ def test_live_tracker_applies_events() -> None:
     assert (viewer.state, viewer.down_since, viewer.last_rtt_ms) == (State.UP, None, 1.5)
     assert viewer.apply(FlapChange("d", "10.0.0.1", True, T0, 5)) and viewer.flapping
     assert not viewer.apply(gauges())
+
+
+def test_snapshot_names_the_number_of_its_last_event() -> None:
+    columns = columns_of(ROWS[:2])
+    blob = encode_snapshot(3, "5-1", T0, "i", "run", None, columns, None, event_n=4321)
+    assert decode_snapshot(blob).event_n == 4321
+    assert decode_snapshot(snapshot_bytes(columns)).event_n is None  # an older service: unknown
+    for bad in (-1, "7", 1.5, True):
+        with pytest.raises(FeedFormatError):
+            decode_snapshot(forged(valid_header(2, event_n=bad), body_of(columns)))
