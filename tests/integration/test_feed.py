@@ -29,7 +29,17 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from poller.engine import Engine, EngineConfig
-from poller.events import CheckResult, Event, Gauges, State, Transition
+from poller.events import (
+    CheckResult,
+    Event,
+    Gauges,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    SnmpPoll,
+    State,
+    Transition,
+)
 from poller.feed import (
     COMMAND_MAX_AGE,
     FeedStatus,
@@ -308,6 +318,8 @@ async def test_viewer_equals_service_after_churn(keys: Keys) -> None:
             seen = [(e.device, e.to_state, e.at) for e in viewer.take() if isinstance(e, Transition)]
             assert len(made) > 100 and seen == made
             assert viewer.feed.stats.reloads == 1  # the attach: no gap, no reload
+        async with Viewer(MAIN_URL, keys) as late:  # from the snapshot alone
+            await converge(service.engine, late.feed, timeout=3)
 
 
 async def test_trimmed_stream_reloads_and_ends_equal(keys: Keys) -> None:
@@ -367,6 +379,30 @@ async def test_snapshot_older_than_an_applied_event_never_regresses_a_state(keys
         assert await eventually(lambda: feed.trackers["d1"].flapping, 3)
         assert feed.trackers["d1"].state is State.DOWN
     await client.aclose()
+
+
+async def test_snmp_events_reach_viewers(keys: Keys) -> None:
+    """Every streamed kind goes through the real publisher (an InterfaceChange once killed it)."""
+    async with Service(MAIN_URL, keys, make_devices(5, interval=1.0)) as service:
+        await service.all_checked()
+        async with Viewer(MAIN_URL, keys) as viewer:
+            now = datetime.now(UTC)
+            sent: list[Event] = [
+                InterfaceChange("dev1", "127.2.0.2", now, 3, "Gi0/3 [uplink]", "up", "lowerLayerDown"),
+                Reboot("dev2", "127.2.0.3", now, 12.0, 86400.0, now - timedelta(seconds=12)),
+                SnmpAgentChange("dev3", "127.2.0.4", now, False, "timeout"),
+                SnmpPoll("dev3", "127.2.0.4", now, "sw", "descr", "1.3.6", 5.0, ()),
+            ]
+            for event in sent:
+                service.engine.bus.publish(event)
+
+            def snmp_seen() -> list[Event]:
+                return [e for e in viewer.take() if isinstance(e, InterfaceChange | Reboot | SnmpAgentChange)]
+
+            assert await eventually(lambda: len(snmp_seen()) == 3, 3)
+            assert snmp_seen() == sent[:3]
+            assert service.task is not None and not service.task.done()
+            assert service.publisher.stats.up
 
 
 # -- Redis goes away -----------------------------------------------------------------------------
