@@ -173,9 +173,14 @@ class ServiceInfo:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ServiceInfo:
+        """Raises ValueError, KeyError or TypeError for a heartbeat this wardtui cannot use (its
+        snapshot time is parsed here: :meth:`age` must not fail later)."""
         doc = json.loads(raw)
+        snapshot_at = doc.get("snapshot_at")
+        if snapshot_at is not None and datetime.fromisoformat(snapshot_at).tzinfo is None:
+            raise ValueError("snapshot_at without a time zone")
         return cls(str(doc["host"]), int(doc["pid"]), str(doc["version"]), str(doc["started"]),
-                   int(doc.get("devices") or 0), doc.get("snapshot_at"))
+                   int(doc.get("devices") or 0), snapshot_at)
 
     def age(self, now: datetime | None = None) -> float | None:
         """Seconds since the last snapshot this service published (None: none yet)."""
@@ -192,7 +197,7 @@ async def read_service(client: Redis, keys: Keys) -> ServiceInfo | None:
         return None
     try:
         return ServiceInfo.from_json(raw)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 
