@@ -147,6 +147,11 @@ def _cut(text: str, limit: int = 64) -> str:
     return escaped(text[:limit]) + ("..." if len(text) > limit else "")
 
 
+def _refusal_kind(exc: ResponseError) -> str:
+    """What Redis said, without the command redis-py quotes before it (its IDs change)."""
+    return str(exc).rpartition("caused error: ")[2]
+
+
 # -- the service's heartbeat --------------------------------------------------------------------
 
 
@@ -291,6 +296,8 @@ class Publisher:
         self._dropped_seen = 0
         self._lost_since: float | None = None
         self._probes: set[asyncio.Task[None]] = set()
+        self._refusal: str | None = None  # the last refusal said (ResponseError), until a success
+        self._events_refusal: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def gauges(self) -> dict[str, float]:
@@ -322,6 +329,8 @@ class Publisher:
                         await self._send_events()
                     if time.monotonic() >= self._next_snapshot:
                         await self._publish_snapshot()
+                except ResponseError as exc:
+                    self._refused(exc)  # Redis answers: reconnecting would not help
                 except (RedisError, OSError) as exc:
                     await self._lost(exc)
         finally:
@@ -421,6 +430,15 @@ class Publisher:
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await client.aclose()
 
+    def _refused(self, exc: ResponseError) -> None:
+        """Redis refused a write (a key of another type written by hand, a read-only replica, out
+        of memory): said once per kind of refusal, retried with the next snapshot."""
+        text = describe_error(exc, self.url)
+        if _refusal_kind(exc) != self._refusal:
+            self._refusal = _refusal_kind(exc)
+            log.error("live feed: Redis %s refuses the site's keys: %s; retrying every snapshot",
+                      shown_url(self.url), text)
+
     # -- what the engine publishes ---------------------------------------------------------
     async def _reindex(self) -> None:
         """Rows in the engine's inventory order; a new inventory starts a full snapshot. The
@@ -508,15 +526,20 @@ class Publisher:
             await pipe.execute()
         except ResponseError as exc:
             # IDs behind the stream's end (a clock step back, another publisher): catch up, and
-            # let the snapshot carry what these events said.
-            log.warning("live feed: the event stream refused %d events (%s); a full snapshot follows",
-                        len(pending), describe_error(exc, self.url))
+            # let the snapshot carry what these events said. Said once while it lasts (a key of
+            # another type refuses every batch).
+            text = describe_error(exc, self.url)
+            if _refusal_kind(exc) != self._events_refusal:
+                self._events_refusal = _refusal_kind(exc)
+                log.warning("live feed: the event stream refused %d events (%s); a full snapshot follows",
+                            len(pending), text)
             with contextlib.suppress(ResponseError):
                 info = await client.xinfo_stream(self.keys.events)
                 self._ids.at_least(info["last-generated-id"])
             self.stats.events_lost += len(pending)
             self._full = True
             return
+        self._events_refusal = None
         self.stats.events += len(pending)
 
     async def _publish_snapshot(self) -> None:
