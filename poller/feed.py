@@ -582,19 +582,31 @@ class Publisher:
         pipe.zremrangebyscore(self.keys.viewers, 0, time.time() - VIEWER_TTL)
         pipe.zcard(self.keys.viewers)
         try:
-            results = await pipe.execute()
+            # Each command's error in its place: a refused one (the viewers key of another type)
+            # does not undo the snapshot the others wrote.
+            results = await pipe.execute(raise_on_error=False)
         except BaseException:
             self._dirty |= dirty
             self._full = True
             raise
+        refused = [r for r in results if isinstance(r, Exception)]
+        if any(isinstance(r, Exception) for r in results[:-3]):  # the inventory, snapshot, heartbeat
+            self._dirty |= dirty
+            self._full = True
+            raise refused[0]
         self._inventory_written = True
         if not results[-3]:  # Redis restarted empty between two snapshots: write it all again
             self._inventory_written = False
             self._full = True
-        self.stats.viewers = int(results[-1])
+        self.stats.viewers = 0 if isinstance(results[-1], Exception) else int(results[-1])
         self.stats.snapshots += 1
         self.stats.snapshot_bytes = len(blob)
         self.stats.snapshot_ms = (time.perf_counter() - started) * 1000
+        if refused:
+            raise refused[0]
+        if self._refusal is not None:
+            self._refusal = None
+            log.warning("live feed: Redis %s takes the site's keys again", shown_url(self.url))
 
     # -- commands ---------------------------------------------------------------------------
     async def _command_loop(self) -> None:
@@ -786,6 +798,7 @@ class LiveFeed:
         self._run = ""
         self._seq = 0
         self._device_ids: dict[str, tuple[int, int]] = {}  # device -> the last event applied to it
+        self._presence_refused = False
         self._stopping = asyncio.Event()
         self._running = False
         self._finished = asyncio.Event()
@@ -833,6 +846,9 @@ class LiveFeed:
 
     async def _load(self, client: Redis) -> None:
         """The inventory (when it changed) and the whole snapshot."""
+        kind: Any = await client.type(self.keys.events)
+        if (kind.decode() if isinstance(kind, bytes) else kind) not in ("stream", "none"):
+            raise FeedFormatError(f"the site's event key holds a {escaped(str(kind))[:20]}, not a stream")
         blob: Any = await client.get(self.keys.snapshot)
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot yet")
@@ -1017,7 +1033,13 @@ class LiveFeed:
             self._last_n = -1
 
     async def _presence(self, client: Redis) -> None:
-        await client.zadd(self.keys.viewers, {self.viewer: time.time()})
+        try:
+            await client.zadd(self.keys.viewers, {self.viewer: time.time()})
+        except ResponseError as exc:  # the key is not a sorted set: not counted, still following
+            if not self._presence_refused:
+                self._presence_refused = True
+                log.warning("live feed: this viewer cannot say it is attached: %s",
+                            describe_error(exc, self.url))
 
     async def _refresh(self, client: Redis) -> None:
         """Every second: the snapshot's figures, and whether the service still publishes."""
