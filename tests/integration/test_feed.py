@@ -643,6 +643,47 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
         await client.aclose()
 
 
+async def test_keys_of_another_type_or_a_bad_heartbeat(keys: Keys, caplog: pytest.LogCaptureFixture) -> None:
+    """A site key of another type (written by hand) is said once and does not stop the rest: no
+    reconnection loop (it spun at ~500 a second on the viewers key), no viewer loss. A heartbeat
+    the viewer cannot read is a service that is not there, not a crash."""
+    caplog.set_level(logging.INFO, logger=log_name)
+    async with Service(MAIN_URL, keys, make_devices(20, interval=0.5)) as service:
+        await service.all_checked()
+        client = Redis.from_url(MAIN_URL)
+        async with Viewer(MAIN_URL, keys) as viewer:
+            snapshots = service.publisher.stats.snapshots
+            await client.set(keys.viewers, "not a sorted set")
+            await asyncio.sleep(2)
+            assert viewer.statuses() == []  # the viewer does not depend on being counted
+            await client.set(keys.events, "not a stream")  # ... but follows the stream
+            await asyncio.sleep(2)
+            assert viewer.statuses() == [False]  # lost, and not again and again
+            with pytest.raises(FeedFormatError, match="not a stream"):
+                await LiveFeed(MAIN_URL, keys).attach()
+            stats = service.publisher.stats
+            assert stats.losses == 0 and stats.up and stats.snapshots >= snapshots + 3, stats
+            refusals = [r for r in caplog.records if r.name == log_name and r.levelno >= logging.WARNING
+                        and "live feed: Redis" in r.getMessage()]
+            assert 1 <= len(refusals) <= 3, [r.getMessage() for r in refusals]
+            assert caplog.text.count("the event stream refused") == 1
+            await client.delete(keys.viewers, keys.events)
+            assert await eventually(lambda: "takes the site's keys again" in caplog.text, 3)
+            assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
+            assert viewer.task is not None and not viewer.task.done()
+            await slow_down(service, 60.0)
+            heartbeat = json.loads(await client.get(keys.service))
+            for bad in ({**heartbeat, "snapshot_at": "garbage"}, {**heartbeat, "snapshot_at": 5},
+                        {**heartbeat, "snapshot_at": "2026-12-05T12:00:00"}, [heartbeat], "text"):
+                await client.set(keys.service, json.dumps(bad))
+                assert await eventually(lambda: viewer.statuses()[-1:] == [False], 3), bad
+                assert viewer.task is not None and not viewer.task.done()
+                with pytest.raises(NoService):
+                    await LiveFeed(MAIN_URL, keys).attach()
+                await client.set(keys.service, json.dumps(heartbeat))
+        await client.aclose()
+
+
 async def test_snapshot_rows_must_match_the_inventory(keys: Keys) -> None:
     devices = make_devices(3)
     inventory_id, inventory = encode_inventory(devices)
