@@ -1126,13 +1126,16 @@ async def send_command(client: Redis, keys: Keys, name: str, timeout: float = CO
            "at": time.time(), **args}
     await client.xadd(keys.commands, {"c": json.dumps(doc)}, maxlen=COMMANDS_MAXLEN, approximate=True)
     deadline = time.monotonic() + timeout
+    # Blocking in slices shorter than the client's socket timeout (client_for's may be under
+    # the 2 s it was taken for: the read then timed out and raised instead of answering).
+    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout") or COMMAND_TIMEOUT
     answer = None
     while answer is None:
         left = deadline - time.monotonic()
         if left <= 0:
             return {"ok": False, "error": f"the service did not answer within {timeout:g} s"}
-        # Blocking in slices shorter than the client's socket timeout.
-        answer = await client.blpop([keys.reply(command_id)], timeout=max(1, min(2, int(left))))
+        answer = await client.blpop([keys.reply(command_id)],
+                                    timeout=round(max(0.05, min(2.0, left, socket_timeout / 2)), 2))
     try:
         reply: dict[str, Any] = json.loads(answer[1])
     except ValueError:
