@@ -60,10 +60,27 @@ STREAM_MAXLEN = 100_000
 ~1.5 kB once a second, so the stream stays under ~40 MB whatever happens; a viewer that falls
 further behind than that reloads the snapshot."""
 COMMANDS_MAXLEN = 1_000
+MAX_ROWS = 5_000_000
+"""Rows a snapshot may say it has (50 times the largest inventory wardtui is built for)."""
+SNMP_BYTES_PER_ROW = 1024
+INVENTORY_LIMIT = 256 << 20
+"""Bytes an inventory may inflate to (100,000 devices take ~20 MB): a key written to inflate to
+gigabytes is refused, not decompressed."""
 
 
 class FeedFormatError(ValueError):
     """A key holds something this wardtui cannot read (another version, or damaged)."""
+
+
+def _inflate(data: bytes, limit: int, what: str) -> bytes:
+    """zlib.decompress, refusing more than ``limit`` bytes (raises FeedFormatError)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise FeedFormatError(f"{what} inflates past {limit:,} bytes")
+    if not inflater.eof:
+        raise FeedFormatError(f"{what} is cut short")
+    return out
 
 
 def check_site(site: str) -> str:
@@ -147,7 +164,7 @@ _NUMBER_KINDS: dict[str, tuple[type, ...]] = {"interval": (int, float, type(None
 
 def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
     try:
-        body = zlib.decompress(blob)
+        body = _inflate(blob, INVENTORY_LIMIT, "the inventory")
         doc = json.loads(body)
         if not isinstance(doc, dict):
             raise FeedFormatError("the inventory key holds something else")
@@ -389,8 +406,11 @@ def decode_snapshot(blob: bytes) -> Snapshot:
             raise FeedFormatError("the snapshot's header is not a wardtui header")
         if header.get("v") != FORMAT:
             raise FeedFormatError(f"snapshot format {header.get('v')!r}, this wardtui reads {FORMAT}")
-        body = zlib.decompress(blob[8 + size:])
         n = int(header["n"])
+        if not 0 <= n <= MAX_ROWS:
+            raise FeedFormatError(f"a snapshot of {n} rows")
+        body = _inflate(blob[8 + size:], 31 * n + (n + 7) // 8 + SNMP_BYTES_PER_ROW * n + (1 << 20),
+                        "the snapshot")
         pos = 0
 
         def take(length: int) -> bytes:

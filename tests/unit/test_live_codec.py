@@ -449,3 +449,15 @@ def test_snapshot_names_the_number_of_its_last_event() -> None:
     for bad in (-1, "7", 1.5, True):
         with pytest.raises(FeedFormatError):
             decode_snapshot(forged(valid_header(2, event_n=bad), body_of(columns)))
+
+
+def test_keys_that_inflate_past_their_size_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few hundred kB written to inflate to gigabytes: refused before it is all inflated."""
+    bomb = zlib.compress(b"\0" * 50_000_000, 9)
+    assert len(bomb) < 100_000
+    with pytest.raises(FeedFormatError, match="inflates past"):
+        decode_snapshot(forged(valid_header(2), b"")[:-len(zlib.compress(b""))] + bomb)
+    monkeypatch.setattr(live, "INVENTORY_LIMIT", 10_000)
+    with pytest.raises(FeedFormatError, match="inflates past"):
+        decode_inventory(zlib.compress(b" " * 20_000))
+    assert decode_inventory(encode_inventory(DEVICES)[1])[1] == DEVICES  # a real one fits
