@@ -91,7 +91,7 @@ def _main_redis_problem() -> str | None:
 def keys() -> Iterator[Keys]:
     """A site of its own on the shared Redis; its keys are deleted after the test."""
     _require("Redis", _main_redis_problem())
-    site = Keys(f"test-{uuid.uuid4().hex[:12]}")
+    site = Keys(f"feedtest-{uuid.uuid4().hex[:12]}")
     yield site
     client = redis.Redis(host="127.0.0.1", port=6379)
     stale = list(client.scan_iter(match=f"{site.prefix}*", count=1000))
