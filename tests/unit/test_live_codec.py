@@ -344,13 +344,18 @@ def test_damaged_or_foreign_inventory() -> None:
         with pytest.raises(FeedFormatError):
             decode_inventory(blob[:cut])
     body = json.loads(zlib.decompress(blob))
+    cols = body["columns"]
     forgeries: list[Any] = [
-        {**body, "v": 2}, {**body, "fields": body["fields"][::-1]}, [1], "x", None,
-        {**body, "devices": [["only a name"]]}, {**body, "devices": "no"},
-        {**body, "devices": [[*body["devices"][0][:8], 5, *body["devices"][0][9:]]]},  # tags: 5
-        {**body, "devices": [[7, *body["devices"][0][1:]]]},  # a name that is not text
-        {**body, "devices": [[*body["devices"][0][:8], [1], *body["devices"][0][9:]]]},
-        {**body, "devices": [body["devices"][0], body["devices"][0]]},  # one name twice
+        {**body, "v": 2}, [1], "x", None, {**body, "n": -1}, {**body, "n": "3"}, {**body, "n": 4},
+        {**body, "columns": "no"}, {**body, "columns": {k: v for k, v in cols.items() if k != "host"}},
+        {**body, "columns": {**cols, "name": 7}},  # names that are not text
+        {**body, "columns": {**cols, "name": ["a", "b", "c"]}},
+        {**body, "columns": {**cols, "line": [1, 2]}},  # a number short
+        {**body, "columns": {**cols, "line": [1, "2", 3]}},  # text where a number belongs
+        {**body, "columns": {**cols, "snmp_port": [161, True, 161]}},
+        {**body, "columns": {**cols, "interval": [None, 2.5, [60]]}},
+        {**body, "columns": {**cols, "interval": "60"}},
+        {**body, "columns": {**cols, "name": "a\na\nb"}},  # one name twice
     ]
     for doc in forgeries:
         with pytest.raises(FeedFormatError):
