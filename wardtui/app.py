@@ -19,7 +19,6 @@ from textual.notifications import SeverityLevel
 from textual.theme import Theme
 from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
-from poller.feed import InventoryChanged
 from poller.text import clean, clean_lines
 from store.files import open_output
 from wardtui.attached import AttachedRuntime
@@ -245,22 +244,6 @@ class WardApp(App[int]):
 
     def _describe(self) -> str:
         return self.runtime.describe()
-
-    async def rebuild_dashboard(self, change: InventoryChanged) -> None:
-        """Attached, the service applied a new inventory (SIGHUP): the dashboard is built again
-        from the new devices (a drill-down open over it closes: its device may be gone)."""
-        old = self.dashboard
-        if old not in self.screen_stack:
-            return
-        while self.screen is not old:
-            await self.pop_screen()
-        # The title bar is left as it is: a header being removed still watches it, and Textual
-        # runs that watcher after the header's children are gone (NoMatches).
-        self.dashboard = DashboardScreen(self.runtime.engine, old.history, probe=self.probe_now)
-        await self.switch_screen(self.dashboard)
-        self.dashboard.post_message(EngineStarted())
-        self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
-                    f"{len(self.runtime.engine.trackers)} devices now", title="inventory")
 
     def describe_run(self, lost_since: str | None = None) -> None:
         """The title bar's line again (attached: after the live feed was lost or came back)."""

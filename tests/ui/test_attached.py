@@ -222,16 +222,21 @@ async def test_lost_feed_is_said_in_place_of_the_figures_and_the_view_comes_back
 
 
 async def test_the_services_new_inventory_rebuilds_the_attached_dashboard(tmp_path: Path) -> None:
-    """SIGHUP on the service (here: Engine.apply_inventory on its loop): a viewer's dashboard is
-    built again with the devices added and without those removed, and the new one goes UP."""
+    """SIGHUP on the service (here: Engine.apply_inventory on its loop): a viewer's table, groups
+    and names are made again with the devices added and without those removed (the sort kept),
+    and the new one goes UP."""
     _shared_redis_up()
     async with attached(tmp_path, SHARED) as a:
         await a.until(lambda: len(a.table.row_order()) == N)
-        first_screen = a.app.screen
+        await a.pilot.press("s")  # sort by state: kept through the change
+        sort = a.table.sort_column
         added = make_devices(N + 1, interval=0.2)[N]
         devices = [*a.service.devices[1:], added]  # dev0 removed, one added
         a.service.loop.call_soon_threadsafe(a.service.engine.apply_inventory, devices)
-        await a.until(lambda: a.app.screen is not first_screen and added.name in a.table.row_order())
+        await a.until(lambda: added.name in a.table.row_order())
         await a.until(lambda: a.table.cell_text(added.name, "state") == "up")
         assert "dev0" not in a.table.row_order() and len(a.table.row_order()) == N
+        assert a.table.sort_column == sort != "name"
+        await a.pilot.press("colon", *f"probe {added.name}", "enter")  # the names know it
+        await a.until(lambda: bool(a.notices.containing(f"{added.name}: UP")))
         assert a.notices.containing("the service's inventory changed: 1 added, 1 removed"), a.notices.messages

@@ -59,14 +59,6 @@ class EngineStarted(Message):
     """The store is open and open outages are restored: device states changed without events."""
 
 
-class ServiceInventoryChanged(Message):
-    """Attached: the service applied a new inventory; the app builds this screen again."""
-
-    def __init__(self, change: InventoryChanged) -> None:
-        super().__init__()
-        self.change = change
-
-
 class DashboardScreen(Screen[None]):
     """Drains the ``ui`` subscription every :attr:`TICK` seconds and updates widgets by diff."""
 
@@ -170,14 +162,9 @@ class DashboardScreen(Screen[None]):
             self.set_timer(1.0 + 0.25 * i, step)
 
     # -- the live tick ------------------------------------------------------------------------
-    _replaced = False  # attached: the service's inventory changed, a new screen takes over
-
     def tick(self) -> None:
         """Fold whatever arrived since the last tick into the widgets, in one repaint."""
         if self._sub is None:
-            return
-        if self._replaced:
-            self._sub.drain()
             return
         changed: set[str] = set()
         gauges: Gauges | None = None
@@ -206,12 +193,10 @@ class DashboardScreen(Screen[None]):
                 elif isinstance(event, FeedStatus):
                     self._feed_status(event)
                 elif isinstance(event, InventoryChanged):
-                    # The trackers now hold other devices than this screen's widgets were built
-                    # for: it is replaced (the app builds a new one); until then it shows no more.
-                    self._replaced = True
-                    self.post_message(ServiceInventoryChanged(event))
-            if self._replaced:
-                return
+                    # The trackers hold another set of devices now: what is built from the set
+                    # is built again at once, before the events after it name new devices.
+                    self._new_inventory(event)
+            changed.intersection_update(self.engine.trackers)  # removed ones have no row
             log.add_transitions(transitions)
             log.flush()
             if self._sub.dropped != self._dropped_seen:
@@ -231,10 +216,17 @@ class DashboardScreen(Screen[None]):
                     if gauges.extra.get("snmp_v3_agents"):
                         self.query_one("#bottom").add_class("-snmp3")  # and one for v3
 
-    def on_service_inventory_changed(self, message: ServiceInventoryChanged) -> None:
-        rebuild = getattr(self.app, "rebuild_dashboard", None)
-        if callable(rebuild):
-            self.app.call_later(rebuild, message.change)  # the app's turn: this screen goes away
+    def _new_inventory(self, change: InventoryChanged) -> None:
+        """Attached: the service applied a new inventory (SIGHUP). The table, the groups and the
+        command line's names are made again from it (sort, view and filter kept); a drill-down
+        open over this screen shows its device as it was."""
+        trackers = self.engine.trackers
+        self.query_one(DeviceTable).reset_devices()
+        self.query_one(GroupTree).invalidate()
+        self.query_one("#command", Input).suggester = CommandSuggester(trackers)
+        self._update_groups_title()
+        self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
+                    f"{len(trackers)} devices now", title="inventory")
 
     def _feed_status(self, status: FeedStatus) -> None:
         """Attached: the link to the service was lost, or is back. While it is lost the figures

@@ -176,6 +176,16 @@ class DeviceTable(ScrollView, can_focus=True):
         self._order_changed()
         self._update_title()
 
+    def reset_devices(self) -> None:
+        """The trackers now hold another set of devices (attached: the service's inventory
+        changed): ranks and rows made again for them; sort, view and filter kept."""
+        old = self._rows
+        self._ranks = StaticRanks({name: t.device for name, t in self._trackers.items()})
+        self._rows = RowOrder(self._trackers, self._ranks)
+        self._rows.sort_index, self._rows.view = old.sort_index, old.view
+        self._rows.set_filter(self._filter)
+        self.rebuild()
+
     def prepare_filter(self) -> None:
         """Render every row's text once, so that the first filter only matches (call when idle)."""
         self._rows.prepare_filter(datetime.now(UTC))
