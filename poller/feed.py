@@ -277,6 +277,7 @@ class Publisher:
         self._stopping = asyncio.Event()
         self._ids = StreamIds()
         self._n = 0  # events numbered per run: a viewer sees a gap as a trim
+        self._sent_id, self._sent_n = "0-0", 0  # the last entry sent to the stream, and its number
         self._run = info.started
         self._pending: list[tuple[str, str]] = []  # (id, event JSON) not yet sent
         self._rows: list[Any] = []
@@ -403,6 +404,11 @@ class Publisher:
             self._full = True
             self._inventory_written = False
             self._next_snapshot = 0.0
+            # What the stream holds up to now (an earlier run's, or nothing) is covered by the
+            # next snapshot; events taken while connecting were never sent: lost to the feed.
+            self.stats.events_lost += len(self._pending)
+            self._pending.clear()
+            self._sent_id, self._sent_n = self._ids.last, self._n
             return
 
     async def _discard_for(self, seconds: float) -> None:
@@ -541,6 +547,9 @@ class Publisher:
             return
         self._events_refusal = None
         self.stats.events += len(pending)
+        # The last entry on the stream: what a snapshot may say it covers (entries queued since,
+        # a probe's result, are not on it yet).
+        self._sent_id, self._sent_n = pending[-1][0], self._n - len(self._pending)
 
     async def _publish_snapshot(self) -> None:
         client = self._client
@@ -567,7 +576,7 @@ class Publisher:
         at = datetime.now(UTC)
         # The last event numbered and its ID, taken together: a viewer loading this snapshot
         # knows which number comes next, and sees a trimmed stream even in its first read.
-        stream_id, event_n, seq = self._ids.last, self._n, self._seq
+        stream_id, event_n, seq = self._sent_id, self._sent_n, self._seq
         blob = await asyncio.get_running_loop().run_in_executor(
             None, lambda: encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
                                           self.engine.last_gauges, columns, None if full else dirty,
