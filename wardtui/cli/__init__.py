@@ -1,7 +1,8 @@
 """Command line: ``wardtui`` (dashboard), ``wardtui poll`` (headless JSONL), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
-``wardtui db upgrade|current`` (the database's schema).
+``wardtui db upgrade|current`` (the database's schema), ``wardtui events`` and ``wardtui status`` (a
+site's live feed on Redis: its events as JSON lines, its service and figures).
 
 One module per command under this package, each with ``register(sub)`` (its parser, which sets
 ``run``) and ``run(args)`` (its exit status); what they share is in :mod:`wardtui.cli.common`.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from wardtui import __version__
-from wardtui.cli import db, generate, history, outages, poll, report, snmp
+from wardtui.cli import db, events, generate, history, outages, poll, report, snmp, status
 from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options
 
 EXAMPLES = """\
@@ -21,6 +22,8 @@ examples:
   wardtui                                   dashboard on the bundled example (loopback addresses)
   wardtui --inventory branches.csv --interval 30
   wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
+  wardtui events --jsonl --since-snapshot   a site's live feed (wardtui serve) as JSON lines
+  wardtui status                            who publishes the site, its devices by state
   wardtui outages --since 24h               what went down in the last day, from the history
   wardtui report --from 30d --group-by region --format html -o month.html
   wardtui generate --devices 50000 -o big.csv
@@ -31,7 +34,7 @@ e exports an availability report of what the table shows, q saves history and qu
 Each command has its own examples: wardtui COMMAND --help.
 """
 
-COMMANDS = (poll, db, outages, history, report, snmp, generate)  # the order --help lists them in
+COMMANDS = (poll, events, status, db, outages, history, report, snmp, generate)  # as --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
