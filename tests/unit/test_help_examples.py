@@ -8,7 +8,7 @@ import pytest
 
 from wardtui.cli import build_parser
 
-COMMANDS = ["poll", "history", "outages", "snmp", "report", "db", "generate"]
+COMMANDS = ["poll", "events", "status", "history", "outages", "snmp", "report", "db", "generate"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -109,8 +109,15 @@ async def _main(follower: Follower) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+
+    def stop() -> None:
+        # The flag too: a cancellation that lands inside the Redis client can come out of it as a
+        # connection error, which the loop would take for a lost feed and retry.
+        follower.stopping = True
+        task.cancel()
+
     for sig in _STOP_SIGNALS:
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
         await follower.start()
         await follower.follow()
@@ -121,7 +128,8 @@ async def _main(follower: Follower) -> int:
     finally:
         for sig in _STOP_SIGNALS:  # a second signal during the clean-up ends the process at once
             loop.remove_signal_handler(sig)
-        await follower.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(follower.close(), 2.0)
     return 0
 
 
@@ -144,6 +152,7 @@ class Follower:
         self.out = out
         self.since_snapshot = since_snapshot
         self.reader_gone = False
+        self.stopping = False
         self.last_id = "0-0"
         self.last_n = -1  # -1: not known (the next entry is taken as it comes)
         self.run = ""
@@ -231,7 +240,7 @@ class Follower:
 
         lost_at: datetime | None = None
         attempt = 0
-        while True:
+        while not self.stopping:
             self._check_reader()
             client = self.client
             if client is None:
@@ -247,6 +256,8 @@ class Follower:
                 for _stream, entries in answer or []:
                     await self._print(client, entries)
             except (RedisError, OSError) as exc:
+                if self.stopping:
+                    return
                 lost_at = datetime.now(UTC)
                 error(f"live feed lost at {clock(lost_at)} UTC: {redis_failure(exc, self.url)}; "
                       "reconnecting")
