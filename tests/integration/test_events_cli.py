@@ -201,3 +201,34 @@ def test_hostile_names_from_redis_print_as_json_data(feed_site: str) -> None:
     for line in printed:  # JSON escapes: nothing a terminal would obey, nothing but ASCII
         assert line.endswith("\n") and all(0x20 <= ord(c) < 0x7f for c in line[:-1]), repr(line)
     assert events.stderr == ""
+
+
+def _wait_for(running: Any, text: str, timeout: float = 15.0, meanwhile: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in running.stderr:
+        assert time.monotonic() < deadline, running.stderr
+        if meanwhile is not None:
+            meanwhile()
+        time.sleep(0.2)
+
+
+def test_a_service_that_stops_and_comes_back_is_said(feed_site: str) -> None:
+    import redis
+
+    device = Device("r1", "127.0.0.1", "b", "r", "router")
+    keys = write_site(feed_site, [device])
+    events = follow("--site", feed_site, "--jsonl")
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        time.sleep(1.0)
+        client.delete(keys.service)  # what a service that stops does on its way out
+        _wait_for(events, "waiting for it")
+        # A heartbeat as a service keeps it: fresh (one left alone is stale in 5 s).
+        _wait_for(events, "publishes again",
+                  meanwhile=lambda: write_site(feed_site, [device], host="second-host"))
+    finally:
+        client.close()
+        assert events.stop() == 0
+    err = events.stderr.splitlines()
+    assert err == [f"wardtui: no wardtui serve publishes site {feed_site} on {SHARED_REDIS}; waiting for it",
+                   f"wardtui: site {feed_site}: wardtui serve on second-host (pid 4242) publishes again"]

@@ -153,6 +153,7 @@ class Follower:
         self.since_snapshot = since_snapshot
         self.reader_gone = False
         self.stopping = False
+        self._failure_said = ""
         self.last_id = "0-0"
         self.last_n = -1  # -1: not known (the next entry is taken as it comes)
         self.run = ""
@@ -259,8 +260,8 @@ class Follower:
                 if self.stopping:
                     return
                 lost_at = datetime.now(UTC)
-                error(f"live feed lost at {clock(lost_at)} UTC: {redis_failure(exc, self.url)}; "
-                      "reconnecting")
+                self._failure_said = str(redis_failure(exc, self.url))
+                error(f"live feed lost at {clock(lost_at)} UTC: {self._failure_said}; reconnecting")
                 await self._drop_client()
             except (FeedFormatError, Unreadable) as exc:
                 error(f"site {self.keys.site}: {exc}; following the events without device lines")
@@ -373,11 +374,16 @@ class Follower:
         client = client_for(self.url)
         try:
             await client.ping()
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
             with contextlib.suppress(RedisError, OSError, RuntimeError):
                 await client.aclose()
+            failure = str(redis_failure(exc, self.url))
+            if failure != self._failure_said:  # a new reason (a password changed meanwhile): once
+                self._failure_said = failure
+                error(f"live feed still lost: {failure}; retrying")
             return None
         self.client = client
+        self._failure_said = ""
         self._next_presence = self._next_service = 0.0
         if lost_at is not None:
             error(f"live feed back at {clock(datetime.now(UTC))} UTC (lost at {clock(lost_at)}); "
