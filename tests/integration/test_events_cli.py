@@ -233,3 +233,52 @@ def test_a_service_that_stops_and_comes_back_is_said(feed_site: str) -> None:
     err = events.stderr.splitlines()
     assert err == [f"wardtui: no wardtui serve publishes site {feed_site} on {SHARED_REDIS}; waiting for it",
                    f"wardtui: site {feed_site}: wardtui serve on second-host (pid 4242) publishes again"]
+
+
+def test_a_restarted_service_brings_the_device_lines_again(feed_site: str, service_factory: Any) -> None:
+    first = service_factory(feed_site, devices=4, down=1)
+    events = follow("--site", feed_site, "--jsonl", "--since-snapshot")
+    try:
+        before = [events.record() for _ in range(4)]
+        events.until(lambda r: r["type"] == "gauges")
+        assert first.stop() == 0
+        service_factory(feed_site, devices=4, down=2)  # its devices start unknown, then their checks
+        again, _ = events.until(lambda r: r["type"] == "device", timeout=30)
+        after = [again, *(events.record() for _ in range(3))]
+        _, tail = events.until(lambda r: r["type"] == "gauges" and r["devices_down"] == 2)
+    finally:
+        assert events.stop() == 0
+    assert [d["device"] for d in before] == [d["device"] for d in after]
+    assert "device" not in {r["type"] for r in tail}
+    err = [line for line in events.stderr.splitlines() if "waiting for it" not in line
+           and "publishes again" not in line]
+    assert len(err) == 1 and "the service restarted" in err[0], events.stderr
+    # Started after the restart: nothing to say.
+    late = follow("--site", feed_site, "--jsonl")
+    try:
+        late.until(lambda r: r["type"] == "gauges")
+        late.until(lambda r: r["type"] == "gauges")
+    finally:
+        assert late.stop() == 0
+    assert late.stderr == ""
+
+
+def test_a_restart_before_it_started_is_not_reported(feed_site: str) -> None:
+    now = datetime.now(UTC)
+    device = Device("r1", "127.0.0.1", "b", "r", "router")
+    keys = write_site(feed_site, [device], run="run-1")
+    up = Transition("r1", "127.0.0.1", State.DOWN, State.UP, now, None, 1.5)
+    stream(keys, up, 41, run="run-1")
+    write_site(feed_site, [device], run="run-2")  # restarted, nothing streamed yet
+    events = follow("--site", feed_site, "--jsonl")
+    try:
+        time.sleep(1.5)
+        stream(keys, up, 1, run="run-2")
+        stream(keys, up, 3, run="run-2")  # 2 is missing
+        lines = [events.record(), events.record()]
+        time.sleep(0.5)
+    finally:
+        assert events.stop() == 0
+    assert lines == [event_record(up)] * 2
+    err = [line for line in events.stderr.splitlines() if "waiting for it" not in line]
+    assert len(err) == 1 and "1 event of" in err[0], err

@@ -188,10 +188,21 @@ class Follower:
 
     async def _at_end(self, client: Redis) -> None:
         """The position of the stream's last entry: what comes after it is printed."""
-        last: Any = await client.xrevrange(self.keys.events, "+", "-", count=1)
+        from poller.live import FeedFormatError, decode_snapshot
+
+        pipe = client.pipeline(transaction=True)
+        pipe.xrevrange(self.keys.events, "+", "-", count=1)
+        pipe.get(self.keys.snapshot)
+        last, blob = await pipe.execute()
         if last:
             entry_id, fields = last[0]
             self._take_position(entry_id, fields)
+        with contextlib.suppress(FeedFormatError):
+            started = decode_snapshot(blob).started if blob is not None else ""
+            if started and self.run and started != self.run:
+                # The service restarted before we came and has streamed nothing yet: its first
+                # event will be its number 1, not a restart to report.
+                self.run, self.last_n = started, 0
 
     async def _resync(self, client: Redis, run: str | None) -> None:
         """Print a device line per device from the snapshot (of service run ``run``, when given:
@@ -208,7 +219,11 @@ class Follower:
                 raise Unreadable("no snapshot or inventory on Redis (the service has not published one, "
                                  "or Redis restarted empty)")
             snap = decode_snapshot(blob)
-            if run is None or snap.started == run or time.monotonic() >= deadline:
+            if run is None or snap.started == run:
+                break
+            if time.monotonic() >= deadline:
+                error(f"site {self.keys.site}: the restarted service has published no snapshot in "
+                      f"{_SNAPSHOT_WAIT:.0f} s: these device lines are from before its restart")
                 break
             await asyncio.sleep(0.2)
         inventory_id, devices = decode_inventory(raw)
@@ -216,11 +231,12 @@ class Follower:
             raise FeedFormatError("the snapshot and the inventory on Redis do not match")
         at = snap.at.isoformat()
         self._write([json.dumps(device_record(d, snap.columns.row(i), at)) for i, d in enumerate(devices)])
-        self.last_id, self.last_n, self.run = snap.stream_id, -1, snap.started
+        # The run waited for, even when its snapshot did not come: not a restart again.
+        self.last_id, self.last_n, self.run = snap.stream_id, -1, run or snap.started
         covered: Any = await client.xrange(self.keys.events, snap.stream_id, snap.stream_id, count=1)
         if covered:
             doc = _doc(covered[0][1])
-            if doc is not None and doc.get("r") == snap.started and isinstance(doc.get("n"), int):
+            if doc is not None and doc.get("r") == self.run and isinstance(doc.get("n"), int):
                 self.last_n = doc["n"]
             elif doc is not None:
                 self.last_n = 0  # the entry is another run's: this run streamed nothing before it
