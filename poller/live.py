@@ -150,9 +150,15 @@ def encode_inventory(devices: Sequence[Device]) -> tuple[str, bytes]:
         columns[name] = "\n".join(getattr(d, name) for d in devices)
     for name in _OPTIONAL_TEXT:
         columns[name] = "\n".join(getattr(d, name) or "" for d in devices)
+    for name in (*_TEXT, *_OPTIONAL_TEXT):
+        if columns[name].count("\n") != max(0, len(devices) - 1):
+            raise ValueError(f"a device's {name} holds a newline: the inventory never has one")
     for name in _NUMBERS:
         columns[name] = [getattr(d, name) for d in devices]
     columns["tags"] = "\n".join("\x1f".join(d.tags) for d in devices)
+    if columns["tags"].count("\n") != max(0, len(devices) - 1) or any(
+            "\x1f" in tag for d in devices for tag in d.tags):
+        raise ValueError("a device's tag holds a newline or US: the inventory never has one")
     body = json.dumps({"v": FORMAT, "n": len(devices), "columns": columns}, separators=(",", ":")).encode()
     inventory_id = hashlib.blake2b(body, digest_size=8).hexdigest()
     return inventory_id, zlib.compress(body, 6)

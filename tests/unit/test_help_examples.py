@@ -8,7 +8,8 @@ import pytest
 
 from wardtui.cli import build_parser
 
-COMMANDS = ["poll", "serve", "history", "outages", "snmp", "report", "db", "generate", "doctor"]
+COMMANDS = ["poll", "serve", "events", "status", "history", "outages", "snmp", "report", "db", "generate",
+            "doctor"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -84,7 +84,7 @@ def test_store_source_never_imports_screens() -> None:
 
 # -- the headless commands -------------------------------------------------------------------
 
-HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db", "doctor")
+HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db", "doctor", "events", "status")
 SCREEN_LIBRARIES = {"textual", "rich"}
 PROJECT = {"poller", "store", "wardtui"}
 
@@ -184,7 +184,10 @@ db = "sqlite:///" + sys.argv[1] + "/history.db"
 runs = [["db", "upgrade", "--db", db], ["db", "current", "--db", db], ["outages", "--db", db],
         ["history", "north-b001-rtr", "--db", db],
         ["report", "--from", "24h", "--format", "html", "--db", db],
-        ["snmp", "north-b001-rtr", "--db", db], ["doctor", "--db", db], ["--help"]]
+        ["snmp", "north-b001-rtr", "--db", db], ["doctor", "--db", db], ["--help"],
+        # Redis that cannot answer (a socket path that is not there): they load what they run.
+        ["events", "--jsonl", "--redis", "unix://" + sys.argv[1] + "/none.sock"],
+        ["status", "--redis", "unix://" + sys.argv[1] + "/none.sock"]]
 loaded = {}
 for argv in runs:
     try:
@@ -201,5 +204,7 @@ def test_headless_commands_run_without_a_screen_library(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", RUN_COMMANDS, str(tmp_path)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(loaded) == {"db", "outages", "history", "report", "snmp", "doctor", "--help"}, proc.stderr
+    assert set(loaded) == {"db", "outages", "history", "report", "snmp", "doctor", "--help", "events",
+                           "status"}, proc.stderr
+    assert "cannot read Redis unix://" in proc.stderr  # events and status got as far as Redis
     assert all(found == [] for found in loaded.values()), loaded

@@ -466,3 +466,13 @@ def test_keys_that_inflate_past_their_size_are_refused(monkeypatch: pytest.Monke
     with pytest.raises(FeedFormatError, match="inflates past"):
         decode_inventory(zlib.compress(b" " * 20_000))
     assert decode_inventory(encode_inventory(DEVICES)[1])[1] == DEVICES  # a real one fits
+
+
+def test_inventory_encoding_refuses_a_newline_it_could_not_carry() -> None:
+    """Columns are joined by newlines: a name with one (which the inventory refuses anyway)
+    must not make a blob that decodes to other devices."""
+    for device in (Device("new\nline", "127.0.0.1", "b", "r", "t"),
+                   Device("a", "127.0.0.1", "b", "r", "t", parent="p\nq"),
+                   Device("a", "127.0.0.1", "b", "r", "t", tags=("x\x1fy",))):
+        with pytest.raises(ValueError):
+            encode_inventory([device, Device("b", "127.0.0.2", "b", "r", "t")])

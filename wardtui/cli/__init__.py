@@ -2,7 +2,9 @@
 service: headless, history, SIGHUP reload), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
-``wardtui db upgrade|current`` (the database's schema), ``wardtui doctor`` (is this machine ready).
+``wardtui db upgrade|current`` (the database's schema), ``wardtui doctor`` (is this machine ready),
+``wardtui events`` and ``wardtui status`` (a site's live feed on Redis: its events as JSON lines,
+its service and figures).
 
 One module per command under this package, each with ``register(sub)`` (its parser, which sets
 ``run``) and ``run(args)`` (its exit status); what they share is in :mod:`wardtui.cli.common`.
@@ -14,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from wardtui import __version__
-from wardtui.cli import db, doctor, generate, history, outages, poll, report, serve, snmp
+from wardtui.cli import db, doctor, events, generate, history, outages, poll, report, serve, snmp, status
 from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options, add_site_options
 
 EXAMPLES = """\
@@ -24,6 +26,8 @@ examples:
   wardtui --inventory branches.csv --interval 30
   wardtui poll --inventory branches.yaml --duration 60 --jsonl | jq 'select(.type=="transition")'
   wardtui serve --inventory /etc/wardtui/inventory.csv   headless service (docs/OPERATIONS.md)
+  wardtui events --jsonl --since-snapshot   a site's live feed (wardtui serve) as JSON lines
+  wardtui status                            who publishes the site, its devices by state
   wardtui outages --since 24h               what went down in the last day, from the history
   wardtui report --from 30d --group-by region --format html -o month.html
   wardtui generate --devices 50000 -o big.csv
@@ -36,7 +40,7 @@ Each command has its own examples: wardtui COMMAND --help.
 """
 
 # The order --help lists them in.
-COMMANDS = (poll, serve, db, outages, history, report, snmp, generate, doctor)
+COMMANDS = (poll, serve, events, status, db, outages, history, report, snmp, generate, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,110 @@
+"""What the live-feed readers (``wardtui events``, ``wardtui status``) share: ``--redis`` and
+``--site``, the connection and its failures as one line and an exit status, times and clean-up.
+
+Exit statuses: 2 for what the operator must fix in the command (a bad URL, a wrong password, no
+permission, a bad site name), 1 when there is nothing to read (Redis unreachable, no live service,
+keys this wardtui cannot read). Nothing here prints a password: URLs go through
+:func:`poller.feed.shown_url`, Redis's errors through :func:`poller.feed.describe_error`.
+
+poller.feed (and with it redis) is imported inside the functions: ``wardtui --help`` builds every
+command's parser and must not pay for it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from poller.text import escaped
+from wardtui.cli.common import UsageError
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from poller.live import Keys
+
+REDIS_ENV = "WARDTUI_REDIS"  # poller.feed.REDIS_ENV (tests/unit/test_feed_cli.py keeps them equal)
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
+DEFAULT_SITE = "wardtui"  # poller.live.DEFAULT_SITE (likewise)
+
+REDIS_HELP = (f"the Redis that wardtui serve publishes to: redis://[:PASSWORD@]HOST[:PORT][/DB], "
+              f"rediss://... or unix:///PATH (default: ${REDIS_ENV}, else {DEFAULT_REDIS}); "
+              f"a password on the command line shows in ps: put the URL in ${REDIS_ENV} instead")
+SITE_HELP = f"the site's name, as wardtui serve --site gave it (default: {DEFAULT_SITE})"
+
+
+def add_feed_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", metavar="URL", default=None, help=REDIS_HELP)
+    parser.add_argument("--site", metavar="NAME", default=DEFAULT_SITE, help=SITE_HELP)
+
+
+def feed_target(args: argparse.Namespace) -> tuple[str, Keys]:
+    """(Redis URL, the site's keys) the options name; UsageError (exit 2) for a bad site name."""
+    from poller.live import Keys, check_site
+
+    url = args.redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
+    try:
+        site = check_site(args.site)
+    except ValueError:
+        raise UsageError(f"--site {escaped(repr(args.site))}: use 1 to 64 letters, digits, "
+                         "'_', '.' or '-'") from None
+    return url, Keys(site)
+
+
+def connect(url: str) -> Redis:
+    """A client for ``url`` (nothing is sent yet); UsageError (exit 2) for a URL it cannot use."""
+    from poller.feed import FeedUrlError, client_for
+
+    try:
+        return client_for(url)
+    except FeedUrlError as exc:
+        raise UsageError(escaped(str(exc))) from None
+
+
+def redis_failure(exc: BaseException, url: str) -> UsageError:
+    """A Redis failure as one line and its exit status: 2 for a password or permission the
+    operator must fix, 1 for a Redis that cannot be reached or answers wrong."""
+    from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
+
+    from poller.feed import describe_error, shown_url
+
+    where = f"Redis {escaped(shown_url(url))}"
+    detail = describe_error(exc, url)
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return UsageError(f"{where} refused the password: {detail} (give it as "
+                          f"redis://:PASSWORD@HOST, in ${REDIS_ENV})", 2)
+    if isinstance(exc, NoPermissionError):
+        return UsageError(f"{where}: this user may not read the live feed: {detail}", 2)
+    return UsageError(f"cannot read {where}: {detail}", 1)
+
+
+def no_service_text(keys: Keys, url: str, host: str | None = None, pid: int | None = None,
+                    age: float | None = None) -> str:
+    """Why nothing is live for the site: no heartbeat, or one that stopped moving."""
+    from poller.feed import shown_url
+
+    where = f"site {keys.site} on {escaped(shown_url(url))}"
+    if host is None:
+        return f"no wardtui serve publishes {where}"
+    who = f"{escaped(host)} (pid {pid})"
+    if age is None:
+        return f"the wardtui serve of {where}, on {who}, has not published a snapshot yet"
+    return f"the wardtui serve of {where}, on {who}, has not published for {age:.0f} s"
+
+
+def clock(at: datetime) -> str:
+    """``17:40:01``, UTC: the times of the stderr lines."""
+    return at.astimezone(UTC).strftime("%H:%M:%S")
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def silence_stdout() -> None:
+    """After a broken pipe, keep Python's exit-time flush of stdout from raising again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

@@ -1,0 +1,208 @@
+"""``wardtui status``: a site's live feed at a glance, from Redis: who publishes it (host, pid,
+version, up since), its devices by state in the latest snapshot and how old that is, the event
+stream's length, the keys' memory and the viewers attached. Aligned lines, or one JSON object.
+
+Exit 0 when a live service publishes the site, 1 when none does (what Redis holds of it is still
+printed), 2 for a bad URL, password or permission (tests/integration/test_status_cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from poller.text import escaped
+from wardtui.cli.common import Commands, UsageError, command, failed, stamp, write_out
+from wardtui.cli.feed_common import add_feed_options, connect, feed_target, no_service_text, redis_failure
+from wardtui.durations import format_duration
+from wardtui.messages import error
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from poller.feed import ServiceInfo
+    from poller.live import Keys, Snapshot
+
+EXAMPLES = """\
+examples:
+  wardtui status
+  wardtui status --site paris-dc1 --json | jq .devices
+  WARDTUI_REDIS=redis://:PASSWORD@redis.example.net wardtui status --site paris-dc1
+
+exit codes: 0 a live wardtui serve publishes the site, 1 none does (or Redis cannot be
+reached), 2 bad options, URL, password or permissions.
+"""
+
+
+def register(sub: Commands) -> None:
+    status = command(sub, "status", run, "a site's live feed on Redis: its service, devices by state, "
+                     "stream and viewers", EXAMPLES)
+    add_feed_options(status)
+    status.add_argument("--json", action="store_true",
+                        help='one JSON object: {"site", "redis", "live", "service", "devices", "snapshot", '
+                             '"stream", "memory_bytes", "viewers"}')
+
+
+@dataclass
+class SiteStatus:
+    """What Redis holds of a site."""
+
+    site: str
+    redis: str  # the URL without its password
+    service: ServiceInfo | None
+    live: bool
+    snapshot: Snapshot | None
+    snapshot_bytes: int
+    snapshot_error: str | None
+    counts: dict[str, int] | None  # up, down, unknown, flapping
+    stream_length: int
+    memory: dict[str, int | None]  # key -> MEMORY USAGE bytes (None: no key, or not allowed)
+    viewers: int
+    now: datetime
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        url, keys = feed_target(args)
+        client = connect(url)
+        found = asyncio.run(read_status(client, url, keys))
+    except UsageError as exc:
+        return failed(exc)
+    if args.json:
+        write_out(json.dumps(status_record(found)))
+    elif found.service is not None or found.snapshot_bytes or found.stream_length:
+        write_out(render(found))  # (of a site Redis holds nothing of, only the line below)
+    if found.snapshot_error is not None:
+        error(f"site {keys.site}: {found.snapshot_error}")
+    if not found.live:
+        service = found.service
+        error(no_service_text(keys, url, *((None, None, None) if service is None else
+                                           (service.host, service.pid, service.age(found.now)))))
+        return 1
+    return 0
+
+
+async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
+    """Everything in one round trip; UsageError for a Redis that cannot be read."""
+    from redis.exceptions import RedisError, ResponseError
+
+    from poller.feed import VIEWER_TTL, ServiceInfo, is_live, shown_url
+    from poller.live import FeedFormatError, decode_snapshot
+
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.get(keys.service)
+        pipe.get(keys.snapshot)
+        pipe.xlen(keys.events)
+        pipe.zcount(keys.viewers, time.time() - VIEWER_TTL, "+inf")
+        for key in (keys.events, keys.snapshot, keys.inventory):
+            pipe.memory_usage(key)
+        results = await pipe.execute(raise_on_error=False)
+    except (RedisError, OSError) as exc:
+        raise redis_failure(exc, url) from None
+    finally:
+        await client.aclose()
+    for result in results[:4]:  # MEMORY may be refused to this user; the rest may not
+        if isinstance(result, Exception):
+            raise redis_failure(result, url)
+    raw_service, blob, length, viewers = results[:4]
+    memory = {name: (None if isinstance(value, ResponseError) else value)
+              for name, value in zip(("stream", "snapshot", "inventory"), results[4:], strict=True)}
+    try:
+        service = None if raw_service is None else ServiceInfo.from_json(raw_service)
+    except (ValueError, KeyError, TypeError):
+        service = None
+    snapshot = counts = snapshot_error = None
+    if blob is not None:
+        try:
+            snapshot = decode_snapshot(blob)
+            counts = state_counts(snapshot)
+        except FeedFormatError as exc:
+            snapshot_error = escaped(str(exc))
+    return SiteStatus(keys.site, shown_url(url), service, is_live(service), snapshot,
+                      0 if blob is None else len(blob), snapshot_error, counts, int(length), memory,
+                      int(viewers), datetime.now(UTC))
+
+
+def state_counts(snapshot: Snapshot) -> dict[str, int]:
+    """Devices by state, and how many flap, from the snapshot's flags (one byte a device)."""
+    columns = snapshot.columns
+    counts = {"up": 0, "down": 0, "unknown": 0, "flapping": 0}
+    for flags, n in Counter(columns.flags).items():
+        state, flapping = columns.row(columns.flags.index(flags))[:2]
+        counts[state.value] += n
+        counts["flapping"] += n if flapping else 0
+    return counts
+
+
+def status_record(s: SiteStatus) -> dict[str, Any]:
+    info = s.service
+    snap = s.snapshot
+    return {
+        "site": s.site, "redis": s.redis, "live": s.live,
+        "service": None if info is None else {
+            "host": info.host, "pid": info.pid, "version": info.version, "started": info.started,
+            "devices": info.devices, "snapshot_at": info.snapshot_at},
+        "devices": None if s.counts is None else {"total": 0 if snap is None else len(snap.columns),
+                                                  **s.counts},
+        "snapshot": None if snap is None else {
+            "at": snap.at.isoformat(), "age_s": round((s.now - snap.at).total_seconds(), 3),
+            "seq": snap.seq, "stream_id": snap.stream_id, "bytes": s.snapshot_bytes},
+        "stream": {"length": s.stream_length},
+        "memory_bytes": s.memory,
+        "viewers": s.viewers,
+    }
+
+
+def render(s: SiteStatus) -> str:
+    """Aligned lines for people; what came from Redis is cleaned on the way out (write_out)."""
+    info, snap = s.service, s.snapshot
+    rows = [("site", f"{s.site} on {s.redis}")]
+    if info is None:
+        rows.append(("service", "none publishes this site"))
+    else:
+        age = info.age(s.now)
+        live = ("publishing" if s.live else
+                "not publishing yet" if age is None else f"stopped publishing {age:.0f} s ago")
+        rows.append(("service", f"{live}: {escaped(info.host)}, pid {info.pid}, wardtui "
+                                f"{escaped(info.version)}, up since {_since(info.started, s.now)}"))
+    if snap is None:
+        rows.append(("snapshot", s.snapshot_error or "none"))
+    else:
+        c = s.counts or {}
+        rows.append(("devices", f"{len(snap.columns)}: {c.get('up', 0)} up, {c.get('down', 0)} down, "
+                                f"{c.get('unknown', 0)} unknown, {c.get('flapping', 0)} flapping"))
+        age = (s.now - snap.at).total_seconds()
+        rows.append(("snapshot", f"{age:.1f} s old ({stamp(snap.at)} UTC), {_bytes(s.snapshot_bytes)}"))
+    rows.append(("stream", f"{s.stream_length:,} events"))
+    rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
+    rows.append(("viewers", f"{s.viewers} attached"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _since(started: str, now: datetime) -> str:
+    try:
+        at = datetime.fromisoformat(started)
+    except ValueError:
+        return escaped(started)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return f"{stamp(at)} UTC ({format_duration(now - at)})"
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    size = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{value} B"
+
