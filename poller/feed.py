@@ -732,6 +732,15 @@ class FeedStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeSeen:
+    """A check an operator asked for (probe now) came back, with who asked: every viewer's log
+    says so. ``by`` is what the service was told: data, cleaned where shown."""
+
+    result: CheckResult
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
 class RowsChanged:
     """A snapshot changed these devices' figures (None: every device)."""
 
@@ -978,6 +987,8 @@ class LiveFeed:
             if tracker is not None and tracker.apply(event):
                 self._device_ids[device] = position
         self.bus.publish(event)
+        if isinstance(event, CheckResult) and isinstance(doc.get("by"), str):
+            self.bus.publish(ProbeSeen(event, doc["by"][:64]))  # type: ignore[arg-type]
         return True
 
     async def run(self, duration: float | None = None) -> None:

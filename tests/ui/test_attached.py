@@ -195,6 +195,9 @@ async def test_attached_dashboard_shows_the_service_its_transitions_and_probes_t
         await a.pilot.press("colon", *"probe dev5", "enter")
         await a.until(lambda: bool(a.notices.containing("dev5: UP, reply in 4.00 ms")))
         assert a.service.engine.checks_on_demand == 1
+        # Every viewer's log says who asked (the service was told this viewer's login).
+        await a.until(lambda: any("dev5 checked now by " in line and ": up, 4.00 ms" in line
+                                  for line in log.lines_written))
         await a.pilot.press("colon", *"probe nosuch", "enter")
         await a.until(lambda: bool(a.notices.containing("no device named 'nosuch'")))
         assert a.service.engine.checks_on_demand == 1
@@ -240,3 +243,28 @@ async def test_the_services_new_inventory_rebuilds_the_attached_dashboard(tmp_pa
         await a.pilot.press("colon", *f"probe {added.name}", "enter")  # the names know it
         await a.until(lambda: bool(a.notices.containing(f"{added.name}: UP")))
         assert a.notices.containing("the service's inventory changed: 1 added, 1 removed"), a.notices.messages
+
+
+async def test_who_asked_for_a_probe_is_shown_as_data(tmp_path: Path) -> None:
+    """``by`` travels through Redis from any viewer (or anyone who writes the stream): the log
+    shows it literally, never as markup or terminal control."""
+    from datetime import UTC, datetime
+
+    from textual.app import App, ComposeResult
+
+    from poller.events import CheckResult
+
+    class LogApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TransitionLog()
+
+    app = LogApp()
+    async with app.run_test(size=(120, 10)) as pilot:
+        log = app.query_one(TransitionLog)
+        result = CheckResult("dev1", "127.0.0.2", datetime.now(UTC), 1, 1, 2.5, State.UP)
+        log.add_probe(result, "[red]mallory[/red]\x1b[2J\x07")
+        log.flush()
+        await pilot.pause()
+        line = log.lines_written[-1]
+        assert "checked now by [red]mallory[/red]" in line
+        assert "\x1b" not in line and "\x07" not in line

@@ -26,7 +26,7 @@ from poller.events import (
     SnmpAgentChange,
     Transition,
 )
-from poller.feed import FeedStatus, InventoryChanged, LiveFeed, RowsChanged
+from poller.feed import FeedStatus, InventoryChanged, LiveFeed, ProbeSeen, RowsChanged
 from store.report import GroupBy
 from wardtui.commands import DashboardCommands
 from wardtui.history_access import HistoryAccess, Scope
@@ -192,6 +192,8 @@ class DashboardScreen(Screen[None]):
                     changed.update(self.engine.trackers if event.devices is None else event.devices)
                 elif isinstance(event, FeedStatus):
                     self._feed_status(event)
+                elif isinstance(event, ProbeSeen):
+                    log.add_probe(event.result, event.by)
                 elif isinstance(event, InventoryChanged):
                     # The trackers hold another set of devices now: what is built from the set
                     # is built again at once, before the events after it name new devices.

@@ -13,7 +13,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from poller.events import FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
+from poller.events import CheckResult, FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
+from poller.text import clean
 from wardtui.durations import format_duration
 from wardtui.widgets.states import StatePalette, state_text
 
@@ -127,6 +128,18 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(" → ")
         line.append(event.to_state, style=self._if_style(event.to_state))
         line.append(f"  ifIndex {event.ifindex}", style="dim")
+        self._write(line)
+
+    def add_probe(self, result: CheckResult, by: str) -> None:
+        """A check an operator asked for (attached: any viewer of the service)."""
+        line = Text(utc_stamp(result.at) + " ", style="dim")
+        line.append(result.device, style="bold")
+        line.append(" checked now by ")
+        line.append(clean(by))
+        line.append(": ")
+        line.append_text(state_text(result.state, self.palette))
+        line.append(f", {result.rtt_ms:.2f} ms" if result.rtt_ms is not None else ", no reply")
+        line.append(f"  {result.address}", style="dim")
         self._write(line)
 
     def add_snmp_agent(self, event: SnmpAgentChange) -> None:
