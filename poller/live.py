@@ -559,6 +559,7 @@ class LiveTracker:
     __slots__ = ("avg_rtt_ms", "device", "down_since", "flapping", "jitter_ms", "last_change",
                  "last_rtt_ms", "loss_pct", "state")
 
+    remote = True  # the screens show what the service's snapshot carries, and say so
     received = 0
     sent = 0
     rtt_min_ms: float | None = None

@@ -65,9 +65,18 @@ def stats_lines(tracker: TrackerView, width: int | None = None) -> list[str]:
     """Rolling figures (the tracker's window) and whole-run totals, in lines of at most ``width``
     characters: a figure is never cut, and where lines break depends on the width only, not on
     the values, so the lines (and the charts below them) stay put as figures change."""
+    loss = tracker.loss_pct
+    if getattr(tracker, "remote", False):
+        # Attached to a service: the snapshot carries the window's figures, not the window itself
+        # nor the service's whole-run totals (the charts below read the history).
+        remote = [[f"RTT ms  last {ms(tracker.last_rtt_ms)}", f"avg {ms(tracker.avg_rtt_ms)}",
+                   f"jitter {ms(tracker.jitter_ms)}"],
+                  ["loss " + ("-" if loss is None else f"{loss:.1f}") + " %", "(the service's window)"]]
+        widest_remote = [["RTT ms  last 999.9", "avg 999.9", "jitter 999.9"],
+                         ["loss 100.0 %", "(the service's window)"]]
+        return pack(remote, width, widest_remote)
     window = tracker.window()
     rtts = [r for r in window if r is not None]
-    loss = tracker.loss_pct
     groups = _stats_groups(
         [ms(tracker.last_rtt_ms), ms(tracker.avg_rtt_ms), ms(min(rtts) if rtts else None),
          ms(max(rtts) if rtts else None), ms(tracker.jitter_ms)],
