@@ -16,7 +16,7 @@ from tests.fakes import make_devices
 from tests.integration.test_feed import MAIN_URL, Service, Viewer, eventually, keys  # noqa: F401
 
 
-async def test_snapshot_after_a_shrinking_reload_is_readable(keys: Keys) -> None:
+async def test_snapshot_after_a_shrinking_reload_is_readable(keys: Keys) -> None:  # noqa: F811
     """SNMP summaries are keyed by row; a reload that removes rows must not leave the previous
     inventory's summaries (rows past the new end) in the next snapshot: viewers cannot read it."""
     devices = make_devices(10, interval=1.0)
@@ -38,7 +38,7 @@ async def test_snapshot_after_a_shrinking_reload_is_readable(keys: Keys) -> None
             assert viewer.feed.live, "the viewer lost the feed after a reload"
 
 
-async def test_a_reload_during_the_inventory_encoding_is_not_missed(keys: Keys,
+async def test_a_reload_during_the_inventory_encoding_is_not_missed(keys: Keys,  # noqa: F811
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The publisher takes the engine's rows before encoding the inventory off the loop, and its
     version after: a second reload landing in between is never published."""
@@ -62,3 +62,21 @@ async def test_a_reload_during_the_inventory_encoding_is_not_missed(keys: Keys,
             assert set(viewer.feed.trackers) == set(service.engine.trackers), (
                 f"viewer shows {len(viewer.feed.trackers)} devices, the service runs "
                 f"{len(service.engine.trackers)}")
+
+
+async def test_attaching_to_a_snapshot_of_another_format_is_one_line(keys: Keys, tmp_path) -> None:  # noqa: F811
+    """A newer service's snapshot (format 2): the dashboard refuses it in a line, no traceback."""
+    from poller.inventory import Device
+    from tests.integration.feed_fixtures import write_site
+    from wardtui.attached import AttachedRuntime, Site
+    from wardtui.runtime import Options, StartupError
+
+    write_site(keys.site, [Device("r1", "127.0.0.1", "b", "r", "router")])
+    client = redis.Redis(host="127.0.0.1", port=6379)
+    blob = client.get(keys.snapshot)
+    assert blob is not None
+    client.set(keys.snapshot, blob[:8] + blob[8:].replace(b'"v":1', b'"v":2', 1))
+    client.close()
+    runtime = AttachedRuntime(Site(MAIN_URL, keys), Options(db=f"sqlite:///{tmp_path}/h.db"))
+    with pytest.raises(StartupError, match="snapshot format 2"):
+        await runtime.attach()
