@@ -553,6 +553,9 @@ class Publisher:
             self.stats.events_lost += len(pending)
             self._full = True
             return
+        except BaseException:
+            self.stats.events_lost += len(pending)  # in flight when the connection broke
+            raise
         self._events_refusal = None
         self.stats.events += len(pending)
         # The last entry on the stream: what a snapshot may say it covers (entries queued since,
