@@ -17,5 +17,6 @@ def test_a_snapshot_whose_stream_id_is_not_an_id_is_refused(stream_id: str) -> N
 
 
 def test_a_snapshot_with_a_stream_id_is_read() -> None:
-    blob = encode_snapshot(1, "1700000000000-3", datetime.now(UTC), "inv", "run", None, Columns.empty(2), None)
+    blob = encode_snapshot(1, "1700000000000-3", datetime.now(UTC), "inv", "run", None, Columns.empty(2),
+                           None)
     assert decode_snapshot(blob).stream_id == "1700000000000-3"
