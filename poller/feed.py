@@ -449,6 +449,10 @@ class Publisher:
     async def _reindex(self) -> None:
         """Rows in the engine's inventory order; a new inventory starts a full snapshot. The
         inventory's encoding (~0.25 s at 100,000 devices) runs off the engine's loop."""
+        # The version goes with the rows it was read with: a reload applied while the encoding
+        # below runs is seen at the next snapshot, not taken for this one.
+        version = getattr(self.engine, "inventory_version", None)
+        old_rows = self._rows
         self._rows = list(self.engine.trackers.values())
         self._index = {t.device.name: i for i, t in enumerate(self._rows)}
         self._columns = Columns.empty(len(self._rows))
@@ -458,9 +462,13 @@ class Publisher:
         self._inventory_id, self._inventory_blob = await asyncio.get_running_loop().run_in_executor(
             None, encode_inventory, devices)
         self._inventory_written = False
-        self._inventory_version = getattr(self.engine, "inventory_version", None)
-        self._snmp = {}
+        self._inventory_version = version
+        # SNMP summaries are keyed by row: carried over by name, and the JSON made again at the
+        # next snapshot (the old one names the old rows, maybe past the new inventory's end).
+        self._snmp = {self._index[old_rows[i].device.name]: v for i, v in self._snmp.items()
+                      if i < len(old_rows) and old_rows[i].device.name in self._index}
         self._snmp_dirty = True
+        self._snmp_built = 0.0
         self.info = _replace_devices(self.info, len(self._rows))
 
     def _take(self, batch: Iterable[Event]) -> None:
@@ -545,6 +553,9 @@ class Publisher:
             self.stats.events_lost += len(pending)
             self._full = True
             return
+        except BaseException:
+            self.stats.events_lost += len(pending)  # in flight when the connection broke
+            raise
         self._events_refusal = None
         self.stats.events += len(pending)
         # The last entry on the stream: what a snapshot may say it covers (entries queued since,

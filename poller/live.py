@@ -401,6 +401,9 @@ def _event_n(value: Any) -> int | None:
     return value
 
 
+_STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
 def decode_snapshot(blob: bytes) -> Snapshot:
     try:
         if blob[:4] != _MAGIC:
@@ -440,7 +443,10 @@ def decode_snapshot(blob: bytes) -> Snapshot:
         if not all(0 <= k < n and isinstance(v, dict) for k, v in snmp.items()):
             raise FeedFormatError("the snapshot's SNMP summaries do not match its rows")
         gauges = decode_event(header["gauges"]) if header.get("gauges") else None
-        return Snapshot(int(header["seq"]), str(header["id"]), datetime.fromtimestamp(header["at"], UTC),
+        stream_id = str(header["id"])
+        if not _STREAM_ID.fullmatch(stream_id):  # viewers compare it as (ms, seq)
+            raise FeedFormatError(f"the snapshot's stream ID {stream_id[:40]!r} is not one")
+        return Snapshot(int(header["seq"]), stream_id, datetime.fromtimestamp(header["at"], UTC),
                         str(header["inventory"]), str(header.get("started", "")),
                         gauges if isinstance(gauges, Gauges) else None,
                         Columns(flags, down_since, last_change, last_rtt, avg_rtt, jitter, loss),

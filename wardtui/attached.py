@@ -33,7 +33,7 @@ from poller.feed import (
     read_service,
     shown_url,
 )
-from poller.live import DEFAULT_SITE, Keys, check_site
+from poller.live import DEFAULT_SITE, FeedFormatError, Keys, check_site
 from poller.text import escaped
 from store.db import database_url
 from store.dburl import failure
@@ -132,6 +132,9 @@ class AttachedRuntime:
         except (RedisError, OSError) as exc:
             raise StartupError(f"Redis {shown_url(self.site.url)}: "
                                f"{describe_error(exc, self.site.url)}") from None
+        except FeedFormatError as exc:  # another wardtui's format, or keys written by hand
+            raise StartupError(f"site {self.site.name!r} on Redis {shown_url(self.site.url)}: {exc}",
+                               code=2) from None
 
     async def start(self) -> None:
         """Open the history to read. It is not an error to have none here: the screens say so."""

@@ -440,7 +440,7 @@ def _doc(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # an entry written by hand, nested too deep to parse
         return None
     return doc if isinstance(doc, dict) else None
 

@@ -89,67 +89,67 @@ class TransitionLog(ScrollView, can_focus=True):
 
     def add_transition(self, event: Transition) -> None:
         line = Text(utc_stamp(event.at) + " ", style="dim")
-        line.append(event.device, style="bold")
+        line.append(clean(event.device), style="bold")
         line.append(" ")
         line.append_text(state_text(event.from_state, self.palette))
         line.append(" → ")
         line.append_text(state_text(event.to_state, self.palette))
         if event.from_state is State.DOWN and event.down_since is not None:
             line.append(f" after {format_duration(event.at - event.down_since)} down")
-        line.append(f"  {event.address}", style="dim")
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def add_flap(self, event: FlapChange) -> None:
         line = Text(utc_stamp(event.at) + " ", style="dim")
-        line.append(event.device, style="bold")
+        line.append(clean(event.device), style="bold")
         line.append(" ")
         if event.flapping:
             line.append("flapping", style=self.palette.flapping)
             line.append(f" ({event.transitions_in_window} changes in the window)")
         else:
             line.append("stopped flapping")
-        line.append(f"  {event.address}", style="dim")
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def add_reboot(self, event: Reboot) -> None:
         line = Text(utc_stamp(event.at) + " ", style="dim")
-        line.append(event.device, style="bold")
+        line.append(clean(event.device), style="bold")
         line.append(" rebooted", style=self.palette.flapping)
         line.append(f" (up {format_duration(event.at - event.booted_at)}, was up "
                     f"{format_duration(timedelta(seconds=event.previous_uptime_s))})")
-        line.append(f"  {event.address}", style="dim")
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def add_interface(self, event: InterfaceChange) -> None:
         line = Text(utc_stamp(event.at) + " ", style="dim")
-        line.append(event.device, style="bold")
-        line.append(f" {event.ifname} ")
-        line.append(event.from_state, style=self._if_style(event.from_state))
+        line.append(clean(event.device), style="bold")
+        line.append(f" {clean(event.ifname)} ")
+        line.append(clean(event.from_state), style=self._if_style(event.from_state))
         line.append(" → ")
-        line.append(event.to_state, style=self._if_style(event.to_state))
+        line.append(clean(event.to_state), style=self._if_style(event.to_state))
         line.append(f"  ifIndex {event.ifindex}", style="dim")
         self._write(line)
 
     def add_probe(self, result: CheckResult, by: str) -> None:
         """A check an operator asked for (attached: any viewer of the service)."""
         line = Text(utc_stamp(result.at) + " ", style="dim")
-        line.append(result.device, style="bold")
+        line.append(clean(result.device), style="bold")
         line.append(" checked now by ")
         line.append(clean(by))
         line.append(": ")
         line.append_text(state_text(result.state, self.palette))
         line.append(f", {result.rtt_ms:.2f} ms" if result.rtt_ms is not None else ", no reply")
-        line.append(f"  {result.address}", style="dim")
+        line.append(f"  {clean(result.address)}", style="dim")
         self._write(line)
 
     def add_snmp_agent(self, event: SnmpAgentChange) -> None:
         line = Text(utc_stamp(event.at) + " ", style="dim")
-        line.append(event.device, style="bold")
+        line.append(clean(event.device), style="bold")
         if event.answering:
             line.append(" SNMP agent answers again")
         else:
-            line.append(f" SNMP agent not answering ({event.reason})", style=self.palette.flapping)
-        line.append(f"  {event.address}", style="dim")
+            line.append(f" SNMP agent not answering ({clean(event.reason)})", style=self.palette.flapping)
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def _if_style(self, status: str) -> str:
