@@ -760,10 +760,13 @@ class RowsChanged:
 
 @dataclass(frozen=True, slots=True)
 class InventoryChanged:
-    """The service's inventory changed (SIGHUP): the screens rebuild from the new trackers."""
+    """The service's inventory changed (SIGHUP): the screens rebuild from ``trackers``, the
+    feed's new mapping (never the old one changed in place: a screen on another thread may be
+    iterating it)."""
 
     added: int
     removed: int
+    trackers: dict[str, LiveTracker]
 
 
 class NoService(Exception):
@@ -905,14 +908,18 @@ class LiveFeed:
         added = len(fresh.keys() - old.keys())
         removed = len(old.keys() - fresh.keys())
         first = not self.inventory_id
-        # The dict the screens hold is updated in place (their widgets rebuild on the event).
-        old.clear()
-        old.update(fresh)
-        self._rows = list(old.values())
+        # A new mapping, never the old one changed: the screens (another thread) iterate theirs
+        # until they take this one from the event. Trackers of unchanged devices are shared.
+        # The first one fills the mapping made empty with the feed: nobody has iterated it yet.
+        if first:
+            old.update(fresh)
+            fresh = old
+        self.trackers = fresh
+        self._rows = list(fresh.values())
         self.inventory_id = inventory_id
         self._columns = None
         if not first:
-            self.bus.publish(InventoryChanged(added, removed))  # type: ignore[arg-type]
+            self.bus.publish(InventoryChanged(added, removed, fresh))  # type: ignore[arg-type]
 
     def _apply_all(self, snap: Snapshot) -> None:
         columns = snap.columns

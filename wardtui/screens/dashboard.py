@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from poller.events import (
     Transition,
 )
 from poller.feed import FeedStatus, InventoryChanged, LiveFeed, ProbeSeen, RowsChanged
+from poller.state import TrackerView
 from store.report import GroupBy
 from wardtui.commands import DashboardCommands
 from wardtui.history_access import HistoryAccess, Scope
@@ -99,6 +100,9 @@ class DashboardScreen(Screen[None]):
         checks a device now (here or by the service), for ``:probe`` and the drill-down."""
         super().__init__()
         self.engine = engine
+        # The devices this screen shows, read on the UI thread only: attached, a new inventory
+        # comes as a new mapping in InventoryChanged and is taken here (see _new_inventory).
+        self.trackers: Mapping[str, TrackerView] = engine.trackers
         self.history = history
         self.probe = probe
         self._sub_maxsize = sub_maxsize
@@ -111,16 +115,17 @@ class DashboardScreen(Screen[None]):
     COMMANDS = {DashboardCommands}
 
     def compose(self) -> ComposeResult:
+        self.trackers = self.engine.trackers  # attached: loaded by now (before the first frame)
         yield Header()
-        table = DeviceTable(self.engine.trackers, id="devices")
+        table = DeviceTable(self.trackers, id="devices")
         yield table
-        groups = GroupTree(self.engine.trackers, table.matches, id="groups")
+        groups = GroupTree(self.trackers, table.matches, id="groups")
         groups.display = False  # until g; built when idle after start (see on_engine_started)
         yield groups
         with Horizontal(id="command-bar"):
             yield Label(":", id="command-label")
             yield CommandInput(
-                CommandSuggester(self.engine.trackers), id="command",
+                CommandSuggester(self.trackers), id="command",
                 placeholder="problems · all · groups · device NAME · sort COLUMN · filter TEXT",
                 enter_action="submit_line", escape_action="clear_filter")
         with Horizontal(id="filter-bar"):
@@ -152,8 +157,8 @@ class DashboardScreen(Screen[None]):
 
     def on_engine_started(self, _: EngineStarted) -> None:
         with self.app.batch_update():
-            self.query_one(DeviceTable).refresh_devices(self.engine.trackers)
-            self.query_one(GroupTree).refresh_devices(self.engine.trackers)
+            self.query_one(DeviceTable).refresh_devices(self.trackers)
+            self.query_one(GroupTree).refresh_devices(self.trackers)
             self._update_groups_title()
         # Work the first frame did not wait for, done while the operator reads it, a step at a
         # time (each <= ~0.1 s at 20,000 devices), so that the first filter, sort and g are quick.
@@ -189,7 +194,7 @@ class DashboardScreen(Screen[None]):
                 elif isinstance(event, SnmpAgentChange):
                     log.add_snmp_agent(event)
                 elif isinstance(event, RowsChanged):  # the service's snapshot (attached)
-                    changed.update(self.engine.trackers if event.devices is None else event.devices)
+                    changed.update(self.trackers if event.devices is None else event.devices)
                 elif isinstance(event, FeedStatus):
                     self._feed_status(event)
                 elif isinstance(event, ProbeSeen):
@@ -198,13 +203,13 @@ class DashboardScreen(Screen[None]):
                     # The trackers hold another set of devices now: what is built from the set
                     # is built again at once, before the events after it name new devices.
                     self._new_inventory(event)
-            changed.intersection_update(self.engine.trackers)  # removed ones have no row
+            changed.intersection_update(self.trackers)  # removed ones have no row
             log.add_transitions(transitions)
             log.flush()
             if self._sub.dropped != self._dropped_seen:
                 # Samples were dropped for us: some rows may be stale, so look at them all.
                 self._dropped_seen = self._sub.dropped
-                changed = set(self.engine.trackers)
+                changed = set(self.trackers)
             self.query_one(DeviceTable).refresh_devices(changed, datetime.now(UTC))
             self.query_one(GroupTree).refresh_devices(changed)  # counts by diff, shown or not
             if changed:
@@ -222,9 +227,9 @@ class DashboardScreen(Screen[None]):
         """Attached: the service applied a new inventory (SIGHUP). The table, the groups and the
         command line's names are made again from it (sort, view and filter kept); a drill-down
         open over this screen shows its device as it was."""
-        trackers = self.engine.trackers
-        self.query_one(DeviceTable).reset_devices()
-        self.query_one(GroupTree).invalidate()
+        trackers = self.trackers = change.trackers
+        self.query_one(DeviceTable).reset_devices(trackers)
+        self.query_one(GroupTree).reset_devices(trackers)
         self.query_one("#command", Input).suggester = CommandSuggester(trackers)
         self._update_groups_title()
         self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
@@ -310,14 +315,14 @@ class DashboardScreen(Screen[None]):
         if not data or data[0] == "root":
             return None
         if data[0] == "device":
-            tracker = self.engine.trackers.get(data[1])
+            tracker = self.trackers.get(data[1])
             return ("branch", tracker.device.branch) if tracker is not None else None
         return ("region", data[1]) if data[0] == "region" else ("branch", data[2])
 
     def action_export(self) -> None:
         from wardtui.screens.export import ExportScreen  # loaded on first use
 
-        scope, total = self.current_scope(), len(self.engine.trackers)
+        scope, total = self.current_scope(), len(self.trackers)
         self.app.push_screen(ExportScreen(scope, total, history=self.history))
 
     def action_help(self) -> None:
@@ -329,7 +334,7 @@ class DashboardScreen(Screen[None]):
     @on(DeviceTable.RowSelected, "#devices")
     def _open_device(self, event: DeviceTable.RowSelected) -> None:
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
-        tracker = self.engine.trackers.get(event.device)
+        tracker = self.trackers.get(event.device)
         if tracker is not None:
             self.app.push_screen(DeviceScreen(tracker, self.engine.bus, self.history, probe=self.probe))
 
@@ -431,7 +436,7 @@ class DashboardScreen(Screen[None]):
 
     def device_names(self) -> Iterable[str]:
         """Every device, in inventory order (the palette offers them by name)."""
-        return self.engine.trackers.keys()
+        return self.trackers.keys()
 
     def run_command(self, line: str) -> None:
         """Run one `:` command (the command line and the palette both come here)."""
@@ -475,7 +480,7 @@ class DashboardScreen(Screen[None]):
 
     def _device_named(self, name: str, command: str) -> str | None:
         """The device ``name`` names (a unique prefix will do), or None after saying why not."""
-        if name in self.engine.trackers:
+        if name in self.trackers:
             return name
         found = self.query_one("#command", Input).suggester
         candidates = found.device_prefix(name) if isinstance(found, CommandSuggester) and name else []
@@ -499,7 +504,7 @@ class DashboardScreen(Screen[None]):
         self.run_worker(probe_and_tell(self, self.probe, device), group="probe", exit_on_error=False)
 
     def _open_by_name(self, name: str) -> None:
-        trackers = self.engine.trackers
+        trackers = self.trackers
         found_name = self._device_named(name, ":device")
         if found_name is None:
             return
@@ -516,7 +521,7 @@ class DashboardScreen(Screen[None]):
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
-        if data is not None and data[0] == "device" and data[1] in self.engine.trackers:
-            self.app.push_screen(DeviceScreen(self.engine.trackers[data[1]], self.engine.bus, self.history,
+        if data is not None and data[0] == "device" and data[1] in self.trackers:
+            self.app.push_screen(DeviceScreen(self.trackers[data[1]], self.engine.bus, self.history,
                                               probe=self.probe))
 

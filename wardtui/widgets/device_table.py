@@ -176,9 +176,10 @@ class DeviceTable(ScrollView, can_focus=True):
         self._order_changed()
         self._update_title()
 
-    def reset_devices(self) -> None:
-        """The trackers now hold another set of devices (attached: the service's inventory
+    def reset_devices(self, trackers: Mapping[str, TrackerView]) -> None:
+        """Show ``trackers``, another set of devices (attached: the service's inventory
         changed): ranks and rows made again for them; sort, view and filter kept."""
+        self._trackers = trackers
         old = self._rows
         self._ranks = StaticRanks({name: t.device for name, t in self._trackers.items()})
         self._rows = RowOrder(self._trackers, self._ranks)

@@ -87,6 +87,11 @@ class GroupTree(Tree[NodeData]):
         return str(self._group_nodes[group].label)
 
     # -- building -----------------------------------------------------------------------------
+    def reset_devices(self, trackers: Mapping[str, TrackerView]) -> None:
+        """Show ``trackers``, another set of devices (attached: the service's inventory changed)."""
+        self._trackers = trackers
+        self.invalidate()
+
     def invalidate(self) -> None:
         """What ``matches`` answers changed: rebuild now if shown, else when next used."""
         self._stale = True
