@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -81,6 +82,9 @@ COMMAND_TIMEOUT = 10.0
 COMMAND_MAX_AGE = 30.0
 """A command older than this when the service reads it is answered "expired", not run."""
 REPLY_TTL = 60
+MAX_COMMANDS = 64
+"""Commands run at once at most; beyond, the command stream's entries are read and dropped
+(counted in ``feed_commands_refused``): anyone who can write to Redis can flood it."""
 VIEWER_TTL = 15.0
 """A viewer that has not said it is attached for this long is not counted."""
 
@@ -165,6 +169,7 @@ class ServiceInfo:
     started: str  # ISO, UTC
     devices: int = 0
     snapshot_at: str | None = None
+    heartbeat_age: float | None = None  # seconds since written, by Redis's clock (its key's TTL)
 
     @classmethod
     def here(cls, version: str, devices: int) -> ServiceInfo:
@@ -196,18 +201,30 @@ class ServiceInfo:
 
 
 async def read_service(client: Redis, keys: Keys) -> ServiceInfo | None:
-    """The site's heartbeat, or None when no service publishes it (or it cannot be read)."""
-    raw = await client.get(keys.service)
+    """The site's heartbeat, or None when no service publishes it (or it cannot be read). Its
+    age is read from the key's TTL (rewritten with :data:`HEARTBEAT_TTL` each second): Redis's
+    clock, so a viewer whose clock is off still knows whether the service is live."""
+    pipe = client.pipeline(transaction=True)
+    pipe.get(keys.service)
+    pipe.pttl(keys.service)
+    raw, ttl_ms = await pipe.execute()
     if raw is None:
         return None
     try:
-        return ServiceInfo.from_json(raw)
+        info = ServiceInfo.from_json(raw)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
+    if isinstance(ttl_ms, int) and ttl_ms > 0:
+        info = dataclasses.replace(info, heartbeat_age=max(0.0, HEARTBEAT_TTL - ttl_ms / 1000))
+    return info
 
 
 def is_live(info: ServiceInfo | None) -> bool:
-    age = info.age() if info is not None else None
+    """A service that wrote its heartbeat within :data:`LIVE_AGE` seconds (by Redis's clock when
+    known, else by the snapshot time it wrote)."""
+    if info is None:
+        return False
+    age = info.heartbeat_age if info.heartbeat_age is not None else info.age()
     return age is not None and age <= LIVE_AGE
 
 
@@ -256,6 +273,7 @@ class FeedStats:
     snapshot_ms: float = 0.0
     losses: int = 0
     commands: int = 0
+    commands_refused: int = 0
     viewers: int = 0
 
 
@@ -307,6 +325,7 @@ class Publisher:
                 "feed_events_lost": float(s.events_lost),
                 "feed_snapshot_bytes": float(s.snapshot_bytes), "feed_snapshot_ms": s.snapshot_ms,
                 "feed_viewers": float(s.viewers), "feed_commands": float(s.commands),
+                "feed_commands_refused": float(s.commands_refused),
                 "feed_losses": float(s.losses)}
 
     def stop(self) -> None:
@@ -326,6 +345,10 @@ class Publisher:
                 batch = await self._next_batch(wait)
                 self._take(batch)
                 try:
+                    if not self._inventory_written and time.monotonic() >= self._next_snapshot:
+                        # Just (re)connected: the inventory and a full snapshot before any event,
+                        # so a viewer never meets a run's events before its snapshot.
+                        await self._publish_snapshot()
                     if self._pending:
                         await self._send_events()
                     if time.monotonic() >= self._next_snapshot:
@@ -631,13 +654,22 @@ class Publisher:
     # -- commands ---------------------------------------------------------------------------
     async def _command_loop(self) -> None:
         last = "$"
+        reading: Redis | None = None
         while not self._stopping.is_set():
             client = self._client
             if client is None:
-                last = "$"  # commands sent while Redis was away are answered by no one: they time out
                 await asyncio.sleep(0.2)
                 continue
             try:
+                if client is not reading:
+                    # (Re)connected: from the stream's end as it is now, not "$" at each read (a
+                    # command added between two reads was missed). Commands sent while Redis was
+                    # away are answered by no one: they time out.
+                    reading, last = client, "0-0"
+                    with contextlib.suppress(ResponseError):  # no stream yet
+                        info: Any = await client.xinfo_stream(self.keys.commands)
+                        last = info["last-generated-id"]
+                        last = last.decode() if isinstance(last, bytes) else str(last)
                 answer: Any = await client.xread({self.keys.commands: last}, count=100, block=1000)
             except (RedisError, OSError):
                 await asyncio.sleep(0.5)  # the main loop notices and reconnects
@@ -645,6 +677,9 @@ class Publisher:
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
                     last = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+                    if len(self._probes) >= MAX_COMMANDS:
+                        self.stats.commands_refused += 1
+                        continue  # its sender hears nothing within its timeout: "did not answer"
                     task = asyncio.create_task(self._command(fields))
                     self._probes.add(task)
                     task.add_done_callback(self._probes.discard)
@@ -881,12 +916,15 @@ class LiveFeed:
         kind: Any = await client.type(self.keys.events)
         if (kind.decode() if isinstance(kind, bytes) else kind) not in ("stream", "none"):
             raise FeedFormatError(f"the site's event key holds a {escaped(str(kind))[:20]}, not a stream")
-        blob: Any = await client.get(self.keys.snapshot)
+        # Both in one transaction: a reload between two reads looked like a lost feed.
+        pipe = client.pipeline(transaction=True)
+        pipe.get(self.keys.snapshot)
+        pipe.get(self.keys.inventory)
+        blob, raw = await pipe.execute()
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot yet")
         snap = decode_snapshot(blob)
         if snap.inventory_id != self.inventory_id:
-            raw: Any = await client.get(self.keys.inventory)
             if raw is None:
                 raise NoService(f"the site {self.keys.site!r} has no inventory yet")
             inventory_id, devices = decode_inventory(raw)

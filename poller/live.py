@@ -55,10 +55,11 @@ HEARTBEAT_TTL = 15
 (or older than :data:`LIVE_AGE`) is not running."""
 LIVE_AGE = 5.0
 """A heartbeat older than this many seconds is a service that stopped publishing."""
-STREAM_MAXLEN = 100_000
-"""Events kept in the stream (``XADD MAXLEN ~``): a transition is ~200 bytes there, gauges
-~1.5 kB once a second, so the stream stays under ~40 MB whatever happens; a viewer that falls
-further behind than that reloads the snapshot."""
+STREAM_MAXLEN = 20_000
+"""Events kept in the stream (``XADD MAXLEN ~``, so up to ~10 % more): a transition is ~200
+bytes there, a gauges entry 0.7-1.1 kB (one a second), so the stream stays under ~25 MB
+whatever happens (a quiet site: 20,000 gauges entries, measured ~22 MB). At 1,000 transitions
+a second that is 20 s of events; a viewer that falls further behind reloads the snapshot."""
 COMMANDS_MAXLEN = 1_000
 MAX_ROWS = 5_000_000
 """Rows a snapshot may say it has (50 times the largest inventory wardtui is built for)."""
