@@ -146,6 +146,82 @@ async def press(app: WardApp, frames: Frames, key: str, predicate: Callable[[], 
     return (end - start) * 1000
 
 
+async def key_sequence(app: WardApp, frames: Frames, rng: random.Random, presses: int,
+                       record: Callable[[str, float | None], None]) -> None:
+    """Every kind of key, ``presses`` times each (typing: about as many characters), each
+    reported to ``record`` as (kind, ms until reflected, or None after 5 s)."""
+
+    async def gap(low: float = 0.08, high: float = 0.3) -> None:
+        await asyncio.sleep(rng.uniform(low, high))  # typing-like, at a random tick phase
+
+    screen = dashboard(app)
+    # cursor down
+    for _ in range(presses):
+        row = table(app).cursor_row
+        record("down (cursor)", await press(app, frames, "down",
+                                            lambda r=row: table(app).cursor_row == r + 1))
+        await gap()
+    # / then typing a device-name fragment, then Esc clears (refills every row)
+    words = ["branch-1", "north", "hub-2", "core", "west 3", "east-1", "south 12"]
+    typed = 0
+    while typed < presses:
+        record("/ (open filter)", await press(app, frames, "slash",
+                                              lambda: screen.query_one("#filter", Input).has_focus))
+        box = screen.query_one("#filter", Input)
+        word = rng.choice(words)
+        for i, ch in enumerate(word):
+            key = "space" if ch == " " else ("minus" if ch == "-" else ch)
+            text = word[: i + 1]
+            record("typing in filter (char shown)", await press(app, frames, key,
+                                                                lambda t=text, b=box: b.value == t))
+            typed += 1
+            if i < len(word) - 1:
+                await gap(0.08, 0.2)
+        settle = time.perf_counter()  # the last character is on screen: the debounce runs
+        future = frames.expect(lambda w=word: table(app).filter_text == w)
+        try:
+            end = await asyncio.wait_for(future, 5)
+            record("filter applied after last char shown (incl. 0.15 s debounce)", (end - settle) * 1000)
+        except TimeoutError:
+            frames.waiting = None
+            record("filter applied after last char shown (incl. 0.15 s debounce)", None)
+        await gap()
+        record("Esc (clear filter, all rows back)", await press(app, frames, "escape",
+                                                                lambda b=box: table(app).filter_text == ""
+                                                                and not b.has_focus))
+        await gap()
+    # s sort
+    for _ in range(presses):
+        before = table(app).sort_column
+        record("s (sort by next column)", await press(app, frames, "s",
+                                                      lambda b=before: table(app).sort_column != b))
+        await gap()
+    # p problems view (toggles)
+    for _ in range(presses):
+        before = table(app).view
+        record("p (problems view toggle)", await press(app, frames, "p",
+                                                       lambda b=before: table(app).view != b))
+        await gap()
+    if table(app).view != "all":
+        await press(app, frames, "p", lambda: table(app).view == "all")
+    # g groups view (toggles)
+    for _ in range(presses):
+        before = screen.view
+        record("g (groups view toggle)", await press(app, frames, "g",
+                                                     lambda b=before: screen.view != b))
+        await gap()
+    if screen.view == "groups":
+        await press(app, frames, "g", lambda: screen.view != "groups")
+    # Enter drill-down, Esc back
+    for _ in range(presses):
+        record("Enter (drill-down shown)", await press(app, frames, "enter",
+                                                       lambda: isinstance(app.screen, DeviceScreen)))
+        await gap(0.3, 0.6)
+        record("Esc (back to dashboard)", await press(app, frames, "escape",
+                                                      lambda: app.screen is app.dashboard))
+        await gap()
+
+
 async def measure(inventory: Path, db: Path, interval: float, fraction: float, down: float,
                   presses: int, seed: int) -> Run:
     rng = random.Random(seed)
@@ -190,75 +266,7 @@ async def measure(inventory: Path, db: Path, interval: float, fraction: float, d
             else:
                 run.latencies.setdefault(kind, []).append(ms)
 
-        async def gap(low: float = 0.08, high: float = 0.3) -> None:
-            await asyncio.sleep(rng.uniform(low, high))  # typing-like, at a random tick phase
-
-        screen = dashboard(app)
-        # cursor down
-        for _ in range(presses):
-            row = table(app).cursor_row
-            record("down (cursor)", await press(app, frames, "down",
-                                                lambda r=row: table(app).cursor_row == r + 1))
-            await gap()
-        # / then typing a device-name fragment, then Esc clears (refills every row)
-        words = ["branch-1", "north", "hub-2", "core", "west 3", "east-1", "south 12"]
-        typed = 0
-        while typed < presses:
-            record("/ (open filter)", await press(app, frames, "slash",
-                                                  lambda: screen.query_one("#filter", Input).has_focus))
-            box = screen.query_one("#filter", Input)
-            word = rng.choice(words)
-            for i, ch in enumerate(word):
-                key = "space" if ch == " " else ("minus" if ch == "-" else ch)
-                text = word[: i + 1]
-                record("typing in filter (char shown)", await press(app, frames, key,
-                                                                    lambda t=text, b=box: b.value == t))
-                typed += 1
-                if i < len(word) - 1:
-                    await gap(0.08, 0.2)
-            settle = time.perf_counter()  # the last character is on screen: the debounce runs
-            future = frames.expect(lambda w=word: table(app).filter_text == w)
-            try:
-                end = await asyncio.wait_for(future, 5)
-                record("filter applied after last char shown (incl. 0.15 s debounce)", (end - settle) * 1000)
-            except TimeoutError:
-                frames.waiting = None
-                record("filter applied after last char shown (incl. 0.15 s debounce)", None)
-            await gap()
-            record("Esc (clear filter, all rows back)", await press(app, frames, "escape",
-                                                                    lambda b=box: table(app).filter_text == ""
-                                                                    and not b.has_focus))
-            await gap()
-        # s sort
-        for _ in range(presses):
-            before = table(app).sort_column
-            record("s (sort by next column)", await press(app, frames, "s",
-                                                          lambda b=before: table(app).sort_column != b))
-            await gap()
-        # p problems view (toggles)
-        for _ in range(presses):
-            before = table(app).view
-            record("p (problems view toggle)", await press(app, frames, "p",
-                                                           lambda b=before: table(app).view != b))
-            await gap()
-        if table(app).view != "all":
-            await press(app, frames, "p", lambda: table(app).view == "all")
-        # g groups view (toggles)
-        for _ in range(presses):
-            before = screen.view
-            record("g (groups view toggle)", await press(app, frames, "g",
-                                                         lambda b=before: screen.view != b))
-            await gap()
-        if screen.view == "groups":
-            await press(app, frames, "g", lambda: screen.view != "groups")
-        # Enter drill-down, Esc back
-        for _ in range(presses):
-            record("Enter (drill-down shown)", await press(app, frames, "enter",
-                                                           lambda: isinstance(app.screen, DeviceScreen)))
-            await gap(0.3, 0.6)
-            record("Esc (back to dashboard)", await press(app, frames, "escape",
-                                                          lambda: app.screen is app.dashboard))
-            await gap()
+        await key_sequence(app, frames, rng, presses, record)
         run.seconds = time.perf_counter() - t_begin
         run.checks = prober.sent - sent_before
         counter.cancel()

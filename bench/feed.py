@@ -1,0 +1,486 @@
+"""The live feed on Redis at N devices: a service publishing, viewers attached, what it costs.
+
+A private redis-server on a free loopback port (started and stopped here). The service is a
+separate process (bench/_feed_service.py: Runtime + poller.feed.Publisher, as `wardtui serve
+--redis` runs them): real ICMP to the inventory's 127.x loopback addresses every --interval
+seconds, SQLite history in a temp dir, and churn made by a wrapper prober that turns chosen
+addresses' replies into timeouts: --down of the devices down from the start, and every second
+--churn of them changing state (half fail, as many recover).
+
+After the first round, --cycles times: a quiet window (no viewer) of --quiet seconds, then a
+viewers window: --viewers headless viewer processes (bench/_feed_viewer.py, one LiveFeed each)
+attach, then a real attached dashboard in this process (WardApp over AttachedRuntime, as
+`wardtui --redis URL --site NAME`, driven as bench/dashboard_keys.py drives it: first frame,
+then every kind of key). A last quiet window closes the run. Then --tmux times, with no other
+viewer: `wardtui --redis URL --site NAME` started in a real terminal (tmux 160x50), process
+start -> first device row in capture-pane.
+
+Measured, per window: the service's lag p99 (its engine's per-second gauge; viewers vs quiet in
+the same run), event latency at every viewer for every transition (from Transition.at, when the
+service's engine established it, and from its stream entry ID's time, to when the viewer applied
+it), the dashboard's keys, the snapshot's size and build time (Publisher.stats), Redis's CPU
+(INFO cpu deltas) and memory (INFO memory, MEMORY USAGE of the site's keys).
+
+Run as root: python bench/feed.py [--devices 100000] [--viewers 20] [--cycles 3] [--presses 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from bench._feed_viewer import Latencies, instrument  # noqa: E402
+from bench._report import write_section  # noqa: E402
+
+SITE = "bench"
+ROW = re.compile(r"127\.1\.\d+\.\d+")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, no persistence."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                                     stdout=(tmp / "redis.log").open("w"), stderr=subprocess.STDOUT)
+        self.client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def cpu_s(self) -> float:
+        info = self.client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+    def memory(self) -> dict[str, Any]:
+        info = self.client.info("memory")
+        keys = {k.decode(): self.client.memory_usage(k, samples=0) or 0
+                for k in self.client.scan_iter(match=f"wardtui:{SITE}:*")}
+        stream = self.client.xinfo_stream(f"wardtui:{SITE}:events")
+        return {"used_mb": info["used_memory"] / 2**20, "rss_mb": info["used_memory_rss"] / 2**20,
+                "peak_mb": info["used_memory_peak"] / 2**20, "keys": keys, "stream_len": stream["length"]}
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Service:
+    def __init__(self, tmp: Path, inventory: Path, url: str, args: argparse.Namespace) -> None:
+        self.db = tmp / "service.db"
+        self.stats = tmp / "service-stats.jsonl"
+        self.log = tmp / "service.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "_feed_service.py"), "--inventory", str(inventory),
+             "--db", f"sqlite:///{self.db}", "--redis", url, "--site", SITE, "--stats", str(self.stats),
+             "--interval", f"{args.interval:g}", "--churn", f"{args.churn:g}", "--down", f"{args.down:g}",
+             "--seed", str(args.seed)],
+            cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    def records(self, t0: float, t1: float) -> list[dict[str, Any]]:
+        if not self.stats.exists():
+            return []
+        out = []
+        for line in self.stats.read_text().splitlines():
+            r = json.loads(line)
+            if t0 <= r["t"] <= t1:
+                out.append(r)
+        return out
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@dataclass
+class Window:
+    label: str  # "quiet" or "viewers"
+    t0: float = 0.0
+    t1: float = 0.0
+    redis_cpu_s: float = 0.0
+    service: list[dict[str, Any]] = field(default_factory=list)
+    memory: dict[str, Any] = field(default_factory=dict)
+    # viewers windows only
+    headless: list[dict[str, Any]] = field(default_factory=list)  # per viewer: from_at / from_id in window
+    dashboard_at: list[float] = field(default_factory=list)
+    dashboard_id: list[float] = field(default_factory=list)
+    first_frame_s: float = 0.0
+    keys: dict[str, list[float]] = field(default_factory=dict)
+    timeouts: dict[str, int] = field(default_factory=dict)
+    attach_s: list[float] = field(default_factory=list)
+    viewer_cpu_pct: list[float] = field(default_factory=list)
+    viewer_rss_mb: list[float] = field(default_factory=list)
+    reloads: int = 0
+    losses: int = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.t1 - self.t0
+
+    @property
+    def lags(self) -> list[float]:
+        return [r["lag_p99_ms"] for r in self.service if "lag_p99_ms" in r]
+
+    def service_cpu_pct(self) -> float:
+        if len(self.service) < 2:
+            return float("nan")
+        a, b = self.service[0], self.service[-1]
+        return (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]) * 100
+
+    def transitions_per_s(self) -> float:
+        return len(self.headless[0]["from_at"]) / self.seconds if self.headless else float("nan")
+
+    def all_from(self, key: str) -> list[float]:
+        return [ms for v in self.headless for ms in v[key]]
+
+
+def quiet_window(redis_server: RedisServer, service: Service, seconds: float) -> Window:
+    w = Window("quiet", t0=time.time())
+    cpu0 = redis_server.cpu_s()
+    time.sleep(seconds)
+    w.t1 = time.time()
+    w.redis_cpu_s = redis_server.cpu_s() - cpu0
+    w.memory = redis_server.memory()
+    w.service = service.records(w.t0, w.t1)
+    return w
+
+
+def start_viewers(url: str, tmp: Path, count: int, cycle: int) -> list[tuple[subprocess.Popen[str], Path]]:
+    procs = []
+    for i in range(count):
+        out = tmp / f"viewer-{cycle}-{i}.json"
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_feed_viewer.py"), "--redis", url,
+                                 "--site", SITE, "--name", f"{cycle}-{i}", "--out", str(out)],
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        procs.append((proc, out))
+    for proc, _ in procs:
+        line = proc.stdout.readline() if proc.stdout else ""
+        if "attached" not in line:
+            raise RuntimeError(f"a viewer did not attach: {line!r}")
+    return procs
+
+
+def stop_viewers(procs: list[tuple[subprocess.Popen[str], Path]]) -> list[dict[str, Any]]:
+    for proc, _ in procs:
+        proc.terminate()
+    results = []
+    for proc, out in procs:
+        proc.wait(60)
+        results.append(json.loads(out.read_text()))
+    return results
+
+
+def in_window(applied: list[float], values: list[float], t0: float, t1: float) -> list[float]:
+    return [v for a, v in zip(applied, values, strict=True) if t0 <= a <= t1]
+
+
+async def attached_dashboard(url: str, db: Path, presses: int, seed: int, settle: float,
+                             w: Window) -> Latencies:
+    """The real dashboard attached to the site, in this process: first frame, then the keys.
+    Sets w.t0 (after the first frame and ``settle`` seconds) and w.t1 (after the keys)."""
+    from bench.dashboard_keys import SIZE, Frames, key_sequence, table
+    from poller.live import Keys
+    from wardtui.app import WardApp
+    from wardtui.attached import AttachedRuntime, Site
+    from wardtui.process import DASHBOARD
+    from wardtui.runtime import Options
+
+    rng = random.Random(seed)
+    # The dashboard's process policy as `wardtui --redis` sets it, less the exit watchdog (this
+    # process goes on after the app).
+    policy = dataclasses.replace(DASHBOARD, exit_grace=None)
+    policy.enter()
+    start = time.perf_counter()
+    runtime = AttachedRuntime(Site(url, Keys(SITE)), Options(db=f"sqlite:///{db}"), process=policy)
+    latencies = instrument(runtime.engine)
+    app = WardApp(runtime, process=policy)
+    await asyncio.wrap_future(app.engine_thread.submit(runtime.attach()))
+    frames = Frames(app)
+    first = frames.expect(lambda: app.screen is app.dashboard and table(app).row_count > 0)
+    async with app.run_test(size=SIZE) as pilot:
+        w.first_frame_s = (await asyncio.wait_for(first, 60)) - start
+        await pilot.pause(settle)  # the freeze two seconds after the first "round" (attached: at once)
+        w.t0 = time.time()
+
+        def record(kind: str, ms: float | None) -> None:
+            if ms is None:
+                w.timeouts[kind] = w.timeouts.get(kind, 0) + 1
+            else:
+                w.keys.setdefault(kind, []).append(ms)
+
+        await key_sequence(app, frames, rng, presses, record)
+        w.t1 = time.time()
+        await app.action_quit()
+    return latencies
+
+
+def viewers_window(redis_server: RedisServer, service: Service, tmp: Path, args: argparse.Namespace,
+                   cycle: int) -> Window:
+    w = Window("viewers")
+    procs = start_viewers(redis_server.url, tmp, args.viewers, cycle)
+    try:
+        cpu0 = redis_server.cpu_s()
+        dash = asyncio.run(attached_dashboard(redis_server.url, service.db, args.presses, args.seed + cycle,
+                                              3.0, w))
+        w.redis_cpu_s = redis_server.cpu_s() - cpu0  # from the dashboard's start: a little wider
+        w.memory = redis_server.memory()
+    finally:
+        results = stop_viewers(procs)
+    w.service = service.records(w.t0, w.t1)
+    for r in results:
+        feed = r["feeds"][0]
+        w.headless.append({"from_at": in_window(feed["applied"], feed["from_at_ms"], w.t0, w.t1),
+                           "from_id": in_window(feed["applied"], feed["from_id_ms"], w.t0, w.t1)})
+        w.attach_s.extend(r["attach_s"])
+        w.viewer_cpu_pct.append(r["cpu_s"] / r["life_s"] * 100)
+        w.viewer_rss_mb.append(r["rss_mb"])
+        w.reloads += feed["reloads"] - 1
+        w.losses += feed["losses"]
+    w.dashboard_at = in_window(list(dash.applied), list(dash.from_at), w.t0, w.t1)
+    w.dashboard_id = in_window(list(dash.applied), list(dash.from_id), w.t0, w.t1)
+    return w
+
+
+def tmux_first_frame(url: str, db: Path, repeat: int) -> list[float]:
+    """Seconds from `tmux new-session` (process start) to a device row in capture-pane."""
+    times = []
+    for i in range(repeat):
+        name = f"wardtui-feed-{os.getpid()}-{i}"
+        command = (f"cd {ROOT} && env PYTHONPATH={ROOT} TERM=xterm-256color {sys.executable} -m wardtui "
+                   f"--redis {url} --site {SITE} --db sqlite:///{db}")
+        start = time.perf_counter()
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command], check=True)
+        try:
+            deadline = start + 60
+            while time.perf_counter() < deadline:
+                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                                        text=True, check=False).stdout
+                if ROW.search(screen):
+                    times.append(time.perf_counter() - start)
+                    break
+                time.sleep(0.02)
+            subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=False)
+            time.sleep(4)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+    return times
+
+
+def generate(devices: int, path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "wardtui", "generate", "--devices", str(devices), "-o", str(path)],
+                   cwd=ROOT, check=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                   stdout=subprocess.DEVNULL)
+
+
+def wait_live(redis_server: RedisServer, service: Service, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not redis_server.client.exists(f"wardtui:{SITE}:snapshot"):
+        if service.proc.poll() is not None:
+            raise RuntimeError(f"the service ended: {service.log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the service published no snapshot")
+        time.sleep(0.2)
+
+
+def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace) -> str:
+    quiet = [w for w in windows if w.label == "quiet"]
+    busy = [w for w in windows if w.label == "viewers"]
+    lines = [f"### Live feed at {args.devices:,} devices: {args.viewers} viewers + an attached dashboard, "
+             f"{args.churn:.0%} changing state each second",
+             "",
+             f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
+             f"--cycles {args.cycles} --quiet {args.quiet:g} --presses {args.presses} --tmux {args.tmux}` "
+             f"(defaults: --interval {args.interval:g} --churn {args.churn:g} --down {args.down:g})",
+             "",
+             "Service: a separate process (Runtime + Publisher, as `wardtui serve --redis`), real ICMP to "
+             f"127.x every {args.interval:g} s, SQLite history, {args.down:.0%} down and {args.churn:.0%} "
+             "changing state each second (a wrapper prober turns replies into timeouts); a private "
+             "redis-server on loopback. Windows alternate in one run: quiet (no viewer) and viewers "
+             f"({args.viewers} headless LiveFeed processes + one real attached dashboard, WardApp over "
+             "AttachedRuntime in the bench's process, driven by every kind of key). 2 shared cores: the "
+             "service, Redis, the viewers and the dashboard all run on them.",
+             ""]
+    # lag
+    lines += ["| window | seconds | service lag p99 ms: median / p95 / max of per-second samples | "
+              "service CPU % of a core | Redis CPU % of a core | snapshot kB / build ms (median, max) |",
+              "|---|---|---|---|---|---|"]
+    for i, w in enumerate(windows):
+        lags = w.lags
+        snaps = [r["snapshot_ms"] for r in w.service]
+        size = [r["snapshot_bytes"] / 1000 for r in w.service]
+        lines.append(f"| {i + 1}. {w.label} | {w.seconds:.0f} | "
+                     + (f"{statistics.median(lags):.1f} / {pct(lags, 0.95):.1f} / {max(lags):.1f}" if lags else "—")
+                     + f" | {w.service_cpu_pct():.0f} | {w.redis_cpu_s / w.seconds * 100:.1f} | "
+                     + (f"{statistics.median(size):.0f} / {statistics.median(snaps):.0f}, {max(snaps):.0f}"
+                        if snaps else "—") + " |")
+    q_lags = [x for w in quiet for x in w.lags]
+    b_lags = [x for w in busy for x in w.lags]
+    ratio = statistics.median(b_lags) / statistics.median(q_lags)
+    ratio95 = pct(b_lags, 0.95) / pct(q_lags, 0.95)
+    per_cycle = [statistics.median(b.lags) / statistics.median(q.lags) for q, b in zip(quiet, busy, strict=False)]
+    lines += ["", f"**Service lag p99, viewers / quiet (same run): {ratio:.2f}x of the medians, "
+              f"{ratio95:.2f}x of the 95th percentiles** (target <= 1.2); per cycle (viewers over the quiet "
+              "window before it): " + ", ".join(f"{r:.2f}x" for r in per_cycle) + "."]
+    # latency
+    lines += ["", "Event latency: every transition each viewer applied inside the window (the dashboard's "
+              "own feed beside them), from Transition.at (the service's engine established it) and from "
+              "its stream entry ID's time (the publisher took it off the engine's bus), to the moment the "
+              "viewer applied it.",
+              "",
+              "| window | transitions/s | from Transition.at ms: p50 / p99 / max (all headless viewers) | "
+              "from stream ID ms: p50 / p99 / max | dashboard's feed from .at: p50 / p99 / max | "
+              "viewers' p99 spread (min-max) | reloads / losses |",
+              "|---|---|---|---|---|---|---|"]
+    for i, w in enumerate(windows):
+        if w.label != "viewers":
+            continue
+        at, sid = w.all_from("from_at"), w.all_from("from_id")
+        spread = [pct(v["from_at"], 0.99) for v in w.headless if v["from_at"]]
+        lines.append(f"| {i + 1}. viewers | {w.transitions_per_s():.0f} | "
+                     f"{pct(at, 0.5):.0f} / {pct(at, 0.99):.0f} / {max(at):.0f} | "
+                     f"{pct(sid, 0.5):.0f} / {pct(sid, 0.99):.0f} / {max(sid):.0f} | "
+                     f"{pct(w.dashboard_at, 0.5):.0f} / {pct(w.dashboard_at, 0.99):.0f} / "
+                     f"{max(w.dashboard_at, default=float('nan')):.0f} | "
+                     f"{min(spread):.0f}-{max(spread):.0f} | {w.reloads} / {w.losses} |")
+    all_at = [x for w in busy for x in w.all_from("from_at")]
+    lines += ["", f"**Event latency service -> viewer over all viewers windows: p99 {pct(all_at, 0.99):.0f} ms "
+              f"from Transition.at** (target <= 250 ms); p50 {pct(all_at, 0.5):.0f}, max {max(all_at):.0f}."]
+    # attach + first frame
+    attach = [x for w in busy for x in w.attach_s]
+    lines += ["", f"Attach (LiveFeed.attach: heartbeat, inventory, snapshot) of the headless viewers, while the "
+              f"others attach: median {statistics.median(attach):.2f} s, max {max(attach):.2f} s. "
+              "Dashboard first frame in this process (Pilot, AttachedRuntime() -> attach -> rows painted, "
+              f"{args.viewers} viewers attached): " + ", ".join(f"{w.first_frame_s:.2f}" for w in busy) + " s."]
+    if tmux:
+        lines += ["", "Real terminal (tmux 160x50), `wardtui --redis URL --site NAME --db ...` with no other "
+                  "viewer, process start -> first device row in capture-pane: "
+                  + ", ".join(f"{t:.2f}" for t in tmux) + " s (target <= 1 s)."]
+    # keys
+    kinds = list(busy[0].keys)
+    lines += ["", "Keys of the attached dashboard (reflected = first compositor update showing the effect, "
+              "as bench/dashboard_keys.py), one column per viewers window:", "",
+              "| key | " + " | ".join(f"window {windows.index(w) + 1}: n / p50 / p95 / max ms" for w in busy) + " |",
+              "|---|" + "---|" * len(busy)]
+    for kind in kinds:
+        cells = []
+        for w in busy:
+            v = w.keys.get(kind, [])
+            lost = w.timeouts.get(kind, 0)
+            cells.append((f"{len(v)} / {statistics.median(v):.0f} / {pct(v, 0.95):.0f} / {max(v):.0f}"
+                          if v else "—") + (f" ({lost} > 5 s)" if lost else ""))
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    worst = max((k for k in kinds if "debounce" not in k),
+                key=lambda k: pct([x for w in busy for x in w.keys.get(k, [])], 0.95))
+    worst_v = [x for w in busy for x in w.keys.get(worst, [])]
+    all_keys = [x for w in busy for k, v in w.keys.items() if "debounce" not in k for x in v]
+    lines += ["", f"**All keys (debounced filter excluded) over all windows: p50 {statistics.median(all_keys):.0f} ms, "
+              f"p95 {pct(all_keys, 0.95):.0f} ms. Slowest kind: '{worst}', p95 {pct(worst_v, 0.95):.0f} ms, "
+              f"max {max(worst_v):.0f} ms** (target: every kind <= 100 ms at p95)."]
+    # memory
+    last = windows[-1].memory
+    keys = ", ".join(f"{k.split(':')[-1]} {v / 1000:.1f} kB" for k, v in sorted(last["keys"].items()))
+    lines += ["", f"Redis memory at the end: used {last['used_mb']:.1f} MB (RSS {last['rss_mb']:.1f} MB, peak "
+              f"{last['peak_mb']:.1f} MB); MEMORY USAGE of the site's keys: {keys}; the stream holds "
+              f"{last['stream_len']:,} events. Each headless viewer process (median over all windows): "
+              f"{statistics.median([v for w in busy for v in w.viewer_cpu_pct]):.0f} % of a core over its life "
+              f"(attach included), max RSS {statistics.median([v for w in busy for v in w.viewer_rss_mb]):.0f} MB."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--viewers", type=int, default=20, help="headless viewer processes")
+    parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
+    parser.add_argument("--quiet", type=float, default=30.0, help="seconds of each quiet window")
+    parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--tmux", type=int, default=3, help="tmux first-frame runs at the end (0: none)")
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--churn", type=float, default=0.01)
+    parser.add_argument("--down", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--keep", type=Path, help="copy the raw figures (JSON) here")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    windows: list[Window] = []
+    tmux: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        inventory = tmp / "inv.csv"
+        generate(args.devices, inventory)
+        redis_server = RedisServer(tmp)
+        service = None
+        try:
+            service = Service(tmp, inventory, redis_server.url, args)
+            wait_live(redis_server, service)
+            time.sleep(args.interval + 5)  # the first round (every device UNKNOWN -> UP) and its burst
+            print("service up", flush=True)
+            for cycle in range(args.cycles):
+                windows.append(quiet_window(redis_server, service, args.quiet))
+                print(f"quiet: lag p99 median {statistics.median(windows[-1].lags):.1f} ms", flush=True)
+                windows.append(viewers_window(redis_server, service, tmp, args, cycle))
+                w = windows[-1]
+                print(f"viewers: lag p99 median {statistics.median(w.lags):.1f} ms, latency p99 "
+                      f"{pct(w.all_from('from_at'), 0.99):.0f} ms, first frame {w.first_frame_s:.2f} s",
+                      flush=True)
+            windows.append(quiet_window(redis_server, service, args.quiet))
+            if args.tmux:
+                tmux = tmux_first_frame(redis_server.url, service.db, args.tmux)
+                print("tmux first frame s:", tmux, flush=True)
+        finally:
+            if service is not None:
+                service.stop()
+            redis_server.stop()
+        if args.keep:
+            args.keep.write_text(json.dumps({"windows": [dataclasses.asdict(w) for w in windows], "tmux": tmux}))
+    body = summarize(windows, tmux, args)
+    print(body)
+    if not args.no_write:
+        write_section("feed", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
