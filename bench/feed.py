@@ -169,6 +169,12 @@ class Window:
         a, b = self.service[0], self.service[-1]
         return (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]) * 100
 
+    def dropped_per_s(self) -> float:
+        if len(self.service) < 2:
+            return float("nan")
+        a, b = self.service[0], self.service[-1]
+        return (b.get("events_dropped", 0) - a.get("events_dropped", 0)) / (b["t"] - a["t"])
+
     def transitions_per_s(self) -> float:
         return len(self.headless[0]["from_at"]) / self.seconds if self.headless else float("nan")
 
@@ -189,16 +195,19 @@ def quiet_window(redis_server: RedisServer, service: Service, seconds: float) ->
 
 def start_viewers(url: str, tmp: Path, count: int, cycle: int) -> list[tuple[subprocess.Popen[str], Path]]:
     procs = []
+    # One after another, as operators come in: twenty 100,000-device loads at once would be a
+    # burst of their own on two cores.
     for i in range(count):
         out = tmp / f"viewer-{cycle}-{i}.json"
         proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_feed_viewer.py"), "--redis", url,
                                  "--site", SITE, "--name", f"{cycle}-{i}", "--out", str(out)],
                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
         procs.append((proc, out))
-    for proc, _ in procs:
         line = proc.stdout.readline() if proc.stdout else ""
         if "attached" not in line:
-            raise RuntimeError(f"a viewer did not attach: {line!r}")
+            for other, _ in procs:
+                other.terminate()
+            raise RuntimeError(f"viewer {i} did not attach: {line!r}")
     return procs
 
 
@@ -291,7 +300,8 @@ def tmux_first_frame(url: str, db: Path, repeat: int) -> list[float]:
         command = (f"cd {ROOT} && env PYTHONPATH={ROOT} TERM=xterm-256color {sys.executable} -m wardtui "
                    f"--redis {url} --site {SITE} --db sqlite:///{db}")
         start = time.perf_counter()
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command], check=True)
+        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command],
+                       check=True)
         try:
             deadline = start + 60
             while time.perf_counter() < deadline:
@@ -324,7 +334,19 @@ def wait_live(redis_server: RedisServer, service: Service, timeout: float = 120)
         time.sleep(0.2)
 
 
-def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace) -> str:
+def settle(service: Service, limit: float, timeout: float) -> float:
+    """Wait until the service's lag p99 has stayed under ``limit`` ms for 5 s (the first
+    round's burst is behind it); seconds waited."""
+    start = time.time()
+    while time.time() - start < timeout:
+        recent = service.records(time.time() - 5.5, time.time())
+        if len(recent) >= 4 and all(r.get("lag_p99_ms", 1e9) < limit for r in recent):
+            break
+        time.sleep(1.0)
+    return time.time() - start
+
+
+def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace, settled: float) -> str:
     quiet = [w for w in windows if w.label == "quiet"]
     busy = [w for w in windows if w.label == "viewers"]
     lines = [f"### Live feed at {args.devices:,} devices: {args.viewers} viewers + an attached dashboard, "
@@ -340,26 +362,34 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
              "redis-server on loopback. Windows alternate in one run: quiet (no viewer) and viewers "
              f"({args.viewers} headless LiveFeed processes + one real attached dashboard, WardApp over "
              "AttachedRuntime in the bench's process, driven by every kind of key). 2 shared cores: the "
-             "service, Redis, the viewers and the dashboard all run on them.",
+             "service, Redis, the viewers and the dashboard all run on them. Windows start once the "
+             f"service's lag p99 has stayed under 1 s for 5 s after its first round ({settled:.0f} s after "
+             f"the first {args.interval + 5:g} s here).",
              ""]
     # lag
     lines += ["| window | seconds | service lag p99 ms: median / p95 / max of per-second samples | "
-              "service CPU % of a core | Redis CPU % of a core | snapshot kB / build ms (median, max) |",
-              "|---|---|---|---|---|---|"]
+              "checks/s | service CPU % of a core | Redis CPU % of a core | snapshot kB / build ms "
+              "(median, max) | store queue (median) / samples dropped for it per s |",
+              "|---|---|---|---|---|---|---|---|"]
     for i, w in enumerate(windows):
         lags = w.lags
         snaps = [r["snapshot_ms"] for r in w.service]
         size = [r["snapshot_bytes"] / 1000 for r in w.service]
         lines.append(f"| {i + 1}. {w.label} | {w.seconds:.0f} | "
-                     + (f"{statistics.median(lags):.1f} / {pct(lags, 0.95):.1f} / {max(lags):.1f}" if lags else "—")
+                     + (f"{statistics.median(lags):.1f} / {pct(lags, 0.95):.1f} / {max(lags):.1f}"
+                        if lags else "—")
+                     + f" | {statistics.median(r.get('checks_per_s', 0) for r in w.service):.0f}"
                      + f" | {w.service_cpu_pct():.0f} | {w.redis_cpu_s / w.seconds * 100:.1f} | "
                      + (f"{statistics.median(size):.0f} / {statistics.median(snaps):.0f}, {max(snaps):.0f}"
-                        if snaps else "—") + " |")
+                        if snaps else "—")
+                     + f" | {statistics.median(r.get('store_queue', 0) for r in w.service):.0f} / "
+                     f"{w.dropped_per_s():.0f} |")
     q_lags = [x for w in quiet for x in w.lags]
     b_lags = [x for w in busy for x in w.lags]
     ratio = statistics.median(b_lags) / statistics.median(q_lags)
     ratio95 = pct(b_lags, 0.95) / pct(q_lags, 0.95)
-    per_cycle = [statistics.median(b.lags) / statistics.median(q.lags) for q, b in zip(quiet, busy, strict=False)]
+    per_cycle = [statistics.median(b.lags) / statistics.median(q.lags)
+                 for q, b in zip(quiet, busy, strict=False)]
     lines += ["", f"**Service lag p99, viewers / quiet (same run): {ratio:.2f}x of the medians, "
               f"{ratio95:.2f}x of the 95th percentiles** (target <= 1.2); per cycle (viewers over the quiet "
               "window before it): " + ", ".join(f"{r:.2f}x" for r in per_cycle) + "."]
@@ -385,14 +415,16 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
                      f"{max(w.dashboard_at, default=float('nan')):.0f} | "
                      f"{min(spread):.0f}-{max(spread):.0f} | {w.reloads} / {w.losses} |")
     all_at = [x for w in busy for x in w.all_from("from_at")]
-    lines += ["", f"**Event latency service -> viewer over all viewers windows: p99 {pct(all_at, 0.99):.0f} ms "
+    lines += ["", "**Event latency service -> viewer over all viewers windows: "
+              f"p99 {pct(all_at, 0.99):.0f} ms "
               f"from Transition.at** (target <= 250 ms); p50 {pct(all_at, 0.5):.0f}, max {max(all_at):.0f}."]
     # attach + first frame
     attach = [x for w in busy for x in w.attach_s]
-    lines += ["", f"Attach (LiveFeed.attach: heartbeat, inventory, snapshot) of the headless viewers, while the "
-              f"others attach: median {statistics.median(attach):.2f} s, max {max(attach):.2f} s. "
+    lines += ["", "Attach (LiveFeed.attach: heartbeat, inventory, snapshot) of the headless viewers, while "
+              f"the others attach: median {statistics.median(attach):.2f} s, max {max(attach):.2f} s. "
               "Dashboard first frame in this process (Pilot, AttachedRuntime() -> attach -> rows painted, "
-              f"{args.viewers} viewers attached): " + ", ".join(f"{w.first_frame_s:.2f}" for w in busy) + " s."]
+              f"{args.viewers} viewers attached): "
+              + ", ".join(f"{w.first_frame_s:.2f}" for w in busy) + " s."]
     if tmux:
         lines += ["", "Real terminal (tmux 160x50), `wardtui --redis URL --site NAME --db ...` with no other "
                   "viewer, process start -> first device row in capture-pane: "
@@ -401,7 +433,8 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
     kinds = list(busy[0].keys)
     lines += ["", "Keys of the attached dashboard (reflected = first compositor update showing the effect, "
               "as bench/dashboard_keys.py), one column per viewers window:", "",
-              "| key | " + " | ".join(f"window {windows.index(w) + 1}: n / p50 / p95 / max ms" for w in busy) + " |",
+              "| key | " + " | ".join(f"window {windows.index(w) + 1}: n / p50 / p95 / max ms" for w in busy)
+              + " |",
               "|---|" + "---|" * len(busy)]
     for kind in kinds:
         cells = []
@@ -415,22 +448,26 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
                 key=lambda k: pct([x for w in busy for x in w.keys.get(k, [])], 0.95))
     worst_v = [x for w in busy for x in w.keys.get(worst, [])]
     all_keys = [x for w in busy for k, v in w.keys.items() if "debounce" not in k for x in v]
-    lines += ["", f"**All keys (debounced filter excluded) over all windows: p50 {statistics.median(all_keys):.0f} ms, "
+    lines += ["", "**All keys (debounced filter excluded) over all windows: "
+              f"p50 {statistics.median(all_keys):.0f} ms, "
               f"p95 {pct(all_keys, 0.95):.0f} ms. Slowest kind: '{worst}', p95 {pct(worst_v, 0.95):.0f} ms, "
               f"max {max(worst_v):.0f} ms** (target: every kind <= 100 ms at p95)."]
     # memory
     last = windows[-1].memory
     keys = ", ".join(f"{k.split(':')[-1]} {v / 1000:.1f} kB" for k, v in sorted(last["keys"].items()))
-    lines += ["", f"Redis memory at the end: used {last['used_mb']:.1f} MB (RSS {last['rss_mb']:.1f} MB, peak "
+    lines += ["", f"Redis memory at the end: used {last['used_mb']:.1f} MB "
+              f"(RSS {last['rss_mb']:.1f} MB, peak "
               f"{last['peak_mb']:.1f} MB); MEMORY USAGE of the site's keys: {keys}; the stream holds "
               f"{last['stream_len']:,} events. Each headless viewer process (median over all windows): "
-              f"{statistics.median([v for w in busy for v in w.viewer_cpu_pct]):.0f} % of a core over its life "
-              f"(attach included), max RSS {statistics.median([v for w in busy for v in w.viewer_rss_mb]):.0f} MB."]
+              f"{statistics.median([v for w in busy for v in w.viewer_cpu_pct]):.0f} % of a core over its "
+              "life (attach included), max RSS "
+              f"{statistics.median([v for w in busy for v in w.viewer_rss_mb]):.0f} MB."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--viewers", type=int, default=20, help="headless viewer processes")
     parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
@@ -441,11 +478,14 @@ def main() -> int:
     parser.add_argument("--churn", type=float, default=0.01)
     parser.add_argument("--down", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=180.0,
+                        help="at most this long after the first round for lag p99 < 1 s (5 s in a row)")
     parser.add_argument("--keep", type=Path, help="copy the raw figures (JSON) here")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     windows: list[Window] = []
     tmux: list[float] = []
+    settled = float("nan")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         inventory = tmp / "inv.csv"
@@ -456,7 +496,8 @@ def main() -> int:
             service = Service(tmp, inventory, redis_server.url, args)
             wait_live(redis_server, service)
             time.sleep(args.interval + 5)  # the first round (every device UNKNOWN -> UP) and its burst
-            print("service up", flush=True)
+            settled = settle(service, 1000.0, args.settle)
+            print(f"service up, settled after {settled:.0f} s more", flush=True)
             for cycle in range(args.cycles):
                 windows.append(quiet_window(redis_server, service, args.quiet))
                 print(f"quiet: lag p99 median {statistics.median(windows[-1].lags):.1f} ms", flush=True)
@@ -474,8 +515,9 @@ def main() -> int:
                 service.stop()
             redis_server.stop()
         if args.keep:
-            args.keep.write_text(json.dumps({"windows": [dataclasses.asdict(w) for w in windows], "tmux": tmux}))
-    body = summarize(windows, tmux, args)
+            args.keep.write_text(json.dumps({"windows": [dataclasses.asdict(w) for w in windows],
+                                             "tmux": tmux}))
+    body = summarize(windows, tmux, args, settled)
     print(body)
     if not args.no_write:
         write_section("feed", body)
