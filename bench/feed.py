@@ -193,14 +193,16 @@ def quiet_window(redis_server: RedisServer, service: Service, seconds: float) ->
     return w
 
 
-def start_viewers(url: str, tmp: Path, count: int, cycle: int) -> list[tuple[subprocess.Popen[str], Path]]:
+def start_viewers(url: str, tmp: Path, count: int, cycle: int,
+                  nice: int = 0) -> list[tuple[subprocess.Popen[str], Path]]:
     procs = []
     # One after another, as operators come in: twenty 100,000-device loads at once would be a
     # burst of their own on two cores.
     for i in range(count):
         out = tmp / f"viewer-{cycle}-{i}.json"
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "_feed_viewer.py"), "--redis", url,
-                                 "--site", SITE, "--name", f"{cycle}-{i}", "--out", str(out)],
+        proc = subprocess.Popen(["nice", "-n", str(nice), sys.executable,
+                                 str(ROOT / "bench" / "_feed_viewer.py"), "--redis", url, "--site", SITE,
+                                 "--name", f"{cycle}-{i}", "--out", str(out)],
                                 cwd=ROOT, stdout=subprocess.PIPE, text=True)
         procs.append((proc, out))
         line = proc.stdout.readline() if proc.stdout else ""
@@ -268,7 +270,7 @@ async def attached_dashboard(url: str, db: Path, presses: int, seed: int, settle
 def viewers_window(redis_server: RedisServer, service: Service, tmp: Path, args: argparse.Namespace,
                    cycle: int) -> Window:
     w = Window("viewers")
-    procs = start_viewers(redis_server.url, tmp, args.viewers, cycle)
+    procs = start_viewers(redis_server.url, tmp, args.viewers, cycle, args.viewer_nice)
     try:
         cpu0 = redis_server.cpu_s()
         dash = asyncio.run(attached_dashboard(redis_server.url, service.db, args.presses, args.seed + cycle,
@@ -353,7 +355,8 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
              f"{args.churn:.0%} changing state each second",
              "",
              f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
-             f"--cycles {args.cycles} --quiet {args.quiet:g} --presses {args.presses} --tmux {args.tmux}` "
+             f"--viewer-nice {args.viewer_nice} --cycles {args.cycles} --quiet {args.quiet:g} "
+             f"--presses {args.presses} --tmux {args.tmux}` "
              f"(defaults: --interval {args.interval:g} --churn {args.churn:g} --down {args.down:g})",
              "",
              "Service: a separate process (Runtime + Publisher, as `wardtui serve --redis`), real ICMP to "
@@ -470,6 +473,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--viewers", type=int, default=20, help="headless viewer processes")
+    parser.add_argument("--viewer-nice", type=int, default=0,
+                        help="nice level of the headless viewers (19: the service and the dashboard first, "
+                        "as if the viewers ran on other machines)")
     parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
     parser.add_argument("--quiet", type=float, default=30.0, help="seconds of each quiet window")
     parser.add_argument("--presses", type=int, default=30)
