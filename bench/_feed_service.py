@@ -111,7 +111,7 @@ async def serve(args: argparse.Namespace) -> int:
     devices = load_devices(args.inventory)
     prober = ChurnProber(open_prober(devices))
     runtime = Runtime(Options(inventory=args.inventory, db=args.db, interval=args.interval),
-                      prober=prober, devices=devices, process=POLL)
+                      prober=prober, devices=devices, process=POLL, kind="serve")
     engine = runtime.engine
     publisher = Publisher(engine, args.redis, Keys(args.site), ServiceInfo.here("bench", len(devices)))
     engine.companions.append(publisher)
