@@ -356,7 +356,8 @@ def summarize(windows: list[Window], tmux: list[float], args: argparse.Namespace
              "",
              f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
              f"--viewer-nice {args.viewer_nice} --cycles {args.cycles} --quiet {args.quiet:g} "
-             f"--presses {args.presses} --tmux {args.tmux}` "
+             f"--presses {args.presses} --tmux {args.tmux}"
+             + (f" --section {args.section}" if args.section != "feed" else "") + "` "
              f"(defaults: --interval {args.interval:g} --churn {args.churn:g} --down {args.down:g})",
              "",
              "Service: a separate process (Runtime + Publisher, as `wardtui serve --redis`), real ICMP to "
@@ -487,6 +488,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=180.0,
                         help="at most this long after the first round for lag p99 < 1 s (5 s in a row)")
     parser.add_argument("--keep", type=Path, help="copy the raw figures (JSON) here")
+    parser.add_argument("--section", default="feed", help="the BENCHMARKS.md section written")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     windows: list[Window] = []
@@ -526,7 +528,7 @@ def main() -> int:
     body = summarize(windows, tmux, args, settled)
     print(body)
     if not args.no_write:
-        write_section("feed", body)
+        write_section(args.section, body)
     return 0
 
 
