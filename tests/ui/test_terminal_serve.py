@@ -5,11 +5,14 @@ service running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,15 +25,30 @@ from tests.ui.test_terminal import ROOT, Tmux, _require, wait_for_exit, wardtui_
 
 @contextmanager
 def serve_in_tmux(name: str, lab: Lab, args: str, log: Path) -> Iterator[Tmux]:
-    """`wardtui serve ARGS` in a tmux session, inside the lab's monitor namespace; its stderr
-    (the service's log) also goes to ``log``."""
+    """`wardtui serve ARGS` inside the lab's monitor namespace, its log (stderr, also in ``log``)
+    shown in a tmux session; stopped with SIGTERM at the end, as systemd would. (Killing the
+    session is no stop: the service takes the SIGHUP it gets as "reload the inventory".)"""
     env = f"env -u COLUMNS -u LINES PYTHONPATH={shlex.quote(str(ROOT))}"
-    command = (f"cd {shlex.quote(str(ROOT))} && ip netns exec {lab.m} {env} {sys.executable} -m wardtui "
-               f"serve {args} 2>&1 | tee {shlex.quote(str(log))}; sleep 60")
+    pid_file = log.with_suffix(".pid")
+    command = (f"cd {shlex.quote(str(ROOT))} && (ip netns exec {lab.m} {env} {sys.executable} -m wardtui "
+               f"serve {args} 2>{shlex.quote(str(log))} & echo $! > {shlex.quote(str(pid_file))}; wait) & "
+               f"sleep 0.5; tail -n +1 -f {shlex.quote(str(log))}")
     subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "120", "-y", "20", command], check=True)
     try:
         yield Tmux(name)
     finally:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pid = int(pid_file.read_text()) if pid_file.exists() else None
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
 
 
@@ -69,6 +87,7 @@ def test_a_service_and_two_attached_dashboards(tmp_path: Path, lab: Lab) -> None
                     lab.unblock(victim)
                     two.wait_for(lambda s: _row(s, "lab-2", "up"), timeout=20)  # still live
                     assert "publishing site" in service.capture()  # the service runs on
+                    assert "stopping" not in (tmp_path / "serve.log").read_text()
                     assert "Traceback" not in (tmp_path / "serve.log").read_text()
                 finally:
                     subprocess.run(["ip", "netns", "exec", lab.h, "nft", "delete", "element", "ip", "wardlab",
