@@ -889,6 +889,11 @@ class LiveFeed:
     async def attach(self) -> None:
         """Load the site (raises :class:`NoService` without a live service, RedisError or
         OSError when Redis cannot be reached, FeedFormatError for keys it cannot read)."""
+        await self._open()
+
+    async def _open(self) -> None:
+        """Connect, check that a service publishes, load the site; on any failure the client
+        is closed and the failure raised."""
         client = self._factory()
         try:
             info = await read_service(client, self.keys)
@@ -1157,19 +1162,10 @@ class LiveFeed:
             await asyncio.wait_for(self._stopping.wait(), delay)
         if self._stopping.is_set():
             return
-        client = self._factory()
         try:
-            info = await read_service(client, self.keys)
-            if not is_live(info):
-                raise NoService(self._no_service(info))
-            await self._load(client)
+            await self._open()
         except (RedisError, OSError, NoService, FeedFormatError):
-            with contextlib.suppress(RedisError, OSError, RuntimeError):
-                await client.aclose()
             return
-        self._client = client
-        self.service = info
-        self.live = True
         self.lost_since = None
         self.bus.publish(FeedStatus(True, datetime.now(UTC), "live"))  # type: ignore[arg-type]
 
