@@ -40,7 +40,8 @@ COUNTERS = frozenset({
     "snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_skipped_capacity",
     "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
-    "checks_on_demand", "feed_events", "feed_events_lost", "feed_commands", "feed_losses",
+    "checks_on_demand", "feed_events", "feed_events_lost", "feed_commands", "feed_commands_refused",
+    "feed_losses",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};
@@ -102,6 +103,7 @@ HELP = {
     "feed_snapshot_seconds": "Time to build the last live-feed snapshot",
     "feed_viewers": "Viewers of the live feed",
     "feed_commands": "Operator commands received through the live feed",
+    "feed_commands_refused": "Operator commands dropped unanswered: 64 were running already",
     "feed_losses": "Times the connection to Redis was lost",
 }
 _DEVICE_HELP = {
