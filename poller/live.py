@@ -45,6 +45,7 @@ from poller.events import (
     Transition,
 )
 from poller.inventory import Device
+from poller.text import describe
 
 FORMAT = 1
 """Version of the snapshot and inventory encodings; a viewer refuses another one by name."""
@@ -169,7 +170,18 @@ _NUMBER_KINDS: dict[str, tuple[type, ...]] = {"interval": (int, float, type(None
                                               "snmp_port": (int,)}
 
 
-def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
+_UNSAFE_IN_COLUMN = re.compile(
+    "[\x00-\x08\x0b-\x1e\x7f-\x9f\u061c\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+"""What poller.text refuses in an inventory field, less the column separators (newline between
+values, US between tags; a US elsewhere is caught by the column's value count or the tags)."""
+
+
+def decode_inventory(blob: bytes, *, safe_text: bool = True) -> tuple[str, list[Device]]:
+    """The devices of an inventory key. With ``safe_text`` (the screens' case: their tables paint
+    device fields as they are, since a loaded inventory never holds terminal control), a shown
+    field (every one but the tags, which no screen shows) with a character the inventory refuses
+    is FeedFormatError: the key was written by someone else than wardtui serve. ``wardtui
+    events`` passes False: it prints JSON, which escapes them."""
     try:
         body = _inflate(blob, INVENTORY_LIMIT, "the inventory")
         doc = json.loads(body)
@@ -183,7 +195,12 @@ def decode_inventory(blob: bytes) -> tuple[str, list[Device]]:
         columns = doc["columns"]
 
         def text(name: str) -> list[str]:
-            values: list[str] = columns[name].split("\n") if n else []
+            joined = columns[name]
+            if safe_text and name != "tags" and isinstance(joined, str) \
+                    and (unsafe := _UNSAFE_IN_COLUMN.search(joined)):
+                raise FeedFormatError(f"inventory column {name!r} holds {describe(unsafe.group())}, "
+                                      "which no inventory has")
+            values: list[str] = joined.split("\n") if n else []
             if len(values) != n:
                 raise FeedFormatError(f"inventory column {name!r} has {len(values)} values for {n} devices")
             return values

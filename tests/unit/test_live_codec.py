@@ -476,3 +476,16 @@ def test_inventory_encoding_refuses_a_newline_it_could_not_carry() -> None:
                    Device("a", "127.0.0.1", "b", "r", "t", tags=("x\x1fy",))):
         with pytest.raises(ValueError):
             encode_inventory([device, Device("b", "127.0.0.2", "b", "r", "t")])
+
+
+def test_a_forged_inventory_with_terminal_control_is_refused_for_the_screens() -> None:
+    """The device table paints inventory fields as they are (an inventory never holds terminal
+    control), so a viewer refuses such a key; `wardtui events` reads it (its JSON escapes them)."""
+    forged = [Device("ok", "127.0.0.1", "b", "r", "t"),
+              Device("evil\x1b]0;x\x07", "127.0.0.2", "b\u202e", "r", "t")]
+    _, blob = encode_inventory(forged)
+    with pytest.raises(FeedFormatError, match="U\\+001B"):
+        decode_inventory(blob)
+    assert decode_inventory(blob, safe_text=False)[1] == forged
+    tagged = [Device("a", "127.0.0.1", "b", "r", "t", tags=("x", "y"))]
+    assert decode_inventory(encode_inventory(tagged)[1])[1] == tagged  # US between tags is the separator

@@ -226,7 +226,7 @@ class Follower:
                       f"{_SNAPSHOT_WAIT:.0f} s: these device lines are from before its restart")
                 break
             await asyncio.sleep(0.2)
-        inventory_id, devices = decode_inventory(raw)
+        inventory_id, devices = decode_inventory(raw, safe_text=False)  # printed as JSON: escaped
         if inventory_id != snap.inventory_id or len(devices) != len(snap.columns):
             raise FeedFormatError("the snapshot and the inventory on Redis do not match")
         at = snap.at.isoformat()
