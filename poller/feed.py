@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
@@ -68,11 +68,11 @@ from poller.live import (
     encode_inventory,
     encode_snapshot,
 )
+from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
 
-REDIS_ENV = "WARDTUI_REDIS"
 CONNECT_TIMEOUT = 5.0
 """Seconds Redis gets to accept a connection or answer a command before it counts as lost."""
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 5.0)
@@ -492,7 +492,7 @@ class Publisher:
                       if i < len(old_rows) and old_rows[i].device.name in self._index}
         self._snmp_dirty = True
         self._snmp_built = 0.0
-        self.info = _replace_devices(self.info, len(self._rows))
+        self.info = dataclasses.replace(self.info, devices=len(self._rows))
 
     def _take(self, batch: Iterable[Event]) -> None:
         index = self._index
@@ -615,7 +615,7 @@ class Publisher:
             None, lambda: encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
                                           self.engine.last_gauges, columns, None if full else dirty,
                                           self._snmp_json, event_n=event_n))
-        self.info = _replace_snapshot(self.info, at)
+        self.info = dataclasses.replace(self.info, snapshot_at=at.isoformat(timespec="milliseconds"))
         pipe = client.pipeline(transaction=True)
         if not self._inventory_written:
             pipe.set(self.keys.inventory, self._inventory_blob)
@@ -755,15 +755,6 @@ async def _probe_command(publisher: Publisher, doc: dict[str, Any]) -> dict[str,
     return reply
 
 
-def _replace_devices(info: ServiceInfo, devices: int) -> ServiceInfo:
-    return ServiceInfo(info.host, info.pid, info.version, info.started, devices, info.snapshot_at)
-
-
-def _replace_snapshot(info: ServiceInfo, at: datetime) -> ServiceInfo:
-    return ServiceInfo(info.host, info.pid, info.version, info.started, info.devices,
-                       at.isoformat(timespec="milliseconds"))
-
-
 # -- the viewer side ----------------------------------------------------------------------------
 
 
@@ -806,13 +797,6 @@ class InventoryChanged:
 
 class NoService(Exception):
     """No live service publishes the site."""
-
-
-class ViewerEngine(Protocol):
-    """What the screens need of an engine, which a :class:`LiveFeed` also is."""
-
-    trackers: dict[str, Any]
-    bus: EventBus
 
 
 def _same_rows(snap: Snapshot, devices: int) -> None:

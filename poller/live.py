@@ -51,6 +51,10 @@ FORMAT = 1
 """Version of the snapshot and inventory encodings; a viewer refuses another one by name."""
 SITE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DEFAULT_SITE = "wardtui"
+REDIS_ENV = "WARDTUI_REDIS"
+"""The environment variable naming the live feed's Redis (every command's ``--redis`` default)."""
+DEFAULT_REDIS = "redis://127.0.0.1:6379"
+"""Where ``wardtui events`` and ``status`` look when neither ``--redis`` nor the variable says."""
 HEARTBEAT_TTL = 15
 """Seconds the heartbeat key lives unless refreshed (every second): a service whose key is gone
 (or older than :data:`LIVE_AGE`) is not running."""

@@ -45,7 +45,6 @@ from wardtui.runtime import Options, StartupError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REDIS = "redis://127.0.0.1:6379"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from poller.live import REDIS_ENV
 from poller.text import clean
 from wardtui.cli.common import Commands, command
 
@@ -30,7 +31,6 @@ examples:
   wardtui doctor --inventory net.csv --db postgresql://wardtui@db.example.net/wardtui
   wardtui doctor --inventory net.yaml --redis redis://127.0.0.1:6379/0 --site paris-dc1 --json
 """
-REDIS_ENV = "WARDTUI_REDIS"  # poller/feed.py's; not imported here: it loads redis for --help
 Status = Literal["ok", "warn", "fail"]
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
 

@@ -17,6 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from poller.live import DEFAULT_REDIS, DEFAULT_SITE, REDIS_ENV
 from poller.text import escaped
 from wardtui.cli.common import UsageError
 
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 
     from poller.live import Keys
 
-REDIS_ENV = "WARDTUI_REDIS"  # poller.feed.REDIS_ENV (tests/unit/test_feed_cli.py keeps them equal)
-DEFAULT_REDIS = "redis://127.0.0.1:6379"
-DEFAULT_SITE = "wardtui"  # poller.live.DEFAULT_SITE (likewise)
 
 REDIS_HELP = (f"the Redis that wardtui serve publishes to: redis://[:PASSWORD@]HOST[:PORT][/DB], "
               f"rediss://... or unix:///PATH (default: ${REDIS_ENV}, else {DEFAULT_REDIS}); "

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from poller.live import DEFAULT_SITE
+from poller.live import DEFAULT_SITE, REDIS_ENV
 from poller.text import escaped
 from wardtui.cli.common import (
     REDIS_HELP,
@@ -38,7 +38,6 @@ from wardtui.runtime import Runtime, StartupError, redacted_url
 if TYPE_CHECKING:
     from poller.inventory import Device
 
-REDIS_ENV = "WARDTUI_REDIS"
 SITE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NAME = re.compile(r"^[A-Za-z0-9.-]+$")  # a host name (looked up in /etc/hosts by the server's bind)
 
