@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from sqlalchemy import select, text, update  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncConnection  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
-from bench.ingest import _stat, scratch_db, url_of  # noqa: E402
+from bench.ingest import _TICK, _stat, scratch_db, url_of  # noqa: E402
 from poller.events import State, Transition  # noqa: E402
 from store import database_url  # noqa: E402
 from store.checks import write_transitions  # noqa: E402
@@ -183,7 +184,6 @@ async def _backends(db: Database) -> set[int]:
 
 
 def _cpu(pids: set[int]) -> float:
-    from bench.ingest import _TICK
     total = 0.0
     for pid in pids:
         fields = _stat(pid)
@@ -221,6 +221,7 @@ async def main() -> None:
     args = parser.parse_args()
     writers: dict[str, Writer] = {"before (7caaf41)": legacy_write_transitions, "after": write_transitions}
     rows = []
+    load_before = os.getloadavg()[0]
     for dialect in args.db.split(","):
         runs: dict[str, list[list[tuple[float, float, float]]]] = {k: [] for k in writers}
         for _ in range(args.repeat):
@@ -240,8 +241,11 @@ async def main() -> None:
         (bw, bc), (aw, ac) = medians.values()
         rows.append(f"| {dialect} | before / after | {bw / aw:.1f}x | {bc / ac:.1f}x | |")
         print(rows[-1], flush=True)
+    load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    print(f"load average (1 min): {load}")
     command = "python bench/outage_writes.py " + " ".join(sys.argv[1:])
-    body = f"""### Outage writes: bursts of {args.burst:,} transitions, {args.devices:,} devices, ~{args.open:,} open outages
+    body = f"""### Outage writes: bursts of {args.burst:,} transitions, {args.devices:,} devices, \
+~{args.open:,} open outages
 
 Command: `{command.strip()}`
 
@@ -250,8 +254,10 @@ Each burst: {args.burst // 2:,} DOWN -> UP (closing the outage that starts at th
 transaction; {args.bursts} bursts per fresh database (after one not counted), {args.repeat} databases per
 engine and version, alternating. Median over all bursts, and in brackets the range of the
 {args.repeat} databases' medians. CPU: this process (event loop and aiosqlite's thread); server CPU:
-the PostgreSQL backends of the bench's database. SQLite is a file on disk (WAL, synchronous=NORMAL).
-Before: the per-statement outage writes of 7caaf41 (copied into the bench).
+the PostgreSQL backends of the bench's database, in the kernel's 10 ms ticks. SQLite is a file on
+disk (WAL, synchronous=NORMAL). Before: the per-statement outage writes of 7caaf41 (copied into
+the bench). The machine was shared with other work (load average {load}): wall times
+are noisy, CPU times much less.
 
 | database | version | wall ms per burst | process CPU ms per burst | server CPU ms per burst |
 |---|---|---|---|---|

@@ -146,9 +146,9 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
             closing.append((device_id, None, t.at))
     step = max(1, db.chunk_rows)
     if opened:
-        stmt = db.upsert(_outages).on_conflict_do_nothing()
+        insert = db.upsert(_outages).on_conflict_do_nothing()
         for i in range(0, len(opened), step):
-            await conn.execute(stmt, opened[i : i + step])
+            await conn.execute(insert, opened[i : i + step])
     if not closing:
         return
     o = _outages.c
@@ -179,13 +179,13 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
         elif start is not None:
             recorded.append({"device_id": device_id, "start": start, "end": end})
     if ended:
-        stmt = update(_outages).where(o.id == bindparam("outage_id")).values(end=bindparam("new_end"))
+        end_by_id = update(_outages).where(o.id == bindparam("outage_id")).values(end=bindparam("new_end"))
         for i in range(0, len(ended), step):
-            await conn.execute(stmt, ended[i : i + step])
+            await conn.execute(end_by_id, ended[i : i + step])
     if recorded:
-        stmt = db.upsert(_outages).on_conflict_do_nothing()
+        insert = db.upsert(_outages).on_conflict_do_nothing()
         for i in range(0, len(recorded), step):
-            await conn.execute(stmt, recorded[i : i + step])
+            await conn.execute(insert, recorded[i : i + step])
 
 
 # -- reads ------------------------------------------------------------------------------------
