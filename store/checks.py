@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
@@ -153,17 +153,22 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
         return
     o = _outages.c
     open_of: dict[int, tuple[int, datetime]] = {}  # device -> (id, start) of its open outage
+    for i in range(0, len(closing), step):  # (the index of open outages)
+        open_rows = await conn.execute(select(o.id, o.device_id, o.start).where(
+            o.device_id.in_([device_id for device_id, _, _ in closing[i : i + step]]), o.end.is_(None)))
+        open_of.update((device_id, (id_, start)) for id_, device_id, start in open_rows)
+    # The outages named by a start that is not their device's open one (an UP written again,
+    # or whose DOWN never reached the database): by their key, as exact lookups (an OR of
+    # them: not a scan of each device's outages, nor a lookup per pair of two IN lists).
+    named = [(device_id, start) for device_id, start, _ in closing
+             if start is not None and (device_id not in open_of or open_of[device_id][1] != start)]
     by_key: dict[tuple[int, datetime], tuple[int, datetime | None]] = {}  # (device, start) -> (id, end)
-    for i in range(0, len(closing), step):
-        chunk = closing[i : i + step]
-        starts = {start for _, start, _ in chunk if start is not None}
-        wanted = o.end.is_(None) | o.start.in_(list(starts)) if starts else o.end.is_(None)
-        found = await conn.execute(select(o.id, o.device_id, o.start, o.end).where(
-            o.device_id.in_([device_id for device_id, _, _ in chunk]), wanted))
-        for id_, device_id, start, end in found:
-            by_key[(device_id, start)] = (id_, end)
-            if end is None:
-                open_of[device_id] = (id_, start)
+    for i in range(0, len(named), step):
+        named_rows = await conn.execute(select(o.id, o.device_id, o.start, o.end).where(or_(*(
+            and_(o.device_id == device_id, o.start == start) for device_id, start in named[i : i + step]))))
+        by_key.update(((device_id, start), (id_, end)) for id_, device_id, start, end in named_rows)
+    for device_id, (id_, began) in open_of.items():
+        by_key[(device_id, began)] = (id_, None)
     ended: list[dict[str, Any]] = []
     recorded: list[dict[str, Any]] = []
     for device_id, start, end in closing:
