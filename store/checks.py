@@ -90,8 +90,9 @@ async def write_transitions(db: Database, transitions: Sequence[Transition]) -> 
     The outcome is that of writing the transitions one at a time, but in a few statements
     per burst: 1 % of 100,000 devices changing state each second is 1,000 transitions a
     second, and a statement per outage change cost ~0.3 ms each on SQLite. The rows go in one
-    ``executemany``; the outage changes in rounds (see :func:`_rounds`), each a select of the
-    outages its UPs end, then an ``executemany`` per kind of change.
+    ``executemany``; the outage changes in rounds (see :func:`_rounds`), each a select of its
+    devices' open outages (and by key of those its UPs name that are not open), then an
+    ``executemany`` per kind of change.
     """
     if not transitions:
         return
