@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from poller.feed import shown_url
 from wardtui.attached import AttachedRuntime, Site, attach_or_none, site_from
@@ -11,6 +12,9 @@ from wardtui.cli.common import engine_options
 from wardtui.messages import error
 from wardtui.process import DASHBOARD
 from wardtui.runtime import Runtime, StartupError
+
+if TYPE_CHECKING:
+    from wardtui.app import WardApp
 
 
 async def _before_the_screen(runtime: Runtime) -> None:
@@ -54,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
-def _attached(site: Site, args: argparse.Namespace) -> int:
-    """The dashboard of a live service: it loads the site's snapshot before the first frame."""
+def attached_app(site: Site, args: argparse.Namespace) -> WardApp:
+    """The app of ``wardtui --redis`` attached to ``site``'s live service, ready to run (the
+    bench's too). Raises StartupError when the attach fails."""
     runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
     from wardtui.app import WardApp
 
@@ -63,8 +68,17 @@ def _attached(site: Site, args: argparse.Namespace) -> int:
     app = WardApp(runtime, process=DASHBOARD)
     try:
         app.engine_thread.submit(runtime.attach()).result(timeout=30)
-    except StartupError as exc:
+    except StartupError:
         app.engine_thread.close()
+        raise
+    return app
+
+
+def _attached(site: Site, args: argparse.Namespace) -> int:
+    """The dashboard of a live service: it loads the site's snapshot before the first frame."""
+    try:
+        app = attached_app(site, args)
+    except StartupError as exc:
         error(f"{exc}")
         return exc.code
     app.run()
