@@ -136,7 +136,7 @@ class WardApp(App[int]):
             self.last_input = time.monotonic()
         await super().on_event(event)
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self._drawing = True
         if self.sixteen_colours:
             self.refresh_css(animate=False)  # the variables were made before the driver ran
@@ -147,8 +147,14 @@ class WardApp(App[int]):
             # call_later runs the action as a message of the app, in its context.
             loop.add_signal_handler(sig, self.call_later, self.action_quit)
         self.sub_title = self._describe()
-        self.push_screen(self.dashboard)
-        self.engine_worker = self.run_engine()
+        await self.push_screen(self.dashboard)
+        # The engine (the store's open, then polling or the feed) starts once the dashboard has
+        # painted: on the engine's thread it would share the one interpreter with the first frame.
+        self.dashboard.call_after_refresh(self.start_engine)
+
+    def start_engine(self) -> None:
+        if self.engine_worker is None and not self._quitting:
+            self.engine_worker = self.run_engine()
 
     @work(group="engine", exit_on_error=False)
     async def run_engine(self) -> None:

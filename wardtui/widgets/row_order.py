@@ -141,6 +141,11 @@ class RowOrder:
         moved: list[tuple[str, SortKey | None]] = []  # (name, old key) of rows whose key moved
         problems_moved = False
         names = set(names)
+        if self._texts is None and len(names) >= len(self._trackers) and names.issuperset(self._trackers):
+            # Every row (the engine started, a snapshot named them all) and no row text kept:
+            # a rebuild, keys in one pass and one sort, costs a third of this row by row.
+            self.rebuild(now)
+            return names, True, True
         if self._terms:
             names |= self._down  # "down for" is matched by the filter too
         for name in names:
