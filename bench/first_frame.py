@@ -6,18 +6,23 @@ loopback, SQLite history, --churn of the devices changing state each second). Th
 
 - --repeat runs of the real command in a real terminal (tmux 160x50, bench/feed.py's
   tmux_first_frame): process start -> a device row in capture-pane; median and max printed;
+- with --against a checkout (e.g. a worktree of main), every run is made with each, alternating,
+  against the same service: the machine's load then weighs on both alike;
 - --breakdown runs of a child process (this file with --inner) that times its own phases, wall
   and CPU: the imports, the attach (LiveFeed.attach through AttachedRuntime), and the app's start
   to its first frame with rows (headless, App.run_test at 160x50), as the command runs them.
 
 At 100,000 devices the service needs about a core: run it alone (flock), as root:
-    flock /tmp/wardtui-bench.lock python bench/first_frame.py --devices 100000 --repeat 5
+    flock /tmp/wardtui-bench.lock python bench/first_frame.py --devices 100000 --repeat 5 \
+        --against /tmp/wardtui-main
+(the other checkout needs wardtui/cli/dashboard.py's attached_app, which the breakdown calls)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -49,7 +54,7 @@ def inner(url: str, db: str) -> None:
 
     site = site_from(args.redis, args.site)
     assert site is not None and attach_or_none(site) is not None
-    mark("live_service")
+    mark("live_service (+ the bench's and the app's imports)")
     found: dict[str, float] = {}
 
     async def run() -> None:
@@ -69,6 +74,38 @@ def inner(url: str, db: str) -> None:
     print(json.dumps({"marks": marks, **found}))
 
 
+def tmux_first_frame(root: Path, url: str, db: Path) -> float | None:
+    """bench/feed.py's tmux_first_frame, once, of the code in ``root``."""
+    from bench.feed import ROW, SITE
+
+    name = f"wardtui-first-frame-{os.getpid()}"
+    command = (f"cd {root} && env PYTHONPATH={root} TERM=xterm-256color {sys.executable} -m wardtui "
+               f"--redis {url} --site {SITE} --db sqlite:///{db}")
+    start = time.perf_counter()
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command], check=True)
+    try:
+        while time.perf_counter() < start + 60:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                                    text=True, check=False).stdout
+            if ROW.search(screen):
+                return time.perf_counter() - start
+            time.sleep(0.02)
+        return None
+    finally:
+        subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=False)
+        time.sleep(4)
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+
+
+def breakdown(root: Path, url: str, db: Path) -> str:
+    out = subprocess.run([sys.executable, __file__, "--inner", url, f"sqlite:///{db}"], cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True,
+                         check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return (", ".join(f"{k} {w:.2f}/{c:.2f}" for k, (w, c) in result["marks"].items())
+            + f"; rows on screen {result['rows']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,13 +118,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--hold", type=float, default=0.0,
                         help="keep the service up this many seconds first (prints its URL and DB)")
+    parser.add_argument("--against", type=Path, help="another checkout to measure alternately")
     parser.add_argument("--inner", nargs=2, metavar=("URL", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
         inner(*args.inner)
         return 0
     sys.path.insert(0, str(ROOT))
-    from bench.feed import RedisServer, Service, generate, tmux_first_frame, wait_live
+    from bench.feed import RedisServer, Service, generate, wait_live
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -102,23 +140,27 @@ def main() -> int:
             if args.hold:
                 print(f"holding {args.hold:g} s: {redis_server.url} sqlite:///{service.db}", flush=True)
                 time.sleep(args.hold)
+            roots = {"this": ROOT, **({"against": args.against.resolve()} if args.against else {})}
             for _ in range(args.breakdown):
-                out = subprocess.run([sys.executable, __file__, "--inner", redis_server.url,
-                                      f"sqlite:///{service.db}"], cwd=ROOT, capture_output=True,
-                                     text=True, check=True).stdout
-                result = json.loads(out.strip().splitlines()[-1])
-                print("breakdown (s from process start, wall / cpu): " + ", ".join(
-                    f"{k} {w:.2f}/{c:.2f}" for k, (w, c) in result["marks"].items())
-                    + f"; rows on screen {result['rows']}", flush=True)
-            times = tmux_first_frame(redis_server.url, service.db, args.repeat) if args.repeat else []
+                for label, root in roots.items():
+                    print(f"breakdown {label} (s from process start, wall / cpu): "
+                          + breakdown(root, redis_server.url, service.db), flush=True)
+            times: dict[str, list[float]] = {label: [] for label in roots}
+            for _ in range(args.repeat):
+                for label, root in roots.items():
+                    took = tmux_first_frame(root, redis_server.url, service.db)
+                    print(f"tmux {label}: {took}", flush=True)
+                    if took is not None:
+                        times[label].append(took)
         finally:
             if service is not None:
                 service.stop()
             redis_server.stop()
-    if times:
-        print(f"tmux first frame at {args.devices:,} devices, {len(times)} runs: median "
-              f"{statistics.median(times):.2f} s, max {max(times):.2f} s; all: "
-              + ", ".join(f"{t:.2f}" for t in times))
+    for label, values in times.items():
+        if values:
+            print(f"tmux first frame ({label}) at {args.devices:,} devices, {len(values)} runs: median "
+                  f"{statistics.median(values):.2f} s, max {max(values):.2f} s; all: "
+                  + ", ".join(f"{t:.2f}" for t in values))
     return 0
 
 
