@@ -104,8 +104,8 @@ class StaticRanks:
         ranks = self._ranks.get(column)
         if ranks is None:
             if column == "name":
-                names = list(self._devices)
-                order = [name for _, name in sorted(zip(natural_keys(names), names))]
+                every = list(self._devices)
+                order = [name for _, name in sorted(zip(natural_keys(every), every, strict=True))]
             else:
                 values = {name: getattr(device, column) for name, device in self._devices.items()}
                 # Branches, regions and types repeat: one key per distinct value.
