@@ -40,6 +40,7 @@ def test_other_text_falls_back_to_natural() -> None:
     keys = natural_keys(texts)
     assert keys == [natural(t) for t in texts]
     assert natural_keys([]) == []
+    assert natural_keys(["a\n1", "b"]) == [natural("a\n1"), natural("b")]  # one key per text
 
 
 def test_static_ranks_by_name_and_column_as_before() -> None:

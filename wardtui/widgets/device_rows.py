@@ -71,7 +71,9 @@ def natural_keys(texts: Sequence[str]) -> list[Any]:
     width = max(map(len, runs), default=0)
     parts[1::2] = map(str.zfill, runs, repeat(width))
     keys = "".join(parts).lower().translate(_DIGITS_FIRST).split("\n")
-    return keys if texts else []
+    if len(keys) != len(texts):  # a text held a newline (no inventory has one)
+        return [natural(text) for text in texts]
+    return keys
 
 
 def _address_key(address: str) -> SortKey:
