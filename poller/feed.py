@@ -26,7 +26,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +59,7 @@ from poller.live import (
     Columns,
     FeedFormatError,
     Keys,
+    LiveRows,
     LiveTracker,
     Snapshot,
     decode_event,
@@ -87,6 +88,11 @@ MAX_COMMANDS = 64
 (counted in ``feed_commands_refused``): anyone who can write to Redis can flood it."""
 VIEWER_TTL = 15.0
 """A viewer that has not said it is attached for this long is not counted."""
+READ_PACE = 0.04
+"""Seconds a viewer lets pass after a read of the stream that brought entries before it reads
+again: at 1,000 transitions a second the service sends ~100 pipelines a second, and one read
+each cost a viewer more than decoding what they carried. What it adds to an event's latency
+is at most this."""
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -826,11 +832,12 @@ class LiveFeed:
 
     def __init__(self, url: str, keys: Keys, viewer: str = "",
                  client_factory: Callable[[], Redis] | None = None, refresh: float = 1.0,
-                 record_latency: bool = False) -> None:
+                 record_latency: bool = False, read_pace: float = READ_PACE) -> None:
         self.url = url
         self.keys = keys
         self.viewer = viewer or f"{_login()}@{socket.gethostname()}:{os.getpid()}"
         self.refresh_period = refresh
+        self.read_pace = read_pace
         self._factory = client_factory or (lambda: client_for(url))
         self.trackers: dict[str, LiveTracker] = {}
         self.bus = EventBus()
@@ -843,12 +850,14 @@ class LiveFeed:
         self._record_latency = record_latency
         self._client: Redis | None = None
         self._rows: list[LiveTracker] = []
+        self._names: list[str] = []  # device names in row order
+        self._view = LiveRows(Columns.empty(0))  # what the trackers read
         self._columns: Columns | None = None
         self._last_id = (0, 0)
         self._last_n = 0
         self._run = ""
         self._seq = 0
-        self._device_ids: dict[str, tuple[int, int]] = {}  # device -> the last event applied to it
+        self._newer: dict[str, LiveTracker] = {}  # devices an event told more than the snapshot
         self._presence_refused = False
         self._stopping = asyncio.Event()
         self._running = False
@@ -920,17 +929,21 @@ class LiveFeed:
             if inventory_id != snap.inventory_id:
                 raise NoService("the service is changing its inventory; try again")
             _same_rows(snap, len(devices))
-            self._set_inventory(inventory_id, devices)
+            self._set_inventory(inventory_id, devices, snap.columns)
         _same_rows(snap, len(self._rows))
         self._apply_all(snap)
 
-    def _set_inventory(self, inventory_id: str, devices: list[Device]) -> None:
+    def _set_inventory(self, inventory_id: str, devices: list[Device], columns: Columns) -> None:
         old = self.trackers
+        # The new inventory's rows, its snapshot's columns in them before any tracker reads them.
+        rows = self._view = LiveRows(columns)
         fresh: dict[str, LiveTracker] = {}
-        for device in devices:
+        for i, device in enumerate(devices):
             tracker = old.get(device.name)
             if tracker is None or tracker.device != device:
-                tracker = LiveTracker(device)
+                tracker = LiveTracker(device, rows, i)
+            else:
+                tracker.bind(rows, i)
             fresh[device.name] = tracker
         added = len(fresh.keys() - old.keys())
         removed = len(old.keys() - fresh.keys())
@@ -943,6 +956,7 @@ class LiveFeed:
             fresh = old
         self.trackers = fresh
         self._rows = list(fresh.values())
+        self._names = list(fresh)
         self.inventory_id = inventory_id
         self._columns = None
         if not first:
@@ -950,15 +964,16 @@ class LiveFeed:
 
     def _apply_all(self, snap: Snapshot) -> None:
         columns = snap.columns
-        for i, tracker in enumerate(self._rows):
-            tracker.load(columns, i)
+        self._view.columns = columns
+        for tracker in self._newer.values():
+            tracker.settle()
+        self._newer.clear()
         self._columns = columns
         self._seq, self._run = snap.seq, snap.started
         self._last_id = _id_tuple(snap.stream_id)
         # The next event must be number event_n + 1; a snapshot from a wardtui that did not say
         # takes the next number as it comes.
         self._last_n = -1 if snap.event_n is None else snap.event_n
-        self._device_ids.clear()
         if snap.gauges is not None:
             self.last_gauges = snap.gauges
             self.bus.publish(snap.gauges)
@@ -966,33 +981,29 @@ class LiveFeed:
         self.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
 
     def _apply_refresh(self, snap: Snapshot) -> None:
-        """A newer snapshot's figures; states only where no newer event said otherwise."""
+        """A newer snapshot's figures: its columns become every tracker's, and what an event
+        streamed after it said stays (an older snapshot never undoes a newer transition)."""
         previous = self._columns
         columns = snap.columns
-        rows = self._rows
-        if (snap.changed is not None and snap.seq == self._seq + 1 and previous is not None):
-            candidates: Iterable[int] = snap.changed
-        else:
-            candidates = range(len(rows)) if previous is None else (
-                i for i in range(len(rows)) if not columns.same_row(previous, i, i))
-        newer = self._device_ids
-        changed: list[str] = []
+        if snap.changed is not None and snap.seq == self._seq + 1 and previous is not None:
+            changed: Sequence[int] | None = snap.changed
+        else:  # a snapshot skipped (or none before): the rows that differ
+            changed = None if previous is None else columns.changed_rows(previous)
+        self._view.columns = columns
         snap_id = _id_tuple(snap.stream_id)
-        for i in candidates:
-            tracker = rows[i]
-            name = tracker.device.name
-            if newer and newer.get(name, (0, 0)) > snap_id:
-                state = (tracker.state, tracker.flapping, tracker.down_since, tracker.last_change)
-                tracker.load(columns, i)
-                tracker.state, tracker.flapping, tracker.down_since, tracker.last_change = state
-            else:
-                tracker.load(columns, i)
-            changed.append(name)
+        newer = self._newer
+        if newer:
+            for name, tracker in list(newer.items()):
+                if tracker.position is None or tracker.position <= snap_id:
+                    tracker.settle()
+                    del newer[name]
         self._columns = columns
         self._seq = snap.seq
         self.stats.refreshes += 1
-        if changed:
-            self.bus.publish(RowsChanged(tuple(changed)))  # type: ignore[arg-type]
+        if changed is None:
+            self.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
+        elif changed:
+            self.bus.publish(RowsChanged(tuple(map(self._names.__getitem__, changed))))  # type: ignore[arg-type]
 
     def _apply_event(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
         """Fold one stream entry in; False when it shows a gap (the viewer must reload)."""
@@ -1030,7 +1041,8 @@ class LiveFeed:
         if device is not None:
             tracker = self.trackers.get(device)
             if tracker is not None and tracker.apply(event):
-                self._device_ids[device] = position
+                tracker.position = position
+                self._newer[device] = tracker
         self.bus.publish(event)
         if isinstance(event, CheckResult) and isinstance(doc.get("by"), str):
             self.bus.publish(ProbeSeen(event, doc["by"][:64]))  # type: ignore[arg-type]
@@ -1050,6 +1062,7 @@ class LiveFeed:
         end = None if duration is None else time.monotonic() + duration
         next_refresh = time.monotonic() + self.refresh_period
         next_presence = 0.0
+        read_more_at = 0.0
         attempt = 0
         while not self._stopping.is_set() and (end is None or time.monotonic() < end):
             client = self._client
@@ -1063,9 +1076,16 @@ class LiveFeed:
                 if now >= next_presence:
                     next_presence = now + 5.0
                     await self._presence(client)
+                if read_more_at > now:
+                    # Entries came at the last read: let a few of the service's pipelines pile
+                    # up, so one round trip takes them all (each read costs a viewer more than
+                    # the entries it brings).
+                    await asyncio.sleep(read_more_at - now)
+                    now = time.monotonic()
                 block = max(1, int(min(next_refresh - now, 0.5) * 1000))
                 last = f"{self._last_id[0]}-{self._last_id[1]}"
                 answer: Any = await client.xread({self.keys.events: last}, count=10_000, block=block)
+                read_more_at = time.monotonic() + self.read_pace if answer else 0.0
                 for _stream, entries in answer or []:
                     for entry_id, fields in entries:
                         if not self._apply_event(entry_id, fields):

@@ -274,6 +274,9 @@ def _u32(value: int) -> float | None:
     return None if value == NONE32 else value * RTT_UNIT
 
 
+_NONZERO = re.compile(b"[^\\x00]+")
+
+
 @dataclass(slots=True)
 class Columns:
     """Every device's live figures, one array per figure, in inventory order, kept as they go on
@@ -317,6 +320,25 @@ class Columns:
         return (_CODE_STATE[flags & 0x0F], bool(flags & FLAPPING), _dt(self.down_since[i]),
                 _dt(self.last_change[i]), _u32(self.last_rtt[i]), _u32(self.avg_rtt[i]),
                 _u32(self.jitter[i]), None if loss == NONE16 else loss * LOSS_UNIT)
+
+    def changed_rows(self, other: Columns) -> list[int]:
+        """Rows whose figures differ from ``other``'s (as many rows), compared as the bytes they
+        are (NaN equals NaN): each column XORed whole, then only its nonzero bytes looked at."""
+        if len(other) != len(self):
+            raise ValueError(f"{len(other)} rows where {len(self)} belong")
+        rows: set[int] = set()
+        for mine, theirs in ((self.flags, other.flags), (self.down_since, other.down_since),
+                             (self.last_change, other.last_change), (self.last_rtt, other.last_rtt),
+                             (self.avg_rtt, other.avg_rtt), (self.jitter, other.jitter),
+                             (self.loss, other.loss)):
+            a, b = memoryview(mine).cast("B"), memoryview(theirs).cast("B")
+            if a == b:
+                continue
+            width = len(a) // len(self)
+            diff = (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(len(a), "little")
+            for match in _NONZERO.finditer(diff):
+                rows.update(range(match.start() // width, (match.end() - 1) // width + 1))
+        return sorted(rows)
 
     def same_row(self, other: Columns, i: int, j: int) -> bool:
         """Whether row ``i`` here equals row ``j`` of ``other`` (NaN equals NaN)."""
@@ -580,13 +602,33 @@ def event_extra(text: str | bytes) -> dict[str, Any]:
 # -- the viewer's copy of a tracker -------------------------------------------------------------
 
 
+class LiveRows:
+    """The snapshot columns every :class:`LiveTracker` of one inventory reads: a viewer's refresh
+    swaps :attr:`columns` for the newer snapshot's (one assignment, not 10,000 rows loaded)."""
+
+    __slots__ = ("columns",)
+
+    def __init__(self, columns: Columns) -> None:
+        self.columns = columns
+
+
+_UNSET: Any = object()
+"""An override not set: the row's column says (None is a value: no down_since)."""
+
+
 class LiveTracker:
     """A device as a viewer knows it from the feed: what the screens read of a
     :class:`~poller.state.DeviceTracker`. Whole-run totals and the window itself stay in the
-    service: they read as unknown here."""
+    service: they read as unknown here.
 
-    __slots__ = ("avg_rtt_ms", "device", "down_since", "flapping", "jitter_ms", "last_change",
-                 "last_rtt_ms", "loss_pct", "state")
+    A view, not a copy: each figure is read from row :attr:`row` of the shared
+    :class:`LiveRows` when asked (times made into datetimes then, and kept while the column holds
+    the same time), unless an event streamed after the snapshot said otherwise: what the event
+    said (state, flapping, the times, the last RTT) is kept here until a snapshot covering the
+    event's stream position is taken (:meth:`settle`)."""
+
+    __slots__ = ("_down_dt", "_flapping", "_last_dt", "_rtt", "_since", "_state", "_change", "_view",
+                 "device", "position")
 
     remote = True  # the screens show what the service's snapshot carries, and say so
     received = 0
@@ -595,38 +637,120 @@ class LiveTracker:
     rtt_max_ms: float | None = None
     total_avg_rtt_ms: float | None = None
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, rows: LiveRows | None = None, row: int = 0) -> None:
         self.device = device
-        self.state = State.UNKNOWN
-        self.flapping = False
-        self.down_since: datetime | None = None
-        self.last_change: datetime | None = None
-        self.last_rtt_ms: float | None = None
-        self.avg_rtt_ms: float | None = None
-        self.jitter_ms: float | None = None
-        self.loss_pct: float | None = None
+        # (rows, index) in one attribute: rebinding a tracker to another inventory's rows is
+        # one assignment, never a moment with the new index and the old columns.
+        self._view = (rows or LiveRows(Columns.empty(1)), row)
+        self.position: tuple[int, int] | None = None  # stream position of the last event applied
+        self._state: State | None = None
+        self._flapping: bool | None = None
+        self._since: datetime | None = _UNSET
+        self._change: datetime | None = _UNSET
+        self._rtt: float | None = _UNSET
+        self._down_dt: tuple[float, datetime | None] | None = None
+        self._last_dt: tuple[float, datetime | None] | None = None
+
+    @property
+    def row(self) -> int:
+        return self._view[1]
+
+    def bind(self, rows: LiveRows, row: int) -> None:
+        """Read row ``row`` of ``rows`` from now on (a new inventory)."""
+        self._view = (rows, row)
+
+    def load(self, columns: Columns, i: int) -> None:
+        """Row ``i`` of ``columns`` (rows of its own; a feed's trackers share theirs instead)."""
+        self._view = (LiveRows(columns), i)
+        self.settle()
+
+    def settle(self) -> None:
+        """Forget what events said: the columns cover them now."""
+        self.position = None
+        self._state = self._flapping = None
+        self._since = self._change = self._rtt = _UNSET
+
+    @property
+    def state(self) -> State:
+        state = self._state
+        if state is None:
+            rows, i = self._view
+            return _CODE_STATE[rows.columns.flags[i] & 0x0F]
+        return state
+
+    @property
+    def flapping(self) -> bool:
+        flapping = self._flapping
+        if flapping is None:
+            rows, i = self._view
+            return bool(rows.columns.flags[i] & FLAPPING)
+        return flapping
+
+    @property
+    def down_since(self) -> datetime | None:
+        since = self._since
+        if since is not _UNSET:
+            return since
+        rows, i = self._view
+        value = rows.columns.down_since[i]
+        cached = self._down_dt
+        if cached is None or cached[0] != value:  # NaN never equals: _dt(NaN) is cheap
+            cached = self._down_dt = (value, _dt(value))
+        return cached[1]
+
+    @property
+    def last_change(self) -> datetime | None:
+        change = self._change
+        if change is not _UNSET:
+            return change
+        rows, i = self._view
+        value = rows.columns.last_change[i]
+        cached = self._last_dt
+        if cached is None or cached[0] != value:
+            cached = self._last_dt = (value, _dt(value))
+        return cached[1]
+
+    @property
+    def last_rtt_ms(self) -> float | None:
+        rtt = self._rtt
+        if rtt is not _UNSET:
+            return rtt
+        rows, i = self._view
+        return _u32(rows.columns.last_rtt[i])
+
+    @property
+    def avg_rtt_ms(self) -> float | None:
+        rows, i = self._view
+        return _u32(rows.columns.avg_rtt[i])
+
+    @property
+    def jitter_ms(self) -> float | None:
+        rows, i = self._view
+        return _u32(rows.columns.jitter[i])
+
+    @property
+    def loss_pct(self) -> float | None:
+        rows, i = self._view
+        loss = rows.columns.loss[i]
+        return None if loss == NONE16 else loss * LOSS_UNIT
 
     def window(self) -> tuple[float | None, ...]:
         return ()
 
-    def load(self, columns: Columns, i: int) -> None:
-        (self.state, self.flapping, self.down_since, self.last_change, self.last_rtt_ms,
-         self.avg_rtt_ms, self.jitter_ms, self.loss_pct) = columns.row(i)
-
     def apply(self, event: Event) -> bool:
         """Fold a streamed event in; whether it changed what a row shows."""
         if isinstance(event, Transition):
-            self.state = event.to_state
-            self.last_change = event.at
-            self.down_since = event.down_since if event.to_state is State.DOWN else None
+            self._state = event.to_state
+            self._change = event.at
+            self._since = event.down_since if event.to_state is State.DOWN else None
             if event.rtt_ms is not None:
-                self.last_rtt_ms = event.rtt_ms
+                self._rtt = event.rtt_ms
             return True
         if isinstance(event, FlapChange):
-            self.flapping = event.flapping
+            self._flapping = event.flapping
             return True
         if isinstance(event, CheckResult):
             if event.rtt_ms is not None:
-                self.last_rtt_ms = event.rtt_ms
+                self._rtt = event.rtt_ms
             return True
         return False
