@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -405,13 +406,15 @@ def _bitmap(rows: Iterable[int], n: int) -> bytes:
     return bytes(bits)
 
 
+_BYTE_BITS = tuple(bytes(byte >> k & 1 for k in range(8)) for byte in range(256))
+"""Each byte value as its 8 bits, one byte each (least significant first)."""
+
+
 def _rows(bits: bytes) -> array.array[int]:
-    out = array.array("I")
-    for byte_index, byte in enumerate(bits):
-        if byte:
-            base = byte_index << 3
-            out.extend(base + k for k in range(8) if byte >> k & 1)
-    return out
+    """The rows set in a bitmap: expanded to a byte per row, then picked in C (a Python step
+    per byte took twice as long at 100,000 devices)."""
+    expanded = b"".join(map(_BYTE_BITS.__getitem__, bits))
+    return array.array("I", itertools.compress(range(len(expanded)), expanded))
 
 
 def encode_snapshot(seq: int, stream_id: str, at: datetime, inventory_id: str, started: str,
@@ -568,6 +571,72 @@ def _converted(name: str, kind: str, value: Any) -> Any:
     return value
 
 
+def _decode_fields(cls: type, doc: dict[str, Any]) -> Event:
+    """An event of ``cls`` from its JSON's fields, each checked against the annotations."""
+    values: dict[str, Any] = {}
+    for name, kind, none, has_default in _SCHEMAS[cls.__name__]:
+        if name not in doc and has_default:
+            continue
+        value = doc.get(name)
+        values[name] = None if value is None and none else _field(name, kind, value)
+    event: Event = cls(**values)
+    return event
+
+
+# The kinds a viewer reads ~1,000 of a second at 1 % churn of 100,000 devices, checked field by
+# field as _decode_fields does (a test holds them to the same answers), in a third of its time.
+
+_STATE_BY_VALUE = {state.value: state for state in State}
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name}: {type(value).__name__} where str belongs")
+    return value
+
+
+def _count(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name}: {type(value).__name__} where int belongs")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name}: {value!r:.40} where a number belongs")
+    return value
+
+
+def _time(name: str, value: Any) -> datetime:
+    return datetime.fromtimestamp(_number(name, value), UTC)
+
+
+def _state(name: str, value: Any) -> State:
+    state = _STATE_BY_VALUE.get(value) if isinstance(value, str) else None
+    if state is None:
+        raise ValueError(f"{name}: not a state")
+    return state
+
+
+def _transition(doc: dict[str, Any]) -> Transition:
+    since, rtt = doc.get("down_since"), doc.get("rtt_ms")
+    return Transition(_text("device", doc.get("device")), _text("address", doc.get("address")),
+                      _state("from_state", doc.get("from_state")), _state("to_state", doc.get("to_state")),
+                      _time("at", doc.get("at")), None if since is None else _time("down_since", since),
+                      None if rtt is None else _number("rtt_ms", rtt))
+
+
+def _check_result(doc: dict[str, Any]) -> CheckResult:
+    rtt = doc.get("rtt_ms")
+    return CheckResult(_text("device", doc.get("device")), _text("address", doc.get("address")),
+                       _time("at", doc.get("at")), _count("sent", doc.get("sent")),
+                       _count("received", doc.get("received")), None if rtt is None else _number("rtt_ms", rtt),
+                       _state("state", doc.get("state")))
+
+
+_FAST: dict[type, Any] = {Transition: _transition, CheckResult: _check_result}
+
+
 def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
     """The event ``text`` holds (or its JSON already parsed), or None for a type this wardtui
     does not know (newer services may stream more kinds: skipped, not an error). Raises
@@ -580,14 +649,8 @@ def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
         cls = _BY_NAME.get(doc.get("t", ""))
         if cls is None:
             return None
-        values: dict[str, Any] = {}
-        for name, kind, none, has_default in _SCHEMAS[cls.__name__]:
-            if name not in doc and has_default:
-                continue
-            value = doc.get(name)
-            values[name] = None if value is None and none else _field(name, kind, value)
-        event: Event = cls(**values)
-        return event
+        fast = _FAST.get(cls)
+        return fast(doc) if fast is not None else _decode_fields(cls, doc)  # type: ignore[no-any-return]
     except (ValueError, TypeError, AttributeError, OverflowError, OSError, RecursionError) as exc:
         raise FeedFormatError(f"an event cannot be read: {str(exc)[:200]}") from None
 
