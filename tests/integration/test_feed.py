@@ -381,6 +381,47 @@ async def test_snapshot_older_than_an_applied_event_never_regresses_a_state(keys
     await client.aclose()
 
 
+async def test_a_viewer_takes_a_busy_stream_in_paced_reads(keys: Keys) -> None:
+    """Entries written one every 4 ms (the service's pipelines at 1,000 transitions a second) are
+    read a few pipelines at a time: one read per READ_PACE at most (each one read apart was
+    ~250 here), every event applied in order."""
+    run = "2026-12-05T12:00:00+00:00"
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    inventory_id, inventory = encode_inventory([device])
+    client = Redis.from_url(MAIN_URL)
+    columns = Columns.empty(1)
+    at = datetime.now(UTC)
+    await client.mset({keys.inventory: inventory,
+                       keys.service: ServiceInfo("h", 1, "v", run, 1, at.isoformat()).to_json(),
+                       keys.snapshot: encode_snapshot(1, "1000-0", at, inventory_id, run, None, columns, None,
+                                                      event_n=0)})
+    async with Viewer(MAIN_URL, keys) as viewer:
+        feed = viewer.feed
+        assert feed.read_pace == pytest.approx(0.04)
+        reads = 0
+        assert feed._client is not None
+        xread = feed._client.xread
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await xread(*args, **kwargs)
+
+        feed._client.xread = counted  # type: ignore[method-assign]
+        written = 250
+        start = time.monotonic()
+        for n in range(1, written + 1):
+            to, old = (State.DOWN, State.UP) if n % 2 else (State.UP, State.DOWN)
+            event = Transition("d1", "127.0.0.9", old, to, datetime.now(UTC), None, None)
+            await client.xadd(keys.events, {"e": encode_event(event, n=n, r=run)})
+            await asyncio.sleep(0.004)
+        assert await eventually(lambda: feed.stats.events == written, 2)
+        elapsed = time.monotonic() - start
+        assert feed.trackers["d1"].state is State.UP
+        assert reads <= elapsed / 0.04 + 5, (reads, elapsed)
+    await client.aclose()
+
+
 async def test_snmp_events_reach_viewers(keys: Keys) -> None:
     """Every streamed kind goes through the real publisher (an InterfaceChange once killed it)."""
     async with Service(MAIN_URL, keys, make_devices(5, interval=1.0)) as service:
