@@ -756,8 +756,10 @@ class LiveTracker:
             return since
         rows, i = self._view
         value = rows.columns.down_since[i]
+        if value != value:  # NaN: none
+            return None
         cached = self._down_dt
-        if cached is None or cached[0] != value:  # NaN never equals: _dt(NaN) is cheap
+        if cached is None or cached[0] != value:
             cached = self._down_dt = (value, _dt(value))
         return cached[1]
 
@@ -768,6 +770,8 @@ class LiveTracker:
             return change
         rows, i = self._view
         value = rows.columns.last_change[i]
+        if value != value:  # NaN: none
+            return None
         cached = self._last_dt
         if cached is None or cached[0] != value:
             cached = self._last_dt = (value, _dt(value))
