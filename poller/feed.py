@@ -68,6 +68,7 @@ from poller.live import (
     encode_event,
     encode_inventory,
     encode_snapshot,
+    peek_snapshot,
 )
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
 from poller.text import escaped
@@ -93,6 +94,11 @@ READ_PACE = 0.04
 again: at 1,000 transitions a second the service sends ~100 pipelines a second, and one read
 each cost a viewer more than decoding what they carried. What it adds to an event's latency
 is at most this."""
+REFRESH_AFTER = 0.1
+"""Seconds after the service's snapshot (by its heartbeat's age) a viewer reads it."""
+REFRESH_RETRY = 0.1
+"""Seconds before a viewer reads the snapshot again when the one it read could not be taken
+yet (the one it had, or one covering events it had not read)."""
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -214,6 +220,11 @@ async def read_service(client: Redis, keys: Keys) -> ServiceInfo | None:
     pipe.get(keys.service)
     pipe.pttl(keys.service)
     raw, ttl_ms = await pipe.execute()
+    return _service_info(raw, ttl_ms)
+
+
+def _service_info(raw: bytes | None, ttl_ms: Any) -> ServiceInfo | None:
+    """The heartbeat ``raw`` with its key's TTL (PTTL) read with it."""
     if raw is None:
         return None
     try:
@@ -1092,8 +1103,8 @@ class LiveFeed:
                             await self._reload(client)
                             break
                 if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + self.refresh_period
-                    await self._refresh(client)
+                    next_refresh = time.monotonic() + self.refresh_period  # when it raises
+                    next_refresh = time.monotonic() + await self._refresh(client)
             except (RedisError, OSError) as exc:
                 self._lose(f"Redis {shown_url(self.url)}: {describe_error(exc, self.url)}")
             except NoService as exc:
@@ -1126,27 +1137,45 @@ class LiveFeed:
                 log.warning("live feed: this viewer cannot say it is attached: %s",
                             describe_error(exc, self.url))
 
-    async def _refresh(self, client: Redis) -> None:
-        """Every second: the snapshot's figures, and whether the service still publishes."""
-        blob: Any = await client.get(self.keys.snapshot)
-        info = await read_service(client, self.keys)
+    async def _refresh(self, client: Redis) -> float:
+        """Every second: the snapshot's figures, and whether the service still publishes.
+        Returns the seconds until the next one: :data:`REFRESH_AFTER` after the service's next
+        snapshot (the heartbeat, written with each snapshot, says how long ago the last one
+        was, by Redis's clock), so that each snapshot is read once, none skipped; sooner
+        when this one was not taken."""
+        pipe = client.pipeline(transaction=True)
+        pipe.get(self.keys.snapshot)
+        pipe.get(self.keys.service)
+        pipe.pttl(self.keys.service)
+        blob, raw, ttl_ms = await pipe.execute()
+        info = _service_info(raw, ttl_ms)
         if not is_live(info):
             raise NoService(self._no_service(info))
         self.service = info
+        assert info is not None
+        period = self.refresh_period
+        age = info.heartbeat_age
+        due = period if age is None else min(period, max(0.0, period - age) + REFRESH_AFTER)
+        retry = max(due, REFRESH_RETRY)  # this snapshot was read already: the next one
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
+        seq, started, inventory_id = peek_snapshot(blob)
+        if started == self._run and inventory_id == self.inventory_id and seq <= self._seq:
+            return retry  # not decoded again
         snap = decode_snapshot(blob)
         if snap.started != self._run or snap.inventory_id != self.inventory_id:
             await self._load(client)  # a new service run, or a new inventory
-            return
+            return due
         if snap.seq <= self._seq:
-            return
+            return retry
         _same_rows(snap, len(self._rows))
         if _id_tuple(snap.stream_id) > self._last_id:
-            # It covers events this viewer has not read yet: read them first (next round); a
-            # viewer that stays behind by more than the stream holds reloads on the gap.
-            return
+            # It covers events this viewer has not read yet: read them first (the next read
+            # is READ_PACE away); a viewer that stays behind by more than the stream holds
+            # reloads on the gap.
+            return REFRESH_RETRY
         self._apply_refresh(snap)
+        return due
 
     def _lose(self, detail: str) -> None:
         client, self._client = self._client, None

@@ -448,6 +448,24 @@ def _event_n(value: Any) -> int | None:
     return value
 
 
+def peek_snapshot(blob: bytes) -> tuple[int, str, str]:
+    """(seq, started, inventory id) from a snapshot's header alone, its columns not inflated:
+    whether it is the one a viewer has. Raises FeedFormatError as decode_snapshot does."""
+    try:
+        if blob[:4] != _MAGIC:
+            raise FeedFormatError("the snapshot key holds something else (not a wardtui snapshot "
+                                  f"of format {FORMAT})")
+        (size,) = struct.unpack_from("<I", blob, 4)
+        header = json.loads(blob[8:8 + size])
+        if not isinstance(header, dict) or header.get("v") != FORMAT:
+            raise FeedFormatError(f"the snapshot's header is not a wardtui header of format {FORMAT}")
+        return int(header["seq"]), str(header.get("started", "")), str(header["inventory"])
+    except FeedFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, struct.error, RecursionError, OverflowError) as exc:
+        raise FeedFormatError(f"the snapshot cannot be read: {str(exc)[:200]}") from None
+
+
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 

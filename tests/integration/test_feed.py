@@ -422,6 +422,53 @@ async def test_a_viewer_takes_a_busy_stream_in_paced_reads(keys: Keys) -> None:
     await client.aclose()
 
 
+async def test_a_viewer_reads_each_snapshot_just_after_the_service_writes_it(keys: Keys) -> None:
+    """The refresh follows the service's snapshots (by the heartbeat's age, written with each):
+    a viewer that attached 0.7 s after one reads the next ones ~REFRESH_AFTER after they are
+    written, not 0.7 s after, and takes each one."""
+    run = "2026-12-05T12:00:00+00:00"
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    inventory_id, inventory = encode_inventory([device])
+    client = Redis.from_url(MAIN_URL)
+    written: dict[int, float] = {}
+
+    async def publish(seq: int) -> None:
+        columns = Columns.empty(1)
+        columns.flags[0] = 1
+        columns.last_rtt[0] = seq
+        at = datetime.now(UTC)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(keys.inventory, inventory)
+        pipe.set(keys.snapshot, encode_snapshot(seq, "1000-0", at, inventory_id, run, None, columns, [0],
+                                                event_n=0))
+        pipe.set(keys.service, ServiceInfo("h", 1, "v", run, 1, at.isoformat()).to_json(), ex=15)
+        await pipe.execute()
+        written[seq] = time.monotonic()
+
+    await publish(1)
+    await asyncio.sleep(0.7)
+    async with Viewer(MAIN_URL, keys) as viewer:
+        feed = viewer.feed
+        taken: dict[int, float] = {}
+
+        async def watch() -> None:
+            while True:
+                taken.setdefault(feed._seq, time.monotonic())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        for seq in range(2, 6):
+            await asyncio.sleep(written[seq - 1] + 1.0 - time.monotonic())
+            await publish(seq)
+        await asyncio.sleep(0.6)
+        watcher.cancel()
+        assert sorted(taken) == [1, 2, 3, 4, 5]
+        late = {seq: round(taken[seq] - written[seq], 3) for seq in range(3, 6)}
+        assert all(s < 0.45 for s in late.values()), late
+        assert feed.trackers["d1"].last_rtt_ms == pytest.approx(5 * RTT_UNIT)
+    await client.aclose()
+
+
 async def test_snmp_events_reach_viewers(keys: Keys) -> None:
     """Every streamed kind goes through the real publisher (an InterfaceChange once killed it)."""
     async with Service(MAIN_URL, keys, make_devices(5, interval=1.0)) as service:
