@@ -99,6 +99,8 @@ REFRESH_AFTER = 0.1
 REFRESH_RETRY = 0.1
 """Seconds before a viewer reads the snapshot again when the one it read could not be taken
 yet (the one it had, or one covering events it had not read)."""
+REFRESH_LATE = 0.3
+"""Seconds between a viewer's reads of the snapshot while the service is late writing the next."""
 
 
 # -- URLs ---------------------------------------------------------------------------------------
@@ -1156,7 +1158,9 @@ class LiveFeed:
         period = self.refresh_period
         age = info.heartbeat_age
         due = period if age is None else min(period, max(0.0, period - age) + REFRESH_AFTER)
-        retry = max(due, REFRESH_RETRY)  # this snapshot was read already: the next one
+        # This snapshot was read already: the next one, soon; not so soon from a service that
+        # is late (the GET is every viewer's, and Redis serves them beside the service).
+        retry = max(due, REFRESH_RETRY if age is None or age < period else REFRESH_LATE)
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
         seq, started, inventory_id = peek_snapshot(blob)
