@@ -790,3 +790,22 @@ async def test_snapshot_rows_must_match_the_inventory(keys: Keys) -> None:
         with pytest.raises(FeedFormatError):
             await LiveFeed(MAIN_URL, keys).attach()
     await client.aclose()
+
+
+def test_stream_entries_that_are_not_events_are_skipped_in_place() -> None:
+    """What anyone may write into the stream: skipped (read past), never raised, the numbering
+    untouched; the next real event applies."""
+    run = "2026-12-05T12:00:00+00:00"
+    feed = LiveFeed(MAIN_URL, Keys("unused"))
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    feed._set_inventory("i", [device], Columns.empty(1))
+    feed._run, feed._last_n = run, 0
+    good = encode_event(Transition("d1", "127.0.0.9", State.UP, State.DOWN, datetime.now(UTC), None, None),
+                        n=1, r=run)
+    for k, raw in enumerate([b"", b"not json", b"[1]", b"\xff\xfe", b" " + good.encode(), good.encode() + b" x",
+                             good.encode() + b"{}", b'{"n":"x","r":"r"}', b'{"n":1}', b"[" * 100_000]):
+        assert feed._apply_event(f"{10 + k}-0".encode(), {b"e": raw}), raw[:20]
+        assert feed._last_id == (10 + k, 0) and feed._last_n == 0
+    assert feed.trackers["d1"].state is State.UNKNOWN
+    assert feed._apply_event(b"50-0", {b"e": good.encode()})
+    assert feed.trackers["d1"].state is State.DOWN and feed._last_n == 1
