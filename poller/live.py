@@ -648,7 +648,8 @@ def _check_result(doc: dict[str, Any]) -> CheckResult:
     rtt = doc.get("rtt_ms")
     return CheckResult(_text("device", doc.get("device")), _text("address", doc.get("address")),
                        _time("at", doc.get("at")), _count("sent", doc.get("sent")),
-                       _count("received", doc.get("received")), None if rtt is None else _number("rtt_ms", rtt),
+                       _count("received", doc.get("received")),
+                       None if rtt is None else _number("rtt_ms", rtt),
                        _state("state", doc.get("state")))
 
 
@@ -668,7 +669,8 @@ def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
         if cls is None:
             return None
         fast = _FAST.get(cls)
-        return fast(doc) if fast is not None else _decode_fields(cls, doc)  # type: ignore[no-any-return]
+        event: Event = fast(doc) if fast is not None else _decode_fields(cls, doc)
+        return event
     except (ValueError, TypeError, AttributeError, OverflowError, OSError, RecursionError) as exc:
         raise FeedFormatError(f"an event cannot be read: {str(exc)[:200]}") from None
 
@@ -708,8 +710,18 @@ class LiveTracker:
     said (state, flapping, the times, the last RTT) is kept here until a snapshot covering the
     event's stream position is taken (:meth:`settle`)."""
 
-    __slots__ = ("_down_dt", "_flapping", "_last_dt", "_rtt", "_since", "_state", "_change", "_view",
-                 "device", "position")
+    __slots__ = (
+        "_change",
+        "_down_dt",
+        "_flapping",
+        "_last_dt",
+        "_rtt",
+        "_since",
+        "_state",
+        "_view",
+        "device",
+        "position",
+    )
 
     remote = True  # the screens show what the service's snapshot carries, and say so
     received = 0

@@ -802,8 +802,9 @@ def test_stream_entries_that_are_not_events_are_skipped_in_place() -> None:
     feed._run, feed._last_n = run, 0
     good = encode_event(Transition("d1", "127.0.0.9", State.UP, State.DOWN, datetime.now(UTC), None, None),
                         n=1, r=run)
-    for k, raw in enumerate([b"", b"not json", b"[1]", b"\xff\xfe", b" " + good.encode(), good.encode() + b" x",
-                             good.encode() + b"{}", b'{"n":"x","r":"r"}', b'{"n":1}', b"[" * 100_000]):
+    for k, raw in enumerate([b"", b"not json", b"[1]", b"\xff\xfe", b" " + good.encode(),
+                             good.encode() + b" x", good.encode() + b"{}", b'{"n":"x","r":"r"}', b'{"n":1}',
+                             b"[" * 100_000]):
         assert feed._apply_event(f"{10 + k}-0".encode(), {b"e": raw}), raw[:20]
         assert feed._last_id == (10 + k, 0) and feed._last_n == 0
     assert feed.trackers["d1"].state is State.UNKNOWN

@@ -498,7 +498,8 @@ _ODD_VALUES: list[Any] = [None, True, False, 0, -1, 7, 1.5, -0.0, float("nan"), 
                           "", "up", "down", "unknown", "sideways", "1.5", [], {}, ["up"], {"a": 1}]
 
 
-@pytest.mark.parametrize("event", [e for e in EVENTS if type(e) in live._FAST], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("event", [e for e in EVENTS if type(e) in live._FAST],
+                         ids=lambda e: type(e).__name__)
 def test_direct_decoders_answer_as_the_field_checks_do(event: Any) -> None:
     """Transition and CheckResult have a decoder of their own (the ~1,000 a second a viewer
     reads): for every field, missing or holding any kind of value JSON can carry, it returns the
@@ -593,6 +594,6 @@ def test_peek_snapshot_reads_the_header_alone() -> None:
                    valid_header(2, seq="x"), valid_header(2, seq=[1])):
         with pytest.raises(FeedFormatError):
             live.peek_snapshot(forged(header, b""))
-    for blob in (b"", b"WTS1", b"WTS1\xff\xff\xff\x7f{}", b"XXXX" + blob[4:]):
+    for damaged in (b"", b"WTS1", b"WTS1\xff\xff\xff\x7f{}", b"XXXX" + blob[4:]):
         with pytest.raises(FeedFormatError):
-            live.peek_snapshot(blob)
+            live.peek_snapshot(damaged)
