@@ -1168,9 +1168,15 @@ class LiveFeed:
         retry = max(due, REFRESH_RETRY if age is None or age < period else REFRESH_LATE)
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
-        seq, started, inventory_id = peek_snapshot(blob)
-        if started == self._run and inventory_id == self.inventory_id and seq <= self._seq:
-            return retry  # not decoded again
+        seq, started, inventory_id, stream_id = peek_snapshot(blob)
+        if started == self._run and inventory_id == self.inventory_id:  # not inflated for nothing
+            if seq <= self._seq:
+                return retry
+            if _id_tuple(stream_id) > self._last_id:
+                # It covers events this viewer has not read yet: read them first (the next
+                # read is READ_PACE away); a viewer that stays behind by more than the stream
+                # holds reloads on the gap.
+                return REFRESH_RETRY
         snap = decode_snapshot(blob)
         if snap.started != self._run or snap.inventory_id != self.inventory_id:
             await self._load(client)  # a new service run, or a new inventory
@@ -1179,10 +1185,7 @@ class LiveFeed:
             return retry
         _same_rows(snap, len(self._rows))
         if _id_tuple(snap.stream_id) > self._last_id:
-            # It covers events this viewer has not read yet: read them first (the next read
-            # is READ_PACE away); a viewer that stays behind by more than the stream holds
-            # reloads on the gap.
-            return REFRESH_RETRY
+            return REFRESH_RETRY  # (as above)
         self._apply_refresh(snap)
         return due
 

@@ -448,9 +448,9 @@ def _event_n(value: Any) -> int | None:
     return value
 
 
-def peek_snapshot(blob: bytes) -> tuple[int, str, str]:
-    """(seq, started, inventory id) from a snapshot's header alone, its columns not inflated:
-    whether it is the one a viewer has. Raises FeedFormatError as decode_snapshot does."""
+def peek_snapshot(blob: bytes) -> tuple[int, str, str, str]:
+    """(seq, started, inventory id, stream ID) from a snapshot's header alone, its columns not
+    inflated: whether a viewer can take it. Raises FeedFormatError as decode_snapshot does."""
     try:
         if blob[:4] != _MAGIC:
             raise FeedFormatError("the snapshot key holds something else (not a wardtui snapshot "
@@ -459,7 +459,10 @@ def peek_snapshot(blob: bytes) -> tuple[int, str, str]:
         header = json.loads(blob[8:8 + size])
         if not isinstance(header, dict) or header.get("v") != FORMAT:
             raise FeedFormatError(f"the snapshot's header is not a wardtui header of format {FORMAT}")
-        return int(header["seq"]), str(header.get("started", "")), str(header["inventory"])
+        stream_id = str(header["id"])
+        if not _STREAM_ID.fullmatch(stream_id):
+            raise FeedFormatError(f"the snapshot's stream ID {stream_id[:40]!r} is not one")
+        return int(header["seq"]), str(header.get("started", "")), str(header["inventory"]), stream_id
     except FeedFormatError:
         raise
     except (ValueError, KeyError, TypeError, struct.error, RecursionError, OverflowError) as exc:

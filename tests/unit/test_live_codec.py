@@ -586,12 +586,13 @@ def test_live_tracker_reads_the_rows_it_is_bound_to() -> None:
 
 def test_peek_snapshot_reads_the_header_alone() -> None:
     blob = snapshot_bytes(columns_of(ROWS), seq=42)
-    assert live.peek_snapshot(blob) == (42, "2026-12-05T11:00:00+00:00", "abcd")
+    assert live.peek_snapshot(blob) == (42, "2026-12-05T11:00:00+00:00", "abcd", "1733400000000-5")
     size = struct.unpack_from("<I", blob, 4)[0]
     damaged_body = blob[:8 + size] + b"not zlib"
     assert live.peek_snapshot(damaged_body)[0] == 42  # the columns are not looked at
     for header in ([1, 2], "text", 5, None, {"v": 1}, {"v": 2, "seq": 1, "inventory": "x"},
-                   valid_header(2, seq="x"), valid_header(2, seq=[1])):
+                   valid_header(2, seq="x"), valid_header(2, seq=[1]), valid_header(2, id="1-0; x"),
+                   valid_header(2, id=None)):
         with pytest.raises(FeedFormatError):
             live.peek_snapshot(forged(header, b""))
     for damaged in (b"", b"WTS1", b"WTS1\xff\xff\xff\x7f{}", b"XXXX" + blob[4:]):
