@@ -42,6 +42,7 @@ from poller.events import (
 )
 from poller.feed import (
     COMMAND_MAX_AGE,
+    READ_PACE,
     FeedStatus,
     LiveFeed,
     NoService,
@@ -397,7 +398,7 @@ async def test_a_viewer_takes_a_busy_stream_in_paced_reads(keys: Keys) -> None:
                                                       event_n=0)})
     async with Viewer(MAIN_URL, keys) as viewer:
         feed = viewer.feed
-        assert feed.read_pace == pytest.approx(0.04)
+        assert feed.read_pace == pytest.approx(READ_PACE) and READ_PACE > 0.02
         reads = 0
         assert feed._client is not None
         xread = feed._client.xread
@@ -418,7 +419,7 @@ async def test_a_viewer_takes_a_busy_stream_in_paced_reads(keys: Keys) -> None:
         assert await eventually(lambda: feed.stats.events == written, 2)
         elapsed = time.monotonic() - start
         assert feed.trackers["d1"].state is State.UP
-        assert reads <= elapsed / 0.04 + 5, (reads, elapsed)
+        assert reads <= elapsed / READ_PACE + 5, (reads, elapsed)
     await client.aclose()
 
 
