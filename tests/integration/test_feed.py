@@ -42,6 +42,7 @@ from poller.events import (
 )
 from poller.feed import (
     COMMAND_MAX_AGE,
+    READ_PACE,
     FeedStatus,
     LiveFeed,
     NoService,
@@ -381,6 +382,94 @@ async def test_snapshot_older_than_an_applied_event_never_regresses_a_state(keys
     await client.aclose()
 
 
+async def test_a_viewer_takes_a_busy_stream_in_paced_reads(keys: Keys) -> None:
+    """Entries written one every 4 ms (the service's pipelines at 1,000 transitions a second) are
+    read a few pipelines at a time: one read per READ_PACE at most (each one read apart was
+    ~250 here), every event applied in order."""
+    run = "2026-12-05T12:00:00+00:00"
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    inventory_id, inventory = encode_inventory([device])
+    client = Redis.from_url(MAIN_URL)
+    columns = Columns.empty(1)
+    at = datetime.now(UTC)
+    await client.mset({keys.inventory: inventory,
+                       keys.service: ServiceInfo("h", 1, "v", run, 1, at.isoformat()).to_json(),
+                       keys.snapshot: encode_snapshot(1, "1000-0", at, inventory_id, run, None, columns, None,
+                                                      event_n=0)})
+    async with Viewer(MAIN_URL, keys) as viewer:
+        feed = viewer.feed
+        assert feed.read_pace == pytest.approx(READ_PACE) and READ_PACE > 0.02
+        reads = 0
+        assert feed._client is not None
+        xread = feed._client.xread
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await xread(*args, **kwargs)
+
+        feed._client.xread = counted  # type: ignore[method-assign]
+        written = 250
+        start = time.monotonic()
+        for n in range(1, written + 1):
+            to, old = (State.DOWN, State.UP) if n % 2 else (State.UP, State.DOWN)
+            event = Transition("d1", "127.0.0.9", old, to, datetime.now(UTC), None, None)
+            await client.xadd(keys.events, {"e": encode_event(event, n=n, r=run)})
+            await asyncio.sleep(0.004)
+        assert await eventually(lambda: feed.stats.events == written, 2)
+        elapsed = time.monotonic() - start
+        assert feed.trackers["d1"].state is State.UP
+        assert reads <= elapsed / READ_PACE + 5, (reads, elapsed)
+    await client.aclose()
+
+
+async def test_a_viewer_reads_each_snapshot_just_after_the_service_writes_it(keys: Keys) -> None:
+    """The refresh follows the service's snapshots (by the heartbeat's age, written with each):
+    a viewer that attached 0.7 s after one reads the next ones ~REFRESH_AFTER after they are
+    written, not 0.7 s after, and takes each one."""
+    run = "2026-12-05T12:00:00+00:00"
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    inventory_id, inventory = encode_inventory([device])
+    client = Redis.from_url(MAIN_URL)
+    written: dict[int, float] = {}
+
+    async def publish(seq: int) -> None:
+        columns = Columns.empty(1)
+        columns.flags[0] = 1
+        columns.last_rtt[0] = seq
+        at = datetime.now(UTC)
+        pipe = client.pipeline(transaction=True)
+        pipe.set(keys.inventory, inventory)
+        pipe.set(keys.snapshot, encode_snapshot(seq, "1000-0", at, inventory_id, run, None, columns, [0],
+                                                event_n=0))
+        pipe.set(keys.service, ServiceInfo("h", 1, "v", run, 1, at.isoformat()).to_json(), ex=15)
+        await pipe.execute()
+        written[seq] = time.monotonic()
+
+    await publish(1)
+    await asyncio.sleep(0.7)
+    async with Viewer(MAIN_URL, keys) as viewer:
+        feed = viewer.feed
+        taken: dict[int, float] = {}
+
+        async def watch() -> None:
+            while True:
+                taken.setdefault(feed._seq, time.monotonic())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        for seq in range(2, 6):
+            await asyncio.sleep(written[seq - 1] + 1.0 - time.monotonic())
+            await publish(seq)
+        await asyncio.sleep(0.6)
+        watcher.cancel()
+        assert sorted(taken) == [1, 2, 3, 4, 5]
+        late = {seq: round(taken[seq] - written[seq], 3) for seq in range(3, 6)}
+        assert all(s < 0.45 for s in late.values()), late
+        assert feed.trackers["d1"].last_rtt_ms == pytest.approx(5 * RTT_UNIT)
+    await client.aclose()
+
+
 async def test_snmp_events_reach_viewers(keys: Keys) -> None:
     """Every streamed kind goes through the real publisher (an InterfaceChange once killed it)."""
     async with Service(MAIN_URL, keys, make_devices(5, interval=1.0)) as service:
@@ -702,3 +791,23 @@ async def test_snapshot_rows_must_match_the_inventory(keys: Keys) -> None:
         with pytest.raises(FeedFormatError):
             await LiveFeed(MAIN_URL, keys).attach()
     await client.aclose()
+
+
+def test_stream_entries_that_are_not_events_are_skipped_in_place() -> None:
+    """What anyone may write into the stream: skipped (read past), never raised, the numbering
+    untouched; the next real event applies."""
+    run = "2026-12-05T12:00:00+00:00"
+    feed = LiveFeed(MAIN_URL, Keys("unused"))
+    device = Device("d1", "127.0.0.9", "b", "r", "t")
+    feed._set_inventory("i", [device], Columns.empty(1))
+    feed._run, feed._last_n = run, 0
+    good = encode_event(Transition("d1", "127.0.0.9", State.UP, State.DOWN, datetime.now(UTC), None, None),
+                        n=1, r=run)
+    for k, raw in enumerate([b"", b"not json", b"[1]", b"\xff\xfe", b" " + good.encode(),
+                             good.encode() + b" x", good.encode() + b"{}", b'{"n":"x","r":"r"}', b'{"n":1}',
+                             b"[" * 100_000]):
+        assert feed._apply_event(f"{10 + k}-0".encode(), {b"e": raw}), raw[:20]
+        assert feed._last_id == (10 + k, 0) and feed._last_n == 0
+    assert feed.trackers["d1"].state is State.UNKNOWN
+    assert feed._apply_event(b"50-0", {b"e": good.encode()})
+    assert feed.trackers["d1"].state is State.DOWN and feed._last_n == 1

@@ -506,3 +506,112 @@ def test_a_forged_inventory_with_terminal_control_is_refused_for_the_screens() -
     assert decode_inventory(blob, safe_text=False)[1] == forged
     tagged = [Device("a", "127.0.0.1", "b", "r", "t", tags=("x", "y"))]
     assert decode_inventory(encode_inventory(tagged)[1])[1] == tagged  # US between tags is the separator
+
+
+# -- what a viewer does each second, made cheap ---------------------------------------------------
+
+
+_ODD_VALUES: list[Any] = [None, True, False, 0, -1, 7, 1.5, -0.0, float("nan"), float("inf"), 1e300, 10**30,
+                          "", "up", "down", "unknown", "sideways", "1.5", [], {}, ["up"], {"a": 1}]
+
+
+@pytest.mark.parametrize("event", [e for e in EVENTS if type(e) in live._FAST],
+                         ids=lambda e: type(e).__name__)
+def test_direct_decoders_answer_as_the_field_checks_do(event: Any) -> None:
+    """Transition and CheckResult have a decoder of their own (the ~1,000 a second a viewer
+    reads): for every field, missing or holding any kind of value JSON can carry, it returns the
+    same event or refuses as the annotation-driven one does."""
+    cls = type(event)
+    base = json.loads(encode_event(event))
+    tried = 0
+    for name in [f.name for f in dataclasses.fields(cls)]:
+        docs = [{k: v for k, v in base.items() if k != name}]
+        docs += [{**base, name: value} for value in _ODD_VALUES]
+        for doc in docs:
+            outcomes = []
+            for decode in (live._FAST[cls], lambda d: live._decode_fields(cls, d)):
+                try:
+                    outcomes.append(decode(doc))
+                except (ValueError, TypeError, OverflowError, OSError) as exc:
+                    outcomes.append(type(exc) if not isinstance(exc, ValueError | OverflowError | OSError)
+                                    else "refused")
+            assert outcomes[0] == outcomes[1], (name, doc)
+            tried += 1
+    assert tried == len(dataclasses.fields(cls)) * (len(_ODD_VALUES) + 1)
+    assert decode_event(base) == event
+
+
+def test_bitmap_rows_round_trip() -> None:
+    import random
+
+    rng = random.Random(3)
+    for n in (0, 1, 7, 8, 9, 1000, 100_003):
+        for share in (0.0, 0.01, 0.5, 1.0):
+            rows = sorted(i for i in range(n) if rng.random() < share)
+            assert list(live._rows(live._bitmap(rows, n))) == rows, (n, share)
+
+
+def test_changed_rows_are_the_rows_that_differ() -> None:
+    import random
+
+    rng = random.Random(4)
+    base = columns_of(ROWS * 50)
+    other = decode_snapshot(snapshot_bytes(base)).columns
+    assert other.changed_rows(base) == []
+    expected = set()
+    for _ in range(40):
+        i = rng.randrange(len(base))
+        column = rng.choice(["flags", "down_since", "last_change", "last_rtt", "avg_rtt", "jitter", "loss"])
+        values = getattr(other, column)
+        if column == "flags":
+            values[i] ^= FLAPPING
+        elif column in ("down_since", "last_change"):
+            values[i] = 1.0 if math.isnan(values[i]) else values[i] + 1e-6
+        else:
+            values[i] = (values[i] + 1) % (1 << (8 * values.itemsize))
+        expected.add(i)
+    found = other.changed_rows(base)
+    assert found == sorted(expected)
+    assert found == [i for i in range(len(base)) if not other.same_row(base, i, i)]
+    with pytest.raises(ValueError):
+        other.changed_rows(columns_of(ROWS))
+
+
+def test_live_tracker_reads_the_rows_it_is_bound_to() -> None:
+    """A feed's trackers read the shared rows: swapping the columns is every tracker's refresh;
+    what an event said stays until settled (the snapshot covers it)."""
+    rows = live.LiveRows(columns_of(ROWS))
+    viewers = [LiveTracker(Device(f"d{i}", "127.0.0.1", "b", "r", "t"), rows, i) for i in range(len(ROWS))]
+    for viewer, row in zip(viewers, ROWS, strict=True):
+        assert (viewer.state, viewer.flapping, viewer.down_since, viewer.last_change) == (
+            row.state, row.flapping, row.down_since, row.last_change)
+    assert viewers[2].down_since is viewers[2].down_since  # made once while the column holds it
+    later = [tracker(State.UP, False, None, T0 + timedelta(minutes=1), 5.0, 6.0, 1.0, 0.0)] * len(ROWS)
+    down = Transition("d0", "127.0.0.1", State.UP, State.DOWN, T0 + timedelta(minutes=2), T0, None)
+    assert viewers[0].apply(down)
+    rows.columns = columns_of(later)
+    assert viewers[1].state is State.UP and viewers[1].last_change == T0 + timedelta(minutes=1)
+    assert viewers[2].down_since is None and viewers[2].last_rtt_ms == pytest.approx(5.0)
+    assert (viewers[0].state, viewers[0].down_since, viewers[0].last_change) == (State.DOWN, T0, down.at)
+    assert viewers[0].avg_rtt_ms == pytest.approx(6.0)  # figures no event carries: the snapshot's
+    viewers[0].settle()
+    assert (viewers[0].state, viewers[0].down_since) == (State.UP, None)
+    moved = live.LiveRows(columns_of(list(reversed(ROWS))))
+    viewers[2].bind(moved, len(ROWS) - 1 - 2)
+    assert viewers[2].down_since == T0 and viewers[2].row == len(ROWS) - 3
+
+
+def test_peek_snapshot_reads_the_header_alone() -> None:
+    blob = snapshot_bytes(columns_of(ROWS), seq=42)
+    assert live.peek_snapshot(blob) == (42, "2026-12-05T11:00:00+00:00", "abcd", "1733400000000-5")
+    size = struct.unpack_from("<I", blob, 4)[0]
+    damaged_body = blob[:8 + size] + b"not zlib"
+    assert live.peek_snapshot(damaged_body)[0] == 42  # the columns are not looked at
+    for header in ([1, 2], "text", 5, None, {"v": 1}, {"v": 2, "seq": 1, "inventory": "x"},
+                   valid_header(2, seq="x"), valid_header(2, seq=[1]), valid_header(2, id="1-0; x"),
+                   valid_header(2, id=None)):
+        with pytest.raises(FeedFormatError):
+            live.peek_snapshot(forged(header, b""))
+    for damaged in (b"", b"WTS1", b"WTS1\xff\xff\xff\x7f{}", b"XXXX" + blob[4:]):
+        with pytest.raises(FeedFormatError):
+            live.peek_snapshot(damaged)
