@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
-from poller.prober import ProbeReply
+from poller.prober import ProbeCallback, ProbeReply
 from poller.sockets import enlarge_rcvbuf
+
+log = logging.getLogger(__name__)
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -61,7 +65,8 @@ def permission_message(python: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    future: asyncio.Future[ProbeReply]
+    callback: ProbeCallback  # called once with (context, reply), or (context, None) at close
+    context: Any
     address: str
     timeout: float
     sent_ns: int = 0
@@ -126,6 +131,16 @@ def _filter_types(sock: socket.socket, family: int) -> None:
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
     except OSError:
         pass  # the userspace type check below still applies
+
+
+def _resolve(future: asyncio.Future[ProbeReply], reply: ProbeReply | None) -> None:
+    """The callback behind :meth:`IcmpProber.send`: a probe's outcome into its future."""
+    if future.done():
+        return
+    if reply is None:
+        future.cancel()
+    else:
+        future.set_result(reply)
 
 
 def _payload_sum(payload: bytes) -> int:
@@ -203,11 +218,11 @@ class IcmpProber:
             self._sweep_timer.cancel()
             self._sweep_timer = self._sweep_at = None
         self._deadlines.clear()
-        for pending in [*self._pending.values(), *self._outbox]:
-            if not pending.future.done():
-                pending.future.cancel()
+        abandoned = [*self._pending.values(), *self._outbox]
         self._pending.clear()
         self._outbox.clear()
+        for pending in abandoned:
+            self._complete(pending, None)
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -219,14 +234,28 @@ class IcmpProber:
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, address: str, timeout: float) -> asyncio.Future[ProbeReply]:
-        """Queue one echo request; the future resolves with its :class:`ProbeReply`."""
+        """Queue one echo request; the future resolves with its :class:`ProbeReply` (it is
+        cancelled if the prober is closed first)."""
+        future: asyncio.Future[ProbeReply] = asyncio.get_running_loop().create_future()
+        self.start(address, timeout, _resolve, future)
+        return future
+
+    def start(self, address: str, timeout: float, callback: ProbeCallback, context: Any) -> None:
+        """Queue one echo request; ``callback(context, reply)`` is called when it ends (from the
+        loop's reader or timer, never from here), ``callback(context, None)`` if the prober is
+        closed first. No future, no task: the engine's scheduled checks come this way."""
         loop = self._bind_loop()
-        pending = _Pending(loop.create_future(), address, timeout)
-        self._outbox.append(pending)
+        self._outbox.append(_Pending(callback, context, address, timeout))
         if not self._draining:
             self._draining = True
             loop.call_soon(self._drain)
-        return pending.future
+
+    @staticmethod
+    def _complete(pending: _Pending, reply: ProbeReply | None) -> None:
+        try:
+            pending.callback(pending.context, reply)
+        except Exception:  # a consumer's bug must not stop the reading of other replies
+            log.exception("probe callback %r failed", pending.callback)
 
     async def probe(self, address: str, timeout: float) -> ProbeReply:
         return await self.send(address, timeout)
@@ -264,8 +293,7 @@ class IcmpProber:
         except OSError as exc:
             self.send_errors += 1
             reason = _FAST_FAIL.get(exc.errno or 0, exc.strerror or str(exc))
-            if not pending.future.done():
-                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+            self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
             return True
         self.sent += 1
         key = (family, pending.address, seq)
@@ -303,8 +331,7 @@ class IcmpProber:
                 _, key, pending = queue.popleft()
                 if pending_map.get(key) is pending:
                     del pending_map[key]
-                    if not pending.future.done():
-                        pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None))
+                    self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None))
             if queue:
                 earliest = queue[0][0] if earliest is None else min(earliest, queue[0][0])
             else:
@@ -352,8 +379,7 @@ class IcmpProber:
                 return
             self.received += 1
             rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
-            if not pending.future.done():
-                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
+            self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
         elif kind in _ERRORS[family] and channel.raw:
             self._on_error(channel, data, offset, _ERRORS[family][kind])
 
@@ -378,5 +404,4 @@ class IcmpProber:
         pending = self._pending.pop((channel.family, target, seq), None)
         if pending is None:
             return
-        if not pending.future.done():
-            pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+        self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,3 +34,19 @@ class Prober(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+ProbeCallback = Callable[[Any, ProbeReply | None], None]
+"""Called as ``callback(context, reply)`` with the probe's reply, or with None when the prober was
+closed before the probe ended (as a cancelled :meth:`Prober.probe`)."""
+
+
+class CallbackProber(Prober, Protocol):
+    """A prober that can also report to a plain callback, with no future or task per probe: the
+    engine's path for its scheduled checks (:class:`poller.icmp.IcmpProber` has it). Probers with
+    only :meth:`Prober.probe` are run through a task per probe instead."""
+
+    def start(self, address: str, timeout: float, callback: ProbeCallback, context: Any) -> None:
+        """Send one probe to ``address``; call ``callback(context, reply)`` once it ends (never
+        from inside ``start``), on the loop that called ``start``."""
+        ...
