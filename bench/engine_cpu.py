@@ -42,7 +42,8 @@ async def consume(engine: Engine, name: str, batch: int) -> None:
 
 
 async def main(args: argparse.Namespace) -> dict[str, float]:
-    devices = [Device(name=f"d{i}", address=loopback(i), branch="b", region="r", type="router") for i in range(args.devices)]
+    devices = [Device(name=f"d{i}", address=loopback(i), branch="b", region="r", type="router")
+               for i in range(args.devices)]
     prober = IcmpProber()
     prober.open((4,))
     engine = Engine(devices, prober, EngineConfig(interval=args.interval))

@@ -17,7 +17,7 @@ from poller.bus import EventBus
 from poller.events import CheckResult, Gauges, State
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff, diff_inventories
-from poller.prober import Prober, ProbeCallback, ProbeReply
+from poller.prober import CLOSED, ProbeCallback, Prober, ProbeReply
 from poller.scheduler import Scheduler, Slot
 from poller.state import DeviceTracker, StateConfig, utc_from_ns
 from poller.stats import percentile
@@ -255,11 +255,12 @@ class Engine:
     def _probe_done(self, context: _CheckContext, task: asyncio.Task[ProbeReply]) -> None:
         self._checks.discard(task)
         if task.cancelled():
-            self._first_reply(context, None)
+            self._first_reply(context, 0, 0.0, None, CLOSED)
             return
         exc = task.exception()
         if exc is None:
-            self._first_reply(context, task.result())
+            reply = task.result()
+            self._first_reply(context, reply.sent_ns, reply.sent_mono, reply.rtt_ms, reply.error)
             return
         slot, tracker, _due, waiter = context
         self._end(slot, tracker, waiter, None, exc)
@@ -285,36 +286,38 @@ class Engine:
             raise KeyError(name)
         return result
 
-    def _first_reply(self, context: _CheckContext, first: ProbeReply | None) -> None:
-        """The first probe of a check ended (None: the prober was closed first). Finishes the
-        check, or hands a failure that must be confirmed to a task. Nothing counts when a new
-        inventory took the device away (or gave it a new address) while the probe was out, nor
-        once the engine has stopped."""
+    def _first_reply(self, context: _CheckContext, sent_ns: int, sent_mono: float,
+                     rtt_ms: float | None, error: str | None) -> None:
+        """The first probe of a check ended (a :class:`ProbeReply`'s fields; ``error`` CLOSED:
+        the prober was closed first). Finishes the check, or hands a failure that must be
+        confirmed to a task. Nothing counts when a new inventory took the device away (or gave
+        it a new address) while the probe was out, nor once the engine has stopped."""
         slot, tracker, due, waiter = context
         result: CheckResult | None = None
-        error: BaseException | None = None
+        failure: BaseException | None = None
         handed_over = False
         try:
-            if first is None or self._closed:
+            if error is CLOSED or self._closed:
                 return
-            self._lags.append(first.sent_mono - due)
+            self._lags.append(sent_mono - due)
             if self._by_key.get(slot.key) is not tracker:
                 return  # removed, or readdressed, while the probe was out: not this inventory's
-            tracker.record_probe(first.rtt_ms)
-            if first.ok or not tracker.needs_confirmation():
-                result = self._finish(tracker, first, first, 1, 1 if first.ok else 0)
+            tracker.record_probe(rtt_ms)
+            if rtt_ms is not None or not tracker.needs_confirmation():
+                result = self._finish(tracker, sent_ns, rtt_ms, 1, 0 if rtt_ms is None else 1)
                 return
+            first = ProbeReply(sent_ns, sent_mono, rtt_ms, error)
             task = asyncio.get_running_loop().create_task(
                 self._confirm_then_finish(slot, tracker, first, waiter))
             self._checks.add(task)
             task.add_done_callback(self._checks.discard)
             handed_over = True  # the task ends the check
         except BaseException as exc:
-            error = exc
+            failure = exc
             raise
         finally:
             if not handed_over:
-                self._end(slot, tracker, waiter, result, error)
+                self._end(slot, tracker, waiter, result, failure)
 
     async def _confirm_then_finish(self, slot: Slot, tracker: DeviceTracker, first: ProbeReply,
                                    waiter: asyncio.Future[CheckResult | None] | None) -> None:
@@ -323,7 +326,7 @@ class Engine:
         try:
             sent, received, last = await self._confirm(tracker, first, slot.key)
             if self._by_key.get(slot.key) is tracker and not self._closed:
-                result = self._finish(tracker, first, last, sent, received)
+                result = self._finish(tracker, first.sent_ns, last.rtt_ms, sent, received)
         except BaseException as exc:
             error = exc
             raise
@@ -368,16 +371,17 @@ class Engine:
                 break
         return sent, received, last
 
-    def _finish(self, tracker: DeviceTracker, first: ProbeReply, last: ProbeReply,
+    def _finish(self, tracker: DeviceTracker, first_sent_ns: int, rtt_ms: float | None,
                 sent: int, received: int) -> CheckResult:
-        now = datetime.now(UTC)
-        first_sent = utc_from_ns(first.sent_ns)
+        """Fold a check into its device's state and publish it: ``first_sent_ns`` is when its
+        first probe was sent, ``rtt_ms`` the last probe's RTT."""
+        first_sent = utc_from_ns(first_sent_ns)
         before = tracker.state
-        transition, flap = tracker.apply_check(received > 0, first_sent, now, time.monotonic(), last.rtt_ms)
+        transition, flap = tracker.apply_check(received > 0, first_sent, None, time.monotonic(), rtt_ms)
         self.checks_done += 1
         bus = self.bus
         result = CheckResult(tracker.device.name, tracker.device.address, first_sent,
-                             sent, received, last.rtt_ms, tracker.state)
+                             sent, received, rtt_ms, tracker.state)
         bus.publish(result)
         if transition is not None:
             self.state_counts[before] -= 1

@@ -26,7 +26,7 @@ from typing import Any
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
-from poller.prober import ProbeCallback, ProbeReply
+from poller.prober import CLOSED, ProbeCallback, ProbeReply
 from poller.sockets import enlarge_rcvbuf
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def permission_message(python: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    callback: ProbeCallback  # called once with (context, reply), or (context, None) at close
+    callback: ProbeCallback  # called once: (context, sent_ns, sent_mono, rtt_ms, error)
     context: Any
     address: str
     timeout: float
@@ -133,14 +133,15 @@ def _filter_types(sock: socket.socket, family: int) -> None:
         pass  # the userspace type check below still applies
 
 
-def _resolve(future: asyncio.Future[ProbeReply], reply: ProbeReply | None) -> None:
+def _resolve(future: asyncio.Future[ProbeReply], sent_ns: int, sent_mono: float,
+             rtt_ms: float | None, error: str | None) -> None:
     """The callback behind :meth:`IcmpProber.send`: a probe's outcome into its future."""
     if future.done():
         return
-    if reply is None:
+    if error is CLOSED:
         future.cancel()
     else:
-        future.set_result(reply)
+        future.set_result(ProbeReply(sent_ns, sent_mono, rtt_ms, error))
 
 
 def _payload_sum(payload: bytes) -> int:
@@ -222,7 +223,7 @@ class IcmpProber:
         self._pending.clear()
         self._outbox.clear()
         for pending in abandoned:
-            self._complete(pending, None)
+            self._complete(pending, None, CLOSED)
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -241,9 +242,10 @@ class IcmpProber:
         return future
 
     def start(self, address: str, timeout: float, callback: ProbeCallback, context: Any) -> None:
-        """Queue one echo request; ``callback(context, reply)`` is called when it ends (from the
-        loop's reader or timer, never from here), ``callback(context, None)`` if the prober is
-        closed first. No future, no task: the engine's scheduled checks come this way."""
+        """Queue one echo request; ``callback(context, sent_ns, sent_mono, rtt_ms, error)`` is
+        called when it ends (from the loop's reader or timer, never from here), with ``error``
+        :data:`~poller.prober.CLOSED` if the prober is closed first. No future, no task, no
+        :class:`ProbeReply`: the engine's scheduled checks come this way."""
         loop = self._bind_loop()
         self._outbox.append(_Pending(callback, context, address, timeout))
         if not self._draining:
@@ -251,9 +253,9 @@ class IcmpProber:
             loop.call_soon(self._drain)
 
     @staticmethod
-    def _complete(pending: _Pending, reply: ProbeReply | None) -> None:
+    def _complete(pending: _Pending, rtt_ms: float | None, error: str | None = None) -> None:
         try:
-            pending.callback(pending.context, reply)
+            pending.callback(pending.context, pending.sent_ns, pending.sent_mono, rtt_ms, error)
         except Exception:  # a consumer's bug must not stop the reading of other replies
             log.exception("probe callback %r failed", pending.callback)
 
@@ -293,7 +295,7 @@ class IcmpProber:
         except OSError as exc:
             self.send_errors += 1
             reason = _FAST_FAIL.get(exc.errno or 0, exc.strerror or str(exc))
-            self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+            self._complete(pending, None, reason)
             return True
         self.sent += 1
         key = (family, pending.address, seq)
@@ -331,7 +333,7 @@ class IcmpProber:
                 _, key, pending = queue.popleft()
                 if pending_map.get(key) is pending:
                     del pending_map[key]
-                    self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None))
+                    self._complete(pending, None)
             if queue:
                 earliest = queue[0][0] if earliest is None else min(earliest, queue[0][0])
             else:
@@ -379,7 +381,7 @@ class IcmpProber:
                 return
             self.received += 1
             rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
-            self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
+            self._complete(pending, rtt)
         elif kind in _ERRORS[family] and channel.raw:
             self._on_error(channel, data, offset, _ERRORS[family][kind])
 
@@ -404,4 +406,4 @@ class IcmpProber:
         pending = self._pending.pop((channel.family, target, seq), None)
         if pending is None:
             return
-        self._complete(pending, ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+        self._complete(pending, None, reason)
