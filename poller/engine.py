@@ -83,6 +83,7 @@ class Engine:
         # no callback API. Cancelled at stop.
         self._checks: set[asyncio.Task[Any]] = set()
         self._in_flight = 0  # checks started and not ended
+        self._waiters: set[asyncio.Future[CheckResult | None]] = set()  # probe_now callers, at stop cancelled
         self._closed = False  # run() has ended: checks still out end without counting
         start = getattr(prober, "start", None)
         self._start_probe: Callable[[str, float, ProbeCallback, _CheckContext], None] = (
@@ -129,6 +130,8 @@ class Engine:
                 companion.stop()
             for task in [*tasks, *self._checks]:
                 task.cancel()
+            for waiter in self._waiters:  # their probes still out end without counting
+                waiter.cancel()
             await asyncio.gather(*tasks, *self._checks, return_exceptions=True)
             self._in_flight = 0  # probes still out end without counting (_first_reply)
             self.bus.publish(self._gauges())
@@ -280,6 +283,8 @@ class Engine:
         slot.busy = True
         self.checks_on_demand += 1
         waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        waiter.add_done_callback(self._waiters.discard)
         self._start_check(slot, time.monotonic(), waiter)
         result = await asyncio.shield(waiter)
         if result is None:
