@@ -5,14 +5,17 @@ never queued), the reply's RTT and send time in the result, nothing counted afte
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
+
+import pytest
 
 from poller.engine import Busy, Engine, EngineConfig
 from poller.events import CheckResult, State
 from poller.prober import CLOSED, ProbeCallback, ProbeReply
 from poller.state import StateConfig, utc_from_ns
-from tests.fakes import make_devices
+from tests.fakes import FakeProber, make_devices
 
 
 class CallbackFake:
@@ -201,3 +204,25 @@ async def test_a_device_removed_while_its_probe_is_out_is_not_counted() -> None:
     names = {e.device for e in sub.drain() if isinstance(e, CheckResult)}
     assert devices[0].name not in names
     assert engine.state_counts[State.UNKNOWN] + engine.state_counts[State.UP] == 3
+
+
+async def test_a_prober_without_start_that_raises_frees_the_slot_and_logs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The task path (a prober with only ``probe``): a probe that raises ends its check, logged,
+    and the device is checked again at its next turn."""
+    calls: list[str] = []
+
+    class Flaky(FakeProber):
+        async def probe(self, address: str, timeout: float) -> ProbeReply:
+            calls.append(address)
+            if len(calls) == 1:
+                raise OSError("a broken socket")
+            return await super().probe(address, timeout)
+
+    prober = Flaky(rtt_ms=1.0)
+    engine = Engine(make_devices(1), prober, config(interval=0.1))
+    with caplog.at_level(logging.ERROR, logger="poller.engine"):
+        await engine.run(0.45)
+    assert "a broken socket" in caplog.text
+    assert len(calls) >= 4 and engine.checks_done == len(calls) - 1
+    assert engine.scheduler.skipped == 0
