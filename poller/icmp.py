@@ -7,12 +7,15 @@ replies are matched to requests by (source, identifier, sequence); RTT comes fro
 kernel's receive timestamp (``SO_TIMESTAMPNS``) against a send time taken right at
 ``sendto``, so a busy event loop does not inflate it; the kernel's count of replies
 dropped for a full receive buffer (``SO_RXQ_OVFL``) is reported, never mistaken for loss;
-and sends go out in bounded bursts that let replies be read in between.
+a BPF filter on the socket keeps other programs' echo replies out of it; sends go out in
+bounded bursts that let replies be read in between; and the engine's probes report to a
+plain callback (:meth:`IcmpProber.start`), with no future or task per probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import logging
 import os
@@ -100,6 +103,8 @@ class _Channel:
         # Raw sockets choose their identifier. Ping sockets get one from the kernel at the first
         # send and only ever receive their own replies, so theirs is never checked.
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else 0
+        # Whether the kernel drops other programs' echo replies for us (raw sockets only).
+        self.bpf = self.raw and _filter_ident(self.sock, family, self.ident)
         self.seq = 0
         self.drops = 0
 
@@ -131,6 +136,42 @@ def _filter_types(sock: socket.socket, family: int) -> None:
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
     except OSError:
         pass  # the userspace type check below still applies
+
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+def _filter_ident(sock: socket.socket, family: int, ident: int) -> bool:
+    """Let the kernel drop echo replies to other programs' pings (another identifier) before
+    they reach us; pass our replies and ICMP errors (their quoted request is checked below).
+
+    Every raw ICMP socket on the host gets a copy of every reply: with other pingers running
+    (fping, another wardtui) each of their replies cost a read and a parse here, and room in our
+    receive buffer. A classic BPF program; False (and the userspace check alone) if refused.
+    """
+    reply = _ECHO_REPLY[family]
+    err1, err2 = sorted(_ERRORS[family])
+    # IPv4 raw sockets see the IP header first (X = its length); IPv6 ones start at ICMPv6.
+    load_x = (0xB1, 0, 0, 0) if family == 4 else (0x01, 0, 0, 0)  # ldxb 4*([0]&0xf) | ldx #0
+    program = [
+        load_x,
+        (0x50, 0, 0, 0),  # ldb [x+0]: the ICMP type
+        (0x15, 2, 0, reply),  # jeq reply -> 5
+        (0x15, 3, 0, err1),  # jeq error -> 7 (accept)
+        (0x15, 2, 3, err2),  # jeq error -> 7, else -> 8 (drop)
+        (0x48, 0, 0, 4),  # ldh [x+4]: the identifier
+        (0x15, 0, 1, ident),  # jeq ours -> 7, else -> 8
+        (0x06, 0, 0, 0x40000),  # ret: accept the whole packet
+        (0x06, 0, 0, 0),  # ret: drop
+    ]
+    code = ctypes.create_string_buffer(b"".join(_BPF.pack(*op) for op in program))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(code))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
 
 
 def _resolve(future: asyncio.Future[ProbeReply], sent_ns: int, sent_mono: float,

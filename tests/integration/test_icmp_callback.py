@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
+import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +16,7 @@ import pytest
 
 from poller.engine import Engine, EngineConfig
 from poller.events import CheckResult, State
-from poller.icmp import IcmpProber
+from poller.icmp import IcmpProber, _Channel
 from poller.prober import CLOSED
 from poller.state import StateConfig
 from tests.fakes import make_devices
@@ -148,3 +151,63 @@ async def test_close_ends_probes_out_with_closed() -> None:
     assert sorted(o[0] for o in outcomes) == list(range(5))
     assert all(o[4] is CLOSED for o in outcomes)
     assert future.cancelled()
+
+
+@pytest.mark.parametrize(("family", "address"), [(4, "127.9.0.1"), (6, "::1")])
+async def test_other_programs_replies_are_dropped_by_the_kernel(family: int, address: str) -> None:
+    """Every raw ICMP socket gets a copy of every echo reply on the host; the BPF filter on the
+    identifier keeps another pinger's (here a second prober's) out of ours: no read, no parse,
+    no room taken in our receive buffer. Errors still pass (their quoted request is ours)."""
+    ours, other = IcmpProber(), IcmpProber()
+    try:
+        ours.open((family,))
+        other.open((family,))
+        channel = ours._channels[family]
+        assert channel.bpf and channel.ident != other._channels[family].ident
+        ours._bind_loop()
+        seen: list[bytes] = []
+        original = ours._on_packet
+
+        def counted(ch: Any, data: bytes, *rest: Any) -> None:
+            seen.append(data)
+            original(ch, data, *rest)
+
+        ours._on_packet = counted  # type: ignore[method-assign]
+        replies = await asyncio.gather(*(other.probe(address, 2.0) for _ in range(300)))
+        assert all(r.ok for r in replies)
+        mine = await asyncio.gather(*(ours.probe(address, 2.0) for _ in range(50)))
+        assert all(r.ok for r in mine)
+        await asyncio.sleep(0.05)
+        echo_reply = 0 if family == 4 else 129
+        offset = 20 if family == 4 else 0
+        foreign = [d for d in seen if d[offset] == echo_reply
+                   and int.from_bytes(d[offset + 4:offset + 6], "big") != channel.ident]
+        assert foreign == []
+        assert ours.counters()["received"] == 50
+    finally:
+        ours.close()
+        other.close()
+
+
+def test_the_filter_passes_our_replies_and_errors_only() -> None:
+    """Packets sent to ourselves over loopback from a plain raw socket: the kernel keeps an echo
+    reply with another identifier out of the socket, lets ours and the errors in."""
+    channel = _Channel(4, True, 1 << 20)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    try:
+        assert channel.bpf
+        ident = channel.ident
+        for kind, ident_ in [(0, ident), (0, ident ^ 1), (3, 0), (11, 5), (0, ident ^ 0x100)]:
+            sender.sendto(struct.pack("!BBHHH", kind, 0, 0, ident_, 1), ("127.0.0.1", 0))
+        time.sleep(0.05)
+        got = []
+        while True:
+            try:
+                data = channel.sock.recv(2048)
+            except BlockingIOError:
+                break
+            got.append((data[20], int.from_bytes(data[24:26], "big")))
+        assert got == [(0, ident), (3, 0), (11, 5)]
+    finally:
+        sender.close()
+        channel.icmp.close()
