@@ -21,13 +21,14 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from poller.feed import Publisher, ServiceInfo  # noqa: E402
 from poller.live import Keys  # noqa: E402
-from poller.prober import Prober, ProbeReply  # noqa: E402
+from poller.prober import CLOSED, ProbeCallback, Prober, ProbeReply  # noqa: E402
 from wardtui.process import POLL  # noqa: E402
 from wardtui.runtime import Options, Runtime, load_devices, open_prober  # noqa: E402
 
@@ -51,6 +52,23 @@ class ChurnProber:
             await asyncio.sleep(left)
         self.turned += 1
         return ProbeReply(reply.sent_ns, reply.sent_mono, None)
+
+    def start(self, address: str, timeout: float, callback: ProbeCallback, context: Any) -> None:
+        """The engine's callback path (poller.prober.CallbackProber), turned the same way."""
+        self.inner.start(address, timeout, self._turn, (address, timeout, callback, context))  # type: ignore[attr-defined]
+
+    def _turn(self, ctx: tuple[str, float, ProbeCallback, Any], sent_ns: int, sent_mono: float,
+              rtt_ms: float | None, error: str | None) -> None:
+        address, timeout, callback, context = ctx
+        if address not in self.down or error is CLOSED:
+            callback(context, sent_ns, sent_mono, rtt_ms, error)
+            return
+        left = max(0.0, timeout - (time.monotonic() - sent_mono))
+        asyncio.get_running_loop().call_later(left, self._turned, callback, context, sent_ns, sent_mono)
+
+    def _turned(self, callback: ProbeCallback, context: Any, sent_ns: int, sent_mono: float) -> None:
+        self.turned += 1
+        callback(context, sent_ns, sent_mono, None, None)
 
     def counters(self) -> dict[str, int]:
         return self.inner.counters()

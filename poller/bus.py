@@ -25,6 +25,8 @@ from contextlib import suppress
 
 from poller.events import CheckResult, Event, SnmpFailure, SnmpPoll
 
+_SAMPLES = (CheckResult, SnmpPoll, SnmpFailure)  # a tuple: `A | B` made a union at every put
+
 
 class Subscription:
     """One consumer's view of the event stream."""
@@ -50,7 +52,7 @@ class Subscription:
         if self._closed:
             return
         items = self._items
-        if isinstance(event, CheckResult | SnmpPoll | SnmpFailure):
+        if isinstance(event, _SAMPLES):
             if not self.samples:
                 return
             if len(items) >= self.maxsize:

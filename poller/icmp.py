@@ -7,25 +7,32 @@ replies are matched to requests by (source, identifier, sequence); RTT comes fro
 kernel's receive timestamp (``SO_TIMESTAMPNS``) against a send time taken right at
 ``sendto``, so a busy event loop does not inflate it; the kernel's count of replies
 dropped for a full receive buffer (``SO_RXQ_OVFL``) is reported, never mistaken for loss;
-and sends go out in bounded bursts that let replies be read in between.
+a BPF filter on the socket keeps other programs' echo replies out of it; sends go out in
+bounded bursts that let replies be read in between; and the engine's probes report to a
+plain callback (:meth:`IcmpProber.start`), with no future or task per probe.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import logging
 import os
 import socket
 import struct
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
-from poller.prober import ProbeReply
+from poller.prober import CLOSED, ProbeCallback, ProbeReply
 from poller.sockets import enlarge_rcvbuf
+
+log = logging.getLogger(__name__)
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -61,7 +68,8 @@ def permission_message(python: str) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    future: asyncio.Future[ProbeReply]
+    callback: ProbeCallback  # called once: (context, sent_ns, sent_mono, rtt_ms, error)
+    context: Any
     address: str
     timeout: float
     sent_ns: int = 0
@@ -95,6 +103,8 @@ class _Channel:
         # Raw sockets choose their identifier. Ping sockets get one from the kernel at the first
         # send and only ever receive their own replies, so theirs is never checked.
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF if self.raw else 0
+        # Whether the kernel drops other programs' echo replies for us (raw sockets only).
+        self.bpf = self.raw and _filter_ident(self.sock, family, self.ident)
         self.seq = 0
         self.drops = 0
 
@@ -126,6 +136,53 @@ def _filter_types(sock: socket.socket, family: int) -> None:
             sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER, struct.pack("=8I", *words))
     except OSError:
         pass  # the userspace type check below still applies
+
+
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_BPF = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
+
+
+def _filter_ident(sock: socket.socket, family: int, ident: int) -> bool:
+    """Let the kernel drop echo replies to other programs' pings (another identifier) before
+    they reach us; pass our replies and ICMP errors (their quoted request is checked below).
+
+    Every raw ICMP socket on the host gets a copy of every reply: with other pingers running
+    (fping, another wardtui) each of their replies cost a read and a parse here, and room in our
+    receive buffer. A classic BPF program; False (and the userspace check alone) if refused.
+    """
+    reply = _ECHO_REPLY[family]
+    err1, err2 = sorted(_ERRORS[family])
+    # IPv4 raw sockets see the IP header first (X = its length); IPv6 ones start at ICMPv6.
+    load_x = (0xB1, 0, 0, 0) if family == 4 else (0x01, 0, 0, 0)  # ldxb 4*([0]&0xf) | ldx #0
+    program = [
+        load_x,
+        (0x50, 0, 0, 0),  # ldb [x+0]: the ICMP type
+        (0x15, 2, 0, reply),  # jeq reply -> 5
+        (0x15, 3, 0, err1),  # jeq error -> 7 (accept)
+        (0x15, 2, 3, err2),  # jeq error -> 7, else -> 8 (drop)
+        (0x48, 0, 0, 4),  # ldh [x+4]: the identifier
+        (0x15, 0, 1, ident),  # jeq ours -> 7, else -> 8
+        (0x06, 0, 0, 0x40000),  # ret: accept the whole packet
+        (0x06, 0, 0, 0),  # ret: drop
+    ]
+    code = ctypes.create_string_buffer(b"".join(_BPF.pack(*op) for op in program))
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(code))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    except OSError:
+        return False
+    return True
+
+
+def _resolve(future: asyncio.Future[ProbeReply], sent_ns: int, sent_mono: float,
+             rtt_ms: float | None, error: str | None) -> None:
+    """The callback behind :meth:`IcmpProber.send`: a probe's outcome into its future."""
+    if future.done():
+        return
+    if error is CLOSED:
+        future.cancel()
+    else:
+        future.set_result(ProbeReply(sent_ns, sent_mono, rtt_ms, error))
 
 
 def _payload_sum(payload: bytes) -> int:
@@ -203,11 +260,11 @@ class IcmpProber:
             self._sweep_timer.cancel()
             self._sweep_timer = self._sweep_at = None
         self._deadlines.clear()
-        for pending in [*self._pending.values(), *self._outbox]:
-            if not pending.future.done():
-                pending.future.cancel()
+        abandoned = [*self._pending.values(), *self._outbox]
         self._pending.clear()
         self._outbox.clear()
+        for pending in abandoned:
+            self._complete(pending, None, CLOSED)
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -219,14 +276,29 @@ class IcmpProber:
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, address: str, timeout: float) -> asyncio.Future[ProbeReply]:
-        """Queue one echo request; the future resolves with its :class:`ProbeReply`."""
+        """Queue one echo request; the future resolves with its :class:`ProbeReply` (it is
+        cancelled if the prober is closed first)."""
+        future: asyncio.Future[ProbeReply] = asyncio.get_running_loop().create_future()
+        self.start(address, timeout, _resolve, future)
+        return future
+
+    def start(self, address: str, timeout: float, callback: ProbeCallback, context: Any) -> None:
+        """Queue one echo request; ``callback(context, sent_ns, sent_mono, rtt_ms, error)`` is
+        called when it ends (from the loop's reader or timer, never from here), with ``error``
+        :data:`~poller.prober.CLOSED` if the prober is closed first. No future, no task, no
+        :class:`ProbeReply`: the engine's scheduled checks come this way."""
         loop = self._bind_loop()
-        pending = _Pending(loop.create_future(), address, timeout)
-        self._outbox.append(pending)
+        self._outbox.append(_Pending(callback, context, address, timeout))
         if not self._draining:
             self._draining = True
             loop.call_soon(self._drain)
-        return pending.future
+
+    @staticmethod
+    def _complete(pending: _Pending, rtt_ms: float | None, error: str | None = None) -> None:
+        try:
+            pending.callback(pending.context, pending.sent_ns, pending.sent_mono, rtt_ms, error)
+        except Exception:  # a consumer's bug must not stop the reading of other replies
+            log.exception("probe callback %r failed", pending.callback)
 
     async def probe(self, address: str, timeout: float) -> ProbeReply:
         return await self.send(address, timeout)
@@ -264,8 +336,7 @@ class IcmpProber:
         except OSError as exc:
             self.send_errors += 1
             reason = _FAST_FAIL.get(exc.errno or 0, exc.strerror or str(exc))
-            if not pending.future.done():
-                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+            self._complete(pending, None, reason)
             return True
         self.sent += 1
         key = (family, pending.address, seq)
@@ -303,8 +374,7 @@ class IcmpProber:
                 _, key, pending = queue.popleft()
                 if pending_map.get(key) is pending:
                     del pending_map[key]
-                    if not pending.future.done():
-                        pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None))
+                    self._complete(pending, None)
             if queue:
                 earliest = queue[0][0] if earliest is None else min(earliest, queue[0][0])
             else:
@@ -352,8 +422,7 @@ class IcmpProber:
                 return
             self.received += 1
             rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
-            if not pending.future.done():
-                pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, rtt))
+            self._complete(pending, rtt)
         elif kind in _ERRORS[family] and channel.raw:
             self._on_error(channel, data, offset, _ERRORS[family][kind])
 
@@ -378,5 +447,4 @@ class IcmpProber:
         pending = self._pending.pop((channel.family, target, seq), None)
         if pending is None:
             return
-        if not pending.future.done():
-            pending.future.set_result(ProbeReply(pending.sent_ns, pending.sent_mono, None, reason))
+        self._complete(pending, None, reason)
