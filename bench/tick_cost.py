@@ -166,7 +166,8 @@ async def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--moved", type=int, default=10_000, help="rows a snapshot names")
     parser.add_argument("--transitions", type=int, default=500, help="per half-second tick")

@@ -17,15 +17,17 @@ decides, and a test can drive it without an app.
 
 from __future__ import annotations
 
+import struct
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from poller.events import State
 from poller.state import TrackerView
+from wardtui.durations import format_duration
 from wardtui.widgets.device_rows import (
     SORTS,
-    STATIC_COLUMNS,
     SortKey,
     StaticRanks,
     problem_key,
@@ -40,7 +42,68 @@ BISECT_LIMIT = 64
 # The columns of COLUMNS (device_rows.py) that change live, and those that never do: the filter
 # keeps the text of the first per change and of the second once per device.
 _LIVE = slice(1, 5)
+_DOWN_FOR = 4
 _STATIC = (0, 5, 6, 7, 8)
+_SIGN = 1 << 63
+_ALL64 = (1 << 64) - 1
+SMALL = 8  # bits of a part that is a small int (a flag, a state's rank) in a packed key
+
+
+def _ints_below(values: list[Any], limit: int) -> bool:
+    """Whether every one of ``values`` is an int (or bool) in 0..limit-1."""
+    return set(map(type, values)) <= {int, bool} and min(values) >= 0 and max(values) < limit
+
+
+class Repack(ValueError):
+    """A key does not fit the layout the column's keys were packed with: pack them all again."""
+
+
+def pack_keys(keys: Mapping[str, SortKey], rank_bits: int, names: Mapping[str, int],
+              layout: tuple[int, ...] | None = None) -> tuple[dict[str, int], tuple[int, ...]]:
+    """Each sort key as one int that orders as the key does, and the layout of the parts.
+
+    Python compares two ints several times faster than two ``(flag, float, rank)`` tuples, and
+    sorting or merging 100,000 rows is mostly comparisons. A key of a column that never changes
+    is its rank, then the name's rank (``names``). Any other key is a tuple of numbers ending
+    with the name's rank, of the same length for every device of the column: each part takes a
+    fixed number of bits, ``SMALL`` for an int in 0..255 (a flag, a state's rank), else 64 for
+    the bits of its float made order-preserving (non-negative: sign bit set; negative: all bits
+    flipped; -0.0 as 0.0, as a tuple compares them). The name's rank is always the lowest
+    ``rank_bits`` bits. ``layout`` (the widths returned for the same column before) makes a
+    few keys pack as all of them did; Repack if one does not fit it.
+    """
+    if not keys:
+        return {}, layout or ()
+    values = list(keys.values())
+    first = values[0]
+    if type(first) is int:  # a column that never changes
+        return {name: (rank << rank_bits) | names[name] for name, rank in keys.items()}, ()  # type: ignore[operator]
+    length = len(first)
+    if any(len(key) != length for key in values):
+        raise ValueError("sort keys of one column differ in length")
+    parts = [[key[i] for key in values] for i in range(length)]  # not zip(*values): 100,000 iterators
+    ranks = parts.pop()
+    if not _ints_below(ranks, 1 << rank_bits):
+        raise ValueError("a sort key does not end with the name's rank")
+    if layout is None:
+        layout = tuple(SMALL if _ints_below(part, 1 << SMALL) else 64 for part in parts)
+    elif len(layout) != len(parts):
+        raise Repack("another layout")
+    count = len(values)
+    packed: list[int] | None = None
+    for width, part in zip(layout, parts, strict=True):
+        if width == SMALL:
+            if not _ints_below(part, 1 << SMALL):
+                raise Repack("a part outgrew its bits")
+            fields: list[int] | tuple[int, ...] = part
+        else:
+            bits = struct.unpack(f"<{count}Q", struct.pack(f"<{count}d", *part))
+            fields = [b ^ _ALL64 if b > _SIGN else b | _SIGN for b in bits]
+        packed = list(fields) if packed is None else \
+            [(p << width) | f for p, f in zip(packed, fields, strict=True)]
+    assert packed is not None
+    packed = [(p << rank_bits) | r for p, r in zip(packed, ranks, strict=True)]
+    return dict(zip(keys, packed, strict=True)), layout
 
 
 class RowOrder:
@@ -50,15 +113,20 @@ class RowOrder:
         self._trackers = trackers
         self._ranks = ranks
         # Lower-case text of each row as of the device's last change, kept from the first filter
-        # on (tab-separated; a term has no white space, so it never spans two columns): the
-        # columns that never change once, the live ones on each change. A filter then only
-        # matches instead of re-rendering every row.
+        # on (tab-separated; a term has no white space, so it never spans two columns): that of
+        # the columns that never change is made once, the live ones' on each change. A filter
+        # then only matches instead of re-rendering every row.
         self._static_text: dict[str, str] | None = None
-        self._live_text: dict[str, str] = {}
-        self.keys: dict[str, SortKey] = {}  # sort key of every device, shown or not
-        self._sorted: list[tuple[SortKey, str]] = []  # every device by the sort column
+        self._text: dict[str, str] = {}  # the whole row's
+        # Sort key of every device, shown or not, packed in an int (pack_keys): the sorted list
+        # compares ints (and never the names: the key includes the name's rank).
+        self._rank_bits = max(len(ranks.name) - 1, 1).bit_length()
+        self.keys: dict[str, int] = {}
+        self._layout: tuple[int, ...] = ()  # of the packed keys of the sort column
+        self._sorted: list[tuple[int, str]] = []  # every device (key, name), by the sort column
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
-        self._down: set[str] = set()  # their "down for" text advances without any event
+        # Down devices and their "down for" text as last rendered: it advances without any event
+        self._down: dict[str, str] = {}
         self._terms: list[str] = []
         self._shown_terms: list[str] = []  # the terms _shown was matched with
         self.sort_index = 0
@@ -138,24 +206,26 @@ class RowOrder:
         else:
             if self._static_text is None:  # the first filter of the run
                 self.prepare_filter(now)
-            # "down for" moved without an event, and some may be up by now without a tick
-            down = list(self._down)
-            self.update(down, now, match=False)
+            # "down for" moved without an event (and some may be up by now without a tick)
+            down = self._refresh_down(now)
             narrower = self._shown is not None and all(
                 any(old in new for new in self._terms) for old in self._shown_terms)
-            # A narrower filter matches only what the last one showed (and the down rows,
-            # whose text moved since): a row it matches matched the last one too.
-            candidates: Iterable[str] = (self._shown | set(down)) if narrower and self._shown is not None \
-                else self._trackers
-            match = self._matches
-            self._shown = {name for name in candidates if match(name)}
-            self._shown_terms = list(self._terms)
+            # A narrower filter matches only what the last one showed (and the down rows whose
+            # text moved since): a row it matches matched the last one too.
+            candidates = (self._shown | down) if narrower and self._shown is not None else set()
+            texts = self._text
+            terms = self._terms
+            shown = {name for name, text in texts.items() if terms[0] in text} if not narrower \
+                else {name for name in candidates if terms[0] in texts[name]}
+            for term in terms[1:]:  # each term matched among the rows of the ones before
+                shown = {name for name in shown if term in texts[name]}
+            self._shown = shown
+            self._shown_terms = list(terms)
         self._order = None
 
     def _order_all(self) -> None:
         """Sort keys and problems of every device, from scratch."""
         trackers = self._trackers
-        self.keys = sort_keys(self.sort_column, trackers, self._ranks)
         self._resort()
         self._problems.clear()
         self._problem_order.clear()
@@ -171,50 +241,46 @@ class RowOrder:
         """Render every row's text once, so that the first filter only matches."""
         if self._static_text is None:
             static: dict[str, str] = {}
-            live = self._live_text
+            text = self._text
             down, is_down = self._down, State.DOWN
             for name, tracker in self._trackers.items():
                 texts = row_texts(tracker, now)
-                static[name] = "\t".join([texts[i] for i in _STATIC]).lower()
-                live[name] = "\t".join(texts[_LIVE]).lower()
+                static[name] = row = "\t".join([texts[i] for i in _STATIC]).lower()
+                text[name] = row + "\t" + "\t".join(texts[_LIVE]).lower()
                 if tracker.state is is_down:
-                    down.add(name)
+                    down[name] = texts[_DOWN_FOR]
             self._static_text = static
 
     def cycle_sort(self) -> None:
         """Move to the next sort column and re-sort every device."""
         self.sort_index = (self.sort_index + 1) % len(SORTS)
-        self.keys = sort_keys(self.sort_column, self._trackers, self._ranks)
         self._resort()
         self._order = None
 
-    def update(self, names: Iterable[str], now: datetime, *, match: bool = True) -> tuple[set[str], bool, bool]:
+    def update(self, names: Iterable[str], now: datetime) -> tuple[set[str], bool, bool]:
         """Bring the rows of ``names`` up to date; return the names looked at (with the down
-        ones while a filter is on), whether the shown rows moved, and whether the shown problems
-        did. ``match``: whether to match the filter again for them (rebuild matches itself)."""
+        ones whose "down for" moved while a filter is on), whether the shown rows moved, and
+        whether the shown problems did."""
         names = set(names)
-        terms = match and bool(self._terms) and self._shown is not None
-        if terms:
-            names |= self._down  # "down for" is matched by the filter too
+        terms = bool(self._terms) and self._shown is not None
         trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
-        new_keys = sort_keys(self.sort_column, present, self._ranks)
+        order_moved = problems_moved = False
+        try:
+            new_keys, _ = pack_keys(sort_keys(self.sort_column, present, self._ranks), self._rank_bits,
+                                    self._ranks.name, self._layout)
+        except Repack:  # a key outgrew the column's layout: every key packed again
+            self._resort()
+            new_keys = {name: self.keys[name] for name in present}
+            order_moved = problems_moved = True
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
         texts = self._static_text is not None
-        moved: list[tuple[str, SortKey | None]] = []  # (name, old key) of rows whose key moved
-        order_moved = problems_moved = False
+        moved: list[tuple[str, int | None]] = []  # (name, old key) of rows whose key moved
         for name, tracker in present.items():
             if texts:
                 self._remember(name, tracker, now)
-            if terms:
-                assert shown is not None
-                now_shown = self._matches(name)
-                if now_shown != (name in shown):
-                    if now_shown:
-                        shown.add(name)
-                    else:
-                        shown.discard(name)
-                    order_moved = problems_moved = True
+            if terms and self._rematch(name):
+                order_moved = problems_moved = True
             visible = shown is None or name in shown
             old = keys.get(name)
             key = new_keys[name]
@@ -226,28 +292,23 @@ class RowOrder:
                 problems_moved |= visible
         if moved:
             self._reorder(moved)
+        if terms:  # "down for" is matched by the filter too: its text moved without an event
+            redrawn = self._refresh_down(now, present)
+            for name in redrawn:
+                if self._rematch(name):
+                    order_moved = problems_moved = True
+            names |= redrawn
         if order_moved or (problems_moved and self.view == "problems"):
             self._order = None
         return names, order_moved, problems_moved
 
     def _resort(self) -> None:
-        keys = self.keys
-        column = self.sort_column
-        if column in STATIC_COLUMNS and len(keys) == len(self._trackers):
-            # Ranks 0..n-1 of a column that never changes: each row's place is its key.
-            rows: list[tuple[SortKey, str] | None] = [None] * len(keys)
-            try:
-                for name, rank in keys.items():
-                    rows[rank] = (rank, name)
-            except (IndexError, TypeError):
-                pass
-            else:
-                if None not in rows:
-                    self._sorted = rows  # type: ignore[assignment]
-                    return
-        self._sorted = sorted(zip(keys.values(), keys.keys(), strict=True))
+        """Every device's key for the sort column, sorted from scratch."""
+        keys = sort_keys(self.sort_column, self._trackers, self._ranks)
+        self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
+        self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
 
-    def _reorder(self, moved: list[tuple[str, SortKey | None]]) -> None:
+    def _reorder(self, moved: list[tuple[str, int | None]]) -> None:
         """Move the rows whose key changed (None: was not in the list) within the sorted list."""
         keys = self.keys
         if len(moved) <= BISECT_LIMIT:
@@ -259,25 +320,58 @@ class RowOrder:
             return
         # Many: one pass takes them out, and the list's sort merges the two sorted runs (the
         # rest, then the moved ones sorted), ~n comparisons instead of a sort's n log n.
-        gone = {name for name, old in moved if old is not None}
-        rows = [row for row in self._sorted if row[1] not in gone] if gone else self._sorted
-        back = sorted((keys[name], name) for name, _ in moved)
-        rows += back
+        gone = {old for _, old in moved if old is not None}
+        rows = [row for row in self._sorted if row[0] not in gone] if gone else self._sorted
+        rows += sorted((keys[name], name) for name, _ in moved)
         rows.sort()
         self._sorted = rows
 
     def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
+        assert self._static_text is not None
         texts = row_texts(tracker, now)
-        self._live_text[name] = "\t".join(texts[_LIVE]).lower()
+        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts[_LIVE]).lower()
         if tracker.state is State.DOWN:
-            self._down.add(name)
+            self._down[name] = texts[_DOWN_FOR]
         else:
-            self._down.discard(name)
+            self._down.pop(name, None)
+
+    def _refresh_down(self, now: datetime, done: Mapping[str, object] = {}) -> set[str]:
+        """Render again the down rows (but ``done``) whose "down for" text moved, or which are
+        up by now without a tick; return them. Their sort and problem keys do not move with
+        time (a change of state comes with the device's own update)."""
+        trackers, down, changed = self._trackers, self._down, set()
+        for name, shown in list(down.items()):
+            if name in done:
+                continue
+            tracker = trackers.get(name)
+            if tracker is None:
+                del down[name]
+                continue
+            since = tracker.down_since  # read once, as row_texts does
+            if tracker.state is not State.DOWN:
+                text = None  # up by now: rendered again, and out of the down rows
+            else:
+                text = format_duration(now - since) if since is not None else ""
+            if text != shown:
+                self._remember(name, tracker, now)
+                changed.add(name)
+        return changed
+
+    def _rematch(self, name: str) -> bool:
+        """Match one row again (a filter is on); return whether it came or went."""
+        shown = self._shown
+        assert shown is not None
+        if self._matches(name) == (name in shown):
+            return False
+        if name in shown:
+            shown.discard(name)
+        else:
+            shown.add(name)
+        return True
 
     def _matches(self, name: str) -> bool:
-        assert self._static_text is not None
-        static, live = self._static_text[name], self._live_text[name]
-        return all(term in static or term in live for term in self._terms)
+        text = self._text[name]
+        return all(term in text for term in self._terms)
 
     def _track_problem(self, name: str, key: SortKey | None) -> bool:
         """Keep the ordered set of problems in step with one row (bisect, not a sort);

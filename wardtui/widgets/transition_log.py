@@ -227,7 +227,8 @@ class TransitionLog(ScrollView, can_focus=True):
         """The rows of one line, rendered once, at the width it was written at."""
         if entry.strips is None:
             console = self.app.console
-            rendered = Segment.split_lines(console.render(entry.text, console.options.update_width(entry.width)))
+            options = console.options.update_width(entry.width)
+            rendered = Segment.split_lines(console.render(entry.text, options))
             entry.strips = Strip.from_lines(list(rendered))
         return entry.strips
 
