@@ -106,6 +106,28 @@ def pack_keys(keys: Mapping[str, SortKey], rank_bits: int, names: Mapping[str, i
     return dict(zip(keys, packed, strict=True)), layout
 
 
+Move = tuple[str, int | None, int | None]  # a row's name, the key it sits at, the key it goes to
+
+
+def _move(rows: list[tuple[int, str]], moves: list[Move]) -> list[tuple[int, str]]:
+    """``rows`` (sorted) with each moved row taken out from its old key and put in at its new
+    one (None: not in, or not any more); a row is in at most one move."""
+    if len(moves) <= BISECT_LIMIT:
+        for name, old, new in moves:
+            if old is not None:
+                del rows[bisect_left(rows, (old, name))]
+            if new is not None:
+                insort(rows, (new, name))
+        return rows
+    # Many: one pass takes them out, and the list's sort merges the two sorted runs (the rest,
+    # then the moved ones sorted), ~n comparisons instead of a sort's n log n.
+    gone = {name for name, old, _ in moves if old is not None}  # a str caches its hash, an int not
+    kept = [row for row in rows if row[1] not in gone] if gone else rows
+    kept += sorted((new, name) for name, _, new in moves if new is not None)
+    kept.sort()
+    return kept
+
+
 class RowOrder:
     """The shown devices of ``trackers`` (those matching the filter terms) in display order."""
 
@@ -118,12 +140,18 @@ class RowOrder:
         # then only matches instead of re-rendering every row.
         self._static_text: dict[str, str] | None = None
         self._text: dict[str, str] = {}  # the whole row's
-        # Sort key of every device, shown or not, packed in an int (pack_keys): the sorted list
-        # compares ints (and never the names: the key includes the name's rank).
+        # Sort key of every device, shown or not, packed in an int (pack_keys): the sorted lists
+        # compare ints (and never the names: the key includes the name's rank).
         self._rank_bits = max(len(ranks.name) - 1, 1).bit_length()
         self.keys: dict[str, int] = {}
         self._layout: tuple[int, ...] = ()  # of the packed keys of the sort column
-        self._sorted: list[tuple[int, str]] = []  # every device (key, name), by the sort column
+        # Every device (key, name) by the sort column. While a filter is on, the rows whose key
+        # moved stay where they were (_stale: name -> the key they sit at) and only the shown
+        # rows are kept in order, in _view; the filter's next change puts them in place.
+        self._sorted: list[tuple[int, str]] = []
+        self._stale: dict[str, int | None] = {}
+        self._view: list[tuple[int, str]] | None = None  # the shown rows; None: no filter
+        self._view_at: dict[str, int] = {}  # the key each row of _view sits at
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
         # Down devices and their "down for" text as last rendered: it advances without any event
         self._down: dict[str, str] = {}
@@ -175,19 +203,13 @@ class RowOrder:
     def display_order(self) -> list[str]:
         order = self._order
         if order is None:
-            shown = self._shown
+            rows = self._sorted if self._view is None else self._view
             if self.view == "all":
-                if shown is None:
-                    order = [name for _, name in self._sorted]
-                else:
-                    order = [name for _, name in self._sorted if name in shown]
+                order = [name for _, name in rows]
             else:
                 problems = self._problems
                 order = self.problem_names()
-                if shown is None:
-                    order += [name for _, name in self._sorted if name not in problems]
-                else:
-                    order += [name for _, name in self._sorted if name in shown and name not in problems]
+                order += [name for _, name in rows if name not in problems]
             self._order = order
         return order
 
@@ -200,6 +222,7 @@ class RowOrder:
         every device."""
         if len(self.keys) != len(self._trackers):  # the first time: every device placed
             self._order_all()
+        self._place_stale()
         if not self._terms:
             self._shown = None
             self._shown_terms = []
@@ -210,18 +233,39 @@ class RowOrder:
             down = self._refresh_down(now)
             narrower = self._shown is not None and all(
                 any(old in new for new in self._terms) for old in self._shown_terms)
-            # A narrower filter matches only what the last one showed (and the down rows whose
-            # text moved since): a row it matches matched the last one too.
-            candidates = (self._shown | down) if narrower and self._shown is not None else set()
             texts = self._text
             terms = self._terms
-            shown = {name for name, text in texts.items() if terms[0] in text} if not narrower \
-                else {name for name in candidates if terms[0] in texts[name]}
+            if narrower and self._shown is not None:
+                # A narrower filter matches only what the last one showed (and the down rows
+                # whose text moved since): a row it matches matched the last one too.
+                shown = {name for name in self._shown | down if terms[0] in texts[name]}
+            else:
+                shown = {name for name, text in texts.items() if terms[0] in text}
             for term in terms[1:]:  # each term matched among the rows of the ones before
                 shown = {name for name in shown if term in texts[name]}
             self._shown = shown
             self._shown_terms = list(terms)
+        self._make_view()
         self._order = None
+
+    def _make_view(self) -> None:
+        """The shown rows in order, from every row's, while a filter is on."""
+        shown = self._shown
+        if shown is None:
+            self._view, self._view_at = None, {}
+        else:
+            self._view = view = [row for row in self._sorted if row[1] in shown]
+            self._view_at = {name: key for key, name in view}
+
+    def _place_stale(self) -> None:
+        """Put the rows whose key moved while a filter was on in place among every row's."""
+        stale, keys = self._stale, self.keys
+        moves = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
+        stale.clear()
+        if len(moves) > len(keys) // 4:  # then one sort of ints is cheaper
+            self._sorted = sorted(zip(keys.values(), keys.keys(), strict=True))
+        elif moves:
+            self._sorted = _move(self._sorted, moves)
 
     def _order_all(self) -> None:
         """Sort keys and problems of every device, from scratch."""
@@ -255,6 +299,7 @@ class RowOrder:
         """Move to the next sort column and re-sort every device."""
         self.sort_index = (self.sort_index + 1) % len(SORTS)
         self._resort()
+        self._make_view()
         self._order = None
 
     def update(self, names: Iterable[str], now: datetime) -> tuple[set[str], bool, bool]:
@@ -262,69 +307,80 @@ class RowOrder:
         ones whose "down for" moved while a filter is on), whether the shown rows moved, and
         whether the shown problems did."""
         names = set(names)
-        terms = bool(self._terms) and self._shown is not None
         trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
-        order_moved = problems_moved = False
+        problems_moved = False
         try:
             new_keys, _ = pack_keys(sort_keys(self.sort_column, present, self._ranks), self._rank_bits,
                                     self._ranks.name, self._layout)
         except Repack:  # a key outgrew the column's layout: every key packed again
             self._resort()
+            self._make_view()
+            self._order = None
             new_keys = {name: self.keys[name] for name in present}
-            order_moved = problems_moved = True
+            problems_moved = True
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
         texts = self._static_text is not None
-        moved: list[tuple[str, int | None]] = []  # (name, old key) of rows whose key moved
-        for name, tracker in present.items():
-            if texts:
+        # (name, key it sits at or None, key it goes to or None) of rows that move in the list
+        # kept in order: every row's without a filter, the shown ones' with one
+        moves: list[Move] = []
+        if shown is None:
+            for name, tracker in present.items():
+                if texts:
+                    self._remember(name, tracker, now)
+                old, key = keys.get(name), new_keys[name]
+                if key != old:
+                    keys[name] = key
+                    moves.append((name, old, key))
+                problems_moved |= self._track_problem(name, problem_key(tracker, name_ranks[name]))
+            if moves:
+                self._sorted = _move(self._sorted, moves)
+        else:
+            stale, view_at = self._stale, self._view_at
+            for name, tracker in present.items():
                 self._remember(name, tracker, now)
-            if terms and self._rematch(name):
-                order_moved = problems_moved = True
-            visible = shown is None or name in shown
-            old = keys.get(name)
-            key = new_keys[name]
-            if key != old:
-                keys[name] = key
-                moved.append((name, old))
-                order_moved |= visible
-            if self._track_problem(name, problem_key(tracker, name_ranks[name])):
-                problems_moved |= visible
-        if moved:
-            self._reorder(moved)
-        if terms:  # "down for" is matched by the filter too: its text moved without an event
+                came_or_went = self._rematch(name)
+                old, key = keys.get(name), new_keys[name]
+                if key != old:
+                    keys[name] = key
+                    stale.setdefault(name, old)
+                moves += self._view_move(name, key)
+                if self._track_problem(name, problem_key(tracker, name_ranks[name])) or came_or_went:
+                    problems_moved |= name in shown or came_or_went
+            # "down for" is matched by the filter too: its text moved without an event
             redrawn = self._refresh_down(now, present)
             for name in redrawn:
                 if self._rematch(name):
-                    order_moved = problems_moved = True
+                    moves += self._view_move(name, keys[name])
+                    problems_moved = True
             names |= redrawn
+            if moves:
+                assert self._view is not None
+                self._view = _move(self._view, moves)
+                for name, _, key in moves:
+                    if key is None:
+                        del view_at[name]
+                    else:
+                        view_at[name] = key
+        order_moved = bool(moves)
         if order_moved or (problems_moved and self.view == "problems"):
             self._order = None
         return names, order_moved, problems_moved
+
+    def _view_move(self, name: str, key: int) -> list[Move]:
+        """How a row moves in _view (a filter is on): in, out, to another key, or not at all."""
+        assert self._shown is not None
+        at = self._view_at.get(name)
+        if name in self._shown:
+            return [] if at == key else [(name, at, key)]
+        return [] if at is None else [(name, at, None)]
 
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
         keys = sort_keys(self.sort_column, self._trackers, self._ranks)
         self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
         self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
-
-    def _reorder(self, moved: list[tuple[str, int | None]]) -> None:
-        """Move the rows whose key changed (None: was not in the list) within the sorted list."""
-        keys = self.keys
-        if len(moved) <= BISECT_LIMIT:
-            rows = self._sorted
-            for name, old in moved:
-                if old is not None:
-                    del rows[bisect_left(rows, (old, name))]
-                insort(rows, (keys[name], name))
-            return
-        # Many: one pass takes them out, and the list's sort merges the two sorted runs (the
-        # rest, then the moved ones sorted), ~n comparisons instead of a sort's n log n.
-        gone = {old for _, old in moved if old is not None}
-        rows = [row for row in self._sorted if row[0] not in gone] if gone else self._sorted
-        rows += sorted((keys[name], name) for name, _ in moved)
-        rows.sort()
-        self._sorted = rows
+        self._stale.clear()
 
     def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
         assert self._static_text is not None
