@@ -28,6 +28,7 @@ from poller.state import TrackerView
 from wardtui.durations import format_duration
 from wardtui.widgets.device_rows import (
     SORTS,
+    STATIC_COLUMNS,
     SortKey,
     StaticRanks,
     problem_key,
@@ -140,11 +141,13 @@ class RowOrder:
         # then only matches instead of re-rendering every row.
         self._static_text: dict[str, str] | None = None
         self._text: dict[str, str] = {}  # the whole row's
-        # Sort key of every device, shown or not, packed in an int (pack_keys): the sorted lists
-        # compare ints (and never the names: the key includes the name's rank).
+        # Sort key of every device, shown or not, packed in an int (pack_keys), or the rank of a
+        # column that never changes: the sorted lists compare ints, never the names (each
+        # device's key is its own).
         self._rank_bits = max(len(ranks.name) - 1, 1).bit_length()
         self.keys: dict[str, int] = {}
         self._layout: tuple[int, ...] = ()  # of the packed keys of the sort column
+        self._packed = True  # False: the keys are the ranks of a column that never changes
         # Every device (key, name) by the sort column. While a filter is on, the rows whose key
         # moved stay where they were (_stale: name -> the key they sit at) and only the shown
         # rows are kept in order, in _view; the filter's next change puts them in place.
@@ -311,8 +314,9 @@ class RowOrder:
         present = {name: trackers[name] for name in names if name in trackers}
         problems_moved = False
         try:
-            new_keys, _ = pack_keys(sort_keys(self.sort_column, present, self._ranks), self._rank_bits,
-                                    self._ranks.name, self._layout)
+            new_keys = sort_keys(self.sort_column, present, self._ranks)
+            if self._packed:
+                new_keys, _ = pack_keys(new_keys, self._rank_bits, self._ranks.name, self._layout)
         except Repack:  # a key outgrew the column's layout: every key packed again
             self._resort()
             self._make_view()
@@ -378,9 +382,23 @@ class RowOrder:
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
         keys = sort_keys(self.sort_column, self._trackers, self._ranks)
-        self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
-        self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
         self._stale.clear()
+        if self.sort_column in STATIC_COLUMNS:
+            # The column's ranks are 0..n-1, one per device (StaticRanks): they are the keys
+            # (no tie to break), and each row's place is its rank, without a sort.
+            placed: list[tuple[int, str] | None] = [None] * len(keys)
+            try:
+                for name, rank in keys.items():
+                    placed[rank] = (rank, name)  # type: ignore[index]
+            except (IndexError, TypeError):
+                placed = [None]
+            if None not in placed:
+                self.keys, self._layout, self._packed = keys, (), False  # type: ignore[assignment]
+                self._sorted = placed  # type: ignore[assignment]
+                return
+        self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
+        self._packed = True
+        self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
 
     def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
         assert self._static_text is not None
