@@ -80,7 +80,7 @@ def pack_keys(keys: Mapping[str, SortKey], rank_bits: int, names: Mapping[str, i
     if type(first) is int:  # a column that never changes
         return {name: (rank << rank_bits) | names[name] for name, rank in keys.items()}, ()  # type: ignore[operator]
     length = len(first)
-    if any(len(key) != length for key in values):
+    if set(map(len, values)) != {length}:
         raise ValueError("sort keys of one column differ in length")
     parts = [[key[i] for key in values] for i in range(length)]  # not zip(*values): 100,000 iterators
     ranks = parts.pop()
@@ -381,21 +381,23 @@ class RowOrder:
 
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
-        keys = sort_keys(self.sort_column, self._trackers, self._ranks)
         self._stale.clear()
-        if self.sort_column in STATIC_COLUMNS:
+        column, trackers = self.sort_column, self._trackers
+        if column in STATIC_COLUMNS:
             # The column's ranks are 0..n-1, one per device (StaticRanks): they are the keys
             # (no tie to break), and each row's place is its rank, without a sort.
-            placed: list[tuple[int, str] | None] = [None] * len(keys)
+            ranks = self._ranks.column(column)
+            placed: list[str | None] = [None] * len(trackers)
             try:
-                for name, rank in keys.items():
-                    placed[rank] = (rank, name)  # type: ignore[index]
+                for name, rank in ranks.items():
+                    placed[rank] = name
             except (IndexError, TypeError):
                 placed = [None]
-            if None not in placed:
-                self.keys, self._layout, self._packed = keys, (), False  # type: ignore[assignment]
-                self._sorted = placed  # type: ignore[assignment]
+            if len(ranks) == len(trackers) and None not in placed:
+                self.keys, self._layout, self._packed = dict(ranks), (), False
+                self._sorted = list(enumerate(placed))  # type: ignore[arg-type]
                 return
+        keys = sort_keys(column, trackers, self._ranks)
         self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
         self._packed = True
         self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
