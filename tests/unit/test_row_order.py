@@ -113,7 +113,8 @@ def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int)
             rows.set_filter(text)
             rows.rebuild(now)
         shown = shown_from_scratch(trackers, text, now) if text else sorted(trackers)
-        assert rows.display_order() == from_scratch(rows, trackers, ranks, shown), (step, text, rows.sort_column)
+        want = from_scratch(rows, trackers, ranks, shown)
+        assert rows.display_order() == want, (step, text, rows.sort_column)
         assert all(rows.matches(n) for n in shown) and rows.shown_count == len(shown)
 
 

@@ -75,10 +75,10 @@ def pack_keys(keys: Mapping[str, SortKey], rank_bits: int, names: Mapping[str, i
     """
     if not keys:
         return {}, layout or ()
-    values = list(keys.values())
+    values: list[Any] = list(keys.values())
     first = values[0]
     if type(first) is int:  # a column that never changes
-        return {name: (rank << rank_bits) | names[name] for name, rank in keys.items()}, ()  # type: ignore[operator]
+        return {name: (rank << rank_bits) | names[name] for name, rank in zip(keys, values, strict=True)}, ()
     length = len(first)
     if set(map(len, values)) != {length}:
         raise ValueError("sort keys of one column differ in length")
@@ -263,7 +263,7 @@ class RowOrder:
     def _place_stale(self) -> None:
         """Put the rows whose key moved while a filter was on in place among every row's."""
         stale, keys = self._stale, self.keys
-        moves = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
+        moves: list[Move] = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
         stale.clear()
         if len(moves) > len(keys) // 4:  # then one sort of ints is cheaper
             self._sorted = sorted(zip(keys.values(), keys.keys(), strict=True))
@@ -313,10 +313,11 @@ class RowOrder:
         trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
         problems_moved = False
+        new_keys: Mapping[str, int]
         try:
-            new_keys = sort_keys(self.sort_column, present, self._ranks)
-            if self._packed:
-                new_keys, _ = pack_keys(new_keys, self._rank_bits, self._ranks.name, self._layout)
+            raw: Mapping[str, Any] = sort_keys(self.sort_column, present, self._ranks)
+            new_keys = raw if not self._packed else \
+                pack_keys(raw, self._rank_bits, self._ranks.name, self._layout)[0]
         except Repack:  # a key outgrew the column's layout: every key packed again
             self._resort()
             self._make_view()
@@ -361,11 +362,11 @@ class RowOrder:
             if moves:
                 assert self._view is not None
                 self._view = _move(self._view, moves)
-                for name, _, key in moves:
-                    if key is None:
+                for name, _, to in moves:
+                    if to is None:
                         del view_at[name]
                     else:
-                        view_at[name] = key
+                        view_at[name] = to
         order_moved = bool(moves)
         if order_moved or (problems_moved and self.view == "problems"):
             self._order = None
