@@ -21,7 +21,8 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
              f"{args.churn:.0%} changing state each second",
              "",
              f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
-             f"--viewer-nice {args.viewer_nice} --cycles {args.cycles} --quiet {args.quiet:g} "
+             f"--viewer-nice {args.viewer_nice} --service-nice {getattr(args, 'service_nice', 0)} "
+             f"--cycles {args.cycles} --quiet {args.quiet:g} "
              f"--presses {args.presses} --tmux {args.tmux}"
              + (f" --section {args.section}" if args.section != "feed" else "") + "` "
              f"(defaults: --interval {args.interval:g} --churn {args.churn:g} --down {args.down:g})",

@@ -105,8 +105,10 @@ class Service:
         self.db = tmp / "service.db"
         self.stats = tmp / "service-stats.jsonl"
         self.log = tmp / "service.log"
+        # As packaging/wardtui.service runs it: Nice= there (the poller before the dashboards).
+        nice = ["nice", "-n", str(args.service_nice)] if getattr(args, "service_nice", 0) else []
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "_feed_service.py"), "--inventory", str(inventory),
+            [*nice, sys.executable, str(ROOT / "bench" / "_feed_service.py"), "--inventory", str(inventory),
              "--db", f"sqlite:///{self.db}", "--redis", url, "--site", SITE, "--stats", str(self.stats),
              "--interval", f"{args.interval:g}", "--churn", f"{args.churn:g}", "--down", f"{args.down:g}",
              "--seed", str(args.seed)],
@@ -352,6 +354,9 @@ def main() -> int:
     parser.add_argument("--viewer-nice", type=int, default=0,
                         help="nice level of the headless viewers (19: the service and the dashboard first, "
                         "as if the viewers ran on other machines)")
+    parser.add_argument("--service-nice", type=int, default=0,
+                        help="nice level of the service (packaging/wardtui.service sets Nice=-10: the "
+                        "poller before the operators' dashboards on the same box)")
     parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
     parser.add_argument("--quiet", type=float, default=30.0, help="seconds of each quiet window")
     parser.add_argument("--presses", type=int, default=30)

@@ -8,11 +8,11 @@ day arrive. :class:`store.history.HistoryStore` exposes these as methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
@@ -84,9 +84,16 @@ async def write_transitions(db: Database, transitions: Sequence[Transition]) -> 
     keeps the original). To UP from DOWN closes the outage it ends, the one that starts at
     its ``down_since``, not whichever is open: replayed late, it must not close a newer one.
     UNKNOWN -> UP closes the open outage that started before it, if any (one written after
-    the start read the open outages, e.g. from the spool). The rows go in one
-    ``executemany``: a start brings thousands of UNKNOWN -> UP at once, and a statement per
-    row cost ~1 ms each."""
+    the start read the open outages, e.g. from the spool, or by a DOWN earlier in the same
+    burst).
+
+    The outcome is that of writing the transitions one at a time, but in a few statements
+    per burst: 1 % of 100,000 devices changing state each second is 1,000 transitions a
+    second, and a statement per outage change cost ~0.3 ms each on SQLite. The rows go in one
+    ``executemany``; the outage changes in rounds (see :func:`_rounds`), each a select of its
+    devices' open outages (and by key of those its UPs name that are not open), then an
+    ``executemany`` per kind of change.
+    """
     if not transitions:
         return
     ids = await db.ensure_ids((t.device, t.address) for t in transitions)
@@ -94,49 +101,97 @@ async def write_transitions(db: Database, transitions: Sequence[Transition]) -> 
              "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
     async with db.writing() as conn:
         await conn.execute(db.upsert(_transitions).on_conflict_do_nothing(), rows)
-        # One query for the whole burst, as a start brings one such transition per device.
-        first_up = {ids[t.device] for t in transitions
-                    if t.to_state is State.UP and t.from_state is State.UNKNOWN}
-        if first_up:
-            first_up &= set((await conn.execute(select(_outages.c.device_id).where(
-                _outages.c.end.is_(None), _outages.c.device_id.in_(first_up)))).scalars())
-        opened = db.upsert(_outages).on_conflict_do_nothing()
-        for t in transitions:  # in order: a device may go down and up within one burst
+        for changes in _rounds(ids, transitions):
+            await _write_outages(db, conn, changes)
+
+
+def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[list[tuple[int, Transition]]]:
+    """The transitions that change an outage, as (device id, transition), in rounds: round k
+    holds the k-th such transition of each device. Within a round a device appears once, so
+    its changes can be decided from one read and written together; a device's changes keep
+    their order across rounds (it may go DOWN and UP, and DOWN again, within one burst), and
+    the devices' outages are independent of each other."""
+    rounds: list[list[tuple[int, Transition]]] = []
+    seen: dict[int, int] = {}
+    for t in transitions:
+        if t.to_state is State.DOWN or (t.to_state is State.UP and t.from_state is not State.UP):
             device_id = ids[t.device]
-            if t.to_state is State.DOWN:
-                await conn.execute(opened, {"device_id": device_id, "start": t.down_since or t.at})
-            elif t.to_state is State.UP and t.from_state is State.DOWN and t.down_since is not None:
-                await _close_outage(db, conn, device_id, t.down_since, t.at)
-            elif t.to_state is State.UP and (t.from_state is State.DOWN or device_id in first_up):
-                await _close_open_outage(conn, device_id, t.at)
+            k = seen.get(device_id, 0)
+            seen[device_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((device_id, t))
+    return rounds
 
 
-async def _close_outage(db: Database, conn: AsyncConnection, device_id: int, start: datetime,
-                        end: datetime) -> None:
-    """End the outage of ``device_id`` that started at ``start``; at ``start`` if ``end`` is
-    before it (the wall clock stepped back while the device was down: the UP transition keeps
-    the time the clock gave it, the outage never lasts less than nothing)."""
-    end = max(end, start)
-    o = _outages.c
-    closed = await conn.execute(update(_outages).where(
-        o.device_id == device_id, o.start == start, o.end.is_(None)).values(end=end))
-    if closed.rowcount:
+async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tuple[int, Transition]]) -> None:
+    """The outage changes of one round (each device once), as writing them one by one would.
+
+    To DOWN: insert the outage unless its key is there or the device has one open. To UP from
+    DOWN with a ``down_since``: end the open outage that starts then; if that one is closed,
+    nothing (this UP is written again); else end the device's open outage if it started by
+    then (one opened another way, seeded at a start); else insert the closed outage (its DOWN
+    never reached the database: the UP says when it began). The end is never before the start
+    (the wall clock stepped back while the device was down: the UP keeps the time the clock
+    gave it, the outage never lasts less than nothing). Other UPs (from UNKNOWN, or from DOWN
+    without a ``down_since``): end the device's open outage if it started by the UP.
+    """
+    opened: list[dict[str, Any]] = []
+    closing: list[tuple[int, datetime | None, datetime]] = []  # device, start named, end
+    for device_id, t in changes:
+        if t.to_state is State.DOWN:
+            opened.append({"device_id": device_id, "start": t.down_since or t.at})
+        elif t.from_state is State.DOWN and t.down_since is not None:
+            closing.append((device_id, t.down_since, max(t.at, t.down_since)))
+        else:
+            closing.append((device_id, None, t.at))
+    step = max(1, db.chunk_rows)
+    if opened:
+        insert = db.upsert(_outages).on_conflict_do_nothing()
+        for i in range(0, len(opened), step):
+            await conn.execute(insert, opened[i : i + step])
+    if not closing:
         return
-    if await conn.scalar(select(o.id).where(o.device_id == device_id, o.start == start)) is not None:
-        return  # closed before: this UP is written again
-    if await _close_open_outage(conn, device_id, end):
-        return  # an outage opened another way (seeded at a start) that this UP ends
-    # Its DOWN never reached the database (dropped or refused): the UP says when it began.
-    await conn.execute(db.upsert(_outages).on_conflict_do_nothing(),
-                       {"device_id": device_id, "start": start, "end": end})
-
-
-async def _close_open_outage(conn: AsyncConnection, device_id: int, end: datetime) -> bool:
-    """End the open outage of ``device_id`` if it started by ``end``; whether there was one."""
     o = _outages.c
-    closed = await conn.execute(update(_outages).where(
-        o.device_id == device_id, o.end.is_(None), o.start <= end).values(end=end))
-    return bool(closed.rowcount)
+    open_of: dict[int, tuple[int, datetime]] = {}  # device -> (id, start) of its open outage
+    for i in range(0, len(closing), step):  # (the index of open outages)
+        open_rows = await conn.execute(select(o.id, o.device_id, o.start).where(
+            o.device_id.in_([device_id for device_id, _, _ in closing[i : i + step]]), o.end.is_(None)))
+        open_of.update((device_id, (id_, start)) for id_, device_id, start in open_rows)
+    # The outages named by a start that is not their device's open one (an UP written again,
+    # or whose DOWN never reached the database): by their key, as exact lookups (an OR of
+    # them: not a scan of each device's outages, nor a lookup per pair of two IN lists).
+    named = [(device_id, start) for device_id, start, _ in closing
+             if start is not None and (device_id not in open_of or open_of[device_id][1] != start)]
+    by_key: dict[tuple[int, datetime], tuple[int, datetime | None]] = {}  # (device, start) -> (id, end)
+    for i in range(0, len(named), step):
+        named_rows = await conn.execute(select(o.id, o.device_id, o.start, o.end).where(or_(*(
+            and_(o.device_id == device_id, o.start == start) for device_id, start in named[i : i + step]))))
+        by_key.update(((device_id, start), (id_, end)) for id_, device_id, start, end in named_rows)
+    for device_id, (id_, began) in open_of.items():
+        by_key[(device_id, began)] = (id_, None)
+    ended: list[dict[str, Any]] = []
+    recorded: list[dict[str, Any]] = []
+    for device_id, start, end in closing:
+        if start is not None:
+            known = by_key.get((device_id, start))
+            if known is not None:
+                if known[1] is None:
+                    ended.append({"outage_id": known[0], "new_end": end})
+                continue  # (closed before: this UP is written again)
+        current = open_of.get(device_id)
+        if current is not None and current[1] <= end:
+            ended.append({"outage_id": current[0], "new_end": end})
+        elif start is not None:
+            recorded.append({"device_id": device_id, "start": start, "end": end})
+    if ended:
+        end_by_id = update(_outages).where(o.id == bindparam("outage_id")).values(end=bindparam("new_end"))
+        for i in range(0, len(ended), step):
+            await conn.execute(end_by_id, ended[i : i + step])
+    if recorded:
+        insert = db.upsert(_outages).on_conflict_do_nothing()
+        for i in range(0, len(recorded), step):
+            await conn.execute(insert, recorded[i : i + step])
 
 
 # -- reads ------------------------------------------------------------------------------------

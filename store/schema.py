@@ -19,14 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
 from sqlalchemy import inspect, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -34,6 +28,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from store.dburl import connect_args, shown
 from store.files import prepare_sqlite
 from store.models import ALL_TABLES
+
+if TYPE_CHECKING:  # alembic (and the mako and pygments it loads) only when a schema is read
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 FIRST_REVISION = "0001"
@@ -99,6 +97,8 @@ def display_url(url: str) -> str:
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
     """Alembic's configuration for wardtui's migrations, with the connection to run them on."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -110,6 +110,9 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 @lru_cache(maxsize=4)
 def _scripts(location: Path) -> ScriptDirectory:
     # Keyed by location so tests can point MIGRATIONS_DIR at a copy with extra revisions.
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(location))
     return ScriptDirectory.from_config(config)
@@ -128,6 +131,8 @@ def head_revision() -> str:
 
 
 def _known(revision: str) -> bool:
+    from alembic.util.exc import CommandError
+
     try:
         return _scripts(MIGRATIONS_DIR).get_revision(revision) is not None
     except CommandError:
@@ -139,6 +144,8 @@ def _known(revision: str) -> bool:
 
 def status_of(conn: Connection) -> SchemaStatus:
     """Read the database's revision and compare it with this wardtui's head."""
+    from alembic.runtime.migration import MigrationContext
+
     current = MigrationContext.configure(conn).get_current_heads()
     head = _head()
     state: State
@@ -159,6 +166,9 @@ def differences(conn: Connection, tables: frozenset[str] = _OURS,
     write their DDL by hand (no id, no foreign key, a BRIN index), which the models cannot express.
     (Revision 0001's plain ``checks`` is still compared: it is what the models describe.)
     """
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     if conn.dialect.name == "postgresql":
         tables = tables - _partitioned(conn)
 
@@ -209,6 +219,8 @@ def _lock(conn: Connection) -> None:
 def ensure_current(conn: Connection, label: str) -> SchemaStatus:
     """What a start does: migrate an empty database, stamp a matching pre-migration one, and
     raise :class:`SchemaError` for one that is behind, ahead or unrecognised."""
+    from alembic import command
+
     _lock(conn)
     status = status_of(conn)
     if status.state == "empty":
@@ -229,6 +241,8 @@ def ensure_current(conn: Connection, label: str) -> SchemaStatus:
 
 def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaStatus:
     """``wardtui db upgrade``: any database this wardtui knows goes to ``revision``."""
+    from alembic import command
+
     _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
@@ -241,6 +255,8 @@ def upgrade_to(conn: Connection, label: str, revision: str = "head") -> SchemaSt
 
 def downgrade_to(conn: Connection, label: str, revision: str) -> SchemaStatus:
     """Undo migrations down to ``revision`` (``"base"`` drops wardtui's tables and their rows)."""
+    from alembic import command
+
     _lock(conn)
     status = status_of(conn)
     if status.state == "ahead":
@@ -250,6 +266,8 @@ def downgrade_to(conn: Connection, label: str, revision: str) -> SchemaStatus:
 
 
 def _stamp_unversioned(conn: Connection, label: str) -> None:
+    from alembic import command
+
     # Databases written before migrations existed were made by create_all from the same models
     # as the first revision: if they still match it, recording that revision is all they need.
     found = (differences(conn, _FIRST_TABLES, _LATER_INDEXES)

@@ -1,5 +1,5 @@
 """``python -m wardtui`` runs the same CLI as the ``wardtui`` command."""
 
-from wardtui.cli import main
+from wardtui.start import main
 
 raise SystemExit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from contextlib import suppress
@@ -67,8 +68,12 @@ class WardApp(App[int]):
     TITLE = "wardtui"
     _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
-    def __init__(self, runtime: Runtime | AttachedRuntime, process: ProcessPolicy = GUEST) -> None:
+    def __init__(self, runtime: Runtime | AttachedRuntime, process: ProcessPolicy = GUEST, *,
+                 collect_after_first_frame: bool = False) -> None:
+        """``collect_after_first_frame``: the collector is off (the command's start, see
+        wardtui/start.py) and is turned on when the dashboard has painted its first frame."""
         super().__init__()
+        self.collect_after_first_frame = collect_after_first_frame
         self.runtime = runtime
         # What the command sets on the process (wardtui/process.py); the app only says when.
         self.process = process
@@ -136,7 +141,7 @@ class WardApp(App[int]):
             self.last_input = time.monotonic()
         await super().on_event(event)
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self._drawing = True
         if self.sixteen_colours:
             self.refresh_css(animate=False)  # the variables were made before the driver ran
@@ -147,8 +152,19 @@ class WardApp(App[int]):
             # call_later runs the action as a message of the app, in its context.
             loop.add_signal_handler(sig, self.call_later, self.action_quit)
         self.sub_title = self._describe()
-        self.push_screen(self.dashboard)
-        self.engine_worker = self.run_engine()
+        await self.push_screen(self.dashboard)
+        # The engine (the store's open, then polling or the feed) starts once the dashboard has
+        # painted: on the engine's thread it would share the one interpreter with the first frame.
+        self.dashboard.call_after_refresh(self.start_engine)
+
+    def start_engine(self) -> None:
+        """The dashboard has painted: the collector on again (if the start had turned it off),
+        then the engine."""
+        if self.collect_after_first_frame:
+            self.collect_after_first_frame = False
+            gc.enable()
+        if self.engine_worker is None and not self._quitting:
+            self.engine_worker = self.run_engine()
 
     @work(group="engine", exit_on_error=False)
     async def run_engine(self) -> None:

@@ -8,6 +8,7 @@ WardApp with an AttachedRuntime. A private redis-server (killed and restarted) c
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import socket
@@ -268,3 +269,55 @@ async def test_who_asked_for_a_probe_is_shown_as_data(tmp_path: Path) -> None:
         line = log.lines_written[-1]
         assert "checked now by [red]mallory[/red]" in line
         assert "\x1b" not in line and "\x07" not in line
+
+
+async def test_the_first_frame_is_painted_before_the_engine_starts_and_the_order_holds_after(
+        tmp_path: Path) -> None:
+    """The store's open and the feed's reader (the engine) wait for the dashboard's first frame
+    with device rows: on the engine's thread they would share the interpreter with it. The
+    collector, off from the command's start, is on again by then. After the engine started (a
+    full refresh of every row), the rows are in natural name order."""
+    _shared_redis_up()
+    site = f"t{uuid.uuid4().hex[:10]}"
+    service = ThreadService(SHARED, site)
+    service.start()
+    runtime = AttachedRuntime(Site(SHARED, Keys(site)), Options(db=f"sqlite:///{tmp_path / 'none.db'}"))
+    app = WardApp(runtime, collect_after_first_frame=True)  # as the command's start makes it
+    painted: list[int] = []  # device rows on screen at each frame the dashboard showed
+    display = app._display
+
+    def counting(screen: Any, renderable: Any) -> None:
+        display(screen, renderable)
+        if renderable is not None and screen is app.dashboard:
+            painted.append(len(app.dashboard.query_one(DeviceTable).visible_rows()))
+
+    app._display = counting  # type: ignore[method-assign]
+    seen_at_start: list[list[int]] = []
+    start = runtime.start
+
+    collecting: list[bool] = []
+
+    async def recording_start() -> None:
+        seen_at_start.append(list(painted))
+        collecting.append(gc.isenabled())
+        await start()
+
+    runtime.start = recording_start  # type: ignore[method-assign]
+    gc.disable()
+    try:
+        await asyncio.wrap_future(app.engine_thread.submit(runtime.attach()))
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = time.monotonic() + 8
+            while not seen_at_start:
+                assert time.monotonic() < deadline, "the engine never started"
+                await pilot.pause(0.05)
+            assert any(rows > 0 for rows in seen_at_start[0]), seen_at_start
+            assert collecting == [True]  # the collector was on again by then
+            await pilot.pause(0.3)  # EngineStarted handled: every row refreshed
+            table = app.screen.query_one(DeviceTable)
+            assert table.row_order() == [f"dev{i}" for i in range(N)]
+            await pilot.press("q")
+    finally:
+        gc.enable()
+        service.stop()
+        await _forget(SHARED, site)

@@ -338,6 +338,23 @@ def test_inventory_round_trip() -> None:
     assert decode_inventory(encode_inventory([])[1])[1] == []
 
 
+def test_decoded_devices_are_what_the_constructor_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode_inventory sets Device's slots column by column instead of calling its __init__:
+    the devices are the same in every way a reader sees (fields, equality, hash, frozen), and
+    the constructor's own path (taken if Device ever does more than set fields) agrees."""
+    assert live._SLOTS is not None  # Device is a frozen slots dataclass: the fast path is taken
+    _, blob = encode_inventory(DEVICES)
+    fast = decode_inventory(blob)[1]
+    monkeypatch.setattr(live, "_SLOTS", None)
+    slow = decode_inventory(blob)[1]
+    assert fast == slow == DEVICES
+    for made, want in zip(fast, DEVICES, strict=True):
+        assert type(made) is Device and hash(made) == hash(want) and repr(made) == repr(want)
+        assert all(getattr(made, f) == getattr(want, f) for f in live._DEVICE_FIELDS)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast[0].name = "other"  # type: ignore[misc]
+
+
 def test_damaged_or_foreign_inventory() -> None:
     _, blob = encode_inventory(DEVICES)
     for cut in range(0, len(blob), 97):

@@ -46,4 +46,4 @@ def test_wheel_carries_the_example_and_the_stylesheets(tmp_path: Path) -> None:
         assert sources <= names, sources - names
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "wardtui = wardtui.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "wardtui = wardtui.start:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

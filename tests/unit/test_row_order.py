@@ -174,3 +174,29 @@ def test_packed_keys_order_as_the_tuples_do() -> None:
     ranks = {"a": 0, "b": 1, "c": 2}
     static, _ = pack_keys({"a": 2, "b": 0, "c": 1}, 2, ranks)
     assert sorted(static, key=static.__getitem__) == ["b", "c", "a"]
+
+
+@pytest.mark.parametrize("view", ["all", "problems"])
+def test_an_update_of_every_row_equals_the_order_from_scratch(view: str) -> None:
+    """Every row named at once (the engine started, a snapshot named them all) is one rebuild
+    while no row text is kept, and row by row once a filter keeps them: the same order."""
+    rng = random.Random(11)
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(200)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    rows = RowOrder(trackers, ranks)
+    rows.view = view
+    rows.sort_index = [key for key, _ in SORTS].index("rtt")  # a column that moves with the checks
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    rows.rebuild(now)
+    for filtered in (False, True):
+        if filtered:
+            rows.prepare_filter(now)  # row texts kept from here on: the row-by-row path
+        now += timedelta(seconds=10)
+        for tracker in trackers.values():
+            ok = rng.random() < 0.5
+            rtt = rng.uniform(0.1, 50) if ok else None
+            tracker.record_probe(rtt)
+            tracker.apply_check(ok, now, now, now.timestamp(), rtt)
+        names, moved, _ = rows.update(trackers, now)
+        assert names == set(trackers) and moved
+        assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))

@@ -14,6 +14,7 @@ and the headless commands start without them."""
 from __future__ import annotations
 
 import argparse
+import gc
 
 from wardtui import __version__
 from wardtui.cli import db, doctor, events, generate, history, outages, poll, report, serve, snmp, status
@@ -58,11 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, collection_paused: bool = False) -> int:
+    """Run the command ``argv`` says. ``collection_paused``: the entry (wardtui/start.py) turned
+    the collector off while the modules loaded; the dashboard turns it on after its first
+    frame, every other command now."""
     args = build_parser().parse_args(argv)
     if args.command is None:
         from wardtui.cli import dashboard
 
-        return dashboard.run(args)
+        return dashboard.run(args, collection_paused=collection_paused)
+    if collection_paused:
+        gc.enable()
     code: int = args.run(args)
     return code

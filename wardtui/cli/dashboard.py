@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from poller.feed import shown_url
 from wardtui.attached import AttachedRuntime, Site, attach_or_none, site_from
@@ -11,6 +12,9 @@ from wardtui.cli.common import engine_options
 from wardtui.messages import error
 from wardtui.process import DASHBOARD
 from wardtui.runtime import Runtime, StartupError
+
+if TYPE_CHECKING:
+    from wardtui.app import WardApp
 
 
 async def _before_the_screen(runtime: Runtime) -> None:
@@ -23,11 +27,13 @@ async def _before_the_screen(runtime: Runtime) -> None:
         raise
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, collection_paused: bool = False) -> int:
+    """The dashboard. ``collection_paused``: the collector is off (wardtui/start.py); the app
+    turns it on once its first frame is painted."""
     try:
         site = None if args.embedded else site_from(args.redis, args.site)
         if site is not None and attach_or_none(site) is not None:
-            return _attached(site, args)
+            return _attached(site, args, collection_paused)
         if site is not None:
             error(f"no live wardtui serve publishes site {site.name!r} on {shown_url(site.url)}: "
                   "polling here (embedded)")
@@ -49,22 +55,32 @@ def run(args: argparse.Namespace) -> int:
     # collector's thresholds, idle collections and the exit watchdog when the runtime and
     # the app say (wardtui/process.py).
     DASHBOARD.enter()
-    app = WardApp(runtime, process=DASHBOARD)
+    app = WardApp(runtime, process=DASHBOARD, collect_after_first_frame=collection_paused)
     app.run()
     return app.return_code or 0
 
 
-def _attached(site: Site, args: argparse.Namespace) -> int:
-    """The dashboard of a live service: it loads the site's snapshot before the first frame."""
+def attached_app(site: Site, args: argparse.Namespace, collection_paused: bool = False) -> WardApp:
+    """The app of ``wardtui --redis`` attached to ``site``'s live service, ready to run (the
+    bench's too). Raises StartupError when the attach fails."""
     runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
     from wardtui.app import WardApp
 
     DASHBOARD.enter()
-    app = WardApp(runtime, process=DASHBOARD)
+    app = WardApp(runtime, process=DASHBOARD, collect_after_first_frame=collection_paused)
     try:
         app.engine_thread.submit(runtime.attach()).result(timeout=30)
-    except StartupError as exc:
+    except StartupError:
         app.engine_thread.close()
+        raise
+    return app
+
+
+def _attached(site: Site, args: argparse.Namespace, collection_paused: bool) -> int:
+    """The dashboard of a live service: it loads the site's snapshot before the first frame."""
+    try:
+        app = attached_app(site, args, collection_paused)
+    except StartupError as exc:
         error(f"{exc}")
         return exc.code
     app.run()

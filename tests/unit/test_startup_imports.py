@@ -1,0 +1,54 @@
+"""The command's start: the dashboard loads no alembic (nor the mako and pygments it brings)
+before its first frame, which only reading a database's schema needs (store/schema.py imports
+it then); the collector, off while the modules load (wardtui/start.py), is on again for every
+command but the dashboard (which turns it on after its first frame: tests/ui/test_attached.py)."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+from pathlib import Path
+
+from wardtui.cli import main
+
+
+def test_the_dashboard_imports_no_alembic_until_a_schema_is_read() -> None:
+    code = ("import sys, wardtui.cli, wardtui.cli.dashboard, wardtui.app, wardtui.attached; "
+            "print(sorted(m for m in ('alembic', 'mako', 'pygments') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = ("import sys, store.schema; store.schema.head_revision(); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
+def test_a_command_runs_with_the_collector_on_and_the_entry_leaves_it_on(tmp_path: Path) -> None:
+    seen: list[bool] = []
+    gc.disable()
+    try:
+        import wardtui.cli.generate as generate
+
+        real = generate.run
+
+        def run(args: object) -> int:
+            seen.append(gc.isenabled())
+            return real(args)  # type: ignore[arg-type]
+
+        generate.run = run  # type: ignore[assignment]
+        try:
+            parser_run = main(["generate", "--devices", "3", "-o", str(tmp_path / "inv.csv")],
+                              collection_paused=True)
+        finally:
+            generate.run = real  # type: ignore[assignment]
+    finally:
+        was_on = gc.isenabled()
+        gc.enable()
+    assert parser_run == 0 and seen == [True] and was_on
+    assert (tmp_path / "inv.csv").exists()
+    code = ("import sys; sys.argv = ['wardtui', '--version']\n"
+            "import gc, wardtui.start\n"
+            "try:\n    wardtui.start.main()\nexcept SystemExit:\n    pass\n"
+            "print(gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("True")
