@@ -10,8 +10,9 @@ import pytest
 
 from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
-from wardtui.widgets.device_rows import SORTS, StaticRanks, problem_key, sort_keys
-from wardtui.widgets.row_order import BISECT_LIMIT, RowOrder
+from wardtui.widgets import row_order
+from wardtui.widgets.device_rows import SORTS, StaticRanks, problem_key, row_texts, sort_keys
+from wardtui.widgets.row_order import BISECT_LIMIT, SMALL, Repack, RowOrder, pack_keys
 
 
 def from_scratch(rows: RowOrder, trackers: dict[str, DeviceTracker], ranks: StaticRanks,
@@ -63,6 +64,116 @@ def test_a_filter_shows_only_matching_rows_and_follows_their_text() -> None:
     rows.set_filter("")
     rows.rebuild(now)
     assert len(rows.display_order()) == 40
+
+
+def shown_from_scratch(trackers: dict[str, DeviceTracker], terms: str, now: datetime) -> list[str]:
+    """The rows a filter shows, matched against each row's text rendered now."""
+    words = terms.lower().split()
+    return [n for n, t in trackers.items()
+            if all(w in "\t".join(row_texts(t, now)).lower() for w in words)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int) -> None:
+    """Many and few rows changing per tick (merge and bisection), filters typed, narrowed,
+    widened and cleared, views and every sort column, time passing for "down for": after each
+    step the display order is the one computed from scratch (a filter matching the text as of
+    each device's last change, and the down rows' "down for" as of the last tick)."""
+    rng = random.Random(seed)
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(400)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    rows = RowOrder(trackers, ranks)
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for t in trackers.values():
+        ok = rng.random() < 0.8
+        rtt = rng.uniform(0.1, 50) if ok else None
+        t.record_probe(rtt)
+        t.apply_check(ok, now, now, now.timestamp(), rtt)
+    rows.rebuild(now)
+    if seed % 2:
+        rows.prepare_filter(now)  # as the dashboard's warm-up does
+    filters = ["", "north", "b3", "b3 north", "b3 nort", "down", "up b1", "1m", "dev1", "", "s"]
+    text = ""
+    for step in range(40):
+        now += timedelta(seconds=rng.choice((1, 7, 50)))
+        changed = rng.sample(sorted(trackers), rng.choice((2, 5, BISECT_LIMIT + 20, 250)))
+        for name in changed:
+            ok = rng.random() < 0.7
+            rtt = round(rng.uniform(0.1, 50), rng.choice((0, 2))) if ok else None
+            trackers[name].record_probe(rtt)
+            trackers[name].apply_check(ok, now, now, now.timestamp(), rtt)
+        rows.update(changed, now)
+        if step % 5 == 4:
+            rows.cycle_sort()
+        if step % 7 == 3:
+            rows.view = "problems" if rows.view == "all" else "all"
+            rows.invalidate()
+        if step % 3 == 0:
+            text = rng.choice(filters)
+            rows.set_filter(text)
+            rows.rebuild(now)
+        shown = shown_from_scratch(trackers, text, now) if text else sorted(trackers)
+        want = from_scratch(rows, trackers, ranks, shown)
+        assert rows.display_order() == want, (step, text, rows.sort_column)
+        assert all(rows.matches(n) for n in shown) and rows.shown_count == len(shown)
+
+
+def test_a_tick_of_many_moved_rows_merges_instead_of_sorting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 of 100,000 rows moving must not sort all of them again: the rows that moved are
+    sorted, and the list's sort merges two runs (few comparisons)."""
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(3000)}
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    rng = random.Random(3)
+    for t in trackers.values():
+        rtt = rng.uniform(0.1, 50)
+        t.record_probe(rtt)
+        t.apply_check(True, now, now, now.timestamp(), rtt)
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    rows = RowOrder(trackers, ranks)
+    rows.rebuild(now)
+    while rows.sort_column != "rtt":
+        rows.cycle_sort()
+    compared = 0
+
+    class Counted(int):
+        def __lt__(self, other: object) -> bool:
+            nonlocal compared
+            compared += 1
+            return int(self) < int(other)  # type: ignore[call-overload]
+
+    changed = rng.sample(sorted(trackers), 300)
+    for name in changed:
+        trackers[name].record_probe(rng.uniform(0.1, 50))
+    real = row_order.pack_keys
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        keys, layout = real(*args, **kwargs)
+        return {n: Counted(k) for n, k in keys.items()}, layout
+
+    rows._sorted = [(Counted(k), n) for k, n in rows._sorted]
+    monkeypatch.setattr(row_order, "pack_keys", counted)
+    rows.update(changed, now)
+    assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+    # a merge: ~n + m log m comparisons (~7,700 here); a sort of all 3,000 (~31,000) would not
+    assert compared < 12_000, compared
+
+
+def test_packed_keys_order_as_the_tuples_do() -> None:
+    rng = random.Random(5)
+    values = [0.0, -0.0, 1.5, -1.5, 1e-300, -1e-300, 1e300, -1e300, 3, -3, 0, 255.0, 2.5e-7]
+    keys = {f"d{i}": (rng.random() < 0.3, rng.choice(values), rng.choice((0, 1, 2, 3)), i)
+            for i in range(500)}
+    packed, layout = pack_keys(keys, 9, {})
+    assert sorted(keys, key=packed.__getitem__) == sorted(keys, key=lambda n: keys[n])
+    assert layout == (SMALL, 64, SMALL)
+    # A few keys pack as all of them did, or say that they cannot.
+    few, _ = pack_keys({"d1": keys["d1"]}, 9, {}, layout)
+    assert few == {"d1": packed["d1"]}
+    with pytest.raises(Repack):
+        pack_keys({"d1": (True, 0.0, 300, 1)}, 9, {}, layout)
+    ranks = {"a": 0, "b": 1, "c": 2}
+    static, _ = pack_keys({"a": 2, "b": 0, "c": 1}, 2, ranks)
+    assert sorted(static, key=static.__getitem__) == ["b", "c", "a"]
 
 
 @pytest.mark.parametrize("view", ["all", "problems"])

@@ -125,7 +125,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     @property
     def row_count(self) -> int:
-        return len(self._rows.keys)
+        return self._rows.shown_count
 
     @property
     def cursor_row(self) -> int:
@@ -154,7 +154,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def cell_text(self, name: str, column: str) -> str:
         """Plain text of one shown cell, as it is drawn now."""
-        if name not in self._rows.keys:
+        if not self._rows.is_shown(name):
             raise KeyError(name)
         index = next(i for i, c in enumerate(COLUMNS) if c.key == column)
         return row_texts(self._trackers[name], self._now)[index]
@@ -237,7 +237,7 @@ class DeviceTable(ScrollView, can_focus=True):
         """Bring the rows of ``names`` up to date; repaint if a visible row changed."""
         self._now = now = now or datetime.now(UTC)
         rows = self._rows
-        shown, problems = len(rows.keys), rows.problem_count
+        shown, problems = rows.shown_count, rows.problem_count
         names, moved, problems_moved = rows.update(names, now)
         if moved or (problems_moved and rows.view == "problems"):
             self._order_changed()
@@ -245,7 +245,7 @@ class DeviceTable(ScrollView, can_focus=True):
             visible = self.visible_rows()
             if names.intersection(visible) or any(self._trackers[n].state is State.DOWN for n in visible):
                 self.refresh()  # a visible row changed, or its "down for" advanced
-        if len(rows.keys) != shown or rows.problem_count != problems:
+        if rows.shown_count != shown or rows.problem_count != problems:
             self._update_title()
 
     # -- cursor and keys ----------------------------------------------------------------------
@@ -403,7 +403,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _resize_virtual(self) -> None:
         width = sum(self._widths) + 2 * PADDING * len(COLUMNS)
-        size = Size(width, len(self._rows.keys) + 1)  # the header is line 0
+        size = Size(width, self._rows.shown_count + 1)  # the header is line 0
         if size != self.virtual_size:
             self.virtual_size = size
 
@@ -424,7 +424,7 @@ class DeviceTable(ScrollView, can_focus=True):
         self._resize_virtual()
         order = self._rows.display_order()
         name = self._cursor_name
-        if name is not None and name in self._rows.keys:
+        if name is not None and self._rows.is_shown(name):
             row = order.index(name)
             if row != self._cursor_row:
                 self._cursor_row = row
@@ -448,7 +448,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _update_title(self) -> None:
         rows = self._rows
-        title = f"devices {len(rows.keys)}/{len(self._trackers)} · sort: {SORTS[rows.sort_index][1]}"
+        title = f"devices {rows.shown_count}/{len(self._trackers)} · sort: {SORTS[rows.sort_index][1]}"
         if rows.view == "problems":
             title = f"problems {rows.problem_count} first · {title}"
         else:
