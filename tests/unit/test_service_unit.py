@@ -38,6 +38,8 @@ def test_the_unit_says_what_the_service_needs() -> None:
         "NoNewPrivileges": "yes", "Restart": "on-failure", "RestartSec": "5",
         "ExecReload": "/bin/kill -HUP $MAINPID", "KillSignal": "SIGTERM", "TimeoutStopSec": "30",
         "EnvironmentFile": "-/etc/wardtui/wardtui.env",
+        # the poller before the dashboards (docs/OPERATIONS.md, bench/feed.py --service-nice -10)
+        "Nice": "-10", "CPUWeight": "400",
     }
     for key, value in expected.items():
         assert service.get(key) == [value], (key, service.get(key))
