@@ -6,9 +6,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from store.dburl import check_sqlite_query, postgres_url
 from store.files import private_dirs
 
@@ -32,6 +29,8 @@ def default_database_path() -> Path:
 def default_spool_dir(url: str) -> Path:
     """Where rows wait while the database at ``url`` is unavailable: beside a SQLite file
     (``history.db.spool``), else ``$XDG_DATA_HOME/wardtui/spool/<database>-<hash of the URL>``."""
+    from sqlalchemy.engine import make_url  # here, as below: the dashboard imports this module first
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(f"{parsed.database}.spool")
@@ -58,6 +57,9 @@ def database_url(url: str | None, *, create: bool = True) -> str:
         return _sqlite_file_url(Path(url), create)
     if _scheme(url) in _POSTGRES_DRIVERS:
         return postgres_url(url)
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -77,6 +79,8 @@ def database_url(url: str | None, *, create: bool = True) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite ``url`` (as :func:`database_url` made it), else ``None``."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
