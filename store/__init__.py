@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from store.db import database_url, default_database_path
     from store.history import HistoryStore
-    from store.records import Check, IfRate, IfRollup, Outage, SnmpEvent, SnmpInterface, SnmpLatest, SnmpSystem
+    from store.records import (
+        Check,
+        IfRate,
+        IfRollup,
+        Outage,
+        SnmpEvent,
+        SnmpInterface,
+        SnmpLatest,
+        SnmpSystem,
+    )
     from store.writer import StoreWriter
 
 # Where each name lives: imported on first use (PEP 562), so that importing a light module of
@@ -32,7 +41,20 @@ _HOMES = {
     "default_database_path": "store.db",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Check",
+    "HistoryStore",
+    "IfRate",
+    "IfRollup",
+    "Outage",
+    "SnmpEvent",
+    "SnmpInterface",
+    "SnmpLatest",
+    "SnmpSystem",
+    "StoreWriter",
+    "database_url",
+    "default_database_path",
+]
 
 
 def __getattr__(name: str) -> Any:

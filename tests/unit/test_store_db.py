@@ -191,5 +191,5 @@ def test_a_sqlite_url_is_read_as_sqlalchemy_reads_it_without_importing_it() -> N
             "sqlite://[::1]:5/d", "sqlite:///", "sqlite:///a?b\nc"]
     for url in urls:
         assert _sqlite_database(url) == (make_url(url).database or ""), url
-    for url in ["sqlite://h:abc/db", "sqlite://h:٥/db", "mysql:///x", "postgresql:///x"]:
+    for url in ["sqlite://h:abc/db", "sqlite://h:\u0665/db", "mysql:///x", "postgresql:///x"]:
         assert _sqlite_database(url) is None, url
