@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import unquote
 
 from store.dburl import check_sqlite_query, postgres_url
 from store.files import private_dirs
@@ -32,6 +31,8 @@ def default_database_path() -> Path:
 def default_spool_dir(url: str) -> Path:
     """Where rows wait while the database at ``url`` is unavailable: beside a SQLite file
     (``history.db.spool``), else ``$XDG_DATA_HOME/wardtui/spool/<database>-<hash of the URL>``."""
+    from sqlalchemy.engine import make_url  # here, as below: the dashboard imports this module first
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(f"{parsed.database}.spool")
@@ -58,16 +59,21 @@ def database_url(url: str | None, *, create: bool = True) -> str:
         return _sqlite_file_url(Path(url), create)
     if _scheme(url) in _POSTGRES_DRIVERS:
         return postgres_url(url)
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
-        raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
-    driver = parsed.drivername
-    if driver not in _SQLITE_DRIVERS:
-        # Only the scheme is echoed: the rest of a URL may carry a password.
-        raise ValueError(f"unsupported database URL scheme '{driver}': "
-                         "use sqlite:///PATH or postgresql://USER@HOST/DB")
-    database = parsed.database or ""
+    database = _sqlite_database(url)
+    if database is None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(f"not a database URL: {_scheme(url)}://... (try sqlite:///PATH)") from None
+        driver = parsed.drivername
+        if driver not in _SQLITE_DRIVERS:
+            # Only the scheme is echoed: the rest of a URL may carry a password.
+            raise ValueError(f"unsupported database URL scheme '{driver}': "
+                             "use sqlite:///PATH or postgresql://USER@HOST/DB")
+        database = parsed.database or ""
     query = url.partition("?")[2]  # driver options such as ?timeout=... pass through
     check_sqlite_query(query)
     if database in ("", ":memory:"):
@@ -77,6 +83,8 @@ def database_url(url: str | None, *, create: bool = True) -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite ``url`` (as :func:`database_url` made it), else ``None``."""
+    from sqlalchemy.engine import make_url
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -95,6 +103,41 @@ def _sqlite_file_url(path: Path, create: bool) -> str:
 
 def _with_query(url: str, query: str) -> str:
     return f"{url}?{query}" if query else url
+
+
+# sqlalchemy.engine.url._parse_url's pattern (flags too), as in store/dburl.py.
+_SQLALCHEMY_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
+def _sqlite_database(url: str) -> str | None:
+    """The database of a SQLite ``url`` as ``make_url(url).database or ""`` reads it, without
+    importing SQLAlchemy (the attached dashboard checks its --db before its first frame); None
+    for any other URL, or one whose port SQLAlchemy would have to judge: then it reads it."""
+    match = _SQLALCHEMY_URL.match(url)
+    if match is None or match["name"] not in _SQLITE_DRIVERS:
+        return None
+    port = match["port"]
+    if port and not (port.isascii() and port.isdigit()):
+        return None
+    return unquote(match["database"]) if match["database"] else ""
 
 
 def _scheme(url: str) -> str:

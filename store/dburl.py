@@ -12,9 +12,6 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
-import asyncpg
-from sqlalchemy.exc import DBAPIError
-
 # sqlalchemy.engine.url._parse_url's pattern: what these functions check is what SQLAlchemy
 # will connect with.
 _URL = re.compile(
@@ -191,18 +188,21 @@ def server(url: str) -> str:
     return host if host.startswith("/") else f"{host}:{port}"
 
 
-_CONNECTION_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                      asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
-
-
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) says the database could not be reached or went away:
     refused, reset, timed out (``TimeoutError`` is an ``OSError``), shut down, starting up."""
+    # Imported here: the dashboard reads this module's URL helpers before it loads a driver.
+    import asyncpg
+    from sqlalchemy.exc import DBAPIError
+
+    connection_errors = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                         asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError,
+                         asyncpg.CrashShutdownError)
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _CONNECTION_ERRORS):
+        if isinstance(current, connection_errors):
             return True
         if isinstance(current, DBAPIError) and current.connection_invalidated:
             return True

@@ -16,8 +16,6 @@ import stat
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.engine import make_url
-
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
 log = logging.getLogger(__name__)
@@ -58,6 +56,8 @@ def prepare_sqlite(url: str) -> None:
     """Before SQLite opens the file of ``url``: create it 0600 (and its directory 0700) if it is
     not there. SQLite would create it under the umask (0644); its -wal, -shm and -journal files
     take the database file's mode, so they are 0600 too. Nothing for PostgreSQL or ``:memory:``."""
+    from sqlalchemy.engine import make_url  # here: the dashboard writes files without SQLAlchemy
+
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):

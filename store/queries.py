@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from store.history import HistoryStore
 from store.records import Check, IfRate, IfRollup, Rollup, SnmpLatest
+
+if TYPE_CHECKING:
+    from store.history import HistoryStore
 
 TierName = Literal["raw", "1m", "1h"]
 TIER_NAMES: tuple[TierName, ...] = ("raw", "1m", "1h")

@@ -22,13 +22,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from sqlalchemy import func, select
-
-from store.history import HistoryStore
-from store.models import devices_table, outages_table, transitions_table
 from store.records import Outage
+
+if TYPE_CHECKING:
+    from store.history import HistoryStore
 
 GroupBy = Literal["device", "branch", "region"]
 GROUP_BYS: tuple[GroupBy, ...] = ("device", "branch", "region")
@@ -242,6 +241,10 @@ async def device_spans(store: HistoryStore, devices: Collection[str] | None = No
                        group: tuple[GroupBy, str] | None = None) -> list[DeviceSpan]:
     """Every device the store knows (or the named ``devices``, or those of ``group``, e.g.
     ``("branch", "north-b001")``), with when it was first monitored."""
+    from sqlalchemy import func, select  # here: the dashboard imports this module before it needs SQLAlchemy
+
+    from store.models import devices_table, outages_table, transitions_table
+
     d, t, o = devices_table, transitions_table, outages_table
     first_at = select(func.min(t.c.at)).where(t.c.device_id == d.c.id).scalar_subquery()
     first_down = select(func.min(o.c.start)).where(o.c.device_id == d.c.id).scalar_subquery()

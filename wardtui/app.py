@@ -80,7 +80,8 @@ class WardApp(App[int]):
         # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
         self.engine_thread = EngineThread()
         # The screens read the history through this: each read hops onto the engine's loop.
-        history = HistoryAccess(runtime.store, self.engine_thread, runtime.retention)
+        # runtime.store when first read: an attached dashboard makes its store after this frame.
+        history = HistoryAccess(lambda: runtime.store, self.engine_thread, runtime.retention)
         self.dashboard = DashboardScreen(runtime.engine, history, probe=self.probe_now)
         self.engine_worker: Worker[None] | None = None
         self._quitting = False

@@ -16,11 +16,9 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import AuthenticationError, RedisError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from poller.feed import (
     REDIS_ENV,
@@ -37,11 +35,12 @@ from poller.live import DEFAULT_SITE, FeedFormatError, Keys, check_site
 from poller.text import escaped
 from store.db import database_url
 from store.dburl import failure
-from store.history import HistoryStore
 from store.queries import Retention
-from store.schema import SchemaError, display_url
 from wardtui.process import GUEST, ProcessPolicy
 from wardtui.runtime import Options, StartupError
+
+if TYPE_CHECKING:
+    from store.history import HistoryStore
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +105,20 @@ class AttachedRuntime:
             self.url = database_url(options.db, create=False)
         except (ValueError, OSError) as exc:
             raise StartupError(f"--db: {exc}", code=2) from None
-        self.store = HistoryStore(self.url)
+        # The history store (SQLAlchemy and its drivers) is made when first used: the app opens
+        # it after its first frame (wardtui/app.py), and the screens read it after that.
+        self._store: HistoryStore | None = None
         self.history_off: str | None = None
         self.snmp = None
+
+    @property
+    def store(self) -> HistoryStore:
+        """The history database, opened to read by :meth:`start`."""
+        if self._store is None:
+            from store.history import HistoryStore
+
+            self._store = HistoryStore(self.url)
+        return self._store
 
     @property
     def devices(self) -> list[Any]:
@@ -137,6 +147,11 @@ class AttachedRuntime:
 
     async def start(self) -> None:
         """Open the history to read. It is not an error to have none here: the screens say so."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.schema import SchemaError, display_url
+
         parsed = make_url(self.url)
         path = parsed.database
         if parsed.get_backend_name() == "sqlite" and path not in (None, "", ":memory:") \
@@ -165,7 +180,8 @@ class AttachedRuntime:
 
     async def close(self) -> int:
         await self.engine.stopped()
-        await self.store.close()
+        if self._store is not None:
+            await self._store.close()
         return 0
 
     def describe(self) -> str:

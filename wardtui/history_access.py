@@ -8,22 +8,37 @@ screen, and a test can drive it without one.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from store.history import HistoryStore
 from store.queries import History, InterfaceHistory, Retention, device_history, interface_history, latest_snmp
 from store.records import Outage, SnmpEvent, SnmpLatest
 from store.report import GroupBy, Period, Report, availability
 
+if TYPE_CHECKING:
+    from store.history import HistoryStore
+
 T = TypeVar("T")
-STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
-"""Why a read fails: the store never opened, is still opening ("not open"), or the database went
-away. Monitoring goes on regardless; the screens say so instead of failing."""
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """Why a read fails: the store never opened, is still opening ("not open"), or the database
+    went away. Monitoring goes on regardless; the screens say so instead of failing. A function
+    (``except store_errors():``), so that SQLAlchemy is imported when a read fails, not before the
+    dashboard's first frame."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (RuntimeError, SQLAlchemyError, OSError)
+
+
+def __getattr__(name: str) -> Any:
+    # ``STORE_ERRORS``, as it was: the tuple, its SQLAlchemy imported on first use.
+    if name == "STORE_ERRORS":
+        return store_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 EVENTS_OVER = timedelta(days=365)  # how far back the drill-down looks for the last reboot
 
 
@@ -72,12 +87,19 @@ class HistoryAccess:
     """The reads the screens make, each run on the engine's loop as one coroutine; ``retention``
     (the run's, or ``None`` for the defaults) picks the tier a span is read from.
 
-    A store that is not open yet, or no longer, raises one of :data:`STORE_ERRORS`."""
+    A store that is not open yet, or no longer, raises one of :func:`store_errors`. ``store``
+    may be a function that gives it, called at the first read (an attached dashboard's store is
+    made after its first frame: wardtui/attached.py)."""
 
-    def __init__(self, store: HistoryStore, engine: EngineLoop, retention: Retention | None = None) -> None:
-        self._store = store
+    def __init__(self, store: HistoryStore | Callable[[], HistoryStore], engine: EngineLoop,
+                 retention: Retention | None = None) -> None:
+        self._store_of: Callable[[], HistoryStore] = store if callable(store) else (lambda: store)
         self._engine = engine
         self.retention = retention
+
+    @property
+    def _store(self) -> HistoryStore:
+        return self._store_of()
 
     async def device(self, device: str, span: timedelta) -> DeviceHistory:
         """``device``'s checks or rollups over the last ``span``, and its outages."""

@@ -13,31 +13,31 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING, Any
 
 from poller.credentials import Credential, CredentialsError, default_credentials_path, load_credentials
 from poller.engine import Engine, EngineConfig
-from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
 from poller.inventory import Device, InventoryError, load_inventory
 from poller.inventory_diff import InventoryDiff
 from poller.prober import Prober
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from poller.snmp_source import Agent, SnmpSource
 from poller.state import StateConfig
-from store.db import DB_ENV, database_url, default_spool_dir
 from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.files import missing_dirs
-from store.history import HistoryStore
-from store.lease import Lease, LeaseRefused
-from store.maintenance import Maintenance
 from store.queries import Retention
-from store.schema import SchemaError, check, display_url
 from store.spool import Spool, SpoolError
-from store.writer import StoreWriter
 from wardtui.messages import error
 from wardtui.process import GUEST, ProcessPolicy
+
+if TYPE_CHECKING:
+    from poller.icmp import IcmpProber
+    from store.maintenance import Maintenance
+    from store.writer import StoreWriter
+
+# The history store's modules (SQLAlchemy, asyncpg, sqlmodel, pydantic) and the ICMP prober's
+# (icmplib) are imported where they are first used: the dashboard attached to a service
+# (wardtui/attached.py) imports this module and paints its first frame without them.
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def redacted_url(url: str | None) -> str:
 
 def db_option(db: str | None) -> str:
     """How the operator named the database, for an error line: ``--db URL`` or ``WARDTUI_DB=URL``."""
+    from store.db import DB_ENV
+
     if db:
         return f"--db {redacted_url(db)}"
     env = os.environ.get(DB_ENV, "")
@@ -135,6 +137,8 @@ def load_devices(path: Path | None, progress: Callable[[str], None] = error,
 
 
 def open_prober(devices: list[Device]) -> IcmpProber:
+    from poller.icmp import IcmpPermissionError, IcmpProber, permission_message
+
     prober = IcmpProber()
     try:
         prober.open(tuple(sorted({d.family for d in devices})) or (4,))
@@ -180,6 +184,10 @@ class Runtime:
     def __init__(self, options: Options, prober: Prober | None = None,
                  devices: list[Device] | None = None, snmp_client: SnmpSource | None = None,
                  process: ProcessPolicy = GUEST, kind: str = "poll") -> None:
+        from store.db import database_url, default_spool_dir
+        from store.history import HistoryStore
+        from store.lease import Lease
+
         self.options = options
         self.kind = kind  # what the lease says polls the database: serve, poll or dashboard
         self.process = process  # the command's: told when the store has started (wardtui/process.py)
@@ -246,6 +254,10 @@ class Runtime:
         the engine (added, or at a new address) with an outage still open in the history starts
         DOWN from it, as at a start. A history database that cannot be reached costs the new
         devices' branch and region in it until the next start, not the reload."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.schema import display_url
+
         open_outages: dict[str, Any] = {}
         if self.writer is not None:
             try:
@@ -271,6 +283,12 @@ class Runtime:
         Raises :class:`StartupError` naming the database when it cannot be opened (code 1), or
         when its schema is behind, ahead of or foreign to this wardtui's migrations (code 2).
         """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.maintenance import Maintenance
+        from store.schema import SchemaError, display_url
+        from store.writer import StoreWriter
+
         try:
             await self.take_lease()
         except StartupError as exc:
@@ -350,6 +368,8 @@ class Runtime:
         """Take the database's poller lease (once; :meth:`start` takes it if this was not
         called). :class:`StartupError` with code 2, naming the holder, when another poller
         holds it; a database that cannot be reached raises what the driver raised."""
+        from store.lease import LeaseRefused
+
         try:
             await self.lease.acquire()
         except LeaseRefused as exc:
@@ -360,6 +380,8 @@ class Runtime:
         """What the dashboard does before its first screen: take the lease, refusing with code 2
         when another poller holds it. A database that cannot be reached is left to
         :meth:`start`, as in :meth:`check_schema` (for the dashboard that costs history): False."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             await self.take_lease()
         except (SQLAlchemyError, OSError):
@@ -397,6 +419,10 @@ class Runtime:
         An empty database is migrated here. A database that cannot be reached is left to
         :meth:`start`: for the dashboard that costs history, not monitoring.
         """
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.schema import SchemaError, check
+
         try:
             await check(self.store.url)
         except SchemaError as exc:
@@ -430,6 +456,8 @@ class Runtime:
     async def _stop_writer(self, writer: StoreWriter) -> tuple[int, bool]:
         """Flush ``writer``: (rows it could not write, True); past :data:`STOP_TIMEOUT`, the
         database not answering, (rows neither written nor spooled, given up, False)."""
+        from store.schema import display_url
+
         task = asyncio.ensure_future(writer.aclose())
         if await _within(asyncio.shield(task), 1.0):
             return writer.lost_at_stop, True

@@ -52,3 +52,33 @@ def test_a_command_runs_with_the_collector_on_and_the_entry_leaves_it_on(tmp_pat
             "print(gc.isenabled())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("True")
+
+
+HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "alembic", "asyncpg", "aiosqlite", "pysnmp", "icmplib",
+         "prometheus_client")
+
+
+def test_the_attached_dashboard_imports_no_store_driver_or_prober_before_its_first_frame() -> None:
+    """What ``wardtui --redis URL`` imports before its first frame (the command line, the dashboard
+    command, the app, its screens and the attached runtime, as wardtui/cli/dashboard.py loads them)
+    holds none of the history store's libraries nor the pollers': they load where first used
+    (the history store opens after the first frame). An attached runtime made (its --db, a
+    sqlite:/// URL, checked) and described still imports none of them."""
+    code = ("import sys, wardtui.cli, wardtui.cli.dashboard, wardtui.app, wardtui.attached, "
+            "wardtui.screens.dashboard, wardtui.screens.device, wardtui.screens.export, store\n"
+            "from poller.live import Keys\n"
+            "from wardtui.attached import AttachedRuntime, Site\n"
+            "from wardtui.runtime import Options\n"
+            "runtime = AttachedRuntime(Site('redis://127.0.0.1:1', Keys('s')), Options(db='sqlite:////tmp/x.db?timeout=5'))\n"
+            "runtime.describe(); runtime.retention\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    # The store and the history's readers still find them when used.
+    code = ("import sys\nfrom store import HistoryStore, schema\n"
+            "from wardtui.history_access import STORE_ERRORS, store_errors\n"
+            "from sqlalchemy.exc import SQLAlchemyError\n"
+            "assert SQLAlchemyError in STORE_ERRORS and store_errors() == STORE_ERRORS\n"
+            "print(HistoryStore.__module__, 'sqlalchemy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "store.history True"

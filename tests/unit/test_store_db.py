@@ -177,3 +177,19 @@ def test_sqlite_query_keys_that_would_be_ignored_or_fail_are_refused(query: str,
 def test_sqlite_timeout_and_uri_parameters_pass(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/h.db?timeout=30&uri=true&mode=rwc"
     assert database_url(url) == f"sqlite+aiosqlite:///{tmp_path}/h.db?timeout=30&uri=true&mode=rwc"
+
+
+def test_a_sqlite_url_is_read_as_sqlalchemy_reads_it_without_importing_it() -> None:
+    """store.db reads sqlite:// URLs itself (the attached dashboard checks its --db before its
+    first frame, without SQLAlchemy): the same database as make_url's, or None to let it judge."""
+    from sqlalchemy.engine import make_url
+
+    from store.db import _sqlite_database
+
+    urls = ["sqlite:///x.db", "sqlite:////tmp/a%20b.db?timeout=5", "sqlite://", "sqlite:///:memory:",
+            "sqlite+aiosqlite:///p?mode=ro&uri=true", "sqlite://user:pw@host:12/db", "sqlite:///%2Ftmp",
+            "sqlite://[::1]:5/d", "sqlite:///", "sqlite:///a?b\nc"]
+    for url in urls:
+        assert _sqlite_database(url) == (make_url(url).database or ""), url
+    for url in ["sqlite://h:abc/db", "sqlite://h:\u0665/db", "mysql:///x", "postgresql:///x"]:
+        assert _sqlite_database(url) is None, url

@@ -28,7 +28,7 @@ from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
 from poller.state import TrackerView
 from store.queries import InterfaceHistory
 from store.records import Outage
-from wardtui.history_access import STORE_ERRORS, DeviceHistory, DeviceSnmp, HistoryAccess
+from wardtui.history_access import DeviceHistory, DeviceSnmp, HistoryAccess, store_errors
 from wardtui.literal import Literal
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.screens.probe import probe_and_tell
@@ -191,7 +191,7 @@ class DeviceScreen(Screen[None]):
         if self.history is not None:
             try:
                 read = await self.history.device(self.device, span.length)
-            except STORE_ERRORS as exc:
+            except store_errors() as exc:
                 error = str(exc)
         await self._painted.wait()  # a read that beats the first frame must not delay it
         if read is None:
@@ -205,7 +205,7 @@ class DeviceScreen(Screen[None]):
             return
         try:
             read = await self.history.snmp(self.device)
-        except STORE_ERRORS:
+        except store_errors():
             return  # the history part already says the store is unavailable
         await self._painted.wait()
         if read.latest is not None:
@@ -225,7 +225,7 @@ class DeviceScreen(Screen[None]):
             return
         try:
             history = await self.history.interface(self.device, ifindex, span.length)
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             self._if_chart().show(span, [], [], f"history unavailable: {exc}")
             return
         if ifindex == self.if_index and span is self.span:  # the cursor or the span moved on

@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,14 +17,13 @@ from poller.text import clean_lines
 from store.files import open_output
 from store.report import GROUP_BYS, GroupBy, Period, Report
 from wardtui.cli.common import UsageError, parse_period
-from wardtui.history_access import HistoryAccess, Scope
+from wardtui.history_access import HistoryAccess, Scope, store_errors
 from wardtui.literal import Literal, literal
 from wardtui.report_formats import FORMATS, RENDERERS
 
 # (id, label) of the periods offered; "custom" reads the from/to inputs.
 PERIODS = (("24h", "last 24 h"), ("7d", "last 7 days"), ("30d", "last 30 days"),
            ("month", "this month"), ("custom", "custom from → to"))
-STORE_ERRORS = (RuntimeError, SQLAlchemyError, OSError)
 
 
 def choose_period(choice: str, now: datetime, start: str = "", end: str = "") -> Period:
@@ -158,7 +156,7 @@ class ExportScreen(ModalScreen[Path | None]):
             # The store belongs to the engine's loop; rendering and writing go to a thread.
             report = await self.history.availability(period, self.scope, group_by=group_by, now=now)
             written = await asyncio.to_thread(write_report, report, fmt, path)
-        except STORE_ERRORS as exc:
+        except store_errors() as exc:
             what = f"cannot write {path}" if isinstance(exc, OSError) else "cannot read the history"
             self._failed(f"{what}: {getattr(exc, 'strerror', None) or exc}")
             return

@@ -62,13 +62,26 @@ class CommandSuggester(Suggester):
 
     def __init__(self, devices: Iterable[str]) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
-        self._devices = sorted(devices)
-        self._folded = [name.lower() for name in self._devices]
-        self._folded_order = sorted(range(len(self._devices)), key=self._folded.__getitem__)
-        self._folded_sorted = [self._folded[i] for i in self._folded_order]
+        # The names as they are now; sorted at the first completion that needs them, not while
+        # the dashboard builds its first frame (~0.1 s at 100,000 devices).
+        self._names: list[str] | None = list(devices)
+        self._devices: list[str] = []
+        self._folded_order: list[int] = []
+        self._folded_sorted: list[str] = []
+
+    def _index(self) -> None:
+        """Sort the names once: by name, and by folded name for case-insensitive prefixes."""
+        if self._names is None:
+            return
+        self._devices = sorted(self._names)
+        self._names = None
+        folded = [name.lower() for name in self._devices]
+        self._folded_order = sorted(range(len(self._devices)), key=folded.__getitem__)
+        self._folded_sorted = [folded[i] for i in self._folded_order]
 
     def device_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Device names starting with ``prefix`` (case-insensitive), at most ``limit``."""
+        self._index()
         folded = prefix.lower()
         start = bisect_left(self._folded_sorted, folded)
         found: list[str] = []
