@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from poller.events import State
 from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
 from wardtui.widgets import row_order
@@ -224,3 +225,39 @@ def test_an_update_of_every_row_equals_the_order_from_scratch(view: str) -> None
         names, moved, _ = rows.update(trackers, now)
         assert names == set(trackers) and moved
         assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+
+
+def test_a_row_changed_while_hidden_is_keyed_when_its_down_for_text_shows_it() -> None:
+    """While a filter is on, a tick makes keys only for the shown rows; a hidden row changed
+    (here: gone down) gets its key when "down for" moves it into the filter without a tick of
+    its own, so it lands where a full sort puts it."""
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(60)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for i, t in enumerate(trackers.values()):
+        rtt = 1.0 + i
+        t.record_probe(rtt)
+        t.apply_check(True, now, now, now.timestamp(), rtt)
+    rows = RowOrder(trackers, ranks)
+    rows.sort_index = [key for key, _ in SORTS].index("rtt")
+    rows.rebuild(now)
+    rows.set_filter("2m")
+    rows.rebuild(now)
+    assert rows.display_order() == []
+    down = ["dev3", "dev7", "dev30"]  # by RTT the other way round while they were up
+    while any(trackers[name].state is not State.DOWN for name in down):
+        now += timedelta(seconds=1)
+        for name in down:
+            trackers[name].record_probe(None)
+            trackers[name].apply_check(False, now, now, now.timestamp(), None)
+        rows.update(down, now)
+    assert rows.display_order() == []  # down for 0s: still hidden
+    now += timedelta(seconds=125)
+    rows.update([], now)  # a tick naming other rows (none here): "down for" reads 2m05s now
+    shown = shown_from_scratch(trackers, "2m", now)
+    assert sorted(shown) == sorted(down)
+    assert rows.display_order() == from_scratch(rows, trackers, ranks, shown)
+    # and its key is the one a full sort makes, where the rows are placed on the next filter
+    rows.set_filter("")
+    rows.rebuild(now)
+    assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))

@@ -132,16 +132,22 @@ def _number(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 1000 else f"{value:.0f}"
 
 
+def live_texts(tracker: TrackerView, now: datetime) -> tuple[str, str, str, str]:
+    """The plain text of the columns that change live: state, RTT, loss, down for."""
+    loss = tracker.loss_pct
+    state = tracker.state  # read once each: the engine's thread may change them meanwhile
+    since = tracker.down_since
+    is_down = state is State.DOWN
+    return (state_label(state, tracker.flapping),
+            "-" if is_down else _number(tracker.last_rtt_ms),
+            "-" if loss is None else f"{loss:.0f}",
+            format_duration(now - since) if is_down and since is not None else "")
+
+
 def row_texts(tracker: TrackerView, now: datetime) -> tuple[str, ...]:
     """The plain text of every column, in :data:`COLUMNS` order."""
     device = tracker.device
-    loss = tracker.loss_pct
-    down = ""
-    since = tracker.down_since  # read once: the engine's thread may clear it meanwhile
-    if tracker.state is State.DOWN and since is not None:
-        down = format_duration(now - since)
-    return (device.name, state_label(tracker.state, tracker.flapping), _number(_rtt(tracker)),
-            "-" if loss is None else f"{loss:.0f}", down,
+    return (device.name, *live_texts(tracker, now),
             device.address, device.branch, device.region, device.type)
 
 

@@ -29,6 +29,7 @@ from wardtui.widgets.device_rows import (
     STATIC_COLUMNS,
     SortKey,
     StaticRanks,
+    live_texts,
     packed_sort_keys,
     problem_key,
     row_texts,
@@ -89,6 +90,9 @@ class RowOrder:
         # rows are kept in order, in _view; the filter's next change puts them in place.
         self._sorted: list[tuple[int, str]] = []
         self._stale: dict[str, int | None] = {}
+        # Rows a tick changed while hidden by the filter: their key in self.keys is not made
+        # again until they are placed (the filter changes) or shown (always stale meanwhile).
+        self._unkeyed: set[str] = set()
         self._view: list[tuple[int, str]] | None = None  # the shown rows; None: no filter
         self._view_at: dict[str, int] = {}  # the key each row of _view sits at
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
@@ -199,6 +203,7 @@ class RowOrder:
     def _place_stale(self) -> None:
         """Put the rows whose key moved while a filter was on in place among every row's."""
         stale, keys = self._stale, self.keys
+        self._key_now(self._unkeyed)
         moves: list[Move] = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
         stale.clear()
         if len(moves) > len(keys) // 4:  # then one sort of ints is cheaper
@@ -259,7 +264,6 @@ class RowOrder:
         trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
         problems_moved = False
-        new_keys = self._keys_of(present)
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
         texts = self._static_text is not None
         # (name, key it sits at or None, key it goes to or None) of rows that move in the list
@@ -268,6 +272,7 @@ class RowOrder:
         track = self._track_problem
         changes: list[tuple[str, SortKey | None, SortKey | None]] = []  # of the problems
         if shown is None:
+            new_keys = self._keys_of(present)
             for name, tracker in present.items():
                 if texts:
                     self._remember(name, tracker, now)
@@ -279,21 +284,35 @@ class RowOrder:
             if moves:
                 self._sorted = _move(self._sorted, moves)
         else:
-            stale, view_at = self._stale, self._view_at
+            stale, view_at, unkeyed = self._stale, self._view_at, self._unkeyed
+            keyed: dict[str, TrackerView] = {}  # the shown rows: keyed now, hidden ones when placed
             for name, tracker in present.items():
                 self._remember(name, tracker, now)
                 came_or_went = self._rematch(name)
-                old, key = keys.get(name), new_keys[name]
+                if name in shown:
+                    keyed[name] = tracker
+                else:
+                    if name not in unkeyed:
+                        stale.setdefault(name, keys.get(name))
+                        unkeyed.add(name)
+                    at = view_at.get(name)
+                    if at is not None:
+                        moves.append((name, at, None))
+                if track(name, problem_key(tracker, name_ranks[name]), changes) or came_or_went:
+                    problems_moved |= name in shown or came_or_went
+            for name, key in self._keys_of(keyed).items():
+                old = keys.get(name)
                 if key != old:
                     keys[name] = key
                     stale.setdefault(name, old)
+                unkeyed.discard(name)
                 moves += self._view_move(name, key)
-                if track(name, problem_key(tracker, name_ranks[name]), changes) or came_or_went:
-                    problems_moved |= name in shown or came_or_went
             # "down for" is matched by the filter too: its text moved without an event
             redrawn = self._refresh_down(now, present)
             for name in redrawn:
                 if self._rematch(name):
+                    if name in unkeyed:
+                        self._key_now({name})
                     moves += self._view_move(name, keys[name])
                     problems_moved = True
             names |= redrawn
@@ -318,6 +337,14 @@ class RowOrder:
         if name in self._shown:
             return [] if at == key else [(name, at, key)]
         return [] if at is None else [(name, at, None)]
+
+    def _key_now(self, names: set[str]) -> None:
+        """Make the keys of ``names`` (rows a tick changed while hidden) again; each is in
+        _stale already, at the key it sits at."""
+        if names:
+            trackers = self._trackers
+            self.keys.update(self._keys_of({name: trackers[name] for name in names if name in trackers}))
+            self._unkeyed -= names
 
     def _keys_of(self, trackers: Mapping[str, TrackerView]) -> dict[str, int]:
         """The sort key of each of ``trackers`` by the sort column, as self.keys holds them."""
@@ -345,6 +372,7 @@ class RowOrder:
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
         self._stale.clear()
+        self._unkeyed.clear()
         column, trackers = self.sort_column, self._trackers
         if column in STATIC_COLUMNS:
             # The column's ranks are 0..n-1, one per device (StaticRanks): they are the keys
@@ -366,10 +394,10 @@ class RowOrder:
 
     def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
         assert self._static_text is not None
-        texts = row_texts(tracker, now)
-        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts[_LIVE]).lower()
+        texts = live_texts(tracker, now)  # only these moved: the rest is kept in _static_text
+        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts).lower()
         if tracker.state is State.DOWN:
-            self._down[name] = texts[_DOWN_FOR]
+            self._down[name] = texts[3]
         else:
             self._down.pop(name, None)
 
