@@ -33,25 +33,37 @@ from textual.containers import Horizontal  # noqa: E402
 
 from poller.events import State, Transition  # noqa: E402
 from poller.inventory import Device  # noqa: E402
-from poller.live import LiveTracker  # noqa: E402
+from poller.live import LOSS_UNIT, RTT_UNIT, Columns, LiveRows, LiveTracker  # noqa: E402
 from wardtui.widgets.device_table import DeviceTable  # noqa: E402
 from wardtui.widgets.transition_log import TransitionLog  # noqa: E402
 
 
+class _Row:
+    """A device's figures, as a service's tracker holds them (Columns.set_row reads these)."""
+
+    def __init__(self) -> None:
+        self.state, self.flapping = State.UP, False
+        self.down_since = self.last_change = None
+        self.last_rtt_ms = self.avg_rtt_ms = self.jitter_ms = self.loss_pct = None
+
+
 def make_trackers(n: int, rng: random.Random, now: datetime) -> dict[str, LiveTracker]:
+    """N trackers reading one shared set of snapshot columns, as an attached dashboard's do."""
+    rows = LiveRows(Columns.empty(n))
     trackers = {}
     for i in range(n):
         device = Device(name=f"dev{i}", address=f"127.{2 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
                         branch=f"b{i % 97}", region=("north", "south", "east", "west")[i % 4],
                         type="router")
-        t = LiveTracker(device)
+        r = _Row()
         if rng.random() < 0.05:
-            t.state, t.down_since = State.DOWN, now - timedelta(seconds=rng.uniform(1, 3600))
-            t.last_change, t.loss_pct = t.down_since, 100.0
+            r.state, r.down_since = State.DOWN, now - timedelta(seconds=rng.uniform(1, 3600))
+            r.last_change, r.loss_pct = r.down_since, 100.0
         else:
-            t.state, t.last_rtt_ms = State.UP, rng.uniform(0.02, 0.5)
-            t.avg_rtt_ms, t.loss_pct = t.last_rtt_ms, rng.choice((0.0, 0.0, 0.0, 10.0))
-        trackers[device.name] = t
+            r.last_rtt_ms = rng.uniform(0.02, 0.5)
+            r.avg_rtt_ms, r.loss_pct = r.last_rtt_ms, rng.choice((0.0, 0.0, 0.0, 10.0))
+        rows.columns.set_row(i, r)
+        trackers[device.name] = LiveTracker(device, rows, i)
     return trackers
 
 
@@ -68,18 +80,35 @@ class TickApp(App[None]):
 
 def flip(trackers: dict[str, LiveTracker], names: list[str], rng: random.Random,
          now: datetime) -> list[Transition]:
+    """A state change of each of ``names``, applied as a streamed event is."""
     events = []
     for name in names:
         t = trackers[name]
         if t.state is State.DOWN:
-            events.append(Transition(name, t.device.address, State.DOWN, State.UP, now, t.down_since, 0.1))
-            t.state, t.down_since, t.last_rtt_ms, t.loss_pct = State.UP, None, rng.uniform(0.02, 0.5), 20.0
+            event = Transition(name, t.device.address, State.DOWN, State.UP, now, t.down_since,
+                               rng.uniform(0.02, 0.5))
         else:
-            since = now - timedelta(seconds=2)
-            events.append(Transition(name, t.device.address, State.UP, State.DOWN, now, since, None))
-            t.state, t.down_since, t.loss_pct = State.DOWN, since, 100.0
-        t.last_change = now
+            event = Transition(name, t.device.address, State.UP, State.DOWN, now,
+                               now - timedelta(seconds=2), None)
+        t.apply(event)
+        events.append(event)
     return events
+
+
+def move_figures(trackers: dict[str, LiveTracker], names: list[str], rng: random.Random) -> None:
+    """A snapshot's change of ``names``' RTT (and of a few, their loss), in the shared columns,
+    as a refresh swapping in a newer snapshot's columns shows them; an event's override (a
+    state change since) is forgotten, as a snapshot covering it does."""
+    for name in names:
+        t = trackers[name]
+        columns, i = t._view[0].columns, t.row
+        columns.set_row(i, t)  # what the snapshot says of it, events since included
+        t.settle()
+        if t.state is not State.DOWN:
+            rtt = t.last_rtt_ms or 0.1
+            columns.last_rtt[i] = round(max(0.01, rtt * rng.uniform(0.8, 1.25)) / RTT_UNIT)
+            if rng.random() < 0.05:
+                columns.loss[i] = round(rng.choice((0.0, 10.0, 20.0, 30.0)) / LOSS_UNIT)
 
 
 async def scenario(app: TickApp, pilot, label: str, args, rng: random.Random) -> dict[str, float]:
@@ -91,13 +120,9 @@ async def scenario(app: TickApp, pilot, label: str, args, rng: random.Random) ->
         now += timedelta(seconds=0.5)
         changed: set[str] = set()
         if tick % 2 == 0:  # the snapshot: rows whose RTT (some: loss) moved
-            for name in rng.sample(names, args.moved):
-                t = trackers[name]
-                if t.state is not State.DOWN:
-                    t.last_rtt_ms = max(0.01, t.last_rtt_ms * rng.uniform(0.8, 1.25))
-                    if rng.random() < 0.05:
-                        t.loss_pct = rng.choice((0.0, 10.0, 20.0, 30.0))
-                changed.add(name)
+            moved = rng.sample(names, args.moved)
+            move_figures(trackers, moved, rng)
+            changed.update(moved)
         flipped = rng.sample(names, args.transitions)
         events = flip(trackers, flipped, rng, now)
         changed.update(flipped)
@@ -157,6 +182,9 @@ async def main(args) -> None:
             await timed(pilot, "filter 'b3 north' applied", lambda: table.set_filter("b3 north"))
             await timed(pilot, "filter cleared", lambda: table.set_filter(""))
             await timed(pilot, "s (name -> state)", table.cycle_sort)
+            await timed(pilot, "s (state -> down)", table.cycle_sort)
+            await timed(pilot, "s (down -> loss)", table.cycle_sort)
+            await timed(pilot, "s (loss -> rtt)", table.cycle_sort)
             table.set_sort("rtt")
             await timed(pilot, "s (rtt -> address)", table.cycle_sort)
             await timed(pilot, "p (problems)", lambda: table.set_view("problems"))

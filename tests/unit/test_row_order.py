@@ -8,11 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from poller.events import State
 from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
 from wardtui.widgets import row_order
-from wardtui.widgets.device_rows import SORTS, StaticRanks, problem_key, row_texts, sort_keys
-from wardtui.widgets.row_order import BISECT_LIMIT, SMALL, Repack, RowOrder, pack_keys
+from wardtui.widgets.device_rows import (
+    SORTS,
+    STATIC_COLUMNS,
+    StaticRanks,
+    packed_sort_keys,
+    problem_key,
+    row_texts,
+    sort_keys,
+)
+from wardtui.widgets.row_order import BISECT_LIMIT, RowOrder
 
 
 def from_scratch(rows: RowOrder, trackers: dict[str, DeviceTracker], ranks: StaticRanks,
@@ -144,14 +153,13 @@ def test_a_tick_of_many_moved_rows_merges_instead_of_sorting(monkeypatch: pytest
     changed = rng.sample(sorted(trackers), 300)
     for name in changed:
         trackers[name].record_probe(rng.uniform(0.1, 50))
-    real = row_order.pack_keys
+    real = row_order.packed_sort_keys
 
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        keys, layout = real(*args, **kwargs)
-        return {n: Counted(k) for n, k in keys.items()}, layout
+        return {n: Counted(k) for n, k in real(*args, **kwargs).items()}
 
     rows._sorted = [(Counted(k), n) for k, n in rows._sorted]
-    monkeypatch.setattr(row_order, "pack_keys", counted)
+    monkeypatch.setattr(row_order, "packed_sort_keys", counted)
     rows.update(changed, now)
     assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
     # a merge: ~n + m log m comparisons (~7,700 here); a sort of all 3,000 (~31,000) would not
@@ -159,21 +167,38 @@ def test_a_tick_of_many_moved_rows_merges_instead_of_sorting(monkeypatch: pytest
 
 
 def test_packed_keys_order_as_the_tuples_do() -> None:
+    """Each live column's packed key orders every device as its sort key's tuple does, ties
+    included (none: the name's rank is in each), over down, flapping, unknown and up devices
+    with no RTT or loss yet, zero, tiny and huge figures."""
     rng = random.Random(5)
-    values = [0.0, -0.0, 1.5, -1.5, 1e-300, -1e-300, 1e300, -1e300, 3, -3, 0, 255.0, 2.5e-7]
-    keys = {f"d{i}": (rng.random() < 0.3, rng.choice(values), rng.choice((0, 1, 2, 3)), i)
-            for i in range(500)}
-    packed, layout = pack_keys(keys, 9, {})
-    assert sorted(keys, key=packed.__getitem__) == sorted(keys, key=lambda n: keys[n])
-    assert layout == (SMALL, 64, SMALL)
-    # A few keys pack as all of them did, or say that they cannot.
-    few, _ = pack_keys({"d1": keys["d1"]}, 9, {}, layout)
-    assert few == {"d1": packed["d1"]}
-    with pytest.raises(Repack):
-        pack_keys({"d1": (True, 0.0, 300, 1)}, 9, {}, layout)
-    ranks = {"a": 0, "b": 1, "c": 2}
-    static, _ = pack_keys({"a": 2, "b": 0, "c": 1}, 2, ranks)
-    assert sorted(static, key=static.__getitem__) == ["b", "c", "a"]
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(600)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    figures = [0.0, 0.0, 1e-300, 2.5e-7, 0.01, 1.5, 3.0, 255.0, 1e300]
+    for i, t in enumerate(trackers.values()):
+        kind = i % 5
+        if kind == 0:
+            continue  # never checked: unknown, no figures
+        for _ in range(rng.choice((1, 4))):
+            ok = kind != 1 and rng.random() < 0.8
+            rtt = rng.choice(figures) if ok else None
+            t.record_probe(rtt)
+            at = now + timedelta(seconds=rng.choice((0, 1, 2)))
+            t.apply_check(ok, at, at, at.timestamp(), rtt)
+        if kind == 4:
+            t.flapping = True
+    states = {(t.state, t.flapping, t.loss_pct is None, t.last_rtt_ms is None) for t in trackers.values()}
+    assert len(states) >= 5, states
+    bits = max(len(ranks.name) - 1, 1).bit_length()
+    for column, _ in SORTS:
+        if column in STATIC_COLUMNS:
+            continue
+        tuples = sort_keys(column, trackers, ranks)
+        packed = packed_sort_keys(column, trackers, ranks.name, bits)
+        assert sorted(trackers, key=packed.__getitem__) == sorted(trackers, key=tuples.__getitem__), column
+        assert len(set(packed.values())) == len(trackers)
+        few = packed_sort_keys(column, {"dev7": trackers["dev7"]}, ranks.name, bits)
+        assert few == {"dev7": packed["dev7"]}  # a few rows' keys are as all of them made them
 
 
 @pytest.mark.parametrize("view", ["all", "problems"])
@@ -200,3 +225,39 @@ def test_an_update_of_every_row_equals_the_order_from_scratch(view: str) -> None
         names, moved, _ = rows.update(trackers, now)
         assert names == set(trackers) and moved
         assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+
+
+def test_a_row_changed_while_hidden_is_keyed_when_its_down_for_text_shows_it() -> None:
+    """While a filter is on, a tick makes keys only for the shown rows; a hidden row changed
+    (here: gone down) gets its key when "down for" moves it into the filter without a tick of
+    its own, so it lands where a full sort puts it."""
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(60)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for i, t in enumerate(trackers.values()):
+        rtt = 1.0 + i
+        t.record_probe(rtt)
+        t.apply_check(True, now, now, now.timestamp(), rtt)
+    rows = RowOrder(trackers, ranks)
+    rows.sort_index = [key for key, _ in SORTS].index("rtt")
+    rows.rebuild(now)
+    rows.set_filter("2m")
+    rows.rebuild(now)
+    assert rows.display_order() == []
+    down = ["dev3", "dev7", "dev30"]  # by RTT the other way round while they were up
+    while any(trackers[name].state is not State.DOWN for name in down):
+        now += timedelta(seconds=1)
+        for name in down:
+            trackers[name].record_probe(None)
+            trackers[name].apply_check(False, now, now, now.timestamp(), None)
+        rows.update(down, now)
+    assert rows.display_order() == []  # down for 0s: still hidden
+    now += timedelta(seconds=125)
+    rows.update([], now)  # a tick naming other rows (none here): "down for" reads 2m05s now
+    shown = shown_from_scratch(trackers, "2m", now)
+    assert sorted(shown) == sorted(down)
+    assert rows.display_order() == from_scratch(rows, trackers, ranks, shown)
+    # and its key is the one a full sort makes, where the rows are placed on the next filter
+    rows.set_filter("")
+    rows.rebuild(now)
+    assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))

@@ -17,11 +17,9 @@ decides, and a test can drive it without an app.
 
 from __future__ import annotations
 
-import struct
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
 
 from poller.events import State
 from poller.state import TrackerView
@@ -31,9 +29,10 @@ from wardtui.widgets.device_rows import (
     STATIC_COLUMNS,
     SortKey,
     StaticRanks,
+    live_texts,
+    packed_sort_keys,
     problem_key,
     row_texts,
-    sort_keys,
 )
 
 VIEWS = ("all", "problems")  # what the table can show; the grouped view is a widget of its own
@@ -45,68 +44,6 @@ BISECT_LIMIT = 64
 _LIVE = slice(1, 5)
 _DOWN_FOR = 4
 _STATIC = (0, 5, 6, 7, 8)
-_SIGN = 1 << 63
-_ALL64 = (1 << 64) - 1
-SMALL = 8  # bits of a part that is a small int (a flag, a state's rank) in a packed key
-
-
-def _ints_below(values: list[Any], limit: int) -> bool:
-    """Whether every one of ``values`` is an int (or bool) in 0..limit-1."""
-    return set(map(type, values)) <= {int, bool} and min(values) >= 0 and max(values) < limit
-
-
-class Repack(ValueError):
-    """A key does not fit the layout the column's keys were packed with: pack them all again."""
-
-
-def pack_keys(keys: Mapping[str, SortKey], rank_bits: int, names: Mapping[str, int],
-              layout: tuple[int, ...] | None = None) -> tuple[dict[str, int], tuple[int, ...]]:
-    """Each sort key as one int that orders as the key does, and the layout of the parts.
-
-    Python compares two ints several times faster than two ``(flag, float, rank)`` tuples, and
-    sorting or merging 100,000 rows is mostly comparisons. A key of a column that never changes
-    is its rank, then the name's rank (``names``). Any other key is a tuple of numbers ending
-    with the name's rank, of the same length for every device of the column: each part takes a
-    fixed number of bits, ``SMALL`` for an int in 0..255 (a flag, a state's rank), else 64 for
-    the bits of its float made order-preserving (non-negative: sign bit set; negative: all bits
-    flipped; -0.0 as 0.0, as a tuple compares them). The name's rank is always the lowest
-    ``rank_bits`` bits. ``layout`` (the widths returned for the same column before) makes a
-    few keys pack as all of them did; Repack if one does not fit it.
-    """
-    if not keys:
-        return {}, layout or ()
-    values: list[Any] = list(keys.values())
-    first = values[0]
-    if type(first) is int:  # a column that never changes
-        return {name: (rank << rank_bits) | names[name] for name, rank in zip(keys, values, strict=True)}, ()
-    length = len(first)
-    if set(map(len, values)) != {length}:
-        raise ValueError("sort keys of one column differ in length")
-    parts = [[key[i] for key in values] for i in range(length)]  # not zip(*values): 100,000 iterators
-    ranks = parts.pop()
-    if not _ints_below(ranks, 1 << rank_bits):
-        raise ValueError("a sort key does not end with the name's rank")
-    if layout is None:
-        layout = tuple(SMALL if _ints_below(part, 1 << SMALL) else 64 for part in parts)
-    elif len(layout) != len(parts):
-        raise Repack("another layout")
-    count = len(values)
-    packed: list[int] | None = None
-    for width, part in zip(layout, parts, strict=True):
-        if width == SMALL:
-            if not _ints_below(part, 1 << SMALL):
-                raise Repack("a part outgrew its bits")
-            fields: list[int] | tuple[int, ...] = part
-        else:
-            bits = struct.unpack(f"<{count}Q", struct.pack(f"<{count}d", *part))
-            fields = [b ^ _ALL64 if b > _SIGN else b | _SIGN for b in bits]
-        packed = list(fields) if packed is None else \
-            [(p << width) | f for p, f in zip(packed, fields, strict=True)]
-    assert packed is not None
-    packed = [(p << rank_bits) | r for p, r in zip(packed, ranks, strict=True)]
-    return dict(zip(keys, packed, strict=True)), layout
-
-
 Move = tuple[str, int | None, int | None]  # a row's name, the key it sits at, the key it goes to
 
 
@@ -141,18 +78,21 @@ class RowOrder:
         # then only matches instead of re-rendering every row.
         self._static_text: dict[str, str] | None = None
         self._text: dict[str, str] = {}  # the whole row's
-        # Sort key of every device, shown or not, packed in an int (pack_keys), or the rank of a
-        # column that never changes: the sorted lists compare ints, never the names (each
-        # device's key is its own).
+        # Sort key of every device, shown or not, packed in an int (packed_sort_keys: the name's
+        # rank in its lowest bits), or the rank of a column that never changes: the sorted lists
+        # compare ints, never the names (each device's key is its own).
         self._rank_bits = max(len(ranks.name) - 1, 1).bit_length()
         self.keys: dict[str, int] = {}
-        self._layout: tuple[int, ...] = ()  # of the packed keys of the sort column
         self._packed = True  # False: the keys are the ranks of a column that never changes
+        self._by_rank: list[str] | None = None  # each name at its rank by name, made when needed
         # Every device (key, name) by the sort column. While a filter is on, the rows whose key
         # moved stay where they were (_stale: name -> the key they sit at) and only the shown
         # rows are kept in order, in _view; the filter's next change puts them in place.
         self._sorted: list[tuple[int, str]] = []
         self._stale: dict[str, int | None] = {}
+        # Rows a tick changed while hidden by the filter: their key in self.keys is not made
+        # again until they are placed (the filter changes) or shown (always stale meanwhile).
+        self._unkeyed: set[str] = set()
         self._view: list[tuple[int, str]] | None = None  # the shown rows; None: no filter
         self._view_at: dict[str, int] = {}  # the key each row of _view sits at
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
@@ -263,10 +203,12 @@ class RowOrder:
     def _place_stale(self) -> None:
         """Put the rows whose key moved while a filter was on in place among every row's."""
         stale, keys = self._stale, self.keys
+        self._key_now(self._unkeyed)
         moves: list[Move] = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
         stale.clear()
         if len(moves) > len(keys) // 4:  # then one sort of ints is cheaper
-            self._sorted = sorted(zip(keys.values(), keys.keys(), strict=True))
+            self._sorted = self._sorted_keys() if self._packed else \
+                sorted(zip(keys.values(), keys.keys(), strict=True))
         elif moves:
             self._sorted = _move(self._sorted, moves)
 
@@ -322,17 +264,6 @@ class RowOrder:
         trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
         problems_moved = False
-        new_keys: Mapping[str, int]
-        try:
-            raw: Mapping[str, Any] = sort_keys(self.sort_column, present, self._ranks)
-            new_keys = raw if not self._packed else \
-                pack_keys(raw, self._rank_bits, self._ranks.name, self._layout)[0]
-        except Repack:  # a key outgrew the column's layout: every key packed again
-            self._resort()
-            self._make_view()
-            self._order = None
-            new_keys = {name: self.keys[name] for name in present}
-            problems_moved = True
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
         texts = self._static_text is not None
         # (name, key it sits at or None, key it goes to or None) of rows that move in the list
@@ -341,6 +272,7 @@ class RowOrder:
         track = self._track_problem
         changes: list[tuple[str, SortKey | None, SortKey | None]] = []  # of the problems
         if shown is None:
+            new_keys = self._keys_of(present)
             for name, tracker in present.items():
                 if texts:
                     self._remember(name, tracker, now)
@@ -352,21 +284,35 @@ class RowOrder:
             if moves:
                 self._sorted = _move(self._sorted, moves)
         else:
-            stale, view_at = self._stale, self._view_at
+            stale, view_at, unkeyed = self._stale, self._view_at, self._unkeyed
+            keyed: dict[str, TrackerView] = {}  # the shown rows: keyed now, hidden ones when placed
             for name, tracker in present.items():
                 self._remember(name, tracker, now)
                 came_or_went = self._rematch(name)
-                old, key = keys.get(name), new_keys[name]
+                if name in shown:
+                    keyed[name] = tracker
+                else:
+                    if name not in unkeyed:
+                        stale.setdefault(name, keys.get(name))
+                        unkeyed.add(name)
+                    at = view_at.get(name)
+                    if at is not None:
+                        moves.append((name, at, None))
+                if track(name, problem_key(tracker, name_ranks[name]), changes) or came_or_went:
+                    problems_moved |= name in shown or came_or_went
+            for name, key in self._keys_of(keyed).items():
+                old = keys.get(name)
                 if key != old:
                     keys[name] = key
                     stale.setdefault(name, old)
+                unkeyed.discard(name)
                 moves += self._view_move(name, key)
-                if track(name, problem_key(tracker, name_ranks[name]), changes) or came_or_went:
-                    problems_moved |= name in shown or came_or_went
             # "down for" is matched by the filter too: its text moved without an event
             redrawn = self._refresh_down(now, present)
             for name in redrawn:
                 if self._rematch(name):
+                    if name in unkeyed:
+                        self._key_now({name})
                     moves += self._view_move(name, keys[name])
                     problems_moved = True
             names |= redrawn
@@ -392,9 +338,41 @@ class RowOrder:
             return [] if at == key else [(name, at, key)]
         return [] if at is None else [(name, at, None)]
 
+    def _key_now(self, names: set[str]) -> None:
+        """Make the keys of ``names`` (rows a tick changed while hidden) again; each is in
+        _stale already, at the key it sits at."""
+        if names:
+            trackers = self._trackers
+            self.keys.update(self._keys_of({name: trackers[name] for name in names if name in trackers}))
+            self._unkeyed -= names
+
+    def _keys_of(self, trackers: Mapping[str, TrackerView]) -> dict[str, int]:
+        """The sort key of each of ``trackers`` by the sort column, as self.keys holds them."""
+        column, name_rank = self.sort_column, self._ranks.name
+        if column not in STATIC_COLUMNS:
+            return packed_sort_keys(column, trackers, name_rank, self._rank_bits)
+        static = self._ranks.column(column)
+        if not self._packed:
+            return {name: static[name] for name in trackers}
+        bits = self._rank_bits
+        return {name: (static[name] << bits) | name_rank[name] for name in trackers}
+
+    def _sorted_keys(self) -> list[tuple[int, str]]:
+        """Every (packed key, name) in order: the ints sorted alone (an int compares several
+        times faster than a tuple), each name then read from its rank in the key's low bits."""
+        by_rank = self._by_rank
+        if by_rank is None or len(by_rank) != len(self._ranks.name):
+            placed = [""] * len(self._ranks.name)
+            for name, rank in self._ranks.name.items():
+                placed[rank] = name
+            by_rank = self._by_rank = placed
+        mask = (1 << self._rank_bits) - 1
+        return [(key, by_rank[key & mask]) for key in sorted(self.keys.values())]
+
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
         self._stale.clear()
+        self._unkeyed.clear()
         column, trackers = self.sort_column, self._trackers
         if column in STATIC_COLUMNS:
             # The column's ranks are 0..n-1, one per device (StaticRanks): they are the keys
@@ -407,20 +385,19 @@ class RowOrder:
             except (IndexError, TypeError):
                 placed = [None]
             if len(ranks) == len(trackers) and None not in placed:
-                self.keys, self._layout, self._packed = dict(ranks), (), False
+                self.keys, self._packed = dict(ranks), False
                 self._sorted = list(enumerate(placed))  # type: ignore[arg-type]
                 return
-        keys = sort_keys(column, trackers, self._ranks)
-        self.keys, self._layout = pack_keys(keys, self._rank_bits, self._ranks.name)
         self._packed = True
-        self._sorted = sorted(zip(self.keys.values(), self.keys.keys(), strict=True))
+        self.keys = self._keys_of(trackers)
+        self._sorted = self._sorted_keys()
 
     def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
         assert self._static_text is not None
-        texts = row_texts(tracker, now)
-        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts[_LIVE]).lower()
+        texts = live_texts(tracker, now)  # only these moved: the rest is kept in _static_text
+        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts).lower()
         if tracker.state is State.DOWN:
-            self._down[name] = texts[_DOWN_FOR]
+            self._down[name] = texts[3]
         else:
             self._down.pop(name, None)
 
