@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 import time
 from contextlib import suppress
@@ -25,7 +24,7 @@ from store.files import open_output
 from wardtui.attached import AttachedRuntime
 from wardtui.engine_thread import EngineThread
 from wardtui.history_access import HistoryAccess
-from wardtui.process import GUEST, IdleCollections, ProcessPolicy
+from wardtui.process import GUEST, IdleCollections, ProcessPolicy, resume_collection
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
 
@@ -163,7 +162,7 @@ class WardApp(App[int]):
         then the engine."""
         if self.collect_after_first_frame:
             self.collect_after_first_frame = False
-            gc.enable()
+            resume_collection()
         if self.engine_worker is None and not self._quitting:
             self.engine_worker = self.run_engine()
 

@@ -10,14 +10,14 @@ again: wardtui/app.py turns it on). Whatever happens, it is on again when the co
 
 from __future__ import annotations
 
-import gc
+from wardtui.process import pause_collection, resume_collection
 
 
 def main() -> int:
-    gc.disable()
+    pause_collection()
     try:
         from wardtui.cli import main as cli
 
         return cli(collection_paused=True)
     finally:
-        gc.enable()
+        resume_collection()

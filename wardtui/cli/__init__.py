@@ -14,7 +14,6 @@ and the headless commands start without them."""
 from __future__ import annotations
 
 import argparse
-import gc
 
 from wardtui import __version__
 from wardtui.cli import db, doctor, events, generate, history, outages, poll, report, serve, snmp, status
@@ -69,6 +68,8 @@ def main(argv: list[str] | None = None, *, collection_paused: bool = False) -> i
 
         return dashboard.run(args, collection_paused=collection_paused)
     if collection_paused:
-        gc.enable()
+        from wardtui.process import resume_collection
+
+        resume_collection()
     code: int = args.run(args)
     return code
