@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from store.dburl import check_sqlite_query, postgres_url
+from store.dburl import URL_PATTERN, check_sqlite_query, postgres_url
 from store.files import private_dirs
 
 _SQLITE_DRIVERS = ("sqlite", "sqlite+aiosqlite")
@@ -105,26 +105,8 @@ def _with_query(url: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-# sqlalchemy.engine.url._parse_url's pattern (flags too), as in store/dburl.py.
-_SQLALCHEMY_URL = re.compile(
-    r"""
-        (?P<name>[\w\+]+)://
-        (?:
-            (?P<username>[^:/]*)
-            (?::(?P<password>[^@]*))?
-        @)?
-        (?:
-            (?:
-                \[(?P<ipv6host>[^/\?]+)\] |
-                (?P<ipv4host>[^/:\?]+)
-            )?
-            (?::(?P<port>[^/\?]*))?
-        )?
-        (?:/(?P<database>[^\?]*))?
-        (?:\?(?P<query>.*))?
-    """,
-    re.X,
-)
+# SQLAlchemy's own pattern with its own flags (store/dburl.py).
+_SQLALCHEMY_URL = re.compile(URL_PATTERN, re.X)
 
 
 def _sqlite_database(url: str) -> str | None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
-# sqlalchemy.engine.url._parse_url's pattern: what these functions check is what SQLAlchemy
-# will connect with.
-_URL = re.compile(
+# sqlalchemy.engine.url._parse_url's pattern (compiled there with re.X alone): what these
+# functions check is what SQLAlchemy will connect with. store/db.py reads sqlite URLs with it.
+URL_PATTERN = (
     r"""
         (?P<name>[\w\+]+)://
         (?:
@@ -30,9 +30,9 @@ _URL = re.compile(
         )?
         (?:/(?P<database>[^\?]*))?
         (?:\?(?P<query>.*))?
-    """,
-    re.X | re.S,
+    """
 )
+_URL = re.compile(URL_PATTERN, re.X | re.S)
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 QUERY_KEYS = ("host", "port", "user", "password", "passfile", "sslmode", "ssl")
