@@ -287,11 +287,10 @@ class IcmpProber:
         called when it ends (from the loop's reader or timer, never from here), with ``error``
         :data:`~poller.prober.CLOSED` if the prober is closed first. No future, no task, no
         :class:`ProbeReply`: the engine's scheduled checks come this way."""
-        loop = self._bind_loop()
         self._outbox.append(_Pending(callback, context, address, timeout))
-        if not self._draining:
+        if not self._draining:  # a drain is due on the bound loop: no loop lookup per probe
             self._draining = True
-            loop.call_soon(self._drain)
+            self._bind_loop().call_soon(self._drain)
 
     @staticmethod
     def _complete(pending: _Pending, rtt_ms: float | None, error: str | None = None) -> None:
