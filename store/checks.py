@@ -1,7 +1,8 @@
 """ICMP in the history store: checks, transitions and outages, written and read, and checks' rollups.
 
 Reads and transitions go through SQLAlchemy Core on both databases. Raw checks go to SQLite
-with ``executemany`` and to PostgreSQL with binary COPY (``copy_records_to_table``) into the
+in one raw ``executemany`` on the driver's thread (:meth:`store.database.Database.insert_rows_sqlite`)
+and to PostgreSQL with binary COPY (``copy_records_to_table``) into the
 day partitions of ``checks``, which :class:`store.database.Database` creates as rows for a new
 day arrive. :class:`store.history.HistoryStore` exposes these as methods.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from poller.events import CheckResult, State, Transition
 from store import partitions
-from store.database import Database
+from store.database import Database, sqlite_time
 from store.models import checks_table, devices_table, outages_table, transitions_table
 from store.records import Check, Outage, Rollup
 
@@ -64,13 +65,11 @@ async def write_checks(db: Database, results: Sequence[CheckResult]) -> None:
             await db.ensure_partitions(conn, "checks", days)
             await db.copy_records(conn, "checks", COPY_COLUMNS, records)
     else:
-        stmt = db.upsert(_checks).on_conflict_do_nothing()  # a check stored before: kept once
-        step = max(1, db.chunk_rows)
-        columns = COPY_COLUMNS
+        # A check stored before (its key) is kept once. The times become text on aiosqlite's
+        # thread, as the driver draws the rows.
         async with db.writing() as conn:
-            for i in range(0, len(records), step):
-                chunk = records[i : i + step]
-                await conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in chunk])
+            await db.insert_rows_sqlite(conn, "checks", COPY_COLUMNS,
+                                        ((i, sqlite_time(at), s, r, rtt) for i, at, s, r, rtt in records))
     db.note_written("checks", oldest)
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store import partitions
+from store.database import sqlite_time
 from store.models import if_rollup_1h_table, if_rollup_1m_table, rollup_1h_table, rollup_1m_table
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -128,14 +129,9 @@ async def roll_up(conn: AsyncConnection, tier: Tier, start: datetime, end: datet
     # SQLite: the same in SQL, so the work happens in aiosqlite's thread, not on the loop.
     first_id, end_id = devices or (0, 2**62)
     result = await conn.execute(text(_sqlite_rollup(tier)), {
-        "start": _sqlite_time(start), "end": _sqlite_time(end), "seconds": tier.step.total_seconds(),
+        "start": sqlite_time(start), "end": sqlite_time(end), "seconds": tier.step.total_seconds(),
         "first_id": first_id, "end_id": end_id})
     return int(result.rowcount or 0)
-
-
-def _sqlite_time(at: datetime) -> str:
-    # How SQLAlchemy's DateTime (under sqlmodel's UTCDateTime) stores a UTC time in SQLite.
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _sqlite_rollup(tier: Tier) -> str:

@@ -87,7 +87,7 @@ async def test_write_checks_throughput(store: HistoryStore, capsys: pytest.Captu
     await store.write_checks(results)
     rate = len(results) / (time.perf_counter() - started)
     with capsys.disabled():
-        print(f"\nwrite_checks: {rate:,.0f} rows/s (100,000 CheckResults, SQLite, Core executemany)")
+        print(f"\nwrite_checks: {rate:,.0f} rows/s (100,000 CheckResults, SQLite, one raw executemany)")
     assert await store.count_checks() == 100_000  # the first 875 were there: stored once (their key)
     # The ORM path measured 6.7k rows/s here: a floor well above it catches a regression.
     assert rate > 20_000
