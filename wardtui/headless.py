@@ -61,6 +61,7 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
     except BaseException:
         runtime.prober.close()
         raise
+    runtime.settle_after_first_round()
     printer = asyncio.create_task(_print_events(sub, out, checks))
     # Nobody left to read: stop polling, but still flush the history (finally below).
     printer.add_done_callback(lambda _: engine.stop())

@@ -337,6 +337,15 @@ class Runtime:
         self.maintenance = Maintenance(self.store, self.retention, may_run=lambda: lease.held)
         self.maintenance.start()
 
+    def first_round_seconds(self) -> float:
+        """Seconds from the engine's start by which every device has been checked once."""
+        return min(60.0, max((s.interval for s in self.engine.slots), default=0.0)) + 2.0
+
+    def settle_after_first_round(self) -> asyncio.TimerHandle:
+        """Tell the process policy once the first round is done (``wardtui poll`` and ``serve``,
+        on their loop; the dashboard's app tells it itself, as it drives idle collections)."""
+        return asyncio.get_running_loop().call_later(self.first_round_seconds(), self.process.first_round_done)
+
     async def probe_now(self, name: str) -> dict[str, Any]:
         """Check ``name`` now, outside its schedule (an operator asked); the answer to show."""
         from poller.feed import probe_reply

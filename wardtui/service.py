@@ -231,6 +231,7 @@ async def serve(runtime: Runtime, options: ServeOptions,
     lost = 0
     try:
         await runtime.start()
+        runtime.settle_after_first_round()
         for service in make_services(runtime, options):
             try:
                 await service.start()

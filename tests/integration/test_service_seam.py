@@ -64,3 +64,27 @@ async def test_a_service_that_cannot_start_is_one_startup_error(tmp_path: Path) 
     assert info.value.code == 1
     assert said == ["start metrics"]  # the one that failed is not stopped, the next never started
     assert runtime.writer is None
+
+
+class PolicyRecorder:
+    """A process policy that only says when it is told (wardtui/process.py's hooks)."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, float]] = []
+
+    def store_started(self) -> None:
+        self.told.append(("store started", asyncio.get_running_loop().time()))
+
+    def first_round_done(self) -> None:
+        self.told.append(("first round done", asyncio.get_running_loop().time()))
+
+
+async def test_serve_tells_its_policy_when_the_first_round_is_done(tmp_path: Path) -> None:
+    policy = PolicyRecorder()
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", interval=0.1), prober=FakeProber(),
+                      devices=make_devices(3, interval=0.1), process=policy)  # type: ignore[arg-type]
+    asyncio.get_running_loop().call_later(3.0, runtime.engine.stop)
+    assert await serve(runtime, ServeOptions(tmp_path / "net.csv"), lambda r, o: []) == 0
+    assert [what for what, _ in policy.told] == ["store started", "first round done"]
+    (_, started), (_, settled) = policy.told
+    assert settled - started == pytest.approx(runtime.first_round_seconds(), abs=0.3)
