@@ -138,6 +138,7 @@ async def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.stop)
     await runtime.start()
+    runtime.settle_after_first_round()  # as wardtui.service.serve does
     addresses = [d.address for d in devices]
     start_down(prober, addresses, args.down, rng)
     settle = args.interval + (runtime.options.confirm_probes + 2) * max(runtime.options.timeout,
