@@ -321,8 +321,29 @@ class IcmpProber:
 
     def _send_one(self, pending: _Pending, family: int, loop: asyncio.AbstractEventLoop) -> bool:
         """Return False when the socket's send buffer is full (retry when writable)."""
-        channel = self._channel(family)
-        seq = channel.seq = (channel.seq + 1) & 0xFFFF
+        try:
+            channel = self._channel(family)
+        except IcmpPermissionError as exc:  # no socket for this family (IPv6 disabled, ...)
+            pending.sent_mono = time.monotonic()
+            pending.sent_ns = time.time_ns()
+            self.send_errors += 1
+            self._complete(pending, None, f"no ICMP socket for IPv{family}: {exc}")
+            return True
+        # The next sequence number that no probe to this address still waits on: after 65,536
+        # sends the numbers come round, and a second probe on one key would hide the first.
+        pending_map = self._pending
+        seq = channel.seq
+        for _ in range(0x10000):
+            seq = (seq + 1) & 0xFFFF
+            key = (family, pending.address, seq)
+            if key not in pending_map:
+                break
+        else:
+            pending.sent_mono = time.monotonic()
+            pending.sent_ns = time.time_ns()
+            self._complete(pending, None, "65,536 probes to this address in flight")
+            return True
+        channel.seq = seq
         packet = channel.packet(seq, self._payload, self._payload_sum)
         pending.sent_mono = time.monotonic()
         pending.sent_ns = time.time_ns()
@@ -338,8 +359,7 @@ class IcmpProber:
             self._complete(pending, None, reason)
             return True
         self.sent += 1
-        key = (family, pending.address, seq)
-        self._pending[key] = pending
+        pending_map[key] = pending
         deadline = pending.sent_mono + pending.timeout
         queue = self._deadlines.get(pending.timeout)
         if queue is None:

@@ -1,0 +1,86 @@
+"""Real ICMP over loopback, adversarial cases of the prober's matching and timing: every probe
+ends exactly once, with an outcome the kernel's timestamps decide (not when the loop got round to
+reading), whatever the sequence numbers, the wall clock or the sockets do."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from poller import icmp
+from poller.icmp import IcmpProber
+from tests.integration.test_icmp_callback import Outcome, hold_replies, recorder, wait_for
+
+
+@pytest.fixture(autouse=True)
+def need_root() -> None:
+    if os.geteuid() != 0:
+        reason = "real ICMP tests need root (raw sockets, SO_RCVBUFFORCE)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; CI must run them as root")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def prober() -> Iterator[IcmpProber]:
+    p = IcmpProber()
+    yield p
+    p.close()
+
+
+async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
+        prober: IcmpProber, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IPv6 device added by a reload on a host where no ICMPv6 socket opens (IPv6 disabled):
+    its probes fail at once, with a reason and a send time; IPv4 probes go on. (The exception
+    used to escape the drain, leaving it marked as scheduled: no probe was ever sent again and
+    every device stayed in flight, every later check skipped.)"""
+    real = icmp._Channel
+
+    def channel(family: int, privileged: bool | None, rcvbuf: int) -> Any:
+        if family == 6:
+            raise icmp.ICMPSocketError("[Errno 97] Address family not supported by protocol")
+        return real(family, privileged, rcvbuf)
+
+    monkeypatch.setattr(icmp, "_Channel", channel)
+    prober.open((4,))
+    outcomes: list[Outcome] = []
+    before = time.time_ns()
+    prober.start("::1", 1.0, recorder(outcomes), "v6")
+    prober.start("127.0.0.1", 1.0, recorder(outcomes), "v4")
+    await wait_for(lambda: len(outcomes) == 2, 2.0)
+    by = {o[0]: o for o in outcomes}
+    assert by["v4"][3] is not None and by["v4"][4] is None
+    v6 = by["v6"]
+    assert v6[3] is None and v6[4] is not None and "IPv6" in v6[4]
+    assert v6[1] >= before and v6[2] > 0  # a send time, not 1970 (the check's timestamp)
+    prober.start("127.0.0.2", 1.0, recorder(outcomes), "later")
+    await wait_for(lambda: len(outcomes) == 3, 2.0)
+    assert outcomes[-1][0] == "later" and outcomes[-1][3] is not None
+    c = prober.counters()
+    assert (c["send_errors"], c["in_flight"]) == (1, 0)
+
+
+async def test_a_sequence_still_in_flight_to_an_address_is_not_given_again(prober: IcmpProber) -> None:
+    """After 65,536 sends the 16-bit sequence comes round again; a probe to an address still
+    waiting on that (address, sequence) must not take it: it overwrote the first probe's entry,
+    whose callback was then never called (a check in flight for ever)."""
+    prober.open()
+    resume = hold_replies(prober)
+    outcomes: list[Outcome] = []
+    prober.start("127.0.0.1", 0.3, recorder(outcomes), "first")
+    await wait_for(lambda: prober.sent == 1)
+    prober._channels[4].seq -= 1  # as after 65,535 more sends while "first" waits
+    prober.start("127.0.0.1", 0.3, recorder(outcomes), "second")
+    await wait_for(lambda: prober.sent == 2)
+    resume()
+    await wait_for(lambda: len(outcomes) == 2, 2.0)
+    await asyncio.sleep(0.4)  # past both deadlines: no second outcome
+    assert sorted(o[0] for o in outcomes) == ["first", "second"]
+    assert all(o[3] is not None for o in outcomes)
+    c = prober.counters()
+    assert (c["received"], c["late_replies"], c["in_flight"]) == (2, 0, 0)
