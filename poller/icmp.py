@@ -5,7 +5,10 @@ ICMP socket gets a copy of every reply, so cost grows with sockets x replies (se
 docs/ARCHITECTURE.md). Here one socket per family is read with ``loop.add_reader``;
 replies are matched to requests by (source, identifier, sequence); RTT comes from the
 kernel's receive timestamp (``SO_TIMESTAMPNS``) against a send time taken right at
-``sendto``, so a busy event loop does not inflate it; the kernel's count of replies
+``sendto``, so a busy event loop does not inflate it (a wall clock step between the two is
+bounded by the monotonic time the probe was out); the same timestamps decide whether a reply
+came in time (replies waiting in the socket are read before any probe is timed out, so a loop
+late to read is not loss); the kernel's count of replies
 dropped for a full receive buffer (``SO_RXQ_OVFL``) is reported, never mistaken for loss;
 a BPF filter on the socket keeps other programs' echo replies out of it; sends go out in
 bounded bursts that let replies be read in between; and the engine's probes report to a
@@ -42,6 +45,7 @@ _IDSEQ = struct.Struct("!HH")
 _HEADER = struct.Struct("!BBHHH")
 _CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_U32.size)
 SOL_RAW, ICMP_FILTER, ICMP6_FILTER = 255, 1, 1
+_READS = 4096  # packets read per turn of the loop, at most
 
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ECHO_REPLY = {4: 0, 6: 129}
@@ -384,7 +388,14 @@ class IcmpProber:
             self._loop.call_soon(self._drain)
 
     def _sweep(self) -> None:
-        """Time out every probe whose deadline passed; re-arm for the next one."""
+        """Time out every probe whose deadline passed; re-arm for the next one.
+
+        Replies already in the sockets are read first: the kernel took them (on time, or not:
+        their receive times say) while the loop was busy, and a read put off is not loss."""
+        for channel in list(self._channels.values()):
+            for _ in range(len(self._pending) // _READS + 2):
+                if not self._on_readable(channel):
+                    break
         now = time.monotonic()
         pending_map = self._pending
         earliest: float | None = None
@@ -403,17 +414,19 @@ class IcmpProber:
             self._arm_sweep(earliest, self._loop)
 
     # -- receiving ---------------------------------------------------------------------------
-    def _on_readable(self, channel: _Channel) -> None:
+    def _on_readable(self, channel: _Channel) -> bool:
+        """Read what the socket holds, at most :data:`_READS` packets (so one flood cannot
+        starve the loop); True when that bound stopped it, not an empty socket."""
         sock = channel.sock
         family = channel.family
         raw4 = family == 4 and channel.raw
-        for _ in range(4096):  # bounded, so one flood cannot starve the loop
+        for _ in range(_READS):
             try:
                 data, ancdata, _flags, source = sock.recvmsg(2048, _CMSG_SPACE)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError:
-                return  # an ICMP error queued on a ping socket; the timeout will speak for it
+                return False  # an ICMP error queued on a ping socket; the timeout will speak for it
             rx_ns = 0
             for level, kind, cdata in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
@@ -425,6 +438,7 @@ class IcmpProber:
                 rx_ns = time.time_ns()
             offset = (data[0] & 0x0F) * 4 if raw4 and data else 0
             self._on_packet(channel, data, offset, source[0], rx_ns)
+        return True
 
     def _on_packet(self, channel: _Channel, data: bytes, offset: int, source: str, rx_ns: int) -> None:
         if len(data) < offset + 8:
@@ -439,9 +453,19 @@ class IcmpProber:
             if pending is None:
                 self.late_replies += 1
                 return
+            rtt_ns: float = rx_ns - pending.sent_ns
+            # Both wall clock, the kernel's and ours; the monotonic time since the send bounds
+            # the true RTT (the reply is being read now): outside it, the wall clock stepped.
+            out_ns = (time.monotonic() - pending.sent_mono) * 1e9
+            if not 0 <= rtt_ns <= out_ns:
+                rtt_ns = out_ns
+            if rtt_ns > pending.timeout * 1e9:
+                # Received after its timeout (read before the sweep came to it): a timeout.
+                self.late_replies += 1
+                self._complete(pending, None)
+                return
             self.received += 1
-            rtt = max(0.0, (rx_ns - pending.sent_ns) / 1e6)
-            self._complete(pending, rtt)
+            self._complete(pending, rtt_ns / 1e6)
         elif kind in _ERRORS[family] and channel.raw:
             self._on_error(channel, data, offset, _ERRORS[family][kind])
 

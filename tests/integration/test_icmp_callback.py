@@ -84,7 +84,9 @@ async def test_a_reply_after_the_timeout_is_late_not_a_second_outcome(prober: Ic
     assert (await prober.probe("127.0.0.1", 1.0)).ok  # warm-up
     resume = hold_replies(prober)
     outcomes: list[Outcome] = []
-    prober.start("127.0.0.1", 0.03, recorder(outcomes), "late")
+    # A loopback reply takes microseconds: with a timeout of 0.1 us it always comes after it.
+    # (A reply that came in time but waits unread is not late: test_icmp_truth.py.)
+    prober.start("127.0.0.1", 1e-7, recorder(outcomes), "late")
     await asyncio.sleep(0.15)  # the reply is in the socket, unread, past its timeout
     assert [(o[0], o[3], o[4]) for o in outcomes] == [("late", None, None)]
     resume()
@@ -99,7 +101,8 @@ async def test_engine_counts_a_late_reply_as_a_failed_check_only() -> None:
     devices = make_devices(1)
     prober = IcmpProber()
     prober.open()
-    engine = Engine(devices, prober, EngineConfig(interval=30.0, timeout=0.03, gauge_period=0.1,
+    # A timeout of 0.1 us: a loopback reply always comes after it.
+    engine = Engine(devices, prober, EngineConfig(interval=30.0, timeout=1e-7, gauge_period=0.1,
                                                   state=StateConfig(confirm_probes=0)))
     sub = engine.bus.subscribe("test")
     resume = hold_replies(prober)

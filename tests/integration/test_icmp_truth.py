@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from icmplib.exceptions import ICMPSocketError
 
 from poller import icmp
 from poller.icmp import IcmpProber
@@ -43,7 +44,7 @@ async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
 
     def channel(family: int, privileged: bool | None, rcvbuf: int) -> Any:
         if family == 6:
-            raise icmp.ICMPSocketError("[Errno 97] Address family not supported by protocol")
+            raise ICMPSocketError("[Errno 97] Address family not supported by protocol")
         return real(family, privileged, rcvbuf)
 
     monkeypatch.setattr(icmp, "_Channel", channel)
@@ -84,3 +85,73 @@ async def test_a_sequence_still_in_flight_to_an_address_is_not_given_again(probe
     assert all(o[3] is not None for o in outcomes)
     c = prober.counters()
     assert (c["received"], c["late_replies"], c["in_flight"]) == (2, 0, 0)
+
+
+async def test_replies_the_kernel_took_in_time_are_not_timed_out_by_a_late_read(prober: IcmpProber) -> None:
+    """The loop stalls (a reload, a long callback) while 6,000 replies arrive, each well within
+    its timeout. The reader takes at most 4,096 packets a turn and the sweep ran right after
+    it: the other replies, still in the socket, were timed out - loss that never happened."""
+    prober.open()
+    resume = hold_replies(prober)
+    outcomes: list[Outcome] = []
+    callback = recorder(outcomes)
+    targets = [f"127.11.{i // 250}.{i % 250 + 1}" for i in range(6000)]
+    for i, address in enumerate(targets):
+        prober.start(address, 0.5, callback, i)
+    await wait_for(lambda: prober.sent == 6000)
+    time.sleep(0.6)  # the loop is stalled past every deadline; the replies wait in the kernel
+    resume()
+    await wait_for(lambda: len(outcomes) == 6000)
+    lost = [o[0] for o in outcomes if o[3] is None]
+    assert lost == []
+    assert max(o[3] or 0.0 for o in outcomes) < 400.0  # the kernel's times, not the read's
+    c = prober.counters()
+    assert (c["received"], c["late_replies"], c["rcvbuf_drops"]) == (6000, 0, 0)
+
+
+async def test_a_reply_after_the_timeout_is_late_even_when_read_before_the_sweep(
+        prober: IcmpProber) -> None:
+    """Whether a reply was in time is the kernel's receive time against the send time, not the
+    order in which the loop runs its reader and its timer: a reply received after the timeout
+    is a timeout (and counted late) even when read first."""
+    prober.open()
+    assert (await prober.probe("127.0.0.1", 1.0)).ok  # warm-up
+    outcomes: list[Outcome] = []
+    # A loopback reply takes microseconds: 0.1 us is always missed.
+    prober.start("127.0.0.1", 1e-7, recorder(outcomes), "late")
+    # Right after the drain sends it, the loop is busy: next turn the reader runs before the
+    # sweep's timer.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.05)
+    await wait_for(lambda: len(outcomes) == 1)
+    assert [(o[0], o[3], o[4]) for o in outcomes] == [("late", None, None)]
+    c = prober.counters()
+    assert (c["received"], c["late_replies"], c["in_flight"]) == (1, 1, 0)
+
+
+class _SteppedClock:
+    """``time`` as the prober sees it, its wall clock ``offset_s`` off until stepped back."""
+
+    def __init__(self, offset_s: float) -> None:
+        self.offset_ns = int(offset_s * 1e9)
+
+    def time_ns(self) -> int:
+        return time.time_ns() + self.offset_ns
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@pytest.mark.parametrize("offset_s", [-3600.0, 3600.0])
+async def test_a_wall_clock_step_during_a_probe_does_not_make_its_rtt(
+        prober: IcmpProber, monkeypatch: pytest.MonkeyPatch, offset_s: float) -> None:
+    """The wall clock steps (NTP at boot, an operator) between a send and its reply: the kernel's
+    receive time and the send time are an hour apart. The RTT was 3,600,000 ms (forward) or 0
+    (backward); it is bounded by the monotonic time the probe was out."""
+    prober.open()
+    assert (await prober.probe("127.0.0.1", 1.0)).ok  # warm-up
+    monkeypatch.setattr(icmp, "time", _SteppedClock(offset_s))
+    outcomes: list[Outcome] = []
+    prober.start("127.0.0.1", 1.0, recorder(outcomes), "stepped")
+    await wait_for(lambda: len(outcomes) == 1)
+    rtt = outcomes[0][3]
+    assert rtt is not None and 0.0 < rtt < 100.0
