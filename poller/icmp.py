@@ -260,6 +260,7 @@ class IcmpProber:
                 self._loop.remove_writer(channel.sock.fileno())
             channel.icmp.close()
         self._channels.clear()
+        self._blocked.clear()  # those sockets' full buffers: reopened ones have room
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = self._sweep_at = None

@@ -15,6 +15,7 @@ from icmplib.exceptions import ICMPSocketError
 
 from poller import icmp
 from poller.icmp import IcmpProber
+from poller.prober import CLOSED
 from tests.integration.test_icmp_callback import Outcome, hold_replies, recorder, wait_for
 
 
@@ -155,3 +156,88 @@ async def test_a_wall_clock_step_during_a_probe_does_not_make_its_rtt(
     await wait_for(lambda: len(outcomes) == 1)
     rtt = outcomes[0][3]
     assert rtt is not None and 0.0 < rtt < 100.0
+
+
+class _FullSendBuffer:
+    """The channel's socket, its send buffer full (EAGAIN) at the sends ``full_at`` counts."""
+
+    def __init__(self, sock: Any, full_at: set[int]) -> None:
+        self.sock = sock
+        self.full_at = full_at
+        self.calls = 0
+        self.sent_to: list[str] = []
+
+    def sendto(self, packet: bytes, address: tuple[str, int]) -> int:
+        self.calls += 1
+        if self.calls in self.full_at:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        self.sent_to.append(address[0])
+        return int(self.sock.sendto(packet, address))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+async def test_a_full_send_buffer_delays_probes_never_loses_or_doubles_them(prober: IcmpProber) -> None:
+    """EAGAIN on a send: that probe and those after it wait for the socket to be writable, are
+    sent once each, in order, and each ends once with its reply (timed from its real send)."""
+    prober.open()
+    channel = prober._channels[4]
+    full = _FullSendBuffer(channel.sock, {3, 4, 300, 301, 302, 700})
+    channel.sock = full  # type: ignore[assignment]
+    outcomes: list[Outcome] = []
+    callback = recorder(outcomes)
+    targets = [f"127.12.{i // 250}.{i % 250 + 1}" for i in range(1000)]
+    for i, address in enumerate(targets):
+        prober.start(address, 2.0, callback, i)
+    await wait_for(lambda: len(outcomes) == 1000)
+    await asyncio.sleep(0.05)
+    assert full.sent_to == targets  # each once, in order
+    assert full.calls == 1000 + 6  # the six refused sends were tried again
+    assert sorted(o[0] for o in outcomes) == list(range(1000))
+    assert all(o[3] is not None and o[3] < 50.0 for o in outcomes)
+    c = prober.counters()
+    assert (c["sent"], c["received"], c["late_replies"], c["send_errors"], c["in_flight"]) == (
+        1000, 1000, 0, 0, 0)
+
+
+async def test_timeouts_of_another_length_still_fire_when_one_lengths_probes_are_over(
+        prober: IcmpProber) -> None:
+    """One timer sweeps the deadlines of every timeout length: when the short one's queue is
+    done, it is re-armed for the long one's. (0.0.0.0 is answered from 127.0.0.1: the reply
+    matches no probe, so each probe to it ends by its timeout.)"""
+    prober.open()
+    outcomes: list[tuple[str, float]] = []
+    start = time.monotonic()
+
+    def ended(context: Any, *_: Any) -> None:
+        outcomes.append((context, time.monotonic() - start))
+
+    prober.start("0.0.0.0", 0.3, ended, "long")
+    prober.start("0.0.0.0", 0.05, ended, "short")
+    await wait_for(lambda: len(outcomes) == 1, 1.0)
+    prober.start("0.0.0.0", 0.05, ended, "short again")
+    await wait_for(lambda: len(outcomes) == 3, 1.0)
+    assert [o[0] for o in outcomes] == ["short", "short again", "long"]
+    assert 0.3 <= outcomes[2][1] < 0.45
+    assert prober.counters()["in_flight"] == 0
+
+
+async def test_a_prober_closed_while_its_send_buffer_was_full_sends_again_when_reused() -> None:
+    """close() while a send waited for room: the probe ends CLOSED, and a later probe on the
+    same prober (its sockets reopen) is sent - not held behind the old socket's full buffer."""
+    prober = IcmpProber()
+    try:
+        prober.open()
+        channel = prober._channels[4]
+        channel.sock = _FullSendBuffer(channel.sock, {1})  # type: ignore[assignment]
+        outcomes: list[Outcome] = []
+        prober.start("127.0.0.1", 1.0, recorder(outcomes), "blocked")
+        await asyncio.sleep(0)  # the drain met EAGAIN; the socket is writable at once, but
+        prober.close()  # the prober closes first
+        assert [(o[0], o[4]) for o in outcomes] == [("blocked", CLOSED)]
+        prober.start("127.0.0.1", 1.0, recorder(outcomes), "after")
+        await wait_for(lambda: len(outcomes) == 2, 2.0)
+        assert outcomes[1][0] == "after" and outcomes[1][3] is not None
+    finally:
+        prober.close()
