@@ -5,6 +5,7 @@ reading), whatever the sequence numbers, the wall clock or the sockets do."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -14,8 +15,12 @@ import pytest
 from icmplib.exceptions import ICMPSocketError
 
 from poller import icmp
+from poller.engine import Engine, EngineConfig
+from poller.events import State
 from poller.icmp import IcmpProber
 from poller.prober import CLOSED
+from poller.state import StateConfig
+from tests.fakes import make_devices
 from tests.integration.test_icmp_callback import Outcome, hold_replies, recorder, wait_for
 
 
@@ -241,3 +246,32 @@ async def test_a_prober_closed_while_its_send_buffer_was_full_sends_again_when_r
         assert outcomes[1][0] == "after" and outcomes[1][3] is not None
     finally:
         prober.close()
+
+
+async def test_engine_goes_on_checking_when_one_familys_socket_cannot_open(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's view of the first case: an IPv6 device among IPv4 ones on a host with no
+    ICMPv6 socket. It is DOWN (its probes fail at once); the others are checked on schedule,
+    none skipped (they all stayed in flight, every check skipped, before)."""
+    real = icmp._Channel
+
+    def channel(family: int, privileged: bool | None, rcvbuf: int) -> Any:
+        if family == 6:
+            raise ICMPSocketError("[Errno 97] Address family not supported by protocol")
+        return real(family, privileged, rcvbuf)
+
+    monkeypatch.setattr(icmp, "_Channel", channel)
+    devices = [*make_devices(20), dataclasses.replace(make_devices(1, prefix="v6-")[0], address="::1")]
+    prober = IcmpProber()
+    prober.open((4,))
+    engine = Engine(devices, prober, EngineConfig(interval=0.1, timeout=0.5, gauge_period=0.1,
+                                                  state=StateConfig(confirm_spacing=0.01)))
+    try:
+        await engine.run(1.0)
+    finally:
+        prober.close()
+    states = {name: t.state for name, t in engine.trackers.items()}
+    assert states.pop("v6-0") is State.DOWN
+    assert set(states.values()) == {State.UP}
+    assert all(t.sent >= 5 for name, t in engine.trackers.items() if name != "v6-0")
+    assert engine.scheduler.skipped == 0
