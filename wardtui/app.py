@@ -153,9 +153,20 @@ class WardApp(App[int]):
             loop.add_signal_handler(sig, self.call_later, self.action_quit)
         self.sub_title = self._describe()
         await self.push_screen(self.dashboard)
-        # The engine (the store's open, then polling or the feed) starts once the dashboard has
-        # painted: on the engine's thread it would share the one interpreter with the first frame.
-        self.dashboard.call_after_refresh(self.start_engine)
+
+    def on_ready(self, _: events.Ready) -> None:
+        """The first frame is laid out; it is written once the screen's queued refresh has run
+        (Textual holds every repaint while the app mounts, so a callback "after refresh" asked
+        for from on_mount ran before the first frame was shown): what waits for it runs then."""
+        self.dashboard.call_after_refresh(self.after_first_frame)
+
+    def after_first_frame(self) -> None:
+        """The dashboard's first frame is shown: the rest of the table's order (the first frame
+        painted the first screenful only), then the engine (the store's open, then polling or
+        the feed): on the engine's thread it would share the one interpreter with the first
+        frame."""
+        self.dashboard.after_first_frame()
+        self.start_engine()
 
     def start_engine(self) -> None:
         """The dashboard has painted: the collector on again (if the start had turned it off),

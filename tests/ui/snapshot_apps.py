@@ -250,6 +250,7 @@ async def live_dashboard(pilot: Pilot[object], gauges: int = 40) -> None:
     """
     app = pilot.app
     assert isinstance(app, SnapshotApp)
+    await until(pilot, lambda: app.engine_worker is not None)  # started once the first frame is shown
     assert app.engine_worker is not None
     await app.engine_worker.wait()
     await pilot.pause()  # EngineStarted handled

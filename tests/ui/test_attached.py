@@ -274,9 +274,12 @@ async def test_who_asked_for_a_probe_is_shown_as_data(tmp_path: Path) -> None:
 async def test_the_first_frame_is_painted_before_the_engine_starts_and_the_order_holds_after(
         tmp_path: Path) -> None:
     """The store's open and the feed's reader (the engine) wait for the dashboard's first frame
-    with device rows: on the engine's thread they would share the interpreter with it. The
-    collector, off from the command's start, is on again by then. After the engine started (a
-    full refresh of every row), the rows are in natural name order."""
+    with device rows, written to the terminal (Textual holds every repaint while the app mounts:
+    a frame made then is not shown): on the engine's thread they would share the interpreter
+    with it. That frame shows the first rows by name before the table has ordered every device
+    (the order is made after it). The collector, off from the command's start, is on again by
+    then. After the engine started (a full refresh of every row), the rows are in natural name
+    order."""
     _shared_redis_up()
     site = f"t{uuid.uuid4().hex[:10]}"
     service = ThreadService(SHARED, site)
@@ -284,12 +287,15 @@ async def test_the_first_frame_is_painted_before_the_engine_starts_and_the_order
     runtime = AttachedRuntime(Site(SHARED, Keys(site)), Options(db=f"sqlite:///{tmp_path / 'none.db'}"))
     app = WardApp(runtime, collect_after_first_frame=True)  # as the command's start makes it
     painted: list[int] = []  # device rows on screen at each frame the dashboard showed
+    order_made: list[bool] = []  # whether the table had ordered every device by then
     display = app._display
 
     def counting(screen: Any, renderable: Any) -> None:
         display(screen, renderable)
-        if renderable is not None and screen is app.dashboard:
-            painted.append(len(app.dashboard.query_one(DeviceTable).visible_rows()))
+        if renderable is not None and screen is app.dashboard and not app._batch_count:
+            table = app.dashboard.query_one(DeviceTable)
+            order_made.append(table.order_made)
+            painted.append(len(table.visible_rows()))
 
     app._display = counting  # type: ignore[method-assign]
     seen_at_start: list[list[int]] = []
@@ -312,6 +318,7 @@ async def test_the_first_frame_is_painted_before_the_engine_starts_and_the_order
                 assert time.monotonic() < deadline, "the engine never started"
                 await pilot.pause(0.05)
             assert any(rows > 0 for rows in seen_at_start[0]), seen_at_start
+            assert order_made[0] is False and painted[0] > 0
             assert collecting == [True]  # the collector was on again by then
             await pilot.pause(0.3)  # EngineStarted handled: every row refreshed
             table = app.screen.query_one(DeviceTable)

@@ -245,3 +245,90 @@ async def test_a_filter_typed_while_down_devices_recover_between_ticks() -> None
         await pilot.pause()
         assert table.row_order() == [n for n in trackers if trackers[n].state is State.DOWN]
         assert "dev0" not in table.row_order()
+
+
+def shuffled_devices(n: int) -> list[Device]:
+    """``n`` devices in no order, named so that natural order differs from text order (dev9 <
+    dev10), with upper and lower case, two prefixes and a name that sorts first by text only."""
+    devices = make_devices(n)
+    rng = random.Random(7)
+    rng.shuffle(devices)
+    renamed = [Device(name=(d.name.upper() if i % 5 == 0 else d.name.replace("dev", "Core-", 1) if i % 7 == 0
+                            else d.name), address=d.address, branch=d.branch, region=d.region, type=d.type,
+                      line=d.line) for i, d in enumerate(devices)]
+    return renamed
+
+
+async def test_the_first_frame_paints_the_first_rows_by_name_before_the_order_is_made() -> None:
+    """At mount the table paints the first screenful by name without ordering every device;
+    those rows, in that order, are the first of the whole order made afterwards (here: when a
+    test reads it), and the cursor is on the first of them."""
+    trackers = trackers_for(shuffled_devices(3000))
+    for i, t in enumerate(trackers.values()):
+        check(t, ok=i % 9 > 0, at=T0)
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        table = app.query_one(DeviceTable)
+        assert not table.order_made  # nothing here asks for it: the dashboard does after its frame
+        shown = table.visible_rows()
+        assert len(shown) == 30 - 1  # the screen's lines less the header
+        assert table.row_count == 3000 and table.cursor_device == shown[0]
+        assert "devices 3000/3000 · sort: name" in str(table.border_title)
+        painted = [str(table.render_line(y).text) for y in range(1, 4)]
+        assert not table.order_made
+        by_name = sorted(trackers, key=lambda n: (natural(n), n))
+        assert shown == by_name[:len(shown)]
+        assert all(name in line for name, line in zip(shown, painted, strict=False))
+        assert table.row_order() == by_name  # made now, and the same
+        assert table.order_made and table.visible_rows() == shown
+
+
+async def test_keys_pressed_before_the_order_is_made_act_on_the_whole_order() -> None:
+    """A key that reaches the table before the whole order is made (it is made after the
+    dashboard's first frame) makes it first: End goes to the last device by name, not the last
+    of the first screenful; a sort and a filter see every device."""
+    devices = shuffled_devices(500)
+    trackers = trackers_for(devices)
+    check(trackers[devices[123].name], ok=False, at=T0)
+    by_name = sorted(trackers, key=lambda n: (natural(n), n))
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(DeviceTable)
+        assert not table.order_made
+        await pilot.press("j")
+        assert table.cursor_device == by_name[1]
+        assert table.order_made
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(DeviceTable)
+        assert not table.order_made
+        await pilot.press("end")
+        assert table.cursor_device == by_name[-1] and table.cursor_row == 499
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(DeviceTable)
+        table.set_sort("state")
+        assert table.row_order()[0] == devices[123].name
+        assert table.visible_rows()[0] == devices[123].name
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 30)) as pilot:
+        table = app.query_one(DeviceTable)
+        table.set_filter("core-")
+        assert table.row_order() == [n for n in by_name if n.lower().startswith("core-")]
+
+
+async def test_a_terminal_taller_than_the_first_page_gets_the_whole_order() -> None:
+    """Rows below the first page (the terminal grew before the order was made) are painted from
+    the whole order, made for them."""
+    trackers = trackers_for(shuffled_devices(400))
+    by_name = sorted(trackers, key=lambda n: (natural(n), n))
+    app = TableApp(trackers)
+    async with app.run_test(size=(120, 20)) as pilot:
+        table = app.query_one(DeviceTable)
+        assert not table.order_made
+        await pilot.resize_terminal(120, 60)
+        await pilot.pause()
+        assert table.visible_rows() == by_name[:len(table.visible_rows())]
+        assert len(table.visible_rows()) > 20
+        assert table.order_made

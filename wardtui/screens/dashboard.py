@@ -151,6 +151,10 @@ class DashboardScreen(Screen[None]):
         self.set_interval(self.TICK, self.tick)
         self.query_one(DeviceTable).focus()
 
+    def after_first_frame(self) -> None:
+        """The first frame is shown (the app says when): the work it did not wait for."""
+        self.query_one(DeviceTable).make_order()
+
     def on_unmount(self) -> None:
         if self._sub is not None:
             self.engine.bus.unsubscribe(self._sub)

@@ -7,13 +7,21 @@ changed, and a repaint happens only when a visible row changed (or shows a runni
 
 Which rows are shown and in what order is kept incrementally by ``RowOrder``
 (wardtui/widgets/row_order.py); this widget paints it, moves the cursor and takes the keys.
+
+The first frame does not wait for that order: at mount it paints the first screenful by name
+(the default sort), the smallest rows found among every name's sort key, and makes the whole
+order (every name's rank, every device's place and the problems: ~0.25 s at 100,000 devices)
+right after that frame. Whatever reads the order before then (a key, a tick, a test) makes it
+first, so nothing ever acts on the first screenful alone.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
+from operator import attrgetter
 from typing import ClassVar
 
 from rich.cells import cell_len, set_cell_size
@@ -29,7 +37,7 @@ from textual.strip import Strip
 from poller.events import State
 from poller.state import TrackerView
 from wardtui.literal import literal
-from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, row_texts
+from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, natural_keys, row_texts
 from wardtui.widgets.row_order import VIEWS, RowOrder
 from wardtui.widgets.states import StatePalette, state_label
 
@@ -101,8 +109,12 @@ class DeviceTable(ScrollView, can_focus=True):
         super().__init__(id=id)
         self._trackers = trackers
         self.palette = StatePalette()
-        self._ranks = StaticRanks({name: t.device for name, t in trackers.items()})
-        self._rows = RowOrder(trackers, self._ranks)  # which rows are shown, in what order
+        # Which rows are shown, in what order, and the ranks it sorts by: made when first read
+        # (see _rows), after the first frame unless something reads them sooner.
+        self._made_ranks: StaticRanks | None = None
+        self._order: RowOrder | None = None
+        # Until the order is made: the first rows by name, enough for a screenful (see on_mount).
+        self._first_page: list[str] | None = None
         self._filter = ""
         self._now = datetime.now(UTC)  # the time "down for" is computed at (the last tick's)
         self._cursor_row = 0
@@ -110,10 +122,44 @@ class DeviceTable(ScrollView, can_focus=True):
         self._widths = [0] * len(COLUMNS)
         self._state_styles: dict[str, Style] = {}
 
+    @property
+    def _ranks(self) -> StaticRanks:
+        ranks = self._made_ranks
+        if ranks is None:
+            ranks = self._made_ranks = StaticRanks({name: t.device for name, t in self._trackers.items()})
+        return ranks
+
+    @property
+    def _rows(self) -> RowOrder:
+        """Which rows are shown and in what order; made (every device placed) when first read."""
+        rows = self._order
+        if rows is None:
+            rows = self._order = RowOrder(self._trackers, self._ranks)
+            rows.set_filter(self._filter)
+            rows.rebuild(self._now)
+            self._first_page = None  # its rows are the order's first ones: nothing moves
+        return rows
+
+    @property
+    def order_made(self) -> bool:
+        """Whether the whole order is made (else only the first screenful is known)."""
+        return self._order is not None
+
+    def _shown_order(self, rows: int) -> list[str]:
+        """The display order, at least its first ``rows``: the first page while it covers them
+        and the whole order is not made yet, else the order (made now if need be)."""
+        if self._order is None:
+            first = self._first_page
+            if first is None:  # not mounted yet: nothing shown (as the order is before its first rebuild)
+                return []
+            if rows <= len(first) or len(first) >= len(self._trackers):
+                return first
+        return self._rows.display_order()
+
     # -- what the screen and the tests read ---------------------------------------------------
     @property
     def sort_column(self) -> str:
-        return self._rows.sort_column
+        return SORTS[0][0] if self._order is None else self._order.sort_column
 
     @property
     def filter_text(self) -> str:
@@ -121,11 +167,13 @@ class DeviceTable(ScrollView, can_focus=True):
 
     @property
     def view(self) -> str:
-        return self._rows.view
+        return VIEWS[0] if self._order is None else self._order.view
 
     @property
     def row_count(self) -> int:
-        return self._rows.shown_count
+        if self._order is None:  # mounted, no filter yet: every device; not mounted: none yet
+            return 0 if self._first_page is None else len(self._trackers)
+        return self._order.shown_count
 
     @property
     def cursor_row(self) -> int:
@@ -162,12 +210,39 @@ class DeviceTable(ScrollView, can_focus=True):
     def visible_rows(self) -> list[str]:
         """The devices whose rows are on screen now."""
         top = round(self.scroll_y)
-        return self._rows.display_order()[top:top + self._page_rows()]
+        page = self._page_rows()
+        return self._shown_order(top + page)[top:top + page]
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_mount(self) -> None:
         self._measure_columns()
-        self.rebuild()
+        if self._order is None and not self._filter:
+            self._paint_first_page()  # the order: see make_order
+        else:
+            self.rebuild()
+
+    def _paint_first_page(self) -> None:
+        """The first frame's rows: by name (the sort at start), as many as the terminal has
+        lines, the smallest of every name's sort key (heapq: no sort of them all). The same
+        rows, in the same order, as the first ones of the whole order (StaticRanks sorts the
+        same (key, name) pairs)."""
+        names = list(self._trackers)
+        page = max(1, self.app.size.height)
+        smallest = heapq.nsmallest(page, zip(natural_keys(names), names, strict=True))
+        self._first_page = [name for _, name in smallest]
+        self._now = datetime.now(UTC)
+        self._cursor_row = 0
+        self._cursor_name = self._first_page[0] if self._first_page else None
+        self._resize_virtual()
+        self._update_title()
+        self.refresh()
+
+    def make_order(self) -> None:
+        """Make the whole order now if it is not made yet: the dashboard calls this once its
+        first frame is shown; until then anything that reads the order makes it."""
+        if self._order is None:
+            self._rows  # noqa: B018 (made when read)
+            self._order_changed()
 
     def rebuild(self) -> None:
         """Refill from scratch: on a filter change (a user's action), never on a live tick."""
@@ -179,12 +254,14 @@ class DeviceTable(ScrollView, can_focus=True):
     def reset_devices(self, trackers: Mapping[str, TrackerView]) -> None:
         """Show ``trackers``, another set of devices (attached: the service's inventory
         changed): ranks and rows made again for them; sort, view and filter kept."""
+        old = self._order
         self._trackers = trackers
-        old = self._rows
-        self._ranks = StaticRanks({name: t.device for name, t in self._trackers.items()})
-        self._rows = RowOrder(self._trackers, self._ranks)
-        self._rows.sort_index, self._rows.view = old.sort_index, old.view
-        self._rows.set_filter(self._filter)
+        self._made_ranks = None
+        self._first_page = None
+        rows = self._order = RowOrder(self._trackers, self._ranks)
+        if old is not None:
+            rows.sort_index, rows.view = old.sort_index, old.view
+        rows.set_filter(self._filter)
         self.rebuild()
 
     def prepare_filter(self) -> None:
@@ -195,7 +272,10 @@ class DeviceTable(ScrollView, can_focus=True):
         """Work the first frame did not wait for, in steps of <= ~0.1 s at 20,000 devices, for
         the screen to run when idle: then the first filter and the first sort by each column
         cost what the later ones do."""
-        return [self.prepare_filter, *(partial(self._ranks.column, c) for c in STATIC_COLUMNS[1:])]
+        return [self.prepare_filter, *(partial(self._rank_column, c) for c in STATIC_COLUMNS[1:])]
+
+    def _rank_column(self, column: str) -> None:
+        self._ranks.column(column)
 
     # -- user actions -------------------------------------------------------------------------
     def set_filter(self, text: str) -> None:
@@ -320,7 +400,7 @@ class DeviceTable(ScrollView, can_focus=True):
             strip = self._header()
         else:
             row = scroll_y + y - 1
-            order = self._rows.display_order()
+            order = self._shown_order(row + 1)
             if row >= len(order):
                 return Strip.blank(width, base)
             strip = self._row(row, order[row], base)
@@ -381,15 +461,18 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _measure_columns(self) -> None:
         """Widths from the inventory once (live columns are fixed, so nothing ever jumps)."""
-        devices = [t.device for t in self._trackers.values()]
+        devices = list(map(attrgetter("device"), self._trackers.values()))
         for index, column in enumerate(COLUMNS):
             if column.width is not None:
                 width = column.width
             else:
-                values = {getattr(d, column.key) for d in devices}
+                values = set(map(attrgetter(column.key), devices))
                 # len() is the cell width of ASCII text, and ~20 times cheaper than cell_len
-                lengths = [len(v) if v.isascii() else cell_len(v) for v in values]
-                width = min(MAX_WIDTH[column.key], max(lengths, default=0))
+                if "".join(values).isascii():
+                    longest = max(map(len, values), default=0)
+                else:
+                    longest = max((len(v) if v.isascii() else cell_len(v) for v in values), default=0)
+                width = min(MAX_WIDTH[column.key], longest)
             self._widths[index] = max(width, cell_len(column.label))
         self._resize_virtual()
 
@@ -403,7 +486,7 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _resize_virtual(self) -> None:
         width = sum(self._widths) + 2 * PADDING * len(COLUMNS)
-        size = Size(width, self._rows.shown_count + 1)  # the header is line 0
+        size = Size(width, self.row_count + 1)  # the header is line 0
         if size != self.virtual_size:
             self.virtual_size = size
 
@@ -447,9 +530,10 @@ class DeviceTable(ScrollView, can_focus=True):
         self.refresh()
 
     def _update_title(self) -> None:
-        rows = self._rows
-        title = f"devices {rows.shown_count}/{len(self._trackers)} · sort: {SORTS[rows.sort_index][1]}"
-        if rows.view == "problems":
+        rows = self._order  # none yet: every device, by name (what the first frame shows)
+        sort = SORTS[0 if rows is None else rows.sort_index][1]
+        title = f"devices {self.row_count}/{len(self._trackers)} · sort: {sort}"
+        if rows is not None and rows.view == "problems":
             title = f"problems {rows.problem_count} first · {title}"
         else:
             title = f"all · {title}"
