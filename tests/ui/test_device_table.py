@@ -18,7 +18,7 @@ from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
 from wardtui.widgets import device_table
 from wardtui.widgets.device_rows import SORTS, StaticRanks, natural, problem_key, sort_keys
-from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.device_table import DeviceTable, first_by_name
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 
@@ -332,3 +332,29 @@ async def test_a_terminal_taller_than_the_first_page_gets_the_whole_order() -> N
         assert table.visible_rows() == by_name[:len(table.visible_rows())]
         assert len(table.visible_rows()) > 20
         assert table.order_made
+
+
+def test_first_by_name_is_the_start_of_the_whole_name_order() -> None:
+    """first_by_name makes the keys of some names only: what it returns is still exactly the
+    first rows of StaticRanks' order, whatever the names (digits first, a stem that is a prefix
+    of another, case, zero-padded numbers equal to plain ones, punctuation below and above the
+    digits, names with no digit, non-ASCII names: then every key is made)."""
+    rng = random.Random(11)
+    parts = ["a", "A", "ab", "b", "core", "Core-", "dev", "dev-", "x.y", "~z", " ", "_", "é", "٣", "-"]
+    for case in range(300):
+        size = rng.choice([1, 2, 5, 40, 300])
+        names: set[str] = set()
+        while len(names) < size:
+            numbers = [0, 1, 7, 9, 10, 11, 99, 100]
+            text = "".join(rng.choice(parts) if rng.random() < 0.6
+                           else str(rng.choice(numbers)).zfill(rng.choice([1, 1, 3]))
+                           for _ in range(rng.randint(1, 4)))
+            if case % 3 and not (text.isascii() and text.isprintable()):
+                continue  # two cases in three: printable ASCII only (the shortcut's)
+            names.add(text)
+        every = list(names)
+        rng.shuffle(every)
+        ranks = StaticRanks({n: Device(n, "127.0.0.1", "b", "r", "t") for n in every}).name
+        in_order = sorted(every, key=ranks.__getitem__)
+        for count in (1, 3, 30):
+            assert first_by_name(every, count) == in_order[:count], (every, count)

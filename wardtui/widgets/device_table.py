@@ -21,6 +21,7 @@ import heapq
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
+from itertools import compress
 from operator import attrgetter
 from typing import ClassVar
 
@@ -40,6 +41,32 @@ from wardtui.literal import literal
 from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, natural_keys, row_texts
 from wardtui.widgets.row_order import VIEWS, RowOrder
 from wardtui.widgets.states import StatePalette, state_label
+
+_DIGITS_LOW = str.maketrans("0123456789", "\x10" * 10)
+
+
+def first_by_name(names: list[str], count: int) -> list[str]:
+    """The ``count`` first of ``names`` in natural name order (StaticRanks' order: by
+    natural_keys, then the text), without making every name's key when the names are printable
+    ASCII (every inventory here): ~3x cheaper at 100,000 devices.
+
+    A name's key there is its lower-cased text with each digit run zero-filled and its digits
+    moved below every printable character, so it starts with the text before its first digit
+    (its "stem") and goes on with a character below " ", or ends. Hence a name whose stem is
+    smaller has the smaller key, and the first ``count`` keys are among the names whose stem is
+    at most the ``count``-th smallest stem: only theirs are made. The stems are read off the
+    "shapes" (the lower-cased names with every digit made "\\x10"), whose order also keeps the
+    stems' order; a name's stem is at most ``cut`` exactly when its shape is below ``cut +
+    "\\x11"``."""
+    joined = "".join(names)
+    if not names or not (joined.isascii() and joined.isprintable()):
+        chosen = names  # natural_keys makes natural()'s tuples for them all: no shortcut
+    else:
+        shapes = "\n".join(names).lower().translate(_DIGITS_LOW).split("\n")
+        cut = heapq.nsmallest(count, shapes)[-1].partition("\x10")[0] + "\x11"
+        chosen = list(compress(names, map(cut.__gt__, shapes)))
+    return [name for _, name in heapq.nsmallest(count, zip(natural_keys(chosen), chosen, strict=True))]
+
 
 # Widest a column measured from the inventory may get; longer values end in "…".
 MAX_WIDTH = {"name": 32, "address": 39, "branch": 24, "region": 20, "type": 16}
@@ -223,13 +250,9 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _paint_first_page(self) -> None:
         """The first frame's rows: by name (the sort at start), as many as the terminal has
-        lines, the smallest of every name's sort key (heapq: no sort of them all). The same
-        rows, in the same order, as the first ones of the whole order (StaticRanks sorts the
-        same (key, name) pairs)."""
-        names = list(self._trackers)
-        page = max(1, self.app.size.height)
-        smallest = heapq.nsmallest(page, zip(natural_keys(names), names, strict=True))
-        self._first_page = [name for _, name in smallest]
+        lines (first_by_name: no sort of them all). The same rows, in the same order, as the
+        first ones of the whole order (StaticRanks sorts by the same (key, name) pairs)."""
+        self._first_page = first_by_name(list(self._trackers), max(1, self.app.size.height))
         self._now = datetime.now(UTC)
         self._cursor_row = 0
         self._cursor_name = self._first_page[0] if self._first_page else None
@@ -466,12 +489,12 @@ class DeviceTable(ScrollView, can_focus=True):
             if column.width is not None:
                 width = column.width
             else:
-                values = set(map(attrgetter(column.key), devices))
+                values = list(map(attrgetter(column.key), devices))
                 # len() is the cell width of ASCII text, and ~20 times cheaper than cell_len
                 if "".join(values).isascii():
                     longest = max(map(len, values), default=0)
                 else:
-                    longest = max((len(v) if v.isascii() else cell_len(v) for v in values), default=0)
+                    longest = max((len(v) if v.isascii() else cell_len(v) for v in set(values)), default=0)
                 width = min(MAX_WIDTH[column.key], longest)
             self._widths[index] = max(width, cell_len(column.label))
         self._resize_virtual()
