@@ -68,16 +68,18 @@ class WardApp(App[int]):
     _drawing = False  # on_mount sets it: the driver runs (a class default: Textual's __init__ asks first)
 
     def __init__(self, runtime: Runtime | AttachedRuntime, process: ProcessPolicy = GUEST, *,
-                 collect_after_first_frame: bool = False) -> None:
+                 collect_after_first_frame: bool = False, engine_thread: EngineThread | None = None) -> None:
         """``collect_after_first_frame``: the collector is off (the command's start, see
-        wardtui/start.py) and is turned on when the dashboard has painted its first frame."""
+        wardtui/start.py) and is turned on when the dashboard has painted its first frame.
+        ``engine_thread``: the engine's thread, if it runs already (attached: the attach runs on
+        it while the app is made); the app closes it as its own."""
         super().__init__()
         self.collect_after_first_frame = collect_after_first_frame
         self.runtime = runtime
         # What the command sets on the process (wardtui/process.py); the app only says when.
         self.process = process
         # The pollers and the store writer run on their own loop, so a repaint never delays a probe.
-        self.engine_thread = EngineThread()
+        self.engine_thread = engine_thread or EngineThread()
         # The screens read the history through this: each read hops onto the engine's loop.
         # runtime.store when first read: an attached dashboard makes its store after this frame.
         history = HistoryAccess(lambda: runtime.store, self.engine_thread, runtime.retention)

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -326,5 +327,50 @@ async def test_the_first_frame_is_painted_before_the_engine_starts_and_the_order
             await pilot.press("q")
     finally:
         gc.enable()
+        service.stop()
+        await _forget(SHARED, site)
+
+
+async def test_the_attach_runs_on_the_engine_thread_while_the_app_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``wardtui --redis`` (cli/dashboard.attached_app): the site's inventory and snapshot are
+    read and decoded on the engine's thread, started before Textual is loaded and the app made
+    (its waits on Redis and its inflating overlap them); the app runs on that thread, loaded."""
+    from wardtui.cli import build_parser, dashboard
+
+    _shared_redis_up()
+    site = f"t{uuid.uuid4().hex[:10]}"
+    service = ThreadService(SHARED, site)
+    service.start()
+    began = threading.Event()
+    threads: list[str] = []
+    real_attach, real_init = AttachedRuntime.attach, WardApp.__init__
+
+    async def attach(self: AttachedRuntime) -> None:
+        threads.append(threading.current_thread().name)
+        began.set()
+        await real_attach(self)
+
+    def init(self: WardApp, *args: Any, **kwargs: Any) -> None:
+        assert began.wait(5), "the app was made before the attach began"
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(AttachedRuntime, "attach", attach)
+    monkeypatch.setattr(WardApp, "__init__", init)
+    interval = sys.getswitchinterval()  # the command's process policy sets it: not this process's
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    args = build_parser().parse_args(["--redis", SHARED, "--site", site, "--db", db])
+    app = None
+    try:
+        app = dashboard.attached_app(Site(SHARED, Keys(site)), args)
+        assert threads == ["wardtui-engine"]
+        assert sorted(app.runtime.engine.trackers) == sorted(d.name for d in service.devices)
+        assert app.engine_thread.loop.is_running()
+        assert await app.engine_thread.run(asyncio.sleep(0, "on it")) == "on it"
+    finally:
+        sys.setswitchinterval(interval)
+        if app is not None:
+            await app.engine_thread.run(app.runtime.close())
+            app.engine_thread.close()
         service.stop()
         await _forget(SHARED, site)

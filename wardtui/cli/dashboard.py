@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from poller.feed import shown_url
 from wardtui.attached import AttachedRuntime, Site, attach_or_none, site_from
 from wardtui.cli.common import engine_options
+from wardtui.engine_thread import EngineThread
 from wardtui.messages import error
 from wardtui.process import DASHBOARD
 from wardtui.runtime import Runtime, StartupError
@@ -62,16 +63,24 @@ def run(args: argparse.Namespace, *, collection_paused: bool = False) -> int:
 
 def attached_app(site: Site, args: argparse.Namespace, collection_paused: bool = False) -> WardApp:
     """The app of ``wardtui --redis`` attached to ``site``'s live service, ready to run (the
-    bench's too). Raises StartupError when the attach fails."""
-    runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
-    from wardtui.app import WardApp
+    bench's too). Raises StartupError when the attach fails.
 
+    The attach (the site's inventory and snapshot read, inflated and decoded) runs on the
+    engine's thread while this one loads Textual and makes the app: its waits on Redis, its
+    inflating and hashing (zlib and hashlib let go of the interpreter) overlap the import."""
+    runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
+    # The whole process is the dashboard's (wardtui/process.py): before any thread starts.
     DASHBOARD.enter()
-    app = WardApp(runtime, process=DASHBOARD, collect_after_first_frame=collection_paused)
+    engine_thread = EngineThread()
+    attaching = engine_thread.submit(runtime.attach())
     try:
-        app.engine_thread.submit(runtime.attach()).result(timeout=30)
-    except StartupError:
-        app.engine_thread.close()
+        from wardtui.app import WardApp
+
+        app = WardApp(runtime, process=DASHBOARD, collect_after_first_frame=collection_paused,
+                      engine_thread=engine_thread)
+        attaching.result(timeout=30)
+    except BaseException:
+        engine_thread.close()
         raise
     return app
 
