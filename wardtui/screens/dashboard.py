@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -32,7 +32,6 @@ from store.report import GroupBy
 from wardtui.commands import DashboardCommands
 from wardtui.history_access import HistoryAccess, Scope
 from wardtui.literal import literal
-from wardtui.screens.device import DeviceScreen
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.screens.probe import probe_and_tell
 from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, LineInput, parse
@@ -42,6 +41,19 @@ from wardtui.widgets.gauges import GaugesPanel, HealthLine
 from wardtui.widgets.groups import GroupTree
 from wardtui.widgets.states import StatePalette
 from wardtui.widgets.transition_log import TransitionLog
+
+if TYPE_CHECKING:
+    from wardtui.screens.device import DeviceScreen
+
+
+def drill_down() -> type[DeviceScreen]:
+    """The drill-down screen's class, loaded on first use (its charts and tables are no part
+    of the first frame); the dashboard loads it when idle after its start (see
+    on_engine_started), before the operator's first Enter."""
+    from wardtui.screens.device import DeviceScreen
+
+    return DeviceScreen
+
 
 # Keys that belong to widgets rather than to this screen's BINDINGS, listed in the help.
 OTHER_KEYS = (
@@ -165,8 +177,10 @@ class DashboardScreen(Screen[None]):
             self.query_one(GroupTree).refresh_devices(self.trackers)
             self._update_groups_title()
         # Work the first frame did not wait for, done while the operator reads it, a step at a
-        # time (each <= ~0.1 s at 20,000 devices), so that the first filter, sort and g are quick.
-        steps = [*self.query_one(DeviceTable).warm_up_steps(), self.query_one(GroupTree).ensure_built]
+        # time (each <= ~0.1 s at 20,000 devices), so that the first Enter, filter, sort and g
+        # are quick.
+        table, groups = self.query_one(DeviceTable), self.query_one(GroupTree)
+        steps = [drill_down, *table.warm_up_steps(), groups.ensure_built]
         for i, step in enumerate(steps):
             self.set_timer(1.0 + 0.25 * i, step)
 
@@ -332,7 +346,7 @@ class DashboardScreen(Screen[None]):
     def action_help(self) -> None:
         # Built from BINDINGS so the help can never disagree with the footer.
         keys = binding_keys(self.app, self.BINDINGS)
-        device_keys = binding_keys(self.app, DeviceScreen.BINDINGS)
+        device_keys = binding_keys(self.app, drill_down().BINDINGS)
         self.app.push_screen(HelpScreen([*keys, *OTHER_KEYS], [("device drill-down (Enter)", device_keys)]))
 
     @on(DeviceTable.RowSelected, "#devices")
@@ -340,7 +354,7 @@ class DashboardScreen(Screen[None]):
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
         tracker = self.trackers.get(event.device)
         if tracker is not None:
-            self.app.push_screen(DeviceScreen(tracker, self.engine.bus, self.history, probe=self.probe))
+            self.app.push_screen(drill_down()(tracker, self.engine.bus, self.history, probe=self.probe))
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -520,12 +534,12 @@ class DashboardScreen(Screen[None]):
             table = self.query_one(DeviceTable)
             if table.matches(name):
                 table.move_cursor(row=table.get_row_index(name))
-        self.app.push_screen(DeviceScreen(trackers[name], self.engine.bus, self.history, probe=self.probe))
+        self.app.push_screen(drill_down()(trackers[name], self.engine.bus, self.history, probe=self.probe))
 
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
         if data is not None and data[0] == "device" and data[1] in self.trackers:
-            self.app.push_screen(DeviceScreen(self.trackers[data[1]], self.engine.bus, self.history,
+            self.app.push_screen(drill_down()(self.trackers[data[1]], self.engine.bus, self.history,
                                               probe=self.probe))
 
