@@ -362,3 +362,35 @@ async def test_snmp_reboots_interface_changes_and_gauges_show(tmp_path: Path) ->
             assert "SNMP 3 every 0.2 s" in app.sub_title
         finally:
             await app.action_quit()
+
+
+async def test_ticks_wait_for_the_first_frame_then_fold_what_arrived(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tick before the dashboard's first frame is shown (a busy machine: it came first, and
+    folding "every row changed" made the table's whole order before the frame) leaves what
+    arrived in the subscription; after the frame, or FIRST_FRAME_WAIT ticks, it is folded in."""
+    from poller.feed import RowsChanged
+
+    monkeypatch.setattr(WardApp, "after_first_frame", lambda self: None)  # the frame "not shown yet"
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}"), prober=FakeProber(),
+                      devices=make_devices(N))
+    app = WardApp(runtime)
+    monkeypatch.setattr(DashboardScreen, "TICK", 3600.0)  # ticks only when this test says
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.dashboard
+        table = screen.query_one(DeviceTable)
+        runtime.engine.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
+        for _ in range(DashboardScreen.FIRST_FRAME_WAIT):
+            screen.tick()
+            assert not table.order_made
+        screen.tick()  # waited long enough: folded in anyway
+        assert table.order_made
+        assert table.row_order() == NAMES
+        screen._first_frame_shown = False
+        screen._ticks_waited = 0
+        runtime.engine.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
+        screen.tick()
+        assert screen._sub is not None and len(screen._sub.drain()) == 1  # kept for later
+        screen.after_first_frame()
+        await pilot.pause()
+    app.engine_thread.close()
