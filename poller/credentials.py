@@ -27,8 +27,10 @@ import pwd
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
 PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
@@ -86,6 +88,10 @@ def load_credentials(path: Path) -> dict[str, Credential]:
         text = _read_private(path)
     except UnicodeDecodeError as exc:
         raise CredentialsError(f"{path}: cannot read: {exc}") from None
+    # Here, not at the top: the SNMP poller's module imports this one, and the dashboard's start
+    # (attached: it reads no credentials) need not load YAML.
+    import yaml
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -152,6 +158,8 @@ def _user(uid: int, bare: bool = False) -> str:
 
 
 def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Credential | None:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         problems.append(f"{where}: credential {name!r}: expected a mapping (version: 2c or 3, ...)")
         return None

@@ -84,11 +84,14 @@ def test_the_attached_dashboard_imports_no_store_driver_or_prober_before_its_fir
     assert out.strip() == "store.history True"
 
 
-def test_the_drill_down_is_not_loaded_before_the_first_frame() -> None:
+def test_the_drill_down_and_yaml_are_not_loaded_before_the_first_frame() -> None:
     """The drill-down screen (its charts, facts and tables) is no part of the dashboard's first
-    frame: it loads when first used, or when the dashboard is idle after its start."""
+    frame: it loads when first used, or when the dashboard is idle after its start. Nor is YAML
+    (the credentials file's and a YAML inventory's reader: the SNMP poller's module imports the
+    credentials' module)."""
     code = ("import sys, wardtui.cli, wardtui.cli.dashboard, wardtui.app, wardtui.attached\n"
-            "print(sorted(m for m in ('wardtui.screens.device', 'wardtui.widgets.charts') if m in sys.modules))\n"
+            "print(sorted(m for m in ('wardtui.screens.device', 'wardtui.widgets.charts', 'yaml')"
+            " if m in sys.modules))\n"
             "from wardtui.screens.dashboard import drill_down\n"
             "print(drill_down().__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
