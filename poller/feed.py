@@ -52,22 +52,27 @@ from poller.inventory import Device
 from poller.jsonl import event_record
 from poller.live import (
     COMMANDS_MAXLEN,
+    DELTA_TTL,
     HEARTBEAT_TTL,
     LIVE_AGE,
     STREAM_MAXLEN,
     STREAMED,
     Columns,
+    DeltaHeader,
     FeedFormatError,
     Keys,
     LiveRows,
     LiveTracker,
     Snapshot,
+    apply_delta,
     decode_event,
     decode_inventory,
     decode_snapshot,
+    encode_delta,
     encode_event,
     encode_inventory,
     encode_snapshot,
+    peek_delta,
     peek_snapshot,
 )
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
@@ -632,15 +637,19 @@ class Publisher:
         # The last event numbered and its ID, taken together: a viewer loading this snapshot
         # knows which number comes next, and sees a trimmed stream even in its first read.
         stream_id, event_n, seq = self._sent_id, self._sent_n, self._seq
-        blob = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
-                                          self.engine.last_gauges, columns, None if full else dirty,
-                                          self._snmp_json, event_n=event_n))
+        changed = None if full else dirty
+        blob, delta = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: (encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
+                                           self.engine.last_gauges, columns, changed,
+                                           self._snmp_json, event_n=event_n),
+                           encode_delta(seq, stream_id, self._inventory_id, self._run, columns, changed,
+                                        event_n)))
         self.info = dataclasses.replace(self.info, snapshot_at=at.isoformat(timespec="milliseconds"))
         pipe = client.pipeline(transaction=True)
         if not self._inventory_written:
             pipe.set(self.keys.inventory, self._inventory_blob)
         pipe.set(self.keys.snapshot, blob)
+        pipe.set(self.keys.delta, delta, ex=DELTA_TTL)
         pipe.set(self.keys.service, self.info.to_json(), ex=HEARTBEAT_TTL)
         pipe.exists(self.keys.inventory)
         pipe.zremrangebyscore(self.keys.viewers, 0, time.time() - VIEWER_TTL)
@@ -837,6 +846,7 @@ class ViewerStats:
     reloads: int = 0
     events: int = 0
     refreshes: int = 0
+    deltas: int = 0  # refreshes made from the delta key, not the whole snapshot
     losses: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # stream ID time -> applied, for benches
 
@@ -1004,8 +1014,19 @@ class LiveFeed:
             changed: Sequence[int] | None = snap.changed
         else:  # a snapshot skipped (or none before): the rows that differ
             changed = None if previous is None else columns.changed_rows(previous)
+        self._take_columns(snap.seq, snap.stream_id, columns, changed)
+
+    def _apply_delta(self, blob: bytes, head: DeltaHeader) -> None:
+        """The next snapshot's figures from its delta: the rows it changed set in a copy of the
+        columns held (the screens may be reading those), then taken as a snapshot's are."""
+        assert self._columns is not None and head.seq == self._seq + 1
+        columns, changed = apply_delta(blob, head, self._columns)
+        self._take_columns(head.seq, head.stream_id, columns, changed)
+        self.stats.deltas += 1
+
+    def _take_columns(self, seq: int, stream_id: str, columns: Columns, changed: Sequence[int] | None) -> None:
         self._view.columns = columns
-        snap_id = _id_tuple(snap.stream_id)
+        snap_id = _id_tuple(stream_id)
         newer = self._newer
         if newer:
             for name, tracker in list(newer.items()):
@@ -1013,7 +1034,7 @@ class LiveFeed:
                     tracker.settle()
                     del newer[name]
         self._columns = columns
-        self._seq = snap.seq
+        self._seq = seq
         self.stats.refreshes += 1
         if changed is None:
             self.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
@@ -1152,10 +1173,10 @@ class LiveFeed:
         was, by Redis's clock), so that each snapshot is read once, none skipped; sooner
         when this one was not taken."""
         pipe = client.pipeline(transaction=True)
-        pipe.get(self.keys.snapshot)
+        pipe.get(self.keys.delta)
         pipe.get(self.keys.service)
         pipe.pttl(self.keys.service)
-        blob, raw, ttl_ms = await pipe.execute()
+        delta, raw, ttl_ms = await pipe.execute()
         info = _service_info(raw, ttl_ms)
         if not is_live(info):
             raise NoService(self._no_service(info))
@@ -1167,6 +1188,20 @@ class LiveFeed:
         # This snapshot was read already: the next one, soon; not so soon from a service that
         # is late (the GET is every viewer's, and Redis serves them beside the service).
         retry = max(due, REFRESH_RETRY if age is None or age < period else REFRESH_LATE)
+        if delta is not None and self._columns is not None:
+            # The snapshot's delta (written with it): the whole snapshot only when the delta does
+            # not follow from what this viewer holds (a snapshot skipped, a full one, another run
+            # or inventory, a service that writes none).
+            head = peek_delta(delta)
+            if head.started == self._run and head.inventory_id == self.inventory_id:
+                if head.seq <= self._seq:
+                    return retry
+                if head.seq == self._seq + 1 and head.rows is not None:
+                    if _id_tuple(head.stream_id) > self._last_id:
+                        return REFRESH_RETRY  # (as below)
+                    self._apply_delta(delta, head)
+                    return due
+        blob = await client.get(self.keys.snapshot)
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
         seq, started, inventory_id, stream_id = peek_snapshot(blob)

@@ -7,6 +7,9 @@ One service (``wardtui serve``) publishes a site; any number of viewers read it.
 - ``wardtui:S:inventory`` the devices, in snapshot order: zlib'd JSON, with an id (its hash)
 - ``wardtui:S:snapshot``  every device's live state and the gauges, columnar and compressed,
                           with the ID of the last stream entry it covers
+- ``wardtui:S:delta``     written with each snapshot, in the same transaction: the rows that
+                          snapshot changed since the one before, and their figures (what a
+                          following viewer reads each second instead of the whole snapshot)
 - ``wardtui:S:events``    a stream of events (transitions, flaps, reboots, interface and agent
                           changes, gauges, checks asked for by an operator), ``MAXLEN ~``
 - ``wardtui:S:commands``  a stream of operator commands to the service (``MAXLEN ~``)
@@ -118,6 +121,10 @@ class Keys:
     @property
     def snapshot(self) -> str:
         return self.prefix + "snapshot"
+
+    @property
+    def delta(self) -> str:
+        return self.prefix + "delta"
 
     @property
     def events(self) -> str:
@@ -552,6 +559,113 @@ def decode_snapshot(blob: bytes) -> Snapshot:
     except (zlib.error, ValueError, KeyError, TypeError, AttributeError, struct.error, OverflowError,
             OSError, RecursionError, MemoryError) as exc:
         raise FeedFormatError(f"the snapshot cannot be read: {str(exc)[:200]}") from None
+
+
+# -- the delta ----------------------------------------------------------------------------------
+
+_DELTA_MAGIC = b"WTD1"
+DELTA_TTL = 15
+"""Seconds the delta key lives unless rewritten (with every snapshot): a stopped service's goes."""
+_COLUMN_CODES = ("d", "d", "I", "I", "I", "H")  # down_since, last_change, last_rtt, avg_rtt, jitter, loss
+
+
+def _column_arrays(columns: Columns) -> tuple[array.array[Any], ...]:
+    return (columns.down_since, columns.last_change, columns.last_rtt, columns.avg_rtt, columns.jitter,
+            columns.loss)
+
+
+def encode_delta(seq: int, stream_id: str, inventory_id: str, started: str, columns: Columns,
+                 changed: Iterable[int] | None, event_n: int | None = None) -> bytes:
+    """The delta key of snapshot ``seq`` (written beside it): the rows ``changed`` since snapshot
+    ``seq - 1`` and their figures as that snapshot holds them, so that a viewer holding ``seq - 1``
+    makes ``seq``'s columns from it without inflating the whole snapshot (~30 ms at 100,000
+    devices; a delta of the ~10,000 rows a second changes there, ~5 ms). ``changed`` None (a
+    full snapshot: a new inventory, a snapshot that could not be written): a header alone,
+    saying which snapshot to read instead."""
+    n = len(columns)
+    rows = None if changed is None else array.array("I", sorted(changed))
+    header = {"v": FORMAT, "seq": seq, "id": stream_id, "inventory": inventory_id, "started": started,
+              "n": n, "rows": None if rows is None else len(rows), "event_n": event_n}
+    head = json.dumps(header, separators=(",", ":")).encode()
+    if rows is None:
+        return _DELTA_MAGIC + struct.pack("<I", len(head)) + head
+    flags = columns.flags
+    body = b"".join([_plain(rows), bytes(map(flags.__getitem__, rows)),
+                     *(_plain(array.array(code, map(column.__getitem__, rows)))
+                       for code, column in zip(_COLUMN_CODES, _column_arrays(columns), strict=True))])
+    return _DELTA_MAGIC + struct.pack("<I", len(head)) + head + zlib.compress(body, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaHeader:
+    """What a delta key says of itself (:func:`peek_delta`)."""
+
+    seq: int
+    stream_id: str
+    inventory_id: str
+    started: str
+    n: int  # rows of the snapshot
+    rows: int | None  # rows it carries; None: none (read the snapshot)
+    event_n: int | None
+    size: int  # bytes of the header, magic and length included
+
+
+def peek_delta(blob: bytes) -> DeltaHeader:
+    """The header of a delta key, its rows not inflated. Raises FeedFormatError for what wardtui
+    serve does not write."""
+    try:
+        if blob[:4] != _DELTA_MAGIC:
+            raise FeedFormatError(f"the delta key holds something else (not a wardtui delta of format {FORMAT})")
+        (size,) = struct.unpack_from("<I", blob, 4)
+        header = json.loads(blob[8:8 + size])
+        if not isinstance(header, dict) or header.get("v") != FORMAT:
+            raise FeedFormatError(f"the delta's header is not a wardtui header of format {FORMAT}")
+        stream_id = str(header["id"])
+        if not _STREAM_ID.fullmatch(stream_id):
+            raise FeedFormatError(f"the delta's stream ID {stream_id[:40]!r} is not one")
+        n, rows = header["n"], header["rows"]
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_ROWS:
+            raise FeedFormatError(f"a delta of a snapshot of {str(n)[:20]} rows")
+        if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= n):
+            raise FeedFormatError(f"a delta of {str(rows)[:20]} rows of {n}")
+        return DeltaHeader(int(header["seq"]), stream_id, str(header["inventory"]), str(header["started"]),
+                           n, rows, _event_n(header.get("event_n")), 8 + size)
+    except FeedFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, struct.error, RecursionError, OverflowError) as exc:
+        raise FeedFormatError(f"the delta cannot be read: {str(exc)[:200]}") from None
+
+
+def apply_delta(blob: bytes, header: DeltaHeader, columns: Columns) -> tuple[Columns, array.array[int]]:
+    """``columns`` (the snapshot before the delta's, never changed) with the delta's rows set:
+    new columns, as the delta's snapshot holds them, and the rows it changed. Raises
+    FeedFormatError for a delta that does not fit them."""
+    k, n = header.rows, len(columns)
+    if k is None or header.n != n:
+        raise FeedFormatError(f"the delta is of {header.n} rows, not {n}")
+    try:
+        body = _inflate(blob[header.size:], 31 * k + 4 * k, "the delta")
+        if len(body) != 35 * k:
+            raise FeedFormatError("the delta's rows are cut short or run long")
+        rows = _unplain(body[:4 * k], "I")
+        if k and max(rows) >= n:
+            raise FeedFormatError("the delta's rows go past the snapshot's last row")
+        flags = body[4 * k:5 * k]
+        if flags.translate(None, _FLAG_BYTES):
+            raise FeedFormatError("the delta holds a state code that does not exist")
+        out = Columns(bytearray(columns.flags), *(array.array(c.typecode, c) for c in _column_arrays(columns)))
+        drain = deque(maxlen=0).extend
+        drain(map(out.flags.__setitem__, rows, flags))
+        pos = 5 * k
+        for code, column in zip(_COLUMN_CODES, _column_arrays(out), strict=True):
+            width = column.itemsize
+            drain(map(column.__setitem__, rows, _unplain(body[pos:pos + width * k], code)))
+            pos += width * k
+        return out, rows
+    except FeedFormatError:
+        raise
+    except (zlib.error, ValueError, TypeError, IndexError, OverflowError, MemoryError) as exc:
+        raise FeedFormatError(f"the delta cannot be read: {str(exc)[:200]}") from None
 
 
 # -- events -------------------------------------------------------------------------------------

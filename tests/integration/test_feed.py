@@ -15,9 +15,11 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,12 +60,14 @@ from poller.live import (
     FLAPPING,
     RTT_UNIT,
     Columns,
+    DeltaHeader,
     FeedFormatError,
     Keys,
     encode_event,
     encode_inventory,
     encode_snapshot,
     event_extra,
+    peek_delta,
 )
 from poller.state import StateConfig
 from tests.fakes import FakeProber, make_devices
@@ -319,6 +323,8 @@ async def test_viewer_equals_service_after_churn(keys: Keys) -> None:
             seen = [(e.device, e.to_state, e.at) for e in viewer.take() if isinstance(e, Transition)]
             assert len(made) > 100 and seen == made
             assert viewer.feed.stats.reloads == 1  # the attach: no gap, no reload
+            # Refreshed from the deltas (the whole snapshot only now and then, if at all).
+            assert viewer.feed.stats.deltas >= 3 and viewer.feed.stats.deltas >= viewer.feed.stats.refreshes - 2
         async with Viewer(MAIN_URL, keys) as late:  # from the snapshot alone
             await converge(service.engine, late.feed, timeout=3)
 
@@ -696,6 +702,11 @@ async def test_no_service_command_times_out(keys: Keys) -> None:
 # -- keys written by hand ------------------------------------------------------------------------
 
 
+def _delta_blob(header: dict[str, Any], body: bytes) -> bytes:
+    head = json.dumps(header).encode()
+    return b"WTD1" + struct.pack("<I", len(head)) + head + body
+
+
 async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
     odd = [Device("rtr \"quoted\" [bold]x[/] \u00e9\u2603", "127.2.0.1", "b[1]", "r", "t",
                   tags=("[link=x]", "\x1b[31m")),
@@ -713,12 +724,35 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
             await client.xadd(keys.events, {"other": b"x"})
             await asyncio.sleep(1.5)
             assert viewer.task is not None and not viewer.task.done()
-            # A snapshot written by hand: a loss, said once, then the service's next one heals it.
+            # A snapshot written by hand (and no delta, so that the viewer reads it): a loss, said
+            # once, then the service's next one heals it.
             await slow_down(service, 3.0)
             await client.set(keys.snapshot, b"WTS1 but not really")
+            await client.delete(keys.delta)
             assert await eventually(lambda: False in viewer.statuses(), 3)
             assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
             assert viewer.task is not None and not viewer.task.done()
+            # A delta written by hand, in every way wrong: a loss each time, healed the same way.
+            await converge(service.engine, feed)
+            def forgeries(head: DeltaHeader) -> list[bytes]:
+                forged = {"v": 1, "seq": head.seq + 1, "id": "0-1", "inventory": head.inventory_id,
+                          "started": head.started, "n": head.n, "rows": 1, "event_n": None}
+                return [b"WTD1 but not really", _delta_blob(forged, b"x\x9cgarbage"),
+                        _delta_blob(forged, zlib.compress(b"\x00" * 34)),  # a byte short
+                        _delta_blob(forged, zlib.compress(struct.pack("<I", head.n) + b"\x01" + b"\x00" * 30)),
+                        _delta_blob(forged, zlib.compress(b"\x00" * 4 + b"\x07" + b"\x00" * 30)),
+                        _delta_blob({**forged, "rows": head.n + 1}, b""),
+                        _delta_blob({**forged, "id": "[bold]x"}, b"")]
+
+            for k in range(7):
+                await slow_down(service, 3.0)
+                assert await eventually(lambda: feed._seq == service.publisher._seq, 2)
+                bad = forgeries(peek_delta(await client.get(keys.delta)))[k]
+                losses = viewer.statuses().count(False)
+                await client.set(keys.delta, bad)
+                assert await eventually(lambda: viewer.statuses().count(False) > losses, 3), bad
+                assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
+                assert viewer.task is not None and not viewer.task.done()
             service.prober.down = {"::1"}
             await converge(service.engine, feed)
         await slow_down(service, 60.0)  # the service stops rewriting its keys meanwhile
