@@ -83,8 +83,7 @@ class Engine:
         raise KeyError(name)
 
 
-def gauges(engine: Engine, extra: dict[str, float]) -> Gauges:
-    down = sum(1 for t in engine.trackers.values() if t.state is State.DOWN)
+def gauges(engine: Engine, extra: dict[str, float], down: int) -> Gauges:
     return Gauges(datetime.now(UTC), len(engine.trackers) - down, down, 0, 0, 10_000.0, 10_000.0, 120,
                   0, 0, 0, 1.2, 25.0, 0.0, 0, 0, 0, dict(extra))
 
@@ -111,7 +110,7 @@ async def drive(engine: Engine, publisher: Publisher, args: argparse.Namespace) 
         failing = [i for i in rng.sample(range(n), per_side * 2) if i not in down][:per_side]
         changes = [(i, False) for i in recovering] + [(i, True) for i in failing]
         rng.shuffle(changes)
-        engine.last_gauges = gauges(engine, {**extra, **publisher.gauges()})
+        engine.last_gauges = gauges(engine, {**extra, **publisher.gauges()}, len(down))
         bus.publish(engine.last_gauges)
         for k in range(args.bursts):
             at = datetime.now(UTC)
