@@ -26,7 +26,6 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 
 def _args() -> argparse.Namespace:

@@ -49,7 +49,8 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q / 100 * len(values)))]
 
 
-def one(code: Path, label: str, site: str, redis: RedisServer, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+def one(code: Path, label: str, site: str, redis: RedisServer, tmp: Path,
+        args: argparse.Namespace) -> dict[str, Any]:
     stats = tmp / f"{site}-service.jsonl"
     service = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "_viewer_cpu_service.py"), "--code", str(code),
@@ -66,8 +67,9 @@ def one(code: Path, label: str, site: str, redis: RedisServer, tmp: Path, args: 
         time.sleep(2.0)
         for k in range(args.viewers):
             out = tmp / f"{site}-viewer{k}.json"
-            proc = subprocess.Popen([sys.executable, str(code / "bench" / "_feed_viewer.py"), "--redis", redis.url,
-                                     "--site", site, "--name", f"{label}{k}", "--out", str(out)],
+            proc = subprocess.Popen([sys.executable, str(code / "bench" / "_feed_viewer.py"),
+                                     "--redis", redis.url, "--site", site, "--name", f"{label}{k}",
+                                     "--out", str(out)],
                                     stdout=subprocess.PIPE, stderr=(tmp / f"{site}-viewer{k}.log").open("w"),
                                     text=True)
             viewers.append((proc, out))
@@ -116,7 +118,8 @@ def one(code: Path, label: str, site: str, redis: RedisServer, tmp: Path, args: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--code", type=Path, action="append", required=True,
                         help="a wardtui checkout to measure (give two or more to compare)")
     parser.add_argument("--devices", type=int, default=100_000)
@@ -138,14 +141,15 @@ def main() -> int:
                     row = one(code, label, f"vc{repeat}-{k}", redis, tmp, args)
                     row["repeat"] = repeat
                     rows.append(row)
-                    print(json.dumps({**row, "viewer_cpu_pct": [round(v, 2) for v in row["viewer_cpu_pct"]]},
-                                     default=lambda v: round(v, 2)), flush=True)
+                    shown = {**row, "viewer_cpu_pct": [round(v, 2) for v in row["viewer_cpu_pct"]]}
+                    print(json.dumps(shown, default=lambda v: round(v, 2)), flush=True)
         finally:
             redis.stop()
     print(f"\n{args.devices:,} devices, churn {args.churn:g}/s, {args.viewers} viewer(s), "
           f"{args.window:g} s windows, {args.repeats} repeats")
     print("| code | viewer CPU % of a core, per window (mean of viewers) | median | publisher CPU % (median)"
-          " | Redis CPU % (median) | transitions/s per viewer | from stream ID p50 / p99 ms (median) | reloads |")
+          " | Redis CPU % (median) | transitions/s per viewer | from stream ID p50 / p99 ms (median)"
+          " | reloads |")
     print("|---|---|---|---|---|---|---|---|")
     for label in labels:
         mine = [r for r in rows if r["code"] == label]

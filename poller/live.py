@@ -65,11 +65,13 @@ HEARTBEAT_TTL = 15
 (or older than :data:`LIVE_AGE`) is not running."""
 LIVE_AGE = 5.0
 """A heartbeat older than this many seconds is a service that stopped publishing."""
-STREAM_MAXLEN = 20_000
-"""Events kept in the stream (``XADD MAXLEN ~``, so up to ~10 % more): a transition is ~200
-bytes there, a gauges entry 0.7-1.1 kB (one a second), so the stream stays under ~25 MB
-whatever happens (a quiet site: 20,000 gauges entries, measured ~22 MB). At 1,000 transitions
-a second that is 20 s of events; a viewer that falls further behind reloads the snapshot."""
+STREAM_MAXLEN = 2_000
+"""Entries kept in the stream (``XADD MAXLEN ~``, so up to ~10 % more). An entry carries the
+events the service took off its engine's bus together, :data:`EVENTS_PER_ENTRY` at most: a
+transition is ~170 bytes there, a gauges entry 0.7-1.1 kB, so the stream stays under ~25 MB
+whatever happens. At 1,000 transitions a second (~20-50 entries a second) that is 40-100 s of
+events; a viewer that falls further behind reloads the snapshot."""
+EVENTS_PER_ENTRY = 64
 COMMANDS_MAXLEN = 1_000
 MAX_ROWS = 5_000_000
 """Rows a snapshot may say it has (50 times the largest inventory wardtui is built for)."""
@@ -615,7 +617,8 @@ def peek_delta(blob: bytes) -> DeltaHeader:
     serve does not write."""
     try:
         if blob[:4] != _DELTA_MAGIC:
-            raise FeedFormatError(f"the delta key holds something else (not a wardtui delta of format {FORMAT})")
+            raise FeedFormatError("the delta key holds something else (not a wardtui delta of format "
+                                  f"{FORMAT})")
         (size,) = struct.unpack_from("<I", blob, 4)
         header = json.loads(blob[8:8 + size])
         if not isinstance(header, dict) or header.get("v") != FORMAT:
@@ -653,8 +656,9 @@ def apply_delta(blob: bytes, header: DeltaHeader, columns: Columns) -> tuple[Col
         flags = body[4 * k:5 * k]
         if flags.translate(None, _FLAG_BYTES):
             raise FeedFormatError("the delta holds a state code that does not exist")
-        out = Columns(bytearray(columns.flags), *(array.array(c.typecode, c) for c in _column_arrays(columns)))
-        drain = deque(maxlen=0).extend
+        out = Columns(bytearray(columns.flags),
+                      *(array.array(c.typecode, c) for c in _column_arrays(columns)))
+        drain = deque[Any](maxlen=0).extend
         drain(map(out.flags.__setitem__, rows, flags))
         pos = 5 * k
         for code, column in zip(_COLUMN_CODES, _column_arrays(out), strict=True):
@@ -820,9 +824,46 @@ def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
         raise FeedFormatError(f"an event cannot be read: {str(exc)[:200]}") from None
 
 
-def event_extra(text: str | bytes) -> dict[str, Any]:
+def encode_entry(events: Sequence[str], first: int, run: str) -> str:
+    """One stream entry (field ``b``) carrying ``events`` (each :func:`encode_event`'s JSON),
+    numbered ``first``, ``first + 1``, ... in service run ``run``."""
+    return f'{{"r":{json.dumps(run)},"n":{first},"e":[{",".join(events)}]}}'
+
+
+_JSON = json.JSONDecoder()
+
+
+def entry_events(fields: dict[bytes, Any]) -> tuple[int, str, list[Any]] | None:
+    """(number of the first event, service run, the events' JSON objects) of a stream entry:
+    ``b`` (:func:`encode_entry`) or ``e`` (one event with its ``n`` and ``r``, as wardtui wrote
+    before it batched them). None for an entry that is neither (written by someone else). The
+    events are not checked here: :func:`decode_event` does, one by one."""
+    raw = fields.get(b"b")
+    batch = raw is not None
+    if raw is None:
+        raw = fields.get(b"e")
+        if raw is None:
+            return None
+    try:
+        # json.loads of bytes finds their encoding in Python first: half its time.
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        doc, end = _JSON.raw_decode(text)
+        if end != len(text) or not isinstance(doc, dict):
+            return None
+        n, run = doc["n"], doc["r"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0 or not isinstance(run, str):
+            return None
+        events = doc["e"] if batch else [doc]
+        if not isinstance(events, list) or not events:
+            return None
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return n, run, events
+
+
+def event_extra(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
     """What an event's JSON carries beyond the event (``by``: who asked for a probe)."""
-    doc = json.loads(text)
+    doc = text if isinstance(text, dict) else json.loads(text)
     known = {"t"} | {f.name for f in fields(_BY_NAME[doc["t"]])} if doc.get("t") in _BY_NAME else {"t"}
     return {k: v for k, v in doc.items() if k not in known}
 

@@ -66,6 +66,7 @@ from poller.live import (
     encode_event,
     encode_inventory,
     encode_snapshot,
+    entry_events,
     event_extra,
     peek_delta,
 )
@@ -324,7 +325,8 @@ async def test_viewer_equals_service_after_churn(keys: Keys) -> None:
             assert len(made) > 100 and seen == made
             assert viewer.feed.stats.reloads == 1  # the attach: no gap, no reload
             # Refreshed from the deltas (the whole snapshot only now and then, if at all).
-            assert viewer.feed.stats.deltas >= 3 and viewer.feed.stats.deltas >= viewer.feed.stats.refreshes - 2
+            stats = viewer.feed.stats
+            assert stats.deltas >= 3 and stats.deltas >= stats.refreshes - 2, stats
         async with Viewer(MAIN_URL, keys) as late:  # from the snapshot alone
             await converge(service.engine, late.feed, timeout=3)
 
@@ -633,7 +635,8 @@ async def test_probe_now_reaches_every_viewer(keys: Keys, caplog: pytest.LogCapt
                     service.rtts[service.devices[7].address])
             client = Redis.from_url(MAIN_URL)
             entries = await client.xrange(keys.events)
-            extras = [event_extra(f[b"e"]) for _, f in entries if b'"CheckResult"' in f[b"e"]]
+            docs = [doc for _, f in entries for doc in (entry_events(f) or (0, "", []))[2]]
+            extras = [event_extra(doc) for doc in docs if doc.get("t") == "CheckResult"]
             await client.aclose()
             assert len(extras) == 1 and extras[0]["by"] and extras[0]["by"] != "?", extras
 
@@ -739,7 +742,8 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
                           "started": head.started, "n": head.n, "rows": 1, "event_n": None}
                 return [b"WTD1 but not really", _delta_blob(forged, b"x\x9cgarbage"),
                         _delta_blob(forged, zlib.compress(b"\x00" * 34)),  # a byte short
-                        _delta_blob(forged, zlib.compress(struct.pack("<I", head.n) + b"\x01" + b"\x00" * 30)),
+                        _delta_blob(forged, zlib.compress(  # a row past the last
+                            struct.pack("<I", head.n) + b"\x01" + b"\x00" * 30)),
                         _delta_blob(forged, zlib.compress(b"\x00" * 4 + b"\x07" + b"\x00" * 30)),
                         _delta_blob({**forged, "rows": head.n + 1}, b""),
                         _delta_blob({**forged, "id": "[bold]x"}, b"")]
@@ -747,10 +751,13 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
             for k in range(7):
                 await slow_down(service, 3.0)
                 assert await eventually(lambda: feed._seq == service.publisher._seq, 2)
-                bad = forgeries(peek_delta(await client.get(keys.delta)))[k]
+                current = await client.get(keys.delta)
+                assert isinstance(current, bytes)
+                bad = forgeries(peek_delta(current))[k]
                 losses = viewer.statuses().count(False)
                 await client.set(keys.delta, bad)
-                assert await eventually(lambda: viewer.statuses().count(False) > losses, 3), bad
+                lost = lambda n=losses: viewer.statuses().count(False) > n  # noqa: E731
+                assert await eventually(lost, 3), bad
                 assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
                 assert viewer.task is not None and not viewer.task.done()
             service.prober.down = {"::1"}

@@ -643,8 +643,8 @@ def test_delta_makes_the_snapshots_columns_from_the_one_before(n: int) -> None:
         full = decode_snapshot(snapshot_bytes(columns, changed=changed, seq=seq))
         blob = encode_delta(seq, "1733400000000-5", "abcd", "run", columns, changed, event_n=seq * 10)
         head = peek_delta(blob)
-        assert (head.seq, head.stream_id, head.inventory_id, head.started, head.n, head.rows, head.event_n) == (
-            seq, "1733400000000-5", "abcd", "run", n, len(changed), seq * 10)
+        assert (head.seq, head.stream_id, head.inventory_id, head.started, head.n, head.rows,
+                head.event_n) == (seq, "1733400000000-5", "abcd", "run", n, len(changed), seq * 10)
         snapshot_of_before = _column_bytes(before)
         made, rows_changed = apply_delta(blob, head, before)
         assert _column_bytes(made) == _column_bytes(full.columns)  # NaN for NaN, bit for bit
