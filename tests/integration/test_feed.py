@@ -57,12 +57,15 @@ from poller.feed import (
 )
 from poller.inventory import Device
 from poller.live import (
+    EVENTS_PER_ENTRY,
     FLAPPING,
     RTT_UNIT,
     Columns,
     DeltaHeader,
     FeedFormatError,
     Keys,
+    decode_snapshot,
+    encode_entry,
     encode_event,
     encode_inventory,
     encode_snapshot,
@@ -852,3 +855,76 @@ def test_stream_entries_that_are_not_events_are_skipped_in_place() -> None:
     assert feed.trackers["d1"].state is State.UNKNOWN
     assert feed._apply_event(b"50-0", {b"e": good.encode()})
     assert feed.trackers["d1"].state is State.DOWN and feed._last_n == 1
+
+
+def test_entries_of_several_events_apply_each_and_count_their_numbers() -> None:
+    """An entry carrying several events (field b) applies each in order and takes their numbers:
+    the next entry must start after its last, a gap reloads; the single-event entries of before
+    (field e) are read too. What is not an entry of events is skipped in place, the numbering
+    untouched; events in an entry that are not events are skipped, their numbers taken."""
+    run = "2026-12-05T12:00:00+00:00"
+    feed = LiveFeed(MAIN_URL, Keys("unused"))
+    seen = feed.bus.subscribe("test")
+    devices = [Device("d1", "127.0.0.9", "b", "r", "t"), Device("[red]d2[/]", "127.0.0.8", "b", "r", "t")]
+    feed._set_inventory("i", devices, Columns.empty(2))
+    feed._run, feed._last_n = run, 0
+    now = datetime.now(UTC)
+
+    def tr(name: str, to: State) -> str:
+        before = State.UP if to is State.DOWN else State.DOWN
+        since = now if to is State.DOWN else None
+        return encode_event(Transition(name, "127.0.0.9", before, to, now, since, None))
+
+    assert feed._apply_event(b"10-0", {b"b": encode_entry([tr("d1", State.DOWN), tr("[red]d2[/]", State.DOWN),
+                                                           tr("d1", State.UP)], 1, run).encode()})
+    assert feed._last_n == 3 and feed._last_id == (10, 0) and feed.stats.events == 3
+    assert feed.trackers["d1"].state is State.UP and feed.trackers["[red]d2[/]"].state is State.DOWN
+    assert feed.trackers["d1"].position == (10, 0)
+    assert [e.device for e in seen.drain() if isinstance(e, Transition)] == ["d1", "[red]d2[/]", "d1"]
+    assert feed._apply_event(b"11-0", {b"e": encode_event(Transition(
+        "d1", "a", State.UP, State.DOWN, now, now, None), n=4, r=run).encode()})  # as before
+    assert feed._last_n == 4 and feed.trackers["d1"].state is State.DOWN
+    r = json.dumps(run)
+    for k, raw in enumerate([b"", b"not json", b"[1]", b"[" * 100_000,
+                             f'{{"r":{r},"n":5,"e":[]}}'.encode(), f'{{"r":{r},"n":5,"e":"x"}}'.encode(),
+                             f'{{"r":{r},"n":"5","e":[{{}}]}}'.encode(),
+                             f'{{"r":{r},"n":true,"e":[{{}}]}}'.encode(), b'{"r":5,"n":5,"e":[{}]}',
+                             f'{{"r":{r},"n":-1,"e":[{{}}]}}'.encode()]):
+        assert feed._apply_event(f"{20 + k}-0".encode(), {b"b": raw}), raw[:20]
+        assert feed._last_id == (20 + k, 0) and feed._last_n == 4
+    # Not events, and one that is: numbers 5-8 taken, the event applied, nothing raised.
+    assert feed._apply_event(b"40-0", {b"b": encode_entry(["1", '"x"', '{"t":"Transition","device":["x"]}',
+                                                           tr("d1", State.UP)], 5, run).encode()})
+    assert feed._last_n == 8 and feed.trackers["d1"].state is State.UP
+    # A gap (9 is missing): reload.
+    assert not feed._apply_event(b"41-0", {b"b": encode_entry([tr("d1", State.DOWN)], 10, run).encode()})
+    assert feed.trackers["d1"].state is State.UP
+
+
+async def test_the_service_streams_its_events_in_numbered_entries(keys: Keys) -> None:
+    """The publisher's entries: several events each when they come together (EVENTS_PER_ENTRY at
+    most), numbered on from entry to entry; the snapshot names the last number its entry holds."""
+    async with Service(MAIN_URL, keys, make_devices(300, interval=0.5)) as service:
+        await service.all_checked()
+        await churn(service, 3.0, 60)
+        client = Redis.from_url(MAIN_URL)
+        entries = await client.xrange(keys.events)
+        decoded = [(entry_id, entry_events(fields)) for entry_id, fields in entries]
+        assert all(entry is not None for _, entry in decoded)
+        sizes = [len(entry[2]) for _, entry in decoded if entry is not None]
+        numbers = [entry[0] for _, entry in decoded if entry is not None]
+        assert max(sizes) > 1 and max(sizes) <= EVENTS_PER_ENTRY, sizes
+        assert numbers[0] == 1, numbers
+        follow = zip(numbers[:-1], numbers[1:], sizes[:-1], strict=True)
+        assert all(b == a + size for a, b, size in follow), numbers
+        assert len(entries) < sum(sizes)
+        await slow_down(service, 30.0)  # no more snapshots: the last one and the stream agree
+        blob = await client.get(keys.snapshot)
+        assert isinstance(blob, bytes)
+        snap = decode_snapshot(blob)
+        covered = [entry for entry_id, entry in decoded if entry_id.decode() == snap.stream_id]
+        if covered and covered[0] is not None:
+            assert snap.event_n == covered[0][0] + len(covered[0][2]) - 1
+        else:  # sent after the XRANGE above
+            assert snap.event_n is not None and snap.event_n >= numbers[-1] + sizes[-1] - 1
+        await client.aclose()
