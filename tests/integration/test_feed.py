@@ -744,10 +744,10 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
                 forged = {"v": 1, "seq": head.seq + 1, "id": "0-1", "inventory": head.inventory_id,
                           "started": head.started, "n": head.n, "rows": 1, "event_n": None}
                 return [b"WTD1 but not really", _delta_blob(forged, b"x\x9cgarbage"),
-                        _delta_blob(forged, zlib.compress(b"\x00" * 34)),  # a byte short
-                        _delta_blob(forged, zlib.compress(  # a row past the last
-                            struct.pack("<I", head.n) + b"\x01" + b"\x00" * 30)),
-                        _delta_blob(forged, zlib.compress(b"\x00" * 4 + b"\x07" + b"\x00" * 30)),
+                        # (2 rows: a bitmap of one byte, then one row's 31 bytes of figures)
+                        _delta_blob(forged, zlib.compress(b"\x01" + b"\x00" * 30)),  # a byte short
+                        _delta_blob(forged, zlib.compress(b"\x04" + b"\x01" + b"\x00" * 30)),  # row 2 of 2
+                        _delta_blob(forged, zlib.compress(b"\x01" + b"\x07" + b"\x00" * 30)),  # no such state
                         _delta_blob({**forged, "rows": head.n + 1}, b""),
                         _delta_blob({**forged, "id": "[bold]x"}, b"")]
 

@@ -552,7 +552,7 @@ def test_bitmap_rows_round_trip() -> None:
     for n in (0, 1, 7, 8, 9, 1000, 100_003):
         for share in (0.0, 0.01, 0.5, 1.0):
             rows = sorted(i for i in range(n) if rng.random() < share)
-            assert list(live._rows(live._bitmap(rows, n))) == rows, (n, share)
+            assert list(live._rows(live.bitmap(rows, n))) == rows, (n, share)
 
 
 def test_changed_rows_are_the_rows_that_differ() -> None:
@@ -678,9 +678,13 @@ def test_forged_deltas_raise_feed_format_error() -> None:
                 blob({k: v for k, v in header.items() if k != "seq"}), good[:10]):
         with pytest.raises(FeedFormatError):
             peek_delta(bad)
-    for body in (b"x\x9cgarbage", zlib.compress(b"\x00" * 34), zlib.compress(b"\x00" * 36),
-                 zlib.compress(struct.pack("<I", len(ROWS)) + b"\x01" + b"\x00" * 30),  # past the last row
-                 zlib.compress(b"\x00" * 4 + b"\x03" + b"\x00" * 30),  # no such state
+    # (6 rows: a bitmap of one byte, then one row's 31 bytes of figures)
+    for body in (b"x\x9cgarbage", zlib.compress(b"\x01" + b"\x00" * 30),
+                 zlib.compress(b"\x01" + b"\x00" * 32),
+                 zlib.compress(b"\x40" + b"\x01" + b"\x00" * 30),  # row 6: past the last row
+                 zlib.compress(b"\x03" + b"\x01" + b"\x00" * 30),  # two rows, the figures of one
+                 zlib.compress(b"\x00" + b"\x01" + b"\x00" * 30),  # no row, the figures of one
+                 zlib.compress(b"\x01" + b"\x03" + b"\x00" * 30),  # no such state
                  zlib.compress(b"\x00" * (35 * 1000))):
         forged = blob(header, body)
         with pytest.raises(FeedFormatError):
