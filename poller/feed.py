@@ -102,8 +102,9 @@ READ_PACE = 0.06
 """Seconds a viewer lets pass after a read of the stream that brought entries before it reads
 again: at 1,000 transitions a second the service sends up to 50 entries a second
 (:data:`PUBLISH_PACE`), and one read each cost a viewer more than decoding what they carried.
-What it adds to an event's latency is at most this (measured at 1,000 transitions/s: 40 ms -> 60 ms took a viewer from 4.0 to
-3.5 % of a core, stream-to-viewer p99 48 -> 66 ms)."""
+What it adds to an event's latency is at most this (measured at 1,000 transitions/s, one
+event an entry then: 40 ms -> 60 ms took a viewer from 4.0 to 3.5 % of a core, stream-to-viewer
+p99 48 -> 66 ms)."""
 PUBLISH_PACE = 0.02
 """Seconds the publisher lets pass after sending events before it sends more: at most ~50
 entries a second, each carrying what came meanwhile (at 1,000 transitions a second, ~20 events).
