@@ -52,29 +52,37 @@ from poller.inventory import Device
 from poller.jsonl import event_record
 from poller.live import (
     COMMANDS_MAXLEN,
+    DELTA_TTL,
+    EVENTS_PER_ENTRY,
     HEARTBEAT_TTL,
     LIVE_AGE,
     STREAM_MAXLEN,
     STREAMED,
     Columns,
+    DeltaHeader,
     FeedFormatError,
     Keys,
     LiveRows,
     LiveTracker,
     Snapshot,
+    apply_delta,
+    bitmap,
     decode_event,
     decode_inventory,
     decode_snapshot,
+    encode_delta,
+    encode_entry,
     encode_event,
     encode_inventory,
     encode_snapshot,
+    entry_events,
+    peek_delta,
     peek_snapshot,
 )
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
-_JSON = json.JSONDecoder()
 
 CONNECT_TIMEOUT = 5.0
 """Seconds Redis gets to accept a connection or answer a command before it counts as lost."""
@@ -92,10 +100,15 @@ VIEWER_TTL = 15.0
 """A viewer that has not said it is attached for this long is not counted."""
 READ_PACE = 0.06
 """Seconds a viewer lets pass after a read of the stream that brought entries before it reads
-again: at 1,000 transitions a second the service sends ~100 pipelines a second, and one read
-each cost a viewer more than decoding what they carried. What it adds to an event's latency
-is at most this (measured at 1,000 transitions/s: 40 ms -> 60 ms took a viewer from 4.0 to
-3.5 % of a core, stream-to-viewer p99 48 -> 66 ms)."""
+again: at 1,000 transitions a second the service sends up to 50 entries a second
+(:data:`PUBLISH_PACE`), and one read each cost a viewer more than decoding what they carried.
+What it adds to an event's latency is at most this (measured at 1,000 transitions/s, one
+event an entry then: 40 ms -> 60 ms took a viewer from 4.0 to 3.5 % of a core, stream-to-viewer
+p99 48 -> 66 ms)."""
+PUBLISH_PACE = 0.02
+"""Seconds the publisher lets pass after sending events before it sends more: at most ~50
+entries a second, each carrying what came meanwhile (at 1,000 transitions a second, ~20 events).
+What it adds to an event's latency is at most this."""
 REFRESH_AFTER = 0.1
 """Seconds after the service's snapshot (by its heartbeat's age) a viewer reads it."""
 REFRESH_RETRY = 0.1
@@ -318,7 +331,8 @@ class Publisher:
         self._n = 0  # events numbered per run: a viewer sees a gap as a trim
         self._sent_id, self._sent_n = "0-0", 0  # the last entry sent to the stream, and its number
         self._run = info.started
-        self._pending: list[tuple[str, str]] = []  # (id, event JSON) not yet sent
+        self._pending: list[str] = []  # events' JSON not yet sent: numbered up to self._n
+        self._sent_at = 0.0  # monotonic time of the last entries sent
         self._rows: list[Any] = []
         self._index: dict[str, int] = {}
         self._columns = Columns.empty(0)
@@ -371,6 +385,13 @@ class Publisher:
                         # so a viewer never meets a run's events before its snapshot.
                         await self._publish_snapshot()
                     if self._pending:
+                        pace = self._sent_at + PUBLISH_PACE - time.monotonic()
+                        if pace > 0:
+                            # Entries sent a moment ago: what the engine publishes meanwhile goes
+                            # in the next ones (fewer entries, for the viewers to read and for
+                            # the stream's bound in entries to hold more events).
+                            await asyncio.sleep(pace)
+                            self._take(self._sub.drain(50_000) if self._sub is not None else ())
                         await self._send_events()
                     if time.monotonic() >= self._next_snapshot:
                         await self._publish_snapshot()
@@ -534,7 +555,7 @@ class Publisher:
                 device = getattr(event, "device", None)
                 if device is not None and device in index:
                     dirty.add(index[device])
-                pending.append((self._ids.next(), self._entry(event)))
+                pending.append(self._entry(event))
         sub = self._sub
         if sub is not None and sub.dropped != self._dropped_seen:
             # Check results were dropped for us: any row may be stale.
@@ -543,7 +564,7 @@ class Publisher:
 
     def _entry(self, event: Event, **extra: Any) -> str:
         self._n += 1
-        return encode_event(event, n=self._n, r=self._run, **extra)
+        return encode_event(event, **extra)
 
     def _snmp_poll(self, poll: SnmpPoll) -> None:
         row = self._index.get(poll.device)
@@ -577,9 +598,17 @@ class Publisher:
         client = self._client
         assert client is not None
         pending, self._pending = self._pending, []
+        first = self._n - len(pending) + 1
         pipe = client.pipeline(transaction=False)
-        for entry_id, doc in pending:
-            pipe.xadd(self.keys.events, {"e": doc}, id=entry_id, maxlen=STREAM_MAXLEN, approximate=True)
+        entry_id = ""
+        # The events taken together in one entry (EVENTS_PER_ENTRY at most, so that the
+        # stream's bound in entries is one in bytes): a viewer reads and parses one entry for
+        # what took one per event.
+        for k in range(0, len(pending), EVENTS_PER_ENTRY):
+            entry_id = self._ids.next()
+            entry = encode_entry(pending[k:k + EVENTS_PER_ENTRY], first + k, self._run)
+            pipe.xadd(self.keys.events, {"b": entry}, id=entry_id, maxlen=STREAM_MAXLEN, approximate=True)
+        self._sent_at = time.monotonic()
         try:
             await pipe.execute()
         except ResponseError as exc:
@@ -604,7 +633,7 @@ class Publisher:
         self.stats.events += len(pending)
         # The last entry on the stream: what a snapshot may say it covers (entries queued since,
         # a probe's result, are not on it yet).
-        self._sent_id, self._sent_n = pending[-1][0], self._n - len(self._pending)
+        self._sent_id, self._sent_n = entry_id, first + len(pending) - 1
 
     async def _publish_snapshot(self) -> None:
         client = self._client
@@ -632,15 +661,20 @@ class Publisher:
         # The last event numbered and its ID, taken together: a viewer loading this snapshot
         # knows which number comes next, and sees a trimmed stream even in its first read.
         stream_id, event_n, seq = self._sent_id, self._sent_n, self._seq
-        blob = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
-                                          self.engine.last_gauges, columns, None if full else dirty,
-                                          self._snmp_json, event_n=event_n))
+        def encode() -> tuple[bytes, bytes]:
+            changed = None if full else bitmap(dirty, len(columns))  # one bitmap for both keys
+            return (encode_snapshot(seq, stream_id, at, self._inventory_id, self._run,
+                                    self.engine.last_gauges, columns, changed, self._snmp_json,
+                                    event_n=event_n),
+                    encode_delta(seq, stream_id, self._inventory_id, self._run, columns, changed, event_n))
+
+        blob, delta = await asyncio.get_running_loop().run_in_executor(None, encode)
         self.info = dataclasses.replace(self.info, snapshot_at=at.isoformat(timespec="milliseconds"))
         pipe = client.pipeline(transaction=True)
         if not self._inventory_written:
             pipe.set(self.keys.inventory, self._inventory_blob)
         pipe.set(self.keys.snapshot, blob)
+        pipe.set(self.keys.delta, delta, ex=DELTA_TTL)
         pipe.set(self.keys.service, self.info.to_json(), ex=HEARTBEAT_TTL)
         pipe.exists(self.keys.inventory)
         pipe.zremrangebyscore(self.keys.viewers, 0, time.time() - VIEWER_TTL)
@@ -750,7 +784,7 @@ class Publisher:
 
     def stream_now(self, event: Event, **extra: Any) -> None:
         """Put ``event`` on the stream with the next batch (a command's result)."""
-        self._pending.append((self._ids.next(), self._entry(event, **extra)))
+        self._pending.append(self._entry(event, **extra))
         if self._sub is not None:
             self._sub._wake()  # the loop may be asleep waiting for the engine
 
@@ -837,6 +871,7 @@ class ViewerStats:
     reloads: int = 0
     events: int = 0
     refreshes: int = 0
+    deltas: int = 0  # refreshes made from the delta key, not the whole snapshot
     losses: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # stream ID time -> applied, for benches
 
@@ -1004,8 +1039,20 @@ class LiveFeed:
             changed: Sequence[int] | None = snap.changed
         else:  # a snapshot skipped (or none before): the rows that differ
             changed = None if previous is None else columns.changed_rows(previous)
+        self._take_columns(snap.seq, snap.stream_id, columns, changed)
+
+    def _apply_delta(self, blob: bytes, head: DeltaHeader) -> None:
+        """The next snapshot's figures from its delta: the rows it changed set in a copy of the
+        columns held (the screens may be reading those), then taken as a snapshot's are."""
+        assert self._columns is not None and head.seq == self._seq + 1
+        columns, changed = apply_delta(blob, head, self._columns)
+        self._take_columns(head.seq, head.stream_id, columns, changed)
+        self.stats.deltas += 1
+
+    def _take_columns(self, seq: int, stream_id: str, columns: Columns,
+                      changed: Sequence[int] | None) -> None:
         self._view.columns = columns
-        snap_id = _id_tuple(snap.stream_id)
+        snap_id = _id_tuple(stream_id)
         newer = self._newer
         if newer:
             for name, tracker in list(newer.items()):
@@ -1013,7 +1060,7 @@ class LiveFeed:
                     tracker.settle()
                     del newer[name]
         self._columns = columns
-        self._seq = snap.seq
+        self._seq = seq
         self.stats.refreshes += 1
         if changed is None:
             self.bus.publish(RowsChanged(None))  # type: ignore[arg-type]
@@ -1021,50 +1068,50 @@ class LiveFeed:
             self.bus.publish(RowsChanged(tuple(map(self._names.__getitem__, changed))))  # type: ignore[arg-type]
 
     def _apply_event(self, entry_id: bytes, fields: dict[bytes, bytes]) -> bool:
-        """Fold one stream entry in; False when it shows a gap (the viewer must reload)."""
+        """Fold one stream entry's events in; False when it shows a gap (the viewer must reload)."""
         position = _id_tuple(entry_id)
-        raw = fields.get(b"e")
-        if raw is None:
+        entry = entry_events(fields)
+        if entry is None:
+            if b"b" in fields or b"e" in fields:
+                log.warning("live feed: a stream entry that is not an event was skipped")
             self._last_id = position  # read past it, or XREAD hands it back forever
             return True
-        try:
-            # json.loads of bytes finds their encoding in Python first: this is half its time.
-            text = raw.decode() if isinstance(raw, bytes) else raw
-            doc, end = _JSON.raw_decode(text)
-            if end != len(text):
-                raise ValueError("more after the event")
-            n, run = int(doc["n"]), str(doc["r"])
-        except (ValueError, TypeError, KeyError, RecursionError):
-            log.warning("live feed: a stream entry that is not an event was skipped")
-            self._last_id = position
-            return True
+        n, run, docs = entry
         if run == self._run and self._last_n >= 0 and n != self._last_n + 1:
             return False
         if run != self._run and run:
             return False  # another service run: its snapshot first
-        self._last_n = n
+        self._last_n = n + len(docs) - 1
         self._last_id = position
-        try:
-            event = decode_event(doc)  # parsed once: ~1,000 events a second at 1 % churn
-        except FeedFormatError as exc:
-            log.warning("live feed: %s", exc)
-            return True
-        if event is None:
-            return True
-        self.stats.events += 1
-        if self._record_latency:
-            self.stats.latencies_ms.append(time.time() * 1000 - position[0])
-        if isinstance(event, Gauges):
-            self.last_gauges = event
-        device = getattr(event, "device", None)
-        if device is not None:
-            tracker = self.trackers.get(device)
-            if tracker is not None and tracker.apply(event):
-                tracker.position = position
-                self._newer[device] = tracker
-        self.bus.publish(event)
-        if isinstance(event, CheckResult) and isinstance(doc.get("by"), str):
-            self.bus.publish(ProbeSeen(event, doc["by"][:64]))  # type: ignore[arg-type]
+        said = False
+        trackers, newer, publish = self.trackers, self._newer, self.bus.publish
+        for doc in docs:
+            try:
+                if not isinstance(doc, dict):
+                    raise FeedFormatError("an event cannot be read: not an object")
+                event = decode_event(doc)  # parsed once: ~1,000 events a second at 1 % churn
+            except FeedFormatError as exc:
+                if not said:  # once an entry: a forged one may hold thousands
+                    said = True
+                    log.warning("live feed: %s", exc)
+                continue
+            if event is None:
+                continue
+            self.stats.events += 1
+            if self._record_latency:
+                self.stats.latencies_ms.append(time.time() * 1000 - position[0])
+            cls = type(event)
+            if cls is Gauges:
+                self.last_gauges = event  # type: ignore[assignment]
+            device = getattr(event, "device", None)
+            if device is not None:
+                tracker = trackers.get(device)
+                if tracker is not None and tracker.apply(event):
+                    tracker.position = position
+                    newer[device] = tracker
+            publish(event)
+            if cls is CheckResult and isinstance(doc.get("by"), str):
+                publish(ProbeSeen(event, doc["by"][:64]))  # type: ignore[arg-type]
         return True
 
     async def run(self, duration: float | None = None) -> None:
@@ -1152,10 +1199,10 @@ class LiveFeed:
         was, by Redis's clock), so that each snapshot is read once, none skipped; sooner
         when this one was not taken."""
         pipe = client.pipeline(transaction=True)
-        pipe.get(self.keys.snapshot)
+        pipe.get(self.keys.delta)
         pipe.get(self.keys.service)
         pipe.pttl(self.keys.service)
-        blob, raw, ttl_ms = await pipe.execute()
+        delta, raw, ttl_ms = await pipe.execute()
         info = _service_info(raw, ttl_ms)
         if not is_live(info):
             raise NoService(self._no_service(info))
@@ -1167,6 +1214,20 @@ class LiveFeed:
         # This snapshot was read already: the next one, soon; not so soon from a service that
         # is late (the GET is every viewer's, and Redis serves them beside the service).
         retry = max(due, REFRESH_RETRY if age is None or age < period else REFRESH_LATE)
+        if delta is not None and self._columns is not None:
+            # The snapshot's delta (written with it): the whole snapshot only when the delta does
+            # not follow from what this viewer holds (a snapshot skipped, a full one, another run
+            # or inventory, a service that writes none).
+            head = peek_delta(delta)
+            if head.started == self._run and head.inventory_id == self.inventory_id:
+                if head.seq <= self._seq:
+                    return retry
+                if head.seq == self._seq + 1 and head.rows is not None:
+                    if _id_tuple(head.stream_id) > self._last_id:
+                        return REFRESH_RETRY  # (as below)
+                    self._apply_delta(delta, head)
+                    return due
+        blob: bytes | None = await client.get(self.keys.snapshot)  # type: ignore[assignment]
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot (Redis restarted empty?)")
         seq, started, inventory_id, stream_id = peek_snapshot(blob)

@@ -284,3 +284,69 @@ def test_a_restart_before_it_started_is_not_reported(feed_site: str) -> None:
     assert lines == [event_record(up)] * 2
     err = [line for line in events.stderr.splitlines() if "waiting for it" not in line]
     assert len(err) == 1 and "1 event of" in err[0], err
+
+
+def _stream_entry(keys: Any, body: str | bytes) -> None:
+    import redis
+
+    client = redis.Redis.from_url(SHARED_REDIS)
+    client.xadd(keys.events, {"b": body})
+    client.close()
+
+
+def test_entries_of_several_events_print_a_line_each_and_are_counted_by_number(feed_site: str) -> None:
+    """The service puts the events it takes together in one entry: one line per event, in order;
+    the numbers go on across entries (a gap is said with its count), and the single-event
+    entries of before still print."""
+    from poller.live import encode_entry, encode_event
+
+    now = datetime.now(UTC)
+    keys = write_site(feed_site, [Device("r1", "127.0.0.1", "b", "r", "router")])
+    down = Transition("r1", "127.0.0.1", State.UP, State.DOWN, now, now, None)
+    up = Transition("r1", "127.0.0.1", State.DOWN, State.UP, now, None, 1.5)
+    check = CheckResult("r1", "127.0.0.1", now, 1, 1, 2.0, State.UP)
+    stream(keys, up, 1)
+    events = follow("--site", feed_site, "--jsonl")
+    try:
+        time.sleep(1.5)  # started: at the stream's end
+        _stream_entry(keys, encode_entry([encode_event(down), encode_event(up),
+                                          encode_event(check, by="alice")], 2, "run-1"))
+        stream(keys, down, 5)  # the single-event entry of before
+        _stream_entry(keys, encode_entry([encode_event(up)], 9, "run-1"))  # 6, 7 and 8 are not there
+        lines = [events.record() for _ in range(5)]
+        time.sleep(0.5)
+    finally:
+        assert events.stop() == 0
+    check_line = {**(event_record(check) or {}), "by": "alice"}
+    assert lines == [event_record(down), event_record(up), check_line, event_record(down), event_record(up)]
+    err = [line for line in events.stderr.splitlines() if "waiting for it" not in line]
+    assert len(err) == 1 and "3 events of" in err[0] and "not shown" in err[0], err
+
+
+def test_forged_entries_of_several_events_are_data_or_skipped(feed_site: str) -> None:
+    from poller.live import encode_entry, encode_event
+
+    now = datetime.now(UTC)
+    keys = write_site(feed_site, [Device("r1", "127.0.0.1", "b", "r", "router")])
+    up = Transition("r1", "127.0.0.1", State.DOWN, State.UP, now, None, 1.5)
+    marked = Transition("[red]x\x1b[2J", "127.0.0.1", State.DOWN, State.UP, now, None, 1.5)
+    stream(keys, up, 1)
+    events = follow("--site", feed_site, "--jsonl")
+    try:
+        time.sleep(1.5)
+        for body in (b"not json", b"[" * 100_000, '{"r":"run-1","n":2,"e":[]}', '{"r":"run-1","n":2,"e":"x"}',
+                     '{"r":"run-1","n":"2","e":[{}]}', '{"r":5,"n":2,"e":[{}]}'):
+            _stream_entry(keys, body)  # not entries of events: skipped, the numbers untouched
+        # Events that are not events, beside one that is: the numbers counted, the real one printed.
+        _stream_entry(keys, encode_entry(["1", '"x"', '{"t":"Transition","device":["x"]}',
+                                          encode_event(marked, by="\x1b[5m")], 2, "run-1"))
+        _stream_entry(keys, encode_entry([encode_event(up)], 6, "run-1"))
+        lines = [events.line() for _ in range(2)]
+        time.sleep(0.5)
+    finally:
+        assert events.stop() == 0
+    assert [json.loads(line) for line in lines] == [event_record(marked), event_record(up)]
+    for line in lines:  # JSON escapes: nothing a terminal would obey
+        assert all(0x20 <= ord(c) < 0x7f for c in line[:-1]), repr(line)
+    err = [line for line in events.stderr.splitlines() if "waiting for it" not in line]
+    assert len(err) == 1 and "cannot be read" in err[0] and "not shown" not in err[0], err

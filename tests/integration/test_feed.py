@@ -15,9 +15,11 @@ import random
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,15 +57,21 @@ from poller.feed import (
 )
 from poller.inventory import Device
 from poller.live import (
+    EVENTS_PER_ENTRY,
     FLAPPING,
     RTT_UNIT,
     Columns,
+    DeltaHeader,
     FeedFormatError,
     Keys,
+    decode_snapshot,
+    encode_entry,
     encode_event,
     encode_inventory,
     encode_snapshot,
+    entry_events,
     event_extra,
+    peek_delta,
 )
 from poller.state import StateConfig
 from tests.fakes import FakeProber, make_devices
@@ -319,6 +327,9 @@ async def test_viewer_equals_service_after_churn(keys: Keys) -> None:
             seen = [(e.device, e.to_state, e.at) for e in viewer.take() if isinstance(e, Transition)]
             assert len(made) > 100 and seen == made
             assert viewer.feed.stats.reloads == 1  # the attach: no gap, no reload
+            # Refreshed from the deltas (the whole snapshot only now and then, if at all).
+            stats = viewer.feed.stats
+            assert stats.deltas >= 3 and stats.deltas >= stats.refreshes - 2, stats
         async with Viewer(MAIN_URL, keys) as late:  # from the snapshot alone
             await converge(service.engine, late.feed, timeout=3)
 
@@ -627,7 +638,8 @@ async def test_probe_now_reaches_every_viewer(keys: Keys, caplog: pytest.LogCapt
                     service.rtts[service.devices[7].address])
             client = Redis.from_url(MAIN_URL)
             entries = await client.xrange(keys.events)
-            extras = [event_extra(f[b"e"]) for _, f in entries if b'"CheckResult"' in f[b"e"]]
+            docs = [doc for _, f in entries for doc in (entry_events(f) or (0, "", []))[2]]
+            extras = [event_extra(doc) for doc in docs if doc.get("t") == "CheckResult"]
             await client.aclose()
             assert len(extras) == 1 and extras[0]["by"] and extras[0]["by"] != "?", extras
 
@@ -696,6 +708,11 @@ async def test_no_service_command_times_out(keys: Keys) -> None:
 # -- keys written by hand ------------------------------------------------------------------------
 
 
+def _delta_blob(header: dict[str, Any], body: bytes) -> bytes:
+    head = json.dumps(header).encode()
+    return b"WTD1" + struct.pack("<I", len(head)) + head + body
+
+
 async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
     odd = [Device("rtr \"quoted\" [bold]x[/] \u00e9\u2603", "127.2.0.1", "b[1]", "r", "t",
                   tags=("[link=x]", "\x1b[31m")),
@@ -713,12 +730,39 @@ async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
             await client.xadd(keys.events, {"other": b"x"})
             await asyncio.sleep(1.5)
             assert viewer.task is not None and not viewer.task.done()
-            # A snapshot written by hand: a loss, said once, then the service's next one heals it.
+            # A snapshot written by hand (and no delta, so that the viewer reads it): a loss, said
+            # once, then the service's next one heals it.
             await slow_down(service, 3.0)
             await client.set(keys.snapshot, b"WTS1 but not really")
+            await client.delete(keys.delta)
             assert await eventually(lambda: False in viewer.statuses(), 3)
             assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
             assert viewer.task is not None and not viewer.task.done()
+            # A delta written by hand, in every way wrong: a loss each time, healed the same way.
+            await converge(service.engine, feed)
+            def forgeries(head: DeltaHeader) -> list[bytes]:
+                forged = {"v": 1, "seq": head.seq + 1, "id": "0-1", "inventory": head.inventory_id,
+                          "started": head.started, "n": head.n, "rows": 1, "event_n": None}
+                return [b"WTD1 but not really", _delta_blob(forged, b"x\x9cgarbage"),
+                        # (2 rows: a bitmap of one byte, then one row's 31 bytes of figures)
+                        _delta_blob(forged, zlib.compress(b"\x01" + b"\x00" * 30)),  # a byte short
+                        _delta_blob(forged, zlib.compress(b"\x04" + b"\x01" + b"\x00" * 30)),  # row 2 of 2
+                        _delta_blob(forged, zlib.compress(b"\x01" + b"\x07" + b"\x00" * 30)),  # no such state
+                        _delta_blob({**forged, "rows": head.n + 1}, b""),
+                        _delta_blob({**forged, "id": "[bold]x"}, b"")]
+
+            for k in range(7):
+                await slow_down(service, 3.0)
+                assert await eventually(lambda: feed._seq == service.publisher._seq, 2)
+                current = await client.get(keys.delta)
+                assert isinstance(current, bytes)
+                bad = forgeries(peek_delta(current))[k]
+                losses = viewer.statuses().count(False)
+                await client.set(keys.delta, bad)
+                lost = lambda n=losses: viewer.statuses().count(False) > n  # noqa: E731
+                assert await eventually(lost, 3), bad
+                assert await eventually(lambda: viewer.statuses()[-1:] == [True], 10, step=0.1)
+                assert viewer.task is not None and not viewer.task.done()
             service.prober.down = {"::1"}
             await converge(service.engine, feed)
         await slow_down(service, 60.0)  # the service stops rewriting its keys meanwhile
@@ -811,3 +855,76 @@ def test_stream_entries_that_are_not_events_are_skipped_in_place() -> None:
     assert feed.trackers["d1"].state is State.UNKNOWN
     assert feed._apply_event(b"50-0", {b"e": good.encode()})
     assert feed.trackers["d1"].state is State.DOWN and feed._last_n == 1
+
+
+def test_entries_of_several_events_apply_each_and_count_their_numbers() -> None:
+    """An entry carrying several events (field b) applies each in order and takes their numbers:
+    the next entry must start after its last, a gap reloads; the single-event entries of before
+    (field e) are read too. What is not an entry of events is skipped in place, the numbering
+    untouched; events in an entry that are not events are skipped, their numbers taken."""
+    run = "2026-12-05T12:00:00+00:00"
+    feed = LiveFeed(MAIN_URL, Keys("unused"))
+    seen = feed.bus.subscribe("test")
+    devices = [Device("d1", "127.0.0.9", "b", "r", "t"), Device("[red]d2[/]", "127.0.0.8", "b", "r", "t")]
+    feed._set_inventory("i", devices, Columns.empty(2))
+    feed._run, feed._last_n = run, 0
+    now = datetime.now(UTC)
+
+    def tr(name: str, to: State) -> str:
+        before = State.UP if to is State.DOWN else State.DOWN
+        since = now if to is State.DOWN else None
+        return encode_event(Transition(name, "127.0.0.9", before, to, now, since, None))
+
+    assert feed._apply_event(b"10-0", {b"b": encode_entry([tr("d1", State.DOWN), tr("[red]d2[/]", State.DOWN),
+                                                           tr("d1", State.UP)], 1, run).encode()})
+    assert feed._last_n == 3 and feed._last_id == (10, 0) and feed.stats.events == 3
+    assert feed.trackers["d1"].state is State.UP and feed.trackers["[red]d2[/]"].state is State.DOWN
+    assert feed.trackers["d1"].position == (10, 0)
+    assert [e.device for e in seen.drain() if isinstance(e, Transition)] == ["d1", "[red]d2[/]", "d1"]
+    assert feed._apply_event(b"11-0", {b"e": encode_event(Transition(
+        "d1", "a", State.UP, State.DOWN, now, now, None), n=4, r=run).encode()})  # as before
+    assert feed._last_n == 4 and feed.trackers["d1"].state is State.DOWN
+    r = json.dumps(run)
+    for k, raw in enumerate([b"", b"not json", b"[1]", b"[" * 100_000,
+                             f'{{"r":{r},"n":5,"e":[]}}'.encode(), f'{{"r":{r},"n":5,"e":"x"}}'.encode(),
+                             f'{{"r":{r},"n":"5","e":[{{}}]}}'.encode(),
+                             f'{{"r":{r},"n":true,"e":[{{}}]}}'.encode(), b'{"r":5,"n":5,"e":[{}]}',
+                             f'{{"r":{r},"n":-1,"e":[{{}}]}}'.encode()]):
+        assert feed._apply_event(f"{20 + k}-0".encode(), {b"b": raw}), raw[:20]
+        assert feed._last_id == (20 + k, 0) and feed._last_n == 4
+    # Not events, and one that is: numbers 5-8 taken, the event applied, nothing raised.
+    assert feed._apply_event(b"40-0", {b"b": encode_entry(["1", '"x"', '{"t":"Transition","device":["x"]}',
+                                                           tr("d1", State.UP)], 5, run).encode()})
+    assert feed._last_n == 8 and feed.trackers["d1"].state is State.UP
+    # A gap (9 is missing): reload.
+    assert not feed._apply_event(b"41-0", {b"b": encode_entry([tr("d1", State.DOWN)], 10, run).encode()})
+    assert feed.trackers["d1"].state is State.UP
+
+
+async def test_the_service_streams_its_events_in_numbered_entries(keys: Keys) -> None:
+    """The publisher's entries: several events each when they come together (EVENTS_PER_ENTRY at
+    most), numbered on from entry to entry; the snapshot names the last number its entry holds."""
+    async with Service(MAIN_URL, keys, make_devices(300, interval=0.5)) as service:
+        await service.all_checked()
+        await churn(service, 3.0, 60)
+        client = Redis.from_url(MAIN_URL)
+        entries = await client.xrange(keys.events)
+        decoded = [(entry_id, entry_events(fields)) for entry_id, fields in entries]
+        assert all(entry is not None for _, entry in decoded)
+        sizes = [len(entry[2]) for _, entry in decoded if entry is not None]
+        numbers = [entry[0] for _, entry in decoded if entry is not None]
+        assert max(sizes) > 1 and max(sizes) <= EVENTS_PER_ENTRY, sizes
+        assert numbers[0] == 1, numbers
+        follow = zip(numbers[:-1], numbers[1:], sizes[:-1], strict=True)
+        assert all(b == a + size for a, b, size in follow), numbers
+        assert len(entries) < sum(sizes)
+        await slow_down(service, 30.0)  # no more snapshots: the last one and the stream agree
+        blob = await client.get(keys.snapshot)
+        assert isinstance(blob, bytes)
+        snap = decode_snapshot(blob)
+        covered = [entry for entry_id, entry in decoded if entry_id.decode() == snap.stream_id]
+        if covered and covered[0] is not None:
+            assert snap.event_n == covered[0][0] + len(covered[0][2]) - 1
+        else:  # sent after the XRANGE above
+            assert snap.event_n is not None and snap.event_n >= numbers[-1] + sizes[-1] - 1
+        await client.aclose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import struct
 import time
 import zlib
@@ -35,12 +36,15 @@ from poller.live import (
     Columns,
     FeedFormatError,
     LiveTracker,
+    apply_delta,
     decode_event,
     decode_inventory,
     decode_snapshot,
+    encode_delta,
     encode_event,
     encode_inventory,
     encode_snapshot,
+    peek_delta,
 )
 
 T0 = datetime(2026, 12, 5, 12, 0, 0, 123456, tzinfo=UTC)
@@ -548,7 +552,7 @@ def test_bitmap_rows_round_trip() -> None:
     for n in (0, 1, 7, 8, 9, 1000, 100_003):
         for share in (0.0, 0.01, 0.5, 1.0):
             rows = sorted(i for i in range(n) if rng.random() < share)
-            assert list(live._rows(live._bitmap(rows, n))) == rows, (n, share)
+            assert list(live._rows(live.bitmap(rows, n))) == rows, (n, share)
 
 
 def test_changed_rows_are_the_rows_that_differ() -> None:
@@ -615,3 +619,78 @@ def test_peek_snapshot_reads_the_header_alone() -> None:
     for damaged in (b"", b"WTS1", b"WTS1\xff\xff\xff\x7f{}", b"XXXX" + blob[4:]):
         with pytest.raises(FeedFormatError):
             live.peek_snapshot(damaged)
+
+
+# -- the delta ------------------------------------------------------------------------------------
+
+
+def _column_bytes(columns: Columns) -> list[bytes]:
+    return [bytes(columns.flags), *(c.tobytes() for c in (columns.down_since, columns.last_change,
+                                                            columns.last_rtt, columns.avg_rtt,
+                                                            columns.jitter, columns.loss))]
+
+
+@pytest.mark.parametrize("n", [1, 7, 5000])
+def test_delta_makes_the_snapshots_columns_from_the_one_before(n: int) -> None:
+    rng = random.Random(n)
+    rows = [ROWS[rng.randrange(len(ROWS))] for _ in range(n)]
+    columns = columns_of(rows)
+    before = decode_snapshot(snapshot_bytes(columns)).columns
+    for seq in range(8, 14):
+        changed = set(rng.sample(range(n), rng.choice([0, 1, max(1, n // 10), n])))
+        for i in changed:
+            columns.set_row(i, ROWS[rng.randrange(len(ROWS))])
+        full = decode_snapshot(snapshot_bytes(columns, changed=changed, seq=seq))
+        blob = encode_delta(seq, "1733400000000-5", "abcd", "run", columns, changed, event_n=seq * 10)
+        head = peek_delta(blob)
+        assert (head.seq, head.stream_id, head.inventory_id, head.started, head.n, head.rows,
+                head.event_n) == (seq, "1733400000000-5", "abcd", "run", n, len(changed), seq * 10)
+        snapshot_of_before = _column_bytes(before)
+        made, rows_changed = apply_delta(blob, head, before)
+        assert _column_bytes(made) == _column_bytes(full.columns)  # NaN for NaN, bit for bit
+        assert list(rows_changed) == sorted(changed) == list(full.changed or [])
+        assert _column_bytes(before) == snapshot_of_before  # a copy: what the screens read stays
+        before = made
+
+
+def test_a_full_snapshots_delta_is_a_header_alone() -> None:
+    blob = encode_delta(3, "5-0", "abcd", "run", columns_of(ROWS), None)
+    head = peek_delta(blob)
+    assert head.rows is None and head.seq == 3 and len(blob) == head.size
+    with pytest.raises(FeedFormatError):
+        apply_delta(blob, head, columns_of(ROWS))
+
+
+def test_forged_deltas_raise_feed_format_error() -> None:
+    columns = columns_of(ROWS)
+    good = encode_delta(3, "5-0", "abcd", "run", columns, [1, 4])
+    head = peek_delta(good)
+    header = {"v": 1, "seq": 3, "id": "5-0", "inventory": "abcd", "started": "run", "n": len(ROWS), "rows": 1,
+              "event_n": None}
+
+    def blob(h: Any, body: bytes = b"") -> bytes:
+        raw = json.dumps(h).encode()
+        return b"WTD1" + struct.pack("<I", len(raw)) + raw + body
+
+    for bad in (b"", b"WTD1", b"WTS1" + good[4:], blob([1]), blob({**header, "v": 2}),
+                blob({**header, "id": "[red]x"}), blob({**header, "n": -1}), blob({**header, "n": "6"}),
+                blob({**header, "rows": len(ROWS) + 1}), blob({**header, "rows": True}),
+                blob({k: v for k, v in header.items() if k != "seq"}), good[:10]):
+        with pytest.raises(FeedFormatError):
+            peek_delta(bad)
+    # (6 rows: a bitmap of one byte, then one row's 31 bytes of figures)
+    for body in (b"x\x9cgarbage", zlib.compress(b"\x01" + b"\x00" * 30),
+                 zlib.compress(b"\x01" + b"\x00" * 32),
+                 zlib.compress(b"\x40" + b"\x01" + b"\x00" * 30),  # row 6: past the last row
+                 zlib.compress(b"\x03" + b"\x01" + b"\x00" * 30),  # two rows, the figures of one
+                 zlib.compress(b"\x00" + b"\x01" + b"\x00" * 30),  # no row, the figures of one
+                 zlib.compress(b"\x01" + b"\x03" + b"\x00" * 30),  # no such state
+                 zlib.compress(b"\x00" * (35 * 1000))):
+        forged = blob(header, body)
+        with pytest.raises(FeedFormatError):
+            apply_delta(forged, peek_delta(forged), columns)
+    with pytest.raises(FeedFormatError):  # a delta of another inventory's size
+        apply_delta(good, head, columns_of(ROWS[:3]))
+    for cut in range(head.size, len(good)):
+        with pytest.raises(FeedFormatError):
+            apply_delta(good[:cut], head, columns)

@@ -207,7 +207,7 @@ class Follower:
     async def _resync(self, client: Redis, run: str | None) -> None:
         """Print a device line per device from the snapshot (of service run ``run``, when given:
         waited for a little) and follow the stream from the entry it covers."""
-        from poller.live import FeedFormatError, decode_inventory, decode_snapshot
+        from poller.live import FeedFormatError, decode_inventory, decode_snapshot, entry_events
 
         deadline = time.monotonic() + _SNAPSHOT_WAIT
         while True:
@@ -235,17 +235,19 @@ class Follower:
         self.last_id, self.last_n, self.run = snap.stream_id, -1, run or snap.started
         covered: Any = await client.xrange(self.keys.events, snap.stream_id, snap.stream_id, count=1)
         if covered:
-            doc = _doc(covered[0][1])
-            if doc is not None and doc.get("r") == self.run and isinstance(doc.get("n"), int):
-                self.last_n = doc["n"]
-            elif doc is not None:
+            entry = entry_events(covered[0][1])
+            if entry is not None and entry[1] == self.run:
+                self.last_n = entry[0] + len(entry[2]) - 1
+            elif entry is not None:
                 self.last_n = 0  # the entry is another run's: this run streamed nothing before it
 
     def _take_position(self, entry_id: bytes | str, fields: dict[bytes, bytes]) -> None:
+        from poller.live import entry_events
+
         self.last_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-        doc = _doc(fields)
-        if doc is not None and isinstance(doc.get("n"), int):
-            self.last_n, self.run = doc["n"], str(doc.get("r", ""))
+        entry = entry_events(fields)
+        if entry is not None:
+            self.last_n, self.run = entry[0] + len(entry[2]) - 1, entry[1]
 
     # -- following ---------------------------------------------------------------------------
     async def follow(self) -> None:
@@ -294,45 +296,48 @@ class Follower:
         self._write(lines)
 
     def _entry(self, entry_id: bytes, fields: dict[bytes, bytes], lines: list[str]) -> str | None:
-        """Add one entry's line to ``lines``; with --since-snapshot, the run to resynchronise on
-        when events went missing before it (or the service restarted)."""
+        """Add one entry's lines (one per event it carries) to ``lines``; with --since-snapshot,
+        the run to resynchronise on when events went missing before it (or the service
+        restarted)."""
         from poller.jsonl import event_record
-        from poller.live import FeedFormatError, decode_event
+        from poller.live import FeedFormatError, decode_event, entry_events
 
         text = entry_id.decode()
         previous_ms = int(self.last_id.partition("-")[0])
-        doc = _doc(fields)
+        entry = entry_events(fields)
         self.last_id = text
-        if doc is None:
+        if entry is None:
             return None
-        n, run = doc.get("n"), str(doc.get("r", ""))
-        resync = None
-        if isinstance(n, int):
-            restarted = bool(self.run) and run != self.run
-            if restarted:
-                error(f"site {self.keys.site}: the service restarted (its run started {escaped(run[:40])})")
-                missed = n - 1  # its first events
-            elif self.run and self.last_n >= 0:
-                missed = n - self.last_n - 1
-            else:
-                missed = 0  # no position to count from yet: this entry is the first
-            if missed > 0:
-                self._say_missed(missed, previous_ms, int(text.partition("-")[0]))
-            if self.since_snapshot and (restarted or missed > 0):
-                resync = run
-            self.last_n, self.run = n, run
-        if resync is not None:
-            return resync
-        try:
-            event = decode_event(fields[b"e"])
-        except FeedFormatError as exc:
-            error(f"site {self.keys.site}: stream entry {text}: {exc}")
-            return None
-        record = None if event is None else event_record(event)
-        if record is not None:
-            if record["type"] == "check" and "by" in doc:
-                record["by"] = doc["by"]  # who asked for it (an operator's "probe now")
-            lines.append(json.dumps(record))
+        n, run, docs = entry
+        restarted = bool(self.run) and run != self.run
+        if restarted:
+            error(f"site {self.keys.site}: the service restarted (its run started {escaped(run[:40])})")
+            missed = n - 1  # its first events
+        elif self.run and self.last_n >= 0:
+            missed = n - self.last_n - 1
+        else:
+            missed = 0  # no position to count from yet: this entry is the first
+        if missed > 0:
+            self._say_missed(missed, previous_ms, int(text.partition("-")[0]))
+        self.last_n, self.run = n + len(docs) - 1, run
+        if self.since_snapshot and (restarted or missed > 0):
+            return run
+        said = False
+        for doc in docs:
+            try:
+                if not isinstance(doc, dict):
+                    raise FeedFormatError("an event cannot be read: not an object")
+                event = decode_event(doc)
+            except FeedFormatError as exc:
+                if not said:  # once an entry: a forged one may hold thousands
+                    said = True
+                    error(f"site {self.keys.site}: stream entry {text}: {exc}")
+                continue
+            record = None if event is None else event_record(event)
+            if record is not None:
+                if record["type"] == "check" and "by" in doc:
+                    record["by"] = doc["by"]  # who asked for it (an operator's "probe now")
+                lines.append(json.dumps(record))
         return None
 
     def _say_missed(self, missed: int, from_ms_: int, to_ms: int) -> None:
@@ -432,17 +437,6 @@ def device_record(device: Any, row: tuple[Any, ...], at: str) -> dict[str, Any]:
             "region": device.region, "device_type": device.type, "state": state.value,
             "since": _iso(down_since), "last_change": _iso(last_change), "rtt_ms": _round(last_rtt, 3),
             "loss_pct": _round(loss, 2), "jitter_ms": _round(jitter, 3), "flapping": flapping, "at": at}
-
-
-def _doc(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
-    raw = fields.get(b"e")
-    if raw is None:
-        return None
-    try:
-        doc = json.loads(raw)
-    except (ValueError, RecursionError):  # an entry written by hand, nested too deep to parse
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _who(info: Any) -> tuple[str | None, int | None, float | None]:

@@ -179,7 +179,7 @@ def render(s: SiteStatus) -> str:
                                 f"{c.get('unknown', 0)} unknown, {c.get('flapping', 0)} flapping"))
         age = (s.now - snap.at).total_seconds()
         rows.append(("snapshot", f"{age:.1f} s old ({stamp(snap.at)} UTC), {_bytes(s.snapshot_bytes)}"))
-    rows.append(("stream", f"{s.stream_length:,} events"))
+    rows.append(("stream", f"{s.stream_length:,} entries"))
     rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
     rows.append(("viewers", f"{s.viewers} attached"))
     width = max(len(name) for name, _ in rows)
