@@ -491,16 +491,7 @@ def peek_snapshot(blob: bytes) -> tuple[int, str, str, str]:
     """(seq, started, inventory id, stream ID) from a snapshot's header alone, its columns not
     inflated: whether a viewer can take it. Raises FeedFormatError as decode_snapshot does."""
     try:
-        if blob[:4] != _MAGIC:
-            raise FeedFormatError("the snapshot key holds something else (not a wardtui snapshot "
-                                  f"of format {FORMAT})")
-        (size,) = struct.unpack_from("<I", blob, 4)
-        header = json.loads(blob[8:8 + size])
-        if not isinstance(header, dict) or header.get("v") != FORMAT:
-            raise FeedFormatError(f"the snapshot's header is not a wardtui header of format {FORMAT}")
-        stream_id = str(header["id"])
-        if not _STREAM_ID.fullmatch(stream_id):
-            raise FeedFormatError(f"the snapshot's stream ID {stream_id[:40]!r} is not one")
+        header, stream_id, _ = _key_header(blob, _MAGIC, "snapshot")
         return int(header["seq"]), str(header.get("started", "")), str(header["inventory"]), stream_id
     except FeedFormatError:
         raise
@@ -509,6 +500,23 @@ def peek_snapshot(blob: bytes) -> tuple[int, str, str, str]:
 
 
 _STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+
+
+def _key_header(blob: bytes, magic: bytes, what: str) -> tuple[dict[str, Any], str, int]:
+    """(header, its stream ID, the header's size) of a snapshot or delta key (``what``), whose
+    bytes start with ``magic``. Raises FeedFormatError, or what reading a forged one raises
+    (the callers turn that into FeedFormatError)."""
+    if blob[:4] != magic:
+        raise FeedFormatError(f"the {what} key holds something else (not a wardtui {what} "
+                              f"of format {FORMAT})")
+    (size,) = struct.unpack_from("<I", blob, 4)
+    header = json.loads(blob[8:8 + size])
+    if not isinstance(header, dict) or header.get("v") != FORMAT:
+        raise FeedFormatError(f"the {what}'s header is not a wardtui header of format {FORMAT}")
+    stream_id = str(header["id"])
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise FeedFormatError(f"the {what}'s stream ID {stream_id[:40]!r} is not one")
+    return header, stream_id, size
 
 
 def decode_snapshot(blob: bytes) -> Snapshot:
@@ -631,16 +639,7 @@ def peek_delta(blob: bytes) -> DeltaHeader:
     """The header of a delta key, its rows not inflated. Raises FeedFormatError for what wardtui
     serve does not write."""
     try:
-        if blob[:4] != _DELTA_MAGIC:
-            raise FeedFormatError("the delta key holds something else (not a wardtui delta of format "
-                                  f"{FORMAT})")
-        (size,) = struct.unpack_from("<I", blob, 4)
-        header = json.loads(blob[8:8 + size])
-        if not isinstance(header, dict) or header.get("v") != FORMAT:
-            raise FeedFormatError(f"the delta's header is not a wardtui header of format {FORMAT}")
-        stream_id = str(header["id"])
-        if not _STREAM_ID.fullmatch(stream_id):
-            raise FeedFormatError(f"the delta's stream ID {stream_id[:40]!r} is not one")
+        header, stream_id, size = _key_header(blob, _DELTA_MAGIC, "delta")
         n, rows = header["n"], header["rows"]
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_ROWS:
             raise FeedFormatError(f"a delta of a snapshot of {str(n)[:20]} rows")

@@ -10,6 +10,7 @@ import pytest
 
 from store import database_url
 from tests.integration.feed_fixtures import feed_site, private_redis, service_factory  # noqa: F401
+from tests.integration.icmp_fixtures import icmp_root, prober  # noqa: F401
 from tests.integration.postgres import pg_url, private_pg  # noqa: F401
 from tests.lab.snmp_agents import SnmpdAgent, SnmpsimAgent, snmpd_missing, snmpsim_missing
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,21 +19,7 @@ from poller.prober import CLOSED
 from poller.state import StateConfig
 from tests.fakes import make_devices
 
-
-@pytest.fixture(autouse=True)
-def need_root() -> None:
-    if os.geteuid() != 0:
-        reason = "real ICMP tests need root (raw sockets, SO_RCVBUFFORCE)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run them as root")
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def prober() -> Iterator[IcmpProber]:
-    p = IcmpProber()
-    yield p
-    p.close()
+pytestmark = pytest.mark.usefixtures("icmp_root")  # real ICMP: root (fails under CI=true)
 
 
 Outcome = tuple[Any, int, float, "float | None", "str | None"]

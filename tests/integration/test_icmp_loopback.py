@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,21 +14,7 @@ from poller.icmp import IcmpProber
 from poller.state import StateConfig
 from tests.fakes import make_devices
 
-
-@pytest.fixture(autouse=True)
-def need_root() -> None:
-    if os.geteuid() != 0:
-        reason = "real ICMP tests need root (raw sockets, SO_RCVBUFFORCE)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run them as root")
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def prober() -> Iterator[IcmpProber]:
-    p = IcmpProber()
-    yield p
-    p.close()
+pytestmark = pytest.mark.usefixtures("icmp_root")  # real ICMP: root (fails under CI=true)
 
 
 def loopbacks(n: int, second: int = 3) -> list[str]:

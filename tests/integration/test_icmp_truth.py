@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,21 +21,7 @@ from poller.state import StateConfig
 from tests.fakes import make_devices
 from tests.integration.test_icmp_callback import Outcome, hold_replies, recorder, wait_for
 
-
-@pytest.fixture(autouse=True)
-def need_root() -> None:
-    if os.geteuid() != 0:
-        reason = "real ICMP tests need root (raw sockets, SO_RCVBUFFORCE)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI must run them as root")
-        pytest.skip(reason)
-
-
-@pytest.fixture
-def prober() -> Iterator[IcmpProber]:
-    p = IcmpProber()
-    yield p
-    p.close()
+pytestmark = pytest.mark.usefixtures("icmp_root")  # real ICMP: root (fails under CI=true)
 
 
 async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
