@@ -68,9 +68,9 @@ class Database:
     ``chunk_rows`` bounds how many rows are bound per SQLAlchemy ``executemany`` (transitions,
     outages, SNMP rows): SQLAlchemy binds parameters on the event loop's thread, so smaller
     chunks keep each slice of loop time short while the inserts of one batch still share one
-    transaction. Raw checks bypass it (:meth:`insert_rows_sqlite`, COPY on PostgreSQL). ``busy_timeout`` is how
-    long SQLite waits for its write lock, and how long a PostgreSQL connect may take
-    (:data:`store.dburl.CONNECT_TIMEOUT`).
+    transaction. Raw checks bypass it (:meth:`insert_rows_sqlite`, COPY on PostgreSQL).
+    ``busy_timeout`` is how long SQLite waits for its write lock, and how long a PostgreSQL
+    connect may take (:data:`store.dburl.CONNECT_TIMEOUT`).
     """
 
     def __init__(self, url: str, *, busy_timeout: float = CONNECT_TIMEOUT, chunk_rows: int = 1000,

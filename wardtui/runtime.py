@@ -344,7 +344,8 @@ class Runtime:
     def settle_after_first_round(self) -> asyncio.TimerHandle:
         """Tell the process policy once the first round is done (``wardtui poll`` and ``serve``,
         on their loop; the dashboard's app tells it itself, as it drives idle collections)."""
-        return asyncio.get_running_loop().call_later(self.first_round_seconds(), self.process.first_round_done)
+        loop = asyncio.get_running_loop()
+        return loop.call_later(self.first_round_seconds(), self.process.first_round_done)
 
     async def probe_now(self, name: str) -> dict[str, Any]:
         """Check ``name`` now, outside its schedule (an operator asked); the answer to show."""
