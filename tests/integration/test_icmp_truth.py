@@ -24,12 +24,8 @@ from tests.integration.test_icmp_callback import Outcome, hold_replies, recorder
 pytestmark = pytest.mark.usefixtures("icmp_root")  # real ICMP: root (fails under CI=true)
 
 
-async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
-        prober: IcmpProber, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An IPv6 device added by a reload on a host where no ICMPv6 socket opens (IPv6 disabled):
-    its probes fail at once, with a reason and a send time; IPv4 probes go on. (The exception
-    used to escape the drain, leaving it marked as scheduled: no probe was ever sent again and
-    every device stayed in flight, every later check skipped.)"""
+def no_icmpv6_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host opens no ICMPv6 socket (IPv6 disabled); IPv4 ones open as usual."""
     real = icmp._Channel
 
     def channel(family: int, privileged: bool | None, rcvbuf: int) -> Any:
@@ -38,6 +34,15 @@ async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
         return real(family, privileged, rcvbuf)
 
     monkeypatch.setattr(icmp, "_Channel", channel)
+
+
+async def test_a_family_whose_socket_cannot_open_fails_its_probes_only(
+        prober: IcmpProber, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An IPv6 device added by a reload on a host where no ICMPv6 socket opens (IPv6 disabled):
+    its probes fail at once, with a reason and a send time; IPv4 probes go on. (The exception
+    used to escape the drain, leaving it marked as scheduled: no probe was ever sent again and
+    every device stayed in flight, every later check skipped.)"""
+    no_icmpv6_socket(monkeypatch)
     prober.open((4,))
     outcomes: list[Outcome] = []
     before = time.time_ns()
@@ -237,14 +242,7 @@ async def test_engine_goes_on_checking_when_one_familys_socket_cannot_open(
     """The engine's view of the first case: an IPv6 device among IPv4 ones on a host with no
     ICMPv6 socket. It is DOWN (its probes fail at once); the others are checked on schedule,
     none skipped (they all stayed in flight, every check skipped, before)."""
-    real = icmp._Channel
-
-    def channel(family: int, privileged: bool | None, rcvbuf: int) -> Any:
-        if family == 6:
-            raise ICMPSocketError("[Errno 97] Address family not supported by protocol")
-        return real(family, privileged, rcvbuf)
-
-    monkeypatch.setattr(icmp, "_Channel", channel)
+    no_icmpv6_socket(monkeypatch)
     devices = [*make_devices(20), dataclasses.replace(make_devices(1, prefix="v6-")[0], address="::1")]
     prober = IcmpProber()
     prober.open((4,))
