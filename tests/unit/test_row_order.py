@@ -13,6 +13,7 @@ from poller.state import DeviceTracker, StateConfig
 from tests.fakes import make_devices
 from wardtui.widgets import row_order
 from wardtui.widgets.device_rows import (
+    COLUMNS,
     SORTS,
     STATIC_COLUMNS,
     StaticRanks,
@@ -56,7 +57,7 @@ def test_incremental_order_equals_a_full_sort(changed: int, view: str) -> None:
         if step == 6:
             rows.cycle_sort()  # a new column, then more moves by bisection
         rows.update(names, now)
-        assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+        assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, sorted(trackers))
     assert rows.sort_column == SORTS[1][0]
 
 
@@ -76,18 +77,20 @@ def test_a_filter_shows_only_matching_rows_and_follows_their_text() -> None:
 
 
 def shown_from_scratch(trackers: dict[str, DeviceTracker], terms: str, now: datetime) -> list[str]:
-    """The rows a filter shows, matched against each row's text rendered now."""
+    """The rows a filter shows: matched against the text of each row's columns rendered now,
+    but the figures that move every second (RTT, loss, down for)."""
     words = terms.lower().split()
+    matched = [COLUMNS.index(c) for c in COLUMNS if c.key not in ("rtt", "loss", "down")]
     return [n for n, t in trackers.items()
-            if all(w in "\t".join(row_texts(t, now)).lower() for w in words)]
+            if all(w in "\t".join(row_texts(t, now)[i] for i in matched).lower() for w in words)]
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int) -> None:
     """Many and few rows changing per tick (merge and bisection), filters typed, narrowed,
-    widened and cleared, views and every sort column, time passing for "down for": after each
-    step the display order is the one computed from scratch (a filter matching the text as of
-    each device's last change, and the down rows' "down for" as of the last tick)."""
+    widened and cleared, views and every sort column, time passing: after each step the display
+    order is the one computed from scratch (a filter matching the inventory's columns and the
+    state, never the RTT, loss or "down for" text: "1m", "50" and "ms" match no row)."""
     rng = random.Random(seed)
     trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(400)}
     ranks = StaticRanks({n: t.device for n, t in trackers.items()})
@@ -101,7 +104,8 @@ def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int)
     rows.rebuild(now)
     if seed % 2:
         rows.prepare_filter(now)  # as the dashboard's warm-up does
-    filters = ["", "north", "b3", "b3 north", "b3 nort", "down", "up b1", "1m", "dev1", "", "s"]
+    filters = ["", "north", "b3", "b3 north", "b3 nort", "down", "up b1", "1m", "dev1", "", "s", "50",
+               "up~flap", "down b2"]
     text = ""
     for step in range(40):
         now += timedelta(seconds=rng.choice((1, 7, 50)))
@@ -123,7 +127,7 @@ def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int)
             rows.rebuild(now)
         shown = shown_from_scratch(trackers, text, now) if text else sorted(trackers)
         want = from_scratch(rows, trackers, ranks, shown)
-        assert rows.display_order() == want, (step, text, rows.sort_column)
+        assert list(rows.display_order()) == want, (step, text, rows.sort_column)
         assert all(rows.matches(n) for n in shown) and rows.shown_count == len(shown)
 
 
@@ -158,10 +162,10 @@ def test_a_tick_of_many_moved_rows_merges_instead_of_sorting(monkeypatch: pytest
     def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
         return {n: Counted(k) for n, k in real(*args, **kwargs).items()}
 
-    rows._sorted = [(Counted(k), n) for k, n in rows._sorted]
+    rows._sorted = [Counted(k) for k in rows._sorted]
     monkeypatch.setattr(row_order, "packed_sort_keys", counted)
     rows.update(changed, now)
-    assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+    assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, sorted(trackers))
     # a merge: ~n + m log m comparisons (~7,700 here); a sort of all 3,000 (~31,000) would not
     assert compared < 12_000, compared
 
@@ -224,13 +228,13 @@ def test_an_update_of_every_row_equals_the_order_from_scratch(view: str) -> None
             tracker.apply_check(ok, now, now, now.timestamp(), rtt)
         names, moved, _ = rows.update(trackers, now)
         assert names == set(trackers) and moved
-        assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+        assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, sorted(trackers))
 
 
-def test_a_row_changed_while_hidden_is_keyed_when_its_down_for_text_shows_it() -> None:
-    """While a filter is on, a tick makes keys only for the shown rows; a hidden row changed
-    (here: gone down) gets its key when "down for" moves it into the filter without a tick of
-    its own, so it lands where a full sort puts it."""
+def test_a_filter_follows_the_state_not_the_figures() -> None:
+    """Filtered on "down", rows that go down come into the filter in their place by the sort
+    column (RTT) and leave it when they come back; "down for" text ("2m") and RTT figures are
+    not matched, however long they are down."""
     trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(60)}
     ranks = StaticRanks({n: t.device for n, t in trackers.items()})
     now = datetime(2026, 12, 5, tzinfo=UTC)
@@ -239,25 +243,60 @@ def test_a_row_changed_while_hidden_is_keyed_when_its_down_for_text_shows_it() -
         t.record_probe(rtt)
         t.apply_check(True, now, now, now.timestamp(), rtt)
     rows = RowOrder(trackers, ranks)
-    rows.sort_index = [key for key, _ in SORTS].index("rtt")
+    rows.sort_index = [key for key, _ in SORTS].index("down")
     rows.rebuild(now)
-    rows.set_filter("2m")
+    rows.set_filter("down")
     rows.rebuild(now)
-    assert rows.display_order() == []
-    down = ["dev3", "dev7", "dev30"]  # by RTT the other way round while they were up
+    assert list(rows.display_order()) == []
+    down = ["dev3", "dev7", "dev30"]
     while any(trackers[name].state is not State.DOWN for name in down):
         now += timedelta(seconds=1)
         for name in down:
             trackers[name].record_probe(None)
             trackers[name].apply_check(False, now, now, now.timestamp(), None)
         rows.update(down, now)
-    assert rows.display_order() == []  # down for 0s: still hidden
-    now += timedelta(seconds=125)
-    rows.update([], now)  # a tick naming other rows (none here): "down for" reads 2m05s now
-    shown = shown_from_scratch(trackers, "2m", now)
-    assert sorted(shown) == sorted(down)
-    assert rows.display_order() == from_scratch(rows, trackers, ranks, shown)
-    # and its key is the one a full sort makes, where the rows are placed on the next filter
+    assert sorted(rows.display_order()) == sorted(down)
+    assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, down)
+    for text in ("2m", "12.0", "down 2m"):
+        rows.set_filter(text)
+        rows.rebuild(now + timedelta(minutes=2))
+        assert list(rows.display_order()) == [], text
+    rows.set_filter("down")
+    rows.rebuild(now)
+    for name in down[:2]:
+        trackers[name].record_probe(5.0)
+        trackers[name].apply_check(True, now, now, now.timestamp(), 5.0)
+    rows.update(down[:2], now)
+    assert list(rows.display_order()) == ["dev30"] and rows.display_order().index("dev30") == 0
     rows.set_filter("")
     rows.rebuild(now)
-    assert rows.display_order() == from_scratch(rows, trackers, ranks, sorted(trackers))
+    assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, sorted(trackers))
+
+
+def test_row_names_index_is_each_rows_place_in_every_view() -> None:
+    """display_order().index(name) (a bisection, or a search of the problems on top) is each
+    row's place, in both views, filtered or not; a row not shown is a ValueError."""
+    rng = random.Random(4)
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(300)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for t in trackers.values():
+        ok = rng.random() < 0.7
+        rtt = rng.uniform(0.1, 50) if ok else None
+        t.record_probe(rtt)
+        t.apply_check(ok, now, now, now.timestamp(), rtt)
+    rows = RowOrder(trackers, ranks)
+    rows.sort_index = [key for key, _ in SORTS].index("rtt")
+    for view in ("all", "problems"):
+        for text in ("", "b2", "zzz"):
+            rows.view = view
+            rows.set_filter(text)
+            rows.rebuild(now)
+            order = rows.display_order()
+            assert [order.index(name) for name in order] == list(range(len(order)))
+            assert order[1:4] == list(order)[1:4]
+            for name in trackers:
+                if not rows.is_shown(name):
+                    assert name not in order
+                    with pytest.raises(ValueError):
+                        order.index(name)

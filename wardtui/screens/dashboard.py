@@ -148,7 +148,7 @@ class DashboardScreen(Screen[None]):
                 enter_action="submit_line", escape_action="clear_filter")
         with Horizontal(id="filter-bar"):
             yield Label("filter /", id="filter-label")
-            yield LineInput("text in any column; words must all match", id="filter",
+            yield LineInput("name, address, branch, region, type or state; words must all match", id="filter",
                             enter_action="submit_line", escape_action="clear_filter")
         yield HealthLine(id="health")
         with Horizontal(id="bottom"):

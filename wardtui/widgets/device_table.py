@@ -18,7 +18,7 @@ first, so nothing ever acts on the first screenful alone.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from itertools import compress
@@ -172,7 +172,7 @@ class DeviceTable(ScrollView, can_focus=True):
         """Whether the whole order is made (else only the first screenful is known)."""
         return self._order is not None
 
-    def _shown_order(self, rows: int) -> list[str]:
+    def _shown_order(self, rows: int) -> Sequence[str]:
         """The display order, at least its first ``rows``: the first page while it covers them
         and the whole order is not made yet, else the order (made now if need be)."""
         if self._order is None:
@@ -238,7 +238,7 @@ class DeviceTable(ScrollView, can_focus=True):
         """The devices whose rows are on screen now."""
         top = round(self.scroll_y)
         page = self._page_rows()
-        return self._shown_order(top + page)[top:top + page]
+        return list(self._shown_order(top + page)[top:top + page])
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -302,7 +302,8 @@ class DeviceTable(ScrollView, can_focus=True):
 
     # -- user actions -------------------------------------------------------------------------
     def set_filter(self, text: str) -> None:
-        """Show only rows whose text contains every whitespace-separated term (any column)."""
+        """Show only rows whose text contains every whitespace-separated term (the inventory's
+        columns and the state; not RTT, loss or "down for", which move every second)."""
         if text == self._filter:
             return
         self._filter = text

@@ -1,15 +1,21 @@
 """Which devices the device table shows, and in what order: kept incrementally, headless.
 
-Every device sits in a sorted list of ``(sort key, name)``, shown or not; the filter is a set of
-the names it matches, and the display order is that list read through it. So a changed device
-leaves and re-enters the list by bisection, and when many changed in one tick (a snapshot names
-~10,000 of 100,000 rows whose RTT moved) they are taken out in one pass and merged back in
-sorted (a merge of two sorted runs, not a sort of the whole). A full sort happens only when the
-operator changes the sort column, and for a column that never changes (name, address, branch,
-region, type) not even then: its ranks are the order. A filter typed or cleared only matches
-text, never sorts; a filter that narrows the last one (typing one more character) only matches
-the rows it showed. The problems are kept in order the same way, for the problems view. The
-filter matches each row's text as of the device's last change.
+Every device has one int key for the sort column (packed: the column's part above, the name's
+rank in the lowest bits, so each key is unique and names its device), and every key sits in a
+sorted list of ints. The display order is that list read through the filter, a name made from
+a key only when a row is painted or asked for (:class:`RowNames`): a tick never builds a list
+of 100,000 names. A changed device leaves and re-enters the list by bisection, and when many
+changed in one tick (a snapshot names ~10,000 of 100,000 rows whose RTT moved) they are cut
+out by bisection and merged back in sorted (a merge of two sorted runs, not a sort of the
+whole). A full sort happens only when the operator changes the sort column, and for a column
+that never changes (name, address, branch, region, type) its ranks are already in order.
+
+The filter matches the text of the columns that never change (name, address, branch, region,
+type) and the state (DOWN, up~flap, ...), not the figures that move every second (RTT, loss,
+down for): a row would blink in and out of a filter as its RTT moved, and rendering them for
+each of 10,000 rows a second cost more than the rest of the tick. A filter that narrows the
+last one (typing one more character) only matches the rows it showed. The problems are kept
+in order as they change, for the problems view.
 
 No widget and no Textual (rich only through the state labels): ``DeviceTable`` paints what this
 decides, and a test can drive it without an app.
@@ -18,52 +24,141 @@ decides, and a test can drive it without an app.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
+from typing import TypeVar, overload
 
-from poller.events import State
 from poller.state import TrackerView
-from wardtui.durations import format_duration
 from wardtui.widgets.device_rows import (
     SORTS,
     STATIC_COLUMNS,
     SortKey,
     StaticRanks,
-    live_texts,
     packed_sort_keys,
     problem_key,
-    row_texts,
 )
+from wardtui.widgets.states import state_label
 
 VIEWS = ("all", "problems")  # what the table can show; the grouped view is a widget of its own
-# Up to this many moved rows in one tick, each is bisected out and in; above it, one pass takes
-# them all out and a merge puts them back.
+# Up to this many moved rows in one tick, each is bisected out and in; above it, they are cut
+# out in one pass and a merge puts them back.
 BISECT_LIMIT = 64
-# The columns of COLUMNS (device_rows.py) that change live, and those that never do: the filter
-# keeps the text of the first per change and of the second once per device.
-_LIVE = slice(1, 5)
-_DOWN_FOR = 4
-_STATIC = (0, 5, 6, 7, 8)
-Move = tuple[str, int | None, int | None]  # a row's name, the key it sits at, the key it goes to
+Move = tuple[int | None, int | None]  # a row's key where it sits (None: not in) and where it goes
+ProblemEntry = tuple[SortKey, str]
+K = TypeVar("K", int, ProblemEntry)
 
 
-def _move(rows: list[tuple[int, str]], moves: list[Move]) -> list[tuple[int, str]]:
-    """``rows`` (sorted) with each moved row taken out from its old key and put in at its new
-    one (None: not in, or not any more); a row is in at most one move."""
+def _move(rows: list[K], moves: list[tuple[K | None, K | None]]) -> list[K]:
+    """``rows`` (sorted keys) with each moved row taken out from its old key and put in at its
+    new one; a row is in at most one move. In place for a few, a new list for many."""
     if len(moves) <= BISECT_LIMIT:
-        for name, old, new in moves:
+        for old, new in moves:
             if old is not None:
-                del rows[bisect_left(rows, (old, name))]
+                del rows[bisect_left(rows, old)]
             if new is not None:
-                insort(rows, (new, name))
+                insort(rows, new)
         return rows
-    # Many: one pass takes them out, and the list's sort merges the two sorted runs (the rest,
-    # then the moved ones sorted), ~n comparisons instead of a sort's n log n.
-    gone = {name for name, old, _ in moves if old is not None}  # a str caches its hash, an int not
-    kept = [row for row in rows if row[1] not in gone] if gone else rows
-    kept += sorted((new, name) for name, _, new in moves if new is not None)
+    # Many: the old keys found by bisection (in C), the rows between them kept as slices, then
+    # the list's sort merges two sorted runs (the rest, the moved ones sorted): ~n steps in C
+    # instead of a set lookup per row in Python.
+    gone = sorted(old for old, _ in moves if old is not None)
+    kept: list[K] = []
+    start = 0
+    for at in map(bisect_left, repeat(rows), gone):
+        kept += rows[start:at]
+        start = at + 1
+    kept += rows[start:]
+    kept += sorted(new for _, new in moves if new is not None)
     kept.sort()
     return kept
+
+
+class RowNames(Sequence[str]):
+    """A display order as names, read through its keys when asked (a key's name is
+    ``names[key & mask]``): first ``top`` (the problems view's problems, each by its name's
+    rank), then the keys of ``rows`` (sorted) but those of ``top``, picked out when first read
+    past the top. ``index`` is a bisection, or a search of the top."""
+
+    __slots__ = ("_is_top", "_key_of", "_mask", "_names", "_rest", "_rows", "_top")
+
+    def __init__(self, top: list[int], rows: list[int], names: list[str], mask: int,
+                 key_of: Callable[[str], int | None], is_top: Callable[[str], bool]) -> None:
+        """``key_of(name)``: the key of a shown row (None: not shown); ``is_top(name)``: whether
+        it is one of ``top``."""
+        self._top, self._rows, self._names, self._mask = top, rows, names, mask
+        self._key_of, self._is_top = key_of, is_top
+        self._rest: list[int] | None = None if top else rows
+
+    def _after_top(self) -> list[int]:
+        rest = self._rest
+        if rest is None:
+            mask, top = self._mask, set(self._top)
+            rest = self._rest = [k for k in self._rows if k & mask not in top]
+        return rest
+
+    def __len__(self) -> int:
+        return len(self._rows)  # every row on top is one of rows too
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        names, mask, top = self._names, self._mask, self._top
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step == 1 and start >= len(top):
+                return [names[k & mask] for k in self._after_top()[start - len(top):stop - len(top)]]
+            return [self[j] for j in range(start, stop, step)]
+        if i < 0:
+            i += len(self)
+        if i < 0:
+            raise IndexError(i)
+        if i < len(top):
+            return names[top[i]]
+        return names[self._after_top()[i - len(top)] & mask]
+
+    def __iter__(self) -> Iterator[str]:
+        names, mask = self._names, self._mask
+        yield from (names[k] for k in self._top)
+        yield from (names[k & mask] for k in self._after_top())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._find(name) >= 0
+
+    def _find(self, name: str) -> int:
+        key = self._key_of(name)
+        if key is None:
+            return -1
+        top = self._top
+        if top and self._is_top(name):
+            try:
+                return top.index(key & self._mask)
+            except ValueError:
+                return -1
+        rest = self._after_top()
+        at = bisect_left(rest, key)
+        return len(top) + at if at < len(rest) and rest[at] == key else -1
+
+    def index(self, name: object, start: int = 0, stop: int | None = None) -> int:
+        """Where ``name`` is (ValueError if it is not shown)."""
+        at = self._find(name) if isinstance(name, str) else -1
+        if at < max(start, 0) or (stop is not None and at >= stop):
+            raise ValueError(f"{name!r} is not shown")
+        return at
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RowNames | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RowNames({list(self)!r})"
 
 
 class RowOrder:
@@ -72,32 +167,19 @@ class RowOrder:
     def __init__(self, trackers: Mapping[str, TrackerView], ranks: StaticRanks) -> None:
         self._trackers = trackers
         self._ranks = ranks
-        # Lower-case text of each row as of the device's last change, kept from the first filter
-        # on (tab-separated; a term has no white space, so it never spans two columns): that of
-        # the columns that never change is made once, the live ones' on each change. A filter
-        # then only matches instead of re-rendering every row.
-        self._static_text: dict[str, str] | None = None
-        self._text: dict[str, str] = {}  # the whole row's
-        # Sort key of every device, shown or not, packed in an int (packed_sort_keys: the name's
-        # rank in its lowest bits), or the rank of a column that never changes: the sorted lists
-        # compare ints, never the names (each device's key is its own).
-        self._rank_bits = max(len(ranks.name) - 1, 1).bit_length()
-        self.keys: dict[str, int] = {}
-        self._packed = True  # False: the keys are the ranks of a column that never changes
+        self._rank_bits = bits = max(len(ranks.name) - 1, 1).bit_length()
+        self._mask = (1 << bits) - 1
         self._by_rank: list[str] | None = None  # each name at its rank by name, made when needed
-        # Every device (key, name) by the sort column. While a filter is on, the rows whose key
-        # moved stay where they were (_stale: name -> the key they sit at) and only the shown
-        # rows are kept in order, in _view; the filter's next change puts them in place.
-        self._sorted: list[tuple[int, str]] = []
-        self._stale: dict[str, int | None] = {}
-        # Rows a tick changed while hidden by the filter: their key in self.keys is not made
-        # again until they are placed (the filter changes) or shown (always stale meanwhile).
-        self._unkeyed: set[str] = set()
-        self._view: list[tuple[int, str]] | None = None  # the shown rows; None: no filter
-        self._view_at: dict[str, int] = {}  # the key each row of _view sits at
+        # Lower-case text of each row's columns that never change (tab-separated: a term has no
+        # white space, so it never spans two columns), made once, at the first filter, and of
+        # its state, made again when the state changes: a filter then only matches.
+        self._static_text: dict[str, str] | None = None
+        self._state_text: dict[str, str] = {}
+        # Sort key of every device, shown or not, and every key in order.
+        self.keys: dict[str, int] = {}
+        self._sorted: list[int] = []
+        self._view: list[int] | None = None  # the shown rows' keys in order; None: no filter
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
-        # Down devices and their "down for" text as last rendered: it advances without any event
-        self._down: dict[str, str] = {}
         self._terms: list[str] = []
         self._shown_terms: list[str] = []  # the terms _shown was matched with
         self.sort_index = 0
@@ -106,7 +188,7 @@ class RowOrder:
         # shown ones on top without re-sorting 100,000 rows on every tick.
         self._problems: dict[str, SortKey] = {}
         self._problem_order: list[tuple[SortKey, str]] = []
-        self._order: list[str] | None = []  # display order; None: to be rebuilt from the above
+        self._order: RowNames | None = None  # display order; None: to be made from the above
 
     @property
     def sort_column(self) -> str:
@@ -143,21 +225,33 @@ class RowOrder:
             return name in self._trackers
         return name in self._shown
 
-    def display_order(self) -> list[str]:
+    def _names(self) -> list[str]:
+        by_rank = self._by_rank
+        if by_rank is None or len(by_rank) != len(self._ranks.name):
+            by_rank = [""] * len(self._ranks.name)
+            for name, rank in self._ranks.name.items():
+                by_rank[rank] = name
+            self._by_rank = by_rank
+        return by_rank
+
+    def display_order(self) -> RowNames:
         order = self._order
         if order is None:
             rows = self._sorted if self._view is None else self._view
-            if self.view == "all":
-                order = [name for _, name in rows]
-            else:
-                problems = self._problems
-                order = self.problem_names()
-                order += [name for _, name in rows if name not in problems]
-            self._order = order
+            # The problems view: the shown problems on top, by their name's rank (a rank is its
+            # own key's low bits), then the other rows by the sort column.
+            rank = self._ranks.name
+            top = [rank[name] for name in self.problem_names()] if self.view == "problems" else []
+            order = self._order = RowNames(top, rows, self._names(), self._mask, self._key_of,
+                                           self._problems.__contains__)
         return order
 
+    def _key_of(self, name: str) -> int | None:
+        """The key of a shown row, None if it is not shown."""
+        return self.keys.get(name) if self.is_shown(name) else None
+
     def invalidate(self) -> None:
-        """The display order is rebuilt when next asked for (the view changed, rows moved)."""
+        """The display order is made again when next asked for (the view changed, rows moved)."""
         self._order = None
 
     def rebuild(self, now: datetime) -> None:
@@ -165,59 +259,49 @@ class RowOrder:
         every device."""
         if len(self.keys) != len(self._trackers):  # the first time: every device placed
             self._order_all()
-        self._place_stale()
-        if not self._terms:
+        terms = self._terms
+        if not terms:
             self._shown = None
             self._shown_terms = []
         else:
             if self._static_text is None:  # the first filter of the run
                 self.prepare_filter(now)
-            # "down for" moved without an event (and some may be up by now without a tick)
-            down = self._refresh_down(now)
+            static, state = self._static_text, self._state_text
+            assert static is not None
             narrower = self._shown is not None and all(
-                any(old in new for new in self._terms) for old in self._shown_terms)
-            texts = self._text
-            terms = self._terms
+                any(old in new for new in terms) for old in self._shown_terms)
+            first = terms[0]
             if narrower and self._shown is not None:
-                # A narrower filter matches only what the last one showed (and the down rows
-                # whose text moved since): a row it matches matched the last one too.
-                shown = {name for name in self._shown | down if terms[0] in texts[name]}
+                # A narrower filter matches only what the last one showed: a row it matches
+                # matched the last one too.
+                shown = {name for name in self._shown if first in static[name] or first in state[name]}
             else:
-                shown = {name for name, text in texts.items() if terms[0] in text}
+                shown = {name for name, text in static.items() if first in text or first in state[name]}
             for term in terms[1:]:  # each term matched among the rows of the ones before
-                shown = {name for name in shown if term in texts[name]}
+                shown = {name for name in shown if term in static[name] or term in state[name]}
             self._shown = shown
             self._shown_terms = list(terms)
         self._make_view()
         self._order = None
 
     def _make_view(self) -> None:
-        """The shown rows in order, from every row's, while a filter is on."""
+        """The shown rows' keys in order, from every row's, while a filter is on."""
         shown = self._shown
         if shown is None:
-            self._view, self._view_at = None, {}
+            self._view = None
+        elif len(shown) * 8 < len(self._sorted):
+            keys = self.keys
+            self._view = sorted(keys[name] for name in shown)
         else:
-            self._view = view = [row for row in self._sorted if row[1] in shown]
-            self._view_at = {name: key for key, name in view}
-
-    def _place_stale(self) -> None:
-        """Put the rows whose key moved while a filter was on in place among every row's."""
-        stale, keys = self._stale, self.keys
-        self._key_now(self._unkeyed)
-        moves: list[Move] = [(name, at, keys[name]) for name, at in stale.items() if at != keys[name]]
-        stale.clear()
-        if len(moves) > len(keys) // 4:  # then one sort of ints is cheaper
-            self._sorted = self._sorted_keys() if self._packed else \
-                sorted(zip(keys.values(), keys.keys(), strict=True))
-        elif moves:
-            self._sorted = _move(self._sorted, moves)
+            rank, mask = self._ranks.name, self._mask
+            ranks = {rank[name] for name in shown}
+            self._view = [k for k in self._sorted if k & mask in ranks]
 
     def _order_all(self) -> None:
         """Sort keys and problems of every device, from scratch."""
         trackers = self._trackers
         self._resort()
         self._problems.clear()
-        self._problem_order.clear()
         ranks = self._ranks.name
         problems = self._problems
         for name, tracker in trackers.items():
@@ -229,18 +313,13 @@ class RowOrder:
         self._problem_order = sorted(zip(problems.values(), problems.keys(), strict=True))
 
     def prepare_filter(self, now: datetime) -> None:
-        """Render every row's text once, so that the first filter only matches."""
+        """Make every row's text once, so that the first filter only matches."""
         if self._static_text is None:
-            static: dict[str, str] = {}
-            text = self._text
-            down, is_down = self._down, State.DOWN
-            for name, tracker in self._trackers.items():
-                texts = row_texts(tracker, now)
-                static[name] = row = "\t".join([texts[i] for i in _STATIC]).lower()
-                text[name] = row + "\t" + "\t".join(texts[_LIVE]).lower()
-                if tracker.state is is_down:
-                    down[name] = texts[_DOWN_FOR]
-            self._static_text = static
+            self._static_text = {
+                name: "\t".join((d.name, d.address, d.branch, d.region, d.type)).lower()
+                for name, t in self._trackers.items() for d in (t.device,)}
+            self._state_text = {name: state_label(t.state, t.flapping).lower()
+                                for name, t in self._trackers.items()}
 
     def cycle_sort(self) -> None:
         """Move to the next sort column and re-sort every device."""
@@ -250,194 +329,87 @@ class RowOrder:
         self._order = None
 
     def update(self, names: Iterable[str], now: datetime) -> tuple[set[str], bool, bool]:
-        """Bring the rows of ``names`` up to date; return the names looked at (with the down
-        ones whose "down for" moved while a filter is on), whether the shown rows moved, and
-        whether the shown problems did."""
+        """Bring the rows of ``names`` up to date; return the names looked at, whether the shown
+        rows moved, and whether the shown problems did."""
         names = set(names)
-        if self._static_text is None and len(names) >= len(self._trackers) \
-                and names.issuperset(self._trackers):
+        trackers = self._trackers
+        if len(self.keys) != len(trackers):  # before the first rebuild: every device keyed
+            self._order_all()
+            self._make_view()
+            self._order = None
+        if self._static_text is None and len(names) >= len(trackers) and names.issuperset(trackers):
             # Every row (the engine started, a snapshot named them all) and no row text kept
             # (so no filter): keys in one pass and one sort, problems in one sort.
             self._order_all()
             self._order = None
             return names, True, True
-        trackers = self._trackers
         present = {name: trackers[name] for name in names if name in trackers}
-        problems_moved = False
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
-        texts = self._static_text is not None
-        # (name, key it sits at or None, key it goes to or None) of rows that move in the list
-        # kept in order: every row's without a filter, the shown ones' with one
-        moves: list[Move] = []
-        track = self._track_problem
+        moves: list[Move] = []  # in the list of every row's keys
+        shown_moves: list[Move] = []  # in the shown rows' (a filter is on)
         changes: list[tuple[str, SortKey | None, SortKey | None]] = []  # of the problems
-        if shown is None:
-            new_keys = self._keys_of(present)
-            for name, tracker in present.items():
-                if texts:
-                    self._remember(name, tracker, now)
-                old, key = keys.get(name), new_keys[name]
-                if key != old:
-                    keys[name] = key
-                    moves.append((name, old, key))
-                problems_moved |= track(name, problem_key(tracker, name_ranks[name]), changes)
-            if moves:
-                self._sorted = _move(self._sorted, moves)
+        problems_moved = False
+        track = self._track_problem
+        if self.sort_column in STATIC_COLUMNS:
+            new_keys: Mapping[str, int] = keys  # they never move
         else:
-            stale, view_at, unkeyed = self._stale, self._view_at, self._unkeyed
-            keyed: dict[str, TrackerView] = {}  # the shown rows: keyed now, hidden ones when placed
-            for name, tracker in present.items():
-                self._remember(name, tracker, now)
-                came_or_went = self._rematch(name)
-                if name in shown:
-                    keyed[name] = tracker
-                else:
-                    if name not in unkeyed:
-                        stale.setdefault(name, keys.get(name))
-                        unkeyed.add(name)
-                    at = view_at.get(name)
-                    if at is not None:
-                        moves.append((name, at, None))
-                if track(name, problem_key(tracker, name_ranks[name]), changes) or came_or_went:
-                    problems_moved |= name in shown or came_or_went
-            for name, key in self._keys_of(keyed).items():
-                old = keys.get(name)
-                if key != old:
-                    keys[name] = key
-                    stale.setdefault(name, old)
-                unkeyed.discard(name)
-                moves += self._view_move(name, key)
-            # "down for" is matched by the filter too: its text moved without an event
-            redrawn = self._refresh_down(now, present)
-            for name in redrawn:
-                if self._rematch(name):
-                    if name in unkeyed:
-                        self._key_now({name})
-                    moves += self._view_move(name, keys[name])
-                    problems_moved = True
-            names |= redrawn
-            if moves:
-                assert self._view is not None
-                self._view = _move(self._view, moves)
-                for name, _, to in moves:
-                    if to is None:
-                        del view_at[name]
+            new_keys = packed_sort_keys(self.sort_column, present, name_ranks, self._rank_bits)
+        state_text = self._state_text if self._static_text is not None else None
+        for name, tracker in present.items():
+            old, key = keys.get(name), new_keys[name]
+            if key != old:
+                keys[name] = key
+                moves.append((old, key))
+            moved = track(name, problem_key(tracker, name_ranks[name]), changes)
+            if state_text is not None:
+                text = state_label(tracker.state, tracker.flapping).lower()
+                if text != state_text[name]:
+                    state_text[name] = text
+            if shown is not None:
+                was = name in shown
+                now_shown = self._matches(name)
+                if now_shown != was:
+                    if now_shown:
+                        shown.add(name)
                     else:
-                        view_at[name] = to
+                        shown.discard(name)
+                    problems_moved = True
+                if (was or now_shown) and not (was and now_shown and key == old):
+                    shown_moves.append((old if was else None, key if now_shown else None))
+                problems_moved |= moved and now_shown
+            else:
+                problems_moved |= moved
+        if moves:
+            self._sorted = _move(self._sorted, moves)
+        if shown_moves:
+            assert self._view is not None
+            self._view = _move(self._view, shown_moves)
         self._order_problems(changes)
-        order_moved = bool(moves)
+        order_moved = bool(moves) if shown is None else bool(shown_moves)
         if order_moved or (problems_moved and self.view == "problems"):
             self._order = None
         return names, order_moved, problems_moved
 
-    def _view_move(self, name: str, key: int) -> list[Move]:
-        """How a row moves in _view (a filter is on): in, out, to another key, or not at all."""
-        assert self._shown is not None
-        at = self._view_at.get(name)
-        if name in self._shown:
-            return [] if at == key else [(name, at, key)]
-        return [] if at is None else [(name, at, None)]
-
-    def _key_now(self, names: set[str]) -> None:
-        """Make the keys of ``names`` (rows a tick changed while hidden) again; each is in
-        _stale already, at the key it sits at."""
-        if names:
-            trackers = self._trackers
-            self.keys.update(self._keys_of({name: trackers[name] for name in names if name in trackers}))
-            self._unkeyed -= names
+    def _matches(self, name: str) -> bool:
+        static, state = self._static_text, self._state_text
+        assert static is not None
+        text, label = static[name], state[name]
+        return all(term in text or term in label for term in self._terms)
 
     def _keys_of(self, trackers: Mapping[str, TrackerView]) -> dict[str, int]:
         """The sort key of each of ``trackers`` by the sort column, as self.keys holds them."""
-        column, name_rank = self.sort_column, self._ranks.name
+        column, name_rank, bits = self.sort_column, self._ranks.name, self._rank_bits
         if column not in STATIC_COLUMNS:
-            return packed_sort_keys(column, trackers, name_rank, self._rank_bits)
+            return packed_sort_keys(column, trackers, name_rank, bits)
+        # The column's ranks are 0..n-1 in order (StaticRanks made them so): keys made in that
+        # order are sorted already, and the sort that follows only checks it.
         static = self._ranks.column(column)
-        if not self._packed:
-            return {name: static[name] for name in trackers}
-        bits = self._rank_bits
-        return {name: (static[name] << bits) | name_rank[name] for name in trackers}
-
-    def _sorted_keys(self) -> list[tuple[int, str]]:
-        """Every (packed key, name) in order: the ints sorted alone (an int compares several
-        times faster than a tuple), each name then read from its rank in the key's low bits."""
-        by_rank = self._by_rank
-        if by_rank is None or len(by_rank) != len(self._ranks.name):
-            placed = [""] * len(self._ranks.name)
-            for name, rank in self._ranks.name.items():
-                placed[rank] = name
-            by_rank = self._by_rank = placed
-        mask = (1 << self._rank_bits) - 1
-        return [(key, by_rank[key & mask]) for key in sorted(self.keys.values())]
+        return {name: (rank << bits) | name_rank[name] for name, rank in static.items() if name in trackers}
 
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
-        self._stale.clear()
-        self._unkeyed.clear()
-        column, trackers = self.sort_column, self._trackers
-        if column in STATIC_COLUMNS:
-            # The column's ranks are 0..n-1, one per device (StaticRanks): they are the keys
-            # (no tie to break), and each row's place is its rank, without a sort.
-            ranks = self._ranks.column(column)
-            placed: list[str | None] = [None] * len(trackers)
-            try:
-                for name, rank in ranks.items():
-                    placed[rank] = name
-            except (IndexError, TypeError):
-                placed = [None]
-            if len(ranks) == len(trackers) and None not in placed:
-                self.keys, self._packed = dict(ranks), False
-                self._sorted = list(enumerate(placed))  # type: ignore[arg-type]
-                return
-        self._packed = True
-        self.keys = self._keys_of(trackers)
-        self._sorted = self._sorted_keys()
-
-    def _remember(self, name: str, tracker: TrackerView, now: datetime) -> None:
-        assert self._static_text is not None
-        texts = live_texts(tracker, now)  # only these moved: the rest is kept in _static_text
-        self._text[name] = self._static_text[name] + "\t" + "\t".join(texts).lower()
-        if tracker.state is State.DOWN:
-            self._down[name] = texts[3]
-        else:
-            self._down.pop(name, None)
-
-    def _refresh_down(self, now: datetime, done: Mapping[str, object] = {}) -> set[str]:
-        """Render again the down rows (but ``done``) whose "down for" text moved, or which are
-        up by now without a tick; return them. Their sort and problem keys do not move with
-        time (a change of state comes with the device's own update)."""
-        trackers, down, changed = self._trackers, self._down, set()
-        for name, shown in list(down.items()):
-            if name in done:
-                continue
-            tracker = trackers.get(name)
-            if tracker is None:
-                del down[name]
-                continue
-            since = tracker.down_since  # read once, as row_texts does
-            if tracker.state is not State.DOWN:
-                text = None  # up by now: rendered again, and out of the down rows
-            else:
-                text = format_duration(now - since) if since is not None else ""
-            if text != shown:
-                self._remember(name, tracker, now)
-                changed.add(name)
-        return changed
-
-    def _rematch(self, name: str) -> bool:
-        """Match one row again (a filter is on); return whether it came or went."""
-        shown = self._shown
-        assert shown is not None
-        if self._matches(name) == (name in shown):
-            return False
-        if name in shown:
-            shown.discard(name)
-        else:
-            shown.add(name)
-        return True
-
-    def _matches(self, name: str) -> bool:
-        text = self._text[name]
-        return all(term in text for term in self._terms)
+        self.keys = self._keys_of(self._trackers)
+        self._sorted = sorted(self.keys.values())
 
     def _track_problem(self, name: str, key: SortKey | None,
                        changes: list[tuple[str, SortKey | None, SortKey | None]]) -> bool:
@@ -455,16 +427,8 @@ class RowOrder:
         return True
 
     def _order_problems(self, changes: list[tuple[str, SortKey | None, SortKey | None]]) -> None:
-        """Bring the ordered list of problems in step with their keys: by bisection for a few
-        changes, one sort for many (inserting each by bisection was quadratic: 20,000 problems
-        of 100,000 rows moved the list 20,000 times)."""
-        if len(changes) > BISECT_LIMIT:
-            problems = self._problems
-            self._problem_order = sorted(zip(problems.values(), problems.keys(), strict=True))
-            return
-        order = self._problem_order
-        for name, old, key in changes:
-            if old is not None:
-                del order[bisect_left(order, (old, name))]
-            if key is not None:
-                insort(order, (key, name))
+        """Bring the ordered list of problems in step with their keys, as rows are moved."""
+        if changes:
+            self._problem_order = _move(self._problem_order, [
+                (None if old is None else (old, name), None if key is None else (key, name))
+                for name, old, key in changes])
