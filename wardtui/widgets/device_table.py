@@ -298,7 +298,7 @@ class DeviceTable(ScrollView, can_focus=True):
         return [self.prepare_filter, *(partial(self._rank_column, c) for c in STATIC_COLUMNS[1:])]
 
     def _rank_column(self, column: str) -> None:
-        self._ranks.column(column)
+        self._rows.prepare_sort(column)
 
     # -- user actions -------------------------------------------------------------------------
     def set_filter(self, text: str) -> None:

@@ -161,6 +161,33 @@ class RowNames(Sequence[str]):
         return f"RowNames({list(self)!r})"
 
 
+class StaticKeys(Mapping[str, int]):
+    """The keys of a column that never changes, made when read (its rank above, the name's
+    below): a dict of 100,000 of them cost more than the sort it was for."""
+
+    __slots__ = ("_bits", "_name", "_ranks")
+
+    def __init__(self, ranks: Mapping[str, int], name_ranks: Mapping[str, int], bits: int) -> None:
+        self._ranks, self._name, self._bits = ranks, name_ranks, bits
+
+    def __getitem__(self, name: str) -> int:
+        return (self._ranks[name] << self._bits) | self._name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ranks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ranks)
+
+    def __len__(self) -> int:
+        return len(self._ranks)
+
+    def sorted_keys(self) -> list[int]:
+        """Every key in order: the ranks are 0..n-1 in order (StaticRanks made them so)."""
+        bits, name = self._bits, self._name
+        return [(rank << bits) | name[n] for n, rank in self._ranks.items()]
+
+
 class RowOrder:
     """The shown devices of ``trackers`` (those matching the filter terms) in display order."""
 
@@ -176,7 +203,8 @@ class RowOrder:
         self._static_text: dict[str, str] | None = None
         self._state_text: dict[str, str] = {}
         # Sort key of every device, shown or not, and every key in order.
-        self.keys: dict[str, int] = {}
+        self.keys: dict[str, int] | StaticKeys = {}
+        self._static_sorted: dict[str, list[int]] = {}  # each static column's keys in order, once made
         self._sorted: list[int] = []
         self._view: list[int] | None = None  # the shown rows' keys in order; None: no filter
         self._shown: set[str] | None = None  # the devices the filter matches; None: no filter
@@ -350,7 +378,7 @@ class RowOrder:
         changes: list[tuple[str, SortKey | None, SortKey | None]] = []  # of the problems
         problems_moved = False
         track = self._track_problem
-        if self.sort_column in STATIC_COLUMNS:
+        if isinstance(keys, StaticKeys):
             new_keys: Mapping[str, int] = keys  # they never move
         else:
             new_keys = packed_sort_keys(self.sort_column, present, name_ranks, self._rank_bits)
@@ -358,7 +386,7 @@ class RowOrder:
         for name, tracker in present.items():
             old, key = keys.get(name), new_keys[name]
             if key != old:
-                keys[name] = key
+                keys[name] = key  # type: ignore[index]  # a dict: static keys never move
                 moves.append((old, key))
             moved = track(name, problem_key(tracker, name_ranks[name]), changes)
             if state_text is not None:
@@ -396,20 +424,25 @@ class RowOrder:
         text, label = static[name], state[name]
         return all(term in text or term in label for term in self._terms)
 
-    def _keys_of(self, trackers: Mapping[str, TrackerView]) -> dict[str, int]:
-        """The sort key of each of ``trackers`` by the sort column, as self.keys holds them."""
-        column, name_rank, bits = self.sort_column, self._ranks.name, self._rank_bits
-        if column not in STATIC_COLUMNS:
-            return packed_sort_keys(column, trackers, name_rank, bits)
-        # The column's ranks are 0..n-1 in order (StaticRanks made them so): keys made in that
-        # order are sorted already, and the sort that follows only checks it.
-        static = self._ranks.column(column)
-        return {name: (rank << bits) | name_rank[name] for name, rank in static.items() if name in trackers}
+    def prepare_sort(self, column: str) -> None:
+        """Make a column that never changes ready to sort by (its ranks, its keys in order), so
+        that its first ``s`` costs what the later ones do (call when idle)."""
+        if column in STATIC_COLUMNS and column not in self._static_sorted:
+            ranks = StaticKeys(self._ranks.column(column), self._ranks.name, self._rank_bits)
+            self._static_sorted[column] = ranks.sorted_keys()
 
     def _resort(self) -> None:
         """Every device's key for the sort column, sorted from scratch."""
-        self.keys = self._keys_of(self._trackers)
-        self._sorted = sorted(self.keys.values())
+        column, name_rank, bits = self.sort_column, self._ranks.name, self._rank_bits
+        if column in STATIC_COLUMNS:
+            keys = self.keys = StaticKeys(self._ranks.column(column), name_rank, bits)
+            made = self._static_sorted.get(column)
+            if made is None:
+                made = self._static_sorted[column] = keys.sorted_keys()
+            self._sorted = list(made)  # a copy: moves would change it in place
+        else:
+            live = self.keys = packed_sort_keys(column, self._trackers, name_rank, bits)
+            self._sorted = sorted(live.values())
 
     def _track_problem(self, name: str, key: SortKey | None,
                        changes: list[tuple[str, SortKey | None, SortKey | None]]) -> bool:
