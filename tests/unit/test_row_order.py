@@ -178,7 +178,8 @@ def test_packed_keys_order_as_the_tuples_do() -> None:
     trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(600)}
     ranks = StaticRanks({n: t.device for n, t in trackers.items()})
     now = datetime(2026, 12, 5, tzinfo=UTC)
-    figures = [0.0, 0.0, 1e-300, 2.5e-7, 0.01, 1.5, 3.0, 255.0, 1e300]
+    figures = [0.0, 0.0, 1e-300, 2.5e-7, 0.01, 0.014, 0.016, 1.5, 3.0, 255.0, 1e300,
+               float("inf"), float("nan")]
     for i, t in enumerate(trackers.values()):
         kind = i % 5
         if kind == 0:
@@ -300,3 +301,18 @@ def test_row_names_index_is_each_rows_place_in_every_view() -> None:
                     assert name not in order
                     with pytest.raises(ValueError):
                         order.index(name)
+
+
+def test_rows_whose_figures_read_the_same_sort_by_name() -> None:
+    """RTT and loss sort by the hundredths the table shows: 5.004 and 5.001 ms read "5.00" and
+    stay in name order instead of swapping with decimals nobody sees; 5.02 comes first."""
+    trackers = {d.name: DeviceTracker(d, StateConfig()) for d in make_devices(3)}
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    for name, rtt in (("dev0", 5.001), ("dev1", 5.004), ("dev2", 5.02)):
+        trackers[name].record_probe(rtt)
+        trackers[name].apply_check(True, now, now, now.timestamp(), rtt)
+    rows = RowOrder(trackers, ranks)
+    rows.sort_index = [key for key, _ in SORTS].index("rtt")
+    rows.rebuild(now)
+    assert list(rows.display_order()) == ["dev2", "dev0", "dev1"]
