@@ -54,6 +54,11 @@ _ERRORS = {4: {3: "destination unreachable", 11: "time exceeded"},
 _FAST_FAIL = {errno.ENETUNREACH: "no route to network", errno.EHOSTUNREACH: "no route to host",
               errno.EACCES: "refused by the kernel (broadcast?)", errno.EPERM: "refused by a firewall",
               errno.EADDRNOTAVAIL: "address not available", errno.EINVAL: "invalid address"}
+# The kernel had no buffer for the packet for a moment (a queue below the socket full, memory
+# short): the device said nothing, so the probe is not failed; it is sent again after a pause,
+# as one refused for a full send buffer is when the socket is writable again.
+_NO_ROOM = frozenset({errno.ENOBUFS, errno.ENOMEM})
+NO_ROOM_PAUSE = 0.005  # seconds before a send refused for want of buffers is tried again
 
 
 class IcmpPermissionError(RuntimeError):
@@ -209,6 +214,7 @@ class IcmpProber:
         self._outbox: deque[_Pending] = deque()
         self._draining = False
         self._blocked: set[int] = set()
+        self._no_room: dict[int, asyncio.TimerHandle] = {}  # per family: the pause after ENOBUFS
         # Deadlines per timeout value: appended in send order, so each deque stays sorted and one
         # timer sweeps them all (a TimerHandle per probe cost ~10 us to make and cancel).
         self._deadlines: dict[float, deque[tuple[float, tuple[int, str, int], _Pending]]] = {}
@@ -218,6 +224,7 @@ class IcmpProber:
         self.sent = 0
         self.received = 0
         self.send_errors = 0
+        self.send_waits = 0  # sends refused for a full buffer (EAGAIN, ENOBUFS) and tried again
         self.late_replies = 0
 
     # -- setup -------------------------------------------------------------------------------
@@ -251,7 +258,7 @@ class IcmpProber:
         return {"sent": self.sent, "received": self.received, "send_errors": self.send_errors,
                 "rcvbuf_drops": sum(c.drops for c in self._channels.values()),
                 "in_flight": len(self._pending) + len(self._outbox),
-                "late_replies": self.late_replies}
+                "late_replies": self.late_replies, "send_waits": self.send_waits}
 
     def close(self) -> None:
         for channel in self._channels.values():
@@ -261,6 +268,9 @@ class IcmpProber:
             channel.icmp.close()
         self._channels.clear()
         self._blocked.clear()  # those sockets' full buffers: reopened ones have room
+        for pause in self._no_room.values():
+            pause.cancel()
+        self._no_room.clear()
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = self._sweep_at = None
@@ -355,10 +365,16 @@ class IcmpProber:
         try:
             channel.sock.sendto(packet, (pending.address, 0))
         except BlockingIOError:
+            self.send_waits += 1
             self._blocked.add(family)
             loop.add_writer(channel.sock.fileno(), self._on_writable, channel)
             return False
         except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                self.send_waits += 1
+                self._blocked.add(family)
+                self._no_room[family] = loop.call_later(NO_ROOM_PAUSE, self._on_writable, channel)
+                return False
             self.send_errors += 1
             reason = _FAST_FAIL.get(exc.errno or 0, exc.strerror or str(exc))
             self._complete(pending, None, reason)
@@ -383,6 +399,7 @@ class IcmpProber:
     def _on_writable(self, channel: _Channel) -> None:
         assert self._loop is not None
         self._loop.remove_writer(channel.sock.fileno())
+        self._no_room.pop(channel.family, None)
         self._blocked.discard(channel.family)
         if not self._draining and self._outbox:
             self._draining = True

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
+import os
 import time
 from typing import Any
 
@@ -153,18 +155,22 @@ async def test_a_wall_clock_step_during_a_probe_does_not_make_its_rtt(
 
 
 class _FullSendBuffer:
-    """The channel's socket, its send buffer full (EAGAIN) at the sends ``full_at`` counts."""
+    """The channel's socket, its send buffer full (EAGAIN, or ``error``) at the sends
+    ``full_at`` counts."""
 
-    def __init__(self, sock: Any, full_at: set[int]) -> None:
+    def __init__(self, sock: Any, full_at: set[int], error: int = errno.EAGAIN) -> None:
         self.sock = sock
         self.full_at = full_at
+        self.error = error
         self.calls = 0
         self.sent_to: list[str] = []
 
     def sendto(self, packet: bytes, address: tuple[str, int]) -> int:
         self.calls += 1
         if self.calls in self.full_at:
-            raise BlockingIOError(11, "Resource temporarily unavailable")
+            if self.error == errno.EAGAIN:
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            raise OSError(self.error, os.strerror(self.error))
         self.sent_to.append(address[0])
         return int(self.sock.sendto(packet, address))
 
@@ -172,12 +178,16 @@ class _FullSendBuffer:
         return getattr(self.sock, name)
 
 
-async def test_a_full_send_buffer_delays_probes_never_loses_or_doubles_them(prober: IcmpProber) -> None:
+@pytest.mark.parametrize("error", [errno.EAGAIN, errno.ENOBUFS], ids=["EAGAIN", "ENOBUFS"])
+async def test_a_full_send_buffer_delays_probes_never_loses_or_doubles_them(prober: IcmpProber,
+                                                                           error: int) -> None:
     """EAGAIN on a send: that probe and those after it wait for the socket to be writable, are
-    sent once each, in order, and each ends once with its reply (timed from its real send)."""
+    sent once each, in order, and each ends once with its reply (timed from its real send).
+    ENOBUFS (the kernel short of buffers below the socket) likewise, after a pause: it was a
+    failed probe, a false DOWN when a burst filled a queue."""
     prober.open()
     channel = prober._channels[4]
-    full = _FullSendBuffer(channel.sock, {3, 4, 300, 301, 302, 700})
+    full = _FullSendBuffer(channel.sock, {3, 4, 300, 301, 302, 700}, error)
     channel.sock = full  # type: ignore[assignment]
     outcomes: list[Outcome] = []
     callback = recorder(outcomes)
@@ -193,6 +203,7 @@ async def test_a_full_send_buffer_delays_probes_never_loses_or_doubles_them(prob
     c = prober.counters()
     assert (c["sent"], c["received"], c["late_replies"], c["send_errors"], c["in_flight"]) == (
         1000, 1000, 0, 0, 0)
+    assert c["send_waits"] == 6
 
 
 async def test_timeouts_of_another_length_still_fire_when_one_lengths_probes_are_over(
