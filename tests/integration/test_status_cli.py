@@ -44,7 +44,8 @@ def test_status_shows_what_the_service_publishes(feed_site: str, service_factory
     assert (state["up"], state["down"]) == (11, 4)
     assert before <= status["stream"]["length"] <= after and before > 0
     assert 0 <= status["snapshot"]["age_s"] < 3
-    assert all(status["memory_bytes"][k] > 0 for k in ("stream", "snapshot", "inventory"))
+    assert list(status["memory_bytes"]) == ["stream", "snapshot", "delta", "inventory"]
+    assert all(value > 0 for value in status["memory_bytes"].values())  # every snapshot writes a delta
     assert status["viewers"] == 1
     lines = human.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["site", "service", "devices", "snapshot", "stream",
@@ -52,6 +53,7 @@ def test_status_shows_what_the_service_publishes(feed_site: str, service_factory
     assert len({line.index(line.split()[1]) for line in lines}) == 1  # aligned
     assert "devices   15: 11 up, 4 down, 0 unknown, 0 flapping" in human.stdout
     assert f"pid {service.proc.pid}" in human.stdout and "viewers   1 attached" in human.stdout
+    assert ", delta " in next(line for line in lines if line.startswith("memory"))
 
 
 def test_no_service_exits_1_and_says_so(feed_site: str) -> None:

@@ -100,7 +100,7 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
         pipe.get(keys.snapshot)
         pipe.xlen(keys.events)
         pipe.zcount(keys.viewers, time.time() - VIEWER_TTL, "+inf")
-        for key in (keys.events, keys.snapshot, keys.inventory):
+        for key in (keys.events, keys.snapshot, keys.delta, keys.inventory):
             pipe.memory_usage(key)
         results = await pipe.execute(raise_on_error=False)
     except (RedisError, OSError) as exc:
@@ -112,7 +112,7 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
             raise redis_failure(result, url)
     raw_service, blob, length, viewers = results[:4]
     memory = {name: (None if isinstance(value, ResponseError) else value)
-              for name, value in zip(("stream", "snapshot", "inventory"), results[4:], strict=True)}
+              for name, value in zip(("stream", "snapshot", "delta", "inventory"), results[4:], strict=True)}
     try:
         service = None if raw_service is None else ServiceInfo.from_json(raw_service)
     except (ValueError, KeyError, TypeError):
