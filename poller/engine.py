@@ -274,22 +274,24 @@ class Engine:
         """Check ``name`` at once, outside its schedule (an operator asked): a real check, its
         result and any transition published like any other. Raises KeyError for a device not
         in the inventory (or no longer, when its check ends) and :class:`Busy` while the
-        device's own check runs (no second one in flight, nothing queued)."""
-        slot = self._slot_of.get(name)
-        if slot is None:
-            raise KeyError(name)
-        if slot.busy:
-            raise Busy(name)
-        slot.busy = True
-        self.checks_on_demand += 1
-        waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        waiter.add_done_callback(self._waiters.discard)
-        self._start_check(slot, time.monotonic(), waiter)
-        result = await asyncio.shield(waiter)
-        if result is None:
-            raise KeyError(name)
-        return result
+        device's own check runs (no second one in flight, nothing queued). A new inventory
+        that readdressed the device while its check was out: the new address is checked."""
+        for _ in range(3):  # a device readdressed three times during its checks: KeyError
+            slot = self._slot_of.get(name)
+            if slot is None:
+                raise KeyError(name)
+            if slot.busy:
+                raise Busy(name)
+            slot.busy = True
+            self.checks_on_demand += 1
+            waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            waiter.add_done_callback(self._waiters.discard)
+            self._start_check(slot, time.monotonic(), waiter)
+            result = await asyncio.shield(waiter)
+            if result is not None:
+                return result
+        raise KeyError(name)
 
     def _first_reply(self, context: _CheckContext, sent_ns: int, sent_mono: float,
                      rtt_ms: float | None, error: str | None) -> None:

@@ -190,3 +190,20 @@ async def test_probe_now_follows_the_inventory() -> None:
         await engine.probe_now("dev1")
     assert engine.checks_done == 1
     assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0}
+
+
+async def test_probe_now_of_a_device_readdressed_during_its_check_checks_the_new_address() -> None:
+    """"probe now" while a new inventory gives the device another address: the check of the old
+    address is not counted, and the operator gets the new address's result (it was a KeyError:
+    "no device named ... in the inventory", of a device that is)."""
+    devices = make_devices(2)
+    prober = FakeProber(rtt_ms=100.0)
+    engine = Engine(devices, prober, config(interval=3600.0, timeout=0.3))
+    running_probe = asyncio.create_task(engine.probe_now("dev1"))
+    await wait_for(lambda: prober._active.get(devices[1].address, 0) == 1)
+    moved = dataclasses.replace(devices[1], address="127.9.0.7")
+    engine.apply_inventory([devices[0], moved])
+    result = await running_probe
+    assert result.ok and result.device == "dev1"
+    assert prober.calls.get("127.9.0.7") == 1 and prober._active.get("127.9.0.7") == 0
+    assert engine.checks_done == 1 and engine.checks_on_demand == 2
