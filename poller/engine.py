@@ -431,6 +431,7 @@ class Engine:
             store_queue=sum(source() for source in self.queue_sources),
             extra={"probes_in_flight": float(counters.get("in_flight", 0)),
                    "late_replies": float(counters.get("late_replies", 0)),
+                   "send_waits": float(counters.get("send_waits", 0)),
                    "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions)),
                    "checks_on_demand": float(self.checks_on_demand)},
         )

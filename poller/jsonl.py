@@ -49,6 +49,8 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "events_dropped": int(event.extra.get("events_dropped", 0)),
                 # Replies that matched no waiting probe: too late, or from another address.
                 "late_replies": int(event.extra.get("late_replies", 0)),
+                # Sends the kernel put off (buffer full): sent again, not counted as loss.
+                "send_waits": int(event.extra.get("send_waits", 0)),
                 "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
                 "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
                 "store_failing": bool(event.extra.get("store_failing", 0)),

@@ -37,6 +37,7 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 # closing): a gauge. Anything not named here (a new ``extra`` key) is a gauge.
 COUNTERS = frozenset({
     "skipped", "skipped_late", "skipped_busy", "rcvbuf_drops", "send_errors", "late_replies",
+    "send_waits",
     "snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_skipped_capacity",
     "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
@@ -65,6 +66,7 @@ HELP = {
     "store_queue": "Events and rows waiting for the history store (spool included)",
     "probes_in_flight": "ICMP probes awaiting a reply or their turn to be sent",
     "late_replies": "ICMP replies that came after their probe had timed out",
+    "send_waits": "ICMP sends the kernel put off for a full buffer, sent again (not loss)",
     "events_dropped": "Samples dropped for slow consumers, summed over the current consumers",
     "checks_on_demand": "Checks an operator asked for (probe now), outside the schedule",
     "snmp_agents": "SNMP agents polled",

@@ -268,3 +268,27 @@ async def test_engine_goes_on_checking_when_one_familys_socket_cannot_open(
     assert set(states.values()) == {State.UP}
     assert all(t.sent >= 5 for name, t in engine.trackers.items() if name != "v6-0")
     assert engine.scheduler.skipped == 0
+
+
+async def test_sends_put_off_for_want_of_buffers_make_no_down_device_and_are_counted() -> None:
+    """The engine's view of ENOBUFS: a third of the sends refused for want of buffers, every
+    device stays UP (each such probe failed before: a false DOWN once its confirmation was
+    refused too), and the gauges and --jsonl say how many sends waited."""
+    from poller.jsonl import event_record
+
+    prober = IcmpProber()
+    prober.open((4,))
+    channel = prober._channels[4]
+    channel.sock = _FullSendBuffer(channel.sock, set(range(2, 100_000, 3)), errno.ENOBUFS)  # type: ignore[assignment]
+    engine = Engine(make_devices(20), prober, EngineConfig(interval=0.1, timeout=0.5, gauge_period=0.1,
+                                                           state=StateConfig(confirm_spacing=0.01)))
+    try:
+        await engine.run(1.0)
+    finally:
+        prober.close()
+    assert {t.state for t in engine.trackers.values()} == {State.UP}
+    assert all(t.received == t.sent > 0 for t in engine.trackers.values())
+    gauges = engine.last_gauges
+    assert gauges is not None and gauges.send_errors == 0
+    waits = gauges.extra["send_waits"]
+    assert waits >= 20 and event_record(gauges)["send_waits"] == waits

@@ -142,7 +142,8 @@ async def test_scrape_matches_the_trackers_and_the_gauges(running: Running) -> N
     # Cumulative figures are counters named _total, the rest gauges; milliseconds become seconds.
     assert got.types["wardtui_checks"] == "counter"
     assert checks_before <= got.value("wardtui_checks_total") <= engine.checks_done
-    for counter in ("skipped", "skipped_late", "skipped_busy", "rcvbuf_drops", "send_errors", "late_replies"):
+    for counter in ("skipped", "skipped_late", "skipped_busy", "rcvbuf_drops", "send_errors", "late_replies",
+                    "send_waits"):
         assert got.types[f"wardtui_{counter}"] == "counter", counter
         assert f"wardtui_{counter}_total" in got.names()
     for gauge in ("checks_per_s", "probes_per_s", "in_flight", "store_queue", "probes_in_flight",
