@@ -32,7 +32,7 @@ import struct
 import sys
 import zlib
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from itertools import chain, repeat, starmap
@@ -276,6 +276,7 @@ _MAGIC = b"WTS1"
 _STATE_CODE = {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 2}
 _CODE_STATE = (State.UNKNOWN, State.UP, State.DOWN)
 FLAPPING = 0x10
+STATE_CODE, CODE_STATE = _STATE_CODE, _CODE_STATE  # a state's code in the flags byte, and back
 _FLAG_BYTES = bytes(code | flap for code in _STATE_CODE.values() for flap in (0, FLAPPING))
 NAN = float("nan")
 
@@ -894,12 +895,36 @@ def event_extra(text: str | bytes | dict[str, Any]) -> dict[str, Any]:
 
 class LiveRows:
     """The snapshot columns every :class:`LiveTracker` of one inventory reads: a viewer's refresh
-    swaps :attr:`columns` for the newer snapshot's (one assignment, not 10,000 rows loaded)."""
+    swaps :attr:`columns` for the newer snapshot's (one assignment, not 10,000 rows loaded).
+    :attr:`overridden`: its trackers that an event streamed since the snapshot overrides, so
+    that a screen can read every other row straight from the columns (:func:`in_row_order`)."""
 
-    __slots__ = ("columns",)
+    __slots__ = ("columns", "overridden")
 
     def __init__(self, columns: Columns) -> None:
         self.columns = columns
+        self.overridden: set[LiveTracker] = set()
+
+
+def in_row_order(trackers: Mapping[str, Any]) -> tuple[Columns, list[str]] | None:
+    """When ``trackers`` are :class:`LiveTracker` rows 0..n-1 of one :class:`LiveRows`, in that
+    order (a feed's mapping): their columns as of now and the names of those an event overrides
+    (read each of them through the tracker); else None. Read from any thread: the columns are
+    never changed once taken (a refresh swaps in new ones) and the set is copied at once."""
+    n = len(trackers)
+    if not n:
+        return None
+    first = next(iter(trackers.values()))
+    if type(first) is not LiveTracker:
+        return None
+    rows = first._view[0]
+    columns = rows.columns
+    if len(columns) != n or first._view[1] != 0:
+        return None
+    last = next(reversed(trackers.values())) if isinstance(trackers, dict) else None
+    if last is None or type(last) is not LiveTracker or last._view != (rows, n - 1):
+        return None
+    return columns, [t.device.name for t in set(rows.overridden)]
 
 
 _UNSET: Any = object()
@@ -957,7 +982,11 @@ class LiveTracker:
 
     def bind(self, rows: LiveRows, row: int) -> None:
         """Read row ``row`` of ``rows`` from now on (a new inventory)."""
+        old = self._view[0]
         self._view = (rows, row)
+        if self in old.overridden:
+            old.overridden.discard(self)
+            rows.overridden.add(self)
 
     def load(self, columns: Columns, i: int) -> None:
         """Row ``i`` of ``columns`` (rows of its own; a feed's trackers share theirs instead)."""
@@ -966,6 +995,7 @@ class LiveTracker:
 
     def settle(self) -> None:
         """Forget what events said: the columns cover them now."""
+        self._view[0].overridden.discard(self)
         self.position = None
         self._state = self._flapping = None
         self._since = self._change = self._rtt = _UNSET
@@ -1043,6 +1073,8 @@ class LiveTracker:
 
     def apply(self, event: Event) -> bool:
         """Fold a streamed event in; whether it changed what a row shows."""
+        if isinstance(event, Transition | FlapChange | CheckResult):
+            self._view[0].overridden.add(self)  # before the figures: a reader sees the row's own
         if isinstance(event, Transition):
             self._state = event.to_state
             self._change = event.at

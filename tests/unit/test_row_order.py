@@ -316,3 +316,53 @@ def test_rows_whose_figures_read_the_same_sort_by_name() -> None:
     rows.sort_index = [key for key, _ in SORTS].index("rtt")
     rows.rebuild(now)
     assert list(rows.display_order()) == ["dev2", "dev0", "dev1"]
+
+
+def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
+    """An attached dashboard's `s` reads a feed's rows straight from the snapshot's columns
+    (device_rows.column_packed_keys), each row an event overrides since through its tracker:
+    every key is the one read through the trackers, for every live column; a mapping not in
+    the columns' order is read through the trackers."""
+    from poller.events import CheckResult, FlapChange, Transition
+    from poller.live import Columns, LiveRows, LiveTracker
+    from wardtui.widgets import device_rows
+
+    rng = random.Random(8)
+    n = device_rows.BULK_FROM + 200
+    devices = make_devices(n)
+    now = datetime(2026, 12, 5, 3, 4, 5, 678_901, tzinfo=UTC)
+    columns = Columns.empty(n)
+    figures = [0.0, 0.004, 0.005, 0.006, 1.5, 9.999, 255.0, 4e7, 1e300]
+    for i, device in enumerate(devices):
+        tracker = DeviceTracker(device, StateConfig())
+        for _ in range(rng.choice((0, 1, 4))):
+            ok = rng.random() < 0.7
+            rtt = rng.choice(figures) if ok else None
+            at = now + timedelta(microseconds=rng.randrange(10**9))
+            tracker.record_probe(rtt)
+            tracker.apply_check(ok, at, at, at.timestamp(), rtt)
+        tracker.flapping = rng.random() < 0.1
+        columns.set_row(i, tracker)
+    rows = LiveRows(columns)
+    trackers = {d.name: LiveTracker(d, rows, i) for i, d in enumerate(devices)}
+    for name in rng.sample(sorted(trackers), 40):  # events streamed since the snapshot
+        d = trackers[name].device
+        at = now + timedelta(seconds=rng.randrange(100), microseconds=rng.randrange(10**6))
+        trackers[name].apply(rng.choice([
+            Transition(name, d.address, State.UP, State.DOWN, at, at, None),
+            Transition(name, d.address, State.DOWN, State.UP, at, None, rng.choice(figures)),
+            FlapChange(name, d.address, True, at, 3),
+            CheckResult(name, d.address, at, 1, 1, rng.choice(figures), State.UP)]))
+    assert len(rows.overridden) == 40
+    ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+    bits = max(n - 1, 1).bit_length()
+    assert device_rows.in_row_order(trackers) is not None
+    for column in ("state", "down", "loss", "rtt"):
+        through = device_rows.row_packed_keys(column, trackers, ranks.name, bits)
+        assert device_rows.packed_sort_keys(column, trackers, ranks.name, bits) == through, column
+        shuffled = dict(reversed(trackers.items()))
+        assert device_rows.in_row_order(shuffled) is None
+        assert device_rows.packed_sort_keys(column, shuffled, ranks.name, bits) == through
+    for tracker in trackers.values():
+        tracker.settle()
+    assert not rows.overridden
