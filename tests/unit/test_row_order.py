@@ -366,3 +366,29 @@ def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
     for tracker in trackers.values():
         tracker.settle()
     assert not rows.overridden
+
+
+@pytest.mark.parametrize("column", ["address", "ip address", "branch", "region", "type"])
+def test_static_ranks_order_by_value_then_name(column: str) -> None:
+    """A column that never changes ranks its devices by the value's natural (or address) order,
+    values that compare equal ("b7", "B007") together, then by the name's rank: as sorting each
+    device's (value key, name rank) does, over repeated, equal-keyed, IPv6 and host-name values."""
+    import dataclasses
+
+    from wardtui.widgets.device_rows import _address_key, natural
+
+    rng = random.Random(column)
+    pool = {"address": ["127.0.0.9", "127.0.0.10", "::1", "fe80::2", "host-b", "host-a", "10.0.0.1"],
+            "ip address": ["127.0.0.9", "127.0.0.10", "::1", "fe80::2", "::ffff:127.0.0.1", "10.0.0.1",
+                           "255.255.255.255", "::"],
+            "branch": ["b7", "B007", "b10", "b2", "", "b2 north", "ü-branch"],
+            "region": ["north", "North", "south", "east"],
+            "type": ["router", "atm", "atm2", "atm10", "switch"]}[column]
+    field = column.split()[-1]
+    devices = {d.name: dataclasses.replace(d, **{field: rng.choice(pool)}) for d in make_devices(500)}
+    ranks = StaticRanks(devices)
+    key = _address_key if field == "address" else natural
+    want = sorted(devices, key=lambda n: (key(getattr(devices[n], field)), ranks.name[n]))
+    got = ranks.column(field)
+    assert sorted(got, key=got.__getitem__) == want
+    assert sorted(got.values()) == list(range(500))

@@ -88,7 +88,17 @@ def _address_key(address: str) -> SortKey:
     return (99, 0, address)
 
 
+def _address_keys(addresses: list[str]) -> list[Any]:
+    """:func:`_address_key` of each, as one int each (version above the address's 128 bits)
+    when every one is an IP address: 100,000 ints sort ~5x faster than their tuples."""
+    keys = list(map(_address_key, addresses))
+    if all(key[0] != 99 for key in keys):
+        return [(version << 128) | number for version, number, _ in keys]
+    return keys
+
+
 STATIC_COLUMNS = ("name", "address", "branch", "region", "type")
+_NO_KEY: Any = object()  # equal to no sort key
 
 
 class StaticRanks:
@@ -112,12 +122,26 @@ class StaticRanks:
                 order = [name for _, name in sorted(zip(natural_keys(every), every, strict=True))]
             else:
                 values = {name: getattr(device, column) for name, device in self._devices.items()}
-                # Branches, regions and types repeat: one key per distinct value.
+                # Branches, regions and types repeat: one key per distinct value, and each value
+                # ranked (equal keys, as "a7" and "a007", one rank); then every device's (value
+                # rank, name rank) packed in an int and the ints sorted: a sort of 100,000 key
+                # tuples was ~0.4 s, the first `s` to the column or the warm-up step before it.
                 distinct = list(set(values.values()))
-                made = map(_address_key, distinct) if column == "address" else natural_keys(distinct)
-                keys = dict(zip(distinct, made, strict=True))
+                made = _address_keys(distinct) if column == "address" else natural_keys(distinct)
+                value_rank: dict[str, int] = {}
+                rank, last = -1, _NO_KEY
+                for key, value in sorted(zip(made, distinct, strict=True)):
+                    if key != last:
+                        rank, last = rank + 1, key
+                    value_rank[value] = rank
                 names = self.name
-                order = sorted(values, key=lambda n: (keys[values[n]], names[n]))
+                bits = max(len(names) - 1, 1).bit_length()
+                by_rank = [""] * len(names)
+                for name, r in names.items():
+                    by_rank[r] = name
+                mask = (1 << bits) - 1
+                packed = sorted([(value_rank[v] << bits) | names[n] for n, v in values.items()])
+                order = [by_rank[k & mask] for k in packed]
             ranks = self._ranks[column] = {name: rank for rank, name in enumerate(order)}
         return ranks
 

@@ -372,6 +372,8 @@ class RowOrder:
             self._order = None
             return names, True, True
         present = {name: trackers[name] for name in names if name in trackers}
+        if len(present) * 4 >= len(trackers) > BISECT_LIMIT:
+            return self._update_many(names, present)
         keys, shown, name_ranks = self.keys, self._shown, self._ranks.name
         moves: list[Move] = []  # in the list of every row's keys
         shown_moves: list[Move] = []  # in the shown rows' (a filter is on)
@@ -417,6 +419,36 @@ class RowOrder:
         if order_moved or (problems_moved and self.view == "problems"):
             self._order = None
         return names, order_moved, problems_moved
+
+    def _update_many(self, names: set[str],
+                     present: Mapping[str, TrackerView]) -> tuple[set[str], bool, bool]:
+        """update() of a quarter of the rows or more (the first refresh after the attach, a
+        snapshot after a gap): every key made again and sorted at once (a live column's read
+        from the snapshot's columns), the named rows' problems, state text and match in one
+        pass each; row by row, 50,000 rows were ~0.45 s."""
+        if not isinstance(self.keys, StaticKeys):
+            self._resort()
+        name_ranks, problems = self._ranks.name, self._problems
+        for name, tracker in present.items():
+            key = problem_key(tracker, name_ranks[name])
+            if key is None:
+                problems.pop(name, None)
+            else:
+                problems[name] = key
+        self._problem_order = sorted(zip(problems.values(), problems.keys(), strict=True))
+        if self._static_text is not None:
+            self._state_text.update({name: state_label(t.state, t.flapping).lower()
+                                     for name, t in present.items()})
+            shown = self._shown
+            if shown is not None:
+                for name in present:
+                    if self._matches(name):
+                        shown.add(name)
+                    else:
+                        shown.discard(name)
+        self._make_view()
+        self._order = None
+        return names, True, True
 
     def _matches(self, name: str) -> bool:
         static, state = self._static_text, self._state_text
