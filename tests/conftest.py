@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests.alone import turn
+
 # The network-namespace lab (tests marked ``lab``); see tests/lab/netns.py.
 from tests.lab.fixtures import lab  # noqa: F401
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, tests marked ``alone`` come first (in their order), so they are handed
+    out at the start, one after another: an ``alone`` test asked for later waits until every test
+    running beside it has ended (a minute for the longest), and the other workers wait with it."""
+    if "PYTEST_XDIST_WORKER" in os.environ:  # every worker sorts alike, as xdist requires
+        items.sort(key=lambda item: item.get_closest_marker("alone") is None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item,
+                            nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Under pytest-xdist, a test marked ``alone`` runs with no other test beside it (setup and
+    teardown included); every other test runs beside any but those (tests/alone.py)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return (yield)
+    directory = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+    with turn(directory, exclusive=item.get_closest_marker("alone") is not None):
+        return (yield)
 
 
 @pytest.fixture(autouse=True)

@@ -26,6 +26,7 @@ from poller.events import Event
 from poller.feed import ServiceInfo
 from poller.inventory import Device
 from poller.live import Columns, Keys, encode_event, encode_inventory, encode_snapshot
+from tests import ports
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_REDIS = "redis://127.0.0.1:6379"
@@ -182,10 +183,7 @@ def service_factory() -> Iterator[Any]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return ports.free_port()  # not the kernel's pick: see tests/ports.py
 
 
 class PrivateRedis:

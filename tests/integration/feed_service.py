@@ -105,7 +105,11 @@ async def main() -> None:
         tasks.append(asyncio.create_task(_records(records, args.records)))
     while engine.state_counts[State.UNKNOWN] or publisher.stats.snapshots < 2:
         await asyncio.sleep(0.05)
-    await asyncio.sleep(1.2)  # a snapshot taken after every state was known
+    # A snapshot taken after every state was known: the one being written now may have been
+    # taken before, the next one was not.
+    known_at = publisher.stats.snapshots
+    while publisher.stats.snapshots < known_at + 2:
+        await asyncio.sleep(0.05)
     _say("ready")
     obey = asyncio.create_task(_obey(engine, publisher, prober, args.redis, keys))
     await tasks[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
+from tests.ports import free_port
 
 HOST, PORT, ADMIN_DB = "127.0.0.1", 5432, "test"
 USERS = ("postgres", "root")
@@ -74,9 +75,7 @@ class PrivateCluster:
         self.bin = bins[-1].parent
         self.dir = Path(tempfile.mkdtemp(prefix="wardtui-pg-"))
         self.data = self.dir / "data"
-        with socket.socket() as s:
-            s.bind((HOST, 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port(HOST)  # not the kernel's pick: see tests/ports.py
         self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
@@ -113,6 +112,22 @@ class PrivateCluster:
         subprocess.run([*self._as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
                         "stop"], capture_output=True, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def checks_written(url: str) -> int:
+    """Rows in the ``checks`` table of the database at ``url`` (0 while there is no such table):
+    a poller's history writer has written to it."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
+        try:
+            return int(await conn.fetchval("SELECT count(*) FROM checks"))
+        except asyncpg.UndefinedTableError:
+            return 0
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.postgres import PrivateCluster, private_pg  # noqa: F401
+from tests.integration.postgres import PrivateCluster, checks_written, private_pg  # noqa: F401
 from tests.integration.test_cli_errors import REPO
 
 
@@ -21,7 +21,13 @@ def test_a_database_outage_is_one_line_per_event(private_pg: PrivateCluster, tmp
                              "--db", private_pg.url], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)
+        # Polling, with its first checks written (started late on a loaded machine, it would
+        # meet the database already down and exit).
+        deadline = time.monotonic() + 60
+        while checks_written(private_pg.url) == 0:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no check written within 60 s"
+            time.sleep(0.2)
         private_pg.kill()
         time.sleep(8)  # the writer and the maintenance (every 15 s) both meet the outage
         private_pg.start()

@@ -10,8 +10,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from store import schema
 from store.db import database_url
 from tests.integration.postgres import pg_url  # noqa: F401
 from tests.integration.test_cli_errors import NOBODY, _nobody_python, world_writable_dir  # noqa: F401
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = ("name,address,branch,region,type,snmp_credential\n"
@@ -30,9 +33,7 @@ CHECKS = ["icmp", "rmem_max", "inventory", "credentials", "database", "lease", "
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # not the kernel's pick: see tests/ports.py
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,27 @@ def _heartbeat(redis_url: str, site: str, *, age: float = 0.5, host: str = "svc-
         client.set(f"wardtui:{site}:service", json.dumps(doc), ex=15)
     finally:
         client.close()
+
+
+@contextmanager
+def _live_service(redis_url: str, site: str) -> Iterator[None]:
+    """A service's heartbeat, written again every half second as a running service keeps it fresh
+    (every second): ``doctor`` calls a snapshot more than 5 s old stale, and it may take that long
+    to reach its Redis check on a loaded machine."""
+    _heartbeat(redis_url, site)
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(0.5):
+            _heartbeat(redis_url, site)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -110,8 +132,8 @@ def good_args(setup: dict[str, Any], redis_url: str, site: str) -> list[str]:
 
 
 def test_a_good_setup_passes_with_one_line_per_check(setup: dict[str, Any], redis_url: str) -> None:
-    _heartbeat(redis_url, "good")
-    proc = doctor(*good_args(setup, redis_url, "good"), cwd=setup["cwd"])
+    with _live_service(redis_url, "good"):
+        proc = doctor(*good_args(setup, redis_url, "good"), cwd=setup["cwd"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = lines(proc)
     assert list(found) == CHECKS, proc.stdout
@@ -125,8 +147,8 @@ def test_a_good_setup_passes_with_one_line_per_check(setup: dict[str, Any], redi
 
 
 def test_json_is_a_list_of_checks(setup: dict[str, Any], redis_url: str) -> None:
-    _heartbeat(redis_url, "json")
-    proc = doctor(*good_args(setup, redis_url, "json"), "--json", cwd=setup["cwd"])
+    with _live_service(redis_url, "json"):
+        proc = doctor(*good_args(setup, redis_url, "json"), "--json", cwd=setup["cwd"])
     assert proc.returncode == 0, proc.stdout
     data = json.loads(proc.stdout)
     assert [d["check"] for d in data] == CHECKS
@@ -201,8 +223,8 @@ def test_a_held_lease_is_shown_and_is_not_a_failure(engine: str, setup: dict[str
                               env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        _heartbeat(redis_url, "held")
-        proc = doctor(*good_args(setup, redis_url, "held"), cwd=setup["cwd"])
+        with _live_service(redis_url, "held"):
+            proc = doctor(*good_args(setup, redis_url, "held"), cwd=setup["cwd"])
         assert proc.returncode == 0, proc.stdout
         line = lines(proc)["lease"]
         assert line.startswith("ok  ")
@@ -303,13 +325,13 @@ def test_as_a_user_without_icmp_permission_it_fails_naming_both_fixes(
 
 def test_redis_given_before_the_command_is_checked_and_a_bad_url_fails(setup: dict[str, Any],
                                                                        redis_url: str) -> None:
-    _heartbeat(redis_url, "before")
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CONFIG_HOME": str(setup["cwd"] / "config")}
     env.pop("WARDTUI_REDIS", None)
-    proc = subprocess.run([sys.executable, "-m", "wardtui", "--redis", redis_url, "--site", "before",
-                           "doctor", "--inventory", "net.csv", "--db", setup["db"], "--credentials",
-                           str(setup["credentials"])], cwd=setup["cwd"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    with _live_service(redis_url, "before"):
+        proc = subprocess.run([sys.executable, "-m", "wardtui", "--redis", redis_url, "--site", "before",
+                               "doctor", "--inventory", "net.csv", "--db", setup["db"], "--credentials",
+                               str(setup["credentials"])], cwd=setup["cwd"], env=env, capture_output=True,
+                              text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout
     assert "site before: wardtui serve" in lines(proc)["redis"]
     args = good_args(setup, "http://user:pw-not-shown@example.invalid/", "x")

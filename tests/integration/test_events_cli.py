@@ -29,6 +29,23 @@ DEVICE_KEYS = ["type", "device", "address", "branch", "region", "device_type", "
                "last_change", "rtt_ms", "loss_pct", "jitter_ms", "flapping", "at"]
 
 
+def _following(keys: Any, running: Any, timeout: float = 30.0) -> None:
+    """Wait until ``wardtui events`` has taken its start position and reads the stream: it puts
+    itself in the site's viewers set just before its first read (wardtui/cli/events.py,
+    ``_housekeeping``), so what is streamed from then on comes after its start position."""
+    import redis
+
+    client = redis.Redis.from_url(SHARED_REDIS)
+    try:
+        deadline = time.monotonic() + timeout
+        while not client.zcard(keys.viewers):
+            assert running.proc.poll() is None, f"wardtui events exited: {running.stderr}"
+            assert time.monotonic() < deadline, f"wardtui events never followed: {running.stderr}"
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
@@ -161,7 +178,7 @@ def test_missing_events_and_a_restart_are_said_on_stderr(feed_site: str) -> None
     stream(keys, up, 1)
     events = follow("--site", feed_site, "--jsonl")
     try:
-        time.sleep(1.5)  # started: at the stream's end
+        _following(keys, events)  # started: at the stream's end
         stream(keys, down, 2)
         stream(keys, up, 6)  # 3, 4 and 5 are not there
         stream(keys, down, 1, run="run\x1b[2J-2")
@@ -223,7 +240,7 @@ def test_a_service_that_stops_and_comes_back_is_said(feed_site: str) -> None:
     events = follow("--site", feed_site, "--jsonl")
     client = redis.Redis.from_url(SHARED_REDIS)
     try:
-        time.sleep(1.0)
+        _following(keys, events)  # started while the service was live
         client.delete(keys.service)  # what a service that stops does on its way out
         _wait_for(events, "waiting for it")
         # A heartbeat as a service keeps it: fresh (one left alone is stale in 5 s).
@@ -274,7 +291,7 @@ def test_a_restart_before_it_started_is_not_reported(feed_site: str) -> None:
     write_site(feed_site, [device], run="run-2")  # restarted, nothing streamed yet
     events = follow("--site", feed_site, "--jsonl")
     try:
-        time.sleep(1.5)
+        _following(keys, events)  # started: at the stream's end
         stream(keys, up, 1, run="run-2")
         stream(keys, up, 3, run="run-2")  # 2 is missing
         lines = [events.record(), events.record()]
@@ -308,7 +325,7 @@ def test_entries_of_several_events_print_a_line_each_and_are_counted_by_number(f
     stream(keys, up, 1)
     events = follow("--site", feed_site, "--jsonl")
     try:
-        time.sleep(1.5)  # started: at the stream's end
+        _following(keys, events)  # started: at the stream's end
         _stream_entry(keys, encode_entry([encode_event(down), encode_event(up),
                                           encode_event(check, by="alice")], 2, "run-1"))
         stream(keys, down, 5)  # the single-event entry of before
@@ -333,7 +350,7 @@ def test_forged_entries_of_several_events_are_data_or_skipped(feed_site: str) ->
     stream(keys, up, 1)
     events = follow("--site", feed_site, "--jsonl")
     try:
-        time.sleep(1.5)
+        _following(keys, events)  # started: at the stream's end
         for body in (b"not json", b"[" * 100_000, '{"r":"run-1","n":2,"e":[]}', '{"r":"run-1","n":2,"e":"x"}',
                      '{"r":"run-1","n":"2","e":[{}]}', '{"r":5,"n":2,"e":[{}]}'):
             _stream_entry(keys, body)  # not entries of events: skipped, the numbers untouched

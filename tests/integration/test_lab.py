@@ -26,7 +26,10 @@ import pytest
 
 from tests.lab.netns import Lab
 
-pytestmark = pytest.mark.lab
+# Latencies to the tenth of a second, RTTs to 2 ms, a loss rate and a scheduler that never fell
+# behind: measured on this machine, so no other test runs beside them (tests/alone.py); one
+# worker runs the module, so the shared poll run (``fleet``) is made once.
+pytestmark = [pytest.mark.lab, pytest.mark.alone, pytest.mark.xdist_group("lab")]
 
 REPO = Path(__file__).resolve().parents[2]
 HEADER = "name,address,branch,region,type,parent,interval,tags"

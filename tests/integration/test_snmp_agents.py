@@ -160,6 +160,7 @@ def test_snmpsim_linux_recording_has_64_bit_counters_and_winxp_has_none(
     assert winxp and len(winxp) >= 2
 
 
+@pytest.mark.alone  # measures a rate over wall time: other tests' load would skew it
 def test_snmpsim_rate_recording_grows_at_its_stated_rates(snmpsim_agent: SnmpsimAgent) -> None:
     checked = [(i, column, rate) for i in RATE64.interfaces
                for column, rate in (("ifHCInOctets", i.in_octets_per_s),
@@ -183,6 +184,7 @@ def test_snmpsim_rate_recording_advertises_its_speeds(snmpsim_agent: SnmpsimAgen
     assert over.in_bps > over.speed_bps  # the crafted "more than line rate" case
 
 
+@pytest.mark.alone  # measures a rate over wall time: other tests' load would skew it
 def test_snmpsim_wrap_recording_is_32_bit_only_and_wraps(snmpsim_agent: SnmpsimAgent) -> None:
     address, port = snmpsim_agent.addresses[0], snmpsim_agent.port
     assert snmpwalk(address, port, "1.3.6.1.2.1.31.1.1", snmpsim_agent.v2c("wrap32")) == {}

@@ -57,6 +57,7 @@ async def test_recorded_windows_xp_host_has_32_bit_counters_only(snmpsim_agent: 
     assert [i.descr for i in second.interfaces] == [i.descr for i in raw.interfaces]
 
 
+@pytest.mark.alone  # measures a rate over wall time: other tests' load would skew it
 async def test_rates_match_the_agents_true_rates_and_over_speed_is_discarded(
         snmpsim_agent: SnmpsimAgent, client: SnmpClient) -> None:
     device = snmpsim_agent.device("rate64")

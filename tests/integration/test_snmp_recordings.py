@@ -186,6 +186,7 @@ async def test_an_error_status_is_stored_and_shown_as_such(recordings_agent: Snm
     assert "never been polled" not in text.stdout + text.stderr
 
 
+@pytest.mark.alone  # how long a poll of a slow agent takes, to the tenth of a second
 async def test_a_slow_agent_is_a_timeout_only_past_its_timeout(delaying_agent: SnmpsimAgent) -> None:
     client = SnmpClient()
     try:

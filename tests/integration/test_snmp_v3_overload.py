@@ -18,6 +18,9 @@ from tests.lab.snmp_agents import SnmpdAgent, loopback_addresses
 AGENTS = 300
 INTERVAL = 1.0  # 300 polls/s wanted; the v3 path does ~100-165 on a quiet machine of this kind
 
+# CPU-bound throughput (polls per second of the v3 path): no other test may run beside it.
+pytestmark = pytest.mark.alone
+
 
 @pytest.mark.usefixtures("snmpd_tools")
 async def test_v3_overload_is_skipped_for_capacity_never_timeouts_or_back_off(tmp_path: Path) -> None:

@@ -12,15 +12,17 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
+import pytest
 
 from poller.events import CheckResult, State, Transition
 from store.history import HistoryStore
 from tests.fakes import FakeProber, make_devices
-from tests.integration.postgres import PrivateCluster
+from tests.integration.postgres import PrivateCluster, checks_written
 from wardtui.runtime import Options, Runtime
 
 OUTAGE_S = 60.0
@@ -117,16 +119,42 @@ def test_sigterm_with_the_database_down_keeps_history_for_the_next_start(private
                "--interval", "0.5", "--db", url, "--spool", str(spool)]
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(3)
+    lines: list[str] = []  # stdout as it comes, read beside the waits below
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def printed_checks() -> int:
+        return sum('"check"' in line for line in list(lines))
+
+    def wait(what: str, done: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if proc.poll() is not None:
+                pytest.fail(f"wardtui poll exited early: {proc.stderr.read() if proc.stderr else ''}")
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.1)
+
+    # Rows reach the database while it is up (not only the spool) ...
+    wait("checks written to PostgreSQL", lambda: checks_written(url) > 0)
     private_pg.kill()
-    time.sleep(3)
+    # ... then four rounds of checks (5 devices) are made with the database down.
+    after_kill = printed_checks()
+    wait("checks made with the database down", lambda: printed_checks() >= after_kill + 4 * 5)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    assert proc.stderr is not None
+    err = proc.stderr.read()  # to its end: the process has exited (stdout is the reader's)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
     assert proc.returncode == 0, err
     assert "kept in the spool" in err
-    first_run = [json.loads(line) for line in out.splitlines()]
+    first_run = [json.loads(line) for line in lines]
     checks = [r for r in first_run if r["type"] == "check"]
-    assert len(checks) >= 5 * 8  # 5 devices, ~6 s at 0.5 s
 
     private_pg.start()
     second = subprocess.run([*command[:-4], "--db", url, "--spool", str(spool), "--duration", "2"],
@@ -134,12 +162,6 @@ def test_sigterm_with_the_database_down_keeps_history_for_the_next_start(private
     assert second.returncode == 0, second.stderr
     second_checks = [json.loads(line) for line in second.stdout.splitlines() if '"check"' in line]
 
-    async def count() -> int:
-        conn = await asyncpg.connect(url)
-        try:
-            return int(await conn.fetchval("SELECT count(*) FROM checks"))
-        finally:
-            await conn.close()
-
-    assert asyncio.run(count()) == len(checks) + len(second_checks)
+    assert checks_written(url) == len(checks) + len(second_checks)
     assert not list(spool.glob("*.spool"))
+

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.ports import free_port
+
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 SNMP_ENGINE_BOOTS = "1.3.6.1.6.3.10.2.1.2.0"
 SNMP_ENGINE_ID = "1.3.6.1.6.3.10.2.1.1.0"
@@ -77,10 +79,8 @@ def require_loopback(address: str) -> str:
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port that is free on ``host`` right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((require_loopback(host), 0))
-        return int(sock.getsockname()[1])
+    """A UDP port that is free on ``host`` right now (not the kernel's pick: see tests/ports.py)."""
+    return free_port(require_loopback(host))
 
 
 def loopback_addresses(count: int, first: str = "127.0.1.1") -> list[str]:

@@ -32,6 +32,7 @@ from poller.feed import Publisher, ServiceInfo
 from poller.live import Keys
 from poller.state import StateConfig
 from tests.fakes import FakeProber, make_devices
+from tests.ports import free_port
 from tests.ui.notices import Notices, watch
 from wardtui.app import WardApp
 from wardtui.attached import AttachedRuntime, Site
@@ -45,9 +46,7 @@ SHARED = "redis://127.0.0.1:6379"
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # not the kernel's pick: see tests/ports.py
 
 
 class PrivateRedis:

@@ -206,6 +206,7 @@ async def test_a_device_removed_while_its_probe_is_out_is_not_counted() -> None:
     assert engine.state_counts[State.UNKNOWN] + engine.state_counts[State.UP] == 3
 
 
+@pytest.mark.alone  # no check skipped at 0.1 s intervals: a 0.1 s stall of the loop would skip one
 async def test_a_prober_without_start_that_raises_frees_the_slot_and_logs(
         caplog: pytest.LogCaptureFixture) -> None:
     """The task path (a prober with only ``probe``): a probe that raises ends its check, logged,

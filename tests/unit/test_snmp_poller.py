@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import time
 
+import pytest
+
 from poller.bus import EventBus
 from poller.credentials import V3, V2c
 from poller.events import SnmpAgentChange, SnmpFailure, SnmpPoll
@@ -83,6 +85,7 @@ async def test_a_failing_agent_is_backed_off_reported_once_and_recovers() -> Non
     assert poller.gauges()["snmp_agents_failing"] == 0
 
 
+@pytest.mark.alone  # polls per second and the event loop's lag over wall time
 async def test_gauges_report_rates_and_lag() -> None:
     client = FakeSnmpClient()
     poller = SnmpPoller(agents(10), client, EventBus(), config=SnmpConfig(interval=0.1))
