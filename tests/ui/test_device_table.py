@@ -362,3 +362,40 @@ def test_first_by_name_is_the_start_of_the_whole_name_order() -> None:
         in_order = sorted(every, key=ranks.__getitem__)
         for count in (1, 3, 30):
             assert first_by_name(every, count) == in_order[:count], (every, count)
+
+
+async def test_the_warm_up_ranks_a_column_on_a_thread_and_s_then_uses_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up makes each static column's ranks on a worker thread (a key pressed meanwhile
+    waits for the GIL, not for the whole step); what it made is what `s` to that column uses,
+    in the order a full sort gives."""
+    import threading
+
+    from wardtui.widgets.row_order import RowOrder
+
+    threads: list[int] = []
+    real = RowOrder.prepare_sort
+
+    def recorded(self: RowOrder, column: str) -> None:
+        threads.append(threading.get_ident())
+        real(self, column)
+
+    monkeypatch.setattr(RowOrder, "prepare_sort", recorded)
+    trackers = trackers_for(shuffled_devices(300))
+    app = TableApp(trackers)
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(DeviceTable)
+        table.make_order()
+        for step in table.warm_up_steps():
+            step()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert len(threads) == 4 and threading.get_ident() not in threads
+        made = table._rows._static_sorted
+        assert set(made) == {"name", "address", "branch", "region", "type"}
+        branch = list(made["branch"])
+        table.set_sort("branch")
+        assert table._rows._sorted == branch  # taken, not made again
+        ranks = StaticRanks({n: t.device for n, t in trackers.items()})
+        keys = sort_keys("branch", trackers, ranks)
+        assert table.row_order() == sorted(trackers, key=keys.__getitem__)
