@@ -391,6 +391,10 @@ async def test_the_warm_up_ranks_a_column_on_a_thread_and_s_then_uses_it(
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert len(threads) == 4 and threading.get_ident() not in threads
+        assert table._rows._static_text is not None  # the filter's text, made aside too
+        table.set_filter("B3")
+        assert table.row_order() and all(trackers[n].device.branch == "b3" for n in table.row_order())
+        table.set_filter("")
         made = table._rows._static_sorted
         assert set(made) == {"name", "address", "branch", "region", "type"}
         branch = list(made["branch"])

@@ -340,14 +340,20 @@ class RowOrder:
         # moved the list 20,000 times).
         self._problem_order = sorted(zip(problems.values(), problems.keys(), strict=True))
 
-    def prepare_filter(self, now: datetime) -> None:
-        """Make every row's text once, so that the first filter only matches."""
-        if self._static_text is None:
-            self._static_text = {
-                name: "\t".join((d.name, d.address, d.branch, d.region, d.type)).lower()
+    def static_texts(self) -> dict[str, str]:
+        """Each row's text of the columns that never change (from any thread: only the devices
+        are read), for :meth:`prepare_filter`."""
+        return {name: "\t".join((d.name, d.address, d.branch, d.region, d.type)).lower()
                 for name, t in self._trackers.items() for d in (t.device,)}
+
+    def prepare_filter(self, now: datetime, static: dict[str, str] | None = None) -> None:
+        """Make every row's text once, so that the first filter only matches (``static``: the
+        static texts, made beforehand on another thread)."""
+        if self._static_text is None:
+            static = self.static_texts() if static is None else static
             self._state_text = {name: state_label(t.state, t.flapping).lower()
                                 for name, t in self._trackers.items()}
+            self._static_text = static
 
     def cycle_sort(self) -> None:
         """Move to the next sort column and re-sort every device."""
