@@ -137,7 +137,7 @@ class DashboardScreen(Screen[None]):
         yield Header()
         table = DeviceTable(self.trackers, id="devices")
         yield table
-        groups = GroupTree(self.trackers, table.matches, id="groups")
+        groups = GroupTree(self.trackers, table.matches, id="groups", shown=table.shown_names)
         groups.display = False  # until g; built when idle after start (see on_engine_started)
         yield groups
         with Horizontal(id="command-bar"):

@@ -18,7 +18,7 @@ first, so nothing ever acts on the first screenful alone.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from functools import partial
@@ -219,6 +219,10 @@ class DeviceTable(ScrollView, can_focus=True):
     def matches(self, name: str) -> bool:
         """Whether ``name`` passes the filter (for views that show devices elsewhere)."""
         return self._rows.matches(name)
+
+    def shown_names(self) -> Collection[str] | None:
+        """The devices the filter shows, all at once (None: no filter, every device)."""
+        return self._rows.shown_names()
 
     def row_order(self) -> list[str]:
         """Device names in display order."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import ClassVar
 
 from rich.text import Text
@@ -48,11 +48,16 @@ class GroupTree(Tree[NodeData]):
     ]
 
     def __init__(self, trackers: Mapping[str, TrackerView],
-                 matches: Callable[[str], bool] = lambda _: True, *, id: str | None = None) -> None:
+                 matches: Callable[[str], bool] = lambda _: True, *, id: str | None = None,
+                 shown: Callable[[], Collection[str] | None] | None = None) -> None:
+        """``matches``: whether a device passes the filter; ``shown``, if given: the devices that
+        do all at once (None: every one), for building the tree without a call per device."""
         super().__init__("all devices", data=("root",), id=id)
         self.show_root = False
         self._trackers = trackers
         self.matches = matches
+        self._shown_names = shown
+        self._group_of: dict[str, tuple[str, str]] | None = None  # each device's (region, branch)
         self.palette = StatePalette()
         self._members: set[str] = set()  # devices that pass the filter
         self._down: set[str] = set()  # members that are down
@@ -90,6 +95,7 @@ class GroupTree(Tree[NodeData]):
     def reset_devices(self, trackers: Mapping[str, TrackerView]) -> None:
         """Show ``trackers``, another set of devices (attached: the service's inventory changed)."""
         self._trackers = trackers
+        self._group_of = None
         self.invalidate()
 
     def invalidate(self) -> None:
@@ -112,11 +118,20 @@ class GroupTree(Tree[NodeData]):
         # In passes over every device, counted by Counter (a device at a time through _count was
         # ~0.4 s at 100,000 devices, the first g or the screen's warm-up step).
         trackers, down_state = self._trackers, State.DOWN
-        group_of = {name: (t.device.region, t.device.branch) for name, t in trackers.items()}
+        group_of = self._group_of
+        if group_of is None:  # the devices' places never change: made once per inventory
+            group_of = self._group_of = {name: (t.device.region, t.device.branch)
+                                         for name, t in trackers.items()}
         tree: defaultdict[str, list[str]] = defaultdict(list)
         for region, branch in set(group_of.values()):
             tree[region].append(branch)
-        members = [name for name in trackers if self.matches(name)]
+        shown = None if self._shown_names is None else self._shown_names()
+        if self._shown_names is not None and shown is None:
+            members = list(trackers)  # no filter: every device
+        elif shown is not None:
+            members = [name for name in trackers if name in shown]
+        else:
+            members = [name for name in trackers if self.matches(name)]
         self._members.update(members)
         self._down.update(name for name in members if trackers[name].state is down_state)
         for counts, names in ((self._devices, members), (self._down_counts, self._down)):

@@ -24,7 +24,7 @@ decides, and a test can drive it without an app.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import repeat
 from typing import TypeVar, overload
@@ -246,6 +246,10 @@ class RowOrder:
     def set_filter(self, text: str) -> None:
         """Match rows whose text contains every whitespace-separated term (call rebuild after)."""
         self._terms = text.lower().split()
+
+    def shown_names(self) -> Collection[str] | None:
+        """The devices the filter shows (not to be changed); None: no filter, every one."""
+        return self._shown
 
     def matches(self, name: str) -> bool:
         """Whether ``name`` passes the filter (for views that show devices elsewhere)."""
