@@ -113,7 +113,7 @@ class GroupTree(Tree[NodeData]):
         self._stale = False
         self.clear()
         for store in (self._members, self._down, self._devices, self._down_counts,
-                      self._group_nodes, self._leaves, self._loaded, self._shown_state, self._branches):
+                      self._group_nodes, self._leaves, self._loaded, self._shown_state):
             store.clear()
         # In passes over every device, counted by Counter (a device at a time through _count was
         # ~0.4 s at 100,000 devices, the first g or the screen's warm-up step).
@@ -122,9 +122,11 @@ class GroupTree(Tree[NodeData]):
         if group_of is None:  # the devices' places never change: made once per inventory
             group_of = self._group_of = {name: (t.device.region, t.device.branch)
                                          for name, t in trackers.items()}
-        tree: defaultdict[str, list[str]] = defaultdict(list)
-        for region, branch in set(group_of.values()):
-            tree[region].append(branch)
+            tree: defaultdict[str, list[str]] = defaultdict(list)
+            for region, branch in set(group_of.values()):
+                tree[region].append(branch)
+            self._branches = {region: sorted(branches, key=natural) for region, branches in tree.items()}
+            self._regions = sorted(tree, key=natural)
         shown = None if self._shown_names is None else self._shown_names()
         if self._shown_names is not None and shown is None:
             members = list(trackers)  # no filter: every device
@@ -138,8 +140,6 @@ class GroupTree(Tree[NodeData]):
             for (region, branch), count in Counter(map(group_of.__getitem__, names)).items():
                 counts[(region, branch)] += count
                 counts[(region,)] += count
-        self._branches = {region: sorted(branches, key=natural) for region, branches in tree.items()}
-        self._regions = sorted(tree, key=natural)
         for region in self._regions:  # those with a device that passes the filter, in order
             if self._devices[(region,)]:
                 self._group_nodes[(region,)] = self.root.add("", data=("region", region), allow_expand=True)
