@@ -49,7 +49,7 @@ from poller.events import (
     State,
     Transition,
 )
-from poller.inventory import Device
+from poller.inventory import Device, split_parents
 from poller.text import describe
 
 FORMAT = 1
@@ -146,7 +146,7 @@ class Keys:
 
 # -- the inventory ------------------------------------------------------------------------------
 
-_DEVICE_FIELDS = ("name", "address", "branch", "region", "type", "host", "parent", "interval", "tags",
+_DEVICE_FIELDS = ("name", "address", "branch", "region", "type", "host", "parents", "interval", "tags",
                   "line", "snmp_credential", "snmp_port")
 """Device's fields in its constructor's order (decode_inventory builds them positionally)."""
 
@@ -177,7 +177,9 @@ def _devices(columns: Sequence[Sequence[Any]], n: int) -> list[Device]:
 
 
 _TEXT = ("name", "address", "branch", "region", "type", "host")
-_OPTIONAL_TEXT = ("parent", "snmp_credential")  # "" on the wire is None (the inventory has no "")
+# "" on the wire is None (the inventory has no ""). ``parent`` is Device.parent, the parents
+# joined by ";" (one name before several were allowed: a viewer of then reads the text whole).
+_OPTIONAL_TEXT = ("parent", "snmp_credential")
 _NUMBERS = ("interval", "line", "snmp_port")
 
 
@@ -255,13 +257,13 @@ def decode_inventory(blob: bytes, *, safe_text: bool = True) -> tuple[str, list[
             return values
 
         tags = [tuple(t.split("\x1f")) if t else () for t in text("tags")]
-        parent = [v or None for v in text("parent")]
+        parents = [split_parents(v) for v in text("parent")]
         credential = [v or None for v in text("snmp_credential")]
         names = text("name")
         if len(set(names)) != n:
             raise FeedFormatError("the inventory names a device twice")
         devices = _devices((names, text("address"), text("branch"), text("region"), text("type"),
-                            text("host"), parent, numbers("interval"), tags, numbers("line"), credential,
+                            text("host"), parents, numbers("interval"), tags, numbers("line"), credential,
                             numbers("snmp_port")), n)
     except FeedFormatError:
         raise

@@ -45,7 +45,7 @@ async def test_added_checked_removed_not_readdressed_fresh_unchanged_kept() -> N
     old_address = devices[4].address
     added = dataclasses.replace(make_devices(1, prefix="new")[0], address="127.9.0.1")
     moved = dataclasses.replace(devices[4], address="127.9.0.4")
-    changed = dataclasses.replace(devices[3], parent="dev0", branch="elsewhere")
+    changed = dataclasses.replace(devices[3], parents=("dev0",), branch="elsewhere")
     diff = engine.apply_inventory([devices[0], devices[1], changed, moved, added])  # dev2 removed
     assert [d.name for d in diff.added] == ["new0"]
     assert [d.name for d in diff.removed] == ["dev2"]
