@@ -18,7 +18,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
-from poller.events import CheckResult, State, Transition
+from poller.events import OUT, CheckResult, State, Transition
 from store import partitions
 from store.database import Database, sqlite_time
 from store.models import checks_table, devices_table, outages_table, transitions_table
@@ -113,7 +113,7 @@ def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[l
     rounds: list[list[tuple[int, Transition]]] = []
     seen: dict[int, int] = {}
     for t in transitions:
-        if t.to_state is State.DOWN or (t.to_state is State.UP and t.from_state is not State.UP):
+        if t.to_state in OUT or (t.to_state is State.UP and t.from_state is not State.UP):
             device_id = ids[t.device]
             k = seen.get(device_id, 0)
             seen[device_id] = k + 1
@@ -126,10 +126,11 @@ def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[l
 async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tuple[int, Transition]]) -> None:
     """The outage changes of one round (each device once), as writing them one by one would.
 
-    To DOWN: insert the outage unless its key is there or the device has one open. To UP from
-    DOWN with a ``down_since``: end the open outage that starts then; if that one is closed,
-    nothing (this UP is written again); else end the device's open outage if it started by
-    then (one opened another way, seeded at a start); else insert the closed outage (its DOWN
+    To DOWN or UNREACHABLE (an outage either way): insert the outage unless its key is there or
+    the device has one open. To UP from DOWN or UNREACHABLE with a ``down_since``: end the open
+    outage that starts then; if that one is closed, nothing (this UP is written again); else end
+    the device's open outage if it started by then (one opened another way, seeded at a start);
+    else insert the closed outage (its DOWN
     never reached the database: the UP says when it began). The end is never before the start
     (the wall clock stepped back while the device was down: the UP keeps the time the clock
     gave it, the outage never lasts less than nothing). Other UPs (from UNKNOWN, or from DOWN
@@ -138,9 +139,9 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
     opened: list[dict[str, Any]] = []
     closing: list[tuple[int, datetime | None, datetime]] = []  # device, start named, end
     for device_id, t in changes:
-        if t.to_state is State.DOWN:
+        if t.to_state in OUT:  # UNREACHABLE -> DOWN: the same outage (its key is there)
             opened.append({"device_id": device_id, "start": t.down_since or t.at})
-        elif t.from_state is State.DOWN and t.down_since is not None:
+        elif t.from_state in OUT and t.down_since is not None:
             closing.append((device_id, t.down_since, max(t.at, t.down_since)))
         else:
             closing.append((device_id, None, t.at))
