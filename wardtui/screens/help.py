@@ -17,7 +17,7 @@ from wardtui.widgets.vim_keys import VimScroll
 
 NOTES = (
     "s cycles the sort: " + " → ".join(description for _, description in SORTS) + ".",
-    "The filter matches text in any column (try a branch, a region, DOWN or unknown).",
+    "The filter matches text in any column (try a branch, a region, DOWN, UNREACH or unknown).",
     "down for: time since the first failed probe of the outage. Log times are UTC.",
     f"p: problems first — {PROBLEM_RULE}; longest down first, then flapping, then loss; the rest after.",
     "g: groups region → branch → device, with devices and down per group; the filter applies there too.",

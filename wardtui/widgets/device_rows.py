@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import repeat
 from typing import Any
 
-from poller.events import State
+from poller.events import OUT, State
 from poller.inventory import Device
 from poller.state import TrackerView
 from wardtui.durations import format_duration
@@ -123,7 +123,7 @@ class StaticRanks:
 
 def _rtt(tracker: TrackerView) -> float | None:
     # The last reply's RTT of a device that is down now says nothing about it.
-    return None if tracker.state is State.DOWN else tracker.last_rtt_ms
+    return None if tracker.state in OUT else tracker.last_rtt_ms
 
 
 def _number(value: float | None) -> str:
@@ -137,7 +137,7 @@ def live_texts(tracker: TrackerView, now: datetime) -> tuple[str, str, str, str]
     loss = tracker.loss_pct
     state = tracker.state  # read once each: the engine's thread may change them meanwhile
     since = tracker.down_since
-    is_down = state is State.DOWN
+    is_down = state in OUT
     return (state_label(state, tracker.flapping),
             "-" if is_down else _number(tracker.last_rtt_ms),
             "-" if loss is None else f"{loss:.0f}",
@@ -151,7 +151,8 @@ def row_texts(tracker: TrackerView, now: datetime) -> tuple[str, ...]:
             device.address, device.branch, device.region, device.type)
 
 
-_STATE_RANK = {State.DOWN: 0, State.UNKNOWN: 2, State.UP: 3}
+_STATE_RANK = {State.DOWN: 0, State.UNREACHABLE: 1, State.UNKNOWN: 3, State.UP: 4}
+_FLAPPING_RANK = 2  # a flapping device that is not out: after DOWN and UNREACHABLE
 
 
 def sort_key(column: str, tracker: TrackerView, ranks: StaticRanks) -> SortKey:
@@ -165,14 +166,13 @@ def sort_keys(column: str, trackers: Mapping[str, TrackerView], ranks: StaticRan
         static = ranks.column(column)
         return {name: static[name] for name in trackers}
     name_rank = ranks.name
-    down = State.DOWN
     if column == "state":
-        return {name: (1 if t.flapping and t.state is not down else _STATE_RANK[t.state], name_rank[name])
-                for name, t in trackers.items()}
+        return {name: (_FLAPPING_RANK if t.flapping and t.state not in OUT else _STATE_RANK[t.state],
+                       name_rank[name]) for name, t in trackers.items()}
     keys: dict[str, SortKey] = {}
     if column == "down":
         for name, t in trackers.items():
-            since = t.down_since if t.state is down else None
+            since = t.down_since if t.state in OUT else None
             rank = name_rank[name]
             keys[name] = (0, since.timestamp(), rank) if since is not None else (1, 0.0, rank)
         return keys
@@ -204,20 +204,20 @@ def packed_sort_keys(column: str, trackers: Mapping[str, TrackerView], name_rank
     ``1 << rank_bits``) is the lowest ``rank_bits`` bits, so every key is unique and names its
     device; above it the column's part: the state's rank, or a flag (missing: 1, last) and the
     64 order-preserving bits of a float (the down time; minus the loss or the RTT)."""
-    down = State.DOWN
+    out = OUT
     if column == "state":
-        state_rank = _STATE_RANK
-        return {name: ((0 if (s := t.state) is down else 1 if t.flapping else state_rank[s]) << rank_bits)
+        state_rank, flapping = _STATE_RANK, _FLAPPING_RANK
+        return {name: ((state_rank[s] if (s := t.state) in out or not t.flapping else flapping) << rank_bits)
                 | name_rank[name] for name, t in trackers.items()}
     values: list[Any]  # a datetime or a float each, None: missing
     if column == "down":
-        values = [t.down_since if t.state is down else None for t in trackers.values()]
+        values = [t.down_since if t.state in out else None for t in trackers.values()]
         floats = [0.0 if v is None else v.timestamp() for v in values]
     elif column == "loss":
         values = [t.loss_pct for t in trackers.values()]
         floats = [0.0 if v is None else -v for v in values]
     elif column == "rtt":
-        values = [None if t.state is down else t.last_rtt_ms for t in trackers.values()]
+        values = [None if t.state in out else t.last_rtt_ms for t in trackers.values()]
         floats = [0.0 if v is None else -v for v in values]
     else:
         raise ValueError(f"not a live column {column!r}")
@@ -228,24 +228,26 @@ def packed_sort_keys(column: str, trackers: Mapping[str, TrackerView], name_rank
 
 # -- the problems-first view ------------------------------------------------------------------
 LOSS_THRESHOLD = 20.0  # rolling loss (%) from which an up device counts as a problem
-PROBLEM_RULE = f"down, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
+PROBLEM_RULE = f"down, unreachable, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
 
 
 def problem_key(tracker: TrackerView, name: int) -> SortKey | None:
     """Where a problem device goes in the problems view (longest down first); None: no problem.
 
-    Down devices first, by the start of the outage; then flapping ones, by their last change;
-    then high loss, worst first. The key only moves on a transition or a loss change, so the
-    view keeps an ordered set of problems instead of re-sorting every row on each tick.
+    Down devices first, by the start of the outage; then unreachable ones (behind those), the
+    same way; then flapping ones, by their last change; then high loss, worst first. The key
+    only moves on a transition or a loss change, so the view keeps an ordered set of problems
+    instead of re-sorting every row on each tick.
     ``name`` is the device's rank by name (:class:`StaticRanks`), the tie-break.
     """
-    if tracker.state is State.DOWN:
+    state = tracker.state
+    if state in OUT:
         since = tracker.down_since
-        return (0, since.timestamp() if since is not None else 0.0, name)
+        return (0 if state is State.DOWN else 1, since.timestamp() if since is not None else 0.0, name)
     if tracker.flapping:
         change = tracker.last_change
-        return (1, change.timestamp() if change is not None else 0.0, name)
+        return (2, change.timestamp() if change is not None else 0.0, name)
     loss = tracker.loss_pct
     if loss is not None and loss >= LOSS_THRESHOLD:
-        return (2, -loss, name)
+        return (3, -loss, name)
     return None

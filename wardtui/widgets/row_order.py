@@ -21,7 +21,7 @@ from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from poller.events import State
+from poller.events import OUT
 from poller.state import TrackerView
 from wardtui.durations import format_duration
 from wardtui.widgets.device_rows import (
@@ -233,12 +233,12 @@ class RowOrder:
         if self._static_text is None:
             static: dict[str, str] = {}
             text = self._text
-            down, is_down = self._down, State.DOWN
+            down = self._down
             for name, tracker in self._trackers.items():
                 texts = row_texts(tracker, now)
                 static[name] = row = "\t".join([texts[i] for i in _STATIC]).lower()
                 text[name] = row + "\t" + "\t".join(texts[_LIVE]).lower()
-                if tracker.state is is_down:
+                if tracker.state in OUT:
                     down[name] = texts[_DOWN_FOR]
             self._static_text = static
 
@@ -396,7 +396,7 @@ class RowOrder:
         assert self._static_text is not None
         texts = live_texts(tracker, now)  # only these moved: the rest is kept in _static_text
         self._text[name] = self._static_text[name] + "\t" + "\t".join(texts).lower()
-        if tracker.state is State.DOWN:
+        if tracker.state in OUT:
             self._down[name] = texts[3]
         else:
             self._down.pop(name, None)
@@ -414,7 +414,7 @@ class RowOrder:
                 del down[name]
                 continue
             since = tracker.down_since  # read once, as row_texts does
-            if tracker.state is not State.DOWN:
+            if tracker.state not in OUT:
                 text = None  # up by now: rendered again, and out of the down rows
             else:
                 text = format_duration(now - since) if since is not None else ""
