@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -100,14 +100,16 @@ class Engine:
         self._rate_marks: deque[tuple[float, int, int]] = deque([(time.monotonic(), 0, 0)])
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def seed_outages(self, open_outages: dict[str, datetime]) -> None:
-        """Devices whose outage was open at the last shutdown start DOWN with that start."""
+    def seed_outages(self, open_outages: dict[str, datetime], unreachable: Collection[str] = ()) -> None:
+        """Devices whose outage was open at the last shutdown start DOWN with that start, or
+        UNREACHABLE, those named in ``unreachable`` (their outage began so and stayed so)."""
         for name, since in open_outages.items():
             tracker = self.trackers.get(name)
             if tracker is not None and tracker.state is State.UNKNOWN:
-                tracker.seed_down(since)
+                state = State.UNREACHABLE if name in unreachable else State.DOWN
+                tracker.seed_down(since, state)
                 self.state_counts[State.UNKNOWN] -= 1
-                self.state_counts[State.DOWN] += 1
+                self.state_counts[state] += 1
 
     async def run(self, duration: float | None = None) -> None:
         """Poll until :meth:`stop` (or for ``duration`` seconds), then cancel checks in flight.

@@ -216,3 +216,24 @@ def test_tracker_unreachable_rules() -> None:
     assert move is None and t.state is State.DOWN  # DOWN on its own evidence stays DOWN
     move, _ = t.apply_check(True, now, now, 4.0, 1.0)
     assert move is not None and move.to_state is State.UP and t.down_since is None
+
+
+async def test_an_open_unreachable_outage_seeds_unreachable_and_the_first_check_judges_again() -> None:
+    """At a start the history's open outages seed their devices: an unreachable one comes back
+    UNREACHABLE (not DOWN); its first failure, once its router answers, makes it DOWN."""
+    router, atm = dev("rtr", 0, interval=3600.0), dev("atm", 1, "rtr", interval=3600.0)
+    since = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
+    prober = FakeProber()
+    engine = Engine([router, atm], prober, config())
+    engine.seed_outages({"atm": since}, unreachable={"atm"})
+    assert engine.trackers["atm"].state is State.UNREACHABLE and engine.trackers["atm"].down_since == since
+    assert engine.state_counts[State.UNREACHABLE] == 1 and engine.state_counts[State.UNKNOWN] == 1
+    prober.down = {router.address, atm.address}
+    sub = engine.bus.subscribe("t", samples=False)
+    assert (await engine.probe_now("atm")).state is State.UNREACHABLE  # its router probed: DOWN
+    assert moves(collect(sub), "atm") == []
+    prober.down = {atm.address}
+    assert (await engine.probe_now("rtr")).ok  # the router is back: atm is checked at once
+    await wait_for(lambda: engine.trackers["atm"].state is State.DOWN)
+    assert moves(collect(sub), "atm") == [(State.UNREACHABLE, State.DOWN)]
+    assert engine.trackers["atm"].down_since == since
