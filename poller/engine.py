@@ -8,13 +8,13 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from poller.bus import EventBus
-from poller.events import CheckResult, Gauges, State
+from poller.events import OUT, CheckResult, Gauges, State
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff, diff_inventories
 from poller.prober import CLOSED, ProbeCallback, Prober, ProbeReply
@@ -63,10 +63,16 @@ class Engine:
         self._by_key: dict[int, DeviceTracker] = {}  # a slot's key -> the tracker it checks
         self._slot_of: dict[str, Slot] = {}  # device name -> its slot, in inventory order
         self._next_key = 0
-        self.state_counts = {State.UNKNOWN: 0, State.UP: 0, State.DOWN: 0}
+        self.state_counts = {State.UNKNOWN: 0, State.UP: 0, State.DOWN: 0, State.UNREACHABLE: 0}
         self.flapping = 0
         for device in devices:
             self._add(device)
+        self._children: dict[str, list[str]] = {}  # a parent's name -> its children's, see _link
+        self._link()
+        # Checks the dependencies asked for: a parent probed before its child is declared, an
+        # UNREACHABLE child re-checked when a parent recovers.
+        self.checks_for_dependencies = 0
+        self._ends: dict[int, asyncio.Future[None]] = {}  # a busy slot's key -> the end of its check
         self.scheduler = Scheduler(self._dispatch)
         self.checks_done = 0
         self.checks_on_demand = 0  # checks an operator asked for (probe now), outside the schedule
@@ -94,14 +100,16 @@ class Engine:
         self._rate_marks: deque[tuple[float, int, int]] = deque([(time.monotonic(), 0, 0)])
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def seed_outages(self, open_outages: dict[str, datetime]) -> None:
-        """Devices whose outage was open at the last shutdown start DOWN with that start."""
+    def seed_outages(self, open_outages: dict[str, datetime], unreachable: Collection[str] = ()) -> None:
+        """Devices whose outage was open at the last shutdown start DOWN with that start, or
+        UNREACHABLE, those named in ``unreachable`` (their outage began so and stayed so)."""
         for name, since in open_outages.items():
             tracker = self.trackers.get(name)
             if tracker is not None and tracker.state is State.UNKNOWN:
-                tracker.seed_down(since)
+                state = State.UNREACHABLE if name in unreachable else State.DOWN
+                tracker.seed_down(since, state)
                 self.state_counts[State.UNKNOWN] -= 1
-                self.state_counts[State.DOWN] += 1
+                self.state_counts[state] += 1
 
     async def run(self, duration: float | None = None) -> None:
         """Poll until :meth:`stop` (or for ``duration`` seconds), then cancel checks in flight.
@@ -150,9 +158,9 @@ class Engine:
         self._tasks.append(asyncio.create_task(companion.run(), name=f"wardtui-{type(companion).__name__}"))
 
     def is_down(self, name: str) -> bool:
-        """Whether ICMP holds the device DOWN (SNMP does not poll it then)."""
+        """Whether ICMP holds the device DOWN or UNREACHABLE (SNMP does not poll it then)."""
         tracker = self.trackers.get(name)
-        return tracker is not None and tracker.state is State.DOWN
+        return tracker is not None and tracker.state in OUT
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -209,6 +217,8 @@ class Engine:
             tracker = self.trackers[device.name]
             if tracker.device is not device:
                 tracker.device = device
+        if not diff.empty:
+            self._link()
         if self._running and fresh:
             self.scheduler.add_spread(fresh)
         if not diff.empty:
@@ -220,6 +230,14 @@ class Engine:
                     log.error("inventory change listener %r failed: %s: %s", callback,
                               type(exc).__name__, exc)
         return diff
+
+    def _link(self) -> None:
+        """Each parent's children, from the devices' ``parents`` (the inventory has no cycle)."""
+        children: dict[str, list[str]] = {}
+        for name, tracker in self.trackers.items():
+            for parent in tracker.device.parents:
+                children.setdefault(parent, []).append(name)
+        self._children = children
 
     def _replace(self, device: Device) -> list[Slot]:
         """The same device, something other than its address changed: keep its tracker; a new
@@ -310,7 +328,7 @@ class Engine:
             if self._by_key.get(slot.key) is not tracker:
                 return  # removed, or readdressed, while the probe was out: not this inventory's
             tracker.record_probe(rtt_ms)
-            if rtt_ms is not None or not tracker.needs_confirmation():
+            if rtt_ms is not None or not self._needs_confirmation(tracker):
                 result = self._finish(tracker, sent_ns, rtt_ms, 1, 0 if rtt_ms is None else 1)
                 return
             first = ProbeReply(sent_ns, sent_mono, rtt_ms, error)
@@ -332,8 +350,11 @@ class Engine:
         error: BaseException | None = None
         try:
             sent, received, last = await self._confirm(tracker, first, slot.key)
+            unreachable = False
+            if not received and tracker.device.parents and self._by_key.get(slot.key) is tracker:
+                unreachable = await self._behind_failed_parents(tracker.device)
             if self._by_key.get(slot.key) is tracker and not self._closed:
-                result = self._finish(tracker, first.sent_ns, last.rtt_ms, sent, received)
+                result = self._finish(tracker, first.sent_ns, last.rtt_ms, sent, received, unreachable)
         except BaseException as exc:
             error = exc
             raise
@@ -350,6 +371,9 @@ class Engine:
         current = self._slot_of.get(tracker.device.name)
         if current is not None and current.key == slot.key:
             current.busy = False
+        ended = self._ends.pop(slot.key, None)
+        if ended is not None and not ended.done():
+            ended.set_result(None)
         if waiter is not None and not waiter.done():
             if self._closed or isinstance(error, asyncio.CancelledError):
                 waiter.cancel()
@@ -379,12 +403,16 @@ class Engine:
         return sent, received, last
 
     def _finish(self, tracker: DeviceTracker, first_sent_ns: int, rtt_ms: float | None,
-                sent: int, received: int) -> CheckResult:
+                sent: int, received: int, unreachable: bool = False) -> CheckResult:
         """Fold a check into its device's state and publish it: ``first_sent_ns`` is when its
-        first probe was sent, ``rtt_ms`` the last probe's RTT."""
+        first probe was sent, ``rtt_ms`` the last probe's RTT; ``unreachable``, a failure behind
+        parents that are all out. A device that comes UP has its UNREACHABLE children re-checked."""
         first_sent = utc_from_ns(first_sent_ns)
         before = tracker.state
-        transition, flap = tracker.apply_check(received > 0, first_sent, None, time.monotonic(), rtt_ms)
+        if not received and not unreachable and before is State.UNREACHABLE:
+            unreachable = self._parents_out(tracker.device)  # still behind them: no change
+        transition, flap = tracker.apply_check(received > 0, first_sent, None, time.monotonic(), rtt_ms,
+                                               unreachable)
         self.checks_done += 1
         bus = self.bus
         result = CheckResult(tracker.device.name, tracker.device.address, first_sent,
@@ -394,10 +422,76 @@ class Engine:
             self.state_counts[before] -= 1
             self.state_counts[tracker.state] += 1
             bus.publish(transition)
+            if tracker.state is State.UP:
+                self._recheck_children(tracker.device.name)
         if flap is not None:
             self.flapping += 1 if flap.flapping else -1
             bus.publish(flap)
         return result
+
+    # -- dependencies ------------------------------------------------------------------------
+    # A device whose every parent is out (DOWN or UNREACHABLE) is UNREACHABLE when it fails, not
+    # DOWN. The parents' states are made fresh before a failing child is declared (a parent not
+    # out is probed at once, or its check in flight awaited), so the order in which the schedule
+    # reaches a router and the devices behind it never decides the verdict.
+    def _parents_out(self, device: Device) -> bool:
+        """Whether ``device`` has parents and every one of them is DOWN or UNREACHABLE."""
+        trackers = self.trackers
+        for name in device.parents:
+            parent = trackers.get(name)
+            if parent is None or parent.state not in OUT:
+                return False
+        return bool(device.parents)
+
+    def _needs_confirmation(self, tracker: DeviceTracker) -> bool:
+        """A failure is confirmed unless the device is out already; an UNREACHABLE device's is
+        confirmed too once one of its parents is back (it may be DOWN on its own)."""
+        state = tracker.state
+        if state is State.UNREACHABLE:
+            return not self._parents_out(tracker.device)
+        return state is not State.DOWN
+
+    async def _behind_failed_parents(self, device: Device) -> bool:
+        """After ``device`` failed its confirmation: its parents that are not out are checked
+        now (in parallel); whether every parent is out then."""
+        fresh = [name for name in device.parents
+                 if (parent := self.trackers.get(name)) is not None and parent.state not in OUT]
+        if fresh:
+            await asyncio.gather(*(self._settle(name) for name in fresh))
+        return self._parents_out(device)
+
+    async def _settle(self, name: str) -> None:
+        """A check of ``name`` ended after now: its check in flight, or one started at once."""
+        slot = self._slot_of.get(name)
+        if slot is None or self._closed:
+            return
+        if slot.busy:
+            ended = self._ends.get(slot.key)
+            if ended is None:
+                ended = self._ends[slot.key] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(ended)
+            return
+        slot.busy = True
+        self.checks_for_dependencies += 1
+        waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        waiter.add_done_callback(self._waiters.discard)
+        self._start_check(slot, time.monotonic(), waiter)
+        with contextlib.suppress(Exception):  # the parent's own check logs its failure
+            await asyncio.shield(waiter)
+
+    def _recheck_children(self, name: str) -> None:
+        """``name`` came UP: each UNREACHABLE child is checked at once (UP, or DOWN on its own
+        evidence) rather than at its next turn. A child whose check is running decides with
+        this parent UP when it ends."""
+        for child in self._children.get(name, ()):
+            tracker = self.trackers.get(child)
+            slot = self._slot_of.get(child)
+            if tracker is None or slot is None or tracker.state is not State.UNREACHABLE or slot.busy:
+                continue
+            slot.busy = True
+            self.checks_for_dependencies += 1
+            self._start_check(slot, time.monotonic(), None)
 
     # -- gauges ------------------------------------------------------------------------------
     async def _gauge_loop(self) -> None:
@@ -433,7 +527,9 @@ class Engine:
                    "late_replies": float(counters.get("late_replies", 0)),
                    "send_waits": float(counters.get("send_waits", 0)),
                    "events_dropped": float(sum(s.dropped for s in self.bus.subscriptions)),
-                   "checks_on_demand": float(self.checks_on_demand)},
+                   "checks_on_demand": float(self.checks_on_demand),
+                   "checks_for_dependencies": float(self.checks_for_dependencies),
+                   "devices_unreachable": float(self.state_counts[State.UNREACHABLE])},
         )
         for source in self.gauge_sources:
             gauges.extra.update(source())

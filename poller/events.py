@@ -13,6 +13,11 @@ class State(StrEnum):
     UNKNOWN = "unknown"
     UP = "up"
     DOWN = "down"
+    UNREACHABLE = "unreachable"  # failed while every parent was DOWN or UNREACHABLE
+
+
+OUT = frozenset({State.DOWN, State.UNREACHABLE})
+"""The states of a device that does not answer: an outage, whatever its cause."""
 
 
 @dataclass(frozen=True, slots=True)

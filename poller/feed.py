@@ -40,13 +40,13 @@ from redis.exceptions import RedisError, ResponseError
 from poller.bus import EventBus, Subscription
 from poller.engine import Busy, Engine
 from poller.events import (
+    OUT,
     CheckResult,
     Event,
     Gauges,
     SnmpAgentChange,
     SnmpFailure,
     SnmpPoll,
-    State,
 )
 from poller.inventory import Device
 from poller.jsonl import event_record
@@ -917,7 +917,7 @@ class LiveFeed:
 
     def is_down(self, name: str) -> bool:
         tracker = self.trackers.get(name)
-        return tracker is not None and tracker.state is State.DOWN
+        return tracker is not None and tracker.state in OUT
 
     def stop(self) -> None:
         self._stopping.set()

@@ -43,7 +43,8 @@ class Device:
     region: str
     type: str
     host: str = ""  # what the inventory said (a name or the address itself)
-    parent: str | None = None
+    # Devices this one is reached through; several are redundant paths (one UP is enough).
+    parents: tuple[str, ...] = ()
     interval: float | None = None  # seconds; None means the engine's default
     tags: tuple[str, ...] = ()
     line: int = 0
@@ -53,6 +54,22 @@ class Device:
     @property
     def family(self) -> int:
         return 6 if ":" in self.address else 4
+
+    @property
+    def parent(self) -> str | None:
+        """The parents as the inventory's text (``a;b``), None for none: the history's
+        ``parent`` column and the live feed's carry this (a parent's name holds no ``;``)."""
+        return PARENT_SEPARATOR.join(self.parents) or None
+
+
+PARENT_SEPARATOR = ";"
+
+
+def split_parents(text: str | None) -> tuple[str, ...]:
+    """``a; b`` -> ("a", "b"): the inverse of :attr:`Device.parent`."""
+    if not text:
+        return ()
+    return tuple(p for p in (part.strip() for part in text.split(PARENT_SEPARATOR)) if p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +315,7 @@ def _device(fields: dict[str, Any], line: int, name: str, answers: dict[str, str
     address = _address(host, line, name, answers, problems) if host else None
     interval = _interval(fields.get("interval"), line, name, problems)
     snmp_port = _port(fields.get("snmp_port"), line, name, problems)
+    parents = _parents(fields.get("parent"), line, name, problems)
     if len(problems) > before or address is None:
         return None
     tags = fields.get("tags")
@@ -308,7 +326,7 @@ def _device(fields: dict[str, Any], line: int, name: str, answers: dict[str, str
     return Device(
         name=_text(fields["name"]), address=address, host=host,
         branch=_text(fields["branch"]), region=_text(fields["region"]), type=_text(fields["type"]),
-        parent=_text(fields.get("parent")) or None, interval=interval, tags=tag_list, line=line,
+        parents=parents, interval=interval, tags=tag_list, line=line,
         snmp_credential=_text(fields.get("snmp_credential")) or None, snmp_port=snmp_port,
     )
 
@@ -394,21 +412,69 @@ def _port(value: Any, line: int, name: str, problems: list[Problem]) -> int:
     return int(text)
 
 
+def _parents(value: Any, line: int, name: str, problems: list[Problem]) -> tuple[str, ...]:
+    """One or more names: ``a;b`` in CSV (or a YAML string), a list of names in YAML."""
+    if isinstance(value, list):
+        names: list[str] = []
+        for item in value:
+            text = _text(item)
+            if PARENT_SEPARATOR in text:
+                problems.append(Problem(name, line, f"bad parent '{text}': a name with "
+                                                    f"'{PARENT_SEPARATOR}' cannot be a parent"))
+                return ()
+            if text:
+                names.append(text)
+        found = tuple(names)
+    else:
+        found = split_parents(_text(value))
+    seen: set[str] = set()
+    for parent in found:
+        if parent in seen:
+            problems.append(Problem(name, line, f"parent '{parent}' given twice"))
+            return ()
+        seen.add(parent)
+    return found
+
+
 def _parent_problems(devices: list[Device], by_name: dict[str, Device], name: str) -> Iterator[Problem]:
     for device in devices:
-        if device.parent is not None and device.parent not in by_name:
-            yield Problem(name, device.line, f"unknown parent '{device.parent}' of '{device.name}'")
-    reported: set[str] = set()
+        for parent in device.parents:
+            if parent not in by_name:
+                yield Problem(name, device.line, f"unknown parent '{parent}' of '{device.name}'")
+    yield from _cycles(devices, by_name, name)
+
+
+def _cycles(devices: list[Device], by_name: dict[str, Device], name: str) -> Iterator[Problem]:
+    """Each cycle of parents found by one depth-first walk (no recursion: 100,000 devices deep
+    is possible), reported once, on the line of its first name in sort order."""
+    done: set[str] = set()
+    reported: set[tuple[str, ...]] = set()
     for device in devices:
-        path: list[str] = []
-        node: Device | None = device
-        while node is not None and node.parent is not None and node.name not in path:
-            path.append(node.name)
-            node = by_name.get(node.parent)
-        if node is not None and node.name in path:
-            cycle = path[path.index(node.name):]
-            key = min(cycle)
-            if key not in reported:
-                reported.add(key)
-                shown = " -> ".join([*cycle, node.name])
-                yield Problem(name, by_name[key].line, f"parent cycle: {shown}")
+        if device.name in done:
+            continue
+        path: list[str] = [device.name]
+        on_path = {device.name: 0}
+        todo: list[Iterator[str]] = [iter(device.parents)]
+        while todo:
+            parent = next(todo[-1], None)
+            if parent is None:
+                todo.pop()
+                left = path.pop()
+                del on_path[left]
+                done.add(left)
+                continue
+            if parent in on_path:
+                cycle = path[on_path[parent]:]
+                first = cycle.index(min(cycle))
+                cycle = cycle[first:] + cycle[:first]
+                if tuple(cycle) not in reported:
+                    reported.add(tuple(cycle))
+                    shown = " -> ".join([*cycle, cycle[0]])
+                    yield Problem(name, by_name[cycle[0]].line, f"parent cycle: {shown}")
+                continue
+            node = by_name.get(parent)
+            if node is None or parent in done:
+                continue
+            on_path[parent] = len(path)
+            path.append(parent)
+            todo.append(iter(node.parents))

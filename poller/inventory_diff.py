@@ -12,9 +12,11 @@ from dataclasses import dataclass, fields
 
 from poller.inventory import Device
 
-COMPARED = tuple(f.name for f in fields(Device) if f.name not in ("name", "host", "line"))
+COMPARED = tuple("parent" if f.name == "parents" else f.name
+                 for f in fields(Device) if f.name not in ("name", "host", "line"))
 """The fields whose change is a change of the device (its position in the file is not, nor the
-host name it was resolved from: the address it gave is compared)."""
+host name it was resolved from: the address it gave is compared). The parents are compared as
+the inventory writes them (``parent``: ``a;b``)."""
 STORED = ("address", "branch", "region", "type", "parent")
 """Those the history's devices table keeps (``wardtui serve --check`` without ``--against``)."""
 

@@ -97,14 +97,18 @@ def _yaml_device(loader: yaml.SafeLoader, item: yaml.Node, name: str) -> Iterato
 
 def _shape(key: str, node: yaml.Node) -> str | None:
     """Why ``node`` cannot be ``key``'s value, or None. ``type: [1, 2]`` was stored as the
-    text "[1, 2]": every field is one value, but tags, which may be a list of them."""
+    text "[1, 2]": every field is one value, but tags and parent, which may be lists of them."""
     if isinstance(node, yaml.ScalarNode):
         return _binary(key) if node.tag == _BINARY else None
-    if key != "tags":
+    if key not in _LISTS:
         return f"'{key}' is {_kind(node)}: one value belongs here"
     if isinstance(node, yaml.SequenceNode) and all(isinstance(n, yaml.ScalarNode) for n in node.value):
         return _binary(key) if any(n.tag == _BINARY for n in node.value) else None
-    return f"'tags' is {_kind(node)}: a word or a list of words belongs here"
+    return f"'{key}' is {_kind(node)}: {_LISTS[key]} belongs here"
+
+
+_LISTS = {"tags": "a word or a list of words", "parent": "a name or a list of names"}
+"""The fields that may be a list of values."""
 
 
 # "!!binary AA==" is a NUL byte, and was kept as the text "b'\x00'".

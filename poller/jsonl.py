@@ -38,6 +38,7 @@ def event_record(event: Event) -> dict[str, Any] | None:
     if isinstance(event, Gauges):
         return {"type": "gauges", "at": _iso(event.at), "devices_up": event.devices_up,
                 "devices_down": event.devices_down, "devices_unknown": event.devices_unknown,
+                "devices_unreachable": int(event.extra.get("devices_unreachable", 0)),
                 "devices_flapping": event.devices_flapping,
                 "checks_per_s": round(event.checks_per_s, 1), "probes_per_s": round(event.probes_per_s, 1),
                 "in_flight": event.in_flight, "skipped": event.skipped,

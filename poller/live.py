@@ -39,6 +39,7 @@ from itertools import chain, repeat, starmap
 from typing import Any
 
 from poller.events import (
+    OUT,
     CheckResult,
     Event,
     FlapChange,
@@ -49,7 +50,7 @@ from poller.events import (
     State,
     Transition,
 )
-from poller.inventory import Device
+from poller.inventory import Device, split_parents
 from poller.text import describe
 
 FORMAT = 1
@@ -146,7 +147,7 @@ class Keys:
 
 # -- the inventory ------------------------------------------------------------------------------
 
-_DEVICE_FIELDS = ("name", "address", "branch", "region", "type", "host", "parent", "interval", "tags",
+_DEVICE_FIELDS = ("name", "address", "branch", "region", "type", "host", "parents", "interval", "tags",
                   "line", "snmp_credential", "snmp_port")
 """Device's fields in its constructor's order (decode_inventory builds them positionally)."""
 
@@ -177,7 +178,9 @@ def _devices(columns: Sequence[Sequence[Any]], n: int) -> list[Device]:
 
 
 _TEXT = ("name", "address", "branch", "region", "type", "host")
-_OPTIONAL_TEXT = ("parent", "snmp_credential")  # "" on the wire is None (the inventory has no "")
+# "" on the wire is None (the inventory has no ""). ``parent`` is Device.parent, the parents
+# joined by ";" (one name before several were allowed: a viewer of then reads the text whole).
+_OPTIONAL_TEXT = ("parent", "snmp_credential")
 _NUMBERS = ("interval", "line", "snmp_port")
 
 
@@ -255,13 +258,13 @@ def decode_inventory(blob: bytes, *, safe_text: bool = True) -> tuple[str, list[
             return values
 
         tags = [tuple(t.split("\x1f")) if t else () for t in text("tags")]
-        parent = [v or None for v in text("parent")]
+        parents = [split_parents(v) for v in text("parent")]
         credential = [v or None for v in text("snmp_credential")]
         names = text("name")
         if len(set(names)) != n:
             raise FeedFormatError("the inventory names a device twice")
         devices = _devices((names, text("address"), text("branch"), text("region"), text("type"),
-                            text("host"), parent, numbers("interval"), tags, numbers("line"), credential,
+                            text("host"), parents, numbers("interval"), tags, numbers("line"), credential,
                             numbers("snmp_port")), n)
     except FeedFormatError:
         raise
@@ -273,11 +276,44 @@ def decode_inventory(blob: bytes, *, safe_text: bool = True) -> tuple[str, list[
 # -- the snapshot -------------------------------------------------------------------------------
 
 _MAGIC = b"WTS1"
-_STATE_CODE = {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 2}
-_CODE_STATE = (State.UNKNOWN, State.UP, State.DOWN)
+_STATE_CODE = {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 2, State.UNREACHABLE: 3}
+_CODE_STATE = (State.UNKNOWN, State.UP, State.DOWN, State.UNREACHABLE)
 FLAPPING = 0x10
 STATE_CODE, CODE_STATE = _STATE_CODE, _CODE_STATE  # a state's code in the flags byte, and back
-_FLAG_BYTES = bytes(code | flap for code in _STATE_CODE.values() for flap in (0, FLAPPING))
+_FLAG_BYTES = bytes(code | flap for code in (0, 1, 2) for flap in (0, FLAPPING))  # on the wire
+# UNREACHABLE goes on the wire as DOWN (code 2) plus the header's "unreachable" rows: a viewer
+# from before it (which refuses a code it does not know, and reads no header key it does not
+# know) shows those devices DOWN, as it would have before dependencies, instead of losing the feed.
+_AS_DOWN = bytes.maketrans(b"\x03\x13", b"\x02\x12")
+_AS_UNREACHABLE = bytes.maketrans(b"\x02\x12", b"\x03\x13")
+_UNREACHABLE_RUN = re.compile(b"[\x03\x13]+")
+
+
+def _unreachable_out(flags: bytes | bytearray, runs: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """The runs of rows (start, end) among ``runs`` of ``flags`` that are UNREACHABLE."""
+    return [list(m.span()) for s, e in runs for m in _UNREACHABLE_RUN.finditer(flags, s, e)]
+
+
+def _unreachable_in(value: Any, n: int, what: str) -> list[tuple[int, int]]:
+    """A header's "unreachable" runs, checked: sorted, apart, within ``n`` rows."""
+    if value is None:
+        return []
+    runs: list[tuple[int, int]] = []
+    end = 0
+    if not isinstance(value, list):
+        raise FeedFormatError(f"the {what}'s unreachable rows are not a list")
+    for run in value:
+        if (not isinstance(run, list) or len(run) != 2 or not all(type(x) is int for x in run)
+                or not end <= run[0] < run[1] <= n):
+            raise FeedFormatError(f"the {what}'s unreachable rows do not match its rows")
+        runs.append((run[0], run[1]))
+        end = run[1]
+    return runs
+
+
+def _mark_unreachable(flags: bytearray, runs: Iterable[tuple[int, int]]) -> None:
+    for s, e in runs:
+        flags[s:e] = flags[s:e].translate(_AS_UNREACHABLE)
 NAN = float("nan")
 
 
@@ -469,9 +505,14 @@ def encode_snapshot(seq: int, stream_id: str, at: datetime, inventory_id: str, s
     header = {"v": FORMAT, "seq": seq, "id": stream_id, "at": at.timestamp(), "inventory": inventory_id,
               "started": started, "n": n, "gauges": None if gauges is None else encode_event(gauges),
               "changed": changed is not None, "event_n": event_n}
+    flags = bytes(columns.flags)
+    unreachable = _unreachable_out(flags, [(0, n)])
+    if unreachable:
+        header["unreachable"] = unreachable
+        flags = flags.translate(_AS_DOWN)
     snmp_json = snmp if isinstance(snmp, bytes) else json.dumps(
         {str(k): v for k, v in (snmp or {}).items()}, separators=(",", ":")).encode()
-    body = b"".join([bytes(columns.flags), *(_plain(c) for c in (
+    body = b"".join([flags, *(_plain(c) for c in (
                          columns.down_since, columns.last_change, columns.last_rtt, columns.avg_rtt,
                          columns.jitter, columns.loss)),
                      b"" if changed is None else
@@ -549,6 +590,7 @@ def decode_snapshot(blob: bytes) -> Snapshot:
         flags = bytearray(take(n))
         if flags.translate(None, _FLAG_BYTES):
             raise FeedFormatError("the snapshot holds a state code that does not exist")
+        _mark_unreachable(flags, _unreachable_in(header.get("unreachable"), n, "snapshot"))
         down_since, last_change = _unplain(take(8 * n), "d"), _unplain(take(8 * n), "d")
         last_rtt, avg_rtt, jitter = (_unplain(take(4 * n), "I") for _ in range(3))
         loss = _unplain(take(2 * n), "H")
@@ -610,10 +652,13 @@ def encode_delta(seq: int, stream_id: str, inventory_id: str, started: str, colu
     runs = [] if bits is None else _runs(bits)
     header = {"v": FORMAT, "seq": seq, "id": stream_id, "inventory": inventory_id, "started": started,
               "n": n, "rows": None if bits is None else sum(e - s for s, e in runs), "event_n": event_n}
+    unreachable = _unreachable_out(columns.flags, runs)
+    if unreachable:
+        header["unreachable"] = unreachable  # absolute rows, as the snapshot's (see _AS_DOWN)
     head = json.dumps(header, separators=(",", ":")).encode()
     if bits is None:
         return _DELTA_MAGIC + struct.pack("<I", len(head)) + head
-    parts = [bits, b"".join(columns.flags[s:e] for s, e in runs)]
+    parts = [bits, b"".join(columns.flags[s:e] for s, e in runs).translate(_AS_DOWN)]
     for code, width, column in zip(_COLUMN_CODES, _WIDTHS, _column_arrays(columns), strict=True):
         raw = memoryview(column).cast("B")
         values = array.array(code)
@@ -634,6 +679,7 @@ class DeltaHeader:
     rows: int | None  # rows it carries; None: none (read the snapshot)
     event_n: int | None
     size: int  # bytes of the header, magic and length included
+    unreachable: tuple[tuple[int, int], ...] = ()  # runs of its rows that are UNREACHABLE
 
 
 def peek_delta(blob: bytes) -> DeltaHeader:
@@ -647,7 +693,8 @@ def peek_delta(blob: bytes) -> DeltaHeader:
         if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or not 0 <= rows <= n):
             raise FeedFormatError(f"a delta of {str(rows)[:20]} rows of {n}")
         return DeltaHeader(int(header["seq"]), stream_id, str(header["inventory"]), str(header["started"]),
-                           n, rows, _event_n(header.get("event_n")), 8 + size)
+                           n, rows, _event_n(header.get("event_n")), 8 + size,
+                           tuple(_unreachable_in(header.get("unreachable"), n, "delta")))
     except FeedFormatError:
         raise
     except (ValueError, KeyError, TypeError, struct.error, RecursionError, OverflowError) as exc:
@@ -686,6 +733,7 @@ def apply_delta(blob: bytes, header: DeltaHeader, columns: Columns) -> tuple[Col
             for s, e in runs:  # a slice a run: one, or a few hundred, not a row at a time
                 target[s:e] = source[at:at + e - s]
                 at += e - s
+        _mark_unreachable(out.flags, header.unreachable)
         rows = array.array("I", chain.from_iterable(starmap(range, runs)))
         return out, rows
     except FeedFormatError:
@@ -1078,7 +1126,7 @@ class LiveTracker:
         if isinstance(event, Transition):
             self._state = event.to_state
             self._change = event.at
-            self._since = event.down_since if event.to_state is State.DOWN else None
+            self._since = event.down_since if event.to_state in OUT else None
             if event.rtt_ms is not None:
                 self._rtt = event.rtt_ms
             return True

@@ -17,7 +17,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
-from poller.events import Gauges, State
+from poller.events import OUT, Gauges, State
 from poller.state import DeviceTracker
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ COUNTERS = frozenset({
     "snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_skipped_capacity",
     "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
-    "checks_on_demand", "feed_events", "feed_events_lost", "feed_commands", "feed_commands_refused",
-    "feed_losses",
+    "checks_on_demand", "checks_for_dependencies", "feed_events", "feed_events_lost", "feed_commands",
+    "feed_commands_refused", "feed_losses",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};
@@ -69,6 +69,8 @@ HELP = {
     "send_waits": "ICMP sends the kernel put off for a full buffer, sent again (not loss)",
     "events_dropped": "Samples dropped for slow consumers, summed over the current consumers",
     "checks_on_demand": "Checks an operator asked for (probe now), outside the schedule",
+    "checks_for_dependencies": "Checks of a parent before its failing child is declared, and of "
+                               "UNREACHABLE children when their parent comes back",
     "snmp_agents": "SNMP agents polled",
     "snmp_polls_per_s": "SNMP polls answered per second",
     "snmp_requests_per_s": "SNMP requests sent per second",
@@ -187,10 +189,11 @@ class EngineCollector(Collector):
         by_state.add_metric([State.UP.value], gauges.devices_up)
         by_state.add_metric([State.DOWN.value], gauges.devices_down)
         by_state.add_metric([State.UNKNOWN.value], gauges.devices_unknown)
+        by_state.add_metric([State.UNREACHABLE.value], gauges.extra.get("devices_unreachable", 0.0))
         yield by_state
         figures: dict[str, float] = {name: getattr(gauges, name) for name in _GAUGE_FIELDS}
         figures.update(gauges.extra)
-        taken = {"checks", "devices", "gauges_timestamp_seconds"}
+        taken = {"checks", "devices", "gauges_timestamp_seconds", "devices_unreachable"}
         for raw, value in figures.items():
             name, scale = metric_name(raw)
             if name in taken or name.startswith("device_"):
@@ -232,7 +235,7 @@ class EngineCollector(Collector):
             else:
                 up.append(Sample(up_name, labels, 0.0))
             rtt_ms = tracker.last_rtt_ms
-            if rtt_ms is not None and state is not State.DOWN:
+            if rtt_ms is not None and state not in OUT:
                 rtt.append(Sample(rtt_name, labels, rtt_ms / 1000.0))
             loss_pct = tracker.loss_pct
             if loss_pct is not None:

@@ -1,4 +1,5 @@
-"""Per-device state: UNKNOWN -> UP / DOWN with confirmation, flapping, and rolling statistics."""
+"""Per-device state: UNKNOWN -> UP / DOWN / UNREACHABLE with confirmation, flapping, and rolling
+statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from poller.events import FlapChange, State, Transition
+from poller.events import OUT, FlapChange, State, Transition
 from poller.inventory import Device
 
 
@@ -67,9 +68,9 @@ class DeviceTracker:
         self._diff_sum = 0.0  # sum of |b - a| over consecutive replies in the window
         self._last_reply: float | None = None
 
-    def seed_down(self, since: datetime) -> None:
-        """Restore an outage that was open when wardtui last stopped."""
-        self.state = State.DOWN
+    def seed_down(self, since: datetime, state: State = State.DOWN) -> None:
+        """Restore an outage that was open when wardtui last stopped (DOWN or UNREACHABLE)."""
+        self.state = state
         self.down_since = since
         self.last_change = since
 
@@ -154,24 +155,33 @@ class DeviceTracker:
 
     # -- checks ------------------------------------------------------------------------------
     def needs_confirmation(self) -> bool:
-        """A failure on a device not already DOWN is confirmed before it is believed."""
-        return self.state is not State.DOWN
+        """A failure on a device not already out (DOWN or UNREACHABLE) is confirmed before it is
+        believed. (The engine also confirms an UNREACHABLE device's failure once a parent is
+        back: it may be DOWN now.)"""
+        return self.state not in OUT
 
     def apply_check(self, ok: bool, first_sent: datetime, now: datetime | None, now_mono: float,
-                    rtt_ms: float | None) -> tuple[Transition | None, FlapChange | None]:
+                    rtt_ms: float | None,
+                    unreachable: bool = False) -> tuple[Transition | None, FlapChange | None]:
         """Fold one finished check into the state; return what changed. ``now`` None: the
         current time, read only if something changed (most checks change nothing, and reading
-        the clock as a datetime cost ~0.5 us a check)."""
+        the clock as a datetime cost ~0.5 us a check). ``unreachable``: a failure behind parents
+        that are all out (the engine's verdict): UNREACHABLE, not DOWN. A DOWN device stays
+        DOWN when its parents fail after it (it was down on its own evidence); an UNREACHABLE
+        one becomes DOWN on a failure with a parent back (its outage goes on: same
+        ``down_since``)."""
         before = self.state
         if ok:
             self._ok_streak += 1
-            if before is State.UNKNOWN or (before is State.DOWN and self._ok_streak >= self.config.up_after):
+            if before is State.UNKNOWN or (before in OUT and self._ok_streak >= self.config.up_after):
                 self.state = State.UP
         else:
             self._ok_streak = 0
-            if before is not State.DOWN:
-                self.state = State.DOWN
+            if before not in OUT:
+                self.state = State.UNREACHABLE if unreachable else State.DOWN
                 self.down_since = first_sent
+            elif before is State.UNREACHABLE and not unreachable:
+                self.state = State.DOWN
         if self.state is before:
             return None, self._flap_update(now, now_mono)
         if now is None:
@@ -181,8 +191,8 @@ class DeviceTracker:
         if self.state is State.UP:
             self.down_since = None
         self.last_change = now
-        if before is not State.UNKNOWN:
-            self._flap_times.append(now_mono)
+        if before is not State.UNKNOWN and not (before in OUT and self.state in OUT):
+            self._flap_times.append(now_mono)  # UNREACHABLE -> DOWN is one outage, not a flap
         return transition, self._flap_update(now, now_mono)
 
     def _flap_update(self, now: datetime | None, now_mono: float) -> FlapChange | None:

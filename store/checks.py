@@ -18,7 +18,7 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
-from poller.events import CheckResult, State, Transition
+from poller.events import OUT, CheckResult, State, Transition
 from store import partitions
 from store.database import Database, sqlite_time
 from store.models import checks_table, devices_table, outages_table, transitions_table
@@ -113,7 +113,7 @@ def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[l
     rounds: list[list[tuple[int, Transition]]] = []
     seen: dict[int, int] = {}
     for t in transitions:
-        if t.to_state is State.DOWN or (t.to_state is State.UP and t.from_state is not State.UP):
+        if t.to_state in OUT or (t.to_state is State.UP and t.from_state is not State.UP):
             device_id = ids[t.device]
             k = seen.get(device_id, 0)
             seen[device_id] = k + 1
@@ -126,41 +126,59 @@ def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[l
 async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tuple[int, Transition]]) -> None:
     """The outage changes of one round (each device once), as writing them one by one would.
 
-    To DOWN: insert the outage unless its key is there or the device has one open. To UP from
-    DOWN with a ``down_since``: end the open outage that starts then; if that one is closed,
-    nothing (this UP is written again); else end the device's open outage if it started by
-    then (one opened another way, seeded at a start); else insert the closed outage (its DOWN
-    never reached the database: the UP says when it began). The end is never before the start
-    (the wall clock stepped back while the device was down: the UP keeps the time the clock
-    gave it, the outage never lasts less than nothing). Other UPs (from UNKNOWN, or from DOWN
-    without a ``down_since``): end the device's open outage if it started by the UP.
+    To DOWN or UNREACHABLE (an outage either way, its ``cause`` the state): insert the outage unless
+    its key is there or the device has one open. UNREACHABLE -> DOWN (the same outage, by its
+    ``down_since``): set its ``down_from`` unless set (or insert it so, as above). To UP from DOWN
+    or UNREACHABLE with a ``down_since``: end the open outage that starts then; if that one is
+    closed, nothing (this UP is written again); else end the device's open outage if it started by
+    then (one opened another way, seeded at a start); else insert the closed outage (its DOWN never
+    reached the database: the UP says when it began). The end is never before the start (the wall
+    clock stepped back while the device was down: the UP keeps the time the clock gave it, the
+    outage never lasts less than nothing). Other UPs (from UNKNOWN, or from DOWN without a
+    ``down_since``): end the device's open outage if it started by the UP.
     """
     opened: list[dict[str, Any]] = []
-    closing: list[tuple[int, datetime | None, datetime]] = []  # device, start named, end
+    now_down: list[dict[str, Any]] = []  # unreachable outages that became down, by their key
+    closing: list[tuple[int, datetime | None, datetime, str]] = []  # device, start named, end, cause
     for device_id, t in changes:
-        if t.to_state is State.DOWN:
-            opened.append({"device_id": device_id, "start": t.down_since or t.at})
-        elif t.from_state is State.DOWN and t.down_since is not None:
-            closing.append((device_id, t.down_since, max(t.at, t.down_since)))
+        if t.to_state in OUT:  # UNREACHABLE -> DOWN: the same outage (its key is there)
+            began = t.down_since or t.at
+            if t.from_state is State.UNREACHABLE and t.to_state is State.DOWN:  # down from now on
+                opened.append({"device_id": device_id, "start": began, "cause": "unreachable",
+                               "down_from": t.at})
+                now_down.append({"device_id_": device_id, "start_": began, "down_from_": t.at})
+            else:
+                opened.append({"device_id": device_id, "start": began, "down_from": None,
+                               "cause": "unreachable" if t.to_state is State.UNREACHABLE else "down"})
+        elif t.from_state in OUT and t.down_since is not None:
+            closing.append((device_id, t.down_since, max(t.at, t.down_since),
+                            "unreachable" if t.from_state is State.UNREACHABLE else "down"))
         else:
-            closing.append((device_id, None, t.at))
+            closing.append((device_id, None, t.at, "down"))
     step = max(1, db.chunk_rows)
     if opened:
         insert = db.upsert(_outages).on_conflict_do_nothing()
         for i in range(0, len(opened), step):
             await conn.execute(insert, opened[i : i + step])
+    if now_down:  # written again (a replayed spool): the first time stays
+        o = _outages.c
+        mark = update(_outages).where(
+            o.device_id == bindparam("device_id_"), o.start == bindparam("start_"),
+            o.cause == "unreachable", o.down_from.is_(None)).values(down_from=bindparam("down_from_"))
+        for i in range(0, len(now_down), step):
+            await conn.execute(mark, now_down[i : i + step])
     if not closing:
         return
     o = _outages.c
     open_of: dict[int, tuple[int, datetime]] = {}  # device -> (id, start) of its open outage
     for i in range(0, len(closing), step):  # (the index of open outages)
         open_rows = await conn.execute(select(o.id, o.device_id, o.start).where(
-            o.device_id.in_([device_id for device_id, _, _ in closing[i : i + step]]), o.end.is_(None)))
+            o.device_id.in_([device_id for device_id, _, _, _ in closing[i : i + step]]), o.end.is_(None)))
         open_of.update((device_id, (id_, start)) for id_, device_id, start in open_rows)
     # The outages named by a start that is not their device's open one (an UP written again,
     # or whose DOWN never reached the database): by their key, as exact lookups (an OR of
     # them: not a scan of each device's outages, nor a lookup per pair of two IN lists).
-    named = [(device_id, start) for device_id, start, _ in closing
+    named = [(device_id, start) for device_id, start, _, _ in closing
              if start is not None and (device_id not in open_of or open_of[device_id][1] != start)]
     by_key: dict[tuple[int, datetime], tuple[int, datetime | None]] = {}  # (device, start) -> (id, end)
     for i in range(0, len(named), step):
@@ -171,7 +189,7 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
         by_key[(device_id, began)] = (id_, None)
     ended: list[dict[str, Any]] = []
     recorded: list[dict[str, Any]] = []
-    for device_id, start, end in closing:
+    for device_id, start, end, cause in closing:
         if start is not None:
             known = by_key.get((device_id, start))
             if known is not None:
@@ -182,7 +200,7 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
         if current is not None and current[1] <= end:
             ended.append({"outage_id": current[0], "new_end": end})
         elif start is not None:
-            recorded.append({"device_id": device_id, "start": start, "end": end})
+            recorded.append({"device_id": device_id, "start": start, "end": end, "cause": cause})
     if ended:
         end_by_id = update(_outages).where(o.id == bindparam("outage_id")).values(end=bindparam("new_end"))
         for i in range(0, len(ended), step):
@@ -196,13 +214,17 @@ async def _write_outages(db: Database, conn: AsyncConnection, changes: list[tupl
 # -- reads ------------------------------------------------------------------------------------
 
 
-async def open_outages(db: Database) -> dict[str, datetime]:
-    """Device name -> start of its still-open outage."""
+async def open_outages(db: Database, unreachable: bool = False) -> dict[str, datetime]:
+    """Device name -> start of its still-open outage (``unreachable``: of those still
+    unreachable, that never became down)."""
+    o = _outages.c
     stmt = (
-        select(_devices.c.name, _outages.c.start)
-        .join(_devices, _devices.c.id == _outages.c.device_id)
-        .where(_outages.c.end.is_(None))
+        select(_devices.c.name, o.start)
+        .join(_devices, _devices.c.id == o.device_id)
+        .where(o.end.is_(None))
     )
+    if unreachable:
+        stmt = stmt.where(o.cause == "unreachable", o.down_from.is_(None))
     async with db.engine.connect() as conn:
         return {name: start for name, start in (await conn.execute(stmt)).all()}
 
@@ -228,12 +250,13 @@ async def outages(db: Database, device: str | None = None,
                   since: datetime | None = None) -> list[Outage]:
     """Outages by start time, of one device or all, still open or ended at or after ``since``."""
     o, d = _outages, _devices
-    stmt = select(d.c.name, o.c.start, o.c.end).join(d, d.c.id == o.c.device_id)
+    stmt = select(d.c.name, o.c.start, o.c.end, o.c.cause, o.c.down_from).join(d, d.c.id == o.c.device_id)
     overlaps = None if since is None else o.c.end.is_(None) | (o.c.end >= since)
     stmt = _filter(stmt, device, overlaps).order_by(o.c.start, o.c.id)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
-    return [Outage(device=r.name, start=r.start, end=r.end) for r in rows]
+    return [Outage(device=r.name, start=r.start, end=r.end, cause=r.cause, down_from=r.down_from)
+            for r in rows]
 
 
 async def checks(db: Database, device: str, since: datetime | None = None,

@@ -145,9 +145,10 @@ class HistoryStore:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def open_outages(self) -> dict[str, datetime]:
-        """Device name -> start of its still-open outage."""
-        return await checks.open_outages(self.db)
+    async def open_outages(self, unreachable: bool = False) -> dict[str, datetime]:
+        """Device name -> start of its still-open outage (``unreachable``: of those still
+        unreachable)."""
+        return await checks.open_outages(self.db, unreachable)
 
     async def transitions(self, device: str | None = None,
                           since: datetime | None = None) -> list[Transition]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from poller.inventory import Device
+from poller.inventory import Device, split_parents
 from store.models import devices_table
 from store.schema import SchemaError, display_url, read_only, status_of
 
@@ -26,7 +26,8 @@ async def known_devices(url: str) -> list[Device]:
                               "it cannot be compared; give --against OLD_FILE")
         d = devices_table.c
         rows = conn.execute(select(d.name, d.address, d.branch, d.region, d.type, d.parent).order_by(d.id))
-        return [Device(name, address, branch or "", region or "", kind or "", host=address, parent=parent)
+        return [Device(name, address, branch or "", region or "", kind or "", host=address,
+                       parents=split_parents(parent))
                 for name, address, branch, region, kind, parent in rows]
 
     return await read_only(url, read)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Table, text
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, text
 from sqlmodel import Field, SQLModel
 
 # SQLite only makes an ``INTEGER PRIMARY KEY`` an alias of the rowid (cheap autoincrement);
@@ -60,7 +60,9 @@ _OPEN = text('"end" IS NULL')
 
 
 class OutageRow(SQLModel, table=True):
-    """A period during which a device was down; ``end`` is NULL while it still is."""
+    """A period during which a device was down; ``end`` is NULL while it still is. ``cause``:
+    ``down``, or ``unreachable`` (it failed behind parents that were all out); ``down_from``: when
+    an outage that began unreachable became down (a parent came back, the device did not)."""
 
     __tablename__ = "outages"
     __table_args__ = (
@@ -74,6 +76,10 @@ class OutageRow(SQLModel, table=True):
     device_id: int = Field(foreign_key="devices.id")
     start: datetime
     end: datetime | None = None
+    # No default on the client side: INSERTs name only the columns given (the migration tests
+    # write rows into the schemas of earlier revisions, which have no such column).
+    cause: str = Field(default="down", sa_column=Column(String(), nullable=False, server_default="down"))
+    down_from: datetime | None = None
 
 
 class CheckRow(SQLModel, table=True):

@@ -9,11 +9,23 @@ from typing import NamedTuple
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """A period a device was down; ``end`` is ``None`` while it still is."""
+    """A period a device was down; ``end`` is ``None`` while it still is. ``cause`` is ``down``
+    or ``unreachable`` (behind parents that were all out); an unreachable one that became down
+    on the device's own evidence says when in ``down_from``."""
 
     device: str
     start: datetime
     end: datetime | None
+    cause: str = "down"
+    down_from: datetime | None = None
+
+    def unreachable_until(self, end: datetime) -> datetime | None:
+        """Where the unreachable part of the outage ends (``end``: where an open one is counted
+        to), or None when none of it was unreachable."""
+        if self.cause != "unreachable":
+            return None
+        stop = self.end or end
+        return stop if self.down_from is None else min(self.down_from, stop)
 
     @property
     def is_open(self) -> bool:

@@ -15,6 +15,11 @@ Rules:
 - The rest of the counted time is up: the history holds no record of when wardtui was not
   running, so that time counts as the device's last known state (up, or down while an
   outage stayed open).
+- Unreachable time (an outage whose cause is ``unreachable``, up to its ``down_from``) is
+  downtime by default (``unreachable="down"``: the device could not be used) and is always
+  reported apart (``unreachable_s``); with ``unreachable="excluded"`` (the SLA view: the device
+  was not at fault) it is neither up nor down: it leaves the downtime and the counted time, and
+  an outage unreachable throughout is not counted.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
 
 GroupBy = Literal["device", "branch", "region"]
 GROUP_BYS: tuple[GroupBy, ...] = ("device", "branch", "region")
+Unreachable = Literal["down", "excluded"]
+UNREACHABLE_MODES: tuple[Unreachable, ...] = ("down", "excluded")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,8 @@ class ReportOutage:
     end: datetime | None
     counted_start: datetime
     counted_end: datetime
+    cause: str = "down"  # at its start: down, or unreachable (see Outage)
+    unreachable_s: float = 0.0  # of the counted time, that while the device was unreachable
 
     @property
     def ongoing(self) -> bool:
@@ -100,6 +109,7 @@ class ReportRow:
     down_now: int
     unknown_now: int
     is_group: bool = False
+    unreachable_s: float = 0.0  # of the outages' time, that unreachable (in downtime_s or not: Report)
 
     @property
     def uptime_s(self) -> float:
@@ -141,6 +151,7 @@ class Report:
     group_by: GroupBy
     rows: list[ReportRow]
     outages: list[ReportOutage]
+    unreachable: Unreachable = "down"  # how unreachable time counted (see the module's rules)
 
 
 # -- the figures (pure) ------------------------------------------------------------------------
@@ -156,7 +167,7 @@ def counted_window(span: DeviceSpan, period: Period, now: datetime) -> tuple[dat
 
 
 def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period,
-               now: datetime) -> tuple[ReportRow, list[ReportOutage]]:
+               now: datetime, unreachable: Unreachable = "down") -> tuple[ReportRow, list[ReportOutage]]:
     """The device's row and its outages clipped to the counted window."""
     mine = [o for o in outages if o.device == span.name]
     down_now = int(any(o.end is None for o in mine))
@@ -171,13 +182,21 @@ def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period,
         o_start = max(o.start, start)
         # An outage that ends exactly at the window's start lies wholly before it.
         if o.start < end and (o.end is None or o.end > start or o.start >= start):
-            counted.append(ReportOutage(o.device, o.start, o.end, o_start, max(o_start, o_end)))
+            o_end = max(o_start, o_end)
+            away = o.unreachable_until(end)
+            away_s = 0.0 if away is None else max(0.0, (min(away, o_end) - o_start).total_seconds())
+            counted.append(ReportOutage(o.device, o.start, o.end, o_start, o_end, o.cause, away_s))
     counted = merge_overlaps(counted)
+    away_s = sum((c.unreachable_s for c in counted), 0.0)
+    monitored = (end - start).total_seconds()
+    if unreachable == "excluded":
+        own = [c.counted_s - c.unreachable_s for c in counted]
+        return ReportRow(span.name, 1, monitored - away_s, sum(own, 0.0), sum(1 for s in own if s > 0),
+                         max(own, default=0.0), down_now, unknown_now, unreachable_s=away_s), counted
     downtime = sum((c.counted_s for c in counted), 0.0)
     longest = max((c.counted_s for c in counted), default=0.0)
-    monitored = (end - start).total_seconds()
     return ReportRow(span.name, 1, monitored, downtime, len(counted), longest, down_now,
-                     unknown_now), counted
+                     unknown_now, unreachable_s=away_s), counted
 
 
 def merge_overlaps(outages: Sequence[ReportOutage]) -> list[ReportOutage]:
@@ -193,8 +212,10 @@ def merge_overlaps(outages: Sequence[ReportOutage]) -> list[ReportOutage]:
             merged.append(o)
             continue
         end = None if last.end is None or o.end is None else max(last.end, o.end)
+        counted_end = max(last.counted_end, o.counted_end)
+        away = min(last.unreachable_s + o.unreachable_s, (counted_end - last.counted_start).total_seconds())
         merged[-1] = ReportOutage(last.device, min(last.start, o.start), end, last.counted_start,
-                                  max(last.counted_end, o.counted_end))
+                                  counted_end, last.cause if last.cause == o.cause else "down", away)
     return merged
 
 
@@ -204,7 +225,8 @@ def group_row(name: str, rows: Sequence[ReportRow]) -> ReportRow:
     return ReportRow(name, sum(r.devices for r in rows), sum((r.monitored_s for r in rows), 0.0),
                      sum((r.downtime_s for r in rows), 0.0), sum(r.outages for r in rows),
                      max((r.longest_s for r in rows), default=0.0),
-                     sum(r.down_now for r in rows), sum(r.unknown_now for r in rows), is_group=True)
+                     sum(r.down_now for r in rows), sum(r.unknown_now for r in rows), is_group=True,
+                     unreachable_s=sum((r.unreachable_s for r in rows), 0.0))
 
 
 def group_of(span: DeviceSpan, group_by: GroupBy) -> str:
@@ -214,15 +236,16 @@ def group_of(span: DeviceSpan, group_by: GroupBy) -> str:
 
 
 def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Period, now: datetime,
-            group_by: GroupBy = "device") -> Report:
-    """The report over ``spans``: a row per device, or per branch or region of them."""
+            group_by: GroupBy = "device", unreachable: Unreachable = "down") -> Report:
+    """The report over ``spans``: a row per device, or per branch or region of them;
+    ``unreachable``: unreachable time counted as down, or left out (the module's rules)."""
     by_device: dict[str, list[Outage]] = {}
     for o in outages:
         by_device.setdefault(o.device, []).append(o)
     groups: dict[str, list[ReportRow]] = {}
     counted: list[ReportOutage] = []
     for span in spans:
-        row, clipped = device_row(span, by_device.get(span.name, ()), period, now)
+        row, clipped = device_row(span, by_device.get(span.name, ()), period, now, unreachable)
         groups.setdefault(group_of(span, group_by), []).append(row)
         counted += clipped
     if group_by == "device":
@@ -231,7 +254,7 @@ def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Peri
         rows = [group_row(name, members) for name, members in groups.items()]
     rows.sort(key=lambda r: r.name)
     counted.sort(key=lambda c: (c.start, c.device))
-    return Report(period, period.until(now), now, group_by, rows, counted)
+    return Report(period, period.until(now), now, group_by, rows, counted, unreachable)
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -275,11 +298,11 @@ def _aware(at: datetime) -> datetime:
 async def availability(store: HistoryStore, period: Period, *, group_by: GroupBy = "device",
                        devices: Collection[str] | None = None,
                        group: tuple[GroupBy, str] | None = None,
-                       now: datetime | None = None) -> Report:
+                       now: datetime | None = None, unreachable: Unreachable = "down") -> Report:
     """The availability report of ``period`` from ``store``: of every device, or of the named
     ``devices`` (a dashboard's current view), or of one ``group`` such as ``("region", "north")``."""
     now = now or datetime.now(UTC)
     spans = await device_spans(store, devices, group)
     names = {s.name for s in spans}
     outages = [o for o in await store.outages(since=period.start) if o.device in names]
-    return compute(spans, outages, period, now, group_by)
+    return compute(spans, outages, period, now, group_by, unreachable)

@@ -44,6 +44,8 @@ _FIRST_TABLES = frozenset({"devices", "transitions", "outages", "checks"})
 # (Revision 0005 made keys of three of them, and replaced one: those are not compared either.)
 _LATER_INDEXES = frozenset({"ix_checks_at", "ux_transitions_key", "ix_transitions_device_at",
                             "ix_outages_device_start", "ix_checks_device_at"})
+# (Revision 0007 added the outages' cause: not compared either.)
+_LATER_COLUMNS = frozenset({("outages", "cause"), ("outages", "down_from")})
 _T = TypeVar("_T")
 
 State = Literal["empty", "unversioned", "behind", "head", "ahead"]
@@ -159,7 +161,8 @@ def status_of(conn: Connection) -> SchemaStatus:
 
 
 def differences(conn: Connection, tables: frozenset[str] = _OURS,
-                skip_indexes: frozenset[str] = frozenset()) -> list[str]:
+                skip_indexes: frozenset[str] = frozenset(),
+                skip_columns: frozenset[tuple[str, str]] = frozenset()) -> list[str]:
     """How wardtui's ``tables`` in the database differ from the models (empty when they match).
 
     On PostgreSQL the tables the database has partitioned are left out: revisions 0002 and 0003
@@ -174,14 +177,17 @@ def differences(conn: Connection, tables: frozenset[str] = _OURS,
 
     # include_name filters what is reflected from the database, include_object also what the
     # models hold: both are needed, or every model table left out reads as "add_table".
-    def include_name(name: str | None, type_: str, _parents: object) -> bool:
+    def include_name(name: str | None, type_: str, parents: object) -> bool:
         if type_ == "table":
             return name in tables
+        if type_ == "column" and isinstance(parents, dict):
+            return (parents.get("table_name"), name) not in skip_columns
         return not (type_ == "index" and name in skip_indexes)
 
-    def include_object(_obj: object, name: str | None, type_: str, _reflected: bool,
+    def include_object(obj: object, name: str | None, type_: str, _reflected: bool,
                        _compare_to: object) -> bool:
-        return include_name(name, type_, None)
+        table = getattr(getattr(obj, "table", None), "name", None)
+        return include_name(name, type_, {"table_name": table} if type_ == "column" else None)
 
     context = MigrationContext.configure(
         conn, opts={"include_name": include_name, "include_object": include_object})
@@ -270,7 +276,7 @@ def _stamp_unversioned(conn: Connection, label: str) -> None:
 
     # Databases written before migrations existed were made by create_all from the same models
     # as the first revision: if they still match it, recording that revision is all they need.
-    found = (differences(conn, _FIRST_TABLES, _LATER_INDEXES)
+    found = (differences(conn, _FIRST_TABLES, _LATER_INDEXES, _LATER_COLUMNS)
              if set(inspect(conn).get_table_names()) >= _FIRST_TABLES else ["missing tables"])
     if found:
         shown = "; ".join(found[:3]) + ("; ..." if len(found) > 3 else "")

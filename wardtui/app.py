@@ -34,6 +34,7 @@ SHARED_VARIABLES: dict[str, str] = {
     "state-down": "$error",
     "state-up": "$success",
     "state-flapping": "$warning",
+    "state-unreachable": "$primary",
     "panel-border": "$primary 50%",
     "panel-border-focus": "$accent",
     "panel-title": "$text-accent",

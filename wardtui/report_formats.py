@@ -37,7 +37,8 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 def row_record(row: ReportRow) -> dict[str, Any]:
     return {"name": row.name, "devices": row.devices, "availability_pct": _round(row.availability_pct, 4),
-            "outages": row.outages, "downtime_s": _round(row.downtime_s), "mttr_s": _round(row.mttr_s),
+            "outages": row.outages, "downtime_s": _round(row.downtime_s),
+            "unreachable_s": _round(row.unreachable_s), "mttr_s": _round(row.mttr_s),
             "mtbf_s": _round(row.mtbf_s), "longest_s": _round(row.longest_s),
             "uptime_s": _round(row.uptime_s), "monitored_s": _round(row.monitored_s),
             "state": row.state, "down_now": row.down_now}
@@ -46,21 +47,23 @@ def row_record(row: ReportRow) -> dict[str, Any]:
 def outage_record(outage: ReportOutage) -> dict[str, Any]:
     return {"device": outage.device, "start": _iso(outage.start), "end": _iso(outage.end),
             "counted_start": _iso(outage.counted_start), "counted_end": _iso(outage.counted_end),
-            "counted_s": _round(outage.counted_s), "ongoing": outage.ongoing}
+            "counted_s": _round(outage.counted_s), "ongoing": outage.ongoing, "cause": outage.cause,
+            "unreachable_s": _round(outage.unreachable_s)}
 
 
 def report_record(report: Report) -> dict[str, Any]:
     return {"from": _iso(report.period.start), "to": _iso(report.period.end),
             "counted_until": _iso(report.until), "generated_at": _iso(report.now),
-            "group_by": report.group_by, "rows": [row_record(r) for r in report.rows],
+            "group_by": report.group_by, "unreachable": report.unreachable,
+            "rows": [row_record(r) for r in report.rows],
             "outages": [outage_record(o) for o in report.outages]}
 
 
 # -- renderers -------------------------------------------------------------------------------
 
-ROW_COLUMNS = ("name", "devices", "availability_pct", "outages", "downtime_s", "mttr_s", "mtbf_s",
-               "longest_s", "state")
-OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing")
+ROW_COLUMNS = ("name", "devices", "availability_pct", "outages", "downtime_s", "unreachable_s", "mttr_s",
+               "mtbf_s", "longest_s", "state")
+OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing", "cause")
 
 
 def render_json(report: Report) -> str:
@@ -131,21 +134,26 @@ def _title(report: Report) -> str:
              f"{_stamp(report.period.end)} UTC")
     if report.until < report.period.end:
         title += f" (counted up to {_stamp(report.until)} UTC)"
+    if report.unreachable == "excluded":
+        title += ", unreachable time excluded"
     return title
 
 
 def _cells(row: ReportRow) -> list[str]:
     return [text_cell(row.name), str(row.devices), _pct(row.availability_pct), str(row.outages),
-            _dur(row.downtime_s), _dur(row.mttr_s), _dur(row.mtbf_s), _dur(row.longest_s), row.state]
+            _dur(row.downtime_s), _dur(row.unreachable_s), _dur(row.mttr_s), _dur(row.mtbf_s),
+            _dur(row.longest_s), row.state]
 
 
 def _outage_cells(o: ReportOutage) -> list[str]:
     end = "ongoing" if o.end is None else _stamp(o.end)
-    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s)]
+    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s), o.cause]
 
 
-HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "MTTR", "MTBF", "Longest", "State")
-OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted")
+HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "Unreachable", "MTTR", "MTBF",
+           "Longest", "State")
+_NUMBERS = set(range(1, 9))  # the columns aligned right
+OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted", "Cause")
 
 
 # Markdown passes raw HTML through (<script>, <img onerror>) and makes links of [x](y), <y>
@@ -171,7 +179,7 @@ def _md_table(headers: tuple[str, ...], rows: list[list[str]], right: set[int]) 
 def render_md(report: Report) -> str:
     """A heading, the rows and the outages as GitHub tables."""
     lines = [f"## {_title(report)}", ""]
-    lines += _md_table(HEADERS, [_cells(r) for r in report.rows], set(range(1, 8)))
+    lines += _md_table(HEADERS, [_cells(r) for r in report.rows], _NUMBERS)
     lines += ["", f"### Outages ({len(report.outages)})", ""]
     if report.outages:
         lines += _md_table(OUTAGE_HEADERS, [_outage_cells(o) for o in report.outages], {3})
@@ -201,7 +209,7 @@ def render_html(report: Report) -> str:
     title = html.escape(_title(report))
     lines = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>"]
-    lines += _html_table(HEADERS, [(_cells(r), r.down_now > 0) for r in report.rows], set(range(1, 8)))
+    lines += _html_table(HEADERS, [(_cells(r), r.down_now > 0) for r in report.rows], _NUMBERS)
     lines.append(f"<h2>Outages ({len(report.outages)})</h2>")
     if report.outages:
         lines += _html_table(OUTAGE_HEADERS, [(_outage_cells(o), o.ongoing) for o in report.outages], {3})
@@ -209,7 +217,9 @@ def render_html(report: Report) -> str:
         lines.append("<p>No outages in this period.</p>")
     lines.append(f'<p class="note">Generated {html.escape(_stamp(report.now))} UTC by wardtui. '
                  "Availability = up time / time monitored; MTTR = downtime / outages; MTBF = up time / "
-                 "outages. Outages crossing the period's edges are clipped to them.</p>")
+                 "outages. Outages crossing the period's edges are clipped to them. Unreachable: the "
+                 "part of the outages spent behind a parent that was out, counted as downtime unless "
+                 "excluded.</p>")
     lines.append("</body></html>")
     return "\n".join(lines) + "\n"
 

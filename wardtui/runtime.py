@@ -259,17 +259,20 @@ class Runtime:
         from store.schema import display_url
 
         open_outages: dict[str, Any] = {}
+        unreachable: dict[str, Any] = {}
         if self.writer is not None:
             try:
                 await self.store.sync_devices(devices)
                 open_outages = await self.store.open_outages()
+                unreachable = await self.store.open_outages(unreachable=True)
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("the history database %s did not take the new inventory: %s",
                             display_url(self.store.url), failure(exc, self.store.url))
         # From here to the end nothing awaits: no check of a new device runs before its seed.
         diff = self.engine.apply_inventory(devices)
         fresh = {d.name for d in diff.added} | {c.name for c in diff.changed if "address" in c.fields}
-        self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh})
+        self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh},
+                                 unreachable=unreachable.keys() & fresh)
         if self.snmp is not None:
             self.snmp.apply_agents(agents)
         elif agents:
@@ -320,7 +323,8 @@ class Runtime:
                 log.warning("writing %d history rows left in %s by an earlier run",
                             self.spool.rows, self.spool_dir)
                 await self.writer.replay_spool()
-            self.engine.seed_outages(await self.store.open_outages())
+            self.engine.seed_outages(await self.store.open_outages(),
+                                     unreachable=(await self.store.open_outages(unreachable=True)).keys())
         except SchemaError as exc:
             await self._abandon_start()
             raise self._off(StartupError(str(exc), code=2)) from None

@@ -714,7 +714,7 @@ def _delta_blob(header: dict[str, Any], body: bytes) -> bytes:
 async def test_hostile_keys_make_a_format_error_or_a_loss(keys: Keys) -> None:
     odd = [Device("rtr \"quoted\" [bold]x[/] \u00e9\u2603", "127.2.0.1", "b[1]", "r", "t",
                   tags=("[link=x]", "\x1b[31m")),
-           Device("it's\tme\\", "::1", "", "", "", parent="rtr \"quoted\" [bold]x[/] \u00e9\u2603")]
+           Device("it's\tme\\", "::1", "", "", "", parents=("rtr \"quoted\" [bold]x[/] \u00e9\u2603",))]
     async with Service(MAIN_URL, keys, odd) as service:
         await service.all_checked()
         client = Redis.from_url(MAIN_URL)

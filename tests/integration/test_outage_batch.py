@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from poller.events import State, Transition
+from poller.events import OUT, State, Transition
 from store.history import HistoryStore
 
 T0 = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)
@@ -57,18 +57,18 @@ class Model:
     def write(self, t: Transition) -> None:
         self.transitions.setdefault((t.device, t.at, t.to_state.value),
                                     (t.device, t.from_state.value, t.to_state.value, t.at, t.down_since))
-        if t.to_state is State.DOWN:
+        if t.to_state in OUT:  # DOWN or UNREACHABLE: an outage either way
             start = t.down_since or t.at
             if (t.device, start) not in self.outages and self.open_start(t.device) is None:
                 self.outages[(t.device, start)] = None
-        elif t.to_state is State.UP and t.from_state is State.DOWN and t.down_since is not None:
+        elif t.to_state is State.UP and t.from_state in OUT and t.down_since is not None:
             start, end = t.down_since, max(t.at, t.down_since)
             if (t.device, start) in self.outages:
                 if self.outages[(t.device, start)] is None:
                     self.outages[(t.device, start)] = end
             elif not self.close_open(t.device, end):
                 self.outages[(t.device, start)] = end
-        elif t.to_state is State.UP and t.from_state in (State.DOWN, State.UNKNOWN):
+        elif t.to_state is State.UP and t.from_state in (*OUT, State.UNKNOWN):
             self.close_open(t.device, t.at)
 
     def outage_rows(self, prefix: str) -> list[tuple[str, datetime, datetime | None]]:

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.fakes import FakeProber, make_devices
@@ -58,6 +58,29 @@ async def test_outages_json_lists_closed_and_open_outages(tmp_path: Path) -> Non
     assert [r["device"] for r in json.loads(one.stdout)] == ["dev2"]
     table = run("outages", "--db", f"sqlite:///{db}", cwd=tmp_path)
     assert "still down" in table.stdout and "dev1" in table.stdout
+    assert closed["cause"] == still["cause"] == "down" and closed["down_from"] is None
+    assert table.stdout.splitlines()[0].endswith("cause") and table.stdout.splitlines()[1].endswith("down")
+
+
+async def test_outages_say_their_cause(tmp_path: Path) -> None:
+    from poller.events import State, Transition
+    from store import HistoryStore, database_url
+
+    db = tmp_path / "h.db"
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+    R, U, D = State.UNREACHABLE, State.UP, State.DOWN
+    async with HistoryStore(database_url(f"sqlite:///{db}")) as store:
+        await store.write_transitions([
+            Transition("atm [b]1", "127.0.0.1", U, R, t0, t0, None),
+            Transition("atm [b]1", "127.0.0.1", R, D, t0 + timedelta(minutes=5), t0, None),
+            Transition("cam", "127.0.0.2", U, R, t0, t0, None)])
+    proc = run("outages", "--json", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    records = {r["device"]: r for r in json.loads(proc.stdout)}
+    assert (records["atm [b]1"]["cause"], records["cam"]["cause"]) == ("unreachable", "unreachable")
+    assert records["atm [b]1"]["down_from"] == (t0 + timedelta(minutes=5)).isoformat()
+    table = run("outages", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout.splitlines()
+    assert next(line for line in table if line.startswith("atm [b]1")).endswith("unreachable, then down")
+    assert next(line for line in table if line.startswith("cam")).endswith("unreachable")
 
 
 async def test_outages_errors_are_clear_and_create_nothing(tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path:
     csv_rows = list(csv.DictReader(io.StringIO(csv_file.read_text(encoding="utf-8").split("\n\n")[0])))
     assert [(r["name"], r["downtime_s"]) for r in csv_rows] == [
         ("n-rtr", "5400.0"), ("n-sw", "0.0"), (EVIL, "7210.0")]
-    assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 45m00s | 4h15m | 1h00m | up |" in md.stdout
+    assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 0s | 45m00s | 4h15m | 1h00m | up |" in md.stdout
 
     # An end in the future: counted up to now, the ongoing outage too.
     later = json_of(future)
@@ -186,3 +186,38 @@ def test_csv_report_defuses_names_a_spreadsheet_would_run(db_url: str, base: dat
     assert [o["device"] for o in json_of(as_json)["outages"]] == [DASHED]
     assert "| -router | 1 | 90.000 % |" in md.stdout and '| =HYPERLINK("x") | 1 |' in md.stdout
     assert "<td>-router</td>" in page.stdout and "<td>=HYPERLINK(&quot;x&quot;)</td>" in page.stdout
+
+
+async def _seed_branch(url: str, base: datetime) -> None:
+    """b-rtr down 1 h from base + 1 h; behind it b-atm unreachable all that hour, then down on its
+    own for 30 min after the router came back."""
+    devices = [Device("b-rtr", "127.0.0.5", "b", "north", "router"),
+               Device("b-atm", "127.0.0.6", "b", "north", "atm", parents=("b-rtr",))]
+    R = State.UNREACHABLE
+    async with HistoryStore(url) as store:
+        await store.sync_devices(devices)
+        await store.write_transitions([
+            _t("b-rtr", N, U, base - H), _t("b-atm", N, U, base - H),
+            _t("b-rtr", U, D, base + H, base + H), _t("b-atm", U, R, base + H, base + H),
+            _t("b-rtr", D, U, base + 2 * H, base + H), _t("b-atm", R, D, base + 2 * H, base + H),
+            _t("b-atm", D, U, base + 2.5 * H, base + H)])
+
+
+def test_unreachable_time_down_by_default_or_excluded(db_url: str, base: datetime, tmp_path: Path) -> None:
+    asyncio.run(_seed_branch(db_url, base))
+    period = ("--from", base.isoformat(), "--to", (base + 10 * H).isoformat(), "--db", db_url,
+              "--format", "json")
+    default, down, excluded, bad = run(("report", *period), ("report", *period, "--unreachable", "down"),
+                                       ("report", *period, "--unreachable", "excluded"),
+                                       ("report", *period, "--unreachable", "maybe"), cwd=tmp_path)
+    assert json_of(default)["rows"] == json_of(down)["rows"] and json_of(down)["unreachable"] == "down"
+    atm = next(r for r in json_of(default)["rows"] if r["name"] == "b-atm")
+    assert (atm["downtime_s"], atm["unreachable_s"], atm["monitored_s"]) == (5400.0, 3600.0, 36000.0)
+    assert [(o["device"], o["cause"], o["unreachable_s"]) for o in json_of(default)["outages"]] == [
+        ("b-atm", "unreachable", 3600.0), ("b-rtr", "down", 0.0)]
+    sla = {r["name"]: r for r in json_of(excluded)["rows"]}
+    assert json_of(excluded)["unreachable"] == "excluded"
+    assert (sla["b-atm"]["downtime_s"], sla["b-atm"]["monitored_s"], sla["b-atm"]["outages"]) == \
+        (1800.0, 32400.0, 1)
+    assert sla["b-rtr"]["downtime_s"] == 3600.0
+    assert bad.returncode == 2 and "--unreachable" in bad.stderr

@@ -47,12 +47,12 @@ async def test_a_reload_seeds_a_readdressed_down_device_and_starts_snmp(tmp_path
         assert [c.fields for c in diff.changed] == [("address",)] and [d.name for d in diff.added] == ["dev2"]
         tracker = engine.trackers["dev1"]
         assert tracker.state is State.DOWN and tracker.down_since == since  # seeded from the history
-        assert engine.state_counts == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 1}
+        assert engine.state_counts == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 1, State.UNREACHABLE: 0}
         assert runtime.snmp is not None and runtime.devices[2] is added
         await wait_for(lambda: client.calls.get("dev2", 0) >= 1)
         await asyncio.sleep(0.5)
         assert engine.trackers["dev2"].state is State.UP
-        assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 2, State.DOWN: 1}
+        assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 2, State.DOWN: 1, State.UNREACHABLE: 0}
     finally:
         engine.stop()
         await task

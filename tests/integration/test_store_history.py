@@ -142,7 +142,7 @@ async def test_sync_devices_upserts_and_keeps_first_seen(store: HistoryStore) ->
     async with store.engine.connect() as conn:
         [(first_seen,)] = (await conn.execute(select(d.c.first_seen))).all()
     await store.sync_devices([Device(name="r1", address="10.0.0.9", branch="b2",
-                                     region="north", type="router", parent="core")])
+                                     region="north", type="router", parents=("core",))])
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
     assert [tuple(r[:4]) for r in rows] == [("r1", "10.0.0.9", "b2", "core")]

@@ -27,6 +27,7 @@ OURS = {t.name for t in ALL_TABLES}
 # without the index on checks.at that revision 0002 added.
 FIRST_TABLES = ("devices", "transitions", "outages", "checks")
 LATER_INDEXES = ("ix_checks_at",)
+LATER_COLUMNS = (("outages", "down_from"), ("outages", "cause"))  # revision 0007
 # Indexes of the first tables that revision 0005 made keys (unique): (name, table, columns).
 KEYED_LATER = (("ux_transitions_key", "transitions", "device_id, at, to_state"),
                ("ix_outages_device_start", "outages", "device_id, start"),
@@ -88,6 +89,8 @@ def create_first_revision_tables(conn: Connection) -> None:
     """What ``create_all`` made before migrations existed: revision 0001's four tables (today's
     models, less the index added since, with the indexes revision 0005 made keys as they were)."""
     create_all(conn, FIRST_TABLES)
+    for table, column in LATER_COLUMNS:
+        conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     for index in LATER_INDEXES:
         conn.execute(text(f"DROP INDEX {index}"))
     for index, _, _ in KEYED_LATER:

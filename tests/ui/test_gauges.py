@@ -76,3 +76,20 @@ async def test_a_full_spool_is_shown_as_history_at_risk() -> None:
         await pilot.pause()
         shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
         assert "full 14604" in shown and "failing" in shown
+
+
+async def test_unreachable_devices_share_the_down_figures_once_there_are_some() -> None:
+    """A branch router down with 40 devices behind it: "down/unreach 1/40" in the panel and
+    "unreach 40" in the 80-column line, which still ends with the database; none: as before."""
+    outage = gauges(up=834, down=1)
+    outage.extra.update(devices_unreachable=40.0)
+    line = health_line(outage, "bold yellow").plain
+    assert "down 1 unreach 40 unknown 0" in line and line.endswith("db ok") and len(line) <= 78, line
+    assert "unreach" not in health_line(gauges(), "bold yellow").plain
+    app = PanelApp()
+    async with app.run_test(size=(56, 14)) as pilot:
+        panel = app.query_one(GaugesPanel)
+        panel.show(outage)
+        await pilot.pause()
+        shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
+        assert "down/unreach" in shown and "1/40" in shown

@@ -35,6 +35,7 @@ def test_shared_variables_are_resolved_against_the_theme(app: WardApp) -> None:
     assert variables["state-down"] == theme["error"]
     assert variables["state-up"] == theme["success"]
     assert variables["state-flapping"] == theme["warning"]
+    assert variables["state-unreachable"] == theme["primary"]
     assert variables["panel-border"] == f"{theme['primary']} 50%"
     assert variables["panel-border-focus"] == theme["accent"]
     assert variables["panel-title"] == theme["text-accent"]
@@ -42,6 +43,7 @@ def test_shared_variables_are_resolved_against_the_theme(app: WardApp) -> None:
     assert not any("$" in app.theme_variables[name] for name in SHARED_VARIABLES)
     palette = StatePalette.from_variables(app.theme_variables)
     assert palette.down == f"bold {theme['error']}" and palette.up == theme["success"]
+    assert palette.unreachable == theme["primary"]
 
 
 def test_another_theme_gets_its_own_colours(app: WardApp) -> None:

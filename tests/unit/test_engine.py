@@ -77,7 +77,7 @@ async def test_devices_come_up() -> None:
     assert len(ups) == 50
     assert {(t.from_state, t.to_state) for t in ups} == {(State.UNKNOWN, State.UP)}
     assert {t.device for t in ups} == {d.name for d in devices}
-    assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 50, State.DOWN: 0}
+    assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 50, State.DOWN: 0, State.UNREACHABLE: 0}
     assert all(r.rtt_ms == 2.0 and r.sent == 1 and r.received == 1
                for r in events if isinstance(r, CheckResult))
     final = events[-1]
@@ -252,7 +252,7 @@ async def test_seeded_outages_start_down() -> None:
     prober.down.add(still_down.address)
     engine = Engine(devices, prober, config())
     engine.seed_outages({recovered.name: since, still_down.name: since, "not-in-inventory": since})
-    assert engine.state_counts == {State.UNKNOWN: 2, State.UP: 0, State.DOWN: 2}
+    assert engine.state_counts == {State.UNKNOWN: 2, State.UP: 0, State.DOWN: 2, State.UNREACHABLE: 0}
     assert engine.trackers[recovered.name].state is State.DOWN
     sub = engine.bus.subscribe("test")
     await engine.run(0.35)
@@ -265,7 +265,7 @@ async def test_seeded_outages_start_down() -> None:
     assert transitions(events, still_down.name) == []  # no second, newer outage
     assert engine.trackers[still_down.name].down_since == since
     assert all(r.sent == 1 for r in checks(events, still_down.name))  # no confirmation probes
-    assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 3, State.DOWN: 1}
+    assert engine.state_counts == {State.UNKNOWN: 0, State.UP: 3, State.DOWN: 1, State.UNREACHABLE: 0}
 
 
 async def test_stop_before_run_returns_at_once() -> None:

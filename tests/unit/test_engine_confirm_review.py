@@ -43,7 +43,7 @@ async def test_a_device_readdressed_during_its_confirmation_keeps_nothing_of_it(
     tracker = engine.trackers[moved.name]
     assert (tracker.state, tracker.sent, tracker.received) == (State.UP, 1, 1)
     # (the other device's first check falls due 15 s into the 30 s interval)
-    assert engine.state_counts == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0}
+    assert engine.state_counts == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0, State.UNREACHABLE: 0}
     assert not any(s.busy for s in engine.slots)
 
 

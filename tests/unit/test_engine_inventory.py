@@ -20,7 +20,7 @@ from tests.unit.test_engine import config, wait_for
 def counts_of(engine: Engine) -> dict[State, int]:
     """The state counts worked out from the trackers themselves."""
     found = Counter(t.state for t in engine.trackers.values())
-    return {state: found.get(state, 0) for state in (State.UNKNOWN, State.UP, State.DOWN)}
+    return {state: found.get(state, 0) for state in tuple(State)}
 
 
 def live_slots(engine: Engine) -> list[int]:
@@ -45,7 +45,7 @@ async def test_added_checked_removed_not_readdressed_fresh_unchanged_kept() -> N
     old_address = devices[4].address
     added = dataclasses.replace(make_devices(1, prefix="new")[0], address="127.9.0.1")
     moved = dataclasses.replace(devices[4], address="127.9.0.4")
-    changed = dataclasses.replace(devices[3], parent="dev0", branch="elsewhere")
+    changed = dataclasses.replace(devices[3], parents=("dev0",), branch="elsewhere")
     diff = engine.apply_inventory([devices[0], devices[1], changed, moved, added])  # dev2 removed
     assert [d.name for d in diff.added] == ["new0"]
     assert [d.name for d in diff.removed] == ["dev2"]
@@ -66,7 +66,8 @@ async def test_added_checked_removed_not_readdressed_fresh_unchanged_kept() -> N
     assert prober.calls.get(old_address, 0) == calls.get(old_address, 0)  # the old address: none either
     assert prober.calls["127.9.0.4"] >= 4 and prober.calls["127.9.0.1"] >= 4
     assert engine.trackers["dev4"].state is State.UP and engine.trackers["new0"].state is State.UP
-    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 5, State.DOWN: 0}
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 5, State.DOWN: 0,
+                                                        State.UNREACHABLE: 0}
 
 
 async def test_a_removed_down_or_flapping_device_leaves_the_counts() -> None:
@@ -82,7 +83,8 @@ async def test_a_removed_down_or_flapping_device_leaves_the_counts() -> None:
     assert engine.flapping == 1 and engine.state_counts[State.DOWN] >= 1
     engine.apply_inventory([devices[0], devices[3]])
     assert engine.flapping == 0
-    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 2, State.DOWN: 0}
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 2, State.DOWN: 0,
+                                                        State.UNREACHABLE: 0}
     await asyncio.sleep(0.3)
     engine.stop()
     await asyncio.wait_for(task, 5)
@@ -105,7 +107,8 @@ async def test_a_check_in_flight_of_a_removed_device_is_not_counted() -> None:
     await asyncio.wait_for(task, 5)
     results = [e for e in sub.drain() if isinstance(e, CheckResult)]
     assert {e.device for e in results} == {"dev0"}
-    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 0}
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 0, State.UP: 1, State.DOWN: 0,
+                                                        State.UNREACHABLE: 0}
     assert engine.checks_done == len(results)
 
 
@@ -166,7 +169,8 @@ async def test_a_listener_that_fails_does_not_undo_the_change() -> None:
     engine.on_inventory_change += [broken, later.append]
     diff = engine.apply_inventory(devices[:1])
     assert set(engine.trackers) == {"dev0"} and later == [diff] and engine.inventory_version == 1
-    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 0, State.DOWN: 0}
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 0, State.DOWN: 0,
+                                                        State.UNREACHABLE: 0}
 
 
 async def test_probe_now_follows_the_inventory() -> None:
@@ -189,7 +193,8 @@ async def test_probe_now_follows_the_inventory() -> None:
     with pytest.raises(KeyError):
         await engine.probe_now("dev1")
     assert engine.checks_done == 1
-    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0}
+    assert engine.state_counts == counts_of(engine) == {State.UNKNOWN: 1, State.UP: 1, State.DOWN: 0,
+                                                        State.UNREACHABLE: 0}
 
 
 async def test_probe_now_of_a_device_readdressed_during_its_check_checks_the_new_address() -> None:

@@ -68,7 +68,7 @@ def test_csv_loads_every_field(tmp_path: Path) -> None:
     assert [d.name for d in devices] == ["core", "sw1", "atm1"]
     core, sw1, atm1 = devices
     assert core == Device(name="core", address="127.0.0.10", branch="dc", region="core",
-                          type="router", host="127.0.0.10", parent=None, interval=None,
+                          type="router", host="127.0.0.10", parents=(), interval=None,
                           tags=(), line=2)
     assert (sw1.parent, sw1.interval, sw1.tags, sw1.line) == ("core", 30.0, ("access", "pci"), 3)
     assert (atm1.parent, atm1.interval, atm1.line) == ("sw1", 2.5, 4)

@@ -390,10 +390,11 @@ def test_a_second_devices_list_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("value", "kind"), [("[1, 2]", "a list"), ("{a: 1}", "a mapping"), ("[]", "a list")])
-@pytest.mark.parametrize("column", ["name", "address", "type", "parent", "interval", "snmp_port"])
+@pytest.mark.parametrize("column", ["name", "address", "type", "interval", "snmp_port"])
 def test_a_yaml_list_or_mapping_where_one_value_belongs_is_refused(
         tmp_path: Path, column: str, value: str, kind: str) -> None:
-    """Issue 12: ``type: [1, 2]`` was stored as the text "[1, 2]"."""
+    """Issue 12: ``type: [1, 2]`` was stored as the text "[1, 2]". (``parent`` may be a list
+    since issue 15: tests/unit/test_inventory_parents.py.)"""
     fields = {"name": "r2", "address": "127.0.0.2", "branch": "b", "region": "r", "type": "router",
               column: value}
     device = "- " + "\n  ".join(f"{k}: {v}" for k, v in fields.items()) + "\n"

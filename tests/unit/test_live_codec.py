@@ -318,10 +318,10 @@ def test_100k_snapshot_size_and_time() -> None:
 
 
 DEVICES = [
-    Device("core-1", "10.0.0.1", "hq", "north", "router", host="core-1.example", parent=None,
+    Device("core-1", "10.0.0.1", "hq", "north", "router", host="core-1.example", parents=(),
            interval=None, tags=("core", "\u00e9t\u00e9"), line=3, snmp_credential="lab", snmp_port=1161),
     Device("edge[1]\"'\u2603", "2001:db8::1", "b\u00e9", "r", "switch", host="2001:db8::1",
-           parent="core-1", interval=2.5, tags=(), line=4, snmp_credential=None, snmp_port=161),
+           parents=("core-1", "core-2"), interval=2.5, tags=(), line=4, snmp_credential=None, snmp_port=161),
     Device("z", "fe80::1%eth0", "", "", "", interval=60.0, tags=("a", "b", "c")),
 ]
 
@@ -493,7 +493,7 @@ def test_inventory_encoding_refuses_a_newline_it_could_not_carry() -> None:
     """Columns are joined by newlines: a name with one (which the inventory refuses anyway)
     must not make a blob that decodes to other devices."""
     for device in (Device("new\nline", "127.0.0.1", "b", "r", "t"),
-                   Device("a", "127.0.0.1", "b", "r", "t", parent="p\nq"),
+                   Device("a", "127.0.0.1", "b", "r", "t", parents=("p\nq",)),
                    Device("a", "127.0.0.1", "b", "r", "t", tags=("x\x1fy",))):
         with pytest.raises(ValueError):
             encode_inventory([device, Device("b", "127.0.0.2", "b", "r", "t")])

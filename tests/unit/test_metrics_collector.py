@@ -79,8 +79,22 @@ def test_cumulative_figures_are_counters_others_gauges_in_base_units() -> None:
     assert got["wardtui_store_spool_rows"] == ("gauge", [({}, 40.0)])
     assert got["wardtui_some_new_figure"] == ("gauge", [({}, 1.25)])
     assert got["wardtui_devices"][1] == [({"state": "up"}, 2.0), ({"state": "down"}, 1.0),
-                                         ({"state": "unknown"}, 0.0)]
+                                         ({"state": "unknown"}, 0.0), ({"state": "unreachable"}, 0.0)]
     assert "wardtui_devices_up" not in got and "wardtui_at" not in got
+
+
+def test_unreachable_devices_are_a_state_of_their_own() -> None:
+    engine = FakeEngine(2)
+    engine.last_gauges = gauges(devices_unreachable=40.0, checks_for_dependencies=3.0)
+    tracker = engine.trackers["dev1"]
+    now = datetime.now(UTC)
+    tracker.record_probe(None)
+    tracker.apply_check(False, now, now, time.monotonic(), None, unreachable=True)
+    got = scrape(MetricsServer(engine))
+    assert ({"state": "unreachable"}, 40.0) in got["wardtui_devices"][1]
+    assert "wardtui_devices_unreachable" not in got  # not a second series of the same figure
+    assert got["wardtui_checks_for_dependencies"] == ("counter", [({}, 3.0)])
+    assert [v for labels, v in got["wardtui_device_up"][1] if labels["device"] == "dev1"] == [0.0]
 
 
 def test_an_extra_figure_named_like_another_series_is_left_out() -> None:
@@ -89,7 +103,7 @@ def test_an_extra_figure_named_like_another_series_is_left_out() -> None:
     engine.checks_done = 5
     got = scrape(MetricsServer(engine))  # the parser would see a duplicate family, and fail
     assert got["wardtui_checks"] == ("counter", [({}, 5.0)])
-    assert len(got["wardtui_devices"][1]) == 3
+    assert len(got["wardtui_devices"][1]) == 4
     assert got["wardtui_lag_p50_seconds"] == ("gauge", [({}, 0.0015)])  # the field, not the extra
 
 

@@ -324,7 +324,7 @@ def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
     every key is the one read through the trackers, for every live column; a mapping not in
     the columns' order is read through the trackers."""
     from poller.events import CheckResult, FlapChange, Transition
-    from poller.live import Columns, LiveRows, LiveTracker
+    from poller.live import FLAPPING, STATE_CODE, Columns, LiveRows, LiveTracker
     from wardtui.widgets import device_rows
 
     rng = random.Random(8)
@@ -343,6 +343,9 @@ def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
             tracker.apply_check(ok, at, at, at.timestamp(), rtt)
         tracker.flapping = rng.random() < 0.1
         columns.set_row(i, tracker)
+        if rng.random() < 0.1:  # UNREACHABLE (a parent out), as a viewer's columns hold it
+            columns.flags[i] = STATE_CODE[State.UNREACHABLE] | (columns.flags[i] & FLAPPING)
+            columns.down_since[i] = (now + timedelta(microseconds=rng.randrange(10**9))).timestamp()
     rows = LiveRows(columns)
     trackers = {d.name: LiveTracker(d, rows, i) for i, d in enumerate(devices)}
     for name in rng.sample(sorted(trackers), 40):  # events streamed since the snapshot
@@ -354,6 +357,7 @@ def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
             FlapChange(name, d.address, True, at, 3),
             CheckResult(name, d.address, at, 1, 1, rng.choice(figures), State.UP)]))
     assert len(rows.overridden) == 40
+    assert sum(t.state is State.UNREACHABLE for t in trackers.values()) > 50
     ranks = StaticRanks({n: t.device for n, t in trackers.items()})
     bits = max(n - 1, 1).bit_length()
     assert device_rows.in_row_order(trackers) is not None

@@ -58,7 +58,13 @@ def run(args: argparse.Namespace) -> int:
 def outage_record(outage: Outage, now: datetime) -> dict[str, Any]:
     return {"device": outage.device, "start": outage.start.isoformat(),
             "end": None if outage.end is None else outage.end.isoformat(),
-            "duration_s": round(outage.duration(now).total_seconds(), 3)}
+            "duration_s": round(outage.duration(now).total_seconds(), 3), "cause": outage.cause,
+            "down_from": None if outage.down_from is None else outage.down_from.isoformat()}
+
+
+def cause_text(outage: Outage) -> str:
+    """``down``, ``unreachable``, or ``unreachable, then down`` (its parent came back, it did not)."""
+    return "unreachable, then down" if outage.down_from is not None else outage.cause
 
 
 async def query_outages(url: str, device: str | None, since: datetime | None) -> list[Outage]:
@@ -78,9 +84,9 @@ def render(outages: list[Outage], now: datetime, as_json: bool) -> str:
         return json.dumps(records, indent=None)
     if not records:
         return "no outages"
-    lines = [f"{'device':<28} {'start (UTC)':<20} {'end (UTC)':<20} {'duration':>10}"]
+    lines = [f"{'device':<28} {'start (UTC)':<20} {'end (UTC)':<20} {'duration':>10}  cause"]
     for o in outages:
         end = "still down" if o.end is None else o.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         lines.append(f"{o.device:<28} {o.start.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S'):<20} "
-                     f"{end:<20} {format_duration(o.duration(now)):>10}")
+                     f"{end:<20} {format_duration(o.duration(now)):>10}  {cause_text(o)}")
     return "\n".join(lines)

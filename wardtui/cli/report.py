@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from store.files import PRIVATE_FILE, open_output
-from store.report import GROUP_BYS
+from store.report import GROUP_BYS, UNREACHABLE_MODES
 from wardtui.cli.common import (
     Commands,
     UsageError,
@@ -35,6 +35,7 @@ examples:
   wardtui report --from 2026-11-01 --to 2026-12-01 --group-by region --format html -o nov.html
   wardtui report --from 7d --group-by branch --format json | jq '.rows[] | select(.availability_pct < 99.9)'
   wardtui report --from 2026-11-01T08:00+01:00 --to 24h --format md
+  wardtui report --from 30d --group-by branch --unreachable excluded      the SLA view
 
 DATE: an ISO 8601 date or time (UTC when it names no zone; a date is its midnight), a span back
 from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the future counts up to
@@ -59,6 +60,10 @@ def register(sub: Commands) -> None:
                         help="end of the period, exclusive (default now)")
     report.add_argument("--group-by", choices=GROUP_BYS, default="device",
                         help="one row per device (default), branch or region")
+    report.add_argument("--unreachable", choices=UNREACHABLE_MODES, default="down",
+                        help="time a device was unreachable (behind a parent that was down): down "
+                             "(default: counted as downtime) or excluded (neither up nor down: the SLA "
+                             "view); either way the Unreachable column shows it")
     report.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv (default), md (a GitHub table), html (one self-contained file), json")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         period = parse_period(args.start, args.end, now)
     except UsageError as exc:
         return failed(exc)
-    code, report = read_store(args.db, lambda url: query_report(url, period, args.group_by, now))
+    code, report = read_store(args.db, lambda url: query_report(url, period, args.group_by, now,
+                                                                args.unreachable))
     if report is None:
         return code
     text = RENDERERS[args.format](report)
@@ -89,12 +95,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def query_report(url: str, period: Period, group_by: Any, now: datetime) -> Report:
+async def query_report(url: str, period: Period, group_by: Any, now: datetime,
+                       unreachable: Any = "down") -> Report:
     """The report from the history at ``url`` (never created here)."""
     from store.report import availability
 
     store = await open_existing(url)
     try:
-        return await availability(store, period, group_by=group_by, now=now)
+        return await availability(store, period, group_by=group_by, now=now, unreachable=unreachable)
     finally:
         await store.close()

@@ -445,7 +445,10 @@ class DashboardScreen(Screen[None]):
             return
         devices = sum(groups.counts(region)[0] for region in groups.regions())
         down = sum(groups.counts(region)[1] for region in groups.regions())
+        unreachable = sum(groups.unreachable(region) for region in groups.regions())
         title = f"groups · region → branch → device · {devices} devices · {down} down"
+        if unreachable:
+            title += f" · {unreachable} unreachable"
         if self.query_one(DeviceTable).filter_text:
             title += f" · filter: {self.query_one(DeviceTable).filter_text}"
         groups.border_title = literal(title)

@@ -18,7 +18,7 @@ from wardtui.widgets.vim_keys import VimScroll
 NOTES = (
     "s cycles the sort: " + " → ".join(description for _, description in SORTS) + ".",
     "The filter matches the name, address, branch, region, type and state (try a branch, a region, "
-    "DOWN or unknown); not RTT, loss or down for, which move every second.",
+    "DOWN, UNREACH or unknown); not RTT, loss or down for, which move every second.",
     "down for: time since the first failed probe of the outage. Log times are UTC.",
     f"p: problems first — {PROBLEM_RULE}; longest down first, then flapping, then loss; the rest after.",
     "g: groups region → branch → device, with devices and down per group; the filter applies there too.",

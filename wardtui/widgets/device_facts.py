@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from poller.events import SnmpFailure, State
+from poller.events import OUT, SnmpFailure
 from poller.snmp_source import missing_text
 from poller.state import TrackerView
 from store.records import Outage, SnmpEvent, SnmpStatus
@@ -52,7 +52,7 @@ def identity_line(tracker: TrackerView) -> str:
 
 def state_line(tracker: TrackerView, now: datetime) -> str:
     label = state_label(tracker.state, tracker.flapping)
-    if tracker.state is State.DOWN and tracker.down_since is not None:
+    if tracker.state in OUT and tracker.down_since is not None:
         since = tracker.down_since
         return f"{label} since {stamp(since)} UTC, for {format_duration(now - since)}"
     changed = tracker.last_change

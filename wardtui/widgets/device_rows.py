@@ -11,9 +11,9 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
-from poller.events import State
+from poller.events import OUT, State
 from poller.inventory import Device
-from poller.live import CODE_STATE, FLAPPING, NONE16, NONE32, STATE_CODE, Columns, in_row_order
+from poller.live import CODE_STATE, FLAPPING, NONE16, NONE32, Columns, in_row_order
 from poller.state import TrackerView
 from wardtui.durations import format_duration
 from wardtui.widgets.states import state_label
@@ -148,7 +148,7 @@ class StaticRanks:
 
 def _rtt(tracker: TrackerView) -> float | None:
     # The last reply's RTT of a device that is down now says nothing about it.
-    return None if tracker.state is State.DOWN else tracker.last_rtt_ms
+    return None if tracker.state in OUT else tracker.last_rtt_ms
 
 
 def _number(value: float | None) -> str:
@@ -162,7 +162,7 @@ def live_texts(tracker: TrackerView, now: datetime) -> tuple[str, str, str, str]
     loss = tracker.loss_pct
     state = tracker.state  # read once each: the engine's thread may change them meanwhile
     since = tracker.down_since
-    is_down = state is State.DOWN
+    is_down = state in OUT
     return (state_label(state, tracker.flapping),
             "-" if is_down else _number(tracker.last_rtt_ms),
             "-" if loss is None else f"{loss:.0f}",
@@ -176,7 +176,8 @@ def row_texts(tracker: TrackerView, now: datetime) -> tuple[str, ...]:
             device.address, device.branch, device.region, device.type)
 
 
-_STATE_RANK = {State.DOWN: 0, State.UNKNOWN: 2, State.UP: 3}
+_STATE_RANK = {State.DOWN: 0, State.UNREACHABLE: 1, State.UNKNOWN: 3, State.UP: 4}
+_FLAPPING_RANK = 2  # a flapping device that is not out: after DOWN and UNREACHABLE
 
 
 def sort_key(column: str, tracker: TrackerView, ranks: StaticRanks) -> SortKey:
@@ -210,14 +211,13 @@ def sort_keys(column: str, trackers: Mapping[str, TrackerView], ranks: StaticRan
         static = ranks.column(column)
         return {name: static[name] for name in trackers}
     name_rank = ranks.name
-    down = State.DOWN
     if column == "state":
-        return {name: (1 if t.flapping and t.state is not down else _STATE_RANK[t.state], name_rank[name])
-                for name, t in trackers.items()}
+        return {name: (_FLAPPING_RANK if t.flapping and t.state not in OUT else _STATE_RANK[t.state],
+                       name_rank[name]) for name, t in trackers.items()}
     keys: dict[str, SortKey] = {}
     if column == "down":
         for name, t in trackers.items():
-            since = t.down_since if t.state is down else None
+            since = t.down_since if t.state in OUT else None
             rank = name_rank[name]
             keys[name] = (0, _microseconds(since), rank) if since is not None else (1, 0, rank)
         return keys
@@ -267,12 +267,15 @@ _LAST_HUNDREDTH = 4_294_967_200  # hundredths from here read as _TOP (see _hundr
 
 
 def _state_part(state: State, flapping: bool) -> int:
-    return 0 if state is State.DOWN else 1 if flapping else _STATE_RANK[state]
+    return _STATE_RANK[state] if state in OUT or not flapping else _FLAPPING_RANK
 
 
-# Each flags byte of the columns (state code | FLAPPING) -> its state sort part, for translate().
+# Each flags byte of the columns (state code | FLAPPING) -> its state sort part, for translate(),
+# and whether its state is out (DOWN or UNREACHABLE: no RTT, an outage's start).
 _STATE_PARTS = bytes(_state_part(CODE_STATE[flags & 0x0F], bool(flags & FLAPPING))
-                     if (flags & 0x0F) < len(CODE_STATE) else 2 for flags in range(256))
+                     if (flags & 0x0F) < len(CODE_STATE) else _STATE_RANK[State.UNKNOWN]
+                     for flags in range(256))
+_IS_OUT = bytes((flags & 0x0F) < len(CODE_STATE) and CODE_STATE[flags & 0x0F] in OUT for flags in range(256))
 
 
 def column_packed_keys(column: str, columns: Columns, names: list[str], ranks: list[int],
@@ -280,7 +283,7 @@ def column_packed_keys(column: str, columns: Columns, names: list[str], ranks: l
     """:func:`row_packed_keys` of every row of ``columns`` (``names`` and their ``ranks`` by
     name in row order) as the rows say, events since the snapshot aside: one pass over the
     arrays, a key's parts as row_packed_keys makes them from the same figures."""
-    down = STATE_CODE[State.DOWN]
+    is_out = _IS_OUT
     flags = columns.flags
     keys: list[int]
     if column == "state":
@@ -288,7 +291,7 @@ def column_packed_keys(column: str, columns: Columns, names: list[str], ranks: l
     elif column == "down":
         no_outage, epoch = _NO_OUTAGE, _EPOCH_US
         # whole seconds and the fraction's microseconds apart, as a datetime is made from them
-        keys = [(no_outage if f & 0x0F != down or v != v else
+        keys = [(no_outage if not is_out[f] or v != v else
                  min(max(int(v) * 1_000_000 + round((v - int(v)) * 1e6) + epoch, 0), no_outage - 1))
                 << bits | r for f, v, r in zip(flags, columns.down_since, ranks, strict=True)]
     elif column == "loss":
@@ -297,7 +300,7 @@ def column_packed_keys(column: str, columns: Columns, names: list[str], ranks: l
                 for q, r in zip(columns.loss, ranks, strict=True)]
     else:
         top, none32, missing, last = _TOP, NONE32, _MISSING << bits, _LAST_HUNDREDTH
-        keys = [missing | r if f & 0x0F == down or q == none32 else (top - q if q < last else 0) << bits | r
+        keys = [missing | r if is_out[f] or q == none32 else (top - q if q < last else 0) << bits | r
                 for f, q, r in zip(flags, columns.last_rtt, ranks, strict=True)]
     return dict(zip(names, keys, strict=True))
 
@@ -310,13 +313,13 @@ def row_packed_keys(column: str, trackers: Mapping[str, TrackerView], name_rank:
     ``1 << rank_bits``) is the lowest ``rank_bits`` bits, so every key is unique and names its
     device; above it the column's part: the state's rank, the outage's start in microseconds
     (none: after all), or the figure's hundredths counted down from the largest (none: after)."""
-    down = State.DOWN
+    out = OUT
     if column == "state":
-        state_rank = _STATE_RANK
-        return {name: ((0 if (s := t.state) is down else 1 if t.flapping else state_rank[s]) << rank_bits)
+        state_rank, flapping = _STATE_RANK, _FLAPPING_RANK
+        return {name: ((state_rank[s] if (s := t.state) in out or not t.flapping else flapping) << rank_bits)
                 | name_rank[name] for name, t in trackers.items()}
     if column == "down":
-        return {name: (_NO_OUTAGE if (since := t.down_since if t.state is down else None) is None
+        return {name: (_NO_OUTAGE if (since := t.down_since if t.state in out else None) is None
                        else _microseconds(since)) << rank_bits | name_rank[name]
                 for name, t in trackers.items()}
     values: list[float | None]
@@ -324,7 +327,7 @@ def row_packed_keys(column: str, trackers: Mapping[str, TrackerView], name_rank:
         values = list(map(attrgetter("loss_pct"), trackers.values()))
     elif column == "rtt":
         states = map(attrgetter("state"), trackers.values())
-        values = [None if s is down else v for s, v in
+        values = [None if s in out else v for s, v in
                   zip(states, map(attrgetter("last_rtt_ms"), trackers.values()), strict=True)]
     else:
         raise ValueError(f"not a live column {column!r}")
@@ -338,24 +341,26 @@ def row_packed_keys(column: str, trackers: Mapping[str, TrackerView], name_rank:
 
 # -- the problems-first view ------------------------------------------------------------------
 LOSS_THRESHOLD = 20.0  # rolling loss (%) from which an up device counts as a problem
-PROBLEM_RULE = f"down, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
+PROBLEM_RULE = f"down, unreachable, flapping, or rolling loss ≥ {LOSS_THRESHOLD:.0f} %"
 
 
 def problem_key(tracker: TrackerView, name: int) -> SortKey | None:
     """Where a problem device goes in the problems view (longest down first); None: no problem.
 
-    Down devices first, by the start of the outage; then flapping ones, by their last change;
-    then high loss, worst first. The key only moves on a transition or a loss change, so the
-    view keeps an ordered set of problems instead of re-sorting every row on each tick.
+    Down devices first, by the start of the outage; then unreachable ones (behind those), the
+    same way; then flapping ones, by their last change; then high loss, worst first. The key
+    only moves on a transition or a loss change, so the view keeps an ordered set of problems
+    instead of re-sorting every row on each tick.
     ``name`` is the device's rank by name (:class:`StaticRanks`), the tie-break.
     """
-    if tracker.state is State.DOWN:
+    state = tracker.state
+    if state in OUT:
         since = tracker.down_since
-        return (0, since.timestamp() if since is not None else 0.0, name)
+        return (0 if state is State.DOWN else 1, since.timestamp() if since is not None else 0.0, name)
     if tracker.flapping:
         change = tracker.last_change
-        return (1, change.timestamp() if change is not None else 0.0, name)
+        return (2, change.timestamp() if change is not None else 0.0, name)
     loss = tracker.loss_pct
     if loss is not None and loss >= LOSS_THRESHOLD:
-        return (2, -loss, name)
+        return (3, -loss, name)
     return None

@@ -36,7 +36,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from poller.events import State
+from poller.events import OUT
 from poller.state import TrackerView
 from wardtui.literal import literal
 from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, natural_keys, row_texts
@@ -369,7 +369,7 @@ class DeviceTable(ScrollView, can_focus=True):
             self._order_changed()
         else:
             visible = self.visible_rows()
-            if names.intersection(visible) or any(self._trackers[n].state is State.DOWN for n in visible):
+            if names.intersection(visible) or any(self._trackers[n].state in OUT for n in visible):
                 self.refresh()  # a visible row changed, or its "down for" advanced
         if rows.shown_count != shown or rows.problem_count != problems:
             self._update_title()

@@ -18,6 +18,7 @@ from textual.widgets import Label, Sparkline
 
 from poller.events import Gauges
 from poller.text import clean
+from wardtui.literal import literal_text
 
 
 def _spooled(g: Gauges, warn: str) -> Text:
@@ -53,9 +54,16 @@ def _figures(g: Gauges, warn: str) -> Table:
     dropped = g.extra.get("events_dropped", 0.0)
     off = Text("off", style=warn, justify="right")  # no store: nothing is queued or kept
     database = database_state(g)
+    unreachable = g.extra.get("devices_unreachable", 0.0)
+    # Unreachable devices (behind a parent that is out) share the down row, once there are any.
+    down = ("down", value(g.devices_down, bad=True))
+    if unreachable:
+        both = literal_text(f"{g.devices_down:.0f}/{unreachable:.0f}", style=warn)
+        both.justify = "right"
+        down = ("down/unreach", both)
     pairs = [
         ("up", value(g.devices_up), "checks/s", value(g.checks_per_s, "{:.1f}")),
-        ("down", value(g.devices_down, bad=True), "probes/s", value(g.probes_per_s, "{:.1f}")),
+        (*down, "probes/s", value(g.probes_per_s, "{:.1f}")),
         ("unknown", value(g.devices_unknown), "in flight", value(g.in_flight)),
         ("flapping", value(g.devices_flapping, bad=True), "overdue", value(g.oldest_overdue_ms, "{:.0f} ms")),
         ("lag p50", value(g.lag_p50_ms, "{:.1f} ms"), "lag p99", value(g.lag_p99_ms, "{:.1f} ms")),
@@ -168,16 +176,20 @@ def health_line(g: Gauges, warn: str, width: int = 78) -> Text:
     """The figures an operator must not miss, in one line that fits 80 columns: for terminals
     too short for the engine panel (an 80x24 SSH window). Counters that should be zero light
     up. Drops add up what was lost anywhere: socket buffer, UI events, store samples. Up, down
-    and unknown add up to every device. Parts are two spaces apart, one when that would not
-    fit ``width`` (875 devices with some unknown); past that Rich ends the line with an ellipsis.
+    and unknown (and unreachable, said when there are some) add up to every device. Parts are
+    two spaces apart, one when that would not fit ``width`` (875 devices with some unknown);
+    past that Rich ends the line with an ellipsis.
     A run without history says so first (``db off``)."""
     dropped = g.extra.get("events_dropped", 0.0) + g.rcvbuf_drops + g.extra.get("store_samples_dropped", 0.0)
     database = database_state(g)
+    unreachable = g.extra.get("devices_unreachable", 0.0)
     parts = [
         ("up", f"{g.devices_up:.0f}", False),
         ("down", f"{g.devices_down:.0f}", g.devices_down > 0),
+        *([("unreach", f"{unreachable:.0f}", True)] if unreachable else []),
         ("unknown", f"{g.devices_unknown:.0f}", False),  # not answered yet, or seeded
-        ("flap", f"{g.devices_flapping:.0f}", g.devices_flapping > 0),
+        # The flapping count gives way to the unreachable one (the table shows both states).
+        *([] if unreachable else [("flap", f"{g.devices_flapping:.0f}", g.devices_flapping > 0)]),
         ("lag99", f"{g.lag_p99_ms:.0f}ms", False),
         ("skipped", f"{g.skipped_late:.0f}", g.skipped_late > 0),
         ("drops", f"{dropped:.0f}", dropped > 0),

@@ -1,4 +1,5 @@
-"""The grouped view: region → branch → device, with device and down counts kept up to date by diff."""
+"""The grouped view: region → branch → device, with device, down and unreachable counts kept up to
+date by diff."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from poller.events import State
+from poller.events import OUT, State
 from poller.state import TrackerView
 from wardtui.widgets.device_rows import SortKey, natural
 from wardtui.widgets.states import StatePalette, state_text
@@ -60,9 +61,10 @@ class GroupTree(Tree[NodeData]):
         self._group_of: dict[str, tuple[str, str]] | None = None  # each device's (region, branch)
         self.palette = StatePalette()
         self._members: set[str] = set()  # devices that pass the filter
-        self._down: set[str] = set()  # members that are down
+        self._out: dict[str, State] = {}  # members that are down or unreachable, and which
         self._devices: defaultdict[Group, int] = defaultdict(int)
         self._down_counts: defaultdict[Group, int] = defaultdict(int)
+        self._unreachable_counts: defaultdict[Group, int] = defaultdict(int)
         self._group_nodes: dict[Group, TreeNode[NodeData]] = {}
         self._leaves: dict[str, TreeNode[NodeData]] = {}
         self._loaded: set[Group] = set()  # regions and branches whose children exist (maybe none)
@@ -83,6 +85,11 @@ class GroupTree(Tree[NodeData]):
         self.ensure_built()
         group = (region,) if branch is None else (region, branch)
         return self._devices[group], self._down_counts[group]
+
+    def unreachable(self, region: str, branch: str | None = None) -> int:
+        """Devices of a region or of one of its branches that are unreachable."""
+        self.ensure_built()
+        return self._unreachable_counts[(region,) if branch is None else (region, branch)]
 
     def label_of(self, region: str, branch: str | None = None) -> str:
         self.ensure_built()
@@ -112,12 +119,12 @@ class GroupTree(Tree[NodeData]):
         """From scratch: on first use and when the filter changes (a user's action)."""
         self._stale = False
         self.clear()
-        for store in (self._members, self._down, self._devices, self._down_counts,
+        for store in (self._members, self._out, self._devices, self._down_counts, self._unreachable_counts,
                       self._group_nodes, self._leaves, self._loaded, self._shown_state):
             store.clear()
         # In passes over every device, counted by Counter (a device at a time through _count was
         # ~0.4 s at 100,000 devices, the first g or the screen's warm-up step).
-        trackers, down_state = self._trackers, State.DOWN
+        trackers = self._trackers
         group_of = self._group_of
         if group_of is None:  # the devices' places never change: made once per inventory
             group_of = self._group_of = {name: (t.device.region, t.device.branch)
@@ -135,8 +142,15 @@ class GroupTree(Tree[NodeData]):
         else:
             members = [name for name in trackers if self.matches(name)]
         self._members.update(members)
-        self._down.update(name for name in members if trackers[name].state is down_state)
-        for counts, names in ((self._devices, members), (self._down_counts, self._down)):
+        out = self._out
+        for name in members:
+            state = trackers[name].state
+            if state in OUT:
+                out[name] = state
+        down = [name for name, state in out.items() if state is State.DOWN]
+        unreachable = [name for name, state in out.items() if state is State.UNREACHABLE]
+        for counts, names in ((self._devices, members), (self._down_counts, down),
+                              (self._unreachable_counts, unreachable)):
             for (region, branch), count in Counter(map(group_of.__getitem__, names)).items():
                 counts[(region, branch)] += count
                 counts[(region,)] += count
@@ -147,19 +161,21 @@ class GroupTree(Tree[NodeData]):
 
     def _count(self, name: str, tracker: TrackerView, sign: int) -> None:
         device = tracker.device
-        down = tracker.state is State.DOWN
+        state: State | None
         if sign > 0:
             self._members.add(name)
-            if down:
-                self._down.add(name)
+            state = tracker.state
+            if state in OUT:
+                self._out[name] = state
         else:
             self._members.discard(name)
-            down = name in self._down
-            self._down.discard(name)
+            state = self._out.pop(name, None)
+        counts = (self._down_counts if state is State.DOWN
+                  else self._unreachable_counts if state is State.UNREACHABLE else None)
         for group in ((device.region,), (device.region, device.branch)):
             self._devices[group] += sign
-            if down:
-                self._down_counts[group] += sign
+            if counts is not None:
+                counts[group] += sign
 
     def _relabel(self, group: Group) -> None:
         """Show the group's counts; a group none of whose devices passes the filter is not shown
@@ -179,6 +195,10 @@ class GroupTree(Tree[NodeData]):
         label.append(f"  {devices} device{'' if devices == 1 else 's'}", style="dim")
         label.append(" · ")
         label.append(f"{down} down", style=self.palette.down if down else "dim")
+        unreachable = self._unreachable_counts[group]
+        if unreachable:  # said only when there are some: most groups never have one
+            label.append(" · ")
+            label.append(f"{unreachable} unreachable", style=self.palette.unreachable)
         node.set_label(label)
 
     def _place(self, group: Group) -> TreeNode[NodeData] | None:
@@ -265,8 +285,8 @@ class GroupTree(Tree[NodeData]):
             if tracker is None:
                 continue
             member, matches = name in self._members, self.matches(name)
-            down = tracker.state is State.DOWN
-            if member and (not matches or down != (name in self._down)):
+            state = tracker.state
+            if member and (not matches or self._out.get(name) is not (state if state in OUT else None)):
                 self._count(name, tracker, -1)
                 member = False
                 dirty |= self._groups(tracker)

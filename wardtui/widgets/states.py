@@ -10,8 +10,9 @@ from rich.text import Text
 
 from poller.events import State
 
-# Upper-case and bold DOWN stays distinguishable when NO_COLOR strips the colours.
-_LABELS = {State.DOWN: "DOWN", State.UP: "up", State.UNKNOWN: "unknown"}
+# Upper-case and bold DOWN stays distinguishable when NO_COLOR strips the colours; UNREACH
+# (failed behind parents that are all out) is upper-case too, but not bold, and fits the column.
+_LABELS = {State.DOWN: "DOWN", State.UP: "up", State.UNKNOWN: "unknown", State.UNREACHABLE: "UNREACH"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class StatePalette:
     up: str = "green"
     unknown: str = "dim"
     flapping: str = "bold yellow"
+    unreachable: str = "magenta"
 
     @classmethod
     def from_variables(cls, variables: Mapping[str, str]) -> StatePalette:
@@ -38,10 +40,12 @@ class StatePalette:
         default = cls()
         return cls(down=pick("state-down", default.down, bold=True),
                    up=pick("state-up", default.up), unknown=default.unknown,
-                   flapping=pick("state-flapping", default.flapping, bold=True))
+                   flapping=pick("state-flapping", default.flapping, bold=True),
+                   unreachable=pick("state-unreachable", default.unreachable))
 
     def style(self, state: State) -> str:
-        return {State.DOWN: self.down, State.UP: self.up}.get(state, self.unknown)
+        return {State.DOWN: self.down, State.UP: self.up,
+                State.UNREACHABLE: self.unreachable}.get(state, self.unknown)
 
 
 def state_label(state: State, flapping: bool = False) -> str:

@@ -14,7 +14,16 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from poller.events import CheckResult, FlapChange, InterfaceChange, Reboot, SnmpAgentChange, State, Transition
+from poller.events import (
+    OUT,
+    CheckResult,
+    FlapChange,
+    InterfaceChange,
+    Reboot,
+    SnmpAgentChange,
+    State,
+    Transition,
+)
 from poller.text import clean
 from wardtui.durations import format_duration
 from wardtui.widgets.states import StatePalette, state_text
@@ -111,8 +120,9 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append_text(state_text(event.from_state, self.palette))
         line.append(" → ")
         line.append_text(state_text(event.to_state, self.palette))
-        if event.from_state is State.DOWN and event.down_since is not None:
-            line.append(f" after {format_duration(event.at - event.down_since)} down")
+        if event.from_state in OUT and event.to_state is State.UP and event.down_since is not None:
+            how = "down" if event.from_state is State.DOWN else "unreachable"
+            line.append(f" after {format_duration(event.at - event.down_since)} {how}")
         line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
