@@ -300,16 +300,21 @@ class Engine:
                 raise KeyError(name)
             if slot.busy:
                 raise Busy(name)
-            slot.busy = True
             self.checks_on_demand += 1
-            waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
-            self._waiters.add(waiter)
-            waiter.add_done_callback(self._waiters.discard)
-            self._start_check(slot, time.monotonic(), waiter)
-            result = await asyncio.shield(waiter)
+            result = await asyncio.shield(self._check_now(slot))
             if result is not None:
                 return result
         raise KeyError(name)
+
+    def _check_now(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
+        """Start the check of ``slot`` (not busy) now, outside its schedule; the future its end
+        resolves (None: not counted, the inventory took the device away or readdressed it)."""
+        slot.busy = True
+        waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        waiter.add_done_callback(self._waiters.discard)
+        self._start_check(slot, time.monotonic(), waiter)
+        return waiter
 
     def _first_reply(self, context: _CheckContext, sent_ns: int, sent_mono: float,
                      rtt_ms: float | None, error: str | None) -> None:
@@ -471,12 +476,8 @@ class Engine:
                 ended = self._ends[slot.key] = asyncio.get_running_loop().create_future()
             await asyncio.shield(ended)
             return
-        slot.busy = True
         self.checks_for_dependencies += 1
-        waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
-        waiter.add_done_callback(self._waiters.discard)
-        self._start_check(slot, time.monotonic(), waiter)
+        waiter = self._check_now(slot)
         with contextlib.suppress(Exception):  # the parent's own check logs its failure
             await asyncio.shield(waiter)
 

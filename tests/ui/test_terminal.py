@@ -86,9 +86,13 @@ def wardtui_in_tmux(name: str, args: str, status: Path, width: int = 110, height
 def wait_for_exit(status_file: Path, timeout: float = 20.0) -> str:
     """wardtui's exit status as the pane's shell recorded it, or why there is none."""
     deadline = time.monotonic() + timeout  # generous: CI may run this on a loaded machine
-    while not status_file.exists() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        # The shell's redirection makes the file before echo writes to it: an empty one is not
+        # the status yet (a loaded machine read it so, once).
+        if status_file.exists() and (status := status_file.read_text().strip()):
+            return status
         time.sleep(0.1)
-    return status_file.read_text().strip() if status_file.exists() else f"still running after {timeout:g} s"
+    return f"still running after {timeout:g} s"
 
 
 @pytest.fixture

@@ -36,6 +36,16 @@ def from_scratch(rows: RowOrder, trackers: dict[str, DeviceTracker], ranks: Stat
     return [n for _, n in top] + [n for n in by_column if problems[n] is None]
 
 
+def check(tracker: DeviceTracker, rng: random.Random, now: datetime, ok_share: float,
+          rtt: float | None = None) -> None:
+    """One check of ``tracker`` at ``now``: answered (RTT ``rtt``, else 0.1-50 ms) with the
+    probability ``ok_share``."""
+    ok = rng.random() < ok_share
+    value = (rng.uniform(0.1, 50) if rtt is None else rtt) if ok else None
+    tracker.record_probe(value)
+    tracker.apply_check(ok, now, now, now.timestamp(), value)
+
+
 @pytest.mark.parametrize("changed", [3, BISECT_LIMIT + 10])
 @pytest.mark.parametrize("view", ["all", "problems"])
 def test_incremental_order_equals_a_full_sort(changed: int, view: str) -> None:
@@ -50,10 +60,7 @@ def test_incremental_order_equals_a_full_sort(changed: int, view: str) -> None:
         now += timedelta(seconds=10)
         names = rng.sample(sorted(trackers), changed)
         for name in names:
-            ok = rng.random() < 0.6
-            rtt = rng.uniform(0.1, 50) if ok else None
-            trackers[name].record_probe(rtt)
-            trackers[name].apply_check(ok, now, now, now.timestamp(), rtt)
+            check(trackers[name], rng, now, 0.6)
         if step == 6:
             rows.cycle_sort()  # a new column, then more moves by bisection
         rows.update(names, now)
@@ -97,10 +104,7 @@ def test_order_under_churn_filters_views_and_sorts_equals_a_full_sort(seed: int)
     rows = RowOrder(trackers, ranks)
     now = datetime(2026, 12, 5, tzinfo=UTC)
     for t in trackers.values():
-        ok = rng.random() < 0.8
-        rtt = rng.uniform(0.1, 50) if ok else None
-        t.record_probe(rtt)
-        t.apply_check(ok, now, now, now.timestamp(), rtt)
+        check(t, rng, now, 0.8)
     rows.rebuild(now)
     if seed % 2:
         rows.prepare_filter(now)  # as the dashboard's warm-up does
@@ -223,10 +227,7 @@ def test_an_update_of_every_row_equals_the_order_from_scratch(view: str) -> None
             rows.prepare_filter(now)  # row texts kept from here on: the row-by-row path
         now += timedelta(seconds=10)
         for tracker in trackers.values():
-            ok = rng.random() < 0.5
-            rtt = rng.uniform(0.1, 50) if ok else None
-            tracker.record_probe(rtt)
-            tracker.apply_check(ok, now, now, now.timestamp(), rtt)
+            check(tracker, rng, now, 0.5)
         names, moved, _ = rows.update(trackers, now)
         assert names == set(trackers) and moved
         assert list(rows.display_order()) == from_scratch(rows, trackers, ranks, sorted(trackers))
@@ -282,10 +283,7 @@ def test_row_names_index_is_each_rows_place_in_every_view() -> None:
     ranks = StaticRanks({n: t.device for n, t in trackers.items()})
     now = datetime(2026, 12, 5, tzinfo=UTC)
     for t in trackers.values():
-        ok = rng.random() < 0.7
-        rtt = rng.uniform(0.1, 50) if ok else None
-        t.record_probe(rtt)
-        t.apply_check(ok, now, now, now.timestamp(), rtt)
+        check(t, rng, now, 0.7)
     rows = RowOrder(trackers, ranks)
     rows.sort_index = [key for key, _ in SORTS].index("rtt")
     for view in ("all", "problems"):
