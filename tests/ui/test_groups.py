@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -177,3 +178,29 @@ async def test_a_group_of_one_says_device() -> None:
         app.set_state("dev5", State.DOWN)
         assert "1 device · 1 down" in tree.label_of("south")
         assert tree.regions() == ["south"]  # none of the north's is down: not shown
+
+
+async def test_a_hidden_tree_is_rebuilt_once_the_filter_settles_not_at_the_next_g(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter applied while the groups are hidden: the tree is rebuilt for it a moment later
+    (GROUPS_AFTER_FILTER), so the g that follows shows it without a rebuild of its own."""
+    from wardtui.screens.dashboard import DashboardScreen
+
+    monkeypatch.setattr(DashboardScreen, "GROUPS_AFTER_FILTER", 0.3)
+    async with dashboard(tmp_path) as h:
+        await h.all_up()
+        tree = h.app.screen.query_one(GroupTree)
+        tree.ensure_built()
+        await h.pilot.press("slash")
+        h.app.screen.query_one("#filter", Input).value = "north"
+        await h.pilot.press("enter")
+        await h.until(lambda: h.table.filter_text == "north")
+        assert tree._stale and not tree.display  # invalidated, still hidden
+        await h.until(lambda: not tree._stale)  # rebuilt without being shown
+        assert not tree.display
+        assert [str(n.label).split("  ")[0] for n in tree.root.children] == ["north"]
+        rebuilt: list[bool] = []
+        monkeypatch.setattr(tree, "rebuild", lambda: rebuilt.append(True))
+        await h.pilot.press("g")
+        await h.until(lambda: tree.display)
+        assert rebuilt == []
