@@ -61,6 +61,15 @@ def test_the_health_line_counts_unknown_devices_and_fits_80_columns() -> None:
     assert wide == "up 613  down 0  unknown 262  flap 0  lag99 2ms  skipped 0  drops 0  queue 12  db ok"
 
 
+async def panel_text(shown: Gauges) -> str:
+    """The engine panel's text, 56x14, showing ``shown``."""
+    app = PanelApp()
+    async with app.run_test(size=(56, 14)) as pilot:
+        app.query_one(GaugesPanel).show(shown)
+        await pilot.pause()
+        return "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
+
+
 async def test_a_full_spool_is_shown_as_history_at_risk() -> None:
     """The spool's disk full while the database is down: the panel's spooled figure says
     "full", and the 80-column health line says "spool FULL" beside "db failing"."""
@@ -69,13 +78,8 @@ async def test_a_full_spool_is_shown_as_history_at_risk() -> None:
     line = health_line(at_risk, "bold yellow").plain
     assert "spool FULL" in line and line.endswith("db failing") and len(line) <= 78, line
     assert "spool" not in health_line(gauges(), "bold yellow").plain
-    app = PanelApp()
-    async with app.run_test(size=(56, 14)) as pilot:
-        panel = app.query_one(GaugesPanel)
-        panel.show(at_risk)
-        await pilot.pause()
-        shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
-        assert "full 14604" in shown and "failing" in shown
+    shown = await panel_text(at_risk)
+    assert "full 14604" in shown and "failing" in shown
 
 
 async def test_unreachable_devices_share_the_down_figures_once_there_are_some() -> None:
@@ -86,10 +90,5 @@ async def test_unreachable_devices_share_the_down_figures_once_there_are_some() 
     line = health_line(outage, "bold yellow").plain
     assert "down 1 unreach 40 unknown 0" in line and line.endswith("db ok") and len(line) <= 78, line
     assert "unreach" not in health_line(gauges(), "bold yellow").plain
-    app = PanelApp()
-    async with app.run_test(size=(56, 14)) as pilot:
-        panel = app.query_one(GaugesPanel)
-        panel.show(outage)
-        await pilot.pause()
-        shown = "\n".join("".join(s.text for s in strip) for strip in app.screen._compositor.render_strips())
-        assert "down/unreach" in shown and "1/40" in shown
+    shown = await panel_text(outage)
+    assert "down/unreach" in shown and "1/40" in shown

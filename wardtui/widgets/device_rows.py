@@ -113,6 +113,19 @@ class StaticRanks:
         self._devices = devices
         self._ranks: dict[str, dict[str, int]] = {}
         self.name = self.column("name")
+        # Bits that hold any name's rank: below them in a packed key (RowOrder, the columns' ranks).
+        self.rank_bits = max(len(self.name) - 1, 1).bit_length()
+        self._by_rank: list[str] | None = None
+
+    def names_by_rank(self) -> list[str]:
+        """Each name at its rank by name (made once, when first asked)."""
+        by_rank = self._by_rank
+        if by_rank is None:
+            by_rank = [""] * len(self.name)
+            for name, rank in self.name.items():
+                by_rank[rank] = name
+            self._by_rank = by_rank
+        return by_rank
 
     def column(self, column: str) -> dict[str, int]:
         ranks = self._ranks.get(column)
@@ -134,11 +147,7 @@ class StaticRanks:
                     if key != last:
                         rank, last = rank + 1, key
                     value_rank[value] = rank
-                names = self.name
-                bits = max(len(names) - 1, 1).bit_length()
-                by_rank = [""] * len(names)
-                for name, r in names.items():
-                    by_rank[r] = name
+                names, bits, by_rank = self.name, self.rank_bits, self.names_by_rank()
                 mask = (1 << bits) - 1
                 packed = sorted([(value_rank[v] << bits) | names[n] for n, v in values.items()])
                 order = [by_rank[k & mask] for k in packed]
@@ -190,6 +199,7 @@ def sort_key(column: str, tracker: TrackerView, ranks: StaticRanks) -> SortKey:
 # jittering by decimals nobody sees), and a key is a small int.
 _TOP = (1 << 32) - 1  # the largest hundredth kept: 42,949,672.95 ms or %
 _MISSING = 1 << 32  # after every figure
+_LAST_HUNDREDTH = 4_294_967_200  # hundredths from here read as _TOP (see _hundredths' bound)
 _EPOCH_US = 1 << 61  # microseconds since 1970, shifted to be positive (and below _NO_OUTAGE)
 _NO_OUTAGE = 1 << 62
 
@@ -241,7 +251,7 @@ def packed_sort_keys(column: str, trackers: Mapping[str, TrackerView], name_rank
         found = in_row_order(trackers)
         if found is not None:
             columns, overridden = found
-            names, ranks = _in_row_order(trackers, name_rank)
+            names, ranks = _names_and_ranks(trackers, name_rank)
             keys = column_packed_keys(column, columns, names, ranks, rank_bits)
             keys.update(row_packed_keys(column, {name: trackers[name] for name in overridden},
                                         name_rank, rank_bits))
@@ -255,15 +265,16 @@ _LIVE_SORTS = ("state", "down", "loss", "rtt")
 _last_rows: tuple[Mapping[str, TrackerView], Mapping[str, int], list[str], list[int]] | None = None
 
 
-def _in_row_order(trackers: Mapping[str, TrackerView],
-                  name_rank: Mapping[str, int]) -> tuple[list[str], list[int]]:
+def _names_and_ranks(trackers: Mapping[str, TrackerView],
+                     name_rank: Mapping[str, int]) -> tuple[list[str], list[int]]:
+    """The names of ``trackers`` in its order and each one's rank by name (the last mapping's
+    kept: one per inventory)."""
     global _last_rows
     last = _last_rows
     if last is None or last[0] is not trackers or last[1] is not name_rank or len(last[2]) != len(trackers):
         names = list(trackers)
         last = _last_rows = (trackers, name_rank, names, list(map(name_rank.__getitem__, names)))
     return last[2], last[3]
-_LAST_HUNDREDTH = 4_294_967_200  # hundredths from here read as _TOP (see _hundredths' bound)
 
 
 def _state_part(state: State, flapping: bool) -> int:

@@ -194,9 +194,8 @@ class RowOrder:
     def __init__(self, trackers: Mapping[str, TrackerView], ranks: StaticRanks) -> None:
         self._trackers = trackers
         self._ranks = ranks
-        self._rank_bits = bits = max(len(ranks.name) - 1, 1).bit_length()
+        self._rank_bits = bits = ranks.rank_bits
         self._mask = (1 << bits) - 1
-        self._by_rank: list[str] | None = None  # each name at its rank by name, made when needed
         # Lower-case text of each row's columns that never change (tab-separated: a term has no
         # white space, so it never spans two columns), made once, at the first filter, and of
         # its state, made again when the state changes: a filter then only matches.
@@ -257,15 +256,6 @@ class RowOrder:
             return name in self._trackers
         return name in self._shown
 
-    def _names(self) -> list[str]:
-        by_rank = self._by_rank
-        if by_rank is None or len(by_rank) != len(self._ranks.name):
-            by_rank = [""] * len(self._ranks.name)
-            for name, rank in self._ranks.name.items():
-                by_rank[rank] = name
-            self._by_rank = by_rank
-        return by_rank
-
     def display_order(self) -> RowNames:
         order = self._order
         if order is None:
@@ -274,7 +264,7 @@ class RowOrder:
             # own key's low bits), then the other rows by the sort column.
             rank = self._ranks.name
             top = [rank[name] for name in self.problem_names()] if self.view == "problems" else []
-            order = self._order = RowNames(top, rows, self._names(), self._mask, self._key_of,
+            order = self._order = RowNames(top, rows, self._ranks.names_by_rank(), self._mask, self._key_of,
                                            self._problems.__contains__)
         return order
 
