@@ -22,18 +22,30 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
              "",
              f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
              f"--viewer-nice {args.viewer_nice} --service-nice {getattr(args, 'service_nice', 0)} "
-             f"--cycles {args.cycles} --quiet {args.quiet:g} "
+             + (" --slices" if getattr(args, "slices", False) else "")
+             + (" --postgres" if getattr(args, "postgres", False) else "")
+             + f" --cycles {args.cycles} --quiet {args.quiet:g} "
              f"--presses {args.presses} --tmux {args.tmux}"
              + (f" --section {args.section}" if args.section != "feed" else "") + "` "
              f"(defaults: --interval {args.interval:g} --churn {args.churn:g} --down {args.down:g})",
              "",
              "Service: a separate process (Runtime + Publisher, as `wardtui serve --redis`), real ICMP to "
-             f"127.x every {args.interval:g} s, SQLite history, {args.down:.0%} down and {args.churn:.0%} "
-             "changing state each second (a wrapper prober turns replies into timeouts); a private "
+             f"127.x every {args.interval:g} s, "
+             f"{'PostgreSQL' if getattr(args, 'postgres', False) else 'SQLite'} history, "
+             f"{args.down:.0%} down and {args.churn:.0%} "
+             "changing state each second (a wrapper prober turns replies into timeouts); "
+             + ("history in a private PostgreSQL server (fsync off), " if getattr(args, "postgres", False)
+                else "")
+             + "a private "
              "redis-server on loopback. Windows alternate in one run: quiet (no viewer) and viewers "
              f"({args.viewers} headless LiveFeed processes + one real attached dashboard, WardApp over "
              "AttachedRuntime in the bench's process, driven by every kind of key). 2 shared cores: the "
-             "service, Redis, the viewers and the dashboard all run on them. Windows start once the "
+             "service, Redis, the viewers and the dashboard all run on them"
+             + (" (--slices: in cgroups as systemd lays them out with packaging/wardtui.service: "
+                "the service in system.slice at CPUWeight=400 beside Redis, the viewers and the "
+                "dashboard in user.slice, the two slices of equal weight)"
+                if getattr(args, "slices", False) else "")
+             + ". Windows start once the "
              f"service's lag p99 has stayed under 1 s for 5 s after its first round ({settled:.0f} s after "
              f"the first {args.interval + 5:g} s here).",
              ""]

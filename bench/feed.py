@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -60,6 +61,44 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class Slices:
+    """The CPU layout systemd gives a NOC box (cgroup v1 ``cpu`` controller, as root): a
+    ``system`` and a ``user`` group of equal weight (system.slice and user.slice), the service in
+    ``system/wardtui`` at packaging/wardtui.service's CPUWeight=400 (cpu.shares 4096) beside
+    Redis at the default weight, and this process (the attached dashboard), the headless viewers
+    and the tmux runs in ``user``, as operators' SSH sessions are. Removed at the end."""
+
+    ROOT = Path("/sys/fs/cgroup/cpu")
+
+    def __init__(self) -> None:
+        self.base = self.ROOT / f"wardtui-bench-{os.getpid()}"
+        # The run's own group far above the machine's other work (a shell, a test elsewhere):
+        # the slices below share what is left of the box as systemd's would share all of it.
+        self.base.mkdir(exist_ok=True)
+        (self.base / "cpu.shares").write_text("102400")
+        self.groups = {"system": 1024, "system/wardtui": 4096, "system/redis": 1024,
+                       "system/postgres": 1024, "user": 1024}
+        for name, shares in self.groups.items():
+            (self.base / name).mkdir(parents=True, exist_ok=True)
+            (self.base / name / "cpu.shares").write_text(str(shares))
+        self.put("user", os.getpid())
+
+    def put(self, group: str, pid: int) -> None:
+        (self.base / group / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        self.put_back(os.getpid())
+        for name in sorted(self.groups, key=len, reverse=True):
+            for line in (self.base / name / "cgroup.procs").read_text().split():
+                self.put_back(int(line))
+            (self.base / name).rmdir()
+        self.base.rmdir()
+
+    def put_back(self, pid: int) -> None:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            (self.ROOT / "cgroup.procs").write_text(str(pid))
 
 
 class RedisServer:
@@ -101,15 +140,16 @@ class RedisServer:
 
 
 class Service:
-    def __init__(self, tmp: Path, inventory: Path, url: str, args: argparse.Namespace) -> None:
-        self.db = tmp / "service.db"
+    def __init__(self, tmp: Path, inventory: Path, url: str, args: argparse.Namespace,
+                 db: str | None = None) -> None:
+        self.db = db or f"sqlite:///{tmp / 'service.db'}"
         self.stats = tmp / "service-stats.jsonl"
         self.log = tmp / "service.log"
         # As packaging/wardtui.service runs it: Nice= there (the poller before the dashboards).
         nice = ["nice", "-n", str(args.service_nice)] if getattr(args, "service_nice", 0) else []
         self.proc = subprocess.Popen(
             [*nice, sys.executable, str(ROOT / "bench" / "_feed_service.py"), "--inventory", str(inventory),
-             "--db", f"sqlite:///{self.db}", "--redis", url, "--site", SITE, "--stats", str(self.stats),
+             "--db", self.db, "--redis", url, "--site", SITE, "--stats", str(self.stats),
              "--interval", f"{args.interval:g}", "--churn", f"{args.churn:g}", "--down", f"{args.down:g}",
              "--seed", str(args.seed)],
             cwd=ROOT, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
@@ -225,7 +265,7 @@ def in_window(applied: list[float], values: list[float], t0: float, t1: float) -
     return [v for a, v in zip(applied, values, strict=True) if t0 <= a <= t1]
 
 
-async def attached_dashboard(url: str, db: Path, presses: int, seed: int, settle: float,
+async def attached_dashboard(url: str, db: str, presses: int, seed: int, settle: float,
                              w: Window) -> Latencies:
     """The real dashboard attached to the site, in this process: first frame, then the keys.
     Sets w.t0 (after the first frame and ``settle`` seconds) and w.t1 (after the keys)."""
@@ -242,7 +282,7 @@ async def attached_dashboard(url: str, db: Path, presses: int, seed: int, settle
     policy = dataclasses.replace(DASHBOARD, exit_grace=None)
     policy.enter()
     start = time.perf_counter()
-    runtime = AttachedRuntime(Site(url, Keys(SITE)), Options(db=f"sqlite:///{db}"), process=policy)
+    runtime = AttachedRuntime(Site(url, Keys(SITE)), Options(db=db), process=policy)
     latencies = instrument(runtime.engine)
     app = WardApp(runtime, process=policy)
     await asyncio.wrap_future(app.engine_thread.submit(runtime.attach()))
@@ -292,29 +332,33 @@ def viewers_window(redis_server: RedisServer, service: Service, tmp: Path, args:
     return w
 
 
-def tmux_first_frame(url: str, db: Path, repeat: int) -> list[float]:
+def tmux_first_frame(url: str, db: str, repeat: int) -> list[float]:
     """Seconds from `tmux new-session` (process start) to a device row in capture-pane."""
     times = []
+    # A server of its own (-L): one already running (another user's, a test's) would start the
+    # dashboard as its child, in its cgroup and session, not this run's.
+    tmux = ["tmux", "-L", f"wardtui-feed-{os.getpid()}"]
     for i in range(repeat):
         name = f"wardtui-feed-{os.getpid()}-{i}"
         command = (f"cd {ROOT} && env PYTHONPATH={ROOT} TERM=xterm-256color {sys.executable} -m wardtui "
-                   f"--redis {url} --site {SITE} --db sqlite:///{db}")
+                   f"--redis {url} --site {SITE} --db {db}")
         start = time.perf_counter()
-        subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command],
+        subprocess.run([*tmux, "new-session", "-d", "-s", name, "-x", "160", "-y", "50", command],
                        check=True)
         try:
             deadline = start + 60
             while time.perf_counter() < deadline:
-                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", name], capture_output=True,
+                screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", name], capture_output=True,
                                         text=True, check=False).stdout
                 if ROW.search(screen):
                     times.append(time.perf_counter() - start)
                     break
                 time.sleep(0.02)
-            subprocess.run(["tmux", "send-keys", "-t", name, "q"], check=False)
+            subprocess.run([*tmux, "send-keys", "-t", name, "q"], check=False)
             time.sleep(4)
         finally:
-            subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, check=False)
+            subprocess.run([*tmux, "kill-session", "-t", name], capture_output=True, check=False)
+    subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
     return times
 
 
@@ -357,6 +401,11 @@ def main() -> int:
     parser.add_argument("--service-nice", type=int, default=0,
                         help="nice level of the service (packaging/wardtui.service sets Nice=-10: the "
                         "poller before the operators' dashboards on the same box)")
+    parser.add_argument("--slices", action="store_true",
+                        help="run the service, Redis and the viewers in cgroups laid out as systemd "
+                             "does with packaging/wardtui.service (system/user slices; see Slices)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="history in a private PostgreSQL server (COPY) instead of SQLite")
     parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
     parser.add_argument("--quiet", type=float, default=30.0, help="seconds of each quiet window")
     parser.add_argument("--presses", type=int, default=30)
@@ -378,10 +427,25 @@ def main() -> int:
         tmp = Path(tmp_name)
         inventory = tmp / "inv.csv"
         generate(args.devices, inventory)
+        slices = Slices() if args.slices else None
         redis_server = RedisServer(tmp)
         service = None
+        cluster = None
         try:
-            service = Service(tmp, inventory, redis_server.url, args)
+            if args.postgres:
+                # The history in a PostgreSQL server of the run's own (as tests/integration's
+                # private clusters: fsync off), its postmaster (and so every backend it forks)
+                # in the system slice beside Redis when --slices.
+                from tests.integration.postgres import PrivateCluster
+                cluster = PrivateCluster()
+                cluster.start()
+                if slices is not None:
+                    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+                    slices.put("system/postgres", postmaster)
+            service = Service(tmp, inventory, redis_server.url, args, cluster.url if cluster else None)
+            if slices is not None:
+                slices.put("system/redis", redis_server.proc.pid)
+                slices.put("system/wardtui", service.proc.pid)  # (nice -n execs: the same pid)
             wait_live(redis_server, service)
             time.sleep(args.interval + 5)  # the first round (every device UNKNOWN -> UP) and its burst
             settled = settle(service, 1000.0, args.settle)
@@ -402,6 +466,10 @@ def main() -> int:
             if service is not None:
                 service.stop()
             redis_server.stop()
+            if cluster is not None:
+                cluster.remove()
+            if slices is not None:
+                slices.remove()
         if args.keep:
             args.keep.write_text(json.dumps({"windows": [dataclasses.asdict(w) for w in windows],
                                              "tmux": tmux}))
