@@ -24,7 +24,7 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
               "timeout", "ca_file"),
     "command": ("argv", "timeout", "env"),
     "syslog": ("host", "port", "transport", "facility", "firing_severity", "resolved_severity", "hostname",
-               "max_length"),
+               "max_length", "timeout"),
 }
 PRESETS = ("json", "slack", "teams")
 FACILITIES = {name: code for code, name in enumerate(
@@ -88,6 +88,7 @@ class SyslogConfig:
     resolved_severity: int = SEVERITIES["notice"]
     hostname: str | None = None  # None: this machine's name
     max_length: int = 2048  # octets of a message; RFC 5424 receivers SHOULD take 2048
+    timeout: float = 10.0  # TCP: connecting and writing
     kind: str = "syslog"
 
 
@@ -305,4 +306,4 @@ def _syslog(reader: NodeReader, what: str, name: str, line: int,
                         facility=FACILITIES[facility or "local0"],
                         firing_severity=SEVERITIES[firing or "warning"],
                         resolved_severity=SEVERITIES[resolved or "notice"], hostname=hostname,
-                        max_length=max_length or 2048)
+                        max_length=max_length or 2048, timeout=_timeout(reader, keys, what, 10.0))
