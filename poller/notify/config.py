@@ -348,7 +348,7 @@ def describe_route(route: Route) -> str:
     """One line for ``wardtui notify check``."""
     match = ", ".join(f"{m.key}{m.op}{m.value}" for m in route.matchers) or "everything"
     group = ", ".join(route.group_by) or "(one group)"
-    after = " continue" if route.continue_ else ""
+    after = "; continue" if route.continue_ else ""
     return (f"{route.name}: match {match} -> {', '.join(route.receivers)}; group by {group}; "
             f"wait {format_duration(route.group_wait)}, interval {format_duration(route.group_interval)}, "
             f"repeat {format_duration(route.repeat_interval)}{after}")

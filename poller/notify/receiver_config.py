@@ -263,10 +263,10 @@ def _command(reader: NodeReader, what: str, name: str, line: int, keys: dict[str
             if not _ENV_NAME.fullmatch(key):
                 reader.problem(value.line, f"{what}: env {key!r} is not a variable name")
             env.append((key, reader.text(value, f"{what}: env") or ""))
+    timeout = _timeout(reader, keys, what, 10.0)
     if program is None or argv is None:
         return None
-    return CommandConfig(name, line, (program, *argv[1:]), timeout=_timeout(reader, keys, what, 10.0),
-                         env=tuple(env))
+    return CommandConfig(name, line, (program, *argv[1:]), timeout=timeout, env=tuple(env))
 
 
 def _program(reader: NodeReader, field: Field, what: str, program: str, base: Path) -> str | None:
@@ -300,10 +300,11 @@ def _syslog(reader: NodeReader, what: str, name: str, line: int,
         reader.problem(keys["hostname"].node, f"{what}: hostname must be 1 to 255 printable ASCII "
                                               "characters without spaces (RFC 5424)")
     max_length = reader.integer(keys["max_length"], what, 480, 65000) if "max_length" in keys else 2048
+    timeout = _timeout(reader, keys, what, 10.0)
     if None in (port, transport, facility, firing, resolved, max_length):
         return None
     return SyslogConfig(name, line, host, port=port or 0, transport=transport or "udp",
                         facility=FACILITIES[facility or "local0"],
                         firing_severity=SEVERITIES[firing or "warning"],
                         resolved_severity=SEVERITIES[resolved or "notice"], hostname=hostname,
-                        max_length=max_length or 2048, timeout=_timeout(reader, keys, what, 10.0))
+                        max_length=max_length or 2048, timeout=timeout)

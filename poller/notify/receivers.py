@@ -9,16 +9,19 @@ the delivery loop (the outbox's side) decides when to try again.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from uuid import uuid4
+
 from poller.notify.command import CommandReceiver
 from poller.notify.config import NotifyConfig
-from poller.notify.model import Receiver
+from poller.notify.model import Notification, Receiver
 from poller.notify.receiver_config import CommandConfig, EmailConfig, ReceiverConfig, WebhookConfig
 from poller.notify.smtp import EmailReceiver
 from poller.notify.syslog_rfc5424 import SyslogReceiver
 from poller.notify.webhook import WebhookReceiver
 
 __all__ = ["CommandReceiver", "EmailReceiver", "SyslogReceiver", "WebhookReceiver", "build_receiver",
-           "build_receivers"]
+           "build_receivers", "test_notification"]
 
 
 def build_receiver(config: ReceiverConfig) -> Receiver:
@@ -35,3 +38,10 @@ def build_receivers(config: NotifyConfig) -> dict[str, Receiver]:
     """Every receiver of ``config`` by name (a webhook's HTTP client is made here: close them
     with ``aclose``)."""
     return {name: build_receiver(receiver) for name, receiver in config.receivers.items()}
+
+
+def test_notification(site: str, route: str, receiver: str, now: datetime | None = None) -> Notification:
+    """What ``wardtui notify test`` sends: status "test", no device, a key of its own."""
+    return Notification(key=f"{site}:{route}:{receiver}:test-{uuid4().hex}", site=site, route=route,
+                        receiver=receiver, status="test", title=f"wardtui test notification (route {route})",
+                        group=(), firing=(), resolved=(), created=now or datetime.now(UTC))
