@@ -265,7 +265,8 @@ def test_broken_yaml_and_aliases_name_their_line(tmp_path: Path) -> None:
 
 def test_a_duplicate_key_and_a_control_character_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, 'routes:\n  - name: a\n    receivers: [h]\n    group_wait: 1s\n'
-                           '    group_wait: 2s\nreceivers:\n  - name: h\n    kind: syslog\n    host: "127.0.0.1\\x1b[31m"\n')
+                           '    group_wait: 2s\nreceivers:\n  - name: h\n    kind: syslog\n'
+                           '    host: "127.0.0.1\\x1b[31m"\n')
     with pytest.raises(NotifyError) as info:
         load_notify(path)
     assert info.value.problems == [
