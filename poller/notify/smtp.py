@@ -66,7 +66,12 @@ class EmailReceiver:
                                 retryable=400 <= exc.code < 500 or exc.code < 0) from None
         except aiosmtplib.SMTPNotSupported as exc:
             raise DeliveryError(f"{where}: {_said(exc.message)}", retryable=False) from None
-        except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
+        except aiosmtplib.SMTPException as exc:
+            # aiosmtplib says "... extension not supported" (STARTTLS, AUTH) with no class of its own:
+            # the server lacks what the settings require; retrying cannot change that.
+            lacking = "not supported" in exc.message
+            raise DeliveryError(f"{where}: {_said(exc.message)}", retryable=not lacking) from None
+        except (ssl.SSLError, OSError) as exc:
             raise DeliveryError(f"{where}: {_said(str(exc) or type(exc).__name__)}") from None
         if refused:  # some took it: sent (a retry would send it again to those)
             log.warning("receiver %s: %s refused %s", self.name, where, ", ".join(sorted(refused)))
