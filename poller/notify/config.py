@@ -146,7 +146,8 @@ def _receivers(reader: NodeReader, field: Field, base: Path,
     for item in node.value:
         line = item.start_mark.line + 1
         what = _what("receiver", item, line)
-        keys = reader.fields(item, what, RECEIVER_KEYS, ("name", "kind"))
+        # Any key here: which are known depends on the kind (said below, with that kind's keys).
+        keys = reader.fields(item, what, None, ("name", "kind"))
         if keys is None:
             continue
         name = _name(reader, keys.get("name"), what)
@@ -156,6 +157,11 @@ def _receivers(reader: NodeReader, field: Field, base: Path,
         if name:
             lines[name] = line
         kind = reader.choice(keys["kind"], what, tuple(KIND_KEYS)) if "kind" in keys else None
+        if kind is None:
+            for key, extra in keys.items():
+                if key not in RECEIVER_KEYS:
+                    known = ", ".join(RECEIVER_KEYS)
+                    reader.problem(extra.line, f"{what}: unknown key '{key}' (known: {known})")
         if kind is None or not name:
             continue
         for key, extra in keys.items():
