@@ -338,3 +338,20 @@ def test_the_example_file_is_valid(tmp_path: Path) -> None:
     config = load_notify(example, credentials)
     assert [r.name for r in config.routes] == ["branch-routers", "north-down", "everything-else"]
     assert {r.kind for r in config.receivers.values()} == {"webhook", "email", "command", "syslog"}
+
+
+def test_the_reference_documents_every_key_of_the_code() -> None:
+    """docs/NOTIFICATIONS.md's tables list exactly the keys the code reads, kind by kind."""
+    from poller.notify.config import ROUTE_KEYS
+    from poller.notify.receiver_config import KIND_KEYS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "NOTIFICATIONS.md").read_text(encoding="utf-8")
+
+    def table_keys(heading: str) -> list[str]:
+        section = doc.split(f"\n{heading}\n", 1)[1].split("\n#", 1)[0]
+        rows = [line for line in section.splitlines() if line.startswith("| `")]
+        return [row.split("`")[1] for row in rows]
+
+    assert table_keys("## Routes") == list(ROUTE_KEYS)
+    for kind, keys in KIND_KEYS.items():
+        assert sorted(table_keys(f"### {kind}")) == sorted(keys), kind
