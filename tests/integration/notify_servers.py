@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -31,10 +32,10 @@ class Answer:
 
 
 class HttpReceiver:
-    """``http://127.0.0.1:PORT``: records each POST (path, headers, body); answers with the next
-    of ``answers`` (then 200)."""
+    """``http://127.0.0.1:PORT`` (``https`` with ``tls``): records each POST (path, headers, body);
+    answers with the next of ``answers`` (then 200)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Request] = []
         self.answers: list[Answer] = []
         owner = self
@@ -61,8 +62,10 @@ class HttpReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.server.block_on_close = False  # a handler told to be slow does not hold the test's end
+        if tls is not None:  # https: the listening socket wrapped, each connection's handshake on accept
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> HttpReceiver:

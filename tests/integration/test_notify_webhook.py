@@ -6,14 +6,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from poller.notify.model import DeliveryError, Notification
 from poller.notify.receiver_config import WebhookConfig
 from poller.notify.webhook import WebhookReceiver
-from tests.integration.notify_servers import Answer, HttpReceiver, closed_port
+from tests.integration.notify_servers import Answer, HttpReceiver, closed_port, self_signed
 from tests.notify_samples import HOSTILE, KEY, outage
 
 SECRET = "whsec-0123456789abcdef"
@@ -113,3 +115,14 @@ async def test_the_slack_and_teams_presets_post_their_shapes(server: HttpReceive
     assert card["type"] == "AdaptiveCard"
     assert card["body"][0]["text"] == "north-b002-rtr DOWN, 2 devices unreachable behind it"
     assert HOSTILE not in teams.body.decode()
+
+
+async def test_https_with_the_ca_file_it_is_given(tmp_path: Path) -> None:
+    key, cert = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with HttpReceiver(tls=context) as https:
+        await deliver(WebhookConfig("hook", 1, f"{https.url}/h", ca_file=str(cert)), outage(1))
+        error = await refused(WebhookConfig("hook", 1, f"{https.url}/h"), outage(1))  # system CAs only
+        assert len(https.requests) == 1
+    assert error.retryable and "CERTIFICATE_VERIFY_FAILED" in str(error)
