@@ -29,6 +29,12 @@ class Entry:
 
     item: AlertItem
     behind: tuple[AlertItem, ...] = ()
+    unlisted: int = 0  # devices behind it left out of the listing (a message has a size limit)
+
+    @property
+    def count(self) -> int:
+        """How many devices are behind it, listed or not."""
+        return len(self.behind) + self.unlisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +42,7 @@ class Section:
     heading: str  # "Firing: 41 devices", "Resolved: 2 devices"
     resolved: bool
     entries: tuple[Entry, ...] = field(default=())
+    unlisted: int = 0  # devices of the section not listed at all (past the limit)
 
 
 def fold(items: Sequence[AlertItem], resolved: bool = False) -> list[Entry]:
@@ -150,19 +157,43 @@ def item_line(item: AlertItem) -> str:
 
 
 def behind_line(entry: Entry, resolved: bool) -> str:
-    n = _count(len(entry.behind))
+    n = _count(entry.count)
     return f"{n} behind it recovered too:" if resolved else f"{n} unreachable behind it:"
 
 
-def sections(notification: Notification) -> list[Section]:
+def unlisted_line(count: int) -> str:
+    return f"... and {_count(count)} more, not listed here"
+
+
+def sections(notification: Notification, limit: int | None = None) -> list[Section]:
+    """The firing and the resolved devices, folded; with ``limit``, at most that many device
+    lines in all (a chat service refuses a message past its size): the rest are counted."""
     found = []
+    budget = [limit]
     if notification.firing:
-        found.append(Section(f"Firing: {_count(len(notification.firing))}", False,
-                             tuple(fold(notification.firing))))
+        found.append(_listed(f"Firing: {_count(len(notification.firing))}", False,
+                             fold(notification.firing), budget))
     if notification.resolved:
-        found.append(Section(f"Resolved: {_count(len(notification.resolved))}", True,
-                             tuple(fold(notification.resolved, resolved=True))))
+        found.append(_listed(f"Resolved: {_count(len(notification.resolved))}", True,
+                             fold(notification.resolved, resolved=True), budget))
     return found
+
+
+def _listed(heading: str, resolved: bool, entries: list[Entry], budget: list[int | None]) -> Section:
+    left = budget[0]
+    if left is None:
+        return Section(heading, resolved, tuple(entries))
+    kept: list[Entry] = []
+    unlisted = 0
+    for entry in entries:
+        if left <= 0:
+            unlisted += 1 + entry.count
+            continue
+        shown = entry.behind[: left - 1]
+        kept.append(Entry(entry.item, shown, entry.count - len(shown)))
+        left -= 1 + len(shown)
+    budget[0] = left
+    return Section(heading, resolved, tuple(kept), unlisted)
 
 
 def footer(notification: Notification) -> str:
@@ -171,18 +202,25 @@ def footer(notification: Notification) -> str:
                  + (f", group {group}" if group else "") + f", sent {stamp(notification.created)}")
 
 
-def plain_text(notification: Notification) -> str:
+PLAIN_LIMIT = 500  # device lines in a text message (email's plain part, Slack has its own)
+
+
+def plain_text(notification: Notification, limit: int | None = PLAIN_LIMIT) -> str:
     """The whole message as text: the title, a line per device (the children indented under
-    their parent), where it came from."""
+    their parent; past ``limit`` lines, counted), where it came from."""
     lines = [clean(notification.title)]
     if notification.status == "test":
         lines.append(f"A test from wardtui to receiver {clean(notification.receiver)}: no device is out.")
-    for section in sections(notification):
+    for section in sections(notification, limit):
         lines += ["", section.heading]
         for entry in section.entries:
             lines.append(f"- {item_line(entry.item)}")
-            if entry.behind:
+            if entry.count:
                 lines.append(f"    {behind_line(entry, section.resolved)}")
                 lines += [f"    - {item_line(child)}" for child in entry.behind]
+                if entry.unlisted:
+                    lines.append(f"    {unlisted_line(entry.unlisted)}")
+        if section.unlisted:
+            lines.append(unlisted_line(section.unlisted))
     lines += ["", footer(notification)]
     return "\n".join(lines)

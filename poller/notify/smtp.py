@@ -24,7 +24,16 @@ from email.utils import format_datetime
 
 from poller.notify.model import DeliveryError, Notification
 from poller.notify.receiver_config import EmailConfig
-from poller.notify.render import Entry, columns, footer, plain_text, sections
+from poller.notify.render import (
+    PLAIN_LIMIT,
+    Entry,
+    behind_line,
+    columns,
+    footer,
+    plain_text,
+    sections,
+    unlisted_line,
+)
 from poller.text import clean
 
 log = logging.getLogger(__name__)
@@ -107,13 +116,18 @@ def _row(entry_item: list[str], indent: bool) -> str:
     return f"<tr{style}>{cells}</tr>"
 
 
+def _note(text: str) -> str:
+    return f'<tr><td colspan="6"><em>{html.escape(text)}</em></td></tr>'
+
+
 def _rows(entry: Entry, resolved: bool) -> list[str]:
     rows = [_row(columns(entry.item), False)]
-    if entry.behind:
-        what = "recovered too" if resolved else "unreachable behind it"
-        rows.append(f'<tr><td colspan="6"><em>{len(entry.behind)} {what}:</em></td></tr>')
+    if entry.count:
+        rows.append(_note(behind_line(entry, resolved)))
         rows += [_row(["↳ " + c if i == 0 else c for i, c in enumerate(columns(child))], True)
                  for child in entry.behind]
+        if entry.unlisted:
+            rows.append(_note(unlisted_line(entry.unlisted)))
     return rows
 
 
@@ -124,11 +138,13 @@ def html_body(notification: Notification) -> str:
     if notification.status == "test":
         parts.append(f"<p>A test from wardtui to receiver {html.escape(clean(notification.receiver))}: "
                      "no device is out.</p>")
-    for section in sections(notification):
+    for section in sections(notification, PLAIN_LIMIT):
         parts.append(f"<h4>{html.escape(section.heading)}</h4>")
         parts.append('<table cellpadding="3">')
         for entry in section.entries:
             parts += _rows(entry, section.resolved)
+        if section.unlisted:
+            parts.append(_note(unlisted_line(section.unlisted)))
         parts.append("</table>")
     parts.append(f"<p><small>{html.escape(footer(notification))}</small></p></body></html>")
     return "\n".join(parts)

@@ -26,13 +26,17 @@ from urllib.parse import quote
 
 from poller.notify.model import DeliveryError, Notification
 from poller.notify.receiver_config import WebhookConfig, origin
-from poller.notify.render import columns, footer, plain_text, sections
+from poller.notify.render import behind_line, columns, footer, plain_text, sections, unlisted_line
 from poller.text import clean
 
 if TYPE_CHECKING:
     import httpx
 
 SIGNATURE_HEADER = "X-Wardtui-Signature"
+# Device lines in a chat message: Slack cuts a message's text at 40,000 characters, Teams refuses
+# a card past ~28 KB; past these the devices are counted, not listed (the JSON preset has all).
+SLACK_LIMIT = 150
+TEAMS_LIMIT = 100
 USER_AGENT = "wardtui-notify/1"
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
@@ -144,7 +148,7 @@ def slack_escape(text: str) -> str:
 def slack_message(notification: Notification) -> dict[str, Any]:
     """``{"text": ..., "mrkdwn": false}``: the plain text, escaped; with mrkdwn off Slack shows
     ``*_~`` and backticks in a name as they are instead of bold, italics, strike or code."""
-    return {"text": slack_escape(plain_text(notification)), "mrkdwn": False}
+    return {"text": slack_escape(plain_text(notification, SLACK_LIMIT)), "mrkdwn": False}
 
 
 # -- Microsoft Teams -------------------------------------------------------------------------
@@ -171,15 +175,18 @@ def teams_message(notification: Notification) -> dict[str, Any]:
     if notification.status == "test":
         body.append(_block(f"A test from wardtui to receiver {clean(notification.receiver)}: "
                            "no device is out."))
-    for section in sections(notification):
+    for section in sections(notification, TEAMS_LIMIT):
         body.append(_block(section.heading, weight="Bolder", separator=True))
         for entry in section.entries:
             body.append(_block("  ".join(c for c in columns(entry.item) if c)))
-            if entry.behind:
-                what = "recovered too" if section.resolved else "unreachable behind it"
-                body.append(_block(f"{len(entry.behind)} {what}:", isSubtle=True))
+            if entry.count:
+                body.append(_block(behind_line(entry, section.resolved), isSubtle=True))
                 body += [_block("↳ " + "  ".join(c for c in columns(child) if c), spacing="None")
                          for child in entry.behind]
+                if entry.unlisted:
+                    body.append(_block(unlisted_line(entry.unlisted), isSubtle=True))
+        if section.unlisted:
+            body.append(_block(unlisted_line(section.unlisted), isSubtle=True))
     body.append(_block(footer(notification), isSubtle=True, size="Small", separator=True))
     card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard",
             "version": "1.4", "body": body, "msteams": {"width": "Full"}}

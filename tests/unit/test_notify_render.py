@@ -138,3 +138,32 @@ def test_retry_after_reads_seconds_and_dates() -> None:
     assert retry_after("120") == 120.0
     assert retry_after("Sun, 06 Dec 2026 06:00:30 GMT", now=T0.replace(minute=59, hour=5)) == 90.0
     assert retry_after("soon") is None and retry_after(None) is None
+
+
+def test_past_the_limit_devices_are_counted_not_listed() -> None:
+    lines = plain_text(outage(40), limit=10).splitlines()
+    assert lines[3:6] == ["- north-b002-rtr  10.2.0.1  DOWN  since 2026-12-06 05:50:00 UTC  "
+                          "branch north-b002",
+                          "    40 devices unreachable behind it:",
+                          "    - north-b002-atm01  10.2.0.11  UNREACHABLE  since 2026-12-06 05:50:03 UTC  "
+                          "branch north-b002"]
+    assert lines[13] == "    - north-b002-atm09  10.2.0.19  UNREACHABLE  since 2026-12-06 05:50:03 UTC  " \
+                        "branch north-b002"
+    assert lines[14] == "    ... and 31 devices more, not listed here"
+    others = [router(f"r{i}") for i in range(5)]
+    many = replace(outage(0), firing=tuple(others))
+    text = plain_text(many, limit=2).splitlines()
+    assert [line for line in text if line.startswith("- ")] == [
+        "- r0  10.2.0.1  DOWN  since 2026-12-06 05:50:00 UTC  branch north-b002",
+        "- r1  10.2.0.1  DOWN  since 2026-12-06 05:50:00 UTC  branch north-b002"]
+    assert "... and 3 devices more, not listed here" in text
+
+
+def test_chat_messages_stay_under_their_services_sizes() -> None:
+    huge = outage(3000)
+    slack = json.loads(payload(huge, "slack"))["text"]
+    assert len(slack) < 40_000 and "... and 2851 devices more, not listed here" in slack
+    teams = payload(huge, "teams")
+    assert len(teams) < 28_000
+    assert b"... and 2901 devices more, not listed here" in teams
+    assert len(json.loads(payload(huge, "json"))["firing"]) == 3001  # the JSON body has every one
