@@ -21,7 +21,7 @@ from poller.notify.syslog_rfc5424 import SyslogReceiver
 from poller.notify.webhook import WebhookReceiver
 
 __all__ = ["CommandReceiver", "EmailReceiver", "SyslogReceiver", "WebhookReceiver", "build_receiver",
-           "build_receivers", "test_notification"]
+           "build_receivers", "build_test_notification"]
 
 
 def build_receiver(config: ReceiverConfig) -> Receiver:
@@ -40,7 +40,9 @@ def build_receivers(config: NotifyConfig) -> dict[str, Receiver]:
     return {name: build_receiver(receiver) for name, receiver in config.receivers.items()}
 
 
-def test_notification(site: str, route: str, receiver: str, now: datetime | None = None) -> Notification:
+# (Not named test_*: pytest would collect it from a test module that imports it.)
+def build_test_notification(site: str, route: str, receiver: str,
+                            now: datetime | None = None) -> Notification:
     """What ``wardtui notify test`` sends: status "test", no device, a key of its own."""
     return Notification(key=f"{site}:{route}:{receiver}:test-{uuid4().hex}", site=site, route=route,
                         receiver=receiver, status="test", title=f"wardtui test notification (route {route})",

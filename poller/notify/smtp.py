@@ -55,7 +55,10 @@ class EmailReceiver:
         import aiosmtplib
 
         config = self.config
-        message = build_message(notification, config.sender, config.to)
+        try:
+            message = build_message(notification, config.sender, config.to)
+        except (ValueError, TypeError) as exc:  # a header the email package refuses: no retry helps
+            raise DeliveryError(f"cannot make the message: {_said(str(exc))}", retryable=False) from None
         where = f"SMTP {config.host}:{config.port}"
         try:
             refused, _ = await aiosmtplib.send(

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def send_tests(config: NotifyConfig, route: str, site: str) -> list[tuple[str, str, str]]:
     """Send a test notification to each receiver of ``route`` at once; (name, kind, outcome)."""
-    from poller.notify.receivers import build_receiver, test_notification
+    from poller.notify.receivers import build_receiver, build_test_notification
 
     chosen = config.route(route)
     names = chosen.receivers if chosen else ()
@@ -97,7 +97,7 @@ async def send_tests(config: NotifyConfig, route: str, site: str) -> list[tuple[
         from poller.notify.model import DeliveryError
 
         try:
-            await receiver.send(test_notification(site, route, name))
+            await receiver.send(build_test_notification(site, route, name))
         except DeliveryError as exc:
             later = "retryable" if exc.retryable else "not retryable"
             return name, receiver.kind, f"failed: {exc} ({later})"
