@@ -1,7 +1,9 @@
-"""SNMP credentials: a YAML file of named v2c communities and v3 users, readable by its owner only.
+"""Credentials: a YAML file of named SNMP v2c communities and v3 users, and of named secrets for
+the notifications (a webhook's HMAC key or URL, an SMTP password), readable by its owner only.
 
-The inventory names a credential per device (``snmp_credential``); the secrets live here,
-in one file an operator keeps at mode 0600 (``--credentials FILE``, default
+The inventory names a credential per device (``snmp_credential``), the notify file a secret per
+receiver (``hmac_secret``, ``url_secret``, ``password_secret``); the secrets live here, in one
+file an operator keeps at mode 0600 (``--credentials FILE``, default
 ``$XDG_CONFIG_HOME/wardtui/credentials.yaml``)::
 
     branch-v2:
@@ -15,6 +17,9 @@ in one file an operator keeps at mode 0600 (``--credentials FILE``, default
       priv_protocol: aes        # des, 3des, aes, aes192, aes256 (net-snmp's AES-192/256),
                                 # aes192c, aes256c (Cisco's); leave out for authNoPriv
       priv_key: other-passphrase
+    noc-hook-hmac:
+      kind: secret              # not SNMP: one value a notify receiver names
+      secret: long-random-string
 
 Secrets never appear in a ``repr``, a log line or an error message: errors name the file,
 the line and the credential, never the value.
@@ -68,6 +73,17 @@ class V3:
 Credential = V2c | V3
 
 
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A named secret that is not SNMP's (``kind: secret``): what a notify receiver names."""
+
+    name: str
+    value: str = field(repr=False)
+
+
+KINDS = ("snmp", "secret")
+
+
 class CredentialsError(Exception):
     """The credentials file cannot be used; the message says where and why, never a secret."""
 
@@ -81,6 +97,17 @@ def default_credentials_path() -> Path:
 
 
 def load_credentials(path: Path) -> dict[str, Credential]:
+    """The SNMP credentials of ``path`` (its secrets are :func:`load_secrets`'), after
+    :func:`load_entries`' checks of the whole file."""
+    return {name: c for name, c in load_entries(path).items() if not isinstance(c, Secret)}
+
+
+def load_secrets(path: Path) -> dict[str, Secret]:
+    """The ``kind: secret`` entries of ``path``, after :func:`load_entries`' checks."""
+    return {name: c for name, c in load_entries(path).items() if isinstance(c, Secret)}
+
+
+def load_entries(path: Path) -> dict[str, Credential | Secret]:
     """Read and check ``path``: a regular file owned by the running user or root (as ssh wants
     of its keys; a symlink is judged by the file it names), mode 0600 or stricter (no access for
     group or others), every entry complete and valid. All entry problems are reported at once."""
@@ -104,7 +131,7 @@ def load_credentials(path: Path) -> dict[str, Credential]:
     if not isinstance(root, yaml.MappingNode):
         raise CredentialsError(f"{path}:1: expected a mapping of credential names to entries")
     problems: list[str] = []
-    found: dict[str, Credential] = {}
+    found: dict[str, Credential | Secret] = {}
     for key, value in root.value:
         name, line = str(key.value), key.start_mark.line + 1
         if name in found:
@@ -125,7 +152,7 @@ def _read_private(path: Path) -> str:
         # O_NONBLOCK: a FIFO put in its place must not hang the start; refused below anyway.
         fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise CredentialsError(f"{path}: cannot read the SNMP credentials file: {exc.strerror}") from None
+        raise CredentialsError(f"{path}: cannot read the credentials file: {exc.strerror}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -134,12 +161,12 @@ def _read_private(path: Path) -> str:
         me = os.geteuid()
         if info.st_uid not in (me, 0):
             raise CredentialsError(
-                f"{path}: holds SNMP secrets but is owned by {_user(info.st_uid)}, not by the user "
+                f"{path}: holds secrets but is owned by {_user(info.st_uid)}, not by the user "
                 f"running wardtui ({_user(me)}) or root; refusing to use it: run "
                 f"`chown {_user(me, bare=True)} {path}` if it is yours")
         if info.st_mode & 0o077:
             raise CredentialsError(
-                f"{path}: holds SNMP secrets but is mode {stat.S_IMODE(info.st_mode):04o}, readable or "
+                f"{path}: holds secrets but is mode {stat.S_IMODE(info.st_mode):04o}, readable or "
                 f"writable by others; refusing to use it: run `chmod 600 {path}`")
         try:
             data = file.read()
@@ -157,7 +184,7 @@ def _user(uid: int, bare: bool = False) -> str:
     return name if bare else f"{name} (uid {uid})"
 
 
-def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Credential | None:
+def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Credential | Secret | None:
     import yaml
 
     if not isinstance(node, yaml.MappingNode):
@@ -169,6 +196,27 @@ def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Crede
             problems.append(f"{where}: credential {name!r}: {key.value} must be a single value")
             continue
         fields[str(key.value)] = str(value.value)
+    kind = fields.pop("kind", "snmp")
+    if kind not in KINDS:
+        problems.append(f"{where}: credential {name!r}: kind must be secret (or snmp, the default)")
+        return None
+    if kind == "secret":
+        return _secret(name, fields, where, problems)
+    return _snmp(name, fields, where, problems)
+
+
+def _secret(name: str, fields: dict[str, str], where: str, problems: list[str]) -> Secret | None:
+    before = len(problems)
+    value = fields.pop("secret", "")
+    if not value:
+        problems.append(f"{where}: credential {name!r}: secret is missing")
+    for unknown in fields:
+        problems.append(f"{where}: credential {name!r}: unknown field {unknown!r} (a secret has "
+                        "kind and secret)")
+    return Secret(name, value) if len(problems) == before else None
+
+
+def _snmp(name: str, fields: dict[str, str], where: str, problems: list[str]) -> Credential | None:
     version = fields.pop("version", "")
     before = len(problems)
 

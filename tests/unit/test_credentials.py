@@ -74,7 +74,7 @@ def test_a_file_owned_by_another_user_is_refused_like_ssh_refuses_a_key(tmp_path
     with pytest.raises(CredentialsError) as info:
         load_credentials(path)
     message = str(info.value)
-    assert message.startswith(f"{path}: holds SNMP secrets but is owned by uid {OTHER_UID}, not by the user")
+    assert message.startswith(f"{path}: holds secrets but is owned by uid {OTHER_UID}, not by the user")
     assert "refusing to use it" in message and "\n" not in message
     assert not any(secret in message for secret in SECRETS)
 
@@ -138,7 +138,7 @@ def test_broken_yaml_names_the_line_but_never_quotes_it(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_directory_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(CredentialsError, match="cannot read the SNMP credentials file"):
+    with pytest.raises(CredentialsError, match="cannot read the credentials file"):
         load_credentials(tmp_path / "nope.yaml")
     with pytest.raises(CredentialsError, match="not a regular file"):
         load_credentials(tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from wardtui.cli import build_parser
 
 COMMANDS = ["poll", "serve", "events", "status", "history", "outages", "snmp", "report", "db", "generate",
-            "doctor"]
+            "doctor", "notify"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -23,7 +23,8 @@ def test_every_command_is_covered() -> None:
     assert sorted(_subparsers(build_parser())) == sorted(COMMANDS)
 
 
-@pytest.mark.parametrize("path", [[], *([c] for c in COMMANDS), ["db", "upgrade"], ["db", "current"]])
+@pytest.mark.parametrize("path", [[], *([c] for c in COMMANDS), ["db", "upgrade"], ["db", "current"],
+                                  ["notify", "test"], ["notify", "check"]])
 def test_help_shows_examples_of_itself(path: list[str]) -> None:
     parser = build_parser()
     for name in path:

@@ -84,7 +84,8 @@ def test_store_source_never_imports_screens() -> None:
 
 # -- the headless commands -------------------------------------------------------------------
 
-HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db", "doctor", "events", "status")
+HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db", "doctor", "events", "status",
+                     "notify")
 SCREEN_LIBRARIES = {"textual", "rich"}
 PROJECT = {"poller", "store", "wardtui"}
 
@@ -187,7 +188,9 @@ runs = [["db", "upgrade", "--db", db], ["db", "current", "--db", db], ["outages"
         ["snmp", "north-b001-rtr", "--db", db], ["doctor", "--db", db], ["--help"],
         # Redis that cannot answer (a socket path that is not there): they load what they run.
         ["events", "--jsonl", "--redis", "unix://" + sys.argv[1] + "/none.sock"],
-        ["status", "--redis", "unix://" + sys.argv[1] + "/none.sock"]]
+        ["status", "--redis", "unix://" + sys.argv[1] + "/none.sock"],
+        # A notify file that is not there: it loads the notify config (receivers load on a test).
+        ["notify", "check", sys.argv[1] + "/notify.yaml"]]
 loaded = {}
 for argv in runs:
     try:
@@ -205,6 +208,6 @@ def test_headless_commands_run_without_a_screen_library(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(loaded) == {"db", "outages", "history", "report", "snmp", "doctor", "--help", "events",
-                           "status"}, proc.stderr
+                           "status", "notify"}, proc.stderr
     assert "cannot read Redis unix://" in proc.stderr  # events and status got as far as Redis
     assert all(found == [] for found in loaded.values()), loaded

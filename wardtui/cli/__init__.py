@@ -3,6 +3,7 @@ service: headless, history, SIGHUP reload), ``wardtui generate``,
 ``wardtui outages`` (outage history), ``wardtui history DEVICE`` (a device's checks or rollups),
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
 ``wardtui db upgrade|current`` (the database's schema), ``wardtui doctor`` (is this machine ready),
+``wardtui notify test|check`` (a test message through a route, a notify file checked),
 ``wardtui events`` and ``wardtui status`` (a site's live feed on Redis: its events as JSON lines,
 its service and figures).
 
@@ -16,7 +17,20 @@ from __future__ import annotations
 import argparse
 
 from wardtui import __version__
-from wardtui.cli import db, doctor, events, generate, history, outages, poll, report, serve, snmp, status
+from wardtui.cli import (
+    db,
+    doctor,
+    events,
+    generate,
+    history,
+    notify,
+    outages,
+    poll,
+    report,
+    serve,
+    snmp,
+    status,
+)
 from wardtui.cli.common import ENGINE_DEFAULTS, add_engine_options, add_site_options
 
 EXAMPLES = """\
@@ -33,6 +47,7 @@ examples:
   wardtui generate --devices 50000 -o big.csv
   wardtui db upgrade --db sqlite:///var/lib/wardtui/history.db
   wardtui doctor --inventory branches.csv   ICMP, buffers, inventory, credentials, database, clock
+  wardtui notify test noc --notify notify.yaml   a test message to each receiver of route noc
 
 In the dashboard: ? lists every key; / filters, s sorts, Enter opens a device (Esc back),
 e exports an availability report of what the table shows, q saves history and quits.
@@ -40,7 +55,7 @@ Each command has its own examples: wardtui COMMAND --help.
 """
 
 # The order --help lists them in.
-COMMANDS = (poll, serve, events, status, db, outages, history, report, snmp, generate, doctor)
+COMMANDS = (poll, serve, events, status, db, outages, history, report, snmp, notify, generate, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
