@@ -10,7 +10,9 @@ reads the database) and whose every change is written first, then applied in mem
 - while the database fails (an error, or no answer within ``db_timeout``), changes go to an
   fsync'd spool (:mod:`store.outbox_spool`) instead, and the delivery goes on from memory;
   every ``retry_s`` the spool is replayed into the table, oldest first, and only when it is
-  empty are changes written to the database directly again (so order holds). A message sent
+  empty are changes written to the database directly again (so order holds). Only the first
+  change after the database fails waits for it (``db_timeout`` at most); the next ones go
+  straight to the spool until the replay loop finds the database answering again. A message sent
   while the database was down is replayed as sent, not sent again;
 - replay is idempotent: rows are inserted by key (``ON CONFLICT DO NOTHING``) and a status
   changes only from ``pending``, so a change applied twice (a crash between a segment's commit
@@ -82,7 +84,6 @@ class SqlOutbox:
         self.replayed = 0  # changes replayed from the spool into the database (cumulative)
         self._backlog: list[Record] = []  # changes neither the database nor the spool took yet
         self._spool_error: str | None = None
-        self._retry_at = 0.0  # loop time before which the database is not tried again
         self._lock = asyncio.Lock()  # one change at a time: order in the database is put order
         self._hung: set[asyncio.Task[None]] = set()  # writes that timed out and still run
         self._replayer: asyncio.Task[None] | None = None
@@ -119,8 +120,10 @@ class SqlOutbox:
         if self._backlog and self.spool is not None:
             async with self._lock:
                 await self._flush()
-        for task in list(self._hung):
-            task.cancel()
+        if self._hung:  # writes that timed out: a last chance to finish, then cancelled
+            _done, late = await asyncio.wait(list(self._hung), timeout=self.db_timeout)
+            for task in late:
+                task.cancel()
         if self.spool is not None:
             self.spool.close()
             self.spool = None
@@ -192,11 +195,12 @@ class SqlOutbox:
             self._backlog.extend(records)
             await self._flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, probe: bool = False) -> None:
         """Under the lock: the spool into the database, then the backlog; what the database does
-        not take goes to the spool (after what is there), and what neither takes stays."""
-        loop = asyncio.get_running_loop()
-        if loop.time() >= self._retry_at and await self._replay_spool() \
+        not take goes to the spool (after what is there), and what neither takes stays. While
+        the database fails, only the replay loop (``probe``) tries it: a change never waits for
+        a database known to be down."""
+        if (self.failing is None or probe) and await self._replay_spool() \
                 and (not self._backlog or await self._to_database(self._backlog)):
             self._backlog = []
             return
@@ -268,14 +272,33 @@ class SqlOutbox:
             log.warning("notify outbox: the database failed (%s): changes go to the spool %s and are "
                         "replayed when it answers", clean_error(why), self.spool_dir)
         self.failing = clean_error(why)
-        self._retry_at = asyncio.get_running_loop().time() + self.retry_s
 
     async def _replay_loop(self) -> None:
+        """Every ``retry_s``, while changes wait: does the database answer (asked outside the
+        lock, so that changes meanwhile go to the spool at once)? Then replay."""
         while True:
             await asyncio.sleep(self.retry_s)
-            if self._backlog or (self.spool is not None and not self.spool.empty):
-                async with self._lock:
-                    await self._flush()
+            if not self._backlog and (self.spool is None or self.spool.empty):
+                continue
+            if not await self._answers():  # (also while a change is being tried: not behind it)
+                continue
+            async with self._lock:
+                await self._flush(probe=True)
+
+    async def _answers(self) -> bool:
+        async def ask() -> None:
+            async with self.db.engine.connect() as conn:
+                await conn.execute(select(1))
+
+        task = asyncio.ensure_future(ask())
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.db_timeout)
+        except Exception:
+            if not task.done():
+                task.add_done_callback(self._forget)
+                self._hung.add(task)
+            return False
+        return True
 
     # -- applying changes (the same for a direct write and a replay) -------------------------
 

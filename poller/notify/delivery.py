@@ -109,7 +109,8 @@ class Delivery:
 
     async def stop(self) -> None:
         """Let each task finish the send in flight (``stop_grace`` seconds at most, then cancel:
-        that message stays pending and is sent again, with its key, after a restart)."""
+        that message stays pending and is sent again, with its key, after a restart); then
+        close the receivers (the delivery owns them)."""
         self._stopping = True
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         for lane in self._lanes.values():

@@ -4,7 +4,10 @@ summaries, retention, hostile receiver errors, and a database that fails (the sp
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -280,3 +283,39 @@ async def test_a_torn_last_spool_record_is_ignored_and_the_rest_replayed(tmp_pat
         (note(0).key, "sent"), (note(1).key, "pending"), (note(2).key, "pending")]
     assert stored[0]["sent_at"] == datetime(2026, 12, 6, 8, 0, 5, tzinfo=UTC)
     assert list(spool.glob("*.outbox")) == []
+
+
+async def test_a_hung_postgresql_costs_one_put_db_timeout_and_the_next_ones_nothing(
+        private_pg: PrivateCluster, tmp_path: Path, server: RecordingServer) -> None:  # noqa: F811
+    """The server stops answering (SIGSTOP, connections open): the first put gives up on it
+    after ``db_timeout`` and spools, later ones spool at once; delivery goes on. The server
+    back, the write that hung may still commit, and the replay beside it changes nothing."""
+    pids = [int((private_pg.data / "postmaster.pid").read_text().split()[0])]
+    async with opened(private_pg.url, tmp_path / "spool", retry_s=0.3, db_timeout=1.0) as outbox:
+        delivery = Delivery(outbox, {"hook": HttpReceiver("hook", server.url)})
+        await delivery.start()
+        try:
+            await outbox.put([note(0)])
+            await until(lambda: outbox.stats().queued == 0)
+            children = subprocess.run(["pgrep", "-P", str(pids[0])], capture_output=True, text=True).stdout
+            pids += [int(pid) for pid in children.split()]
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                await outbox.put([note(1)])
+                first = time.monotonic() - started
+                started = time.monotonic()
+                await outbox.put([note(2)])
+                second = time.monotonic() - started
+                await until(lambda: len(server.delivered()) == 3 and outbox.stats().queued == 0)
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            assert 0.9 < first < 3 and second < 0.5, (first, second)
+            await until(lambda: outbox.stats().spooled == 0 and outbox.failing is None, timeout=20)
+        finally:
+            await delivery.stop()
+    assert server.delivered() == [note(i).key for i in range(3)]
+    assert [(r["key"], r["status"]) for r in await rows(private_pg.url)] == [
+        (note(i).key, "sent") for i in range(3)]
