@@ -1,7 +1,7 @@
 """A wardtui-like process for the outbox's SIGKILL tests: a SQLite outbox and its delivery.
 
 ``python -m tests.integration.notify_child DB SPOOL URL [--put N] [--kill-after KEY]
-[--kill-before KEY]``: opens the outbox (replaying and loading what a killed run left), puts
+[--kill-before KEY] [--busy S]``: opens the outbox (replaying and loading what a killed run left), puts
 messages 0..N-1 if asked, delivers everything to URL and exits 0 once nothing waits; the test
 receiver SIGKILLs this process after the server's 200 for KEY (before the outbox commits it as
 sent), or right before sending KEY.
@@ -21,7 +21,7 @@ from tests.integration.notify_http import HttpReceiver, note
 
 
 async def main(args: argparse.Namespace) -> None:
-    db = Database(database_url(args.db))
+    db = Database(database_url(args.db), busy_timeout=args.busy)
     await db.open()
     outbox = SqlOutbox(db, Path(args.spool), site="s")
     await outbox.open()
@@ -47,4 +47,5 @@ if __name__ == "__main__":
     parser.add_argument("--put", type=int, default=0)
     parser.add_argument("--kill-after")
     parser.add_argument("--kill-before")
+    parser.add_argument("--busy", type=float, default=5.0)  # SQLite's wait for its write lock
     asyncio.run(main(parser.parse_args()))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ def child(tmp_path: Path, server: RecordingServer, *options: str) -> subprocess.
     return subprocess.run([sys.executable, "-m", "tests.integration.notify_child",
                            str(tmp_path / "history.db"), str(tmp_path / "spool"), server.url, *options],
                           cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def statuses(tmp_path: Path) -> list[tuple[str, str]]:
@@ -77,3 +78,27 @@ def test_killed_before_sending_delivers_each_message_once_after_the_restart(
     assert server.delivered() == KEYS
     assert [r.key for r in server.requests] == KEYS
     assert statuses(tmp_path) == [(k, "sent") for k in KEYS]
+
+
+def test_killed_while_the_database_is_locked_the_spool_holds_what_was_put_and_sent(
+        tmp_path: Path, server: RecordingServer) -> None:
+    """Another process holds the SQLite write lock: the puts and the first sends go to the
+    outbox spool; SIGKILL after the receiver's 200 for message 2. The lock released, a restart
+    replays the spool (0 and 1 stored as sent, not sent again) and sends 2 once more, then 3, 4."""
+    assert child(tmp_path, server).returncode == 0  # the database made and migrated, empty
+    holder = sqlite3.connect(tmp_path / "history.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        killed = child(tmp_path, server, "--put", "5", "--kill-after", KEYS[2], "--busy", "0.2")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert server.delivered() == KEYS[:3]
+    assert statuses(tmp_path) == []  # nothing reached the table: all of it is in the spool
+    assert list((tmp_path / "spool").glob("*.outbox"))
+    again = child(tmp_path, server)
+    assert again.returncode == 0, again.stderr
+    assert server.delivered() == [*KEYS[:3], KEYS[2], *KEYS[3:]]
+    assert statuses(tmp_path) == [(k, "sent") for k in KEYS]
+    assert list((tmp_path / "spool").glob("*.outbox")) == []

@@ -211,6 +211,7 @@ async def test_a_locked_sqlite_database_spools_delivery_goes_on_and_replay_keeps
     assert list((tmp_path / "spool").glob("*.outbox")) == []
 
 
+@pytest.mark.alone  # measures how long a put takes with the server gone
 async def test_postgresql_down_spools_delivery_goes_on_and_a_restart_replays_keeping_statuses(
         private_pg: PrivateCluster, tmp_path: Path, server: RecordingServer) -> None:  # noqa: F811
     """The server is killed: puts return (spooled, fsync'd), the receiver still gets them; then
@@ -285,13 +286,14 @@ async def test_a_torn_last_spool_record_is_ignored_and_the_rest_replayed(tmp_pat
     assert list(spool.glob("*.outbox")) == []
 
 
+@pytest.mark.alone  # measures how long puts take
 async def test_a_hung_postgresql_costs_one_put_db_timeout_and_the_next_ones_nothing(
         private_pg: PrivateCluster, tmp_path: Path, server: RecordingServer) -> None:  # noqa: F811
     """The server stops answering (SIGSTOP, connections open): the first put gives up on it
     after ``db_timeout`` and spools, later ones spool at once; delivery goes on. The server
     back, the write that hung may still commit, and the replay beside it changes nothing."""
     pids = [int((private_pg.data / "postmaster.pid").read_text().split()[0])]
-    async with opened(private_pg.url, tmp_path / "spool", retry_s=0.3, db_timeout=1.0) as outbox:
+    async with opened(private_pg.url, tmp_path / "spool", retry_s=0.3, db_timeout=2.0) as outbox:
         delivery = Delivery(outbox, {"hook": HttpReceiver("hook", server.url)})
         await delivery.start()
         try:
@@ -312,7 +314,7 @@ async def test_a_hung_postgresql_costs_one_put_db_timeout_and_the_next_ones_noth
             finally:
                 for pid in pids:
                     os.kill(pid, signal.SIGCONT)
-            assert 0.9 < first < 3 and second < 0.5, (first, second)
+            assert 1.9 < first < 4 and second < 1.0, (first, second)
             await until(lambda: outbox.stats().spooled == 0 and outbox.failing is None, timeout=20)
         finally:
             await delivery.stop()
