@@ -52,7 +52,10 @@ class OutboxSpool:
 
     @property
     def rows(self) -> int:
-        return sum(self._rows.values())
+        """Records not yet replayed. Read by gauges on the loop while a worker thread may be
+        appending: list() of a dict's values is atomic under the GIL (a sum over the live view
+        could meet a segment being added)."""
+        return sum(list(self._rows.values()))
 
     @property
     def empty(self) -> bool:
