@@ -30,6 +30,7 @@ from store.models import notification_outbox_table
 from store.outbox import SqlOutbox
 from tests.integration.notify_http import T0, HttpReceiver, RecordingServer, note
 from tests.integration.postgres import PrivateCluster, pg_url, private_pg  # noqa: F401
+from tests.integration.test_spool_full_disk import small_disk  # noqa: F401
 
 HOSTILE = "\x1b[31mred\x1b[0m\r\nX-Injected: 1\n<script>alert(1)</script> *_~ [bold]x[/] \x07" + "y" * 5000
 
@@ -321,3 +322,34 @@ async def test_a_hung_postgresql_costs_one_put_db_timeout_and_the_next_ones_noth
     assert server.delivered() == [note(i).key for i in range(3)]
     assert [(r["key"], r["status"]) for r in await rows(private_pg.url)] == [
         (note(i).key, "sent") for i in range(3)]
+
+
+async def test_database_and_spool_disk_both_full_keeps_changes_in_memory_then_writes_them_first(
+        tmp_path: Path, small_disk: Path, server: RecordingServer) -> None:  # noqa: F811
+    """SQLite locked and the spool on a 64 KiB tmpfs that fills up: what neither takes waits in
+    memory (notify_unsaved), delivery goes on; the lock released, the spool is replayed and then
+    what waited in memory: every row once, in order, with its status."""
+    path = tmp_path / "history.db"
+    url = database_url(str(path))
+    big = tuple(f"atm-{i:04d}" for i in range(120))  # ~12 KiB a message
+    messages = [note(i, devices=big) for i in range(10)]
+    async with opened(url, small_disk / "spool", busy_timeout=0.2, retry_s=0.3, db_timeout=3.0) as outbox:
+        delivery = Delivery(outbox, {"hook": HttpReceiver("hook", server.url)})
+        await delivery.start()
+        try:
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            try:
+                for n in messages:
+                    await outbox.put([n])
+                await until(lambda: outbox.stats().queued == 0)
+                assert outbox.stats().unsaved > 0 and outbox.stats().spooled > 0
+                assert delivery.gauges()["notify_unsaved"] == outbox.stats().unsaved
+            finally:
+                holder.execute("ROLLBACK")
+                holder.close()
+            await until(lambda: outbox.stats().unsaved == 0 and outbox.stats().spooled == 0, timeout=20)
+        finally:
+            await delivery.stop()
+    assert server.delivered() == [n.key for n in messages]
+    assert [(r["key"], r["status"]) for r in await rows(url)] == [(n.key, "sent") for n in messages]
