@@ -12,7 +12,9 @@ Every ``period`` seconds it
    day partitions (PostgreSQL) or deletes rows (SQLite) older than the tier keeps, for checks
    and interface rates alike. Raw rows are never dropped before the hourly rollup has read
    them, nor rows written since the last rollup, whatever the clock says. Transitions, outages
-   and SNMP events are never touched.
+   and SNMP events are never touched. The notification outbox's sent and summarised rows go
+   after ``Retention.notify_sent`` (7 days), its failed ones after ``notify_failed`` (30 days),
+   except each group's newest row; pending rows never (store/outbox.py).
 
 Retention counts time on a steady clock: the wall clock, except that a step forward is not
 taken (the time since the last reading is counted by the monotonic clock instead) until the
@@ -42,6 +44,7 @@ from store import partitions
 from store.dburl import cause, is_connection_error
 from store.history import HistoryStore
 from store.models import rollup_state_table
+from store.outbox import delete_delivered
 from store.queries import Retention
 from store.rollup import FAMILIES, Family, Tier, roll_up
 
@@ -57,6 +60,7 @@ class MaintenanceReport:
     rolled: dict[str, int] = field(default_factory=dict)  # tier -> rollup rows written
     dropped_partitions: list[str] = field(default_factory=list)
     deleted_rows: int = 0
+    deleted_notifications: int = 0  # outbox rows past their retention
     watermarks: dict[str, datetime] = field(default_factory=dict)  # tiers that have rows
     kept_at: datetime | None = None  # the time retention acted on (see Maintenance.steady_now)
 
@@ -321,6 +325,11 @@ class Maintenance:
                     t = self.store.table(table)
                     result = await conn.execute(delete(t).where(t.c[column] < cutoff))
                     report.deleted_rows += int(result.rowcount or 0)
+        if keep.notify_sent is not None or keep.notify_failed is not None:
+            async with self.store.writing() as conn:
+                report.deleted_notifications = await delete_delivered(
+                    conn, None if keep.notify_sent is None else now - keep.notify_sent,
+                    None if keep.notify_failed is None else now - keep.notify_failed)
         if report.dropped_partitions:
             self.store.forget_partitions()
             log.info("history retention dropped %s", ", ".join(report.dropped_partitions))

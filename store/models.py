@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, String, Table, text
 from sqlmodel import Field, SQLModel
 
 # SQLite only makes an ``INTEGER PRIMARY KEY`` an alias of the rowid (cheap autoincrement);
@@ -289,6 +290,36 @@ class PollerLeaseRow(SQLModel, table=True):
     backend_pid: int | None = None
 
 
+class NotificationOutboxRow(SQLModel, table=True):
+    """A notification for one receiver (store/outbox.py): ``pending`` until ``sent``, ``failed``
+    (the receiver refused it for good) or ``summarised`` (folded into a newer message of its
+    group). ``key`` is its idempotency key; ``body`` is ``Notification.to_dict()``; ``id`` is the
+    order it was put in, which is the order it is delivered in. ``group_key`` is the route's
+    group as JSON (``[["branch", "b1"]]``), for each group's latest message after a restart."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        Index("ux_notification_outbox_key", "key", unique=True),
+        Index("ix_notification_outbox_due", "site", "status", "receiver", "id"),
+        Index("ix_notification_outbox_group", "site", "route", "group_key", "id"),
+        Index("ix_notification_outbox_status_created", "status", "created"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(_BIG_ID, primary_key=True))
+    key: str
+    site: str
+    route: str
+    receiver: str
+    group_key: str
+    status: str
+    body: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created: datetime
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -305,8 +336,9 @@ if_rollup_1h_table: Table = SQLModel.metadata.tables[str(IfRollup1hRow.__tablena
 snmp_events_table: Table = SQLModel.metadata.tables[str(SnmpEventRow.__tablename__)]
 snmp_status_table: Table = SQLModel.metadata.tables[str(SnmpStatusRow.__tablename__)]
 poller_lease_table: Table = SQLModel.metadata.tables[str(PollerLeaseRow.__tablename__)]
+notification_outbox_table: Table = SQLModel.metadata.tables[str(NotificationOutboxRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
                            if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
-                           snmp_status_table, poller_lease_table]
+                           snmp_status_table, poller_lease_table, notification_outbox_table]

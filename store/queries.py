@@ -36,6 +36,10 @@ class Retention:
     raw: timedelta | None = timedelta(days=7)
     minute: timedelta | None = timedelta(days=90)
     hour: timedelta | None = None
+    # The notification outbox (store/outbox.py): delivered (sent or summarised) and failed rows;
+    # each group's newest row is kept whatever its age (a restart needs it).
+    notify_sent: timedelta | None = timedelta(days=7)
+    notify_failed: timedelta | None = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
