@@ -57,6 +57,9 @@ class Route:
     group_interval: float = 300.0
     repeat_interval: float = 4 * 3600.0
     line: int = 0  # where the route starts in its file, for messages
+    # Alertmanager's ``continue``: after this route matched, later routes are tried too (without
+    # it, the first matching route is the only one).
+    continue_: bool = False
 
     def matches(self, labels: dict[str, str], tags: tuple[str, ...]) -> bool:
         return all(m.matches(labels, tags) for m in self.matchers)

@@ -1,0 +1,224 @@
+"""The notifier: an engine companion that feeds the engine's transitions to a :class:`Grouper` and
+hands the messages it makes to a sink (the outbox's ``put``), never awaiting a receiver.
+
+It runs on the engine's loop, so it must never hold it for long: transitions are taken in chunks
+(the loop gets a turn between them), and after each batch it pauses briefly so a storm of
+transitions wakes it a few dozen times a second, not once per transition. The bus never drops a
+transition, so nothing is lost while it pauses or while the sink is slow.
+
+At start it restores the groups of the outbox's latest messages (their problems were notified:
+their recoveries are owed), then squares that with the engine's devices: a restored problem whose
+device is UP now ends (its recovery is sent), a device out (DOWN or UNREACHABLE, seeded from the
+history's open outages) with no notified problem becomes one (no problem is forgotten across a
+restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from poller.bus import Subscription
+from poller.engine import Engine
+from poller.events import OUT, Event, State, Transition
+from poller.inventory import Device
+from poller.inventory_diff import InventoryDiff
+from poller.notify.grouper import Grouper, ProblemState
+from poller.notify.model import Notification, Route
+from poller.notify.suppressions import Suppressions
+from poller.text import escaped
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Sequence[Notification]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class NotifierStats:
+    transitions: int = 0  # transitions fed to the grouper
+    cpu_s: float = 0.0  # this thread's CPU spent on them and on building messages
+    notifications: int = 0  # handed to the sink (one per receiver of a message)
+    sink_failures: int = 0
+
+
+class Notifier:
+    """Runs with the engine (``engine.add_companion``); see the module's docstring."""
+
+    def __init__(self, engine: Engine, routes: Sequence[Route], sink: Sink, *, site: str,
+                 suppressions: Suppressions | None = None, latest: Iterable[Notification] = (),
+                 silence_recheck: float = 5.0, chunk: int = 1000, pause: float = 0.05,
+                 name: str = "notify") -> None:
+        self.engine = engine
+        self.sink = sink
+        self.grouper = Grouper(routes, site=site, suppressions=suppressions,
+                               silence_recheck=silence_recheck)
+        self.stats = NotifierStats()
+        self.name = name
+        self.chunk = chunk
+        self.pause = pause
+        self._latest = list(latest)
+        self._diffs: list[InventoryDiff] = []
+        self._pending: list[Notification] = []  # made, not yet taken by the sink
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._stopping = asyncio.Event()
+        self._changed = asyncio.Event()  # an inventory change or a suppression to apply
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def suppressions_changed(self) -> None:
+        """Silences changed (the service's command path): applied at the notifier's next turn."""
+        self._diffs.append(InventoryDiff())
+        self._changed.set()
+
+    def gauges(self) -> dict[str, float]:
+        g = self.grouper
+        return {"notify_open_problems": float(len(g.problems)), "notify_groups": float(len(g.groups)),
+                "notify_made": float(self.stats.notifications),
+                "notify_sink_failures": float(self.stats.sink_failures)}
+
+    async def run(self) -> None:
+        engine = self.engine
+        sub = engine.bus.subscribe(self.name, samples=False)  # transitions are never dropped
+        engine.on_inventory_change.append(self._on_inventory)
+        engine.gauge_sources.append(self.gauges)
+        try:
+            self._start()
+            while not self._stopping.is_set():
+                events = await self._next_events(sub)
+                await self._feed(events)
+                self._apply_changes()
+                await self._hand_over()
+                if events and self.pause > 0 and not self._stopping.is_set():
+                    await asyncio.sleep(self.pause)  # let a storm gather: fewer, larger batches
+            await self._feed(sub.drain())
+            await self._hand_over(final=True)
+        finally:
+            engine.bus.unsubscribe(sub)
+            with contextlib.suppress(ValueError):
+                engine.on_inventory_change.remove(self._on_inventory)
+            with contextlib.suppress(ValueError):
+                engine.gauge_sources.remove(self.gauges)
+
+    def _device(self, name: str) -> Device | None:
+        tracker = self.engine.trackers.get(name)
+        return None if tracker is None else tracker.device
+
+    def _start(self) -> None:
+        """Restore from the outbox, then agree with the engine's devices as they are now."""
+        grouper = self.grouper
+        grouper.restore(self._latest, self._device)
+        self._latest = []
+        now = datetime.now(UTC)
+        trackers = self.engine.trackers
+        for name in list(grouper.problems):
+            tracker = trackers.get(name)
+            if tracker is None:
+                grouper.forget(name, now)
+            elif tracker.state is State.UP:
+                grouper.end(name, now)
+            elif tracker.state in OUT:
+                grouper.begin(tracker.device, _state(tracker.state), grouper.problems[name].since)
+        for name, tracker in trackers.items():
+            if tracker.state in OUT and name not in grouper.problems:
+                grouper.begin(tracker.device, _state(tracker.state), tracker.down_since or now)
+
+    # -- events ------------------------------------------------------------------------------
+    async def _next_events(self, sub: Subscription) -> list[Event]:
+        """What the bus holds, else wait for it, a timer of the grouper, a change or stop."""
+        if len(sub):
+            return sub.drain(self.chunk * 10)
+        wait = self._wait()
+        if wait is not None and wait <= 0:
+            return []
+        get = asyncio.ensure_future(sub.get_batch(self.chunk * 10))
+        stop = asyncio.ensure_future(self._stopping.wait())
+        changed = asyncio.ensure_future(self._changed.wait())
+        done, _ = await asyncio.wait({get, stop, changed}, timeout=wait,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        changed.cancel()
+        if get in done:
+            return get.result()
+        get.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await get
+        return sub.drain(self.chunk * 10)
+
+    def _wait(self) -> float | None:
+        """Seconds until the grouper or a sink retry has something to do (None: nothing)."""
+        at = self.grouper.next_due()
+        if self._pending:
+            at = self._retry_at if at is None else min(at, self._retry_at)
+        return None if at is None else at - time.monotonic()
+
+    async def _feed(self, events: list[Event]) -> None:
+        grouper, device, chunk = self.grouper, self._device, self.chunk
+        i = 0
+        while i < len(events):
+            started = time.thread_time()
+            n = 0
+            for event in events[i:i + chunk]:
+                if isinstance(event, Transition):
+                    grouper.feed(event, device(event.device))
+                    n += 1
+            self.stats.transitions += n
+            self.stats.cpu_s += time.thread_time() - started
+            i += chunk
+            if i < len(events):
+                await asyncio.sleep(0)  # the engine's loop gets a turn
+
+    def _on_inventory(self, diff: InventoryDiff) -> None:
+        self._diffs.append(diff)  # applied at the notifier's next turn, after what is queued
+        self._changed.set()
+
+    def _apply_changes(self) -> None:
+        if not self._diffs:
+            return
+        self._changed.clear()
+        diffs, self._diffs = self._diffs, []
+        now = datetime.now(UTC)
+        grouper = self.grouper
+        for diff in diffs:
+            for device in diff.removed:
+                grouper.forget(device.name, now)
+            for change in diff.changed:
+                grouper.update_device(change.new)
+            if diff.empty:  # suppressions_changed's marker
+                grouper.suppressions_changed()
+
+    # -- messages ----------------------------------------------------------------------------
+    async def _hand_over(self, final: bool = False) -> None:
+        """Messages now due to the sink; a sink that fails is retried (backing off to 30 s)
+        with everything made meanwhile, in order."""
+        started = time.thread_time()
+        made = self.grouper.due()
+        self.stats.cpu_s += time.thread_time() - started
+        self._pending += made
+        if not self._pending or (time.monotonic() < self._retry_at and not final):
+            return
+        batch, self._pending = self._pending, []
+        try:
+            await self.sink(batch)
+        except Exception as exc:
+            self._pending = batch + self._pending
+            self.stats.sink_failures += 1
+            self._backoff = min(30.0, max(1.0, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff
+            log.error("notifications not handed over (%d waiting, again in %.0f s): %s: %s",
+                      len(self._pending), self._backoff, type(exc).__name__, escaped(str(exc)))
+            return
+        self.stats.notifications += len(batch)
+        self._backoff = 0.0
+        self._retry_at = 0.0
+
+
+def _state(state: State) -> ProblemState:
+    return "down" if state is State.DOWN else "unreachable"
