@@ -285,19 +285,22 @@ class Grouper:
             return self._silence_at
         return at
 
-    def due(self, now: float | None = None) -> list[Notification]:
-        """Every message due at ``now`` (default: the clock), one per receiver of its route."""
+    def due(self, now: float | None = None, limit: int | None = None) -> list[Notification]:
+        """The messages due at ``now`` (default: the clock), one per receiver of its route: of
+        every group due, or of the first ``limit`` (the caller asks again for the rest)."""
         now = self.clock() if now is None else now
         if self._silence_at is not None and self._silence_at <= now:
             self._recheck_silences(now)
         out: list[Notification] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        flushed = 0
+        while heap and heap[0][0] <= now and (limit is None or flushed < limit):
             at, _, group = heapq.heappop(heap)
             if group.dead or group.timer_at != at:
                 continue
             group.timer_at = None
             out += self._flush(group, now)
+            flushed += 1
         return out
 
     def _flush(self, group: Group, now: float) -> list[Notification]:

@@ -1,10 +1,11 @@
 """The notifier: an engine companion that feeds the engine's transitions to a :class:`Grouper` and
 hands the messages it makes to a sink (the outbox's ``put``), never awaiting a receiver.
 
-It runs on the engine's loop, so it must never hold it for long: transitions are taken in chunks
-(the loop gets a turn between them), and after each batch it pauses briefly so a storm of
-transitions wakes it a few dozen times a second, not once per transition. The bus never drops a
-transition, so nothing is lost while it pauses or while the sink is slow.
+It runs on the engine's loop, so it must never hold it for long: transitions are fed, and due
+messages built, in slices of a few milliseconds (the loop gets a turn between them); with the
+bus drained it pauses briefly, so a storm of transitions wakes it a few dozen times a second, not
+once per transition. The bus never drops a transition: nothing is lost while it pauses or while
+the sink is slow.
 
 At start it restores the groups of the outbox's latest messages (their problems were notified:
 their recoveries are owed), then squares that with the engine's devices: a restored problem whose
@@ -51,7 +52,8 @@ class Notifier:
 
     def __init__(self, engine: Engine, routes: Sequence[Route], sink: Sink, *, site: str,
                  suppressions: Suppressions | None = None, latest: Iterable[Notification] = (),
-                 silence_recheck: float = 5.0, chunk: int = 1000, pause: float = 0.05,
+                 silence_recheck: float = 5.0, batch: int = 20_000, slice_s: float = 0.004,
+                 pause: float = 0.05, groups_per_slice: int = 50,
                  name: str = "notify") -> None:
         self.engine = engine
         self.sink = sink
@@ -59,10 +61,13 @@ class Notifier:
                                silence_recheck=silence_recheck)
         self.stats = NotifierStats()
         self.name = name
-        self.chunk = chunk
+        self.batch = batch  # events taken from the bus at a time
+        self.slice_s = slice_s  # CPU seconds spent on them before the loop gets a turn
         self.pause = pause
+        self.groups_per_slice = groups_per_slice  # messages built before the loop gets a turn
         self._latest = list(latest)
         self._diffs: list[InventoryDiff] = []
+        self._silences_changed = False
         self._pending: list[Notification] = []  # made, not yet taken by the sink
         self._retry_at = 0.0
         self._backoff = 0.0
@@ -75,7 +80,7 @@ class Notifier:
 
     def suppressions_changed(self) -> None:
         """Silences changed (the service's command path): applied at the notifier's next turn."""
-        self._diffs.append(InventoryDiff())
+        self._silences_changed = True
         self._changed.set()
 
     def gauges(self) -> dict[str, float]:
@@ -96,8 +101,9 @@ class Notifier:
                 await self._feed(events)
                 self._apply_changes()
                 await self._hand_over()
-                if events and self.pause > 0 and not self._stopping.is_set():
-                    await asyncio.sleep(self.pause)  # let a storm gather: fewer, larger batches
+                if events and not len(sub) and self.pause > 0 and not self._stopping.is_set():
+                    # Let a storm gather while nothing wakes us: fewer, larger batches.
+                    await asyncio.sleep(self.pause)
             await self._feed(sub.drain())
             await self._hand_over(final=True)
         finally:
@@ -134,11 +140,11 @@ class Notifier:
     async def _next_events(self, sub: Subscription) -> list[Event]:
         """What the bus holds, else wait for it, a timer of the grouper, a change or stop."""
         if len(sub):
-            return sub.drain(self.chunk * 10)
+            return sub.drain(self.batch)
         wait = self._wait()
         if wait is not None and wait <= 0:
             return []
-        get = asyncio.ensure_future(sub.get_batch(self.chunk * 10))
+        get = asyncio.ensure_future(sub.get_batch(self.batch))
         stop = asyncio.ensure_future(self._stopping.wait())
         changed = asyncio.ensure_future(self._changed.wait())
         done, _ = await asyncio.wait({get, stop, changed}, timeout=wait,
@@ -150,7 +156,7 @@ class Notifier:
         get.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await get
-        return sub.drain(self.chunk * 10)
+        return sub.drain(self.batch)
 
     def _wait(self) -> float | None:
         """Seconds until the grouper or a sink retry has something to do (None: nothing)."""
@@ -160,19 +166,25 @@ class Notifier:
         return None if at is None else at - time.monotonic()
 
     async def _feed(self, events: list[Event]) -> None:
-        grouper, device, chunk = self.grouper, self._device, self.chunk
-        i = 0
-        while i < len(events):
-            started = time.thread_time()
-            n = 0
-            for event in events[i:i + chunk]:
-                if isinstance(event, Transition):
-                    grouper.feed(event, device(event.device))
-                    n += 1
-            self.stats.transitions += n
-            self.stats.cpu_s += time.thread_time() - started
-            i += chunk
-            if i < len(events):
+        """Transitions to the grouper, a slice of at most ``slice_s`` of CPU at a time: the
+        engine's loop gets a turn between slices (a slice of so many events would be too
+        coarse: an UP that ends nothing costs ~1 us, a new problem ~10)."""
+        grouper, device, stats = self.grouper, self._device, self.stats
+        clock = time.thread_time
+        i, end = 0, len(events)
+        while i < end:
+            started = clock()
+            deadline = started + self.slice_s
+            while i < end:
+                for event in events[i:i + 256]:
+                    if isinstance(event, Transition):
+                        grouper.feed(event, device(event.device))
+                        stats.transitions += 1
+                i += 256
+                if clock() >= deadline:
+                    break
+            stats.cpu_s += clock() - started
+            if i < end:
                 await asyncio.sleep(0)  # the engine's loop gets a turn
 
     def _on_inventory(self, diff: InventoryDiff) -> None:
@@ -180,8 +192,6 @@ class Notifier:
         self._changed.set()
 
     def _apply_changes(self) -> None:
-        if not self._diffs:
-            return
         self._changed.clear()
         diffs, self._diffs = self._diffs, []
         now = datetime.now(UTC)
@@ -191,17 +201,23 @@ class Notifier:
                 grouper.forget(device.name, now)
             for change in diff.changed:
                 grouper.update_device(change.new)
-            if diff.empty:  # suppressions_changed's marker
-                grouper.suppressions_changed()
+        if self._silences_changed:
+            self._silences_changed = False
+            grouper.suppressions_changed()
 
     # -- messages ----------------------------------------------------------------------------
     async def _hand_over(self, final: bool = False) -> None:
         """Messages now due to the sink; a sink that fails is retried (backing off to 30 s)
         with everything made meanwhile, in order."""
-        started = time.thread_time()
-        made = self.grouper.due()
-        self.stats.cpu_s += time.thread_time() - started
-        self._pending += made
+        grouper = self.grouper
+        while True:
+            started = time.thread_time()
+            self._pending += grouper.due(limit=self.groups_per_slice)
+            self.stats.cpu_s += time.thread_time() - started
+            at = grouper.next_due()
+            if at is None or at > time.monotonic():
+                break
+            await asyncio.sleep(0)  # more groups due (a storm's): the engine's loop gets a turn
         if not self._pending or (time.monotonic() < self._retry_at and not final):
             return
         batch, self._pending = self._pending, []
