@@ -195,7 +195,7 @@ async def test_a_restart_sends_the_recovery_of_a_problem_notified_before_it() ->
     devices = branch("b1", 0, 3)
     network = Network(devices)
     network.cut = {devices[0].address}
-    engine, notifier, sink, task = await started(devices, network)
+    engine, _, sink, task = await started(devices, network)
     await settled(sink, 2)
     await stop(engine, task)
     latest = [Notification.from_dict(n.to_dict()) for n in sink.got]  # the outbox's latest per group
@@ -210,7 +210,8 @@ async def test_a_restart_sends_the_recovery_of_a_problem_notified_before_it() ->
     task = asyncio.create_task(engine.run())
     try:
         await settled(sink, 2)
-        assert [(n.status, n.title) for n in sink.to()] == [("resolved", "b1-rtr UP again, 3 devices reachable")]
+        assert [(n.status, n.title) for n in sink.to()] == [
+            ("resolved", "b1-rtr UP again, 3 devices reachable")]
     finally:
         await stop(engine, task)
 

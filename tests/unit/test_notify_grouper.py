@@ -163,7 +163,7 @@ def test_a_problem_never_notified_sends_nothing_when_it_ends() -> None:
 
 def test_down_unreachable_down_is_one_problem_with_one_since() -> None:
     g, clock = make()
-    rtr, kids = branch(n=1)
+    _, kids = branch(n=1)
     since = clock.wall()
     fail(g, clock, kids[0])
     first = one(run_until(g, clock, 0.5))
@@ -289,7 +289,8 @@ def test_a_problem_open_when_its_window_ends_is_notified_once_again() -> None:
     g.suppressions_changed()  # what the command path that added the window says
     assert run_until(g, clock, 29.0) == []
     notes = one(run_until(g, clock, 100.0))
-    assert [n.title for n in notes] == ["north-b002-rtr DOWN"] and 30 < (notes[0].created - T0).total_seconds() < 32
+    assert [n.title for n in notes] == ["north-b002-rtr DOWN"]
+    assert 30 < (notes[0].created - T0).total_seconds() < 32
 
 
 def test_an_acknowledged_problem_gets_no_repeats_and_its_recovery_says_who() -> None:
@@ -345,7 +346,8 @@ def test_restore_sends_the_recovery_of_what_was_notified_before_a_restart() -> N
     for d in (rtr, *kids):
         again.end(d.name, clock2.wall())
     notes = one(run_until(again, clock2, 700.0))
-    assert [(n.status, n.title) for n in notes] == [("resolved", "north-b002-rtr UP again, 2 devices reachable")]
+    assert [(n.status, n.title) for n in notes] == [
+        ("resolved", "north-b002-rtr UP again, 2 devices reachable")]
     assert notes[0].resolved[0].address == kids[0].address  # rebuilt from the stored item
 
 
