@@ -13,8 +13,9 @@ import pytest
 from poller.engine import Busy, Engine
 from poller.events import State
 from poller.inventory import Device
-from poller.notify.model import Notification, Route
+from poller.notify.model import Matcher, Notification, Route
 from poller.notify.notifier import Notifier
+from poller.notify.suppressions import MemorySuppressions
 from tests.fakes import FakeProber
 from tests.unit.test_engine import config, stop, wait_for
 
@@ -274,6 +275,57 @@ async def test_a_failing_sink_is_retried_with_what_was_made_meanwhile_in_order()
         await wait_for(lambda: len(got) == 4, timeout=5.0)
         assert [(n.receiver, n.status) for n in got] == [("webhook", "firing"), ("mail", "firing"),
                                                         ("webhook", "resolved"), ("mail", "resolved")]
+    finally:
+        await stop(engine, task)
+
+
+async def test_a_silence_over_100_flapping_devices_then_one_message_for_the_10_still_down() -> None:
+    devices = [Device(f"f1-d{j:02d}", address(j), "f1", "north", "atm") for j in range(100)]
+    network = Network(devices)
+    quiet = MemorySuppressions()
+    quiet.silence((Matcher("branch", "=", "f1"),), datetime.now(UTC) - timedelta(seconds=1),
+                  datetime.now(UTC) + timedelta(seconds=6), note="firmware upgrade")
+    engine = Engine(devices, network, config(interval=0.1))
+    sink = Sink()
+    notifier = Notifier(engine, [route()], sink, site="hq", suppressions=quiet, silence_recheck=0.2)
+    engine.add_companion(notifier)
+    task = asyncio.create_task(engine.run())
+    try:
+        for _ in range(4):  # flapping through the window
+            network.dead = {d.address for d in devices}
+            await wait_for(lambda: engine.state_counts[State.DOWN] == 100)
+            network.dead = set()
+            await wait_for(lambda: engine.state_counts[State.UP] == 100)
+        network.dead = {d.address for d in devices[:10]}
+        await wait_for(lambda: engine.state_counts[State.DOWN] == 10)
+        assert notifier.stats.transitions >= 800 and sink.got == []
+        await settled(sink, 2, timeout=10.0)
+        [note] = sink.to()
+        assert note.title == "10 devices DOWN in f1" and len(note.firing) == 10
+    finally:
+        await stop(engine, task)
+
+
+async def test_an_acknowledged_device_gets_no_repeats_and_its_recovery_is_sent() -> None:
+    devices = branch("b1", 0, 0)
+    network = Network(devices)
+    network.cut = {devices[0].address}
+    quiet = MemorySuppressions()
+    engine = Engine(devices, network, config(interval=0.1))
+    sink = Sink()
+    engine.add_companion(Notifier(engine, [route(interval=0.2, repeat=0.5)], sink, site="hq",
+                                  suppressions=quiet))
+    task = asyncio.create_task(engine.run())
+    try:
+        await wait_for(lambda: len(sink.got) == 2)
+        quiet.ack("b1-rtr", "alice", "ISP <ticket> *4411*")
+        await asyncio.sleep(2.0)  # four repeat intervals
+        assert len(sink.got) == 2
+        network.cut = set()
+        await settled(sink, 4)
+        end = sink.to()[1]
+        assert (end.status, end.title) == ("resolved", "b1-rtr UP again")
+        assert (end.resolved[0].acked_by, end.resolved[0].ack_note) == ("alice", "ISP <ticket> *4411*")
     finally:
         await stop(engine, task)
 

@@ -359,3 +359,28 @@ def test_restore_skips_a_route_that_is_gone_and_a_resolved_message() -> None:
     again, _ = make(route("other"))
     again.restore(stored)
     assert not again.problems and again.next_due() is None
+
+
+def test_devices_behind_an_unreachable_router_are_behind_the_core_that_is_down() -> None:
+    g, clock = make()
+    core = Device("core-rtr", "127.9.9.1", "core", "north", "router")
+    rtr = Device("north-b002-rtr", "127.9.0.1", "north-b002", "north", "router", parents=(core.name,))
+    kids = [Device(f"north-b002-d{i}", f"127.9.1.{i + 1}", "north-b002", "north", "atm",
+                   parents=(rtr.name,)) for i in range(3)]
+    fail(g, clock, core)
+    for d in (rtr, *kids):
+        fail(g, clock, d, "unreachable")
+    titles = sorted(n.title for n in one(run_until(g, clock, 1.0)))
+    assert titles == ["4 devices unreachable in north-b002 behind core-rtr", "core-rtr DOWN"]
+
+
+def test_hostile_names_stay_data_and_a_title_stays_one_line() -> None:
+    g, clock = make()
+    evil = Device("<script>alert(1)</script>\x1b]0;pwned\x07", "127.9.0.1", "[bold]b\n2[/]", "north",
+                  "router", tags=("*_~",))
+    fail(g, clock, evil)
+    [note] = one(run_until(g, clock, 1.0))
+    assert "\n" not in note.title and "\x1b" not in note.title and "\x07" not in note.title
+    assert note.title.startswith("<script>alert(1)</script>")
+    assert note.firing[0].device == evil.name and note.group == (("branch", "[bold]b\n2[/]"),)
+    assert Notification.from_dict(note.to_dict()) == note  # what the outbox stores is what was built
