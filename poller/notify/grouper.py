@@ -41,69 +41,30 @@ from typing import Literal
 
 from poller.events import State, Transition
 from poller.inventory import Device
+from poller.notify.groups import (
+    Group,
+    GroupKey,
+    Member,
+    Problem,
+    ProblemState,
+    alert_item,
+    labels,
+    quiet,
+    roots_of,
+)
 from poller.notify.model import AlertItem, Notification, Route
-from poller.notify.suppressions import Suppressions, device_labels
+from poller.notify.suppressions import Suppressions
 from poller.notify.titles import title
+
+__all__ = ["Grouper", "ProblemState"]
 
 log = logging.getLogger(__name__)
 
-ProblemState = Literal["down", "unreachable"]
-GroupKey = tuple[tuple[str, str], ...]
 Lookup = Callable[[str], Device | None]
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def labels(device: Device, state: str) -> dict[str, str]:
-    """What a route's matchers and ``group_by`` see (``tag``: any of the device's tags)."""
-    return {**device_labels(device), "state": state}
-
-
-class Problem:
-    """One device's open problem, shared by every group it is in."""
-
-    __slots__ = ("device", "groups", "silenced", "since", "state")
-
-    def __init__(self, device: Device, state: ProblemState, since: datetime) -> None:
-        self.device = device
-        self.state: ProblemState = state
-        self.since = since
-        self.silenced = False
-        self.groups: list[Group] = []
-
-
-class Member:
-    """A problem in one group. ``sent``: the state this group's last message showed it in (None:
-    never notified here); ``again``: a silence of it ended, it is notified once more."""
-
-    __slots__ = ("again", "problem", "sent")
-
-    def __init__(self, problem: Problem, sent: ProblemState | None = None) -> None:
-        self.problem = problem
-        self.sent: ProblemState | None = sent
-        self.again = False
-
-
-class Group:
-    """One route's group of problems and its timers (monotonic seconds)."""
-
-    __slots__ = ("change_at", "dead", "key", "last_sent", "members", "repeat_at", "resolved", "route",
-                 "sent_any", "timer_at")
-
-    def __init__(self, route: Route, key: GroupKey) -> None:
-        self.route = route
-        self.key = key
-        self.members: dict[str, Member] = {}  # open problems, by device name
-        # Notified problems that ended since the last message: the item, and the state last sent.
-        self.resolved: dict[str, tuple[AlertItem, ProblemState]] = {}
-        self.sent_any = False
-        self.last_sent = 0.0
-        self.change_at: float | None = None  # when a change goes out
-        self.repeat_at: float | None = None  # when the open problems are repeated
-        self.timer_at: float | None = None  # the earliest live entry of this group in the heap
-        self.dead = False
 
 
 class Grouper:
@@ -172,7 +133,7 @@ class Grouper:
         for group in problem.groups:
             member = group.members.pop(name)
             if member.sent is not None:
-                group.resolved[name] = (_item(problem, "up", ack, ended=at), member.sent)
+                group.resolved[name] = (alert_item(problem, "up", ack, ended=at), member.sent)
                 self._changed(group, now)
             elif not group.members and not group.resolved:
                 self._drop(group)
@@ -341,32 +302,19 @@ class Grouper:
         unreachable only behind acknowledged devices."""
         if self.suppressions is None:
             return bool(firing)
-        quiet: dict[str, bool] = {}
-        return any(not self._quiet(m.problem.device.name, quiet, 0) for m in firing)
-
-    def _quiet(self, name: str, memo: dict[str, bool], depth: int) -> bool:
-        if name in memo:
-            return memo[name]
-        memo[name] = False  # a loop in the parents (the inventory forbids one) stays loud
-        problem = self.problems.get(name)
-        if problem is None or self.suppressions is None:
-            return False
-        if self.suppressions.acked(problem.device) is not None:
-            memo[name] = True
-        elif problem.state == "unreachable" and depth < 32:
-            parents = [p for p in problem.device.parents if p in self.problems]
-            memo[name] = bool(parents) and all(self._quiet(p, memo, depth + 1) for p in parents)
-        return memo[name]
+        memo: dict[str, bool] = {}
+        acked = self.suppressions.acked
+        return any(not quiet(self.problems, acked, m.problem.device.name, memo) for m in firing)
 
     # -- messages ----------------------------------------------------------------------------
     def _send(self, group: Group, firing: list[Member], now: float, wall: datetime) -> list[Notification]:
         route = group.route
         firing.sort(key=lambda m: (m.problem.state != "down", m.problem.device.name))
         acked = self.suppressions.acked if self.suppressions is not None else None
-        items = tuple(_item(m.problem, m.problem.state, acked(m.problem.device) if acked else None)
+        items = tuple(alert_item(m.problem, m.problem.state, acked(m.problem.device) if acked else None)
                       for m in firing)
         ended = sorted(group.resolved.values(), key=lambda r: r[0].device)
-        text = title(items, ended, group.key, self._roots())
+        text = title(items, ended, group.key, roots_of(self.problems))
         for m in firing:
             m.sent = m.problem.state
             m.again = False
@@ -382,29 +330,6 @@ class Grouper:
                              site=self.site, route=route.name, receiver=receiver, status=status,
                              title=text, group=group.key, firing=items, resolved=resolved, created=wall)
                 for receiver in route.receivers]
-
-    def _roots(self) -> Callable[[str], frozenset[str]]:
-        """A device's name -> the DOWN devices it is behind, memoised for one message."""
-        memo: dict[str, frozenset[str]] = {}
-        problems = self.problems
-
-        def roots(name: str, depth: int = 0) -> frozenset[str]:
-            if name in memo:
-                return memo[name]
-            memo[name] = frozenset()  # a loop in the parents (the inventory forbids one): none
-            problem = problems.get(name)
-            if problem is None or depth > 32:
-                return memo[name]
-            found: set[str] = set()
-            for parent in problem.device.parents:
-                other = problems.get(parent)
-                if other is None:
-                    continue
-                found |= {parent} if other.state == "down" else roots(parent, depth + 1)
-            memo[name] = frozenset(found)
-            return memo[name]
-
-        return roots
 
     # -- restart -----------------------------------------------------------------------------
     def restore(self, latest: Iterable[Notification], lookup: Lookup = lambda name: None) -> None:
@@ -447,11 +372,3 @@ class Grouper:
             problem.groups.append(group)
         else:
             member.sent = state
-
-
-def _item(problem: Problem, state: Literal["down", "unreachable", "up"], ack: tuple[str, str] | None,
-          ended: datetime | None = None) -> AlertItem:
-    d = problem.device
-    return AlertItem(device=d.name, address=d.address, state=state, since=problem.since,
-                     branch=d.branch, region=d.region, type=d.type, tags=d.tags, parents=d.parents,
-                     ended=ended, acked_by=ack[0] if ack else None, ack_note=ack[1] if ack else None)

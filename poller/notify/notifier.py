@@ -29,7 +29,8 @@ from poller.engine import Engine
 from poller.events import OUT, Event, State, Transition
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff
-from poller.notify.grouper import Grouper, ProblemState
+from poller.notify.grouper import Grouper
+from poller.notify.groups import ProblemState
 from poller.notify.model import Notification, Route
 from poller.notify.suppressions import Suppressions
 from poller.text import escaped
