@@ -44,6 +44,7 @@ Sink = Callable[[Sequence[Notification]], Awaitable[None]]
 class NotifierStats:
     transitions: int = 0  # transitions fed to the grouper
     cpu_s: float = 0.0  # this thread's CPU spent on them and on building messages
+    longest_s: float = 0.0  # the longest the notifier held the loop at once (CPU seconds)
     notifications: int = 0  # handed to the sink (one per receiver of a message)
     sink_failures: int = 0
 
@@ -141,22 +142,27 @@ class Notifier:
     async def _next_events(self, sub: Subscription) -> list[Event]:
         """What the bus holds, else wait for it, a timer of the grouper, a change or stop."""
         if len(sub):
+            await asyncio.sleep(0)  # every round gives the engine's loop a turn
             return sub.drain(self.batch)
         wait = self._wait()
         if wait is not None and wait <= 0:
+            await asyncio.sleep(0)
             return []
         get = asyncio.ensure_future(sub.get_batch(self.batch))
         stop = asyncio.ensure_future(self._stopping.wait())
         changed = asyncio.ensure_future(self._changed.wait())
-        done, _ = await asyncio.wait({get, stop, changed}, timeout=wait,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        changed.cancel()
-        if get in done:
+        try:
+            await asyncio.wait({get, stop, changed}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too (the engine stops): no waiter left behind
+            stop.cancel()
+            changed.cancel()
+            got = get.done()
+            if not got:
+                get.cancel()
+        if got:
             return get.result()
-        get.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await get
+            await get  # get_batch takes nothing before it returns: nothing is lost
         return sub.drain(self.batch)
 
     def _wait(self) -> float | None:
@@ -184,7 +190,9 @@ class Notifier:
                 i += 256
                 if clock() >= deadline:
                     break
-            stats.cpu_s += clock() - started
+            spent = clock() - started
+            stats.cpu_s += spent
+            stats.longest_s = max(stats.longest_s, spent)
             if i < end:
                 await asyncio.sleep(0)  # the engine's loop gets a turn
 
@@ -214,7 +222,9 @@ class Notifier:
         while True:
             started = time.thread_time()
             self._pending += grouper.due(limit=self.groups_per_slice)
-            self.stats.cpu_s += time.thread_time() - started
+            spent = time.thread_time() - started
+            self.stats.cpu_s += spent
+            self.stats.longest_s = max(self.stats.longest_s, spent)
             at = grouper.next_due()
             if at is None or at > time.monotonic():
                 break
