@@ -105,6 +105,7 @@ async def settled(sink: Sink, count: int, quiet: float = 1.5, timeout: float = 1
     assert len(sink.got) == count, [(n.receiver, n.title) for n in sink.got]
 
 
+@pytest.mark.alone  # group_wait is a deadline: a starved loop (lag > 0.5 s) could split the verdicts
 async def test_2500_branches_one_router_fails_after_its_children_one_message_then_one_recovery() -> None:
     """102,500 devices; the failing branch's 40 devices come first in the schedule, its router last:
     exactly one notification per receiver names the router and its 40 unreachable devices; the
@@ -119,16 +120,16 @@ async def test_2500_branches_one_router_fails_after_its_children_one_message_the
     devices.append(failing[0])  # ... their router last
     network = Network(devices)
     network.cut = {failing[0].address}
-    engine = Engine(devices, network, config(interval=8.0, timeout=0.05))
+    engine = Engine(devices, network, config(interval=16.0, timeout=0.05))
     sink = Sink()
     notifier = Notifier(engine, [route()], sink, site="hq")
     engine.add_companion(notifier)
     task = asyncio.create_task(engine.run())
     try:
         await wait_for(lambda: engine.trackers["b0000-rtr"].state is State.DOWN
-                       and engine.state_counts[State.UNREACHABLE] == per, timeout=10.0)
+                       and engine.state_counts[State.UNREACHABLE] == per, timeout=60.0)
         await settled(sink, 2)
-        await wait_for(lambda: engine.state_counts[State.UNKNOWN] == 0, timeout=30.0)  # a whole round
+        await wait_for(lambda: engine.state_counts[State.UNKNOWN] == 0, timeout=60.0)  # a whole round
         await settled(sink, 2, quiet=0.5)
         for receiver in RECEIVERS:
             [note] = sink.to(receiver)
