@@ -47,6 +47,7 @@ class NotifierStats:
     longest_s: float = 0.0  # the longest the notifier held the loop at once (CPU seconds)
     notifications: int = 0  # handed to the sink (one per receiver of a message)
     sink_failures: int = 0
+    holds: int = 0  # times due messages waited for an engine that was behind (see _hand_over)
 
 
 class Notifier:
@@ -55,8 +56,8 @@ class Notifier:
     def __init__(self, engine: Engine, routes: Sequence[Route], sink: Sink, *, site: str,
                  suppressions: Suppressions | None = None, latest: Iterable[Notification] = (),
                  silence_recheck: float = 5.0, batch: int = 20_000, slice_s: float = 0.004,
-                 pause: float = 0.05, groups_per_slice: int = 50,
-                 name: str = "notify") -> None:
+                 pause: float = 0.05, groups_per_slice: int = 50, behind_s: float = 0.25,
+                 max_hold: float = 1.0, name: str = "notify") -> None:
         self.engine = engine
         self.sink = sink
         self.grouper = Grouper(routes, site=site, suppressions=suppressions,
@@ -67,6 +68,10 @@ class Notifier:
         self.slice_s = slice_s  # CPU seconds spent on them before the loop gets a turn
         self.pause = pause
         self.groups_per_slice = groups_per_slice  # messages built before the loop gets a turn
+        self.behind_s = behind_s  # this late (the engine's schedule, or our own wake-up): starved
+        self.max_hold = max_hold  # the longest a due message waits for a starved engine
+        self._held_until = 0.0
+        self._held = False
         self._latest = list(latest)
         self._diffs: list[InventoryDiff] = []
         self._silences_changed = False
@@ -148,6 +153,7 @@ class Notifier:
         if wait is not None and wait <= 0:
             await asyncio.sleep(0)
             return []
+        expected = None if wait is None else time.monotonic() + wait
         get = asyncio.ensure_future(sub.get_batch(self.batch))
         stop = asyncio.ensure_future(self._stopping.wait())
         changed = asyncio.ensure_future(self._changed.wait())
@@ -161,6 +167,9 @@ class Notifier:
                 get.cancel()
         if got:
             return get.result()
+        now = time.monotonic()
+        if expected is not None and now - expected > self.behind_s:
+            self._starved(now)  # we woke this late: so did the engine's checks
         with contextlib.suppress(asyncio.CancelledError):
             await get  # get_batch takes nothing before it returns: nothing is lost
         return sub.drain(self.batch)
@@ -168,6 +177,8 @@ class Notifier:
     def _wait(self) -> float | None:
         """Seconds until the grouper or a sink retry has something to do (None: nothing)."""
         at = self.grouper.next_due()
+        if at is not None and at < self._held_until:
+            at = min(self._held_until, at + self.max_hold)
         if self._pending:
             at = self._retry_at if at is None else min(at, self._retry_at)
         return None if at is None else at - time.monotonic()
@@ -215,10 +226,38 @@ class Notifier:
             grouper.suppressions_changed()
 
     # -- messages ----------------------------------------------------------------------------
+    # group_wait gathers a router's verdict and its children's because the engine makes them
+    # within milliseconds of each other. A starved loop (an overloaded machine, a long pause)
+    # stretches that: checks due during the pause run after it, and a timer that fires at once
+    # would send the router alone. So while the engine is behind its schedule, or just was, due
+    # messages wait as long as a late check takes to be confirmed (and its parents checked), at
+    # most max_hold.
+    def _settle_s(self) -> float:
+        cfg = self.engine.config
+        check = cfg.timeout + cfg.state.confirm_probes * max(cfg.state.confirm_spacing, cfg.timeout)
+        return 2 * check  # the device's check, then its parents'
+
+    def _starved(self, now: float) -> None:
+        self._held_until = max(self._held_until, now + self._settle_s())
+
+    def _holding(self, now: float) -> bool:
+        if self.engine.scheduler.oldest_overdue() > self.behind_s:
+            self._starved(now)
+        first = self.grouper.next_due()
+        held = (now < self._held_until and first is not None and first <= now
+                and now - first < self.max_hold)
+        if held and not self._held:
+            self.stats.holds += 1
+        self._held = held
+        return held
+
     async def _hand_over(self, final: bool = False) -> None:
-        """Messages now due to the sink; a sink that fails is retried (backing off to 30 s)
-        with everything made meanwhile, in order."""
+        """Messages now due to the sink (unless the engine is behind: see above); a sink that
+        fails is retried (backing off to 30 s) with everything made meanwhile, in order."""
         grouper = self.grouper
+        if not final and self._holding(time.monotonic()):
+            await self._deliver(final)
+            return
         while True:
             started = time.thread_time()
             self._pending += grouper.due(limit=self.groups_per_slice)
@@ -229,6 +268,9 @@ class Notifier:
             if at is None or at > time.monotonic():
                 break
             await asyncio.sleep(0)  # more groups due (a storm's): the engine's loop gets a turn
+        await self._deliver(final)
+
+    async def _deliver(self, final: bool) -> None:
         if not self._pending or (time.monotonic() < self._retry_at and not final):
             return
         batch, self._pending = self._pending, []

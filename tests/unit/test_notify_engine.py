@@ -198,7 +198,8 @@ async def test_the_router_back_and_one_child_still_down_one_down_message_for_tha
         await stop(engine, task)
 
 
-async def test_a_restart_sends_the_recovery_of_a_problem_notified_before_it() -> None:
+@pytest.mark.parametrize("seeded", [True, False], ids=["history-seeded", "no-history"])
+async def test_a_restart_sends_the_recovery_of_a_problem_notified_before_it(seeded: bool) -> None:
     devices = branch("b1", 0, 3)
     network = Network(devices)
     network.cut = {devices[0].address}
@@ -209,8 +210,9 @@ async def test_a_restart_sends_the_recovery_of_a_problem_notified_before_it() ->
 
     # The service comes back; the history says the outages are open; the network is fine again.
     engine = Engine(devices, network, config(interval=0.2))
-    engine.seed_outages({d.name: datetime.now(UTC) - timedelta(minutes=1) for d in devices},
-                        unreachable={d.name for d in devices[1:]})
+    if seeded:  # the history's open outages; without them the devices start UNKNOWN
+        engine.seed_outages({d.name: datetime.now(UTC) - timedelta(minutes=1) for d in devices},
+                            unreachable={d.name for d in devices[1:]})
     network.cut = set()
     sink = Sink()
     engine.add_companion(Notifier(engine, [route()], sink, site="hq", latest=latest))
@@ -423,5 +425,33 @@ async def test_a_storm_is_fed_and_built_in_slices_the_loop_gets_turns_between() 
         assert all(b > a for (a, _), (b, _) in itertools.pairwise(seen))  # the loop turned between
     finally:
         ticker.cancel()
+        notifier.stop()
+        await asyncio.wait_for(task, 5.0)
+
+
+@pytest.mark.alone
+@pytest.mark.parametrize("behind", [False, True], ids=["on-time", "engine-behind"])
+async def test_due_messages_wait_for_an_engine_behind_its_schedule_at_most_max_hold(behind: bool) -> None:
+    """An engine whose checks are late (a starved loop) has verdicts still to make: a group's
+    message waits for them (at most max_hold), and goes at group_wait when the engine is on time."""
+    devices = branch("b1", 0, 0)
+    engine = Engine(devices, FakeProber(), config())
+    if behind:  # its schedule 5 s late, and never catching up (it is not running)
+        engine.scheduler.add_spread(list(engine.slots), start=time.monotonic() - 5.0)
+    sink = Sink()
+    notifier = Notifier(engine, [Route("noc", RECEIVERS, group_wait=0.3)], sink, site="hq", max_hold=0.6)
+    task = asyncio.create_task(notifier.run())
+    try:
+        await asyncio.sleep(0.05)
+        at = datetime.now(UTC)
+        engine.bus.publish(Transition("b1-rtr", devices[0].address, State.UP, State.DOWN, at, at, None))
+        await wait_for(lambda: len(sink.got) == 2)
+        took = (sink.arrived[sink.got[0].key] - at).total_seconds()
+        print(f"\nengine behind: {behind}; transition to sink {took:.2f} s (group_wait 0.3, max_hold 0.6)")
+        if behind:
+            assert 0.3 + 0.6 <= took < 0.3 + 0.6 + 0.3 and notifier.stats.holds == 1
+        else:
+            assert 0.3 <= took < 0.3 + 0.25 and notifier.stats.holds == 0
+    finally:
         notifier.stop()
         await asyncio.wait_for(task, 5.0)
