@@ -86,7 +86,8 @@ class Notifier:
         self._stopping.set()
 
     def suppressions_changed(self) -> None:
-        """Silences changed (the service's command path): applied at the notifier's next turn."""
+        """Silences changed (the service's command path): applied at the notifier's next turn.
+        On the engine's loop (from another thread: ``loop.call_soon_threadsafe``)."""
         self._silences_changed = True
         self._changed.set()
 
