@@ -72,7 +72,7 @@ class Grouper:
 
     def __init__(self, routes: Sequence[Route], *, site: str, suppressions: Suppressions | None = None,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = _utcnow,
-                 silence_recheck: float = 5.0) -> None:
+                 silence_recheck: float = 5.0, settle: float = 0.5, max_hold: float = 1.0) -> None:
         self.routes = tuple(routes)
         self._by_name = {r.name: r for r in self.routes}
         self.site = site
@@ -80,6 +80,8 @@ class Grouper:
         self.clock = clock
         self.wall = wall
         self.silence_recheck = silence_recheck
+        self.settle = settle  # a due message waits until its group saw no change this long
+        self.max_hold = max_hold  # ... at most this long
         self.problems: dict[str, Problem] = {}
         self.groups: dict[tuple[str, GroupKey], Group] = {}
         self._heap: list[tuple[float, int, Group]] = []
@@ -186,13 +188,14 @@ class Grouper:
     def _changed(self, group: Group, now: float) -> None:
         """Something in ``group`` changed: a message after group_wait (and group_interval after
         the last one); later changes before it go in the same message."""
+        group.touched = now
         if group.change_at is not None:
             return
         route = group.route
         at = now + route.group_wait
         if group.sent_any:
             at = max(at, group.last_sent + route.group_interval)
-        group.change_at = at
+        group.change_at = group.change_due = at
         self._schedule(group, at)
 
     def _schedule(self, group: Group, at: float) -> None:
@@ -273,9 +276,16 @@ class Grouper:
             self._changed(group, now)
         out: list[Notification] = []
         if group.change_at is not None and group.change_at <= now:
-            group.change_at = None
-            if changed:
-                out = self._send(group, firing, now, wall)
+            # Still changing (a storm's verdicts, late on a starved loop): wait until it settles,
+            # at most max_hold more.
+            settled = min(group.touched + min(self.settle, route.group_wait / 2),
+                          group.change_due + self.max_hold)
+            if changed and settled > now:
+                group.change_at = settled
+            else:
+                group.change_at = None
+                if changed:
+                    out = self._send(group, firing, now, wall)
         elif group.repeat_at is not None and group.repeat_at <= now:
             if group.change_at is not None:
                 group.repeat_at = group.change_at  # that message repeats them (if it happens)

@@ -49,8 +49,8 @@ class Member:
 class Group:
     """One route's group of problems and its timers (monotonic seconds)."""
 
-    __slots__ = ("change_at", "dead", "key", "last_sent", "members", "repeat_at", "resolved", "route",
-                 "sent_any", "timer_at")
+    __slots__ = ("change_at", "change_due", "dead", "key", "last_sent", "members", "repeat_at",
+                 "resolved", "route", "sent_any", "timer_at", "touched")
 
     def __init__(self, route: Route, key: GroupKey) -> None:
         self.route = route
@@ -61,6 +61,8 @@ class Group:
         self.sent_any = False
         self.last_sent = 0.0
         self.change_at: float | None = None  # when a change goes out
+        self.change_due = 0.0  # when it was first due (change_at may be later: still settling)
+        self.touched = 0.0  # the last change
         self.repeat_at: float | None = None  # when the open problems are repeated
         self.timer_at: float | None = None  # the earliest live entry of this group in the heap
         self.dead = False

@@ -61,7 +61,7 @@ class Notifier:
         self.engine = engine
         self.sink = sink
         self.grouper = Grouper(routes, site=site, suppressions=suppressions,
-                               silence_recheck=silence_recheck)
+                               silence_recheck=silence_recheck, max_hold=max_hold)
         self.stats = NotifierStats()
         self.name = name
         self.batch = batch  # events taken from the bus at a time

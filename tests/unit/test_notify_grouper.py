@@ -101,7 +101,9 @@ def test_later_changes_wait_group_interval_and_group_wait_and_go_together() -> N
     fail(g, clock, kids[1])
     notes = one(run_until(g, clock, 10.0))
     assert len(notes) == 1 and notes[0].title == "3 devices DOWN in north-b002"
-    assert clock.wall() - notes[0].created == timedelta(seconds=4.5)
+    # Due at 5.5; the last change 0.2 s before: it settles for 0.25 s (settle, at most half
+    # of group_wait) after it.
+    assert notes[0].created == T0 + timedelta(seconds=5.55)
     # Long after: a change waits group_wait (not sent at once) so what follows it within
     # milliseconds goes with it.
     clock.t = 50.0
@@ -112,6 +114,22 @@ def test_later_changes_wait_group_interval_and_group_wait_and_go_together() -> N
     assert len(notes) == 1 and notes[0].created == T0 + timedelta(seconds=50.5)
     assert [a.device for a in notes[0].resolved] == ["north-b002-d00", "north-b002-rtr"]
     assert notes[0].title == "north-b002-d01 DOWN; 2 devices UP again in north-b002"
+
+
+def test_a_group_still_changing_when_due_waits_to_settle_at_most_max_hold() -> None:
+    g, clock = make()
+    _, kids = branch(n=40)
+    for i, kid in enumerate(kids[:8]):  # a verdict every 0.1 s until 0.7: settles at 0.95
+        clock.t = i * 0.1
+        fail(g, clock, kid)
+    notes = one(run_until(g, clock, 5.0))
+    assert [(n.created - T0, len(n.firing)) for n in notes] == [(timedelta(seconds=0.95), 8)]
+    g2, clock2 = make()
+    sent: list[Notification] = []
+    for i, kid in enumerate(kids):  # a verdict every 0.1 s for 4 s: sent at 0.5 + max_hold
+        sent += one(run_until(g2, clock2, i * 0.1))
+        fail(g2, clock2, kid)
+    assert [(n.created - T0, len(n.firing)) for n in sent] == [(timedelta(seconds=1.5), 15)]
 
 
 def test_open_problems_are_repeated_every_repeat_interval_until_they_end() -> None:
