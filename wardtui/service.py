@@ -15,12 +15,15 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from poller.inventory_diff import InventoryDiff
 from poller.live import DEFAULT_SITE
 from store.schema import display_url
 from wardtui.runtime import Runtime, StartupError
+
+if TYPE_CHECKING:
+    from poller.notify.config import NotifyConfig
 
 log = logging.getLogger("wardtui.serve")
 
@@ -40,6 +43,7 @@ class ServeOptions:
     site: str = DEFAULT_SITE  # [A-Za-z0-9_.-]{1,64}: the deployment's name on Redis
     metrics: tuple[str, int] | None = None  # (host, port) to serve metrics on
     device_metrics: bool = True  # per-device series too (--no-device-metrics: totals only)
+    notify: NotifyConfig | None = None  # --notify FILE, read and checked (wardtui/notifying.py)
 
 
 class Service(Protocol):
@@ -71,6 +75,10 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
         services.append(MetricsService(runtime, host, port, per_device=options.device_metrics))
     if options.redis_url is not None:
         services.append(FeedService(runtime, options.redis_url, options.site))
+    if options.notify is not None:
+        from wardtui.notifying import NotifyService
+
+        services.append(NotifyService(runtime, options.notify, options.site))
     return services
 
 

@@ -92,3 +92,14 @@ async def test_unreachable_devices_share_the_down_figures_once_there_are_some() 
     assert "unreach" not in health_line(gauges(), "bold yellow").plain
     shown = await panel_text(outage)
     assert "down/unreach" in shown and "1/40" in shown
+
+
+async def test_the_outbox_of_a_service_with_notify_is_shown_once_it_has_one() -> None:
+    """``wardtui serve --notify``: messages waiting, the oldest's age, sent and failed in the
+    panel (an attached dashboard shows the service's); without --notify, no such rows."""
+    busy = gauges()
+    busy.extra.update(notify_queued=3.0, notify_oldest_s=95.0, notify_sent=41.0, notify_failed=2.0)
+    shown = await panel_text(busy)
+    assert "notify queued" in shown and "95 s" in shown, shown
+    assert "notify sent" in shown and "41" in shown and "notify failed" in shown, shown
+    assert "notify" not in await panel_text(gauges())

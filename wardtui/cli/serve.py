@@ -46,6 +46,7 @@ examples:
   wardtui serve --inventory /etc/wardtui/inventory.csv --db sqlite:////var/lib/wardtui/history.db
   wardtui serve --inventory net.yaml --interval 30 --site paris-dc1
   wardtui serve --check --inventory new.csv --against /etc/wardtui/inventory.csv
+  wardtui serve --inventory /etc/wardtui/inventory.csv --notify /etc/wardtui/notify.yaml
 
 Runs until SIGTERM or SIGINT, then writes the history it holds and exits. SIGHUP (systemctl
 reload wardtui) reads the inventory again and applies the difference; a broken one is refused,
@@ -68,6 +69,9 @@ def register(sub: Commands) -> None:
                        help="serve Prometheus metrics on HOST:PORT (e.g. 127.0.0.1:9108, [::1]:9108)")
     serve.add_argument("--no-device-metrics", action="store_true",
                        help="metrics for the whole run only, none per device")
+    serve.add_argument("--notify", type=Path, metavar="FILE", default=None,
+                       help="send notifications by the routes and receivers of FILE (YAML; "
+                            "docs/NOTIFICATIONS.md); secrets from --credentials")
     serve.add_argument("--check", action="store_true",
                        help="only validate --inventory and print its difference (see --against); exit 0 or 2")
     serve.add_argument("--against", type=Path, metavar="OLD_FILE", default=None,
@@ -158,8 +162,17 @@ def run(args: argparse.Namespace) -> int:
         return failed(exc)
     if args.check:
         return check(args)
-    options = ServeOptions(args.inventory, redis_url, site, args.metrics, not args.no_device_metrics)
     log_for_service()
+    notify = None
+    if args.notify is not None:
+        from wardtui.notifying import read_notify
+
+        try:
+            notify = read_notify(args.notify, args.credentials)
+        except StartupError as exc:
+            return _refused(exc)
+    options = ServeOptions(args.inventory, redis_url, site, args.metrics, not args.no_device_metrics,
+                           notify)
     try:
         runtime = Runtime(engine_options(args), process=POLL, kind="serve")
     except StartupError as exc:

@@ -13,7 +13,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from poller.text import escaped
@@ -45,7 +45,7 @@ def register(sub: Commands) -> None:
     add_feed_options(status)
     status.add_argument("--json", action="store_true",
                         help='one JSON object: {"site", "redis", "live", "service", "devices", "snapshot", '
-                             '"stream", "memory_bytes", "viewers"}')
+                             '"stream", "memory_bytes", "viewers", "notifications"}')
 
 
 @dataclass
@@ -156,7 +156,20 @@ def status_record(s: SiteStatus) -> dict[str, Any]:
         "stream": {"length": s.stream_length},
         "memory_bytes": s.memory,
         "viewers": s.viewers,
+        "notifications": notifications(snap),
     }
+
+
+NOTIFY_GAUGES = ("queued", "sent", "failed", "summarised", "oldest_s", "receivers_failing", "spooled",
+                 "unsaved")
+
+
+def notifications(snap: Snapshot | None) -> dict[str, float] | None:
+    """The service's outbox from the snapshot's gauges (``wardtui serve --notify``), else None."""
+    extra = snap.gauges.extra if snap is not None and snap.gauges is not None else {}
+    if "notify_queued" not in extra:
+        return None
+    return {name: extra.get(f"notify_{name}", 0.0) for name in NOTIFY_GAUGES}
 
 
 def render(s: SiteStatus) -> str:
@@ -179,6 +192,14 @@ def render(s: SiteStatus) -> str:
                                 f"{c.get('unknown', 0)} unknown, {c.get('flapping', 0)} flapping"))
         age = (s.now - snap.at).total_seconds()
         rows.append(("snapshot", f"{age:.1f} s old ({stamp(snap.at)} UTC), {_bytes(s.snapshot_bytes)}"))
+        notify = notifications(snap)
+        if notify is not None:
+            age = format_duration(timedelta(seconds=notify["oldest_s"]))
+            oldest = f" (oldest {age})" if notify["queued"] else ""
+            rows.append(("notifications", f"{notify['queued']:.0f} waiting{oldest}, {notify['sent']:.0f} "
+                                          f"sent, {notify['failed']:.0f} failed, "
+                                          f"{notify['receivers_failing']:.0f} receivers failing, "
+                                          f"{notify['spooled']:.0f} spooled"))
     rows.append(("stream", f"{s.stream_length:,} entries"))
     rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
     rows.append(("viewers", f"{s.viewers} attached"))

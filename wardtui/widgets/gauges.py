@@ -90,6 +90,15 @@ def _figures(g: Gauges, warn: str) -> Table:
             in_flight = f"{x.get('snmp_v3_in_flight', 0.0):.0f}/{x.get('snmp_v3_limit', 0.0):.0f}"
             pairs.append(("skip capacity", value(x.get("snmp_skipped_capacity", 0.0), bad=True),
                           "v3 in flight", Text(in_flight, justify="right")))
+    if "notify_queued" in g.extra:  # wardtui serve --notify: its outbox
+        x = g.extra
+        oldest = x.get("notify_oldest_s", 0.0)
+        pairs += [
+            ("notify queued", value(x["notify_queued"]),
+             "oldest", value(oldest, "{:.0f} s", bad=oldest >= 60)),
+            ("notify sent", value(x.get("notify_sent", 0.0)),
+             "notify failed", value(x.get("notify_failed", 0.0), bad=True)),
+        ]
     grid = Table.grid(padding=(0, 1), expand=True)
     for _ in range(2):
         grid.add_column(style="dim", no_wrap=True)
@@ -281,10 +290,13 @@ class GaugesPanel(Vertical):
     def show(self, gauges: Gauges) -> None:
         self.latest = gauges
         figures = self.query_one(Figures)
-        rows = 3 + bool(gauges.extra.get("snmp_v3_agents")) if "snmp_agents" in gauges.extra else 0
+        extra = gauges.extra
+        rows = 3 + bool(extra.get("snmp_v3_agents")) if "snmp_agents" in extra else 0
+        rows += 2 if "notify_queued" in extra else 0
         if rows > self._snmp_rows:
             self._snmp_rows = rows
-            figures.styles.height = 9 + rows  # the SNMP poller's rows: one layout, once
+            # The SNMP poller's and the notifier's rows: one layout, once.
+            figures.styles.height = 9 + rows
         figures.gauges, figures.warn_style = gauges, self.warn_style
         figures.refresh()
         samples = {"checks": gauges.checks_per_s, "lag": gauges.lag_p99_ms,
