@@ -28,10 +28,6 @@ _CheckContext = tuple[Slot, DeviceTracker, float, "asyncio.Future[CheckResult | 
 """A check in flight: its slot, tracker, due time (monotonic), and probe_now's waiter or None."""
 
 
-class Busy(Exception):
-    """The device's check is running: a check asked for now would be a second one in flight."""
-
-
 class Companion(Protocol):
     """Something that runs beside the checks on the engine's loop (the SNMP poller)."""
 
@@ -72,7 +68,8 @@ class Engine:
         # Checks the dependencies asked for: a parent probed before its child is declared, an
         # UNREACHABLE child re-checked when a parent recovers.
         self.checks_for_dependencies = 0
-        self._ends: dict[int, asyncio.Future[None]] = {}  # a busy slot's key -> the end of its check
+        # A busy slot's key -> the end of its check (its result, for a probe_now that waited).
+        self._ends: dict[int, asyncio.Future[CheckResult | None]] = {}
         self.scheduler = Scheduler(self._dispatch)
         self.checks_done = 0
         self.checks_on_demand = 0  # checks an operator asked for (probe now), outside the schedule
@@ -291,20 +288,36 @@ class Engine:
     async def probe_now(self, name: str) -> CheckResult:
         """Check ``name`` at once, outside its schedule (an operator asked): a real check, its
         result and any transition published like any other. Raises KeyError for a device not
-        in the inventory (or no longer, when its check ends) and :class:`Busy` while the
-        device's own check runs (no second one in flight, nothing queued). A new inventory
-        that readdressed the device while its check was out: the new address is checked."""
-        for _ in range(3):  # a device readdressed three times during its checks: KeyError
+        in the inventory (or no longer, when its check ends). While the device's own check
+        runs, nothing is queued and no second check goes out: the ask waits for that check to
+        end, then the device is checked (or, if another ask took that turn, that check's result
+        is the answer: either way a check whose first probe left after the ask). A new
+        inventory that readdressed the device while its check was out: the new address is
+        checked."""
+        asked = datetime.now(UTC)
+        for _ in range(4):  # a device readdressed during its checks again and again: KeyError
             slot = self._slot_of.get(name)
             if slot is None:
                 raise KeyError(name)
             if slot.busy:
-                raise Busy(name)
+                ended = await asyncio.shield(self._end_of(slot))
+                if self._closed:
+                    raise asyncio.CancelledError  # as the check of an ask is when the engine stops
+                if ended is not None and ended.at >= asked:
+                    return ended
+                continue
             self.checks_on_demand += 1
             result = await asyncio.shield(self._check_now(slot))
             if result is not None:
                 return result
         raise KeyError(name)
+
+    def _end_of(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
+        """The end of ``slot``'s check in flight: its result (None: it counted for nothing)."""
+        ended = self._ends.get(slot.key)
+        if ended is None:
+            ended = self._ends[slot.key] = asyncio.get_running_loop().create_future()
+        return ended
 
     def _check_now(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
         """Start the check of ``slot`` (not busy) now, outside its schedule; the future its end
@@ -378,7 +391,7 @@ class Engine:
             current.busy = False
         ended = self._ends.pop(slot.key, None)
         if ended is not None and not ended.done():
-            ended.set_result(None)
+            ended.set_result(None if error is not None else result)
         if waiter is not None and not waiter.done():
             if self._closed or isinstance(error, asyncio.CancelledError):
                 waiter.cancel()
@@ -471,10 +484,7 @@ class Engine:
         if slot is None or self._closed:
             return
         if slot.busy:
-            ended = self._ends.get(slot.key)
-            if ended is None:
-                ended = self._ends[slot.key] = asyncio.get_running_loop().create_future()
-            await asyncio.shield(ended)
+            await asyncio.shield(self._end_of(slot))
             return
         self.checks_for_dependencies += 1
         waiter = self._check_now(slot)

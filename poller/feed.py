@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from poller.bus import EventBus, Subscription
-from poller.engine import Busy, Engine
+from poller.engine import Engine
 from poller.events import (
     OUT,
     CheckResult,
@@ -796,9 +796,6 @@ async def probe_reply(engine: Engine, name: str) -> tuple[dict[str, Any], CheckR
         result = await engine.probe_now(name)
     except KeyError:
         return {"ok": False, "error": f"no device named {escaped(name)!r} in the inventory"}, None
-    except Busy:
-        return {"ok": False,
-                "error": f"{escaped(name)} is being checked right now: its result shows in a moment"}, None
     return {"ok": True, "result": event_record(result)}, result
 
 

@@ -276,9 +276,8 @@ async def test_stop_before_run_returns_at_once() -> None:
 
 async def test_probe_now_checks_at_once_outside_the_schedule_and_never_twice_in_flight() -> None:
     """An operator's "probe now": a real check published like any other and counted; while the
-    device's check runs, a second is refused (Busy), never queued; an unknown name is a KeyError."""
-    from poller.engine import Busy
-
+    device's check runs, an ask waits for its end and then checks (a check that starts after the
+    ask; never two in flight, nothing queued in the schedule); an unknown name is a KeyError."""
     prober = FakeProber(rtt_ms=2.0, fast_timeouts=False)
     devices = make_devices(2)
     engine = Engine(devices, prober, config(interval=3600.0, timeout=0.3, confirm_probes=0))
@@ -291,10 +290,11 @@ async def test_probe_now_checks_at_once_outside_the_schedule_and_never_twice_in_
     prober.down.add(devices[1].address)
     first = asyncio.create_task(engine.probe_now(devices[1].name))
     await asyncio.sleep(0.05)
-    with pytest.raises(Busy):
-        await engine.probe_now(devices[1].name)
-    assert not (await first).ok
+    asked = datetime.now(UTC)
+    second = await engine.probe_now(devices[1].name)  # the first still out: waited for, then its own
+    assert first.done() and not first.result().ok and first.result().at < asked
+    assert not second.ok and second.at >= asked
     assert engine.trackers[devices[1].name].state is State.DOWN
     with pytest.raises(KeyError):
         await engine.probe_now("no such device")
-    assert engine.checks_on_demand == 2
+    assert engine.checks_on_demand == 3
