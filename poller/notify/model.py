@@ -57,8 +57,8 @@ class Route:
     group_interval: float = 300.0
     repeat_interval: float = 4 * 3600.0
     line: int = 0  # where the route starts in its file, for messages
-    # Alertmanager's ``continue``: after this route matched, later routes are tried too (without
-    # it, the first matching route is the only one).
+    # Alertmanager's ``continue``: routes are tried in order and the first that matches takes the
+    # problem; with ``continue_`` the routes after this one are tried too (config.routes_for).
     continue_: bool = False
 
     def matches(self, labels: dict[str, str], tags: tuple[str, ...]) -> bool:
