@@ -35,12 +35,13 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 from poller.events import State, Transition
 from poller.inventory import Device
+from poller.notify.config import routes_for
 from poller.notify.groups import (
     Group,
     GroupKey,
@@ -162,18 +163,11 @@ class Grouper:
             self._ask_silenced(problem, now, wall)
 
     # -- routes and groups -------------------------------------------------------------------
-    def _select(self, labels_: dict[str, str], tags: tuple[str, ...]) -> Iterator[Route]:
-        for route in self.routes:
-            if route.matches(labels_, tags):
-                yield route
-                if not route.continue_:
-                    return
-
     def _route(self, problem: Problem, now: float) -> None:
         device = problem.device
         labels_ = labels(device, problem.state)
         joined = {g.route.name for g in problem.groups}
-        for route in self._select(labels_, device.tags):
+        for route in routes_for(self.routes, labels_, device.tags):
             if route.name in joined:
                 continue
             key = route.group_key(labels_)

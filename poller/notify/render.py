@@ -3,8 +3,8 @@
 Shared by every receiver: email (its plain part, and the rows of its HTML part), command and
 Slack take :func:`plain_text`; syslog one line of it; Teams and the HTML part :func:`sections`.
 A DOWN router with UNREACHABLE children in the same message is one entry with the children
-listed under it ("40 devices unreachable behind it"), and :func:`make_title` says the same in
-one line, so the grouper can title a message the way it is rendered.
+listed under it ("40 devices unreachable behind it"); the message's title (one line, made by the
+grouper: titles.py) says the same.
 
 Everything here is plain text with terminal control made visible-but-inert (poller/text.py's
 ``clean``: a newline or an ESC in a device name becomes U+FFFD); each format escapes what is
@@ -88,34 +88,6 @@ def _count(n: int, what: str = "device") -> str:
 def _names(entries: Sequence[Entry], word: str) -> str:
     first = clean(entries[0].item.device)
     return f"{first} {word}" if len(entries) == 1 else f"{first} and {len(entries) - 1} more {word}"
-
-
-def make_title(firing: Sequence[AlertItem], resolved: Sequence[AlertItem]) -> str:
-    """One line: "north-b002-rtr DOWN, 40 devices unreachable behind it"; "north-b002-rtr UP
-    again, 40 devices behind it recovered"; "a and 2 more DOWN; 1 recovered"."""
-    parts: list[str] = []
-    if firing:
-        entries = fold(firing)
-        down = [e for e in entries if e.item.state == "down"]
-        loose = [e for e in entries if e.item.state != "down"]
-        behind = sum(len(e.behind) for e in down)
-        if down:
-            text = _names(down, "DOWN")
-            if behind:
-                text += f", {_count(behind)} unreachable behind {'it' if len(down) == 1 else 'them'}"
-            if loose:
-                text += f", {len(loose)} more unreachable"
-        else:
-            text = _names(loose, "UNREACHABLE")
-        parts.append(text + (f"; {len(resolved)} recovered" if resolved else ""))
-    elif resolved:
-        entries = fold(resolved, resolved=True)
-        behind = sum(len(e.behind) for e in entries)
-        text = _names(entries, "UP again")
-        if behind:
-            text += f", {_count(behind)} behind {'it' if len(entries) == 1 else 'them'} recovered"
-        parts.append(text)
-    return "".join(parts) or "wardtui test notification"
 
 
 def stamp(at: datetime) -> str:

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from poller.notify.model import AlertItem
 from poller.notify.receiver_config import SyslogConfig
-from poller.notify.render import fold, make_title, plain_text
+from poller.notify.render import fold, plain_text
 from poller.notify.smtp import build_message, html_body
 from poller.notify.syslog_rfc5424 import format_message, sd_escape
 from poller.notify.webhook import markdown_escape, payload, retry_after, slack_escape
@@ -20,26 +20,10 @@ from tests.notify_samples import HOSTILE, T0, children, outage, recovery, router
 CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
-def test_a_router_and_its_children_make_one_title_and_one_entry() -> None:
+def test_a_router_and_its_children_make_one_entry() -> None:
     items = [*children(40), router()]  # the children first, as the probes may find them
-    assert make_title(items, ()) == "north-b002-rtr DOWN, 40 devices unreachable behind it"
     (entry,) = fold(items)
     assert entry.item.device == "north-b002-rtr" and len(entry.behind) == 40
-    assert make_title(recovery().firing, recovery().resolved) == \
-        "north-b002-rtr UP again, 40 devices behind it recovered"
-
-
-def test_titles_of_other_shapes() -> None:
-    other = router("south-b001-rtr")
-    assert make_title([router(), other], ()) == "north-b002-rtr and 1 more DOWN"
-    assert make_title([router(), *children(1)], ()) == "north-b002-rtr DOWN, 1 device unreachable behind it"
-    loose = children(3, parent="elsewhere")
-    assert make_title(loose, ()) == "north-b002-atm01 and 2 more UNREACHABLE"
-    assert make_title([router(), *loose], [router("x", state="up")]) == \
-        "north-b002-rtr DOWN, 3 more unreachable; 1 recovered"
-    assert make_title([router(), other, *children(2)], ()) == \
-        "north-b002-rtr and 1 more DOWN, 2 devices unreachable behind them"
-    assert make_title((), ()) == "wardtui test notification"
 
 
 def test_a_chain_of_unreachable_devices_folds_under_the_down_one() -> None:
