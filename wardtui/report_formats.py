@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from poller.durations import format_duration
 from poller.text import clean
 from store.report import Report, ReportOutage, ReportRow
-from wardtui.durations import format_duration
 
 FORMATS = ("csv", "md", "html", "json")
 _DASH = "—"

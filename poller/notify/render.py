@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from poller.durations import format_duration
 from poller.notify.model import AlertItem, Notification
 from poller.text import clean
 
@@ -94,27 +95,12 @@ def stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def span(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h07m``, ``3d04h``."""
-    whole = max(0, int(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    minutes, whole = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{whole:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 def columns(item: AlertItem) -> list[str]:
     """A device's fields as shown: name, address, state, since (or how long it was out), branch,
     and who acknowledged it; cleaned of terminal control."""
     state = STATE_WORDS.get(item.state, item.state.upper())
     if item.state == "up" and item.ended is not None:
-        when = f"was out from {stamp(item.since)} for {span((item.ended - item.since).total_seconds())}"
+        when = f"was out from {stamp(item.since)} for {format_duration(item.ended - item.since)}"
     else:
         when = f"since {stamp(item.since)}"
     shown = [item.device, item.address, state, when, f"branch {item.branch}" if item.branch else ""]

@@ -7,6 +7,8 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+import pytest
+
 from poller.engine import Engine
 from poller.events import State, Transition
 from poller.inventory import Device
@@ -156,6 +158,7 @@ async def test_a_child_behind_a_parent_whose_check_is_running_waits_for_it() -> 
     assert prober.max_in_flight_per_address[router.address] == 1
 
 
+@pytest.mark.alone  # 102,500 devices a round in 10 s: a deadline, on a loop of its own
 async def test_2500_branches_of_40_one_router_fails_its_children_scheduled_first() -> None:
     """102,500 devices; the failing branch's 40 devices are first in the inventory and its router
     last, so the schedule reaches every child before the router: 1 DOWN, 40 UNREACHABLE, and

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from poller.durations import format_duration
 from store.queries import Retention
 from wardtui.cli.common import (
     SPAN,
@@ -23,7 +24,6 @@ from wardtui.cli.common import (
     stamp,
     write_out,
 )
-from wardtui.durations import format_duration
 
 if TYPE_CHECKING:
     from store.queries import History, TierName

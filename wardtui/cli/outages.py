@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from poller.durations import format_duration
 from wardtui.cli.common import (
     Commands,
     UsageError,
@@ -20,7 +21,6 @@ from wardtui.cli.common import (
     read_store,
     write_out,
 )
-from wardtui.durations import format_duration
 
 if TYPE_CHECKING:
     from store.records import Outage

@@ -10,6 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from poller.durations import format_duration
 from poller.snmp_source import missing_text
 from store.records import SnmpInterface, SnmpLatest, SnmpStatus
 from wardtui.cli.common import (
@@ -21,7 +22,6 @@ from wardtui.cli.common import (
     read_store,
     write_out,
 )
-from wardtui.durations import format_duration
 
 _DASH = "—"
 EXAMPLES = """\

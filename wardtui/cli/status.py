@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from poller.durations import format_duration
 from poller.text import escaped
 from wardtui.cli.common import Commands, UsageError, command, failed, stamp, write_out
 from wardtui.cli.feed_common import add_feed_options, connect, feed_target, no_service_text, redis_failure
-from wardtui.durations import format_duration
 from wardtui.messages import error
 
 if TYPE_CHECKING:

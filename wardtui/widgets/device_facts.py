@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from poller.durations import format_duration
 from poller.events import OUT, SnmpFailure
 from poller.snmp_source import missing_text
 from poller.state import TrackerView
 from store.records import Outage, SnmpEvent, SnmpStatus
-from wardtui.durations import format_duration
 from wardtui.widgets.states import state_label
 
 

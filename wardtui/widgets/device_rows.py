@@ -11,11 +11,11 @@ from itertools import repeat
 from operator import attrgetter
 from typing import Any
 
+from poller.durations import format_duration
 from poller.events import OUT, State
 from poller.inventory import Device
 from poller.live import CODE_STATE, FLAPPING, NONE16, NONE32, Columns, in_row_order
 from poller.state import TrackerView
-from wardtui.durations import format_duration
 from wardtui.widgets.states import state_label
 
 SortKey = tuple[Any, ...]

@@ -1,5 +1,5 @@
 """How device states read on screen, shared by the table and the log (durations:
-wardtui/durations.py)."""
+poller/durations.py)."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
+from poller.durations import format_duration
 from poller.events import (
     OUT,
     CheckResult,
@@ -25,7 +26,6 @@ from poller.events import (
     Transition,
 )
 from poller.text import clean
-from wardtui.durations import format_duration
 from wardtui.widgets.states import StatePalette, state_text
 
 

@@ -1,5 +1,5 @@
-"""How a duration reads, on screen and in the commands' output (``3m05s``); no screen library,
-so the headless commands print it without loading rich."""
+"""How a duration reads, on screen, in the commands' output and in notifications (``3m05s``); no
+screen library, so the headless commands and the notifier print it without loading rich."""
 
 from __future__ import annotations
 
