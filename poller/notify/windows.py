@@ -65,7 +65,8 @@ def zone(name: str) -> ZoneInfo:
             raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris or UTC") from None
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Paris "
+                         "or UTC") from None
 
 
 def check_cron(expression: str) -> str:
