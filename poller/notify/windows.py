@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -194,7 +195,9 @@ def _change(window: Window, at: datetime) -> datetime | None:
     if current is None:
         return next(_starts_after(window, at), None)
     end = current[1]
-    for start in _starts_after(window, at):  # occurrences that overlap extend the window
+    # Occurrences that overlap extend the window; one that never stops (hourly for 90 min) is
+    # given an end a thousand occurrences on, not searched for ever.
+    for start in islice(_starts_after(window, at), 1000):
         if start >= end:
             break
         end = start + window.duration
