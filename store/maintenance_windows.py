@@ -9,6 +9,7 @@ stays on record for the reports; :meth:`MaintenanceWindows.in_force` leaves it o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,11 @@ from typing import Any
 from sqlalchemy import insert, select, update
 
 from poller.notify.windows import Window, matcher_text, over, parse_matcher
+from poller.text import escaped
 from store.database import Database
 from store.models import maintenance_windows_table as _t
+
+log = logging.getLogger(__name__)
 
 
 def _window(row: Any) -> Window:
@@ -63,10 +67,21 @@ class MaintenanceWindows:
         return [_window(r) for r in rows]
 
     async def in_force(self, now: datetime) -> list[Window]:
-        """The windows not removed whose time is not over at ``now`` (active or to come)."""
+        """The windows not removed whose time is not over at ``now`` (active or to come). A row
+        that is not a valid window (edited by hand: a bad cron expression, a zone this machine
+        does not know) is left out with a warning, not allowed to hide the others."""
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(select(_t).where(_t.c.removed_at.is_(None)).order_by(_t.c.id))).all()
-        return [w for w in map(_window, rows) if not over(w, now)]
+        windows = []
+        for row in rows:
+            try:
+                window = _window(row)
+            except ValueError as exc:
+                log.warning("maintenance window %s left out: %s", row.id, escaped(str(exc)))
+                continue
+            if not over(window, now):
+                windows.append(window)
+        return windows
 
     async def remove(self, window_id: int, at: datetime) -> Window | None:
         """Mark window ``window_id`` removed at ``at``; the window removed, or None if there is
