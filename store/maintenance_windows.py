@@ -10,6 +10,7 @@ stays on record for the reports; :meth:`MaintenanceWindows.in_force` leaves it o
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,10 +62,11 @@ class MaintenanceWindows:
         return None if row is None else _window(row)
 
     async def all(self) -> list[Window]:
-        """Every window ever added, removed ones too, in the order they were added."""
+        """Every window ever added, removed ones too, in the order they were added (but for rows
+        that are not valid windows, see :meth:`in_force`)."""
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(select(_t).order_by(_t.c.id))).all()
-        return [_window(r) for r in rows]
+        return _valid(rows)
 
     async def in_force(self, now: datetime) -> list[Window]:
         """The windows not removed whose time is not over at ``now`` (active or to come). A row
@@ -72,16 +74,7 @@ class MaintenanceWindows:
         does not know) is left out with a warning, not allowed to hide the others."""
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(select(_t).where(_t.c.removed_at.is_(None)).order_by(_t.c.id))).all()
-        windows = []
-        for row in rows:
-            try:
-                window = _window(row)
-            except ValueError as exc:
-                log.warning("maintenance window %s left out: %s", row.id, escaped(str(exc)))
-                continue
-            if not over(window, now):
-                windows.append(window)
-        return windows
+        return [w for w in _valid(rows) if not over(w, now)]
 
     async def remove(self, window_id: int, at: datetime) -> Window | None:
         """Mark window ``window_id`` removed at ``at``; the window removed, or None if there is
@@ -93,6 +86,17 @@ class MaintenanceWindows:
             await conn.execute(update(_t).where(_t.c.id == window_id, _t.c.removed_at.is_(None))
                                .values(removed_at=_utc(at)))
         return replace(_window(row), removed_at=_utc(at))
+
+
+def _valid(rows: Sequence[Any]) -> list[Window]:
+    """The rows that are valid windows; the others (edited by hand) left out with a warning."""
+    windows = []
+    for row in rows:
+        try:
+            windows.append(_window(row))
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("maintenance window %s left out: %s", row.id, escaped(str(exc)))
+    return windows
 
 
 def _utc(at: datetime | None) -> datetime | None:

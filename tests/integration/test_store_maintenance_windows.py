@@ -97,3 +97,19 @@ async def test_naive_times_are_refused(windows: MaintenanceWindows) -> None:
                    ends_at=datetime(2026, 12, 6, 10), note="n", created_by="a", created_at=NOW)
     with pytest.raises(ValueError, match="timezone-aware"):
         await windows.add(naive)
+
+
+async def test_a_row_that_is_not_a_window_is_left_out_not_fatal(windows: MaintenanceWindows,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    good = await windows.add(one_off(NOW - H, NOW + H))
+    async with windows.db.writing() as conn:  # edited by hand: a bad cron, an unknown zone, a bad key
+        for cron, tz, matchers in (("0 25 * * *", "UTC", ["device=a"]),
+                                   ("0 2 * * *", "Mars/Base", ["device=a"]),
+                                   ("0 2 * * *", "UTC", ["colour=\x1b[31mred"])):
+            await conn.execute(maintenance_windows_table.insert().values(
+                matchers=matchers, cron=cron, duration_s=60.0, tz=tz, note="n", created_by="x",
+                created_at=NOW))
+    assert [w.id for w in await windows.in_force(NOW)] == [good.id]
+    assert [w.id for w in await windows.all()] == [good.id]
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(left_out) == 6 and all("\x1b" not in m for m in left_out)
