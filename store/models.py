@@ -344,6 +344,27 @@ class MaintenanceWindowRow(SQLModel, table=True):
     removed_at: datetime | None = None
 
 
+class AcknowledgementRow(SQLModel, table=True):
+    """Someone took a device's problem (store/acks.py, poller/notify/acks.py): the outage it
+    acknowledges is the device's (``device``, by name) that began at ``down_since``, so an
+    acknowledgement holds until that outage ends and a later outage of the device is not
+    acknowledged. ``who``: the login name; ``cleared_at``/``cleared_why`` when it was removed
+    before the device recovered (the row stays: who took what, and when, is history)."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (Index("ix_acknowledgements_device_since", "device", "down_since"),
+                      Index("ix_acknowledgements_cleared_at", "cleared_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    device: str
+    down_since: datetime
+    note: str
+    who: str
+    at: datetime
+    cleared_at: datetime | None = None
+    cleared_why: str | None = None
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -362,9 +383,10 @@ snmp_status_table: Table = SQLModel.metadata.tables[str(SnmpStatusRow.__tablenam
 poller_lease_table: Table = SQLModel.metadata.tables[str(PollerLeaseRow.__tablename__)]
 notification_outbox_table: Table = SQLModel.metadata.tables[str(NotificationOutboxRow.__tablename__)]
 maintenance_windows_table: Table = SQLModel.metadata.tables[str(MaintenanceWindowRow.__tablename__)]
+acknowledgements_table: Table = SQLModel.metadata.tables[str(AcknowledgementRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
                            if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
                            snmp_status_table, poller_lease_table, notification_outbox_table,
-                           maintenance_windows_table]
+                           maintenance_windows_table, acknowledgements_table]

@@ -9,7 +9,7 @@ import pytest
 from wardtui.cli import build_parser
 
 COMMANDS = ["poll", "serve", "events", "status", "history", "outages", "snmp", "report", "db", "generate",
-            "doctor", "notify", "maintenance"]
+            "doctor", "notify", "maintenance", "ack"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
