@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from poller.events import State, Transition
-from store.acks import AckRefused, Acknowledgements
+from store.acks import Acknowledgements, AckRefused
 from store.history import HistoryStore
 from store.report import Period, availability
 

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     db = getattr(args, "db", None)
     try:
-        action = _action(args)
+        action, device = _action(args)
     except UsageError as exc:
         return failed(exc)
     if action == "list":
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         write_out(f"removed acknowledgement {removed.id} of {escaped(removed.device)} "
                   f"(down since {stamp(removed.down_since)} UTC): repeats of it are sent again")
         return 0
-    code, added = read_store(db, lambda url: _add(url, action, args.note, now))
+    code, added = read_store(db, lambda url: _add(url, device, args.note, now))
     if added is None:
         return code
     ack, state = added
@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _action(args: argparse.Namespace) -> str:
-    """``list``, ``remove``, or the name of the device to acknowledge; UsageError (exit 2)."""
+def _action(args: argparse.Namespace) -> tuple[str, str]:
+    """``("list", "")``, ``("remove", "")`` or ``("ack", DEVICE)``; UsageError (exit 2)."""
     if args.device is not None:
         if args.what is not None:
             raise UsageError("give the device once: as DEVICE or as --device NAME")
@@ -109,7 +109,7 @@ def _action(args: argparse.Namespace) -> str:
             raise UsageError(f"ack list takes no argument, not {escaped(args.id)!r}")
         if args.what == "remove" and (args.json or args.all):
             raise UsageError("--json and --all go with ack list")
-        return str(args.what)
+        return str(args.what), ""
     elif args.what is None:
         raise UsageError("say which device to acknowledge (wardtui ack DEVICE --note TEXT), "
                          "or list, or remove")
@@ -124,7 +124,7 @@ def _action(args: argparse.Namespace) -> str:
                          "and the reports")
     if not device:
         raise UsageError("the device name is empty")
-    return device
+    return "ack", device
 
 
 def login() -> str:
