@@ -320,6 +320,51 @@ class NotificationOutboxRow(SQLModel, table=True):
     sent_at: datetime | None = None
 
 
+class MaintenanceWindowRow(SQLModel, table=True):
+    """A maintenance window (store/maintenance_windows.py, poller/notify/windows.py): devices
+    every matcher matches are polled and recorded but not notified while it is active.
+    ``matchers``: a JSON list of ``"key=value"`` (device, branch, region, type, tag). One-off:
+    ``starts_at`` to ``ends_at``; recurring: ``cron`` read in ``tz`` (IANA), each occurrence
+    lasting ``duration_s``. ``created_by`` is the login name of whoever added it; a removed
+    window keeps its row (``removed_at``): who silenced what, and when, stays on record."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (Index("ix_maintenance_windows_removed_at", "removed_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    matchers: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    cron: str | None = None
+    duration_s: float | None = None
+    tz: str | None = None
+    note: str
+    created_by: str
+    created_at: datetime
+    removed_at: datetime | None = None
+
+
+class AcknowledgementRow(SQLModel, table=True):
+    """Someone took a device's problem (store/acks.py, poller/notify/acks.py): the outage it
+    acknowledges is the device's (``device``, by name) that began at ``down_since``, so an
+    acknowledgement holds until that outage ends and a later outage of the device is not
+    acknowledged. ``who``: the login name; ``cleared_at``/``cleared_why`` when it was removed
+    before the device recovered (the row stays: who took what, and when, is history)."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (Index("ix_acknowledgements_device_since", "device", "down_since"),
+                      Index("ix_acknowledgements_cleared_at", "cleared_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    device: str
+    down_since: datetime
+    note: str
+    who: str
+    at: datetime
+    cleared_at: datetime | None = None
+    cleared_why: str | None = None
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -337,8 +382,11 @@ snmp_events_table: Table = SQLModel.metadata.tables[str(SnmpEventRow.__tablename
 snmp_status_table: Table = SQLModel.metadata.tables[str(SnmpStatusRow.__tablename__)]
 poller_lease_table: Table = SQLModel.metadata.tables[str(PollerLeaseRow.__tablename__)]
 notification_outbox_table: Table = SQLModel.metadata.tables[str(NotificationOutboxRow.__tablename__)]
+maintenance_windows_table: Table = SQLModel.metadata.tables[str(MaintenanceWindowRow.__tablename__)]
+acknowledgements_table: Table = SQLModel.metadata.tables[str(AcknowledgementRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
                            if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
-                           snmp_status_table, poller_lease_table, notification_outbox_table]
+                           snmp_status_table, poller_lease_table, notification_outbox_table,
+                           maintenance_windows_table, acknowledgements_table]

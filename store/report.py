@@ -24,8 +24,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
@@ -82,6 +82,8 @@ class ReportOutage:
     counted_end: datetime
     cause: str = "down"  # at its start: down, or unreachable (see Outage)
     unreachable_s: float = 0.0  # of the counted time, that while the device was unreachable
+    acked_by: str | None = None  # who acknowledged it (wardtui ack; a login name), if anyone did
+    ack_note: str | None = None  # ... and what they said
 
     @property
     def ongoing(self) -> bool:
@@ -301,8 +303,22 @@ async def availability(store: HistoryStore, period: Period, *, group_by: GroupBy
                        now: datetime | None = None, unreachable: Unreachable = "down") -> Report:
     """The availability report of ``period`` from ``store``: of every device, or of the named
     ``devices`` (a dashboard's current view), or of one ``group`` such as ``("region", "north")``."""
+    from store.acks import Acknowledgements
+
     now = now or datetime.now(UTC)
     spans = await device_spans(store, devices, group)
     names = {s.name for s in spans}
     outages = [o for o in await store.outages(since=period.start) if o.device in names]
-    return compute(spans, outages, period, now, group_by, unreachable)
+    report = compute(spans, outages, period, now, group_by, unreachable)
+    acks = await Acknowledgements(store.db).of_outages(since=period.start)
+    return with_acks(report, {k: (a.who, a.note) for k, a in acks.items()}) if acks else report
+
+
+def with_acks(report: Report, acks: Mapping[tuple[str, datetime], tuple[str, str]]) -> Report:
+    """``report`` with each outage that someone acknowledged saying who and their note
+    (``acks``: (device, outage start) -> (who, note); merged outages: that of their start)."""
+    outages = []
+    for o in report.outages:
+        ack = acks.get((o.device, o.start))
+        outages.append(o if ack is None else replace(o, acked_by=ack[0], ack_note=ack[1]))
+    return replace(report, outages=outages)

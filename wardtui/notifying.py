@@ -7,11 +7,27 @@ companion, turns transitions into messages per route and group; it hands them to
 history's while the database fails); the delivery's tasks send them, per receiver and in order.
 The notifier starts from the outbox's latest message per group, so a problem notified before a
 restart still gets its recovery after it. Loads no screen library (test_layering).
+
+Maintenance windows (issue 15 item 4; docs/MAINTENANCE.md): the notifier's suppressions are a
+:class:`~poller.notify.windows.WindowSuppressions` read from the database's
+``maintenance_windows`` at start and every ``windows_every`` seconds (30); when they changed the
+notifier is told (``suppressions_changed``), so a window added or removed with ``wardtui
+maintenance`` takes effect within that period. A database that fails keeps the last windows read.
+
+Acknowledgements (issue 15 item 5): the windows are wrapped in an
+:class:`~poller.notify.acks.AckSuppressions`, whose ``acked`` answers from the acknowledgements in
+force (``wardtui ack``; store/acks.py), read in the same cycle; the notifier is told when they
+changed too. An acknowledged problem is not repeated; its recovery is still sent, and its items
+carry who acknowledged it and the note. (A running service is not told at once through its
+command path: that is not built; it reads the database every 30 s.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,9 +60,14 @@ class NotifyService:
 
     name = "notifications"
 
-    def __init__(self, runtime: Runtime, config: NotifyConfig, site: str) -> None:
+    def __init__(self, runtime: Runtime, config: NotifyConfig, site: str, *,
+                 windows_every: float = 30.0) -> None:
+        from poller.notify.acks import AckSuppressions
         from poller.notify.delivery import Delivery
         from poller.notify.receivers import build_receivers
+        from poller.notify.windows import WindowSuppressions
+        from store.acks import Acknowledgements
+        from store.maintenance_windows import MaintenanceWindows
         from store.outbox import SqlOutbox
 
         self.runtime = runtime
@@ -55,6 +76,15 @@ class NotifyService:
         self.outbox = SqlOutbox(runtime.store.db, outbox_spool_dir(runtime.spool_dir), site=site)
         self.delivery = Delivery(self.outbox, build_receivers(config))
         self.notifier: Notifier | None = None  # made at start, from the outbox's latest messages
+        self.windows = MaintenanceWindows(runtime.store.db)
+        self.suppressions = WindowSuppressions()
+        self.acks = Acknowledgements(runtime.store.db)
+        # What the notifier asks: the windows' silences and the acknowledgements in force.
+        self.quiet = AckSuppressions(self.suppressions)
+        self.windows_every = windows_every
+        self._windows_failing = False  # said once per failure, not every 30 s
+        self._acks_failing = False
+        self._reader: asyncio.Task[None] | None = None
         self._opened = False
 
     async def start(self) -> None:
@@ -69,12 +99,15 @@ class NotifyService:
         from poller.notify.notifier import Notifier
 
         latest = await self.outbox.latest_per_group()
+        await self.read_windows()  # before the first transition: planned work never pages
+        await self.read_acks()
         engine = self.runtime.engine
         self.notifier = Notifier(engine, self.config.routes, self.delivery.put, site=self.site,
-                                 latest=latest.values())
+                                 suppressions=self.quiet, latest=latest.values())
         await self.delivery.start()
         engine.gauge_sources.append(self.delivery.gauges)
         engine.add_companion(self.notifier)
+        self._reader = asyncio.create_task(self._read_windows_loop(), name="wardtui-maintenance-windows")
         routes = len(self.config.routes)
         log.info("notifications: %d route%s, %d receiver%s; %d message%s waiting in the outbox", routes,
                  "" if routes == 1 else "s", len(self.config.receivers),
@@ -84,8 +117,70 @@ class NotifyService:
     async def stop(self) -> None:
         """The engine has stopped its companions (the notifier handed over what was due); the
         sends in flight get a few seconds, what is left stays in the outbox for the next run."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
         if self.notifier is not None:
             self.notifier.stop()
         await self.delivery.stop()
         if self._opened:
             await self.outbox.close()
+
+    async def read_windows(self) -> bool:
+        """Read the windows in force from the database; whether they changed. A database that
+        fails keeps the windows last read (said once, and once when it answers again)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.dburl import failure
+
+        try:
+            windows = await self.windows.in_force(datetime.now(UTC))
+        except (SQLAlchemyError, OSError) as exc:
+            if not self._windows_failing:
+                log.warning("notifications: cannot read the maintenance windows (keeping the %d read "
+                            "before): %s", len(self.suppressions.windows),
+                            failure(exc, self.runtime.store.url))
+            self._windows_failing = True
+            return False
+        if self._windows_failing:
+            log.warning("notifications: the maintenance windows are read again")
+            self._windows_failing = False
+        changed = self.suppressions.replace(windows)
+        if changed:
+            log.info("notifications: %d maintenance window%s in force", len(windows),
+                     "" if len(windows) == 1 else "s")
+        return changed
+
+    async def read_acks(self) -> bool:
+        """Read the acknowledgements in force from the database; whether they changed. A
+        database that fails keeps those last read (said once, and once when it answers again)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.dburl import failure
+
+        try:
+            acks = await self.acks.in_force()
+        except (SQLAlchemyError, OSError) as exc:
+            if not self._acks_failing:
+                log.warning("notifications: cannot read the acknowledgements (keeping the %d read "
+                            "before): %s", len(self.quiet.acks), failure(exc, self.runtime.store.url))
+            self._acks_failing = True
+            return False
+        if self._acks_failing:
+            log.warning("notifications: the acknowledgements are read again")
+            self._acks_failing = False
+        changed = self.quiet.replace_acks(acks)
+        if changed:
+            count = len(self.quiet.acks)
+            log.info("notifications: %d acknowledgement%s in force", count, "" if count == 1 else "s")
+        return changed
+
+    async def _read_windows_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.windows_every)
+            windows = await self.read_windows()
+            acks = await self.read_acks()
+            if (windows or acks) and self.notifier is not None:
+                self.notifier.suppressions_changed()

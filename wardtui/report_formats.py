@@ -48,7 +48,8 @@ def outage_record(outage: ReportOutage) -> dict[str, Any]:
     return {"device": outage.device, "start": _iso(outage.start), "end": _iso(outage.end),
             "counted_start": _iso(outage.counted_start), "counted_end": _iso(outage.counted_end),
             "counted_s": _round(outage.counted_s), "ongoing": outage.ongoing, "cause": outage.cause,
-            "unreachable_s": _round(outage.unreachable_s)}
+            "unreachable_s": _round(outage.unreachable_s), "acked_by": outage.acked_by,
+            "ack_note": outage.ack_note}
 
 
 def report_record(report: Report) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def report_record(report: Report) -> dict[str, Any]:
 
 ROW_COLUMNS = ("name", "devices", "availability_pct", "outages", "downtime_s", "unreachable_s", "mttr_s",
                "mtbf_s", "longest_s", "state")
-OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing", "cause")
+OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing", "cause", "acked_by", "ack_note")
 
 
 def render_json(report: Report) -> str:
@@ -147,13 +148,20 @@ def _cells(row: ReportRow) -> list[str]:
 
 def _outage_cells(o: ReportOutage) -> list[str]:
     end = "ongoing" if o.end is None else _stamp(o.end)
-    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s), o.cause]
+    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s), o.cause, _acked(o)]
+
+
+def _acked(o: ReportOutage) -> str:
+    """Who acknowledged the outage and their note (wardtui ack), as text the format escapes."""
+    if o.acked_by is None:
+        return ""
+    return text_cell(f"{o.acked_by}: {o.ack_note}" if o.ack_note else o.acked_by)
 
 
 HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "Unreachable", "MTTR", "MTBF",
            "Longest", "State")
 _NUMBERS = set(range(1, 9))  # the columns aligned right
-OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted", "Cause")
+OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted", "Cause", "Acknowledged")
 
 
 # Markdown passes raw HTML through (<script>, <img onerror>) and makes links of [x](y), <y>

@@ -9,7 +9,7 @@ import pytest
 from wardtui.cli import build_parser
 
 COMMANDS = ["poll", "serve", "events", "status", "history", "outages", "snmp", "report", "db", "generate",
-            "doctor", "notify"]
+            "doctor", "notify", "maintenance", "ack"]
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -24,7 +24,8 @@ def test_every_command_is_covered() -> None:
 
 
 @pytest.mark.parametrize("path", [[], *([c] for c in COMMANDS), ["db", "upgrade"], ["db", "current"],
-                                  ["notify", "test"], ["notify", "check"]])
+                                  ["notify", "test"], ["notify", "check"], ["maintenance", "add"],
+                                  ["maintenance", "list"], ["maintenance", "remove"]])
 def test_help_shows_examples_of_itself(path: list[str]) -> None:
     parser = build_parser()
     for name in path:

@@ -85,7 +85,7 @@ def test_store_source_never_imports_screens() -> None:
 # -- the headless commands -------------------------------------------------------------------
 
 HEADLESS_COMMANDS = ("poll", "history", "outages", "report", "snmp", "db", "doctor", "events", "status",
-                     "notify")
+                     "notify", "maintenance", "ack")
 SCREEN_LIBRARIES = {"textual", "rich"}
 PROJECT = {"poller", "store", "wardtui"}
 

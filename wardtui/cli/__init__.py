@@ -4,6 +4,8 @@ service: headless, history, SIGHUP reload), ``wardtui generate``,
 ``wardtui snmp DEVICE`` (its latest SNMP poll), ``wardtui report`` (availability over a period),
 ``wardtui db upgrade|current`` (the database's schema), ``wardtui doctor`` (is this machine ready),
 ``wardtui notify test|check`` (a test message through a route, a notify file checked),
+``wardtui maintenance add|list|remove`` (maintenance windows in the database),
+``wardtui ack DEVICE|list|remove`` (acknowledgements of devices' problems, in the database),
 ``wardtui events`` and ``wardtui status`` (a site's live feed on Redis: its events as JSON lines,
 its service and figures).
 
@@ -18,11 +20,13 @@ import argparse
 
 from wardtui import __version__
 from wardtui.cli import (
+    ack,
     db,
     doctor,
     events,
     generate,
     history,
+    maintenance,
     notify,
     outages,
     poll,
@@ -48,6 +52,8 @@ examples:
   wardtui db upgrade --db sqlite:///var/lib/wardtui/history.db
   wardtui doctor --inventory branches.csv   ICMP, buffers, inventory, credentials, database, clock
   wardtui notify test noc --notify notify.yaml   a test message to each receiver of route noc
+  wardtui maintenance add --match branch=north-b002 --duration 2h --note "router swap"
+  wardtui ack north-b002-rtr --note "on site, Alice"   no repeat notifications until it recovers
 
 In the dashboard: ? lists every key; / filters, s sorts, Enter opens a device (Esc back),
 e exports an availability report of what the table shows, q saves history and quits.
@@ -55,7 +61,9 @@ Each command has its own examples: wardtui COMMAND --help.
 """
 
 # The order --help lists them in.
-COMMANDS = (poll, serve, events, status, db, outages, history, report, snmp, notify, generate, doctor)
+COMMANDS = (poll, serve, events, status, db, outages, history, report, snmp, notify, maintenance, ack,
+            generate,
+            doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,9 +114,11 @@ async def open_existing(url: str) -> HistoryStore:
     return store
 
 
-def read_store(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]]) -> tuple[int, _T | None]:
+def read_store(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]], *,
+               create: bool = False) -> tuple[int, _T | None]:
     """Run ``query(url)`` on the history database ``db`` names; (0, result), or the exit status
-    after an error line: 2 for a bad URL, option or schema, 1 for a database that cannot be read."""
+    after an error line: 2 for a bad URL, option or schema, 1 for a database that cannot be read.
+    ``create``: a command that writes (``maintenance add``) may make the SQLite file's directory."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from store.db import database_url
@@ -124,7 +126,7 @@ def read_store(db: str | None, query: Callable[[str], Coroutine[Any, Any, _T]]) 
     from store.schema import SchemaError, display_url
 
     try:
-        url = database_url(db, create=False)  # reading makes no directory (nor file: open_existing)
+        url = database_url(db, create=create)  # reading makes no directory (nor file: open_existing)
     except (ValueError, OSError) as exc:
         error(f"{db_option(db)}: {exc}")
         return 2, None
