@@ -37,10 +37,12 @@ def test_add_list_remove(db_url: str, tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("added maintenance window 1: branch=north-b002, ")
     assert "active until" in added.stdout and "note: swap" in added.stdout
-    more = run(("maintenance", "add", "--match", "region=north", "--match", "type=atm", "--from", iso(start),
-                "--to", iso(start + timedelta(hours=3)), "--note", "ATM firmware", "--db", db),
-               ("maintenance", "add", "--match", "tag=backup", "--every", "30 2 * * *", "--for", "1h30m",
-                "--tz", "Europe/Paris", "--note", "nightly", "--db", db), cwd=tmp_path)
+    # One after the other: run at once, which gets id 2 would be a race.
+    atm = ("maintenance", "add", "--match", "region=north", "--match", "type=atm", "--from", iso(start),
+           "--to", iso(start + timedelta(hours=3)), "--note", "ATM firmware", "--db", db)
+    nightly = ("maintenance", "add", "--match", "tag=backup", "--every", "30 2 * * *", "--for", "1h30m",
+               "--tz", "Europe/Paris", "--note", "nightly", "--db", db)
+    more = [*run(atm, cwd=tmp_path), *run(nightly, cwd=tmp_path)]
     assert [p.returncode for p in more] == [0, 0], [p.stderr for p in more]
     table, as_json = run(("maintenance", "list", "--db", db), ("maintenance", "list", "--json", "--db", db),
                          cwd=tmp_path)
