@@ -74,6 +74,9 @@ def test_add_list_remove(db_url: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     (("--match", "colour=red", "--duration", "2h", "--note", "x"), "unknown match key 'colour'"),
     (("--match", "branch", "--duration", "2h", "--note", "x"), "use KEY=VALUE"),
+    (("--match", "\x1b[31mkey\n=x", "--duration", "2h", "--note", "x"), "unknown match key '\\x1b[31mkey'"),
+    (("--match", "branch=b", "--every", "0 2 * * *\x1b]0;t\x07", "--for", "1h", "--tz", "UTC", "--note", "x"),
+     "--every: bad cron expression '0 2 * * *\\x1b]0;t\\x07'"),
     (("--match", "branch=b", "--every", "0 25 * * *", "--for", "1h", "--tz", "UTC", "--note", "x"),
      "--every: bad cron expression '0 25 * * *'"),
     (("--match", "branch=b", "--every", "0 2 * * *", "--for", "1h", "--tz", "Mars/Olympus", "--note", "x"),
@@ -95,6 +98,7 @@ def test_mistakes_exit_2_with_one_clear_line(options: tuple[str, ...], message: 
     proc = run(("maintenance", "add", *options, "--db", db), cwd=tmp_path)[0]
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and proc.stdout == ""
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     assert not (tmp_path / "history.db").exists()  # nothing written for a refused window
 
 
