@@ -76,6 +76,10 @@ def check_cron(expression: str) -> str:
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"bad cron expression {expression!r}: use 5 fields, minute hour "
                          "day-of-month month day-of-week (\"0 2 * * *\": every day at 02:00)")
+    try:  # valid but never due (``0 0 31 2 *``: 31 February) is a mistake too
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except ValueError:
+        raise ValueError(f"bad cron expression {expression!r}: it never happens") from None
     return expression
 
 
@@ -97,6 +101,9 @@ class Window:
     removed_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        for at in (self.starts_at, self.ends_at, self.created_at, self.removed_at):
+            if at is not None and at.utcoffset() is None:
+                raise ValueError("maintenance window times must be timezone-aware")
         if self.recurring:
             if self.duration_s is None or self.duration_s <= 0 or self.tz is None:
                 raise ValueError("a recurring window needs a duration over 0 and a time zone")
@@ -143,7 +150,10 @@ def _starts_before(window: Window, at: datetime) -> Iterator[datetime]:
     # Local time can run behind: look from a few hours later, and keep only starts <= at.
     cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) + timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
-        start = local_start(cursor.get_prev(datetime), tz)
+        try:
+            start = local_start(cursor.get_prev(datetime), tz)
+        except ValueError:  # no start that far back (croniter's own search limit)
+            return
         if start <= at:
             yield start
 
@@ -153,7 +163,10 @@ def _starts_after(window: Window, at: datetime) -> Iterator[datetime]:
     tz = zone(window.tz or "UTC")
     cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
-        start = local_start(cursor.get_next(datetime), tz)
+        try:
+            start = local_start(cursor.get_next(datetime), tz)
+        except ValueError:
+            return
         if start > at:
             yield start
 

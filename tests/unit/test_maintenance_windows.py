@@ -156,7 +156,7 @@ def test_overlapping_occurrences_make_one_change() -> None:
 
 
 def test_bad_cron_and_zone_are_refused() -> None:
-    for bad in ("0 25 * * *", "* * * *", "0 0 * * * *", "@reboot", "banana"):
+    for bad in ("0 25 * * *", "* * * *", "0 0 * * * *", "@reboot", "banana", "0 0 31 2 *"):
         with pytest.raises(ValueError, match="bad cron"):
             check_cron(bad)
     for bad in ("Mars/Base", "", "../etc/passwd", "/etc/localtime"):
@@ -164,6 +164,9 @@ def test_bad_cron_and_zone_are_refused() -> None:
             zone(bad)
     with pytest.raises(ValueError):
         Window(4, (), cron="0 2 * * *", duration_s=0, tz="UTC")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Window(5, (), starts_at=datetime(2027, 1, 1), ends_at=datetime(2027, 1, 2))
+    assert check_cron("0 0 29 2 *") == "0 0 29 2 *"  # leap days: rare, but it happens
 
 
 # -- matching ------------------------------------------------------------------------------
