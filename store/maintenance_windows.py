@@ -39,11 +39,8 @@ class MaintenanceWindows:
         self.db = db
 
     async def add(self, window: Window) -> Window:
-        """Store ``window`` (its ``id`` is ignored); the stored window, with its id. The window is
-        validated by :class:`Window` itself; its times must be aware."""
-        for at in (window.starts_at, window.ends_at, window.created_at):
-            if at is not None and at.tzinfo is None:
-                raise ValueError("maintenance window times must be timezone-aware")
+        """Store ``window`` (its ``id`` is ignored); the stored window, with its id. The window
+        was validated by :class:`Window` itself (aware times, a cron expression that happens)."""
         values = {
             "matchers": [matcher_text(m) for m in window.matchers],
             "starts_at": _utc(window.starts_at), "ends_at": _utc(window.ends_at),

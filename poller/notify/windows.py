@@ -76,6 +76,10 @@ def check_cron(expression: str) -> str:
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"bad cron expression {expression!r}: use 5 fields, minute hour "
                          "day-of-month month day-of-week (\"0 2 * * *\": every day at 02:00)")
+    try:  # valid but never due (``0 0 31 2 *``: 31 February) is a mistake too
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except ValueError:
+        raise ValueError(f"bad cron expression {expression!r}: it never happens") from None
     return expression
 
 
@@ -97,6 +101,9 @@ class Window:
     removed_at: datetime | None = None
 
     def __post_init__(self) -> None:
+        for at in (self.starts_at, self.ends_at, self.created_at, self.removed_at):
+            if at is not None and at.utcoffset() is None:
+                raise ValueError("maintenance window times must be timezone-aware")
         if self.recurring:
             if self.duration_s is None or self.duration_s <= 0 or self.tz is None:
                 raise ValueError("a recurring window needs a duration over 0 and a time zone")
@@ -143,7 +150,10 @@ def _starts_before(window: Window, at: datetime) -> Iterator[datetime]:
     # Local time can run behind: look from a few hours later, and keep only starts <= at.
     cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) + timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
-        start = local_start(cursor.get_prev(datetime), tz)
+        try:
+            start = local_start(cursor.get_prev(datetime), tz)
+        except ValueError:  # no start that far back (croniter's own search limit)
+            return
         if start <= at:
             yield start
 
@@ -153,7 +163,10 @@ def _starts_after(window: Window, at: datetime) -> Iterator[datetime]:
     tz = zone(window.tz or "UTC")
     cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
-        start = local_start(cursor.get_next(datetime), tz)
+        try:
+            start = local_start(cursor.get_next(datetime), tz)
+        except ValueError:
+            return
         if start > at:
             yield start
 
@@ -229,20 +242,36 @@ class WindowSuppressions:
     of issue 15 (5): :meth:`acked` answers None, :meth:`ended` has nothing to end.
 
     :meth:`replace` swaps the set (the service reloads it from the database); it says whether
-    anything changed, so that the notifier is told only then."""
+    anything changed, so that the notifier is told only then.
+
+    Whether a recurring window is active costs a cron evaluation (~0.2 ms), and the grouper asks
+    for every new problem: a storm of 10,000 would hold the engine's loop for seconds. So each
+    window's answer is kept with the span over which it holds (from the instant asked to the
+    window's next change), and asking again inside that span is a comparison."""
 
     def __init__(self, windows: Iterable[Window] = ()) -> None:
         self.windows: tuple[Window, ...] = tuple(windows)
+        self._spans: list[tuple[datetime, datetime | None, bool] | None] = [None] * len(self.windows)
 
     def replace(self, windows: Iterable[Window]) -> bool:
         fresh = tuple(windows)
         if fresh == self.windows:
             return False
         self.windows = fresh
+        self._spans = [None] * len(fresh)
         return True
 
+    def _active(self, index: int, at: datetime) -> bool:
+        span = self._spans[index]
+        if span is not None and span[0] <= at and (span[1] is None or at < span[1]):
+            return span[2]
+        window = self.windows[index]
+        answer = active(window, at)
+        self._spans[index] = (at, next_change([window], at), answer)
+        return answer
+
     def silenced(self, device: Device, at: datetime) -> bool:
-        return any(matches(w, device) and active(w, at) for w in self.windows)
+        return any(matches(w, device) and self._active(i, at) for i, w in enumerate(self.windows))
 
     def acked(self, device: Device) -> tuple[str, str] | None:
         return None

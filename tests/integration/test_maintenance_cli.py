@@ -37,10 +37,12 @@ def test_add_list_remove(db_url: str, tmp_path: Path) -> None:
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("added maintenance window 1: branch=north-b002, ")
     assert "active until" in added.stdout and "note: swap" in added.stdout
-    more = run(("maintenance", "add", "--match", "region=north", "--match", "type=atm", "--from", iso(start),
-                "--to", iso(start + timedelta(hours=3)), "--note", "ATM firmware", "--db", db),
-               ("maintenance", "add", "--match", "tag=backup", "--every", "30 2 * * *", "--for", "1h30m",
-                "--tz", "Europe/Paris", "--note", "nightly", "--db", db), cwd=tmp_path)
+    # One after the other: run at once, which gets id 2 would be a race.
+    atm = ("maintenance", "add", "--match", "region=north", "--match", "type=atm", "--from", iso(start),
+           "--to", iso(start + timedelta(hours=3)), "--note", "ATM firmware", "--db", db)
+    nightly = ("maintenance", "add", "--match", "tag=backup", "--every", "30 2 * * *", "--for", "1h30m",
+               "--tz", "Europe/Paris", "--note", "nightly", "--db", db)
+    more = [*run(atm, cwd=tmp_path), *run(nightly, cwd=tmp_path)]
     assert [p.returncode for p in more] == [0, 0], [p.stderr for p in more]
     table, as_json = run(("maintenance", "list", "--db", db), ("maintenance", "list", "--json", "--db", db),
                          cwd=tmp_path)
@@ -72,6 +74,9 @@ def test_add_list_remove(db_url: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("options", "message"), [
     (("--match", "colour=red", "--duration", "2h", "--note", "x"), "unknown match key 'colour'"),
     (("--match", "branch", "--duration", "2h", "--note", "x"), "use KEY=VALUE"),
+    (("--match", "\x1b[31mkey\n=x", "--duration", "2h", "--note", "x"), "unknown match key '\\x1b[31mkey'"),
+    (("--match", "branch=b", "--every", "0 2 * * *\x1b]0;t\x07", "--for", "1h", "--tz", "UTC", "--note", "x"),
+     "--every: bad cron expression '0 2 * * *\\x1b]0;t\\x07'"),
     (("--match", "branch=b", "--every", "0 25 * * *", "--for", "1h", "--tz", "UTC", "--note", "x"),
      "--every: bad cron expression '0 25 * * *'"),
     (("--match", "branch=b", "--every", "0 2 * * *", "--for", "1h", "--tz", "Mars/Olympus", "--note", "x"),
@@ -93,6 +98,7 @@ def test_mistakes_exit_2_with_one_clear_line(options: tuple[str, ...], message: 
     proc = run(("maintenance", "add", *options, "--db", db), cwd=tmp_path)[0]
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and proc.stdout == ""
+    assert "\x1b" not in proc.stderr and "\x07" not in proc.stderr
     assert not (tmp_path / "history.db").exists()  # nothing written for a refused window
 
 

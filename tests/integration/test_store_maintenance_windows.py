@@ -92,11 +92,12 @@ async def test_windows_from_the_database_silence_the_devices_they_match(windows:
     assert not quiet.silenced(atm, NOW + H)
 
 
-async def test_naive_times_are_refused(windows: MaintenanceWindows) -> None:
-    naive = Window(0, (parse_matcher("device=a"),), starts_at=datetime(2026, 12, 6, 9),
-                   ends_at=datetime(2026, 12, 6, 10), note="n", created_by="a", created_at=NOW)
-    with pytest.raises(ValueError, match="timezone-aware"):
-        await windows.add(naive)
+async def test_a_leap_day_window_is_stored_and_found(windows: MaintenanceWindows) -> None:
+    leap = await windows.add(Window(0, (parse_matcher("device=a"),), cron="0 0 29 2 *", duration_s=3600.0,
+                                    tz="UTC", note="n", created_by="a", created_at=NOW))
+    assert [w.id for w in await windows.in_force(NOW)] == [leap.id]
+    assert active(leap, datetime(2028, 2, 29, 0, 30, tzinfo=UTC))
+    assert not active(leap, datetime(2027, 3, 1, 0, 30, tzinfo=UTC))
 
 
 async def test_a_row_that_is_not_a_window_is_left_out_not_fatal(windows: MaintenanceWindows,

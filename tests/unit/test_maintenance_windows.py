@@ -156,7 +156,7 @@ def test_overlapping_occurrences_make_one_change() -> None:
 
 
 def test_bad_cron_and_zone_are_refused() -> None:
-    for bad in ("0 25 * * *", "* * * *", "0 0 * * * *", "@reboot", "banana"):
+    for bad in ("0 25 * * *", "* * * *", "0 0 * * * *", "@reboot", "banana", "0 0 31 2 *"):
         with pytest.raises(ValueError, match="bad cron"):
             check_cron(bad)
     for bad in ("Mars/Base", "", "../etc/passwd", "/etc/localtime"):
@@ -164,6 +164,9 @@ def test_bad_cron_and_zone_are_refused() -> None:
             zone(bad)
     with pytest.raises(ValueError):
         Window(4, (), cron="0 2 * * *", duration_s=0, tz="UTC")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Window(5, (), starts_at=datetime(2027, 1, 1), ends_at=datetime(2027, 1, 2))
+    assert check_cron("0 0 29 2 *") == "0 0 29 2 *"  # leap days: rare, but it happens
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -260,3 +263,36 @@ def test_the_grouper_keeps_a_window_quiet_then_notifies_what_is_still_down() -> 
     after = run_until(100.0)
     assert len(after) == 1 and len(after[0].firing) == 10
     assert 60.0 <= (after[0].created - T0).total_seconds() <= 61.5
+
+
+def test_window_suppressions_agree_with_active_hour_by_hour_across_a_dst_change() -> None:
+    """The kept spans never answer differently from evaluating the window afresh: every 10 min
+    from the Saturday before spring-forward to the Tuesday after, forwards then backwards."""
+    windows = [daily("30 2", 1), one_off("branch=north-b002", start=utc(2027, 3, 28, 0, 15),
+                                         end=utc(2027, 3, 28, 0, 45))]
+    s = WindowSuppressions(windows)
+    times = [utc(2027, 3, 27) + timedelta(minutes=10 * i) for i in range(4 * 24 * 6)]
+    for at in [*times, *reversed(times)]:
+        assert s.silenced(device(), at) == any(active(w, at) for w in windows), at
+
+
+def test_a_storm_of_questions_costs_one_evaluation_per_window_and_change(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import poller.notify.windows as windows_module
+
+    calls: list[datetime] = []
+    real = windows_module.active
+
+    def counted(window: Window, at: datetime) -> bool:
+        calls.append(at)
+        return real(window, at)
+
+    monkeypatch.setattr(windows_module, "active", counted)
+    s = WindowSuppressions([daily("0 2", 2, "Europe/Paris")])
+    start = utc(2027, 1, 15, 0, 0)  # 01:00 Paris: the window starts at 01:00 UTC
+    answers = [s.silenced(device(), start + timedelta(milliseconds=i)) for i in range(10_000)]
+    assert answers == [False] * 10_000 and len(calls) == 1
+    assert s.silenced(device(), utc(2027, 1, 15, 1, 0)) and len(calls) == 2  # the start: asked again
+    assert s.silenced(device(), utc(2027, 1, 15, 2, 59)) and len(calls) == 2
+    assert not s.silenced(device(), utc(2027, 1, 15, 3, 0)) and len(calls) == 3
+    assert s.replace([]) and not s.silenced(device(), utc(2027, 1, 15, 1, 30))
