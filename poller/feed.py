@@ -80,6 +80,7 @@ from poller.live import (
     peek_snapshot,
 )
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
+from poller.operator import login_name
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
@@ -882,7 +883,7 @@ class LiveFeed:
                  record_latency: bool = False, read_pace: float = READ_PACE) -> None:
         self.url = url
         self.keys = keys
-        self.viewer = viewer or f"{_login()}@{socket.gethostname()}:{os.getpid()}"
+        self.viewer = viewer or f"{login_name()}@{socket.gethostname()}:{os.getpid()}"
         self.refresh_period = refresh
         self.read_pace = read_pace
         self._factory = client_factory or (lambda: client_for(url))
@@ -1282,23 +1283,11 @@ class LiveFeed:
         return await send_command(client, self.keys, name, **args)
 
 
-def _login() -> str:
-    try:
-        return os.getlogin()
-    except OSError:
-        import pwd
-
-        try:
-            return pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:
-            return str(os.getuid())
-
-
 async def send_command(client: Redis, keys: Keys, name: str, timeout: float = COMMAND_TIMEOUT,
                        **args: Any) -> dict[str, Any]:
     """Put a command on the site's command stream and wait for the service's answer."""
     command_id = uuid.uuid4().hex
-    doc = {"id": command_id, "cmd": name, "user": _login(), "host": socket.gethostname(),
+    doc = {"id": command_id, "cmd": name, "user": login_name(), "host": socket.gethostname(),
            "at": time.time(), **args}
     await client.xadd(keys.commands, {"c": json.dumps(doc)}, maxlen=COMMANDS_MAXLEN, approximate=True)
     deadline = time.monotonic() + timeout

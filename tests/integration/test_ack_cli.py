@@ -59,8 +59,9 @@ def recover(db_url: str, device: str, address: str, at: datetime) -> None:
 def test_ack_list_remove(db_url: str, tmp_path: Path) -> None:
     seed(db_url)
     db = plain(db_url)
-    rtr, atm = run(("ack", "rtr", "--note", "on site, INC-2231", "--db", db),
-                   ("ack", "atm [b]1", "--note", "behind rtr", "--db", db), cwd=tmp_path)
+    # One after the other: run at once, which one gets id 1 would be a race.
+    (rtr,) = run(("ack", "rtr", "--note", "on site, INC-2231", "--db", db), cwd=tmp_path)
+    (atm,) = run(("ack", "atm [b]1", "--note", "behind rtr", "--db", db), cwd=tmp_path)
     assert rtr.returncode == 0, rtr.stderr
     assert rtr.stdout == (f"acknowledged rtr (DOWN since {T0:%Y-%m-%d %H:%M:%S} UTC) as 1 by {me()}; "
                           "note: on site, INC-2231\n")

@@ -91,6 +91,8 @@ async def test_messages_go_in_put_order_each_once_with_their_key(server: Recordi
     await _until(lambda: len(server.delivered()) == 30)
     assert server.delivered() == [n.key for n in messages]
     assert [r.body for r in server.requests] == [n.to_dict() for n in messages]
+    # The server has the last message a moment before the delivery has its answer and marks it.
+    await _until(lambda: delivery.gauges()["notify_sent"] == 30)
     gauges = delivery.gauges()
     assert (gauges["notify_queued"], gauges["notify_sent"], gauges["notify_failed"]) == (0, 30, 0)
     assert gauges["notify_oldest_s"] == 0.0

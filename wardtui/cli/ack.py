@@ -17,6 +17,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from poller.operator import login_name
 from poller.text import escaped
 from wardtui.cli.common import (
     Commands,
@@ -127,13 +128,6 @@ def _action(args: argparse.Namespace) -> tuple[str, str]:
     return "ack", device
 
 
-def login() -> str:
-    """Who acknowledges: the login name, as the live feed names a viewer (poller/feed.py)."""
-    from poller.feed import _login
-
-    return _login()
-
-
 # -- the database ----------------------------------------------------------------------------
 
 
@@ -142,7 +136,7 @@ async def _add(url: str, device: str, note: str, now: datetime) -> tuple[Ack, st
 
     store = await open_existing(url)  # a device to acknowledge is in a history that exists
     try:
-        return await Acknowledgements(store.db).add(device, note, login(), now)
+        return await Acknowledgements(store.db).add(device, note, login_name(), now)
     except AckRefused as exc:
         raise UsageError(f"cannot acknowledge {escaped(device)}: {exc}") from None
     finally:
@@ -166,7 +160,7 @@ async def _remove(url: str, ack_id: int, now: datetime) -> Ack:
     store = await open_existing(url)
     try:
         acks = Acknowledgements(store.db)
-        removed = await acks.remove(ack_id, now, login())
+        removed = await acks.remove(ack_id, now, login_name())
         if removed is None:
             known = await acks.get(ack_id)
             if known is None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from poller.operator import login_name
 from poller.text import escaped
 from wardtui.cli.common import (
     Commands,
@@ -124,7 +124,7 @@ def window_from(args: argparse.Namespace, now: datetime) -> Window:
     note = args.note.strip()
     if not note:
         raise UsageError("--note: say why (a change number, who to call); it is shown with the window")
-    common: dict[str, Any] = {"id": 0, "matchers": matchers, "note": args.note, "created_by": login(),
+    common: dict[str, Any] = {"id": 0, "matchers": matchers, "note": args.note, "created_by": login_name(),
                               "created_at": now}
     if args.every is not None:
         if args.start is not None:
@@ -183,19 +183,6 @@ def span(text: str, option: str) -> timedelta:
     if length > timedelta(days=366):
         raise UsageError(f"{option} {escaped(text)!r}: at most 366d; a longer silence is a removal")
     return length
-
-
-def login() -> str:
-    """Who adds the window: the login name, as the live feed names a viewer (poller/feed.py)."""
-    try:
-        return os.getlogin()
-    except OSError:
-        import pwd
-
-        try:
-            return pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:
-            return str(os.getuid())
 
 
 # -- the database ----------------------------------------------------------------------------
