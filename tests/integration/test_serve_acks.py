@@ -7,10 +7,8 @@ what it is given to a file), the CLI as a subprocess; the network is a scripted 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pwd
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,31 +19,13 @@ from poller.inventory import Device
 from poller.notify.config import load_notify
 from tests.fakes import FakeProber
 from tests.integration.cli_run import run
-from tests.integration.test_serve_maintenance import APPEND, received, wait_for
+from tests.integration.notify_files import notify_file, received
+from tests.integration.test_serve_maintenance import wait_for
 from wardtui.notifying import NotifyService
 from wardtui.runtime import Options, Runtime
 from wardtui.service import ServeOptions, Service, serve
 
 NOTE = "[bold]x[/] \x1b[31mred\x1b[0m\nISP <ticket> *4411*"
-
-
-def notify_file(tmp: Path, out: Path) -> Path:
-    (tmp / "append.py").write_text(APPEND)
-    path = tmp / "notify.yaml"
-    path.write_text(f"""routes:
-  - name: branches
-    receivers: [file]
-    group_by: [branch]
-    group_wait: 0.3s
-    group_interval: 0.5s
-    repeat_interval: 1s
-receivers:
-  - name: file
-    kind: command
-    argv: [{json.dumps(sys.executable)}, {json.dumps(str(tmp / "append.py"))}, {json.dumps(str(out))}]
-    timeout: 10s
-""")
-    return path
 
 
 def firing(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,7 +39,7 @@ async def test_an_acknowledged_router_is_not_repeated_and_its_recovery_says_who(
     prober = FakeProber()
     prober.down = {"127.6.1.1"}
     out = tmp_path / "received.jsonl"
-    config = load_notify(notify_file(tmp_path, out), None)
+    config = load_notify(notify_file(tmp_path, out, group_interval="0.5s", repeat_interval="1s"), None)
     runtime = Runtime(Options(db=f"sqlite:///{db_path}", interval=0.1, confirm_spacing=0.05,
                               spool=tmp_path / "spool"), prober=prober, devices=devices)
     services: list[NotifyService] = []

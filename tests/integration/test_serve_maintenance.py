@@ -8,8 +8,6 @@ what it is given to a file), the CLI as a subprocess; the network is a scripted 
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,36 +23,10 @@ from store.db import database_url
 from store.maintenance_windows import MaintenanceWindows
 from tests.fakes import FakeProber
 from tests.integration.cli_run import run
+from tests.integration.notify_files import notify_file, received
 from wardtui.notifying import NotifyService
 from wardtui.runtime import Options, Runtime
 from wardtui.service import ServeOptions, Service, serve
-
-APPEND = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.stdin.read().strip() + '\\n')\n"
-
-
-def received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-
-
-def notify_file(tmp: Path, out: Path) -> Path:
-    (tmp / "append.py").write_text(APPEND)
-    path = tmp / "notify.yaml"
-    path.write_text(f"""routes:
-  - name: branches
-    receivers: [file]
-    group_by: [branch]
-    group_wait: 0.3s
-    group_interval: 1s
-    repeat_interval: 1h
-receivers:
-  - name: file
-    kind: command
-    argv: [{json.dumps(sys.executable)}, {json.dumps(str(tmp / "append.py"))}, {json.dumps(str(out))}]
-    timeout: 10s
-""")
-    return path
 
 
 async def wait_for(what: Any, timeout: float, why: str) -> Any:

@@ -7,7 +7,6 @@ holds both as sent. A broken notify file stops the start with every ``file:line`
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -20,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from tests.integration.notify_files import notify_file, received
 from tests.integration.test_cli_errors import REPO
 from tests.lab.netns import Lab
 
 CHILDREN = 5
-APPEND = "import sys\nwith open(sys.argv[1], 'a') as f:\n    f.write(sys.stdin.read().strip() + '\\n')\n"
 
 
 def _wait(what: Callable[[], Any], timeout: float, why: str) -> Any:
@@ -33,31 +32,6 @@ def _wait(what: Callable[[], Any], timeout: float, why: str) -> Any:
         assert time.monotonic() < deadline, why
         time.sleep(0.1)
     return value
-
-
-def _received(out: Path) -> list[dict[str, Any]]:
-    if not out.exists():
-        return []
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
-
-
-def _notify_file(tmp: Path, out: Path) -> Path:
-    (tmp / "append.py").write_text(APPEND)
-    path = tmp / "notify.yaml"
-    path.write_text(f"""routes:
-  - name: branches
-    receivers: [file]
-    group_by: [branch]
-    group_wait: 2s
-    group_interval: 3s
-    repeat_interval: 1h
-receivers:
-  - name: file
-    kind: command
-    argv: [{json.dumps(sys.executable)}, {json.dumps(str(tmp / "append.py"))}, {json.dumps(str(out))}]
-    timeout: 10s
-""")
-    return path
 
 
 @pytest.mark.lab
@@ -73,22 +47,23 @@ def test_a_branch_that_fails_and_returns_gives_one_message_and_one_recovery(tmp_
     log_path = tmp_path / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_DATA_HOME": str(tmp_path / "xdg")}
     env.pop("WARDTUI_REDIS", None)
+    notify = notify_file(tmp_path, out, group_wait="2s", group_interval="3s")
     with log_path.open("wb") as log:
         service = lab.popen([sys.executable, "-m", "wardtui", "serve", "--inventory", str(inventory),
                              "--db", f"sqlite:///{db}", "--interval", "0.5", "--timeout", "0.3",
-                             "--confirm-spacing", "0.2", "--notify", str(_notify_file(tmp_path, out))],
+                             "--confirm-spacing", "0.2", "--notify", str(notify)],
                             cwd=REPO, env=env, stderr=log)
     blocked: list[str] = []
     try:
         _wait(lambda: "notifications: 1 route" in log_path.read_text(), 30, "no notifier started")
         time.sleep(2.0)  # every device UP (UNKNOWN -> UP is not a problem: nothing is sent)
-        assert _received(out) == []
+        assert received(out) == []
         for host in [*children, router]:  # the children first: the router's verdict decides theirs
             lab.block(host)
             blocked.append(host)
-        firing = _wait(lambda: _received(out), 30, "no message for the failed branch")
+        firing = _wait(lambda: received(out), 30, "no message for the failed branch")
         time.sleep(4.0)  # past group_interval: nothing more comes for the same outage
-        messages = _received(out)
+        messages = received(out)
         assert len(messages) == 1, messages
         (message,) = messages
         assert message["status"] == "firing" and message["group"] == {"branch": "b7"}
@@ -98,9 +73,9 @@ def test_a_branch_that_fails_and_returns_gives_one_message_and_one_recovery(tmp_
         for host in blocked:
             lab.unblock(host)
         blocked.clear()
-        _wait(lambda: len(_received(out)) >= 2, 30, "no recovery")
+        _wait(lambda: len(received(out)) >= 2, 30, "no recovery")
         time.sleep(4.0)
-        messages = _received(out)
+        messages = received(out)
         assert len(messages) == 2, messages
         recovery = messages[1]
         assert recovery["status"] == "resolved" and recovery["firing"] == []
