@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wardtui.runtime import Runtime, StartupError
 
@@ -82,8 +83,7 @@ class NotifyService:
         # What the notifier asks: the windows' silences and the acknowledgements in force.
         self.quiet = AckSuppressions(self.suppressions)
         self.windows_every = windows_every
-        self._windows_failing = False  # said once per failure, not every 30 s
-        self._acks_failing = False
+        self._failing: set[str] = set()  # what cannot be read now: said once per failure
         self._reader: asyncio.Task[None] | None = None
         self._opened = False
 
@@ -129,52 +129,37 @@ class NotifyService:
             await self.outbox.close()
 
     async def read_windows(self) -> bool:
-        """Read the windows in force from the database; whether they changed. A database that
-        fails keeps the windows last read (said once, and once when it answers again)."""
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from store.dburl import failure
-
-        try:
-            windows = await self.windows.in_force(datetime.now(UTC))
-        except (SQLAlchemyError, OSError) as exc:
-            if not self._windows_failing:
-                log.warning("notifications: cannot read the maintenance windows (keeping the %d read "
-                            "before): %s", len(self.suppressions.windows),
-                            failure(exc, self.runtime.store.url))
-            self._windows_failing = True
-            return False
-        if self._windows_failing:
-            log.warning("notifications: the maintenance windows are read again")
-            self._windows_failing = False
-        changed = self.suppressions.replace(windows)
-        if changed:
-            log.info("notifications: %d maintenance window%s in force", len(windows),
-                     "" if len(windows) == 1 else "s")
-        return changed
+        """The maintenance windows in force, from the database; whether they changed."""
+        return await self._read("maintenance windows", lambda: self.windows.in_force(datetime.now(UTC)),
+                                self.suppressions.replace, lambda: len(self.suppressions.windows))
 
     async def read_acks(self) -> bool:
-        """Read the acknowledgements in force from the database; whether they changed. A
-        database that fails keeps those last read (said once, and once when it answers again)."""
+        """The acknowledgements in force, from the database; whether they changed."""
+        return await self._read("acknowledgements", self.acks.in_force, self.quiet.replace_acks,
+                                lambda: len(self.quiet.acks))
+
+    async def _read(self, what: str, fetch: Callable[[], Awaitable[Sequence[Any]]],
+                    apply: Callable[[Sequence[Any]], bool], held: Callable[[], int]) -> bool:
+        """Read ``what`` with ``fetch`` and ``apply`` it; whether it changed. A database that fails
+        keeps what was read before (said once, and once when it answers again)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from store.dburl import failure
 
         try:
-            acks = await self.acks.in_force()
+            rows = await fetch()
         except (SQLAlchemyError, OSError) as exc:
-            if not self._acks_failing:
-                log.warning("notifications: cannot read the acknowledgements (keeping the %d read "
-                            "before): %s", len(self.quiet.acks), failure(exc, self.runtime.store.url))
-            self._acks_failing = True
+            if what not in self._failing:
+                log.warning("notifications: cannot read the %s (keeping the %d read before): %s", what,
+                            held(), failure(exc, self.runtime.store.url))
+            self._failing.add(what)
             return False
-        if self._acks_failing:
-            log.warning("notifications: the acknowledgements are read again")
-            self._acks_failing = False
-        changed = self.quiet.replace_acks(acks)
+        if what in self._failing:
+            log.warning("notifications: the %s are read again", what)
+            self._failing.discard(what)
+        changed = apply(rows)
         if changed:
-            count = len(self.quiet.acks)
-            log.info("notifications: %d acknowledgement%s in force", count, "" if count == 1 else "s")
+            log.info("notifications: %d %s in force", held(), what)
         return changed
 
     async def _read_windows_loop(self) -> None:
