@@ -278,7 +278,7 @@ class GaugesPanel(Vertical):
         self.warn_style = "bold yellow"
         self.series: dict[str, deque[float]] = {key: deque(maxlen=history) for key, _ in self.SERIES}
         self.latest: Gauges | None = None
-        self._snmp_rows = 0
+        self._extra_rows = 0  # the SNMP poller's and the notifier's rows below the figures
 
     def compose(self) -> ComposeResult:
         yield Figures(id="figures")
@@ -293,8 +293,8 @@ class GaugesPanel(Vertical):
         extra = gauges.extra
         rows = 3 + bool(extra.get("snmp_v3_agents")) if "snmp_agents" in extra else 0
         rows += 2 if "notify_queued" in extra else 0
-        if rows > self._snmp_rows:
-            self._snmp_rows = rows
+        if rows > self._extra_rows:
+            self._extra_rows = rows
             # The SNMP poller's and the notifier's rows: one layout, once.
             figures.styles.height = 9 + rows
         figures.gauges, figures.warn_style = gauges, self.warn_style
