@@ -81,6 +81,7 @@ from poller.live import (
 )
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
 from poller.operator import login_name
+from poller.quiet import Quiet, QuietChanged, QuietFormatError, quiet_from_json
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
@@ -348,6 +349,11 @@ class Publisher:
         self._snmp_json = b"{}"
         self._snmp_dirty = False
         self._snmp_built = 0.0
+        # The quiet state (poller/quiet.py): where it is read at the start (the runtime's, set by
+        # wardtui/service.py), then each QuietChanged; written with the next snapshot.
+        self.quiet_source: Callable[[], Quiet] | None = None
+        self._quiet_json = Quiet().to_json().encode()
+        self._quiet_dirty = True
         self._dropped_seen = 0
         self._lost_since: float | None = None
         self._probes: set[asyncio.Task[None]] = set()
@@ -370,6 +376,8 @@ class Publisher:
     async def run(self) -> None:
         """Publish until :meth:`stop`; Redis failures are logged and retried, never raised."""
         self._sub = self.engine.bus.subscribe("feed", maxsize=400_000, sample_batch=5000)
+        if self.quiet_source is not None:  # read before this subscription: its changes follow
+            self._quiet_json = self.quiet_source().to_json().encode()
         await self._reindex()
         commands = asyncio.create_task(self._command_loop(), name="wardtui-feed-commands")
         try:
@@ -550,6 +558,10 @@ class Publisher:
                 self._snmp_poll(event)
             elif isinstance(event, SnmpFailure):
                 self._snmp_failure(event)
+            elif isinstance(event, QuietChanged):
+                self._quiet_json = event.quiet.to_json().encode()
+                self._quiet_dirty = True
+                pending.append(self._entry(event))
             elif isinstance(event, STREAMED):
                 if isinstance(event, SnmpAgentChange):
                     self._snmp_agent(event)
@@ -675,6 +687,10 @@ class Publisher:
         if not self._inventory_written:
             pipe.set(self.keys.inventory, self._inventory_blob)
         pipe.set(self.keys.snapshot, blob)
+        quiet = self._quiet_dirty or not self._inventory_written
+        if quiet:  # the windows and acknowledgements this snapshot goes with
+            pipe.set(self.keys.quiet, self._quiet_json)
+            self._quiet_dirty = False
         pipe.set(self.keys.delta, delta, ex=DELTA_TTL)
         pipe.set(self.keys.service, self.info.to_json(), ex=HEARTBEAT_TTL)
         pipe.exists(self.keys.inventory)
@@ -687,11 +703,13 @@ class Publisher:
         except BaseException:
             self._dirty |= dirty
             self._full = True
+            self._quiet_dirty |= quiet
             raise
         refused = [r for r in results if isinstance(r, Exception)]
         if any(isinstance(r, Exception) for r in results[:-3]):  # the inventory, snapshot, heartbeat
             self._dirty |= dirty
             self._full = True
+            self._quiet_dirty |= quiet
             raise refused[0]
         self._inventory_written = True
         if not results[-3]:  # Redis restarted empty between two snapshots: write it all again
@@ -895,6 +913,7 @@ class LiveFeed:
         self.live = False
         self.lost_since: datetime | None = None
         self.inventory_id = ""
+        self.quiet = Quiet()  # the windows and acknowledgements in force, as last published
         self._record_latency = record_latency
         self._client: Redis | None = None
         self._rows: list[LiveTracker] = []
@@ -966,7 +985,8 @@ class LiveFeed:
         pipe = client.pipeline(transaction=True)
         pipe.get(self.keys.snapshot)
         pipe.get(self.keys.inventory)
-        blob, raw = await pipe.execute()
+        pipe.get(self.keys.quiet)
+        blob, raw, quiet = await pipe.execute()
         if blob is None:
             raise NoService(f"the site {self.keys.site!r} has no snapshot yet")
         snap = decode_snapshot(blob)
@@ -980,6 +1000,20 @@ class LiveFeed:
             self._set_inventory(inventory_id, devices, snap.columns)
         _same_rows(snap, len(self._rows))
         self._apply_all(snap)
+        self._take_quiet(quiet)
+
+    def _take_quiet(self, raw: bytes | None) -> None:
+        """The quiet state loaded with a snapshot (none: a service of a wardtui before it, or
+        nothing in force); published when it differs from what is held."""
+        try:
+            fresh = Quiet() if raw is None else quiet_from_json(raw)
+        except QuietFormatError as exc:
+            log.warning("live feed: the maintenance windows and acknowledgements cannot be read: %s",
+                        escaped(str(exc)))
+            return
+        if fresh != self.quiet:
+            self.quiet = fresh
+            self.bus.publish(QuietChanged(fresh))  # type: ignore[arg-type]
 
     def _set_inventory(self, inventory_id: str, devices: list[Device], columns: Columns) -> None:
         old = self.trackers
@@ -1101,6 +1135,8 @@ class LiveFeed:
             cls = type(event)
             if cls is Gauges:
                 self.last_gauges = event  # type: ignore[assignment]
+            elif cls is QuietChanged:  # type: ignore[comparison-overlap]
+                self.quiet = event.quiet  # type: ignore[union-attr]
             device = getattr(event, "device", None)
             if device is not None:
                 tracker = trackers.get(device)

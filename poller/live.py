@@ -51,6 +51,7 @@ from poller.events import (
     Transition,
 )
 from poller.inventory import Device, split_parents
+from poller.quiet import QuietChanged, quiet_from_json
 from poller.text import describe
 
 FORMAT = 1
@@ -140,6 +141,12 @@ class Keys:
     @property
     def viewers(self) -> str:
         return self.prefix + "viewers"
+
+    @property
+    def quiet(self) -> str:
+        """The maintenance windows and acknowledgements in force (poller/quiet.py's JSON),
+        written with the snapshot it goes with."""
+        return self.prefix + "quiet"
 
     def reply(self, command_id: str) -> str:
         return f"{self.prefix}reply:{command_id}"
@@ -772,6 +779,10 @@ def encode_event(event: Event, **extra: Any) -> str:
     """One streamed event as compact JSON, losslessly (unlike the JSONL schema, which is for
     people and scripts: ``wardtui events`` decodes this and prints that)."""
     cls = type(event)
+    if cls is QuietChanged:  # type: ignore[comparison-overlap]  # the whole quiet state, as its JSON
+        quiet: QuietChanged = event  # type: ignore[assignment]
+        return json.dumps({"t": "QuietChanged", "q": json.loads(quiet.quiet.to_json()), "by": quiet.by,
+                           **extra}, separators=(",", ":"))
     if cls.__name__ not in _BY_NAME:
         raise TypeError(f"{cls.__name__} is not streamed")
     doc: dict[str, Any] = {"t": cls.__name__}
@@ -886,11 +897,18 @@ def decode_event(text: str | bytes | dict[str, Any]) -> Event | None:
             raise ValueError("not an object")
         cls = _BY_NAME.get(doc.get("t", ""))
         if cls is None:
+            if doc.get("t") == "QuietChanged":
+                by = doc.get("by", "")
+                q = doc.get("q")
+                if not isinstance(q, dict):
+                    raise ValueError("QuietChanged: no quiet state")
+                return QuietChanged(quiet_from_json(q), by[:64] if isinstance(by, str) else "")  # type: ignore[return-value]
             return None
         fast = _FAST.get(cls)
         event: Event = fast(doc) if fast is not None else _decode_fields(cls, doc)
         return event
     except (ValueError, TypeError, AttributeError, OverflowError, OSError, RecursionError) as exc:
+        # QuietFormatError is a ValueError: a damaged quiet state is a damaged event
         raise FeedFormatError(f"an event cannot be read: {str(exc)[:200]}") from None
 
 

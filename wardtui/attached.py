@@ -40,6 +40,7 @@ from wardtui.process import GUEST, ProcessPolicy
 from wardtui.runtime import Options, StartupError
 
 if TYPE_CHECKING:
+    from poller.quiet import Quiet
     from store.history import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,19 @@ class AttachedRuntime:
     async def probe_now(self, name: str) -> dict[str, Any]:
         """Ask the service to check ``name`` now; its answer."""
         return await self.engine.command("probe", device=name)
+
+    def quiet_now(self) -> Quiet:
+        """The windows and acknowledgements in force, as the service last published them."""
+        return self.engine.quiet
+
+    async def acknowledge(self, device: str, note: str) -> dict[str, Any]:
+        """Ask the service to acknowledge ``device``'s outage (it writes the database and
+        publishes the change to every viewer); its answer."""
+        return await self.engine.command("ack", device=device, note=note)
+
+    async def add_maintenance(self, matchers: list[str], duration_s: float, note: str) -> dict[str, Any]:
+        """Ask the service for a maintenance window from now; its answer."""
+        return await self.engine.command("maintenance", matchers=matchers, duration_s=duration_s, note=note)
 
     async def close(self) -> int:
         await self.engine.stopped()

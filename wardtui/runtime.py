@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
@@ -32,8 +32,10 @@ from wardtui.process import GUEST, ProcessPolicy
 
 if TYPE_CHECKING:
     from poller.icmp import IcmpProber
+    from poller.quiet import Quiet
     from store.maintenance import Maintenance
     from store.writer import StoreWriter
+    from wardtui.quiet_watch import QuietWatch
 
 # The history store's modules (SQLAlchemy, asyncpg, sqlmodel, pydantic) and the ICMP prober's
 # (icmplib) are imported where they are first used: the dashboard attached to a service
@@ -79,6 +81,9 @@ class Options:
     snmp_interval: float = _SNMP["interval"]
     snmp_timeout: float = _AGENT["timeout"]
     snmp_retries: int = _AGENT["retries"]
+    # Seconds between two reads of the maintenance windows and acknowledgements (a change made
+    # through the live feed's commands is read at once).
+    quiet_every: float = 30.0
 
 
 DB_HELP = ("history database, sqlite:///PATH or postgresql://USER@HOST/DB (default: $WARDTUI_DB, else "
@@ -219,6 +224,9 @@ class Runtime:
         self._made_dirs: list[Path] = []  # the spool's directory and parents this start made
         self.writer: StoreWriter | None = None
         self.maintenance: Maintenance | None = None
+        # The maintenance windows and acknowledgements in force (wardtui/quiet_watch.py): read
+        # once the store is open.
+        self.quiet: QuietWatch | None = None
         self.history_off: str | None = None  # why, when start() failed and polling goes on without
         # The pid of the wardtui that holds the lease or the spool, if that is why.
         self._holder: int | None = None
@@ -340,6 +348,11 @@ class Runtime:
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
         self.maintenance = Maintenance(self.store, self.retention, may_run=lambda: lease.held)
         self.maintenance.start()
+        from wardtui.quiet_watch import QuietWatch
+
+        self.quiet = QuietWatch(self.store.db, self.engine.bus, every=self.options.quiet_every,
+                                url=self.store.url)
+        await self.quiet.start()
 
     def first_round_seconds(self) -> float:
         """Seconds from the engine's start by which every device has been checked once."""
@@ -357,6 +370,50 @@ class Runtime:
 
         reply, _ = await probe_reply(self.engine, name)
         return reply
+
+    # -- the quiet state: maintenance windows and acknowledgements (issue 15) ---------------
+
+    def quiet_now(self) -> Quiet:
+        """The windows and acknowledgements in force as last read (nothing before the store
+        opened, or without history)."""
+        from poller.quiet import Quiet
+
+        return self.quiet.quiet if self.quiet is not None else Quiet()
+
+    async def acknowledge(self, device: str, note: str, who: str | None = None) -> dict[str, Any]:
+        """Acknowledge ``device``'s outage (the dashboard's ``a``); the answer to show."""
+        from poller.operator import login_name
+        from wardtui.quiet_actions import acknowledge
+
+        return await self._quiet_action(acknowledge(self.store.db, device, note, who or login_name()), who)
+
+    async def add_maintenance(self, matchers: list[str], duration_s: float, note: str,
+                              who: str | None = None) -> dict[str, Any]:
+        """A maintenance window from now (the dashboard's ``m``); the answer to show."""
+        from poller.operator import login_name
+        from wardtui.quiet_actions import add_maintenance
+
+        return await self._quiet_action(
+            add_maintenance(self.store.db, matchers, duration_s, note, who or login_name()), who)
+
+    async def _quiet_action(self, action: Coroutine[Any, Any, dict[str, Any]],
+                            who: str | None) -> dict[str, Any]:
+        if self.quiet is None:
+            action.close()
+            return {"ok": False, "error": self.history_off or "the history database is not open"}
+        reply = await action
+        if reply.get("ok"):
+            await self.quiet.read_now(by=who or "")  # every screen and the notifier: now
+        return reply
+
+    async def reread_quiet(self, by: str = "") -> dict[str, Any]:
+        """Read the windows and acknowledgements now (the ``quiet`` command: ``wardtui ack`` or
+        ``wardtui maintenance`` wrote the database); the answer to send back."""
+        if self.quiet is None:
+            return {"ok": False, "error": self.history_off or "the history database is not open"}
+        await self.quiet.read_now(by=by)
+        quiet = self.quiet.quiet
+        return {"ok": True, "windows": len(quiet.windows), "acks": len(quiet.acks)}
 
     def describe(self) -> str:
         """The title bar's line: what polls, and where history goes."""
@@ -451,6 +508,9 @@ class Runtime:
         """
         lost = 0
         answers = True
+        if self.quiet is not None:
+            quiet, self.quiet = self.quiet, None
+            await quiet.stop()
         if self.maintenance is not None:
             maintenance, self.maintenance = self.maintenance, None
             answers = await _within(maintenance.stop(), CLOSE_TIMEOUT)

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from poller.inventory_diff import InventoryDiff
 from poller.live import DEFAULT_SITE
@@ -23,6 +23,7 @@ from store.schema import display_url
 from wardtui.runtime import Runtime, StartupError
 
 if TYPE_CHECKING:
+    from poller.feed import Handler, Publisher
     from poller.notify.config import NotifyConfig
 
 log = logging.getLogger("wardtui.serve")
@@ -99,6 +100,9 @@ class FeedService:
                                    ServiceInfo.here(__version__, len(runtime.engine.trackers)))
         runtime.engine.companions.append(self.publisher)
         runtime.engine.gauge_sources.append(self.publisher.gauges)
+        # The windows and acknowledgements: published with the snapshots, changed by commands.
+        self.publisher.quiet_source = runtime.quiet_now
+        self.publisher.handlers.update(quiet_handlers(runtime))
 
     async def start(self) -> None:
         """A refused password is the operator's to fix (exit 2); Redis down is not: the
@@ -121,6 +125,29 @@ class FeedService:
 
     async def stop(self) -> None:
         self.publisher.stop()  # the engine awaits it with its companions
+
+
+def quiet_handlers(runtime: Runtime) -> dict[str, Handler]:
+    """The live feed's commands for issue 15: ``ack`` and ``maintenance`` from an attached
+    dashboard's ``a`` and ``m`` (written here, the poller's database), and ``quiet`` from
+    ``wardtui ack`` and ``wardtui maintenance``, which wrote the database themselves: each reads
+    the quiet state again at once, so every viewer and the notifier see it within a second.
+    Who is the login name the command carries (data: stored as sent, shown escaped)."""
+
+    def who(doc: dict[str, Any]) -> str:
+        return str(doc.get("user", "?"))[:64]
+
+    async def ack(_: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
+        return await runtime.acknowledge(doc.get("device"), doc.get("note"), who(doc))  # type: ignore[arg-type]
+
+    async def maintenance(_: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
+        return await runtime.add_maintenance(doc.get("matchers"), doc.get("duration_s"),  # type: ignore[arg-type]
+                                             doc.get("note"), who(doc))  # type: ignore[arg-type]
+
+    async def quiet(_: Publisher, doc: dict[str, Any]) -> dict[str, Any]:
+        return await runtime.reread_quiet(who(doc))
+
+    return {"ack": ack, "maintenance": maintenance, "quiet": quiet}
 
 
 class MetricsService:

@@ -25,9 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from croniter import croniter
 
 from poller.inventory import Device
 from poller.notify.model import Matcher
@@ -39,6 +38,14 @@ MATCH_KEYS = ("device", "branch", "region", "type", "tag")
 # ago cannot cover now, and a cron expression that fires less often than yearly
 # (``0 0 29 2 *``: leap days) still has a start within a few years.
 _SEARCH_STEPS = 10_000
+
+
+def _croniter() -> Any:
+    """croniter's class, imported when a cron expression is first read (~40-90 ms: a viewer
+    that shows no recurring window never pays it)."""
+    from croniter import croniter
+
+    return croniter
 
 
 def parse_matcher(text: str) -> Matcher:
@@ -73,11 +80,11 @@ def zone(name: str) -> ZoneInfo:
 def check_cron(expression: str) -> str:
     """``expression`` if it is a valid 5-field cron expression (minute hour day month weekday),
     else ValueError. Seconds fields and ``@reboot`` have no meaning for a window."""
-    if len(expression.split()) != 5 or not croniter.is_valid(expression):
+    if len(expression.split()) != 5 or not _croniter().is_valid(expression):
         raise ValueError(f"bad cron expression {expression!r}: use 5 fields, minute hour "
                          "day-of-month month day-of-week (\"0 2 * * *\": every day at 02:00)")
     try:  # valid but never due (``0 0 31 2 *``: 31 February) is a mistake too
-        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+        _croniter()(expression, datetime(2000, 1, 1)).get_next(datetime)
     except ValueError:
         raise ValueError(f"bad cron expression {expression!r}: it never happens") from None
     return expression
@@ -148,7 +155,7 @@ def _starts_before(window: Window, at: datetime) -> Iterator[datetime]:
     """The window's starts at or before ``at``, latest first (UTC)."""
     tz = zone(window.tz or "UTC")
     # Local time can run behind: look from a few hours later, and keep only starts <= at.
-    cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) + timedelta(hours=3))
+    cursor = _croniter()(window.cron, at.astimezone(tz).replace(tzinfo=None) + timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
         try:
             start = local_start(cursor.get_prev(datetime), tz)
@@ -161,7 +168,7 @@ def _starts_before(window: Window, at: datetime) -> Iterator[datetime]:
 def _starts_after(window: Window, at: datetime) -> Iterator[datetime]:
     """The window's starts after ``at``, earliest first (UTC)."""
     tz = zone(window.tz or "UTC")
-    cursor = croniter(window.cron, at.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3))
+    cursor = _croniter()(window.cron, at.astimezone(tz).replace(tzinfo=None) - timedelta(hours=3))
     for _ in range(_SEARCH_STEPS):
         try:
             start = local_start(cursor.get_next(datetime), tz)

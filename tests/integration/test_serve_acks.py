@@ -40,12 +40,12 @@ async def test_an_acknowledged_router_is_not_repeated_and_its_recovery_says_who(
     prober.down = {"127.6.1.1"}
     out = tmp_path / "received.jsonl"
     config = load_notify(notify_file(tmp_path, out, group_interval="0.5s", repeat_interval="1s"), None)
-    runtime = Runtime(Options(db=f"sqlite:///{db_path}", interval=0.1, confirm_spacing=0.05,
+    runtime = Runtime(Options(db=f"sqlite:///{db_path}", interval=0.1, confirm_spacing=0.05, quiet_every=0.3,
                               spool=tmp_path / "spool"), prober=prober, devices=devices)
     services: list[NotifyService] = []
 
     def make(r: Runtime, o: ServeOptions) -> list[Service]:
-        services.append(NotifyService(r, config, o.site, windows_every=0.3))
+        services.append(NotifyService(r, config, o.site))
         return list(services)
 
     task = asyncio.create_task(serve(runtime, ServeOptions(tmp_path / "net.csv", notify=config), make))

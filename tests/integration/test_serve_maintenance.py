@@ -56,12 +56,12 @@ async def test_serve_reads_the_windows_at_start_and_when_they_change(tmp_path: P
     prober.down = {"127.6.0.1", "127.6.0.2"}  # both fail from the start
     out = tmp_path / "received.jsonl"
     config = load_notify(notify_file(tmp_path, out), None)
-    runtime = Runtime(Options(db=f"sqlite:///{db_path}", interval=0.1, confirm_spacing=0.05,
+    runtime = Runtime(Options(db=f"sqlite:///{db_path}", interval=0.1, confirm_spacing=0.05, quiet_every=0.3,
                               spool=tmp_path / "spool"), prober=prober, devices=devices)
     services: list[NotifyService] = []
 
     def make(r: Runtime, o: ServeOptions) -> list[Service]:
-        services.append(NotifyService(r, config, o.site, windows_every=0.3))
+        services.append(NotifyService(r, config, o.site))
         return list(services)
 
     task = asyncio.create_task(serve(runtime, ServeOptions(tmp_path / "net.csv", notify=config), make))
@@ -91,4 +91,4 @@ async def test_serve_reads_the_windows_at_start_and_when_they_change(tmp_path: P
         runtime.engine.stop()
         code = await asyncio.wait_for(task, 30)
     assert code == 0
-    assert services[0]._reader is None  # the reading loop stopped with the service
+    assert runtime.quiet is None  # the reading loop stopped with the runtime
