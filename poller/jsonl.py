@@ -3,7 +3,8 @@ so scripts and chat bots read one shape whichever process they talk to."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from poller.events import (
@@ -18,6 +19,7 @@ from poller.events import (
     SnmpPoll,
     Transition,
 )
+from poller.quiet import QuietChanged
 from poller.state import DeviceTracker
 
 
@@ -29,8 +31,21 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def quiet_record(event: QuietChanged) -> dict[str, Any]:
+    """The maintenance windows and acknowledgements in force, whole, as their JSON says them
+    (poller/quiet.py), times in ISO 8601 UTC."""
+    doc = json.loads(event.quiet.to_json())
+    for item in (*doc["windows"], *doc["acks"]):
+        for key in ("starts_at", "ends_at", "created_at", "removed_at", "down_since", "at"):
+            if isinstance(item.get(key), float):
+                item[key] = datetime.fromtimestamp(item[key], UTC).isoformat()
+    return {"type": "quiet", "by": event.by, "windows": doc["windows"], "acks": doc["acks"]}
+
+
 def event_record(event: Event) -> dict[str, Any] | None:
     """The JSON shape of one event (None for events not printed)."""
+    if isinstance(event, QuietChanged):
+        return quiet_record(event)
     if isinstance(event, Transition):
         return {"type": "transition", "device": event.device, "address": event.address,
                 "from": event.from_state.value, "to": event.to_state.value, "at": _iso(event.at),

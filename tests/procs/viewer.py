@@ -1,5 +1,6 @@
 """A headless viewer as a process of its own (for tests): attaches to a site with
-poller.feed.LiveFeed, follows it, and on SIGUSR1 writes what it holds to a JSON file.
+poller.feed.LiveFeed, follows it, and on SIGUSR1 writes what it holds to a JSON file: the
+devices' states, and the maintenance windows and acknowledgements the service published.
 
     python -m tests.procs.viewer URL SITE OUT.json
 """
@@ -21,8 +22,14 @@ def dump(feed: LiveFeed, out: Path) -> None:
     state = {name: {"state": t.state.value, "down_since": t.down_since.isoformat() if t.down_since else None,
                     "flapping": t.flapping}
              for name, t in feed.trackers.items()}
+    quiet = feed.quiet
     doc = {"devices": state, "reloads": feed.stats.reloads, "events": feed.stats.events,
-           "losses": feed.stats.losses, "live": feed.live}
+           "losses": feed.stats.losses, "live": feed.live,
+           "quiet": {"acks": [{"id": a.id, "device": a.device, "who": a.who, "note": a.note,
+                               "down_since": a.down_since.isoformat()} for a in quiet.acks],
+                     "windows": [{"id": w.id, "note": w.note, "created_by": w.created_by,
+                                  "matchers": [f"{m.key}{m.op}{m.value}" for m in w.matchers]}
+                                 for w in quiet.windows]}}
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc))
     os.replace(tmp, out)

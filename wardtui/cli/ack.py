@@ -4,8 +4,8 @@ device's current outage: it stops repeat notifications of it (``wardtui serve --
 them every 30 s) until the device recovers; the recovery is still sent, and the reports' outage
 lists say who took it, with the note.
 
-Not here (not built yet): the dashboard's ``a`` key, and telling a running service at once
-through its command path (it reads the database every 30 s instead).
+A running ``wardtui serve`` of the site (``--redis``/``$WARDTUI_REDIS``, ``--site``) is told at
+once through its live feed's ``quiet`` command; without Redis it reads the database within 30 s.
 
 What an operator typed (notes, device names) is data: printed with control characters written
 out (``\\x1b``, ``\\x0a``), never obeyed, and as JSON strings with ``--json``."""
@@ -30,6 +30,7 @@ from wardtui.cli.common import (
     stamp,
     write_out,
 )
+from wardtui.cli.feed_common import add_service_options, tell_service
 
 if TYPE_CHECKING:
     from poller.notify.acks import Ack
@@ -62,6 +63,7 @@ def register(sub: Commands) -> None:
     parser.add_argument("--json", action="store_true", help="with list: a JSON array instead of a table")
     parser.add_argument("--all", action="store_true", help="with list: removed and ended ones too")
     add_db_option(parser)  # `wardtui --db X ack list` keeps X
+    add_service_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             return code
         write_out(f"removed acknowledgement {removed.id} of {escaped(removed.device)} "
                   f"(down since {stamp(removed.down_since)} UTC): repeats of it are sent again")
+        tell_service(args, f"acknowledgement {removed.id} removed")
         return 0
     code, added = read_store(db, lambda url: _add(url, device, args.note, now))
     if added is None:
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     ack, state = added
     write_out(f"acknowledged {escaped(ack.device)} ({state.upper()} since {stamp(ack.down_since)} UTC) "
               f"as {ack.id} by {escaped(ack.who)}; note: {escaped(ack.note)}")
+    tell_service(args, f"acknowledgement {ack.id} of {ack.device[:100]}")
     return 0
 
 

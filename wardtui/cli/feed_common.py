@@ -12,6 +12,8 @@ command's parser and must not pay for it."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import os
 import sys
 from datetime import UTC, datetime
@@ -40,15 +42,19 @@ def add_feed_options(parser: argparse.ArgumentParser) -> None:
 
 def feed_target(args: argparse.Namespace) -> tuple[str, Keys]:
     """(Redis URL, the site's keys) the options name; UsageError (exit 2) for a bad site name."""
+    url = args.redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
+    return url, site_keys(args.site)
+
+
+def site_keys(site: str) -> Keys:
+    """The keys of site ``site``; UsageError (exit 2) for a bad site name."""
     from poller.live import Keys, check_site
 
-    url = args.redis or os.environ.get(REDIS_ENV) or DEFAULT_REDIS
     try:
-        site = check_site(args.site)
+        return Keys(check_site(site))
     except ValueError:
-        raise UsageError(f"--site {escaped(repr(args.site))}: use 1 to 64 letters, digits, "
+        raise UsageError(f"--site {escaped(repr(site))}: use 1 to 64 letters, digits, "
                          "'_', '.' or '-'") from None
-    return url, Keys(site)
 
 
 def connect(url: str) -> Redis:
@@ -106,3 +112,65 @@ def silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def add_service_options(parser: argparse.ArgumentParser) -> None:
+    """``--redis`` and ``--site`` on a command that tells the site's service of a change
+    (``wardtui ack``, ``wardtui maintenance``): SUPPRESS, like ``--db``, so that ``wardtui --redis
+    URL ack ...`` keeps the URL given before the command."""
+    parser.add_argument("--redis", metavar="URL", default=argparse.SUPPRESS,
+                        help=REDIS_HELP + "; the site's wardtui serve is told at once")
+    parser.add_argument("--site", metavar="NAME", default=argparse.SUPPRESS, help=SITE_HELP)
+
+
+LATER = "a running wardtui serve or dashboard reads it within 30 s"
+TELL_TIMEOUT = 3.0
+"""Seconds ``wardtui ack`` and ``wardtui maintenance`` wait for the service to read their change."""
+
+
+def tell_service(args: argparse.Namespace, what: str) -> None:
+    """After a command wrote a window or an acknowledgement to the database: ask the site's live
+    service (``--redis``/``$WARDTUI_REDIS``, ``--site``) to read them now (the ``quiet``
+    command), so that its notifier and every attached dashboard have it within a second. One
+    line on stderr says what happened; this never fails the command: the change is stored, and
+    a service that was not told reads it within 30 s."""
+    from wardtui.messages import error
+
+    url = getattr(args, "redis", None) or os.environ.get(REDIS_ENV, "")
+    later = LATER
+    if not url:
+        error(f"stored; {later} (give --redis or ${REDIS_ENV} to tell the site's service at once)",
+              prefix="note")
+        return
+    try:
+        line = asyncio.run(_tell(url, getattr(args, "site", None) or DEFAULT_SITE, what))
+    except UsageError as exc:
+        line = f"stored, but the service was not told ({exc}); {later}"
+    error(line, prefix="note")
+
+
+async def _tell(url: str, site: str, what: str) -> str:
+    from redis.exceptions import RedisError
+
+    from poller.feed import describe_error, is_live, read_service, send_command, shown_url
+    later = LATER
+    keys = site_keys(site)
+    client = connect(url)
+    try:
+        info = await asyncio.wait_for(read_service(client, keys), TELL_TIMEOUT)
+        if not is_live(info):
+            return (f"stored; no live wardtui serve publishes site {site!r} on "
+                    f"{escaped(shown_url(url))}: {later}")
+        assert info is not None
+        reply = await send_command(client, keys, "quiet", timeout=TELL_TIMEOUT, what=what[:200])
+    except (RedisError, OSError, TimeoutError) as exc:
+        return f"stored; Redis {escaped(shown_url(url))} did not answer ({describe_error(exc, url)}): {later}"
+    finally:
+        with contextlib.suppress(RedisError, OSError, RuntimeError):
+            await client.aclose()
+    if not reply.get("ok"):
+        return f"stored; the service of site {site!r} said: {escaped(str(reply.get('error', '?')))[:200]}"
+    return (f"the service of site {site!r} on {escaped(info.host)} has read it: "
+            f"{reply.get('windows', '?')} maintenance windows not over, {reply.get('acks', '?')} "
+            "acknowledgements in force")
+

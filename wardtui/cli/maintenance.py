@@ -25,6 +25,7 @@ from wardtui.cli.common import (
     stamp,
     write_out,
 )
+from wardtui.cli.feed_common import add_service_options, tell_service
 
 if TYPE_CHECKING:
     from poller.notify.windows import Window
@@ -82,6 +83,8 @@ def register(sub: Commands) -> None:
     parsers["remove"].add_argument("id", type=int, metavar="ID", help="the window's id (maintenance list)")
     for action in parsers.values():
         add_db_option(action)  # `wardtui --db X maintenance list` keeps X
+    for name in ("add", "remove"):
+        add_service_options(parsers[name])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if added is None:
             return code
         write_out(f"added maintenance window {added.id}: {describe(added, now)}")
+        tell_service(args, f"maintenance window {added.id} added")
         return 0
     if args.maintenance_command == "list":
         code, windows = read_store(db, lambda url: _list(url, now, args.all))
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if removed is None:
         return code
     write_out(f"removed maintenance window {removed.id}: {describe(removed, now)}")
+    tell_service(args, f"maintenance window {removed.id} removed")
     return 0
 
 
