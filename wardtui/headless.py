@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from poller.bus import Subscription
 from poller.events import (
@@ -17,8 +17,12 @@ from poller.events import (
     SnmpPoll,
 )
 from poller.jsonl import event_record, summary_record
+from poller.live import DEFAULT_SITE
 from wardtui.messages import error
 from wardtui.runtime import Runtime
+
+if TYPE_CHECKING:
+    from poller.notify.config import NotifyConfig
 
 # SIGHUP too: `wardtui poll` over an SSH session that drops must still flush its history.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -43,9 +47,12 @@ async def _print_events(sub: Subscription, out: TextIO, checks: bool) -> None:
 
 
 async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = sys.stdout,
-                       checks: bool = False) -> int:
+                       checks: bool = False, notify: NotifyConfig | None = None,
+                       site: str = DEFAULT_SITE) -> int:
     """Poll until the duration ends, SIGINT/SIGTERM/SIGHUP arrives or the reader of ``out`` goes
-    away (``| head``); then flush the history and print the summaries.
+    away (``| head``); then flush the history and print the summaries. With ``notify`` (``--notify
+    FILE``, read and checked) the run notifies as ``wardtui serve --notify`` does
+    (wardtui/notifying.py), from the site ``site``.
 
     Returns 0, or 1 when history rows could not be written.
     """
@@ -62,6 +69,17 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
         runtime.prober.close()
         raise
     runtime.settle_after_first_round()
+    notifications = None
+    if notify is not None:
+        from wardtui.notifying import NotifyService
+
+        notifications = NotifyService(runtime, notify, site)
+        try:
+            await notifications.start()
+        except BaseException:
+            sub.close()
+            await runtime.close()
+            raise
     printer = asyncio.create_task(_print_events(sub, out, checks))
     # Nobody left to read: stop polling, but still flush the history (finally below).
     printer.add_done_callback(lambda _: engine.stop())
@@ -75,6 +93,8 @@ async def run_headless(runtime: Runtime, duration: float | None, out: TextIO = s
             await printer
         except BrokenPipeError:
             reader_gone = True
+        if notifications is not None:
+            await notifications.stop()  # what is left stays in the outbox for the next run
         lost = await runtime.close()
         if not reader_gone:
             try:
