@@ -86,7 +86,10 @@ class QuietWatch:
                      len(fresh.windows), "" if len(fresh.windows) == 1 else "s",
                      len(fresh.acks), "" if len(fresh.acks) == 1 else "s")
             for listener in self.listeners:
-                listener(fresh)
+                try:
+                    listener(fresh)
+                except Exception:  # one listener's bug must not keep the others (or the bus) blind
+                    log.exception("a listener of the quiet state failed")
             self.bus.publish(QuietChanged(fresh, by))  # type: ignore[arg-type]
             return True
 
@@ -95,4 +98,7 @@ class QuietWatch:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.every)
             self._wake.clear()
-            await self.read_now()
+            try:
+                await self.read_now()
+            except Exception:  # a row the store cannot make sense of: said, and read again later
+                log.exception("reading the maintenance windows and acknowledgements failed")
