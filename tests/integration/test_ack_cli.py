@@ -159,3 +159,19 @@ def test_the_report_lists_who_acknowledged_each_outage(tmp_path: Path) -> None:
         assert "\x1b" not in text and me() in text
     assert "<script>" not in as_md and "<script>" not in as_html
     assert "\\[bold\\]x\\[/\\]" in as_md and "&lt;script&gt;" in as_html
+
+
+def test_outages_say_who_acknowledged_each_and_the_note_as_data(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'history.db'}"
+    seed(url)
+    db = plain(url)
+    assert run(("ack", "rtr", "--note", HOSTILE_NOTE, "--db", db), cwd=tmp_path)[0].returncode == 0
+    table, as_json = run(("outages", "--db", db), ("outages", "--json", "--db", db), cwd=tmp_path)
+    assert table.returncode == as_json.returncode == 0, (table.stderr, as_json.stderr)
+    records = {o["device"]: o for o in json.loads(as_json.stdout)}
+    assert (records["rtr"]["acked_by"], records["rtr"]["ack_note"]) == (me(), HOSTILE_NOTE)
+    assert records["atm [b]1"]["acked_by"] is None and records["atm [b]1"]["ack_note"] is None
+    lines = table.stdout.splitlines()
+    assert len(lines) == 3 and "\x1b" not in table.stdout  # one line per outage: the newline written out
+    [rtr] = [line for line in lines if line.startswith("rtr ")]
+    assert rtr.endswith(f"{me()}: [bold]x[/] \\x1b[31mred\\x1b[0m\\x0asecond line <script>")

@@ -1,5 +1,6 @@
 """``wardtui outages``: start, end and duration of the outages the history remembers, as a table
-for people or a JSON array for scripts."""
+for people or a JSON array for scripts; who acknowledged each (``wardtui ack``, the dashboard's
+``a``) and their note. Names and notes are data: written out, never obeyed (write_out)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from poller.durations import format_duration
+from poller.text import escaped
 from wardtui.cli.common import (
     Commands,
     UsageError,
@@ -23,7 +25,10 @@ from wardtui.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from poller.notify.acks import Ack
     from store.records import Outage
+
+Acks = dict[tuple[str, datetime], "Ack"]
 
 EXAMPLES = """\
 examples:
@@ -48,18 +53,21 @@ def run(args: argparse.Namespace) -> int:
         since = parse_since(args.since, now)
     except UsageError as exc:
         return failed(exc)
-    code, outages = read_store(args.db, lambda url: query_outages(url, args.device, since))
-    if outages is None:
+    code, found = read_store(args.db, lambda url: query_outages(url, args.device, since))
+    if found is None:
         return code
-    write_out(render(outages, now, args.json))
+    outages, acks = found
+    write_out(render(outages, now, args.json, acks))
     return 0
 
 
-def outage_record(outage: Outage, now: datetime) -> dict[str, Any]:
+def outage_record(outage: Outage, now: datetime, ack: Ack | None = None) -> dict[str, Any]:
     return {"device": outage.device, "start": outage.start.isoformat(),
             "end": None if outage.end is None else outage.end.isoformat(),
             "duration_s": round(outage.duration(now).total_seconds(), 3), "cause": outage.cause,
-            "down_from": None if outage.down_from is None else outage.down_from.isoformat()}
+            "down_from": None if outage.down_from is None else outage.down_from.isoformat(),
+            "acked_by": None if ack is None else ack.who, "ack_note": None if ack is None else ack.note,
+            "acked_at": None if ack is None else ack.at.isoformat()}
 
 
 def cause_text(outage: Outage) -> str:
@@ -67,26 +75,34 @@ def cause_text(outage: Outage) -> str:
     return "unreachable, then down" if outage.down_from is not None else outage.cause
 
 
-async def query_outages(url: str, device: str | None, since: datetime | None) -> list[Outage]:
-    """Outages from the history at ``url``, without creating a database that is not there."""
+async def query_outages(url: str, device: str | None, since: datetime | None) -> tuple[list[Outage], Acks]:
+    """Outages from the history at ``url`` and the acknowledgement of each (device, start) that has
+    one, without creating a database that is not there."""
+    from store.acks import Acknowledgements
+
     store = await open_existing(url)
     try:
         if device is not None and device not in store.device_names():
             raise UsageError(f"no device named {device!r} in the history")
-        return await store.outages(device, since)
+        return await store.outages(device, since), await Acknowledgements(store.db).of_outages(since)
     finally:
         await store.close()
 
 
-def render(outages: list[Outage], now: datetime, as_json: bool) -> str:
-    records = [outage_record(o, now) for o in outages]
+def render(outages: list[Outage], now: datetime, as_json: bool, acks: Acks | None = None) -> str:
+    acks = acks or {}
+    records = [outage_record(o, now, acks.get((o.device, o.start))) for o in outages]
     if as_json:
         return json.dumps(records, indent=None)
     if not records:
         return "no outages"
-    lines = [f"{'device':<28} {'start (UTC)':<20} {'end (UTC)':<20} {'duration':>10}  cause"]
+    lines = [f"{'device':<28} {'start (UTC)':<20} {'end (UTC)':<20} {'duration':>10}  {'cause':<22} "
+             "acknowledged"]
     for o in outages:
         end = "still down" if o.end is None else o.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(f"{o.device:<28} {o.start.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S'):<20} "
-                     f"{end:<20} {format_duration(o.duration(now)):>10}  {cause_text(o)}")
+        ack = acks.get((o.device, o.start))
+        taken = "" if ack is None else f"{escaped(ack.who)}: {escaped(ack.note)}"
+        start = o.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{o.device:<28} {start:<20} {end:<20} {format_duration(o.duration(now)):>10}  "
+                     f"{cause_text(o):<22} {taken}".rstrip())
     return "\n".join(lines)
