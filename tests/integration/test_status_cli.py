@@ -7,6 +7,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 
@@ -48,12 +49,44 @@ def test_status_shows_what_the_service_publishes(feed_site: str, service_factory
     assert all(value > 0 for value in status["memory_bytes"].values())  # every snapshot writes a delta
     assert status["viewers"] == 1
     lines = human.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["site", "service", "devices", "snapshot", "stream",
-                                                    "memory", "viewers"]
+    assert [line.split()[0] for line in lines] == ["site", "service", "devices", "snapshot", "maintenance",
+                                                    "stream", "memory", "viewers"]
+    assert status["quiet"] == {"windows_active": 0, "windows_to_come": 0, "acks": 0}
     assert len({line.index(line.split()[1]) for line in lines}) == 1  # aligned
-    assert "devices   15: 11 up, 4 down, 0 unknown, 0 flapping" in human.stdout
-    assert f"pid {service.proc.pid}" in human.stdout and "viewers   1 attached" in human.stdout
+    assert re.search(r"^devices +15: 11 up, 4 down, 0 unknown, 0 flapping$", human.stdout, re.M)
+    assert f"pid {service.proc.pid}" in human.stdout
+    assert re.search(r"^viewers +1 attached$", human.stdout, re.M)
     assert ", delta " in next(line for line in lines if line.startswith("memory"))
+
+
+def test_status_counts_the_windows_and_acknowledgements_the_service_published(feed_site: str,
+                                                                              service_factory: Any) -> None:
+    from poller.notify.acks import Ack
+    from poller.notify.model import Matcher
+    from poller.notify.windows import Window
+    from poller.quiet import quiet_of
+
+    service_factory(feed_site, devices=5)
+    now = datetime.now(UTC)
+    on = Window(id=1, matchers=(Matcher("branch", "=", "b"),), starts_at=now - timedelta(minutes=1),
+                ends_at=now + timedelta(hours=1), note="[b]x", created_by="a")
+    later = Window(id=2, matchers=(Matcher("tag", "=", "t"),), cron="0 3 * * *", duration_s=600,
+                   tz="Europe/Paris", note="nightly")
+    ack = Ack(id=1, device="d1", down_since=now, note="n", who="w", at=now)
+    client = redis.Redis.from_url(SHARED_REDIS)
+    client.set(f"wardtui:{feed_site}:quiet", quiet_of([on, later], [ack], now).to_json())
+    as_json = wardtui("status", "--site", feed_site, "--json")
+    human = wardtui("status", "--site", feed_site)
+    client.set(f"wardtui:{feed_site}:quiet", b"{not json")
+    damaged = wardtui("status", "--site", feed_site, "--json")
+    client.close()
+    assert as_json.returncode == human.returncode == damaged.returncode == 0
+    active = 1 if now.astimezone(ZoneInfo("Europe/Paris")).hour != 3 else 2
+    assert json.loads(as_json.stdout)["quiet"] == {"windows_active": active, "windows_to_come": 2 - active,
+                                                   "acks": 1}
+    assert f"maintenance  {active} windows active, {2 - active} to come; 1 acknowledgements in force" \
+        in human.stdout
+    assert json.loads(damaged.stdout)["quiet"] is None  # a damaged key: not counted, not a failure
 
 
 def test_no_service_exits_1_and_says_so(feed_site: str) -> None:

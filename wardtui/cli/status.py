@@ -64,6 +64,7 @@ class SiteStatus:
     memory: dict[str, int | None]  # key -> MEMORY USAGE bytes (None: no key, or not allowed)
     viewers: int
     now: datetime
+    quiet: dict[str, int] | None = None  # maintenance windows and acknowledgements (quiet_counts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +103,7 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
         pipe.zcount(keys.viewers, time.time() - VIEWER_TTL, "+inf")
         for key in (keys.events, keys.snapshot, keys.delta, keys.inventory):
             pipe.memory_usage(key)
+        pipe.get(keys.quiet)
         results = await pipe.execute(raise_on_error=False)
     except (RedisError, OSError) as exc:
         raise redis_failure(exc, url) from None
@@ -112,7 +114,7 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
             raise redis_failure(result, url)
     raw_service, blob, length, viewers = results[:4]
     memory = {name: (None if isinstance(value, ResponseError) else value)
-              for name, value in zip(("stream", "snapshot", "delta", "inventory"), results[4:], strict=True)}
+              for name, value in zip(("stream", "snapshot", "delta", "inventory"), results[4:8], strict=True)}
     try:
         service = None if raw_service is None else ServiceInfo.from_json(raw_service)
     except (ValueError, KeyError, TypeError):
@@ -124,9 +126,26 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
             counts = state_counts(snapshot)
         except FeedFormatError as exc:
             snapshot_error = escaped(str(exc))
+    now = datetime.now(UTC)
     return SiteStatus(keys.site, shown_url(url), service, is_live(service), snapshot,
                       0 if blob is None else len(blob), snapshot_error, counts, int(length), memory,
-                      int(viewers), datetime.now(UTC))
+                      int(viewers), now, quiet_counts(results[8], now))
+
+
+def quiet_counts(raw: Any, now: datetime) -> dict[str, int] | None:
+    """Maintenance windows active now and to come, and acknowledgements in force, from the
+    site's quiet state (None: the service publishes none, or it cannot be read)."""
+    from poller.notify.windows import active
+    from poller.quiet import QuietFormatError, quiet_from_json
+
+    if not isinstance(raw, bytes | str):
+        return None
+    try:
+        quiet = quiet_from_json(raw)
+    except QuietFormatError:
+        return None
+    on = sum(1 for w in quiet.windows if active(w, now))
+    return {"windows_active": on, "windows_to_come": len(quiet.windows) - on, "acks": len(quiet.acks)}
 
 
 def state_counts(snapshot: Snapshot) -> dict[str, int]:
@@ -157,6 +176,7 @@ def status_record(s: SiteStatus) -> dict[str, Any]:
         "memory_bytes": s.memory,
         "viewers": s.viewers,
         "notifications": notifications(snap),
+        "quiet": s.quiet,
     }
 
 
@@ -200,6 +220,10 @@ def render(s: SiteStatus) -> str:
                                           f"sent, {notify['failed']:.0f} failed, "
                                           f"{notify['receivers_failing']:.0f} receivers failing, "
                                           f"{notify['spooled']:.0f} spooled"))
+    if s.quiet is not None:
+        q = s.quiet
+        rows.append(("maintenance", f"{q['windows_active']} windows active, {q['windows_to_come']} to come; "
+                                    f"{q['acks']} acknowledgements in force"))
     rows.append(("stream", f"{s.stream_length:,} entries"))
     rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
     rows.append(("viewers", f"{s.viewers} attached"))
