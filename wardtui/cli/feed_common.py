@@ -170,7 +170,11 @@ async def _tell(url: str, site: str, what: str) -> str:
             await client.aclose()
     if not reply.get("ok"):
         return f"stored; the service of site {site!r} said: {escaped(str(reply.get('error', '?')))[:200]}"
+    windows, acks = reply.get("windows"), reply.get("acks")
     return (f"the service of site {site!r} on {escaped(info.host)} has read it: "
-            f"{reply.get('windows', '?')} maintenance windows not over, {reply.get('acks', '?')} "
-            "acknowledgements in force")
+            f"{_count(windows, 'maintenance window')} not over, {_count(acks, 'acknowledgement')} in force")
+
+
+def _count(n: object, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n if isinstance(n, int) else '?'} {what}s"
 
