@@ -206,7 +206,7 @@ def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period, now:
     counted = merge_overlaps(counted)
     maintenance_s = cover.seconds(start, end)
     if maintenance_s:
-        counted = [replace(c, maintenance_s=cover.seconds(c.counted_start, c.counted_end)) for c in counted]
+        counted = [_with_maintenance(c, cover) for c in counted]
     away_s = sum((c.unreachable_s for c in counted), 0.0)
     monitored = (end - start).total_seconds()
     if unreachable == "excluded" or exclude_maintenance:
@@ -224,6 +224,11 @@ def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period, now:
                      unknown_now, unreachable_s=away_s, maintenance_s=maintenance_s), counted
 
 
+def _with_maintenance(c: ReportOutage, cover: Coverage) -> ReportOutage:
+    in_maintenance = cover.seconds(c.counted_start, c.counted_end)
+    return replace(c, maintenance_s=in_maintenance) if in_maintenance else c
+
+
 def _maintenance_while_unreachable(c: ReportOutage, cover: Coverage, exclude_maintenance: bool) -> float:
     """Of the outage's unreachable time (its first ``unreachable_s`` seconds: an outage is
     unreachable up to its ``down_from``; merged overlaps are read the same way), the part in
@@ -236,6 +241,8 @@ def _maintenance_while_unreachable(c: ReportOutage, cover: Coverage, exclude_mai
 def _own_time(c: ReportOutage, cover: Coverage, unreachable: Unreachable, exclude_maintenance: bool) -> float:
     """The outage's time that counts as downtime when unreachable time or maintenance is left
     out; rounded to the microsecond, so that an outage wholly left out is exactly 0."""
+    if not c.maintenance_s and not c.unreachable_s:
+        return c.counted_s
     own = c.counted_s - (c.maintenance_s if exclude_maintenance else 0.0)
     if unreachable == "excluded":
         own -= c.unreachable_s - _maintenance_while_unreachable(c, cover, exclude_maintenance)

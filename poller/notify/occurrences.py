@@ -19,6 +19,7 @@ would give more than :data:`MAX_SPANS` over the period is refused (ValueError).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -139,7 +140,10 @@ def clip(spans: list[Span], lo: float, hi: float) -> list[Span]:
 
 def union(lists: Iterable[list[Span]]) -> list[Span]:
     """Several sorted, merged lists of spans as one."""
-    return merge(sorted(s for spans in lists for s in spans))
+    lists = [spans for spans in lists if spans]
+    if len(lists) == 1:
+        return lists[0]
+    return merge(heapq.merge(*lists))
 
 
 def utc(at: float) -> datetime:

@@ -234,3 +234,12 @@ def test_no_window_no_change(exclude: bool) -> None:
     outages = [Outage("r1", T0 + H, T0 + 3 * H), Outage("r1", T0 + 2 * H, T0 + 4 * H)]  # overlapping
     plain = compute([span()], outages, PERIOD, LATER)
     assert report(outages, [], exclude=exclude).rows == plain.rows
+
+
+def test_a_window_without_matchers_covers_every_device_and_several_keys_are_anded() -> None:
+    spans = [span("r1"), DeviceSpan("atm1", "b1", "north", T0 - 5 * H, "atm"),
+             DeviceSpan("atm2", "b2", "north", T0 - 5 * H, "atm")]
+    everyone = Window(9, (), starts_at=T0, ends_at=T0 + H, note="", created_at=BEFORE)
+    windows = [everyone, window(T0 + 5 * H, T0 + 6 * H, "type=atm", "branch=b1", id=2)]
+    assert [(r.name, r.maintenance_s) for r in report([], windows, spans=spans).rows] == [
+        ("atm1", 7200), ("atm2", 3600), ("r1", 3600)]
