@@ -20,18 +20,26 @@ Rules:
   reported apart (``unreachable_s``); with ``unreachable="excluded"`` (the SLA view: the device
   was not at fault) it is neither up nor down: it leaves the downtime and the counted time, and
   an outage unreachable throughout is not counted.
+- Maintenance time (store/report_maintenance.py: the windows of ``wardtui maintenance`` that
+  match the device, while they existed) is always reported apart (``maintenance_s``, of the
+  counted time). By default it counts as any other time. With ``exclude_maintenance`` it is
+  neither up nor down: it leaves the counted time, outages count only their time outside it,
+  and an outage wholly inside maintenance is not counted (so MTTR and MTBF are those of the
+  outages outside maintenance). Unreachable time that is also maintenance is left out once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from store.records import Outage
+from store.report_maintenance import NO_COVERAGE, Coverage, MaintenanceCover
 
 if TYPE_CHECKING:
+    from poller.notify.windows import Window
     from store.history import HistoryStore
 
 GroupBy = Literal["device", "branch", "region"]
@@ -68,6 +76,7 @@ class DeviceSpan:
     branch: str
     region: str
     first_monitored: datetime | None
+    type: str = ""  # as the inventory last said (maintenance windows match on it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class ReportOutage:
     unreachable_s: float = 0.0  # of the counted time, that while the device was unreachable
     acked_by: str | None = None  # who acknowledged it (wardtui ack; a login name), if anyone did
     ack_note: str | None = None  # ... and what they said
+    maintenance_s: float = 0.0  # of the counted time, that inside maintenance windows
 
     @property
     def ongoing(self) -> bool:
@@ -112,6 +122,7 @@ class ReportRow:
     unknown_now: int
     is_group: bool = False
     unreachable_s: float = 0.0  # of the outages' time, that unreachable (in downtime_s or not: Report)
+    maintenance_s: float = 0.0  # of the counted time, that in maintenance (in monitored_s or not: Report)
 
     @property
     def uptime_s(self) -> float:
@@ -154,6 +165,8 @@ class Report:
     rows: list[ReportRow]
     outages: list[ReportOutage]
     unreachable: Unreachable = "down"  # how unreachable time counted (see the module's rules)
+    exclude_maintenance: bool = False  # maintenance time left out (see the module's rules)
+    maintenance_not_applied: tuple[int, ...] = ()  # windows matching by tag (report_maintenance)
 
 
 # -- the figures (pure) ------------------------------------------------------------------------
@@ -168,9 +181,11 @@ def counted_window(span: DeviceSpan, period: Period, now: datetime) -> tuple[dat
     return (start, end) if start < end else None
 
 
-def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period,
-               now: datetime, unreachable: Unreachable = "down") -> tuple[ReportRow, list[ReportOutage]]:
-    """The device's row and its outages clipped to the counted window."""
+def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period, now: datetime,
+               unreachable: Unreachable = "down", cover: Coverage = NO_COVERAGE,
+               exclude_maintenance: bool = False) -> tuple[ReportRow, list[ReportOutage]]:
+    """The device's row and its outages clipped to the counted window; ``cover``: its
+    maintenance time (the module's rules)."""
     mine = [o for o in outages if o.device == span.name]
     down_now = int(any(o.end is None for o in mine))
     unknown_now = int(span.first_monitored is None)
@@ -189,16 +204,49 @@ def device_row(span: DeviceSpan, outages: Iterable[Outage], period: Period,
             away_s = 0.0 if away is None else max(0.0, (min(away, o_end) - o_start).total_seconds())
             counted.append(ReportOutage(o.device, o.start, o.end, o_start, o_end, o.cause, away_s))
     counted = merge_overlaps(counted)
+    maintenance_s = cover.seconds(start, end)
+    if maintenance_s:
+        counted = [_with_maintenance(c, cover) for c in counted]
     away_s = sum((c.unreachable_s for c in counted), 0.0)
     monitored = (end - start).total_seconds()
-    if unreachable == "excluded":
-        own = [c.counted_s - c.unreachable_s for c in counted]
-        return ReportRow(span.name, 1, monitored - away_s, sum(own, 0.0), sum(1 for s in own if s > 0),
-                         max(own, default=0.0), down_now, unknown_now, unreachable_s=away_s), counted
+    if unreachable == "excluded" or exclude_maintenance:
+        own = [_own_time(c, cover, unreachable, exclude_maintenance) for c in counted]
+        left_out = maintenance_s if exclude_maintenance else 0.0
+        if unreachable == "excluded":  # its part inside maintenance is already left out
+            left_out += sum((c.unreachable_s - _maintenance_while_unreachable(c, cover, exclude_maintenance)
+                             for c in counted), 0.0)
+        return ReportRow(span.name, 1, monitored - left_out, sum(own, 0.0), sum(1 for s in own if s > 0),
+                         max(own, default=0.0), down_now, unknown_now, unreachable_s=away_s,
+                         maintenance_s=maintenance_s), counted
     downtime = sum((c.counted_s for c in counted), 0.0)
     longest = max((c.counted_s for c in counted), default=0.0)
     return ReportRow(span.name, 1, monitored, downtime, len(counted), longest, down_now,
-                     unknown_now, unreachable_s=away_s), counted
+                     unknown_now, unreachable_s=away_s, maintenance_s=maintenance_s), counted
+
+
+def _with_maintenance(c: ReportOutage, cover: Coverage) -> ReportOutage:
+    in_maintenance = cover.seconds(c.counted_start, c.counted_end)
+    return replace(c, maintenance_s=in_maintenance) if in_maintenance else c
+
+
+def _maintenance_while_unreachable(c: ReportOutage, cover: Coverage, exclude_maintenance: bool) -> float:
+    """Of the outage's unreachable time (its first ``unreachable_s`` seconds: an outage is
+    unreachable up to its ``down_from``; merged overlaps are read the same way), the part in
+    maintenance, if maintenance is left out."""
+    if not exclude_maintenance or not c.unreachable_s:
+        return 0.0
+    return cover.seconds(c.counted_start, c.counted_start + timedelta(seconds=c.unreachable_s))
+
+
+def _own_time(c: ReportOutage, cover: Coverage, unreachable: Unreachable, exclude_maintenance: bool) -> float:
+    """The outage's time that counts as downtime when unreachable time or maintenance is left
+    out; rounded to the microsecond, so that an outage wholly left out is exactly 0."""
+    if not c.maintenance_s and not c.unreachable_s:
+        return c.counted_s
+    own = c.counted_s - (c.maintenance_s if exclude_maintenance else 0.0)
+    if unreachable == "excluded":
+        own -= c.unreachable_s - _maintenance_while_unreachable(c, cover, exclude_maintenance)
+    return max(0.0, round(own, 6))
 
 
 def merge_overlaps(outages: Sequence[ReportOutage]) -> list[ReportOutage]:
@@ -228,7 +276,8 @@ def group_row(name: str, rows: Sequence[ReportRow]) -> ReportRow:
                      sum((r.downtime_s for r in rows), 0.0), sum(r.outages for r in rows),
                      max((r.longest_s for r in rows), default=0.0),
                      sum(r.down_now for r in rows), sum(r.unknown_now for r in rows), is_group=True,
-                     unreachable_s=sum((r.unreachable_s for r in rows), 0.0))
+                     unreachable_s=sum((r.unreachable_s for r in rows), 0.0),
+                     maintenance_s=sum((r.maintenance_s for r in rows), 0.0))
 
 
 def group_of(span: DeviceSpan, group_by: GroupBy) -> str:
@@ -238,16 +287,22 @@ def group_of(span: DeviceSpan, group_by: GroupBy) -> str:
 
 
 def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Period, now: datetime,
-            group_by: GroupBy = "device", unreachable: Unreachable = "down") -> Report:
+            group_by: GroupBy = "device", unreachable: Unreachable = "down",
+            windows: Sequence[Window] = (), exclude_maintenance: bool = False) -> Report:
     """The report over ``spans``: a row per device, or per branch or region of them;
-    ``unreachable``: unreachable time counted as down, or left out (the module's rules)."""
+    ``unreachable``: unreachable time counted as down, or left out; ``windows``: the
+    maintenance windows, their time shown apart and left out with ``exclude_maintenance``
+    (the module's rules)."""
     by_device: dict[str, list[Outage]] = {}
     for o in outages:
         by_device.setdefault(o.device, []).append(o)
+    maintenance = MaintenanceCover(windows, period.start, period.until(now))
     groups: dict[str, list[ReportRow]] = {}
     counted: list[ReportOutage] = []
     for span in spans:
-        row, clipped = device_row(span, by_device.get(span.name, ()), period, now, unreachable)
+        cover = maintenance.of(span.name, span.branch, span.region, span.type)
+        row, clipped = device_row(span, by_device.get(span.name, ()), period, now, unreachable, cover,
+                                  exclude_maintenance)
         groups.setdefault(group_of(span, group_by), []).append(row)
         counted += clipped
     if group_by == "device":
@@ -256,7 +311,8 @@ def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Peri
         rows = [group_row(name, members) for name, members in groups.items()]
     rows.sort(key=lambda r: r.name)
     counted.sort(key=lambda c: (c.start, c.device))
-    return Report(period, period.until(now), now, group_by, rows, counted, unreachable)
+    return Report(period, period.until(now), now, group_by, rows, counted, unreachable,
+                  exclude_maintenance, maintenance.not_applied)
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -273,7 +329,7 @@ async def device_spans(store: HistoryStore, devices: Collection[str] | None = No
     d, t, o = devices_table, transitions_table, outages_table
     first_at = select(func.min(t.c.at)).where(t.c.device_id == d.c.id).scalar_subquery()
     first_down = select(func.min(o.c.start)).where(o.c.device_id == d.c.id).scalar_subquery()
-    stmt = select(d.c.name, d.c.branch, d.c.region, first_at.label("first_at"),
+    stmt = select(d.c.name, d.c.branch, d.c.region, d.c.type, first_at.label("first_at"),
                   first_down.label("first_down"))
     if group is not None and group[0] != "device":
         stmt = stmt.where(d.c[group[0]] == group[1])
@@ -282,7 +338,7 @@ async def device_spans(store: HistoryStore, devices: Collection[str] | None = No
     async with store.engine.connect() as conn:
         rows = (await conn.execute(stmt.order_by(d.c.name))).all()
     wanted = None if devices is None else set(devices)
-    return [DeviceSpan(r.name, r.branch, r.region, _first(r.first_at, r.first_down))
+    return [DeviceSpan(r.name, r.branch, r.region, _first(r.first_at, r.first_down), r.type or "")
             for r in rows if wanted is None or r.name in wanted]
 
 
@@ -300,16 +356,20 @@ def _aware(at: datetime) -> datetime:
 async def availability(store: HistoryStore, period: Period, *, group_by: GroupBy = "device",
                        devices: Collection[str] | None = None,
                        group: tuple[GroupBy, str] | None = None,
-                       now: datetime | None = None, unreachable: Unreachable = "down") -> Report:
+                       now: datetime | None = None, unreachable: Unreachable = "down",
+                       exclude_maintenance: bool = False) -> Report:
     """The availability report of ``period`` from ``store``: of every device, or of the named
-    ``devices`` (a dashboard's current view), or of one ``group`` such as ``("region", "north")``."""
+    ``devices`` (a dashboard's current view), or of one ``group`` such as ``("region", "north")``;
+    maintenance time shown apart, and left out with ``exclude_maintenance``."""
     from store.acks import Acknowledgements
+    from store.maintenance_windows import MaintenanceWindows
 
     now = now or datetime.now(UTC)
     spans = await device_spans(store, devices, group)
     names = {s.name for s in spans}
     outages = [o for o in await store.outages(since=period.start) if o.device in names]
-    report = compute(spans, outages, period, now, group_by, unreachable)
+    windows = await MaintenanceWindows(store.db).all()  # removed ones too: they count until removed
+    report = compute(spans, outages, period, now, group_by, unreachable, windows, exclude_maintenance)
     acks = await Acknowledgements(store.db).of_outages(since=period.start)
     return with_acks(report, {k: (a.who, a.note) for k, a in acks.items()}) if acks else report
 

@@ -38,7 +38,8 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 def row_record(row: ReportRow) -> dict[str, Any]:
     return {"name": row.name, "devices": row.devices, "availability_pct": _round(row.availability_pct, 4),
             "outages": row.outages, "downtime_s": _round(row.downtime_s),
-            "unreachable_s": _round(row.unreachable_s), "mttr_s": _round(row.mttr_s),
+            "unreachable_s": _round(row.unreachable_s), "maintenance_s": _round(row.maintenance_s),
+            "mttr_s": _round(row.mttr_s),
             "mtbf_s": _round(row.mtbf_s), "longest_s": _round(row.longest_s),
             "uptime_s": _round(row.uptime_s), "monitored_s": _round(row.monitored_s),
             "state": row.state, "down_now": row.down_now}
@@ -48,7 +49,8 @@ def outage_record(outage: ReportOutage) -> dict[str, Any]:
     return {"device": outage.device, "start": _iso(outage.start), "end": _iso(outage.end),
             "counted_start": _iso(outage.counted_start), "counted_end": _iso(outage.counted_end),
             "counted_s": _round(outage.counted_s), "ongoing": outage.ongoing, "cause": outage.cause,
-            "unreachable_s": _round(outage.unreachable_s), "acked_by": outage.acked_by,
+            "unreachable_s": _round(outage.unreachable_s), "maintenance_s": _round(outage.maintenance_s),
+            "acked_by": outage.acked_by,
             "ack_note": outage.ack_note}
 
 
@@ -56,15 +58,18 @@ def report_record(report: Report) -> dict[str, Any]:
     return {"from": _iso(report.period.start), "to": _iso(report.period.end),
             "counted_until": _iso(report.until), "generated_at": _iso(report.now),
             "group_by": report.group_by, "unreachable": report.unreachable,
+            "maintenance": "excluded" if report.exclude_maintenance else "counted",
+            "maintenance_not_applied": list(report.maintenance_not_applied),
             "rows": [row_record(r) for r in report.rows],
             "outages": [outage_record(o) for o in report.outages]}
 
 
 # -- renderers -------------------------------------------------------------------------------
 
-ROW_COLUMNS = ("name", "devices", "availability_pct", "outages", "downtime_s", "unreachable_s", "mttr_s",
-               "mtbf_s", "longest_s", "state")
-OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing", "cause", "acked_by", "ack_note")
+ROW_COLUMNS = ("name", "devices", "availability_pct", "outages", "downtime_s", "unreachable_s",
+               "maintenance_s", "mttr_s", "mtbf_s", "longest_s", "state")
+OUTAGE_COLUMNS = ("device", "start", "end", "counted_s", "ongoing", "cause", "maintenance_s", "acked_by",
+                  "ack_note")
 
 
 def render_json(report: Report) -> str:
@@ -137,18 +142,31 @@ def _title(report: Report) -> str:
         title += f" (counted up to {_stamp(report.until)} UTC)"
     if report.unreachable == "excluded":
         title += ", unreachable time excluded"
+    if report.exclude_maintenance:
+        title += ", maintenance time excluded"
     return title
+
+
+def _notes(report: Report) -> list[str]:
+    """What the reader must know beyond the title: maintenance windows the report could not apply."""
+    if not report.maintenance_not_applied:
+        return []
+    ids = ", ".join(str(i) for i in report.maintenance_not_applied)
+    return [f"Maintenance windows {ids} match by tag, which the history does not record: their time "
+            "is not counted as maintenance."]
 
 
 def _cells(row: ReportRow) -> list[str]:
     return [text_cell(row.name), str(row.devices), _pct(row.availability_pct), str(row.outages),
-            _dur(row.downtime_s), _dur(row.unreachable_s), _dur(row.mttr_s), _dur(row.mtbf_s),
+            _dur(row.downtime_s), _dur(row.unreachable_s), _dur(row.maintenance_s), _dur(row.mttr_s),
+            _dur(row.mtbf_s),
             _dur(row.longest_s), row.state]
 
 
 def _outage_cells(o: ReportOutage) -> list[str]:
     end = "ongoing" if o.end is None else _stamp(o.end)
-    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s), o.cause, _acked(o)]
+    return [text_cell(o.device), _stamp(o.start), end, _dur(o.counted_s), _dur(o.maintenance_s), o.cause,
+            _acked(o)]
 
 
 def _acked(o: ReportOutage) -> str:
@@ -158,10 +176,11 @@ def _acked(o: ReportOutage) -> str:
     return text_cell(f"{o.acked_by}: {o.ack_note}" if o.ack_note else o.acked_by)
 
 
-HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "Unreachable", "MTTR", "MTBF",
-           "Longest", "State")
-_NUMBERS = set(range(1, 9))  # the columns aligned right
-OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted", "Cause", "Acknowledged")
+HEADERS = ("Name", "Devices", "Availability", "Outages", "Downtime", "Unreachable", "Maintenance", "MTTR",
+           "MTBF", "Longest", "State")
+_NUMBERS = set(range(1, 10))  # the columns aligned right
+OUTAGE_HEADERS = ("Device", "Start (UTC)", "End (UTC)", "Counted", "In maintenance", "Cause", "Acknowledged")
+_OUTAGE_NUMBERS = {3, 4}
 
 
 # Markdown passes raw HTML through (<script>, <img onerror>) and makes links of [x](y), <y>
@@ -187,10 +206,11 @@ def _md_table(headers: tuple[str, ...], rows: list[list[str]], right: set[int]) 
 def render_md(report: Report) -> str:
     """A heading, the rows and the outages as GitHub tables."""
     lines = [f"## {_title(report)}", ""]
+    lines += [*(_md_cell(n) for n in _notes(report)), ""] if _notes(report) else []
     lines += _md_table(HEADERS, [_cells(r) for r in report.rows], _NUMBERS)
     lines += ["", f"### Outages ({len(report.outages)})", ""]
     if report.outages:
-        lines += _md_table(OUTAGE_HEADERS, [_outage_cells(o) for o in report.outages], {3})
+        lines += _md_table(OUTAGE_HEADERS, [_outage_cells(o) for o in report.outages], _OUTAGE_NUMBERS)
     else:
         lines.append("No outages in this period.")
     return "\n".join(lines) + "\n"
@@ -217,17 +237,21 @@ def render_html(report: Report) -> str:
     title = html.escape(_title(report))
     lines = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>"]
+    lines += [f'<p class="note">{html.escape(n)}</p>' for n in _notes(report)]
     lines += _html_table(HEADERS, [(_cells(r), r.down_now > 0) for r in report.rows], _NUMBERS)
     lines.append(f"<h2>Outages ({len(report.outages)})</h2>")
     if report.outages:
-        lines += _html_table(OUTAGE_HEADERS, [(_outage_cells(o), o.ongoing) for o in report.outages], {3})
+        lines += _html_table(OUTAGE_HEADERS, [(_outage_cells(o), o.ongoing) for o in report.outages],
+                             _OUTAGE_NUMBERS)
     else:
         lines.append("<p>No outages in this period.</p>")
     lines.append(f'<p class="note">Generated {html.escape(_stamp(report.now))} UTC by wardtui. '
                  "Availability = up time / time monitored; MTTR = downtime / outages; MTBF = up time / "
                  "outages. Outages crossing the period's edges are clipped to them. Unreachable: the "
                  "part of the outages spent behind a parent that was out, counted as downtime unless "
-                 "excluded.</p>")
+                 "excluded. Maintenance: the time of the maintenance windows matching the device, "
+                 "counted as any other time unless excluded; excluded, it is neither up nor down, and an "
+                 "outage counts only its time outside it.</p>")
     lines.append("</body></html>")
     return "\n".join(lines) + "\n"
 

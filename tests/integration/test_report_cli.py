@@ -86,7 +86,7 @@ def test_report_figures_formats_and_files(db_url: str, base: datetime, tmp_path:
     csv_rows = list(csv.DictReader(io.StringIO(csv_file.read_text(encoding="utf-8").split("\n\n")[0])))
     assert [(r["name"], r["downtime_s"]) for r in csv_rows] == [
         ("n-rtr", "5400.0"), ("n-sw", "0.0"), (EVIL, "7210.0")]
-    assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 0s | 45m00s | 4h15m | 1h00m | up |" in md.stdout
+    assert "| n-rtr | 1 | 85.000 % | 2 | 1h30m | 0s | 0s | 45m00s | 4h15m | 1h00m | up |" in md.stdout
 
     # An end in the future: counted up to now, the ongoing outage too.
     later = json_of(future)

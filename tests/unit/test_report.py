@@ -207,10 +207,10 @@ def test_only_csv_changes_such_names() -> None:
 
 def test_md_is_a_github_table_with_pipes_escaped() -> None:
     lines = render_md(_report()).splitlines()
-    header = lines.index("| Name | Devices | Availability | Outages | Downtime | Unreachable | MTTR | MTBF "
-                         "| Longest | State |")
+    header = lines.index("| Name | Devices | Availability | Outages | Downtime | Unreachable | Maintenance "
+                         "| MTTR | MTBF | Longest | State |")
     assert lines[header + 1].startswith("|---|---:|")
-    assert lines[header + 3].startswith("| r2, \"main\" \\| core | 1 | 90.000 % | 1 | 1h00m | 0s |")
+    assert lines[header + 3].startswith("| r2, \"main\" \\| core | 1 | 90.000 % | 1 | 1h00m | 0s | 0s |")
     assert "### Outages (2)" in lines
 
 

@@ -36,11 +36,15 @@ examples:
   wardtui report --from 7d --group-by branch --format json | jq '.rows[] | select(.availability_pct < 99.9)'
   wardtui report --from 2026-11-01T08:00+01:00 --to 24h --format md
   wardtui report --from 30d --group-by branch --unreachable excluded      the SLA view
+  wardtui report --from 2026-11-01 --to 2026-12-01 --unreachable excluded --exclude-maintenance
 
 DATE: an ISO 8601 date or time (UTC when it names no zone; a date is its midnight), a span back
 from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the future counts up to
 now. Availability = up time / time monitored; time before a device was first monitored is not
-counted. CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
+counted. Maintenance (the time of wardtui maintenance windows matching the device, while they
+existed) is shown apart; --exclude-maintenance leaves it out of both the up and the down time.
+Windows matching by tag are not applied (the history does not record tags; the report says so).
+CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
 tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are.
 Terminal control characters in stored names are replaced by U+FFFD in csv, md and html; md
 escapes HTML and link syntax, html escapes everything; json keeps names exactly (JSON-escaped).
@@ -64,6 +68,11 @@ def register(sub: Commands) -> None:
                         help="time a device was unreachable (behind a parent that was down): down "
                              "(default: counted as downtime) or excluded (neither up nor down: the SLA "
                              "view); either way the Unreachable column shows it")
+    report.add_argument("--exclude-maintenance", action="store_true",
+                        help="leave the time of maintenance windows matching a device out of its "
+                             "availability (neither up nor down; outages count only their time outside "
+                             "it); without it that time counts as any other. Either way the Maintenance "
+                             "column shows it")
     report.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv (default), md (a GitHub table), html (one self-contained file), json")
     report.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
@@ -79,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         return failed(exc)
     code, report = read_store(args.db, lambda url: query_report(url, period, args.group_by, now,
-                                                                args.unreachable))
+                                                                args.unreachable, args.exclude_maintenance))
     if report is None:
         return code
     text = RENDERERS[args.format](report)
@@ -96,12 +105,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def query_report(url: str, period: Period, group_by: Any, now: datetime,
-                       unreachable: Any = "down") -> Report:
+                       unreachable: Any = "down", exclude_maintenance: bool = False) -> Report:
     """The report from the history at ``url`` (never created here)."""
     from store.report import availability
 
     store = await open_existing(url)
     try:
-        return await availability(store, period, group_by=group_by, now=now, unreachable=unreachable)
+        return await availability(store, period, group_by=group_by, now=now, unreachable=unreachable,
+                                  exclude_maintenance=exclude_maintenance)
     finally:
         await store.close()
