@@ -7,6 +7,7 @@ process under SIGSTOP) cannot hold a takeover back for longer than the idle limi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from poller.events import State, Transition
 from store.checks import write_transitions_on
@@ -147,7 +149,8 @@ async def _waiting(db: Database, table: str) -> bool:
 
 async def test_a_take_waits_for_a_fenced_write_in_flight_then_sees_all_of_it(
         db: Database, other: Database) -> None:
-    owner, taker = Fencing(db, SITE), Fencing(other, SITE)
+    # (An idle limit longer than this test holds its transaction open on purpose.)
+    owner, taker = Fencing(db, SITE, idle_limit=60), Fencing(other, SITE)
     epoch = await owner.take(0, "a")
     batch = burst("w", 200)
     ids = await db.ensure_ids((t.device, t.address) for t in batch)
@@ -186,13 +189,42 @@ async def test_a_write_meeting_a_take_in_progress_waits_then_is_refused(
 
 
 async def test_writers_of_one_epoch_do_not_wait_for_each_other(db: Database, other: Database) -> None:
-    first, second = Fencing(db, SITE), Fencing(other, SITE)
+    first, second = Fencing(db, SITE, idle_limit=60), Fencing(other, SITE)
     epoch = await first.take(0, "a")
     async with first.fenced({0: epoch}) as conn:
         await conn.execute(text("SELECT 1"))
         # A second transaction of the same epoch checks in while the first holds its share.
         await asyncio.wait_for(write(second, {0: epoch}, burst("w", 10)), timeout=5)
     assert await rows_of(db, "w") == (15, 10)
+
+
+async def test_the_idle_limit_holds_for_the_fenced_transaction_only(db: Database) -> None:
+    """It is set LOCAL: the pooled connection goes back to the server's setting after a commit
+    and after a refusal, so the writes of a single poller are not cut short."""
+    fencing = Fencing(db, SITE, idle_limit=1.5)
+    epoch = await fencing.take(0, "a")
+    async with db.engine.connect() as held:
+        @contextlib.asynccontextmanager
+        async def begin() -> AsyncIterator[AsyncConnection]:
+            async with held.begin():
+                yield held
+
+        async def setting() -> str:
+            return str((await held.execute(text("SHOW idle_in_transaction_session_timeout"))).scalar())
+
+        before = await setting()
+        await held.commit()
+        async with fencing.fenced({0: epoch}, begin=begin) as conn:
+            assert await setting() == "1500ms"
+            await write_transitions_on(db, conn, await db.ensure_ids([("i-0", "127.0.0.1")]),
+                                       burst("i", 1))
+        assert await setting() == before == "0"
+        await held.commit()
+        with pytest.raises(Fenced):
+            async with fencing.fenced({0: epoch + 1}, begin=begin):
+                pass
+        assert await setting() == "0"
+    assert await rows_of(db, "i") == (1, 1)
 
 
 async def test_under_racing_takes_no_write_of_an_old_epoch_commits_after_the_new_one(
