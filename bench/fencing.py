@@ -8,7 +8,9 @@ REPEAT times, on one fresh database (1,000 devices, one shard taken once):
   DOWN (each opens an outage), half UP (each closes the outage its DOWN opened a batch before);
 - ``rows``: 1,000 transition rows in one ``executemany``, no outage changes (a cheaper batch:
   fencing's fixed cost weighs more);
-- ``empty``: a transaction that writes nothing (fencing's fixed cost alone).
+- ``empty``: a transaction that writes nothing (fencing's fixed cost alone);
+- ``tr/86sh``: ``transitions`` again, fenced on 86 shards at once (a third of the default 256:
+  a batch of one of three pollers touching every shard it holds).
 
 Fenced: ``Fencing.fenced({0: epoch})`` (set the idle limit, ``SELECT ... FOR SHARE``, then the
 writes, then COMMIT); unfenced: ``Database.writing()``. Wall time per commit, ms.
@@ -42,6 +44,7 @@ from store.models import transitions_table  # noqa: E402
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 N = 1000
+SHARDS = 86  # a third of the default 256: what each of three pollers checks in, at most, per batch
 Begin = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
@@ -66,11 +69,16 @@ async def main(repeat: int) -> None:
         await db.open()
         try:
             fencing = Fencing(db, "bench")
-            epoch = await fencing.take(0, "bench")
             ids = await db.ensure_ids((f"dev{i:04d}", "127.0.0.1") for i in range(N))
+
+            many = {shard: await fencing.take(shard, "bench") for shard in range(SHARDS)}
+            epoch = many[0]
 
             def fenced() -> AbstractAsyncContextManager[AsyncConnection]:
                 return fencing.fenced({0: epoch})
+
+            def fenced_many() -> AbstractAsyncContextManager[AsyncConnection]:
+                return fencing.fenced(many)
 
             round_ = 0
             counter = 0
@@ -92,10 +100,12 @@ async def main(repeat: int) -> None:
                 return None
 
             await _once(db.writing, transitions)  # round 0: the first DOWNs, not measured
-            for label, work in (("transitions", transitions), ("rows", rows), ("empty", empty)):
+            for label, work, checked in (("transitions", transitions, fenced), ("rows", rows, fenced),
+                                         ("empty", empty, fenced),
+                                         (f"tr/{SHARDS}sh", transitions, fenced_many)):
                 times: dict[str, list[float]] = {"fenced": [], "unfenced": []}
                 for i in range(repeat):
-                    order = [("fenced", fenced), ("unfenced", db.writing)]
+                    order: list[tuple[str, Begin]] = [("fenced", checked), ("unfenced", db.writing)]
                     for kind, begin in order if i % 2 else reversed(order):
                         times[kind].append(await _once(begin, work))
                 _print(label, times)
