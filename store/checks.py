@@ -96,12 +96,22 @@ async def write_transitions(db: Database, transitions: Sequence[Transition]) -> 
     if not transitions:
         return
     ids = await db.ensure_ids((t.device, t.address) for t in transitions)
+    async with db.writing() as conn:
+        await write_transitions_on(db, conn, ids, transitions)
+
+
+async def write_transitions_on(db: Database, conn: AsyncConnection, ids: Mapping[str, int],
+                               transitions: Sequence[Transition]) -> None:
+    """The writes of :func:`write_transitions` on ``conn``, in the transaction the caller opened
+    and commits: a fenced one (:meth:`store.fencing.Fencing.fenced`) checks its shards' epochs in
+    it first. ``ids`` must name every device of ``transitions`` (:meth:`Database.ensure_ids`)."""
+    if not transitions:
+        return
     rows = [{"device_id": ids[t.device], "from_state": t.from_state.value, "to_state": t.to_state.value,
              "at": t.at, "down_since": t.down_since, "rtt_ms": t.rtt_ms} for t in transitions]
-    async with db.writing() as conn:
-        await conn.execute(db.upsert(_transitions).on_conflict_do_nothing(), rows)
-        for changes in _rounds(ids, transitions):
-            await _write_outages(db, conn, changes)
+    await conn.execute(db.upsert(_transitions).on_conflict_do_nothing(), rows)
+    for changes in _rounds(ids, transitions):
+        await _write_outages(db, conn, changes)
 
 
 def _rounds(ids: Mapping[str, int], transitions: Sequence[Transition]) -> list[list[tuple[int, Transition]]]:

@@ -365,6 +365,22 @@ class AcknowledgementRow(SQLModel, table=True):
     cleared_why: str | None = None
 
 
+class ShardEpochRow(SQLModel, table=True):
+    """A cluster shard's fencing epoch (store/fencing.py, revision 0011): raised by one at every
+    takeover of (``site``, ``shard``) by ``owner`` (a poller's description, as it gave it) at
+    ``taken_at`` (the server's clock). A write of the shard's history is committed only in a
+    transaction that found this row at the writer's epoch (and kept it there until its commit).
+    PostgreSQL only: the table is empty on SQLite, which cannot run a cluster."""
+
+    __tablename__ = "shard_epochs"
+
+    site: str = Field(primary_key=True)
+    shard: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    epoch: int = Field(sa_column=Column(BigInteger, nullable=False))
+    owner: str
+    taken_at: datetime
+
+
 # Core handles for bulk statements and joins (mypy does not see SQLModel's ``__table__``).
 devices_table: Table = SQLModel.metadata.tables[str(DeviceRow.__tablename__)]
 transitions_table: Table = SQLModel.metadata.tables[str(TransitionRow.__tablename__)]
@@ -384,9 +400,10 @@ poller_lease_table: Table = SQLModel.metadata.tables[str(PollerLeaseRow.__tablen
 notification_outbox_table: Table = SQLModel.metadata.tables[str(NotificationOutboxRow.__tablename__)]
 maintenance_windows_table: Table = SQLModel.metadata.tables[str(MaintenanceWindowRow.__tablename__)]
 acknowledgements_table: Table = SQLModel.metadata.tables[str(AcknowledgementRow.__tablename__)]
+shard_epochs_table: Table = SQLModel.metadata.tables[str(ShardEpochRow.__tablename__)]
 ALL_TABLES: list[Table] = [devices_table, transitions_table, outages_table, checks_table,
                            rollup_1m_table, rollup_1h_table, rollup_state_table,
                            snmp_system_table, snmp_interfaces_table, if_rates_table,
                            if_rollup_1m_table, if_rollup_1h_table, snmp_events_table,
                            snmp_status_table, poller_lease_table, notification_outbox_table,
-                           maintenance_windows_table, acknowledgements_table]
+                           maintenance_windows_table, acknowledgements_table, shard_epochs_table]
