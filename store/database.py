@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -30,7 +31,7 @@ from store.models import devices_table
 from store.schema import display_url, ensure_current
 
 _devices = devices_table
-_DEVICE_FIELDS = ("address", "branch", "region", "type", "parent")
+_DEVICE_FIELDS = ("address", "branch", "region", "type", "parent", "tags")
 # PostgreSQL types of the COPY'd columns, for inserting the same records from arrays instead.
 _PG_TYPES = {"checks": ("int4", "timestamptz", "int4", "int4", "float8"),
              "if_rates": ("int4", "int4", "timestamptz", "float8", "float8")}
@@ -272,7 +273,8 @@ class Database:
         now = datetime.now(UTC)
         rows = [
             {"name": d.name, "address": d.address, "branch": d.branch, "region": d.region,
-             "type": d.type, "parent": d.parent, "first_seen": now}
+             "type": d.type, "parent": d.parent, "first_seen": now,
+             "tags": json.dumps(list(d.tags), ensure_ascii=False)}
             for d in devices
         ]
         if rows:

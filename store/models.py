@@ -34,6 +34,8 @@ class DeviceRow(SQLModel, table=True):
     type: str = ""
     parent: str | None = None
     first_seen: datetime = Field(default_factory=_utcnow)
+    # The inventory's tags as a JSON array (revision 0012): maintenance windows match them in reports.
+    tags: str = Field(default="[]", sa_column=Column(String(), nullable=False, server_default="[]"))
 
 
 class TransitionRow(SQLModel, table=True):

@@ -77,6 +77,7 @@ class DeviceSpan:
     region: str
     first_monitored: datetime | None
     type: str = ""  # as the inventory last said (maintenance windows match on it)
+    tags: tuple[str, ...] = ()  # the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,6 @@ class Report:
     outages: list[ReportOutage]
     unreachable: Unreachable = "down"  # how unreachable time counted (see the module's rules)
     exclude_maintenance: bool = False  # maintenance time left out (see the module's rules)
-    maintenance_not_applied: tuple[int, ...] = ()  # windows matching by tag (report_maintenance)
 
 
 # -- the figures (pure) ------------------------------------------------------------------------
@@ -300,7 +300,7 @@ def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Peri
     groups: dict[str, list[ReportRow]] = {}
     counted: list[ReportOutage] = []
     for span in spans:
-        cover = maintenance.of(span.name, span.branch, span.region, span.type)
+        cover = maintenance.of(span.name, span.branch, span.region, span.type, span.tags)
         row, clipped = device_row(span, by_device.get(span.name, ()), period, now, unreachable, cover,
                                   exclude_maintenance)
         groups.setdefault(group_of(span, group_by), []).append(row)
@@ -312,7 +312,7 @@ def compute(spans: Iterable[DeviceSpan], outages: Iterable[Outage], period: Peri
     rows.sort(key=lambda r: r.name)
     counted.sort(key=lambda c: (c.start, c.device))
     return Report(period, period.until(now), now, group_by, rows, counted, unreachable,
-                  exclude_maintenance, maintenance.not_applied)
+                  exclude_maintenance)
 
 
 # -- the store ---------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ async def device_spans(store: HistoryStore, devices: Collection[str] | None = No
     d, t, o = devices_table, transitions_table, outages_table
     first_at = select(func.min(t.c.at)).where(t.c.device_id == d.c.id).scalar_subquery()
     first_down = select(func.min(o.c.start)).where(o.c.device_id == d.c.id).scalar_subquery()
-    stmt = select(d.c.name, d.c.branch, d.c.region, d.c.type, first_at.label("first_at"),
+    stmt = select(d.c.name, d.c.branch, d.c.region, d.c.type, d.c.tags, first_at.label("first_at"),
                   first_down.label("first_down"))
     if group is not None and group[0] != "device":
         stmt = stmt.where(d.c[group[0]] == group[1])
@@ -338,8 +338,19 @@ async def device_spans(store: HistoryStore, devices: Collection[str] | None = No
     async with store.engine.connect() as conn:
         rows = (await conn.execute(stmt.order_by(d.c.name))).all()
     wanted = None if devices is None else set(devices)
-    return [DeviceSpan(r.name, r.branch, r.region, _first(r.first_at, r.first_down), r.type or "")
-            for r in rows if wanted is None or r.name in wanted]
+    return [DeviceSpan(r.name, r.branch, r.region, _first(r.first_at, r.first_down), r.type or "",
+                       _tags(r.tags)) for r in rows if wanted is None or r.name in wanted]
+
+
+def _tags(text: str | None) -> tuple[str, ...]:
+    """The tags column's JSON array (a row edited by hand into something else: no tags)."""
+    import json
+
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return ()
+    return tuple(t for t in value if isinstance(t, str)) if isinstance(value, list) else ()
 
 
 def _first(first_at: datetime | None, first_down: datetime | None) -> datetime | None:

@@ -3,9 +3,8 @@ are store/report.py's): every window's time over the period is computed once
 (:func:`poller.notify.occurrences.in_force`), then per device only its matchers are checked, and
 devices matched by the same windows share one :class:`Coverage`.
 
-A device is matched on what the history records of it: its name, branch, region and type. Tags
-are not recorded there, so a window with a ``tag=`` matcher covers no device in a report; such
-windows (those with time in the period) are named in ``not_applied``, and the report says so.
+A device is matched on what the history records of it: its name, branch, region, type and tags
+(revision 0012; a device stored before has none until a poller starts with its inventory).
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ class MaintenanceCover:
             from poller.notify.occurrences import in_force
 
             timed = [(w, spans) for w in windows if (spans := in_force(w, start, end))]
-        self.not_applied = tuple(w.id for w, _ in timed if any(m.key == "tag" for m in w.matchers))
-        self._windows = [(w, spans) for w, spans in timed if w.id not in self.not_applied]
+        self._windows = timed
         # Windows by one of their key=value matchers, so that a device is checked only against
         # the windows that can match it (100,000 devices x 50 windows: 5 million checks else).
         self._by_label: dict[tuple[str, str], list[int]] = {}
@@ -75,13 +73,16 @@ class MaintenanceCover:
                 self._by_label.setdefault((first.key, first.value), []).append(i)
         self._shared: dict[tuple[int, ...], Coverage] = {}
 
-    def of(self, name: str, branch: str, region: str, type: str) -> Coverage:
-        """The coverage of the device so named and grouped (NO_COVERAGE if no window matches)."""
+    def of(self, name: str, branch: str, region: str, type: str, tags: tuple[str, ...] = ()) -> Coverage:
+        """The coverage of the device so named, grouped and tagged (NO_COVERAGE if no window
+        matches)."""
         if not self._windows:
             return NO_COVERAGE
         labels = {"device": name, "branch": branch, "region": region, "type": type}
-        candidates = [*self._anyone, *(i for label in labels.items() for i in self._by_label.get(label, ()))]
-        key = tuple(sorted(i for i in candidates if self._matches(i, labels)))
+        by_label = self._by_label
+        candidates = {*self._anyone, *(i for label in labels.items() for i in by_label.get(label, ())),
+                      *(i for tag in tags for i in by_label.get(("tag", tag), ()))}
+        key = tuple(sorted(i for i in candidates if self._matches(i, labels, tags)))
         if not key:
             return NO_COVERAGE
         if key not in self._shared:
@@ -90,8 +91,8 @@ class MaintenanceCover:
             self._shared[key] = Coverage(union(self._windows[i][1] for i in key))
         return self._shared[key]
 
-    def _matches(self, index: int, labels: dict[str, str]) -> bool:
+    def _matches(self, index: int, labels: dict[str, str], tags: tuple[str, ...]) -> bool:
         pairs = self._pairs[index]
         if pairs is None:
-            return all(m.matches(labels, ()) for m in self._windows[index][0].matchers)
-        return all(labels.get(k) == v for k, v in pairs)
+            return all(m.matches(labels, tags) for m in self._windows[index][0].matchers)
+        return all(v in tags if k == "tag" else labels.get(k) == v for k, v in pairs)

@@ -44,8 +44,8 @@ _FIRST_TABLES = frozenset({"devices", "transitions", "outages", "checks"})
 # (Revision 0005 made keys of three of them, and replaced one: those are not compared either.)
 _LATER_INDEXES = frozenset({"ix_checks_at", "ux_transitions_key", "ix_transitions_device_at",
                             "ix_outages_device_start", "ix_checks_device_at"})
-# (Revision 0007 added the outages' cause: not compared either.)
-_LATER_COLUMNS = frozenset({("outages", "cause"), ("outages", "down_from")})
+# (Revisions 0007 and 0012 added the outages' cause and the devices' tags: not compared either.)
+_LATER_COLUMNS = frozenset({("outages", "cause"), ("outages", "down_from"), ("devices", "tags")})
 _T = TypeVar("_T")
 
 State = Literal["empty", "unversioned", "behind", "head", "ahead"]

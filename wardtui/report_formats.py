@@ -59,7 +59,6 @@ def report_record(report: Report) -> dict[str, Any]:
             "counted_until": _iso(report.until), "generated_at": _iso(report.now),
             "group_by": report.group_by, "unreachable": report.unreachable,
             "maintenance": "excluded" if report.exclude_maintenance else "counted",
-            "maintenance_not_applied": list(report.maintenance_not_applied),
             "rows": [row_record(r) for r in report.rows],
             "outages": [outage_record(o) for o in report.outages]}
 
@@ -147,15 +146,6 @@ def _title(report: Report) -> str:
     return title
 
 
-def _notes(report: Report) -> list[str]:
-    """What the reader must know beyond the title: maintenance windows the report could not apply."""
-    if not report.maintenance_not_applied:
-        return []
-    ids = ", ".join(str(i) for i in report.maintenance_not_applied)
-    return [f"Maintenance windows {ids} match by tag, which the history does not record: their time "
-            "is not counted as maintenance."]
-
-
 def _cells(row: ReportRow) -> list[str]:
     return [text_cell(row.name), str(row.devices), _pct(row.availability_pct), str(row.outages),
             _dur(row.downtime_s), _dur(row.unreachable_s), _dur(row.maintenance_s), _dur(row.mttr_s),
@@ -206,7 +196,6 @@ def _md_table(headers: tuple[str, ...], rows: list[list[str]], right: set[int]) 
 def render_md(report: Report) -> str:
     """A heading, the rows and the outages as GitHub tables."""
     lines = [f"## {_title(report)}", ""]
-    lines += [*(_md_cell(n) for n in _notes(report)), ""] if _notes(report) else []
     lines += _md_table(HEADERS, [_cells(r) for r in report.rows], _NUMBERS)
     lines += ["", f"### Outages ({len(report.outages)})", ""]
     if report.outages:
@@ -237,7 +226,6 @@ def render_html(report: Report) -> str:
     title = html.escape(_title(report))
     lines = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{title}</title>",
              f"<style>{_CSS}</style></head><body>", f"<h1>{title}</h1>"]
-    lines += [f'<p class="note">{html.escape(n)}</p>' for n in _notes(report)]
     lines += _html_table(HEADERS, [(_cells(r), r.down_now > 0) for r in report.rows], _NUMBERS)
     lines.append(f"<h2>Outages ({len(report.outages)})</h2>")
     if report.outages:

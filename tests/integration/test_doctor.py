@@ -141,7 +141,7 @@ def test_a_good_setup_passes_with_one_line_per_check(setup: dict[str, Any], redi
         if check != "clock":  # this machine cannot tell: a warning, allowed
             assert found[check].startswith("ok  "), found[check]
     assert "2 devices" in found["inventory"] and "1 credential(s)" in found["credentials"]
-    assert "schema 0011 (head)" in found["database"] and "no poller holds" in found["lease"]
+    assert "schema 0012 (head)" in found["database"] and "no poller holds" in found["lease"]
     assert "wardtui serve 0.1.0 on svc-host (pid 4242), 2 devices" in found["redis"]
     assert "not-shown" not in proc.stdout
 
@@ -189,7 +189,7 @@ def test_a_database_behind_head_fails_and_says_upgrade(setup: dict[str, Any], re
     before = file.read_bytes()
     line = _fails(doctor(*good_args(setup, redis_url, "old"), cwd=setup["cwd"]), "database",
                   "wardtui db upgrade --db sqlite:///")
-    assert "0005 (behind head 0011)" in line
+    assert "0005 (behind head 0012)" in line
     assert file.read_bytes() == before  # doctor never migrates
 
 

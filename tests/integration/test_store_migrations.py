@@ -27,7 +27,7 @@ OURS = {t.name for t in ALL_TABLES}
 # without the index on checks.at that revision 0002 added.
 FIRST_TABLES = ("devices", "transitions", "outages", "checks")
 LATER_INDEXES = ("ix_checks_at",)
-LATER_COLUMNS = (("outages", "down_from"), ("outages", "cause"))  # revision 0007
+LATER_COLUMNS = (("outages", "down_from"), ("outages", "cause"), ("devices", "tags"))  # revisions 0007, 0012
 # Indexes of the first tables that revision 0005 made keys (unique): (name, table, columns).
 KEYED_LATER = (("ux_transitions_key", "transitions", "device_id, at, to_state"),
                ("ix_outages_device_start", "outages", "device_id, start"),

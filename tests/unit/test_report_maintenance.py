@@ -131,13 +131,16 @@ def test_unreachable_time_inside_maintenance_is_left_out_once() -> None:
     assert (only_unreachable.monitored_s, only_unreachable.downtime_s) == (36000 - 7200, 1800)
 
 
-def test_tag_windows_are_not_applied_and_the_report_says_so() -> None:
-    rep = report(DOWN_2H, [window(T0 + 2 * H, T0 + 4 * H, "tag=backup", id=7),
-                           window(T0 - 9 * H, T0 - 8 * H, "tag=old", id=8)])  # no time in the period
-    assert row_of(rep).maintenance_s == 0 and rep.maintenance_not_applied == (7,)
-    assert json.loads(render_json(rep))["maintenance_not_applied"] == [7]
-    assert "Maintenance windows 7 match by tag" in render_md(rep)
-    assert "Maintenance windows 7 match by tag" in render_html(rep)
+def test_tag_windows_match_the_tags_the_history_recorded() -> None:
+    windows = [window(T0 + 2 * H, T0 + 4 * H, "tag=backup", id=7),
+               window(T0 + 2 * H, T0 + 4 * H, "tag=backup", "type=atm", id=8),
+               window(T0 + 5 * H, T0 + 6 * H, "tag=other", id=9)]
+    spans = [DeviceSpan("nas", "b1", "north", T0 - 5 * H, "nas", ("disk", "backup")),
+             DeviceSpan("atm", "b1", "north", T0 - 5 * H, "atm", ("backup",)),
+             DeviceSpan("pc", "b1", "north", T0 - 5 * H, "pc", ())]
+    rep = report([], windows, spans=spans)
+    assert {r.name: r.maintenance_s for r in rep.rows} == {"nas": 7200, "atm": 7200, "pc": 0}
+    assert "maintenance_not_applied" not in json.loads(render_json(rep))
 
 
 HOSTILE = ["\x1b]0;pwned\x07", "[bold]x[/]", "<script>alert(1)</script>", "=HYPERLINK(\"x\")", "a\nb"]

@@ -43,7 +43,7 @@ from now (90m, 24h, 7d), or now. The period is [--from, --to); an end in the fut
 now. Availability = up time / time monitored; time before a device was first monitored is not
 counted. Maintenance (the time of wardtui maintenance windows matching the device, while they
 existed) is shown apart; --exclude-maintenance leaves it out of both the up and the down time.
-Windows matching by tag are not applied (the history does not record tags; the report says so).
+Windows match devices by name, branch, region, type and tags as the history last recorded them.
 CSV text that a spreadsheet would run as a formula (a name starting with =, +, -, @, a
 tab or CR) is written behind a single quote, '=HYPERLINK(...); numbers are left as they are.
 Terminal control characters in stored names are replaced by U+FFFD in csv, md and html; md
