@@ -5,10 +5,11 @@ Shares: ``count // n`` shards each for ``n`` live pollers, one more for the firs
 ``count % n`` of them sorted by id, so every poller computes the same targets from the same
 member list and the targets add up to ``count``.
 
-Which shards: each poller ranks shards by a rendezvous score (BLAKE2b of its id and the shard),
-takes free shards it ranks highest and gives back those it ranks lowest. Pollers rank
-differently, so they seldom race for the same free shard, and a shard tends to go back to the
-same poller.
+Which shards: each poller ranks shards by a rendezvous score (BLAKE2b of its id and the shard)
+and gives back those it ranks lowest. Free shards are dealt out among the pollers under their
+share, each free shard to the one that ranks it highest and still has room: every poller
+computes the same deal from the same view, so they do not race for the same free shard (a race
+costs a round: ``SET NX`` lets one win), and a shard tends to go back to the same poller.
 
 Bounds: a poller over its share gives back at most ``max_moves`` shards a round (the churn of a
 rebalance); one under its share takes free shards up to its share at once, since a free shard
@@ -71,6 +72,23 @@ def plan_round(me: str, members: Collection[str], owners: Sequence[str | None], 
     if len(still) > target:
         release = tuple(by_preference(me, still)[::-1][: min(len(still) - target, max_moves)])
     elif len(still) < target and may_acquire:
-        free = [s for s, owner in enumerate(owners) if owner is None]
-        acquire = tuple(by_preference(me, free)[: target - len(still)])
+        room = {m: t - sum(1 for owner in owners if owner == m) for m, t in targets.items() if m != me}
+        room[me] = target - len(still)
+        acquire = tuple(deal([s for s, owner in enumerate(owners) if owner is None], room).get(me, ()))
     return Plan(target, release, acquire, orphans, taken)
+
+
+def deal(free: Iterable[int], room: dict[str, int]) -> dict[str, list[int]]:
+    """Free shards to the members with room, each to the member that wants it most and has
+    room left, in shard order; what no one has room for stays out."""
+    left = {m: n for m, n in room.items() if n > 0}
+    dealt: dict[str, list[int]] = {m: [] for m in left}
+    for shard in sorted(free):
+        if not left:
+            break
+        best = max(left, key=lambda m: (preference(m, shard), m))
+        dealt[best].append(shard)
+        left[best] -= 1
+        if not left[best]:
+            del left[best]
+    return dealt

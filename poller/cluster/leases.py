@@ -116,7 +116,9 @@ class LeaseConfig:
     renew_every: float | None = None  # ttl / 3
     margin: float | None = None  # ttl / 10: drift allowance before Redis's expiry
     max_moves: int = DEFAULT_MAX_MOVES  # shards a poller over its share gives back per round
-    member_ttl: float | None = None  # ttl: a poller silent this long is no longer a member
+    # ttl - margin: a poller silent this long is no longer a member. No longer than its leases
+    # live, so the others' shares grow by the time its shards come free (failover in one round).
+    member_ttl: float | None = None
     timeout: float | None = None  # renew_every: one Redis call's limit
 
     def __post_init__(self) -> None:
@@ -144,7 +146,7 @@ class LeaseConfig:
 
     @property
     def member_age(self) -> float:
-        return self.ttl if self.member_ttl is None else self.member_ttl
+        return self.ttl - self.safety_margin if self.member_ttl is None else self.member_ttl
 
     @property
     def op_timeout(self) -> float:
@@ -202,10 +204,11 @@ class ShardLeases:
         self.id = poller_id or new_poller_id()
         self.listeners: list[Listener] = []
         self.stats = LeaseStats()
-        self.in_flight = 0  # Redis calls under way (a test waits for none to sample Redis's truth)
+        self._calls: set[asyncio.Future[Any]] = set()
         self._deadlines: dict[int, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._steady = False  # the last round answered
         self._leases = [self.shard_key(s) for s in range(self.map.count)]
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -272,9 +275,16 @@ class ShardLeases:
             await self._renew_held()
             view = await self._look()
             self._lapse()  # told before the plan can give an expired shard back to Redis
+            # Takes free shards only when it was a member already and its last round answered: after
+            # a start, or Redis lost, restarted or slow, the others may not have heartbeated yet (a
+            # heartbeat abandoned on a timeout can even run late and make this one look old).
             plan = plan_round(self.id, view.members, view.owners, self.owned(), self.config.max_moves,
-                              may_acquire=not view.joined)
+                              may_acquire=self._steady and not view.joined)
             self.stats.members, self.stats.target = view.members, plan.target
+            log.debug("cluster: %s round: %d members%s, holds %d of target %d; gives back %d (+%d orphans), "
+                      "drops %d, tries %d", self.id, len(view.members), " (joined)" if view.joined else "",
+                      len(self._deadlines), plan.target, len(plan.release), len(plan.orphans),
+                      len(plan.taken), len(plan.acquire))
             self._drop(plan.taken, "taken")
             self._drop(plan.release, "rebalanced")
             if plan.release or plan.orphans:
@@ -282,8 +292,10 @@ class ShardLeases:
             if plan.acquire:
                 await self._acquire(plan.acquire)
         except (RedisError, OSError, TimeoutError) as exc:
+            self._steady = False
             self._failed(exc)
             return
+        self._steady = True
         self._answered()
 
     # -- the steps -------------------------------------------------------------------------------
@@ -319,11 +331,15 @@ class ShardLeases:
 
     async def _acquire(self, shards: Sequence[int]) -> None:
         ttl_ms = self._ms(self.config.ttl)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for shard in shards:
-                pipe.set(self.shard_key(shard), self.id, nx=True, px=ttl_ms)
-            sent = time.monotonic()
-            results = await self._call(pipe.execute())
+
+        async def set_each() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.set(self.shard_key(shard), self.id, nx=True, px=ttl_ms)
+                return await pipe.execute()
+
+        sent = time.monotonic()
+        results = await self._call(set_each())
         gained = frozenset(s for s, ok in zip(shards, results, strict=True) if ok)
         if not gained:
             return
@@ -399,12 +415,33 @@ class ShardLeases:
                         time.monotonic() - self.stats.down_since)
         self.stats.redis_up, self.stats.down_since = True, None
 
+    @property
+    def in_flight(self) -> int:
+        """Redis calls under way, abandoned ones included (a test waits for none to read Redis's
+        truth)."""
+        return len(self._calls)
+
     async def _call(self, awaitable: Awaitable[T]) -> T:
-        self.in_flight += 1
+        """``awaitable`` within the Redis timeout. On a timeout (or this task cancelled) the call
+        is cancelled but not waited for: redis-py 8.2 was seen, under load, to never finish a
+        command after its cancellation, and ``wait_for`` would then wait for ever."""
+        call = asyncio.ensure_future(awaitable)
+        self._calls.add(call)
+        call.add_done_callback(self._finished)
         try:
-            return await asyncio.wait_for(awaitable, self.config.op_timeout)
-        finally:
-            self.in_flight -= 1
+            done, _ = await asyncio.wait({call}, timeout=self.config.op_timeout)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        if not done:
+            call.cancel()
+            raise TimeoutError(f"no answer from Redis within {self.config.op_timeout:g} s")
+        return call.result()
+
+    def _finished(self, call: asyncio.Future[Any]) -> None:
+        self._calls.discard(call)
+        if not call.cancelled():
+            call.exception()  # an abandoned call's error is not "never retrieved"
 
     def _keys(self, shards: Iterable[int]) -> list[str]:
         return [self._leases[s] for s in shards]
