@@ -161,6 +161,7 @@ async def test_three_pollers_take_equal_shares_and_never_share_a_shard(keys: Key
     assert site.violations == [] and site.samples > 10, (site.samples, site.violations[:3])
 
 
+@pytest.mark.alone  # a deadline: every shard owned again within 2 x TTL
 async def test_a_poller_stopped_uncleanly_loses_its_shards_within_two_ttl(keys: Keys) -> None:
     async with three(SHARED_REDIS, keys) as site:
         dead = site.pollers[1]
@@ -200,6 +201,7 @@ async def quiet_moment(site: Site) -> None:
     assert await eventually(lambda: all(p.in_flight == 0 for p in site.pollers), 2, step=0.001)
 
 
+@pytest.mark.alone  # a deadline: each loss reported before the lease could expire
 async def test_redis_paused_longer_than_ttl_pollers_stand_down_before_leases_expire(
         keys: Keys, private: LoopbackRedis) -> None:
     config = LeaseConfig(ttl=TTL, margin=0.3, renew_every=0.3)  # margin: the loaded machine's timer lag
