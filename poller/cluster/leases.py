@@ -38,6 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from poller.cluster.balance import plan_round
+from poller.cluster.scripts import RELEASE, RENEW, VIEW
 from poller.cluster.shards import DEFAULT_SHARDS, ShardMap
 from poller.live import Keys
 from poller.text import escaped
@@ -47,57 +48,6 @@ T = TypeVar("T")
 
 DEFAULT_TTL = 10.0
 DEFAULT_MAX_MOVES = 8
-
-_RENEW = """
--- KEYS: the leases this poller holds; ARGV[1]: its id; ARGV[2]: the TTL in ms.
--- A lease is extended only while it names the poller: 1 renewed, 0 not (gone or another's).
-local renewed = {}
-for i, key in ipairs(KEYS) do
-    if redis.call('GET', key) == ARGV[1] then
-        redis.call('PEXPIRE', key, ARGV[2])
-        renewed[i] = 1
-    else
-        renewed[i] = 0
-    end
-end
-return renewed
-"""
-
-_RELEASE = """
--- KEYS: leases to give back; ARGV[1]: the poller's id. Deletes only those naming it.
-local released = 0
-for _, key in ipairs(KEYS) do
-    if redis.call('GET', key) == ARGV[1] then
-        redis.call('DEL', key)
-        released = released + 1
-    end
-end
-return released
-"""
-
-_VIEW = """
--- KEYS[1]: the members' sorted set; KEYS[2]: the shard count; KEYS[3..]: every shard's lease.
--- ARGV[1]: the poller's id; ARGV[2]: the member TTL in ms; ARGV[3]: its shard count.
--- The heartbeat, the pruning of silent members, and the site as it is now, in one step:
--- {shard count, 1 if the poller was not a member, live members, each shard's owner or ''}.
-local stored = redis.call('GET', KEYS[2])
-if stored and stored ~= ARGV[3] then
-    return {stored, 0, {}, {}}
-end
-local member_ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'PX', member_ttl * 3)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local new = redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('(%d', now - member_ttl))
-redis.call('PEXPIRE', KEYS[1], member_ttl * 3)
-local owners = {}
-for i = 3, #KEYS do
-    owners[i - 2] = redis.call('GET', KEYS[i]) or ''
-end
-return {ARGV[3], new, redis.call('ZRANGE', KEYS[1], 0, -1), owners}
-"""
-
 
 def new_poller_id() -> str:
     """``host:pid:random``: unique even for a pid reused after a restart."""
@@ -210,9 +160,9 @@ class ShardLeases:
         self._task: asyncio.Task[None] | None = None
         self._steady = False  # the last round answered
         self._leases = [self.shard_key(s) for s in range(self.map.count)]
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-        self._view = client.register_script(_VIEW)
+        self._renew = client.register_script(RENEW)
+        self._release = client.register_script(RELEASE)
+        self._view = client.register_script(VIEW)
 
     # -- keys and reading ------------------------------------------------------------------------
 
@@ -423,8 +373,8 @@ class ShardLeases:
 
     async def _call(self, awaitable: Awaitable[T]) -> T:
         """``awaitable`` within the Redis timeout. On a timeout (or this task cancelled) the call
-        is cancelled but not waited for: redis-py 8.2 was seen, under load, to never finish a
-        command after its cancellation, and ``wait_for`` would then wait for ever."""
+        is cancelled but not waited for: under load, a redis-py 8.2 command cancelled by
+        ``wait_for`` was seen still pending minutes later, and ``wait_for`` waited with it."""
         call = asyncio.ensure_future(awaitable)
         self._calls.add(call)
         call.add_done_callback(self._finished)
