@@ -258,10 +258,11 @@ class ShardLeases:
         ttl_ms = self._ms(self.config.ttl)
         renewed = await self._call(self._renew(keys=self._keys(held), args=[self.id, ttl_ms]))
         deadline = sent + self.config.ttl - self.config.safety_margin
+        self._lapse()  # a renewal answered after the deadline does not revive the shard
         gone = []
         for shard, ok in zip(held, renewed, strict=True):
             if shard not in self._deadlines:
-                continue  # dropped at its deadline meanwhile: an orphan now, released next round
+                continue  # dropped at its deadline: an orphan now, given back next round
             if ok:
                 self._deadlines[shard] = deadline
             else:
@@ -290,10 +291,12 @@ class ShardLeases:
 
         sent = time.monotonic()
         results = await self._call(set_each())
+        deadline = sent + self.config.ttl - self.config.safety_margin
+        if deadline <= time.monotonic():
+            return  # answered too late to poll them: orphans, given back next round
         gained = frozenset(s for s, ok in zip(shards, results, strict=True) if ok)
         if not gained:
             return
-        deadline = sent + self.config.ttl - self.config.safety_margin
         for shard in gained:
             self._deadlines[shard] = deadline
         self._arm()
