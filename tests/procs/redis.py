@@ -1,8 +1,10 @@
-"""Private Redis servers for tests: started, killed and restarted by the test that owns them."""
+"""Private Redis servers for tests: started, killed, restarted and paused by the test that owns them."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -10,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import redis
+
+from tests.ports import free_port
 
 
 @contextmanager
@@ -32,3 +37,67 @@ def unix_redis(directory: Path) -> Iterator[Path]:
     finally:
         proc.kill()
         proc.wait()
+
+
+class LoopbackRedis:
+    """A private redis-server on a free loopback port (tests/ports.py), nothing saved: killed,
+    restarted empty on the same port, paused with SIGSTOP and continued."""
+
+    def __init__(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not installed", pytrace=False)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.paused = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        deadline = time.monotonic() + 5
+        try:
+            while True:
+                try:
+                    # Ours, not another test run's server that took the port meanwhile.
+                    if client.info("server")["process_id"] == self.proc.pid:
+                        return
+                except (redis.RedisError, OSError):
+                    pass
+                assert self.proc.poll() is None and time.monotonic() < deadline, \
+                    f"redis-server did not start on port {self.port}"
+                time.sleep(0.02)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.paused:
+                self.resume()
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
+
+
+@contextmanager
+def loopback_redis() -> Iterator[LoopbackRedis]:
+    server = LoopbackRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
