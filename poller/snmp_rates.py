@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import NamedTuple
 
@@ -154,7 +154,7 @@ class DeviceCounters:
     One per polled device; it keeps per interface only a small tuple (``_Seen``), not the poll.
     """
 
-    __slots__ = ("_interfaces", "_mono", "_uptime_ticks", "address", "device")
+    __slots__ = ("_interfaces", "_mono", "_reboot_told", "_uptime_ticks", "address", "device")
 
     def __init__(self, device: str, address: str) -> None:
         self.device = device
@@ -162,6 +162,23 @@ class DeviceCounters:
         self._uptime_ticks: int | None = None
         self._mono: float | None = None
         self._interfaces: dict[int, _Seen] = {}
+        self._reboot_told: datetime | None = None  # when a trap told of a restart not yet polled
+
+    def link_told(self, ifindex: int, oper: int) -> tuple[str, str]:
+        """A trap said interface ``ifindex`` is now ``oper``: (its status at the previous poll,
+        "unknown" if not seen; its label, "" if not seen). The next poll compares with ``oper``:
+        the change the trap told is not told again."""
+        seen = self._interfaces.get(ifindex)
+        if seen is None:
+            return "unknown", ""
+        self._interfaces[ifindex] = seen._replace(oper=oper)
+        return ("unknown" if seen.oper is None else status_name(seen.oper)), seen.label
+
+    def reboot_told(self, at: datetime) -> float | None:
+        """A trap told of a restart at ``at``: sysUpTime at the previous poll (None if unknown).
+        The next poll that sees the restart takes it for the rates but does not tell it again."""
+        self._reboot_told = at
+        return None if self._uptime_ticks is None else self._uptime_ticks / 100
 
     def update(self, raw: RawPoll) -> PollOutcome:
         """Compare ``raw`` with the previous poll and remember it for the next.
@@ -184,6 +201,12 @@ class DeviceCounters:
                 and is_reboot(self._uptime_ticks, ticks, elapsed):
             reboot = Reboot(self.device, self.address, raw.at, ticks / 100, self._uptime_ticks / 100,
                             raw.at - timedelta(seconds=ticks / 100))
+        rebooted = reboot is not None
+        told = self._reboot_told
+        if told is not None and (rebooted or raw.at >= told):
+            # A trap told of this restart already; a poll begun after it that saw none: done.
+            self._reboot_told = None
+            reboot = None
         # Rates need an interval worth dividing by; under it, the interface gets none (not counted).
         rate_elapsed = elapsed if elapsed is not None and elapsed >= MIN_ELAPSED_S else None
         stats: list[InterfaceStat] = []
@@ -197,7 +220,7 @@ class DeviceCounters:
                 before = None  # the ifindex was given to another interface: a first sight
             in_bps = out_bps = None
             if before is not None and rate_elapsed is not None:
-                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, reboot is not None)
+                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, rebooted)
                 over_speed += over
                 no_rate += lost
             if (before is not None and row.admin == ADMIN_UP and before.oper is not None
