@@ -45,6 +45,7 @@ from poller.snmp_v2c import (
     decode_notification,
     encode_inform_ack,
 )
+from poller.sockets import enlarge_rcvbuf
 from poller.text import escaped
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class TrapConfig:
     # Seconds between two checks (and two polls) a device's traps ask for: a device sending 50
     # traps a second is checked once a second, not 50 times.
     min_gap: float = 1.0
+    rcvbuf: int = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,8 @@ class TrapReceiver:
             if family == socket.AF_INET6 and ipaddress.ip_address(host).is_unspecified:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # [::] hears IPv4 too
             sock.setblocking(False)
+            # A core link going down makes hundreds of devices trap at once: room for the burst.
+            enlarge_rcvbuf(sock, self.config.rcvbuf)
             sock.bind((host, port))
         except OSError:
             sock.close()
