@@ -144,6 +144,8 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(" rebooted", style=self.palette.flapping)
         line.append(f" (up {format_duration(event.at - event.booted_at)}, was up "
                     f"{format_duration(timedelta(seconds=event.previous_uptime_s))})")
+        if event.source == "trap":
+            line.append(" by trap", style="dim")
         line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
@@ -154,7 +156,8 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(clean(event.from_state), style=self._if_style(event.from_state))
         line.append(" → ")
         line.append(clean(event.to_state), style=self._if_style(event.to_state))
-        line.append(f"  ifIndex {event.ifindex}", style="dim")
+        by_trap = " by trap" if event.source == "trap" else ""
+        line.append(f"  ifIndex {event.ifindex}{by_trap}", style="dim")
         self._write(line)
 
     def add_probe(self, result: CheckResult, by: str) -> None:
