@@ -177,7 +177,7 @@ class Trap:
     sender's, never an instruction to a terminal."""
 
     device: str
-    address: str  # the datagram's source
+    address: str  # the device's (inventory) address, which the datagram came from
     at: datetime  # UTC, when it was received
     kind: str  # linkDown, linkUp, coldStart, warmStart, authenticationFailure, ... else trap_oid
     trap_oid: str  # snmpTrapOID.0, dotted

@@ -247,7 +247,7 @@ class TrapReceiver:
         if notification.pdu == INFORM and self._transport is not None:
             self._transport.sendto(encode_inform_ack(notification), addr)
             self.informs_acked += 1
-        self._accept(source, host, notification, now)
+        self._accept(source, notification, now)
 
     def _allow(self, host: str, now: float) -> bool:
         """One token from ``host``'s bucket (``rate`` a second, ``burst`` at most)."""
@@ -280,7 +280,10 @@ class TrapReceiver:
                     escaped(host), device, why)
 
     # -- what an accepted trap does ----------------------------------------------------------
-    def _accept(self, source: TrapSource, host: str, n: Notification, now: float) -> None:
+    def _accept(self, source: TrapSource, n: Notification, now: float) -> None:
+        # The device's inventory address (the source is that, maybe written otherwise: an IPv4
+        # sender on an IPv6 socket is ::ffff:a.b.c.d): the events of a device name one address.
+        host = source.address
         at = datetime.now(UTC)
         oid = n.trap_oid
         kind = TRAP_NAMES.get(oid[-1], "") if oid[:-1] == SNMP_TRAPS else ""

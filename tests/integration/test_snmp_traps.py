@@ -70,11 +70,13 @@ class Lab:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-async def start_lab(rtt_ms: float = 1.0, poll_delay: float = 0.0,
+async def start_lab(rtt_ms: float = 1.0, poll_delay: float = 0.0, host: str = "127.0.0.1",
                     **config: float) -> tuple[Lab, asyncio.Task[None]]:
     devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="v2"),
-               Device("mute", "127.0.0.2", "b", "r", "switch")]
-    agents = [Agent("edge", "127.0.0.1", 161, V2c("v2", COMMUNITY))]
+               Device("mute", "127.0.0.2", "b", "r", "switch"),
+               Device("edge6", "0:0::1", "b", "r", "router", snmp_credential="v2")]
+    agents = [Agent("edge", "127.0.0.1", 161, V2c("v2", COMMUNITY)),
+              Agent("edge6", "0:0::1", 161, V2c("v2", COMMUNITY + "-6"))]
     prober = FakeProber(rtt_ms=rtt_ms)
     engine = Engine(devices, prober, EngineConfig(interval=3600.0))
     engine.bus.subscribe("test", maxsize=100_000)
@@ -82,7 +84,7 @@ async def start_lab(rtt_ms: float = 1.0, poll_delay: float = 0.0,
     snmp = SnmpPoller(agents, client, engine.bus, is_down=engine.is_down, config=SnmpConfig(interval=3600.0))
     engine.add_companion(snmp)
     receiver = TrapReceiver(trap_sources(devices, agents), engine.bus, engine, lambda: snmp,
-                            TrapConfig(host="127.0.0.1", port=0, **config))  # type: ignore[arg-type]
+                            TrapConfig(host=host, port=0, **config))  # type: ignore[arg-type]
     port = receiver.bind()[1]
     engine.add_companion(receiver)
     engine.gauge_sources.append(receiver.gauges)
@@ -104,10 +106,10 @@ async def lab() -> AsyncIterator[Lab]:
 
 
 async def snmptrap(port: int, *args: str, community: str = COMMUNITY, version: str = "2c",
-                   tool: str = "snmptrap", source: str | None = None) -> None:
+                   tool: str = "snmptrap", source: str | None = None, to: str | None = None) -> None:
     extra = [f"--clientaddr={source}"] if source else []
     proc = await asyncio.create_subprocess_exec(
-        tool, "-v", version, "-c", community, "-r", "0", "-t", "2", *extra, f"127.0.0.1:{port}", *args,
+        tool, "-v", version, "-c", community, "-r", "0", "-t", "2", *extra, to or f"127.0.0.1:{port}", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
@@ -266,16 +268,52 @@ async def test_hostile_strings_in_varbinds_are_escaped_in_jsonl(lab: Lab) -> Non
     assert isinstance(trap, Trap) and "note\\x1b[2J" in trap.varbinds
 
 
-def _v2c_trap(community: bytes, n: int) -> bytes:
-    """A linkUp trap, encoded as snmptrap does (sysUpTime.0, snmpTrapOID.0, ifIndex.1)."""
+async def test_ipv6_sources_and_ipv4_on_a_dual_stack_socket() -> None:
+    lab, task = await start_lab(host="::", min_gap=0.0)
+    try:
+        # From ::1 (the inventory says 0:0::1: the same address), with edge6's own community.
+        await snmptrap(lab.port, "", LINK_DOWN, f"{IF_INDEX}.3", "i", "3", community=COMMUNITY + "-6",
+                       to=f"udp6:[::1]:{lab.port}")
+        # edge's community from ::1 is not edge6's; IPv4 arrives as ::ffff:127.0.0.1, which is edge.
+        await snmptrap(lab.port, "", LINK_DOWN, f"{IF_INDEX}.3", "i", "3", to=f"udp6:[::1]:{lab.port}")
+        await snmptrap(lab.port, "", LINK_UP, f"{IF_INDEX}.4", "i", "4")
+        await lab.until(lambda: lab.receiver.received_n == 3 and len(lab.of(Trap)) == 2)
+        by_device = {t.device: t for t in lab.of(Trap)}  # type: ignore[attr-defined]
+        assert by_device["edge6"].address == "0:0::1" and by_device["edge6"].ifindex == 3
+        # Sent from ::ffff:127.0.0.1 as the socket sees it; edge's address as the inventory says.
+        assert by_device["edge"].address == "127.0.0.1" and by_device["edge"].kind == "linkUp"
+        assert lab.receiver.refused_community == 1
+    finally:
+        lab.engine.stop()
+        await task
+
+
+async def test_a_new_inventory_changes_who_is_believed(lab: Lab) -> None:
+    devices = [Device("mute", "127.0.0.2", "b", "r", "switch", snmp_credential="v2")]
+    lab.receiver.apply(trap_sources(devices, [Agent("mute", "127.0.0.2", 161, V2c("v2", "new-one"))]))
+    await snmptrap(lab.port, "", COLD_START)  # edge left the inventory
+    await snmptrap(lab.port, "", COLD_START, source="127.0.0.2")  # mute's old (no) community
+    await snmptrap(lab.port, "", COLD_START, source="127.0.0.2", community="new-one")
+    await lab.until(lambda: lab.receiver.received_n == 3)
+    assert (lab.receiver.refused_unknown, lab.receiver.refused_community, lab.receiver.accepted) == (1, 1, 1)
+    assert [e.device for e in lab.of(Trap)] == ["mute"]  # type: ignore[attr-defined]
+
+
+def _v2c_trap(community: bytes, n: int, trap: int = 4, ifindex: int = 1) -> bytes:
+    """A linkUp (or ``trap``: 3 linkDown) trap, encoded as snmptrap does (sysUpTime.0,
+    snmpTrapOID.0, ifIndex)."""
     def varbind(oid: str, value: bytes) -> bytes:
         return _tlv(0x30, _tlv(0x06, encode_oid(tuple(map(int, oid.split("."))))) + value)
 
     varbinds = (varbind("1.3.6.1.2.1.1.3.0", _tlv(0x43, n.to_bytes(4, "big")))
-                + varbind("1.3.6.1.6.3.1.1.4.1.0", _tlv(0x06, encode_oid((1, 3, 6, 1, 6, 3, 1, 1, 5, 4))))
-                + varbind(f"{IF_INDEX}.1", _integer(1)))
+                + varbind("1.3.6.1.6.3.1.1.4.1.0", _tlv(0x06, encode_oid((1, 3, 6, 1, 6, 3, 1, 1, 5, trap))))
+                + varbind(f"{IF_INDEX}.{ifindex}", _integer(ifindex)))
     pdu = _tlv(0xA7, _integer(n) + _integer(0) + _integer(0) + _tlv(0x30, varbinds))
     return _tlv(0x30, _integer(1) + _tlv(0x04, community) + pdu)
+
+
+def link_down(community: bytes, ifindex: int) -> bytes:
+    return _v2c_trap(community, ifindex, trap=3, ifindex=ifindex)
 
 
 async def _lag_p99(seconds: float, during: Callable[[], None] | None = None) -> float:
