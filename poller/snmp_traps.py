@@ -210,8 +210,8 @@ class TrapReceiver:
     def apply(self, sources: dict[str, TrapSource]) -> None:
         """The senders of a new inventory (on the engine's loop)."""
         self.sources = sources
-        self._asked = {name: v for name, v in self._asked.items()
-                       if any(s.device == name for s in sources.values())}
+        names = {s.device for s in sources.values()}
+        self._asked = {name: v for name, v in self._asked.items() if name in names}
 
     # -- one datagram ------------------------------------------------------------------------
     def received(self, data: bytes, addr: Any) -> None:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,7 @@ from poller.snmp_source import Agent
 from poller.snmp_traps import TrapConfig, TrapReceiver, trap_sources
 from poller.snmp_v2c import _integer, _tlv, encode_oid
 from tests.fakes import FakeProber, FakeSnmpClient
+from wardtui.runtime import Options, Runtime
 
 COMMUNITY = "tr4p-s3cret"
 LINK_DOWN, LINK_UP, COLD_START = "1.3.6.1.6.3.1.1.5.3", "1.3.6.1.6.3.1.1.5.4", "1.3.6.1.6.3.1.1.5.1"
@@ -358,3 +360,23 @@ async def test_a_flood_from_one_source_is_rate_limited_without_blocking_the_loop
     assert 200 <= g["traps_accepted"] <= 200 + 50 * elapsed + 5
     assert len(lab.of(Trap)) == g["traps_accepted"]
     assert flooded < max(3 * quiet, 20.0)
+
+
+async def test_the_runtime_runs_the_receiver_and_a_reload_gives_it_the_new_senders(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text(f"v2:\n  version: 2c\n  community: {COMMUNITY}\n", encoding="utf-8")
+    credentials.chmod(0o600)
+    devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="v2")]
+    options = Options(db=f"sqlite:///{tmp_path}/h.db", credentials=credentials, traps=("127.0.0.1", 0))
+    runtime = Runtime(options, prober=FakeProber(), devices=devices, snmp_client=FakeSnmpClient())
+    receiver = runtime.traps
+    assert receiver is not None and receiver in runtime.engine.companions
+    assert receiver.gauges in runtime.engine.gauge_sources and receiver.sock is not None
+    try:
+        new = [*devices, Device("core", "127.0.0.5", "b", "r", "router", snmp_credential="v2")]
+        await runtime.apply_inventory(new, [Agent(d.name, d.address, 161, V2c("v2", COMMUNITY)) for d in new])
+        assert {s.device: s.community for s in receiver.sources.values()} == \
+            {"edge": COMMUNITY.encode(), "core": COMMUNITY.encode()}
+    finally:
+        await runtime.close()
+    assert receiver.sock is None
