@@ -5,6 +5,7 @@ trap gauges as ``wardtui status`` and the engine panel say them."""
 from __future__ import annotations
 
 import contextlib
+import io
 import random
 from types import SimpleNamespace
 from typing import Any
@@ -112,3 +113,23 @@ def test_status_says_the_trap_figures_and_none_without_a_receiver() -> None:
                        traps_rate_limited=1.0, traps_checks=2.0))
     assert found is not None and found["accepted"] == 6.0 and found["refused_unknown_source"] == 0.0
     assert traps(snap(lag_p99_ms=1.0)) is None and traps(None) is None
+
+
+def test_the_engine_panel_shows_the_trap_row_only_with_a_receiver() -> None:
+    from datetime import UTC, datetime
+
+    from rich.console import Console
+
+    from poller.events import Gauges
+    from wardtui.widgets.gauges import _figures
+
+    def shown(**extra: float) -> str:
+        g = Gauges(datetime.now(UTC), 1, 0, 0, 0, 1.0, 1.0, 0, 0, 0, 0, 1.0, 2.0, 0.0, 0, 0, 0, extra=extra)
+        console = Console(width=52, record=True, file=io.StringIO())
+        console.print(_figures(g, "red"))
+        return console.export_text()
+
+    text = shown(traps_received=5000.0, traps_accepted=249.0, traps_rate_limited=4751.0,
+                 traps_refused_community=2.0, traps_refused_unknown_source=1.0)
+    assert "traps taken       249/5000" in text and "refused/flood      3/4751" in text
+    assert "traps" not in shown(lag_p99_ms=1.0)
