@@ -234,14 +234,14 @@ class SnmpPoller:
         self._start(slot, run, None)
         return True
 
-    def link_told(self, key: str, ifindex: int, oper: int) -> tuple[str, str]:
-        """A trap said interface ``ifindex`` of agent ``key`` is now ``oper``: (its status at the
-        last poll, "unknown" if none saw it; its name then, "" if none). The next poll compares
-        with the trap's status, so one change is told once."""
+    def link_told(self, key: str, ifindex: int, oper: int, at: datetime) -> tuple[str, str]:
+        """A trap said at ``at`` that interface ``ifindex`` of agent ``key`` is now ``oper``: (its
+        status at the last poll, "unknown" if none saw it; its name then, "" if none). The next
+        poll compares with the trap's status, so one change is told once."""
         slot = self._slot_of.get(key)
         if slot is None:
             return "unknown", ""
-        return self._runs[slot.key].counters.link_told(ifindex, oper)
+        return self._runs[slot.key].counters.link_told(ifindex, oper, at)
 
     def reboot_told(self, key: str, at: datetime) -> float | None:
         """A trap said agent ``key`` restarted at ``at``: its sysUpTime at the last poll (None if

@@ -117,7 +117,7 @@ class PollTarget(Protocol):
 
     def poll_unless_busy(self, key: str) -> bool: ...
 
-    def link_told(self, key: str, ifindex: int, oper: int) -> tuple[str, str]: ...
+    def link_told(self, key: str, ifindex: int, oper: int, at: datetime) -> tuple[str, str]: ...
 
     def reboot_told(self, key: str, at: datetime) -> float | None: ...
 
@@ -296,7 +296,8 @@ class TrapReceiver:
             # An interface an operator shut is not news (as for polls).
             if oper is None:
                 oper = 2 if kind == "linkDown" else 1
-            before, label = ("unknown", "") if snmp is None else snmp.link_told(source.device, ifindex, oper)
+            before, label = ("unknown", "") if snmp is None else snmp.link_told(source.device, ifindex,
+                                                                                oper, at)
             bus.publish(InterfaceChange(source.device, host, at, ifindex, ifname or label or f"if{ifindex}",
                                         before, status_name(oper), source="trap"))
         elif kind in ("coldStart", "warmStart"):
