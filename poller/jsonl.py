@@ -129,7 +129,7 @@ def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:
 
 _TRAP_COUNTS = ("traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
                 "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls",
-                "traps_coalesced", "traps_informs_acked")
+                "traps_coalesced", "traps_informs_acked", "traps_failed")
 
 
 def _trap_gauges(extra: dict[str, float]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ COUNTERS = frozenset({
     # poller/snmp_traps.py: only ever incremented
     "traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
     "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
-    "traps_informs_acked",
+    "traps_informs_acked", "traps_failed",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};

@@ -5,8 +5,9 @@ A datagram is believed only when its source address is an inventory device's and
 the community of that device's SNMPv2c credential (compared in constant time); everything
 else is counted by reason (unknown source, wrong community, malformed) and logged once per
 source, escaped, never the community it carried. A v1 trap's agent-addr field is ignored: the
-sender is the datagram's source. Each source (accepted or not) passes a token bucket before
-anything is decoded, so a flood costs a dictionary look-up per datagram and is counted.
+sender is the datagram's source. An unknown source costs a look-up and is dropped; an
+inventory source passes a token bucket before anything is decoded, so its flood is dropped and
+counted as cheaply (there are as many buckets as inventory addresses, whatever is spoofed).
 
 An accepted trap is published as a :class:`~poller.events.Trap`; linkDown/linkUp with an
 ifIndex also as an :class:`~poller.events.InterfaceChange`, coldStart/warmStart as a
@@ -57,7 +58,6 @@ _IF_NAME = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1)
 _ADMIN_DOWN = 2
 _SUMMARY_MAX = 400  # characters of a trap's var-binds kept in its event
 _LOGGED_MAX = 1000  # sources whose refusals are logged; past it, one line says so
-_BUCKETS_MAX = 10_000  # sources with a token bucket; past it, the full (idle) ones are forgotten
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,12 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner = owner
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner.received(data, addr)
+        try:
+            self.owner.received(data, addr)
+        except Exception:  # a bug must cost one trap, not the receiver or a log line per trap
+            self.owner.failed += 1
+            if self.owner.failed == 1:
+                log.exception("a trap could not be handled; further failures are counted (traps_failed)")
 
     def error_received(self, exc: Exception) -> None:
         self.owner.socket_errors += 1
@@ -148,7 +153,7 @@ class TrapReceiver:
         self.sock: socket.socket | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._stop = asyncio.Event()
-        self._buckets: dict[str, tuple[float, float]] = {}  # source -> (tokens, at)
+        self._buckets: dict[str, tuple[float, float]] = {}  # inventory address -> (tokens, at)
         self._logged: set[str] = set()
         self._asked: dict[str, tuple[float, float]] = {}  # device -> last check, last poll asked
         self.received_n = 0
@@ -162,6 +167,7 @@ class TrapReceiver:
         self.coalesced = 0  # checks and polls not started: one in flight, or asked < min_gap ago
         self.informs_acked = 0
         self.socket_errors = 0
+        self.failed = 0  # datagrams whose handling raised (a bug): counted, logged once
 
     # -- the socket --------------------------------------------------------------------------
     def bind(self) -> tuple[str, int]:
@@ -212,15 +218,13 @@ class TrapReceiver:
         self.sources = sources
         names = {s.device for s in sources.values()}
         self._asked = {name: v for name, v in self._asked.items() if name in names}
+        addresses = {s.address for s in sources.values()}
+        self._buckets = {a: v for a, v in self._buckets.items() if a in addresses}
 
     # -- one datagram ------------------------------------------------------------------------
     def received(self, data: bytes, addr: Any) -> None:
         self.received_n += 1
         host: str = addr[0]
-        now = time.monotonic()
-        if not self._allow(host, now):
-            self.rate_limited += 1
-            return
         source = self.sources.get(host)
         if source is None:
             try:
@@ -231,6 +235,10 @@ class TrapReceiver:
                 self.refused_unknown += 1
                 self._log_once(host, "not an inventory device's address")
                 return
+        now = time.monotonic()
+        if not self._allow(source.address, now):
+            self.rate_limited += 1
+            return
         try:
             notification = decode_notification(data)
         except BerError as exc:
@@ -249,20 +257,16 @@ class TrapReceiver:
             self.informs_acked += 1
         self._accept(source, notification, now)
 
-    def _allow(self, host: str, now: float) -> bool:
-        """One token from ``host``'s bucket (``rate`` a second, ``burst`` at most)."""
+    def _allow(self, key: str, now: float) -> bool:
+        """One token from source ``key``'s bucket (``rate`` a second, ``burst`` at most). Only
+        inventory addresses have one: the table is as large as the inventory, whoever sends."""
         rate, burst = self.config.rate, self.config.burst
-        tokens, at = self._buckets.get(host, (burst, now))
+        tokens, at = self._buckets.get(key, (burst, now))
         tokens = min(burst, tokens + (now - at) * rate)
         if tokens < 1.0:
-            self._buckets[host] = (tokens, now)
+            self._buckets[key] = (tokens, now)
             return False
-        buckets = self._buckets
-        if host not in buckets and len(buckets) >= _BUCKETS_MAX:
-            # Many senders (spoofed, most likely): forget those whose bucket has refilled.
-            full = burst / rate
-            self._buckets = buckets = {h: (t, a) for h, (t, a) in buckets.items() if now - a < full}
-        buckets[host] = (tokens - 1.0, now)
+        self._buckets[key] = (tokens - 1.0, now)
         return True
 
     def _log_once(self, host: str, why: str, source: TrapSource | None = None) -> None:
@@ -334,7 +338,7 @@ class TrapReceiver:
                 "traps_rate_limited": float(self.rate_limited),
                 "traps_checks": float(self.checks), "traps_polls": float(self.polls),
                 "traps_coalesced": float(self.coalesced),
-                "traps_informs_acked": float(self.informs_acked)}
+                "traps_informs_acked": float(self.informs_acked), "traps_failed": float(self.failed)}
 
 
 def _dotted(oid: tuple[int, ...]) -> str:
