@@ -24,6 +24,7 @@ from poller.events import (
     SnmpAgentChange,
     State,
     Transition,
+    Trap,
 )
 from poller.text import clean
 from wardtui.widgets.states import StatePalette, state_text
@@ -158,6 +159,20 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(clean(event.to_state), style=self._if_style(event.to_state))
         by_trap = " by trap" if event.source == "trap" else ""
         line.append(f"  ifIndex {event.ifindex}{by_trap}", style="dim")
+        self._write(line)
+
+    def add_trap(self, event: Trap) -> None:
+        """A trap whose news no interface or reboot line tells (authenticationFailure, an
+        enterprise's own, a linkDown naming no interface): its kind and var-binds."""
+        if event.kind in ("coldStart", "warmStart") or (
+                event.kind in ("linkDown", "linkUp") and event.ifindex is not None):
+            return  # the reboot or interface line that came with it says it ("by trap")
+        line = Text(utc_stamp(event.at) + " ", style="dim")
+        line.append(clean(event.device), style="bold")
+        line.append(f" trap {clean(event.kind)}")
+        if event.varbinds:
+            line.append(f" {clean(event.varbinds)}", style="dim")
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def add_probe(self, result: CheckResult, by: str) -> None:
