@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import random
 import socket
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from poller.credentials import V2c
@@ -237,7 +238,9 @@ def _pdu_header(buf: bytes, version: int, community: bytes, i: int, pdu_end: int
     return Header(version, community, request_id, status, index, i, list_end)
 
 
-def decode_varbinds(buf: bytes, header: Header) -> list[VarBind]:
+def decode_varbinds(buf: bytes, header: Header,
+                    oid: Callable[[bytes], tuple[int, ...]] = decode_oid) -> list[VarBind]:
+    """The var-binds; their names decoded by ``oid`` (traps pass :func:`_known_oid`)."""
     varbinds: list[VarBind] = []
     i, list_end = header.varbinds_at, header.varbinds_end
     while i < list_end:
@@ -245,7 +248,7 @@ def decode_varbinds(buf: bytes, header: Header) -> list[VarBind]:
         tag_name, start, stop = _header(buf, i, vb_end)
         if tag != 0x30 or tag_name != 0x06:
             raise BerError("var-bind expected")
-        name = decode_oid(buf[start:stop])
+        name = oid(buf[start:stop])
         tag, start, stop = _header(buf, stop, vb_end)
         varbinds.append((name, _value(tag, buf[start:stop])))
         i = vb_end
@@ -284,6 +287,20 @@ class Notification(NamedTuple):
         return f"Notification(pdu=0x{self.pdu:02x}, trap_oid={self.trap_oid}, varbinds={self.varbinds!r})"
 
 
+_KNOWN_OIDS: dict[bytes, tuple[int, ...]] = {}
+
+
+def _known_oid(body: bytes) -> tuple[int, ...]:
+    """:func:`decode_oid`, remembered: a device's traps name the same few OIDs again and again
+    (sysUpTime.0, snmpTrapOID.0, ifIndex.N), and decoding them was half a trap's cost."""
+    oid = _KNOWN_OIDS.get(body)
+    if oid is None:
+        oid = decode_oid(body)
+        if len(_KNOWN_OIDS) < 20_000:
+            _KNOWN_OIDS[body] = oid
+    return oid
+
+
 def decode_notification(buf: bytes) -> Notification:
     """Parse a v1 Trap-PDU, or a v2c Trap-PDU or InformRequest-PDU; raises :class:`BerError`.
 
@@ -301,7 +318,7 @@ def decode_notification(buf: bytes) -> Notification:
     uptime: int | None = None
     trap_oid: Oid | None = None
     rest: list[VarBind] = []
-    for name, value in decode_varbinds(buf, header):
+    for name, value in decode_varbinds(buf, header, _known_oid):
         if name == SYS_UPTIME_0 and isinstance(value, int) and uptime is None:
             uptime = value
         elif name == SNMP_TRAP_OID_0 and isinstance(value, OidValue) and trap_oid is None:
@@ -331,7 +348,7 @@ def _v1_trap(buf: bytes, community: bytes, i: int, pdu_end: int) -> Notification
     tag, i, list_end = _header(buf, i, pdu_end)
     if tag != 0x30:
         raise BerError("var-bind list expected")
-    varbinds = decode_varbinds(buf, Header(0, community, 0, 0, 0, i, list_end))
+    varbinds = decode_varbinds(buf, Header(0, community, 0, 0, 0, i, list_end), _known_oid)
     if 0 <= generic <= 5:
         trap_oid: Oid = (*SNMP_TRAPS, generic + 1)
     elif generic == 6:
