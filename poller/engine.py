@@ -312,6 +312,17 @@ class Engine:
                 return result
         raise KeyError(name)
 
+    def check_unless_busy(self, name: str) -> bool:
+        """Check ``name`` at once, outside its schedule, unless its check is in flight (a trap
+        asked: that check answers, nothing is added or queued). True when a check started. The
+        check is a real one, its result and any transition published as any other."""
+        slot = self._slot_of.get(name)
+        if slot is None or slot.busy or not self._running:
+            return False
+        slot.busy = True
+        self._start_check(slot, time.monotonic(), None)
+        return True
+
     def _end_of(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
         """The end of ``slot``'s check in flight: its result (None: it counted for nothing)."""
         ended = self._ends.get(slot.key)

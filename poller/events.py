@@ -152,6 +152,7 @@ class Reboot:
     uptime_s: float  # sysUpTime now
     previous_uptime_s: float  # sysUpTime at the poll before
     booted_at: datetime  # at - uptime_s: when it came back
+    source: str = "poll"  # "trap": told by a coldStart/warmStart trap (previous_uptime_s: the last poll's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +164,28 @@ class InterfaceChange:
     at: datetime
     ifindex: int
     ifname: str
-    from_state: str
+    from_state: str  # "unknown" for a trap about an interface no poll has seen yet
     to_state: str
+    source: str = "poll"  # "trap": told by a linkDown/linkUp trap, before any poll saw it
+
+
+@dataclass(frozen=True, slots=True)
+class Trap:
+    """An SNMP trap accepted from an inventory device (its source address, its community).
+
+    Text from the trap (``ifname``, ``varbinds``) is escaped here (``\\x1b``): it is the
+    sender's, never an instruction to a terminal."""
+
+    device: str
+    address: str  # the device's (inventory) address, which the datagram came from
+    at: datetime  # UTC, when it was received
+    kind: str  # linkDown, linkUp, coldStart, warmStart, authenticationFailure, ... else trap_oid
+    trap_oid: str  # snmpTrapOID.0, dotted
+    version: str  # "1" or "2c"
+    uptime_s: float | None  # the sender's sysUpTime.0, when the trap carries it
+    ifindex: int | None  # linkDown/linkUp: the interface
+    ifname: str  # ifName (else ifDescr) when the trap carries it
+    varbinds: str  # "OID=value, ..." of the other var-binds, cut at 400 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,4 +200,4 @@ class SnmpAgentChange:
 
 
 Event = (CheckResult | Transition | FlapChange | Gauges | SnmpPoll | SnmpFailure | Reboot
-         | InterfaceChange | SnmpAgentChange)
+         | InterfaceChange | SnmpAgentChange | Trap)

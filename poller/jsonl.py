@@ -18,6 +18,7 @@ from poller.events import (
     SnmpFailure,
     SnmpPoll,
     Transition,
+    Trap,
 )
 from poller.quiet import QuietChanged
 from poller.state import DeviceTracker
@@ -70,7 +71,7 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
                 "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
                 "store_failing": bool(event.extra.get("store_failing", 0)),
-                **_snmp_gauges(event.extra)}
+                **_snmp_gauges(event.extra), **_trap_gauges(event.extra)}
     if isinstance(event, FlapChange):
         return {"type": "flapping", "device": event.device, "address": event.address,
                 "flapping": event.flapping, "at": _iso(event.at),
@@ -78,11 +79,16 @@ def event_record(event: Event) -> dict[str, Any] | None:
     if isinstance(event, Reboot):
         return {"type": "reboot", "device": event.device, "address": event.address, "at": _iso(event.at),
                 "uptime_s": round(event.uptime_s, 2), "previous_uptime_s": round(event.previous_uptime_s, 2),
-                "booted_at": _iso(event.booted_at)}
+                "booted_at": _iso(event.booted_at), "source": event.source}
     if isinstance(event, InterfaceChange):
         return {"type": "interface", "device": event.device, "address": event.address, "at": _iso(event.at),
                 "ifindex": event.ifindex, "ifname": event.ifname, "from": event.from_state,
-                "to": event.to_state}
+                "to": event.to_state, "source": event.source}
+    if isinstance(event, Trap):
+        return {"type": "trap", "device": event.device, "address": event.address, "at": _iso(event.at),
+                "kind": event.kind, "trap_oid": event.trap_oid, "version": event.version,
+                "uptime_s": _round(event.uptime_s, 2), "ifindex": event.ifindex, "ifname": event.ifname,
+                "varbinds": event.varbinds}
     if isinstance(event, SnmpAgentChange):
         return {"type": "snmp_agent", "device": event.device, "address": event.address,
                 "at": _iso(event.at), "answering": event.answering, "reason": event.reason}
@@ -119,6 +125,18 @@ def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:
                            "snmp_lag_p99_ms": round(extra.get("snmp_lag_p99_ms", 0.0), 3)}
     out.update({key: int(extra.get(key, 0)) for key in _SNMP_COUNTS})
     return out
+
+
+_TRAP_COUNTS = ("traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
+                "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls",
+                "traps_coalesced", "traps_informs_acked", "traps_failed")
+
+
+def _trap_gauges(extra: dict[str, float]) -> dict[str, Any]:
+    """The trap receiver's counts, when there is one (``--traps``)."""
+    if "traps_received" not in extra:
+        return {}
+    return {key: int(extra.get(key, 0)) for key in _TRAP_COUNTS}
 
 
 def summary_record(t: DeviceTracker) -> dict[str, Any]:

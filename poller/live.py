@@ -49,6 +49,7 @@ from poller.events import (
     SnmpAgentChange,
     State,
     Transition,
+    Trap,
 )
 from poller.inventory import Device, split_parents
 from poller.quiet import QuietChanged, quiet_from_json
@@ -752,7 +753,7 @@ def apply_delta(blob: bytes, header: DeltaHeader, columns: Columns) -> tuple[Col
 # -- events -------------------------------------------------------------------------------------
 
 STREAMED: tuple[type, ...] = (Transition, FlapChange, Gauges, Reboot, InterfaceChange, SnmpAgentChange,
-                              CheckResult)
+                              CheckResult, Trap)
 """What goes on the stream. Check results only when an operator asked for one ("probe now"):
 the rest reach viewers as the snapshot's figures."""
 _BY_NAME: dict[str, type] = {cls.__name__: cls for cls in STREAMED}

@@ -28,7 +28,7 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 
 # Figures of Gauges (fields and ``extra`` keys) that only grow during a run: counters, exposed as
 # wardtui_<name>_total. Each was checked where it is counted (poller/engine.py, poller/icmp.py,
-# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v3.py,
+# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v3.py, poller/snmp_traps.py,
 # poller/feed.py's Publisher, store/writer.py, store/spool.py): only ever incremented for the
 # life of the engine.
 # rcvbuf_drops is the kernel's SO_RXQ_OVFL count, a u32: it wraps (Prometheus sees a reset).
@@ -42,7 +42,11 @@ COUNTERS = frozenset({
     "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
     "checks_on_demand", "checks_for_dependencies", "feed_events", "feed_events_lost", "feed_commands",
-    "feed_commands_refused", "feed_losses",
+    "feed_commands_refused", "feed_losses", "snmp_polls_on_demand",
+    # poller/snmp_traps.py: only ever incremented
+    "traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
+    "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
+    "traps_informs_acked", "traps_failed",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};

@@ -105,6 +105,7 @@ class SnmpPoller:
         self.not_polled_down = 0  # due while ICMP said DOWN
         self.backed_off = 0  # due while the agent was backed off
         self.skipped_full = 0  # due while max_in_flight polls were running
+        self.polls_on_demand = 0  # started outside the schedule (poll_unless_busy: a trap)
         timeouts = [r.agent.timeout for r in self._runs.values() if r.v3]
         self._v3_agents = len(timeouts)
         target = self.config.v3_latency_target or min(timeouts, default=2.0) / 4
@@ -213,6 +214,42 @@ class SnmpPoller:
         if run.v3 and not self.v3_admission.admit(time.monotonic()):
             slot.skipped += 1  # counted by the admission limit: v3 polls skipped for capacity
             return
+        self._start(slot, run, due)
+
+    def poll_unless_busy(self, key: str) -> bool:
+        """Poll agent ``key`` at once, outside its schedule (a trap came from it), unless its
+        poll is in flight (that one answers: nothing is added or queued) or the poller is at
+        capacity. Neither a backoff nor ICMP's DOWN holds it: the trap shows the agent is there.
+        True when a poll started (counted in ``snmp_polls_on_demand``)."""
+        slot = self._slot_of.get(key)
+        if slot is None or slot.busy or not self._running:
+            return False
+        run = self._runs[slot.key]
+        if len(self._tasks) >= self.config.max_in_flight:
+            self.skipped_full += 1
+            return False
+        if run.v3 and not self.v3_admission.admit(time.monotonic()):
+            return False
+        self.polls_on_demand += 1
+        self._start(slot, run, None)
+        return True
+
+    def link_told(self, key: str, ifindex: int, oper: int, at: datetime) -> tuple[str, str]:
+        """A trap said at ``at`` that interface ``ifindex`` of agent ``key`` is now ``oper``: (its
+        status at the last poll, "unknown" if none saw it; its name then, "" if none). The next
+        poll compares with the trap's status, so one change is told once."""
+        slot = self._slot_of.get(key)
+        if slot is None:
+            return "unknown", ""
+        return self._runs[slot.key].counters.link_told(ifindex, oper, at)
+
+    def reboot_told(self, key: str, at: datetime) -> float | None:
+        """A trap said agent ``key`` restarted at ``at``: its sysUpTime at the last poll (None if
+        none); the next poll's own reboot is then not told again."""
+        slot = self._slot_of.get(key)
+        return None if slot is None else self._runs[slot.key].counters.reboot_told(at)
+
+    def _start(self, slot: Slot, run: _AgentRun, due: float | None) -> None:
         slot.busy = True
         task = asyncio.get_running_loop().create_task(self._poll(slot, run, due))
         self._tasks.add(task)
@@ -225,10 +262,11 @@ class SnmpPoller:
         if self._task_of.get(key) is task:
             del self._task_of[key]
 
-    async def _poll(self, slot: Slot, run: _AgentRun, due: float) -> None:
+    async def _poll(self, slot: Slot, run: _AgentRun, due: float | None) -> None:
         latency: float | None = None  # of an answered poll, for the v3 admission limit
         try:
-            self._lags.append(time.monotonic() - due)
+            if due is not None:  # a poll asked for outside the schedule is never late
+                self._lags.append(time.monotonic() - due)
             try:
                 # The agent's own timeouts end a walk long before this; the bound only makes
                 # sure no poll lives on whatever an agent does. Meanwhile its slot is skipped.
@@ -312,6 +350,7 @@ class SnmpPoller:
                 "snmp_v3_rediscoveries": float(counters.get("rediscoveries", 0)),
                 "snmp_lag_p99_ms": p99 * 1000,
                 "snmp_in_flight": float(len(self._tasks)),
+                "snmp_polls_on_demand": float(self.polls_on_demand),
                 "snmp_backed_off": float(self.backed_off),
                 "snmp_agents_failing": float(self.failing),
                 "snmp_not_polled_down": float(self.not_polled_down),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import NamedTuple
 
@@ -154,7 +154,7 @@ class DeviceCounters:
     One per polled device; it keeps per interface only a small tuple (``_Seen``), not the poll.
     """
 
-    __slots__ = ("_interfaces", "_mono", "_uptime_ticks", "address", "device")
+    __slots__ = ("_interfaces", "_links_told", "_mono", "_reboot_told", "_uptime_ticks", "address", "device")
 
     def __init__(self, device: str, address: str) -> None:
         self.device = device
@@ -162,6 +162,28 @@ class DeviceCounters:
         self._uptime_ticks: int | None = None
         self._mono: float | None = None
         self._interfaces: dict[int, _Seen] = {}
+        self._reboot_told: datetime | None = None  # when a trap told of a restart not yet polled
+        self._links_told: dict[int, datetime] | None = None  # ifindex -> when a trap told its status
+
+    def link_told(self, ifindex: int, oper: int, at: datetime) -> tuple[str, str]:
+        """A trap said at ``at`` that interface ``ifindex`` is now ``oper``: (its status at the
+        previous poll, "unknown" if not seen; its label, "" if not seen). The next poll compares
+        with ``oper``: the change the trap told is not told again; a poll begun before ``at``
+        (in flight when the trap came) is older news and changes nothing."""
+        seen = self._interfaces.get(ifindex)
+        if seen is None:
+            return "unknown", ""
+        self._interfaces[ifindex] = seen._replace(oper=oper)
+        if self._links_told is None:
+            self._links_told = {}
+        self._links_told[ifindex] = at
+        return ("unknown" if seen.oper is None else status_name(seen.oper)), seen.label
+
+    def reboot_told(self, at: datetime) -> float | None:
+        """A trap told of a restart at ``at``: sysUpTime at the previous poll (None if unknown).
+        The next poll that sees the restart takes it for the rates but does not tell it again."""
+        self._reboot_told = at
+        return None if self._uptime_ticks is None else self._uptime_ticks / 100
 
     def update(self, raw: RawPoll) -> PollOutcome:
         """Compare ``raw`` with the previous poll and remember it for the next.
@@ -184,6 +206,12 @@ class DeviceCounters:
                 and is_reboot(self._uptime_ticks, ticks, elapsed):
             reboot = Reboot(self.device, self.address, raw.at, ticks / 100, self._uptime_ticks / 100,
                             raw.at - timedelta(seconds=ticks / 100))
+        rebooted = reboot is not None
+        told = self._reboot_told
+        if told is not None and (rebooted or raw.at >= told):
+            # A trap told of this restart already; a poll begun after it that saw none: done.
+            self._reboot_told = None
+            reboot = None
         # Rates need an interval worth dividing by; under it, the interface gets none (not counted).
         rate_elapsed = elapsed if elapsed is not None and elapsed >= MIN_ELAPSED_S else None
         stats: list[InterfaceStat] = []
@@ -195,19 +223,25 @@ class DeviceCounters:
             before = self._interfaces.get(row.ifindex)
             if before is not None and before.label != now.label:
                 before = None  # the ifindex was given to another interface: a first sight
+            told_at = None if self._links_told is None else self._links_told.get(row.ifindex)
+            if before is not None and told_at is not None and raw.at < told_at:
+                # Read before a trap told the status: the trap's stays the one to compare with.
+                now = interfaces[row.ifindex] = now._replace(oper=before.oper)
             in_bps = out_bps = None
             if before is not None and rate_elapsed is not None:
-                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, reboot is not None)
+                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, rebooted)
                 over_speed += over
                 no_rate += lost
             if (before is not None and row.admin == ADMIN_UP and before.oper is not None
-                    and row.oper is not None and before.oper != row.oper):
+                    and now.oper is not None and before.oper != now.oper):
                 changes.append(InterfaceChange(self.device, self.address, raw.at, row.ifindex, now.label,
-                                               status_name(before.oper), status_name(row.oper)))
+                                               status_name(before.oper), status_name(now.oper)))
             stats.append(InterfaceStat(
                 row.ifindex, now.label, row.alias or "", status_name(row.admin), status_name(row.oper),
                 now.speed_bps, in_bps, out_bps, row.in_errors, row.out_errors, row.in_discards,
                 row.out_discards, now.counters_64))
+        if self._links_told is not None:
+            self._links_told = {i: t for i, t in self._links_told.items() if t > raw.at} or None
         # An unknown uptime (absent, negative) must not become the next poll's reference.
         if ticks is not None and ticks >= 0:
             self._uptime_ticks = ticks

@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import random
 import socket
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from poller.credentials import V2c
@@ -204,8 +205,8 @@ class Header(NamedTuple):
         return f"Header(request_id={self.request_id}, error_status={self.error_status})"
 
 
-def decode_header(buf: bytes) -> Header:
-    """Parse an SNMPv1/v2c message carrying a Response-PDU up to its var-bind list."""
+def _message(buf: bytes) -> tuple[int, bytes, int, int, int]:
+    """(version, community, PDU tag, start and end of the PDU's contents) of an SNMPv1/v2c message."""
     tag, i, end = _header(buf, 0, len(buf))
     if tag != 0x30:
         raise BerError("not an SNMP message")
@@ -215,8 +216,19 @@ def decode_header(buf: bytes) -> Header:
         raise BerError("community expected")
     community = bytes(buf[start:i])
     tag, i, pdu_end = _header(buf, i, end)
+    return version, community, tag, i, pdu_end
+
+
+def decode_header(buf: bytes) -> Header:
+    """Parse an SNMPv1/v2c message carrying a Response-PDU up to its var-bind list."""
+    version, community, tag, i, pdu_end = _message(buf)
     if tag != _RESPONSE:
         raise BerError(f"not a Response-PDU (0x{tag:02x})")
+    return _pdu_header(buf, version, community, i, pdu_end)
+
+
+def _pdu_header(buf: bytes, version: int, community: bytes, i: int, pdu_end: int) -> Header:
+    """The request id, error fields and var-bind list of a PDU shaped like a Response's."""
     request_id, i = _integer_at(buf, i, pdu_end)
     status, i = _integer_at(buf, i, pdu_end)
     index, i = _integer_at(buf, i, pdu_end)
@@ -226,7 +238,9 @@ def decode_header(buf: bytes) -> Header:
     return Header(version, community, request_id, status, index, i, list_end)
 
 
-def decode_varbinds(buf: bytes, header: Header) -> list[VarBind]:
+def decode_varbinds(buf: bytes, header: Header,
+                    oid: Callable[[bytes], tuple[int, ...]] = decode_oid) -> list[VarBind]:
+    """The var-binds; their names decoded by ``oid`` (traps pass :func:`_known_oid`)."""
     varbinds: list[VarBind] = []
     i, list_end = header.varbinds_at, header.varbinds_end
     while i < list_end:
@@ -234,7 +248,7 @@ def decode_varbinds(buf: bytes, header: Header) -> list[VarBind]:
         tag_name, start, stop = _header(buf, i, vb_end)
         if tag != 0x30 or tag_name != 0x06:
             raise BerError("var-bind expected")
-        name = decode_oid(buf[start:stop])
+        name = oid(buf[start:stop])
         tag, start, stop = _header(buf, stop, vb_end)
         varbinds.append((name, _value(tag, buf[start:stop])))
         i = vb_end
@@ -246,6 +260,109 @@ def decode_response(buf: bytes) -> Response:
     header = decode_header(buf)
     return Response(header.version, header.community, header.request_id, header.error_status,
                     header.error_index, decode_varbinds(buf, header))
+
+
+# -- notifications (traps and informs, read by poller/snmp_traps.py) --------------------------
+TRAP_V1 = 0xA4
+INFORM = 0xA6
+TRAP_V2 = 0xA7
+SYS_UPTIME_0: Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SNMP_TRAP_OID_0: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
+SNMP_TRAPS: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 5)  # coldStart .1, warmStart .2, linkDown .3, linkUp .4, ...
+
+
+class Notification(NamedTuple):
+    """An SNMPv1 Trap, SNMPv2c Trap or InformRequest, in v2c terms (RFC 3584 3.1 for v1)."""
+
+    version: int  # 0: SNMPv1, 1: SNMPv2c
+    community: bytes
+    pdu: int  # TRAP_V1, TRAP_V2 or INFORM
+    request_id: int  # 0 for a v1 trap, which has none
+    uptime_ticks: int | None  # sysUpTime.0 (a v1 trap's time-stamp)
+    trap_oid: Oid  # snmpTrapOID.0: what happened
+    varbinds: list[VarBind]  # the rest, in order
+    varbind_list: bytes  # the var-bind list's contents as received (an inform's Response carries them back)
+
+    def __repr__(self) -> str:  # never the community
+        return f"Notification(pdu=0x{self.pdu:02x}, trap_oid={self.trap_oid}, varbinds={self.varbinds!r})"
+
+
+_KNOWN_OIDS: dict[bytes, tuple[int, ...]] = {}
+
+
+def _known_oid(body: bytes) -> tuple[int, ...]:
+    """:func:`decode_oid`, remembered: a device's traps name the same few OIDs again and again
+    (sysUpTime.0, snmpTrapOID.0, ifIndex.N), and decoding them was half a trap's cost."""
+    oid = _KNOWN_OIDS.get(body)
+    if oid is None:
+        oid = decode_oid(body)
+        if len(_KNOWN_OIDS) < 20_000:
+            _KNOWN_OIDS[body] = oid
+    return oid
+
+
+def decode_notification(buf: bytes) -> Notification:
+    """Parse a v1 Trap-PDU, or a v2c Trap-PDU or InformRequest-PDU; raises :class:`BerError`.
+
+    A v1 trap becomes its v2c form: generic traps 0-5 are ``snmpTraps.(generic + 1)``, an
+    enterprise-specific one ``enterprise.0.specific``. Its agent-addr field is not returned: the
+    sender is known by the datagram's source, never by what the datagram says."""
+    version, community, tag, i, pdu_end = _message(buf)
+    if tag == TRAP_V1:
+        if version != 0:
+            raise BerError("a v1 Trap-PDU in a message that is not SNMPv1")
+        return _v1_trap(buf, community, i, pdu_end)
+    if tag not in (TRAP_V2, INFORM) or version != _VERSION_2C:
+        raise BerError(f"not an SNMPv2c notification (0x{tag:02x})")
+    header = _pdu_header(buf, version, community, i, pdu_end)
+    uptime: int | None = None
+    trap_oid: Oid | None = None
+    rest: list[VarBind] = []
+    for name, value in decode_varbinds(buf, header, _known_oid):
+        if name == SYS_UPTIME_0 and isinstance(value, int) and uptime is None:
+            uptime = value
+        elif name == SNMP_TRAP_OID_0 and isinstance(value, OidValue) and trap_oid is None:
+            trap_oid = tuple(value)
+        else:
+            rest.append((name, value))
+    if trap_oid is None:
+        raise BerError("no snmpTrapOID.0")
+    return Notification(version, community, tag, header.request_id, uptime, trap_oid, rest,
+                        bytes(buf[header.varbinds_at:header.varbinds_end]))
+
+
+def _v1_trap(buf: bytes, community: bytes, i: int, pdu_end: int) -> Notification:
+    tag, start, i = _header(buf, i, pdu_end)
+    if tag != 0x06:
+        raise BerError("enterprise OID expected")
+    enterprise = decode_oid(buf[start:i])
+    tag, start, i = _header(buf, i, pdu_end)
+    if tag != 0x40:
+        raise BerError("agent-addr expected")
+    generic, i = _integer_at(buf, i, pdu_end)
+    specific, i = _integer_at(buf, i, pdu_end)
+    tag, start, i = _header(buf, i, pdu_end)
+    if tag != 0x43:
+        raise BerError("time-stamp expected")
+    uptime = int.from_bytes(buf[start:i], "big")
+    tag, i, list_end = _header(buf, i, pdu_end)
+    if tag != 0x30:
+        raise BerError("var-bind list expected")
+    varbinds = decode_varbinds(buf, Header(0, community, 0, 0, 0, i, list_end), _known_oid)
+    if 0 <= generic <= 5:
+        trap_oid: Oid = (*SNMP_TRAPS, generic + 1)
+    elif generic == 6:
+        trap_oid = (*enterprise, 0, specific)
+    else:
+        raise BerError(f"generic-trap {generic} out of range")
+    return Notification(0, community, TRAP_V1, 0, uptime, trap_oid, varbinds, bytes(buf[i:list_end]))
+
+
+def encode_inform_ack(notification: Notification) -> bytes:
+    """The Response to an InformRequest: its request id and var-binds, no error (RFC 3416 4.2.7)."""
+    pdu = _tlv(_RESPONSE, _integer(notification.request_id) + _integer(0) + _integer(0)
+               + _tlv(0x30, notification.varbind_list))
+    return _tlv(0x30, _integer(notification.version) + _tlv(0x04, notification.community) + pdu)
 
 
 # -- transport ---------------------------------------------------------------------------------

@@ -261,12 +261,14 @@ def event_fields(event: SnmpEventIn) -> dict[str, Any]:
     """kind, ifindex, ifname, from_state, to_state and detail of an event's row."""
     none = {"ifindex": None, "ifname": None, "from_state": None, "to_state": None, "detail": None}
     if isinstance(event, Reboot):
+        told = ", told by a trap" if event.source == "trap" else ""
         return {**none, "kind": "reboot", "detail": (
             f"uptime {event.previous_uptime_s:.0f} s -> {event.uptime_s:.0f} s, "
-            f"booted at {event.booted_at.isoformat()}")}
+            f"booted at {event.booted_at.isoformat()}{told}")}
     if isinstance(event, InterfaceChange):
         return {**none, "kind": "interface", "ifindex": event.ifindex, "ifname": event.ifname,
-                "from_state": event.from_state, "to_state": event.to_state}
+                "from_state": event.from_state, "to_state": event.to_state,
+                "detail": "told by a trap" if event.source == "trap" else None}
     answering, silent = "answering", "silent"
     return {**none, "kind": "agent", "detail": event.reason,
             "from_state": silent if event.answering else answering,

@@ -63,11 +63,16 @@ def encode_event(e: SnmpEventIn) -> Line:
     head: dict[str, object] = {"device": e.device, "address": e.address, "at": e.at.isoformat()}
     if isinstance(e, Reboot):
         return _line({"k": "r", **head, "uptime_s": e.uptime_s, "previous_uptime_s": e.previous_uptime_s,
-                      "booted_at": e.booted_at.isoformat()})
+                      "booted_at": e.booted_at.isoformat(), **_source(e.source)})
     if isinstance(e, InterfaceChange):
         return _line({"k": "i", **head, "ifindex": e.ifindex, "ifname": e.ifname,
-                      "from_state": e.from_state, "to_state": e.to_state})
+                      "from_state": e.from_state, "to_state": e.to_state, **_source(e.source)})
     return _line({"k": "a", **head, "answering": e.answering, "reason": e.reason})
+
+
+def _source(source: str) -> dict[str, object]:
+    """A reboot's or link change's source, written only when not a poll (older lines have none)."""
+    return {} if source == "poll" else {"source": source}
 
 
 def _line(record: dict[str, object]) -> Line:
@@ -98,10 +103,10 @@ def decode(line: Line) -> Record:
         return SnmpFailure(d["device"], d["address"], at, d["reason"], d["detail"])
     if kind == "r":
         return Reboot(d["device"], d["address"], at, d["uptime_s"], d["previous_uptime_s"],
-                      datetime.fromisoformat(d["booted_at"]))
+                      datetime.fromisoformat(d["booted_at"]), d.get("source", "poll"))
     if kind == "i":
         return InterfaceChange(d["device"], d["address"], at, d["ifindex"], d["ifname"], d["from_state"],
-                               d["to_state"])
+                               d["to_state"], d.get("source", "poll"))
     if kind == "a":
         return SnmpAgentChange(d["device"], d["address"], at, d["answering"], d["reason"])
     raise ValueError(f"unknown record kind {kind!r}")

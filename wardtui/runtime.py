@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from poller.inventory_diff import InventoryDiff
 from poller.prober import Prober
 from poller.snmp_poller import SnmpConfig, SnmpPoller
 from poller.snmp_source import Agent, SnmpSource
+from poller.snmp_traps import TrapConfig, TrapReceiver, trap_sources
 from poller.state import StateConfig
 from store.dburl import CONNECT_TIMEOUT, failure, shown
 from store.files import missing_dirs
@@ -57,6 +59,7 @@ _STATE: dict[str, Any] = {f.name: f.default for f in fields(StateConfig)}
 _RETENTION: dict[str, Any] = {f.name: f.default for f in fields(Retention)}
 _SNMP: dict[str, Any] = {f.name: f.default for f in fields(SnmpConfig)}
 _AGENT: dict[str, Any] = {f.name: f.default for f in fields(Agent)}
+_TRAPS: dict[str, Any] = {f.name: f.default for f in fields(TrapConfig)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,9 @@ class Options:
     snmp_interval: float = _SNMP["interval"]
     snmp_timeout: float = _AGENT["timeout"]
     snmp_retries: int = _AGENT["retries"]
+    traps: tuple[str, int] | None = None  # (host, port) to receive SNMP traps on; None: no receiver
+    trap_rate: float = _TRAPS["rate"]  # traps a second per source, after the burst
+    trap_burst: float = _TRAPS["burst"]
     # Seconds between two reads of the maintenance windows and acknowledgements (a change made
     # through the live feed's commands is read at once).
     quiet_every: float = 30.0
@@ -216,6 +222,9 @@ class Runtime:
         self._snmp_client = snmp_client
         if agents:
             self._start_snmp(agents)
+        self.traps: TrapReceiver | None = None
+        if options.traps is not None:
+            self._start_traps(options.traps, agents)
         self.store = HistoryStore(url)
         # One poller per database (store/lease.py): taken before the store opens, held to the end.
         self.lease = Lease(url, kind)
@@ -244,6 +253,24 @@ class Runtime:
         self.engine.add_companion(self.snmp)
         self.engine.gauge_sources.append(self.snmp.gauges)
         return self.snmp
+
+    def _start_traps(self, where: tuple[str, int], agents: list[Agent]) -> None:
+        """The trap receiver, its socket bound now: a port taken or not allowed stops the start."""
+        o = self.options
+        config = TrapConfig(host=where[0], port=where[1], rate=o.trap_rate, burst=o.trap_burst)
+        receiver = TrapReceiver(trap_sources(self.devices, agents), self.engine.bus, self.engine,
+                                lambda: self.snmp, config)
+        try:
+            receiver.bind()
+        except OSError as exc:
+            self.prober.close()
+            hint = (" (a port under 1024 needs CAP_NET_BIND_SERVICE, or use a high port and an nft "
+                    "redirect: docs/OPERATIONS.md)" if where[1] < 1024 and exc.errno == errno.EACCES else "")
+            raise StartupError(f"--traps {_host_port_text(where)}: {exc.strerror or exc}{hint}",
+                               code=2) from None
+        self.traps = receiver
+        self.engine.add_companion(receiver)
+        self.engine.gauge_sources.append(receiver.gauges)
 
     # -- a new inventory while running (wardtui serve's SIGHUP) -----------------------------
 
@@ -285,6 +312,8 @@ class Runtime:
             self.snmp.apply_agents(agents)
         elif agents:
             self._start_snmp(agents)
+        if self.traps is not None:
+            self.traps.apply(trap_sources(devices, agents))
         self.devices = devices
         return diff
 
@@ -525,6 +554,8 @@ class Runtime:
         self.prober.close()
         if self.snmp is not None:
             self.snmp.close()
+        if self.traps is not None:
+            self.traps.close()
         return lost
 
     async def _stop_writer(self, writer: StoreWriter) -> tuple[int, bool]:
@@ -550,6 +581,10 @@ class Runtime:
                         display_url(self.store.url), STOP_TIMEOUT, self.spool_dir,
                         writer.spool.rows if writer.spool is not None else 0)
         return lost, False
+
+
+def _host_port_text(where: tuple[str, int]) -> str:
+    return f"[{where[0]}]:{where[1]}" if ":" in where[0] else f"{where[0]}:{where[1]}"
 
 
 def _remove_made(made: list[Path]) -> None:

@@ -26,6 +26,7 @@ from poller.events import (
     SnmpAgentChange,
     State,
     Transition,
+    Trap,
 )
 from poller.inventory import Device
 from poller.live import (
@@ -396,6 +397,11 @@ EVENTS = [
     gauges(feed_up=0.0, feed_events=12345.0, probes_in_flight=3.5),
     Reboot("d", "10.0.0.1", T0, 12.5, 86400.25, T0 - timedelta(seconds=12.5)),
     InterfaceChange("d", "10.0.0.1", T0, 3, "Gi0/1 [uplink]", "up", "down"),
+    InterfaceChange("d", "10.0.0.1", T0, 3, "Gi0/1", "unknown", "down", source="trap"),
+    Reboot("d", "10.0.0.1", T0, 1.5, 1.5, T0 - timedelta(seconds=1.5), source="trap"),
+    Trap("d", "10.0.0.1", T0, "linkDown", "1.3.6.1.6.3.1.1.5.3", "2c", 12.5, 2, "eth\\x1b]0;x",
+         "1.3.6.1.2.1.2.2.1.1.2=2"),
+    Trap("d", "::1", T0, "1.3.6.1.4.1.9.0.1", "1.3.6.1.4.1.9.0.1", "1", None, None, "", ""),
     SnmpAgentChange("d", "10.0.0.1", T0, False, "authentication"),
     CheckResult("d", "10.0.0.1", T0, 3, 1, 0.042, State.UP),
     CheckResult("d", "10.0.0.1", T0, 1, 0, None, State.DOWN),

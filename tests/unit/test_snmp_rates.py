@@ -403,3 +403,38 @@ def test_no_rates_when_no_usable_time_passed(elapsed: float) -> None:
 def test_outcome_is_built_of_the_engine_events() -> None:
     outcome = two_polls(raw(0, UP, hc(1, 0, 0)), raw(60, 100, hc(1, 0, 0, oper=2)))
     assert [type(e) for e in outcome.events] == [Reboot, SnmpPoll, InterfaceChange]
+
+
+# -- what traps told between polls (poller/snmp_traps.py) ----------------------------------------
+
+
+def test_a_link_change_a_trap_told_is_not_told_again_by_the_polls() -> None:
+    counters = DeviceCounters("sw1", "192.0.2.1")
+    counters.update(raw(0, UP, hc(1, 0, 0)))
+    assert counters.link_told(1, 2, T0 + timedelta(seconds=10)) == ("up", "Gi0/1")
+    assert counters.link_told(9, 2, T0 + timedelta(seconds=10)) == ("unknown", "")  # never polled
+    # A poll in flight when the trap came (begun at 5 s) still reads "up": older news, no change.
+    stale = counters.update(raw(5, UP + 500, hc(1, 1000, 1000)))
+    assert stale.changes == ()
+    # The next poll agrees with the trap: nothing; the one after sees it come back: down -> up.
+    assert counters.update(raw(60, UP + 6000, hc(1, 2000, 2000, oper=2))).changes == ()
+    back = counters.update(raw(120, UP + 12000, hc(1, 3000, 3000, oper=1))).changes
+    assert [(c.from_state, c.to_state) for c in back] == [("down", "up")]
+
+
+def test_a_poll_after_the_trap_that_disagrees_tells_the_change_from_what_the_trap_said() -> None:
+    counters = DeviceCounters("sw1", "192.0.2.1")
+    counters.update(raw(0, UP, hc(1, 0, 0)))
+    counters.link_told(1, 2, T0 + timedelta(seconds=10))
+    changes = counters.update(raw(11, UP + 1100, hc(1, 1000, 1000, oper=1))).changes
+    assert [(c.from_state, c.to_state) for c in changes] == [("down", "up")]
+
+
+def test_a_reboot_a_trap_told_is_taken_for_the_rates_but_not_told_again() -> None:
+    counters = DeviceCounters("sw1", "192.0.2.1")
+    counters.update(raw(0, UP, hc(1, 0, 0)))
+    assert counters.reboot_told(T0 + timedelta(seconds=30)) == UP / 100
+    after = counters.update(raw(60, 3000, hc(1, 10, 10)))
+    assert after.reboot is None and rates(after)[1] == (None, None)
+    # Told once: a later restart is news again.
+    assert counters.update(raw(120, 100, hc(1, 20, 20))).reboot is not None

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from poller.text import clean_lines
+from poller.text import clean_lines, escaped
 from wardtui.messages import error
 from wardtui.runtime import DB_HELP, Options, db_option
 
@@ -296,6 +296,33 @@ def add_engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] |
                    help="seconds to wait for each SNMP answer, 0.01 to 60 (default 2)")
     p.add_argument("--snmp-retries", type=_count(0), metavar="N", default=d["snmp_retries"],
                    help="resends of an unanswered SNMP request (default 1)")
+    p.add_argument("--traps", type=ip_port, metavar="HOST:PORT", default=d["traps"],
+                   help="receive SNMPv1/v2c traps on HOST:PORT, e.g. 0.0.0.0:162 (port 162 needs "
+                        "CAP_NET_BIND_SERVICE: docs/OPERATIONS.md); from inventory devices with their "
+                        "credential's community only (default: off)")
+    p.add_argument("--trap-rate", type=_within(0.1, 100_000), metavar="N", default=d["trap_rate"],
+                   help="traps a second taken from one source after its burst; more are dropped and "
+                        "counted (default 50)")
+    p.add_argument("--trap-burst", type=_within(1, 1_000_000), metavar="N", default=d["trap_burst"],
+                   help="traps one source may send at once before --trap-rate applies (default 200)")
+
+
+def ip_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` with an IP address (``0.0.0.0:162``, ``[::]:1162``): no name is looked up."""
+    import ipaddress
+
+    host, sep, port = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    try:
+        version = ipaddress.ip_address(host).version
+    except ValueError:
+        version = 0
+    if not sep or not version or (version == 6) != bracketed or not port.isdigit() \
+            or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{escaped(text)!r}: use IP:PORT, e.g. 0.0.0.0:162, "
+                                         "127.0.0.1:1162 or [::]:162")
+    return host, int(port)
 
 
 def engine_options(args: argparse.Namespace) -> Options:
@@ -306,7 +333,8 @@ def engine_options(args: argparse.Namespace) -> Options:
                    spool=args.spool, spool_max_mb=args.spool_max_mb, keep_raw=args.keep_raw,
                    keep_1m=args.keep_1m, keep_1h=args.keep_1h, credentials=args.credentials,
                    snmp_interval=args.snmp_interval, snmp_timeout=args.snmp_timeout,
-                   snmp_retries=args.snmp_retries)
+                   snmp_retries=args.snmp_retries, traps=args.traps, trap_rate=args.trap_rate,
+                   trap_burst=args.trap_burst)
 
 
 REDIS_HELP = ("Redis of the live feed, redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH "

@@ -47,6 +47,7 @@ examples:
   wardtui serve --inventory net.yaml --interval 30 --site paris-dc1
   wardtui serve --check --inventory new.csv --against /etc/wardtui/inventory.csv
   wardtui serve --inventory /etc/wardtui/inventory.csv --notify /etc/wardtui/notify.yaml
+  wardtui serve --inventory /etc/wardtui/inventory.csv --traps 0.0.0.0:1162
 
 Runs until SIGTERM or SIGINT, then writes the history it holds and exits. SIGHUP (systemctl
 reload wardtui) reads the inventory again and applies the difference; a broken one is refused,

@@ -45,7 +45,7 @@ def register(sub: Commands) -> None:
     add_feed_options(status)
     status.add_argument("--json", action="store_true",
                         help='one JSON object: {"site", "redis", "live", "service", "devices", "snapshot", '
-                             '"stream", "memory_bytes", "viewers", "notifications"}')
+                             '"stream", "memory_bytes", "viewers", "notifications", "quiet", "traps"}')
 
 
 @dataclass
@@ -177,6 +177,7 @@ def status_record(s: SiteStatus) -> dict[str, Any]:
         "viewers": s.viewers,
         "notifications": notifications(snap),
         "quiet": s.quiet,
+        "traps": traps(snap),
     }
 
 
@@ -190,6 +191,18 @@ def notifications(snap: Snapshot | None) -> dict[str, float] | None:
     if "notify_queued" not in extra:
         return None
     return {name: extra.get(f"notify_{name}", 0.0) for name in NOTIFY_GAUGES}
+
+
+TRAP_GAUGES = ("received", "accepted", "refused_unknown_source", "refused_community", "refused_malformed",
+               "rate_limited", "checks", "polls", "coalesced", "informs_acked")
+
+
+def traps(snap: Snapshot | None) -> dict[str, float] | None:
+    """The service's trap receiver from the snapshot's gauges (``--traps``), else None."""
+    extra = snap.gauges.extra if snap is not None and snap.gauges is not None else {}
+    if "traps_received" not in extra:
+        return None
+    return {name: extra.get(f"traps_{name}", 0.0) for name in TRAP_GAUGES}
 
 
 def render(s: SiteStatus) -> str:
@@ -220,6 +233,15 @@ def render(s: SiteStatus) -> str:
                                           f"sent, {notify['failed']:.0f} failed, "
                                           f"{notify['receivers_failing']:.0f} receivers failing, "
                                           f"{notify['spooled']:.0f} spooled"))
+        trap = traps(snap)
+        if trap is not None:
+            t = trap
+            refused = t["refused_unknown_source"] + t["refused_community"] + t["refused_malformed"]
+            rows.append(("traps", f"{t['accepted']:.0f} of {t['received']:.0f} taken, {refused:.0f} "
+                                  f"refused ({t['refused_unknown_source']:.0f} unknown source, "
+                                  f"{t['refused_community']:.0f} community, {t['refused_malformed']:.0f} "
+                                  f"malformed), {t['rate_limited']:.0f} rate-limited; "
+                                  f"{t['checks']:.0f} checks, {t['polls']:.0f} polls asked"))
     if s.quiet is not None:
         q = s.quiet
         rows.append(("maintenance", f"{q['windows_active']} windows active, {q['windows_to_come']} to come; "

@@ -25,6 +25,7 @@ from poller.events import (
     Reboot,
     SnmpAgentChange,
     Transition,
+    Trap,
 )
 from poller.feed import FeedStatus, InventoryChanged, LiveFeed, ProbeSeen, RowsChanged
 from poller.state import TrackerView
@@ -226,6 +227,8 @@ class DashboardScreen(Screen[None]):
                     log.add_interface(event)
                 elif isinstance(event, SnmpAgentChange):
                     log.add_snmp_agent(event)
+                elif isinstance(event, Trap):
+                    log.add_trap(event)
                 elif isinstance(event, RowsChanged):  # the service's snapshot (attached)
                     changed.update(self.trackers if event.devices is None else event.devices)
                 elif isinstance(event, FeedStatus):

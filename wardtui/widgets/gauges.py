@@ -90,6 +90,15 @@ def _figures(g: Gauges, warn: str) -> Table:
             in_flight = f"{x.get('snmp_v3_in_flight', 0.0):.0f}/{x.get('snmp_v3_limit', 0.0):.0f}"
             pairs.append(("skip capacity", value(x.get("snmp_skipped_capacity", 0.0), bad=True),
                           "v3 in flight", Text(in_flight, justify="right")))
+    if "traps_received" in g.extra:  # --traps: the trap receiver
+        x = g.extra
+        refused = sum(x.get(f"traps_refused_{why}", 0.0)
+                      for why in ("unknown_source", "community", "malformed"))
+        flood = x.get("traps_rate_limited", 0.0)
+        taken = f"{x.get('traps_accepted', 0.0):.0f}/{x['traps_received']:.0f}"
+        pairs.append(("traps taken", Text(taken, justify="right"),  # literal-ok: numbers
+                      "refused/flood", Text(f"{refused:.0f}/{flood:.0f}",  # literal-ok: numbers
+                                            style=warn if refused or flood else "", justify="right")))
     if "notify_queued" in g.extra:  # wardtui serve --notify: its outbox
         x = g.extra
         oldest = x.get("notify_oldest_s", 0.0)
@@ -293,9 +302,10 @@ class GaugesPanel(Vertical):
         extra = gauges.extra
         rows = 3 + bool(extra.get("snmp_v3_agents")) if "snmp_agents" in extra else 0
         rows += 2 if "notify_queued" in extra else 0
+        rows += 1 if "traps_received" in extra else 0
         if rows > self._extra_rows:
             self._extra_rows = rows
-            # The SNMP poller's and the notifier's rows: one layout, once.
+            # The SNMP poller's, the trap receiver's and the notifier's rows: one layout, once.
             figures.styles.height = 9 + rows
         figures.gauges, figures.warn_style = gauges, self.warn_style
         figures.refresh()

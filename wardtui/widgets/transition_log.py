@@ -24,6 +24,7 @@ from poller.events import (
     SnmpAgentChange,
     State,
     Transition,
+    Trap,
 )
 from poller.text import clean
 from wardtui.widgets.states import StatePalette, state_text
@@ -144,6 +145,8 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(" rebooted", style=self.palette.flapping)
         line.append(f" (up {format_duration(event.at - event.booted_at)}, was up "
                     f"{format_duration(timedelta(seconds=event.previous_uptime_s))})")
+        if event.source == "trap":
+            line.append(" by trap", style="dim")
         line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
@@ -154,7 +157,22 @@ class TransitionLog(ScrollView, can_focus=True):
         line.append(clean(event.from_state), style=self._if_style(event.from_state))
         line.append(" → ")
         line.append(clean(event.to_state), style=self._if_style(event.to_state))
-        line.append(f"  ifIndex {event.ifindex}", style="dim")
+        by_trap = " by trap" if event.source == "trap" else ""
+        line.append(f"  ifIndex {event.ifindex}{by_trap}", style="dim")
+        self._write(line)
+
+    def add_trap(self, event: Trap) -> None:
+        """A trap whose news no interface or reboot line tells (authenticationFailure, an
+        enterprise's own, a linkDown naming no interface): its kind and var-binds."""
+        if event.kind in ("coldStart", "warmStart") or (
+                event.kind in ("linkDown", "linkUp") and event.ifindex is not None):
+            return  # the reboot or interface line that came with it says it ("by trap")
+        line = Text(utc_stamp(event.at) + " ", style="dim")
+        line.append(clean(event.device), style="bold")
+        line.append(f" trap {clean(event.kind)}")
+        if event.varbinds:
+            line.append(f" {clean(event.varbinds)}", style="dim")
+        line.append(f"  {clean(event.address)}", style="dim")
         self._write(line)
 
     def add_probe(self, result: CheckResult, by: str) -> None:

@@ -1,0 +1,391 @@
+"""SNMP traps: a UDP receiver (``--traps HOST:PORT``) for SNMPv1 and SNMPv2c traps and v2c
+informs from inventory devices, turned into events and immediate checks.
+
+A datagram is believed only when its source address is an inventory device's and it carries
+the community of that device's SNMPv2c credential (compared in constant time); everything
+else is counted by reason (unknown source, wrong community, malformed) and logged once per
+source, escaped, never the community it carried. A v1 trap's agent-addr field is ignored: the
+sender is the datagram's source. An unknown source costs a look-up and is dropped; an
+inventory source passes a token bucket before anything is decoded, so its flood is dropped and
+counted as cheaply (there are as many buckets as inventory addresses, whatever is spoofed).
+
+An accepted trap is published as a :class:`~poller.events.Trap`; linkDown/linkUp with an
+ifIndex also as an :class:`~poller.events.InterfaceChange`, coldStart/warmStart as a
+:class:`~poller.events.Reboot` (both with ``source="trap"``), at once. Then the device is
+checked (ICMP) and polled (SNMP) outside its schedule, unless a check or poll of it is in
+flight or one was asked less than ``min_gap`` seconds ago: nothing is ever queued (the
+scheduler's rule). An inform is acknowledged once accepted. SNMPv3 traps and informs are not
+read yet: they count as malformed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from poller.bus import EventBus
+from poller.credentials import V2c
+from poller.events import InterfaceChange, Reboot, Trap
+from poller.inventory import Device
+from poller.snmp_getbulk import OidValue, Value
+from poller.snmp_mib import status_name
+from poller.snmp_source import Agent
+from poller.snmp_v2c import (
+    INFORM,
+    SNMP_TRAPS,
+    BerError,
+    Notification,
+    decode_notification,
+    encode_inform_ack,
+)
+from poller.sockets import enlarge_rcvbuf
+from poller.text import escaped
+
+log = logging.getLogger(__name__)
+
+TRAP_NAMES = {1: "coldStart", 2: "warmStart", 3: "linkDown", 4: "linkUp", 5: "authenticationFailure",
+              6: "egpNeighborLoss"}
+_IF_ENTRY = (1, 3, 6, 1, 2, 1, 2, 2, 1)  # ifIndex .1, ifDescr .2, ifAdminStatus .7, ifOperStatus .8
+_IF_NAME = (1, 3, 6, 1, 2, 1, 31, 1, 1, 1, 1)
+_ADMIN_DOWN = 2
+_SUMMARY_MAX = 400  # characters of a trap's var-binds kept in its event
+_LOGGED_MAX = 1000  # sources whose refusals are logged; past it, one line says so
+
+
+@dataclass(frozen=True, slots=True)
+class TrapConfig:
+    host: str = "127.0.0.1"
+    port: int = 162
+    rate: float = 50.0  # traps per second per source, after the burst
+    burst: float = 200.0
+    # Seconds between two checks (and two polls) a device's traps ask for: a device sending 50
+    # traps a second is checked once a second, not 50 times.
+    min_gap: float = 1.0
+    rcvbuf: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TrapSource:
+    """An inventory device as a trap sender."""
+
+    device: str
+    address: str
+    community: bytes | None  # None: the device names no SNMPv2c credential (refused)
+
+    def __repr__(self) -> str:  # never the community
+        return f"TrapSource(device={self.device!r}, address={self.address!r})"
+
+
+def canonical(address: str) -> str:
+    """``address`` as the sources are keyed: compressed, no IPv6 scope, v4-mapped as IPv4."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return ip.compressed
+
+
+def trap_sources(devices: Iterable[Device], agents: Iterable[Agent]) -> dict[str, TrapSource]:
+    """Each inventory device by its address (the first device at an address wins), with the
+    community of its SNMPv2c credential."""
+    communities = {a.key: a.credential.community.encode() for a in agents if isinstance(a.credential, V2c)}
+    sources: dict[str, TrapSource] = {}
+    for device in devices:
+        try:
+            key = canonical(device.address)
+        except ValueError:
+            continue
+        sources.setdefault(key, TrapSource(device.name, device.address, communities.get(device.name)))
+    return sources
+
+
+class CheckTarget(Protocol):
+    """What the receiver asks of the engine (:class:`poller.engine.Engine`)."""
+
+    def check_unless_busy(self, name: str) -> bool: ...
+
+
+class PollTarget(Protocol):
+    """What the receiver asks of the SNMP poller (:class:`poller.snmp_poller.SnmpPoller`)."""
+
+    def poll_unless_busy(self, key: str) -> bool: ...
+
+    def link_told(self, key: str, ifindex: int, oper: int, at: datetime) -> tuple[str, str]: ...
+
+    def reboot_told(self, key: str, at: datetime) -> float | None: ...
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: TrapReceiver) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.owner.received(data, addr)
+        except Exception:  # a bug must cost one trap, not the receiver or a log line per trap
+            self.owner.failed += 1
+            if self.owner.failed == 1:
+                log.exception("a trap could not be handled; further failures are counted (traps_failed)")
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.socket_errors += 1
+
+
+class TrapReceiver:
+    """Receives traps on one UDP socket (:meth:`bind`, then :meth:`run` on the engine's loop,
+    as an engine companion) and publishes what they say on ``bus``."""
+
+    def __init__(self, sources: dict[str, TrapSource], bus: EventBus, engine: CheckTarget,
+                 snmp: Callable[[], PollTarget | None] = lambda: None,
+                 config: TrapConfig | None = None) -> None:
+        self.config = config or TrapConfig()
+        self.sources = sources
+        self.bus = bus
+        self.engine = engine
+        self.snmp = snmp
+        self.sock: socket.socket | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._stop = asyncio.Event()
+        self._buckets: dict[str, tuple[float, float]] = {}  # inventory address -> (tokens, at)
+        self._logged: set[str] = set()
+        self._asked: dict[str, tuple[float, float]] = {}  # device -> last check, last poll asked
+        self.received_n = 0
+        self.accepted = 0
+        self.refused_unknown = 0
+        self.refused_community = 0
+        self.refused_malformed = 0
+        self.rate_limited = 0
+        self.checks = 0  # ICMP checks the traps started
+        self.polls = 0  # SNMP polls the traps started
+        self.coalesced = 0  # checks and polls not started: one in flight, or asked < min_gap ago
+        self.informs_acked = 0
+        self.socket_errors = 0
+        self.failed = 0  # datagrams whose handling raised (a bug): counted, logged once
+
+    # -- the socket --------------------------------------------------------------------------
+    def bind(self) -> tuple[str, int]:
+        """Open and bind the socket now (a start fails here, not later); the address bound."""
+        host, port = self.config.host, self.config.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6 and ipaddress.ip_address(host).is_unspecified:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # [::] hears IPv4 too
+            sock.setblocking(False)
+            # A core link going down makes hundreds of devices trap at once: room for the burst.
+            enlarge_rcvbuf(sock, self.config.rcvbuf)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+        bound = sock.getsockname()
+        return bound[0], bound[1]
+
+    async def run(self) -> None:
+        """Receive until :meth:`stop`."""
+        if self.sock is None:
+            self.bind()
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=self.sock)
+        self._transport = transport
+        try:
+            await self._stop.wait()
+        finally:
+            transport.close()
+            self._transport = None
+            self.sock = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        elif self.sock is not None:
+            self.sock.close()
+        self.sock = None
+
+    def apply(self, sources: dict[str, TrapSource]) -> None:
+        """The senders of a new inventory (on the engine's loop)."""
+        self.sources = sources
+        names = {s.device for s in sources.values()}
+        self._asked = {name: v for name, v in self._asked.items() if name in names}
+        addresses = {s.address for s in sources.values()}
+        self._buckets = {a: v for a, v in self._buckets.items() if a in addresses}
+
+    # -- one datagram ------------------------------------------------------------------------
+    def received(self, data: bytes, addr: Any) -> None:
+        self.received_n += 1
+        host: str = addr[0]
+        source = self.sources.get(host)
+        if source is None:
+            try:
+                source = self.sources.get(canonical(host))
+            except ValueError:
+                source = None
+            if source is None:
+                self.refused_unknown += 1
+                self._log_once(host, "not an inventory device's address")
+                return
+        now = time.monotonic()
+        if not self._allow(source.address, now):
+            self.rate_limited += 1
+            return
+        try:
+            notification = decode_notification(data)
+        except BerError as exc:
+            self.refused_malformed += 1
+            self._log_once(host, f"not an SNMPv1/v2c trap ({exc})", source)
+            return
+        if source.community is None or not hmac.compare_digest(notification.community, source.community):
+            self.refused_community += 1
+            why = ("the device names no SNMPv2c credential" if source.community is None
+                   else "not the community of the device's credential")
+            self._log_once(host, why, source)
+            return
+        self.accepted += 1
+        if notification.pdu == INFORM and self._transport is not None:
+            self._transport.sendto(encode_inform_ack(notification), addr)
+            self.informs_acked += 1
+        self._accept(source, notification, now)
+
+    def _allow(self, key: str, now: float) -> bool:
+        """One token from source ``key``'s bucket (``rate`` a second, ``burst`` at most). Only
+        inventory addresses have one: the table is as large as the inventory, whoever sends."""
+        rate, burst = self.config.rate, self.config.burst
+        tokens, at = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + (now - at) * rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def _log_once(self, host: str, why: str, source: TrapSource | None = None) -> None:
+        if host in self._logged:
+            return
+        if len(self._logged) >= _LOGGED_MAX:
+            if len(self._logged) == _LOGGED_MAX:
+                self._logged.add("")
+                log.warning("traps refused from more than %d sources: no more are logged (see the "
+                            "traps_refused_* gauges)", _LOGGED_MAX)
+            return
+        self._logged.add(host)
+        device = "" if source is None else f" ({escaped(source.device)})"
+        log.warning("trap from %s%s refused: %s; further ones from it are counted, not logged",
+                    escaped(host), device, why)
+
+    # -- what an accepted trap does ----------------------------------------------------------
+    def _accept(self, source: TrapSource, n: Notification, now: float) -> None:
+        # The device's inventory address (the source is that, maybe written otherwise: an IPv4
+        # sender on an IPv6 socket is ::ffff:a.b.c.d): the events of a device name one address.
+        host = source.address
+        at = datetime.now(UTC)
+        oid = n.trap_oid
+        kind = TRAP_NAMES.get(oid[-1], "") if oid[:-1] == SNMP_TRAPS else ""
+        ifindex, ifname, admin, oper = _interface(n)
+        uptime = None if n.uptime_ticks is None else n.uptime_ticks / 100
+        bus, snmp = self.bus, self.snmp()
+        bus.publish(Trap(source.device, host, at, kind or _dotted(oid), _dotted(oid),
+                         "1" if n.version == 0 else "2c", uptime, ifindex, ifname, _summary(n)))
+        if kind in ("linkDown", "linkUp") and ifindex is not None and admin != _ADMIN_DOWN:
+            # An interface an operator shut is not news (as for polls).
+            if oper is None:
+                oper = 2 if kind == "linkDown" else 1
+            before, label = ("unknown", "") if snmp is None else snmp.link_told(source.device, ifindex,
+                                                                                oper, at)
+            bus.publish(InterfaceChange(source.device, host, at, ifindex, ifname or label or f"if{ifindex}",
+                                        before, status_name(oper), source="trap"))
+        elif kind in ("coldStart", "warmStart"):
+            previous = None if snmp is None else snmp.reboot_told(source.device, at)
+            up = uptime or 0.0
+            bus.publish(Reboot(source.device, host, at, up, previous if previous is not None else up,
+                               datetime.fromtimestamp(at.timestamp() - up, UTC), source="trap"))
+        self._ask(source.device, now, snmp)
+
+    def _ask(self, device: str, now: float, snmp: PollTarget | None) -> None:
+        """An ICMP check and an SNMP poll of ``device`` now, unless one is in flight or was
+        asked less than ``min_gap`` ago: never queued."""
+        gap = self.config.min_gap
+        checked, polled = self._asked.get(device, (-gap, -gap))
+        if now - checked >= gap and self.engine.check_unless_busy(device):
+            self.checks += 1
+            checked = now
+        else:
+            self.coalesced += 1
+        if snmp is not None:
+            if now - polled >= gap and snmp.poll_unless_busy(device):
+                self.polls += 1
+                polled = now
+            else:
+                self.coalesced += 1
+        self._asked[device] = (checked, polled)
+
+    def gauges(self) -> dict[str, float]:
+        """Figures for ``Gauges.extra``: counts since the start."""
+        return {"traps_received": float(self.received_n), "traps_accepted": float(self.accepted),
+                "traps_refused_unknown_source": float(self.refused_unknown),
+                "traps_refused_community": float(self.refused_community),
+                "traps_refused_malformed": float(self.refused_malformed),
+                "traps_rate_limited": float(self.rate_limited),
+                "traps_checks": float(self.checks), "traps_polls": float(self.polls),
+                "traps_coalesced": float(self.coalesced),
+                "traps_informs_acked": float(self.informs_acked), "traps_failed": float(self.failed)}
+
+
+def _dotted(oid: tuple[int, ...]) -> str:
+    return ".".join(map(str, oid))
+
+
+def _interface(n: Notification) -> tuple[int | None, str, int | None, int | None]:
+    """(ifIndex, ifName else ifDescr, ifAdminStatus, ifOperStatus) as far as the trap says."""
+    ifindex: int | None = None
+    name = descr = ""
+    admin = oper = None
+    for oid, value in n.varbinds:
+        if len(oid) == len(_IF_ENTRY) + 2 and oid[:-2] == _IF_ENTRY:
+            column, index = oid[-2], oid[-1]
+            if ifindex is None:
+                ifindex = index
+            if column == 1 and isinstance(value, int):
+                ifindex = value
+            elif column == 2 and isinstance(value, bytes):
+                descr = _text(value)
+            elif column == 7 and isinstance(value, int):
+                admin = value
+            elif column == 8 and isinstance(value, int):
+                oper = value
+        elif oid[:-1] == _IF_NAME and isinstance(value, bytes):
+            ifindex = oid[-1] if ifindex is None else ifindex
+            name = _text(value)
+    return ifindex, name or descr, admin, oper
+
+
+def _text(value: bytes) -> str:
+    """An octet string as text, escaped; bytes that are not UTF-8 as hex."""
+    try:
+        return escaped(value.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "0x" + value.hex()
+
+
+def _value(value: Value) -> str:
+    if isinstance(value, OidValue):
+        return _dotted(value)
+    if isinstance(value, bytes):
+        return _text(value)
+    return str(value)
+
+
+def _summary(n: Notification) -> str:
+    """``OID=value, ...`` of the trap's var-binds (sysUpTime and snmpTrapOID aside)."""
+    text = ", ".join(f"{_dotted(oid)}={_value(value)}" for oid, value in n.varbinds)
+    return text if len(text) <= _SUMMARY_MAX else text[:_SUMMARY_MAX - 1] + "…"

@@ -1,0 +1,52 @@
+"""A trap on the dashboard: a linkDown sent to ``--traps`` reaches the transition log ("by trap"),
+and how long it takes is measured (the screen folds events in every DashboardScreen.TICK)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+from poller.inventory import Device
+from tests.fakes import FakeProber, FakeSnmpClient
+from tests.integration.test_snmp_traps import link_down
+from wardtui.app import WardApp
+from wardtui.runtime import Options, Runtime
+from wardtui.screens.dashboard import DashboardScreen
+from wardtui.widgets.transition_log import TransitionLog
+
+
+async def test_a_link_down_trap_reaches_the_transition_log(tmp_path: Path) -> None:
+    credentials = tmp_path / "credentials.yaml"
+    credentials.write_text("v2:\n  version: 2c\n  community: tr4p\n", encoding="utf-8")
+    credentials.chmod(0o600)
+    devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="v2")]
+    runtime = Runtime(Options(db=f"sqlite:///{tmp_path / 'h.db'}", credentials=credentials,
+                              traps=("127.0.0.1", 0)),
+                      prober=FakeProber(), devices=devices, snmp_client=FakeSnmpClient())
+    assert runtime.traps is not None and runtime.traps.sock is not None
+    port = runtime.traps.sock.getsockname()[1]
+    app = WardApp(runtime)
+    async with app.run_test(size=(120, 40)) as pilot:
+        try:
+            def lines() -> list[str]:
+                return app.screen.query_one(TransitionLog).lines_written
+
+            deadline = time.monotonic() + 10
+            while not any("first answer" in line for line in lines()):  # the engine runs, screen ticks
+                assert time.monotonic() < deadline
+                await pilot.pause(0.05)
+            took = []
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for ifindex in range(20, 25):
+                    sent = time.monotonic()
+                    s.sendto(link_down(b"tr4p", ifindex), ("127.0.0.1", port))
+                    while not any(f"ifIndex {ifindex} by trap" in line for line in lines()):
+                        assert time.monotonic() < sent + 5, lines()
+                        await pilot.pause(0.01)
+                    took.append((time.monotonic() - sent) * 1000)
+            print(f"trap -> transition log: {', '.join(f'{t:.0f}' for t in took)} ms "
+                  f"(tick {DashboardScreen.TICK * 1000:.0f} ms)")
+            assert max(took) <= DashboardScreen.TICK * 1000 + 500
+        finally:
+            await app.action_quit()
