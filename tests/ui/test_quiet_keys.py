@@ -1,0 +1,221 @@
+"""The ``a`` (acknowledge) and ``m`` (maintenance) keys through Pilot, embedded: a real engine on a
+fake prober and a real SQLite history. What is typed reaches the database through the runtime,
+the quiet state comes back on the bus, and the table and the drill-down show it, literally."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.fakes import FakeProber, make_devices
+from tests.ui.notices import Notices, watch
+from wardtui.app import WardApp
+from wardtui.runtime import Options, Runtime
+from wardtui.screens.dashboard import DashboardScreen
+from wardtui.screens.device import DeviceScreen
+from wardtui.screens.help import HelpScreen
+from wardtui.screens.quiet import AckBox, MaintenanceBox
+from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.groups import GroupTree
+
+N = 14  # branches b0..b6 (i % 7), regions north/south (i % 2)
+HOSTILE = "[bold]x[/] \x1b[31m red [@click=app.quit]q[/]"
+SHOWN = "[bold]x[/] \ufffd[31m red [@click=app.quit]q[/]"  # the escape replaced, the markup as typed
+
+
+@dataclass
+class Harness:
+    app: WardApp
+    pilot: Pilot[int]
+    prober: FakeProber
+    db: Path
+    notices: Notices
+
+    @property
+    def table(self) -> DeviceTable:
+        return self.app.dashboard.query_one(DeviceTable)
+
+    def address(self, name: str) -> str:
+        return self.app.runtime.engine.trackers[name].device.address
+
+    async def until(self, what: Callable[[], bool], timeout: float = 5.0) -> float:
+        """Wait for ``what``; the seconds it took."""
+        start = time.monotonic()
+        while not what():
+            assert time.monotonic() - start < timeout, "condition not met in time"
+            await self.pilot.pause(0.05)
+        return time.monotonic() - start
+
+    def rows(self, sql: str) -> list[tuple[object, ...]]:
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute(sql).fetchall()
+
+    async def down_and_stored(self, name: str) -> None:
+        """``name`` DOWN on screen and its outage in the history (what an acknowledgement takes)."""
+        self.prober.down.add(self.address(name))
+        await self.until(lambda: self.table.cell_text(name, "state") == "DOWN")
+        await self.until(lambda: bool(self.rows(
+            f"SELECT 1 FROM outages o JOIN devices d ON d.id = o.device_id WHERE d.name = '{name}' "
+            'AND o."end" IS NULL')))
+
+    async def cursor_to(self, name: str) -> None:
+        self.table.move_cursor(row=self.table.get_row_index(name))
+        await self.pilot.pause(0.05)
+
+    async def type(self, text: str) -> None:
+        """Text into the focused input as typed (Pilot's press takes key names, not characters)."""
+        field = self.app.screen.focused
+        assert isinstance(field, Input)
+        field.insert_text_at_cursor(text)
+        await self.pilot.pause(0.05)
+
+
+@asynccontextmanager
+async def dashboard(tmp_path: Path) -> AsyncIterator[Harness]:
+    db = tmp_path / "h.db"
+    prober = FakeProber()
+    runtime = Runtime(Options(db=f"sqlite:///{db}", interval=0.1, confirm_spacing=0.05),
+                      prober=prober, devices=make_devices(N, interval=0.1))
+    app = WardApp(runtime)
+    notices = watch(app)
+    async with app.run_test(size=(130, 40)) as pilot:
+        harness = Harness(app, pilot, prober, db, notices)
+        await harness.until(lambda: runtime.quiet is not None and all(
+            harness.table.cell_text(n, "state") == "up" for n in harness.table.row_order()))
+        try:
+            yield harness
+        finally:
+            await app.action_quit()
+
+
+async def test_a_acknowledges_a_down_device_marks_its_row_and_the_drill_down_shows_the_note(
+        tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.down_and_stored("dev5")
+        assert h.table.cell_text("dev5", "quiet") == ""
+        await h.cursor_to("dev5")
+        await h.pilot.press("a")
+        await h.pilot.pause(0.1)
+        box = h.app.screen
+        assert isinstance(box, AckBox) and box.device == "dev5"
+        await h.type(HOSTILE)
+        await h.pilot.press("enter")
+        took = await h.until(lambda: h.table.cell_text("dev5", "quiet").startswith("ack:"), timeout=3)
+        assert took < 1.0, f"marked after {took:.2f} s"
+        assert isinstance(h.app.screen, DashboardScreen)  # the box closed on the yes
+        stored = h.rows("SELECT device, note, who FROM acknowledgements")
+        assert len(stored) == 1 and stored[0][0] == "dev5" and stored[0][1] == HOSTILE
+        who = str(stored[0][2])
+        assert h.table.cell_text("dev5", "quiet") == f"ack:{who}"
+        assert h.table.cell_text("dev4", "quiet") == ""
+        assert h.notices.containing("dev5 acknowledged by")
+        await h.pilot.press("enter")  # the drill-down of the row under the cursor
+        await h.until(lambda: isinstance(h.app.screen, DeviceScreen))
+        line = str(h.app.screen.query_one("#device-quiet").render())
+        assert line.startswith(f"acknowledged by {who} at ") and line.endswith(f" UTC: {SHOWN}"), line
+        assert "\x1b" not in line
+        # Recovery ends the acknowledgement: the mark goes with the outage.
+        await h.pilot.press("escape")
+        h.prober.down.discard(h.address("dev5"))
+        await h.until(lambda: h.table.cell_text("dev5", "state") == "up")
+        assert h.table.cell_text("dev5", "quiet") == ""
+
+
+async def test_an_acknowledgement_of_a_device_that_is_up_is_refused_and_said(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.cursor_to("dev3")
+        await h.pilot.press("a")
+        await h.pilot.pause(0.1)
+        await h.pilot.press("enter")  # no note yet: said in the box, nothing sent
+        box = h.app.screen
+        assert isinstance(box, AckBox)
+        assert "a note is needed" in box.status
+        await h.type("looking")
+        await h.pilot.press("enter")
+        await h.until(lambda: "refused" in box.status)
+        assert "is not DOWN or UNREACHABLE now" in box.status
+        assert h.app.screen is box  # stays, for Esc or another try
+        assert h.notices.containing("cannot acknowledge dev3")
+        assert h.rows("SELECT count(*) FROM acknowledgements") == [(0,)]
+
+
+async def test_m_on_a_branch_of_the_groups_view_marks_its_devices(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.pilot.press("g")
+        await h.pilot.pause(0.2)
+        tree = h.app.dashboard.query_one(GroupTree)
+        assert tree.select_device("dev3")  # dev3: south, b3; then up to its branch
+        await h.until(lambda: tree.cursor_node is not None and tree.cursor_node.data == ("device", "dev3"))
+        device_node = tree.cursor_node
+        assert device_node is not None and device_node.parent is not None
+        tree.move_cursor(device_node.parent)
+        await h.until(lambda: tree.cursor_node is not None
+                      and tree.cursor_node.data == ("branch", "south", "b3"))
+        await h.pilot.press("m")
+        await h.pilot.pause(0.1)
+        box = h.app.screen
+        assert isinstance(box, MaintenanceBox) and box.scope == "branch=b3"
+        assert "branch=b3" in str(box.query_one("#quiet-scope").render())
+        await h.type("router swap CHG-1 [b]")  # the note field has the focus; the length is 2h
+        await h.pilot.press("enter")
+        await h.until(lambda: h.table.cell_text("dev3", "quiet") == "maint", timeout=3)
+        branch_b3 = [n for n in h.table.row_order() if int(n[3:]) % 7 == 3]
+        assert branch_b3 == ["dev3", "dev10"]
+        assert all(h.table.cell_text(n, "quiet") == "maint" for n in branch_b3)
+        assert all(h.table.cell_text(n, "quiet") == "" for n in h.table.row_order() if n not in branch_b3)
+        windows = h.rows("SELECT matchers, note FROM maintenance_windows")
+        assert len(windows) == 1 and "branch=b3" in str(windows[0][0])
+        assert windows[0][1] == "router swap CHG-1 [b]"
+        # The drill-down says which window and until when.
+        await h.pilot.press("g")
+        await h.cursor_to("dev10")
+        await h.pilot.press("enter")
+        await h.until(lambda: isinstance(h.app.screen, DeviceScreen))
+        line = str(h.app.screen.query_one("#device-quiet").render())
+        assert line.startswith("in maintenance until ") and " (window 1 by " in line, line
+        assert line.endswith("): router swap CHG-1 [b]")
+
+
+async def test_esc_cancels_and_writes_nothing_and_a_bad_length_is_said(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.down_and_stored("dev2")
+        await h.cursor_to("dev2")
+        await h.pilot.press("a")
+        await h.pilot.pause(0.1)
+        await h.type("about to cancel")
+        await h.pilot.press("escape")
+        await h.pilot.pause(0.1)
+        assert isinstance(h.app.screen, DashboardScreen)
+        await h.pilot.press("m")
+        await h.pilot.pause(0.1)
+        box = h.app.screen
+        assert isinstance(box, MaintenanceBox) and box.scope == "device=dev2"
+        box.query_one("#quiet-duration", Input).value = "soon"
+        await h.type("a note")
+        await h.pilot.press("enter")
+        await h.pilot.pause(0.1)
+        assert "use a length such as 90m, 2h" in box.status
+        await h.pilot.press("escape")
+        await h.pilot.pause(0.5)
+        assert isinstance(h.app.screen, DashboardScreen)
+        assert h.rows("SELECT count(*) FROM acknowledgements") == [(0,)]
+        assert h.rows("SELECT count(*) FROM maintenance_windows") == [(0,)]
+        assert h.table.cell_text("dev2", "quiet") == ""
+
+
+async def test_help_lists_a_and_m(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.pilot.press("question_mark")
+        await h.pilot.pause(0.1)
+        assert isinstance(h.app.screen, HelpScreen)
+        lines = h.app.screen.text().splitlines()
+        assert any(line.startswith("a  Acknowledge: acknowledge the outage") for line in lines)
+        assert any(line.startswith("m  Maintenance: maintenance window from now") for line in lines)
+
