@@ -401,8 +401,14 @@ class DashboardScreen(Screen[None]):
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
         tracker = self.trackers.get(event.device)
         if tracker is not None:
-            self.app.push_screen(drill_down()(tracker, self.engine.bus, self.history, probe=self.probe,
-                                                quiet=self.quiet))
+            self.open_device(tracker)
+
+    def open_device(self, tracker: TrackerView) -> None:
+        """The drill-down of ``tracker``'s device, with the quiet state this screen shows (the
+        bus brings it the changes from then on)."""
+        screen = drill_down()(tracker, self.engine.bus, self.history, probe=self.probe, quiet=self.quiet)
+        screen.quiet = self.query_one(DeviceTable).quiet
+        self.app.push_screen(screen)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -590,15 +596,13 @@ class DashboardScreen(Screen[None]):
             table = self.query_one(DeviceTable)
             if table.matches(name):
                 table.move_cursor(row=table.get_row_index(name))
-        self.app.push_screen(drill_down()(trackers[name], self.engine.bus, self.history, probe=self.probe,
-                                          quiet=self.quiet))
+        self.open_device(trackers[name])
 
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
         if data is not None and data[0] == "device" and data[1] in self.trackers:
-            self.app.push_screen(drill_down()(self.trackers[data[1]], self.engine.bus, self.history,
-                                              probe=self.probe, quiet=self.quiet))
+            self.open_device(self.trackers[data[1]])
 
 
     # -- a and m: acknowledgements and maintenance windows (wardtui/screens/quiet.py) ---------

@@ -61,9 +61,9 @@ from wardtui.widgets.quiet_marks import quiet_lines
 from wardtui.widgets.vim_keys import VimScroll
 
 NOTES = (
-    "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
-    "to 24 h, then 1-minute and hourly rollups. Gaps: nothing stored (wardtui was not running).",
-    "Times are UTC; rates in the interface table are from the latest SNMP poll.",
+    "Charts: averages per slice of the span; raw data up to 24 h, then 1-minute and hourly "
+    "rollups. Gaps: nothing stored (wardtui was not running).",
+    "Times are UTC; the interface table's rates are from the latest SNMP poll.",
     "j k g G: as ↓ ↑ Home End (scroll the screen, or move in a table).",
 )
 
@@ -88,10 +88,9 @@ class DeviceScreen(Screen[None]):
         Binding("n", "probe", "Probe now", show=False,
                 tooltip="check this device now, outside its schedule (attached: the service checks "
                         "it, every viewer sees the result)"),
-        Binding("a", "acknowledge", "Acknowledge", show=False,
-                tooltip="acknowledge this device's outage, with a note"),
+        Binding("a", "acknowledge", "Acknowledge", show=False, tooltip="its outage, with a note"),
         Binding("m", "maintenance", "Maintenance", show=False,
-                tooltip="maintenance window from now over this device, with a length and a note"),
+                tooltip="a window from now over it (length, note)"),
         Binding("question_mark", "help", "Help", tooltip="this screen's keys"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
     ]
