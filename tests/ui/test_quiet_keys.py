@@ -234,6 +234,58 @@ async def test_help_lists_a_and_m(tmp_path: Path) -> None:
 
 
 
+async def test_a_window_that_starts_and_ends_later_marks_and_unmarks_rows_on_time(tmp_path: Path) -> None:
+    """Written to the database aside (as `wardtui maintenance add --from` does) and read once: the
+    marks then follow the window's start and end with no other read (the quiet state does not
+    change when a window starts: the dashboard looks again at Quiet.next_change)."""
+    from datetime import UTC, datetime, timedelta
+
+    from poller.notify.windows import Window, parse_matcher
+    from store.maintenance_windows import MaintenanceWindows
+
+    async with dashboard(tmp_path) as h:
+        runtime = h.app.runtime
+        assert isinstance(runtime, Runtime)
+        start = datetime.now(UTC) + timedelta(seconds=2)
+        window = Window(0, (parse_matcher("region=north"),), starts_at=start,
+                        ends_at=start + timedelta(seconds=2), note="short", created_by="tester",
+                        created_at=datetime.now(UTC))
+        await h.app.engine_thread.run(MaintenanceWindows(runtime.store.db).add(window))
+        await h.app.engine_thread.run(runtime.reread_quiet())
+        assert runtime.quiet is not None
+        reads = runtime.quiet.reads
+        north = [n for n in h.table.row_order() if int(n[3:]) % 2 == 0]
+        await h.until(lambda: bool(h.table.quiet.windows))
+        assert all(h.table.cell_text(n, "quiet") == "" for n in north)  # not started yet
+        await h.until(lambda: h.table.cell_text("dev0", "quiet") == "maint", timeout=4)
+        late = (datetime.now(UTC) - start).total_seconds()
+        assert late < 0.5, f"marked {late:.2f} s after the window started"
+        assert all(h.table.cell_text(n, "quiet") == ("maint" if n in north else "")
+                   for n in h.table.row_order())
+        await h.until(lambda: h.table.cell_text("dev0", "quiet") == "", timeout=4)
+        assert (datetime.now(UTC) - start).total_seconds() < 2.5
+        assert runtime.quiet.reads == reads  # the start and the end were not a read's doing
+
+
+async def test_a_in_the_drill_down_acknowledges_its_device(tmp_path: Path) -> None:
+    async with dashboard(tmp_path) as h:
+        await h.down_and_stored("dev9")
+        await h.cursor_to("dev9")
+        await h.pilot.press("enter")
+        await h.until(lambda: isinstance(h.app.screen, DeviceScreen))
+        screen = h.app.screen
+        assert not screen.query_one("#device-quiet").display  # nothing to say yet
+        await h.pilot.press("a")
+        await h.until(lambda: isinstance(h.app.screen, AckBox))
+        await h.type("from the drill-down")
+        await h.pilot.press("enter")
+        await h.until(lambda: h.app.screen is screen)
+        await h.until(lambda: "from the drill-down" in str(screen.query_one("#device-quiet").render()),
+                      timeout=2)
+        assert screen.query_one("#device-quiet").display
+        await h.pilot.press("escape")
+        await h.until(lambda: h.table.cell_text("dev9", "quiet").startswith("ack:"))
+
 # -- attached: two dashboards of one service ------------------------------------------------
 
 
