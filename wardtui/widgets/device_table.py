@@ -298,6 +298,7 @@ class DeviceTable(ScrollView, can_focus=True):
         self._trackers = trackers
         self._made_ranks = None
         self._first_page = None
+        self._in_maintenance.clear()  # a device of the same name may sit in another branch now
         rows = self._order = RowOrder(self._trackers, self._ranks)
         if old is not None:
             rows.sort_index, rows.view = old.sort_index, old.view
