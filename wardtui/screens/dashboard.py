@@ -292,6 +292,7 @@ class DashboardScreen(Screen[None]):
         or end of a window."""
         now = datetime.now(UTC)
         self.query_one(DeviceTable).set_quiet(quiet, now)
+        self.query_one(GroupTree).set_quiet(quiet, now)
         if self._quiet_timer is not None:
             self._quiet_timer.stop()
             self._quiet_timer = None
