@@ -605,7 +605,6 @@ class DashboardScreen(Screen[None]):
         if data is not None and data[0] == "device" and data[1] in self.trackers:
             self.open_device(self.trackers[data[1]])
 
-
     # -- a and m: acknowledgements and maintenance windows (wardtui/screens/quiet.py) ---------
     def current_device(self) -> str | None:
         """The device under the cursor: the table's row, or a device of the groups view."""
