@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from textual.app import App, ComposeResult  # noqa: E402
 
+from bench._report import write_section  # noqa: E402
 from poller.events import State  # noqa: E402
 from poller.notify.acks import Ack  # noqa: E402
 from poller.notify.windows import Window, parse_matcher  # noqa: E402
@@ -78,7 +79,7 @@ def paint(table: DeviceTable, lines: int) -> float:
     return time.perf_counter() - start
 
 
-async def measure(n: int, windows: int, rounds: int) -> dict[str, list[float]]:
+async def measure(n: int, windows: int, rounds: int) -> tuple[dict[str, list[float]], str]:
     made = trackers(n)
     state = quiet(made, windows)
     app = TableApp(made)
@@ -97,10 +98,11 @@ async def measure(n: int, windows: int, rounds: int) -> dict[str, list[float]]:
             times["first paint after a change"].append(paint(table, lines))
             times["next paints"].append(paint(table, lines))
         shown = [table.cell_text(name, "quiet") for name in table.visible_rows()]
-        print(f"{n:,} devices, {len(state.windows)} windows, {len(state.acks)} acknowledgements; "
-              f"{lines} lines painted; unmarked without quiet state: {marked}; marked with it: "
-              f"{sum(1 for s in shown if s)} ({sorted(set(shown))})")
-    return times
+        what = (f"{n:,} devices, {len(state.windows)} windows (half recurring), {len(state.acks)} "
+                f"acknowledgements; {lines} lines painted; rows unmarked without the quiet state: {marked}; "
+                f"marked with it: {sum(1 for s in shown if s)} ({', '.join(sorted(set(shown)))})")
+        print(what)
+    return times, what
 
 
 def main() -> int:
@@ -108,16 +110,25 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--windows", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=300)
+    parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    times = asyncio.run(measure(args.devices, args.windows, args.rounds))
+    times, what = asyncio.run(measure(args.devices, args.windows, args.rounds))
     base = statistics.median(times["no quiet state"])
-    print("| paint of one screen | median ms | p95 ms | ratio to no quiet state |")
-    print("|---|---|---|---|")
+    rows = ["| paint of one screen | median ms | p95 ms | ratio to no quiet state |", "|---|---|---|---|"]
     for kind, values in times.items():
         ordered = sorted(values)
         p95 = ordered[round(0.95 * (len(ordered) - 1))]
-        print(f"| {kind} | {statistics.median(values) * 1000:.2f} | {p95 * 1000:.2f} | "
-              f"{statistics.median(values) / base:.2f} |")
+        rows.append(f"| {kind} | {statistics.median(values) * 1000:.2f} | {p95 * 1000:.2f} | "
+                    f"{statistics.median(values) / base:.2f} |")
+    print("\n".join(rows))
+    if not args.no_write:
+        command = (f"`python bench/quiet_marks.py --devices {args.devices} --windows {args.windows} "
+                   f"--rounds {args.rounds}`")
+        write_section("quiet-marks", "\n".join([
+            f"### The table's ack/maint column, {args.devices:,} devices", "", f"Command: {command}", "",
+            f"{what}. Each round, interleaved: a screen painted with no quiet state, then the first "
+            "paint after the windows and acknowledgements changed (each row painted asks whether it is "
+            "in a window), then the next paint (kept until a window starts or ends).", "", *rows]))
     return 0
 
 
