@@ -18,6 +18,8 @@ tmux part (optional, real ICMP to 127.x loopback only, as root): `wardtui` over 
 inventory in a 160x50 tmux pane, polled with capture-pane until a device row shows.
 
 Run as root: python bench/dashboard_keys.py [--devices 20000] [--baseline 875] [--presses 60]
+[--quiet WINDOWS]: that many maintenance windows in force after the first round, and every device
+then down acknowledged (the table's ack/maint column works them out for the rows it paints).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from textual.widgets import Input  # noqa: E402
 
 from bench._report import write_section  # noqa: E402
 from poller.events import Transition  # noqa: E402
+from poller.quiet import QuietChanged  # noqa: E402
 from tests.fakes import FakeProber  # noqa: E402
 from wardtui.app import WardApp  # noqa: E402
 from wardtui.process import DASHBOARD  # noqa: E402
@@ -68,6 +71,7 @@ class Run:
     dropped: int = 0  # events the bench's own subscription lost (transitions undercounted)
     checks: int = 0
     seconds: float = 0.0
+    quiet: tuple[int, int] = (0, 0)  # maintenance windows and acknowledgements in force (--quiet)
 
 
 class Frames:
@@ -222,8 +226,38 @@ async def key_sequence(app: WardApp, frames: Frames, rng: random.Random, presses
         await gap()
 
 
+def quiet_state(runtime: Runtime, windows: int, rng: random.Random) -> QuietChanged:
+    """``windows`` maintenance windows (half one-off over a branch, half recurring every 10
+    minutes for 5 over a region and type) and an acknowledgement of every device out now: what
+    the table's ack/maint column works out for the rows it paints."""
+    from datetime import UTC, datetime, timedelta
+
+    from poller.events import OUT
+    from poller.notify.acks import Ack
+    from poller.notify.windows import Window, parse_matcher
+    from poller.quiet import Quiet
+
+    now = datetime.now(UTC)
+    devices = list(runtime.devices)
+    made = []
+    for i in range(windows):
+        device = rng.choice(devices)
+        if i % 2:
+            matchers = (parse_matcher(f"region={device.region}"), parse_matcher(f"type={device.type}"))
+            made.append(Window(i + 1, matchers, cron="*/10 * * * *", duration_s=300.0, tz="UTC",
+                               note="recurring", created_by="bench"))
+        else:
+            made.append(Window(i + 1, (parse_matcher(f"branch={device.branch}"),),
+                               starts_at=now - timedelta(minutes=5), ends_at=now + timedelta(hours=2),
+                               note="one-off", created_by="bench"))
+    acks = [Ack(k, name, t.down_since, "bench", "operator", now)
+            for k, (name, t) in enumerate(runtime.engine.trackers.items())
+            if t.state in OUT and t.down_since is not None]
+    return QuietChanged(Quiet(tuple(made), tuple(acks), now))
+
+
 async def measure(inventory: Path, db: Path, interval: float, fraction: float, down: float,
-                  presses: int, seed: int) -> Run:
+                  presses: int, seed: int, quiet_windows: int = 0) -> Run:
     rng = random.Random(seed)
     prober = FakeProber()
     start = time.perf_counter()
@@ -243,6 +277,10 @@ async def measure(inventory: Path, db: Path, interval: float, fraction: float, d
         run.first_frame_s = (await asyncio.wait_for(first, 30)) - start
         # The first round, and gc.freeze two seconds after it (as in the app).
         await pilot.pause(interval + 3.0)
+        if quiet_windows:  # published as the poller publishes it: on the engine's loop
+            event = quiet_state(runtime, quiet_windows, rng)
+            app.engine_thread.call(lambda: runtime.engine.bus.publish(event))  # type: ignore[arg-type]
+            run.quiet = (len(event.quiet.windows), len(event.quiet.acks))
         churner = asyncio.create_task(churn(prober, addresses, fraction, rng, settle=interval + 2.0))
         await pilot.pause(3.0)
         sent_before = prober.sent
@@ -342,6 +380,9 @@ def main() -> int:
     parser.add_argument("--presses", type=int, default=60)
     parser.add_argument("--tmux", type=int, default=3, help="tmux first-frame runs (0: skip; real ICMP)")
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--quiet", type=int, default=0, metavar="WINDOWS",
+                        help="maintenance windows in force (and every device down acknowledged) after the "
+                             "first round")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     runs: list[Run] = []
@@ -352,11 +393,12 @@ def main() -> int:
             inventory = Path(tmp) / f"inv{n}.csv"
             generate(n, inventory)
             run = asyncio.run(measure(inventory, Path(tmp) / f"k{n}.db", args.interval, args.churn,
-                                      args.down, args.presses, args.seed))
+                                      args.down, args.presses, args.seed, args.quiet))
             runs.append(run)
             print(f"{n} devices: first frame {run.first_frame_s:.2f} s, "
                   f"{run.checks / run.seconds:.0f} checks/s, "
-                  f"{run.transitions / run.seconds:.0f} transitions/s", flush=True)
+                  f"{run.transitions / run.seconds:.0f} transitions/s, "
+                  f"quiet: {run.quiet[0]} windows, {run.quiet[1]} acknowledgements", flush=True)
             for line in table_rows([run]):
                 print(line, flush=True)
             if n == args.devices and args.tmux:

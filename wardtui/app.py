@@ -27,6 +27,7 @@ from wardtui.history_access import HistoryAccess
 from wardtui.process import GUEST, IdleCollections, ProcessPolicy, resume_collection
 from wardtui.runtime import Runtime, StartupError
 from wardtui.screens.dashboard import DashboardScreen, EngineStarted
+from wardtui.screens.quiet import QuietKeys
 
 RAN_WITHOUT_HISTORY = 3
 """Exit status of a dashboard that polled but could not keep history (the store never started)."""
@@ -35,6 +36,8 @@ SHARED_VARIABLES: dict[str, str] = {
     "state-up": "$success",
     "state-flapping": "$warning",
     "state-unreachable": "$primary",
+    "state-maintenance": "$text-secondary",
+    "state-acked": "$text-success",
     "panel-border": "$primary 50%",
     "panel-border-focus": "$accent",
     "panel-title": "$text-accent",
@@ -84,7 +87,9 @@ class WardApp(App[int]):
         # The screens read the history through this: each read hops onto the engine's loop.
         # runtime.store when first read: an attached dashboard makes its store after this frame.
         history = HistoryAccess(lambda: runtime.store, self.engine_thread, runtime.retention)
-        self.dashboard = DashboardScreen(runtime.engine, history, probe=self.probe_now)
+        quiet = QuietKeys(now=runtime.quiet_now, acknowledge=self.acknowledge,
+                          add_maintenance=self.add_maintenance)
+        self.dashboard = DashboardScreen(runtime.engine, history, probe=self.probe_now, quiet=quiet)
         self.engine_worker: Worker[None] | None = None
         self._quitting = False
         self.last_input = 0.0  # time.monotonic() of the last key or click (full GCs wait for a pause)
@@ -270,6 +275,18 @@ class WardApp(App[int]):
         """Check ``name`` now (the drill-down's key, ``:probe``): here, or by the service this
         dashboard is attached to. The answer: ``{"ok": True, "result": ...}`` or an error."""
         reply: dict[str, object] = await self.engine_thread.run(self.runtime.probe_now(name))
+        return reply
+
+    async def acknowledge(self, device: str, note: str) -> dict[str, object]:
+        """Acknowledge ``device``'s outage (the ``a`` key), as :meth:`probe_now` checks: here, or
+        by the service. Its answer."""
+        reply: dict[str, object] = await self.engine_thread.run(self.runtime.acknowledge(device, note))
+        return reply
+
+    async def add_maintenance(self, matchers: list[str], duration_s: float, note: str) -> dict[str, object]:
+        """A maintenance window from now (the ``m`` key), here or by the service. Its answer."""
+        reply: dict[str, object] = await self.engine_thread.run(
+            self.runtime.add_maintenance(matchers, duration_s, note))
         return reply
 
     def _describe(self) -> str:

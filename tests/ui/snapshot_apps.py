@@ -27,6 +27,9 @@ from poller.events import (
     Transition,
 )
 from poller.inventory import Device
+from poller.notify.acks import Ack
+from poller.notify.windows import Window, parse_matcher
+from poller.quiet import Quiet, QuietChanged
 from poller.state import DeviceTracker
 from store.history import HistoryStore
 from tests.fakes import FakeProber, FakeSnmpClient, make_devices
@@ -52,6 +55,10 @@ LOSSY_DEV3 = range(200, 212)  # a spell of lost first probes in dev3's chart
 RESTORED_DEV11 = FROZEN_AT - timedelta(days=2, hours=4, minutes=7)  # open outage from an earlier run
 NEVER_CHECKED = "dev19"  # hourly device whose first check is not due yet: unknown
 SNMP_DEVICE = "dev3"
+# The quiet state (what `a` and `m` write): dev5's outage acknowledged, branch b4 (dev4, dev11
+# DOWN, dev18) in a maintenance window.
+ACK_DEV5 = ("alice", "[b]on site[/b], ticket 42")
+WINDOW_B4 = ("branch=b4", "bob", "core switch swap CHG-7")
 
 
 def probe_rtt(k: int, name: str, i: int, attempt: int) -> float | None:
@@ -260,11 +267,25 @@ async def live_dashboard(pilot: Pilot[object], gauges: int = 40) -> None:
     # A tick with no first answers writes their summary line: the live app's next tick, 0.5 s
     # after them, long before the next transition.
     batches: list[list[Event]] = [list(first), [], *([e] for e in later)]
+    bus.publish(QuietChanged(quiet_state(app)))  # type: ignore[arg-type]
     for j in range(gauges):
         for event in [*(batches[j] if j < len(batches) else []), scenario.gauges(j, gauges)]:
             bus.publish(event)
         app.dashboard.tick()
     await pilot.pause()
+
+
+def quiet_state(app: SnapshotApp) -> Quiet:
+    """The acknowledgement and the window of the snapshots (see ACK_DEV5, WINDOW_B4)."""
+    since = app.runtime.engine.trackers["dev5"].down_since
+    assert since is not None
+    who, note = ACK_DEV5
+    ack = Ack(1, "dev5", since, note, who, FROZEN_AT - timedelta(minutes=5))
+    matcher, by, why = WINDOW_B4
+    window = Window(3, (parse_matcher(matcher),), starts_at=FROZEN_AT - timedelta(minutes=30),
+                    ends_at=FROZEN_AT + timedelta(hours=2), note=why, created_by=by,
+                    created_at=FROZEN_AT - timedelta(minutes=31))
+    return Quiet((window,), (ack,), FROZEN_AT)
 
 
 def steady_cursors(pilot: Pilot[object]) -> None:

@@ -28,6 +28,7 @@ from poller.events import (
     Trap,
 )
 from poller.feed import FeedStatus, InventoryChanged, LiveFeed, ProbeSeen, RowsChanged
+from poller.quiet import Quiet, QuietChanged
 from poller.state import TrackerView
 from store.report import GroupBy
 from wardtui.commands import DashboardCommands
@@ -35,6 +36,7 @@ from wardtui.history_access import HistoryAccess, Scope
 from wardtui.literal import literal
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.screens.probe import probe_and_tell
+from wardtui.screens.quiet import AckBox, MaintenanceBox, QuietKeys
 from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, LineInput, parse
 from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
@@ -104,6 +106,13 @@ class DashboardScreen(Screen[None]):
         Binding("colon", "command", "Command", tooltip="command line: :problems :all :groups :device NAME "
                 ":sort COLUMN :filter TEXT :help :quit", priority=True),
         Binding("e", "export", "Export", tooltip="write an availability report of this view to a file"),
+        # Not in the footer (full at 80 columns): the help lists them, as they have a tooltip.
+        Binding("a", "acknowledge", "Acknowledge", show=False,
+                tooltip="acknowledge the outage of the device under the cursor, with a note (marked "
+                        "ack:WHO until it recovers)"),
+        Binding("m", "maintenance", "Maintenance", show=False,
+                tooltip="maintenance window from now over the device under the cursor, or the branch "
+                        "or region in the groups view, with a length and a note (marked maint)"),
         Binding("question_mark", "help", "Help", tooltip="this screen"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
         Binding("escape", "clear_filter", "Clear filter", tooltip="close and clear the filter"),
@@ -111,12 +120,17 @@ class DashboardScreen(Screen[None]):
 
     def __init__(self, engine: Engine | LiveFeed, history: HistoryAccess | None = None,
                  sub_maxsize: int = 100_000,
-                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
+                 quiet: QuietKeys | None = None) -> None:
         """``history``: what the drill-down and the export box read the store through (``None``:
         they say there is no history store). ``engine``: the one polling here, or the live feed
         of the service this dashboard is attached to (the same trackers and bus). ``probe``:
-        checks a device now (here or by the service), for ``:probe`` and the drill-down."""
+        checks a device now (here or by the service), for ``:probe`` and the drill-down.
+        ``quiet``: the maintenance windows and acknowledgements, and the ``a`` and ``m`` keys'
+        calls (``None``: the keys say there is nothing to ask)."""
         super().__init__()
+        self.quiet = quiet
+        self._quiet_timer: Timer | None = None  # when a window starts or ends: marks again
         self.engine = engine
         # The devices this screen shows, read on the UI thread only: attached, a new inventory
         # comes as a new mapping in InventoryChanged and is taken here (see _new_inventory).
@@ -185,6 +199,8 @@ class DashboardScreen(Screen[None]):
             self.engine.bus.unsubscribe(self._sub)
 
     def on_engine_started(self, _: EngineStarted) -> None:
+        if self.quiet is not None:  # its first QuietChanged may have come before the subscription
+            self._quiet_changed(self.quiet.now())
         with self.app.batch_update():
             self.query_one(DeviceTable).refresh_devices(self.trackers)
             self.query_one(GroupTree).refresh_devices(self.trackers)
@@ -235,6 +251,8 @@ class DashboardScreen(Screen[None]):
                     self._feed_status(event)
                 elif isinstance(event, ProbeSeen):
                     log.add_probe(event.result, event.by)
+                elif isinstance(event, QuietChanged):
+                    self._quiet_changed(event.quiet)
                 elif isinstance(event, InventoryChanged):
                     # The trackers hold another set of devices now: what is built from the set
                     # is built again at once, before the events after it name new devices.
@@ -270,6 +288,21 @@ class DashboardScreen(Screen[None]):
         self._update_groups_title()
         self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
                     f"{len(trackers)} devices now", title="inventory")
+
+    def _quiet_changed(self, quiet: Quiet | None) -> None:
+        """The windows and acknowledgements in force are ``quiet`` (None: the same, but a window
+        starts or ends now): the table marks its rows again, and looks again at the next start
+        or end of a window."""
+        now = datetime.now(UTC)
+        self.query_one(DeviceTable).set_quiet(quiet, now)
+        self.query_one(GroupTree).set_quiet(quiet, now)
+        if self._quiet_timer is not None:
+            self._quiet_timer.stop()
+            self._quiet_timer = None
+        change = self.query_one(DeviceTable).quiet.next_change(now)
+        if change is not None:
+            delay = min(max((change - now).total_seconds(), 0.0) + 0.05, 24 * 3600.0)
+            self._quiet_timer = self.set_timer(delay, lambda: self._quiet_changed(None))
 
     def _feed_status(self, status: FeedStatus) -> None:
         """Attached: the link to the service was lost, or is back. While it is lost the figures
@@ -372,7 +405,14 @@ class DashboardScreen(Screen[None]):
         # Pushed, not switched: this screen stays as it is underneath (filter, cursor, sort).
         tracker = self.trackers.get(event.device)
         if tracker is not None:
-            self.app.push_screen(drill_down()(tracker, self.engine.bus, self.history, probe=self.probe))
+            self.open_device(tracker)
+
+    def open_device(self, tracker: TrackerView) -> None:
+        """The drill-down of ``tracker``'s device, with the quiet state this screen shows (the
+        bus brings it the changes from then on)."""
+        screen = drill_down()(tracker, self.engine.bus, self.history, probe=self.probe, quiet=self.quiet)
+        screen.quiet = self.query_one(DeviceTable).quiet
+        self.app.push_screen(screen)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
@@ -560,12 +600,47 @@ class DashboardScreen(Screen[None]):
             table = self.query_one(DeviceTable)
             if table.matches(name):
                 table.move_cursor(row=table.get_row_index(name))
-        self.app.push_screen(drill_down()(trackers[name], self.engine.bus, self.history, probe=self.probe))
+        self.open_device(trackers[name])
 
     @on(Tree.NodeSelected, "#groups")
     def _open_group_device(self, event: Tree.NodeSelected[tuple[str, ...]]) -> None:
         data = event.node.data
         if data is not None and data[0] == "device" and data[1] in self.trackers:
-            self.app.push_screen(drill_down()(self.trackers[data[1]], self.engine.bus, self.history,
-                                              probe=self.probe))
+            self.open_device(self.trackers[data[1]])
 
+    # -- a and m: acknowledgements and maintenance windows (wardtui/screens/quiet.py) ---------
+    def current_device(self) -> str | None:
+        """The device under the cursor: the table's row, or a device of the groups view."""
+        if self.view != "groups":
+            return self.query_one(DeviceTable).cursor_device
+        node = self.query_one(GroupTree).cursor_node
+        data = node.data if node is not None else None
+        return data[1] if data and data[0] == "device" and data[1] in self.trackers else None
+
+    def action_acknowledge(self) -> None:
+        device = self.current_device()
+        if device is None:
+            self.notify("put the cursor on a device to acknowledge its outage", title="acknowledge",
+                        severity="warning")
+        elif self.quiet is None:
+            self.notify("no poller to ask", title="acknowledge", severity="error")
+        else:
+            self.app.push_screen(AckBox(device, self.quiet))
+
+    def action_maintenance(self) -> None:
+        """A window over the device under the cursor; in the groups view over the region or
+        branch under it (a device there: that device)."""
+        node = self.query_one(GroupTree).cursor_node if self.view == "groups" else None
+        data = node.data if node is not None else None
+        if data and data[0] in ("region", "branch"):
+            scope = f"region={data[1]}" if data[0] == "region" else f"branch={data[2]}"
+        else:
+            device = self.current_device()
+            scope = None if device is None else f"device={device}"
+        if scope is None:
+            self.notify("put the cursor on a device, a branch or a region", title="maintenance window",
+                        severity="warning")
+        elif self.quiet is None:
+            self.notify("no poller to ask", title="maintenance window", severity="error")
+        else:
+            self.app.push_screen(MaintenanceBox(scope, self.quiet))

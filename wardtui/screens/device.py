@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from poller.bus import EventBus, Subscription
 from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
+from poller.quiet import Quiet, QuietChanged
 from poller.state import TrackerView
 from store.queries import InterfaceHistory
 from store.records import Outage
@@ -32,6 +33,7 @@ from wardtui.history_access import DeviceHistory, DeviceSnmp, HistoryAccess, sto
 from wardtui.literal import Literal
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.screens.probe import probe_and_tell
+from wardtui.screens.quiet import AckBox, MaintenanceBox, QuietKeys
 from wardtui.widgets.charts import (
     RATE_LEGEND,
     SPANS,
@@ -55,12 +57,13 @@ from wardtui.widgets.device_facts import (
 )
 from wardtui.widgets.drilldown_tables import InterfaceTable, OutageTable
 from wardtui.widgets.live_stats import LiveStats
+from wardtui.widgets.quiet_marks import quiet_lines
 from wardtui.widgets.vim_keys import VimScroll
 
 NOTES = (
-    "Charts (RTT, loss, an interface's in/out bit/s): averages per slice of the span; raw data up "
-    "to 24 h, then 1-minute and hourly rollups. Gaps: nothing stored (wardtui was not running).",
-    "Times are UTC; rates in the interface table are from the latest SNMP poll.",
+    "Charts: averages per slice of the span; raw data up to 24 h, then 1-minute and hourly "
+    "rollups. Gaps: nothing stored (wardtui was not running).",
+    "Times are UTC; the interface table's rates are from the latest SNMP poll.",
     "j k g G: as ↓ ↑ Home End (scroll the screen, or move in a table).",
 )
 
@@ -85,16 +88,24 @@ class DeviceScreen(Screen[None]):
         Binding("n", "probe", "Probe now", show=False,
                 tooltip="check this device now, outside its schedule (attached: the service checks "
                         "it, every viewer sees the result)"),
+        Binding("a", "acknowledge", "Acknowledge", show=False, tooltip="its outage, with a note"),
+        Binding("m", "maintenance", "Maintenance", show=False,
+                tooltip="a window from now over it (length, note)"),
         Binding("question_mark", "help", "Help", tooltip="this screen's keys"),
         Binding("q", "app.quit", "Quit", tooltip="stop polling, save history, leave"),
     ]
 
     def __init__(self, tracker: TrackerView, bus: EventBus | None = None,
                  history: HistoryAccess | None = None,
-                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None) -> None:
+                 probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
+                 quiet: QuietKeys | None = None) -> None:
         """``history``: where outages, charts and SNMP are read from (``None``: "no history store").
-        ``probe``: checks a device now (``n``); ``None``: the key says there is nothing to ask."""
+        ``probe``: checks a device now (``n``); ``None``: the key says there is nothing to ask.
+        ``quiet``: the maintenance windows and acknowledgements in force, and what ``a`` and ``m``
+        call (then QuietChanged on the bus keeps them up to date)."""
         super().__init__()
+        self.quiet_keys = quiet
+        self.quiet = quiet.now() if quiet is not None else Quiet()
         self.history = history
         self.probe = probe
         self.tracker = tracker
@@ -120,6 +131,7 @@ class DeviceScreen(Screen[None]):
         with VimScroll(id="device-body"):
             yield Literal(identity_line(self.tracker), id="device-identity")
             yield Literal(id="device-state")
+            yield Literal(id="device-quiet")  # acknowledged, in maintenance: shown only then
             yield LiveStats(self.tracker, id="device-stats")
             yield HistoryChart("RTT ms (average)", id="rtt-chart")
             yield HistoryChart("loss %", y_max=100.0, fill=True, id="loss-chart")
@@ -153,6 +165,10 @@ class DeviceScreen(Screen[None]):
         """The tracker's figures, read from the engine's thread-safe fields."""
         now = datetime.now(UTC)
         self.query_one("#device-state", Literal).update(state_line(self.tracker, now))
+        lines = quiet_lines(self.quiet, self.tracker, now)
+        quiet = self.query_one("#device-quiet", Literal)
+        quiet.display = bool(lines)
+        quiet.update("\n".join(lines))
         self.query_one(LiveStats).refresh()
         if any(o.end is None for o in self._outages):  # the ongoing outage's duration grows
             self._show_outages(now)
@@ -161,6 +177,9 @@ class DeviceScreen(Screen[None]):
         reload_history = False
         if self._sub is not None:
             for event in self._sub.drain():
+                if isinstance(event, QuietChanged):
+                    self.quiet = event.quiet
+                    continue
                 if getattr(event, "device", None) != self.device:
                     continue
                 if isinstance(event, Transition):
@@ -181,6 +200,18 @@ class DeviceScreen(Screen[None]):
             self.notify("no poller to ask", title="probe now", severity="error")
             return
         self.run_worker(probe_and_tell(self, self.probe, self.device), group="probe", exit_on_error=False)
+
+    def action_acknowledge(self) -> None:
+        if self.quiet_keys is None:
+            self.notify("no poller to ask", title="acknowledge", severity="error")
+            return
+        self.app.push_screen(AckBox(self.device, self.quiet_keys))
+
+    def action_maintenance(self) -> None:
+        if self.quiet_keys is None:
+            self.notify("no poller to ask", title="maintenance window", severity="error")
+            return
+        self.app.push_screen(MaintenanceBox(f"device={self.device}", self.quiet_keys))
 
     # -- store reads (workers: each read runs on the engine's loop, which owns the store) ----
     @work(group="device-history", exclusive=True, exit_on_error=False)

@@ -20,6 +20,9 @@ NOTES = (
     "The filter matches the name, address, branch, region, type and state (try a branch, a region, "
     "DOWN, UNREACH or unknown); not RTT, loss or down for, which move every second.",
     "down for: time since the first failed probe of the outage. Log times are UTC.",
+    "ack/maint: maint — in a maintenance window now (polled, not notified); ack:WHO — WHO "
+    "acknowledged the outage (until the device recovers). a and m set them; the drill-down says "
+    "who, why and until when.",
     f"p: problems first — {PROBLEM_RULE}; longest down first, then flapping, then loss; the rest after.",
     "g: groups region → branch → device, with devices and down per group; the filter applies there too.",
     ": commands (a unique prefix works): "

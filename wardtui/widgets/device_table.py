@@ -37,8 +37,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from poller.events import OUT
+from poller.quiet import Quiet
 from poller.state import TrackerView
 from wardtui.literal import literal
+from wardtui.widgets import quiet_marks
 from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, natural_keys, row_texts
 from wardtui.widgets.row_order import VIEWS, RowOrder
 from wardtui.widgets.states import StatePalette, state_label
@@ -72,6 +74,10 @@ def first_by_name(names: list[str], count: int) -> list[str]:
 # Widest a column measured from the inventory may get; longer values end in "…".
 MAX_WIDTH = {"name": 32, "address": 39, "branch": 24, "region": 20, "type": 16}
 PADDING = 1  # blank cells either side of every cell, as DataTable draws them
+# The ack/maint column (wardtui/widgets/quiet_marks.py) is drawn right after the state's: it is
+# not one of device_rows.COLUMNS (the filter's and the sorts' columns), as it is not the
+# tracker's but the quiet state's, and is worked out for the rows painted only.
+QUIET_AFTER = 1
 
 
 class DeviceTable(ScrollView, can_focus=True):
@@ -149,6 +155,10 @@ class DeviceTable(ScrollView, can_focus=True):
         self._cursor_name: str | None = None
         self._widths = [0] * len(COLUMNS)
         self._state_styles: dict[str, Style] = {}
+        # The maintenance windows and acknowledgements in force (set_quiet), and whether each
+        # device painted since they changed (or a window started or ended) is in a window.
+        self.quiet = Quiet()
+        self._in_maintenance: dict[str, bool] = {}
 
     @property
     def _ranks(self) -> StaticRanks:
@@ -233,9 +243,11 @@ class DeviceTable(ScrollView, can_focus=True):
         return self._rows.display_order().index(name)
 
     def cell_text(self, name: str, column: str) -> str:
-        """Plain text of one shown cell, as it is drawn now."""
+        """Plain text of one shown cell, as it is drawn now (``quiet``: the ack/maint column)."""
         if not self._rows.is_shown(name):
             raise KeyError(name)
+        if column == "quiet":
+            return self._quiet_mark(self._trackers[name])[0]
         index = next(i for i, c in enumerate(COLUMNS) if c.key == column)
         return row_texts(self._trackers[name], self._now)[index]
 
@@ -286,6 +298,7 @@ class DeviceTable(ScrollView, can_focus=True):
         self._trackers = trackers
         self._made_ranks = None
         self._first_page = None
+        self._in_maintenance.clear()  # a device of the same name may sit in another branch now
         rows = self._order = RowOrder(self._trackers, self._ranks)
         if old is not None:
             rows.sort_index, rows.view = old.sort_index, old.view
@@ -374,6 +387,28 @@ class DeviceTable(ScrollView, can_focus=True):
         if rows.shown_count != shown or rows.problem_count != problems:
             self._update_title()
 
+    def set_quiet(self, quiet: Quiet | None = None, now: datetime | None = None) -> None:
+        """The windows and acknowledgements in force are ``quiet`` (None: the same, but a window
+        has started or ended since ``now``): the rows on screen are marked again."""
+        if quiet is not None:
+            self.quiet = quiet
+        if now is not None:
+            self._now = now
+        self._in_maintenance.clear()
+        self.refresh()
+
+    def _quiet_mark(self, tracker: TrackerView) -> tuple[str, str]:
+        """The ack/maint cell's text and kind; whether the device is in a window is kept until
+        the quiet state changes (a window's start and end included: set_quiet)."""
+        quiet = self.quiet
+        if not quiet:
+            return "", ""
+        name = tracker.device.name
+        maintenance = self._in_maintenance.get(name)
+        if maintenance is None:
+            maintenance = self._in_maintenance[name] = quiet.in_maintenance(tracker.device, self._now)
+        return quiet_marks.mark(quiet, tracker, self._now, maintenance)
+
     # -- cursor and keys ----------------------------------------------------------------------
     def move_cursor(self, *, row: int, scroll: bool = True) -> None:
         order = self._rows.display_order()
@@ -457,6 +492,8 @@ class DeviceTable(ScrollView, can_focus=True):
         pad = " " * PADDING
         segments = [Segment(pad + self._fit(column.label, i) + pad, style)
                     for i, column in enumerate(COLUMNS)]
+        label = quiet_marks.LABEL
+        segments.insert(QUIET_AFTER + 1, Segment(pad + label.ljust(quiet_marks.WIDTH) + pad, style))
         return Strip(segments, self.virtual_size.width)
 
     def _row(self, row: int, name: str, base: Style) -> Strip:
@@ -476,7 +513,19 @@ class DeviceTable(ScrollView, can_focus=True):
                 segments.extend(self._state_cell(tracker, cell, style))
             else:
                 segments.append(Segment(pad + cell + pad, style))
+            if index == QUIET_AFTER:
+                segments.append(self._quiet_cell(tracker, style))
         return Strip(segments, self.virtual_size.width)
+
+    def _quiet_cell(self, tracker: TrackerView, style: Style) -> Segment:
+        text, kind = self._quiet_mark(tracker)
+        pad = " " * PADDING
+        if not text:
+            return Segment(pad * 2 + " " * quiet_marks.WIDTH, style)
+        width = quiet_marks.WIDTH
+        cell = set_cell_size(text, width - 1) + "…" if cell_len(text) > width else set_cell_size(text, width)
+        colour = self.palette.maintenance if kind == quiet_marks.MAINT else self.palette.acked
+        return Segment(pad + cell + pad, style + self._palette_style(colour))
 
     def _state_cell(self, tracker: TrackerView, cell: str, style: Style) -> list[Segment]:
         label = state_label(tracker.state)
@@ -528,10 +577,14 @@ class DeviceTable(ScrollView, can_focus=True):
             left += self._widths[index] + 2 * PADDING
             if x < left:
                 return column.key
+            if index == QUIET_AFTER:
+                left += quiet_marks.WIDTH + 2 * PADDING
+                if x < left:
+                    return "quiet"
         return None
 
     def _resize_virtual(self) -> None:
-        width = sum(self._widths) + 2 * PADDING * len(COLUMNS)
+        width = sum(self._widths) + 2 * PADDING * len(COLUMNS) + quiet_marks.WIDTH + 2 * PADDING
         size = Size(width, self.row_count + 1)  # the header is line 0
         if size != self.virtual_size:
             self.virtual_size = size

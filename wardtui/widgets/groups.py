@@ -6,6 +6,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import ClassVar
 
 from rich.text import Text
@@ -14,7 +15,9 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from poller.events import OUT, State
+from poller.quiet import Quiet
 from poller.state import TrackerView
+from wardtui.widgets import quiet_marks
 from wardtui.widgets.device_rows import SortKey, natural
 from wardtui.widgets.states import StatePalette, state_text
 
@@ -70,7 +73,11 @@ class GroupTree(Tree[NodeData]):
         self._loaded: set[Group] = set()  # regions and branches whose children exist (maybe none)
         self._branches: dict[str, list[str]] = {}  # each region's branches, in name order
         self._regions: list[str] = []  # every region, in name order
-        self._shown_state: dict[str, str] = {}
+        self._shown_state: dict[str, str] = {}  # each leaf's state and ack/maint mark, as shown
+        # The maintenance windows and acknowledgements (set_quiet), marked on the device leaves
+        # as in the table, at the time they were last looked at.
+        self.quiet = Quiet()
+        self._quiet_at = datetime.now(UTC)
         # Built on first use, not at mount: ~0.3 s at 20,000 devices that the first frame and a
         # filter typed in the table must not wait for (the dashboard builds it when idle).
         self._stale = True
@@ -271,8 +278,30 @@ class GroupTree(Tree[NodeData]):
     def _leaf_label(self, name: str) -> Text:
         tracker = self._trackers[name]
         state = state_text(tracker.state, self.palette, tracker.flapping)
-        self._shown_state[name] = state.plain
-        return Text.assemble(name, "  ", state)
+        mark, kind = self._mark(tracker)
+        self._shown_state[name] = f"{state.plain} {mark}"
+        if not mark:
+            return Text.assemble(name, "  ", state)
+        colour = self.palette.maintenance if kind == quiet_marks.MAINT else self.palette.acked
+        return Text.assemble(name, "  ", state, "  ", (mark, colour))
+
+    def _mark(self, tracker: TrackerView) -> tuple[str, str]:
+        return quiet_marks.mark(self.quiet, tracker, self._quiet_at) if self.quiet else ("", "")
+
+    def _shown(self, tracker: TrackerView) -> str:
+        """What a leaf's label says beside the name (compared before relabelling)."""
+        return f"{state_text(tracker.state, self.palette, tracker.flapping).plain} {self._mark(tracker)[0]}"
+
+    def set_quiet(self, quiet: Quiet | None, now: datetime) -> None:
+        """The windows and acknowledgements in force are ``quiet`` (None: the same, but a window
+        starts or ends at ``now``): the device leaves built so far are marked again."""
+        if quiet is not None:
+            self.quiet = quiet
+        self._quiet_at = now
+        for name, leaf in self._leaves.items():
+            tracker = self._trackers.get(name)
+            if tracker is not None and self._shown(tracker) != self._shown_state.get(name):
+                leaf.set_label(self._leaf_label(name))
 
     # -- live updates -------------------------------------------------------------------------
     def refresh_devices(self, names: Iterable[str]) -> None:
@@ -307,7 +336,7 @@ class GroupTree(Tree[NodeData]):
             leaf.remove()
             del self._leaves[name]
         elif leaf is not None:
-            if state_text(tracker.state, self.palette, tracker.flapping).plain != self._shown_state.get(name):
+            if self._shown(tracker) != self._shown_state.get(name):
                 leaf.set_label(self._leaf_label(name))
         elif matches:
             device = tracker.device

@@ -24,6 +24,10 @@ class StatePalette:
     unknown: str = "dim"
     flapping: str = "bold yellow"
     unreachable: str = "magenta"
+    # The ack/maint column (wardtui/widgets/quiet_marks.py): a device under maintenance, an
+    # outage someone has acknowledged.
+    maintenance: str = "cyan"
+    acked: str = "green"
 
     @classmethod
     def from_variables(cls, variables: Mapping[str, str]) -> StatePalette:
@@ -41,7 +45,9 @@ class StatePalette:
         return cls(down=pick("state-down", default.down, bold=True),
                    up=pick("state-up", default.up), unknown=default.unknown,
                    flapping=pick("state-flapping", default.flapping, bold=True),
-                   unreachable=pick("state-unreachable", default.unreachable))
+                   unreachable=pick("state-unreachable", default.unreachable),
+                   maintenance=pick("state-maintenance", default.maintenance),
+                   acked=pick("state-acked", default.acked))
 
     def style(self, state: State) -> str:
         return {State.DOWN: self.down, State.UP: self.up,
