@@ -157,7 +157,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         outbox = SqlOutbox(store.db, tmp / f"spool-{round_}-{mode}", site="bench")
                         await outbox.open()
                     hook = WebhookReceiver(WebhookConfig("hook", 0, receiver.url, timeout=30.0))
-                    delivery = Delivery(outbox, {"hook": hook})
+                    delivery = Delivery(outbox, {"hook": hook}, parallel=args.parallel)
                     await delivery.start()
                     route = Route("noc", ("hook",), group_wait=args.group_wait,
                                   group_interval=args.group_interval)
@@ -253,6 +253,8 @@ def main() -> int:
     parser.add_argument("--group-wait", type=float, default=2.0)
     parser.add_argument("--group-interval", type=float, default=4.0)
     parser.add_argument("--window", type=float, default=6.0)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="messages of different groups in flight to the receiver at once")
     parser.add_argument("--memory-outbox", action="store_true",
                         help="the outbox in memory (what the database's commits cost)")
     parser.add_argument("--section", default="notify")

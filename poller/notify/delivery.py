@@ -50,6 +50,13 @@ class Backoff:
         return base * (1.0 - self.jitter * draw())
 
 
+Group = tuple[str, tuple[tuple[str, str], ...]]  # (route, group): the unit of order
+
+
+def group_of(n: Notification) -> Group:
+    return (n.route, n.group)
+
+
 @dataclass(slots=True)
 class _Lane:
     """One receiver's task and what it knows."""
@@ -59,7 +66,8 @@ class _Lane:
     failures: int = 0  # consecutive failed attempts (the backoff's exponent)
     task: asyncio.Task[None] | None = None
     failing_since: datetime | None = None
-
+    sending: dict[Group, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)  # in flight
+    outcomes: int = 0  # sends that counted (succeeded, or failed first): see _counted
 
 class Delivery:
     """Delivers what ``outbox`` holds to ``receivers`` (by name), one task per receiver.
@@ -72,6 +80,7 @@ class Delivery:
 
     def __init__(self, outbox: Outbox, receivers: Mapping[str, Receiver], *,
                  backoff: Backoff = Backoff(), summarise_over: int = 10, batch: int = 50,
+                 parallel: int = 1,
                  send_timeout: float = 120.0, stop_grace: float = 5.0,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -80,6 +89,7 @@ class Delivery:
         self.backoff = backoff
         self.summarise_over = max(1, summarise_over)
         self.batch = batch
+        self.parallel = max(1, parallel)
         self.send_timeout = send_timeout
         self.stop_grace = stop_grace
         self.clock = clock
@@ -150,34 +160,76 @@ class Delivery:
     async def _run(self, name: str, lane: _Lane) -> None:
         head = await self.outbox.pending(name, 1)
         lane.failures = head[0].attempts if head else 0  # a restart keeps backing off
-        while not self._stopping:
-            lane.wake.clear()
-            try:
-                await self._round(name, lane)
-            except Exception as exc:  # an outbox bug: logged, and the lane goes on a second later
-                log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
-                await self._wait(lane, 1.0)
+        try:
+            while not self._stopping:
+                lane.wake.clear()
+                try:
+                    await self._round(name, lane)
+                except Exception as exc:  # an outbox bug: logged, and the lane goes on a second later
+                    log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
+                    await self._wait(lane, 1.0)
+            while lane.sending:  # stopping: the sends in flight finish (stop() bounds the wait)
+                await asyncio.wait([task for _key, task in lane.sending.values()])
+        finally:  # cancelled (stop_grace passed): so are the sends in flight
+            tasks = [task for _key, task in lane.sending.values()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _round(self, name: str, lane: _Lane) -> None:
-        await self._summarise(name)
-        items = await self.outbox.due(name, self.clock(), self.batch)
-        if not items:
-            await self._wait(lane, await self._until_due(name))
-            return
+        """Start what may go; then wait for a send to finish, a put, or a message to be due."""
+        await self._summarise(name, lane)
+        items, wait = await self._startable(name, lane, self.parallel - len(lane.sending))
         for item in items:
-            if self._stopping or not await self._deliver(name, lane, item):
-                return
+            self._start(name, lane, item)
+        await self._wait(lane, wait)  # a send that finishes wakes the lane too
 
-    async def _until_due(self, name: str) -> float | None:
-        head = await self.outbox.pending(name, 1)
-        if not head:
-            return None
-        if head[0].next_attempt is None:
-            return 0.0
-        return max(0.0, (head[0].next_attempt - self.clock()).total_seconds())
+    async def _startable(self, name: str, lane: _Lane, free: int) -> tuple[list[Pending], float | None]:
+        """Up to ``free`` messages that may be sent now: each the oldest pending one of its group,
+        no group twice, none of a group with a message in flight; nothing after a message that
+        is not due (a receiver backing off sends nothing newer). And the seconds until that
+        message is due (None: none waits for its time)."""
+        if free <= 0:
+            return [], None
+        now = self.clock()
+        window = await self.outbox.pending(name, max(self.batch, self.parallel * (self.summarise_over + 1)))
+        seen: set[Group] = set()
+        out: list[Pending] = []
+        for item in window:
+            group = group_of(item.notification)
+            if group in seen:
+                continue  # an older message of its group waits, or is in flight
+            seen.add(group)
+            if item.next_attempt is not None and item.next_attempt > now:
+                return out, (item.next_attempt - now).total_seconds()
+            if group not in lane.sending:
+                out.append(item)
+                if len(out) >= free:
+                    break
+        return out, None
+
+    def _start(self, name: str, lane: _Lane, item: Pending) -> None:
+        group = group_of(item.notification)
+        task = asyncio.create_task(self._send(name, lane, item), name=f"wardtui-notify-{name}-send")
+        lane.sending[group] = (item.key, task)
+
+        def finished(_task: asyncio.Task[None]) -> None:
+            if lane.sending.get(group, ("", None))[1] is task:
+                del lane.sending[group]
+            lane.wake.set()
+
+        task.add_done_callback(finished)
+
+    async def _send(self, name: str, lane: _Lane, item: Pending) -> None:
+        try:
+            await self._deliver(name, lane, item, lane.outcomes)
+        except Exception as exc:  # an outbox bug: logged; its group waits a second
+            log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
+            await self.sleep(1.0)
 
     async def _wait(self, lane: _Lane, seconds: float | None) -> None:
-        """Until ``seconds`` pass (None: for ever) or a put for this receiver wakes it."""
+        """Until ``seconds`` pass (None: for ever) or a put for this receiver (or the end of a
+        send) wakes it."""
         if seconds is not None and seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -190,8 +242,9 @@ class Delivery:
             for waiting in waits:
                 waiting.cancel()
 
-    async def _deliver(self, name: str, lane: _Lane, item: Pending) -> bool:
-        """Send one message; True if the next may go (sent, or failed for good)."""
+    async def _deliver(self, name: str, lane: _Lane, item: Pending, started: int) -> None:
+        """Send one message and record what became of it (``started``: the lane's ``outcomes``
+        when it went)."""
         try:
             async with asyncio.timeout(self.send_timeout):
                 await lane.receiver.send(item.notification)
@@ -201,45 +254,50 @@ class Delivery:
                 await self.outbox.mark_failed(item.key, error)
                 log.error("notify: %s refused message %s for good: %s", clean_error(name),
                           clean_error(item.key), error)
-                return True
-            await self._retry(name, lane, item, error, exc.retry_after)
-            return False
+                return
+            await self._retry(name, lane, item, error, exc.retry_after, started)
+            return
         except TimeoutError:
-            await self._retry(name, lane, item, f"no answer within {self.send_timeout:g} s", None)
-            return False
+            await self._retry(name, lane, item, f"no answer within {self.send_timeout:g} s", None, started)
+            return
         except Exception as exc:  # a receiver's bug: retried like an outage, logged with its traceback
             if not lane.failures:
                 log.error("notify: receiver %s raised", clean_error(name), exc_info=exc)
-            await self._retry(name, lane, item, clean_error(f"{type(exc).__name__}: {exc}"), None)
-            return False
+            await self._retry(name, lane, item, clean_error(f"{type(exc).__name__}: {exc}"), None, started)
+            return
         await self.outbox.mark_sent(item.key, self.clock())
         if lane.failures:
             log.warning("notify: %s delivers again after %d failed attempts", clean_error(name),
                         lane.failures)
         lane.failures, lane.failing_since = 0, None
-        return True
+        lane.outcomes += 1
 
     async def _retry(self, name: str, lane: _Lane, item: Pending, error: str,
-                     retry_after: float | None) -> None:
-        lane.failures += 1
-        delay = self.backoff.delay(lane.failures, retry_after, self.draw)
+                     retry_after: float | None, started: int) -> None:
+        # Sends that failed side by side (the receiver went down under them) count as one
+        # failure of the run: the backoff grows per attempt of the receiver, not per message.
+        if started == lane.outcomes:
+            lane.failures += 1
+            lane.outcomes += 1
+        delay = self.backoff.delay(max(1, lane.failures), retry_after, self.draw)
         now = self.clock()
         await self.outbox.mark_retry(item.key, item.attempts + 1, now + timedelta(seconds=delay), error)
         if lane.failing_since is None:
             lane.failing_since = now
             log.warning("notify: %s failed (%s); retrying with backoff", clean_error(name), error)
 
-    async def _summarise(self, name: str) -> None:
+    async def _summarise(self, name: str, lane: _Lane) -> None:
         """Fold each group's older waiting messages into its newest once more than
-        ``summarise_over`` of them wait (test messages are never folded)."""
+        ``summarise_over`` of them wait (test messages are never folded, nor one in flight)."""
         if len(await self.outbox.pending(name, self.summarise_over + 1)) <= self.summarise_over:
             return
+        flying = {key for key, _task in lane.sending.values()}
         waiting = await self.outbox.pending(name, 1_000_000)
-        groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[Notification]] = {}
+        groups: dict[Group, list[Notification]] = {}
         for item in waiting:
             n = item.notification
-            if n.status != "test":
-                groups.setdefault((n.route, n.group), []).append(n)
+            if n.status != "test" and n.key not in flying:
+                groups.setdefault(group_of(n), []).append(n)
         for messages in groups.values():
             if len(messages) > self.summarise_over:
                 *older, newest = messages
