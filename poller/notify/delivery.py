@@ -67,7 +67,8 @@ class _Lane:
     task: asyncio.Task[None] | None = None
     failing_since: datetime | None = None
     sending: dict[Group, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)  # in flight
-    outcomes: int = 0  # sends that counted (succeeded, or failed first): see _counted
+    outcomes: int = 0  # sends that counted (succeeded, or failed first): see _retry
+    put: bool = True  # messages were put since the last _summarise (only puts can call for one)
 
 class Delivery:
     """Delivers what ``outbox`` holds to ``receivers`` (by name), one task per receiver.
@@ -153,6 +154,7 @@ class Delivery:
     def _woken(self, receiver: str) -> None:
         lane = self._lanes.get(receiver)
         if lane is not None:
+            lane.put = True
             lane.wake.set()
 
     # -- one receiver -----------------------------------------------------------------------
@@ -288,7 +290,12 @@ class Delivery:
 
     async def _summarise(self, name: str, lane: _Lane) -> None:
         """Fold each group's older waiting messages into its newest once more than
-        ``summarise_over`` of them wait (test messages are never folded, nor one in flight)."""
+        ``summarise_over`` of them wait (test messages are never folded, nor one in flight).
+        Only after a put: a group's waiting messages grow in number by puts alone, and a storm's
+        hundreds of waiting messages are not read again after every send."""
+        if not lane.put:
+            return
+        lane.put = False
         if len(await self.outbox.pending(name, self.summarise_over + 1)) <= self.summarise_over:
             return
         flying = {key for key, _task in lane.sending.values()}
