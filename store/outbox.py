@@ -7,6 +7,10 @@ reads the database) and whose every change is written first, then applied in mem
 - ``put`` commits its rows before it returns (and before the delivery can send them);
 - ``mark_sent`` commits before the next message goes: a message is sent twice only if the
   process died between the receiver's answer and that commit, and then with the same key;
+- changes made while another is being written wait for it and then go together, in order, in
+  one transaction (each call still returns only once its own is written); on SQLite (a file) a
+  transaction is one trip to the outbox's own thread and pysqlite connection, in the store's
+  write turn (:meth:`Database.turn`), instead of a trip through the event loop per statement;
 - while the database fails (an error, or no answer within ``db_timeout``), changes go to an
   fsync'd spool (:mod:`store.outbox_spool`) instead, and the delivery goes on from memory;
   every ``retry_s`` the spool is replayed into the table, oldest first, and only when it is

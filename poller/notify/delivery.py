@@ -9,6 +9,12 @@ receiver's own ``retry_after`` (capped at an hour); one it calls not retryable m
 message failed at once (counted) and the next goes. Each receiver has its own task, so a
 receiver that is down holds up only its own messages, and the engine never waits on any.
 
+``parallel`` > 1 (default 1): up to that many messages of different (route, group)s go to one
+receiver side by side, each group's still in order (its next waits until the previous is sent,
+and that committed, or failed for good); a message waiting for its retry still holds back every
+newer one; failures side by side count once for the backoff. A crash can then repeat one
+message per group in flight (each with its key), not only one per receiver.
+
 A receiver down for long: while more than ``summarise_over`` messages of one (route, group)
 wait for it, the older ones are summarised into the newest (:func:`~poller.notify.outbox.
 summarise`: the newest carries the group's full firing list, and every recovery the older ones
