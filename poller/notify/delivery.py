@@ -72,7 +72,8 @@ class _Lane:
     failures: int = 0  # consecutive failed attempts (the backoff's exponent)
     task: asyncio.Task[None] | None = None
     failing_since: datetime | None = None
-    sending: dict[Group, tuple[str, asyncio.Task[None]]] = field(default_factory=dict)  # in flight
+    sending: dict[Group, str] = field(default_factory=dict)  # the key in flight of each group
+    picking: asyncio.Lock = field(default_factory=asyncio.Lock)
     outcomes: int = 0  # sends that counted (succeeded, or failed first): see _retry
     put: bool = True  # messages were put since the last _summarise (only puts can call for one)
 
@@ -166,74 +167,58 @@ class Delivery:
     # -- one receiver -----------------------------------------------------------------------
 
     async def _run(self, name: str, lane: _Lane) -> None:
+        """``parallel`` senders; each goes from one message straight to the next (no trip through
+        the event loop between them: in a storm the loop is busy and each trip waits)."""
         head = await self.outbox.pending(name, 1)
         lane.failures = head[0].attempts if head else 0  # a restart keeps backing off
+        senders = [asyncio.create_task(self._sender(name, lane), name=f"wardtui-notify-{name}-{i}")
+                   for i in range(self.parallel)]
         try:
-            while not self._stopping:
-                lane.wake.clear()
-                try:
-                    await self._round(name, lane)
-                except Exception as exc:  # an outbox bug: logged, and the lane goes on a second later
-                    log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
-                    await self._wait(lane, 1.0)
-            while lane.sending:  # stopping: the sends in flight finish (stop() bounds the wait)
-                await asyncio.wait([task for _key, task in lane.sending.values()])
+            await asyncio.gather(*senders)
         finally:  # cancelled (stop_grace passed): so are the sends in flight
-            tasks = [task for _key, task in lane.sending.values()]
-            for task in tasks:
+            for task in senders:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*senders, return_exceptions=True)
 
-    async def _round(self, name: str, lane: _Lane) -> None:
-        """Start what may go; then wait for a send to finish, a put, or a message to be due."""
-        await self._summarise(name, lane)
-        items, wait = await self._startable(name, lane, self.parallel - len(lane.sending))
-        for item in items:
-            self._start(name, lane, item)
-        await self._wait(lane, wait)  # a send that finishes wakes the lane too
+    async def _sender(self, name: str, lane: _Lane) -> None:
+        while not self._stopping:
+            lane.wake.clear()
+            try:
+                async with lane.picking:  # summarise and pick one at a time: never a message twice
+                    await self._summarise(name, lane)
+                    item, wait = await self._next(name, lane)
+                    if item is not None:
+                        lane.sending[group_of(item.notification)] = item.key
+                if item is None:
+                    await self._wait(lane, wait)
+                    continue
+                try:
+                    await self._deliver(name, lane, item, lane.outcomes)
+                finally:
+                    del lane.sending[group_of(item.notification)]
+                    if self.parallel > 1:
+                        lane.wake.set()  # a sender that waits may take this group's next message
+            except Exception as exc:  # an outbox bug: logged, and the sender goes on a second later
+                log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
+                await self._wait(lane, 1.0)
 
-    async def _startable(self, name: str, lane: _Lane, free: int) -> tuple[list[Pending], float | None]:
-        """Up to ``free`` messages that may be sent now: each the oldest pending one of its group,
-        no group twice, none of a group with a message in flight; nothing after a message that
-        is not due (a receiver backing off sends nothing newer). And the seconds until that
-        message is due (None: none waits for its time)."""
-        if free <= 0:
-            return [], None
+    async def _next(self, name: str, lane: _Lane) -> tuple[Pending | None, float | None]:
+        """The message to send now: the oldest pending one of a group with none in flight, unless
+        a message before it is not due (a receiver backing off sends nothing newer); else None
+        and the seconds until the message that waits is due (None: nothing waits for its time)."""
         now = self.clock()
         window = await self.outbox.pending(name, max(self.batch, self.parallel * (self.summarise_over + 1)))
         seen: set[Group] = set()
-        out: list[Pending] = []
         for item in window:
             group = group_of(item.notification)
             if group in seen:
                 continue  # an older message of its group waits, or is in flight
             seen.add(group)
             if item.next_attempt is not None and item.next_attempt > now:
-                return out, (item.next_attempt - now).total_seconds()
+                return None, (item.next_attempt - now).total_seconds()
             if group not in lane.sending:
-                out.append(item)
-                if len(out) >= free:
-                    break
-        return out, None
-
-    def _start(self, name: str, lane: _Lane, item: Pending) -> None:
-        group = group_of(item.notification)
-        task = asyncio.create_task(self._send(name, lane, item), name=f"wardtui-notify-{name}-send")
-        lane.sending[group] = (item.key, task)
-
-        def finished(_task: asyncio.Task[None]) -> None:
-            if lane.sending.get(group, ("", None))[1] is task:
-                del lane.sending[group]
-            lane.wake.set()
-
-        task.add_done_callback(finished)
-
-    async def _send(self, name: str, lane: _Lane, item: Pending) -> None:
-        try:
-            await self._deliver(name, lane, item, lane.outcomes)
-        except Exception as exc:  # an outbox bug: logged; its group waits a second
-            log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
-            await self.sleep(1.0)
+                return item, None
+        return None, None
 
     async def _wait(self, lane: _Lane, seconds: float | None) -> None:
         """Until ``seconds`` pass (None: for ever) or a put for this receiver (or the end of a
@@ -304,7 +289,7 @@ class Delivery:
         lane.put = False
         if len(await self.outbox.pending(name, self.summarise_over + 1)) <= self.summarise_over:
             return
-        flying = {key for key, _task in lane.sending.values()}
+        flying = set(lane.sending.values())
         waiting = await self.outbox.pending(name, 1_000_000)
         groups: dict[Group, list[Notification]] = {}
         for item in waiting:
