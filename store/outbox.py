@@ -303,10 +303,10 @@ class SqlOutbox:
         # turn. Through aiosqlite each statement, and the commit, is a trip to its thread and
         # back through the event loop, which in a storm is busy with the engine: a commit took
         # ~20 ms of waiting for the loop, one at a time, and held every send behind it.
-        statements = self._statements(records)  # built here: SQLAlchemy objects, no I/O
         engine = self._sync
 
-        def run() -> None:
+        def run() -> None:  # the rows too are made there: a storm's puts are CPU, not the loop's
+            statements = self._statements(records)
             with engine.begin() as conn:
                 for statement, params in statements:
                     conn.execute(statement, params)
