@@ -104,10 +104,17 @@ class SqlOutbox:
         """Lock the spool, replay what it holds (raises if the database does not answer), load
         the pending messages; then replay in the background whenever the database fails."""
         self.spool = await asyncio.to_thread(OutboxSpool, self.spool_dir, segment_bytes=self.segment_bytes)
-        self._sync = self.db.sync_sqlite_engine()
-        if self._sync is not None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="wardtui-notify-outbox")
         try:
+            self._sync = self.db.sync_sqlite_engine()
+            if self._sync is not None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="wardtui-notify-outbox")
+                engine = self._sync
+
+                def connect() -> None:  # now, not in the first storm's put
+                    with engine.connect() as conn:
+                        conn.execute(select(1))
+
+                await asyncio.get_running_loop().run_in_executor(self._thread, connect)
             if not self.spool.empty:
                 log.warning("notify outbox: replaying %d changes left in the spool %s", self.spool.rows,
                             self.spool_dir)
