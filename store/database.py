@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Engine, Table, create_engine, event, select
+from sqlalchemy import Table, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, StatementError
@@ -145,32 +145,12 @@ class Database:
         (the history writer, rollups, retention) take turns in arrival order: left to SQLite's
         busy handler, which polls with sleeps, a writer lost every race to back-to-back rollup
         transactions and the history queue grew by seconds of checks."""
-        async with self.turn(), self.engine.begin() as conn:
-            yield conn
-
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """SQLite: this store's write turn (see :meth:`writing`), for a writer with a connection
-        of its own (the notification outbox's); nothing on PostgreSQL."""
         if self.dialect == "sqlite" and self._turns is not None:
-            async with self._turns:
-                yield
+            async with self._turns, self.engine.begin() as conn:
+                yield conn
         else:
-            yield
-
-    def sync_sqlite_engine(self) -> Engine | None:
-        """SQLite in a file: a synchronous engine (pysqlite) on the same file with the same
-        PRAGMAs, for a writer that runs a whole transaction on a thread of its own in one trip
-        (through aiosqlite every statement is a trip to its thread and back through the event
-        loop). None for PostgreSQL and an in-memory database (another connection would not
-        see it)."""
-        url = make_url(self.url)
-        if url.get_backend_name() != "sqlite" or (url.database or "") in ("", ":memory:") \
-                or (url.database or "").startswith("file:"):
-            return None
-        engine = create_engine(url.set(drivername="sqlite"), connect_args={"timeout": self.busy_timeout})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
+            async with self.engine.begin() as conn:
+                yield conn
 
     @property
     def dialect(self) -> str:

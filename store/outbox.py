@@ -8,9 +8,7 @@ reads the database) and whose every change is written first, then applied in mem
 - ``mark_sent`` commits before the next message goes: a message is sent twice only if the
   process died between the receiver's answer and that commit, and then with the same key;
 - changes made while another is being written wait for it and then go together, in order, in
-  one transaction (each call still returns only once its own is written); on SQLite (a file) a
-  transaction is one trip to the outbox's own thread and pysqlite connection, in the store's
-  write turn (:meth:`Database.turn`), instead of a trip through the event loop per statement;
+  one transaction (each call still returns only once its own is written);
 - while the database fails (an error, or no answer within ``db_timeout``), changes go to an
   fsync'd spool (:mod:`store.outbox_spool`) instead, and the delivery goes on from memory;
   every ``retry_s`` the spool is replayed into the table, oldest first, and only when it is
@@ -36,12 +34,11 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Executable, and_, delete, func, or_, select, update
+from sqlalchemy import Executable, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from poller.notify.model import Notification
@@ -95,8 +92,6 @@ class SqlOutbox:
         self._lock = asyncio.Lock()  # one change at a time: order in the database is put order
         self._hung: set[asyncio.Task[None]] = set()  # writes that timed out and still run
         self._replayer: asyncio.Task[None] | None = None
-        self._sync: Engine | None = None  # SQLite: the outbox's own connection, on _thread
-        self._thread: ThreadPoolExecutor | None = None
 
     # -- opening and closing ----------------------------------------------------------------
 
@@ -105,16 +100,6 @@ class SqlOutbox:
         the pending messages; then replay in the background whenever the database fails."""
         self.spool = await asyncio.to_thread(OutboxSpool, self.spool_dir, segment_bytes=self.segment_bytes)
         try:
-            self._sync = self.db.sync_sqlite_engine()
-            if self._sync is not None:
-                self._thread = ThreadPoolExecutor(1, thread_name_prefix="wardtui-notify-outbox")
-                engine = self._sync
-
-                def connect() -> None:  # now, not in the first storm's put
-                    with engine.connect() as conn:
-                        conn.execute(select(1))
-
-                await asyncio.get_running_loop().run_in_executor(self._thread, connect)
             if not self.spool.empty:
                 log.warning("notify outbox: replaying %d changes left in the spool %s", self.spool.rows,
                             self.spool_dir)
@@ -127,7 +112,6 @@ class SqlOutbox:
         except BaseException:
             self.spool.close()
             self.spool = None
-            await self._close_sync()
             raise
         self._replayer = asyncio.create_task(self._replay_loop(), name="wardtui-notify-outbox-replay")
 
@@ -149,14 +133,6 @@ class SqlOutbox:
         if self.spool is not None:
             self.spool.close()
             self.spool = None
-        await self._close_sync()
-
-    async def _close_sync(self) -> None:
-        engine, thread, self._sync, self._thread = self._sync, self._thread, None, None
-        if engine is not None and thread is not None:
-            # On the thread its connection was made on, after whatever still runs there.
-            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
-            thread.shutdown(wait=False)
 
     async def _load(self) -> None:
         async with self.db.engine.connect() as conn:
@@ -302,24 +278,8 @@ class SqlOutbox:
         return True
 
     async def _commit(self, records: list[Record]) -> None:
-        if self._sync is None:
-            async with self.db.writing() as conn:
-                await self._apply(conn, records)
-            return
-        # SQLite: the whole transaction in one trip to the outbox's thread, in the store's write
-        # turn. Through aiosqlite each statement, and the commit, is a trip to its thread and
-        # back through the event loop, which in a storm is busy with the engine: a commit took
-        # ~20 ms of waiting for the loop, one at a time, and held every send behind it.
-        engine = self._sync
-
-        def run() -> None:  # the rows too are made there: a storm's puts are CPU, not the loop's
-            statements = self._statements(records)
-            with engine.begin() as conn:
-                for statement, params in statements:
-                    conn.execute(statement, params)
-
-        async with self.db.turn():
-            await asyncio.get_running_loop().run_in_executor(self._thread, run)
+        async with self.db.writing() as conn:
+            await self._apply(conn, records)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._hung.discard(task)

@@ -358,9 +358,10 @@ async def test_database_and_spool_disk_both_full_keeps_changes_in_memory_then_wr
 
 async def test_changes_made_side_by_side_share_a_transaction_each_committed_when_it_returns(
         db_url: str, tmp_path: Path) -> None:
-    """20 sends marked at once (20 receivers, or groups, answering together): the first mark has
-    its transaction, the 19 that waited for it go together in the next (not 19 more, one after
-    the other); each returns only once its row is committed (another connection sees it)."""
+    """20 sends marked at once (20 receivers, or groups sent side by side, answering together):
+    the first mark has its transaction, the 19 that waited for it go together in the next (not
+    19 more, one after the other); each returns only once its row is committed (another
+    connection sees it)."""
     messages = [note(i, branch=f"b{i}") for i in range(20)]
     commits: list[object] = []
 
