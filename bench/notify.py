@@ -19,7 +19,10 @@ Measured: per device of each storm, Transition.at (the engine established DOWN o
 messages per storm (target: one per group, i.e. per branch); the engine's lag p99 (median of
 per-second samples) in storm windows with the notifier against the control and against quiet.
 
-Run: python bench/notify.py [--rounds 3] [--section notify] [--no-write]
+--parallel N: Delivery(parallel=N), up to N messages of different groups in flight to the receiver
+(default 1, what `wardtui serve` uses). --memory-outbox: the outbox in memory, not SQLite.
+
+Run: python bench/notify.py [--rounds 3] [--parallel N] [--section notify] [--no-write]
 """
 
 from __future__ import annotations
