@@ -19,7 +19,10 @@ Measured: per device of each storm, Transition.at (the engine established DOWN o
 messages per storm (target: one per group, i.e. per branch); the engine's lag p99 (median of
 per-second samples) in storm windows with the notifier against the control and against quiet.
 
-Run: python bench/notify.py [--rounds 3] [--section notify] [--no-write]
+--parallel N: Delivery(parallel=N), up to N messages of different groups in flight to the receiver
+(default 1, what `wardtui serve` uses). --memory-outbox: the outbox in memory, not SQLite.
+
+Run: python bench/notify.py [--rounds 3] [--parallel N] [--section notify] [--no-write]
 """
 
 from __future__ import annotations
@@ -67,7 +70,9 @@ class H(http.server.BaseHTTPRequestHandler):
                               "firing": [a["device"] for a in doc["firing"]],
                               "resolved": [a["device"] for a in doc["resolved"]]}) + "\n")
     def log_message(self, *args): pass
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+class S(http.server.ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops connections made side by side (SYN retried after 1 s)
+server = S(("127.0.0.1", 0), H)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
@@ -157,7 +162,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                         outbox = SqlOutbox(store.db, tmp / f"spool-{round_}-{mode}", site="bench")
                         await outbox.open()
                     hook = WebhookReceiver(WebhookConfig("hook", 0, receiver.url, timeout=30.0))
-                    delivery = Delivery(outbox, {"hook": hook})
+                    delivery = Delivery(outbox, {"hook": hook}, parallel=args.parallel)
                     await delivery.start()
                     route = Route("noc", ("hook",), group_wait=args.group_wait,
                                   group_interval=args.group_interval)
@@ -253,6 +258,8 @@ def main() -> int:
     parser.add_argument("--group-wait", type=float, default=2.0)
     parser.add_argument("--group-interval", type=float, default=4.0)
     parser.add_argument("--window", type=float, default=6.0)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="messages of different groups in flight to the receiver at once")
     parser.add_argument("--memory-outbox", action="store_true",
                         help="the outbox in memory (what the database's commits cost)")
     parser.add_argument("--section", default="notify")

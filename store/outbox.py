@@ -7,6 +7,8 @@ reads the database) and whose every change is written first, then applied in mem
 - ``put`` commits its rows before it returns (and before the delivery can send them);
 - ``mark_sent`` commits before the next message goes: a message is sent twice only if the
   process died between the receiver's answer and that commit, and then with the same key;
+- changes made while another is being written wait for it and then go together, in order, in
+  one transaction (each call still returns only once its own is written);
 - while the database fails (an error, or no answer within ``db_timeout``), changes go to an
   fsync'd spool (:mod:`store.outbox_spool`) instead, and the delivery goes on from memory;
   every ``retry_s`` the spool is replayed into the table, oldest first, and only when it is
@@ -36,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Executable, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from poller.notify.model import Notification
@@ -83,6 +85,9 @@ class SqlOutbox:
         self.spooled = 0  # changes written to the spool (cumulative)
         self.replayed = 0  # changes replayed from the spool into the database (cumulative)
         self._backlog: list[Record] = []  # changes neither the database nor the spool took yet
+        self._incoming: list[Record] = []  # changes waiting for the lock (see _write)
+        self._queued = 0  # changes handed to _write (cumulative)
+        self._taken = 0  # of those, changes taken into a flush
         self._spool_error: str | None = None
         self._lock = asyncio.Lock()  # one change at a time: order in the database is put order
         self._hung: set[asyncio.Task[None]] = set()  # writes that timed out and still run
@@ -117,8 +122,9 @@ class SqlOutbox:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._replayer
             self._replayer = None
-        if self._backlog and self.spool is not None:
+        if (self._backlog or self._incoming) and self.spool is not None:
             async with self._lock:
+                self._take()
                 await self._flush()
         if self._hung:  # writes that timed out: a last chance to finish, then cancelled
             _done, late = await asyncio.wait(list(self._hung), timeout=self.db_timeout)
@@ -191,9 +197,23 @@ class SqlOutbox:
     # -- writing: the database, else the spool, else memory ----------------------------------
 
     async def _write(self, records: list[Record]) -> None:
+        """Write ``records`` (database, else spool, else memory) before returning. Changes that
+        wait for the lock meanwhile (other receivers', or other groups' sends) go together in
+        the next transaction, in the order they came: each caller still returns only once its
+        own are written, and the first of them to get the lock writes them all."""
+        self._incoming.extend(records)
+        self._queued += len(records)
+        mine = self._queued
         async with self._lock:
-            self._backlog.extend(records)
+            if self._taken >= mine:
+                return  # written with an earlier caller's
+            self._take()
             await self._flush()
+
+    def _take(self) -> None:
+        self._backlog.extend(self._incoming)
+        self._incoming = []
+        self._taken = self._queued
 
     async def _flush(self, *, probe: bool = False) -> None:
         """Under the lock: the spool into the database, then the backlog; what the database does
@@ -303,18 +323,26 @@ class SqlOutbox:
     # -- applying changes (the same for a direct write and a replay) -------------------------
 
     async def _apply(self, conn: AsyncConnection, records: list[Record]) -> None:
+        for statement, params in self._statements(records):
+            await conn.execute(statement, params)
+
+    def _statements(self, records: list[Record]) -> list[tuple[Executable, Any]]:
+        """The statements (and their parameters) that apply ``records``, in order; consecutive
+        puts in one ``executemany``."""
+        out: list[tuple[Executable, Any]] = []
         i = 0
         while i < len(records):
-            if records[i]["k"] == "n":  # consecutive puts: one executemany
+            if records[i]["k"] == "n":
                 j = i
                 while j < len(records) and records[j]["k"] == "n":
                     j += 1
-                await conn.execute(self.db.upsert(_t).on_conflict_do_nothing(index_elements=["key"]),
-                                   [_row(r) for r in records[i:j]])
+                out.append((self.db.upsert(_t).on_conflict_do_nothing(index_elements=["key"]),
+                            [_row(r) for r in records[i:j]]))
                 i = j
                 continue
-            await _change(conn, records[i])
+            out += _change(records[i])
             i += 1
+        return out
 
 
 def _row(record: Record) -> dict[str, Any]:
@@ -324,29 +352,30 @@ def _row(record: Record) -> dict[str, Any]:
             "attempts": 0, "next_attempt": None, "last_error": None, "sent_at": None}
 
 
-async def _change(conn: AsyncConnection, r: Record) -> None:
+def _change(r: Record) -> list[tuple[Executable, Any]]:
     pending = _t.c.status == "pending"
     kind = r["k"]
     if kind == "s":
-        await conn.execute(update(_t).where(_t.c.key == r["key"], pending).values(
+        return [(update(_t).where(_t.c.key == r["key"], pending).values(
             status="sent", sent_at=datetime.fromisoformat(r["at"]), attempts=_t.c.attempts + 1,
-            next_attempt=None))
-    elif kind == "r":
-        await conn.execute(update(_t).where(_t.c.key == r["key"], pending).values(
+            next_attempt=None), None)]
+    if kind == "r":
+        return [(update(_t).where(_t.c.key == r["key"], pending).values(
             attempts=r["attempts"], next_attempt=datetime.fromisoformat(r["next"]),
-            last_error=clean_error(r["error"])))
-    elif kind == "f":
-        await conn.execute(update(_t).where(_t.c.key == r["key"], pending).values(
+            last_error=clean_error(r["error"])), None)]
+    if kind == "f":
+        return [(update(_t).where(_t.c.key == r["key"], pending).values(
             status="failed", attempts=_t.c.attempts + 1, next_attempt=None,
-            last_error=clean_error(r["error"])))
-    elif kind == "x":
+            last_error=clean_error(r["error"])), None)]
+    if kind == "x":
+        out: list[tuple[Executable, Any]] = []
         if r["older"]:
-            await conn.execute(update(_t).where(_t.c.key.in_(r["older"]), pending).values(
+            out.append((update(_t).where(_t.c.key.in_(r["older"]), pending).values(
                 status="summarised", next_attempt=None,
-                last_error=clean_error(f"summarised into {r['key']}")))
-        await conn.execute(update(_t).where(_t.c.key == r["key"], pending).values(body=r["body"]))
-    else:
-        raise ValueError(f"unknown outbox change {kind!r}")
+                last_error=clean_error(f"summarised into {r['key']}")), None))
+        out.append((update(_t).where(_t.c.key == r["key"], pending).values(body=r["body"]), None))
+        return out
+    raise ValueError(f"unknown outbox change {kind!r}")
 
 
 async def delete_delivered(conn: AsyncConnection, sent_before: datetime | None,

@@ -9,6 +9,12 @@ receiver's own ``retry_after`` (capped at an hour); one it calls not retryable m
 message failed at once (counted) and the next goes. Each receiver has its own task, so a
 receiver that is down holds up only its own messages, and the engine never waits on any.
 
+``parallel`` > 1 (default 1): up to that many messages of different (route, group)s go to one
+receiver side by side, each group's still in order (its next waits until the previous is sent,
+and that committed, or failed for good); a message waiting for its retry still holds back every
+newer one; failures side by side count once for the backoff. A crash can then repeat one
+message per group in flight (each with its key), not only one per receiver.
+
 A receiver down for long: while more than ``summarise_over`` messages of one (route, group)
 wait for it, the older ones are summarised into the newest (:func:`~poller.notify.outbox.
 summarise`: the newest carries the group's full firing list, and every recovery the older ones
@@ -50,6 +56,13 @@ class Backoff:
         return base * (1.0 - self.jitter * draw())
 
 
+Group = tuple[str, tuple[tuple[str, str], ...]]  # (route, group): the unit of order
+
+
+def group_of(n: Notification) -> Group:
+    return (n.route, n.group)
+
+
 @dataclass(slots=True)
 class _Lane:
     """One receiver's task and what it knows."""
@@ -59,7 +72,10 @@ class _Lane:
     failures: int = 0  # consecutive failed attempts (the backoff's exponent)
     task: asyncio.Task[None] | None = None
     failing_since: datetime | None = None
-
+    sending: dict[Group, str] = field(default_factory=dict)  # the key in flight of each group
+    picking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    outcomes: int = 0  # sends that counted (succeeded, or failed first): see _retry
+    put: bool = True  # messages were put since the last _summarise (only puts can call for one)
 
 class Delivery:
     """Delivers what ``outbox`` holds to ``receivers`` (by name), one task per receiver.
@@ -72,6 +88,7 @@ class Delivery:
 
     def __init__(self, outbox: Outbox, receivers: Mapping[str, Receiver], *,
                  backoff: Backoff = Backoff(), summarise_over: int = 10, batch: int = 50,
+                 parallel: int = 1,
                  send_timeout: float = 120.0, stop_grace: float = 5.0,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -80,6 +97,7 @@ class Delivery:
         self.backoff = backoff
         self.summarise_over = max(1, summarise_over)
         self.batch = batch
+        self.parallel = max(1, parallel)
         self.send_timeout = send_timeout
         self.stop_grace = stop_grace
         self.clock = clock
@@ -143,41 +161,68 @@ class Delivery:
     def _woken(self, receiver: str) -> None:
         lane = self._lanes.get(receiver)
         if lane is not None:
+            lane.put = True
             lane.wake.set()
 
     # -- one receiver -----------------------------------------------------------------------
 
     async def _run(self, name: str, lane: _Lane) -> None:
+        """``parallel`` senders; each goes from one message straight to the next (no trip through
+        the event loop between them: in a storm the loop is busy and each trip waits)."""
         head = await self.outbox.pending(name, 1)
         lane.failures = head[0].attempts if head else 0  # a restart keeps backing off
+        senders = [asyncio.create_task(self._sender(name, lane), name=f"wardtui-notify-{name}-{i}")
+                   for i in range(self.parallel)]
+        try:
+            await asyncio.gather(*senders)
+        finally:  # cancelled (stop_grace passed): so are the sends in flight
+            for task in senders:
+                task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+
+    async def _sender(self, name: str, lane: _Lane) -> None:
         while not self._stopping:
             lane.wake.clear()
             try:
-                await self._round(name, lane)
-            except Exception as exc:  # an outbox bug: logged, and the lane goes on a second later
+                async with lane.picking:  # summarise and pick one at a time: never a message twice
+                    await self._summarise(name, lane)
+                    item, wait = await self._next(name, lane)
+                    if item is not None:
+                        lane.sending[group_of(item.notification)] = item.key
+                if item is None:
+                    await self._wait(lane, wait)
+                    continue
+                try:
+                    await self._deliver(name, lane, item, lane.outcomes)
+                finally:
+                    del lane.sending[group_of(item.notification)]
+                    if self.parallel > 1:
+                        lane.wake.set()  # a sender that waits may take this group's next message
+            except Exception as exc:  # an outbox bug: logged, and the sender goes on a second later
                 log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
                 await self._wait(lane, 1.0)
 
-    async def _round(self, name: str, lane: _Lane) -> None:
-        await self._summarise(name)
-        items = await self.outbox.due(name, self.clock(), self.batch)
-        if not items:
-            await self._wait(lane, await self._until_due(name))
-            return
-        for item in items:
-            if self._stopping or not await self._deliver(name, lane, item):
-                return
-
-    async def _until_due(self, name: str) -> float | None:
-        head = await self.outbox.pending(name, 1)
-        if not head:
-            return None
-        if head[0].next_attempt is None:
-            return 0.0
-        return max(0.0, (head[0].next_attempt - self.clock()).total_seconds())
+    async def _next(self, name: str, lane: _Lane) -> tuple[Pending | None, float | None]:
+        """The message to send now: the oldest pending one of a group with none in flight, unless
+        a message before it is not due (a receiver backing off sends nothing newer); else None
+        and the seconds until the message that waits is due (None: nothing waits for its time)."""
+        now = self.clock()
+        window = await self.outbox.pending(name, max(self.batch, self.parallel * (self.summarise_over + 1)))
+        seen: set[Group] = set()
+        for item in window:
+            group = group_of(item.notification)
+            if group in seen:
+                continue  # an older message of its group waits, or is in flight
+            seen.add(group)
+            if item.next_attempt is not None and item.next_attempt > now:
+                return None, (item.next_attempt - now).total_seconds()
+            if group not in lane.sending:
+                return item, None
+        return None, None
 
     async def _wait(self, lane: _Lane, seconds: float | None) -> None:
-        """Until ``seconds`` pass (None: for ever) or a put for this receiver wakes it."""
+        """Until ``seconds`` pass (None: for ever) or a put for this receiver (or the end of a
+        send) wakes it."""
         if seconds is not None and seconds <= 0:
             await asyncio.sleep(0)
             return
@@ -190,8 +235,9 @@ class Delivery:
             for waiting in waits:
                 waiting.cancel()
 
-    async def _deliver(self, name: str, lane: _Lane, item: Pending) -> bool:
-        """Send one message; True if the next may go (sent, or failed for good)."""
+    async def _deliver(self, name: str, lane: _Lane, item: Pending, started: int) -> None:
+        """Send one message and record what became of it (``started``: the lane's ``outcomes``
+        when it went)."""
         try:
             async with asyncio.timeout(self.send_timeout):
                 await lane.receiver.send(item.notification)
@@ -201,45 +247,55 @@ class Delivery:
                 await self.outbox.mark_failed(item.key, error)
                 log.error("notify: %s refused message %s for good: %s", clean_error(name),
                           clean_error(item.key), error)
-                return True
-            await self._retry(name, lane, item, error, exc.retry_after)
-            return False
+                return
+            await self._retry(name, lane, item, error, exc.retry_after, started)
+            return
         except TimeoutError:
-            await self._retry(name, lane, item, f"no answer within {self.send_timeout:g} s", None)
-            return False
+            await self._retry(name, lane, item, f"no answer within {self.send_timeout:g} s", None, started)
+            return
         except Exception as exc:  # a receiver's bug: retried like an outage, logged with its traceback
             if not lane.failures:
                 log.error("notify: receiver %s raised", clean_error(name), exc_info=exc)
-            await self._retry(name, lane, item, clean_error(f"{type(exc).__name__}: {exc}"), None)
-            return False
+            await self._retry(name, lane, item, clean_error(f"{type(exc).__name__}: {exc}"), None, started)
+            return
         await self.outbox.mark_sent(item.key, self.clock())
         if lane.failures:
             log.warning("notify: %s delivers again after %d failed attempts", clean_error(name),
                         lane.failures)
         lane.failures, lane.failing_since = 0, None
-        return True
+        lane.outcomes += 1
 
     async def _retry(self, name: str, lane: _Lane, item: Pending, error: str,
-                     retry_after: float | None) -> None:
-        lane.failures += 1
-        delay = self.backoff.delay(lane.failures, retry_after, self.draw)
+                     retry_after: float | None, started: int) -> None:
+        # Sends that failed side by side (the receiver went down under them) count as one
+        # failure of the run: the backoff grows per attempt of the receiver, not per message.
+        if started == lane.outcomes:
+            lane.failures += 1
+            lane.outcomes += 1
+        delay = self.backoff.delay(max(1, lane.failures), retry_after, self.draw)
         now = self.clock()
         await self.outbox.mark_retry(item.key, item.attempts + 1, now + timedelta(seconds=delay), error)
         if lane.failing_since is None:
             lane.failing_since = now
             log.warning("notify: %s failed (%s); retrying with backoff", clean_error(name), error)
 
-    async def _summarise(self, name: str) -> None:
+    async def _summarise(self, name: str, lane: _Lane) -> None:
         """Fold each group's older waiting messages into its newest once more than
-        ``summarise_over`` of them wait (test messages are never folded)."""
+        ``summarise_over`` of them wait (test messages are never folded, nor one in flight).
+        Only after a put: a group's waiting messages grow in number by puts alone, and a storm's
+        hundreds of waiting messages are not read again after every send."""
+        if not lane.put:
+            return
+        lane.put = False
         if len(await self.outbox.pending(name, self.summarise_over + 1)) <= self.summarise_over:
             return
+        flying = set(lane.sending.values())
         waiting = await self.outbox.pending(name, 1_000_000)
-        groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[Notification]] = {}
+        groups: dict[Group, list[Notification]] = {}
         for item in waiting:
             n = item.notification
-            if n.status != "test":
-                groups.setdefault((n.route, n.group), []).append(n)
+            if n.status != "test" and n.key not in flying:
+                groups.setdefault(group_of(n), []).append(n)
         for messages in groups.values():
             if len(messages) > self.summarise_over:
                 *older, newest = messages

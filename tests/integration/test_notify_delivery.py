@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta
@@ -247,3 +248,66 @@ async def test_too_many_waiting_messages_of_one_group_are_summarised_keeping_eve
     assert [a["device"] for a in summary["firing"]] == ["d14"]  # type: ignore[union-attr, index]
     assert [a["device"] for a in summary["resolved"]] == [f"d{i}" for i in range(14)]  # type: ignore[union-attr, index]
     assert delivery.gauges()["notify_summarised"] == 14
+
+
+async def test_parallel_sends_overlap_across_groups_and_keep_each_groups_order(
+        server: RecordingServer, running: list[Delivery]) -> None:
+    """parallel=8 and a receiver that takes 0.3 s per message: the 12 messages of 3 groups go 3
+    at a time (one per group: never two of a group, so never more than 3), each group's in put
+    order, each once; in about 4 x 0.3 s, not 12 x 0.3 s."""
+    lock = threading.Lock()
+    flying = [0, 0]  # now, most
+
+    def slow(_request: object) -> None:
+        with lock:
+            flying[0] += 1
+            flying[1] = max(flying[1], flying[0])
+        time.sleep(0.3)
+        with lock:
+            flying[0] -= 1
+
+    server.on_request = slow
+    outbox = MemoryOutbox()
+    delivery = Delivery(outbox, {"hook": HttpReceiver("hook", server.url)}, parallel=8)
+    running.append(delivery)
+    await delivery.start()
+    messages = [note(i, branch=f"b{i % 3}") for i in range(12)]
+    started = time.monotonic()
+    await delivery.put(messages)
+    await _until(lambda: outbox.stats().queued == 0, timeout=10)
+    took = time.monotonic() - started
+    assert flying[1] == 3
+    delivered = server.delivered()
+    assert sorted(delivered) == sorted(n.key for n in messages)
+    for branch in ("b0", "b1", "b2"):
+        assert [k for k in delivered if k in {n.key for n in messages if n.group == (("branch", branch),)}] \
+            == [n.key for n in messages if n.group == (("branch", branch),)]
+    assert took < 8 * 0.3, took
+
+
+async def test_parallel_sends_to_a_receiver_that_is_down_back_off_as_one(
+        server: RecordingServer, running: list[Delivery]) -> None:
+    """parallel=4, 5 groups, the receiver answers 503: the first four attempts fail side by side
+    and count as one failure of the receiver (the next waits 1 s less its jitter, not 8 s); the
+    fifth group's message, newer, does not pass them while they wait; everything goes once the
+    receiver answers."""
+    vt = VirtualTime()
+    outbox = MemoryOutbox()
+    delivery = Delivery(outbox, {"hook": HttpReceiver("hook", server.url)}, clock=vt.clock, sleep=vt.sleep,
+                        draw=lambda: 0.5, parallel=4)
+    running.append(delivery)
+    server.status = 503
+    messages = [note(i, branch=f"b{i % 5}") for i in range(10)]
+    await outbox.put(messages)
+    await delivery.start()
+    await _until(lambda: len(server.requests) == 4 and bool(vt._sleepers))
+    await asyncio.sleep(0.2)
+    assert len(server.requests) == 4
+    waiting = await outbox.pending("hook", 10)
+    assert [(p.key, p.attempts, p.next_attempt) for p in waiting[:4]] == [
+        (n.key, 1, T0 + timedelta(seconds=0.9)) for n in messages[:4]]
+    assert delivery.gauges()["notify_receivers_failing"] == 1
+    server.status = 200
+    await vt.advance(1, lambda: outbox.stats().queued == 0)
+    assert sorted(server.delivered()) == sorted(n.key for n in messages)
+    assert sorted(r.key for r in server.requests[:4]) == [n.key for n in messages[:4]]

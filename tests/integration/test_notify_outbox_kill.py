@@ -102,3 +102,32 @@ def test_killed_while_the_database_is_locked_the_spool_holds_what_was_put_and_se
     assert server.delivered() == [*KEYS[:3], KEYS[2], *KEYS[3:]]
     assert statuses(tmp_path) == [(k, "sent") for k in KEYS]
     assert list((tmp_path / "spool").glob("*.outbox")) == []
+
+
+def test_killed_while_groups_are_sent_side_by_side_repeats_only_what_was_answered_and_not_committed(
+        tmp_path: Path, server: RecordingServer) -> None:
+    """parallel=3, 12 messages of 3 groups, SIGKILL after the 200 for message 7: what is sent again
+    after the restart is only messages the server had answered whose `sent` was not committed
+    (message 7 among them), at most one per group in flight (3), each with its key and body;
+    every message arrives; each group's in put order."""
+    keys = [note(i, branch=f"b{i % 3}").key for i in range(12)]
+    killed = child(tmp_path, server, "--put", "12", "--groups", "3", "--parallel", "3",
+                   "--kill-after", keys[7])
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    answered = server.delivered()
+    committed = {k for k, s in statuses(tmp_path) if s == "sent"}
+    assert keys[7] in answered and keys[7] not in committed and committed <= set(answered)
+    again = child(tmp_path, server, "--groups", "3", "--parallel", "3")
+    assert again.returncode == 0, again.stderr
+    everything = server.delivered()
+    repeated = [k for k in set(everything) if everything.count(k) > 1]
+    assert set(repeated) == set(answered) - committed and 1 <= len(repeated) <= 3
+    assert all(everything.count(k) == 2 for k in repeated)
+    assert sorted(set(everything)) == sorted(keys)
+    for g in range(3):
+        mine = [k for k in keys if keys.index(k) % 3 == g]
+        assert list(dict.fromkeys(k for k in everything if k in mine)) == mine
+    for k in repeated:
+        bodies = [r.body for r in server.requests if r.key == k]
+        assert bodies[0] == bodies[1]
+    assert statuses(tmp_path) == [(k, "sent") for k in keys]

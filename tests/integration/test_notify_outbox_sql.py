@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from poller.notify.delivery import Backoff, Delivery
+from poller.notify.model import Notification
 from poller.notify.outbox import ERROR_MAX, summarise
 from poller.text import first_unsafe
 from store import database_url
@@ -353,3 +354,34 @@ async def test_database_and_spool_disk_both_full_keeps_changes_in_memory_then_wr
             await delivery.stop()
     assert server.delivered() == [n.key for n in messages]
     assert [(r["key"], r["status"]) for r in await rows(url)] == [(n.key, "sent") for n in messages]
+
+
+async def test_changes_made_side_by_side_share_a_transaction_each_committed_when_it_returns(
+        db_url: str, tmp_path: Path) -> None:
+    """20 sends marked at once (20 receivers, or groups sent side by side, answering together):
+    the first mark has its transaction, the 19 that waited for it go together in the next (not
+    19 more, one after the other); each returns only once its row is committed (another
+    connection sees it)."""
+    messages = [note(i, branch=f"b{i}") for i in range(20)]
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    async with opened(db_url, tmp_path / "spool") as outbox:
+        await outbox.put(messages)
+        seen: list[set[str]] = []
+
+        async def mark(n: Notification) -> None:
+            await outbox.mark_sent(n.key, T0)
+            seen.append({r["key"] for r in await rows(db_url) if r["status"] == "sent"})
+            assert n.key in seen[-1]
+
+        event.listen(Engine, "commit", committed)
+        try:
+            await asyncio.gather(*(mark(n) for n in messages))
+        finally:
+            event.remove(Engine, "commit", committed)
+    assert len(seen) == 20
+    assert len(commits) == 2, len(commits)
+    assert [r["status"] for r in await rows(db_url)] == ["sent"] * 20
