@@ -64,7 +64,8 @@ class NotifyService:
         self.config = config
         self.site = site
         self.outbox = SqlOutbox(runtime.store.db, outbox_spool_dir(runtime.spool_dir), site=site)
-        self.delivery = Delivery(self.outbox, build_receivers(config))
+        self.delivery = Delivery(self.outbox, build_receivers(config),
+                                 parallel={name: r.parallel for name, r in config.receivers.items()})
         self.notifier: Notifier | None = None  # made at start, from the outbox's latest messages
         self.suppressions = WindowSuppressions()
         # What the notifier asks: the windows' silences and the acknowledgements in force.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -35,6 +35,7 @@ from poller.credentials import CredentialsError, Secret, default_credentials_pat
 from poller.notify.model import MATCH_KEYS, Matcher, Route
 from poller.notify.receiver_config import (
     KIND_KEYS,
+    MAX_PARALLEL,
     CommandConfig,
     EmailConfig,
     ReceiverConfig,
@@ -168,10 +169,11 @@ def _receivers(reader: NodeReader, field: Field, base: Path,
             if key not in ("name", "kind") and key not in KIND_KEYS[kind]:
                 reader.problem(extra.line, f"{what}: '{key}' is not a setting of a {kind} receiver "
                                            f"(known: {', '.join(KIND_KEYS[kind])})")
-        settings = {k: f for k, f in keys.items() if k in KIND_KEYS[kind]}
+        settings = {k: f for k, f in keys.items() if k in KIND_KEYS[kind] and k != "parallel"}
+        parallel = reader.integer(keys["parallel"], what, 1, MAX_PARALLEL) if "parallel" in keys else 1
         built = read_receiver(reader, kind, name, line, settings, base, needs)
-        if built is not None:
-            found[name] = built
+        if built is not None and parallel is not None:
+            found[name] = replace(built, parallel=parallel)
     return found, needs
 
 

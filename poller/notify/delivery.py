@@ -88,7 +88,7 @@ class Delivery:
 
     def __init__(self, outbox: Outbox, receivers: Mapping[str, Receiver], *,
                  backoff: Backoff = Backoff(), summarise_over: int = 10, batch: int = 50,
-                 parallel: int = 1,
+                 parallel: int | Mapping[str, int] = 1,
                  send_timeout: float = 120.0, stop_grace: float = 5.0,
                  clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -97,7 +97,10 @@ class Delivery:
         self.backoff = backoff
         self.summarise_over = max(1, summarise_over)
         self.batch = batch
-        self.parallel = max(1, parallel)
+        # Senders per receiver: one number for all, or by receiver's name (the notify file's
+        # ``parallel``; a receiver it does not name: 1).
+        self._parallel = ({name: max(1, n) for name, n in parallel.items()} if isinstance(parallel, Mapping)
+                          else dict.fromkeys(receivers, max(1, parallel)))
         self.send_timeout = send_timeout
         self.stop_grace = stop_grace
         self.clock = clock
@@ -106,6 +109,10 @@ class Delivery:
         self._lanes = {name: _Lane(receiver) for name, receiver in receivers.items()}
         self._stopping = False
         outbox.watch(self._woken)
+
+    def parallel(self, receiver: str) -> int:
+        """Messages of different groups that may be in flight to ``receiver`` at once."""
+        return self._parallel.get(receiver, 1)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class Delivery:
         head = await self.outbox.pending(name, 1)
         lane.failures = head[0].attempts if head else 0  # a restart keeps backing off
         senders = [asyncio.create_task(self._sender(name, lane), name=f"wardtui-notify-{name}-{i}")
-                   for i in range(self.parallel)]
+                   for i in range(self.parallel(name))]
         try:
             await asyncio.gather(*senders)
         finally:  # cancelled (stop_grace passed): so are the sends in flight
@@ -196,7 +203,7 @@ class Delivery:
                     await self._deliver(name, lane, item, lane.outcomes)
                 finally:
                     del lane.sending[group_of(item.notification)]
-                    if self.parallel > 1:
+                    if self.parallel(name) > 1:
                         lane.wake.set()  # a sender that waits may take this group's next message
             except Exception as exc:  # an outbox bug: logged, and the sender goes on a second later
                 log.error("notify: delivery to %s failed", clean_error(name), exc_info=exc)
@@ -207,7 +214,8 @@ class Delivery:
         a message before it is not due (a receiver backing off sends nothing newer); else None
         and the seconds until the message that waits is due (None: nothing waits for its time)."""
         now = self.clock()
-        window = await self.outbox.pending(name, max(self.batch, self.parallel * (self.summarise_over + 1)))
+        wanted = max(self.batch, self.parallel(name) * (self.summarise_over + 1))
+        window = await self.outbox.pending(name, wanted)
         seen: set[Group] = set()
         for item in window:
             group = group_of(item.notification)

@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 from poller.notify.yaml_nodes import Field, NodeReader
 
 KIND_KEYS: dict[str, tuple[str, ...]] = {
-    "webhook": ("url", "url_secret", "preset", "hmac_secret", "timeout", "ca_file"),
+    "webhook": ("url", "url_secret", "preset", "hmac_secret", "timeout", "ca_file", "parallel"),
     "email": ("host", "port", "from", "to", "starttls", "implicit_tls", "username", "password_secret",
-              "timeout", "ca_file"),
-    "command": ("argv", "timeout", "env"),
+              "timeout", "ca_file", "parallel"),
+    "command": ("argv", "timeout", "env", "parallel"),
     "syslog": ("host", "port", "transport", "facility", "firing_severity", "resolved_severity", "hostname",
-               "max_length", "timeout"),
+               "max_length", "timeout", "parallel"),
 }
+MAX_PARALLEL = 32
+"""Messages of different groups one receiver may have in flight at once (``parallel``)."""
 PRESETS = ("json", "slack", "teams")
 FACILITIES = {name: code for code, name in enumerate(
     ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
@@ -47,6 +49,7 @@ class WebhookConfig:
     timeout: float = 10.0
     ca_file: str | None = None  # None: the system's CAs
     kind: str = "webhook"
+    parallel: int = 1  # messages of different groups in flight at once (Delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class EmailConfig:
     timeout: float = 30.0
     ca_file: str | None = None
     kind: str = "email"
+    parallel: int = 1  # messages of different groups in flight at once (Delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class CommandConfig:
     timeout: float = 10.0
     env: tuple[tuple[str, str], ...] = ()  # added to PATH, HOME, LANG, LC_ALL, TZ (nothing else passes)
     kind: str = "command"
+    parallel: int = 1  # messages of different groups in flight at once (Delivery)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ class SyslogConfig:
     max_length: int = 2048  # octets of a message; RFC 5424 receivers SHOULD take 2048
     timeout: float = 10.0  # TCP: connecting and writing
     kind: str = "syslog"
+    parallel: int = 1  # messages of different groups in flight at once (Delivery)
 
 
 ReceiverConfig = WebhookConfig | EmailConfig | CommandConfig | SyslogConfig

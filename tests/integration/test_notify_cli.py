@@ -114,7 +114,7 @@ def test_notify_check_lists_routes_or_every_problem(tmp_path: Path) -> None:
         f"wardtui: {bad}:3: route 'a': no receiver named 'ghost' (receivers: h)",
         f"wardtui: {bad}:4: route 'a': 'group_wait' must be longer than 0",
         f"wardtui: {bad}:9: receiver 'h': 'colour' is not a setting of a syslog receiver (known: host, port, "
-        "transport, facility, firing_severity, resolved_severity, hostname, max_length, timeout)",
+        "transport, facility, firing_severity, resolved_severity, hostname, max_length, timeout, parallel)",
     ]
     assert no_credentials.returncode == 2
     assert f"{tmp_path / 'none.yaml'}: cannot read the credentials file" in no_credentials.stderr

@@ -230,7 +230,7 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path, credent
         f"{p}:14: route at line 12: 'continue' must be true or false",
         f"{p}:18: receiver 'hook': url 'ftp://127.0.0.1/x' must be an http:// or https:// URL",
         f"{p}:19: receiver 'hook': 'port' is not a setting of a webhook receiver (known: url, url_secret, "
-        "preset, hmac_secret, timeout, ca_file)",
+        "preset, hmac_secret, timeout, ca_file, parallel)",
         f"{p}:20: receiver 'hook': 'preset' must be one of json, slack, teams",
         f"{p}:21: receiver 'hook' is defined twice (first on line 16)",
         f"{p}:28: receiver 'mail': to 'not-an-address' is not an e-mail address",
@@ -355,3 +355,50 @@ def test_the_reference_documents_every_key_of_the_code() -> None:
     assert table_keys("## Routes") == list(ROUTE_KEYS)
     for kind, keys in KIND_KEYS.items():
         assert sorted(table_keys(f"### {kind}")) == sorted(keys), kind
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("8", None), ("1", None), ("32", None),
+    ("0", "'parallel' must be"), ("33", "'parallel' must be"), ("many", "'parallel' must be"),
+])
+def test_parallel_is_a_setting_of_every_receiver(tmp_path: Path, value: str, problem: str | None) -> None:
+    path = write(tmp_path, f"""\
+routes:
+  - name: all
+    receivers: [hook, log]
+receivers:
+  - name: hook
+    kind: webhook
+    url: http://127.0.0.1:9/x
+    parallel: {value}
+  - name: log
+    kind: syslog
+    host: 127.0.0.1
+""")
+    if problem is None:
+        config = load_notify(path, None)
+        assert (config.receivers["hook"].parallel, config.receivers["log"].parallel) == (int(value), 1)
+        return
+    with pytest.raises(NotifyError) as info:
+        load_notify(path, None)
+    [line] = info.value.problems
+    assert line.startswith(f"{path}:8: receiver 'hook': ") and problem in line, line
+
+
+def test_the_delivery_takes_each_receivers_parallel() -> None:
+    from poller.notify.delivery import Delivery
+    from poller.notify.outbox import MemoryOutbox
+
+    class Quiet:
+        def __init__(self, name: str) -> None:
+            self.name, self.kind = name, "command"
+
+        async def send(self, notification: object) -> None: ...
+
+        async def aclose(self) -> None: ...
+
+    receivers = {"hook": Quiet("hook"), "pager": Quiet("pager")}
+    by_name = Delivery(MemoryOutbox(), receivers, parallel={"hook": 8})  # type: ignore[arg-type]
+    assert (by_name.parallel("hook"), by_name.parallel("pager")) == (8, 1)
+    for_all = Delivery(MemoryOutbox(), receivers, parallel=3)  # type: ignore[arg-type]
+    assert (for_all.parallel("hook"), for_all.parallel("pager")) == (3, 3)
