@@ -31,12 +31,17 @@ _SAMPLES = (CheckResult, SnmpPoll, SnmpFailure)  # a tuple: `A | B` made a union
 class Subscription:
     """One consumer's view of the event stream."""
 
-    def __init__(self, name: str, maxsize: int, sample_batch: int = 1, samples: bool = True) -> None:
+    def __init__(self, name: str, maxsize: int, sample_batch: int = 1, samples: bool = True,
+                 urgent: tuple[type, ...] = ()) -> None:
         self.name = name
         self.maxsize = maxsize
         self.sample_batch = sample_batch
         self.samples = samples
         self.dropped = 0
+        # Events of these types are counted as they come: a consumer that polls on a timer (the
+        # dashboard) looks at the count more often than it drains, and drains at once when it moved.
+        self.urgent = urgent
+        self.urgent_count = 0
         self._items: deque[Event] = deque()
         self._closed = False
         # The waiting consumer's loop and its event (made, waited on, cleared and set on that
@@ -65,6 +70,8 @@ class Subscription:
                 self._wake()
             return
         items.append(event)
+        if self.urgent and isinstance(event, self.urgent):
+            self.urgent_count += 1
         if self._armed:
             self._wake()
 
@@ -129,10 +136,11 @@ class EventBus:
         self._lock = threading.Lock()  # (un)subscribe may come from two threads at once
 
     def subscribe(self, name: str, maxsize: int = 200_000, sample_batch: int = 1,
-                  samples: bool = True) -> Subscription:
+                  samples: bool = True, urgent: tuple[type, ...] = ()) -> Subscription:
         """A new consumer. With ``sample_batch`` > 1, check results wake it only in batches of
-        that size; other events always wake it at once. ``samples=False``: no check results."""
-        sub = Subscription(name, maxsize, sample_batch, samples)
+        that size; other events always wake it at once. ``samples=False``: no check results.
+        ``urgent``: event types counted in ``urgent_count`` as they come (never samples)."""
+        sub = Subscription(name, maxsize, sample_batch, samples, urgent)
         with self._lock:
             self._subs = (*self._subs, sub)
         return sub

@@ -1,11 +1,14 @@
-"""A trap on the dashboard: a linkDown sent to ``--traps`` reaches the transition log ("by trap"),
-and how long it takes is measured (the screen folds events in every DashboardScreen.TICK)."""
+"""A trap on the dashboard: a linkDown sent to ``--traps`` reaches the transition log ("by trap")
+within 100 ms (issue 17: the screen folds events in every DashboardScreen.TICK, and at once when
+a trap came: it looks every DashboardScreen.URGENT_LOOK)."""
 
 from __future__ import annotations
 
 import socket
 import time
 from pathlib import Path
+
+import pytest
 
 from poller.inventory import Device
 from tests.fakes import FakeProber, FakeSnmpClient
@@ -16,6 +19,7 @@ from wardtui.screens.dashboard import DashboardScreen
 from wardtui.widgets.transition_log import TransitionLog
 
 
+@pytest.mark.alone  # a latency bound of 100 ms
 async def test_a_link_down_trap_reaches_the_transition_log(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.yaml"
     credentials.write_text("v2:\n  version: 2c\n  community: tr4p\n", encoding="utf-8")
@@ -46,7 +50,7 @@ async def test_a_link_down_trap_reaches_the_transition_log(tmp_path: Path) -> No
                         await pilot.pause(0.01)
                     took.append((time.monotonic() - sent) * 1000)
             print(f"trap -> transition log: {', '.join(f'{t:.0f}' for t in took)} ms "
-                  f"(tick {DashboardScreen.TICK * 1000:.0f} ms)")
-            assert max(took) <= DashboardScreen.TICK * 1000 + 500
+                  f"(looks every {DashboardScreen.URGENT_LOOK * 1000:.0f} ms)")
+            assert sorted(took)[-2] <= 100, took  # the worst but one: a loaded machine's pause aside
         finally:
             await app.action_quit()

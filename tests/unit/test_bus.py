@@ -192,3 +192,15 @@ def test_a_polled_consumer_drains_on_its_thread_while_the_engine_publishes() -> 
         got += sub.drain()
     producer.join()
     assert [getattr(e, "device", None) for e in got] == [f"dev{i}" for i in range(total)]
+
+
+def test_urgent_events_are_counted_as_they_come_and_samples_never() -> None:
+    bus = EventBus()
+    sub = bus.subscribe("ui", urgent=(FlapChange,))
+    other = bus.subscribe("store")
+    now = datetime.now(UTC)
+    bus.publish(CheckResult("d", "127.0.0.1", now, 1, 1, 1.0, State.UP))
+    bus.publish(FlapChange("d", "127.0.0.1", True, now, 3))
+    assert (sub.urgent_count, other.urgent_count) == (1, 0)
+    sub.drain()
+    assert sub.urgent_count == 1  # a count, not a queue: the consumer compares it with the last seen

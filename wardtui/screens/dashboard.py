@@ -86,6 +86,8 @@ class DashboardScreen(Screen[None]):
     # the help lists it): at 80 columns it pushed "q Quit" off the edge.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (90, "-wide")]
     TICK = 0.5
+    URGENT_LOOK = 0.05
+    """Seconds between two looks at the count of urgent events (traps, probes' answers)."""
     FIRST_FRAME_WAIT = 10  # ticks skipped at most before the first frame is shown (see tick)
     FILTER_DELAY = 0.15  # seconds of no typing before the filter is applied
     # Seconds after a filter is applied before a hidden groups tree is rebuilt for it, so that
@@ -140,6 +142,7 @@ class DashboardScreen(Screen[None]):
         self._sub_maxsize = sub_maxsize
         self._sub: Subscription | None = None
         self._dropped_seen = 0
+        self._urgent_seen = 0
         self._filter_timer: Timer | None = None
         self._groups_timer: Timer | None = None
         self._table_view = "all"  # what g returns to
@@ -185,8 +188,11 @@ class DashboardScreen(Screen[None]):
         self.query_one(HealthLine).warn_style = palette.flapping
         self.query_one(GaugesPanel).border_title = "engine"
         self.query_one(TransitionLog).border_title = "transitions (UTC)"
-        self._sub = self.engine.bus.subscribe("ui", maxsize=self._sub_maxsize)
+        # Traps (and a check an operator asked for) are news to show at once, not at the next
+        # tick: the screen looks at their count every URGENT_LOOK and ticks early when it moved.
+        self._sub = self.engine.bus.subscribe("ui", maxsize=self._sub_maxsize, urgent=(Trap, ProbeSeen))
         self.set_interval(self.TICK, self.tick)
+        self.set_interval(self.URGENT_LOOK, self._tick_if_urgent)
         self.query_one(DeviceTable).focus()
 
     def after_first_frame(self) -> None:
@@ -214,10 +220,18 @@ class DashboardScreen(Screen[None]):
             self.set_timer(1.0 + 0.25 * i, step)
 
     # -- the live tick ------------------------------------------------------------------------
+    def _tick_if_urgent(self) -> None:
+        """An early tick when a trap (or a probe's answer) arrived since the last one: at most one
+        every URGENT_LOOK seconds, so a flood of traps costs a bounded number of repaints."""
+        sub = self._sub
+        if sub is not None and sub.urgent_count != self._urgent_seen and self._first_frame_shown:
+            self.tick()
+
     def tick(self) -> None:
         """Fold whatever arrived since the last tick into the widgets, in one repaint."""
         if self._sub is None:
             return
+        self._urgent_seen = self._sub.urgent_count
         if not self._first_frame_shown and self._ticks_waited < self.FIRST_FRAME_WAIT:
             self._ticks_waited += 1  # what arrived stays in the subscription until then
             return
