@@ -27,7 +27,7 @@ from poller.inventory import Device
 from poller.notify.acks import Ack
 
 if TYPE_CHECKING:
-    from poller.notify.windows import Window
+    from poller.notify.windows import ActiveCache, Window
 
 MAX_ITEMS = 200_000
 """Windows plus acknowledgements a quiet state may hold when read from Redis (a forged one of a
@@ -46,7 +46,7 @@ class Quiet:
     acks: tuple[Ack, ...] = ()
     read_at: datetime | None = None
     _by_device: dict[str, Ack] = field(default_factory=dict, repr=False)
-    _spans: list[tuple[datetime, datetime | None, bool] | None] = field(default_factory=list, repr=False)
+    _cache: list[ActiveCache] = field(default_factory=list, repr=False)  # made when first asked
 
     def __post_init__(self) -> None:
         latest: dict[str, Ack] = {}
@@ -54,7 +54,6 @@ class Quiet:
             if ack.open:
                 latest[ack.device] = ack  # several of one device: the latest speaks
         self._by_device.update(latest)
-        self._spans.extend([None] * len(self.windows))
 
     def __eq__(self, other: object) -> bool:
         """The same windows and acknowledgements (when they were read aside)."""
@@ -81,17 +80,12 @@ class Quiet:
 
     # -- maintenance windows -----------------------------------------------------------------
     def _active(self, index: int, at: datetime) -> bool:
-        # A window's answer is kept with the span over which it holds (to its next change):
-        # asking for every row painted costs a comparison, not a cron evaluation.
-        from poller.notify.windows import active, next_change
+        # Each answer is kept until the window's next change: a row painted costs a comparison.
+        if not self._cache:
+            from poller.notify.windows import ActiveCache
 
-        span = self._spans[index]
-        if span is not None and span[0] <= at and (span[1] is None or at < span[1]):
-            return span[2]
-        window = self.windows[index]
-        answer = active(window, at)
-        self._spans[index] = (at, next_change([window], at), answer)
-        return answer
+            self._cache.append(ActiveCache(self.windows))
+        return self._cache[0].active(index, at)
 
     def windows_of(self, device: Device, at: datetime) -> list[Window]:
         """The windows active at ``at`` that match ``device``."""

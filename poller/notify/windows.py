@@ -243,6 +243,27 @@ def covering(windows: Iterable[Window], device: Device, at: datetime) -> list[Wi
     return [w for w in windows if matches(w, device) and active(w, at)]
 
 
+class ActiveCache:
+    """Whether each of ``windows`` is active at a time, each answer kept with the span over which
+    it holds (from the instant asked to the window's next change): asking again inside that span
+    is a comparison, not a cron evaluation (~0.2 ms). The notifier asks for every new problem,
+    the screens for every row they paint."""
+
+    def __init__(self, windows: Iterable[Window]) -> None:
+        self.windows: tuple[Window, ...] = tuple(windows)
+        self._spans: list[tuple[datetime, datetime | None, bool] | None] = [None] * len(self.windows)
+
+    def active(self, index: int, at: datetime) -> bool:
+        """Whether ``windows[index]`` is active at ``at``."""
+        span = self._spans[index]
+        if span is not None and span[0] <= at and (span[1] is None or at < span[1]):
+            return span[2]
+        window = self.windows[index]
+        answer = active(window, at)
+        self._spans[index] = (at, next_change([window], at), answer)
+        return answer
+
+
 class WindowSuppressions:
     """The grouper's :class:`~poller.notify.suppressions.Suppressions` from maintenance windows:
     a device is silenced while an active window matches it. Acknowledgements are another item
@@ -252,30 +273,23 @@ class WindowSuppressions:
     anything changed, so that the notifier is told only then.
 
     Whether a recurring window is active costs a cron evaluation (~0.2 ms), and the grouper asks
-    for every new problem: a storm of 10,000 would hold the engine's loop for seconds. So each
-    window's answer is kept with the span over which it holds (from the instant asked to the
-    window's next change), and asking again inside that span is a comparison."""
+    for every new problem: a storm of 10,000 would hold the engine's loop for seconds. So the
+    answers are kept (:class:`ActiveCache`)."""
 
     def __init__(self, windows: Iterable[Window] = ()) -> None:
         self.windows: tuple[Window, ...] = tuple(windows)
-        self._spans: list[tuple[datetime, datetime | None, bool] | None] = [None] * len(self.windows)
+        self._cache = ActiveCache(self.windows)
 
     def replace(self, windows: Iterable[Window]) -> bool:
         fresh = tuple(windows)
         if fresh == self.windows:
             return False
         self.windows = fresh
-        self._spans = [None] * len(fresh)
+        self._cache = ActiveCache(fresh)
         return True
 
     def _active(self, index: int, at: datetime) -> bool:
-        span = self._spans[index]
-        if span is not None and span[0] <= at and (span[1] is None or at < span[1]):
-            return span[2]
-        window = self.windows[index]
-        answer = active(window, at)
-        self._spans[index] = (at, next_change([window], at), answer)
-        return answer
+        return self._cache.active(index, at)
 
     def silenced(self, device: Device, at: datetime) -> bool:
         return any(matches(w, device) and self._active(i, at) for i, w in enumerate(self.windows))
