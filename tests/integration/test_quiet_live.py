@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -22,6 +21,8 @@ import pytest
 
 from poller.feed import client_for, send_command
 from poller.live import Keys
+from tests.integration.test_service_viewers import _dump as dump
+from tests.integration.test_service_viewers import _env, _wait
 from tests.lab.netns import Lab
 from tests.procs.redis import unix_redis
 
@@ -29,25 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "[bold red]PAGE[/] \x1b[2J\x07 ticket\u202e 42"
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def _wait(what: Any, timeout: float, why: str, pace: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, why
-        time.sleep(pace)
-
-
 def _dump(viewer: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
-    before = out.stat().st_mtime_ns
-    os.kill(viewer.pid, signal.SIGUSR1)
-    _wait(lambda: out.stat().st_mtime_ns != before, 10, "the viewer did not write its state", 0.01)
-    doc: dict[str, Any] = json.loads(out.read_text())
+    doc: dict[str, Any] = dump(viewer, out, 0.01)
     return doc
 
 

@@ -27,14 +27,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-def _wait(what, timeout: float, why: str):  # type: ignore[no-untyped-def]
+def _wait(what, timeout: float, why: str, pace: float = 0.2):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
         value = what()
         if value:
             return value
         assert time.monotonic() < deadline, why
-        time.sleep(0.2)
+        time.sleep(pace)
 
 
 def _service_states(db: Path) -> dict[str, tuple[str, str | None]]:
@@ -50,10 +50,10 @@ def _service_states(db: Path) -> dict[str, tuple[str, str | None]]:
     return {name: (state, open_outages.get(name)) for name, state in last.items()}
 
 
-def _dump(viewer: subprocess.Popen[bytes], out: Path) -> dict[str, object]:
+def _dump(viewer: subprocess.Popen[bytes], out: Path, pace: float = 0.2) -> dict[str, object]:
     before = out.stat().st_mtime_ns
     os.kill(viewer.pid, signal.SIGUSR1)
-    _wait(lambda: out.stat().st_mtime_ns != before, 10, "the viewer did not write its state")
+    _wait(lambda: out.stat().st_mtime_ns != before, 10, "the viewer did not write its state", pace)
     doc: dict[str, object] = json.loads(out.read_text())
     return doc
 
