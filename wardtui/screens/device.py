@@ -30,7 +30,7 @@ from poller.state import TrackerView
 from store.queries import InterfaceHistory
 from store.records import Outage
 from wardtui.history_access import DeviceHistory, DeviceSnmp, HistoryAccess, store_errors
-from wardtui.literal import Literal
+from wardtui.literal import Literal, literal
 from wardtui.screens.help import HelpScreen, binding_keys
 from wardtui.screens.probe import probe_and_tell
 from wardtui.screens.quiet import AckBox, MaintenanceBox, QuietKeys
@@ -168,7 +168,7 @@ class DeviceScreen(Screen[None]):
         lines = quiet_lines(self.quiet, self.tracker, now)
         quiet = self.query_one("#device-quiet", Literal)
         quiet.display = bool(lines)
-        quiet.update("\n".join(lines))
+        quiet.update(literal("\n".join(lines)))
         self.query_one(LiveStats).refresh()
         if any(o.end is None for o in self._outages):  # the ongoing outage's duration grows
             self._show_outages(now)

@@ -23,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input
 
 from poller.quiet import Quiet
-from wardtui.literal import Literal
+from wardtui.literal import Literal, literal
 
 Reply = dict[str, Any]
 
@@ -66,7 +66,7 @@ class QuietBox(ModalScreen[Reply | None]):
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.query_one("#quiet-box").border_title = self.TITLE
+        self.query_one("#quiet-box").border_title = literal(self.TITLE)
 
     @property
     def status(self) -> str:
