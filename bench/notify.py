@@ -219,7 +219,10 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"Command: `python bench/notify.py --rounds {args.rounds} --branches {args.branches} "
         f"--per {args.per} "
         f"--interval {args.interval:g} --group-wait {args.group_wait:g} "
-        f"--group-interval {args.group_interval:g} --window {args.window:g}`",
+        f"--group-interval {args.group_interval:g} --window {args.window:g}"
+        f"{f' --parallel {args.parallel}' if args.parallel != 1 else ''}"
+        f"{' --memory-outbox' if args.memory_outbox else ''}"
+        f"{f' --section {args.section}' if args.section != 'notify' else ''}`",
         "",
         "One process as `wardtui serve --notify`: engine (fake network, 1 ms replies, real-time "
         "timeouts of 0.2 s, one confirmation 0.05 s later), notifier, outbox in SQLite, delivery with "
