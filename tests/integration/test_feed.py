@@ -13,9 +13,7 @@ import logging
 import os
 import random
 import shutil
-import signal
 import struct
-import subprocess
 import time
 import uuid
 import zlib
@@ -74,7 +72,7 @@ from poller.live import (
 )
 from poller.state import StateConfig
 from tests.fakes import FakeProber, make_devices
-from tests.ports import free_port
+from tests.procs.redis import LoopbackRedis
 
 MAIN_URL = "redis://127.0.0.1:6379"
 log_name = "wardtui.feed"
@@ -109,67 +107,13 @@ def keys() -> Iterator[Keys]:
     client.close()
 
 
-def _free_port() -> int:
-    return free_port()  # not the kernel's pick: see tests/ports.py
-
-
-class PrivateRedis:
-    """A redis-server of the test's own on a free loopback port: killed, restarted empty, paused."""
+class PrivateRedis(LoopbackRedis):
+    """A redis-server of the test's own on a free loopback port: killed, restarted empty, paused
+    (tests/procs/redis.py: the server answering is checked to be this one, not another run's that
+    took the port while it was down)."""
 
     def __init__(self, workdir: Path, password: str | None = None) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.password = password
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.paused = False
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(self.workdir)]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
-                             socket_connect_timeout=0.5, socket_timeout=0.5)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                client.ping()
-                break
-            except (RedisError, OSError):
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") from None
-                time.sleep(0.02)
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            if self.paused:
-                self.resume()
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
-        self.paused = False
-
-    def keys_present(self) -> list[bytes]:
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1)
-        try:
-            return sorted(client.keys("*"))
-        finally:
-            client.close()
+        super().__init__(password=password, workdir=workdir)
 
 
 @pytest.fixture

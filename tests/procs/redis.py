@@ -41,12 +41,15 @@ def unix_redis(directory: Path) -> Iterator[Path]:
 
 class LoopbackRedis:
     """A private redis-server on a free loopback port (tests/ports.py), nothing saved: killed,
-    restarted empty on the same port, paused with SIGSTOP and continued."""
+    restarted empty on the same port, paused with SIGSTOP and continued. ``password``: it asks
+    for one (``requirepass``); ``workdir``: its working directory (default: the test's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None, workdir: Path | None = None) -> None:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is not installed", pytrace=False)
         self.port = free_port()
+        self.password = password
+        self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -55,10 +58,15 @@ class LoopbackRedis:
         return f"redis://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no"]
+        if self.workdir is not None:
+            argv += ["--dir", str(self.workdir)]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                             socket_connect_timeout=0.5, socket_timeout=0.5)
         deadline = time.monotonic() + 5
         try:
             while True:
@@ -91,6 +99,13 @@ class LoopbackRedis:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
         self.paused = False
+
+    def keys_present(self) -> list[bytes]:
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=1)
+        try:
+            return sorted(client.keys("*"))
+        finally:
+            client.close()
 
 
 @contextmanager
