@@ -319,8 +319,7 @@ class Engine:
         slot = self._slot_of.get(name)
         if slot is None or slot.busy or not self._running:
             return False
-        slot.busy = True
-        self._start_check(slot, time.monotonic(), None)
+        self._start_now(slot)
         return True
 
     def _end_of(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
@@ -333,12 +332,17 @@ class Engine:
     def _check_now(self, slot: Slot) -> asyncio.Future[CheckResult | None]:
         """Start the check of ``slot`` (not busy) now, outside its schedule; the future its end
         resolves (None: not counted, the inventory took the device away or readdressed it)."""
-        slot.busy = True
         waiter: asyncio.Future[CheckResult | None] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
         waiter.add_done_callback(self._waiters.discard)
-        self._start_check(slot, time.monotonic(), waiter)
+        self._start_now(slot, waiter)
         return waiter
+
+    def _start_now(self, slot: Slot, waiter: asyncio.Future[CheckResult | None] | None = None) -> None:
+        """Start the check of ``slot`` (not busy) now, outside its schedule (``waiter``: resolved
+        by its end)."""
+        slot.busy = True
+        self._start_check(slot, time.monotonic(), waiter)
 
     def _first_reply(self, context: _CheckContext, sent_ns: int, sent_mono: float,
                      rtt_ms: float | None, error: str | None) -> None:
@@ -511,9 +515,8 @@ class Engine:
             slot = self._slot_of.get(child)
             if tracker is None or slot is None or tracker.state is not State.UNREACHABLE or slot.busy:
                 continue
-            slot.busy = True
             self.checks_for_dependencies += 1
-            self._start_check(slot, time.monotonic(), None)
+            self._start_now(slot)
 
     # -- gauges ------------------------------------------------------------------------------
     async def _gauge_loop(self) -> None:
