@@ -23,6 +23,7 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
              f"Command (as root): `python bench/feed.py --devices {args.devices} --viewers {args.viewers} "
              f"--viewer-nice {args.viewer_nice} --service-nice {getattr(args, 'service_nice', 0)} "
              + (" --slices" if getattr(args, "slices", False) else "")
+             + (" --own-slice" if getattr(args, "own_slice", False) else "")
              + (" --postgres" if getattr(args, "postgres", False) else "")
              + f" --cycles {args.cycles} --quiet {args.quiet:g} "
              f"--presses {args.presses} --tmux {args.tmux}"
@@ -41,9 +42,14 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
              f"({args.viewers} headless LiveFeed processes + one real attached dashboard, WardApp over "
              "AttachedRuntime in the bench's process, driven by every kind of key). 2 shared cores: the "
              "service, Redis, the viewers and the dashboard all run on them"
-             + (" (--slices: in cgroups as systemd lays them out with packaging/wardtui.service: "
-                "the service in system.slice at CPUWeight=400 beside Redis, the viewers and the "
-                "dashboard in user.slice, the two slices of equal weight)"
+             + (" (--slices --own-slice: in cgroups as systemd lays them out with packaging/wardtui.slice: "
+                "the service at CPUWeight=400 beside Redis at the default weight in wardtui.slice "
+                "(CPUWeight=400), PostgreSQL in system.slice, the viewers and the dashboard in "
+                "user.slice; the three slices are peers)"
+                if getattr(args, "own_slice", False) else
+                " (--slices: in cgroups as systemd lays them out with packaging/wardtui.service in "
+                "system.slice: the service at CPUWeight=400 beside Redis and PostgreSQL, the viewers "
+                "and the dashboard in user.slice, the two slices of equal weight)"
                 if getattr(args, "slices", False) else "")
              + ". Windows start once the "
              f"service's lag p99 has stayed under 1 s for 5 s after its first round ({settled:.0f} s after "
@@ -51,9 +57,10 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
              ""]
     # lag
     lines += ["| window | seconds | service lag p99 ms: median / p95 / max of per-second samples | "
-              "checks/s | service CPU % of a core | Redis CPU % of a core | snapshot kB / build ms "
+              "checks/s | service CPU % of a core | service loop's wait for a CPU, ms/s | "
+              "Redis CPU % of a core | snapshot kB / build ms "
               "(median, max) | store queue (median) / samples dropped for it per s |",
-              "|---|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|---|"]
     for i, w in enumerate(windows):
         lags = w.lags
         snaps = [r["snapshot_ms"] for r in w.service]
@@ -62,7 +69,8 @@ def summarize(windows: list[Any], tmux: list[float], args: argparse.Namespace, s
                      + (f"{statistics.median(lags):.1f} / {pct(lags, 0.95):.1f} / {max(lags):.1f}"
                         if lags else "—")
                      + f" | {statistics.median(r.get('checks_per_s', 0) for r in w.service):.0f}"
-                     + f" | {w.service_cpu_pct():.0f} | {w.redis_cpu_s / w.seconds * 100:.1f} | "
+                     + f" | {w.service_cpu_pct():.0f} | {w.service_waited_ms_per_s():.0f}"
+                     + f" | {w.redis_cpu_s / w.seconds * 100:.1f} | "
                      + (f"{statistics.median(size):.0f} / {statistics.median(snaps):.0f}, {max(snaps):.0f}"
                         if snaps else "—")
                      + f" | {statistics.median(r.get('store_queue', 0) for r in w.service):.0f} / "

@@ -101,6 +101,21 @@ async def churn(prober: ChurnProber, addresses: list[str], fraction: float, rng:
         await asyncio.sleep(1.0)
 
 
+def run_delays() -> tuple[float, float]:
+    """Seconds this process's main thread, and all its threads, have waited on a CPU's run queue
+    (``/proc/self/task/*/schedstat``, field 2): the kernel's share of the lag, apart from ours."""
+    main = total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            waited = int((task / "schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            continue  # a thread gone meanwhile; no schedstats in this kernel
+        total += waited
+        if task.name == str(os.getpid()):
+            main = waited
+    return main, total
+
+
 async def write_stats(path: Path, runtime: Runtime, publisher: Publisher, prober: ChurnProber) -> None:
     with path.open("a") as out:
         while True:
@@ -108,7 +123,9 @@ async def write_stats(path: Path, runtime: Runtime, publisher: Publisher, prober
             g = runtime.engine.last_gauges
             usage = resource.getrusage(resource.RUSAGE_SELF)
             s = publisher.stats
+            main_wait, all_wait = run_delays()
             record = {"t": time.time(), "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "run_delay_main_s": main_wait, "run_delay_all_s": all_wait,
                       "rss_mb": usage.ru_maxrss / 1024, "snapshot_bytes": s.snapshot_bytes,
                       "snapshot_ms": s.snapshot_ms, "snapshots": s.snapshots,
                       "events": s.events, "events_lost": s.events_lost, "viewers": s.viewers,

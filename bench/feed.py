@@ -68,11 +68,14 @@ class Slices:
     ``system`` and a ``user`` group of equal weight (system.slice and user.slice), the service in
     ``system/wardtui`` at packaging/wardtui.service's CPUWeight=400 (cpu.shares 4096) beside
     Redis at the default weight, and this process (the attached dashboard), the headless viewers
-    and the tmux runs in ``user``, as operators' SSH sessions are. Removed at the end."""
+    and the tmux runs in ``user``, as operators' SSH sessions are. With ``own_slice``, the layout
+    of packaging/wardtui.slice: a third top-level group ``wardtui`` (CPUWeight=400, shares 4096)
+    holding the service (4096) and Redis (1024), PostgreSQL left in ``system``. Removed at the
+    end."""
 
     ROOT = Path("/sys/fs/cgroup/cpu")
 
-    def __init__(self) -> None:
+    def __init__(self, own_slice: bool = False) -> None:
         self.base = self.ROOT / f"wardtui-bench-{os.getpid()}"
         # The run's own group far above the machine's other work (a shell, a test elsewhere):
         # the slices below share what is left of the box as systemd's would share all of it.
@@ -80,6 +83,11 @@ class Slices:
         (self.base / "cpu.shares").write_text("102400")
         self.groups = {"system": 1024, "system/wardtui": 4096, "system/redis": 1024,
                        "system/postgres": 1024, "user": 1024}
+        if own_slice:  # packaging/wardtui.slice: the service and its Redis, a peer of the others
+            del self.groups["system/wardtui"], self.groups["system/redis"]
+            self.groups.update({"wardtui": 4096, "wardtui/service": 4096, "wardtui/redis": 1024})
+        self.service_group = "wardtui/service" if own_slice else "system/wardtui"
+        self.redis_group = "wardtui/redis" if own_slice else "system/redis"
         for name, shares in self.groups.items():
             (self.base / name).mkdir(parents=True, exist_ok=True)
             (self.base / name / "cpu.shares").write_text(str(shares))
@@ -206,6 +214,13 @@ class Window:
             return float("nan")
         a, b = self.service[0], self.service[-1]
         return (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]) * 100
+
+    def service_waited_ms_per_s(self) -> float:
+        """Milliseconds a second the service's main thread (its loop) waited on a run queue."""
+        if len(self.service) < 2 or "run_delay_main_s" not in self.service[0]:
+            return float("nan")
+        a, b = self.service[0], self.service[-1]
+        return (b["run_delay_main_s"] - a["run_delay_main_s"]) / (b["t"] - a["t"]) * 1000
 
     def dropped_per_s(self) -> float:
         if len(self.service) < 2:
@@ -404,6 +419,9 @@ def main() -> int:
     parser.add_argument("--slices", action="store_true",
                         help="run the service, Redis and the viewers in cgroups laid out as systemd "
                              "does with packaging/wardtui.service (system/user slices; see Slices)")
+    parser.add_argument("--own-slice", action="store_true",
+                        help="with --slices: the service in a top-level slice of its own at CPUWeight=400 "
+                             "(packaging/wardtui.slice), a peer of system.slice and user.slice")
     parser.add_argument("--postgres", action="store_true",
                         help="history in a private PostgreSQL server (COPY) instead of SQLite")
     parser.add_argument("--cycles", type=int, default=3, help="quiet + viewers windows")
@@ -427,7 +445,7 @@ def main() -> int:
         tmp = Path(tmp_name)
         inventory = tmp / "inv.csv"
         generate(args.devices, inventory)
-        slices = Slices() if args.slices else None
+        slices = Slices(args.own_slice) if args.slices else None
         redis_server = RedisServer(tmp)
         service = None
         cluster = None
@@ -444,8 +462,8 @@ def main() -> int:
                     slices.put("system/postgres", postmaster)
             service = Service(tmp, inventory, redis_server.url, args, cluster.url if cluster else None)
             if slices is not None:
-                slices.put("system/redis", redis_server.proc.pid)
-                slices.put("system/wardtui", service.proc.pid)  # (nice -n execs: the same pid)
+                slices.put(slices.redis_group, redis_server.proc.pid)
+                slices.put(slices.service_group, service.proc.pid)  # (nice -n execs: the same pid)
             wait_live(redis_server, service)
             time.sleep(args.interval + 5)  # the first round (every device UNKNOWN -> UP) and its burst
             settled = settle(service, 1000.0, args.settle)

@@ -34,6 +34,7 @@ import yaml
 from poller.credentials import CredentialsError, Secret, default_credentials_path, load_entries
 from poller.notify.model import MATCH_KEYS, Matcher, Route
 from poller.notify.receiver_config import (
+    DEFAULT_PARALLEL,
     KIND_KEYS,
     MAX_PARALLEL,
     CommandConfig,
@@ -170,7 +171,8 @@ def _receivers(reader: NodeReader, field: Field, base: Path,
                 reader.problem(extra.line, f"{what}: '{key}' is not a setting of a {kind} receiver "
                                            f"(known: {', '.join(KIND_KEYS[kind])})")
         settings = {k: f for k, f in keys.items() if k in KIND_KEYS[kind] and k != "parallel"}
-        parallel = reader.integer(keys["parallel"], what, 1, MAX_PARALLEL) if "parallel" in keys else 1
+        parallel = (reader.integer(keys["parallel"], what, 1, MAX_PARALLEL) if "parallel" in keys
+                    else DEFAULT_PARALLEL.get(kind, 1))
         built = read_receiver(reader, kind, name, line, settings, base, needs)
         if built is not None and parallel is not None:
             found[name] = replace(built, parallel=parallel)

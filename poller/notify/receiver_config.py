@@ -28,6 +28,12 @@ KIND_KEYS: dict[str, tuple[str, ...]] = {
 }
 MAX_PARALLEL = 32
 """Messages of different groups one receiver may have in flight at once (``parallel``)."""
+DEFAULT_PARALLEL = {"webhook": 4}
+"""``parallel`` when the notify file does not say, by kind (others: 1). A webhook takes requests
+side by side (Alertmanager sends different groups' messages at once too): a storm of 250 groups
+then reaches it within group_wait + 1 s at p95 (2.5 s against 3.1-3.6 s one at a time, group_wait
+2 s: docs/BENCHMARKS.md, "notify"). Mail, a command and syslog keep one at a time: an SMTP relay
+or a script may not take more, and a syslog stream is read in order."""
 PRESETS = ("json", "slack", "teams")
 FACILITIES = {name: code for code, name in enumerate(
     ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",
@@ -49,7 +55,7 @@ class WebhookConfig:
     timeout: float = 10.0
     ca_file: str | None = None  # None: the system's CAs
     kind: str = "webhook"
-    parallel: int = 1  # messages of different groups in flight at once (Delivery)
+    parallel: int = DEFAULT_PARALLEL["webhook"]  # messages of different groups in flight at once (Delivery)
 
 
 @dataclass(frozen=True, slots=True)

@@ -385,6 +385,32 @@ receivers:
     assert line.startswith(f"{path}:8: receiver 'hook': ") and problem in line, line
 
 
+def test_parallel_defaults_to_4_for_a_webhook_and_1_for_the_others(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+routes:
+  - name: all
+    receivers: [hook, log, mail, run]
+receivers:
+  - name: hook
+    kind: webhook
+    url: http://127.0.0.1:9/x
+  - name: log
+    kind: syslog
+    host: 127.0.0.1
+  - name: mail
+    kind: email
+    host: 127.0.0.1
+    from: wardtui@noc.example
+    to: [noc@noc.example]
+  - name: run
+    kind: command
+    argv: [/bin/true]
+""")
+    config = load_notify(path, None)
+    parallel = {name: r.parallel for name, r in config.receivers.items()}
+    assert parallel == {"hook": 4, "log": 1, "mail": 1, "run": 1}
+
+
 def test_the_delivery_takes_each_receivers_parallel() -> None:
     from poller.notify.delivery import Delivery
     from poller.notify.outbox import MemoryOutbox
