@@ -32,7 +32,7 @@ import struct
 import sys
 import zlib
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from itertools import chain, repeat, starmap
@@ -217,8 +217,13 @@ def encode_inventory(devices: Sequence[Device]) -> tuple[str, bytes]:
     return inventory_id, zlib.compress(body, 6)
 
 
-_NUMBER_KINDS: dict[str, tuple[type, ...]] = {"interval": (int, float, type(None)), "line": (int,),
-                                              "snmp_port": (int,)}
+_NUMBER_KINDS: dict[str, frozenset[type]] = {"interval": frozenset({int, float, type(None)}),
+                                             "line": frozenset({int}), "snmp_port": frozenset({int})}
+
+
+def _split_tags(joined: str) -> tuple[str, ...]:
+    """A device's tags as the inventory key carries them (joined by US), as a tuple."""
+    return tuple(joined.split("\x1f")) if joined else ()
 
 
 _UNSAFE_IN_COLUMN = re.compile(
@@ -260,13 +265,19 @@ def decode_inventory(blob: bytes, *, safe_text: bool = True) -> tuple[str, list[
             values: list[Any] = columns[name]
             if not isinstance(values, list) or len(values) != n:
                 raise FeedFormatError(f"inventory column {name!r} does not have {n} values")
-            kinds = _NUMBER_KINDS[name]
-            if not all(isinstance(v, kinds) and not isinstance(v, bool) for v in values):
+            # JSON gives exact types (a bool is bool, never int): the set of them, made in C.
+            if not set(map(type, values)) <= _NUMBER_KINDS[name]:
                 raise FeedFormatError(f"inventory column {name!r} holds something else than numbers")
             return values
 
-        tags = [tuple(t.split("\x1f")) if t else () for t in text("tags")]
-        parents = [split_parents(v) for v in text("parent")]
+        def shared(values: list[str], split: Callable[[str], tuple[str, ...]]) -> list[tuple[str, ...]]:
+            """``split`` of each value, made once per distinct value (a branch's devices share
+            their parent and often their tags): the same tuple for equal values."""
+            made: dict[str, tuple[str, ...]] = {}
+            return [made[v] if v in made else made.setdefault(v, split(v)) for v in values]
+
+        tags = shared(text("tags"), _split_tags)
+        parents = shared(text("parent"), split_parents)
         credential = [v or None for v in text("snmp_credential")]
         names = text("name")
         if len(set(names)) != n:

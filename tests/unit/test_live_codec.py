@@ -375,6 +375,8 @@ def test_damaged_or_foreign_inventory() -> None:
         {**body, "columns": {**cols, "line": [1, 2]}},  # a number short
         {**body, "columns": {**cols, "line": [1, "2", 3]}},  # text where a number belongs
         {**body, "columns": {**cols, "snmp_port": [161, True, 161]}},
+        {**body, "columns": {**cols, "line": [1, 2.0, 3]}},  # a float where an int belongs
+        {**body, "columns": {**cols, "interval": [None, False, 60]}},
         {**body, "columns": {**cols, "interval": [None, 2.5, [60]]}},
         {**body, "columns": {**cols, "interval": "60"}},
         {**body, "columns": {**cols, "name": "a\na\nb"}},  # one name twice
