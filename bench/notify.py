@@ -20,7 +20,9 @@ messages per storm (target: one per group, i.e. per branch); the engine's lag p9
 per-second samples) in storm windows with the notifier against the control and against quiet.
 
 --parallel N: Delivery(parallel=N), up to N messages of different groups in flight to the receiver
-(default 1, what `wardtui serve` uses). --memory-outbox: the outbox in memory, not SQLite.
+(default 4, what `wardtui serve` uses for a webhook). --keep-alive: the receiver speaks HTTP/1.1
+and keeps connections (a chat service, nginx); by default it speaks HTTP/1.0, so every message
+is a new TCP connection. --memory-outbox: the outbox in memory, not SQLite.
 
 Run: python bench/notify.py [--rounds 3] [--parallel N] [--section notify] [--no-write]
 """
@@ -61,6 +63,7 @@ SERVER = r"""
 import http.server, json, sys, time
 out = open(sys.argv[1], "a", buffering=1)
 class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = sys.argv[2]  # HTTP/1.1: connections kept (as Slack's, Teams' or nginx's)
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         at = time.time()
@@ -97,10 +100,10 @@ def devices(branches: int, per: int) -> list[Device]:
 class Receiver:
     """The HTTP server process and what it recorded."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, protocol: str) -> None:
         self.path = tmp / "received.jsonl"
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(self.path)], stdout=subprocess.PIPE,
-                                     text=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(self.path), protocol],
+                                     stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = f"http://127.0.0.1:{int(self.proc.stdout.readline())}/hook"
         self.seen = 0
@@ -143,7 +146,7 @@ async def window(engine: Engine, prober: FakeProber, all_devices: list[Device], 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     all_devices = devices(args.branches, args.per)
-    receiver = Receiver(tmp)
+    receiver = Receiver(tmp, "HTTP/1.1" if args.keep_alive else "HTTP/1.0")
     store = HistoryStore(f"sqlite+aiosqlite:///{tmp / 'history.db'}")
     await store.open()
     results: dict[str, Any] = {"quiet": [], "storm": [], "control": [], "latency_s": [], "messages": []}
@@ -220,13 +223,15 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"--per {args.per} "
         f"--interval {args.interval:g} --group-wait {args.group_wait:g} "
         f"--group-interval {args.group_interval:g} --window {args.window:g}"
-        f"{f' --parallel {args.parallel}' if args.parallel != 1 else ''}"
+        f" --parallel {args.parallel}{' --keep-alive' if args.keep_alive else ''}"
         f"{' --memory-outbox' if args.memory_outbox else ''}"
         f"{f' --section {args.section}' if args.section != 'notify' else ''}`",
         "",
         "One process as `wardtui serve --notify`: engine (fake network, 1 ms replies, real-time "
         "timeouts of 0.2 s, one confirmation 0.05 s later), notifier, outbox in SQLite, delivery with "
-        "the real webhook receiver to an HTTP server process on loopback. Per round: a quiet "
+        "the real webhook receiver to an HTTP server process on loopback "
+        f"({'HTTP/1.1, connections kept' if args.keep_alive else 'HTTP/1.0, a connection per message'}). "
+        "Per round: a quiet "
         "window, a storm with the notifier, the same storm without it (control).",
         "",
         "| round | lag p99 ms, quiet | storm + notifier | storm, no notifier | storm / control | "
@@ -261,8 +266,12 @@ def main() -> int:
     parser.add_argument("--group-wait", type=float, default=2.0)
     parser.add_argument("--group-interval", type=float, default=4.0)
     parser.add_argument("--window", type=float, default=6.0)
-    parser.add_argument("--parallel", type=int, default=1,
-                        help="messages of different groups in flight to the receiver at once")
+    parser.add_argument("--parallel", type=int, default=4,
+                        help="messages of different groups in flight to the receiver at once (4: what "
+                             "wardtui serve uses for a webhook unless the notify file says otherwise)")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="the receiver speaks HTTP/1.1 and keeps connections, as chat services and "
+                             "web servers do (default: HTTP/1.0, a new connection per message)")
     parser.add_argument("--memory-outbox", action="store_true",
                         help="the outbox in memory (what the database's commits cost)")
     parser.add_argument("--section", default="notify")
