@@ -265,3 +265,63 @@ def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history
             assert transitions[n] == [("unknown", "up")], (n, transitions[n])
             assert n not in outages, n
     print(f"takeover after SIGKILL: {took:.2f} s (TTL {TTL} s); shards moved: {len(mine)}")
+
+
+@pytest.mark.lab
+def test_a_refused_write_stands_the_member_down_and_a_paused_member_loses_its_shards_and_rejoins(
+        cluster_site: Site, lab: Lab) -> None:
+    """Refused: the epoch of a shard a member polls is raised under it in PostgreSQL (what a Redis
+    failover that lost the lease and a takeover by another would do); the member's next write of
+    that shard is refused, counted, it stands down, and the shard is taken again (a new epoch)
+    and its outage recorded once. Paused: SIGSTOP longer than the TTL: the other member owns
+    every shard within 2 x TTL; continued, the paused one drops what it held at its local
+    deadlines and takes shards again."""
+    truth, start, info = cluster_site
+    members = [start() for _ in range(2)]
+    _wait(lambda: all(m.poller_id for m in members), 60, "a member never joined")
+    _wait(lambda: _settled(truth, members, info), 90, "the cluster never settled")
+    owners = truth.owners()
+    p, q = members
+    name, address, branch = next(leaf for leaf in info["leaves"] if owners[shard_of(leaf[2])] == p.poller_id)
+    shard = shard_of(branch)
+    bumped = truth.sql("UPDATE shard_epochs SET epoch = epoch + 1, owner = 'a stolen lease' "
+                       "WHERE site = $1 AND shard = $2 RETURNING epoch", truth.site, shard)[0]["epoch"]
+    lab.block(address)
+    try:
+        _wait(lambda: p.gauge("cluster_refused_writes") >= 1, 30, "the stale write was not refused")
+        assert p.gauge("cluster_refused_transitions") >= 1
+        assert "standing down from 1 shards" in p.log
+        opened = _wait(lambda: truth.outages().get(name), 30, f"{name}'s outage was never recorded")
+        epoch, owner = truth.epochs()[shard]
+        assert epoch > bumped and owner in (p.poller_id, q.poller_id)
+    finally:
+        lab.unblock(address)
+    _wait(lambda: truth.outages()[name][0][1] is not None, 20, f"{name}'s outage never closed")
+    assert len(truth.outages()[name]) == 1 and truth.outages()[name][0][0] == opened[0][0]
+
+    os.kill(p.proc.pid, signal.SIGSTOP)
+    paused = time.monotonic()
+    try:
+        _wait(lambda: set(truth.owners()) == {q.poller_id}, 4 * TTL, "Q never took every shard", pace=0.05)
+        took = time.monotonic() - paused
+        assert took <= 2 * TTL, f"takeover from a paused member took {took:.2f} s"
+        time.sleep(max(0.0, 2.5 * TTL - took))
+    finally:
+        os.kill(p.proc.pid, signal.SIGCONT)
+    _wait(lambda: "(expired)" in p.log, 10, "the paused member did not drop its shards")
+    _wait(lambda: p.poller_id in truth.owners(), 30, "the paused member never rejoined")
+    _wait(lambda: p.gauge("cluster_shards_owned") >= 1, 30, "the paused member polls nothing again")
+    time.sleep(1.0)
+    for m in members:
+        assert m.stop() == 0, m.log
+    outages, transitions = truth.outages(), truth.transitions()
+    assert transitions[name] == [("unknown", "up"), ("up", "down"), ("down", "up")]
+    for n in info["dead"]:
+        assert len(outages[n]) == 1 and outages[n][0][1] is None, n
+        assert transitions[n] == [("unknown", "down")], n
+    for n in info["healthy"]:
+        if n != name:
+            assert transitions[n] == [("unknown", "up")], (n, transitions[n])
+            assert n not in outages, n
+    print(f"takeover from a paused member: {took:.2f} s (TTL {TTL} s); refused writes "
+          f"{p.log.count('write refused')}")
