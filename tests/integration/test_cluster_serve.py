@@ -211,6 +211,7 @@ def _settled(truth: Truth, members: list[Member], info: dict[str, Any]) -> bool:
 
 
 @pytest.mark.lab
+@pytest.mark.alone  # a deadline: every shard owned again within 2 x TTL
 def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history_stays_exact(
         cluster_site: Site, lab: Lab) -> None:
     truth, start, info = cluster_site
@@ -268,6 +269,7 @@ def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history
 
 
 @pytest.mark.lab
+@pytest.mark.alone  # a deadline: a paused member's shards owned again within 2 x TTL
 def test_a_refused_write_stands_the_member_down_and_a_paused_member_loses_its_shards_and_rejoins(
         cluster_site: Site, lab: Lab) -> None:
     """Refused: the epoch of a shard a member polls is raised under it in PostgreSQL (what a Redis
