@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
@@ -254,7 +255,7 @@ async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
             chunk = wanted[i : i + step]
             if db.dialect == "postgresql":
                 stmt = (select(d.c.name, t.c.to_state).join(d, d.c.id == t.c.device_id)
-                        .where(d.c.name.in_(chunk)).distinct(t.c.device_id)
+                        .where(d.c.name.in_(chunk)).ext(postgresql.distinct_on(t.c.device_id))
                         .order_by(t.c.device_id, t.c.at.desc(), t.c.id.desc()))
             else:
                 latest = (select(t.c.device_id, func.max(t.c.at).label("at")).group_by(t.c.device_id)

@@ -85,6 +85,7 @@ class ClusterMember:
         self._lock = asyncio.Lock()  # one takeover at a time, in the order they came
         self._tasks: set[asyncio.Task[None]] = set()
         self._run: asyncio.Task[None] | None = None
+        self.refused: str | None = None  # why the site refused this member (its exit is 2)
         runtime.polls = self.polls
         runtime.history_sink = self.sink
         runtime.engine.gauge_sources.append(self.gauges)
@@ -220,21 +221,27 @@ class ClusterMember:
             await self.leases.run()
         except ShardCountMismatch as exc:
             log.error("cluster: %s; stopping", exc)
+            self.refused = str(exc)
             self.runtime.engine.stop()
+
+    async def quiesce(self) -> None:
+        """The engine has stopped: take nothing over any more and leave the devices alone; the
+        leases stay renewed while the history is flushed under their epochs."""
+        with contextlib.suppress(ValueError):
+            self.leases.listeners.remove(self._changed)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         """Give every shard back (owner-checked) and leave the members (after the history is
         flushed: the engine has stopped, so the devices are not touched again)."""
-        with contextlib.suppress(ValueError):
-            self.leases.listeners.remove(self._changed)
+        await self.quiesce()
         if self._run is not None:  # (never started: nothing taken, nothing to give back)
             await self.leases.stop()
         if self._run is not None:
             self._run.cancel()
             await asyncio.gather(self._run, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.client.aclose()
 

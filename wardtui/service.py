@@ -306,6 +306,8 @@ async def serve(runtime: Runtime, options: ServeOptions,
     finally:
         # The handlers stay until the history is flushed: a second SIGTERM must not cut it short.
         await reloader.close()
+        if member is not None:
+            await member.quiesce()
         for service in reversed(started):
             try:
                 await service.stop()
@@ -320,5 +322,7 @@ async def serve(runtime: Runtime, options: ServeOptions,
     if lost:
         log.error("%d history rows could not be written (database unavailable)", lost)
         return 1
+    if member is not None and member.refused is not None:
+        return 2
     log.info("stopped; history flushed")
     return 0
