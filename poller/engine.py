@@ -108,6 +108,16 @@ class Engine:
                 self.state_counts[State.UNKNOWN] -= 1
                 self.state_counts[state] += 1
 
+    def seed_up(self, names: Collection[str]) -> None:
+        """Devices the history last recorded UP (and with no open outage) start UP, not UNKNOWN:
+        a cluster member taking over a shard goes on from the committed state."""
+        for name in names:
+            tracker = self.trackers.get(name)
+            if tracker is not None and tracker.state is State.UNKNOWN:
+                tracker.seed_up()
+                self.state_counts[State.UNKNOWN] -= 1
+                self.state_counts[State.UP] += 1
+
     async def run(self, duration: float | None = None) -> None:
         """Poll until :meth:`stop` (or for ``duration`` seconds), then cancel checks in flight.
 

@@ -47,6 +47,10 @@ COUNTERS = frozenset({
     "traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
     "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
     "traps_informs_acked", "traps_failed",
+    # wardtui/cluster.py, store/fencing.py, store/fenced_history.py (serve --cluster): only ever incremented
+    "cluster_takeovers", "cluster_refused_writes", "cluster_refused_transitions",
+    "cluster_unfenced_transitions", "cluster_lease_rounds_failed", "cluster_takeovers_failed",
+    "cluster_stood_down",
 })
 
 # Gauges fields that are not exposed one to one: the state counts are wardtui_devices{state=...};

@@ -74,6 +74,12 @@ class DeviceTracker:
         self.down_since = since
         self.last_change = since
 
+    def seed_up(self) -> None:
+        """Start UP: the history's last word on the device (a cluster member taking over its
+        shard from another, which had it UP). A failure is then confirmed and recorded as
+        UP -> DOWN; a success changes nothing, so a hand-over reports no device UP again."""
+        self.state = State.UP
+
     # -- probes ------------------------------------------------------------------------------
     def record_probe(self, rtt_ms: float | None) -> None:
         self.sent += 1

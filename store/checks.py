@@ -9,11 +9,12 @@ day arrive. :class:`store.history.HistoryStore` exposes these as methods.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
@@ -237,6 +238,33 @@ async def open_outages(db: Database, unreachable: bool = False) -> dict[str, dat
         stmt = stmt.where(o.cause == "unreachable", o.down_from.is_(None))
     async with db.engine.connect() as conn:
         return {name: start for name, start in (await conn.execute(stmt)).all()}
+
+
+async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
+    """Each named device's state after its last recorded transition (devices never recorded:
+    absent). One index scan per device on PostgreSQL (``DISTINCT ON``, the transitions' key
+    index); elsewhere a grouped read."""
+    if not names:
+        return {}
+    t, d = _transitions, _devices
+    found: dict[str, State] = {}
+    step = max(1, db.chunk_rows)
+    wanted = sorted(names)
+    async with db.engine.connect() as conn:
+        for i in range(0, len(wanted), step):
+            chunk = wanted[i : i + step]
+            if db.dialect == "postgresql":
+                stmt = (select(d.c.name, t.c.to_state).join(d, d.c.id == t.c.device_id)
+                        .where(d.c.name.in_(chunk)).ext(postgresql.distinct_on(t.c.device_id))
+                        .order_by(t.c.device_id, t.c.at.desc(), t.c.id.desc()))
+            else:
+                latest = (select(t.c.device_id, func.max(t.c.at).label("at")).group_by(t.c.device_id)
+                          .subquery())
+                stmt = (select(d.c.name, t.c.to_state).join(d, d.c.id == t.c.device_id)
+                        .join(latest, and_(latest.c.device_id == t.c.device_id, latest.c.at == t.c.at))
+                        .where(d.c.name.in_(chunk)))
+            found.update((name, State(state)) for name, state in (await conn.execute(stmt)).all())
+    return found
 
 
 async def transitions(db: Database, device: str | None = None,

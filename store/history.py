@@ -8,7 +8,7 @@ opens the :class:`~store.database.Database` and hands each call to the module th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 
@@ -16,7 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from poller.events import CheckResult, Transition
+from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
 from store import checks, snmp
 from store.database import Database
@@ -149,6 +149,10 @@ class HistoryStore:
         """Device name -> start of its still-open outage (``unreachable``: of those still
         unreachable)."""
         return await checks.open_outages(self.db, unreachable)
+
+    async def last_states(self, names: Collection[str]) -> dict[str, State]:
+        """Each named device's state after its last recorded transition (never recorded: absent)."""
+        return await checks.last_states(self.db, names)
 
     async def transitions(self, device: str | None = None,
                           since: datetime | None = None) -> list[Transition]:

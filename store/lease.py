@@ -33,6 +33,18 @@ history writer: rows wait in memory and the spool as for a database that fails);
 tried again every :data:`WATCH_EVERY` seconds. Taken again, writes resume. Taken by another
 poller meanwhile, this one keeps polling and writes nothing until that one stops: the history
 then has one writer, and this one's rows stay in its spool for its next start.
+
+**A cluster** (``wardtui serve --cluster``, issue 16; docs/CLUSTER.md) is several pollers of one
+database on purpose, each writing only the shards it holds, every write fenced by its shard's
+epoch (store/fencing.py). Its members take the same advisory lock *shared*
+(``pg_try_advisory_lock_shared``, ``Lease(shared=True)``): members share it, while a
+non-cluster poller's exclusive lock and a member's shared one exclude each other, both ways. So
+a plain ``wardtui serve`` started by mistake beside a cluster is still refused (naming the
+cluster), and a cluster member beside a plain poller too. Members write no ``poller_lease`` row
+(it has room for one holder): a refusal counts them from ``pg_locks``. Maintenance (rollups,
+retention) must run once per database, not once per member: the member that also holds a
+second, exclusive advisory lock (:data:`MAINTAIN_KEY`, tried at each watch) runs it
+(:attr:`Lease.maintains`). SQLite has no cluster (refused before any lease is taken).
 """
 
 from __future__ import annotations
@@ -65,6 +77,8 @@ log = logging.getLogger(__name__)
 LEASE_KEY = 0x776172646C656173
 """``pg_try_advisory_lock``'s key for the poller lease ("wardleas"); advisory locks are per
 database, so one key serves every database. Not :data:`store.schema.MIGRATION_LOCK`."""
+MAINTAIN_KEY = LEASE_KEY + 1
+"""The exclusive advisory lock a cluster member holds while it runs maintenance for the database."""
 WATCH_EVERY = 5.0
 """Seconds between checks of a held PostgreSQL lease's connection, and between attempts to take
 a lost one again."""
@@ -83,10 +97,13 @@ class Holder:
     pid: int | None
     kind: str
     since: datetime | None
+    members: int = 0  # kind "cluster": how many cluster members hold the lease (shared)
 
     def describe(self) -> str:
         """``wardtui serve on HOST (pid N) since 2026-12-05 17:40:02 UTC``, cleaned: it was read
         from a file or a row, not written by this process."""
+        if self.kind == CLUSTER and self.pid is None:
+            return f"a cluster of {self.members} wardtui serve --cluster poller(s)"
         if self.pid is None:
             return "another wardtui (which one is not recorded)"
         since = f" since {self.since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if self.since else ""
@@ -112,6 +129,8 @@ class Holder:
 
 
 UNKNOWN = Holder(host="", pid=None, kind="", since=None)
+CLUSTER = "cluster"
+"""The kind of a cluster member's lease (``wardtui serve --cluster``): shared with the others."""
 """The lease is held but its holder has not (yet) described itself, or the description is
 not the holder's (a row left by a killed poller)."""
 
@@ -119,9 +138,17 @@ not the holder's (a row left by a killed poller)."""
 class LeaseRefused(Exception):
     """Another poller holds the database's lease; the message names it and what to do instead."""
 
-    def __init__(self, label: str, holder: Holder) -> None:
-        super().__init__(f"the history database {label} is polled by {holder.describe()}; attach to it "
-                         "instead: wardtui --redis URL (or run readers: wardtui history/outages/report)")
+    def __init__(self, label: str, holder: Holder, cluster: bool = False) -> None:
+        if cluster:
+            tail = ("; a cluster member shares the database only with other --cluster pollers: stop "
+                    "that one first")
+        elif holder.kind == CLUSTER:
+            tail = ("; start this one with --cluster (and the cluster's --redis and --site) to join "
+                    "it, or run readers: wardtui history/outages/report")
+        else:
+            tail = ("; attach to it instead: wardtui --redis URL (or run readers: wardtui "
+                    "history/outages/report)")
+        super().__init__(f"the history database {label} is polled by {holder.describe()}{tail}")
         self.holder = holder
 
 
@@ -145,12 +172,17 @@ class Lease:
     """The lease of the database at ``url`` (a URL as :func:`store.db.database_url` makes it)
     for a poller of ``kind`` (``serve``, ``poll`` or ``dashboard``).
 
-    A SQLite database in memory has no lease: every process has its own.
+    A SQLite database in memory has no lease: every process has its own. ``shared``: a cluster
+    member's lease (PostgreSQL only; see the module's docstring).
     """
 
-    def __init__(self, url: str, kind: str, *, watch_every: float = WATCH_EVERY) -> None:
+    def __init__(self, url: str, kind: str, *, watch_every: float = WATCH_EVERY,
+                 shared: bool = False) -> None:
+        if shared and not _is_postgres(url):
+            raise ValueError("a shared (cluster) lease needs PostgreSQL")
         self.url = url
         self.kind = kind
+        self.shared = shared
         self.label = display_url(url)
         self.watch_every = watch_every
         self.file = lease_file(url)
@@ -167,6 +199,14 @@ class Lease:
         if self._keeper is not None:
             return self._keeper.held
         return self._fd is not None
+
+    @property
+    def maintains(self) -> bool:
+        """Whether this process may run maintenance (rollups, retention): it holds the lease
+        and, for a cluster member, the maintenance lock too."""
+        if not self.shared:
+            return self.held
+        return self._keeper is not None and self._keeper.held and self._keeper.maintains
 
     @property
     def lost(self) -> bool:
@@ -192,7 +232,7 @@ class Lease:
         if self.file is not None:
             self._fd = await _take_file(self.file, holder, self.label)
         else:
-            keeper = _PgKeeper(self.url, holder, self.label, self.watch_every)
+            keeper = _PgKeeper(self.url, holder, self.label, self.watch_every, self.shared)
             try:
                 refused = await keeper.call(keeper.take())
             except BaseException:
@@ -200,14 +240,14 @@ class Lease:
                 raise
             if refused is not None:
                 await keeper.stop()
-                raise LeaseRefused(self.label, refused)
+                raise LeaseRefused(self.label, refused, cluster=self.shared)
             self._keeper = keeper
         self.holder = holder
 
     async def record(self) -> None:
         """Write the holder's row once the schema has it (PostgreSQL; a new database gets its
         tables after the lease is taken). Nothing for SQLite: its file already says."""
-        if self._keeper is not None:
+        if self._keeper is not None and not self.shared:
             await self._keeper.call(self._keeper.write_row())
 
     async def release(self) -> None:
@@ -276,9 +316,9 @@ def _file_holder(path: Path) -> Holder | None:
 # -- PostgreSQL: a session advisory lock on a connection of its own -------------------------
 
 _LOCK_HOLDER = text(
-    "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+    "SELECT l.pid, l.mode FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
     "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
-    "AND l.classid::bigint = :hi AND l.objid::bigint = :lo AND l.objsubid = 1")
+    "AND l.classid::bigint = :hi AND l.objid::bigint = :lo AND l.objsubid = 1 AND l.pid <> pg_backend_pid()")
 _ROW = text("SELECT host, pid, kind, since, backend_pid FROM poller_lease WHERE id = 1")
 _WRITE_ROW = text(
     "INSERT INTO poller_lease (id, host, pid, kind, since, backend_pid) "
@@ -298,9 +338,13 @@ def _engine(url: str) -> AsyncEngine:
 async def _pg_holder(conn: AsyncConnection) -> Holder | None:
     """Who holds the lease of ``conn``'s database: None when nobody does; the row only when the
     session that wrote it is the one holding the lock."""
-    found = (await conn.execute(_LOCK_HOLDER, {"hi": LEASE_KEY >> 32, "lo": LEASE_KEY & 0xFFFFFFFF})).first()
-    if found is None:
+    held = (await conn.execute(_LOCK_HOLDER, {"hi": LEASE_KEY >> 32, "lo": LEASE_KEY & 0xFFFFFFFF})).all()
+    if not held:
         return None
+    shared = [row for row in held if row.mode == "ShareLock"]
+    if shared:  # cluster members (store it as one holder: a lease is shared or exclusive, not both)
+        return Holder(host="", pid=None, kind=CLUSTER, since=None, members=len(shared))
+    found = held[0]
     if (await conn.execute(text("SELECT to_regclass('poller_lease')"))).scalar() is None:
         return UNKNOWN
     row = (await conn.execute(_ROW)).first()
@@ -312,12 +356,15 @@ async def _pg_holder(conn: AsyncConnection) -> Holder | None:
 class _PgKeeper:
     """The lease's connection and its watch, on an event loop of their own (a daemon thread)."""
 
-    def __init__(self, url: str, holder: Holder, label: str, watch_every: float) -> None:
+    def __init__(self, url: str, holder: Holder, label: str, watch_every: float,
+                 shared: bool = False) -> None:
         self.url = url
         self.holder = holder
         self.label = label
         self.watch_every = watch_every
+        self.shared = shared
         self.held = False
+        self.maintains = False  # shared: this member holds MAINTAIN_KEY (runs maintenance)
         self.taken_by: Holder | None = None
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None
@@ -354,7 +401,8 @@ class _PgKeeper:
         taken = False
         try:
             conn = await engine.connect()
-            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": LEASE_KEY})).scalar()
+            try_lock = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+            got = (await conn.execute(text(f"SELECT {try_lock}(:key)"), {"key": LEASE_KEY})).scalar()
             if not got:
                 return await _pg_holder(conn) or UNKNOWN
             taken = True
@@ -365,10 +413,27 @@ class _PgKeeper:
                         await conn.close()
                 await engine.dispose()
         self._engine, self._conn, self.held = engine, conn, True
-        await self.write_row()
+        if self.shared:
+            await self._try_maintenance()
+        else:
+            await self.write_row()
+        self._start_watch()
+        return None
+
+    def _start_watch(self) -> None:
         if self._watch is None:
             self._watch = asyncio.create_task(self._watch_loop(), name="wardtui-lease-watch")
-        return None
+
+    async def _try_maintenance(self) -> None:
+        """A cluster member: take the maintenance lock if no other member holds it (on the
+        lease's connection: it ends with the session, as the lease does)."""
+        if self._conn is None or self.maintains:
+            return
+        lock = text("SELECT pg_try_advisory_lock(:key)")
+        got = (await self._conn.execute(lock, {"key": MAINTAIN_KEY})).scalar()
+        if got:
+            self.maintains = True
+            log.info("this cluster member runs the history database's maintenance (rollups, retention)")
 
     async def write_row(self) -> bool:
         """Describe the holder in ``poller_lease``; False while the table is not there yet."""
@@ -395,6 +460,7 @@ class _PgKeeper:
 
     async def _drop_connection(self) -> None:
         self.held = False
+        self.maintains = False
         conn, engine, self._conn, self._engine = self._conn, self._engine, None, None
         if conn is not None:
             try:
@@ -413,6 +479,10 @@ class _PgKeeper:
             await asyncio.sleep(self.watch_every)
             if self.held:
                 await self._check()
+                if self.held and self.shared and not self.maintains:
+                    with contextlib.suppress(Exception):  # the next watch tries again
+                        async with asyncio.timeout(CONNECT_TIMEOUT):
+                            await self._try_maintenance()
             else:
                 await self._take_again()
 

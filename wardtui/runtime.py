@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, fields
 from datetime import timedelta
 from importlib import resources
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from poller.icmp import IcmpProber
     from poller.quiet import Quiet
     from store.maintenance import Maintenance
-    from store.writer import StoreWriter
+    from store.writer import HistorySink, StoreWriter
     from wardtui.quiet_watch import QuietWatch
 
 # The history store's modules (SQLAlchemy, asyncpg, sqlmodel, pydantic) and the ICMP prober's
@@ -194,23 +194,29 @@ class Runtime:
 
     def __init__(self, options: Options, prober: Prober | None = None,
                  devices: list[Device] | None = None, snmp_client: SnmpSource | None = None,
-                 process: ProcessPolicy = GUEST, kind: str = "poll") -> None:
+                 process: ProcessPolicy = GUEST, kind: str = "poll", cluster: bool = False) -> None:
         from store.db import database_url, default_spool_dir
         from store.history import HistoryStore
-        from store.lease import Lease
+        from store.lease import CLUSTER, Lease
 
         self.options = options
         self.kind = kind  # what the lease says polls the database: serve, poll or dashboard
         self.process = process  # the command's: told when the store has started (wardtui/process.py)
         self.devices = devices if devices is not None else load_devices(options.inventory)
+        # A cluster member (wardtui serve --cluster, wardtui/cluster.py) polls only the devices of
+        # the shards it holds: ``polls`` says which (None: every device, as without a cluster).
+        # The whole inventory stays in ``devices`` and ``agents``; the engine gets the polled part.
+        self.polls: Callable[[Device], bool] | None = (lambda _: False) if cluster else None
+        # What the history writer writes to (a cluster member's fenced store); None: the store.
+        self.history_sink: HistorySink | None = None
         self.prober = prober if prober is not None else open_prober(self.devices)
         state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing,
                             up_after=options.up_after, flap_threshold=options.flap_threshold,
                             flap_window=options.flap_window)
-        self.engine = Engine(self.devices, self.prober,
+        self.engine = Engine(self._polled(self.devices), self.prober,
                              EngineConfig(interval=options.interval, timeout=options.timeout, state=state))
         try:
-            agents = load_agents(self.devices, options)
+            self.agents = load_agents(self.devices, options)
             url = database_url(options.db)
         except StartupError:
             self.prober.close()
@@ -220,14 +226,16 @@ class Runtime:
             raise StartupError(f"{db_option(options.db)}: {exc}", code=2) from None
         self.snmp: SnmpPoller | None = None
         self._snmp_client = snmp_client
+        agents = self._polled_agents(self._polled(self.devices), self.agents)
         if agents:
             self._start_snmp(agents)
         self.traps: TrapReceiver | None = None
         if options.traps is not None:
             self._start_traps(options.traps, agents)
         self.store = HistoryStore(url)
-        # One poller per database (store/lease.py): taken before the store opens, held to the end.
-        self.lease = Lease(url, kind)
+        # One poller per database (store/lease.py): taken before the store opens, held to the end;
+        # shared by the members of a cluster, whose writes are fenced per shard instead.
+        self.lease = Lease(url, CLUSTER if cluster else kind, shared=cluster)
         self.spool_dir = options.spool or default_spool_dir(url)
         self.spool: Spool | None = None
         self._made_dirs: list[Path] = []  # the spool's directory and parents this start made
@@ -282,13 +290,28 @@ class Runtime:
         devices = load_devices(path, progress, outcome)
         return devices, load_agents(devices, self.options, outcome)
 
-    async def apply_inventory(self, devices: list[Device], agents: list[Agent]) -> InventoryDiff:
+    def _polled(self, devices: list[Device]) -> list[Device]:
+        """The devices of ``devices`` this run polls: all of them, or a cluster member's shards'."""
+        polls = self.polls
+        return devices if polls is None else [d for d in devices if polls(d)]
+
+    def _polled_agents(self, polled: list[Device], agents: list[Agent]) -> list[Agent]:
+        if self.polls is None:
+            return agents
+        names = {d.name for d in polled}
+        return [a for a in agents if a.key in names]
+
+    async def apply_inventory(self, devices: list[Device], agents: list[Agent],
+                              sync: bool = True) -> InventoryDiff:
         """Make ``devices`` (with ``agents``, from :meth:`read_inventory`) the run's inventory,
         on the engine's loop, without a restart: the history learns the new and changed devices
-        first, then the engine and the SNMP poller take the difference. A device that is new to
-        the engine (added, or at a new address) with an outage still open in the history starts
-        DOWN from it, as at a start. A history database that cannot be reached costs the new
-        devices' branch and region in it until the next start, not the reload."""
+        first (unless not ``sync``), then the engine and the SNMP poller take the difference. A
+        device that is new to the engine (added, or at a new address) with an outage still open in
+        the history starts DOWN from it, as at a start. A history database that cannot be reached
+        costs the new devices' branch and region in it until the next start, not the reload.
+
+        A cluster member polls only the devices ``polls`` picks: this is also how it starts the
+        devices of shards it took over (``sync`` False: the inventory is the same)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from store.schema import display_url
@@ -297,24 +320,42 @@ class Runtime:
         unreachable: dict[str, Any] = {}
         if self.writer is not None:
             try:
-                await self.store.sync_devices(devices)
-                open_outages = await self.store.open_outages()
-                unreachable = await self.store.open_outages(unreachable=True)
+                if sync:
+                    await self.store.sync_devices(devices)
+                open_outages, unreachable = await self.committed_outages()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("the history database %s did not take the new inventory: %s",
                             display_url(self.store.url), failure(exc, self.store.url))
         # From here to the end nothing awaits: no check of a new device runs before its seed.
+        self.devices, self.agents = devices, agents
+        return self.apply_polled(open_outages, unreachable.keys())
+
+    async def committed_outages(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The history's open outages (device -> start), and those still of cause unreachable."""
+        return await self.store.open_outages(), await self.store.open_outages(unreachable=True)
+
+    def apply_polled(self, open_outages: dict[str, Any] | None = None,
+                     unreachable: Collection[str] = (), up: Collection[str] = ()) -> InventoryDiff:
+        """Give the engine (and the SNMP poller, the trap receiver) the devices polled now, from
+        the inventory in force; synchronous, on the engine's loop: a cluster member that loses a
+        shard stops its devices at once. A device new to the engine with an outage in
+        ``open_outages`` starts DOWN (UNREACHABLE if in ``unreachable``) from its start; one
+        named in ``up`` (and with no open outage) starts UP."""
+        devices = self._polled(self.devices)
+        agents = self._polled_agents(devices, self.agents)
         diff = self.engine.apply_inventory(devices)
         fresh = {d.name for d in diff.added} | {c.name for c in diff.changed if "address" in c.fields}
-        self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh},
-                                 unreachable=unreachable.keys() & fresh)
+        if open_outages:
+            self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh},
+                                     unreachable={name for name in unreachable if name in fresh})
+        if up:
+            self.engine.seed_up([name for name in up if name in fresh and name not in (open_outages or {})])
         if self.snmp is not None:
             self.snmp.apply_agents(agents)
         elif agents:
             self._start_snmp(agents)
         if self.traps is not None:
             self.traps.apply(trap_sources(devices, agents))
-        self.devices = devices
         return diff
 
     async def start(self) -> None:
@@ -352,7 +393,8 @@ class Runtime:
             await self.store.sync_devices(self.devices)
             lease = self.lease
             # While the lease is lost, nothing is written: rows wait as for a database that fails.
-            self.writer = StoreWriter(self.store, self.engine.bus.subscribe("store", sample_batch=1000),
+            self.writer = StoreWriter(self.history_sink or self.store,
+                                      self.engine.bus.subscribe("store", sample_batch=1000),
                                       spool=self.spool, may_write=lambda: lease.held)
             if not self.spool.empty:
                 # Rows from a run that stopped while the database was down go in first, so that
@@ -375,7 +417,8 @@ class Runtime:
         self.writer.start()
         self.engine.queue_sources.append(lambda: self.writer.queue_depth if self.writer else 0)
         self.engine.gauge_sources.append(lambda: self.writer.gauges() if self.writer else {})
-        self.maintenance = Maintenance(self.store, self.retention, may_run=lambda: lease.held)
+        # A cluster: one member runs it (store/lease.py's maintenance lock); else the lease's holder.
+        self.maintenance = Maintenance(self.store, self.retention, may_run=lambda: lease.maintains)
         self.maintenance.start()
         from wardtui.quiet_watch import QuietWatch
 

@@ -45,6 +45,8 @@ class ServeOptions:
     metrics: tuple[str, int] | None = None  # (host, port) to serve metrics on
     device_metrics: bool = True  # per-device series too (--no-device-metrics: totals only)
     notify: NotifyConfig | None = None  # --notify FILE, read and checked (wardtui/notifying.py)
+    cluster: bool = False  # --cluster: a member of the site's pollers (wardtui/cluster.py)
+    lease_ttl: float = 10.0  # --lease-ttl: the shard leases' TTL (seconds)
 
 
 class Service(Protocol):
@@ -74,7 +76,9 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
     if options.metrics is not None:
         host, port = options.metrics
         services.append(MetricsService(runtime, host, port, per_device=options.device_metrics))
-    if options.redis_url is not None:
+    if options.redis_url is not None and not options.cluster:
+        # A cluster member does not publish the live feed yet: several members would write one
+        # site's snapshot over each other (merging them is issue 16 item 5, not built).
         services.append(FeedService(runtime, options.redis_url, options.site))
     if options.notify is not None:
         from wardtui.notifying import NotifyService
@@ -264,6 +268,13 @@ async def serve(runtime: Runtime, options: ServeOptions,
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
     started: list[Service] = []
     lost = 0
+    member = None
+    if options.cluster:
+        from wardtui.cluster import ClusterMember
+
+        assert options.redis_url is not None  # (wardtui/cli/serve.py refuses --cluster without)
+        # Before the start: the history writer writes through the member's fenced sink.
+        member = ClusterMember(runtime, options.redis_url, options.site, options.lease_ttl)
     try:
         await runtime.start()
         runtime.settle_after_first_round()
@@ -277,24 +288,41 @@ async def serve(runtime: Runtime, options: ServeOptions,
                 engine.stop()
                 raise StartupError(f"cannot start {service.name}: {type(exc).__name__}: {exc}") from None
             started.append(service)
+        if member is not None:
+            try:
+                await member.start()
+            except StartupError:
+                engine.stop()
+                raise
         snmp = len(runtime.snmp) if runtime.snmp is not None else 0
-        log.info("monitoring %d devices (%d with SNMP) from %s; history in %s", len(engine.trackers), snmp,
-                 options.inventory, display_url(runtime.store.url))
+        if member is None:
+            log.info("monitoring %d devices (%d with SNMP) from %s; history in %s", len(engine.trackers),
+                     snmp, options.inventory, display_url(runtime.store.url))
+        else:
+            log.info("monitoring, as a cluster member, the devices of the shards it holds among %d from %s; "
+                     "history in %s", len(runtime.devices), options.inventory, display_url(runtime.store.url))
         reloader.start()
         await engine.run()
     finally:
         # The handlers stay until the history is flushed: a second SIGTERM must not cut it short.
         await reloader.close()
+        if member is not None:
+            await member.quiesce()
         for service in reversed(started):
             try:
                 await service.stop()
             except Exception as exc:  # the history is flushed whatever a service does
                 log.error("stopping %s failed: %s: %s", service.name, type(exc).__name__, exc)
         lost = await runtime.close()
+        if member is not None:
+            # After the flush: the last transitions are written under epochs still current.
+            await member.stop()
         for sig in (*_STOP_SIGNALS, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     if lost:
         log.error("%d history rows could not be written (database unavailable)", lost)
         return 1
+    if member is not None and member.refused is not None:
+        return 2
     log.info("stopped; history flushed")
     return 0

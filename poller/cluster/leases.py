@@ -186,6 +186,13 @@ class ShardLeases:
         """Each held shard's local deadline (``time.monotonic()`` seconds)."""
         return dict(self._deadlines)
 
+    def give_up(self, shards: Iterable[int], reason: str) -> None:
+        """Stop calling ``shards`` this poller's own now (the listeners are told, with ``reason``),
+        e.g. after the database refused a write of theirs (fenced: another poller took them).
+        They are never renewed: the next round finds their keys still naming this poller, if
+        they do, and gives them back; taken again only with ``SET NX``, like any free shard."""
+        self._drop(shards, reason)
+
     # -- running ---------------------------------------------------------------------------------
 
     def start(self) -> asyncio.Task[None]:

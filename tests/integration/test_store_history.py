@@ -218,3 +218,20 @@ async def test_a_clock_stepped_back_never_ends_an_outage_before_it_began(store: 
     assert len(await store.outages()) == 3
     assert sorted(t.at for t in await store.transitions("r1")) == [stepped, T0 + timedelta(seconds=5)]
     assert await store.open_outages() == {}
+
+
+async def test_last_states_are_each_device_s_state_after_its_latest_transition(store: HistoryStore) -> None:
+    """What a cluster member seeds a taken-over shard's devices from (wardtui/cluster.py)."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.write_transitions([
+        Transition("a", "127.0.0.1", State.UNKNOWN, State.UP, t0, None, 1.0),
+        Transition("b", "127.0.0.2", State.UNKNOWN, State.UP, t0, None, 1.0),
+        down("a", t0 + timedelta(seconds=5)),
+        up("a", t0 + timedelta(seconds=9)),
+        down("b", t0 + timedelta(seconds=7)),
+        Transition("c", "127.0.0.3", State.UNKNOWN, State.UNREACHABLE, t0, t0, None),
+    ])
+    assert await store.last_states(["a", "b", "c", "never"]) == {
+        "a": State.UP, "b": State.DOWN, "c": State.UNREACHABLE}
+    assert await store.last_states(["b"]) == {"b": State.DOWN}
+    assert await store.last_states([]) == {}

@@ -73,11 +73,54 @@ def register(sub: Commands) -> None:
     serve.add_argument("--notify", type=Path, metavar="FILE", default=None,
                        help="send notifications by the routes and receivers of FILE (YAML; "
                             "docs/NOTIFICATIONS.md); secrets from --credentials")
+    serve.add_argument("--cluster", action="store_true",
+                       help="be one of the site's pollers: poll only the devices of the shards this one "
+                            "leases in Redis, writes fenced in PostgreSQL (needs --redis and a "
+                            "postgresql:// --db; docs/CLUSTER.md)")
+    serve.add_argument("--lease-ttl", type=_lease_ttl, metavar="SECONDS", default=None,
+                       help=f"with --cluster: the shard leases' TTL (default {DEFAULT_LEASE_TTL:g}); a "
+                            "killed poller's shards are polled again within 2 x TTL")
     serve.add_argument("--check", action="store_true",
                        help="only validate --inventory and print its difference (see --against); exit 0 or 2")
     serve.add_argument("--against", type=Path, metavar="OLD_FILE", default=None,
                        help="with --check: compare with this inventory "
                             "(default: the devices the history database knows)")
+
+
+DEFAULT_LEASE_TTL = 10.0
+
+
+def _lease_ttl(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.5 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"{escaped(text)!r}: use 0.5 to 600 seconds")
+    return value
+
+
+def cluster_problem(args: argparse.Namespace, redis_url: str | None) -> str | None:
+    """Why ``--cluster`` (or ``--lease-ttl``) cannot run with these options, in one line; None
+    when it can (or was not asked for)."""
+    if not args.cluster:
+        return "--lease-ttl is for --cluster" if args.lease_ttl is not None else None
+    if redis_url is None:
+        return "--cluster needs --redis URL (or $WARDTUI_REDIS): the shard leases live in Redis"
+    from store.db import database_url
+    from store.fencing import ClusterNeedsPostgres, require_postgres
+
+    try:
+        require_postgres(database_url(args.db))
+    except ClusterNeedsPostgres as exc:
+        return str(exc)
+    except (ValueError, OSError):
+        return None  # the runtime says what is wrong with --db
+    for option, given in (("--notify", args.notify), ("--traps", args.traps)):
+        if given is not None:
+            return (f"--cluster with {option} is not built yet (docs/CLUSTER.md): run {option} on "
+                    "a wardtui serve of its own")
+    return None
 
 
 def site_option(args: argparse.Namespace) -> str:
@@ -163,6 +206,10 @@ def run(args: argparse.Namespace) -> int:
         return failed(exc)
     if args.check:
         return check(args)
+    problem = cluster_problem(args, redis_url)
+    if problem is not None:
+        error(problem)
+        return 2
     log_for_service()
     notify = None
     if args.notify is not None:
@@ -173,9 +220,9 @@ def run(args: argparse.Namespace) -> int:
         except StartupError as exc:
             return _refused(exc)
     options = ServeOptions(args.inventory, redis_url, site, args.metrics, not args.no_device_metrics,
-                           notify)
+                           notify, cluster=args.cluster, lease_ttl=args.lease_ttl or DEFAULT_LEASE_TTL)
     try:
-        runtime = Runtime(engine_options(args), process=POLL, kind="serve")
+        runtime = Runtime(engine_options(args), process=POLL, kind="serve", cluster=args.cluster)
     except StartupError as exc:
         return _refused(exc)
     POLL.enter()

@@ -1,0 +1,68 @@
+"""store/fenced_history.py on a real PostgreSQL: a cluster member's transitions are written only
+under epochs still current; a stale shard's transitions are dropped and counted while the rest
+of the batch is written, and the member is told which shard and epoch were refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from poller.events import State, Transition
+from store.fenced_history import FencedHistory
+from store.fencing import Fencing
+from store.history import HistoryStore
+from tests.integration.postgres import pg_url  # noqa: F401
+
+T0 = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+SHARD = {"a": 1, "b": 2, "c": 3}  # device -> shard
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[HistoryStore]:  # noqa: F811
+    history = HistoryStore(pg_url)
+    await history.open()
+    try:
+        yield history
+    finally:
+        await history.close()
+
+
+def down(device: str, seconds: float) -> Transition:
+    at = T0 + timedelta(seconds=seconds)
+    return Transition(device, "127.0.0.1", State.UP, State.DOWN, at, at, None)
+
+
+async def test_a_stale_shard_is_refused_alone_and_the_member_told(store: HistoryStore) -> None:
+    mine, theirs = Fencing(store.db, "hq"), Fencing(store.db, "hq")
+    epochs = {1: await mine.take(1, "me"), 2: await mine.take(2, "me")}
+    refused: list[Mapping[int, int]] = []
+
+    def epoch_of(t: Transition) -> tuple[int, int] | None:
+        shard = SHARD[t.device]
+        return (shard, epochs[shard]) if shard in epochs else None
+
+    sink = FencedHistory(store, mine, epoch_of, refused.append)
+    await sink.write_transitions([down("a", 0), down("b", 0)])
+    assert {o.device for o in await store.outages()} == {"a", "b"}
+
+    await theirs.take(2, "another poller")  # b's shard taken over under this member
+    await sink.write_transitions([down("a", 10), down("b", 10), down("c", 10)])
+    assert refused == [{2: epochs[2]}]
+    assert mine.refused_writes == 1 and sink.refused_transitions == 1
+    assert sink.unfenced_transitions == 1  # c: no epoch known (shard 3 never taken here)
+    written = [(t.device, t.at) for t in await store.transitions()]
+    assert written == [("a", T0), ("b", T0), ("a", T0 + timedelta(seconds=10))]
+
+    # The same shard under two epochs in one batch (lost and taken again): the older one is
+    # refused without asking the database, the newer written.
+    old = epochs[1]
+    epochs[1] = await mine.take(1, "me")
+    rows = [down("a", 20), down("a", 30)]
+    tenure = {rows[0].at: old, rows[1].at: epochs[1]}
+    sink.epoch_of = lambda t: (SHARD[t.device], tenure[t.at])
+    await sink.write_transitions(rows)
+    assert sink.refused_transitions == 2 and mine.refused_writes == 1
+    assert [t.at for t in await store.transitions("a")][-1] == rows[1].at
+    assert rows[0].at not in [t.at for t in await store.transitions("a")]

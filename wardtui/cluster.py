@@ -1,0 +1,262 @@
+"""``wardtui serve --cluster``: one member of a site's pollers (issue 16; docs/CLUSTER.md).
+
+The member holds shard leases in Redis (poller/cluster/leases.py) and polls only the devices of
+the shards it holds, through the runtime's inventory path (``Runtime.polls`` and
+``Runtime.apply_polled``, the one SIGHUP uses):
+
+- shards gained: their fencing epochs are taken in PostgreSQL first (store/fencing.py, one
+  transaction), then the committed state is read (open outages, their ``down_since`` and cause),
+  then their devices join the engine seeded from it, in one step on the loop;
+- shards lost (given back, not renewed in time, taken, stopped): their devices leave the engine
+  at once, synchronously, inside the leases' listener, which runs before anything is given back
+  in Redis and at the local deadline, a margin before the lease can expire;
+- every transition is written under the epoch of its shard's tenure when it was observed
+  (store/fenced_history.py); a refusal drops it, is counted, and the member stands down from the
+  shard if that tenure is still its current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from poller.cluster.leases import LeaseConfig, ShardLeases, ShardsChanged
+from poller.cluster.shards import DEFAULT_SHARDS, ShardMap, placement_key
+from poller.events import State, Transition
+from poller.inventory import Device
+from poller.live import Keys
+from poller.text import escaped
+from wardtui.runtime import StartupError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from redis.asyncio import Redis
+
+    from store.fenced_history import FencedHistory
+    from store.fencing import Fencing
+    from wardtui.runtime import Runtime
+
+log = logging.getLogger("wardtui.cluster")
+
+TENURES_KEPT = 16
+"""Tenures remembered per shard: a transition waiting to be written (database down, spooled)
+is written under the epoch of the tenure it was observed in, if that one is still known."""
+
+
+class ClusterMember:
+    """The shard leases, fencing and shard-driven inventory of one ``serve --cluster``; made
+    before the runtime starts (the history writer must write through the fenced sink), started
+    once it has (:meth:`start`), stopped after the history is flushed (:meth:`stop`)."""
+
+    name = "the cluster's shard leases"
+
+    def __init__(self, runtime: Runtime, redis_url: str, site: str, ttl: float,
+                 shards: int = DEFAULT_SHARDS) -> None:
+        from poller.feed import client_for
+        from store.fenced_history import FencedHistory
+        from store.fencing import ClusterNeedsPostgres, Fencing
+
+        self.runtime = runtime
+        self.redis_url = redis_url
+        self.site = site
+        self.map = ShardMap(shards)
+        config = LeaseConfig(ttl=ttl)
+        try:
+            self.fencing: Fencing = Fencing(runtime.store.db, site)
+        except ClusterNeedsPostgres as exc:
+            raise StartupError(str(exc), code=2) from None
+        self.client: Redis = client_for(redis_url, timeout=config.op_timeout)
+        self.leases = ShardLeases(self.client, Keys(site), self.map, config)
+        self.leases.listeners.append(self._changed)
+        # shard -> [(when the tenure began, its epoch)], oldest first; current: shard -> epoch of
+        # the shards whose devices this member polls now.
+        self.tenures: dict[int, list[tuple[datetime, int]]] = {}
+        self.current: dict[int, int] = {}
+        self._shard_of: dict[str, int] = {}  # device name -> shard, as last polled
+        self._by_key: dict[str, int] = {}  # branch (placement key) -> shard: each hashed once
+        self.sink: FencedHistory = FencedHistory(runtime.store, self.fencing, self.epoch_of,
+                                                 self.stand_down)
+        self.takeovers_failed = 0
+        self.stood_down = 0  # shards given up after a refused write
+        self._lock = asyncio.Lock()  # one takeover at a time, in the order they came
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._run: asyncio.Task[None] | None = None
+        self.refused: str | None = None  # why the site refused this member (its exit is 2)
+        runtime.polls = self.polls
+        runtime.history_sink = self.sink
+        runtime.engine.gauge_sources.append(self.gauges)
+
+    # -- what this member polls ------------------------------------------------------------
+
+    def shard(self, device: Device) -> int:
+        """``device``'s shard (by its branch now: a reload may move it), remembered by name for
+        :meth:`epoch_of`."""
+        key = placement_key(device)
+        shard = self._by_key.get(key)
+        if shard is None:
+            shard = self._by_key[key] = self.map.of(device)
+        self._shard_of[device.name] = shard
+        return shard
+
+    def polls(self, device: Device) -> bool:
+        return self.shard(device) in self.current
+
+    def epoch_of(self, transition: Transition) -> tuple[int, int] | None:
+        """The (shard, epoch) of the tenure ``transition`` was observed in: the latest tenure of
+        its device's shard that began before it."""
+        shard = self._shard_of.get(transition.device)
+        if shard is None:
+            return None
+        for began, epoch in reversed(self.tenures.get(shard, ())):
+            if began <= transition.at:
+                return shard, epoch
+        return None
+
+    # -- the leases' changes -----------------------------------------------------------------
+
+    def _changed(self, change: ShardsChanged) -> None:
+        """Called by the leases on the loop: a loss is applied now, a gain in a task (it needs
+        the database)."""
+        if change.lost:
+            lost = [s for s in change.lost if self.current.pop(s, None) is not None]
+            if lost:
+                diff = self.runtime.apply_polled()
+                log.info("cluster: stopped polling %d shards (%s): %d devices", len(lost), change.reason,
+                         len(diff.removed))
+        if change.gained:
+            task = asyncio.get_running_loop().create_task(self._take(change.gained))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _take(self, gained: frozenset[int]) -> None:
+        """Take over ``gained``: epochs first (fencing), then the committed state, then polling."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store.dburl import failure
+
+        async with self._lock:
+            shards = sorted(gained & self.leases.owned())
+            if not shards:
+                return
+            wanted = set(shards)
+            names = [d.name for d in self.runtime.devices if self.shard(d) in wanted]
+            try:
+                epochs = await self._take_epochs(shards)
+                began = datetime.now(UTC)
+                # Read after the take: no write of an older epoch can commit any more.
+                open_outages, unreachable = await self.runtime.committed_outages()
+                last = await self.runtime.store.last_states(names)
+            except (SQLAlchemyError, OSError) as exc:
+                self.takeovers_failed += 1
+                log.error("cluster: cannot take over %d shards (the history database: %s); given back",
+                          len(shards), failure(exc, self.runtime.store.url))
+                self.leases.give_up(shards, "no epoch")
+                return
+            # Nothing awaits from here: a shard lost meanwhile is not started.
+            owned = self.leases.owned()
+            started = [s for s in shards if s in owned]
+            for shard in started:
+                tenures = self.tenures.setdefault(shard, [])
+                tenures.append((began, epochs[shard]))
+                del tenures[:-TENURES_KEPT]
+                self.current[shard] = epochs[shard]
+            if started:
+                up = [name for name, state in last.items() if state is State.UP]
+                diff = self.runtime.apply_polled(open_outages, unreachable.keys(), up)
+                seeded = sum(1 for d in diff.added if d.name in open_outages)
+                log.info("cluster: took over %d shards (epochs %s): %d devices, %d with an open "
+                         "outage, %d last recorded UP", len(started),
+                         _epochs_text({s: epochs[s] for s in started}), len(diff.added), seeded,
+                         sum(1 for d in diff.added if d.name in last and last[d.name] is State.UP))
+
+    async def _take_epochs(self, shards: list[int]) -> dict[int, int]:
+        """Raise the epochs of ``shards`` in one transaction (in shard order: takes and fenced
+        writes lock rows in that order, so they cannot deadlock)."""
+        async with self.runtime.store.db.engine.begin() as conn:
+            return {shard: await self.fencing.take_on(conn, shard, self.leases.id) for shard in shards}
+
+    def stand_down(self, refused: Mapping[int, int]) -> None:
+        """The database refused writes of ``refused`` (shard -> the epoch written under): stop
+        polling those shards whose current tenure is that epoch, and give their leases up."""
+        stale = [shard for shard, epoch in refused.items() if self.current.get(shard) == epoch]
+        if not stale:
+            return
+        self.stood_down += len(stale)
+        log.error("cluster: standing down from %d shards (%s): another poller took them over",
+                  len(stale), ", ".join(map(str, sorted(stale))))
+        self.leases.give_up(stale, "fenced")
+        for shard in stale:  # (give_up told _changed already, if the leases still had them)
+            self.current.pop(shard, None)
+        self.runtime.apply_polled()
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the site's pollers (a refused Redis password or another shard count: code 2);
+        Redis down is not fatal: the rounds retry, and the member polls nothing meanwhile."""
+        from redis.exceptions import AuthenticationError, RedisError
+
+        from poller.feed import describe_error, shown_url
+
+        try:
+            await self.client.ping()
+        except AuthenticationError as exc:
+            raise StartupError(f"--redis {shown_url(self.redis_url)}: {describe_error(exc, self.redis_url)}",
+                               code=2) from None
+        except (RedisError, OSError) as exc:
+            log.warning("cluster: Redis does not answer yet (%s): polling nothing until it does",
+                        escaped(str(exc) or type(exc).__name__))
+        self._run = asyncio.get_running_loop().create_task(self._rounds())
+        log.info("cluster: joining site %s as %s (%d shards, lease TTL %g s)", self.site, self.leases.id,
+                 self.map.count, self.leases.config.ttl)
+
+    async def _rounds(self) -> None:
+        from poller.cluster.leases import ShardCountMismatch
+
+        try:
+            await self.leases.run()
+        except ShardCountMismatch as exc:
+            log.error("cluster: %s; stopping", exc)
+            self.refused = str(exc)
+            self.runtime.engine.stop()
+
+    async def quiesce(self) -> None:
+        """The engine has stopped: take nothing over any more and leave the devices alone; the
+        leases stay renewed while the history is flushed under their epochs."""
+        with contextlib.suppress(ValueError):
+            self.leases.listeners.remove(self._changed)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Give every shard back (owner-checked) and leave the members (after the history is
+        flushed: the engine has stopped, so the devices are not touched again)."""
+        await self.quiesce()
+        if self._run is not None:  # (never started: nothing taken, nothing to give back)
+            await self.leases.stop()
+        if self._run is not None:
+            self._run.cancel()
+            await asyncio.gather(self._run, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    def gauges(self) -> dict[str, float]:
+        """``cluster_shards_owned``, ``cluster_takeovers``, ``cluster_refused_writes`` (write
+        transactions the database refused), ``cluster_refused_transitions``, ..."""
+        stats = self.leases.stats
+        return {"cluster_shards_owned": float(len(self.current)),
+                "cluster_members": float(len(stats.members)),
+                "cluster_lease_rounds_failed": float(stats.failed_rounds),
+                "cluster_takeovers_failed": float(self.takeovers_failed),
+                "cluster_stood_down": float(self.stood_down),
+                **self.fencing.gauges(), **self.sink.gauges()}
+
+
+def _epochs_text(epochs: dict[int, int]) -> str:
+    shown = [f"{shard}:{epoch}" for shard, epoch in sorted(epochs.items())]
+    return ", ".join(shown[:8]) + (f" and {len(shown) - 8} more" if len(shown) > 8 else "")
