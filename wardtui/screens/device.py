@@ -65,10 +65,7 @@ from wardtui.widgets.vim_keys import VimScroll
 NOTES = (
     "Charts: averages per slice of the span; raw data up to 24 h, then 1-minute and hourly "
     "rollups. Gaps: nothing stored (wardtui was not running).",
-    "Times are UTC; the interface table's rates are from the latest SNMP poll, its rows in "
-    "ifIndex order.",
-    "Traps (with --traps): the device's last 10, newest first, kept since this dashboard started "
-    "(attached: since it attached); not stored.",
+    "Times are UTC; the interface table's rates are from the latest SNMP poll.",
     "j k g G: as ↓ ↑ Home End (scroll the screen, or move in a table).",
 )
 
