@@ -33,7 +33,7 @@ from icmplib import ICMPv4Socket, ICMPv6Socket
 from icmplib.exceptions import ICMPSocketError, SocketPermissionError
 
 from poller.prober import CLOSED, ProbeCallback, ProbeReply
-from poller.sockets import enlarge_rcvbuf
+from poller.sockets import enlarge_rcvbuf, reply_host, scoped_peer
 
 log = logging.getLogger(__name__)
 
@@ -346,11 +346,24 @@ class IcmpProber:
             return True
         # The next sequence number that no probe to this address still waits on: after 65,536
         # sends the numbers come round, and a second probe on one key would hide the first.
+        address = pending.address
+        sockaddr: tuple[Any, ...] = (address, 0)
+        if family == 6 and "%" in address:
+            # Zoned (fe80::1%eth0): replies come from fe80::1 with the interface's index as
+            # their scope id, so the key holds the zone as an index (poller/sockets.py).
+            try:
+                address, sockaddr = scoped_peer(address, 0)
+            except OSError as exc:
+                pending.sent_mono = time.monotonic()
+                pending.sent_ns = time.time_ns()
+                self.send_errors += 1
+                self._complete(pending, None, f"zone: {exc.strerror or exc}")
+                return True
         pending_map = self._pending
         seq = channel.seq
         for _ in range(0x10000):
             seq = (seq + 1) & 0xFFFF
-            key = (family, pending.address, seq)
+            key = (family, address, seq)
             if key not in pending_map:
                 break
         else:
@@ -363,7 +376,7 @@ class IcmpProber:
         pending.sent_mono = time.monotonic()
         pending.sent_ns = time.time_ns()
         try:
-            channel.sock.sendto(packet, (pending.address, 0))
+            channel.sock.sendto(packet, sockaddr)
         except BlockingIOError:
             self.send_waits += 1
             self._blocked.add(family)
@@ -455,7 +468,9 @@ class IcmpProber:
             if not rx_ns:
                 rx_ns = time.time_ns()
             offset = (data[0] & 0x0F) * 4 if raw4 and data else 0
-            self._on_packet(channel, data, offset, source[0], rx_ns)
+            # A link-local source carries its interface's index (scope id): keyed with it.
+            host = source[0] if family == 4 or not source[3] else reply_host(source)
+            self._on_packet(channel, data, offset, host, rx_ns)
         return True
 
     def _on_packet(self, channel: _Channel, data: bytes, offset: int, source: str, rx_ns: int) -> None:

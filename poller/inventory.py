@@ -364,12 +364,11 @@ def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str, line:
              problems: list[Problem]) -> str | None:
     """The address if one host can answer at it. 0.0.0.0 "answered" from 127.0.0.1 (the
     kernel's own), and broadcast or multicast ones were shown DOWN or answered by many."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
-        # fe80::1%lo was accepted: a probe with a zone, and matching its reply (whose source
-        # must then carry the same zone), were never tested; refused until they are.
-        problems.append(Problem(name, line, f"bad address '{host}': a zone (%{ip.scope_id}) is not "
-                                            "supported: give a global or unique-local IPv6 address"))
-        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        why = _zone_problem(ip)
+        if why is not None:
+            problems.append(Problem(name, line, f"bad address '{host}': {why}"))
+            return None
     ip4 = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
     kind = ("unspecified" if ip4.is_unspecified else "multicast" if ip4.is_multicast
             else "broadcast or reserved" if isinstance(ip4, ipaddress.IPv4Address) and (
@@ -378,6 +377,23 @@ def _unicast(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str, line:
         problems.append(Problem(name, line, f"bad address '{host}': {kind}, not one host's address"))
         return None
     return _canonical(ip)
+
+
+_ZONE = re.compile(r"[0-9]{1,10}|[A-Za-z0-9_.:@-]{1,15}")  # an index, or an interface's name
+
+
+def _zone_problem(ip: ipaddress.IPv6Address) -> str | None:
+    """A link-local address is one host's only with its zone, the interface it is reached on
+    (fe80::1%eth0, or %2 by index): probes go out there and replies are matched with it
+    (poller/sockets.py). Other addresses take none."""
+    zone = ip.scope_id
+    if zone is None:
+        return "a link-local address needs its zone: fe80::1%eth0" if ip.is_link_local else None
+    if not ip.is_link_local:
+        return f"a zone (%{zone}) is only for a link-local address (fe80::/10)"
+    if not _ZONE.fullmatch(zone):
+        return f"a zone (%{zone}) is an interface's name or index"
+    return None
 
 
 def _canonical(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

@@ -67,6 +67,8 @@ class _Seen(NamedTuple):
     out_octets: int | None
     counters_64: bool
     discontinuity: int | None
+    in_read: float  # time.monotonic() when the answer carrying in_octets / out_octets came
+    out_read: float
 
 
 class _Verdict(Enum):
@@ -75,12 +77,16 @@ class _Verdict(Enum):
     OVER_SPEED = "over_speed"
 
 
-def _seen(row: IfRow) -> _Seen:
+def _seen(row: IfRow, mono: float) -> _Seen:
+    """``mono``: the poll's time, for counters the row gives no read time of."""
     label = sys.intern(row.label)  # "Gi0/1", "eth0": one copy across tens of thousands of devices
-    if row.hc_in_octets is not None and row.hc_out_octets is not None:
+    in_read = mono if row.in_read is None else row.in_read
+    out_read = mono if row.out_read is None else row.out_read
+    if row.counters_64:
         return _Seen(label, row.oper, row.speed_bps, row.hc_in_octets, row.hc_out_octets, True,
-                     row.discontinuity)
-    return _Seen(label, row.oper, row.speed_bps, row.in_octets, row.out_octets, False, row.discontinuity)
+                     row.discontinuity, in_read, out_read)
+    return _Seen(label, row.oper, row.speed_bps, row.in_octets, row.out_octets, False, row.discontinuity,
+                 in_read, out_read)
 
 
 def _speed_limit(before: _Seen, now: _Seen) -> float | None:
@@ -108,21 +114,24 @@ def _rate(before: int, now: int, counters_64: bool, elapsed: float,
     return rate, _Verdict.OK
 
 
-def _rates(before: _Seen, now: _Seen, elapsed: float,
-           rebooted: bool) -> tuple[float | None, float | None, int, int]:
+def _rates(before: _Seen, now: _Seen, rebooted: bool) -> tuple[float | None, float | None, int, int]:
     """One interface's in and out bit/s (None where none), and how many were over speed / not given.
 
-    A known reset (reboot, changed ifCounterDiscontinuityTime, or the counters switched between 32
-    and 64 bits, so the two readings are of different counters) gives no rate in either direction.
+    Each direction over the time between its two readings (each the time its answer came). Under
+    ``MIN_ELAPSED_S`` a direction gets no rate, not counted. A known reset (reboot, changed
+    ifCounterDiscontinuityTime, or the counters switched between 32 and 64 bits, so the two
+    readings are of different counters) gives no rate in either direction.
     """
     reset = (rebooted or before.counters_64 != now.counters_64
              or before.discontinuity != now.discontinuity)
     limit = _speed_limit(before, now)
     rates: list[float | None] = [None, None]
     over_speed = no_rate = 0
-    for i, (old, new) in enumerate(((before.in_octets, now.in_octets), (before.out_octets, now.out_octets))):
-        if old is None or new is None:
-            continue  # the agent has no such counter: nothing was lost
+    for i, (old, new, elapsed) in enumerate((
+            (before.in_octets, now.in_octets, now.in_read - before.in_read),
+            (before.out_octets, now.out_octets, now.out_read - before.out_read))):
+        if old is None or new is None or elapsed < MIN_ELAPSED_S:
+            continue  # the agent has no such counter, or the interval is too short to divide by
         verdict = _Verdict.NO_RATE
         if not reset:
             rates[i], verdict = _rate(old, new, now.counters_64, elapsed, limit)
@@ -212,14 +221,12 @@ class DeviceCounters:
             # A trap told of this restart already; a poll begun after it that saw none: done.
             self._reboot_told = None
             reboot = None
-        # Rates need an interval worth dividing by; under it, the interface gets none (not counted).
-        rate_elapsed = elapsed if elapsed is not None and elapsed >= MIN_ELAPSED_S else None
         stats: list[InterfaceStat] = []
         changes: list[InterfaceChange] = []
         interfaces: dict[int, _Seen] = {}
         over_speed = no_rate = 0
         for row in raw.interfaces:
-            now = interfaces[row.ifindex] = _seen(row)
+            now = interfaces[row.ifindex] = _seen(row, raw.counters_mono)
             before = self._interfaces.get(row.ifindex)
             if before is not None and before.label != now.label:
                 before = None  # the ifindex was given to another interface: a first sight
@@ -228,8 +235,8 @@ class DeviceCounters:
                 # Read before a trap told the status: the trap's stays the one to compare with.
                 now = interfaces[row.ifindex] = now._replace(oper=before.oper)
             in_bps = out_bps = None
-            if before is not None and rate_elapsed is not None:
-                in_bps, out_bps, over, lost = _rates(before, now, rate_elapsed, rebooted)
+            if before is not None:
+                in_bps, out_bps, over, lost = _rates(before, now, rebooted)
                 over_speed += over
                 no_rate += lost
             if (before is not None and row.admin == ADMIN_UP and before.oper is not None

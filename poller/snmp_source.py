@@ -55,6 +55,16 @@ class IfRow:
     in_discards: int | None = None
     out_discards: int | None = None
     discontinuity: int | None = None  # TimeTicks
+    # time.monotonic() when the answer carrying the octet counters used for rates (in, out) came
+    # (None: RawPoll.counters_mono): a walk of many requests reads interfaces at different times,
+    # and a request resent after a timeout reads its interfaces that much later.
+    in_read: float | None = None
+    out_read: float | None = None
+
+    @property
+    def counters_64(self) -> bool:
+        """Whether rates come from the 64-bit counters (both directions have them)."""
+        return self.hc_in_octets is not None and self.hc_out_octets is not None
 
     @property
     def label(self) -> str:
@@ -78,7 +88,9 @@ class RawPoll:
     at: datetime  # UTC, when the poll's first request was sent
     system: SystemFacts
     interfaces: tuple[IfRow, ...]
-    counters_mono: float  # time.monotonic() when the interface walk started: the counters' read time
+    # time.monotonic() when the system group was read (the walk's first answer), which sysUpTime
+    # is compared against; the interfaces' counters carry their own (IfRow.in_read, out_read)
+    counters_mono: float
     _: KW_ONLY  # the optional figures by name: a positional slip would put one in the other
     latency_s: float = 0.0  # the poll's slowest request, sent -> answer processed (load shows here)
     missing: tuple[str, ...] = ()  # objects the agent does not have ("sysUpTime", "interface table")

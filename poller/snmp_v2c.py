@@ -11,7 +11,9 @@ check it against pysnmp's own encoder and decoder. SNMPv3 (USM: key localisation
 privacy, engine discovery) stays with pysnmp (:mod:`poller.snmp_v3`).
 
 Replies are matched by request id *and* by the address and port the request went to, and
-must carry the request's community and version; anything else is counted and dropped.
+must carry the request's community and version; anything else is counted and dropped. A zoned
+(link-local) agent, ``fe80::1%eth0``, is matched with its zone: the reply's scope id (an
+interface index) must be the index of the interface the request went out of.
 :class:`V2cGetBulk` is the walk's GETBULK (:mod:`poller.snmp_getbulk`) over this transport.
 """
 
@@ -39,7 +41,7 @@ from poller.snmp_getbulk import (
     timeout_error,
 )
 from poller.snmp_source import Agent, SnmpError
-from poller.sockets import enlarge_rcvbuf
+from poller.sockets import enlarge_rcvbuf, reply_host, scoped_peer
 
 _VERSION_2C = 1
 _GETBULK = 0xA5
@@ -433,7 +435,7 @@ class V2cTransport:
             if waiting is None:  # late (after its timeout) or not ours
                 raise BerError("unmatched")
             future, destination, community = waiting
-            if (_canonical(addr[0]), addr[1]) != destination or header.community != community \
+            if (reply_host(addr), addr[1]) != destination or header.community != community \
                     or header.version != _VERSION_2C:
                 raise BerError("unmatched")
             # Only now, for an answer we wait for from where we sent, are the values decoded.
@@ -451,6 +453,13 @@ class V2cTransport:
         ip = ipaddress.ip_address(address)
         transport = await self._transport(socket.AF_INET6 if ip.version == 6 else socket.AF_INET)
         destination = (ip.compressed, port)
+        sockaddr: tuple[Any, ...] = destination
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
+            try:
+                host, sockaddr = scoped_peer(ip.compressed, port)
+            except OSError as exc:  # e.g. the interface named by the zone is not (or no longer) here
+                raise SnmpError("error", f"zone of {address}: {exc.strerror or exc}") from None
+            destination = (host, port)
         request_id = self._request_id()
         packet = encode_getbulk(community, request_id, non_repeaters, max_repetitions, oids)
         loop = asyncio.get_running_loop()
@@ -459,7 +468,7 @@ class V2cTransport:
                 # The same request id on a resend: a late answer to an earlier send answers it too.
                 future: asyncio.Future[Response | None] = loop.create_future()
                 self._pending[request_id] = (future, destination, community)
-                transport.sendto(packet, destination)
+                transport.sendto(packet, sockaddr)
                 timer = loop.call_later(timeout, _expire, future)
                 try:
                     response = await future
@@ -527,8 +536,3 @@ def _expire(future: asyncio.Future[Response | None]) -> None:
     if not future.done():
         future.set_result(None)
 
-
-def _canonical(address: str) -> str:
-    if ":" not in address:
-        return address
-    return ipaddress.ip_address(address.split("%", 1)[0]).compressed

@@ -33,7 +33,7 @@ from poller.text import REPLACEMENT, clean
 
 Column = tuple[str, Oid]  # (IfRow field, column OID)
 Walking = tuple[str, Oid, Oid]  # (IfRow field, column OID, last OID read)
-Values = dict[str, int | str | None]  # one interface's fields read so far
+Values = dict[str, int | str | float | None]  # one interface's fields read so far
 
 ALL_COLUMNS: tuple[Column, ...] = tuple(
     (fieldname, tuple(int(x) for x in oid.split(".")))
@@ -46,6 +46,9 @@ FAST_BOTH = tuple(c for c in ALL_COLUMNS if c[0] not in _IDENTITY)
 FAST_64 = tuple(c for c in FAST_BOTH if c[0] not in ("in_octets", "out_octets"))
 FAST_32 = tuple(c for c in ALL_COLUMNS
                 if c[0] not in _IDENTITY and c[0] not in ("hc_in_octets", "hc_out_octets"))
+# An octet counter's field -> the key under which its answer's time is kept beside it.
+_READ_AT = {"in_octets": "in_read", "out_octets": "out_read", "hc_in_octets": "hc_in_read",
+            "hc_out_octets": "hc_out_read"}
 MAX_REQUESTS_PER_WALK = 100  # 25 rows each: 2,500 interfaces; an agent that never ends a column stops here
 _MAX_IFINDEX = 2**31 - 1  # RFC 2863: ifIndex is 1..2147483647
 # GETNEXT of the OID just before each system scalar returns the scalar itself.
@@ -61,7 +64,7 @@ class _AgentState:
     def __init__(self, getbulk: GetBulk) -> None:
         self.getbulk = getbulk
         self.identity: dict[int, Values] = {}
-        self.opers: dict[int, int | str | None] = {}
+        self.opers: dict[int, int | str | float | None] = {}
         self.rows = 8  # interfaces at the last poll: sizes the next GETBULK
         self.fast: tuple[Column, ...] | None = None  # the fast polls' columns; None until a full poll
         self.full_due = 0  # fast polls left before the next full one
@@ -147,11 +150,10 @@ class SnmpClient:
         """Read the system group and the interface tables of ``agent``; raises :class:`SnmpError`."""
         state = await self._state(agent)
         at = datetime.now(UTC)
-        mono = time.monotonic()
         state.slowest = 0.0
         columns = ALL_COLUMNS if state.full_due <= 0 or state.fast is None else state.fast
         full = columns is ALL_COLUMNS
-        system, rows = await self._walk(agent, state, columns, with_system=True)
+        system, rows, mono = await self._walk(agent, state, columns, with_system=True)
         facts, missing = _facts(system)
         restarted = facts.uptime_ticks is not None and facts.uptime_ticks < state.uptime
         if facts.uptime_ticks is not None:
@@ -167,7 +169,7 @@ class SnmpClient:
         elif rows.keys() != state.identity.keys() or restarted:
             # New or renumbered interfaces: their names and speeds are needed now, not in ten polls
             # (and whether they have 64-bit counters, at the next poll, a full one).
-            _, names = await self._walk(agent, state, IDENTITY_COLUMNS, with_system=False)
+            _, names, _ = await self._walk(agent, state, IDENTITY_COLUMNS, with_system=False)
             state.identity = names
             restarted = True
         if not full:
@@ -178,21 +180,23 @@ class SnmpClient:
         changed = any(state.opers.get(i, v) != v for i, v in opers.items())
         state.opers = opers
         state.full_due = 0 if restarted or changed else (self.full_every if full else state.full_due) - 1
-        interfaces = tuple(IfRow(i, **values) for i, values in sorted(rows.items()))  # type: ignore[arg-type]
+        interfaces = tuple(_if_row(i, values) for i, values in sorted(rows.items()))
         return RawPoll(at=at, system=facts, interfaces=interfaces, counters_mono=mono,
                        latency_s=state.slowest, missing=tuple(missing))
 
     async def _walk(self, agent: Agent, state: _AgentState, columns: tuple[Column, ...],
-                    with_system: bool) -> tuple[list[int | str | None], dict[int, Values]]:
-        """Walk ``columns`` side by side by GETBULK; the first request also reads the system group."""
+                    with_system: bool) -> tuple[list[int | str | None], dict[int, Values], float]:
+        """Walk ``columns`` side by side by GETBULK; the first request also reads the system group.
+        Also returns when the first answer came (the system group's read time)."""
         reps = self._repetitions(state)
         todo = [(name, prefix, prefix) for name, prefix in columns]  # (field, column, last OID seen)
         rows: dict[int, Values] = {}
         system: list[int | str | None] = []
         first = with_system
+        first_at: float | None = None
         for _ in range(MAX_REQUESTS_PER_WALK):
             if not todo:
-                return system, rows
+                return system, rows, time.monotonic() if first_at is None else first_at
             oids = [last for _, _, last in todo]
             if first:
                 oids = [*SYSTEM_PREV, *oids]
@@ -203,6 +207,11 @@ class SnmpClient:
                     raise SnmpError("error", "the agent's answers are too big even for one row") from None
                 reps = max(1, reps // 2)  # RFC 3416 lets an agent say tooBig instead of truncating
                 continue
+            # When this answer came, not when the poll began: the counters in it were read then
+            # (give or take half a round trip), after any resend of this request or an earlier one.
+            answered = time.monotonic()
+            if first_at is None:
+                first_at = answered
             if first:
                 system = _system(answer[: len(SYSTEM_PREV)])
                 answer = answer[len(SYSTEM_PREV):]
@@ -211,7 +220,7 @@ class SnmpClient:
                 # Only the system group came back (a response size limit on the agent): an empty
                 # table here would be a lie, and would delete the device's interfaces downstream.
                 raise SnmpError("error", "the answer held none of the interface columns asked for")
-            todo = _collect(todo, answer, rows)
+            todo = _collect(todo, answer, rows, answered)
         raise SnmpError("error", f"the interface walk did not end within {MAX_REQUESTS_PER_WALK} requests")
 
     async def _request(self, agent: Agent, state: _AgentState, non_repeaters: int, reps: int,
@@ -263,8 +272,22 @@ def _system(varbinds: list[VarBind]) -> list[int | str | None]:
     return [got.get(SYS_NAME), got.get(SYS_DESCR), got.get(SYS_OBJECT_ID), got.get(SYS_UPTIME)]
 
 
-def _collect(columns: list[Walking], varbinds: list[VarBind], rows: dict[int, Values]) -> list[Walking]:
-    """File a GETBULK answer's values into ``rows``; return the columns still to walk."""
+def _if_row(index: int, values: Values) -> IfRow:
+    """The interface's row, with the read times of the octet counters its rates come from."""
+    read = {key: values.pop(key) for key in _READ_AT.values() if key in values}
+    # The counters snmp_rates takes (IfRow.counters_64): 64-bit where both directions have them.
+    wide = values.get("hc_in_octets") is not None and values.get("hc_out_octets") is not None
+    in_read, out_read = (read.get("hc_in_read"), read.get("hc_out_read")) if wide else \
+        (read.get("in_read"), read.get("out_read"))
+    return IfRow(index, **values,  # type: ignore[arg-type]
+                 in_read=in_read if isinstance(in_read, float) else None,
+                 out_read=out_read if isinstance(out_read, float) else None)
+
+
+def _collect(columns: list[Walking], varbinds: list[VarBind], rows: dict[int, Values],
+             answered: float) -> list[Walking]:
+    """File a GETBULK answer's values into ``rows``, the octet counters with ``answered`` (when
+    the answer came); return the columns still to walk."""
     width = len(columns)
     last = [c[2] for c in columns]
     done = [False] * width
@@ -280,7 +303,11 @@ def _collect(columns: list[Walking], varbinds: list[VarBind], rows: dict[int, Va
             continue
         last[j] = oid
         if 0 < oid[plen] <= _MAX_IFINDEX:  # out of RFC 2863's range: skipped, the walk goes on
-            rows.setdefault(oid[plen], {})[fieldname] = _value(value, fieldname in _TEXT_FIELDS)
+            row = rows.setdefault(oid[plen], {})
+            row[fieldname] = _value(value, fieldname in _TEXT_FIELDS)
+            read_at = _READ_AT.get(fieldname)
+            if read_at is not None:
+                row[read_at] = answered
     if not varbinds:
         return []
     return [(c[0], c[1], last[j]) for j, c in enumerate(columns) if not done[j]]

@@ -127,11 +127,11 @@ def test_yaml_devices_mapping_form(tmp_path: Path) -> None:
 def test_ipv6_addresses_are_normalised(tmp_path: Path) -> None:
     path = write(tmp_path, "v6.csv", HEADER + """\
         a,2001:DB8:0:0:0:0:0:1,b,r,router,,,
-        b,[fe80:0000::0001],b,r,router,,,
+        b,[fe80:0000::0001%eth0],b,r,router,,,
         c,0:0:0:0:0:0:0:1,b,r,router,,,
     """)
     devices = load_inventory(path, resolver=no_dns)
-    assert [d.address for d in devices] == ["2001:db8::1", "fe80::1", "::1"]
+    assert [d.address for d in devices] == ["2001:db8::1", "fe80::1%eth0", "::1"]
     assert all(d.family == 6 for d in devices)
 
 

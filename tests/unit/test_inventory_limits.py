@@ -492,14 +492,26 @@ def test_binary_yaml_values_are_refused(tmp_path: Path) -> None:
 
 # -- scoped IPv6 -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("written", ["fe80::1%lo", "[fe80::1%lo]", "fe80::1%1", "fe80::a:b%eth0.10",
-                                     "2001:db8::1%eth0"])
-def test_a_scoped_ipv6_address_is_refused_with_a_hint(tmp_path: Path, written: str) -> None:
-    """Issue 12: fe80::1%lo was accepted, though probing with a zone was never tested: refused,
-    saying what to give instead (also when a name resolves to one)."""
+@pytest.mark.parametrize(("written", "address"), [
+    ("fe80::1%lo", "fe80::1%lo"), ("[fe80::1%lo]", "fe80::1%lo"), ("fe80::1%1", "fe80::1%1"),
+    ("FE80:0::A:B%eth0.10", "fe80::a:b%eth0.10")])
+def test_a_link_local_address_is_taken_with_its_zone(tmp_path: Path, written: str, address: str) -> None:
+    """Issue 17: a zoned agent is probed and its replies matched with the zone
+    (tests/integration/test_scoped_ipv6.py); the zone is kept as written."""
     path = write(tmp_path, "v6.csv", HEADER + GOOD_ROW + f'x,"{written}",b,r,router,,,\n')
-    zone = written.strip("[]").split("%")[1]
-    only(problems_of(path), 3, f"bad address '{written}': a zone (%{zone}) is not supported",
-         "a global or unique-local IPv6 address")
+    assert [d.address for d in load_inventory(path, resolver=no_dns)][1:] == [address]
+
+
+@pytest.mark.parametrize(("written", "why"), [
+    ("2001:db8::1%eth0", "a zone (%eth0) is only for a link-local address (fe80::/10)"),
+    ("fe80::1", "a link-local address needs its zone: fe80::1%eth0"),
+    ("fe80::1%eth 0", "a zone (%eth 0) is an interface's name or index"),
+    ("fe80::1%a-very-long-interface", "a zone (%a-very-long-interface) is an interface's name or index")])
+def test_a_zone_where_none_belongs_or_none_where_one_does_is_refused(tmp_path: Path, written: str,
+                                                                     why: str) -> None:
+    """A zone on a global address means nothing; a link-local address without one cannot be sent
+    to; also when a name resolves to one."""
+    path = write(tmp_path, "v6.csv", HEADER + GOOD_ROW + f'x,"{written}",b,r,router,,,\n')
+    only(problems_of(path), 3, f"bad address '{written}': {why}")
     named = write(tmp_path, "n.csv", HEADER + "x,ll.lab,b,r,router,,,\n")
-    only(problems_of(named, lambda host: written.strip("[]")), 2, "bad address 'll.lab'", f"(%{zone})")
+    only(problems_of(named, lambda host: written), 2, "bad address 'll.lab'", why)

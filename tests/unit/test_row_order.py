@@ -370,7 +370,7 @@ def test_a_feeds_keys_read_from_the_columns_are_the_trackers_keys() -> None:
     assert not rows.overridden
 
 
-@pytest.mark.parametrize("column", ["address", "ip address", "branch", "region", "type"])
+@pytest.mark.parametrize("column", ["address", "ip address", "zoned address", "branch", "region", "type"])
 def test_static_ranks_order_by_value_then_name(column: str) -> None:
     """A column that never changes ranks its devices by the value's natural (or address) order,
     values that compare equal ("b7", "B007") together, then by the name's rank: as sorting each
@@ -383,6 +383,7 @@ def test_static_ranks_order_by_value_then_name(column: str) -> None:
     pool = {"address": ["127.0.0.9", "127.0.0.10", "::1", "fe80::2", "host-b", "host-a", "10.0.0.1"],
             "ip address": ["127.0.0.9", "127.0.0.10", "::1", "fe80::2", "::ffff:127.0.0.1", "10.0.0.1",
                            "255.255.255.255", "::"],
+            "zoned address": ["127.0.0.9", "fe80::2%eth1", "fe80::2%eth0", "fe80::1%eth1", "::1"],
             "branch": ["b7", "B007", "b10", "b2", "", "b2 north", "ü-branch"],
             "region": ["north", "North", "south", "east"],
             "type": ["router", "atm", "atm2", "atm10", "switch"]}[column]
@@ -394,3 +395,11 @@ def test_static_ranks_order_by_value_then_name(column: str) -> None:
     got = ranks.column(field)
     assert sorted(got, key=got.__getitem__) == want
     assert sorted(got.values()) == list(range(500))
+
+
+def test_a_zoned_address_sorts_with_its_address_then_by_zone() -> None:
+    from wardtui.widgets.device_rows import _address_key
+
+    addresses = ["fe80::2%eth1", "host-a", "fe80::2%eth0", "fe80::1%eth1", "::1", "127.0.0.9"]
+    assert sorted(addresses, key=_address_key) == \
+        ["127.0.0.9", "::1", "fe80::1%eth1", "fe80::2%eth0", "fe80::2%eth1", "host-a"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -438,3 +439,22 @@ def test_a_reboot_a_trap_told_is_taken_for_the_rates_but_not_told_again() -> Non
     assert after.reboot is None and rates(after)[1] == (None, None)
     # Told once: a later restart is news again.
     assert counters.update(raw(120, 100, hc(1, 20, 20))).reboot is not None
+
+
+# -- read times per request ----------------------------------------------------------------------
+def test_each_interface_is_rated_over_the_time_between_its_own_two_readings() -> None:
+    """A walk's later requests read their interfaces later; a resent one 2 s later still. Gi0/2
+    (read 2 s after the poll began, in the second poll) carried 10 Mbit/s over 12 s, not 12 over
+    10; Gi0/1's in counter was read with the poll, its out counter in a later answer."""
+    first = raw(0, UP, dataclasses.replace(hc(1, 0, 0), in_read=MONO0, out_read=MONO0 + 0.1),
+                dataclasses.replace(hc(2, 0, 0), in_read=MONO0 + 0.1, out_read=MONO0 + 0.1))
+    second = raw(10, UP + 1000,
+                 dataclasses.replace(hc(1, 12_500_000, 25_000_000), in_read=MONO0 + 10,
+                                     out_read=MONO0 + 12.6),
+                 dataclasses.replace(hc(2, 15_000_000, 0), in_read=MONO0 + 12.1, out_read=MONO0 + 12.1))
+    got = rates(two_polls(first, second))
+    assert got[1] == (pytest.approx(10e6), pytest.approx(16e6))  # 100 Mbit over 10 s; 200 over 12.5
+    assert got[2] == (pytest.approx(10e6), pytest.approx(0.0))  # 120 Mbit over 12 s
+    # Rows without read times (a client that gives none) are timed by the poll, as before.
+    assert rates(two_polls(raw(0, UP, hc(3, 0, 0)), raw(10, UP + 1000, hc(3, 12_500_000, 0))))[3] \
+        == (pytest.approx(10e6), pytest.approx(0.0))

@@ -4,6 +4,7 @@ polls, mixed 64/32-bit agents, short, truncated and tooBig answers, odd indexes,
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from typing import Any
 
 import pytest
@@ -129,7 +130,13 @@ async def test_an_agent_with_64_bit_counters_on_some_ports_only_gets_rates_for_a
             if key in sim.values:
                 sim.values[key] = int(sim.values[key]) + step  # type: ignore[call-overload]
     later = await client.poll(AGENT)
-    later = type(later)(later.at, later.system, later.interfaces, raw.counters_mono + 60.0)
+    # Read 60 s after the first poll's: the poll's time and each interface's read times.
+    first = {r.ifindex: r for r in raw.interfaces}
+    rows = tuple(dataclasses.replace(r, in_read=was.in_read + 60.0, out_read=was.out_read + 60.0)
+                 for r in later.interfaces
+                 if (was := first[r.ifindex]).in_read is not None and was.out_read is not None)
+    assert len(rows) == 2
+    later = type(later)(later.at, later.system, rows, raw.counters_mono + 60.0)
     outcome = counters.update(later)
     rates = {s.ifindex: s.in_bps for s in outcome.poll.interfaces}
     assert rates == {1: pytest.approx(1_000_000), 2: pytest.approx(100_000)}

@@ -71,8 +71,8 @@ def register(sub: Commands) -> None:
     events = command(sub, "events", run, "follow a site's live events (wardtui serve) as JSON lines",
                      EXAMPLES,
                      description="Follow the events a wardtui serve publishes on Redis (transitions, "
-                                 "flapping, reboots,\ninterfaces, SNMP agents, gauges, checks an "
-                                 "operator asked for), one JSON object a line,\nin the schema of "
+                                 "flapping, reboots,\ninterfaces, SNMP agents, traps, gauges, checks "
+                                 "an operator asked for), one JSON object a line,\nin the schema of "
                                  "wardtui poll --jsonl.")
     add_feed_options(events)
     events.add_argument("--jsonl", action="store_true",

@@ -40,6 +40,7 @@ from wardtui.screens.quiet import AckBox, MaintenanceBox, QuietKeys
 from wardtui.widgets.command_line import CommandError, CommandInput, CommandSuggester, LineInput, parse
 from wardtui.widgets.device_rows import SORTS
 from wardtui.widgets.device_table import DeviceTable
+from wardtui.widgets.device_traps import RecentTraps
 from wardtui.widgets.gauges import GaugesPanel, HealthLine
 from wardtui.widgets.groups import GroupTree
 from wardtui.widgets.states import StatePalette
@@ -151,6 +152,7 @@ class DashboardScreen(Screen[None]):
         # busy machine a tick came first, and folding the attach's "every row changed" into the
         # table made its whole order before the frame (~0.3 s at 100,000 devices).
         self._first_frame_shown = False
+        self.recent_traps = RecentTraps()  # each device's last traps, for its drill-down
         self._ticks_waited = 0
 
     COMMANDS = {DashboardCommands}
@@ -259,6 +261,7 @@ class DashboardScreen(Screen[None]):
                     log.add_snmp_agent(event)
                 elif isinstance(event, Trap):
                     log.add_trap(event)
+                    self.recent_traps.add(event)
                 elif isinstance(event, RowsChanged):  # the service's snapshot (attached)
                     changed.update(self.trackers if event.devices is None else event.devices)
                 elif isinstance(event, FeedStatus):
@@ -424,7 +427,8 @@ class DashboardScreen(Screen[None]):
     def open_device(self, tracker: TrackerView) -> None:
         """The drill-down of ``tracker``'s device, with the quiet state this screen shows (the
         bus brings it the changes from then on)."""
-        screen = drill_down()(tracker, self.engine.bus, self.history, probe=self.probe, quiet=self.quiet)
+        screen = drill_down()(tracker, self.engine.bus, self.history, probe=self.probe, quiet=self.quiet,
+                              traps=self.recent_traps)
         screen.quiet = self.query_one(DeviceTable).quiet
         self.app.push_screen(screen)
 

@@ -10,6 +10,7 @@ to put in them, so a device without outages or SNMP never pays for them.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from textual.widgets import DataTable, Footer, Header
 from textual.worker import Worker, WorkerState
 
 from poller.bus import EventBus, Subscription
-from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition
+from poller.events import Reboot, SnmpFailure, SnmpPoll, Transition, Trap
 from poller.quiet import Quiet, QuietChanged
 from poller.state import TrackerView
 from store.queries import InterfaceHistory
@@ -55,6 +56,7 @@ from wardtui.widgets.device_facts import (
     stamp,
     state_line,
 )
+from wardtui.widgets.device_traps import PER_DEVICE, RecentTraps, traps_text
 from wardtui.widgets.drilldown_tables import InterfaceTable, OutageTable
 from wardtui.widgets.live_stats import LiveStats
 from wardtui.widgets.quiet_marks import quiet_lines
@@ -98,11 +100,12 @@ class DeviceScreen(Screen[None]):
     def __init__(self, tracker: TrackerView, bus: EventBus | None = None,
                  history: HistoryAccess | None = None,
                  probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
-                 quiet: QuietKeys | None = None) -> None:
+                 quiet: QuietKeys | None = None, traps: RecentTraps | None = None) -> None:
         """``history``: where outages, charts and SNMP are read from (``None``: "no history store").
         ``probe``: checks a device now (``n``); ``None``: the key says there is nothing to ask.
         ``quiet``: the maintenance windows and acknowledgements in force, and what ``a`` and ``m``
-        call (then QuietChanged on the bus keeps them up to date)."""
+        call (then QuietChanged on the bus keeps them up to date). ``traps``: the device's traps
+        received before it was opened (those after come on the bus)."""
         super().__init__()
         self.quiet_keys = quiet
         self.quiet = quiet.now() if quiet is not None else Quiet()
@@ -125,6 +128,8 @@ class DeviceScreen(Screen[None]):
         self._snmp_facts: list[str] = []  # the last SNMP answer, as lines
         self._snmp_failure: str | None = None  # the polls since the last answer, when they failed
         self._painted = asyncio.Event()  # set after the first frame: reads are drawn after it
+        self._traps: deque[Trap] = deque(traps.of(self.device) if traps is not None else (),
+                                         maxlen=PER_DEVICE)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,6 +141,9 @@ class DeviceScreen(Screen[None]):
             yield HistoryChart("RTT ms (average)", id="rtt-chart")
             yield HistoryChart("loss %", y_max=100.0, fill=True, id="loss-chart")
             yield Literal("outages", id="outages-title", classes="section")
+            # Shown from the first trap: a trap's text is the sender's, drawn literally.
+            yield Literal(id="traps-title", classes="section")
+            yield Literal(id="traps")
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -144,6 +152,7 @@ class DeviceScreen(Screen[None]):
             # Samples of every device pass through; 20,000 covers 10 s of 2,000 checks/s.
             self._sub = self._bus.subscribe(f"device {self.device}", maxsize=20_000)
         self.show_live()
+        self._show_traps()
         self.set_interval(self.TICK, self.tick)
         self.set_interval(self.SNMP_EVERY, self._snmp_timer)
         self.call_after_refresh(self._painted.set)
@@ -174,7 +183,7 @@ class DeviceScreen(Screen[None]):
             self._show_outages(now)
 
     def tick(self) -> None:
-        reload_history = False
+        reload_history = traps = False
         if self._sub is not None:
             for event in self._sub.drain():
                 if isinstance(event, QuietChanged):
@@ -191,7 +200,12 @@ class DeviceScreen(Screen[None]):
                     self._render_snmp_facts()
                 elif isinstance(event, Reboot):  # the next poll event shows it
                     self._reboot = f"{stamp(event.booted_at)} UTC (seen {stamp(event.at)})"
+                elif isinstance(event, Trap):
+                    self._traps.append(event)
+                    traps = True
         self.show_live()
+        if traps:
+            self._show_traps()
         if reload_history:
             self.load_history()
 
@@ -298,6 +312,14 @@ class DeviceScreen(Screen[None]):
             table = OutageTable(id="outages")
             self.query_one("#device-body").mount(table, after="#outages-title")
         table.show(rows)
+
+    def _show_traps(self) -> None:
+        """The last traps, newest first; hidden while there are none."""
+        title, lines = traps_text(self._traps)
+        for widget in self.query("#traps-title, #traps"):
+            widget.display = bool(self._traps)
+        self.query_one("#traps-title", Literal).update(title)
+        self.query_one("#traps", Literal).update(lines)
 
     def _snmp_section(self) -> InterfaceTable:
         """The interface table, with the SNMP title, facts and interface chart mounted around it

@@ -79,10 +79,12 @@ def natural_keys(texts: Sequence[str]) -> list[Any]:
 
 
 def _address_key(address: str) -> SortKey:
-    # inet_pton, not ipaddress: ~20x faster, which counts for 20,000 keys on a key press.
+    # inet_pton, not ipaddress: ~20x faster, which counts for 20,000 keys on a key press. A
+    # link-local address's zone (fe80::1%eth0) orders the same address on different links.
+    host, _, zone = address.partition("%")
     for version, family in ((4, socket.AF_INET), (6, socket.AF_INET6)):
         try:
-            return (version, int.from_bytes(socket.inet_pton(family, address)), "")
+            return (version, int.from_bytes(socket.inet_pton(family, host)), zone)
         except OSError:
             continue
     return (99, 0, address)
@@ -90,9 +92,9 @@ def _address_key(address: str) -> SortKey:
 
 def _address_keys(addresses: list[str]) -> list[Any]:
     """:func:`_address_key` of each, as one int each (version above the address's 128 bits)
-    when every one is an IP address: 100,000 ints sort ~5x faster than their tuples."""
+    when every one is an IP address without a zone: 100,000 ints sort ~5x faster than their tuples."""
     keys = list(map(_address_key, addresses))
-    if all(key[0] != 99 for key in keys):
+    if all(key[0] != 99 and not key[2] for key in keys):
         return [(version << 128) | number for version, number, _ in keys]
     return keys
 

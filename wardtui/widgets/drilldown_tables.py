@@ -33,7 +33,8 @@ class OutageTable(VimDataTable):
 
 
 class InterfaceTable(VimDataTable):
-    """A device's interfaces, one row each, keyed by ifindex."""
+    """A device's interfaces, one row each, keyed by ifindex, in ifindex order (numeric: 2
+    before 10), whatever order they came in and when they appeared."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
@@ -47,14 +48,29 @@ class InterfaceTable(VimDataTable):
         with self.app.batch_update():
             for gone in [key for key in self.rows if key.value not in rows]:
                 self.remove_row(gone)
+            added = False
             for key, row in rows.items():
                 if key not in self.rows:
                     self.add_row(*row, key=key)
+                    added = True
                     continue
                 for (_, column), before, after in zip(IF_COLUMNS, self.get_row(key), row, strict=True):
                     if str(before) != after:  # cells are Text (LiteralTable), rows str
                         self.update_cell(key, column, after)
+            if added:
+                self._keep_order()
         return len(rows)
+
+    def _keep_order(self) -> None:
+        """Rows added at the end (an interface that appeared, or a poll listing them in another
+        order) move to their ifindex's place; the cursor stays on the interface it was on."""
+        indexes = [int(str(row.key.value)) for row in self.ordered_rows]
+        if indexes == sorted(indexes):
+            return
+        under = self.cursor_interface()
+        self.sort(key=lambda cells: int(str(cells[0])))  # the "if" column: the ifindex
+        if under is not None:
+            self.move_cursor(row=self.get_row_index(str(under)), scroll=False)
 
     def cursor_interface(self) -> int | None:
         """The ifindex of the row under the cursor (None: no rows)."""
