@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
@@ -34,12 +34,12 @@ from tests.integration.postgres import pg_url  # noqa: F401  (the fixture)
 from tests.lab.netns import Lab
 from tests.ports import free_port
 from tests.procs.redis import unix_redis
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TTL = 3.0
 SHARDS = 256
 PG_SOCKET = "/var/run/postgresql"
-T = TypeVar("T")
 
 
 def _env() -> dict[str, str]:
@@ -47,16 +47,6 @@ def _env() -> dict[str, str]:
     env.pop("WARDTUI_REDIS", None)
     env.pop("WARDTUI_DB", None)
     return env
-
-
-def _wait(what: Callable[[], T], timeout: float, why: str, pace: float = 0.1) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, why
-        time.sleep(pace)
 
 
 class Member:
@@ -216,8 +206,8 @@ def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history
         cluster_site: Site, lab: Lab) -> None:
     truth, start, info = cluster_site
     members = [start() for _ in range(3)]
-    _wait(lambda: all(m.poller_id for m in members), 60, "a member never joined")
-    _wait(lambda: _settled(truth, members, info), 90,
+    wait_until(lambda: all(m.poller_id for m in members), 60, "a member never joined")
+    wait_until(lambda: _settled(truth, members, info), 90,
           f"the cluster never settled: owners {sorted(set(map(str, truth.owners())))}")
     dead_starts = {n: truth.outages()[n] for n in info["dead"]}
     # The victim: the owner of a dead device's shard; the device blocked: a leaf on its shards.
@@ -230,7 +220,7 @@ def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history
     name, address = leaf
     lab.block(address)
     try:
-        opened = _wait(lambda: truth.outages().get(name), 20, f"{name} never went down")
+        opened = wait_until(lambda: truth.outages().get(name), 20, f"{name} never went down")
         assert len(opened) == 1 and opened[0][1] is None
         before = truth.epochs()
         killed = time.monotonic()
@@ -244,14 +234,14 @@ def test_a_killed_member_s_shards_are_taken_over_within_two_ttls_and_the_history
             epochs = truth.epochs()
             return all(epochs[s][1] == owners[s] and epochs[s][0] > before[s][0] for s in mine)
 
-        _wait(taken_over, 4 * TTL, "the victim's shards were not taken over", pace=0.05)
+        wait_until(taken_over, 4 * TTL, "the victim's shards were not taken over", pace=0.05)
         took = time.monotonic() - killed
         assert took <= 2 * TTL, f"takeover took {took:.2f} s, over 2 x TTL ({2 * TTL} s)"
         time.sleep(2.0)  # the new owner polls the blocked leaf: it must stay DOWN, one outage
         assert truth.outages()[name] == opened
     finally:
         lab.unblock(address)
-    _wait(lambda: truth.outages()[name][0][1] is not None, 20, f"{name}'s outage never closed")
+    wait_until(lambda: truth.outages()[name][0][1] is not None, 20, f"{name}'s outage never closed")
     for m in members:
         if m is not victim:
             assert m.stop() == 0, m.log
@@ -280,8 +270,8 @@ def test_a_refused_write_stands_the_member_down_and_a_paused_member_loses_its_sh
     deadlines and takes shards again."""
     truth, start, info = cluster_site
     members = [start() for _ in range(2)]
-    _wait(lambda: all(m.poller_id for m in members), 60, "a member never joined")
-    _wait(lambda: _settled(truth, members, info), 90, "the cluster never settled")
+    wait_until(lambda: all(m.poller_id for m in members), 60, "a member never joined")
+    wait_until(lambda: _settled(truth, members, info), 90, "the cluster never settled")
     owners = truth.owners()
     p, q = members
     name, address, branch = next(leaf for leaf in info["leaves"] if owners[shard_of(leaf[2])] == p.poller_id)
@@ -290,29 +280,30 @@ def test_a_refused_write_stands_the_member_down_and_a_paused_member_loses_its_sh
                        "WHERE site = $1 AND shard = $2 RETURNING epoch", truth.site, shard)[0]["epoch"]
     lab.block(address)
     try:
-        _wait(lambda: p.gauge("cluster_refused_writes") >= 1, 30, "the stale write was not refused")
+        wait_until(lambda: p.gauge("cluster_refused_writes") >= 1, 30, "the stale write was not refused")
         assert p.gauge("cluster_refused_transitions") >= 1
         assert "standing down from 1 shards" in p.log
-        opened = _wait(lambda: truth.outages().get(name), 30, f"{name}'s outage was never recorded")
+        opened = wait_until(lambda: truth.outages().get(name), 30, f"{name}'s outage was never recorded")
         epoch, owner = truth.epochs()[shard]
         assert epoch > bumped and owner in (p.poller_id, q.poller_id)
     finally:
         lab.unblock(address)
-    _wait(lambda: truth.outages()[name][0][1] is not None, 20, f"{name}'s outage never closed")
+    wait_until(lambda: truth.outages()[name][0][1] is not None, 20, f"{name}'s outage never closed")
     assert len(truth.outages()[name]) == 1 and truth.outages()[name][0][0] == opened[0][0]
 
     os.kill(p.proc.pid, signal.SIGSTOP)
     paused = time.monotonic()
     try:
-        _wait(lambda: set(truth.owners()) == {q.poller_id}, 4 * TTL, "Q never took every shard", pace=0.05)
+        wait_until(lambda: set(truth.owners()) == {q.poller_id}, 4 * TTL, "Q never took every shard",
+                   pace=0.05)
         took = time.monotonic() - paused
         assert took <= 2 * TTL, f"takeover from a paused member took {took:.2f} s"
         time.sleep(max(0.0, 2.5 * TTL - took))
     finally:
         os.kill(p.proc.pid, signal.SIGCONT)
-    _wait(lambda: "(expired)" in p.log, 10, "the paused member did not drop its shards")
-    _wait(lambda: p.poller_id in truth.owners(), 30, "the paused member never rejoined")
-    _wait(lambda: p.gauge("cluster_shards_owned") >= 1, 30, "the paused member polls nothing again")
+    wait_until(lambda: "(expired)" in p.log, 10, "the paused member did not drop its shards")
+    wait_until(lambda: p.poller_id in truth.owners(), 30, "the paused member never rejoined")
+    wait_until(lambda: p.gauge("cluster_shards_owned") >= 1, 30, "the paused member polls nothing again")
     time.sleep(1.0)
     for m in members:
         assert m.stop() == 0, m.log

@@ -13,25 +13,16 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.notify_files import notify_file, received
 from tests.integration.test_cli_errors import REPO
 from tests.lab.netns import Lab
+from tests.waiting import wait_until
 
 CHILDREN = 5
-
-
-def _wait(what: Callable[[], Any], timeout: float, why: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := what()):
-        assert time.monotonic() < deadline, why
-        time.sleep(0.1)
-    return value
 
 
 @pytest.mark.lab
@@ -55,13 +46,13 @@ def test_a_branch_that_fails_and_returns_gives_one_message_and_one_recovery(tmp_
                             cwd=REPO, env=env, stderr=log)
     blocked: list[str] = []
     try:
-        _wait(lambda: "notifications: 1 route" in log_path.read_text(), 30, "no notifier started")
+        wait_until(lambda: "notifications: 1 route" in log_path.read_text(), 30, "no notifier started")
         time.sleep(2.0)  # every device UP (UNKNOWN -> UP is not a problem: nothing is sent)
         assert received(out) == []
         for host in [*children, router]:  # the children first: the router's verdict decides theirs
             lab.block(host)
             blocked.append(host)
-        firing = _wait(lambda: received(out), 30, "no message for the failed branch")
+        firing = wait_until(lambda: received(out), 30, "no message for the failed branch")
         time.sleep(4.0)  # past group_interval: nothing more comes for the same outage
         messages = received(out)
         assert len(messages) == 1, messages
@@ -73,7 +64,7 @@ def test_a_branch_that_fails_and_returns_gives_one_message_and_one_recovery(tmp_
         for host in blocked:
             lab.unblock(host)
         blocked.clear()
-        _wait(lambda: len(received(out)) >= 2, 30, "no recovery")
+        wait_until(lambda: len(received(out)) >= 2, 30, "no recovery")
         time.sleep(4.0)
         messages = received(out)
         assert len(messages) == 2, messages

@@ -18,6 +18,7 @@ import pytest
 
 from tests.lab.netns import Lab
 from tests.procs.redis import unix_redis
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PAUSE_S = 60.0
@@ -25,16 +26,6 @@ PAUSE_S = 60.0
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def _wait(what, timeout: float, why: str, pace: float = 0.2):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, why
-        time.sleep(pace)
 
 
 def _service_states(db: Path) -> dict[str, tuple[str, str | None]]:
@@ -53,7 +44,7 @@ def _service_states(db: Path) -> dict[str, tuple[str, str | None]]:
 def _dump(viewer: subprocess.Popen[bytes], out: Path, pace: float = 0.2) -> dict[str, object]:
     before = out.stat().st_mtime_ns
     os.kill(viewer.pid, signal.SIGUSR1)
-    _wait(lambda: out.stat().st_mtime_ns != before, 10, "the viewer did not write its state", pace)
+    wait_until(lambda: out.stat().st_mtime_ns != before, 10, "the viewer did not write its state", pace)
     doc: dict[str, object] = json.loads(out.read_text())
     return doc
 
@@ -78,13 +69,13 @@ def test_a_viewer_frozen_a_minute_under_churn_ends_state_for_state_with_the_serv
                              "--confirm-spacing", "0.2"], cwd=REPO, env=_env(), stderr=log)
         viewer = None
         try:
-            _wait(lambda: "publishing site" in (tmp_path / "serve.log").read_text(), 30,
+            wait_until(lambda: "publishing site" in (tmp_path / "serve.log").read_text(), 30,
                   "the service never published")
             out = tmp_path / "viewer.json"
             viewer = subprocess.Popen([sys.executable, "-m", "tests.procs.viewer", url, site, str(out)],
                                       cwd=REPO, env=_env())
-            _wait(out.exists, 20, "the viewer never attached")
-            _wait(lambda: all(s == "up" for s, _ in _service_states(db).values())
+            wait_until(out.exists, 20, "the viewer never attached")
+            wait_until(lambda: all(s == "up" for s, _ in _service_states(db).values())
                   and len(_service_states(db)) == len(names), 20, "not every device came up")
             os.kill(viewer.pid, signal.SIGSTOP)
             end = time.monotonic() + PAUSE_S
@@ -99,7 +90,7 @@ def test_a_viewer_frozen_a_minute_under_churn_ends_state_for_state_with_the_serv
                 time.sleep(1.5)
             os.kill(viewer.pid, signal.SIGCONT)
             expected = {n: ("down" if a in blocked else "up") for n, a in zip(names, hosts, strict=True)}
-            _wait(lambda: {n: s for n, (s, _) in _service_states(db).items()} == expected, 20,
+            wait_until(lambda: {n: s for n, (s, _) in _service_states(db).items()} == expected, 20,
                   "the service's history never settled on the blocked set")
             service_states = _service_states(db)
 
