@@ -118,12 +118,17 @@ def _null_varbind(oid: Oid) -> bytes:
     return encoded
 
 
+def encode_getbulk_pdu(request_id: int, non_repeaters: int, max_repetitions: int, oids: list[Oid]) -> bytes:
+    """A GetBulkRequest-PDU (v2c's message carries it, and v3's scoped PDU: poller/snmp_usm_codec.py)."""
+    varbinds = _tlv(0x30, b"".join(map(_null_varbind, oids)))
+    return _tlv(_GETBULK, _integer(request_id) + _integer(non_repeaters) + _integer(max_repetitions)
+                + varbinds)
+
+
 def encode_getbulk(community: bytes, request_id: int, non_repeaters: int, max_repetitions: int,
                    oids: list[Oid]) -> bytes:
     """A whole SNMPv2c GetBulkRequest message."""
-    varbinds = _tlv(0x30, b"".join(map(_null_varbind, oids)))
-    pdu = _tlv(_GETBULK, _integer(request_id) + _integer(non_repeaters) + _integer(max_repetitions)
-               + varbinds)
+    pdu = encode_getbulk_pdu(request_id, non_repeaters, max_repetitions, oids)
     return _tlv(0x30, _integer(_VERSION_2C) + _tlv(0x04, community) + pdu)
 
 
