@@ -1,5 +1,5 @@
 """More SNMPv3 agents than the v3 path can poll per interval: the excess is skipped and counted,
-healthy agents never time out nor get backed off (issue 11). Real snmpd, real pysnmp."""
+healthy agents never time out nor get backed off (issue 11). Real snmpd, our USM."""
 
 from __future__ import annotations
 
