@@ -126,6 +126,7 @@ class _Waiting(NamedTuple):
     keys: UserKeys | None  # None: a discovery probe
     engine: _Engine | None
     user: bytes
+    request_id: int  # the PDU's: a response must carry it
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -221,14 +222,15 @@ class UsmGetBulk:
         pdu = scoped_pdu(data, message, keys if signed else None)
         if pdu.pdu_tag == REPORT:
             return _Reply(message, pdu, signed, True)
-        if pdu.pdu_tag != RESPONSE or not signed:
+        if pdu.pdu_tag != RESPONSE or not signed or pdu.header.request_id != waiting.request_id:
             raise BerError("an unsigned or unexpected PDU")  # values only from a signed response
         assert engine is not None
         in_window = engine.follow(message.security.boots, message.security.time)
         return _Reply(message, pdu, True, in_window)
 
     # -- requests ---------------------------------------------------------------------------
-    async def _exchange(self, peer: _Peer, agent: Agent, pdu: bytes, engine: _Engine | None) -> _Reply:
+    async def _exchange(self, peer: _Peer, agent: Agent, pdu: bytes, request_id: int,
+                        engine: _Engine | None) -> _Reply:
         """Send ``pdu`` (signed and encrypted for ``engine``; a discovery probe without one),
         resent with a new msgID after each timeout; the first matching reply."""
         transport = await self._transport(peer.family)
@@ -238,7 +240,7 @@ class UsmGetBulk:
         try:
             for _ in range(agent.retries + 1):
                 future: asyncio.Future[_Reply | None] = loop.create_future()
-                waiting = _Waiting(future, peer.destination, keys, engine, peer.user)
+                waiting = _Waiting(future, peer.destination, keys, engine, peer.user, request_id)
                 msg_id = self._msg_id()
                 ids.append(msg_id)
                 for each in ids:  # a late answer to an earlier send answers this one too
@@ -267,7 +269,8 @@ class UsmGetBulk:
         return self._request_id
 
     async def _discover(self, peer: _Peer, agent: Agent) -> _Engine:
-        reply = await self._exchange(peer, agent, encode_pdu(GET, self._next_request_id()), None)
+        request_id = self._next_request_id()
+        reply = await self._exchange(peer, agent, encode_pdu(GET, request_id), request_id, None)
         security = reply.message.security
         if reply.pdu.pdu_tag != REPORT or not security.engine_id:
             raise SnmpError("error", "the agent's discovery reply named no engine ID")
@@ -284,13 +287,14 @@ class UsmGetBulk:
     async def getbulk(self, agent: Agent, non_repeaters: int, max_repetitions: int,
                       oids: list[Oid]) -> list[VarBind]:
         peer = self._peers[agent.key]
-        pdu = encode_getbulk_pdu(self._next_request_id(), non_repeaters, max_repetitions, oids)
+        request_id = self._next_request_id()
+        pdu = encode_getbulk_pdu(request_id, non_repeaters, max_repetitions, oids)
         followed: set[str] = set()  # each report is followed once per request
         while True:
             discovered = peer.engine is None
             engine = peer.engine or await self._discover(peer, agent)
             try:
-                reply = await self._exchange(peer, agent, pdu, engine)
+                reply = await self._exchange(peer, agent, pdu, request_id, engine)
             except SnmpError as exc:
                 self._forget_engine(peer)  # the next poll starts with discovery
                 if discovered and engine.keys.priv is not None:

@@ -7,8 +7,8 @@ turned slow decoding into timeouts, retries and skipped ICMP checks (docs/BENCHM
 A v2c Response is a short, fixed shape of X.690 BER; decoding just that costs ~40x less. No
 maintained Python library offers an asyncio v2c client at that cost (pysnmp and aiosnmp both
 decode through generic pure-Python ASN.1 codecs), so this module does it, and its tests
-check it against pysnmp's own encoder and decoder. SNMPv3 (USM: key localisation, HMAC,
-privacy, engine discovery) stays with pysnmp (:mod:`poller.snmp_v3`).
+check it against pysnmp's own encoder and decoder. SNMPv3 wraps the same PDUs in USM's
+envelope (:mod:`poller.snmp_usm_codec`, :mod:`poller.snmp_usm_client`).
 
 Replies are matched by request id *and* by the address and port the request went to, and
 must carry the request's community and version; anything else is counted and dropped.
