@@ -71,7 +71,7 @@ class _AgentRun:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.v3 = not isinstance(agent.credential, V2c)  # USM: ~1.5-2x the CPU of a v2c poll
+        self.v3 = not isinstance(agent.credential, V2c)  # USM: ~1.5x the CPU of a v2c poll
         self.counters = DeviceCounters(agent.key, agent.address)
         self.failures = 0  # failed polls in a row
         self.wait = 0  # intervals still to let pass before the next poll (backoff)
