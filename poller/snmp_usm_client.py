@@ -11,7 +11,7 @@ authenticated messages. Reports become the poll's outcome:
 
 - usmStatsNotInTimeWindows (authenticated): the agent's boots and time are taken from it and
   the request is sent once more. This is also how an agent restarted with its clock set back
-  (same engineID, boots not raised) is followed, which pysnmp never did;
+  (same engineID, boots not raised) is followed; pysnmp's cached engine state refused it;
 - usmStatsUnknownEngineIDs: the agent has a new engineID (restarted without its state):
   rediscovered, keys localised again, the request sent once more;
 - unknownUserNames, wrongDigests, decryptionErrors, unsupportedSecLevels: an "authentication"
