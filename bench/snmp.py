@@ -92,6 +92,7 @@ async def _wardtui_pass(client: SnmpClient, agents: list[Agent], concurrency: in
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"polls": len(agents), "wall": wall, "cpu": cpu, "errors": sum(errors.values()),
+            "error_reasons": errors,
             "interfaces": interfaces / len(agents), "requests": (client.requests - requests0) / len(agents)}
 
 
@@ -143,6 +144,8 @@ async def throughput(args: argparse.Namespace, version: str, workdir: Path) -> d
                 total["agent_cpu"] += cpu_of(agent.pid or 0) - s0
                 for key in ("polls", "wall", "cpu", "errors"):
                     total[key] += one[key]
+                for reason, count in one["error_reasons"].items():
+                    total[f"errors_{reason}"] = total.get(f"errors_{reason}", 0) + count
                 total["interfaces"], total["requests"] = one["interfaces"], one["requests"]
             rows[regime] = total
             client.close()
@@ -240,6 +243,44 @@ def _fmt_throughput(results: list[dict[str, Any]], args: argparse.Namespace) -> 
             "children's rusage, snmpd's utime + stime; all three share the 2 cores.\n\n"
             + "\n".join(rows) + "\n\n")
     return body, summary
+
+
+def _fmt_spread(runs: list[list[dict[str, Any]]], args: argparse.Namespace) -> str:
+    """One row per run and version: devices/s of both sides in each regime, their ratio, CPU."""
+    rows = ["| run | SNMP | full: wardtui / net-snmp devices/s | ratio | fast: wardtui / net-snmp | ratio | "
+            "wardtui CPU ms per full / fast poll | net-snmp CPU ms per full poll | errors (wardtui) |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for number, results in enumerate(runs, 1):
+        for r in results:
+            w, n = r["wardtui"], r["netsnmp"]
+            label = "v2c" if r["version"] == "2c" else "v3 SHA/AES"
+            cells = []
+            for regime in ("full", "fast"):
+                wd, nd = w[regime]["polls"] / w[regime]["wall"], n[regime]["polls"] / n[regime]["wall"]
+                ratios.setdefault(label, {}).setdefault(regime, []).append(wd / nd)
+                cells.append(f"{wd:,.0f} / {nd:,.0f} (-P {n[regime]['parallel']}) | {wd / nd:.2f}x")
+            reasons = ", ".join(f"{regime} {k[len('errors_'):]} {v}" for regime in ("full", "fast")
+                                for k, v in w[regime].items() if k.startswith("errors_"))
+            rows.append(f"| {number} | {label} | {cells[0]} | {cells[1]} | "
+                        f"{1000 * w['full']['cpu'] / w['full']['polls']:.2f} / "
+                        f"{1000 * w['fast']['cpu'] / w['fast']['polls']:.2f} | "
+                        f"{1000 * n['full']['cpu'] / n['full']['polls']:.2f} | "
+                        f"{w['full']['errors'] + w['fast']['errors']}{f' ({reasons})' if reasons else ''} |")
+    summary = []
+    for label, by_regime in ratios.items():
+        parts = [f"{regime} {sorted(v)[len(v) // 2]:.2f}x (min {min(v):.2f}x, max {max(v):.2f}x)"
+                 for regime, v in by_regime.items()]
+        summary.append(f"**{label} over {len(runs)} runs, wardtui devices/s over net-snmp's, median: "
+                       + "; ".join(parts) + ".**")
+    return (f"### Devices polled per second, {len(runs)} runs of the same-run comparison\n\n"
+            "Command (as root): `nice -n 19 python bench/snmp.py --part throughput "
+            f"--versions {args.versions} --runs {len(runs)} --agents {args.agents} --passes {args.passes} "
+            f"--concurrency {args.concurrency} --parallel {','.join(map(str, args.parallel))}`\n\n"
+            "Each run is the comparison of the section above (one snmpd on the loopback addresses, "
+            "wardtui's `SnmpClient.poll` against net-snmp's `snmpbulkget` sending the same PDU, one "
+            "process per device under `xargs -P`, the best parallelism kept), repeated to show its "
+            "spread.\n\n" + "\n".join(rows) + "\n\n" + "\n\n".join(summary) + "\n")
 
 
 # -- part 2: capacity -----------------------------------------------------------------------
@@ -404,6 +445,9 @@ def main() -> int:
     parser.add_argument("--profile", help="py-spy raw output for the measured window (with --one)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="throughput: repeat the whole comparison; with more than one, write the spread "
+                             "of the ratios over the runs (section snmp-throughput-spread) instead")
     args = parser.parse_args()
     if shutil.which("snmpd") is None or shutil.which("snmpbulkget") is None:
         print("needs Debian's snmpd and snmp packages", file=sys.stderr)
@@ -417,14 +461,20 @@ def main() -> int:
     started = time.monotonic()
     sections: dict[str, str] = {}
     if args.part in ("throughput", "both"):
-        results = []
-        with tempfile.TemporaryDirectory(prefix="wardtui-bench-snmp-") as tmp:
-            for version in args.versions.split(","):
-                result = asyncio.run(throughput(args, version, Path(tmp)))
-                print(json.dumps(result), flush=True)
-                results.append(result)
-        table, summary = _fmt_throughput(results, args)
-        sections["snmp-throughput"] = table + "\n\n".join(summary) + "\n"
+        runs: list[list[dict[str, Any]]] = []
+        for _ in range(max(1, args.runs)):
+            results = []
+            with tempfile.TemporaryDirectory(prefix="wardtui-bench-snmp-") as tmp:
+                for version in args.versions.split(","):
+                    result = asyncio.run(throughput(args, version, Path(tmp)))
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
+            runs.append(results)
+        if args.runs > 1:
+            sections["snmp-throughput-spread"] = _fmt_spread(runs, args)
+        else:
+            table, summary = _fmt_throughput(runs[0], args)
+            sections["snmp-throughput"] = table + "\n\n".join(summary) + "\n"
     if args.part in ("capacity", "both"):
         results = []
         for n in (int(x) for x in args.devices.split(",")):

@@ -90,7 +90,7 @@ HELP = {
     "snmp_v3_agents": "SNMPv3 agents polled",
     "snmp_v3_limit": "Adaptive limit of SNMPv3 polls in flight",
     "snmp_v3_in_flight": "SNMPv3 polls in flight",
-    "snmp_v3_rediscoveries": "SNMPv3 agents whose cached engine was forgotten after a timeout",
+    "snmp_v3_rediscoveries": "SNMPv3 agents rediscovered (a timeout, a new engineID, a clock gone back)",
     "snmp_lag_p99_seconds": "99th percentile SNMP scheduling lag over the last gauge period",
     "snmp_in_flight": "SNMP polls in flight",
     "snmp_backed_off": "SNMP polls not made because the agent was backed off",

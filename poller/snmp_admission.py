@@ -1,13 +1,14 @@
 """How many SNMPv3 polls may be in flight at once: as many as this process can answer in time.
 
-A v3 poll costs ~6-10 ms of this process's CPU (pysnmp: encryption, pyasn1), against ~0.25 ms
-for v2c. With more v3 agents due than that CPU allows, every poll started beyond it only makes
-all answers wait longer, in the socket's buffer and behind each other on the event loop, until
-they come too late: healthy agents time out, are retried (more work) and backed off, and
-throughput collapses (issue 11: 49 polls/s at best for ~105 possible, 0 with other work on
-the machine). So v3 polls are admitted by a limit that follows the measured latency of the
-answered requests (send -> answer processed), the way TCP follows its round trip, and the
-event loop's own lag (how late a timer fires, :meth:`AdmissionLimit.loop_lag`):
+A v3 poll cost ~6-10 ms of this process's CPU through pysnmp (issue 11); our own USM costs
+~0.3-0.5 ms (issue 17), against ~0.25 ms for v2c. With more v3 agents due than the CPU
+allows, every poll started beyond it only makes all answers wait longer, in the socket's
+buffer and behind each other on the event loop, until they come too late: healthy agents
+time out, are retried (more work) and backed off, and throughput collapses (issue 11: 49
+polls/s at best for ~105 possible, 0 with other work on the machine). So v3 polls are
+admitted by a limit that follows the measured latency of the answered requests (send ->
+answer processed), the way TCP follows its round trip, and the event loop's own lag (how
+late a timer fires, :meth:`AdmissionLimit.loop_lag`):
 
 - answers later than ``target_s`` (p90) while the loop is congested (lag median over
   ``BUSY_LAG_S``), or with no lag measured: the limit shrinks;

@@ -1,8 +1,8 @@
 """The GETBULK seam: one request to one agent, as the interface walk (:mod:`poller.snmp_walk`)
 asks it of each SNMP version, and the plain values its answers hold.
 
-:class:`poller.snmp_v2c.V2cGetBulk` (its own codec) decodes straight into these values;
-:class:`poller.snmp_v3.V3GetBulk` (pysnmp) converts pysnmp's into them. Nothing here imports pysnmp.
+:class:`poller.snmp_v2c.V2cGetBulk` and :class:`poller.snmp_usm_client.UsmGetBulk` (v3, on the
+same codec) decode straight into these values.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class _AgentRun:
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
-        self.v3 = not isinstance(agent.credential, V2c)  # pysnmp: ~25x the CPU of a v2c poll
+        self.v3 = not isinstance(agent.credential, V2c)  # USM: ~1.5x the CPU of a v2c poll
         self.counters = DeviceCounters(agent.key, agent.address)
         self.failures = 0  # failed polls in a row
         self.wait = 0  # intervals still to let pass before the next poll (backoff)
@@ -277,7 +277,7 @@ class SnmpPoller:
                                       f"the poll did not end within {3 * self.config.interval:g} s")
                 self._failed(run, reason)
                 return
-            except Exception as exc:  # no IPv6 socket, a pysnmp error: a failed poll, not a crash
+            except Exception as exc:  # no IPv6 socket, an unforeseen error: a failed poll, not a crash
                 if not run.reported_down:
                     log.warning("SNMP poll of %s failed: %s: %s", run.agent.key, type(exc).__name__, exc)
                 self._publish_failure(run, "error", f"{type(exc).__name__}: {exc}")

@@ -96,8 +96,8 @@ class RawPoll:
     missing: tuple[str, ...] = ()  # objects the agent does not have ("sysUpTime", "interface table")
 
 
-# Kept apart from the clients (v3 loads pysnmp, ~0.2 s) so that a run without SNMP agents,
-# and the options' defaults, never import it.
+# Kept apart from the clients (v3 loads cryptography) so that a run without SNMP agents,
+# and the options' defaults, never import them.
 @dataclass(frozen=True, slots=True)
 class Agent:
     """Where and how to reach one device's agent."""

@@ -7,8 +7,8 @@ turned slow decoding into timeouts, retries and skipped ICMP checks (docs/BENCHM
 A v2c Response is a short, fixed shape of X.690 BER; decoding just that costs ~40x less. No
 maintained Python library offers an asyncio v2c client at that cost (pysnmp and aiosnmp both
 decode through generic pure-Python ASN.1 codecs), so this module does it, and its tests
-check it against pysnmp's own encoder and decoder. SNMPv3 (USM: key localisation, HMAC,
-privacy, engine discovery) stays with pysnmp (:mod:`poller.snmp_v3`).
+check it against pysnmp's own encoder and decoder. SNMPv3 wraps the same PDUs in USM's
+envelope (:mod:`poller.snmp_usm_codec`, :mod:`poller.snmp_usm_client`).
 
 Replies are matched by request id *and* by the address and port the request went to, and
 must carry the request's community and version; anything else is counted and dropped. A zoned
@@ -120,12 +120,17 @@ def _null_varbind(oid: Oid) -> bytes:
     return encoded
 
 
+def encode_getbulk_pdu(request_id: int, non_repeaters: int, max_repetitions: int, oids: list[Oid]) -> bytes:
+    """A GetBulkRequest-PDU (v2c's message carries it, and v3's scoped PDU: poller/snmp_usm_codec.py)."""
+    varbinds = _tlv(0x30, b"".join(map(_null_varbind, oids)))
+    return _tlv(_GETBULK, _integer(request_id) + _integer(non_repeaters) + _integer(max_repetitions)
+                + varbinds)
+
+
 def encode_getbulk(community: bytes, request_id: int, non_repeaters: int, max_repetitions: int,
                    oids: list[Oid]) -> bytes:
     """A whole SNMPv2c GetBulkRequest message."""
-    varbinds = _tlv(0x30, b"".join(map(_null_varbind, oids)))
-    pdu = _tlv(_GETBULK, _integer(request_id) + _integer(non_repeaters) + _integer(max_repetitions)
-               + varbinds)
+    pdu = encode_getbulk_pdu(request_id, non_repeaters, max_repetitions, oids)
     return _tlv(0x30, _integer(_VERSION_2C) + _tlv(0x04, community) + pdu)
 
 

@@ -6,9 +6,10 @@ come from the same response.
 
 Each SNMP version is a :class:`poller.snmp_getbulk.GetBulk`, chosen per agent at its first
 poll by its credential: v2c by :mod:`poller.snmp_v2c` (its own codec, one UDP socket per
-family: ~0.25 ms of CPU per poll instead of ~5 ms through pyasn1), v3 by :mod:`poller.snmp_v3`
-(pysnmp, a few shared engines). This module imports no pysnmp; a client loads it when it is
-made (as a run with SNMP agents starts), unless it is given its v3 GETBULK.
+family: ~0.25 ms of CPU per poll instead of ~5 ms through pyasn1), v3 by
+:mod:`poller.snmp_usm_client` (the same codec's PDUs in USM's envelope, OpenSSL's cryptography).
+This module imports no cryptography; a client loads it when it is made (as a run with SNMP
+agents starts), unless it is given its v3 GETBULK.
 """
 
 from __future__ import annotations
@@ -91,26 +92,24 @@ class SnmpClient:
 
     A *full* poll walks every interface column; a *fast* one only those that change (status,
     octets, errors, discards, discontinuity time) and takes names, aliases and speeds from
-    the last full poll: fewer values to decode, which is where the client's CPU goes (v3's
-    pyasn1 ~0.1 ms per value, far less by the v2c codec). A full poll comes every
+    the last full poll: fewer values to decode, which is where the client's CPU goes. A full poll comes every
     ``full_every`` polls, on the first, after an interface changed status (its speed may have
     changed) or after the agent restarted, and at once when a fast poll finds interfaces it
     does not know.
 
-    ``v2c`` and ``v3`` are the versions' GETBULKs (tests give fakes); by default the real ones,
-    v3 with at most ``targets_per_engine`` agents per pysnmp engine.
+    ``v2c`` and ``v3`` are the versions' GETBULKs (tests give fakes); by default the real ones.
     """
 
-    def __init__(self, *, targets_per_engine: int = 250, rcvbuf: int = 4 * 1024 * 1024,
+    def __init__(self, *, rcvbuf: int = 4 * 1024 * 1024,
                  max_repetitions: int = 25, full_every: int = 10, v2c: GetBulk | None = None,
                  v3: GetBulk | None = None) -> None:
         self.max_repetitions = max_repetitions
         self.full_every = full_every
         self.v2c: GetBulk = V2cGetBulk(rcvbuf) if v2c is None else v2c
         if v3 is None:
-            from poller.snmp_v3 import V3GetBulk  # pysnmp (~0.2 s): only for runs that poll SNMP
+            from poller.snmp_usm_client import UsmGetBulk  # cryptography: only for runs that poll SNMP
 
-            v3 = V3GetBulk(targets_per_engine=targets_per_engine, rcvbuf=rcvbuf)
+            v3 = UsmGetBulk(rcvbuf)
         self.v3: GetBulk = v3
         self._agents: dict[str, _AgentState] = {}
         self.requests = 0

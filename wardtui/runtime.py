@@ -253,7 +253,7 @@ class Runtime:
     def _start_snmp(self, agents: list[Agent]) -> SnmpPoller:
         client = self._snmp_client
         if client is None:
-            from poller.snmp_walk import SnmpClient  # it loads pysnmp: only for runs that poll SNMP
+            from poller.snmp_walk import SnmpClient  # its v3 loads cryptography: only for runs that poll SNMP
 
             client = SnmpClient()
         self.snmp = SnmpPoller(agents, client, self.engine.bus, is_down=self.engine.is_down,

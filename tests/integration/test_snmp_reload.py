@@ -20,7 +20,7 @@ from tests.lab.snmp_agents import SnmpdAgent, free_udp_port
 async def test_a_changed_community_key_and_port_take_effect(snmpd_agent: SnmpdAgent,
                                                             tmp_path: Path) -> None:
     credentials = load_credentials(snmpd_agent.write_credentials(tmp_path / "credentials.yaml"))
-    # Two v3 users: one pysnmp engine holds one key per user name (the last configured).
+    # Two v3 users on one agent (pysnmp's engine once held one key per user name).
     v2c, v3, other = credentials["lab-v2c"], credentials["lab-sha-aes"], credentials["lab-sha"]
     assert isinstance(v2c, V2c) and isinstance(v3, V3)
     port = snmpd_agent.port

@@ -40,7 +40,8 @@ SNMP_ENGINE_ID = "1.3.6.1.6.3.10.2.1.1.0"
 # wardtui's protocol names (poller/credentials.py) -> what net-snmp's createUser and tools take.
 NET_SNMP_AUTH = {"md5": "MD5", "sha": "SHA", "sha224": "SHA-224", "sha256": "SHA-256",
                  "sha384": "SHA-384", "sha512": "SHA-512"}
-NET_SNMP_PRIV = {"des": "DES", "aes": "AES", "aes192": "AES-192", "aes256": "AES-256"}
+NET_SNMP_PRIV = {"des": "DES", "aes": "AES", "aes192": "AES-192", "aes256": "AES-256",
+                 "aes192c": "AES-192-C", "aes256c": "AES-256-C"}
 # "3des" is accepted by wardtui but net-snmp 5.9 has no 3DES: no agent here can offer it.
 
 V2C_COMMUNITY = "wardtui-lab-ro"
@@ -513,6 +514,23 @@ class SnmpdAgent(_Agent):
         if not keep_state:
             shutil.rmtree(self.persistent_dir, ignore_errors=True)
         self.start()
+
+    def restart_with_clock_back(self) -> None:
+        """Stop and start again keeping the engineID and snmpEngineBoots: the engine's time
+        restarts at 0 and nothing else tells the manager so (a device whose boot counter is
+        not saved). The persistent file's boots is set one back, since snmpd adds one at start."""
+        boots = self.engine_boots()
+        self.stop()
+        state = self.persistent_dir / "snmpd.conf"
+        lines = [f"engineBoots {(boots or 1) - 1}" if line.startswith("engineBoots ") else line
+                 for line in state.read_text().splitlines()]
+        state.write_text("\n".join(lines) + "\n")
+        self.start()
+
+    def engine_id(self) -> str | None:
+        """snmpEngineID as net-snmp's snmpget prints it (None if no answer)."""
+        got = snmpget(self.addresses[0], self.port, [SNMP_ENGINE_ID], self.v2c, netns=self.netns)
+        return got[SNMP_ENGINE_ID] if got else None
 
     def engine_boots(self) -> int | None:
         """snmpEngineBoots as the agent reports it (None if no answer)."""
