@@ -1,5 +1,6 @@
 """A zoned IPv6 device (``fe80::2%va`` in the inventory): its ICMP replies and its SNMP answers
-are matched with the zone (issue 17, item 3), end to end through ``wardtui poll --jsonl``.
+are matched with the zone (issue 17, item 3), end to end through ``wardtui poll --jsonl``, over
+v2c and over our v3 USM (SHA/AES).
 
 Two namespaces of the test's own, joined by a veth pair and nothing else: the monitor's end
 ``va`` has ``fe80::1``, the agent's end ``vb`` has ``fe80::2``, and no other address (no
@@ -66,15 +67,15 @@ def link() -> Iterator[tuple[str, str]]:
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def test_a_zoned_device_is_up_and_its_agent_answers(link: tuple[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("credential", ["lab-v2c", "lab-sha-aes"])  # v2c's codec, and our v3 USM's
+def test_a_zoned_device_is_up_and_its_agent_answers(link: tuple[str, str], tmp_path: Path,
+                                                     credential: str) -> None:
     monitor, agent_ns = link
     with ScopedSnmpd(netns=agent_ns) as agent:
-        credentials = tmp_path / "credentials.yaml"
-        credentials.write_text(f"ll:\n  version: 2c\n  community: {agent.v2c_community}\n")
-        credentials.chmod(0o600)
+        credentials = agent.write_credentials(tmp_path / "credentials.yaml")
         inventory = tmp_path / "inv.csv"
         inventory.write_text("name,address,branch,region,type,snmp_credential,snmp_port\n"
-                             f"peer,fe80::2%va,b1,north,router,ll,{agent.port}\n")
+                             f"peer,fe80::2%va,b1,north,router,{credential},{agent.port}\n")
         proc = subprocess.Popen(
             ["ip", "netns", "exec", monitor, sys.executable, "-m", "wardtui",
              "--db", f"sqlite:///{tmp_path / 'h.db'}", "poll", "--inventory", str(inventory),
