@@ -22,9 +22,10 @@ import pytest
 from poller.feed import client_for, send_command
 from poller.live import Keys
 from tests.integration.test_service_viewers import _dump as dump
-from tests.integration.test_service_viewers import _env, _wait
+from tests.integration.test_service_viewers import _env
 from tests.lab.netns import Lab
 from tests.procs.redis import unix_redis
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "[bold red]PAGE[/] \x1b[2J\x07 ticket\u202e 42"
@@ -45,7 +46,8 @@ def _down_in_history(db: Path, name: str) -> bool:
 def _seen_by_both(viewers: list[tuple[subprocess.Popen[bytes], Path]], test: Any, since: float) -> float:
     """Seconds from ``since`` until every viewer's dump passes ``test`` (polled every 50 ms)."""
     for viewer, out in viewers:
-        _wait(lambda v=viewer, o=out: test(_dump(v, o)["quiet"]), 10, "a viewer never saw the change", 0.05)
+        wait_until(lambda v=viewer, o=out: test(_dump(v, o)["quiet"]), 10, "a viewer never saw the change",
+                   0.05)
     return time.monotonic() - since
 
 
@@ -67,15 +69,15 @@ def test_ack_and_window_reach_the_service_and_every_viewer_within_a_second(tmp_p
                              "--confirm-spacing", "0.2"], cwd=REPO, env=_env(), stderr=log)
         viewers: list[tuple[subprocess.Popen[bytes], Path]] = []
         try:
-            _wait(lambda: "publishing site" in (tmp_path / "serve.log").read_text(), 30,
+            wait_until(lambda: "publishing site" in (tmp_path / "serve.log").read_text(), 30,
                   "the service never published")
             for k in range(2):
                 out = tmp_path / f"viewer{k}.json"
                 viewers.append((subprocess.Popen([sys.executable, "-m", "tests.procs.viewer", url, site,
                                                   str(out)], cwd=REPO, env=_env()), out))
             for _, out in viewers:
-                _wait(out.exists, 20, "a viewer never attached")
-            _wait(lambda: _down_in_history(db, "q-down"), 30, "q-down never went DOWN in the history")
+                wait_until(out.exists, 20, "a viewer never attached")
+            wait_until(lambda: _down_in_history(db, "q-down"), 30, "q-down never went DOWN in the history")
 
             # `wardtui ack` writes the database and tells the service: both viewers have it at once.
             acked = subprocess.run([sys.executable, "-m", "wardtui", "ack", "q-down", "--note", HOSTILE,
@@ -141,7 +143,7 @@ def test_ack_and_window_reach_the_service_and_every_viewer_within_a_second(tmp_p
             late = tmp_path / "late.json"
             viewers.append((subprocess.Popen([sys.executable, "-m", "tests.procs.viewer", url, site,
                                               str(late)], cwd=REPO, env=_env()), late))
-            _wait(late.exists, 20, "the late viewer never attached")
+            wait_until(late.exists, 20, "the late viewer never attached")
             assert [a["device"] for a in json.loads(late.read_text())["quiet"]["acks"]] == ["q-down"]
             assert service.poll() is None, "the service stopped"
         finally:
