@@ -59,23 +59,22 @@ from poller.snmp_usm_codec import (
 )
 from poller.snmp_usm_crypto import UserKeys, user_keys
 from poller.snmp_v2c import ERROR_STATUS, BerError, encode_getbulk_pdu
-from poller.sockets import enlarge_rcvbuf, reply_host, scoped_peer
+from poller.sockets import UdpSockets, reply_host, udp_peer
 
 TIME_WINDOW = 150  # seconds (RFC 3414 2.2.3)
+ENGINE_ID_OCTETS = (5, 32)  # SnmpEngineID's size (RFC 3411)
 _MAX_BOOTS = 2**31 - 1
 
 
 class _Engine:
     """An agent's engine as we know it: its ID, the user's keys for it, and its clock."""
 
-    __slots__ = ("boots", "engine_id", "keys", "learnt_at", "time")
+    __slots__ = ("boots", "engine_id", "keys", "latest", "learnt_at", "time")
 
     def __init__(self, engine_id: bytes, boots: int, engine_time: int, keys: UserKeys) -> None:
         self.engine_id = engine_id
         self.keys = keys
-        self.boots = boots
-        self.time = engine_time
-        self.learnt_at = time.monotonic()
+        self.set_clock(boots, engine_time)
 
     def now(self) -> int:
         """The agent's engine time now, by our clock since it was learnt."""
@@ -83,13 +82,16 @@ class _Engine:
 
     def set_clock(self, boots: int, engine_time: int) -> None:
         self.boots, self.time, self.learnt_at = boots, engine_time, time.monotonic()
+        self.latest = engine_time  # latestReceivedEngineTime (RFC 3414 2.3)
 
     def follow(self, boots: int, engine_time: int) -> bool:
-        """RFC 3414 3.2 7b for an authentic message: a later clock is adopted; False if the
-        message is outside the time window (an older boots, or a time more than 150 s behind)."""
+        """RFC 3414 3.2 7b for an authentic message: a later boots, or a time later than the
+        latest received, is adopted (so an agent whose clock runs slower than ours is followed,
+        not drifted away from); False if the message is outside the time window (an older
+        boots, or a time more than 150 s behind ours for it)."""
         if boots >= _MAX_BOOTS or boots < self.boots:
             return False
-        if boots > self.boots or engine_time > self.now():
+        if boots > self.boots or engine_time > self.latest:
             self.set_clock(boots, engine_time)
             return True
         return engine_time >= self.now() - TIME_WINDOW
@@ -98,14 +100,10 @@ class _Engine:
 class _Peer:
     """One agent: where it is, its user, and its engine once discovered."""
 
-    __slots__ = ("credential", "destination", "engine", "family", "sockaddr", "user")
+    __slots__ = ("credential", "engine", "family", "ip", "user")
 
     def __init__(self, agent: Agent, credential: V3) -> None:
-        ip = ipaddress.ip_address(agent.address)
-        self.destination: tuple[str, int] = (ip.compressed, agent.port)  # as replies are keyed
-        self.sockaddr: tuple[Any, ...] | None = self.destination  # as sendto takes it (None: zoned)
-        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
-            self.sockaddr = None  # found at the first send: the interface may come later
+        ip = self.ip = ipaddress.ip_address(agent.address)
         self.family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         self.credential = credential
         self.user = credential.user.encode()
@@ -121,6 +119,7 @@ class _Reply(NamedTuple):
     pdu: ScopedPdu
     authentic: bool
     in_window: bool
+    varbinds: list[VarBind]  # decoded as it arrived: a datagram that does not decode is dropped
 
 
 class _Waiting(NamedTuple):
@@ -132,24 +131,12 @@ class _Waiting(NamedTuple):
     request_id: int  # the PDU's: a response must carry it
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: UsmGetBulk) -> None:
-        self.owner = owner
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner.received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.owner.send_errors += 1
-
-
 class UsmGetBulk:
     """SNMPv3 agents' GETBULKs (a :class:`poller.snmp_getbulk.GetBulk`) by our own USM."""
 
     def __init__(self, rcvbuf: int = 4 * 1024 * 1024) -> None:
-        self.rcvbuf = rcvbuf
         self._peers: dict[str, _Peer] = {}
-        self._transports: dict[int, asyncio.Future[asyncio.DatagramTransport]] = {}
+        self._sockets = UdpSockets(self.received, self._send_error, rcvbuf)
         self._pending: dict[int, _Waiting] = {}  # msgID -> the request waiting for it
         self._next_id = random.randrange(1, 2**31 - 1)
         self._request_id = random.randrange(1, 2**31 - 1)
@@ -174,24 +161,8 @@ class UsmGetBulk:
     def forget(self, key: str) -> None:
         self._peers.pop(key, None)
 
-    # -- the socket ------------------------------------------------------------------------
-    async def _transport(self, family: int) -> asyncio.DatagramTransport:
-        opening = self._transports.get(family)
-        if opening is None:
-            opening = self._transports[family] = asyncio.ensure_future(self._open(family))
-        try:
-            return await asyncio.shield(opening)
-        except OSError:
-            del self._transports[family]
-            raise
-
-    async def _open(self, family: int) -> asyncio.DatagramTransport:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        enlarge_rcvbuf(sock, self.rcvbuf)
-        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: _Protocol(self),
-                                                                                 sock=sock)
-        return transport
+    def _send_error(self, exc: Exception) -> None:
+        self.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
 
     def _msg_id(self) -> int:
         while True:
@@ -224,33 +195,32 @@ class UsmGetBulk:
                 raise BerError("not signed by the agent's engine with the user's key")
         pdu = scoped_pdu(data, message, keys if signed else None)
         if pdu.pdu_tag == REPORT:
-            return _Reply(message, pdu, signed, True)
+            return _Reply(message, pdu, signed, True, pdu.varbinds())
         if pdu.pdu_tag != RESPONSE or not signed or pdu.header.request_id != waiting.request_id:
             raise BerError("an unsigned or unexpected PDU")  # values only from a signed response
+        varbinds = pdu.varbinds()  # before the clock is followed: only a whole answer counts
         assert engine is not None
         in_window = engine.follow(message.security.boots, message.security.time)
-        return _Reply(message, pdu, True, in_window)
+        return _Reply(message, pdu, True, in_window, varbinds)
 
     # -- requests ---------------------------------------------------------------------------
     async def _exchange(self, peer: _Peer, agent: Agent, pdu: bytes, request_id: int,
                         engine: _Engine | None) -> _Reply:
         """Send ``pdu`` (signed and encrypted for ``engine``; a discovery probe without one),
         resent with a new msgID after each timeout; the first matching reply."""
-        transport = await self._transport(peer.family)
-        if peer.sockaddr is None:
+        transport = await self._sockets.get(peer.family)
+        try:
             # Zoned (fe80::1%eth0): sent out of that interface, its replies keyed with its index.
-            try:
-                host, peer.sockaddr = scoped_peer(peer.destination[0], peer.destination[1])
-            except OSError as exc:  # no such interface (yet): this poll fails with the reason
-                raise SnmpError("error", f"zone of {agent.address}: {exc.strerror or exc}") from None
-            peer.destination = (host, peer.destination[1])
+            destination, sockaddr = udp_peer(peer.ip, agent.port)
+        except OSError as exc:  # no such interface (yet, or any more): this poll fails with the reason
+            raise SnmpError("error", f"zone of {agent.address}: {exc.strerror or exc}") from None
         loop = asyncio.get_running_loop()
         keys = engine.keys if engine is not None else None
         ids: list[int] = []
         try:
             for _ in range(agent.retries + 1):
                 future: asyncio.Future[_Reply | None] = loop.create_future()
-                waiting = _Waiting(future, peer.destination, keys, engine, peer.user, request_id)
+                waiting = _Waiting(future, destination, keys, engine, peer.user, request_id)
                 msg_id = self._msg_id()
                 ids.append(msg_id)
                 for each in ids:  # a late answer to an earlier send answers this one too
@@ -261,7 +231,7 @@ class UsmGetBulk:
                     self._salt = (self._salt + 1) & 0xFFFFFFFFFFFFFFFF
                     security = SecurityParameters(engine.engine_id, engine.boots, engine.now(), peer.user)
                     packet = encode_message(msg_id, security, keys, pdu, self._salt)
-                transport.sendto(packet, peer.sockaddr)
+                transport.sendto(packet, sockaddr)
                 timer = loop.call_later(agent.timeout, _expire, future)
                 try:
                     reply = await future
@@ -284,6 +254,11 @@ class UsmGetBulk:
         security = reply.message.security
         if reply.pdu.pdu_tag != REPORT or not security.engine_id:
             raise SnmpError("error", "the agent's discovery reply named no engine ID")
+        if not ENGINE_ID_OCTETS[0] <= len(security.engine_id) <= ENGINE_ID_OCTETS[1]:
+            # Unauthenticated: keys are localised and cached per engine ID, and a broken or
+            # hostile agent naming a new 30 kB ID at each discovery would grow that cache.
+            raise SnmpError("error", f"the agent's discovery reply named an engine ID of "
+                                     f"{len(security.engine_id)} octets (RFC 3411: 5 to 32)")
         self.discoveries += 1
         engine = _Engine(security.engine_id, security.boots, security.time, peer.keys_for(security.engine_id))
         peer.engine = engine
@@ -315,13 +290,13 @@ class UsmGetBulk:
                 raise
             if reply.pdu.pdu_tag == RESPONSE:
                 if reply.in_window:
-                    return _values(reply.pdu)
+                    return _values(reply)
                 if "window" in followed:
                     raise SnmpError("authentication", "the agent's answers stay outside its time window")
                 followed.add("window")  # the agent's clock went back: a new engine to us
                 self._forget_engine(peer)
                 continue
-            report = report_of(reply.pdu)
+            report = report_of(reply.varbinds)
             if report == NOT_IN_TIME_WINDOWS and reply.authentic and "time" not in followed:
                 followed.add("time")
                 self.resyncs += 1
@@ -335,23 +310,19 @@ class UsmGetBulk:
             raise SnmpError(reason, report_text(report))
 
     def close(self) -> None:
-        for opening in self._transports.values():
-            if opening.done() and not opening.cancelled() and opening.exception() is None:
-                opening.result().close()
-            else:
-                opening.cancel()
-        self._transports.clear()
+        self._sockets.close()
         self._peers.clear()
 
 
-def _values(pdu: ScopedPdu) -> list[VarBind]:
-    status = pdu.header.error_status
+def _values(reply: _Reply) -> list[VarBind]:
+    header = reply.pdu.header
+    status = header.error_status
     if status:
         if status == TOO_BIG:
             raise TooBig
         name = ERROR_STATUS[status] if 0 < status < len(ERROR_STATUS) else str(status)
-        raise SnmpError("error", f"agent error {name} at var-bind {pdu.header.error_index}")
-    return pdu.varbinds()
+        raise SnmpError("error", f"agent error {name} at var-bind {header.error_index}")
+    return reply.varbinds
 
 
 def _expire(future: asyncio.Future[_Reply | None]) -> None:

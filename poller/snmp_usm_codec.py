@@ -226,9 +226,8 @@ def scoped_pdu(buf: bytes, message: Message, keys: UserKeys | None) -> ScopedPdu
     return ScopedPdu(context_engine_id, pdu_tag, _pdu_header(buf, VERSION_3, b"", i, pdu_end), buf)
 
 
-def report_of(pdu: ScopedPdu) -> Oid | None:
-    """The counter a Report-PDU names (its first var-bind), None if it names none."""
-    varbinds = pdu.varbinds()
+def report_of(varbinds: list[VarBind]) -> Oid | None:
+    """The counter a Report-PDU's var-binds name (the first), None if they name none."""
     return varbinds[0][0] if varbinds else None
 
 

@@ -41,7 +41,7 @@ from poller.snmp_getbulk import (
     timeout_error,
 )
 from poller.snmp_source import Agent, SnmpError
-from poller.sockets import enlarge_rcvbuf, reply_host, scoped_peer
+from poller.sockets import UdpSockets, reply_host, udp_peer
 
 _VERSION_2C = 1
 _GETBULK = 0xA5
@@ -385,47 +385,19 @@ class V2cAgentError(Exception):
         self.status = status
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: V2cTransport) -> None:
-        self.owner = owner
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.owner.received(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        self.owner.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
-
-
 class V2cTransport:
     """Sends GETBULKs and matches their answers; one socket per address family, shared by all."""
 
     def __init__(self, rcvbuf: int = 4 * 1024 * 1024) -> None:
-        self.rcvbuf = rcvbuf
-        self._transports: dict[int, asyncio.Future[asyncio.DatagramTransport]] = {}
+        self._sockets = UdpSockets(self.received, self._send_error, rcvbuf)
         # request id -> (future of the send in flight, (address, port), community)
         self._pending: dict[int, tuple[asyncio.Future[Response | None], tuple[str, int], bytes]] = {}
         self._next_id = random.randrange(1, 2**31 - 1)
         self.bad_replies = 0  # malformed, or matching no request we are waiting for
         self.send_errors = 0
 
-    async def _transport(self, family: int) -> asyncio.DatagramTransport:
-        opening = self._transports.get(family)
-        if opening is None:
-            # Kept as a task at once: the first polls start together and must share one socket.
-            opening = self._transports[family] = asyncio.ensure_future(self._open(family))
-        try:
-            return await asyncio.shield(opening)
-        except OSError:
-            del self._transports[family]  # e.g. no IPv6 here: the poll fails and says why
-            raise
-
-    async def _open(self, family: int) -> asyncio.DatagramTransport:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        enlarge_rcvbuf(sock, self.rcvbuf)
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), sock=sock)
-        return transport
+    def _send_error(self, exc: Exception) -> None:
+        self.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
 
     def _request_id(self) -> int:
         while True:
@@ -456,15 +428,11 @@ class V2cTransport:
                       max_repetitions: int, oids: list[Oid], timeout: float, retries: int) -> list[VarBind]:
         """Send one GETBULK, resent ``retries`` times after ``timeout`` seconds without an answer."""
         ip = ipaddress.ip_address(address)
-        transport = await self._transport(socket.AF_INET6 if ip.version == 6 else socket.AF_INET)
-        destination = (ip.compressed, port)
-        sockaddr: tuple[Any, ...] = destination
-        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id:
-            try:
-                host, sockaddr = scoped_peer(ip.compressed, port)
-            except OSError as exc:  # e.g. the interface named by the zone is not (or no longer) here
-                raise SnmpError("error", f"zone of {address}: {exc.strerror or exc}") from None
-            destination = (host, port)
+        transport = await self._sockets.get(socket.AF_INET6 if ip.version == 6 else socket.AF_INET)
+        try:
+            destination, sockaddr = udp_peer(ip, port)
+        except OSError as exc:  # e.g. the interface named by the zone is not (or no longer) here
+            raise SnmpError("error", f"zone of {address}: {exc.strerror or exc}") from None
         request_id = self._request_id()
         packet = encode_getbulk(community, request_id, non_repeaters, max_repetitions, oids)
         loop = asyncio.get_running_loop()
@@ -491,12 +459,7 @@ class V2cTransport:
             self._pending.pop(request_id, None)
 
     def close(self) -> None:
-        for opening in self._transports.values():
-            if opening.done() and not opening.cancelled() and opening.exception() is None:
-                opening.result().close()
-            else:
-                opening.cancel()
-        self._transports.clear()
+        self._sockets.close()
 
 
 class V2cGetBulk:

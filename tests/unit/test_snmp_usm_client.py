@@ -47,8 +47,12 @@ def response(msg_id: int, request_id: int, keys: UserKeys | None = KEYS, user: b
 class ScriptedAgent(asyncio.DatagramProtocol):
     """Answers discovery with the engine's report, and each request as ``reply`` says."""
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, engines: Callable[[], bytes] = lambda: ENGINE,
+                 report: bytes = UNKNOWN_ENGINE) -> None:
         self.reply = reply
+        self.engines = engines  # the engine ID each discovery is answered with
+        self.report = report  # the discovery report's var-binds
+        self.discoveries = 0
         self.transport: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -59,8 +63,9 @@ class ScriptedAgent(asyncio.DatagramProtocol):
         if not message.security.engine_id:  # discovery
             pdu = scoped_pdu(data, message, None)
             assert pdu.pdu_tag == GET
-            report = encode_message(message.msg_id, SecurityParameters(ENGINE, 1, 100, b""), None,
-                                    encode_pdu(REPORT, pdu.header.request_id, UNKNOWN_ENGINE),
+            self.discoveries += 1
+            report = encode_message(message.msg_id, SecurityParameters(self.engines(), 1, 100, b""), None,
+                                    encode_pdu(REPORT, pdu.header.request_id, self.report),
                                     reportable=False)
             self.transport.sendto(report, addr)
             return
@@ -69,9 +74,9 @@ class ScriptedAgent(asyncio.DatagramProtocol):
             (sender or self.transport).sendto(packet, addr)
 
 
-async def scripted(reply: Reply) -> tuple[int, Any]:
+async def scripted(reply: Reply, **agent: Any) -> tuple[int, Any]:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: ScriptedAgent(reply),
+    transport, _ = await loop.create_datagram_endpoint(lambda: ScriptedAgent(reply, **agent),
                                                        local_addr=("127.0.0.1", 0))
     return transport.get_extra_info("sockname")[1], transport
 
@@ -140,6 +145,58 @@ async def test_an_agent_that_never_answers_the_request_times_out_and_is_rediscov
             await client.getbulk(agent, 1, 0, [(1, 3, 6, 1, 2, 1, 1, 3)])
         assert info.value.reason == "timeout"  # authNoPriv: nothing to blame on a privacy key
         assert client.counters()["rediscoveries"] == 1 and client.counters()["engines"] == 0
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("size", [4, 33, 30_000])
+async def test_an_engine_id_outside_rfc_3411s_size_is_refused_and_never_cached(size: int) -> None:
+    """Discovery is unauthenticated and keys are localised and cached per engine ID: an agent
+    naming a new 30 kB ID at each discovery grew the cache by megabytes (seen in review)."""
+    from poller import snmp_usm_crypto
+
+    made = iter(range(1_000_000))
+
+    def engine_id() -> bytes:  # a new one at each discovery
+        return next(made).to_bytes(4, "big") * (size // 4) + b"x" * (size % 4)
+    port, server = await scripted(lambda request, request_id: [], engines=engine_id)
+    client = UsmGetBulk()
+    agent = Agent("a", "127.0.0.1", port, CREDENTIAL, timeout=0.5, retries=0)
+    cached = len(snmp_usm_crypto._KUL)
+    try:
+        await client.open(agent)
+        for _ in range(3):
+            with pytest.raises(SnmpError) as info:
+                await client.getbulk(agent, 1, 0, [(1, 3, 6, 1, 2, 1, 1, 3)])
+            assert f"an engine ID of {size} octets (RFC 3411: 5 to 32)" in str(info.value)
+        assert len(snmp_usm_crypto._KUL) == cached and client.counters()["engines"] == 0
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("where", ["report", "response"])
+async def test_a_reply_whose_var_binds_do_not_decode_is_dropped_and_counted(where: str) -> None:
+    """A discovery report or a signed response with a broken var-bind list is a malformed
+    datagram: dropped and counted like any other, and the request goes on to its timeout (it
+    escaped the client as a BerError, past the poller's counters, before)."""
+    broken = _tlv(0x30, b"\x06\x05\x2b\x06")  # a var-bind whose OID claims 5 octets and has 2
+
+    def reply(request: Message, request_id: int) -> list[tuple[bytes, Any]]:
+        security = SecurityParameters(ENGINE, 1, 100, b"wt-user")
+        return [(encode_message(request.msg_id, security, KEYS, encode_pdu(RESPONSE, request_id, broken), 7,
+                                reportable=False), None)]
+    port, server = await scripted(reply, **({"report": broken} if where == "report" else {}))
+    client = UsmGetBulk()
+    agent = Agent("a", "127.0.0.1", port, CREDENTIAL, timeout=0.3, retries=0)
+    try:
+        await client.open(agent)
+        with pytest.raises(SnmpError) as info:
+            await client.getbulk(agent, 1, 0, [(1, 3, 6, 1, 2, 1, 1, 3)])
+        assert info.value.reason in ("timeout", "authentication")  # authPriv: blamed on the key
+        assert client.counters()["v3_bad_replies"] == 1
+        assert client.counters()["v3_discoveries"] == (0 if where == "report" else 1)
     finally:
         client.close()
         server.close()

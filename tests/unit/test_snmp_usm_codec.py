@@ -220,7 +220,7 @@ def test_a_discovery_probe_and_the_report_it_gets() -> None:
     message_ = decode_message(report)
     assert message_.security.engine_id == AGENT_ENGINE and message_.security.boots == 12
     pdu = scoped_pdu(report, message_, None)
-    assert pdu.pdu_tag == REPORT and report_of(pdu) == (1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0)
+    assert pdu.pdu_tag == REPORT and report_of(pdu.varbinds()) == (1, 3, 6, 1, 6, 3, 15, 1, 1, 4, 0)
 
 
 def test_report_texts_say_what_went_wrong() -> None:
@@ -247,3 +247,21 @@ def test_the_time_window_follows_later_clocks_and_refuses_older_ones() -> None:
     assert not engine.follow(4, 5000)  # an older boots: outside, whatever the time
     assert engine.follow(6, 3) and (engine.boots, engine.time) == (6, 3)  # a new boot: adopted
     assert not engine.follow(2**31 - 1, 0)  # boots at its end: the engine must be reconfigured
+
+
+def test_an_agent_clock_slower_than_ours_is_followed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 3414 3.2 7b adopts a time later than the latest *received*: an agent whose clock runs
+    1.6 % slow is 160 s behind our extrapolation after 10,000 s, yet every answer it sends is in
+    its window (it was counted as a clock gone back and rediscovered before)."""
+    from poller import snmp_usm_client
+    from poller.snmp_usm_client import _Engine
+
+    now = [100.0]
+    monkeypatch.setattr(snmp_usm_client.time, "monotonic", lambda: now[0])
+    engine = _Engine(AGENT_ENGINE, 5, 1000, user_keys("sha", "auth-passphrase", None, None, AGENT_ENGINE))
+    for step in range(1, 101):  # an answer every 100 s of ours, 98.4 s of the agent's
+        now[0] = 100.0 + 100 * step
+        assert engine.follow(5, 1000 + int(98.4 * step)), step
+    assert engine.time == 1000 + 9840 and engine.now() == 1000 + 9840
+    assert engine.follow(5, 1000 + 9840 - 150)  # and the window is counted from what it said
+    assert not engine.follow(5, 1000 + 9840 - 151)
