@@ -5,7 +5,10 @@ One process runs what `wardtui serve --notify` runs: the engine (a fake network:
 answers after 1 ms unless its address is made dead; a dead one times out in real time), the
 notifier (poller/notify/notifier.py), the outbox in a SQLite history database
 (store/outbox.py) and the delivery with a real webhook receiver (httpx) posting to an HTTP server
-in a separate process on a loopback port, which records when each message arrived.
+in a separate process on a loopback port, which records when each message arrived. The
+process's collector is set as `wardtui serve` sets its own (wardtui/process.py ``POLL``: a
+freeze once the store has started and once every device is up, young collections less often);
+without it the quiet windows' lag p99 is the collector's full passes (~45 ms, against ~12 ms).
 
 --branches branches of one router and --per - 1 devices behind it (default 250 x 40 = 10,000
 devices), every device checked each --interval (1 s), so that a storm (every device dead at
@@ -58,6 +61,7 @@ from poller.state import StateConfig  # noqa: E402
 from store.history import HistoryStore  # noqa: E402
 from store.outbox import SqlOutbox  # noqa: E402
 from tests.fakes import FakeProber  # noqa: E402
+from wardtui.process import POLL  # noqa: E402
 
 SERVER = r"""
 import http.server, json, sys, time
@@ -149,6 +153,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     receiver = Receiver(tmp, "HTTP/1.1" if args.keep_alive else "HTTP/1.0")
     store = HistoryStore(f"sqlite+aiosqlite:///{tmp / 'history.db'}")
     await store.open()
+    POLL.store_started()
     results: dict[str, Any] = {"quiet": [], "storm": [], "control": [], "latency_s": [], "messages": []}
     try:
         for round_ in range(args.rounds):
@@ -173,6 +178,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 task = asyncio.create_task(engine.run())
                 while engine.state_counts[State.UP] != len(all_devices):
                     await asyncio.sleep(0.2)
+                POLL.first_round_done()  # as wardtui serve's runtime does after its first round
                 await asyncio.sleep(2.0)
                 receiver.new()
                 lags, out = await window(engine, prober, all_devices, args.window, mode != "quiet")
@@ -227,8 +233,9 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{' --memory-outbox' if args.memory_outbox else ''}"
         f"{f' --section {args.section}' if args.section != 'notify' else ''}`",
         "",
-        "One process as `wardtui serve --notify`: engine (fake network, 1 ms replies, real-time "
-        "timeouts of 0.2 s, one confirmation 0.05 s later), notifier, outbox in SQLite, delivery with "
+        "One process as `wardtui serve --notify`, its collector set as serve sets it: engine (fake "
+        "network, 1 ms replies, real-time timeouts of 0.2 s, one confirmation 0.05 s later), "
+        "notifier, outbox in SQLite, delivery with "
         "the real webhook receiver to an HTTP server process on loopback "
         f"({'HTTP/1.1, connections kept' if args.keep_alive else 'HTTP/1.0, a connection per message'}). "
         "Per round: a quiet "
@@ -250,8 +257,8 @@ def summarize(r: dict[str, Any], args: argparse.Namespace) -> str:
         f"{lat[-1]:.2f} s** (target p95 <= group_wait + 1 s = {args.group_wait + 1:g} s); "
         f"{len(lat):,} device-transitions. **Engine lag p99 in the storm with the notifier / without: "
         f"{min(ratios_c):.2f}-{max(ratios_c):.2f}x** (median {statistics.median(ratios_c):.2f}x; "
-        f"target <= 1.2x); against the quiet windows {min(ratios_q):.2f}-{max(ratios_q):.2f}x (the "
-        f"storm's own work: confirmations, dependency checks). Messages per storm: one firing and "
+        f"target <= 1.2x); **against the quiet windows {min(ratios_q):.2f}-{max(ratios_q):.2f}x** "
+        f"(median {statistics.median(ratios_q):.2f}x; target <= 1.2x). Messages per storm: one firing and "
         f"one resolved per branch ({args.branches}) is the target.",
     ]
     return "\n".join(lines)
