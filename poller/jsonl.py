@@ -112,7 +112,8 @@ def event_record(event: Event) -> dict[str, Any] | None:
 _SNMP_COUNTS = ("snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_backed_off",
                 "snmp_agents_failing", "snmp_not_polled_down", "snmp_over_speed", "snmp_no_rate",
                 "snmp_in_flight", "snmp_skipped_capacity", "snmp_v3_in_flight", "snmp_v3_limit",
-                "snmp_v3_rediscoveries")
+                "snmp_v3_rediscoveries", "snmp_v3_discoveries", "snmp_v3_resyncs", "snmp_bad_replies",
+                "snmp_send_errors")
 
 
 def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:

@@ -28,7 +28,8 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 
 # Figures of Gauges (fields and ``extra`` keys) that only grow during a run: counters, exposed as
 # wardtui_<name>_total. Each was checked where it is counted (poller/engine.py, poller/icmp.py,
-# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v3.py, poller/snmp_traps.py,
+# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v2c.py,
+# poller/snmp_usm_client.py, poller/snmp_traps.py,
 # poller/feed.py's Publisher, store/writer.py, store/spool.py): only ever incremented for the
 # life of the engine.
 # rcvbuf_drops is the kernel's SO_RXQ_OVFL count, a u32: it wraps (Prometheus sees a reset).
@@ -39,7 +40,8 @@ COUNTERS = frozenset({
     "skipped", "skipped_late", "skipped_busy", "rcvbuf_drops", "send_errors", "late_replies",
     "send_waits",
     "snmp_timeouts", "snmp_auth_failures", "snmp_failed", "snmp_skipped", "snmp_skipped_capacity",
-    "snmp_v3_rediscoveries", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
+    "snmp_v3_rediscoveries", "snmp_v3_discoveries", "snmp_v3_resyncs", "snmp_bad_replies",
+    "snmp_send_errors", "snmp_backed_off", "snmp_not_polled_down", "snmp_over_speed",
     "snmp_no_rate", "store_samples_dropped", "store_spool_damaged", "store_snmp_dropped",
     "checks_on_demand", "checks_for_dependencies", "feed_events", "feed_events_lost", "feed_commands",
     "feed_commands_refused", "feed_losses", "snmp_polls_on_demand",
@@ -91,6 +93,10 @@ HELP = {
     "snmp_v3_limit": "Adaptive limit of SNMPv3 polls in flight",
     "snmp_v3_in_flight": "SNMPv3 polls in flight",
     "snmp_v3_rediscoveries": "SNMPv3 agents rediscovered (a timeout, a new engineID, a clock gone back)",
+    "snmp_v3_discoveries": "SNMPv3 engine discoveries",
+    "snmp_v3_resyncs": "SNMPv3 notInTimeWindow reports followed (the agent's clock learnt again)",
+    "snmp_bad_replies": "SNMP datagrams dropped: malformed, forged (v3: unsigned, wrong digest) or late",
+    "snmp_send_errors": "SNMP sends the kernel reported an error for (e.g. ICMP port unreachable)",
     "snmp_lag_p99_seconds": "99th percentile SNMP scheduling lag over the last gauge period",
     "snmp_in_flight": "SNMP polls in flight",
     "snmp_backed_off": "SNMP polls not made because the agent was backed off",

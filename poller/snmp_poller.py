@@ -348,6 +348,12 @@ class SnmpPoller:
                 "snmp_v3_limit": float(int(self.v3_admission.limit)),
                 "snmp_v3_in_flight": float(self.v3_admission.in_flight),
                 "snmp_v3_rediscoveries": float(counters.get("rediscoveries", 0)),
+                "snmp_v3_discoveries": float(counters.get("v3_discoveries", 0)),
+                "snmp_v3_resyncs": float(counters.get("v3_resyncs", 0)),
+                # Datagrams dropped: malformed, forged (v3: unsigned, wrong digest), or answering
+                # nothing in flight (late); and errors the kernel reported on sends.
+                "snmp_bad_replies": float(counters.get("bad_replies", 0) + counters.get("v3_bad_replies", 0)),
+                "snmp_send_errors": float(counters.get("send_errors", 0) + counters.get("v3_send_errors", 0)),
                 "snmp_lag_p99_ms": p99 * 1000,
                 "snmp_in_flight": float(len(self._tasks)),
                 "snmp_polls_on_demand": float(self.polls_on_demand),

@@ -150,7 +150,8 @@ class UsmGetBulk:
     def counters(self) -> dict[str, int]:
         return {"engines": sum(1 for p in self._peers.values() if p.engine is not None),
                 "rediscoveries": self.rediscoveries, "v3_resyncs": self.resyncs,
-                "v3_discoveries": self.discoveries, "v3_bad_replies": self.bad_replies}
+                "v3_discoveries": self.discoveries, "v3_bad_replies": self.bad_replies,
+                "v3_send_errors": self.send_errors}
 
     async def open(self, agent: Agent) -> None:
         credential = agent.credential

@@ -471,7 +471,7 @@ class V2cGetBulk:
         self._communities: dict[str, bytes] = {}  # by agent key, encoded once
 
     def counters(self) -> dict[str, int]:
-        return {"bad_replies": self.transport.bad_replies}
+        return {"bad_replies": self.transport.bad_replies, "send_errors": self.transport.send_errors}
 
     async def open(self, agent: Agent) -> None:
         credential = agent.credential

@@ -129,10 +129,10 @@ class Holder:
 
 
 UNKNOWN = Holder(host="", pid=None, kind="", since=None)
-CLUSTER = "cluster"
-"""The kind of a cluster member's lease (``wardtui serve --cluster``): shared with the others."""
 """The lease is held but its holder has not (yet) described itself, or the description is
 not the holder's (a row left by a killed poller)."""
+CLUSTER = "cluster"
+"""The kind of a cluster member's lease (``wardtui serve --cluster``): shared with the others."""
 
 
 class LeaseRefused(Exception):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,7 @@ class ClusterMember:
         self.sink: FencedHistory = FencedHistory(runtime.store, self.fencing, self.epoch_of,
                                                  self.stand_down)
         self.takeovers_failed = 0
+        self._failing_since: float | None = None  # monotonic: takeovers fail since (logged once)
         self.stood_down = 0  # shards given up after a refused write
         self._lock = asyncio.Lock()  # one takeover at a time, in the order they came
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,11 +153,16 @@ class ClusterMember:
                 open_outages, unreachable = await self.runtime.committed_outages()
                 last = await self.runtime.store.last_states(names)
             except (SQLAlchemyError, OSError) as exc:
-                self.takeovers_failed += 1
-                log.error("cluster: cannot take over %d shards (the history database: %s); given back",
-                          len(shards), failure(exc, self.runtime.store.url))
-                self.leases.give_up(shards, "no epoch")
+                self._take_failed(shards, f"the history database: {failure(exc, self.runtime.store.url)}")
                 return
+            except Exception as exc:  # a bug: the shards must not stay leased and unpolled
+                log.exception("cluster: taking over %d shards failed", len(shards))
+                self._take_failed(shards, escaped(f"{type(exc).__name__}: {exc}"))
+                return
+            if self._failing_since is not None:
+                log.warning("cluster: takeovers work again (they failed for %.0f s)",
+                            time.monotonic() - self._failing_since)
+                self._failing_since = None
             # Nothing awaits from here: a shard lost meanwhile is not started.
             owned = self.leases.owned()
             started = [s for s in shards if s in owned]
@@ -173,6 +180,17 @@ class ClusterMember:
                          _epochs_text({s: epochs[s] for s in started}), len(diff.added), seeded,
                          sum(1 for d in diff.added if d.name in last and last[d.name] is State.UP))
 
+    def _take_failed(self, shards: list[int], why: str) -> None:
+        """A takeover failed: the shards are given back (their leases must not outlive a member
+        that does not poll them), and another round, here or on another member, tries again.
+        Logged as an error once per failing spell, not at every round of it."""
+        self.takeovers_failed += 1
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("cluster: cannot take over %d shards (%s); given back, and tried again every "
+                      "round (logged again when takeovers work)", len(shards), why)
+        self.leases.give_up(shards, "no epoch")
+
     async def _take_epochs(self, shards: list[int]) -> dict[int, int]:
         """Raise the epochs of ``shards`` in one transaction (in shard order: takes and fenced
         writes lock rows in that order, so they cannot deadlock)."""
@@ -188,10 +206,9 @@ class ClusterMember:
         self.stood_down += len(stale)
         log.error("cluster: standing down from %d shards (%s): another poller took them over",
                   len(stale), ", ".join(map(str, sorted(stale))))
-        self.leases.give_up(stale, "fenced")
-        for shard in stale:  # (give_up told _changed already, if the leases still had them)
-            self.current.pop(shard, None)
-        self.runtime.apply_polled()
+        self.leases.give_up(stale, "fenced")  # tells _changed, if the leases still had them
+        if [shard for shard in stale if self.current.pop(shard, None) is not None]:
+            self.runtime.apply_polled()
 
     # -- running -----------------------------------------------------------------------------
 

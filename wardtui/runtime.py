@@ -301,17 +301,16 @@ class Runtime:
         names = {d.name for d in polled}
         return [a for a in agents if a.key in names]
 
-    async def apply_inventory(self, devices: list[Device], agents: list[Agent],
-                              sync: bool = True) -> InventoryDiff:
+    async def apply_inventory(self, devices: list[Device], agents: list[Agent]) -> InventoryDiff:
         """Make ``devices`` (with ``agents``, from :meth:`read_inventory`) the run's inventory,
         on the engine's loop, without a restart: the history learns the new and changed devices
-        first (unless not ``sync``), then the engine and the SNMP poller take the difference. A
-        device that is new to the engine (added, or at a new address) with an outage still open in
-        the history starts DOWN from it, as at a start. A history database that cannot be reached
-        costs the new devices' branch and region in it until the next start, not the reload.
+        first, then the engine and the SNMP poller take the difference. A device that is new to
+        the engine (added, or at a new address) with an outage still open in the history starts
+        DOWN from it, as at a start. A history database that cannot be reached costs the new
+        devices' branch and region in it until the next start, not the reload.
 
-        A cluster member polls only the devices ``polls`` picks: this is also how it starts the
-        devices of shards it took over (``sync`` False: the inventory is the same)."""
+        A cluster member polls only the devices ``polls`` picks (the shards it took over start
+        through :meth:`apply_polled`, the inventory unchanged)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         from store.schema import display_url
@@ -320,8 +319,7 @@ class Runtime:
         unreachable: dict[str, Any] = {}
         if self.writer is not None:
             try:
-                if sync:
-                    await self.store.sync_devices(devices)
+                await self.store.sync_devices(devices)
                 open_outages, unreachable = await self.committed_outages()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("the history database %s did not take the new inventory: %s",

@@ -276,7 +276,7 @@ async def test_the_walks_getbulk_gives_the_walk_its_errors_and_the_client_counts
         with pytest.raises(SnmpError, match="no answer"):
             await client.poll(agent)
         assert client.counters() == {"requests": 3, "timeouts": 1, "auth_failures": 0, "errors": 1,
-                                     "bad_replies": 0}
+                                     "bad_replies": 0, "send_errors": 0}
     finally:
         getbulk.close()
         server.close()
