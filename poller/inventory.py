@@ -262,7 +262,8 @@ def _validate(rows: Iterable[Row], name: str, answers: dict[str, str | OSError])
                                     if first.name == device.name else f"duplicate name '{device.name}': "
                                     f"'{first.name}' on line {first.line} differs only in case"))
             continue
-        first = by_addr.get(device.address)
+        address = _same_host(device.address)
+        first = by_addr.get(address)
         if first is not None:
             problems.append(Problem(
                 name, line,
@@ -272,7 +273,7 @@ def _validate(rows: Iterable[Row], name: str, answers: dict[str, str | OSError])
             continue
         by_name[device.name] = device
         by_folded[folded] = device
-        by_addr[device.address] = device
+        by_addr[address] = device
         devices.append(device)
     problems.extend(_parent_problems(devices, by_name, name))
     if not devices and not problems:  # a header alone ran, watching nothing, and exited 0
@@ -394,6 +395,19 @@ def _zone_problem(ip: ipaddress.IPv6Address) -> str | None:
     if not _ZONE.fullmatch(zone):
         return f"a zone (%{zone}) is an interface's name or index"
     return None
+
+
+def _same_host(address: str) -> str:
+    """``address`` as duplicates are found: a zone as its interface's index where this host has
+    that interface (fe80::1%lo and fe80::1%1 are one host when lo's index is 1), as written
+    where it has not (a file checked on another machine)."""
+    host, percent, zone = address.partition("%")
+    if not percent or zone.isdigit():
+        return address
+    try:
+        return f"{host}%{socket.if_nametoindex(zone)}"
+    except OSError:
+        return address
 
 
 def _canonical(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:

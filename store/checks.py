@@ -242,8 +242,9 @@ async def open_outages(db: Database, unreachable: bool = False) -> dict[str, dat
 
 async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
     """Each named device's state after its last recorded transition (devices never recorded:
-    absent). One index scan per device on PostgreSQL (``DISTINCT ON``, the transitions' key
-    index); elsewhere a grouped read."""
+    absent). On PostgreSQL ``DISTINCT ON`` over the transitions' key index: it reads every
+    transition of the named devices (no skip scan before PostgreSQL 18), few per device as
+    transitions go; elsewhere a grouped read."""
     if not names:
         return {}
     t, d = _transitions, _devices

@@ -32,8 +32,8 @@ DEFAULT_PARALLEL = {"webhook": 4}
 """``parallel`` when the notify file does not say, by kind (others: 1). A webhook takes requests
 side by side (Alertmanager sends different groups' messages at once too): a storm of 250 groups
 then reaches it within group_wait + 1 s at p95 (2.3-2.9 s against 3.1-3.6 s one at a time,
-group_wait 2 s: docs/BENCHMARKS.md, "notify-policy"). Mail, a command and syslog keep one at a time: an SMTP relay
-or a script may not take more, and a syslog stream is read in order."""
+group_wait 2 s: docs/BENCHMARKS.md, "notify-policy"). Mail, a command and syslog keep one at a
+time: an SMTP relay or a script may not take more, and a syslog stream is read in order."""
 PRESETS = ("json", "slack", "teams")
 FACILITIES = {name: code for code, name in enumerate(
     ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp",

@@ -515,3 +515,13 @@ def test_a_zone_where_none_belongs_or_none_where_one_does_is_refused(tmp_path: P
     only(problems_of(path), 3, f"bad address '{written}': {why}")
     named = write(tmp_path, "n.csv", HEADER + "x,ll.lab,b,r,router,,,\n")
     only(problems_of(named, lambda host: written), 2, "bad address 'll.lab'", why)
+
+
+def test_one_link_local_host_by_its_interface_name_and_its_index_is_one_duplicate(tmp_path: Path) -> None:
+    """fe80::1%lo and fe80::1%<lo's index> are one host: the second is a duplicate (it loaded as
+    a second device, seen in review); the same address on two links is two hosts."""
+    import socket
+    lo = socket.if_nametoindex("lo")
+    path = write(tmp_path, "v6.csv", HEADER + GOOD_ROW + 'x,"fe80::1%lo",b,r,router,,,\n'
+                 + f'y,"fe80::1%{lo}",b,r,router,,,\n' + 'z,"fe80::1%no-such-if0",b,r,router,,,\n')
+    only(problems_of(path), 4, f"duplicate address fe80::1%{lo} of 'y' (also 'x' on line 3)")
