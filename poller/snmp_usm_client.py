@@ -58,7 +58,7 @@ from poller.snmp_usm_codec import (
     scoped_pdu,
 )
 from poller.snmp_usm_crypto import UserKeys, user_keys
-from poller.snmp_v2c import ERROR_STATUS, BerError, encode_getbulk_pdu
+from poller.snmp_v2c import ERROR_STATUS, BerError, encode_getbulk_pdu, free_id
 from poller.sockets import UdpSockets, reply_host, udp_peer
 
 TIME_WINDOW = 150  # seconds (RFC 3414 2.2.3)
@@ -166,10 +166,8 @@ class UsmGetBulk:
         self.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
 
     def _msg_id(self) -> int:
-        while True:
-            self._next_id = self._next_id % (2**31 - 2) + 1
-            if self._next_id not in self._pending:
-                return self._next_id
+        self._next_id = free_id(self._next_id, self._pending)
+        return self._next_id
 
     def received(self, data: bytes, addr: Any) -> None:
         try:

@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any, NamedTuple
 
 from poller.credentials import V2c
@@ -373,6 +373,14 @@ def encode_inform_ack(notification: Notification) -> bytes:
 
 
 # -- transport ---------------------------------------------------------------------------------
+def free_id(last: int, in_flight: Container[int]) -> int:
+    """The id after ``last`` (1 to 2**31 - 2, wrapping round) that no request in flight has."""
+    while True:
+        last = last % (2**31 - 2) + 1
+        if last not in in_flight:
+            return last
+
+
 class V2cTimeout(Exception):
     """No matching answer within the timeout, after every retry."""
 
@@ -400,10 +408,8 @@ class V2cTransport:
         self.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
 
     def _request_id(self) -> int:
-        while True:
-            self._next_id = self._next_id % (2**31 - 2) + 1
-            if self._next_id not in self._pending:
-                return self._next_id
+        self._next_id = free_id(self._next_id, self._pending)
+        return self._next_id
 
     def received(self, data: bytes, addr: Any) -> None:
         try:
