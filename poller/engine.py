@@ -68,6 +68,11 @@ class Engine:
         # Checks the dependencies asked for: a parent probed before its child is declared, an
         # UNREACHABLE child re-checked when a parent recovers.
         self.checks_for_dependencies = 0
+        # Parents of these devices that another poller checks (serve --cluster: a parent on
+        # another shard), by name; see set_remote_parents.
+        self._remote: dict[str, Device] = {}
+        self._remote_out: dict[str, float] = {}  # name -> monotonic time it was found out
+        self._remote_probes: dict[str, asyncio.Future[bool]] = {}  # name -> the probe in flight
         # A busy slot's key -> the end of its check (its result, for a probe_now that waited).
         self._ends: dict[int, asyncio.Future[CheckResult | None]] = {}
         self.scheduler = Scheduler(self._dispatch)
@@ -237,6 +242,17 @@ class Engine:
                     log.error("inventory change listener %r failed: %s: %s", callback,
                               type(exc).__name__, exc)
         return diff
+
+    def set_remote_parents(self, parents: Iterable[Device]) -> None:
+        """Parents of this engine's devices that it does not check itself (a cluster member: a
+        parent on another member's shard). A child failing behind one probes its address at once,
+        as a local parent not known to be out is checked, before the child is declared (DOWN, or
+        UNREACHABLE if every parent is out). Nothing of theirs is published: they are another
+        poller's to record. A verdict "out" holds for the parent's interval; "not out" is never
+        kept, it is probed again at the next failure."""
+        self._remote = {d.name: d for d in parents if d.name not in self.trackers}
+        for name in [n for n in self._remote_out if n not in self._remote]:
+            del self._remote_out[name]
 
     def _link(self) -> None:
         """Each parent's children, from the devices' ``parents`` (the inventory has no cycle)."""
@@ -478,13 +494,24 @@ class Engine:
     # out is probed at once, or its check in flight awaited), so the order in which the schedule
     # reaches a router and the devices behind it never decides the verdict.
     def _parents_out(self, device: Device) -> bool:
-        """Whether ``device`` has parents and every one of them is DOWN or UNREACHABLE."""
+        """Whether ``device`` has parents and every one of them is DOWN or UNREACHABLE (a remote
+        parent: found out by a probe within its interval)."""
         trackers = self.trackers
         for name in device.parents:
             parent = trackers.get(name)
-            if parent is None or parent.state not in OUT:
+            if parent is None:
+                if not self._remote_found_out(name):
+                    return False
+            elif parent.state not in OUT:
                 return False
         return bool(device.parents)
+
+    def _remote_found_out(self, name: str) -> bool:
+        found = self._remote_out.get(name)
+        remote = self._remote.get(name)
+        if found is None or remote is None:
+            return False
+        return time.monotonic() - found < (remote.interval or self.config.interval)
 
     def _needs_confirmation(self, tracker: DeviceTracker) -> bool:
         """A failure is confirmed unless the device is out already; an UNREACHABLE device's is
@@ -499,9 +526,36 @@ class Engine:
         now (in parallel); whether every parent is out then."""
         fresh = [name for name in device.parents
                  if (parent := self.trackers.get(name)) is not None and parent.state not in OUT]
-        if fresh:
-            await asyncio.gather(*(self._settle(name) for name in fresh))
+        remote = [name for name in device.parents
+                  if name not in self.trackers and name in self._remote and not self._remote_found_out(name)]
+        if fresh or remote:
+            await asyncio.gather(*(self._settle(name) for name in fresh),
+                                 *(self._probe_remote(name) for name in remote))
         return self._parents_out(device)
+
+    async def _probe_remote(self, name: str) -> None:
+        """Probe the remote parent ``name`` now (one probe, and the confirmations a failure
+        needs); the children failing at once behind it share that probe."""
+        probing = self._remote_probes.get(name)
+        if probing is None:
+            probing = self._remote_probes[name] = asyncio.ensure_future(self._remote_verdict(name))
+            probing.add_done_callback(lambda _: self._remote_probes.pop(name, None))
+        with contextlib.suppress(Exception):  # a failed probe proves nothing: the child is DOWN
+            await asyncio.shield(probing)
+
+    async def _remote_verdict(self, name: str) -> bool:
+        device = self._remote[name]
+        self.checks_for_dependencies += 1
+        for attempt in range(1 + self.config.state.confirm_probes):
+            if attempt:
+                await asyncio.sleep(self.config.state.confirm_spacing)
+            reply = await self.prober.probe(device.address, self.config.timeout)
+            if reply.ok:
+                self._remote_out.pop(name, None)
+                return False
+        if self._remote.get(name) is device:  # not taken away (or readdressed) meanwhile
+            self._remote_out[name] = time.monotonic()
+        return True
 
     async def _settle(self, name: str) -> None:
         """A check of ``name`` ended after now: its check in flight, or one started at once."""

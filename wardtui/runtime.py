@@ -342,6 +342,11 @@ class Runtime:
         devices = self._polled(self.devices)
         agents = self._polled_agents(devices, self.agents)
         diff = self.engine.apply_inventory(devices)
+        if self.polls is not None:  # a parent on another member's shard is probed for its children
+            polled = {d.name for d in devices}
+            inventory = {d.name: d for d in self.devices}
+            self.engine.set_remote_parents({parent: inventory[parent] for d in devices for parent in d.parents
+                                            if parent not in polled and parent in inventory}.values())
         fresh = {d.name for d in diff.added} | {c.name for c in diff.changed if "address" in c.fields}
         if open_outages:
             self.engine.seed_outages({name: at for name, at in open_outages.items() if name in fresh},

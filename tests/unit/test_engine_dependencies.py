@@ -105,6 +105,45 @@ async def test_both_parents_out_makes_a_dual_homed_child_unreachable() -> None:
     assert engine.checks_for_dependencies == 2
 
 
+async def test_a_parent_another_poller_checks_is_probed_before_its_child_is_declared() -> None:
+    """serve --cluster: a branch router's parent (the region's core) is on another member's
+    shard, not in this engine. A failing child probes the remote parent's address at once: out,
+    the child is UNREACHABLE (it was DOWN, a false page for every branch behind a core); the
+    parent answering, the child is DOWN. Children failing together share one probe of it, and
+    nothing of the remote parent is published (its own poller records it)."""
+    core = dev("core", 0)
+    routers = [dev(f"rtr{i}", i + 1, "core", interval=3600.0) for i in range(4)]
+    prober = OrderProber()
+    engine = Engine(routers, prober, config())
+    engine.set_remote_parents([core])
+    sub = engine.bus.subscribe("t")
+    for router in routers:
+        assert (await engine.probe_now(router.name)).ok
+    assert core.address not in prober.order  # not probed while its children answer
+    prober.down = {core.address, *(r.address for r in routers)}
+    results = await asyncio.gather(*(engine.probe_now(r.name) for r in routers))
+    assert [r.state for r in results] == [State.UNREACHABLE] * 4
+    assert prober.order.count(core.address) == 1 + engine.config.state.confirm_probes  # one probe, shared
+    assert engine.checks_for_dependencies == 1
+    prober.down = {core.address, routers[0].address}  # still out: the verdict holds, no new probe
+    assert (await engine.probe_now("rtr0")).state is State.UNREACHABLE
+    assert prober.order.count(core.address) == 1 + engine.config.state.confirm_probes
+    prober.down = {routers[1].address}  # the core answers, rtr1 fails on its own
+    engine._remote_out.clear()  # (its interval has passed)
+    assert (await engine.probe_now("rtr1")).state is State.DOWN
+    events = collect(sub)
+    assert all(getattr(e, "device", None) != "core" for e in events)
+    assert "core" not in engine.trackers and engine.state_counts[State.UNREACHABLE] == 3
+
+
+async def test_remote_parents_are_only_those_the_engine_does_not_check() -> None:
+    local, remote = dev("r1", 0), dev("core", 1)
+    child = dev("sw", 2, "r1", "core")
+    engine = Engine([local, child], FakeProber(), config())
+    engine.set_remote_parents([local, remote])
+    assert list(engine._remote) == ["core"]
+
+
 async def test_a_recovering_parent_rechecks_its_children_and_one_still_failing_ends_down() -> None:
     """The children are never checked by their schedule here (an hour): only the router's
     recovery brings them back, at once; the one still failing is DOWN on its own evidence."""
