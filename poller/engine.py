@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from poller.bus import EventBus
-from poller.events import OUT, CheckResult, Gauges, State
+from poller.events import OUT, CheckResult, Gauges, State, Transition
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff, diff_inventories
 from poller.prober import CLOSED, ProbeCallback, Prober, ProbeReply
@@ -112,6 +112,21 @@ class Engine:
                 tracker.seed_down(since, state)
                 self.state_counts[State.UNKNOWN] -= 1
                 self.state_counts[state] += 1
+
+    def seed_flaps(self, recent: Collection[Transition]) -> None:
+        """Flapping windows from ``recent`` transitions another poller observed and recorded (a
+        cluster member taking over their shards): a device that was flapping there is flapping
+        here, from the hand-over on, and the window counts on from those transitions."""
+        by_name: dict[str, list[float]] = {}
+        now, now_mono = datetime.now(UTC), time.monotonic()
+        for t in recent:
+            if t.device in self.trackers and DeviceTracker.counts_as_flap(t.from_state, t.to_state):
+                by_name.setdefault(t.device, []).append((now - t.at).total_seconds())
+        for name, ages in by_name.items():
+            tracker = self.trackers[name]
+            was = tracker.flapping
+            if tracker.seed_flaps(ages, now_mono) != was:
+                self.flapping += 1 if tracker.flapping else -1
 
     def seed_up(self, names: Collection[str]) -> None:
         """Devices the history last recorded UP (and with no open outage) start UP, not UNKNOWN:

@@ -80,6 +80,22 @@ class DeviceTracker:
         UP -> DOWN; a success changes nothing, so a hand-over reports no device UP again."""
         self.state = State.UP
 
+    def seed_flaps(self, ages: list[float], now_mono: float) -> bool:
+        """Start the flapping window from transitions another poller observed (a cluster member
+        taking over the device's shard): ``ages``, seconds before ``now_mono``, of those that
+        count as flaps. Returns whether the device is flapping now (no FlapChange: the other
+        poller announced it)."""
+        window = self.config.flap_window
+        self._flap_times = deque(now_mono - age for age in sorted(ages, reverse=True) if 0 <= age <= window)
+        self.flapping = len(self._flap_times) >= self.config.flap_threshold
+        return self.flapping
+
+    @staticmethod
+    def counts_as_flap(from_state: State, to_state: State) -> bool:
+        """Whether a transition enters the flapping window (as :meth:`apply_check` counts them):
+        not a first verdict, and not DOWN <-> UNREACHABLE (one outage)."""
+        return from_state is not State.UNKNOWN and not (from_state in OUT and to_state in OUT)
+
     # -- probes ------------------------------------------------------------------------------
     def record_probe(self, rtt_ms: float | None) -> None:
         self.sent += 1
@@ -197,7 +213,7 @@ class DeviceTracker:
         if self.state is State.UP:
             self.down_since = None
         self.last_change = now
-        if before is not State.UNKNOWN and not (before in OUT and self.state in OUT):
+        if self.counts_as_flap(before, self.state):
             self._flap_times.append(now_mono)  # UNREACHABLE -> DOWN is one outage, not a flap
         return transition, self._flap_update(now, now_mono)
 

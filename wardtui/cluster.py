@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from poller.cluster.leases import LeaseConfig, ShardLeases, ShardsChanged
@@ -152,6 +152,9 @@ class ClusterMember:
                 # Read after the take: no write of an older epoch can commit any more.
                 open_outages, unreachable = await self.runtime.committed_outages()
                 last = await self.runtime.store.last_states(names)
+                # The flapping windows: the transitions of the window's length before the take.
+                window = timedelta(seconds=self.runtime.engine.config.state.flap_window)
+                recent = await self.runtime.store.transitions(since=began - window)
             except (SQLAlchemyError, OSError) as exc:
                 self._take_failed(shards, f"the history database: {failure(exc, self.runtime.store.url)}")
                 return
@@ -173,7 +176,7 @@ class ClusterMember:
                 self.current[shard] = epochs[shard]
             if started:
                 up = [name for name, state in last.items() if state is State.UP]
-                diff = self.runtime.apply_polled(open_outages, unreachable.keys(), up)
+                diff = self.runtime.apply_polled(open_outages, unreachable.keys(), up, recent)
                 seeded = sum(1 for d in diff.added if d.name in open_outages)
                 log.info("cluster: took over %d shards (epochs %s): %d devices, %d with an open "
                          "outage, %d last recorded UP", len(started),

@@ -33,6 +33,7 @@ from wardtui.messages import error
 from wardtui.process import GUEST, ProcessPolicy
 
 if TYPE_CHECKING:
+    from poller.events import Transition
     from poller.icmp import IcmpProber
     from poller.quiet import Quiet
     from store.maintenance import Maintenance
@@ -333,12 +334,14 @@ class Runtime:
         return await self.store.open_outages(), await self.store.open_outages(unreachable=True)
 
     def apply_polled(self, open_outages: dict[str, Any] | None = None,
-                     unreachable: Collection[str] = (), up: Collection[str] = ()) -> InventoryDiff:
+                     unreachable: Collection[str] = (), up: Collection[str] = (),
+                     recent: Collection[Transition] = ()) -> InventoryDiff:
         """Give the engine (and the SNMP poller, the trap receiver) the devices polled now, from
         the inventory in force; synchronous, on the engine's loop: a cluster member that loses a
         shard stops its devices at once. A device new to the engine with an outage in
         ``open_outages`` starts DOWN (UNREACHABLE if in ``unreachable``) from its start; one
-        named in ``up`` (and with no open outage) starts UP."""
+        named in ``up`` (and with no open outage) starts UP; its flapping window starts from its
+        transitions in ``recent`` (another poller's, recorded)."""
         devices = self._polled(self.devices)
         agents = self._polled_agents(devices, self.agents)
         diff = self.engine.apply_inventory(devices)
@@ -353,6 +356,8 @@ class Runtime:
                                      unreachable={name for name in unreachable if name in fresh})
         if up:
             self.engine.seed_up([name for name in up if name in fresh and name not in (open_outages or {})])
+        if recent:
+            self.engine.seed_flaps([t for t in recent if t.device in fresh])
         if self.snmp is not None:
             self.snmp.apply_agents(agents)
         elif agents:

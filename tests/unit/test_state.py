@@ -206,3 +206,41 @@ def test_running_window_figures_equal_a_scan_of_the_window() -> None:
                 assert (scanned is None) == (running is None)
                 if scanned is not None and running is not None:
                     assert abs(scanned - running) < 1e-9
+
+
+def test_a_hand_over_starts_the_flapping_window_from_the_recorded_transitions() -> None:
+    """serve --cluster: the member taking a shard over seeds each device's flapping window from
+    the transitions the other member recorded in the window's length before: a device flapping
+    there is flapping here (it started empty before, so the flag dropped and came back later),
+    and the window goes on counting from those transitions. First verdicts and DOWN <->
+    UNREACHABLE (one outage) do not count, as when they are observed; older ones have left."""
+    from poller.engine import Engine
+    from tests.fakes import FakeProber
+
+    flappy, calm, outage = make_devices(3)
+    engine = Engine([flappy, calm, outage], FakeProber(), None)
+    now = datetime.now(UTC)
+
+    def t(device: Device, a: State, b: State, ago: float) -> Transition:
+        return Transition(device.name, device.address, a, b, now - timedelta(seconds=ago), None, None)
+    window = engine.config.state.flap_window
+    engine.seed_flaps([
+        t(flappy, State.UNKNOWN, State.UP, 250), t(flappy, State.UP, State.DOWN, 200),
+        t(flappy, State.DOWN, State.UP, 120), t(flappy, State.UP, State.DOWN, 30),
+        t(calm, State.UP, State.DOWN, window + 5), t(calm, State.DOWN, State.UP, window + 1),
+        t(calm, State.UP, State.DOWN, 10),
+        t(outage, State.UP, State.UNREACHABLE, 100), t(outage, State.UNREACHABLE, State.DOWN, 90),
+        t(outage, State.DOWN, State.UNREACHABLE, 80)])
+    assert [engine.trackers[d.name].flapping for d in (flappy, calm, outage)] == [True, False, False]
+    assert engine.flapping == 1
+    tracker = engine.trackers[flappy.name]
+    assert len(tracker._flap_times) == 3
+    # The window counts on from them (seeded at [-200, -120, -30] s of the hand-over's clock).
+    base = max(tracker._flap_times) + 30
+    tracker.seed_down(now, State.DOWN)
+    later = now + timedelta(seconds=101)
+    _, flap = tracker.apply_check(True, later, later, base + 101, 1.0)  # -200 left, UP came in
+    assert flap is None and tracker.flapping and len(tracker._flap_times) == 3
+    latest = now + timedelta(seconds=402)
+    _, flap = tracker.apply_check(False, latest, latest, base + 402, None)  # the rest left
+    assert flap is not None and not flap.flapping and len(tracker._flap_times) == 1
