@@ -21,13 +21,13 @@ from poller.events import CheckResult, Transition
 from store.checks import write_transitions_on
 from store.fencing import Fenced, Fencing
 from store.history import HistoryStore
-from store.spool_records import PollRecord, SnmpEventIn
+from store.spool_records import FencedTransition, PollRecord, SnmpEventIn
 
 log = logging.getLogger(__name__)
 
 EpochOf = Callable[[Transition], tuple[int, int] | None]
-"""A transition's (shard, epoch) when it was observed; None: observed under no tenure this
-process knows (a spool of an earlier run)."""
+"""A transition's (shard, epoch) when it was observed, for one not stamped with it (a
+:class:`~store.spool_records.FencedTransition`); None: under no tenure this process knows."""
 
 
 class FencedHistory:
@@ -51,11 +51,12 @@ class FencedHistory:
         belong to; a refusal drops the stale shards' transitions and writes the rest again."""
         batch: list[tuple[Transition, int, int]] = []
         for t in transitions:
-            key = self.epoch_of(t)
+            # Stamped as the writer took it (so also from an earlier run's spool); else by its time.
+            key = t.epoch if isinstance(t, FencedTransition) else self.epoch_of(t)
             if key is None:
                 self.unfenced_transitions += 1
-                log.warning("cluster: a transition of %r at %s has no shard epoch (an earlier run's "
-                            "spool?): not written", t.device, t.at.isoformat())
+                log.warning("cluster: a transition of %r at %s has no shard epoch (spooled by a "
+                            "poller before epochs were spooled?): not written", t.device, t.at.isoformat())
                 continue
             batch.append((t, *key))
         # One shard seen under two epochs (lost and taken again while these waited): the older

@@ -8,6 +8,7 @@ SNMP agent change.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from poller.events import (
@@ -29,16 +30,30 @@ PollRecord = SnmpPoll | SnmpFailure
 """SNMP poll outcomes: samples, like checks (a failed poll is kept for the device's status)."""
 Record = Transition | CheckResult | SnmpPoll | SnmpFailure | Reboot | InterfaceChange | SnmpAgentChange
 
+
+
+@dataclass(frozen=True, slots=True)
+class FencedTransition(Transition):
+    """A cluster member's transition with the (shard, fencing epoch) of the tenure it was
+    observed in, stamped as the store writer takes it (wardtui/cluster.py), so that spooled it
+    is written under that epoch even by the member's next run (store/fenced_history.py)."""
+
+    epoch: tuple[int, int]
+
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 _IF_FIELDS = ("ifindex", "name", "alias", "admin", "oper", "speed_bps", "in_bps", "out_bps", "in_errors",
               "out_errors", "in_discards", "out_discards", "counters_64")
 
 
 def encode_transition(t: Transition) -> Line:
-    return _line({"k": "t", "device": t.device, "address": t.address,
-                  "from_state": t.from_state.value, "to_state": t.to_state.value, "at": t.at.isoformat(),
-                  "down_since": None if t.down_since is None else t.down_since.isoformat(),
-                  "rtt_ms": t.rtt_ms})
+    record: dict[str, object] = {
+        "k": "t", "device": t.device, "address": t.address,
+        "from_state": t.from_state.value, "to_state": t.to_state.value, "at": t.at.isoformat(),
+        "down_since": None if t.down_since is None else t.down_since.isoformat(), "rtt_ms": t.rtt_ms}
+    if isinstance(t, FencedTransition):  # a cluster member's (older lines, other pollers', have none)
+        record["epoch"] = list(t.epoch)
+    return _line(record)
 
 
 def encode_check(c: CheckResult) -> Line:
@@ -88,8 +103,13 @@ def decode(line: Line) -> Record:
     at = datetime.fromisoformat(d["at"])
     if kind == "t":
         down_since = d["down_since"]
-        return Transition(d["device"], d["address"], State(d["from_state"]), State(d["to_state"]), at,
-                          None if down_since is None else datetime.fromisoformat(down_since), d["rtt_ms"])
+        epoch = d.get("epoch")
+        if epoch is not None and not (isinstance(epoch, list) and len(epoch) == 2
+                                      and all(type(n) is int for n in epoch)):
+            raise ValueError("a transition's epoch is not [shard, epoch]")
+        fields = (d["device"], d["address"], State(d["from_state"]), State(d["to_state"]), at,
+                  None if down_since is None else datetime.fromisoformat(down_since), d["rtt_ms"])
+        return Transition(*fields) if epoch is None else FencedTransition(*fields, (epoch[0], epoch[1]))
     if kind == "c":
         return CheckResult(d["device"], d["address"], at, d["sent"], d["received"], d["rtt_ms"],
                            State(d["state"]))

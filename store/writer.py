@@ -95,11 +95,15 @@ class StoreWriter:
                  max_pending: int = 200_000, retry_delay: float = 0.5,
                  max_retry_delay: float = 30.0, stop_attempts: int = 3,
                  transition_burst: int = 1000, spool: Spool | None = None,
-                 spool_after: float = 5.0, may_write: Callable[[], bool] = lambda: True) -> None:
+                 spool_after: float = 5.0, may_write: Callable[[], bool] = lambda: True,
+                 stamp: Callable[[Transition], Transition] | None = None) -> None:
         self.store = store
         # False while this poller does not hold the database's lease (store/lease.py): then
         # nothing is written, and rows wait as they do while the database fails.
         self.may_write = may_write
+        # Applied to each transition as it is taken, before it may wait or be spooled (a cluster
+        # member: the epoch it was observed under, wardtui/cluster.py).
+        self.stamp = stamp
         self.subscription = subscription
         self.flush_interval = flush_interval
         self.batch_size = batch_size
@@ -256,7 +260,7 @@ class StoreWriter:
             if isinstance(event, CheckResult):
                 self._checks.append(event)
             elif isinstance(event, Transition):
-                self._transitions.append(event)
+                self._transitions.append(event if self.stamp is None else self.stamp(event))
             elif isinstance(event, SnmpPoll | SnmpFailure):
                 self._polls.append(event)
                 self._poll_rows += _weight(event)

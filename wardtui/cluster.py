@@ -30,6 +30,7 @@ from poller.events import State, Transition
 from poller.inventory import Device
 from poller.live import Keys
 from poller.text import escaped
+from store.spool_records import FencedTransition
 from wardtui.runtime import StartupError
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class ClusterMember:
         self.refused: str | None = None  # why the site refused this member (its exit is 2)
         runtime.polls = self.polls
         runtime.history_sink = self.sink
+        runtime.transition_stamp = self.stamp
         runtime.engine.gauge_sources.append(self.gauges)
 
     # -- what this member polls ------------------------------------------------------------
@@ -117,6 +119,17 @@ class ClusterMember:
             if began <= transition.at:
                 return shard, epoch
         return None
+
+    def stamp(self, transition: Transition) -> Transition:
+        """``transition`` with the (shard, epoch) it was observed under, as the history writer
+        takes it: spooled with it, it is written under that epoch even by the next run of this
+        member (accepted if nobody took the shard meanwhile, refused if somebody did)."""
+        key = self.epoch_of(transition)
+        if key is None:
+            return transition
+        t = transition
+        return FencedTransition(t.device, t.address, t.from_state, t.to_state, t.at, t.down_since, t.rtt_ms,
+                                key)
 
     # -- the leases' changes -----------------------------------------------------------------
 

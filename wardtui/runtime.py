@@ -210,6 +210,8 @@ class Runtime:
         self.polls: Callable[[Device], bool] | None = (lambda _: False) if cluster else None
         # What the history writer writes to (a cluster member's fenced store); None: the store.
         self.history_sink: HistorySink | None = None
+        # Applied by the writer to each transition as it takes it (a cluster member's epoch).
+        self.transition_stamp: Callable[[Transition], Transition] | None = None
         self.prober = prober if prober is not None else open_prober(self.devices)
         state = StateConfig(confirm_probes=options.confirm_probes, confirm_spacing=options.confirm_spacing,
                             up_after=options.up_after, flap_threshold=options.flap_threshold,
@@ -403,7 +405,8 @@ class Runtime:
             # While the lease is lost, nothing is written: rows wait as for a database that fails.
             self.writer = StoreWriter(self.history_sink or self.store,
                                       self.engine.bus.subscribe("store", sample_batch=1000),
-                                      spool=self.spool, may_write=lambda: lease.held)
+                                      spool=self.spool, may_write=lambda: lease.held,
+                                      stamp=self.transition_stamp)
             if not self.spool.empty:
                 # Rows from a run that stopped while the database was down go in first, so that
                 # the open outages read next include the ones they opened and closed.

@@ -13,6 +13,7 @@ from poller.events import State, Transition
 from store.fenced_history import FencedHistory
 from store.fencing import Fencing
 from store.history import HistoryStore
+from store.spool_records import FencedTransition
 from tests.integration.postgres import pg_url  # noqa: F401
 
 T0 = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
@@ -66,3 +67,31 @@ async def test_a_stale_shard_is_refused_alone_and_the_member_told(store: History
     assert sink.refused_transitions == 2 and mine.refused_writes == 1
     assert [t.at for t in await store.transitions("a")][-1] == rows[1].at
     assert rows[0].at not in [t.at for t in await store.transitions("a")]
+
+
+async def test_a_spooled_transition_is_written_by_the_next_run_under_the_epoch_it_was_stamped_with(
+        store: HistoryStore, tmp_path: object) -> None:
+    """A member restarted while its transitions waited in the spool: the new run knows no
+    tenure of the old one (epoch_of gives None), but each spooled transition carries the epoch
+    it was observed under. Nobody took the shard since: written. Somebody did: refused and
+    counted, as a late write of the old run would be. (They were all dropped as unfenced.)"""
+    from pathlib import Path
+
+    from store.spool import Spool
+
+    old_run = Fencing(store.db, "hq")
+    epochs = {1: await old_run.take(1, "me"), 2: await old_run.take(2, "me")}
+    spool_dir = Path(str(tmp_path)) / "spool"
+    with Spool(spool_dir) as spool:  # the old run: the database was down, they were spooled
+        spool.append([FencedTransition(t.device, t.address, t.from_state, t.to_state, t.at, t.down_since,
+                                       t.rtt_ms, (SHARD[t.device], epochs[SHARD[t.device]]))
+                      for t in (down("a", 0), down("b", 0))], [])
+    await Fencing(store.db, "hq").take(2, "another poller")  # b's shard taken over meanwhile
+    with Spool(spool_dir) as spool:  # the next run
+        replayed = [t for batch in spool.batches() for t in batch.transitions]
+    assert [t.epoch for t in replayed if isinstance(t, FencedTransition)] == [(1, epochs[1]), (2, epochs[2])]
+    refused: list[Mapping[int, int]] = []
+    sink = FencedHistory(store, Fencing(store.db, "hq"), lambda t: None, refused.append)
+    await sink.write_transitions(replayed)
+    assert [(t.device, t.at) for t in await store.transitions()] == [("a", T0)]
+    assert sink.unfenced_transitions == 0 and sink.refused_transitions == 1 and refused == [{2: epochs[2]}]

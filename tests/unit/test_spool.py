@@ -363,3 +363,25 @@ def test_the_spool_is_private_whatever_the_umask(tmp_path: Path) -> None:
              for p in (tmp_path / "new", *(tmp_path / "new").rglob("*"))}
     assert modes == {"new": 0o700, "new/spool": 0o700, "new/spool/lock": 0o600,
                      "new/spool/000000000001.spool": 0o600, "new/spool/000000000001.offset": 0o600}
+
+
+def test_a_cluster_member_s_transition_comes_back_with_its_epoch_and_a_bad_epoch_is_set_aside(
+        tmp_path: Path) -> None:
+    """serve --cluster spools each transition with the (shard, epoch) it was observed under
+    (store/fenced_history.py writes it under that epoch even in the next run); a line whose
+    epoch is not [shard, epoch] is damaged, set aside like any other, the rest replayed."""
+    from store.spool_records import FencedTransition
+
+    at = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    fenced = FencedTransition("a", "127.0.0.1", State.UP, State.DOWN, at, at, None, (7, 42))
+    plain = Transition("b", "127.0.0.2", State.UP, State.DOWN, at, at, None)
+    with Spool(tmp_path) as spool:
+        spool.append([fenced, plain], [])
+    segment = segments(tmp_path)[0]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    assert b'"epoch":[7,42]' in lines[0] and b"epoch" not in lines[1]
+    segment.write_bytes(lines[0] + lines[0].replace(b"[7,42]", b'[7,"42"]') + lines[1])
+    with Spool(tmp_path) as spool:
+        (batch,) = spool.batches()
+    assert batch.transitions == [fenced, plain] and batch.damaged == 1
+    assert isinstance(batch.transitions[0], FencedTransition) and batch.transitions[0].epoch == (7, 42)
