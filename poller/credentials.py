@@ -17,9 +17,16 @@ file an operator keeps at mode 0600 (``--credentials FILE``, default
       priv_protocol: aes        # des, 3des, aes, aes192, aes256 (net-snmp's AES-192/256),
                                 # aes192c, aes256c (Cisco's); leave out for authNoPriv
       priv_key: other-passphrase
+      trap_engine_ids: [0x80001f8880c71100000000000000]  # optional: senders of v3 traps
     noc-hook-hmac:
       kind: secret              # not SNMP: one value a notify receiver names
       secret: long-random-string
+
+A v3 trap is signed by its sender's engine (the sender is authoritative), so its keys are
+localised with that engine's ID: ``trap_engine_ids`` lists the engine IDs (hex, 5 to 32 bytes)
+whose traps this user's devices may send, as net-snmp's ``snmptrapd`` wants ``createUser -e``.
+A device's agent's engine ID, found by its v3 polls, is believed without being listed here
+(poller/snmp_trap_usm.py). Informs need none: the receiver is their authoritative engine.
 
 Secrets never appear in a ``repr``, a log line or an error message: errors name the file,
 the line and the credential, never the value.
@@ -60,6 +67,7 @@ class V3:
     auth_key: str = field(repr=False)
     priv_protocol: str | None = None  # None: authNoPriv
     priv_key: str | None = field(default=None, repr=False)
+    trap_engine_ids: tuple[bytes, ...] = ()  # engines whose v3 traps this user may sign
 
     @property
     def version(self) -> str:
@@ -192,6 +200,10 @@ def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Crede
         return None
     fields: dict[str, str] = {}
     for key, value in node.value:
+        if str(key.value) == "trap_engine_ids" and isinstance(value, yaml.SequenceNode) \
+                and all(isinstance(item, yaml.ScalarNode) for item in value.value):
+            fields["trap_engine_ids"] = ",".join(str(item.value) for item in value.value)
+            continue
         if not isinstance(value, yaml.ScalarNode):
             problems.append(f"{where}: credential {name!r}: {key.value} must be a single value")
             continue
@@ -245,9 +257,28 @@ def _snmp(name: str, fields: dict[str, str], where: str, problems: list[str]) ->
             if secret and len(secret) < MIN_KEY_LENGTH:
                 problems.append(f"{where}: credential {name!r}: {key} is shorter than "
                                 f"{MIN_KEY_LENGTH} characters (agents refuse it)")
-        credential = V3(name, user, auth, auth_key, priv, priv_key)
+        engine_ids = _engine_ids(fields.pop("trap_engine_ids", ""), f"{where}: credential {name!r}", problems)
+        credential = V3(name, user, auth, auth_key, priv, priv_key, engine_ids)
     else:
         problems.append(f"{where}: credential {name!r}: version must be 2c or 3")
     for unknown in fields:
         problems.append(f"{where}: credential {name!r}: unknown field {unknown!r}")
     return credential if len(problems) == before else None
+
+
+def _engine_ids(text: str, where: str, problems: list[str]) -> tuple[bytes, ...]:
+    """``trap_engine_ids``: engine IDs in hex (``0x`` optional, ``:`` allowed), by commas, spaces
+    or a YAML list; each 5 to 32 bytes (RFC 3411's SnmpEngineID)."""
+    found: list[bytes] = []
+    for item in text.replace(",", " ").split():
+        digits = item[2:] if item.lower().startswith("0x") else item
+        try:
+            engine_id = bytes.fromhex(digits.replace(":", ""))
+        except ValueError:
+            problems.append(f"{where}: trap_engine_ids: {item!r} is not hexadecimal")
+            continue
+        if not 5 <= len(engine_id) <= 32:
+            problems.append(f"{where}: trap_engine_ids: {item!r} is {len(engine_id)} bytes, not 5 to 32")
+            continue
+        found.append(engine_id)
+    return tuple(dict.fromkeys(found))

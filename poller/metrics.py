@@ -45,7 +45,9 @@ COUNTERS = frozenset({
     "feed_commands_refused", "feed_losses", "snmp_polls_on_demand",
     # poller/snmp_traps.py: only ever incremented
     "traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
-    "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
+    "traps_refused_malformed", "traps_refused_user", "traps_refused_engine_id", "traps_refused_level",
+    "traps_refused_auth", "traps_refused_time_window", "traps_v3_discoveries", "traps_v3_reports",
+    "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
     "traps_informs_acked", "traps_failed",
     # wardtui/cluster.py, store/fencing.py, store/fenced_history.py (serve --cluster): only ever incremented
     "cluster_takeovers", "cluster_refused_writes", "cluster_refused_transitions",

@@ -174,6 +174,12 @@ class UsmGetBulk:
     def forget(self, key: str) -> None:
         self._peers.pop(key, None)
 
+    def engine_id(self, key: str) -> bytes | None:
+        """Agent ``key``'s engine ID as its discovery found it (None before, or once forgotten):
+        the trap receiver believes that device's v3 traps signed by this engine."""
+        peer = self._peers.get(key)
+        return None if peer is None or peer.engine is None else peer.engine.engine_id
+
     # -- the socket ------------------------------------------------------------------------
     async def _transport(self, family: int) -> asyncio.DatagramTransport:
         opening = self._transports.get(family)
