@@ -28,9 +28,9 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 
 # Figures of Gauges (fields and ``extra`` keys) that only grow during a run: counters, exposed as
 # wardtui_<name>_total. Each was checked where it is counted (poller/engine.py, poller/icmp.py,
-# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v3.py, poller/snmp_traps.py,
-# poller/feed.py's Publisher, store/writer.py, store/spool.py): only ever incremented for the
-# life of the engine.
+# poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_usm_client.py,
+# poller/snmp_traps.py, poller/snmp_trap_usm.py, poller/feed.py's Publisher, store/writer.py,
+# store/spool.py): only ever incremented for the life of the engine.
 # rcvbuf_drops is the kernel's SO_RXQ_OVFL count, a u32: it wraps (Prometheus sees a reset).
 # Not here, although the name says "dropped": events_dropped is a sum over the bus's current
 # subscriptions, and falls when a consumer that dropped events unsubscribes (a drill-down screen
