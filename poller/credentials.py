@@ -12,7 +12,8 @@ file an operator keeps at mode 0600 (``--credentials FILE``, default
     core-v3:
       version: 3
       user: noc
-      auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512
+      auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512; none: noAuthNoPriv
+                                # (no auth_key or privacy then: the user name is all it proves)
       auth_key: long-passphrase
       priv_protocol: aes        # des, 3des, aes, aes192, aes256 (net-snmp's AES-192/256),
                                 # aes192c, aes256c (Cisco's); leave out for authNoPriv
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     import yaml
 
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+NO_AUTH = "none"  # auth_protocol of a noAuthNoPriv user
 PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
 MIN_KEY_LENGTH = 8  # RFC 3414: shorter passphrases are refused by agents
 
@@ -63,8 +65,8 @@ class V2c:
 class V3:
     name: str
     user: str
-    auth_protocol: str
-    auth_key: str = field(repr=False)
+    auth_protocol: str  # one of AUTH_PROTOCOLS, or NO_AUTH
+    auth_key: str = field(repr=False)  # "" for noAuthNoPriv
     priv_protocol: str | None = None  # None: authNoPriv
     priv_key: str | None = field(default=None, repr=False)
     trap_engine_ids: tuple[bytes, ...] = ()  # engines whose v3 traps this user may sign
@@ -75,6 +77,8 @@ class V3:
 
     @property
     def level(self) -> str:
+        if self.auth_protocol == NO_AUTH:
+            return "noAuthNoPriv"
         return "authPriv" if self.priv_protocol else "authNoPriv"
 
 
@@ -242,12 +246,16 @@ def _snmp(name: str, fields: dict[str, str], where: str, problems: list[str]) ->
     if version in ("2c", "2"):
         credential = V2c(name, need("community"))
     elif version == "3":
-        user, auth, auth_key = need("user"), need("auth_protocol").lower(), need("auth_key")
+        user, auth = need("user"), need("auth_protocol").lower()
+        auth_key = need("auth_key") if auth != NO_AUTH else fields.pop("auth_key", "")
         priv = fields.pop("priv_protocol", "").lower() or None
         priv_key = fields.pop("priv_key", "") or None
-        if auth and auth not in AUTH_PROTOCOLS:
+        if auth and auth not in (*AUTH_PROTOCOLS, NO_AUTH):
             problems.append(f"{where}: credential {name!r}: auth_protocol {auth!r} is not one of "
-                            f"{', '.join(AUTH_PROTOCOLS)}")
+                            f"{', '.join(AUTH_PROTOCOLS)} or {NO_AUTH} (noAuthNoPriv)")
+        if auth == NO_AUTH and (auth_key or priv or priv_key):
+            problems.append(f"{where}: credential {name!r}: auth_protocol none (noAuthNoPriv) takes no "
+                            "auth_key, priv_protocol or priv_key")
         if priv is not None and priv not in PRIV_PROTOCOLS:
             problems.append(f"{where}: credential {name!r}: priv_protocol {priv!r} is not one of "
                             f"{', '.join(PRIV_PROTOCOLS)}")

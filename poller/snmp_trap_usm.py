@@ -22,10 +22,12 @@ seconds from 2020 to the start, so it grows at each restart without a state file
 set back across a restart breaks that, as it breaks much else).
 
 A message is believed only from an inventory device with an SNMPv3 credential, with that
-credential's user, at that credential's level (authPriv or authNoPriv: unauthenticated traps
-and informs are never believed), signed with its keys. Everything else is refused with its
-reason; reports go back only to inventory devices with an SNMPv3 credential (the caller's
-token bucket has passed), so the receiver reflects nothing to strangers.
+credential's user, at that credential's level, signed with its keys (a noAuthNoPriv
+credential, ``auth_protocol: none``, has none: its user name, engine ID and the source address
+are all that is checked, as a community is; a lower level than the credential's is refused).
+Everything else is refused with its reason; reports go back only to inventory devices with an
+SNMPv3 credential (the caller's token bucket has passed), so the receiver reflects nothing to
+strangers.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from poller.credentials import V3
+from poller.credentials import NO_AUTH, V3
 from poller.snmp_getbulk import Oid
 from poller.snmp_usm_codec import (
     DECRYPTION_ERRORS,
@@ -147,8 +149,11 @@ class TrapUsm:
         """Keep only these devices' clocks (a new inventory)."""
         self._clocks = {k: v for k, v in self._clocks.items() if k[0] in devices}
 
-    def keys(self, credential: V3, engine_id: bytes) -> UserKeys:
-        """The credential's keys localised to ``engine_id``, cached per (user, engine)."""
+    def keys(self, credential: V3, engine_id: bytes) -> UserKeys | None:
+        """The credential's keys localised to ``engine_id``, cached per (user, engine); None for
+        a noAuthNoPriv user."""
+        if credential.auth_protocol == NO_AUTH:
+            return None
         keys = self._keys.get((credential, engine_id))
         if keys is None:
             if len(self._keys) >= _KEYS_MAX:
@@ -183,6 +188,8 @@ class TrapUsm:
         return Outcome(answer=self._report(message, UNKNOWN_ENGINE_IDS, request_id, None))
 
     def _level(self, message: Message, credential: V3) -> bool:
+        if credential.auth_protocol == NO_AUTH:
+            return message.flags & (FLAG_AUTH | FLAG_PRIV) == 0
         wanted = FLAG_AUTH | (FLAG_PRIV if credential.priv_protocol else 0)
         return message.flags & (FLAG_AUTH | FLAG_PRIV) == wanted
 
@@ -198,16 +205,12 @@ class TrapUsm:
         if not self._level(message, credential):
             return Outcome(refused=LEVEL, why=f"not {credential.level}, the credential's security level")
         keys = self.keys(credential, engine_id)
-        if not authentic(data, message, keys):
-            return Outcome(refused=AUTH, why=_WRONG_DIGEST)
-        clock = self._clocks.get((device, engine_id))
-        if clock is None:
-            if len(self._clocks) >= _CLOCKS_MAX:
-                self._clocks.clear()
-            self._clocks[(device, engine_id)] = _Clock(security.boots, security.time)
-        elif not clock.follow(security.boots, security.time):
-            return Outcome(refused=TIME, why="outside the sender's time window (a replay, or its clock "
-                           "went back)")
+        if keys is not None:  # noAuthNoPriv: nothing to check, no clock (RFC 3414 3.2 7)
+            if not authentic(data, message, keys):
+                return Outcome(refused=AUTH, why=_WRONG_DIGEST)
+            if not self._in_time(device, engine_id, security.boots, security.time):
+                return Outcome(refused=TIME, why="outside the sender's time window (a replay, or its "
+                               "clock went back)")
         try:
             pdu = scoped_pdu(data, message, keys)
         except BerError:
@@ -229,10 +232,12 @@ class TrapUsm:
             return self._refuse(data, message, LEVEL, UNSUPPORTED_SEC_LEVELS, None,
                                 f"not {credential.level}, the credential's security level")
         keys = self.keys(credential, self.engine_id)
-        if not authentic(data, message, keys):
+        if keys is None:  # noAuthNoPriv: the user's name is all there is to check
+            pass
+        elif not authentic(data, message, keys):
             return self._refuse(data, message, AUTH, WRONG_DIGESTS, None,
                                 _WRONG_DIGEST)
-        if security.boots != self.boots or abs(security.time - self.engine_time()) > TIME_WINDOW:
+        elif security.boots != self.boots or abs(security.time - self.engine_time()) > TIME_WINDOW:
             # Authenticated, so the report is too: the sender may believe our clock from it.
             auth_only = UserKeys(keys.auth, keys.auth_key, None, b"")
             return self._refuse(data, message, TIME, NOT_IN_TIME_WINDOWS, auth_only,
@@ -250,6 +255,16 @@ class TrapUsm:
         except BerError as exc:
             return Outcome(refused=MALFORMED, why=f"not an inform ({exc})")
         return Outcome(notification, self._response(message, pdu, keys, notification))
+
+    def _in_time(self, device: str, engine_id: bytes, boots: int, engine_time: int) -> bool:
+        """A trap sender's clock, followed per (device, engine); the first one is believed."""
+        clock = self._clocks.get((device, engine_id))
+        if clock is None:
+            if len(self._clocks) >= _CLOCKS_MAX:
+                self._clocks.clear()
+            self._clocks[(device, engine_id)] = _Clock(boots, engine_time)
+            return boots < _MAX_BOOTS
+        return clock.follow(boots, engine_time)
 
     def _refuse(self, data: bytes, message: Message, reason: str, counter: Oid, keys: UserKeys | None,
                 why: str) -> Outcome:
@@ -273,7 +288,7 @@ class TrapUsm:
         return encode_message(message.msg_id, self._security(message.security.user), keys, pdu,
                               self._next_salt(), reportable=False, context_engine_id=self.engine_id)
 
-    def _response(self, message: Message, pdu: ScopedPdu, keys: UserKeys, n: Notification) -> bytes:
+    def _response(self, message: Message, pdu: ScopedPdu, keys: UserKeys | None, n: Notification) -> bytes:
         """The Response to an inform: its request id and var-binds (RFC 3416 4.2.7), at its level."""
         body = _tlv(RESPONSE, _integer(n.request_id) + _integer(0) + _integer(0) + _tlv(0x30, n.varbind_list))
         return encode_message(message.msg_id, self._security(message.security.user),

@@ -46,11 +46,13 @@ COMBOS = [
     ("SHA-256", "AES-256", "sha256", "aes256"),
     ("SHA-512", "AES-192", "sha512", "aes192"),
     ("SHA-224", None, "sha224", None),  # authNoPriv
+    (None, None, "none", None),  # noAuthNoPriv
 ]
 
 
 def credential(auth: str, priv: str | None, engine_ids: tuple[bytes, ...] = (SENDER,)) -> V3:
-    return V3("v3", "noc", auth, AUTH_KEY, priv, PRIV_KEY if priv else None, engine_ids)
+    return V3("v3", "noc", auth, AUTH_KEY if auth != "none" else "", priv, PRIV_KEY if priv else None,
+              engine_ids)
 
 
 async def v3lab(cred: V3) -> tuple[Lab, asyncio.Task[None]]:
@@ -74,13 +76,17 @@ def _net_snmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SNMP_PERSISTENT_DIR", str(tmp_path))
 
 
-async def v3(port: int, *args: str, tool: str = "snmptrap", a: str = "SHA", x: str | None = "AES",
+async def v3(port: int, *args: str, tool: str = "snmptrap", a: str | None = "SHA", x: str | None = "AES",
              auth_key: str = AUTH_KEY, priv_key: str = PRIV_KEY, user: str = "noc",
              engine: bytes | None = SENDER, boots_time: str | None = None, source: str | None = None,
              level: str | None = None, ok: bool = True) -> str:
-    """Run net-snmp's ``tool`` -v3; asserts its exit status is 0 (``ok``) or not; its stderr."""
-    security = ["-u", user, "-l", level or ("authPriv" if x else "authNoPriv"), "-a", a, "-A", auth_key]
-    if x and (level or "authPriv") == "authPriv":
+    """Run net-snmp's ``tool`` -v3 (``a`` None: noAuthNoPriv); asserts its exit status is 0
+    (``ok``) or not; its stderr."""
+    level = level or ("noAuthNoPriv" if a is None else "authPriv" if x else "authNoPriv")
+    security = ["-u", user, "-l", level]
+    if level != "noAuthNoPriv":
+        security += ["-a", a or "SHA", "-A", auth_key]
+    if x and level == "authPriv":
         security += ["-x", x, "-X", priv_key]
     if engine is not None and tool == "snmptrap":
         security += ["-e", "0x" + engine.hex()]
@@ -96,7 +102,8 @@ async def v3(port: int, *args: str, tool: str = "snmptrap", a: str = "SHA", x: s
 
 
 @pytest.mark.parametrize(("a", "x", "auth", "priv"), COMBOS, ids=[f"{c[0]}-{c[1]}" for c in COMBOS])
-async def test_v3_traps_and_informs_from_net_snmp(a: str, x: str | None, auth: str, priv: str | None) -> None:
+async def test_v3_traps_and_informs_from_net_snmp(a: str | None, x: str | None, auth: str,
+                                                  priv: str | None) -> None:
     lab, task = await v3lab(credential(auth, priv))
     try:
         await v3(lab.port, "", LINK_DOWN, f"{IF_INDEX}.2", "i", "2", f"{IF_NAME}.2", "s", "Gi0/2", a=a, x=x)
@@ -211,6 +218,29 @@ async def test_an_inform_to_a_configured_engine_id_needs_no_discovery() -> None:
         assert (g["traps_v3_discoveries"], g["traps_informs_acked"]) == (0, 1)
         assert lab.receiver.usm.engine_id == ours
         assert lab.receiver.refusals("edge") == {"time_window": 1} and g["traps_v3_reports"] == 1
+    finally:
+        lab.engine.stop()
+        await task
+
+
+async def test_a_no_auth_trap_is_refused_for_an_auth_user_and_an_auth_one_for_a_no_auth_user() -> None:
+    lab, task = await v3lab(credential("none", None))
+    try:
+        args = ("", LINK_UP, f"{IF_INDEX}.1", "i", "1")
+        await v3(lab.port, *args, a=None)  # noAuthNoPriv, as configured
+        await v3(lab.port, *args, x=None)  # authNoPriv: not what the device is configured for
+        await v3(lab.port, *args, a=None, user="other")  # its user name is what is checked
+        await lab.until(lambda: lab.receiver.received_n == 3)
+        assert lab.receiver.accepted == 1 and lab.receiver.refusals("edge") == {"level": 1, "user": 1}
+    finally:
+        lab.engine.stop()
+        await task
+    lab, task = await v3lab(credential("sha", "aes"))
+    try:
+        await v3(lab.port, "", LINK_UP, f"{IF_INDEX}.1", "i", "1", a=None)
+        await v3(lab.port, "", COLD_START, tool="snmpinform", a=None, ok=False)  # unsupportedSecLevels
+        await lab.until(lambda: lab.receiver.received_n >= 3)  # the inform's discovery, then the inform
+        assert lab.receiver.accepted == 0 and lab.receiver.refusals("edge") == {"level": 2}
     finally:
         lab.engine.stop()
         await task

@@ -173,3 +173,14 @@ def test_trap_engine_ids_are_read_as_a_list_or_a_line_and_bad_ones_named(tmp_pat
     message = str(caught.value)
     assert "'0x8000' is 2 bytes, not 5 to 32" in message and "'zz12345678' is not hexadecimal" in message
     assert ":11:" in message  # the entry's line
+
+
+def test_a_no_auth_user_is_no_auth_no_priv_and_takes_no_keys(tmp_path: Path) -> None:
+    text = "open:\n  version: 3\n  user: public-ro\n  auth_protocol: none\n"
+    found = load_credentials(write(tmp_path, text))
+    assert found["open"] == V3("open", "public-ro", "none", "")
+    assert found["open"].level == "noAuthNoPriv"  # type: ignore[union-attr]
+    with pytest.raises(CredentialsError, match="none \\(noAuthNoPriv\\) takes no auth_key"):
+        load_credentials(write(tmp_path, text + "  auth_key: some-passphrase\n"))
+    with pytest.raises(CredentialsError, match="auth_key is missing"):  # a typo is not noAuthNoPriv
+        load_credentials(write(tmp_path, text.replace("none", "sha")))
