@@ -329,7 +329,9 @@ class TrapReceiver:
 
     def _v3(self, data: bytes, addr: Any, host: str, source: TrapSource, now: float) -> None:
         outcome = self.usm.read(data, source.device, source.v3, self._engines(source))
-        if outcome.answer is not None and self._transport is not None:
+        answered = outcome.answer is not None and self._transport is not None
+        if answered:
+            assert self._transport is not None and outcome.answer is not None
             self._transport.sendto(outcome.answer, addr)  # a discovery, a report, an inform's Response
         if outcome.refused is not None:
             self._refuse(outcome.refused, host, outcome.why, source)
@@ -338,7 +340,7 @@ class TrapReceiver:
         if notification is None:
             return  # a discovery answered
         self.accepted += 1
-        if notification.pdu == INFORM and outcome.answer is not None:
+        if notification.pdu == INFORM and answered:
             self.informs_acked += 1
         self._accept(source, notification, now)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,6 +24,16 @@ from poller.events import InterfaceChange, Reboot, Trap
 from poller.inventory import Device
 from poller.jsonl import event_record
 from poller.snmp_source import Agent
+from poller.snmp_usm_codec import (
+    GET,
+    UNKNOWN_ENGINE_IDS,
+    SecurityParameters,
+    decode_message,
+    encode_message,
+    encode_pdu,
+    report_of,
+    scoped_pdu,
+)
 from tests.integration.test_snmp_traps import (
     COLD_START,
     COMMUNITY,
@@ -244,3 +255,25 @@ async def test_a_no_auth_trap_is_refused_for_an_auth_user_and_an_auth_one_for_a_
     finally:
         lab.engine.stop()
         await task
+
+
+async def test_discovery_is_answered_to_v3_devices_only(lab: Lab) -> None:
+    probe = encode_message(77, SecurityParameters(b"", 0, 0, b""), None, encode_pdu(GET, 5))
+    answers = {}
+    for n, source in enumerate(("127.0.0.1", "127.0.0.2", "127.0.0.3"), 1):  # edge (v3), mute (v2c), none
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((source, 0))
+            s.setblocking(False)
+            s.sendto(probe, ("127.0.0.1", lab.port))
+            await lab.until(lambda: lab.receiver.received_n == n)  # noqa: B023 (awaited here)
+            await asyncio.sleep(0.2)
+            try:
+                answers[source] = s.recv(2000)
+            except BlockingIOError:
+                answers[source] = b""
+    report = decode_message(answers["127.0.0.1"])
+    assert report.msg_id == 77 and report.security.engine_id == lab.receiver.usm.engine_id
+    assert report.security.boots == lab.receiver.usm.boots and report.flags == 0
+    assert report_of(scoped_pdu(answers["127.0.0.1"], report, None)) == UNKNOWN_ENGINE_IDS
+    assert answers["127.0.0.2"] == answers["127.0.0.3"] == b""  # strangers get nothing back
+    assert lab.receiver.refusals("mute") == {"user": 1} and lab.receiver.refused_unknown == 1
