@@ -14,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from poller.credentials import V3, V2c
+from poller.engine import Engine, EngineConfig
 from poller.events import InterfaceChange, Reboot, Trap
 from poller.inventory import Device
 from poller.jsonl import event_record
+from poller.snmp_poller import SnmpConfig, SnmpPoller
 from poller.snmp_source import Agent
+from poller.snmp_traps import TrapConfig, TrapReceiver, trap_sources
 from poller.snmp_usm_codec import (
     GET,
     UNKNOWN_ENGINE_IDS,
@@ -34,6 +38,8 @@ from poller.snmp_usm_codec import (
     report_of,
     scoped_pdu,
 )
+from poller.snmp_walk import SnmpClient
+from tests.fakes import FakeProber
 from tests.integration.test_snmp_traps import (
     COLD_START,
     COMMUNITY,
@@ -45,9 +51,11 @@ from tests.integration.test_snmp_traps import (
     _snmptrap,  # noqa: F401  (the autouse fixture: net-snmp's tools must be there)
     start_lab,
 )
+from tests.lab.snmp_agents import SnmpdAgent
 
 SENDER = bytes.fromhex("8000000001a1b2c3d4")  # the engine ID snmptrap signs with (-e)
 AUTH_KEY, PRIV_KEY = "v3-auth-pass", "v3-priv-pass"
+SNMP_ENGINE_ID = "1.3.6.1.6.3.10.2.1.1.0"
 
 # (net-snmp's -a, -x; ours): every auth and priv family net-snmp 5.9 offers, AES-192/256 as its
 # own (Blumenthal) key extension.
@@ -277,3 +285,48 @@ async def test_discovery_is_answered_to_v3_devices_only(lab: Lab) -> None:
     assert report_of(scoped_pdu(answers["127.0.0.1"], report, None)) == UNKNOWN_ENGINE_IDS
     assert answers["127.0.0.2"] == answers["127.0.0.3"] == b""  # strangers get nothing back
     assert lab.receiver.refusals("mute") == {"user": 1} and lab.receiver.refused_unknown == 1
+
+
+async def test_a_trap_from_the_engine_its_v3_polls_found_is_believed(snmpd_agent: SnmpdAgent) -> None:
+    """Real polls of a real snmpd (our USM) learn its engine; a trap signed by that engine is
+    believed with no trap_engine_ids in the credential, another engine's is not."""
+    entry = snmpd_agent.v3_users["lab-sha-aes"]
+    cred = V3("lab", entry["user"], "sha", entry["auth_key"], "aes", entry["priv_key"])  # nothing listed
+    devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="lab",
+                      snmp_port=snmpd_agent.port)]
+    agents = [Agent("edge", "127.0.0.1", snmpd_agent.port, cred, timeout=1.0)]
+    engine = Engine(devices, FakeProber(), EngineConfig(interval=3600.0))
+    engine.bus.subscribe("test", maxsize=10_000)
+    client = SnmpClient()
+    snmp = SnmpPoller(agents, client, engine.bus, is_down=engine.is_down, config=SnmpConfig(interval=3600.0))
+    engine.add_companion(snmp)
+    receiver = TrapReceiver(trap_sources(devices, agents), engine.bus, engine, lambda: snmp,
+                            TrapConfig(host="127.0.0.1", port=0, min_gap=0.0))
+    port = receiver.bind()[1]
+    engine.add_companion(receiver)
+    task = asyncio.create_task(engine.run())
+    try:
+        deadline = time.monotonic() + 10
+        while snmp.engine_id("edge") is None:  # the schedule's first poll: discovery, then the walk
+            assert time.monotonic() < deadline, snmp.gauges()
+            await asyncio.sleep(0.02)
+        # snmpd's snmpEngineID.0 as net-snmp's snmpget reads it (a Hex-STRING, 16 bytes a line).
+        proc = await asyncio.create_subprocess_exec(
+            "snmpget", "-v2c", "-c", snmpd_agent.v2c_community, "-On", "-Oqv", "-t", "2",
+            f"127.0.0.1:{snmpd_agent.port}", SNMP_ENGINE_ID, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        agent_engine = bytes.fromhex("".join(out.decode().replace('"', " ").split()))
+        assert snmp.engine_id("edge") == agent_engine  # what our discovery found is snmpd's
+        args = ("", LINK_UP, f"{IF_INDEX}.1", "i", "1")
+        common = dict(user=entry["user"], auth_key=entry["auth_key"], priv_key=entry["priv_key"])
+        await v3(port, *args, engine=agent_engine, **common)  # type: ignore[arg-type]
+        await v3(port, *args, engine=SENDER, **common)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        while receiver.received_n < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert receiver.accepted == 1 and receiver.refusals("edge") == {"engine_id": 1}
+    finally:
+        engine.stop()
+        await task
+        client.close()
