@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from poller.bus import EventBus
 from poller.credentials import V3, V2c
@@ -42,7 +42,6 @@ from poller.inventory import Device
 from poller.snmp_getbulk import OidValue, Value
 from poller.snmp_mib import status_name
 from poller.snmp_source import Agent
-from poller.snmp_trap_usm import ENGINE, TrapUsm
 from poller.snmp_v2c import (
     INFORM,
     SNMP_TRAPS,
@@ -55,6 +54,9 @@ from poller.snmp_v2c import (
 )
 from poller.sockets import enlarge_rcvbuf, reply_host, scoped_peer
 from poller.text import escaped
+
+if TYPE_CHECKING:
+    from poller.snmp_trap_usm import TrapUsm
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +183,11 @@ class TrapReceiver:
         self._buckets: dict[str, tuple[float, float]] = {}  # inventory address -> (tokens, at)
         self._logged: set[str] = set()
         self._asked: dict[str, tuple[float, float]] = {}  # device -> last check, last poll asked
-        self.usm = TrapUsm(self.config.engine_id)
+        # Here: its cryptography loads only for a run that receives traps (wardtui/runtime.py
+        # imports this module for every run).
+        from poller.snmp_trap_usm import TrapUsm
+
+        self.usm: TrapUsm = TrapUsm(self.config.engine_id)
         self._learned: dict[str, set[bytes]] = {}  # device -> engine IDs its v3 polls found
         self._zones_looked = -_ZONE_RETRY
         self.received_n = 0
@@ -362,7 +368,7 @@ class TrapReceiver:
     def _refuse(self, reason: str, host: str, why: str, source: TrapSource) -> None:
         self.refused[reason] += 1
         self.refused_by.setdefault(source.device, Counter())[reason] += 1
-        if reason == ENGINE:
+        if reason == "engine_id":  # poller/snmp_trap_usm.py's ENGINE
             why += " (docs/OPERATIONS.md, SNMPv3 traps)"
         self._log_once(host, why, source)
 
