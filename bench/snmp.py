@@ -21,10 +21,12 @@ writer) plus the SNMP poller for every device (v2c, 60 s interval), the agents b
 processes bound to the devices' own addresses (ADDRS_PER_AGENT addresses each). After a
 warm-up of one SNMP interval (first contacts and full polls), DURATION seconds are measured:
 SNMP polls/s, skipped polls, timeouts and failures, lag (due -> sent) p99, the same for ICMP,
-the CPU of wardtui and of the snmpd processes.
+the CPU of wardtui and of the snmpd processes. ``--capacity-version 3`` polls every device over
+SNMPv3 authPriv SHA/AES-128 (our USM: discovery, keys localised per engine, one snmpd engine
+per ADDRS_PER_AGENT addresses, but one discovery per device address) instead of v2c.
 
 Run as root: python bench/snmp.py [--agents 500] [--passes 3] [--devices 5000,10000,15000]
-[--duration 150] [--warmup 60] [--part throughput|capacity|both]
+[--duration 150] [--warmup 60] [--part throughput|capacity|both] [--capacity-version 2c|3]
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ from bench._report import write_section  # noqa: E402
 from poller.credentials import V3, V2c  # noqa: E402
 from poller.snmp_source import Agent, SnmpError  # noqa: E402
 from poller.snmp_walk import ALL_COLUMNS, FAST_64, SYSTEM_PREV, SnmpClient  # noqa: E402
-from tests.lab.snmp_agents import DEFAULT_V3_USERS, SnmpdAgent, loopback_addresses, net_snmp_auth_args  # noqa: E402
+from tests.lab.snmp_agents import (  # noqa: E402
+    DEFAULT_V3_USERS,
+    SnmpdAgent,
+    loopback_addresses,
+    net_snmp_auth_args,
+    write_credentials_file,
+)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 V3_NAME = "lab-sha-aes"  # SHA / AES-128 authPriv
@@ -286,7 +294,7 @@ def _fmt_spread(runs: list[list[dict[str, Any]]], args: argparse.Namespace) -> s
 # -- part 2: capacity -----------------------------------------------------------------------
 
 
-def _inventory(devices: int, path: Path, port: int) -> list[str]:
+def _inventory(devices: int, path: Path, port: int, credential: str = "lab-v2c") -> list[str]:
     import csv
 
     from poller.generate import bank_rows
@@ -298,13 +306,13 @@ def _inventory(devices: int, path: Path, port: int) -> list[str]:
                                 lineterminator="\n")
         writer.writeheader()
         for row in bank_rows(devices):
-            writer.writerow({**row, "snmp_credential": "lab-v2c", "snmp_port": str(port)})
+            writer.writerow({**row, "snmp_credential": credential, "snmp_port": str(port)})
             addresses.append(row["address"])
     return addresses
 
 
 async def _capacity_one(devices: int, duration: float, warmup: float, per_agent: int, workdir: Path,
-                        profile: str | None) -> dict[str, Any]:
+                        profile: str | None, version: str = "2c") -> dict[str, Any]:
     from poller.events import Gauges
     from poller.generate import bank_rows
     from tests.lab.snmp_agents import free_udp_port
@@ -313,7 +321,7 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
 
     first = next(bank_rows(1))["address"]
     port = free_udp_port(first)
-    addresses = _inventory(devices, workdir / "inv.csv", port)
+    addresses = _inventory(devices, workdir / "inv.csv", port, "lab-v2c" if version == "2c" else V3_NAME)
     agents: list[SnmpdAgent] = []
     t0 = time.monotonic()
     for i in range(0, len(addresses), per_agent):
@@ -324,8 +332,11 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
     agents_start = time.monotonic() - t0
     try:
         creds = workdir / "credentials.yaml"
-        creds.write_text(f"lab-v2c:\n  version: 2c\n  community: {agents[0].v2c_community}\n")
-        creds.chmod(0o600)
+        if version == "2c":
+            creds.write_text(f"lab-v2c:\n  version: 2c\n  community: {agents[0].v2c_community}\n")
+            creds.chmod(0o600)
+        else:
+            write_credentials_file(creds, {V3_NAME: DEFAULT_V3_USERS[V3_NAME]})
         runtime = Runtime(Options(inventory=workdir / "inv.csv", db=f"sqlite:///{workdir}/h.db",
                                   interval=10.0,
                                   credentials=creds, snmp_interval=60.0),
@@ -374,7 +385,11 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
     def ex(g: Gauges, key: str) -> float:
         return g.extra.get(key, 0.0)
 
-    return {"devices": devices, "agents": len(agents), "agents_start_s": agents_start, "wall": wall,
+    return {"devices": devices, "version": version, "agents": len(agents), "agents_start_s": agents_start,
+            "wall": wall,
+            "snmp_skipped_capacity": ex(last, "snmp_skipped_capacity"),
+            "snmp_v3_limit_min": min((ex(g, "snmp_v3_limit") for g in window), default=0.0),
+            "snmp_v3_rediscoveries": ex(last, "snmp_v3_rediscoveries"),
             "snmp_polls_per_s": sum(ex(g, "snmp_polls_per_s") for g in window) / len(window),
             "snmp_requests_per_s": sum(ex(g, "snmp_requests_per_s") for g in window) / len(window),
             "snmp_skipped": ex(last, "snmp_skipped"), "snmp_skipped_window": ex(last, "snmp_skipped") -
@@ -413,12 +428,16 @@ def _fmt_capacity(results: list[dict[str, Any]], args: argparse.Namespace) -> st
              f"{r['cpu_pct']:.0f} | {r['snmpd_cpu_pct']:.0f} | {r['cpu_ms_per_poll']:.2f} | "
              f"{r['maxrss_mb']:.0f} |" for r in results]
     best = max((r["devices"] for r in results if _held(r)), default=0)
-    return (f"### Capacity at a 60 s SNMP interval beside ICMP at 10 s, {args.duration:g} s measured\n\n"
+    v3 = args.capacity_version == "3"
+    what = "SNMPv3 authPriv SHA/AES-128" if v3 else "v2c"
+    return (f"### Capacity at a 60 s SNMP{'v3' if v3 else ''} interval beside ICMP at 10 s, "
+            f"{args.duration:g} s measured\n\n"
             f"Command (as root): `python bench/snmp.py --part capacity --devices {args.devices} "
             f"--duration {args.duration:g} --warmup {args.warmup:g} "
-            f"--addrs-per-agent {args.addrs_per_agent}`\n\n"
+            f"--addrs-per-agent {args.addrs_per_agent}"
+            f"{' --capacity-version 3' if v3 else ''}`\n\n"
             "Whole headless stack as in **capacity** (real ICMP to loopback at 10 s, engine, SQLite store "
-            "writer, one process) plus the SNMP poller polling every device (v2c) at 60 s; each device's "
+            f"writer, one process) plus the SNMP poller polling every device ({what}) at 60 s; each device's "
             f"address is served by snmpd (at most {args.addrs_per_agent:,} addresses per snmpd process), "
             f"on the same 2 cores. Figures over the {args.duration:g} s after a warm-up of "
             f"{args.warmup:g} s (the first SNMP interval: first contacts, full polls); skipped, timeouts "
@@ -442,6 +461,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=150.0)
     parser.add_argument("--warmup", type=float, default=60.0)
     parser.add_argument("--addrs-per-agent", type=int, default=500)
+    parser.add_argument("--capacity-version", choices=("2c", "3"), default="2c",
+                        help="capacity: poll every device over v2c or SNMPv3 authPriv SHA/AES-128 "
+                             "(section snmp-capacity-v3)")
     parser.add_argument("--profile", help="py-spy raw output for the measured window (with --one)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only, leave docs/BENCHMARKS.md alone")
@@ -455,7 +477,7 @@ def main() -> int:
     if args.one:
         with tempfile.TemporaryDirectory(prefix="wardtui-bench-snmp-") as tmp:
             result = asyncio.run(_capacity_one(args.one, args.duration, args.warmup, args.addrs_per_agent,
-                                               Path(tmp), args.profile))
+                                               Path(tmp), args.profile, args.capacity_version))
         print(json.dumps(result))
         return 0
     started = time.monotonic()
@@ -479,7 +501,8 @@ def main() -> int:
         results = []
         for n in (int(x) for x in args.devices.split(",")):
             cmd = [sys.executable, __file__, "--one", str(n), "--duration", str(args.duration), "--warmup",
-                   str(args.warmup), "--addrs-per-agent", str(args.addrs_per_agent)]
+                   str(args.warmup), "--addrs-per-agent", str(args.addrs_per_agent),
+                   "--capacity-version", args.capacity_version]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 print(proc.stderr, file=sys.stderr)
@@ -487,7 +510,8 @@ def main() -> int:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             print(json.dumps(result), flush=True)
             results.append(result)
-        sections["snmp-capacity"] = _fmt_capacity(results, args)
+        name = "snmp-capacity-v3" if args.capacity_version == "3" else "snmp-capacity"
+        sections[name] = _fmt_capacity(results, args)
     minutes = (time.monotonic() - started) / 60
     for name, body in sections.items():
         body += f"\nWhole run ({args.part}) {minutes:.1f} min.\n"

@@ -12,14 +12,22 @@ file an operator keeps at mode 0600 (``--credentials FILE``, default
     core-v3:
       version: 3
       user: noc
-      auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512
+      auth_protocol: sha256     # md5, sha, sha224, sha256, sha384, sha512; none: noAuthNoPriv
+                                # (no auth_key or privacy then: the user name is all it proves)
       auth_key: long-passphrase
       priv_protocol: aes        # des, 3des, aes, aes192, aes256 (net-snmp's AES-192/256),
                                 # aes192c, aes256c (Cisco's); leave out for authNoPriv
       priv_key: other-passphrase
+      trap_engine_ids: [0x80001f8880c71100000000000000]  # optional: senders of v3 traps
     noc-hook-hmac:
       kind: secret              # not SNMP: one value a notify receiver names
       secret: long-random-string
+
+A v3 trap is signed by its sender's engine (the sender is authoritative), so its keys are
+localised with that engine's ID: ``trap_engine_ids`` lists the engine IDs (hex, 5 to 32 bytes)
+whose traps this user's devices may send, as net-snmp's ``snmptrapd`` wants ``createUser -e``.
+A device's agent's engine ID, found by its v3 polls, is believed without being listed here
+(poller/snmp_trap_usm.py). Informs need none: the receiver is their authoritative engine.
 
 Secrets never appear in a ``repr``, a log line or an error message: errors name the file,
 the line and the credential, never the value.
@@ -38,6 +46,7 @@ if TYPE_CHECKING:
     import yaml
 
 AUTH_PROTOCOLS = ("md5", "sha", "sha224", "sha256", "sha384", "sha512")
+NO_AUTH = "none"  # auth_protocol of a noAuthNoPriv user
 PRIV_PROTOCOLS = ("des", "3des", "aes", "aes192", "aes256", "aes192c", "aes256c")
 MIN_KEY_LENGTH = 8  # RFC 3414: shorter passphrases are refused by agents
 
@@ -56,10 +65,11 @@ class V2c:
 class V3:
     name: str
     user: str
-    auth_protocol: str
-    auth_key: str = field(repr=False)
+    auth_protocol: str  # one of AUTH_PROTOCOLS, or NO_AUTH
+    auth_key: str = field(repr=False)  # "" for noAuthNoPriv
     priv_protocol: str | None = None  # None: authNoPriv
     priv_key: str | None = field(default=None, repr=False)
+    trap_engine_ids: tuple[bytes, ...] = ()  # engines whose v3 traps this user may sign
 
     @property
     def version(self) -> str:
@@ -67,6 +77,8 @@ class V3:
 
     @property
     def level(self) -> str:
+        if self.auth_protocol == NO_AUTH:
+            return "noAuthNoPriv"
         return "authPriv" if self.priv_protocol else "authNoPriv"
 
 
@@ -192,6 +204,10 @@ def _entry(name: str, node: yaml.Node, where: str, problems: list[str]) -> Crede
         return None
     fields: dict[str, str] = {}
     for key, value in node.value:
+        if str(key.value) == "trap_engine_ids" and isinstance(value, yaml.SequenceNode) \
+                and all(isinstance(item, yaml.ScalarNode) for item in value.value):
+            fields["trap_engine_ids"] = ",".join(str(item.value) for item in value.value)
+            continue
         if not isinstance(value, yaml.ScalarNode):
             problems.append(f"{where}: credential {name!r}: {key.value} must be a single value")
             continue
@@ -230,12 +246,16 @@ def _snmp(name: str, fields: dict[str, str], where: str, problems: list[str]) ->
     if version in ("2c", "2"):
         credential = V2c(name, need("community"))
     elif version == "3":
-        user, auth, auth_key = need("user"), need("auth_protocol").lower(), need("auth_key")
+        user, auth = need("user"), need("auth_protocol").lower()
+        auth_key = need("auth_key") if auth != NO_AUTH else fields.pop("auth_key", "")
         priv = fields.pop("priv_protocol", "").lower() or None
         priv_key = fields.pop("priv_key", "") or None
-        if auth and auth not in AUTH_PROTOCOLS:
+        if auth and auth not in (*AUTH_PROTOCOLS, NO_AUTH):
             problems.append(f"{where}: credential {name!r}: auth_protocol {auth!r} is not one of "
-                            f"{', '.join(AUTH_PROTOCOLS)}")
+                            f"{', '.join(AUTH_PROTOCOLS)} or {NO_AUTH} (noAuthNoPriv)")
+        if auth == NO_AUTH and (auth_key or priv or priv_key):
+            problems.append(f"{where}: credential {name!r}: auth_protocol none (noAuthNoPriv) takes no "
+                            "auth_key, priv_protocol or priv_key")
         if priv is not None and priv not in PRIV_PROTOCOLS:
             problems.append(f"{where}: credential {name!r}: priv_protocol {priv!r} is not one of "
                             f"{', '.join(PRIV_PROTOCOLS)}")
@@ -245,9 +265,28 @@ def _snmp(name: str, fields: dict[str, str], where: str, problems: list[str]) ->
             if secret and len(secret) < MIN_KEY_LENGTH:
                 problems.append(f"{where}: credential {name!r}: {key} is shorter than "
                                 f"{MIN_KEY_LENGTH} characters (agents refuse it)")
-        credential = V3(name, user, auth, auth_key, priv, priv_key)
+        engine_ids = _engine_ids(fields.pop("trap_engine_ids", ""), f"{where}: credential {name!r}", problems)
+        credential = V3(name, user, auth, auth_key, priv, priv_key, engine_ids)
     else:
         problems.append(f"{where}: credential {name!r}: version must be 2c or 3")
     for unknown in fields:
         problems.append(f"{where}: credential {name!r}: unknown field {unknown!r}")
     return credential if len(problems) == before else None
+
+
+def _engine_ids(text: str, where: str, problems: list[str]) -> tuple[bytes, ...]:
+    """``trap_engine_ids``: engine IDs in hex (``0x`` optional, ``:`` allowed), by commas, spaces
+    or a YAML list; each 5 to 32 bytes (RFC 3411's SnmpEngineID)."""
+    found: list[bytes] = []
+    for item in text.replace(",", " ").split():
+        digits = item[2:] if item.lower().startswith("0x") else item
+        try:
+            engine_id = bytes.fromhex(digits.replace(":", ""))
+        except ValueError:
+            problems.append(f"{where}: trap_engine_ids: {item!r} is not hexadecimal")
+            continue
+        if not 5 <= len(engine_id) <= 32:
+            problems.append(f"{where}: trap_engine_ids: {item!r} is {len(engine_id)} bytes, not 5 to 32")
+            continue
+        found.append(engine_id)
+    return tuple(dict.fromkeys(found))

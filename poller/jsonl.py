@@ -129,8 +129,10 @@ def _snmp_gauges(extra: dict[str, float]) -> dict[str, Any]:
 
 
 _TRAP_COUNTS = ("traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
-                "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls",
-                "traps_coalesced", "traps_informs_acked", "traps_failed")
+                "traps_refused_malformed", "traps_refused_user", "traps_refused_engine_id",
+                "traps_refused_level", "traps_refused_auth", "traps_refused_time_window",
+                "traps_v3_discoveries", "traps_v3_reports", "traps_rate_limited", "traps_checks",
+                "traps_polls", "traps_coalesced", "traps_informs_acked", "traps_failed")
 
 
 def _trap_gauges(extra: dict[str, float]) -> dict[str, Any]:

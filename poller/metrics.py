@@ -29,9 +29,8 @@ DEVICE_LABELS = ("device", "branch", "region", "type")
 # Figures of Gauges (fields and ``extra`` keys) that only grow during a run: counters, exposed as
 # wardtui_<name>_total. Each was checked where it is counted (poller/engine.py, poller/icmp.py,
 # poller/scheduler.py, poller/snmp_poller.py, poller/snmp_walk.py, poller/snmp_v2c.py,
-# poller/snmp_usm_client.py, poller/snmp_traps.py,
-# poller/feed.py's Publisher, store/writer.py, store/spool.py): only ever incremented for the
-# life of the engine.
+# poller/snmp_usm_client.py, poller/snmp_traps.py, poller/snmp_trap_usm.py, poller/feed.py's
+# Publisher, store/writer.py, store/spool.py): only ever incremented for the life of the engine.
 # rcvbuf_drops is the kernel's SO_RXQ_OVFL count, a u32: it wraps (Prometheus sees a reset).
 # Not here, although the name says "dropped": events_dropped is a sum over the bus's current
 # subscriptions, and falls when a consumer that dropped events unsubscribes (a drill-down screen
@@ -47,7 +46,9 @@ COUNTERS = frozenset({
     "feed_commands_refused", "feed_losses", "snmp_polls_on_demand",
     # poller/snmp_traps.py: only ever incremented
     "traps_received", "traps_accepted", "traps_refused_unknown_source", "traps_refused_community",
-    "traps_refused_malformed", "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
+    "traps_refused_malformed", "traps_refused_user", "traps_refused_engine_id", "traps_refused_level",
+    "traps_refused_auth", "traps_refused_time_window", "traps_v3_discoveries", "traps_v3_reports",
+    "traps_rate_limited", "traps_checks", "traps_polls", "traps_coalesced",
     "traps_informs_acked", "traps_failed",
     # wardtui/cluster.py, store/fencing.py, store/fenced_history.py (serve --cluster): only ever incremented
     "cluster_takeovers", "cluster_refused_writes", "cluster_refused_transitions",

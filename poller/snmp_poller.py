@@ -234,6 +234,12 @@ class SnmpPoller:
         self._start(slot, run, None)
         return True
 
+    def engine_id(self, key: str) -> bytes | None:
+        """Agent ``key``'s SNMPv3 engine ID as its polls found it, None if none did (or the
+        client keeps none: a fake): the trap receiver believes traps signed by it."""
+        found = getattr(self.client, "engine_id", None)
+        return None if found is None else found(key)
+
     def link_told(self, key: str, ifindex: int, oper: int, at: datetime) -> tuple[str, str]:
         """A trap said at ``at`` that interface ``ifindex`` of agent ``key`` is now ``oper``: (its
         status at the last poll, "unknown" if none saw it; its name then, "" if none). The next

@@ -36,7 +36,7 @@ import socket
 import time
 from typing import Any, NamedTuple
 
-from poller.credentials import V3
+from poller.credentials import NO_AUTH, V3
 from poller.snmp_getbulk import TOO_BIG, Oid, TooBig, VarBind, timeout_error
 from poller.snmp_source import Agent, SnmpError
 from poller.snmp_usm_codec import (
@@ -71,7 +71,7 @@ class _Engine:
 
     __slots__ = ("boots", "engine_id", "keys", "latest", "learnt_at", "time")
 
-    def __init__(self, engine_id: bytes, boots: int, engine_time: int, keys: UserKeys) -> None:
+    def __init__(self, engine_id: bytes, boots: int, engine_time: int, keys: UserKeys | None) -> None:
         self.engine_id = engine_id
         self.keys = keys
         self.set_clock(boots, engine_time)
@@ -109,8 +109,11 @@ class _Peer:
         self.user = credential.user.encode()
         self.engine: _Engine | None = None
 
-    def keys_for(self, engine_id: bytes) -> UserKeys:
+    def keys_for(self, engine_id: bytes) -> UserKeys | None:
+        """The user's keys for the engine; None for a noAuthNoPriv user (it has none)."""
         c = self.credential
+        if c.auth_protocol == NO_AUTH:
+            return None
         return user_keys(c.auth_protocol, c.auth_key, c.priv_protocol, c.priv_key, engine_id)
 
 
@@ -165,6 +168,12 @@ class UsmGetBulk:
     def _send_error(self, exc: Exception) -> None:
         self.send_errors += 1  # e.g. ICMP port unreachable from a host with no agent
 
+    def engine_id(self, key: str) -> bytes | None:
+        """Agent ``key``'s engine ID as its discovery found it (None before, or once forgotten):
+        the trap receiver believes that device's v3 traps signed by this engine."""
+        peer = self._peers.get(key)
+        return None if peer is None or peer.engine is None else peer.engine.engine_id
+
     def _msg_id(self) -> int:
         self._next_id = free_id(self._next_id, self._pending)
         return self._next_id
@@ -195,9 +204,17 @@ class UsmGetBulk:
         pdu = scoped_pdu(data, message, keys if signed else None)
         if pdu.pdu_tag == REPORT:
             return _Reply(message, pdu, signed, True, pdu.varbinds())
-        if pdu.pdu_tag != RESPONSE or not signed or pdu.header.request_id != waiting.request_id:
-            raise BerError("an unsigned or unexpected PDU")  # values only from a signed response
+        if pdu.pdu_tag != RESPONSE or pdu.header.request_id != waiting.request_id:
+            raise BerError("an unexpected PDU")
         varbinds = pdu.varbinds()  # before the clock is followed: only a whole answer counts
+        if not signed:
+            # Values only from a signed response, unless the user is noAuthNoPriv (an engine
+            # with no keys): then from its engine, for its user; no clock to check (RFC 3414 3.2 7).
+            security = message.security
+            if engine is None or engine.keys is not None or message.flags & 0x03 \
+                    or security.engine_id != engine.engine_id or security.user != waiting.user:
+                raise BerError("an unsigned response")
+            return _Reply(message, pdu, False, True, varbinds)
         assert engine is not None
         in_window = engine.follow(message.security.boots, message.security.time)
         return _Reply(message, pdu, True, in_window, varbinds)
@@ -281,7 +298,7 @@ class UsmGetBulk:
                 reply = await self._exchange(peer, agent, pdu, request_id, engine)
             except SnmpError as exc:
                 self._forget_engine(peer)  # the next poll starts with discovery
-                if discovered and engine.keys.priv is not None:
+                if discovered and engine.keys is not None and engine.keys.priv is not None:
                     # It answered the probe a moment ago: what it drops is what it cannot decrypt
                     # (net-snmp sends no decryptionError report for a PDU that decrypts to noise).
                     raise SnmpError("authentication", "the agent answered discovery but not the "

@@ -102,6 +102,7 @@ class ScopedPdu(NamedTuple):
     pdu_tag: int  # RESPONSE, REPORT, ...
     header: Header  # request id, error status and index, where the var-binds lie
     buf: bytes  # what header's positions refer to (the plaintext of an encrypted PDU)
+    context_name: bytes = b""  # an inform's Response carries it back
 
     def varbinds(self) -> list[VarBind]:
         return decode_varbinds(self.buf, self.header)
@@ -221,9 +222,11 @@ def scoped_pdu(buf: bytes, message: Message, keys: UserKeys | None) -> ScopedPdu
         i, end = message.data_at, message.data_end
     start, i = _octets_at(buf, i, end)
     context_engine_id = bytes(buf[start:i])
-    _start, i = _octets_at(buf, i, end)
+    start, i = _octets_at(buf, i, end)
+    context_name = bytes(buf[start:i])
     pdu_tag, i, pdu_end = _header(buf, i, end)
-    return ScopedPdu(context_engine_id, pdu_tag, _pdu_header(buf, VERSION_3, b"", i, pdu_end), buf)
+    return ScopedPdu(context_engine_id, pdu_tag, _pdu_header(buf, VERSION_3, b"", i, pdu_end), buf,
+                     context_name)
 
 
 def report_of(varbinds: list[VarBind]) -> Oid | None:

@@ -281,8 +281,8 @@ SNMP_TRAPS: Oid = (1, 3, 6, 1, 6, 3, 1, 1, 5)  # coldStart .1, warmStart .2, lin
 class Notification(NamedTuple):
     """An SNMPv1 Trap, SNMPv2c Trap or InformRequest, in v2c terms (RFC 3584 3.1 for v1)."""
 
-    version: int  # 0: SNMPv1, 1: SNMPv2c
-    community: bytes
+    version: int  # 0: SNMPv1, 1: SNMPv2c, 3: SNMPv3 (poller/snmp_trap_usm.py)
+    community: bytes  # b"" for SNMPv3
     pdu: int  # TRAP_V1, TRAP_V2 or INFORM
     request_id: int  # 0 for a v1 trap, which has none
     uptime_ticks: int | None  # sysUpTime.0 (a v1 trap's time-stamp)
@@ -321,7 +321,12 @@ def decode_notification(buf: bytes) -> Notification:
         return _v1_trap(buf, community, i, pdu_end)
     if tag not in (TRAP_V2, INFORM) or version != _VERSION_2C:
         raise BerError(f"not an SNMPv2c notification (0x{tag:02x})")
-    header = _pdu_header(buf, version, community, i, pdu_end)
+    return notification_of(buf, tag, _pdu_header(buf, version, community, i, pdu_end))
+
+
+def notification_of(buf: bytes, tag: int, header: Header) -> Notification:
+    """The Trap-PDU or InformRequest-PDU (``tag``) whose fields ``header`` found in ``buf``: a
+    v2c message's, or a v3 scoped PDU's (poller/snmp_trap_usm.py; version 3, no community)."""
     uptime: int | None = None
     trap_oid: Oid | None = None
     rest: list[VarBind] = []
@@ -334,7 +339,7 @@ def decode_notification(buf: bytes) -> Notification:
             rest.append((name, value))
     if trap_oid is None:
         raise BerError("no snmpTrapOID.0")
-    return Notification(version, community, tag, header.request_id, uptime, trap_oid, rest,
+    return Notification(header.version, header.community, tag, header.request_id, uptime, trap_oid, rest,
                         bytes(buf[header.varbinds_at:header.varbinds_end]))
 
 

@@ -122,6 +122,11 @@ class SnmpClient:
                 "auth_failures": self.auth_failures, "errors": self.errors,
                 **self.v3.counters(), **self.v2c.counters()}
 
+    def engine_id(self, key: str) -> bytes | None:
+        """The SNMPv3 engine ID agent ``key``'s polls found, if any (poller/snmp_traps.py)."""
+        found = getattr(self.v3, "engine_id", None)  # test fakes of GetBulk have none
+        return None if found is None else found(key)
+
     def forget(self, key: str) -> None:
         """The agent ``key`` changed (address, port, credential) or left: its next poll opens it
         again, as at its first."""

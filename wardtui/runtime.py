@@ -88,6 +88,7 @@ class Options:
     traps: tuple[str, int] | None = None  # (host, port) to receive SNMP traps on; None: no receiver
     trap_rate: float = _TRAPS["rate"]  # traps a second per source, after the burst
     trap_burst: float = _TRAPS["burst"]
+    trap_engine_id: bytes | None = None  # the receiver's SNMPv3 engine ID (informs); None: random
     # Seconds between two reads of the maintenance windows and acknowledgements (a change made
     # through the live feed's commands is read at once).
     quiet_every: float = 30.0
@@ -268,7 +269,8 @@ class Runtime:
     def _start_traps(self, where: tuple[str, int], agents: list[Agent]) -> None:
         """The trap receiver, its socket bound now: a port taken or not allowed stops the start."""
         o = self.options
-        config = TrapConfig(host=where[0], port=where[1], rate=o.trap_rate, burst=o.trap_burst)
+        config = TrapConfig(host=where[0], port=where[1], rate=o.trap_rate, burst=o.trap_burst,
+                            engine_id=o.trap_engine_id)
         receiver = TrapReceiver(trap_sources(self.devices, agents), self.engine.bus, self.engine,
                                 lambda: self.snmp, config)
         try:

@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,12 +74,16 @@ class Lab:
 
 
 async def start_lab(rtt_ms: float = 1.0, poll_delay: float = 0.0, host: str = "127.0.0.1",
-                    **config: float) -> tuple[Lab, asyncio.Task[None]]:
-    devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="v2"),
-               Device("mute", "127.0.0.2", "b", "r", "switch"),
-               Device("edge6", "0:0::1", "b", "r", "router", snmp_credential="v2")]
-    agents = [Agent("edge", "127.0.0.1", 161, V2c("v2", COMMUNITY)),
-              Agent("edge6", "0:0::1", 161, V2c("v2", COMMUNITY + "-6"))]
+                    devices: list[Device] | None = None, agents: list[Agent] | None = None,
+                    **config: Any) -> tuple[Lab, asyncio.Task[None]]:
+    """The lab; by default edge (v2c), mute (no credential) and edge6 (v2c over IPv6). The
+    schedule's first check and poll are of the first device, which must be at 127.0.0.1."""
+    if devices is None or agents is None:
+        devices = [Device("edge", "127.0.0.1", "b", "r", "router", snmp_credential="v2"),
+                   Device("mute", "127.0.0.2", "b", "r", "switch"),
+                   Device("edge6", "0:0::1", "b", "r", "router", snmp_credential="v2")]
+        agents = [Agent("edge", "127.0.0.1", 161, V2c("v2", COMMUNITY)),
+                  Agent("edge6", "0:0::1", 161, V2c("v2", COMMUNITY + "-6"))]
     prober = FakeProber(rtt_ms=rtt_ms)
     engine = Engine(devices, prober, EngineConfig(interval=3600.0))
     engine.bus.subscribe("test", maxsize=100_000)
@@ -86,14 +91,15 @@ async def start_lab(rtt_ms: float = 1.0, poll_delay: float = 0.0, host: str = "1
     snmp = SnmpPoller(agents, client, engine.bus, is_down=engine.is_down, config=SnmpConfig(interval=3600.0))
     engine.add_companion(snmp)
     receiver = TrapReceiver(trap_sources(devices, agents), engine.bus, engine, lambda: snmp,
-                            TrapConfig(host=host, port=0, **config))  # type: ignore[arg-type]
+                            TrapConfig(host=host, port=0, **config))
     port = receiver.bind()[1]
     engine.add_companion(receiver)
     engine.gauge_sources.append(receiver.gauges)
     task = asyncio.create_task(engine.run())
     lab = Lab(engine, prober, client, snmp, receiver, port, [])
     # The schedule's own first check and poll of edge (due at the start), out of the way.
-    await lab.until(lambda: prober.calls.get("127.0.0.1", 0) >= 1 and client.calls.get("edge", 0) >= 1
+    first = devices[0].name
+    await lab.until(lambda: prober.calls.get("127.0.0.1", 0) >= 1 and client.calls.get(first, 0) >= 1
                     and not snmp._task_of and prober.in_flight == 0)
     await asyncio.sleep(0.05)
     return lab, task

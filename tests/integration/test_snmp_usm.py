@@ -23,6 +23,7 @@ for _auth in NET_SNMP_AUTH:
         ALL_USERS[_name] = dict(version=3, user=_name, auth_protocol=_auth, auth_key=f"auth-{_name}")
         if _priv:
             ALL_USERS[_name].update(priv_protocol=_priv, priv_key=f"priv-{_name}")
+ALL_USERS["u-noauth"] = dict(version=3, user="u-noauth", auth_protocol="none", auth_key="")  # noAuthNoPriv
 
 
 def v3(entry: dict[str, Any]) -> V3:
@@ -49,7 +50,8 @@ async def test_every_auth_and_priv_protocol_snmpd_offers(
     client, usm = usm_client
     port = every_user_agent.port
     v2c = await client.poll(Agent("v2c", "127.0.0.1", port, _v2c(every_user_agent), timeout=1.0))
-    assert len(ALL_USERS) == 6 * 7  # MD5, SHA-1, SHA-2 x none, DES, AES-128/192/256, Cisco's 192/256
+    # MD5, SHA-1, SHA-2 x none, DES, AES-128/192/256, Cisco's 192/256; and noAuthNoPriv
+    assert len(ALL_USERS) == 6 * 7 + 1
     for name, entry in ALL_USERS.items():
         raw = await client.poll(Agent(name, "127.0.0.1", port, v3(entry), timeout=1.0, retries=0))
         assert raw.system.name == v2c.system.name, name

@@ -116,3 +116,6 @@ def test_a_port_taken_stops_the_start_with_the_reason(tmp_path: Path) -> None:
                         cwd=tmp_path)
     assert proc.returncode == 2 and f"--traps 127.0.0.1:{port}" in proc.stderr and "in use" in proc.stderr
     assert bad.returncode == 2 and "use IP:PORT" in bad.stderr
+    short = run(("poll", "--inventory", "net.csv", "--traps", "127.0.0.1:1162", "--traps-engine-id", "0x8000",
+                 "--jsonl"), cwd=tmp_path)[0]
+    assert short.returncode == 2 and "an engine ID is 5 to 32 bytes in hex" in short.stderr

@@ -102,6 +102,8 @@ def net_snmp_auth_args(credential: Mapping[str, Any]) -> list[str]:
     """net-snmp command-line options for a credentials-file entry (v2c or v3)."""
     if str(credential.get("version")) in ("2c", "2"):
         return ["-v2c", "-c", str(credential["community"])]
+    if credential.get("auth_protocol") == "none":
+        return ["-v3", "-u", str(credential["user"]), "-l", "noAuthNoPriv"]
     args = ["-v3", "-u", str(credential["user"]),
             "-a", NET_SNMP_AUTH[str(credential["auth_protocol"])],
             "-A", str(credential["auth_key"])]
@@ -439,8 +441,11 @@ class SnmpdAgent(_Agent):
 
     @staticmethod
     def _check_user(name: str, entry: Mapping[str, Any]) -> None:
+        if entry.get("auth_protocol") == "none" and not entry.get("priv_protocol"):
+            return  # noAuthNoPriv
         if entry.get("auth_protocol") not in NET_SNMP_AUTH:
-            raise ValueError(f"v3 user {name!r}: auth_protocol must be one of {list(NET_SNMP_AUTH)}")
+            raise ValueError(f"v3 user {name!r}: auth_protocol must be one of {list(NET_SNMP_AUTH)} "
+                             "(or none, without privacy)")
         priv = entry.get("priv_protocol")
         if priv is not None and priv not in NET_SNMP_PRIV:
             raise ValueError(f"v3 user {name!r}: priv_protocol {priv!r} is not supported by "
@@ -474,6 +479,9 @@ class SnmpdAgent(_Agent):
             "sysContact wardtui tests",
         ]
         for entry in self.v3_users.values():
+            if entry["auth_protocol"] == "none":
+                lines += [f"createUser {entry['user']}", f"rouser {entry['user']} noauth"]
+                continue
             create = (f"createUser {entry['user']} {NET_SNMP_AUTH[entry['auth_protocol']]} "
                       f"\"{entry['auth_key']}\"")
             if entry.get("priv_protocol"):

@@ -154,3 +154,33 @@ def test_default_path_follows_xdg_config_home(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("XDG_CONFIG_HOME", "relative/dir")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_credentials_path() == tmp_path / ".config" / "wardtui" / "credentials.yaml"
+
+
+def test_trap_engine_ids_are_read_as_a_list_or_a_line_and_bad_ones_named(tmp_path: Path) -> None:
+    text = GOOD.replace("  priv_key: priv-passphrase-1\n", "  priv_key: priv-passphrase-1\n"
+                        "  trap_engine_ids: [0x8000000001a1b2c3d4, '80:00:1f:88:80:aa:bb']\n")
+    text += "edge-v3:\n  version: 3\n  user: e\n  auth_protocol: md5\n  auth_key: auth-passphrase-3\n" \
+            "  trap_engine_ids: 8000000001a1b2c3d4, 8000000001a1b2c3d4\n"
+    found = load_credentials(write(tmp_path, text))
+    core, edge = found["core-v3"], found["edge-v3"]
+    assert isinstance(core, V3) and isinstance(edge, V3)
+    assert core.trap_engine_ids == (bytes.fromhex("8000000001a1b2c3d4"), bytes.fromhex("80001f8880aabb"))
+    assert edge.trap_engine_ids == (bytes.fromhex("8000000001a1b2c3d4"),)  # once
+    assert found["atm-v3"].trap_engine_ids == ()  # type: ignore[union-attr]
+    bad = GOOD + "  trap_engine_ids: 0x8000, zz12345678\n"
+    with pytest.raises(CredentialsError) as caught:
+        load_credentials(write(tmp_path, bad))
+    message = str(caught.value)
+    assert "'0x8000' is 2 bytes, not 5 to 32" in message and "'zz12345678' is not hexadecimal" in message
+    assert ":11:" in message  # the entry's line
+
+
+def test_a_no_auth_user_is_no_auth_no_priv_and_takes_no_keys(tmp_path: Path) -> None:
+    text = "open:\n  version: 3\n  user: public-ro\n  auth_protocol: none\n"
+    found = load_credentials(write(tmp_path, text))
+    assert found["open"] == V3("open", "public-ro", "none", "")
+    assert found["open"].level == "noAuthNoPriv"  # type: ignore[union-attr]
+    with pytest.raises(CredentialsError, match="none \\(noAuthNoPriv\\) takes no auth_key"):
+        load_credentials(write(tmp_path, text + "  auth_key: some-passphrase\n"))
+    with pytest.raises(CredentialsError, match="auth_key is missing"):  # a typo is not noAuthNoPriv
+        load_credentials(write(tmp_path, text.replace("none", "sha")))

@@ -1,6 +1,7 @@
 """pysnmp is never imported outside the tests (SNMPv3 is our own USM since issue 17), and the
-USM's cryptography only by an SNMP client made for a run that polls SNMP: the walk, the v2c
-client, the poller and the runtime read and load without it."""
+USM's cryptography only by an SNMP client made for a run that polls SNMP (or a trap receiver,
+for v3 traps): the walk, the v2c client, the poller, the trap receiver's module and the runtime
+read and load without it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, sys
 import poller.snmp_getbulk, poller.snmp_mib, poller.snmp_poller, poller.snmp_rates, poller.snmp_source
-import poller.snmp_v2c, poller.snmp_walk, wardtui.runtime
+import poller.snmp_v2c, poller.snmp_walk, poller.snmp_traps, wardtui.runtime
 from poller.snmp_v2c import V2cGetBulk
 from poller.snmp_walk import SnmpClient
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
@@ -68,7 +69,12 @@ def test_a_handler_that_fails_costs_one_trap_and_one_log_line(caplog: pytest.Log
 
 def test_addresses_are_keyed_as_the_socket_may_write_them() -> None:
     assert canonical("::ffff:127.0.0.1") == "127.0.0.1"
-    assert canonical("fe80::1%eth0") == "fe80::1"
+    # A zoned address keeps its zone, as the interface's index (what recvfrom gives): a sender is
+    # matched by its address and the interface it came in on.
+    assert canonical("fe80:0::1%lo") == f"fe80::1%{socket.if_nametoindex('lo')}"
+    assert canonical("fe80::1%7") == "fe80::1%7"
+    with pytest.raises(OSError):
+        canonical("fe80::1%no-such-if0")
     assert canonical("2001:DB8:0:0::1") == "2001:db8::1"
     with pytest.raises(ValueError):
         canonical("not-an-address")

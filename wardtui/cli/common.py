@@ -297,14 +297,31 @@ def add_engine_options(p: argparse.ArgumentParser, defaults: dict[str, object] |
     p.add_argument("--snmp-retries", type=_count(0), metavar="N", default=d["snmp_retries"],
                    help="resends of an unanswered SNMP request (default 1)")
     p.add_argument("--traps", type=ip_port, metavar="HOST:PORT", default=d["traps"],
-                   help="receive SNMPv1/v2c traps on HOST:PORT, e.g. 0.0.0.0:162 (port 162 needs "
-                        "CAP_NET_BIND_SERVICE: docs/OPERATIONS.md); from inventory devices with their "
-                        "credential's community only (default: off)")
+                   help="receive SNMP traps and informs (v1, v2c, v3) on HOST:PORT, e.g. 0.0.0.0:162 "
+                        "(port 162 needs CAP_NET_BIND_SERVICE: docs/OPERATIONS.md); from inventory "
+                        "devices with their credential's community or SNMPv3 user only (default: off)")
+    p.add_argument("--traps-engine-id", type=engine_id, metavar="HEX", default=d["trap_engine_id"],
+                   dest="trap_engine_id",
+                   help="the SNMPv3 engine ID the trap receiver answers informs with, 5 to 32 bytes "
+                        "in hex (default: a new random one at each start, logged)")
     p.add_argument("--trap-rate", type=_within(0.1, 100_000), metavar="N", default=d["trap_rate"],
                    help="traps a second taken from one source after its burst; more are dropped and "
                         "counted (default 50)")
     p.add_argument("--trap-burst", type=_within(1, 1_000_000), metavar="N", default=d["trap_burst"],
                    help="traps one source may send at once before --trap-rate applies (default 200)")
+
+
+def engine_id(text: str) -> bytes:
+    """An SNMP engine ID in hex (``0x`` and ``:`` allowed), 5 to 32 bytes (RFC 3411)."""
+    digits = text[2:] if text.lower().startswith("0x") else text
+    try:
+        found = bytes.fromhex(digits.replace(":", ""))
+    except ValueError:
+        found = b""
+    if not 5 <= len(found) <= 32:
+        raise argparse.ArgumentTypeError(f"{escaped(text)!r}: an engine ID is 5 to 32 bytes in hex, "
+                                         "e.g. 0x8000000005a1b2c3d4e5")
+    return found
 
 
 def ip_port(text: str) -> tuple[str, int]:
@@ -334,7 +351,7 @@ def engine_options(args: argparse.Namespace) -> Options:
                    keep_1m=args.keep_1m, keep_1h=args.keep_1h, credentials=args.credentials,
                    snmp_interval=args.snmp_interval, snmp_timeout=args.snmp_timeout,
                    snmp_retries=args.snmp_retries, traps=args.traps, trap_rate=args.trap_rate,
-                   trap_burst=args.trap_burst)
+                   trap_burst=args.trap_burst, trap_engine_id=args.trap_engine_id)
 
 
 REDIS_HELP = ("Redis of the live feed, redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH "

@@ -193,7 +193,9 @@ def notifications(snap: Snapshot | None) -> dict[str, float] | None:
     return {name: extra.get(f"notify_{name}", 0.0) for name in NOTIFY_GAUGES}
 
 
-TRAP_GAUGES = ("received", "accepted", "refused_unknown_source", "refused_community", "refused_malformed",
+TRAP_REFUSALS = ("unknown_source", "community", "user", "engine_id", "level", "auth", "time_window",
+                 "malformed")
+TRAP_GAUGES = ("received", "accepted", *(f"refused_{reason}" for reason in TRAP_REFUSALS),
                "rate_limited", "checks", "polls", "coalesced", "informs_acked")
 
 
@@ -236,11 +238,13 @@ def render(s: SiteStatus) -> str:
         trap = traps(snap)
         if trap is not None:
             t = trap
-            refused = t["refused_unknown_source"] + t["refused_community"] + t["refused_malformed"]
+            refused = sum(t[f"refused_{reason}"] for reason in TRAP_REFUSALS)
+            # The v2c reasons always; SNMPv3's (user, engine ID, level, auth, time window) when seen.
+            always = ("unknown_source", "community", "malformed")
+            why = ", ".join(f"{t[f'refused_{reason}']:.0f} {reason.replace('_', ' ')}"
+                            for reason in TRAP_REFUSALS if reason in always or t[f"refused_{reason}"])
             rows.append(("traps", f"{t['accepted']:.0f} of {t['received']:.0f} taken, {refused:.0f} "
-                                  f"refused ({t['refused_unknown_source']:.0f} unknown source, "
-                                  f"{t['refused_community']:.0f} community, {t['refused_malformed']:.0f} "
-                                  f"malformed), {t['rate_limited']:.0f} rate-limited; "
+                                  f"refused ({why}), {t['rate_limited']:.0f} rate-limited; "
                                   f"{t['checks']:.0f} checks, {t['polls']:.0f} polls asked"))
     if s.quiet is not None:
         q = s.quiet

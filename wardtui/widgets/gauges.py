@@ -93,7 +93,8 @@ def _figures(g: Gauges, warn: str) -> Table:
     if "traps_received" in g.extra:  # --traps: the trap receiver
         x = g.extra
         refused = sum(x.get(f"traps_refused_{why}", 0.0)
-                      for why in ("unknown_source", "community", "malformed"))
+                      for why in ("unknown_source", "community", "user", "engine_id", "level", "auth",
+                                  "time_window", "malformed"))
         flood = x.get("traps_rate_limited", 0.0)
         taken = f"{x.get('traps_accepted', 0.0):.0f}/{x['traps_received']:.0f}"
         pairs.append(("traps taken", Text(taken, justify="right"),  # literal-ok: numbers
