@@ -195,6 +195,10 @@ class TrapReceiver:
         self.refused: Counter[str] = Counter()  # by reason: the traps_refused_* gauges
         # By inventory device and reason (unknown sources are no device: counted, not kept).
         self.refused_by: dict[str, Counter[str]] = {}
+        # A cluster member (wardtui serve --cluster) accepts the traps of the devices it polls
+        # only: the member polling a device answers its traps (docs/CLUSTER.md, "Traps").
+        self.elsewhere: frozenset[str] = frozenset()  # inventory addresses another member polls
+        self.polled_elsewhere = 0
         self.rate_limited = 0
         self.checks = 0  # ICMP checks the traps started
         self.polls = 0  # SNMP polls the traps started
@@ -252,9 +256,11 @@ class TrapReceiver:
             self.sock.close()
         self.sock = None
 
-    def apply(self, sources: dict[str, TrapSource]) -> None:
-        """The senders of a new inventory (on the engine's loop)."""
+    def apply(self, sources: dict[str, TrapSource], elsewhere: frozenset[str] = frozenset()) -> None:
+        """The senders of a new inventory (on the engine's loop); ``elsewhere``: addresses of
+        inventory devices another cluster member polls (their traps are its: dropped, counted)."""
         self.sources = sources
+        self.elsewhere = elsewhere
         names = {s.device for s in sources.values()}
         self._asked = {name: v for name, v in self._asked.items() if name in names}
         addresses = {s.address for s in sources.values()}
@@ -278,11 +284,24 @@ class TrapReceiver:
         return self.refused["malformed"]
 
     # -- one datagram ------------------------------------------------------------------------
+    def _elsewhere(self, host: str) -> bool:
+        if not self.elsewhere:
+            return False
+        if host in self.elsewhere:
+            return True
+        try:
+            return canonical(host) in self.elsewhere
+        except (ValueError, OSError):
+            return False
+
     def received(self, data: bytes, addr: Any) -> None:
         self.received_n += 1
         host = reply_host(addr)  # a link-local source with its interface: fe80::2%3
         source = self.sources.get(host) or self._source(host)
         if source is None:
+            if self._elsewhere(host):
+                self.polled_elsewhere += 1
+                return
             self.refused["unknown_source"] += 1
             self._log_once(host, "not an inventory device's address")
             return
@@ -453,6 +472,7 @@ class TrapReceiver:
         return {"traps_received": float(self.received_n), "traps_accepted": float(self.accepted),
                 # Written out: tests/unit/test_metrics_collector.py finds each counter's name here.
                 "traps_refused_unknown_source": float(self.refused["unknown_source"]),
+                "traps_polled_elsewhere": float(self.polled_elsewhere),
                 "traps_refused_community": float(self.refused["community"]),
                 "traps_refused_user": float(self.refused["user"]),
                 "traps_refused_engine_id": float(self.refused["engine_id"]),

@@ -271,8 +271,10 @@ class Runtime:
         o = self.options
         config = TrapConfig(host=where[0], port=where[1], rate=o.trap_rate, burst=o.trap_burst,
                             engine_id=o.trap_engine_id)
-        receiver = TrapReceiver(trap_sources(self.devices, agents), self.engine.bus, self.engine,
+        polled = self._polled(self.devices)
+        receiver = TrapReceiver(trap_sources(polled, agents), self.engine.bus, self.engine,
                                 lambda: self.snmp, config)
+        receiver.elsewhere = self._traps_elsewhere(polled)
         try:
             receiver.bind()
         except OSError as exc:
@@ -367,8 +369,15 @@ class Runtime:
         elif agents:
             self._start_snmp(agents)
         if self.traps is not None:
-            self.traps.apply(trap_sources(devices, agents))
+            self.traps.apply(trap_sources(devices, agents), self._traps_elsewhere(devices))
         return diff
+
+    def _traps_elsewhere(self, polled: list[Device]) -> frozenset[str]:
+        """A cluster member: the trap addresses of the devices another member polls."""
+        if self.polls is None:
+            return frozenset()
+        names = {d.name for d in polled}
+        return frozenset(trap_sources([d for d in self.devices if d.name not in names], ()))
 
     async def start(self) -> None:
         """Open the store, restore open outages, start the writer (before any check runs).

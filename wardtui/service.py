@@ -80,7 +80,13 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
         # A cluster member does not publish the live feed yet: several members would write one
         # site's snapshot over each other (merging them is issue 16 item 5, not built).
         services.append(FeedService(runtime, options.redis_url, options.site))
-    if options.notify is not None:
+    if options.notify is not None and options.cluster:
+        from wardtui.cluster_notify import ClusterNotifyService  # the member holding its lease
+
+        assert options.redis_url is not None  # (wardtui/cli/serve.py refuses --cluster without)
+        services.append(ClusterNotifyService(runtime, options.notify, options.site, options.redis_url,
+                                             options.lease_ttl))
+    elif options.notify is not None:
         from wardtui.notifying import NotifyService
 
         services.append(NotifyService(runtime, options.notify, options.site))

@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from poller.bus import Subscription
-from poller.engine import Engine
+from poller.bus import EventBus, Subscription
+from poller.engine import EngineConfig
 from poller.events import OUT, Event, State, Transition
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff
@@ -38,6 +39,48 @@ from poller.text import escaped
 log = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[Notification]], Awaitable[None]]
+
+
+class DeviceView(Protocol):
+    """What the notifier reads of a device's tracker (poller/state.py's, or a cluster's view of
+    the committed state: wardtui/cluster_notify.py)."""
+
+    @property
+    def device(self) -> Device: ...
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def down_since(self) -> datetime | None: ...
+
+
+class Overdue(Protocol):
+    def oldest_overdue(self) -> float: ...
+
+
+class NotifierSource(Protocol):
+    """What the notifier reads of the engine: its bus (transitions), trackers (devices and
+    states at the start), inventory changes, gauges, and its timings. The engine itself, or a
+    cluster's site-wide view (wardtui/cluster_notify.py)."""
+
+    @property
+    def bus(self) -> EventBus: ...
+
+    @property
+    def trackers(self) -> Mapping[str, DeviceView]: ...
+
+    @property
+    def config(self) -> EngineConfig: ...
+
+    @property
+    def scheduler(self) -> Overdue: ...
+
+    @property
+    def on_inventory_change(self) -> list[Callable[[InventoryDiff], None]]: ...
+
+    @property
+    def gauge_sources(self) -> list[Callable[[], dict[str, float]]]: ...
 
 
 @dataclass(slots=True)
@@ -53,7 +96,7 @@ class NotifierStats:
 class Notifier:
     """Runs with the engine (``engine.add_companion``); see the module's docstring."""
 
-    def __init__(self, engine: Engine, routes: Sequence[Route], sink: Sink, *, site: str,
+    def __init__(self, engine: NotifierSource, routes: Sequence[Route], sink: Sink, *, site: str,
                  suppressions: Suppressions | None = None, latest: Iterable[Notification] = (),
                  silence_recheck: float = 5.0, batch: int = 20_000, slice_s: float = 0.004,
                  pause: float = 0.05, groups_per_slice: int = 50, behind_s: float = 0.25,

@@ -61,15 +61,13 @@ async def test_cluster_members_share_the_lease_and_a_plain_poller_is_refused_bot
         await plain.release()
 
 
-def test_serve_cluster_refuses_sqlite_no_redis_and_what_is_not_built_in_one_line(tmp_path: Path) -> None:
+def test_serve_cluster_refuses_sqlite_and_no_redis_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "net.csv").write_text("name,address\nr1,127.0.0.1\n", encoding="utf-8")
     base = ("serve", "--cluster", "--inventory", "net.csv")
     cases = [
         ((*base, "--db", f"sqlite:///{tmp_path}/h.db", "--redis", "redis://127.0.0.1:1"),
          "a cluster needs a PostgreSQL history database"),
         ((*base, "--db", "postgresql://nobody@127.0.0.1:1/x"), "--cluster needs --redis URL"),
-        ((*base, "--db", "postgresql://nobody@127.0.0.1:1/x", "--redis", "redis://127.0.0.1:1",
-          "--traps", "127.0.0.1:1162"), "--cluster with --traps is not built yet"),
         (("serve", "--inventory", "net.csv", "--lease-ttl", "5"), "--lease-ttl is for --cluster"),
     ]
     for args, said in cases:

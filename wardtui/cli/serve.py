@@ -116,10 +116,6 @@ def cluster_problem(args: argparse.Namespace, redis_url: str | None) -> str | No
         return str(exc)
     except (ValueError, OSError):
         return None  # the runtime says what is wrong with --db
-    for option, given in (("--notify", args.notify), ("--traps", args.traps)):
-        if given is not None:
-            return (f"--cluster with {option} is not built yet (docs/CLUSTER.md): run {option} on "
-                    "a wardtui serve of its own")
     return None
 
 
