@@ -340,6 +340,8 @@ class ClusterNotifyService:
             for task in tenure.tasks:
                 task.cancel()
             await asyncio.gather(*tenure.tasks, return_exceptions=True)
+        if graceful:
+            tenure.delivery.stop_grace = 5.0  # stopping, still the holder: sends in flight may end
         try:
             await tenure.delivery.stop()
         finally:
