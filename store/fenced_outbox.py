@@ -6,9 +6,10 @@ reads the pending messages and each group's latest one: after the take, so every
 older holder has committed or never will). From then on each transaction of the outbox checks
 the epoch in (``FOR SHARE``) before it writes: a holder that lost the lease without knowing
 (paused, partitioned, a Redis failover) finds its writes refused, drops them, counts them and
-stands down (``on_refused``). What it had put and not sent is in the table for the new holder;
-what it sent and could not mark sent is sent again by the new holder with the same key (the
-outbox's at most one repeat).
+stands down (``on_refused``); from then on it writes and delivers nothing (a message whose put
+was refused is in memory: it is never sent). What it had put and not sent is in the table for
+the new holder; what it sent and could not mark sent is sent again by the new holder with the
+same key (the outbox's at most one repeat).
 
 The spool (database down) keeps changes of this tenure only: they are replayed under its epoch,
 or refused if another member took the notifier meanwhile. A spool left by an earlier tenure is
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
+from poller.notify.outbox import Pending
 from store.database import Database
 from store.fencing import NOTIFIER_SHARD, Fenced, Fencing
 from store.outbox import SqlOutbox
@@ -40,6 +43,7 @@ class FencedOutbox(SqlOutbox):
         self.epoch = epoch
         self.on_refused = on_refused
         self.refused = 0  # changes dropped because the database refused their epoch
+        self.stale = False  # refused once: this tenure writes and delivers nothing more
         self.discarded = 0  # changes of an earlier tenure's spool, discarded at open
 
     async def open(self) -> None:
@@ -55,13 +59,25 @@ class FencedOutbox(SqlOutbox):
                         "(this member now holds epoch %d)", self.discarded, self.epoch)
         await super().open()
 
+    async def due(self, receiver: str, now: datetime, limit: int) -> Sequence[Pending]:
+        """Nothing once stale: a message whose put was refused is in memory (the put returned),
+        and must not be sent; the new holder sends what is in the table."""
+        return [] if self.stale else await super().due(receiver, now, limit)
+
+    async def pending(self, receiver: str, limit: int) -> Sequence[Pending]:
+        return [] if self.stale else await super().pending(receiver, limit)
+
     async def _commit(self, records: list[Record]) -> None:
+        if self.stale:
+            self.refused += len(records)
+            return
         try:
             async with self.fencing.fenced({NOTIFIER_SHARD: self.epoch}) as conn:
                 await self._apply(conn, records)
         except Fenced as exc:
             # Not a database failure: never spooled, never retried. Dropped, and the member
             # stands down from the notifier (the new holder works from the table).
+            self.stale = True
             self.refused += len(records)
             log.error("notify outbox: %d changes refused: %s", len(records), exc)
             self.on_refused(exc)
