@@ -7,13 +7,17 @@ Exactly one member holds the notifier lease. A leaf on the shards of a member th
 hold it goes down: exactly one message, sent by the holder (it learnt the transition from the
 committed history). The holder is then killed with SIGKILL: another member takes the notifier
 lease (and its epoch) and, when the leaf comes back, the recovery is sent exactly once (a
-message at most once more with the same idempotency key, the outbox's promise).
+message at most once more with the same idempotency key, the outbox's promise). A holder paused
+with SIGSTOP while it groups a problem: another member takes over and sends the message once;
+continued, the paused one sends nothing (its lease expired; a write it tries is refused).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -115,7 +119,8 @@ receivers:
                 members.append(Member(lab, tmp_path, len(members), args))
                 return members[-1]
 
-            info = {"leaves": leaves, "received": received, "routers": [f"r{b}" for b in range(12)]}
+            info = {"leaves": leaves, "received": received, "routers": [f"r{b}" for b in range(12)],
+                    "notify": notify}
             try:
                 yield Truth(sock, pg_url, site), start, info
             finally:
@@ -208,3 +213,52 @@ def test_one_notifier_for_the_site_its_holder_killed_the_recovery_still_sent_onc
                      truth.site)
     assert {r["status"]: r["n"] for r in rows} == {"sent": 2}
     print(f"notifier lease taken over {took:.2f} s after SIGKILL (TTL {TTL} s)")
+
+
+@pytest.mark.lab
+@pytest.mark.alone  # group_wait and lease deadlines under load
+def test_a_holder_paused_while_grouping_is_replaced_and_sends_nothing_when_continued(
+        notify_site: Site) -> None:
+    truth, start, info = notify_site
+    notify: Path = info["notify"]
+    notify.write_text(notify.read_text().replace("group_wait: 1s", "group_wait: 4s"))
+    members = [start() for _ in range(3)]
+    wait_until(lambda: all(m.poller_id and _notifier_id(m) for m in members), 60, "a member never joined")
+    wait_until(lambda: set(truth.owners()) == {m.poller_id for m in members}, 90,
+               "the shards were never shared")
+    holder = wait_until(lambda: _holder(truth, members), 30, "nobody runs the notifier")
+    wait_until(lambda: all(truth.transitions().get(n, [("", "")])[-1][1] == "up" for n in info["routers"]),
+               60, "the routers never came up")
+    received: Path = info["received"]
+    owners = truth.owners()
+    name, address, _branch = next(leaf for leaf in info["leaves"]
+                                  if owners[shard_of(leaf[2])] != holder.poller_id)
+    lab = holder.lab
+    lab.block(address)
+    try:
+        wait_until(lambda: truth.outages().get(name), 20, f"{name} never went down")
+        time.sleep(1.0)  # the holder has read it (every 0.5 s) and waits group_wait (4 s)
+        os.kill(holder.proc.pid, signal.SIGSTOP)
+        try:
+            others = [m for m in members if m is not holder]
+            successor = wait_until(lambda: _holder(truth, others), 4 * TTL + 10,
+                                   f"no member took the notifier lease over: {_why(truth, members)}")
+            wait_until(lambda: _received(received), 30, f"no message for {name}: {_why(truth, members)}")
+        finally:
+            os.kill(holder.proc.pid, signal.SIGCONT)
+        wait_until(lambda: "no longer holds the notifier lease" in holder.log, 20,
+                   f"the paused holder did not stop: {holder.log}")
+        time.sleep(3.0)  # the woken holder's timers have run: whatever it tried, nothing more came
+        messages = _received(received)
+        assert len({m["key"] for m in messages}) == 1 and len(messages) <= 2, messages
+        assert [(a["device"], a["state"]) for a in messages[0]["body"]["firing"]] == [(name, "down")]
+        assert holder.gauge("notify_lease_held") == 0.0 and successor.gauge("notify_lease_held") == 1.0
+    finally:
+        lab.unblock(address)
+    wait_until(lambda: len({m["key"] for m in _received(received)}) >= 2, 30, "no recovery")
+    time.sleep(3.0)
+    keys = [m["key"] for m in _received(received)]
+    assert len(set(keys)) == 2 and all(keys.count(k) <= 2 for k in keys), keys
+    for m in members:
+        assert m.stop() == 0, m.log
+    print(f"paused holder: refused outbox writes {holder.log.count('notify outbox: ')}")
