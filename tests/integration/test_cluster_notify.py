@@ -9,7 +9,9 @@ committed history). The holder is then killed with SIGKILL: another member takes
 lease (and its epoch) and, when the leaf comes back, the recovery is sent exactly once (a
 message at most once more with the same idempotency key, the outbox's promise). A holder paused
 with SIGSTOP while it groups a problem: another member takes over and sends the message once;
-continued, the paused one sends nothing (its lease expired; a write it tries is refused).
+continued, the paused one sends nothing (its lease expired; a write it tries is refused). A
+maintenance window added with ``wardtui maintenance`` (the database only: a cluster has no command
+path) silences a device another member polls; removed, its open problem is notified once.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pytest
 
 from poller.cluster.shards import shard_of
 from tests.integration.postgres import pg_url  # noqa: F401  (the fixture)
-from tests.integration.test_cluster_serve import PG_SOCKET, Member, Truth
+from tests.integration.test_cluster_serve import PG_SOCKET, REPO, Member, Truth, _env
 from tests.lab.netns import Lab
 from tests.ports import free_port
 from tests.procs.redis import unix_redis
@@ -262,3 +264,50 @@ def test_a_holder_paused_while_grouping_is_replaced_and_sends_nothing_when_conti
     for m in members:
         assert m.stop() == 0, m.log
     print(f"paused holder: refused outbox writes {holder.log.count('notify outbox: ')}")
+
+
+def _wardtui(*args: str, db: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "wardtui", *args, "--db", db], cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.lab
+@pytest.mark.alone  # group_wait and the holder's 2 s re-read of the windows
+def test_a_window_written_to_the_database_silences_the_cluster_and_its_end_notifies_once(
+        notify_site: Site, pg_url: str) -> None:  # noqa: F811
+    truth, start, info = notify_site
+    members = [start() for _ in range(2)]
+    wait_until(lambda: all(m.poller_id and _notifier_id(m) for m in members), 60, "a member never joined")
+    wait_until(lambda: set(truth.owners()) == {m.poller_id for m in members}, 90,
+               "the shards were never shared")
+    holder = wait_until(lambda: _holder(truth, members), 30, "nobody runs the notifier")
+    wait_until(lambda: all(truth.transitions().get(n, [("", "")])[-1][1] == "up" for n in info["routers"]),
+               60, "the routers never came up")
+    owners = truth.owners()
+    name, address, _branch = next(leaf for leaf in info["leaves"]
+                                  if owners[shard_of(leaf[2])] != holder.poller_id)
+    db = pg_url.replace("+asyncpg", "")
+    added = _wardtui("maintenance", "add", "--match", f"device={name}", "--duration", "1h", "--note", "CHG-1",
+                     db=db)
+    window = int(re.search(r"added maintenance window (\d+)", added)[1])  # type: ignore[index]
+    time.sleep(3.0)  # the holder reads the windows every 2 s
+    received: Path = info["received"]
+    lab = holder.lab
+    lab.block(address)
+    try:
+        wait_until(lambda: truth.outages().get(name), 20, f"{name} never went down")
+        time.sleep(4.0)  # past group_wait (1 s) and the tail's read: nothing may come
+        assert _received(received) == []
+        _wardtui("maintenance", "remove", str(window), db=db)
+        wait_until(lambda: _received(received), 20,
+                   f"the window's end was not notified: {_why(truth, members)}")
+        time.sleep(3.5)
+        messages = _received(received)
+        assert len(messages) == 1, messages
+        assert [(a["device"], a["state"]) for a in messages[0]["body"]["firing"]] == [(name, "down")]
+    finally:
+        lab.unblock(address)
+    for m in members:
+        assert m.stop() == 0, m.log
