@@ -47,6 +47,7 @@ async def _until(check: object, timeout: float, why: str) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.alone  # hand-over deadlines (a round, 2 x TTL of 1.5 s)
 async def test_one_holder_stopped_or_silent_hands_over(server: LoopbackRedis) -> None:
     members = [Contender(server, f"m{i}") for i in range(3)]
     for m in members:
