@@ -142,6 +142,7 @@ class ClusterNotifyService:
         self.failed = 0  # tenures that could not begin (the database)
         self._lock = asyncio.Lock()  # one tenure begins or ends at a time
         self._closing: set[asyncio.Task[None]] = set()
+        self._ending: set[asyncio.Task[None]] = set()  # tenures being closed (their spool's lock)
         self._stopping = False
 
     # -- the service ----------------------------------------------------------------------------
@@ -202,7 +203,10 @@ class ClusterNotifyService:
             for task in tenure.tasks:
                 task.cancel()
             log.warning("notifications: the notifier stops here (%s); another member takes over", reason)
-            self._spawn(loop.create_task(self._close(tenure, graceful=False)))
+            ending = loop.create_task(self._close(tenure, graceful=False))
+            self._ending.add(ending)
+            ending.add_done_callback(self._ending.discard)
+            self._spawn(ending)
 
     def _spawn(self, task: asyncio.Task[None]) -> None:
         self._closing.add(task)
@@ -214,6 +218,8 @@ class ClusterNotifyService:
         async with self._lock:
             if not self.lease.held or self.tenure is not None or self._stopping:
                 return
+            # A tenure of this member still closing holds the outbox's spool: it ends first.
+            await asyncio.gather(*self._ending, return_exceptions=True)
             try:
                 tenure = await self._open()
             except (SQLAlchemyError, OSError) as exc:
@@ -221,6 +227,11 @@ class ClusterNotifyService:
                 log.error("notifications: cannot begin the notifier here (%s: %s); the lease is given up "
                           "and tried again", type(exc).__name__, exc)
                 self.lease.give_up("no epoch")
+                return
+            except Exception:  # a bug: the lease must not stay held by a member that does not notify
+                self.failed += 1
+                log.exception("notifications: beginning the notifier failed; the lease is given up")
+                self.lease.give_up("failed to begin")
                 return
             if tenure is None:
                 return
