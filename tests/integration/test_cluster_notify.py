@@ -11,7 +11,8 @@ message at most once more with the same idempotency key, the outbox's promise). 
 with SIGSTOP while it groups a problem: another member takes over and sends the message once;
 continued, the paused one sends nothing (its lease expired; a write it tries is refused). A
 maintenance window added with ``wardtui maintenance`` (the database only: a cluster has no command
-path) silences a device another member polls; removed, its open problem is notified once.
+path) silences a device another member polls; removed, its open problem is notified once. Two
+leaves polled by two members, in one region grouped by region: one message, one recovery.
 """
 
 from __future__ import annotations
@@ -309,5 +310,49 @@ def test_a_window_written_to_the_database_silences_the_cluster_and_its_end_notif
         assert [(a["device"], a["state"]) for a in messages[0]["body"]["firing"]] == [(name, "down")]
     finally:
         lab.unblock(address)
+    for m in members:
+        assert m.stop() == 0, m.log
+
+
+@pytest.mark.lab
+@pytest.mark.alone  # group_wait
+def test_problems_seen_by_two_members_are_grouped_into_one_message(notify_site: Site) -> None:
+    """A route grouped by region: two leaves of the region polled by two different members go
+    down together: one message names both (the holder groups the site's transitions, whichever
+    member observed them); they come back: one recovery names both."""
+    truth, start, info = notify_site
+    notify: Path = info["notify"]
+    notify.write_text(notify.read_text().replace("group_by: [branch]", "group_by: [region]")
+                      .replace("group_wait: 1s", "group_wait: 3s"))
+    members = [start() for _ in range(2)]
+    wait_until(lambda: all(m.poller_id and _notifier_id(m) for m in members), 60, "a member never joined")
+    wait_until(lambda: set(truth.owners()) == {m.poller_id for m in members}, 90,
+               "the shards were never shared")
+    wait_until(lambda: _holder(truth, members), 30, "nobody runs the notifier")
+    wait_until(lambda: all(truth.transitions().get(n, [("", "")])[-1][1] == "up" for n in info["routers"]),
+               60, "the routers never came up")
+    owners = truth.owners()
+    leaves = [next(leaf for leaf in info["leaves"] if owners[shard_of(leaf[2])] == m.poller_id)
+              for m in members]
+    received: Path = info["received"]
+    lab = members[0].lab
+    for _name, address, _branch in leaves:
+        lab.block(address)
+    try:
+        wait_until(lambda: _received(received), 30, f"no message: {_why(truth, members)}")
+        time.sleep(3.0)  # past group_interval: nothing more
+        messages = _received(received)
+        assert len(messages) == 1, messages
+        body = messages[0]["body"]
+        assert body["group"] == {"region": "north"}
+        assert sorted(a["device"] for a in body["firing"]) == sorted(n for n, _a, _b in leaves)
+    finally:
+        for _name, address, _branch in leaves:
+            lab.unblock(address)
+    wait_until(lambda: len(_received(received)) >= 2, 30, "no recovery")
+    time.sleep(3.0)
+    messages = _received(received)
+    assert len(messages) == 2, messages
+    assert sorted(a["device"] for a in messages[1]["body"]["resolved"]) == sorted(n for n, _a, _b in leaves)
     for m in members:
         assert m.stop() == 0, m.log
