@@ -241,6 +241,8 @@ class ClusterNotifyService:
             self.tenure = tenure
             self.tenures += 1
             await tenure.delivery.start()
+            if tenure.ended:  # the lease was lost meanwhile: _lease_changed closes it
+                return
             loop = asyncio.get_running_loop()
             for work, name in ((tenure.notifier.run(), "wardtui-notifier"),
                                (self._follow(tenure), "wardtui-notifier-tail")):
