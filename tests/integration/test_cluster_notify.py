@@ -12,7 +12,8 @@ with SIGSTOP while it groups a problem: another member takes over and sends the 
 continued, the paused one sends nothing (its lease expired; a write it tries is refused). A
 maintenance window added with ``wardtui maintenance`` (the database only: a cluster has no command
 path) silences a device another member polls; removed, its open problem is notified once. Two
-leaves polled by two members, in one region grouped by region: one message, one recovery.
+leaves polled by two members, in one region grouped by region: one message, one recovery. An
+acknowledgement written by ``wardtui ack`` reaches the holder: the recovery carries who and why.
 """
 
 from __future__ import annotations
@@ -354,5 +355,39 @@ def test_problems_seen_by_two_members_are_grouped_into_one_message(notify_site: 
     messages = _received(received)
     assert len(messages) == 2, messages
     assert sorted(a["device"] for a in messages[1]["body"]["resolved"]) == sorted(n for n, _a, _b in leaves)
+    for m in members:
+        assert m.stop() == 0, m.log
+
+
+@pytest.mark.lab
+@pytest.mark.alone  # group_wait and the holder's 2 s re-read of the acknowledgements
+def test_an_acknowledgement_written_to_the_database_reaches_the_recovery(
+        notify_site: Site, pg_url: str) -> None:  # noqa: F811
+    truth, start, info = notify_site
+    members = [start() for _ in range(2)]
+    wait_until(lambda: all(m.poller_id and _notifier_id(m) for m in members), 60, "a member never joined")
+    wait_until(lambda: set(truth.owners()) == {m.poller_id for m in members}, 90,
+               "the shards were never shared")
+    holder = wait_until(lambda: _holder(truth, members), 30, "nobody runs the notifier")
+    wait_until(lambda: all(truth.transitions().get(n, [("", "")])[-1][1] == "up" for n in info["routers"]),
+               60, "the routers never came up")
+    owners = truth.owners()
+    name, address, _branch = next(leaf for leaf in info["leaves"]
+                                  if owners[shard_of(leaf[2])] != holder.poller_id)
+    received: Path = info["received"]
+    lab = holder.lab
+    lab.block(address)
+    try:
+        wait_until(lambda: _received(received), 30, f"no message for {name}: {_why(truth, members)}")
+        _wardtui("ack", name, "--note", "on it: CHG-7", db=pg_url.replace("+asyncpg", ""))
+        time.sleep(3.0)  # the holder reads the acknowledgements every 2 s
+    finally:
+        lab.unblock(address)
+    wait_until(lambda: len(_received(received)) >= 2, 30, "no recovery")
+    time.sleep(3.0)
+    messages = _received(received)
+    assert len(messages) == 2, messages
+    (item,) = messages[1]["body"]["resolved"]
+    assert item["device"] == name and item["ack_note"] == "on it: CHG-7" and item["acked_by"], item
     for m in members:
         assert m.stop() == 0, m.log
