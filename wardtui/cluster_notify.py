@@ -114,7 +114,7 @@ class ClusterNotifyService:
     name = "notifications (the cluster's notifier lease)"
 
     def __init__(self, runtime: Runtime, config: NotifyConfig, site: str, redis_url: str, ttl: float,
-                 *, poll_s: float = 0.5, quiet_s: float = 2.0, stop_grace: float = 1.0) -> None:
+                 *, poll_s: float = 0.5, quiet_s: float = 0.5, stop_grace: float = 1.0) -> None:
         from poller.cluster.leases import LeaseConfig, new_poller_id
         from poller.cluster.notifier_lease import NotifierLease
         from poller.feed import client_for
