@@ -204,16 +204,23 @@ class ServiceInfo:
     devices: int = 0
     snapshot_at: str | None = None
     heartbeat_age: float | None = None  # seconds since written, by Redis's clock (its key's TTL)
+    poller: str | None = None  # a cluster member's id (serve --cluster): its feed is one of several
+    lease_ttl: float | None = None  # ... and its shard leases' TTL (a lease's age = TTL - PTTL)
 
     @classmethod
-    def here(cls, version: str, devices: int) -> ServiceInfo:
+    def here(cls, version: str, devices: int, poller: str | None = None,
+             lease_ttl: float | None = None) -> ServiceInfo:
         return cls(socket.gethostname(), os.getpid(), version,
-                   datetime.now(UTC).isoformat(timespec="seconds"), devices)
+                   datetime.now(UTC).isoformat(timespec="seconds"), devices, poller=poller,
+                   lease_ttl=lease_ttl)
 
     def to_json(self) -> str:
-        return json.dumps({"host": self.host, "pid": self.pid, "version": self.version,
-                           "started": self.started, "devices": self.devices,
-                           "snapshot_at": self.snapshot_at})
+        doc: dict[str, Any] = {"host": self.host, "pid": self.pid, "version": self.version,
+                               "started": self.started, "devices": self.devices,
+                               "snapshot_at": self.snapshot_at}
+        if self.poller is not None:
+            doc["poller"], doc["lease_ttl"] = self.poller, self.lease_ttl
+        return json.dumps(doc)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ServiceInfo:
@@ -223,8 +230,11 @@ class ServiceInfo:
         snapshot_at = doc.get("snapshot_at")
         if snapshot_at is not None and datetime.fromisoformat(snapshot_at).tzinfo is None:
             raise ValueError("snapshot_at without a time zone")
+        poller, ttl = doc.get("poller"), doc.get("lease_ttl")
         return cls(str(doc["host"]), int(doc["pid"]), str(doc["version"]), str(doc["started"]),
-                   int(doc.get("devices") or 0), snapshot_at)
+                   int(doc.get("devices") or 0), snapshot_at,
+                   poller=None if poller is None else str(poller),
+                   lease_ttl=float(ttl) if type(ttl) in (int, float) else None)
 
     def age(self, now: datetime | None = None) -> float | None:
         """Seconds since the last snapshot this service published (None: none yet)."""
@@ -867,6 +877,7 @@ class InventoryChanged:
     added: int
     removed: int
     trackers: dict[str, LiveTracker]
+    announce: bool = True  # False: a cluster's devices moved between members (not the operator's news)
 
 
 class NoService(Exception):

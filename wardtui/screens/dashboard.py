@@ -303,8 +303,9 @@ class DashboardScreen(Screen[None]):
         self.query_one(GroupTree).reset_devices(trackers)
         self.query_one("#command", Input).suggester = CommandSuggester(trackers)
         self._update_groups_title()
-        self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
-                    f"{len(trackers)} devices now", title="inventory")
+        if change.announce:
+            self.notify(f"the service's inventory changed: {change.added} added, {change.removed} "
+                        f"removed; {len(trackers)} devices now", title="inventory")
 
     def _quiet_changed(self, quiet: Quiet | None) -> None:
         """The windows and acknowledgements in force are ``quiet`` (None: the same, but a window
