@@ -242,6 +242,9 @@ class ClusterFeed:
             raise NoService(f"no member of the cluster publishes the site {self.keys.site!r}")
         self.live = True
         self._merge()
+        self.last_gauges = merge_gauges(self._gauges[p] for p in sorted(self._gauges))
+        if self.last_gauges is not None:
+            self.bus.publish(self.last_gauges)
         self._publish_nodes()
 
     async def _join(self, poller: str) -> None:
