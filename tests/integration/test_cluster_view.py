@@ -73,8 +73,8 @@ Start = Callable[[], Member]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, Start, list[str]]]:  # noqa: F811
-    """(the Redis URL, the site, a way to start a member, the device names)."""
+def cluster(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, str, Start, list[str]]]:  # noqa: F811
+    """(the Redis URL, the database URL, the site, a way to start a member, the device names)."""
     rows, names = [], []
     for b in range(DEVICES // 3):
         for k in range(3):
@@ -95,7 +95,7 @@ def cluster(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, Start, list
             return members[-1]
 
         try:
-            yield url, site, start, names
+            yield url, pg_url, site, start, names
         finally:
             for m in members:
                 m.kill()
@@ -126,29 +126,116 @@ def _expected(url: str, site: str, names: list[str]) -> dict[str, str | None]:
     return {n: owners[shard_of(f"branch{n[1:].split('-')[0]}", SHARDS)] for n in names}
 
 
-def _merged(viewer: subprocess.Popen[bytes], out: Path, url: str, site: str, names: list[str],
-            members: list[Member]) -> Callable[[], bool]:
-    """True once the viewer shows every device once, up, from its lease's owner, and a live
-    line for each member (and only them)."""
+class _Merged:
+    """True once the viewer shows every device once, up, from its lease's owner, and a live line
+    for each member (and only them); :attr:`last` says what differed at the last look."""
+
+    def __init__(self, viewer: subprocess.Popen[bytes], out: Path, url: str, site: str, names: list[str],
+                 members: list[Member]) -> None:
+        self.viewer, self.out, self.url, self.site, self.names = viewer, out, url, site, names
+        self.ids = {m.poller_id for m in members}
+        self.last = ""
+
+    def __call__(self) -> bool:
+        doc = _dump(self.viewer, self.out)
+        pollers = doc["pollers"] or {}
+        expected = _expected(self.url, self.site, self.names)
+        nodes = {n["poller"]: n for n in doc["nodes"] or []}
+        checks = {
+            "devices": set(doc["devices"]) == set(self.names),
+            "owners": pollers == expected,
+            "owners are the members": set(expected.values()) == self.ids,
+            "all up": all(d["state"] == "up" for d in doc["devices"].values()),
+            "a line per member": set(nodes) == self.ids and all(n["live"] for n in nodes.values()),
+            "lines add up": sum(n["devices"] for n in nodes.values()) == len(self.names),
+        }
+        failing = [k for k, ok in checks.items() if not ok]
+        self.last = f"failing: {failing}; shown {pollers}; leases {expected}; nodes {list(nodes.values())}"
+        return all(checks.values())
+
+    def __str__(self) -> str:
+        return self.last
+
+
+def _wait(merged: _Merged, timeout: float, why: str) -> None:
+    try:
+        wait_until(merged, timeout, why, 0.3)
+    except AssertionError:
+        raise AssertionError(f"{why}: {merged}") from None
+
+
+def _events_since_snapshot(tmp_path: Path, url: str, site: str, names: list[str],
+                           members: list[Member]) -> None:
+    """``wardtui events --jsonl --since-snapshot``: every device once, first, from its owner; then
+    the members' events, each naming its member."""
+    out = tmp_path / "events.jsonl"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "wardtui", "events", "--jsonl", "--since-snapshot",
+                                 "--redis", url, "--site", site], cwd=REPO, env=_env(), stdout=sink,
+                                stderr=subprocess.PIPE)
+        try:
+            wait_until(lambda: len(out.read_text().splitlines()) >= len(names), 20,
+                       "wardtui events printed no device lines")
+            expected = _expected(url, site, names)
+            # a gauges line from each member within a few seconds: the streams are followed
+            ids = {m.poller_id for m in members}
+            wait_until(lambda: ids <= {json.loads(line).get("poller") for line in out.read_text().splitlines()
+                                       if json.loads(line)["type"] == "gauges"}, 15,
+                       f"not every member's stream was followed: {out.read_text()[-2000:]}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    devices = lines[:len(names)]
+    assert all(d["type"] == "device" for d in devices), (err, [(d["type"], d.get("device")) for d in lines])
+    assert sorted(d["device"] for d in devices) == sorted(names)  # each once
+    assert {d["device"]: d["poller"] for d in devices} == expected
+    assert all(line.get("poller") in ids for line in lines)
+    gauges = [line for line in lines if line["type"] == "gauges"]
+    assert all(g["cluster_shards_owned"] > 0 and g["cluster_refused_writes"] == 0 for g in gauges)
+
+
+def _status(url: str, site: str, db: str, members: list[Member]) -> None:
+    """``wardtui status --json``: the pollers, their shards (all 256, none twice), lease ages and
+    epochs (from PostgreSQL: each shard's last taker is its owner in Redis, once settled)."""
     ids = {m.poller_id for m in members}
 
-    def check() -> bool:
-        doc = _dump(viewer, out)
-        pollers = doc["pollers"] or {}
-        expected = _expected(url, site, names)
-        nodes = {n["poller"]: n for n in doc["nodes"] or []}
-        return (set(doc["devices"]) == set(names) and pollers == expected
-                and set(expected.values()) == ids
-                and all(d["state"] == "up" for d in doc["devices"].values())
-                and set(nodes) == ids and all(n["live"] for n in nodes.values())
-                and sum(n["devices"] for n in nodes.values()) == len(names))
-    return check
+    def read() -> dict[str, Any]:
+        proc = subprocess.run([sys.executable, "-m", "wardtui", "status", "--json", "--redis", url,
+                               "--site", site, "--db", db], cwd=REPO, env=_env(), capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        doc: dict[str, Any] = json.loads(proc.stdout)
+        return doc
+
+    doc = wait_until(lambda: (d := read()) and all(not p["epochs_elsewhere"] for p in d["cluster"]["pollers"])
+                     and d, 15, "the epochs never agreed with the leases")
+    assert doc["live"] is False and doc["service"] is None  # no site-wide service: members
+    cluster = doc["cluster"]
+    assert cluster["shard_count"] == SHARDS and cluster["unowned"] == [] and cluster["epochs_read"]
+    pollers = {p["id"]: p for p in cluster["pollers"]}
+    assert set(pollers) == ids
+    shards = sorted(s for p in pollers.values() for s in p["shards"])
+    assert shards == list(range(SHARDS))
+    for poller, p in pollers.items():
+        assert p["live"] and p["host"] and p["pid"] == int(poller.split(":")[-2]) and p["since"]
+        assert p["shards_owned"] == len(p["shards"]) > 0
+        assert 0 <= p["lease_age_s"] <= TTL
+        assert set(p["epochs"]) == {str(s) for s in p["shards"]} and all(e >= 1 for e in p["epochs"].values())
+        assert {"shards_owned", "takeovers", "refused_writes"} <= set(p["gauges"])
+        assert p["gauges"]["refused_writes"] == 0
+    text = subprocess.run([sys.executable, "-m", "wardtui", "status", "--redis", url, "--site", site,
+                           "--db", db], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0, text.stderr
+    assert all(f"{poller}: " in text.stdout for poller in ids), text.stdout
+    assert "2 pollers live, 256 shards, 0 unowned" in text.stdout
 
 
 @pytest.mark.alone
 def test_a_viewer_merges_every_member_and_follows_joins_and_leaves(
-        tmp_path: Path, cluster: tuple[str, str, Start, list[str]]) -> None:
-    url, site, start, names = cluster
+        tmp_path: Path, cluster: tuple[str, str, str, Start, list[str]]) -> None:
+    url, db, site, start, names = cluster
     members = [start(), start()]
     wait_until(lambda: all(m.poller_id for m in members), 30, "the members never joined")
     ids = {m.poller_id for m in members}
@@ -158,23 +245,25 @@ def test_a_viewer_merges_every_member_and_follows_joins_and_leaves(
                               cwd=REPO, env=_env())
     try:
         wait_until(out.exists, 20, "the viewer never attached")
-        wait_until(_merged(viewer, out, url, site, names, members), 30,
-                   f"the viewer never showed both members' devices once each: {out.read_text()}", 0.3)
+        merged = _Merged(viewer, out, url, site, names, members)
+        _wait(merged, 30, "the viewer never showed both members' devices once each")
         nodes = _dump(viewer, out)["nodes"]
         for node in nodes:
             assert node["shards"] > 0 and node["lease_age_s"] is not None and node["lease_age_s"] <= TTL
             assert node["lag_p99_ms"] is not None and node["skipped"] is not None
+        _events_since_snapshot(tmp_path, url, site, names, members)
+        _status(url, site, db, members)
 
         members.append(start())  # a third joins: the viewer follows it, no restart
         wait_until(lambda: members[2].poller_id is not None, 30, "the third member never joined")
-        wait_until(_merged(viewer, out, url, site, names, members), 40,
-                   f"the viewer never showed the third member's share: {out.read_text()}", 0.3)
+        _wait(_Merged(viewer, out, url, site, names, members), 40,
+              "the viewer never showed the third member's share")
 
         members[0].stop()  # one leaves: its devices come from the others, once each
         left = members.pop(0)
         assert left.proc.returncode == 0, left.log
-        wait_until(_merged(viewer, out, url, site, names, members), 40,
-                   f"the viewer still showed the member that left: {out.read_text()}", 0.3)
+        _wait(_Merged(viewer, out, url, site, names, members), 40,
+              "the viewer still showed the member that left")
         assert viewer.poll() is None
     finally:
         viewer.send_signal(signal.SIGTERM)
