@@ -198,6 +198,8 @@ class ClusterFeed:
         self._map: ShardMap | None = None
         self._shard_by_key: dict[str, int] = {}
         self._changed_at: dict[str, float] = {}  # member -> monotonic time its inventory changed
+        self._counts: dict[str, int] = {}  # member -> devices shown from it (made by _merge)
+        self._stale = True  # owners, members or an inventory changed since the last merge
         self._gauges: dict[str, Gauges] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._client: Redis | None = None
@@ -257,6 +259,7 @@ class ClusterFeed:
             return
         self.feeds[poller] = feed
         self._changed_at[poller] = time.monotonic()
+        self._stale = True
         if feed.last_gauges is not None:
             self._gauges[poller] = feed.last_gauges
         if self._running:
@@ -320,7 +323,8 @@ class ClusterFeed:
         gone = [p for p in self.feeds if p not in found.members]
         for poller in gone:
             self._leave(poller)
-        self._merge()
+        if self._stale:  # (every device is looked at: not each second for nothing)
+            self._merge()
         self._publish_nodes()
 
     def _leave(self, poller: str) -> None:
@@ -328,6 +332,7 @@ class ClusterFeed:
         (another member takes its shards and shows them)."""
         feed = self.feeds.pop(poller)
         feed.stop()
+        self._stale = True
         self._gauges.pop(poller, None)
         self._changed_at.pop(poller, None)
         log.info("cluster feed: member %s left", escaped(poller))
@@ -337,6 +342,8 @@ class ClusterFeed:
         if len(found.owners) != (self._map.count if self._map is not None else -1):
             self._map = ShardMap(len(found.owners)) if found.owners else None
             self._shard_by_key.clear()
+        if found.owners != self._owners:
+            self._stale = True
         self._owners, self._pttl = found.owners, found.pttl
         first = sorted(self.infos)
         self.service = self.infos[first[0]] if first else None
@@ -365,6 +372,11 @@ class ClusterFeed:
                 poller_of[name] = poller
         old = self.trackers
         self.poller_of = poller_of
+        self._stale = False
+        counts: dict[str, int] = {}
+        for poller in poller_of.values():
+            counts[poller] = counts.get(poller, 0) + 1
+        self._counts = counts
         if chosen.keys() == old.keys() and all(chosen[n] is old[n] for n in chosen):
             return
         if not old:
@@ -407,9 +419,7 @@ class ClusterFeed:
                 self.bus.publish(event)
 
     def _publish_nodes(self) -> None:
-        counts: dict[str, int] = {}
-        for poller in self.poller_of.values():
-            counts[poller] = counts.get(poller, 0) + 1
+        counts = self._counts
         shards: dict[str, int] = {}
         stalest: dict[str, int] = {}
         for owner, left in zip(self._owners, self._pttl, strict=False):

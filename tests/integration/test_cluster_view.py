@@ -209,8 +209,13 @@ def _status(url: str, site: str, db: str, members: list[Member]) -> None:
         doc: dict[str, Any] = json.loads(proc.stdout)
         return doc
 
-    doc = wait_until(lambda: (d := read()) and all(not p["epochs_elsewhere"] for p in d["cluster"]["pollers"])
-                     and d, 15, "the epochs never agreed with the leases")
+    def settled() -> dict[str, Any] | None:  # no shard between two members, epochs taken
+        d = read()
+        pollers = d["cluster"]["pollers"]
+        agree = not d["cluster"]["unowned"] and all(not p["epochs_elsewhere"] for p in pollers)
+        return d if agree else None
+
+    doc = wait_until(settled, 15, "the epochs never agreed with the leases")
     assert doc["live"] is False and doc["service"] is None  # no site-wide service: members
     cluster = doc["cluster"]
     assert cluster["shard_count"] == SHARDS and cluster["unowned"] == [] and cluster["epochs_read"]
