@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 NODE_LOOK = 1.0
 """Seconds between looks at the site's members and shard owners."""
+HOLD = 30.0
+"""Seconds a device that left one member's feed is still shown from it (frozen) while no other
+member's feed has it: a hand-over, between the old owner letting go and the new one publishing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +203,9 @@ class ClusterFeed:
         self._changed_at: dict[str, float] = {}  # member -> monotonic time its inventory changed
         self._counts: dict[str, int] = {}  # member -> devices shown from it (made by _merge)
         self._stale = True  # owners, members or an inventory changed since the last merge
+        # Devices in no member's feed now, shown as their member last published them (HOLD):
+        # name -> (tracker, member, monotonic time it left).
+        self._held: dict[str, tuple[LiveTracker, str, float]] = {}
         self._gauges: dict[str, Gauges] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._client: Redis | None = None
@@ -323,7 +329,7 @@ class ClusterFeed:
         gone = [p for p in self.feeds if p not in found.members]
         for poller in gone:
             self._leave(poller)
-        if self._stale:  # (every device is looked at: not each second for nothing)
+        if self._stale or self._held:  # (every device is looked at: not each second for nothing)
             self._merge()
         self._publish_nodes()
 
@@ -371,6 +377,7 @@ class ClusterFeed:
                 chosen[name] = tracker
                 poller_of[name] = poller
         old = self.trackers
+        self._hold(old, chosen, poller_of)
         self.poller_of = poller_of
         self._stale = False
         counts: dict[str, int] = {}
@@ -386,6 +393,24 @@ class ClusterFeed:
         removed = len(old.keys() - chosen.keys())
         self.trackers = chosen
         self.bus.publish(InventoryChanged(added, removed, chosen, announce=False))  # type: ignore[arg-type]
+
+    def _hold(self, old: dict[str, LiveTracker], chosen: dict[str, LiveTracker],
+              poller_of: dict[str, str]) -> None:
+        """Keep showing a device that left its member's feed while no member's feed has it, for
+        :data:`HOLD` seconds: a device handed over (a member stopping or dying included) does not
+        vanish between the old member's last snapshot and the new one's first. A device removed
+        from the inventory (SIGHUP) goes after HOLD too."""
+        now = time.monotonic()
+        held = self._held
+        for name in old.keys() - chosen.keys():
+            if name not in held and name in self.poller_of:
+                held[name] = (old[name], self.poller_of[name], now)
+        for name, (tracker, poller, since) in list(held.items()):
+            if name in chosen or now - since > HOLD:
+                del held[name]
+            else:
+                chosen[name] = tracker
+                poller_of[name] = poller
 
     def _from_member(self, poller: str, event: Any) -> None:
         if poller not in self.feeds and not isinstance(event, QuietChanged):

@@ -113,6 +113,8 @@ class FeedService:
         runtime.engine.gauge_sources.append(self.publisher.gauges)
         # The windows and acknowledgements: published with the snapshots, changed by commands.
         self.publisher.quiet_source = runtime.quiet_now
+        if poller is not None:  # a cluster member publishes its devices: the site has these many
+            self.publisher.site_devices = lambda: len(runtime.devices)
         self.publisher.handlers.update(quiet_handlers(runtime))
 
     async def start(self) -> None:

@@ -31,7 +31,7 @@ from tests.waiting import wait_until
 REPO = Path(__file__).resolve().parents[2]
 TTL = 2.0
 SHARDS = 256
-DEVICES = 30  # 10 branches of 3
+BRANCHES = 30  # of 2 devices: every member of three holds some (a member misses all 30 once in ~200,000)
 
 
 def _env() -> dict[str, str]:
@@ -76,8 +76,8 @@ Start = Callable[[], Member]
 def cluster(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, str, Start, list[str]]]:  # noqa: F811
     """(the Redis URL, the database URL, the site, a way to start a member, the device names)."""
     rows, names = [], []
-    for b in range(DEVICES // 3):
-        for k in range(3):
+    for b in range(BRANCHES):
+        for k in range(2):
             name = f"b{b}-d{k}"
             rows.append(f"{name},127.0.{40 + b}.{k + 1},branch{b},north,router\n")
             names.append(name)
@@ -135,11 +135,27 @@ class _Merged:
         self.viewer, self.out, self.url, self.site, self.names = viewer, out, url, site, names
         self.ids = {m.poller_id for m in members}
         self.last = ""
+        self.moves: dict[str, list[str]] = {}  # each device's members, as shown, in order
+        self.leases: dict[str, str | None] = {}  # each device's lease owner at the last look
+
+    def _never_stale(self, pollers: dict[str, str], leases: dict[str, str | None]) -> None:
+        """A device's member, as shown, changes only to its lease's owner: never to (or back to)
+        a member that does not hold it while the lease stays put."""
+        for name, poller in pollers.items():
+            seen = self.moves.setdefault(name, [])
+            if seen and seen[-1] != poller:
+                lease, before = leases.get(name), self.leases.get(name)
+                assert poller == lease or lease != before, \
+                    f"{name} went to {poller} after {seen} while its lease stayed with {lease}"
+            if not seen or seen[-1] != poller:
+                seen.append(poller)
+        self.leases = dict(leases)
 
     def __call__(self) -> bool:
         doc = _dump(self.viewer, self.out)
         pollers = doc["pollers"] or {}
         expected = _expected(self.url, self.site, self.names)
+        self._never_stale(pollers, expected)
         nodes = {n["poller"]: n for n in doc["nodes"] or []}
         checks = {
             "devices": set(doc["devices"]) == set(self.names),
@@ -160,8 +176,8 @@ class _Merged:
 def _wait(merged: _Merged, timeout: float, why: str) -> None:
     try:
         wait_until(merged, timeout, why, 0.3)
-    except AssertionError:
-        raise AssertionError(f"{why}: {merged}") from None
+    except AssertionError as exc:
+        raise AssertionError(f"{why}: {exc}; last look: {merged}") from None
 
 
 def _events_since_snapshot(tmp_path: Path, url: str, site: str, names: list[str],
@@ -261,14 +277,15 @@ def test_a_viewer_merges_every_member_and_follows_joins_and_leaves(
 
         members.append(start())  # a third joins: the viewer follows it, no restart
         wait_until(lambda: members[2].poller_id is not None, 30, "the third member never joined")
-        _wait(_Merged(viewer, out, url, site, names, members), 40,
-              "the viewer never showed the third member's share")
+        merged.ids = {m.poller_id for m in members}
+        _wait(merged, 40, "the viewer never showed the third member's share")
 
         members[0].stop()  # one leaves: its devices come from the others, once each
         left = members.pop(0)
         assert left.proc.returncode == 0, left.log
-        _wait(_Merged(viewer, out, url, site, names, members), 40,
-              "the viewer still showed the member that left")
+        merged.ids = {m.poller_id for m in members}
+        _wait(merged, 40, "the viewer still showed the member that left")
+        assert any(len(seen) > 1 for seen in merged.moves.values())  # devices moved, never to a stale one
         assert viewer.poll() is None
     finally:
         viewer.send_signal(signal.SIGTERM)

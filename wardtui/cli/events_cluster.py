@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from poller.live import Keys
 
 LOOK_PERIOD = 2.0  # seconds between looks at the members
+COMPLETE_WAIT = 5.0  # seconds --since-snapshot waits for every device (a hand-over between snapshots)
 
 
 async def cluster_members(client: Redis, url: str, keys: Keys) -> dict[str, ServiceInfo] | None:
@@ -57,6 +58,9 @@ class ClusterFollower:
         self.out = out
         self.since_snapshot = since_snapshot
         self.first = sorted(members)
+        # Every device of the site (each member's heartbeat says how many): a device handed
+        # over between two members' snapshots is in neither for a moment.
+        self.site_devices = max((m.site_devices or 0 for m in members.values()), default=0)
         self.followers: dict[str, Follower] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.owners: tuple[str | None, ...] = ()
@@ -73,9 +77,36 @@ class ClusterFollower:
             raise UsageError(f"no member of the cluster publishing site {self.keys.site} could be "
                              "followed", 1)
         if self.since_snapshot:
+            await self._complete()
             with contextlib.suppress(Exception):
                 self.owners = (await look_at_site(self.client, self.keys)).owners
             self._write_merged()
+
+    async def _complete(self) -> None:
+        """Read the members' snapshots again (a little later) until they hold every device of the
+        site between them, for :data:`COMPLETE_WAIT` s at most; then say what is missing."""
+        import time
+
+        deadline = time.monotonic() + COMPLETE_WAIT
+        while True:
+            names = {r["device"] for records in self._devices.values() for r in records}
+            if len(names) >= self.site_devices:
+                return
+            if time.monotonic() >= deadline:
+                error(f"site {self.keys.site}: the members' snapshots hold {len(names)} of the site's "
+                      f"{self.site_devices} devices (the others are being handed over): only theirs "
+                      "are printed")
+                return
+            await asyncio.sleep(0.3)
+            for follower in self.followers.values():
+                follower.device_sink = self._collect
+                try:
+                    await follower._resync(follower.client, None)  # type: ignore[arg-type]
+                except Exception as exc:  # (a lost Redis: the stream's follower says it next)
+                    error(f"site {self.keys.site}: {escaped(str(exc))}")
+                    return
+                finally:
+                    follower.device_sink = None
 
     async def _add(self, poller: str, merge: bool = False) -> None:
         from poller.feed import client_for
