@@ -261,7 +261,9 @@ def render(s: SiteStatus) -> str:
                 "not publishing yet" if age is None else f"stopped publishing {age:.0f} s ago")
         rows.append(("service", f"{live}: {escaped(info.host)}, pid {info.pid}, wardtui "
                                 f"{escaped(info.version)}, up since {_since(info.started, s.now)}"))
-    if snap is None:
+    if snap is None and s.cluster is not None:
+        pass  # the members' snapshots: below, per poller
+    elif snap is None:
         rows.append(("snapshot", s.snapshot_error or "none"))
     else:
         c = s.counts or {}
@@ -292,6 +294,9 @@ def render(s: SiteStatus) -> str:
                                     f"{q['acks']} acknowledgements in force"))
     if s.cluster is not None:
         rows.extend(render_cluster(s.cluster, s.now))
+    if s.cluster is not None and snap is None:  # the site's own keys are empty: the members' are theirs
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     rows.append(("stream", f"{s.stream_length:,} entries"))
     rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
     rows.append(("viewers", f"{s.viewers} attached"))

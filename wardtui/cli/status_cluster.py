@@ -152,7 +152,11 @@ def render_cluster(c: ClusterStatus, now: datetime) -> list[tuple[str, str]]:
             who = f"{escaped(p.host)}, pid {p.pid}, up since {_since(p.since, now)}"
         lease = "-" if p.lease_age_s is None else f"{p.lease_age_s:.1f} s"
         line = f"{escaped(p.id)}: {who}; {len(p.shards)} shards ({_ranges(p.shards)}), lease age {lease}"
-        if p.devices is not None:
+        if p.counts is not None:
+            n = p.counts
+            total = n["up"] + n["down"] + n["unknown"]
+            line += f", {total} devices: {n['up']} up, {n['down']} down, {n['unknown']} unknown"
+        elif p.devices is not None:
             line += f", {p.devices} devices"
         if c.epochs is not None:
             held = [c.epochs[s].epoch for s in p.shards if s in c.epochs]
