@@ -204,16 +204,24 @@ class ServiceInfo:
     devices: int = 0
     snapshot_at: str | None = None
     heartbeat_age: float | None = None  # seconds since written, by Redis's clock (its key's TTL)
+    poller: str | None = None  # a cluster member's id (serve --cluster): its feed is one of several
+    lease_ttl: float | None = None  # ... and its shard leases' TTL (a lease's age = TTL - PTTL)
+    site_devices: int | None = None  # ... and the devices of the whole site (every member's)
 
     @classmethod
-    def here(cls, version: str, devices: int) -> ServiceInfo:
+    def here(cls, version: str, devices: int, poller: str | None = None,
+             lease_ttl: float | None = None) -> ServiceInfo:
         return cls(socket.gethostname(), os.getpid(), version,
-                   datetime.now(UTC).isoformat(timespec="seconds"), devices)
+                   datetime.now(UTC).isoformat(timespec="seconds"), devices, poller=poller,
+                   lease_ttl=lease_ttl)
 
     def to_json(self) -> str:
-        return json.dumps({"host": self.host, "pid": self.pid, "version": self.version,
-                           "started": self.started, "devices": self.devices,
-                           "snapshot_at": self.snapshot_at})
+        doc: dict[str, Any] = {"host": self.host, "pid": self.pid, "version": self.version,
+                               "started": self.started, "devices": self.devices,
+                               "snapshot_at": self.snapshot_at}
+        if self.poller is not None:
+            doc.update(poller=self.poller, lease_ttl=self.lease_ttl, site_devices=self.site_devices)
+        return json.dumps(doc)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> ServiceInfo:
@@ -223,8 +231,12 @@ class ServiceInfo:
         snapshot_at = doc.get("snapshot_at")
         if snapshot_at is not None and datetime.fromisoformat(snapshot_at).tzinfo is None:
             raise ValueError("snapshot_at without a time zone")
+        poller, ttl, site = doc.get("poller"), doc.get("lease_ttl"), doc.get("site_devices")
         return cls(str(doc["host"]), int(doc["pid"]), str(doc["version"]), str(doc["started"]),
-                   int(doc.get("devices") or 0), snapshot_at)
+                   int(doc.get("devices") or 0), snapshot_at,
+                   poller=None if poller is None else str(poller),
+                   lease_ttl=float(ttl) if type(ttl) in (int, float) else None,
+                   site_devices=site if type(site) is int else None)
 
     def age(self, now: datetime | None = None) -> float | None:
         """Seconds since the last snapshot this service published (None: none yet)."""
@@ -352,6 +364,9 @@ class Publisher:
         self._snmp_json = b"{}"
         self._snmp_dirty = False
         self._snmp_built = 0.0
+        # A cluster member's: how many devices the whole site has (its heartbeat says it, so that
+        # a reader of every member's snapshot knows when it has them all).
+        self.site_devices: Callable[[], int] | None = None
         # The quiet state (poller/quiet.py): where it is read at the start (the runtime's, set by
         # wardtui/service.py), then each QuietChanged; written with the next snapshot.
         self.quiet_source: Callable[[], Quiet] | None = None
@@ -686,6 +701,8 @@ class Publisher:
 
         blob, delta = await asyncio.get_running_loop().run_in_executor(None, encode)
         self.info = dataclasses.replace(self.info, snapshot_at=at.isoformat(timespec="milliseconds"))
+        if self.site_devices is not None:
+            self.info = dataclasses.replace(self.info, site_devices=self.site_devices())
         pipe = client.pipeline(transaction=True)
         if not self._inventory_written:
             pipe.set(self.keys.inventory, self._inventory_blob)
@@ -867,6 +884,7 @@ class InventoryChanged:
     added: int
     removed: int
     trackers: dict[str, LiveTracker]
+    announce: bool = True  # False: a cluster's devices moved between members (not the operator's news)
 
 
 class NoService(Exception):

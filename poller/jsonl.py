@@ -71,7 +71,7 @@ def event_record(event: Event) -> dict[str, Any] | None:
                 "store_spool_rows": int(event.extra.get("store_spool_rows", 0)),
                 "store_samples_dropped": int(event.extra.get("store_samples_dropped", 0)),
                 "store_failing": bool(event.extra.get("store_failing", 0)),
-                **_snmp_gauges(event.extra), **_trap_gauges(event.extra)}
+                **_snmp_gauges(event.extra), **_trap_gauges(event.extra), **_cluster_gauges(event.extra)}
     if isinstance(event, FlapChange):
         return {"type": "flapping", "device": event.device, "address": event.address,
                 "flapping": event.flapping, "at": _iso(event.at),
@@ -151,3 +151,14 @@ def summary_record(t: DeviceTracker) -> dict[str, Any]:
             "rtt_min_ms": _round(t.rtt_min_ms), "rtt_max_ms": _round(t.rtt_max_ms),
             "jitter_ms": _round(t.jitter_ms), "down_since": _iso(t.down_since),
             "flapping": t.flapping}
+
+
+_CLUSTER_COUNTS = ("cluster_shards_owned", "cluster_members", "cluster_takeovers", "cluster_refused_writes",
+                   "cluster_refused_transitions", "cluster_stood_down", "cluster_takeovers_failed")
+
+
+def _cluster_gauges(extra: dict[str, float]) -> dict[str, Any]:
+    """A cluster member's (``serve --cluster``): shards owned, takeovers, refused writes, ..."""
+    if "cluster_shards_owned" not in extra:
+        return {}
+    return {key: int(extra.get(key, 0)) for key in _CLUSTER_COUNTS}

@@ -107,13 +107,37 @@ def check_site(site: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The Redis keys of one site."""
+    """The Redis keys of one site; with ``poller``, those of one member of a cluster (each
+    ``serve --cluster`` publishes its own feed under them, viewers merge them: poller/cluster_feed.py)."""
 
     site: str
+    poller: str = ""
+
+    @property
+    def site_prefix(self) -> str:
+        return f"wardtui:{self.site}:"
 
     @property
     def prefix(self) -> str:
-        return f"wardtui:{self.site}:"
+        base = self.site_prefix
+        return f"{base}poller:{self.poller}:" if self.poller else base
+
+    def of_poller(self, poller: str) -> Keys:
+        """The keys of member ``poller`` of this site (its id: data, any bytes but empty)."""
+        return Keys(self.site, poller)
+
+    @property
+    def pollers(self) -> str:
+        """The site's live pollers (poller/cluster/leases.py's heartbeats: id -> Redis ms)."""
+        return self.site_prefix + "pollers"
+
+    @property
+    def shard_count(self) -> str:
+        return self.site_prefix + "shard-count"
+
+    def shard(self, shard: int) -> str:
+        """Shard ``shard``'s lease: the id of the poller holding it."""
+        return f"{self.site_prefix}shard:{shard}"
 
     @property
     def service(self) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import AuthenticationError, RedisError
 
+from poller.cluster_feed import ClusterFeed
 from poller.feed import (
     REDIS_ENV,
     FeedUrlError,
@@ -75,11 +76,17 @@ def site_from(redis: str | None, site: str | None) -> Site | None:
 
 
 async def live_service(site: Site) -> ServiceInfo | None:
-    """The site's service if one publishes now; None when none does or Redis cannot be reached
-    (the dashboard then polls itself). A refused password is the operator's to fix: code 2."""
+    """The site's service if one publishes now, else a live member of its cluster (``poller``
+    set: ``serve --cluster``); None when none does or Redis cannot be reached (the dashboard
+    then polls itself). A refused password is the operator's to fix: code 2."""
+    from poller.cluster_feed import look_at_site
+
     client = client_for(site.url)
     try:
         info = await read_service(client, site.keys)
+        if not is_live(info):
+            members = (await look_at_site(client, site.keys)).members
+            info = members[min(members)] if members else info
     except AuthenticationError as exc:
         raise StartupError(f"--redis {shown_url(site.url)}: {describe_error(exc, site.url)}",
                            code=2) from None
@@ -97,11 +104,14 @@ class AttachedRuntime:
 
     attached = True
 
-    def __init__(self, site: Site, options: Options, process: ProcessPolicy = GUEST) -> None:
+    def __init__(self, site: Site, options: Options, process: ProcessPolicy = GUEST,
+                 cluster: bool = False) -> None:
         self.site = site
         self.options = options
         self.process = process
-        self.engine = LiveFeed(site.url, site.keys)
+        self.cluster = cluster  # the site is published by serve --cluster members: merged
+        self.engine: LiveFeed | ClusterFeed = (ClusterFeed(site.url, site.keys) if cluster else
+                                               LiveFeed(site.url, site.keys))
         try:
             self.url = database_url(options.db, create=False)
         except (ValueError, OSError) as exc:
@@ -203,6 +213,8 @@ class AttachedRuntime:
         info = self.engine.service
         if info is None:
             return f"attached to {self.site.name}"
+        if isinstance(self.engine, ClusterFeed):
+            return f"attached to {self.site.name}, a cluster of {len(self.engine.feeds)} pollers"
         since = info.started
         with contextlib.suppress(ValueError):
             since = datetime.fromisoformat(info.started).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

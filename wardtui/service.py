@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class ServeOptions:
     notify: NotifyConfig | None = None  # --notify FILE, read and checked (wardtui/notifying.py)
     cluster: bool = False  # --cluster: a member of the site's pollers (wardtui/cluster.py)
     lease_ttl: float = 10.0  # --lease-ttl: the shard leases' TTL (seconds)
+    poller_id: str | None = None  # set by serve() for a cluster member: its feed's keys
 
 
 class Service(Protocol):
@@ -76,10 +78,12 @@ def services_for(runtime: Runtime, options: ServeOptions) -> list[Service]:
     if options.metrics is not None:
         host, port = options.metrics
         services.append(MetricsService(runtime, host, port, per_device=options.device_metrics))
-    if options.redis_url is not None and not options.cluster:
-        # A cluster member does not publish the live feed yet: several members would write one
-        # site's snapshot over each other (merging them is issue 16 item 5, not built).
-        services.append(FeedService(runtime, options.redis_url, options.site))
+    if options.redis_url is not None:
+        # A cluster member publishes its own devices under its own keys (Keys.of_poller); the
+        # viewers merge the members' feeds (poller/cluster_feed.py).
+        poller = options.poller_id if options.cluster else None
+        services.append(FeedService(runtime, options.redis_url, options.site, poller,
+                                    options.lease_ttl if poller is not None else None))
     if options.notify is not None and options.cluster:
         from wardtui.cluster_notify import ClusterNotifyService  # the member holding its lease
 
@@ -100,18 +104,23 @@ class FeedService:
 
     name = "the live feed"
 
-    def __init__(self, runtime: Runtime, url: str, site: str) -> None:
+    def __init__(self, runtime: Runtime, url: str, site: str, poller: str | None = None,
+                 lease_ttl: float | None = None) -> None:
         from poller.feed import Publisher, ServiceInfo
         from poller.live import Keys
         from wardtui import __version__
 
         self.url = url
-        self.publisher = Publisher(runtime.engine, url, Keys(site),
-                                   ServiceInfo.here(__version__, len(runtime.engine.trackers)))
+        keys = Keys(site) if poller is None else Keys(site).of_poller(poller)
+        self.publisher = Publisher(runtime.engine, url, keys,
+                                   ServiceInfo.here(__version__, len(runtime.engine.trackers), poller,
+                                                    lease_ttl))
         runtime.engine.companions.append(self.publisher)
         runtime.engine.gauge_sources.append(self.publisher.gauges)
         # The windows and acknowledgements: published with the snapshots, changed by commands.
         self.publisher.quiet_source = runtime.quiet_now
+        if poller is not None:  # a cluster member publishes its devices: the site has these many
+            self.publisher.site_devices = lambda: len(runtime.devices)
         self.publisher.handlers.update(quiet_handlers(runtime))
 
     async def start(self) -> None:
@@ -281,6 +290,7 @@ async def serve(runtime: Runtime, options: ServeOptions,
         assert options.redis_url is not None  # (wardtui/cli/serve.py refuses --cluster without)
         # Before the start: the history writer writes through the member's fenced sink.
         member = ClusterMember(runtime, options.redis_url, options.site, options.lease_ttl)
+        options = dataclasses.replace(options, poller_id=member.leases.id)  # its feed's keys
     try:
         await runtime.start()
         runtime.settle_after_first_round()

@@ -167,15 +167,15 @@ class ShardLeases:
     # -- keys and reading ------------------------------------------------------------------------
 
     def shard_key(self, shard: int) -> str:
-        return f"{self.keys.prefix}shard:{shard}"
+        return self.keys.shard(shard)
 
     @property
     def members_key(self) -> str:
-        return self.keys.prefix + "pollers"
+        return self.keys.pollers
 
     @property
     def count_key(self) -> str:
-        return self.keys.prefix + "shard-count"
+        return self.keys.shard_count
 
     def owned(self) -> frozenset[int]:
         """The shards this poller may poll now: those whose local deadline is in the future."""

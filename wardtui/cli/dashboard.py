@@ -33,8 +33,10 @@ def run(args: argparse.Namespace, *, collection_paused: bool = False) -> int:
     turns it on once its first frame is painted."""
     try:
         site = None if args.embedded else site_from(args.redis, args.site)
-        if site is not None and attach_or_none(site) is not None:
-            return _attached(site, args, collection_paused)
+        info = attach_or_none(site)
+        if site is not None and info is not None:
+            # A member of a cluster (serve --cluster) answered: the viewer merges every member's feed.
+            return _attached(site, args, collection_paused, cluster=info.poller is not None)
         if site is not None:
             error(f"no live wardtui serve publishes site {site.name!r} on {shown_url(site.url)}: "
                   "polling here (embedded)")
@@ -61,14 +63,15 @@ def run(args: argparse.Namespace, *, collection_paused: bool = False) -> int:
     return app.return_code or 0
 
 
-def attached_app(site: Site, args: argparse.Namespace, collection_paused: bool = False) -> WardApp:
+def attached_app(site: Site, args: argparse.Namespace, collection_paused: bool = False,
+                 cluster: bool = False) -> WardApp:
     """The app of ``wardtui --redis`` attached to ``site``'s live service, ready to run (the
     bench's too). Raises StartupError when the attach fails.
 
     The attach (the site's inventory and snapshot read, inflated and decoded) runs on the
     engine's thread while this one loads Textual and makes the app: its waits on Redis, its
     inflating and hashing (zlib and hashlib let go of the interpreter) overlap the import."""
-    runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD)
+    runtime = AttachedRuntime(site, engine_options(args), process=DASHBOARD, cluster=cluster)
     # The whole process is the dashboard's (wardtui/process.py): before any thread starts.
     DASHBOARD.enter()
     engine_thread = EngineThread()
@@ -85,10 +88,10 @@ def attached_app(site: Site, args: argparse.Namespace, collection_paused: bool =
     return app
 
 
-def _attached(site: Site, args: argparse.Namespace, collection_paused: bool) -> int:
+def _attached(site: Site, args: argparse.Namespace, collection_paused: bool, cluster: bool = False) -> int:
     """The dashboard of a live service: it loads the site's snapshot before the first frame."""
     try:
-        app = attached_app(site, args, collection_paused)
+        app = attached_app(site, args, collection_paused, cluster)
     except StartupError as exc:
         error(f"{exc}")
         return exc.code

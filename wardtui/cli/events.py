@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from poller.live import Keys
+    from wardtui.cli.events_cluster import ClusterFollower
 
 EXAMPLES = """\
 examples:
@@ -93,19 +95,29 @@ def run(args: argparse.Namespace) -> int:
         client = connect(url)
     except UsageError as exc:
         return failed(exc)
-    follower = Follower(client, url, keys, sys.stdout, args.since_snapshot)
+    made: list[Follower | ClusterFollower] = []
     try:
-        return asyncio.run(_main(follower))
+        return asyncio.run(_main(client, url, keys, args.since_snapshot, made))
     except UsageError as exc:
         return failed(exc)
     except KeyboardInterrupt:  # before the handlers were in place
         return 0
     finally:
-        if follower.reader_gone:
+        if made and made[0].reader_gone:
             silence_stdout()
 
 
-async def _main(follower: Follower) -> int:
+async def _main(client: Redis, url: str, keys: Keys, since_snapshot: bool,
+                made: list[Follower | ClusterFollower]) -> int:
+    """Follow the site: its service's stream, or (no service, ``serve --cluster`` members
+    publish it) every member's, merged (wardtui/cli/events_cluster.py)."""
+    from wardtui.cli.events_cluster import ClusterFollower, cluster_members
+
+    members = await cluster_members(client, url, keys)
+    follower: Follower | ClusterFollower = (
+        Follower(client, url, keys, sys.stdout, since_snapshot) if members is None else
+        ClusterFollower(client, url, keys, sys.stdout, since_snapshot, members))
+    made.append(follower)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -162,6 +174,10 @@ class Follower:
         self._next_presence = 0.0
         self._next_service = time.monotonic() + _SERVICE_PERIOD
         self._poll = _broken_pipe_poller(out)
+        # A cluster member's feed (wardtui/cli/events_cluster.py): every line names the member,
+        # and its device lines may go to the cluster's follower to merge instead of out.
+        self.poller: str | None = None
+        self.device_sink: Callable[[str, list[dict[str, Any]]], None] | None = None
 
     # -- start -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,7 +246,14 @@ class Follower:
         if inventory_id != snap.inventory_id or len(devices) != len(snap.columns):
             raise FeedFormatError("the snapshot and the inventory on Redis do not match")
         at = snap.at.isoformat()
-        self._write([json.dumps(device_record(d, snap.columns.row(i), at)) for i, d in enumerate(devices)])
+        records = [device_record(d, snap.columns.row(i), at) for i, d in enumerate(devices)]
+        if self.poller is not None:
+            for record in records:
+                record["poller"] = self.poller
+        if self.device_sink is not None and self.poller is not None:
+            self.device_sink(self.poller, records)
+        else:
+            self._write([json.dumps(record) for record in records])
         # The run waited for, even when its snapshot did not come: not a restart again.
         self.last_id, self.last_n, self.run = snap.stream_id, -1, run or snap.started
         covered: Any = await client.xrange(self.keys.events, snap.stream_id, snap.stream_id, count=1)
@@ -337,6 +360,8 @@ class Follower:
             if record is not None:
                 if record["type"] == "check" and "by" in doc:
                     record["by"] = doc["by"]  # who asked for it (an operator's "probe now")
+                if self.poller is not None:
+                    record["poller"] = self.poller
                 lines.append(json.dumps(record))
         return None
 

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from poller.durations import format_duration
 from poller.text import escaped
-from wardtui.cli.common import Commands, UsageError, command, failed, stamp, write_out
+from wardtui.cli.common import Commands, UsageError, add_db_option, command, failed, stamp, write_out
 from wardtui.cli.feed_common import add_feed_options, connect, feed_target, no_service_text, redis_failure
+from wardtui.cli.status_cluster import ClusterStatus, cluster_record, render_cluster
 from wardtui.messages import error
 
 if TYPE_CHECKING:
@@ -43,9 +44,13 @@ def register(sub: Commands) -> None:
     status = command(sub, "status", run, "a site's live feed on Redis: its service, devices by state, "
                      "stream and viewers", EXAMPLES)
     add_feed_options(status)
+    add_db_option(status)  # a cluster's fencing epochs are read from it (PostgreSQL)
     status.add_argument("--json", action="store_true",
                         help='one JSON object: {"site", "redis", "live", "service", "devices", "snapshot", '
-                             '"stream", "memory_bytes", "viewers", "notifications", "quiet", "traps"}')
+                             '"stream", "memory_bytes", "viewers", "notifications", "quiet", "traps", '
+                             '"cluster"}; "cluster" is null unless serve --cluster members publish the '
+                             'site: {"shard_count", "unowned", "pollers": [{"id", "host", "pid", "since", '
+                             '"live", "shards", "lease_age_s", "epochs" (with --db), "gauges", ...}]}')
 
 
 @dataclass
@@ -65,21 +70,24 @@ class SiteStatus:
     viewers: int
     now: datetime
     quiet: dict[str, int] | None = None  # maintenance windows and acknowledgements (quiet_counts)
+    cluster: ClusterStatus | None = None  # serve --cluster members publish the site (status_cluster.py)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         url, keys = feed_target(args)
         client = connect(url)
-        found = asyncio.run(read_status(client, url, keys))
+        found = asyncio.run(read_status(client, url, keys, _db(args)))
     except UsageError as exc:
         return failed(exc)
     if args.json:
         write_out(json.dumps(status_record(found)))
-    elif found.service is not None or found.snapshot_bytes or found.stream_length:
+    elif found.service is not None or found.snapshot_bytes or found.stream_length or found.cluster:
         write_out(render(found))  # (of a site Redis holds nothing of, only the line below)
     if found.snapshot_error is not None:
         error(f"site {keys.site}: {found.snapshot_error}")
+    if found.cluster is not None and found.cluster.live:
+        return 0
     if not found.live:
         service = found.service
         error(no_service_text(keys, url, *((None, None, None) if service is None else
@@ -88,12 +96,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
-    """Everything in one round trip; UsageError for a Redis that cannot be read."""
+def _db(args: argparse.Namespace) -> str | None:
+    """The history database to read a cluster's epochs from: ``--db``, else ``$WARDTUI_DB``."""
+    import os
+
+    from store.db import DB_ENV
+
+    return getattr(args, "db", None) or os.environ.get(DB_ENV) or None
+
+
+async def read_status(client: Redis, url: str, keys: Keys, db: str | None = None) -> SiteStatus:
+    """Everything in one round trip (a cluster's members in three more, its epochs from ``db``);
+    UsageError for a Redis that cannot be read."""
     from redis.exceptions import RedisError, ResponseError
 
     from poller.feed import VIEWER_TTL, ServiceInfo, is_live, shown_url
     from poller.live import FeedFormatError, decode_snapshot
+    from wardtui.cli.status_cluster import read_cluster
 
     try:
         pipe = client.pipeline(transaction=False)
@@ -105,10 +124,13 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
             pipe.memory_usage(key)
         pipe.get(keys.quiet)
         results = await pipe.execute(raise_on_error=False)
+        cluster = None if results[0] is not None else await read_cluster(client, keys)
     except (RedisError, OSError) as exc:
         raise redis_failure(exc, url) from None
     finally:
         await client.aclose()
+    if cluster is not None and db is not None:
+        await _take_epochs(cluster, db, keys.site)
     for result in results[:4]:  # MEMORY may be refused to this user; the rest may not
         if isinstance(result, Exception):
             raise redis_failure(result, url)
@@ -129,7 +151,27 @@ async def read_status(client: Redis, url: str, keys: Keys) -> SiteStatus:
     now = datetime.now(UTC)
     return SiteStatus(keys.site, shown_url(url), service, is_live(service), snapshot,
                       0 if blob is None else len(blob), snapshot_error, counts, int(length), memory,
-                      int(viewers), now, quiet_counts(results[8], now))
+                      int(viewers), now, quiet_counts(results[8], now), cluster)
+
+
+async def _take_epochs(cluster: ClusterStatus, db: str, site: str) -> None:
+    """The epochs from the history database, or why not (said, not fatal: Redis's part stands)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store.db import database_url
+    from store.dburl import failure
+    from store.fencing import ClusterNeedsPostgres
+    from wardtui.cli.status_cluster import read_epochs
+
+    try:
+        url = database_url(db, create=False)
+        cluster.epochs = await read_epochs(url, site)
+    except ClusterNeedsPostgres:
+        cluster.epochs_error = "--db is not PostgreSQL (a cluster's epochs live there)"
+    except (ValueError, OSError) as exc:
+        cluster.epochs_error = f"--db: {escaped(str(exc))}"
+    except SQLAlchemyError as exc:
+        cluster.epochs_error = f"--db: {failure(exc, url)}"
 
 
 def quiet_counts(raw: Any, now: datetime) -> dict[str, int] | None:
@@ -178,6 +220,7 @@ def status_record(s: SiteStatus) -> dict[str, Any]:
         "notifications": notifications(snap),
         "quiet": s.quiet,
         "traps": traps(snap),
+        "cluster": None if s.cluster is None else cluster_record(s.cluster),
     }
 
 
@@ -212,14 +255,17 @@ def render(s: SiteStatus) -> str:
     info, snap = s.service, s.snapshot
     rows = [("site", f"{s.site} on {s.redis}")]
     if info is None:
-        rows.append(("service", "none publishes this site"))
+        rows.append(("service", "serve --cluster members publish this site (below)" if s.cluster is not None
+                                else "none publishes this site"))
     else:
         age = info.age(s.now)
         live = ("publishing" if s.live else
                 "not publishing yet" if age is None else f"stopped publishing {age:.0f} s ago")
         rows.append(("service", f"{live}: {escaped(info.host)}, pid {info.pid}, wardtui "
                                 f"{escaped(info.version)}, up since {_since(info.started, s.now)}"))
-    if snap is None:
+    if snap is None and s.cluster is not None:
+        pass  # the members' snapshots: below, per poller
+    elif snap is None:
         rows.append(("snapshot", s.snapshot_error or "none"))
     else:
         c = s.counts or {}
@@ -250,6 +296,11 @@ def render(s: SiteStatus) -> str:
         q = s.quiet
         rows.append(("maintenance", f"{q['windows_active']} windows active, {q['windows_to_come']} to come; "
                                     f"{q['acks']} acknowledgements in force"))
+    if s.cluster is not None:
+        rows.extend(render_cluster(s.cluster, s.now))
+    if s.cluster is not None and snap is None:  # the site's own keys are empty: the members' are theirs
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     rows.append(("stream", f"{s.stream_length:,} entries"))
     rows.append(("memory", ", ".join(f"{name} {_bytes(value)}" for name, value in s.memory.items())))
     rows.append(("viewers", f"{s.viewers} attached"))

@@ -16,6 +16,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Label, Tree
 
 from poller.bus import Subscription
+from poller.cluster_feed import ClusterFeed, NodesChanged, poller_label
 from poller.engine import Engine
 from poller.events import (
     CheckResult,
@@ -43,6 +44,7 @@ from wardtui.widgets.device_table import DeviceTable
 from wardtui.widgets.device_traps import RecentTraps
 from wardtui.widgets.gauges import GaugesPanel, HealthLine
 from wardtui.widgets.groups import GroupTree
+from wardtui.widgets.node_lines import NodeLines
 from wardtui.widgets.states import StatePalette
 from wardtui.widgets.transition_log import TransitionLog
 
@@ -121,7 +123,7 @@ class DashboardScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", tooltip="close and clear the filter"),
     ]
 
-    def __init__(self, engine: Engine | LiveFeed, history: HistoryAccess | None = None,
+    def __init__(self, engine: Engine | LiveFeed | ClusterFeed, history: HistoryAccess | None = None,
                  sub_maxsize: int = 100_000,
                  probe: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
                  quiet: QuietKeys | None = None) -> None:
@@ -190,6 +192,12 @@ class DashboardScreen(Screen[None]):
         self.query_one(HealthLine).warn_style = palette.flapping
         self.query_one(GaugesPanel).border_title = "engine"
         self.query_one(TransitionLog).border_title = "transitions (UTC)"
+        cluster = self.engine if isinstance(self.engine, ClusterFeed) else None
+        if cluster is not None:  # attached to serve --cluster members: which one shows each device
+            table = self.query_one(DeviceTable)
+            table.show_pollers(lambda name: poller_label(cluster.poller_of.get(name, "")))
+            self.query_one(GaugesPanel).show_nodes(cluster.nodes)
+            self._size_bottom()
         # Traps (and a check an operator asked for) are news to show at once, not at the next
         # tick: the screen looks at their count every URGENT_LOOK and ticks early when it moved.
         self._sub = self.engine.bus.subscribe("ui", maxsize=self._sub_maxsize, urgent=(Trap, ProbeSeen))
@@ -270,6 +278,9 @@ class DashboardScreen(Screen[None]):
                     log.add_probe(event.result, event.by)
                 elif isinstance(event, QuietChanged):
                     self._quiet_changed(event.quiet)
+                elif isinstance(event, NodesChanged):  # attached to a cluster: its members
+                    self.query_one(GaugesPanel).show_nodes(event.nodes)
+                    self._size_bottom()
                 elif isinstance(event, InventoryChanged):
                     # The trackers hold another set of devices now: what is built from the set
                     # is built again at once, before the events after it name new devices.
@@ -293,6 +304,23 @@ class DashboardScreen(Screen[None]):
                     self.query_one("#bottom").add_class("-snmp")  # three more figure rows
                     if gauges.extra.get("snmp_v3_agents"):
                         self.query_one("#bottom").add_class("-snmp3")  # and one for v3
+                    self._size_bottom()
+
+    def on_resize(self) -> None:
+        self._size_bottom()
+
+    def _size_bottom(self) -> None:
+        """Attached to a cluster on a tall screen: the engine panel grows by its members' lines
+        (the stylesheet's heights otherwise: a short screen shows the health line only)."""
+        lines = self.query_one(NodeLines).lines
+        bottom = self.query_one("#bottom")
+        if not lines or self.size.height < self.VERTICAL_BREAKPOINTS[1][0]:
+            if bottom.styles.has_rule("height"):
+                bottom.styles.height = None
+            return
+        base = 14 + 3 * bottom.has_class("-snmp") + bottom.has_class("-snmp3")
+        if bottom.styles.height is None or bottom.styles.height.value != base + lines:
+            bottom.styles.height = base + lines
 
     def _new_inventory(self, change: InventoryChanged) -> None:
         """Attached: the service applied a new inventory (SIGHUP). The table, the groups and the
@@ -303,8 +331,9 @@ class DashboardScreen(Screen[None]):
         self.query_one(GroupTree).reset_devices(trackers)
         self.query_one("#command", Input).suggester = CommandSuggester(trackers)
         self._update_groups_title()
-        self.notify(f"the service's inventory changed: {change.added} added, {change.removed} removed; "
-                    f"{len(trackers)} devices now", title="inventory")
+        if change.announce:
+            self.notify(f"the service's inventory changed: {change.added} added, {change.removed} "
+                        f"removed; {len(trackers)} devices now", title="inventory")
 
     def _quiet_changed(self, quiet: Quiet | None) -> None:
         """The windows and acknowledgements in force are ``quiet`` (None: the same, but a window

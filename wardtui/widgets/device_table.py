@@ -39,6 +39,7 @@ from textual.strip import Strip
 from poller.events import OUT
 from poller.quiet import Quiet
 from poller.state import TrackerView
+from poller.text import clean
 from wardtui.literal import literal
 from wardtui.widgets import quiet_marks
 from wardtui.widgets.device_rows import COLUMNS, SORTS, STATIC_COLUMNS, StaticRanks, natural_keys, row_texts
@@ -78,6 +79,10 @@ PADDING = 1  # blank cells either side of every cell, as DataTable draws them
 # not one of device_rows.COLUMNS (the filter's and the sorts' columns), as it is not the
 # tracker's but the quiet state's, and is worked out for the rows painted only.
 QUIET_AFTER = 1
+# Attached to a cluster (serve --cluster), a last column names the member each device is shown
+# from (poller/cluster_feed.py): not one of COLUMNS either (it is the feed's, not the tracker's).
+POLLER_LABEL = "poller"
+POLLER_WIDTH = 24
 
 
 class DeviceTable(ScrollView, can_focus=True):
@@ -159,6 +164,14 @@ class DeviceTable(ScrollView, can_focus=True):
         # device painted since they changed (or a window started or ended) is in a window.
         self.quiet = Quiet()
         self._in_maintenance: dict[str, bool] = {}
+        # Attached to a cluster: device name -> the member it is shown from (data: cleaned).
+        self._poller_of: Callable[[str], str] | None = None
+
+    def show_pollers(self, poller_of: Callable[[str], str]) -> None:
+        """Add the ``poller`` column: ``poller_of(name)`` names the member a device comes from."""
+        self._poller_of = poller_of
+        self._resize_virtual()
+        self.refresh()
 
     @property
     def _ranks(self) -> StaticRanks:
@@ -243,9 +256,12 @@ class DeviceTable(ScrollView, can_focus=True):
         return self._rows.display_order().index(name)
 
     def cell_text(self, name: str, column: str) -> str:
-        """Plain text of one shown cell, as it is drawn now (``quiet``: the ack/maint column)."""
+        """Plain text of one shown cell, as it is drawn now (``quiet``: the ack/maint column;
+        ``poller``: the cluster member's, attached to a cluster)."""
         if not self._rows.is_shown(name):
             raise KeyError(name)
+        if column == POLLER_LABEL:
+            return "" if self._poller_of is None else clean(self._poller_of(name))
         if column == "quiet":
             return self._quiet_mark(self._trackers[name])[0]
         index = next(i for i, c in enumerate(COLUMNS) if c.key == column)
@@ -494,6 +510,8 @@ class DeviceTable(ScrollView, can_focus=True):
                     for i, column in enumerate(COLUMNS)]
         label = quiet_marks.LABEL
         segments.insert(QUIET_AFTER + 1, Segment(pad + label.ljust(quiet_marks.WIDTH) + pad, style))
+        if self._poller_of is not None:
+            segments.append(Segment(pad + POLLER_LABEL.ljust(POLLER_WIDTH) + pad, style))
         return Strip(segments, self.virtual_size.width)
 
     def _row(self, row: int, name: str, base: Style) -> Strip:
@@ -515,6 +533,11 @@ class DeviceTable(ScrollView, can_focus=True):
                 segments.append(Segment(pad + cell + pad, style))
             if index == QUIET_AFTER:
                 segments.append(self._quiet_cell(tracker, style))
+        if self._poller_of is not None:
+            text = clean(self._poller_of(name))
+            cell = set_cell_size(text, POLLER_WIDTH - 1) + "…" if cell_len(text) > POLLER_WIDTH else \
+                set_cell_size(text, POLLER_WIDTH)
+            segments.append(Segment(pad + cell + pad, style))
         return Strip(segments, self.virtual_size.width)
 
     def _quiet_cell(self, tracker: TrackerView, style: Style) -> Segment:
@@ -585,6 +608,8 @@ class DeviceTable(ScrollView, can_focus=True):
 
     def _resize_virtual(self) -> None:
         width = sum(self._widths) + 2 * PADDING * len(COLUMNS) + quiet_marks.WIDTH + 2 * PADDING
+        if self._poller_of is not None:
+            width += POLLER_WIDTH + 2 * PADDING
         size = Size(width, self.row_count + 1)  # the header is line 0
         if size != self.virtual_size:
             self.virtual_size = size

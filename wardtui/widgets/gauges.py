@@ -16,9 +16,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
+from poller.cluster_feed import NodeLine
 from poller.events import Gauges
 from poller.text import clean
 from wardtui.literal import literal_text
+from wardtui.widgets.node_lines import NodeLines
 
 
 def _spooled(g: Gauges, warn: str) -> Text:
@@ -292,6 +294,7 @@ class GaugesPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Figures(id="figures")
+        yield NodeLines(id="nodes")  # attached to a cluster: a line per member
         for key, label in self.SERIES:
             with Horizontal(classes="spark-row"):
                 yield Label(label)
@@ -317,6 +320,12 @@ class GaugesPanel(Vertical):
             series.append(sample)
             # Sparkline only redraws when given a new sequence, not when one is mutated.
             self.query_one(f"#spark-{key}", Sparkline).data = list(series)
+
+    def show_nodes(self, nodes: tuple[NodeLine, ...]) -> None:
+        """Attached to a cluster: the members' lines (poller/cluster_feed.py)."""
+        lines = self.query_one(NodeLines)
+        lines.warn_style = self.warn_style
+        lines.show(nodes)
 
     def feed_lost(self, since: str | None, detail: str) -> None:
         """Attached: the live feed is lost since ``since`` (None: it is back)."""
