@@ -136,8 +136,8 @@ class RedisServer:
     def memory(self) -> dict[str, Any]:
         info = self.client.info("memory")
         keys = {k.decode(): self.client.memory_usage(k, samples=0) or 0
-                for k in self.client.scan_iter(match=f"wardtui:{SITE}:*")}
-        stream = self.client.xinfo_stream(f"wardtui:{SITE}:events")
+                for k in self.client.scan_iter(match=f"wardtui:{{{SITE}}}:*")}
+        stream = self.client.xinfo_stream(f"wardtui:{{{SITE}}}:events")
         return {"used_mb": info["used_memory"] / 2**20, "rss_mb": info["used_memory_rss"] / 2**20,
                 "peak_mb": info["used_memory_peak"] / 2**20, "keys": keys, "stream_len": stream["length"]}
 
@@ -385,7 +385,7 @@ def generate(devices: int, path: Path) -> None:
 
 def wait_live(redis_server: RedisServer, service: Service, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while not redis_server.client.exists(f"wardtui:{SITE}:snapshot"):
+    while not redis_server.client.exists(f"wardtui:{{{SITE}}}:snapshot"):
         if service.proc.poll() is not None:
             raise RuntimeError(f"the service ended: {service.log.read_text()[-2000:]}")
         if time.monotonic() > deadline:

@@ -60,7 +60,7 @@ def one(code: Path, label: str, site: str, redis: RedisServer, tmp: Path,
     viewers: list[tuple[subprocess.Popen[str], Path]] = []
     try:
         deadline = time.monotonic() + 60
-        while not redis.client.exists(f"wardtui:{site}:snapshot"):
+        while not redis.client.exists(f"wardtui:{{{site}}}:snapshot"):
             if time.monotonic() > deadline or service.poll() is not None:
                 raise SystemExit(f"{label}: no snapshot; see {tmp}/{site}-service.log")
             time.sleep(0.2)

@@ -32,11 +32,8 @@ from datetime import UTC, datetime
 from itertools import count, repeat
 from operator import attrgetter
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from poller.bus import EventBus, Subscription
@@ -84,13 +81,16 @@ from poller.live import (
 from poller.live import REDIS_ENV as REDIS_ENV  # the variable the viewers and commands read
 from poller.operator import login_name
 from poller.quiet import Quiet, QuietChanged, QuietFormatError, quiet_from_json
+from poller.redis_url import CONNECT_TIMEOUT as CONNECT_TIMEOUT
+from poller.redis_url import FeedUrlError as FeedUrlError
+from poller.redis_url import client_for as client_for
+from poller.redis_url import describe_error as describe_error
+from poller.redis_url import shown_url as shown_url
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.feed")
 _name_of = attrgetter("name")
 
-CONNECT_TIMEOUT = 5.0
-"""Seconds Redis gets to accept a connection or answer a command before it counts as lost."""
 BACKOFF = (0.5, 1.0, 2.0, 4.0, 5.0)
 """Seconds between reconnection attempts, the last repeated."""
 COMMAND_TIMEOUT = 10.0
@@ -123,61 +123,7 @@ REFRESH_LATE = 0.3
 """Seconds between a viewer's reads of the snapshot while the service is late writing the next."""
 
 
-# -- URLs ---------------------------------------------------------------------------------------
-
-
-def shown_url(url: str) -> str:
-    """``url`` as it may be printed: never with its password.
-
-    The user part is taken up to the last ``@`` of the address, not as ``urlsplit`` reads it: a
-    password typed with ``/``, ``?`` or ``#`` unquoted ends its netloc early, and it would
-    have been printed whole."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "<unreadable URL>" if "@" in url else url
-    at = rest.rfind("@")
-    if at < 0:
-        return url
-    userinfo, host = rest[:at], rest[at + 1:]
-    user, colon, _password = userinfo.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
-
-
-class FeedUrlError(ValueError):
-    """A Redis URL that cannot be used (the message hides its password)."""
-
-
-def client_for(url: str, timeout: float = CONNECT_TIMEOUT) -> Redis:
-    """A Redis client for ``url`` (redis://, rediss://, unix://) that fails fast: no retries of
-    its own (the feed has its backoff), ``timeout`` to connect and for each answer."""
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        scheme = ""
-    if scheme not in ("redis", "rediss", "unix"):
-        raise FeedUrlError(f"--redis {shown_url(url)}: use redis://[:PASSWORD@]HOST[:PORT][/DB], "
-                           "rediss://... or unix:///PATH")
-    try:
-        return Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
-                              retry=Retry(NoBackoff(), 0), decode_responses=False)
-    except ValueError as exc:
-        raise FeedUrlError(f"--redis {shown_url(url)}: {_scrub(str(exc), url)}") from None
-
-
-def _scrub(text: str, url: str) -> str:
-    _scheme, _, rest = url.partition("://")
-    userinfo = rest[:rest.rfind("@")] if "@" in rest else ""
-    password = userinfo.partition(":")[2]
-    for secret in {password, unquote(password)}:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def describe_error(exc: BaseException, url: str) -> str:
-    """One line for a Redis failure, the password hidden."""
-    text = str(exc) or type(exc).__name__
-    return escaped(_scrub(text.splitlines()[0] if text else "", url))
+# -- URLs: poller/redis_url.py makes every client ------------------------------------------------
 
 
 def _cut(text: str, limit: int = 64) -> str:

@@ -1,20 +1,23 @@
 """The live feed's wire format on Redis: key names, the inventory, the snapshot and the events.
 
 One service (``wardtui serve``) publishes a site; any number of viewers read it. Keys, for site
-``S`` (several deployments can share one Redis):
+``S`` (several deployments can share one Redis). ``{S}`` is a Redis Cluster hash tag: every key
+of a site hashes to one slot, so the transactions that write or read several of them together
+(the snapshot with its delta, inventory, quiet state and heartbeat; the cluster's lease scripts
+over every shard key) would run on a Redis Cluster too:
 
-- ``wardtui:S:service``   heartbeat, a JSON string with a TTL (:data:`HEARTBEAT_TTL`)
-- ``wardtui:S:inventory`` the devices, in snapshot order: zlib'd JSON, with an id (its hash)
-- ``wardtui:S:snapshot``  every device's live state and the gauges, columnar and compressed,
-                          with the ID of the last stream entry it covers
-- ``wardtui:S:delta``     written with each snapshot, in the same transaction: the rows that
-                          snapshot changed since the one before, and their figures (what a
-                          following viewer reads each second instead of the whole snapshot)
-- ``wardtui:S:events``    a stream of events (transitions, flaps, reboots, interface and agent
-                          changes, gauges, checks asked for by an operator), ``MAXLEN ~``
-- ``wardtui:S:commands``  a stream of operator commands to the service (``MAXLEN ~``)
-- ``wardtui:S:reply:ID``  the answer to one command (a list, expires)
-- ``wardtui:S:viewers``   attached viewers: a sorted set scored by when each last said so
+- ``wardtui:{S}:service``   heartbeat, a JSON string with a TTL (:data:`HEARTBEAT_TTL`)
+- ``wardtui:{S}:inventory`` the devices, in snapshot order: zlib'd JSON, with an id (its hash)
+- ``wardtui:{S}:snapshot``  every device's live state and the gauges, columnar and compressed,
+                            with the ID of the last stream entry it covers
+- ``wardtui:{S}:delta``     written with each snapshot, in the same transaction: the rows that
+                            snapshot changed since the one before, and their figures (what a
+                            following viewer reads each second instead of the whole snapshot)
+- ``wardtui:{S}:events``    a stream of events (transitions, flaps, reboots, interface and agent
+                            changes, gauges, checks asked for by an operator), ``MAXLEN ~``
+- ``wardtui:{S}:commands``  a stream of operator commands to the service (``MAXLEN ~``)
+- ``wardtui:{S}:reply:ID``  the answer to one command (a list, expires)
+- ``wardtui:{S}:viewers``   attached viewers: a sorted set scored by when each last said so
 
 Nothing here talks to Redis: this is bytes in, objects out, so both sides and the benches
 share one definition. Text in these keys comes from a network store: it is data, cleaned
@@ -115,7 +118,8 @@ class Keys:
 
     @property
     def site_prefix(self) -> str:
-        return f"wardtui:{self.site}:"
+        # {site}: a Redis Cluster hash tag, every key of the site (its members' too) in one slot
+        return f"wardtui:{{{self.site}}}:"
 
     @property
     def prefix(self) -> str:

@@ -33,6 +33,7 @@ from poller.feed import (
     shown_url,
 )
 from poller.live import DEFAULT_SITE, FeedFormatError, Keys, check_site
+from poller.redis_url import UnknownService
 from poller.text import escaped
 from store.db import database_url
 from store.dburl import failure
@@ -87,7 +88,7 @@ async def live_service(site: Site) -> ServiceInfo | None:
         if not is_live(info):
             members = (await look_at_site(client, site.keys)).members
             info = members[min(members)] if members else info
-    except AuthenticationError as exc:
+    except (AuthenticationError, UnknownService) as exc:
         raise StartupError(f"--redis {shown_url(site.url)}: {describe_error(exc, site.url)}",
                            code=2) from None
     except (RedisError, OSError) as exc:

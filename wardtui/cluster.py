@@ -234,15 +234,16 @@ class ClusterMember:
         from redis.exceptions import AuthenticationError, RedisError
 
         from poller.feed import describe_error, shown_url
+        from poller.redis_url import UnknownService
 
         try:
             await self.client.ping()
-        except AuthenticationError as exc:
+        except (AuthenticationError, UnknownService) as exc:
             raise StartupError(f"--redis {shown_url(self.redis_url)}: {describe_error(exc, self.redis_url)}",
                                code=2) from None
         except (RedisError, OSError) as exc:
-            log.warning("cluster: Redis does not answer yet (%s): polling nothing until it does",
-                        escaped(str(exc) or type(exc).__name__))
+            log.warning("cluster: Redis %s does not answer yet (%s): polling nothing until it does",
+                        shown_url(self.redis_url), describe_error(exc, self.redis_url))
         self._run = asyncio.get_running_loop().create_task(self._rounds())
         log.info("cluster: joining site %s as %s (%d shards, lease TTL %g s)", self.site, self.leases.id,
                  self.map.count, self.leases.config.ttl)

@@ -129,11 +129,12 @@ class FeedService:
         from redis.exceptions import AuthenticationError, RedisError
 
         from poller.feed import client_for, describe_error, shown_url
+        from poller.redis_url import UnknownService
 
         client = client_for(self.url)
         try:
             await client.ping()
-        except AuthenticationError as exc:
+        except (AuthenticationError, UnknownService) as exc:
             raise StartupError(f"--redis {shown_url(self.url)}: {describe_error(exc, self.url)}",
                                code=2) from None
         except (RedisError, OSError):

@@ -3,14 +3,14 @@ give back what a rebalance asks, and stop calling a shard its own before its lea
 
 Keys, for site ``S`` (the live feed's prefix, poller/live.py's :class:`Keys`):
 
-- ``wardtui:S:shard:N``     shard N's lease: the holder's poller id, ``PX`` the TTL. Taken with
-                            ``SET NX PX``; renewed and released by scripts that first check the
-                            key still names the poller (as redis-py's ``Lock`` extends and
-                            releases), all held shards in one ``EVALSHA``
-- ``wardtui:S:pollers``     live pollers: a sorted set of ids scored by Redis's own clock (ms)
-                            at each one's last heartbeat; older than the member TTL is pruned
-- ``wardtui:S:shard-count`` the site's shard count, as the first poller set it: a poller with
-                            another count is refused (its shards would not be the same shards)
+- ``wardtui:{S}:shard:N``     shard N's lease: the holder's poller id, ``PX`` the TTL. Taken with
+                              ``SET NX PX``; renewed and released by scripts that first check the
+                              key still names the poller (as redis-py's ``Lock`` extends and
+                              releases), all held shards in one ``EVALSHA``
+- ``wardtui:{S}:pollers``     live pollers: a sorted set of ids scored by Redis's own clock (ms)
+                              at each one's last heartbeat; older than the member TTL is pruned
+- ``wardtui:{S}:shard-count`` the site's shard count, as the first poller set it: a poller with
+                              another count is refused (its shards would not be the same shards)
 
 Safety: a shard is this poller's only until a local deadline, the monotonic time at which the
 ``SET`` or renewal that gave it was *sent* (before Redis could set its expiry) plus the TTL minus
@@ -89,6 +89,13 @@ class LeaseConfig:
     @property
     def renew_interval(self) -> float:
         return self.ttl / 3 if self.renew_every is None else self.renew_every
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds before the next round after one that failed (Redis lost, a Sentinel failover
+        under way): sooner than a round, so that the held shards are renewed on the new primary
+        as soon as it answers, well before their local deadlines (TTL / 20, 0.2 s at least)."""
+        return min(self.renew_interval, max(0.2, self.ttl / 20))
 
     @property
     def safety_margin(self) -> float:
@@ -207,9 +214,12 @@ class ShardLeases:
         try:
             while True:
                 await self.round()
-                next_round += self.config.renew_interval
                 now = time.monotonic()
-                next_round = max(next_round, now)  # late: go on from now, no burst to catch up
+                if self._steady:
+                    next_round += self.config.renew_interval
+                    next_round = max(next_round, now)  # late: go on from now, no burst to catch up
+                else:
+                    next_round = now + self.config.retry_interval
                 await asyncio.sleep(next_round - now)
         except ShardCountMismatch:
             await self._give_back()

@@ -55,7 +55,7 @@ def feed_site() -> Iterator[str]:
         _require(f"no Redis at {SHARED_REDIS}: {exc}", False)
     name = "test-" + uuid.uuid4().hex[:12]
     yield name
-    keys = list(client.scan_iter(match=f"wardtui:{name}:*"))
+    keys = list(client.scan_iter(match=f"wardtui:{{{name}}}:*"))
     if keys:
         client.delete(*keys)
     client.close()

@@ -104,7 +104,7 @@ class Truth:
         self.site = site
 
     def owners(self) -> list[str | None]:
-        raw = self.redis.mget([f"wardtui:{self.site}:shard:{s}" for s in range(SHARDS)])
+        raw = self.redis.mget([f"wardtui:{{{self.site}}}:shard:{s}" for s in range(SHARDS)])
         return [None if v is None else v.decode() for v in raw]
 
     def sql(self, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -67,7 +67,7 @@ def _heartbeat(redis_url: str, site: str, *, age: float = 0.5, host: str = "svc-
     doc = {"host": host, "pid": 4242, "version": "0.1.0", "started": at, "devices": 2, "snapshot_at": at}
     client = Redis.from_url(redis_url)
     try:
-        client.set(f"wardtui:{site}:service", json.dumps(doc), ex=15)
+        client.set(f"wardtui:{{{site}}}:service", json.dumps(doc), ex=15)
     finally:
         client.close()
 

@@ -27,10 +27,10 @@ def test_status_shows_what_the_service_publishes(feed_site: str, service_factory
     try:
         viewer.record()  # attached (it says so before it reads)
         client = redis.Redis.from_url(SHARED_REDIS)
-        before = client.xlen(f"wardtui:{feed_site}:events")
+        before = client.xlen(f"wardtui:{{{feed_site}}}:events")
         as_json = wardtui("status", "--site", feed_site, "--json")
         human = wardtui("status", "--site", feed_site)
-        after = client.xlen(f"wardtui:{feed_site}:events")
+        after = client.xlen(f"wardtui:{{{feed_site}}}:events")
         client.close()
         state = service.state()
     finally:
@@ -74,10 +74,10 @@ def test_status_counts_the_windows_and_acknowledgements_the_service_published(fe
                    tz="Europe/Paris", note="nightly")
     ack = Ack(id=1, device="d1", down_since=now, note="n", who="w", at=now)
     client = redis.Redis.from_url(SHARED_REDIS)
-    client.set(f"wardtui:{feed_site}:quiet", quiet_of([on, later], [ack], now).to_json())
+    client.set(f"wardtui:{{{feed_site}}}:quiet", quiet_of([on, later], [ack], now).to_json())
     as_json = wardtui("status", "--site", feed_site, "--json")
     human = wardtui("status", "--site", feed_site)
-    client.set(f"wardtui:{feed_site}:quiet", b"{not json")
+    client.set(f"wardtui:{{{feed_site}}}:quiet", b"{not json")
     damaged = wardtui("status", "--site", feed_site, "--json")
     client.close()
     assert as_json.returncode == human.returncode == damaged.returncode == 0

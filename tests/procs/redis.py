@@ -44,12 +44,14 @@ class LoopbackRedis:
     restarted empty on the same port, paused with SIGSTOP and continued. ``password``: it asks
     for one (``requirepass``); ``workdir``: its working directory (default: the test's)."""
 
-    def __init__(self, password: str | None = None, workdir: Path | None = None) -> None:
+    def __init__(self, password: str | None = None, workdir: Path | None = None,
+                 extra: list[str] | None = None) -> None:
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is not installed", pytrace=False)
         self.port = free_port()
         self.password = password
         self.workdir = workdir
+        self.extra = list(extra or [])
         self.proc: subprocess.Popen[bytes] | None = None
         self.paused = False
 
@@ -64,6 +66,7 @@ class LoopbackRedis:
             argv += ["--dir", str(self.workdir)]
         if self.password:
             argv += ["--requirepass", self.password]
+        argv += self.extra
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
                              socket_connect_timeout=0.5, socket_timeout=0.5)
@@ -116,3 +119,109 @@ def loopback_redis() -> Iterator[LoopbackRedis]:
         yield server
     finally:
         server.kill()
+
+
+class SentinelGroup:
+    """A private primary, one replica and three Sentinels (``redis-server --sentinel``) on free
+    loopback ports, with short timings: a primary silent for ``down_after`` ms is down, and the
+    Sentinels promote the replica within a few seconds. ``url``: the redis+sentinel:// URL."""
+
+    def __init__(self, workdir: Path, service: str = "wardtui-test", password: str | None = None,
+                 down_after: int = 1000) -> None:
+        self.service = service
+        self.password = password
+        self.workdir = workdir
+        self.primary = LoopbackRedis(password, workdir)
+        auth = ["--masterauth", password] if password else []
+        self.replica = LoopbackRedis(password, workdir, auth)
+        self.replica.extra += ["--replicaof", "127.0.0.1", str(self.primary.port)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.down_after = down_after
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://{auth}{hosts}/{self.service}"
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        for n, port in enumerate(self.sentinel_ports):
+            conf = self.workdir / f"sentinel{n}.conf"
+            lines = [f"port {port}", "bind 127.0.0.1", f"dir {self.workdir}",
+                     f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 2",
+                     f"sentinel down-after-milliseconds {self.service} {self.down_after}",
+                     f"sentinel failover-timeout {self.service} 5000",
+                     f"sentinel parallel-syncs {self.service} 1"]
+            if self.password:
+                lines.append(f"sentinel auth-pass {self.service} {self.password}")
+            conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            self.sentinels.append(subprocess.Popen(["redis-server", str(conf), "--sentinel"],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # Ready: every Sentinel knows the primary, the replica (its link up) and the two others.
+        deadline = time.monotonic() + 20
+        while not self._ready():
+            assert time.monotonic() < deadline, "the Sentinels did not find each other and the replica"
+            assert all(p.poll() is None for p in self.sentinels), "a redis-sentinel exited"
+            time.sleep(0.1)
+
+    def _ask(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+
+    def _ready(self) -> bool:
+        for port in self.sentinel_ports:
+            client = self._ask(port)
+            try:
+                state = client.sentinel_master(self.service)
+            except (redis.RedisError, OSError):
+                return False
+            finally:
+                client.close()
+            if state.get("num-other-sentinels") != 2 or state.get("num-slaves") != 1:
+                return False
+        replica = redis.Redis(host="127.0.0.1", port=self.replica.port, password=self.password,
+                              socket_timeout=0.5)
+        try:
+            return replica.info("replication").get("master_link_status") == "up"
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            replica.close()
+
+    def primary_port(self) -> int | None:
+        """The primary's port as a majority of the Sentinels name it now (None: no majority)."""
+        said: list[int] = []
+        for port in self.sentinel_ports:
+            client = self._ask(port)
+            try:
+                addr = client.sentinel_get_master_addr_by_name(self.service)
+            except (redis.RedisError, OSError):
+                continue
+            finally:
+                client.close()
+            if addr:
+                said.append(int(addr[1]))
+        for port in set(said):
+            if said.count(port) >= 2:
+                return port
+        return None
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            proc.kill()
+            proc.wait()
+        self.sentinels.clear()
+        self.replica.kill()
+        self.primary.kill()
+
+
+@contextmanager
+def sentinel_group(workdir: Path, password: str | None = None) -> Iterator[SentinelGroup]:
+    group = SentinelGroup(workdir, password=password)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()

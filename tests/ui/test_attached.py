@@ -170,7 +170,7 @@ async def _forget(url: str, site: str) -> None:
 
     client: Any = Redis.from_url(url)
     try:
-        keys = [k async for k in client.scan_iter(match=f"wardtui:{site}:*")]
+        keys = [k async for k in client.scan_iter(match=f"wardtui:{{{site}}}:*")]
         if keys:
             await client.delete(*keys)
     except OSError:

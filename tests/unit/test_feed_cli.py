@@ -31,7 +31,7 @@ def test_redis_url_from_option_then_environment_then_default(monkeypatch: pytest
     monkeypatch.setenv("WARDTUI_REDIS", "redis://10.0.0.1:6380/2")
     assert feed_common.feed_target(parse(["status"]))[0] == "redis://10.0.0.1:6380/2"
     assert feed_common.feed_target(parse(["status", "--redis", "unix:///r.sock"]))[0] == "unix:///r.sock"
-    assert feed_common.feed_target(parse(["status", "--site", "dc-1"]))[1].events == "wardtui:dc-1:events"
+    assert feed_common.feed_target(parse(["status", "--site", "dc-1"]))[1].events == "wardtui:{dc-1}:events"
 
 
 def _snapshot(rows: list[tuple[State, bool]]) -> live.Snapshot:

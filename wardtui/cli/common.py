@@ -354,7 +354,8 @@ def engine_options(args: argparse.Namespace) -> Options:
                    trap_burst=args.trap_burst, trap_engine_id=args.trap_engine_id)
 
 
-REDIS_HELP = ("Redis of the live feed, redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... or unix:///PATH "
+REDIS_HELP = ("Redis of the live feed, redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://..., unix:///PATH or "
+              "redis+sentinel://[:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB] (Sentinels) "
               "(default: $WARDTUI_REDIS; a password is better in $WARDTUI_REDIS than on the command line)")
 
 

@@ -324,6 +324,7 @@ async def check_redis(url: str | None, site: str | None) -> Finding:
 
     from poller.feed import ServiceInfo, client_for, shown_url
     from poller.live import DEFAULT_SITE, LIVE_AGE, Keys, check_site
+    from poller.redis_url import SentinelRedis
 
     label = _said(shown_url(url))
     try:
@@ -331,18 +332,26 @@ async def check_redis(url: str | None, site: str | None) -> Finding:
         client = client_for(url, timeout=3.0)
     except ValueError as exc:  # FeedUrlError too: its message names the URL without its password
         return Finding("redis", "fail", _said(exc),
-                       "use redis://HOST[:PORT][/DB], rediss://... or unix:///PATH, and a site of "
+                       "use redis://HOST[:PORT][/DB], rediss://..., unix:///PATH or "
+                       "redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB], and a site of "
                        "1-64 letters, digits, '_', '.', '-'")
     try:
         await client.ping()
         raw = await client.get(keys.service)
         ttl = await client.ttl(keys.service)
     except (RedisError, OSError) as exc:
+        if isinstance(client, SentinelRedis):
+            return Finding("redis", "fail", f"{label}: no primary through the Sentinels: {_said(exc)}",
+                           "check the Sentinels' HOST:PORT list and the service name they monitor "
+                           "(redis-cli -p 26379 sentinel masters)")
         return Finding("redis", "fail", f"{label}: unreachable: {_said(exc)}",
                        "start redis-server there, or give the right --redis URL / $WARDTUI_REDIS")
     finally:
         await client.aclose()
     where = f"{label}, site {_said(keys.site)}"
+    primary = getattr(client.connection_pool, "master_address", None)
+    if isinstance(client, SentinelRedis) and primary:
+        where += f" (primary now {_said(primary[0])}:{_said(primary[1])}, from the Sentinels)"
     if raw is None:
         return Finding("redis", "warn", f"{where}: reachable, but no service heartbeat ({keys.service}): "
                        "no wardtui serve publishes this site",

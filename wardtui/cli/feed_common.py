@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 
 REDIS_HELP = (f"the Redis that wardtui serve publishes to: redis://[:PASSWORD@]HOST[:PORT][/DB], "
-              f"rediss://... or unix:///PATH (default: ${REDIS_ENV}, else {DEFAULT_REDIS}); "
+              f"rediss://..., unix:///PATH or redis+sentinel://HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB] "
+              f"(default: ${REDIS_ENV}, else {DEFAULT_REDIS}); "
               f"a password on the command line shows in ps: put the URL in ${REDIS_ENV} instead")
 SITE_HELP = f"the site's name, as wardtui serve --site gave it (default: {DEFAULT_SITE})"
 
@@ -73,6 +74,7 @@ def redis_failure(exc: BaseException, url: str) -> UsageError:
     from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
 
     from poller.feed import describe_error, shown_url
+    from poller.redis_url import UnknownService
 
     where = f"Redis {escaped(shown_url(url))}"
     detail = describe_error(exc, url)
@@ -81,6 +83,9 @@ def redis_failure(exc: BaseException, url: str) -> UsageError:
                           f"redis://:PASSWORD@HOST, in ${REDIS_ENV})", 2)
     if isinstance(exc, NoPermissionError):
         return UsageError(f"{where}: this user may not read the live feed: {detail}", 2)
+    if isinstance(exc, UnknownService):
+        return UsageError(f"{where}: {detail} (the service name is the URL's path: "
+                          "redis+sentinel://HOST:PORT,.../SERVICE)", 2)
     return UsageError(f"cannot read {where}: {detail}", 1)
 
 

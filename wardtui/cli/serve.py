@@ -150,9 +150,17 @@ def _is_ip(text: str, version: int) -> bool:
 
 
 def check_redis_url(url: str) -> str:
-    """``url`` if redis-py can connect with it (redis://, rediss://, unix://); else UsageError
-    with what is wrong, the URL shown without its password."""
+    """``url`` if redis-py can connect with it (redis://, rediss://, unix://, redis+sentinel://);
+    else UsageError with what is wrong, the URL shown without its password."""
+    from poller.redis_url import FORMS, FeedUrlError, is_sentinel_url, parse_sentinel_url
+
     shown = escaped(redacted_url(url))
+    if is_sentinel_url(url):
+        try:
+            parse_sentinel_url(url)
+        except FeedUrlError as exc:
+            raise UsageError(str(exc)) from None
+        return url
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -161,7 +169,7 @@ def check_redis_url(url: str) -> str:
         reason = "port is not a number from 0 to 65535" if "port" in str(exc).lower() else "not a URL"
         raise UsageError(f"{shown}: {reason}") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise UsageError(f"{shown}: use redis://HOST[:PORT][/DB], rediss://... or unix:///PATH")
+        raise UsageError(f"{shown}: use {FORMS}")
     if parts.scheme == "unix":
         if not parts.path:
             raise UsageError(f"{shown}: unix:// needs the socket's path (unix:///run/redis/redis.sock)")
