@@ -76,7 +76,9 @@ class NotifierLease:
                     log.error("cluster: the notifier lease cannot reach Redis (%s)",
                               escaped(str(exc) or type(exc).__name__))
                 failing = True
-            await asyncio.sleep(self.config.renew_interval)
+            # After a failure, sooner than a round (a Sentinel failover: renew on the new primary
+            # well before the local deadline), as the shard leases do.
+            await asyncio.sleep(self.config.retry_interval if failing else self.config.renew_interval)
 
     async def round(self) -> None:
         """Renew the lease if held, else try to take it."""

@@ -83,11 +83,11 @@ async def test_redis_paused_the_holder_lets_go_before_the_key_can_expire(server:
     try:
         await _until(lambda: any(m.lease.held for m in members), 5, "nobody took the lease")
         holder = next(m for m in members if m.lease.held)
-        wait_until(lambda: server.keys_present() == [b"wardtui:t:notifier"], 2, "no key")
+        wait_until(lambda: server.keys_present() == [b"wardtui:{t}:notifier"], 2, "no key")
         probe = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=1)
         try:
             asked = time.monotonic()
-            expires = asked + probe.pttl("wardtui:t:notifier") / 1000  # Redis's own expiry, at the latest
+            expires = asked + probe.pttl("wardtui:{t}:notifier") / 1000  # Redis's own expiry, at the latest
         finally:
             probe.close()
         server.pause()

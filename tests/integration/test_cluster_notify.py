@@ -138,7 +138,7 @@ receivers:
 
 
 def _holder(truth: Truth, members: list[Member]) -> Member | None:
-    raw = truth.redis.get(f"wardtui:{truth.site}:notifier")
+    raw = truth.redis.get(f"wardtui:{{{truth.site}}}:notifier")
     if raw is None:
         return None
     held = raw.decode()
@@ -149,7 +149,7 @@ def _holder(truth: Truth, members: list[Member]) -> Member | None:
 
 
 def _why(truth: Truth, members: list[Member]) -> str:
-    key = f"wardtui:{truth.site}:notifier"
+    key = f"wardtui:{{{truth.site}}}:notifier"
     lines = [f"{key} = {truth.redis.get(key)!r} (pttl {truth.redis.pttl(key)})"]
     for m in members:
         lines.append(f"member {m.n} ({_notifier_id(m)}, exit {m.proc.poll()}):")

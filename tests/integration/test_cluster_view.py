@@ -106,7 +106,7 @@ def cluster(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, str, str, Start,
 def _owners(url: str, site: str) -> list[str | None]:
     client = redis.Redis(unix_socket_path=url.removeprefix("unix://"), socket_timeout=2)
     try:
-        raw = client.mget([f"wardtui:{site}:shard:{s}" for s in range(SHARDS)])
+        raw = client.mget([f"wardtui:{{{site}}}:shard:{s}" for s in range(SHARDS)])
     finally:
         client.close()
     return [None if v is None else v.decode() for v in raw]
