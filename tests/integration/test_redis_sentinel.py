@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import sqlite3
@@ -237,16 +238,33 @@ def test_cluster_members_keep_their_shards_through_a_sentinel_failover(tmp_path:
             wait_until(lambda: all("reaches Redis again" in m.log for m in members), 20,
                        "a member never reached the new primary")
             recovered = time.monotonic() - killed
+            def members_publish() -> bool:
+                # Each member's own live feed is back on the new primary: both live in `status`.
+                proc = wardtui("status", "--site", site, "--json", env=_env(group.url))
+                said[:] = [proc.stdout[-1500:], proc.stderr]
+                if proc.returncode != 0:
+                    return False
+                cluster = json.loads(proc.stdout).get("cluster") or {}
+                live = {p["id"] for p in cluster.get("pollers", []) if p["live"]}
+                return live == ids and cluster.get("unowned") == []
+
+            said: list[str] = []
+            try:
+                wait_until(members_publish, 20, "the members' feeds were not live again on the new primary")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {said}") from None
+            published = time.monotonic() - killed
             assert _owners(group.replica.port, site) == before
             time.sleep(ttl)  # past every lease's life: renewed there, not left over from the old one
             assert _owners(group.replica.port, site) == before
             for m in members:
                 assert re.search(r"lost \d+ shards", m.log) is None, m.log
-            said = [float(x) for m in members
-                    for x in re.findall(r"reaches Redis again after ([\d.]+) s", m.log)]
+            without = [float(x) for m in members
+                       for x in re.findall(r"reaches Redis again after ([\d.]+) s", m.log)]
             print(f"sentinel failover under a cluster: promoted {promoted:.2f} s after SIGKILL; both members "
-                  f"renewing on the new primary {recovered:.2f} s after (they say {said} s without Redis); "
-                  f"no shard lost (TTL {ttl:g} s)")
+                  f"renewing on the new primary {recovered:.2f} s after (without Redis: {without} s); "
+                  f"no shard lost (TTL {ttl:g} s); both members' feeds live in `wardtui status` "
+                  f"{published:.2f} s after")
         finally:
             for m in members:
                 m.proc.terminate()
