@@ -39,7 +39,7 @@ async def _one(devices: int, duration: float, interval: float, workdir: Path) ->
     inventory = workdir / "inv.csv"
     with inventory.open("w") as out:
         write_csv(out, bank_rows(devices))
-    # As `wardtui poll` runs it: the freeze once the store has started.
+    # As `wardtui poll` runs it: the freeze once the store has started, and after the first round.
     runtime = Runtime(Options(inventory=inventory, db=f"sqlite:///{workdir}/h.db", interval=interval),
                       process=POLL)
     sub = runtime.engine.bus.subscribe("bench", maxsize=1_000_000, sample_batch=10_000)
@@ -51,6 +51,7 @@ async def _one(devices: int, duration: float, interval: float, workdir: Path) ->
 
     collector = asyncio.create_task(collect())
     await runtime.start()
+    runtime.settle_after_first_round()  # as wardtui poll and serve do (wardtui/headless.py)
     cpu0, t0 = time.process_time(), time.monotonic()
     await runtime.engine.run(duration)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - t0

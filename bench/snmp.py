@@ -340,7 +340,7 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
         runtime = Runtime(Options(inventory=workdir / "inv.csv", db=f"sqlite:///{workdir}/h.db",
                                   interval=10.0,
                                   credentials=creds, snmp_interval=60.0),
-                          process=POLL)  # as `wardtui poll` runs it: the freeze once the store has started
+                          process=POLL)  # as `wardtui poll` runs it: the collector's settings
         assert runtime.snmp is not None and len(runtime.snmp) == devices
         sub = runtime.engine.bus.subscribe("bench", maxsize=1_000_000, sample_batch=10_000)
         gauges: list[Gauges] = []
@@ -364,6 +364,7 @@ async def _capacity_one(devices: int, duration: float, warmup: float, per_agent:
         collector = asyncio.create_task(collect())
         marker = asyncio.create_task(mark())
         await runtime.start()
+        runtime.settle_after_first_round()  # as wardtui poll and serve do (wardtui/headless.py)
         await runtime.engine.run(warmup + duration)
         cpu, wall = time.process_time() - marks["cpu"], time.monotonic() - marks["t"]
         snmpd_cpu = sum(cpu_of(a.pid or 0) for a in agents) - marks["snmpd"]
