@@ -15,8 +15,11 @@ waiting and still fails the bound. Without schedstat (a kernel built without it)
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -60,3 +63,20 @@ class Waited:
     def of(self, pid: int) -> float:
         """Seconds process ``pid`` (given at construction) waited for a CPU since then."""
         return process_waited(pid) - self._pids0[pid]
+
+
+async def wait_until(condition: Callable[[], object], timeout: float, waited: Waited | None = None,
+                     pace: float = 0.01) -> None:
+    """Poll ``condition`` on the running loop until it holds; an AssertionError once ``timeout``
+    seconds passed beyond what this thread waited for a CPU meanwhile (``waited``: since its
+    making; default, since this call)."""
+    waited = Waited() if waited is None else waited
+    loop = asyncio.get_running_loop()
+    start, before, cpu = loop.time(), waited.loop(), time.thread_time()
+    while not condition():
+        wall, wait = loop.time() - start, waited.loop() - before
+        if wall - wait > timeout:
+            raise AssertionError(
+                f"condition not reached in {timeout} s of the loop's own time ({wall:.1f} s, {wait:.1f} s "
+                f"of it waiting for a CPU, {time.thread_time() - cpu:.1f} s on one)")
+        await asyncio.sleep(pace)
