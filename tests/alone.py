@@ -17,6 +17,9 @@ A worker never waits for a lock while holding one the others wait for, except th
 while the main lock's current holders finish their one test each: no deadlock.
 
 Without xdist (one process), nothing is locked.
+
+This keeps the run's other tests away, not other work on the machine: tests/runqueue.py measures
+how long a test's thread waited for a CPU, which such a test allows for in its bounds.
 """
 
 from __future__ import annotations

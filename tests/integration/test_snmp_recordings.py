@@ -39,6 +39,7 @@ from tests.lab.snmp_agents import (
     snmpsim_missing,
     snmpwalk,
 )
+from tests.runqueue import Waited
 
 try:
     RECORDINGS = shipped_recordings()
@@ -188,25 +189,53 @@ async def test_an_error_status_is_stored_and_shown_as_such(recordings_agent: Snm
 
 @pytest.mark.alone  # how long a poll of a slow agent takes, to the tenth of a second
 async def test_a_slow_agent_is_a_timeout_only_past_its_timeout(delaying_agent: SnmpsimAgent) -> None:
+    """Timed against snmpsim's 0.4 s delay. Other work on the machine can delay our loop (a reply
+    read before a timer that was due first) or snmpsim (an answer past the timeout): an attempt
+    that the loop's or snmpsim's waiting for a CPU can explain so is made again, twice at most
+    (tests/runqueue.py); on a quiet machine the first attempt is judged, as before."""
     client = SnmpClient()
+    pid = delaying_agent.pid
+    assert pid is not None
     try:
-        started = time.monotonic()
-        with pytest.raises(SnmpError) as info:
-            await client.poll(agent_for(delaying_agent, "slow", timeout=SLOW_WAIT / 2, retries=1))
-        assert info.value.reason == "timeout" and time.monotonic() - started < SLOW_WAIT * 1.5
+        # Two tries of 0.1 s give up at 0.2 s; the answer comes at 0.4 s (only a loop kept from a
+        # CPU for 0.2 s could read it before its timers).
+        failure: SnmpError | None = None
+        for _ in range(3):
+            waited, started = Waited(), time.monotonic()
+            try:
+                await client.poll(agent_for(delaying_agent, "slow", timeout=SLOW_WAIT / 4, retries=1))
+            except SnmpError as error:
+                failure = error
+                break
+            if waited.loop() < 0.15:
+                break  # answered with the loop on time: judged below
+            await asyncio.sleep(SLOW_WAIT * 3)  # answered, the loop late by its wait: again
+        took, w = time.monotonic() - started, waited.loop()
+        assert failure is not None, f"answered past its 0.2 s (the loop waited {w:.2f} s for a CPU)"
+        assert failure.reason == "timeout" and took < SLOW_WAIT * 1.5 + w, (took, w)
         await asyncio.sleep(SLOW_WAIT * 3)  # snmpsim works through the abandoned requests meanwhile
-        started = time.monotonic()
-        raw = await client.poll(agent_for(delaying_agent, "slow", timeout=SLOW_WAIT * 5, retries=0))
+        for attempt in range(3):
+            waited, started = Waited((pid,)), time.monotonic()
+            try:
+                raw = await client.poll(agent_for(delaying_agent, "slow", timeout=SLOW_WAIT * 5, retries=0))
+            except SnmpError as error:  # past 2 s: only if snmpsim or we waited 1.2 s of it for a CPU
+                if attempt == 2 or waited.of(pid) + waited.loop() < SLOW_WAIT * 3:
+                    raise AssertionError(f"{error} (waited for a CPU: snmpsim {waited.of(pid):.2f} s, "
+                                         f"the loop {waited.loop():.2f} s)") from error
+                await asyncio.sleep(SLOW_WAIT * 3)
+                continue
+            break
         took = time.monotonic() - started
         assert SLOW_WAIT <= took < SLOW_WAIT * 5  # slow, and within the timeout: an answer
         assert raw.system.uptime_ticks is not None and raw.system.descr == "slow agent"
         assert [(i.ifindex, i.descr) for i in raw.interfaces] == [(1, "eth0")] and raw.missing == ()
         # snmpsim's own delay recording: any request reaching ifInOctets.1 (a delay of 1,000 s)
         # gets no response, as from a hung agent. A timeout; net-snmp's snmpget of it gets none.
-        started = time.monotonic()
+        waited, started = Waited(), time.monotonic()
         with pytest.raises(SnmpError) as info:
             await client.poll(agent_for(delaying_agent, SLOW, timeout=2.0, retries=0))
-        assert info.value.reason == "timeout" and time.monotonic() - started < 2.5
+        took, w = time.monotonic() - started, waited.loop()
+        assert info.value.reason == "timeout" and took < 2.5 + w, (took, w)
     finally:
         client.close()
     assert snmpget("127.0.0.1", delaying_agent.port, ["1.3.6.1.2.1.2.2.1.10.1"],

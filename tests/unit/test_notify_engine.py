@@ -19,6 +19,7 @@ from poller.notify.notifier import Notifier
 from poller.notify.suppressions import MemorySuppressions
 from poller.stats import percentile
 from tests.fakes import FakeProber
+from tests.runqueue import Waited
 from tests.unit.test_engine import config, stop, wait_for
 
 RECEIVERS = ("webhook", "mail")
@@ -348,11 +349,20 @@ async def test_a_storm_of_10000_failures_in_one_second_one_message_per_group_and
         await asyncio.sleep(1.0)
         before_cpu, before_n = notifier.stats.cpu_s, notifier.stats.transitions
         watch = engine.bus.subscribe("watch", samples=False)
+        waited = Waited()
         network.dead = {d.address for d in devices}
         started_at = time.monotonic()
         await wait_for(lambda: engine.state_counts[State.DOWN] == len(devices), timeout=10.0)
         failed_in = time.monotonic() - started_at
-        await settled(sink, 500, quiet=2.0, timeout=20.0)
+
+        def whole() -> int:  # (receiver, branch) pairs with a message naming all 40 devices
+            return len({(x.receiver, x.group) for x in sink.got if len(x.firing) == 40})
+
+        await wait_for(lambda: whole() == 500, timeout=20.0)
+        count = len(sink.got)
+        await asyncio.sleep(2.0)  # > group_interval: nothing more comes
+        assert len(sink.got) == count, [(x.receiver, x.title) for x in sink.got[count:]]
+        w = waited.loop()  # the loop's waits for a CPU since the storm began
         events = watch.drain()
         lag_p99 = max(e.lag_p99_ms for e in events if isinstance(e, Gauges))
         first: dict[str, datetime] = {}
@@ -367,11 +377,20 @@ async def test_a_storm_of_10000_failures_in_one_second_one_message_per_group_and
               f"{cpu / n * 1e6:.1f} us per transition (messages included); transition to sink "
               f"p50 {percentile(delays, 50):.2f} s, p95 {percentile(delays, 95):.2f} s (group_wait 2 s); "
               f"engine lag p99 {lag_p99:.1f} ms (worst gauge period); the notifier held the loop "
-              f"{notifier.stats.longest_s * 1000:.1f} ms at most (a full garbage collection included)")
+              f"{notifier.stats.longest_s * 1000:.1f} ms at most (a full garbage collection included); "
+              f"the loop waited {w:.2f} s for a CPU")
         assert n == 10_000
-        assert percentile(delays, 95) <= 2.0 + 1.0
+        assert percentile(delays, 95) <= 2.0 + 1.0 + w
         titles = sorted(x.title for x in sink.to())
-        assert len(titles) == 250 and titles[0] == "40 devices DOWN in s000"
+        # One message per branch. A loop that waited for a CPU for a good part of group_wait may
+        # have got a branch's verdicts apart by more than group_wait + max_hold: that branch's
+        # first message names those it had, a later one all 40 (above).
+        if w < 0.5:
+            assert len(titles) == 250 and titles[0] == "40 devices DOWN in s000", titles[:3]
+        named: dict[tuple[str, object], list[set[str]]] = {}
+        for x in sink.got:  # each message of a branch names more devices than the one before
+            named.setdefault((x.receiver, x.group), []).append({a.device for a in x.firing})
+        assert all(a < b for sets in named.values() for a, b in itertools.pairwise(sets)), titles[:3]
         assert cpu / n < 200e-6
     finally:
         await stop(engine, task)
@@ -438,15 +457,18 @@ async def test_due_messages_wait_for_an_engine_behind_its_schedule_at_most_max_h
     task = asyncio.create_task(notifier.run())
     try:
         await asyncio.sleep(0.05)
+        waited = Waited()
         at = datetime.now(UTC)
         engine.bus.publish(Transition("b1-rtr", devices[0].address, State.UP, State.DOWN, at, at, None))
         await wait_for(lambda: len(sink.got) == 2)
         took = (sink.arrived[sink.got[0].key] - at).total_seconds()
-        print(f"\nengine behind: {behind}; transition to sink {took:.2f} s (group_wait 0.3, max_hold 0.6)")
+        w = waited.loop()  # late by what the loop waited for a CPU meanwhile, at most
+        print(f"\nengine behind: {behind}; transition to sink {took:.2f} s (group_wait 0.3, max_hold 0.6); "
+              f"the loop waited {w:.2f} s for a CPU")
         if behind:
-            assert 0.3 + 0.6 <= took < 0.3 + 0.6 + 0.3 and notifier.stats.holds == 1
+            assert 0.3 + 0.6 <= took < 0.3 + 0.6 + 0.3 + w and notifier.stats.holds == 1
         else:
-            assert 0.3 <= took < 0.3 + 0.25 and notifier.stats.holds == 0
+            assert 0.3 <= took < 0.3 + 0.25 + w and notifier.stats.holds == 0
     finally:
         notifier.stop()
         await asyncio.wait_for(task, 5.0)

@@ -29,6 +29,7 @@ from poller.snmp_v2c import (
     encode_oid,
 )
 from poller.snmp_walk import SnmpClient
+from tests.runqueue import thread_waited
 
 
 def pysnmp_response(community: bytes, request_id: int, varbinds: list[tuple[str, Any]],
@@ -129,10 +130,11 @@ def test_a_value_of_a_type_it_does_not_know_is_kept_as_bytes() -> None:
 
 def test_a_huge_sub_identifier_is_refused_at_once() -> None:
     body = b"\x2b" + b"\xff" * 60_000 + b"\x01"  # 1.3.<one sub-identifier of 420,000 bits>
-    started = time.perf_counter()
+    started, waited = time.perf_counter(), thread_waited()
     with pytest.raises(BerError):
         decode_oid(body)
-    assert time.perf_counter() - started < 0.01
+    # 10 ms, plus any time this thread waited for a CPU meanwhile (other work on the machine)
+    assert time.perf_counter() - started < 0.01 + (thread_waited() - waited)
     with pytest.raises(BerError):
         decode_oid(encode_oid((1, 3, *range(200))))  # more than 128 sub-identifiers
 
