@@ -46,6 +46,36 @@ from poller.text import escaped
 log = logging.getLogger("wardtui.cluster")
 T = TypeVar("T")
 
+
+class TimedCalls:
+    """Redis calls within ``timeout`` seconds. On a timeout (or the caller cancelled) a call is
+    cancelled but not waited for: under load, a redis-py 8.2 command cancelled by ``wait_for``
+    was seen still pending minutes later, and ``wait_for`` waited with it. ``pending``: the
+    calls under way, abandoned ones included."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.pending: set[asyncio.Future[Any]] = set()
+
+    async def __call__(self, awaitable: Awaitable[T]) -> T:
+        call = asyncio.ensure_future(awaitable)
+        self.pending.add(call)
+        call.add_done_callback(self._finished)
+        try:
+            done, _ = await asyncio.wait({call}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+        if not done:
+            call.cancel()
+            raise TimeoutError(f"no answer from Redis within {self.timeout:g} s")
+        return call.result()
+
+    def _finished(self, call: asyncio.Future[Any]) -> None:
+        self.pending.discard(call)
+        if not call.cancelled():
+            call.exception()  # an abandoned call's error is not "never retrieved"
+
 DEFAULT_TTL = 10.0
 DEFAULT_MAX_MOVES = 8
 
@@ -161,7 +191,7 @@ class ShardLeases:
         self.id = poller_id or new_poller_id()
         self.listeners: list[Listener] = []
         self.stats = LeaseStats()
-        self._calls: set[asyncio.Future[Any]] = set()
+        self._call = TimedCalls(self.config.op_timeout)
         self._deadlines: dict[int, float] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -389,29 +419,7 @@ class ShardLeases:
     def in_flight(self) -> int:
         """Redis calls under way, abandoned ones included (a test waits for none to read Redis's
         truth)."""
-        return len(self._calls)
-
-    async def _call(self, awaitable: Awaitable[T]) -> T:
-        """``awaitable`` within the Redis timeout. On a timeout (or this task cancelled) the call
-        is cancelled but not waited for: under load, a redis-py 8.2 command cancelled by
-        ``wait_for`` was seen still pending minutes later, and ``wait_for`` waited with it."""
-        call = asyncio.ensure_future(awaitable)
-        self._calls.add(call)
-        call.add_done_callback(self._finished)
-        try:
-            done, _ = await asyncio.wait({call}, timeout=self.config.op_timeout)
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
-        if not done:
-            call.cancel()
-            raise TimeoutError(f"no answer from Redis within {self.config.op_timeout:g} s")
-        return call.result()
-
-    def _finished(self, call: asyncio.Future[Any]) -> None:
-        self._calls.discard(call)
-        if not call.cancelled():
-            call.exception()  # an abandoned call's error is not "never retrieved"
+        return len(self._call.pending)
 
     def _keys(self, shards: Iterable[int]) -> list[str]:
         return [self._leases[s] for s in shards]

@@ -18,19 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from poller.cluster.leases import LeaseConfig
+from poller.cluster.leases import LeaseConfig, TimedCalls
 from poller.cluster.scripts import RELEASE, RENEW
 from poller.live import Keys
 from poller.text import escaped
 
 log = logging.getLogger("wardtui.cluster")
-T = TypeVar("T")
 
 Listener = Callable[[bool, str], None]
 """``listener(held, reason)``: gained (``True``, "acquired") or lost (``False``: "expired", "not
@@ -52,7 +50,7 @@ class NotifierLease:
         self.lost = 0
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._calls: set[asyncio.Future[Any]] = set()
+        self._call = TimedCalls(self.config.op_timeout)
         self._renew = client.register_script(RENEW)
         self._release = client.register_script(RELEASE)
 
@@ -162,24 +160,3 @@ class NotifierLease:
             self.listener(held, reason)
         except Exception:  # a listener's bug must not stop the lease's safety
             log.exception("cluster: the notifier lease's listener failed")
-
-    async def _call(self, awaitable: Awaitable[T]) -> T:
-        """Within the Redis timeout; on a timeout the call is cancelled, not waited for (see
-        ``ShardLeases._call``)."""
-        call = asyncio.ensure_future(awaitable)
-        self._calls.add(call)
-        call.add_done_callback(self._finished)
-        try:
-            done, _ = await asyncio.wait({call}, timeout=self.config.op_timeout)
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
-        if not done:
-            call.cancel()
-            raise TimeoutError(f"no answer from Redis within {self.config.op_timeout:g} s")
-        return call.result()
-
-    def _finished(self, call: asyncio.Future[Any]) -> None:
-        self._calls.discard(call)
-        if not call.cancelled():
-            call.exception()
