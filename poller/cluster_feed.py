@@ -316,7 +316,7 @@ class ClusterFeed:
             if self.live:
                 self.live = False
                 self.lost_since = datetime.now(UTC)
-                detail = f"Redis {shown_url(self.url)}: {describe_error(exc, self.url)}"
+                detail = f"Redis {escaped(shown_url(self.url))}: {describe_error(exc, self.url)}"
                 log.warning("cluster feed lost: %s", detail)
                 self.bus.publish(FeedStatus(False, self.lost_since, detail))  # type: ignore[arg-type]
             return

@@ -243,7 +243,7 @@ class ClusterMember:
                                code=2) from None
         except (RedisError, OSError) as exc:
             log.warning("cluster: Redis %s does not answer yet (%s): polling nothing until it does",
-                        shown_url(self.redis_url), describe_error(exc, self.redis_url))
+                        escaped(shown_url(self.redis_url)), describe_error(exc, self.redis_url))
         self._run = asyncio.get_running_loop().create_task(self._rounds())
         log.info("cluster: joining site %s as %s (%d shards, lease TTL %g s)", self.site, self.leases.id,
                  self.map.count, self.leases.config.ttl)

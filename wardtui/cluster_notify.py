@@ -39,6 +39,8 @@ from poller.bus import EventBus
 from poller.events import State
 from poller.inventory import Device
 from poller.inventory_diff import InventoryDiff, diff_inventories
+from poller.text import escaped
+from store.dburl import failure
 from wardtui.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -224,8 +226,8 @@ class ClusterNotifyService:
                 tenure = await self._open()
             except (SQLAlchemyError, OSError) as exc:
                 self.failed += 1
-                log.error("notifications: cannot begin the notifier here (%s: %s); the lease is given up "
-                          "and tried again", type(exc).__name__, exc)
+                log.error("notifications: cannot begin the notifier here (the history database: %s); the "
+                          "lease is given up and tried again", escaped(failure(exc, self.runtime.store.url)))
                 self.lease.give_up("no epoch")
                 return
             except Exception:  # a bug: the lease must not stay held by a member that does not notify
@@ -311,8 +313,9 @@ class ClusterNotifyService:
                 failing = False
             except (SQLAlchemyError, OSError) as exc:
                 if not failing:
-                    log.error("notifications: cannot read the committed transitions (%s: %s); tried "
-                              "again every %g s", type(exc).__name__, exc, self.poll_s)
+                    log.error("notifications: cannot read the committed transitions (the history "
+                              "database: %s); tried again every %g s",
+                              escaped(failure(exc, self.runtime.store.url)), self.poll_s)
                 failing = True
             if self.runtime.quiet is not None and loop.time() >= next_quiet:
                 next_quiet = loop.time() + self.quiet_s
