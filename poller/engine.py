@@ -72,7 +72,7 @@ class Engine:
         # another shard), by name; see set_remote_parents.
         self._remote: dict[str, Device] = {}
         self._remote_out: dict[str, float] = {}  # name -> monotonic time it was found out
-        self._remote_probes: dict[str, asyncio.Future[bool]] = {}  # name -> the probe in flight
+        self._remote_probes: dict[str, asyncio.Future[None]] = {}  # name -> the probe in flight
         # A busy slot's key -> the end of its check (its result, for a probe_now that waited).
         self._ends: dict[int, asyncio.Future[CheckResult | None]] = {}
         self.scheduler = Scheduler(self._dispatch)
@@ -542,7 +542,7 @@ class Engine:
         fresh = [name for name in device.parents
                  if (parent := self.trackers.get(name)) is not None and parent.state not in OUT]
         remote = [name for name in device.parents
-                  if name not in self.trackers and name in self._remote and not self._remote_found_out(name)]
+                  if name in self._remote and not self._remote_found_out(name)]
         if fresh or remote:
             await asyncio.gather(*(self._settle(name) for name in fresh),
                                  *(self._probe_remote(name) for name in remote))
@@ -553,12 +553,13 @@ class Engine:
         needs); the children failing at once behind it share that probe."""
         probing = self._remote_probes.get(name)
         if probing is None:
-            probing = self._remote_probes[name] = asyncio.ensure_future(self._remote_verdict(name))
+            probing = self._remote_probes[name] = asyncio.ensure_future(self._judge_remote(name))
             probing.add_done_callback(lambda _: self._remote_probes.pop(name, None))
         with contextlib.suppress(Exception):  # a failed probe proves nothing: the child is DOWN
             await asyncio.shield(probing)
 
-    async def _remote_verdict(self, name: str) -> bool:
+    async def _judge_remote(self, name: str) -> None:
+        """Found out (no answer to a probe and its confirmations): kept in ``_remote_out``."""
         device = self._remote[name]
         self.checks_for_dependencies += 1
         for attempt in range(1 + self.config.state.confirm_probes):
@@ -567,10 +568,9 @@ class Engine:
             reply = await self.prober.probe(device.address, self.config.timeout)
             if reply.ok:
                 self._remote_out.pop(name, None)
-                return False
+                return
         if self._remote.get(name) is device:  # not taken away (or readdressed) meanwhile
             self._remote_out[name] = time.monotonic()
-        return True
 
     async def _settle(self, name: str) -> None:
         """A check of ``name`` ended after now: its check in flight, or one started at once."""
