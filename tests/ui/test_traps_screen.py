@@ -4,6 +4,7 @@ a trap came: it looks every DashboardScreen.URGENT_LOOK)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from poller.inventory import Device
 from tests.fakes import FakeProber, FakeSnmpClient
 from tests.integration.test_snmp_traps import link_down
+from tests.runqueue import Waited
 from wardtui.app import WardApp
 from wardtui.runtime import Options, Runtime
 from wardtui.screens.dashboard import DashboardScreen
@@ -43,14 +45,15 @@ async def test_a_link_down_trap_reaches_the_transition_log(tmp_path: Path) -> No
             took = []
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 for ifindex in range(20, 25):
-                    sent = time.monotonic()
+                    sent, waited = time.monotonic(), Waited()
                     s.sendto(link_down(b"tr4p", ifindex), ("127.0.0.1", port))
                     while not any(f"ifIndex {ifindex} by trap" in line for line in lines()):
                         assert time.monotonic() < sent + 5, lines()
-                        await pilot.pause(0.01)
-                    took.append((time.monotonic() - sent) * 1000)
-            print(f"trap -> transition log: {', '.join(f'{t:.0f}' for t in took)} ms "
-                  f"(looks every {DashboardScreen.URGENT_LOOK * 1000:.0f} ms)")
+                        await asyncio.sleep(0.005)  # not pilot.pause: it waits for the screen to be idle
+                    # The loop's own time: what it waited for a CPU meanwhile is the machine's.
+                    took.append((time.monotonic() - sent - waited.loop()) * 1000)
+            print(f"trap -> transition log: {', '.join(f'{t:.0f}' for t in took)} ms, run-queue waits "
+                  f"taken off (looks every {DashboardScreen.URGENT_LOOK * 1000:.0f} ms)")
             assert sorted(took)[-2] <= 100, took  # the worst but one: a loaded machine's pause aside
         finally:
             await app.action_quit()
