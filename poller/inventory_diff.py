@@ -90,6 +90,9 @@ def diff_inventories(old: Iterable[Device], new: Iterable[Device],
         previous = before.get(name)
         if previous is None:
             continue
+        if previous is device:  # the same (frozen) record: a cluster member's shards moved
+            unchanged += 1
+            continue
         differ = changed_fields(previous, device, compared)
         if differ:
             changed.append(DeviceChange(previous, device, differ))
