@@ -139,6 +139,11 @@ class Keys:
     def shard_count(self) -> str:
         return self.site_prefix + "shard-count"
 
+    @property
+    def lease_ttl(self) -> str:
+        """The site's shard lease TTL in ms, as its pollers use it (one for all of them)."""
+        return self.site_prefix + "lease-ttl"
+
     def shard(self, shard: int) -> str:
         """Shard ``shard``'s lease: the id of the poller holding it."""
         return f"{self.site_prefix}shard:{shard}"

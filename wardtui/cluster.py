@@ -263,8 +263,8 @@ class ClusterMember:
     # -- running -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join the site's pollers (a refused Redis password or another shard count: code 2);
-        Redis down is not fatal: the rounds retry, and the member polls nothing meanwhile."""
+        """Join the site's pollers (a refused Redis password, another shard count or lease TTL:
+        code 2); Redis down is not fatal: the rounds retry, and the member polls nothing meanwhile."""
         from redis.exceptions import AuthenticationError, RedisError
 
         from poller.feed import describe_error, shown_url
@@ -283,11 +283,11 @@ class ClusterMember:
                  self.map.count, self.leases.config.ttl)
 
     async def _rounds(self) -> None:
-        from poller.cluster.leases import ShardCountMismatch
+        from poller.cluster.leases import SiteMismatch
 
         try:
             await self.leases.run()
-        except ShardCountMismatch as exc:
+        except SiteMismatch as exc:
             log.error("cluster: %s; stopping", exc)
             self.refused = str(exc)
             self.runtime.engine.stop()

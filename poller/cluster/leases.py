@@ -11,6 +11,9 @@ Keys, for site ``S`` (the live feed's prefix, poller/live.py's :class:`Keys`):
                               at each one's last heartbeat; older than the member TTL is pruned
 - ``wardtui:{S}:shard-count`` the site's shard count, as the first poller set it: a poller with
                               another count is refused (its shards would not be the same shards)
+- ``wardtui:{S}:lease-ttl``   the site's lease TTL in ms, likewise: a poller with another TTL is
+                              refused (it would heartbeat at another pace than the others prune
+                              at, and renew on another clock than its shares are planned on)
 
 Safety: a shard is this poller's only until a local deadline, the monotonic time at which the
 ``SET`` or renewal that gave it was *sent* (before Redis could set its expiry) plus the TTL minus
@@ -84,8 +87,8 @@ def new_poller_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-class ShardCountMismatch(ValueError):
-    """The site's pollers use another shard count than this one."""
+class SiteMismatch(ValueError):
+    """The site's pollers use another shard count or lease TTL than this one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,10 @@ class ShardLeases:
     def count_key(self) -> str:
         return self.keys.shard_count
 
+    @property
+    def ttl_key(self) -> str:
+        return self.keys.lease_ttl
+
     def owned(self) -> frozenset[int]:
         """The shards this poller may poll now: those whose local deadline is in the future."""
         now = time.monotonic()
@@ -238,7 +245,7 @@ class ShardLeases:
 
     async def run(self) -> None:
         """Rounds every ``renew_interval`` until cancelled (the leases stay until they expire:
-        :meth:`stop` gives them back). Raises :class:`ShardCountMismatch`."""
+        :meth:`stop` gives them back). Raises :class:`SiteMismatch`."""
         self._task = asyncio.current_task()
         next_round = time.monotonic()
         try:
@@ -251,7 +258,7 @@ class ShardLeases:
                 else:
                     next_round = now + self.config.retry_interval
                 await asyncio.sleep(next_round - now)
-        except ShardCountMismatch:
+        except SiteMismatch:
             await self._give_back()
             raise
 
@@ -318,13 +325,19 @@ class ShardLeases:
         self._arm()
 
     async def _look(self) -> _View:
-        raw = await self._call(self._view(keys=[self.members_key, self.count_key, *self._leases],
-                                          args=[self.id, self._ms(self.config.member_age), self.map.count]))
-        count, joined, members, owners = raw
+        ttl_ms = self._ms(self.config.ttl)
+        keys = [self.members_key, self.count_key, self.ttl_key, *self._leases]
+        raw = await self._call(self._view(keys=keys, args=[self.id, self._ms(self.config.member_age),
+                                                           self.map.count, ttl_ms]))
+        count, joined, members, owners, ttl = raw
         if _text(count) != str(self.map.count):
-            raise ShardCountMismatch(
+            raise SiteMismatch(
                 f"the site {self.keys.site}'s pollers use {escaped(_text(count))} shards, this one "
                 f"{self.map.count}: start every poller of a site with the same shard count")
+        if _text(ttl) != str(ttl_ms):
+            raise SiteMismatch(
+                f"the site {self.keys.site}'s pollers use a lease TTL of {_seconds(_text(ttl))} s, this one "
+                f"{self.config.ttl:g} s: start every poller of a site with the same --lease-ttl")
         return _View(tuple(_text(m) for m in members), tuple(_text(o) or None for o in owners), joined == 1)
 
     async def _acquire(self, shards: Sequence[int]) -> None:
@@ -427,6 +440,14 @@ class ShardLeases:
     @staticmethod
     def _ms(seconds: float) -> int:
         return max(1, round(seconds * 1000))
+
+
+def _seconds(ms: str) -> str:
+    """A TTL in ms as Redis holds it, in seconds as --lease-ttl takes it (escaped if odd)."""
+    try:
+        return f"{int(ms) / 1000:g}"
+    except ValueError:
+        return escaped(ms)
 
 
 def _text(value: Any) -> str:

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from poller.cluster.balance import target_shares
-from poller.cluster.leases import LeaseConfig, ShardCountMismatch, ShardLeases, ShardsChanged
+from poller.cluster.leases import LeaseConfig, ShardLeases, ShardsChanged, SiteMismatch
 from poller.feed import client_for
 from poller.live import Keys
 from tests.integration.feed_fixtures import SHARED_REDIS
@@ -274,9 +274,26 @@ async def test_a_poller_with_another_shard_count_is_refused(keys: Keys) -> None:
         site.add("poller-a")
         assert await eventually(lambda: site.shares() == [SHARDS], 3 * TTL)
         odd = ShardLeases(client_for(SHARED_REDIS, timeout=0.5), keys, 128, CONFIG, poller_id="poller-odd")
-        with pytest.raises(ShardCountMismatch, match="use 256 shards, this one 128"):
+        with pytest.raises(SiteMismatch, match="use 256 shards, this one 128"):
             await asyncio.wait_for(odd.run(), 2)
         assert odd.owned() == frozenset() and odd.stats.gained == 0
         assert site.truth_client.zrange(keys.prefix + "pollers", 0, -1) == [b"poller-a"]
+        await close(odd)
+        assert site.shares() == [SHARDS]
+
+
+async def test_a_poller_with_another_lease_ttl_is_refused(keys: Keys) -> None:
+    """Its heartbeats would come at another pace than the others prune members at: refused
+    before it takes a shard, the site untouched."""
+    async with Site(SHARED_REDIS, keys) as site:
+        site.add("poller-a")
+        assert await eventually(lambda: site.shares() == [SHARDS], 3 * TTL)
+        odd = ShardLeases(client_for(SHARED_REDIS, timeout=0.5), keys, SHARDS, LeaseConfig(ttl=2 * TTL),
+                          poller_id="poller-slow")
+        with pytest.raises(SiteMismatch, match=f"use a lease TTL of {TTL:g} s, this one {2 * TTL:g} s"):
+            await asyncio.wait_for(odd.run(), 2)
+        assert odd.owned() == frozenset() and odd.stats.gained == 0
+        assert site.truth_client.zrange(keys.prefix + "pollers", 0, -1) == [b"poller-a"]
+        assert site.truth_client.get(keys.lease_ttl) == str(round(TTL * 1000)).encode()
         await close(odd)
         assert site.shares() == [SHARDS]
