@@ -250,7 +250,7 @@ def _status(url: str, site: str, db: str, members: list[Member]) -> None:
                            "--db", db], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=30)
     assert text.returncode == 0, text.stderr
     assert all(f"{poller}: " in text.stdout for poller in ids), text.stdout
-    assert "2 pollers live, 256 shards, 0 unowned" in text.stdout
+    assert f"2 pollers live, 256 shards, lease TTL {TTL:g} s, 0 unowned" in text.stdout
 
 
 @pytest.mark.alone

@@ -43,6 +43,9 @@ def test_epochs_read_from_the_database_are_shown_per_poller() -> None:
                      for s in range(6)}
     rows = render_cluster(status, datetime(2026, 12, 6, 12, 5, tzinfo=UTC))
     assert rows[0][1] == "1 pollers live, 8 shards, 2 unowned"
+    status.lease_ttl_s = 10.0  # as the live members publish it
+    assert render_cluster(status, at)[0][1] == "1 pollers live, 8 shards, lease TTL 10 s, 2 unowned"
+    assert cluster_record(status)["lease_ttl_s"] == 10.0
     assert ", epochs 3-8," in rows[1][1] and rows[2][1].endswith("epochs 6-7")
     record = cluster_record(status)
     assert record["pollers"][0]["epochs"] == {"0": 3, "1": 4, "2": 5, "5": 8}

@@ -49,8 +49,9 @@ def register(sub: Commands) -> None:
                         help='one JSON object: {"site", "redis", "live", "service", "devices", "snapshot", '
                              '"stream", "memory_bytes", "viewers", "notifications", "quiet", "traps", '
                              '"cluster"}; "cluster" is null unless serve --cluster members publish the '
-                             'site: {"shard_count", "unowned", "pollers": [{"id", "host", "pid", "since", '
-                             '"live", "shards", "lease_age_s", "epochs" (with --db), "gauges", ...}]}')
+                             'site: {"shard_count", "lease_ttl_s", "unowned", "pollers": [{"id", "host", '
+                             '"pid", "since", "live", "shards", "lease_age_s", "epochs" (with --db), '
+                             '"gauges", ...}]}')
 
 
 @dataclass

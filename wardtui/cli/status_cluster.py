@@ -46,6 +46,7 @@ class ClusterStatus:
     unowned: list[int]
     epochs: dict[int, ShardEpoch] | None = None  # None: not read (no --db)
     epochs_error: str | None = None
+    lease_ttl_s: float | None = None  # the site's shard lease TTL, as its live members say
 
     @property
     def live(self) -> bool:
@@ -81,7 +82,8 @@ async def read_cluster(client: Redis, keys: Keys) -> ClusterStatus | None:
         pollers.append(status)
     _leases(found, {p.id: p for p in pollers})
     unowned = [s for s, owner in enumerate(found.owners) if owner is None]
-    return ClusterStatus(len(found.owners), pollers, unowned)
+    ttls = sorted({i.lease_ttl for i in found.members.values() if i.lease_ttl is not None})
+    return ClusterStatus(len(found.owners), pollers, unowned, lease_ttl_s=ttls[0] if ttls else None)
 
 
 def _leases(found: SiteLook, pollers: dict[str, PollerStatus]) -> None:
@@ -122,7 +124,7 @@ async def read_epochs(db_url: str, site: str) -> dict[int, ShardEpoch]:
 def cluster_record(c: ClusterStatus) -> dict[str, Any]:
     epochs = c.epochs
     return {
-        "shard_count": c.shard_count, "unowned": c.unowned,
+        "shard_count": c.shard_count, "lease_ttl_s": c.lease_ttl_s, "unowned": c.unowned,
         "epochs_read": epochs is not None, "epochs_error": c.epochs_error,
         "pollers": [{
             "id": p.id, "host": p.host, "pid": p.pid, "since": p.since, "live": p.live,
@@ -142,7 +144,8 @@ def render_cluster(c: ClusterStatus, now: datetime) -> list[tuple[str, str]]:
     from wardtui.cli.status import _since
 
     live = sum(1 for p in c.pollers if p.live)
-    head = f"{live} pollers live, {c.shard_count} shards, {len(c.unowned)} unowned"
+    ttl = "" if c.lease_ttl_s is None else f", lease TTL {c.lease_ttl_s:g} s"
+    head = f"{live} pollers live, {c.shard_count} shards{ttl}, {len(c.unowned)} unowned"
     if c.epochs is None:
         head += f"; epochs: {c.epochs_error or 'give --db to read them'}"
     rows = [("cluster", head)]
