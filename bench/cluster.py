@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
+from poller.live import Keys  # noqa: E402
 
 SHARDS = 256
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
@@ -94,7 +95,8 @@ class RedisServer:
         return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
     def owners(self, site: str) -> list[str | None]:
-        raw = self.client.mget([f"wardtui:{site}:shard:{s}" for s in range(SHARDS)])
+        keys = Keys(site)  # wardtui:{SITE}:shard:N (the site is a Redis Cluster hash tag)
+        raw = self.client.mget([keys.shard(s) for s in range(SHARDS)])
         return [None if v is None else v.decode() for v in raw]
 
     def stop(self) -> None:
