@@ -13,8 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import and_, bindparam, func, or_, select, true, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
@@ -242,9 +241,10 @@ async def open_outages(db: Database, unreachable: bool = False) -> dict[str, dat
 
 async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
     """Each named device's state after its last recorded transition (devices never recorded:
-    absent). On PostgreSQL ``DISTINCT ON`` over the transitions' key index: it reads every
-    transition of the named devices (no skip scan before PostgreSQL 18), few per device as
-    transitions go; elsewhere a grouped read."""
+    absent). On PostgreSQL one backward step of the transitions' key index per device (a
+    ``LATERAL ... LIMIT 1``): its cost follows the devices named, not the table (``DISTINCT ON``
+    over a join read every transition of the chunk's devices and sorted them: at 200,000 devices
+    a cluster member's takeover waited on it for minutes); elsewhere a grouped read."""
     if not names:
         return {}
     t, d = _transitions, _devices
@@ -255,9 +255,10 @@ async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
         for i in range(0, len(wanted), step):
             chunk = wanted[i : i + step]
             if db.dialect == "postgresql":
-                stmt = (select(d.c.name, t.c.to_state).join(d, d.c.id == t.c.device_id)
-                        .where(d.c.name.in_(chunk)).ext(postgresql.distinct_on(t.c.device_id))
-                        .order_by(t.c.device_id, t.c.at.desc(), t.c.id.desc()))
+                last = (select(t.c.to_state).where(t.c.device_id == d.c.id)
+                        .order_by(t.c.at.desc(), t.c.id.desc()).limit(1).lateral("last"))
+                stmt = select(d.c.name, last.c.to_state).select_from(d.join(last, true())) \
+                    .where(d.c.name.in_(chunk))
             else:
                 latest = (select(t.c.device_id, func.max(t.c.at).label("at")).group_by(t.c.device_id)
                           .subquery())
@@ -266,6 +267,24 @@ async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
                         .where(d.c.name.in_(chunk)))
             found.update((name, State(state)) for name, state in (await conn.execute(stmt)).all())
     return found
+
+
+async def transitions_of(db: Database, names: Collection[str], since: datetime) -> list[Transition]:
+    """The transitions of the named devices at or after ``since``, in time order: by the
+    transitions' key index, device by device (a cluster member's takeover reads its shards'
+    flapping windows; reading every device's would cost the site's size)."""
+    t, d = _transitions, _devices
+    rows: list[Any] = []
+    step = max(1, db.chunk_rows)
+    wanted = sorted(names)
+    async with db.engine.connect() as conn:
+        for i in range(0, len(wanted), step):
+            stmt = (select(d.c.name, d.c.address, t.c.from_state, t.c.to_state, t.c.at, t.c.down_since,
+                           t.c.rtt_ms, t.c.id).join(d, d.c.id == t.c.device_id)
+                    .where(d.c.name.in_(wanted[i : i + step]), t.c.at >= since))
+            rows.extend((await conn.execute(stmt)).all())
+    rows.sort(key=lambda r: (r.at, r.id))
+    return [_transition(r) for r in rows]
 
 
 async def transitions(db: Database, device: str | None = None,
@@ -277,12 +296,12 @@ async def transitions(db: Database, device: str | None = None,
     stmt = _filter(stmt, device, None if since is None else t.c.at >= since).order_by(t.c.at, t.c.id)
     async with db.engine.connect() as conn:
         rows = (await conn.execute(stmt)).all()
-    return [
-        Transition(device=r.name, address=r.address, from_state=State(r.from_state),
-                   to_state=State(r.to_state), at=r.at, down_since=r.down_since,
-                   rtt_ms=r.rtt_ms)
-        for r in rows
-    ]
+    return [_transition(r) for r in rows]
+
+
+def _transition(r: Any) -> Transition:
+    return Transition(device=r.name, address=r.address, from_state=State(r.from_state),
+                      to_state=State(r.to_state), at=r.at, down_since=r.down_since, rtt_ms=r.rtt_ms)
 
 
 async def outages(db: Database, device: str | None = None,

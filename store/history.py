@@ -154,6 +154,10 @@ class HistoryStore:
         """Each named device's state after its last recorded transition (never recorded: absent)."""
         return await checks.last_states(self.db, names)
 
+    async def transitions_of(self, names: Collection[str], since: datetime) -> list[Transition]:
+        """The named devices' transitions at or after ``since``, in time order."""
+        return await checks.transitions_of(self.db, names, since)
+
     async def transitions(self, device: str | None = None,
                           since: datetime | None = None) -> list[Transition]:
         """Transitions in time order, of one device or all, at or after ``since``."""

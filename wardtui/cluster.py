@@ -171,6 +171,7 @@ class ClusterMember:
             shards = sorted(gained & self.leases.owned())
             if not shards:
                 return
+            began_at = time.monotonic()
             losses = {shard: self._losses[shard] for shard in shards}
             wanted = set(shards)
             sizes: Counter[int] = Counter()
@@ -188,7 +189,7 @@ class ClusterMember:
                 last = await self.runtime.store.last_states(names)
                 # The flapping windows: the transitions of the window's length before the take.
                 window = timedelta(seconds=self.runtime.engine.config.state.flap_window)
-                recent = await self.runtime.store.transitions(since=began - window)
+                recent = await self.runtime.store.transitions_of(names, since=began - window)
             except (SQLAlchemyError, OSError) as exc:
                 self._take_failed(shards, f"the history database: {failure(exc, self.runtime.store.url)}")
                 return
@@ -200,6 +201,7 @@ class ClusterMember:
                 log.warning("cluster: takeovers work again (they failed for %.0f s)",
                             time.monotonic() - self._failing_since)
                 self._failing_since = None
+            read_s = time.monotonic() - began_at
             up = [name for name, state in last.items() if state is State.UP]
             started: list[int] = []
             added = seeded = was_up = 0
@@ -226,9 +228,10 @@ class ClusterMember:
                 seeded += sum(1 for d in diff.added if d.name in open_outages)
                 was_up += sum(1 for d in diff.added if last.get(d.name) is State.UP)
             if started:
-                log.info("cluster: took over %d shards (epochs %s): %d devices, %d with an open "
-                         "outage, %d last recorded UP", len(started),
-                         _epochs_text({s: epochs[s] for s in started}), added, seeded, was_up)
+                log.info("cluster: took over %d shards (epochs %s) in %.2f s (database %.2f s): %d "
+                         "devices, %d with an open outage, %d last recorded UP", len(started),
+                         _epochs_text({s: epochs[s] for s in started}), time.monotonic() - began_at,
+                         read_s, added, seeded, was_up)
 
     def _take_failed(self, shards: list[int], why: str) -> None:
         """A takeover failed: the shards are given back (their leases must not outlive a member

@@ -235,3 +235,26 @@ async def test_last_states_are_each_device_s_state_after_its_latest_transition(s
         "a": State.UP, "b": State.DOWN, "c": State.UNREACHABLE}
     assert await store.last_states(["b"]) == {"b": State.DOWN}
     assert await store.last_states([]) == {}
+    store.db.chunk_rows = 1  # a chunk a device: the same answer
+    assert await store.last_states(["a", "b", "c", "never"]) == {
+        "a": State.UP, "b": State.DOWN, "c": State.UNREACHABLE}
+
+
+async def test_transitions_of_named_devices_since_a_time_in_time_order(store: HistoryStore) -> None:
+    """A cluster member's takeover reads its shards' flapping windows so (wardtui/cluster.py)."""
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    await store.write_transitions([
+        Transition("a", "127.0.0.1", State.UNKNOWN, State.UP, t0, None, 1.0),
+        Transition("b", "127.0.0.2", State.UNKNOWN, State.UP, t0 + timedelta(seconds=1), None, 1.0),
+        Transition("c", "127.0.0.3", State.UNKNOWN, State.UP, t0 + timedelta(seconds=2), None, 1.0),
+        down("a", t0 + timedelta(seconds=5)),
+        down("b", t0 + timedelta(seconds=4)),
+        down("c", t0 + timedelta(seconds=6)),
+        up("a", t0 + timedelta(seconds=9)),
+    ])
+    for chunk in (1000, 1):
+        store.db.chunk_rows = chunk
+        got = await store.transitions_of(["a", "b", "never"], since=t0 + timedelta(seconds=1))
+        assert [(t.device, t.to_state, (t.at - t0).seconds) for t in got] == [
+            ("b", State.UP, 1), ("b", State.DOWN, 4), ("a", State.DOWN, 5), ("a", State.UP, 9)], chunk
+    assert await store.transitions_of([], since=t0) == []
