@@ -15,7 +15,7 @@ from sqlalchemy.exc import StatementError
 
 from poller.events import CheckResult, State, Transition
 from poller.inventory import Device
-from store import HistoryStore, database_url, partitions
+from store import HistoryStore, checks, database_url, partitions
 from store.models import devices_table
 from tests.integration.postgres import pg_url  # noqa: F401
 
@@ -220,7 +220,8 @@ async def test_a_clock_stepped_back_never_ends_an_outage_before_it_began(store: 
     assert await store.open_outages() == {}
 
 
-async def test_last_states_are_each_device_s_state_after_its_latest_transition(store: HistoryStore) -> None:
+async def test_last_states_are_each_device_s_state_after_its_latest_transition(
+        store: HistoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a cluster member seeds a taken-over shard's devices from (wardtui/cluster.py)."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     await store.write_transitions([
@@ -236,11 +237,13 @@ async def test_last_states_are_each_device_s_state_after_its_latest_transition(s
     assert await store.last_states(["b"]) == {"b": State.DOWN}
     assert await store.last_states([]) == {}
     store.db.chunk_rows = 1  # a chunk a device: the same answer
+    monkeypatch.setattr(checks, "NAMES_PER_READ", 1)
     assert await store.last_states(["a", "b", "c", "never"]) == {
         "a": State.UP, "b": State.DOWN, "c": State.UNREACHABLE}
 
 
-async def test_transitions_of_named_devices_since_a_time_in_time_order(store: HistoryStore) -> None:
+async def test_transitions_of_named_devices_since_a_time_in_time_order(
+        store: HistoryStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """A cluster member's takeover reads its shards' flapping windows so (wardtui/cluster.py)."""
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     await store.write_transitions([
@@ -254,6 +257,7 @@ async def test_transitions_of_named_devices_since_a_time_in_time_order(store: Hi
     ])
     for chunk in (1000, 1):
         store.db.chunk_rows = chunk
+        monkeypatch.setattr(checks, "NAMES_PER_READ", chunk)
         got = await store.transitions_of(["a", "b", "never"], since=t0 + timedelta(seconds=1))
         assert [(t.device, t.to_state, (t.at - t0).seconds) for t in got] == [
             ("b", State.UP, 1), ("b", State.DOWN, 4), ("a", State.DOWN, 5), ("a", State.UP, 9)], chunk
