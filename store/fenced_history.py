@@ -7,7 +7,9 @@ observed* (``epoch_of``: the cluster's tenures, wardtui/cluster.py), whether or 
 still holds that shard: if nobody took the shard over meanwhile, the observation is true and
 is kept; if somebody did, the database refuses it. A refused shard's transitions are dropped
 (the new owner read the committed state after its take and records its own), counted, and
-``on_refused`` is told, so the poller stands down from the shard. The other shards of the
+``on_refused`` is told, so the poller stands down from those it still holds at that epoch
+(a refusal of a tenure already over, e.g. of a shard given back for the balance while its
+transitions waited to be written, is logged at INFO, not as an error). The other shards of the
 batch are written again without it, in a transaction of their own. Samples (checks, SNMP polls)
 and SNMP events are not fenced: a late sample is still a true measurement at its own time.
 """
@@ -15,7 +17,7 @@ and SNMP events are not fenced: a late sample is still a true measurement at its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from poller.events import CheckResult, Transition
 from store.checks import write_transitions_on
@@ -34,11 +36,12 @@ class FencedHistory:
     """:class:`~store.writer.HistorySink` over ``store`` with every transition fenced."""
 
     def __init__(self, store: HistoryStore, fencing: Fencing, epoch_of: EpochOf,
-                 on_refused: Callable[[Mapping[int, int]], None]) -> None:
+                 on_refused: Callable[[Mapping[int, int]], Collection[int]]) -> None:
         self.store = store
         self.fencing = fencing
         self.epoch_of = epoch_of
-        self.on_refused = on_refused  # {shard: the epoch refused}: stand down from them
+        # {shard: the epoch refused}: stand down from those still held at that epoch (returned)
+        self.on_refused = on_refused
         self.refused_transitions = 0  # dropped: their shard's epoch was no longer current
         self.unfenced_transitions = 0  # dropped: no known epoch (observed by an earlier run)
 
@@ -77,10 +80,16 @@ class FencedHistory:
                     await write_transitions_on(db, conn, ids, rows)
                 return
             except Fenced as refused:
-                log.error("cluster: %s", refused)
                 stale = {shard: epochs[shard] for shard in refused.shards}
+                before = len(batch)
                 batch = self._drop(batch, set(stale.items()))
-                self.on_refused(stale)
+                if self.on_refused(stale):
+                    log.error("cluster: %s", refused)
+                else:  # e.g. given back for the balance while these waited: no stand-down
+                    log.info("cluster: %d transitions of shards %s not written: this member no longer "
+                             "holds them at the epochs they were observed under, and another took them "
+                             "over since (it records what it sees)", before - len(batch),
+                             ", ".join(map(str, sorted(stale))))
 
     def _drop(self, batch: list[tuple[Transition, int, int]],
               stale: set[tuple[int, int]]) -> list[tuple[Transition, int, int]]:

@@ -250,18 +250,20 @@ class ClusterMember:
         async with self.runtime.store.db.engine.begin() as conn:
             return {shard: await self.fencing.take_on(conn, shard, self.leases.id) for shard in shards}
 
-    def stand_down(self, refused: Mapping[int, int]) -> None:
+    def stand_down(self, refused: Mapping[int, int]) -> list[int]:
         """The database refused writes of ``refused`` (shard -> the epoch written under): stop
-        polling those shards whose current tenure is that epoch, and give their leases up."""
+        polling those shards whose current tenure is that epoch, and give their leases up;
+        returns them (none: the refused writes were of tenures already over)."""
         stale = [shard for shard, epoch in refused.items() if self.current.get(shard) == epoch]
         if not stale:
-            return
+            return []
         self.stood_down += len(stale)
         log.error("cluster: standing down from %d shards (%s): another poller took them over",
                   len(stale), ", ".join(map(str, sorted(stale))))
         self.leases.give_up(stale, "fenced")  # tells _changed, if the leases still had them
         if [shard for shard in stale if self.current.pop(shard, None) is not None]:
             self.runtime.apply_polled()
+        return stale
 
     # -- running -----------------------------------------------------------------------------
 

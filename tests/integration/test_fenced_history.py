@@ -4,8 +4,10 @@ of the batch is written, and the member is told which shard and epoch were refus
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,14 @@ from tests.integration.postgres import pg_url  # noqa: F401
 
 T0 = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
 SHARD = {"a": 1, "b": 2, "c": 3}  # device -> shard
+
+
+def _told(into: list[Any]) -> Callable[[Mapping[int, int]], list[int]]:
+    """An ``on_refused`` that keeps what it is told and stands down from all of it."""
+    def told(stale: Mapping[int, int]) -> list[int]:
+        into.append(stale)
+        return list(stale)
+    return told
 
 
 @pytest.fixture
@@ -44,7 +54,7 @@ async def test_a_stale_shard_is_refused_alone_and_the_member_told(store: History
         shard = SHARD[t.device]
         return (shard, epochs[shard]) if shard in epochs else None
 
-    sink = FencedHistory(store, mine, epoch_of, refused.append)
+    sink = FencedHistory(store, mine, epoch_of, _told(refused))
     await sink.write_transitions([down("a", 0), down("b", 0)])
     assert {o.device for o in await store.outages()} == {"a", "b"}
 
@@ -69,6 +79,29 @@ async def test_a_stale_shard_is_refused_alone_and_the_member_told(store: History
     assert rows[0].at not in [t.at for t in await store.transitions("a")]
 
 
+async def test_a_refused_write_of_a_tenure_already_over_is_no_error(
+        store: HistoryStore, caplog: pytest.LogCaptureFixture) -> None:
+    """A shard given back for the balance while its transitions waited, and taken since by
+    another member: the member stands down from nothing (it does not hold it), so the refusal is
+    said at INFO, not as an error an operator must act on."""
+    mine, theirs = Fencing(store.db, "hq"), Fencing(store.db, "hq")
+    epoch = await mine.take(2, "me")
+    told: list[Mapping[int, int]] = []
+
+    def nothing_held(stale: Mapping[int, int]) -> list[int]:
+        told.append(stale)
+        return []
+
+    sink = FencedHistory(store, mine, lambda t: (SHARD[t.device], epoch), nothing_held)
+    await theirs.take(2, "another poller")
+    with caplog.at_level(logging.INFO, logger="store.fenced_history"):
+        await sink.write_transitions([down("b", 0)])
+    assert told == [{2: epoch}] and sink.refused_transitions == 1
+    assert [r.levelno for r in caplog.records] == [logging.INFO], caplog.text
+    assert "1 transitions of shards 2 not written" in caplog.text
+    assert await store.transitions() == []
+
+
 async def test_a_spooled_transition_is_written_by_the_next_run_under_the_epoch_it_was_stamped_with(
         store: HistoryStore, tmp_path: object) -> None:
     """A member restarted while its transitions waited in the spool: the new run knows no
@@ -91,7 +124,7 @@ async def test_a_spooled_transition_is_written_by_the_next_run_under_the_epoch_i
         replayed = [t for batch in spool.batches() for t in batch.transitions]
     assert [t.epoch for t in replayed if isinstance(t, FencedTransition)] == [(1, epochs[1]), (2, epochs[2])]
     refused: list[Mapping[int, int]] = []
-    sink = FencedHistory(store, Fencing(store.db, "hq"), lambda t: None, refused.append)
+    sink = FencedHistory(store, Fencing(store.db, "hq"), lambda t: None, _told(refused))
     await sink.write_transitions(replayed)
     assert [(t.device, t.at) for t in await store.transitions()] == [("a", T0)]
     assert sink.unfenced_transitions == 0 and sink.refused_transitions == 1 and refused == [{2: epochs[2]}]
