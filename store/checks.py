@@ -242,9 +242,9 @@ async def open_outages(db: Database, unreachable: bool = False) -> dict[str, dat
 async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
     """Each named device's state after its last recorded transition (devices never recorded:
     absent). On PostgreSQL one backward step of the transitions' key index per device (a
-    ``LATERAL ... LIMIT 1``): its cost follows the devices named, not the table (``DISTINCT ON``
-    over a join read every transition of the chunk's devices and sorted them: at 200,000 devices
-    a cluster member's takeover waited on it for minutes); elsewhere a grouped read."""
+    ``LATERAL ... LIMIT 1``): its cost follows the devices named, not their history (a
+    ``DISTINCT ON`` over the join read and sorted every transition of the devices named);
+    elsewhere a grouped read."""
     if not names:
         return {}
     t, d = _transitions, _devices
@@ -270,9 +270,9 @@ async def last_states(db: Database, names: Collection[str]) -> dict[str, State]:
 
 
 async def transitions_of(db: Database, names: Collection[str], since: datetime) -> list[Transition]:
-    """The transitions of the named devices at or after ``since``, in time order: by the
-    transitions' key index, device by device (a cluster member's takeover reads its shards'
-    flapping windows; reading every device's would cost the site's size)."""
+    """The transitions of the named devices at or after ``since``, in time order (a cluster
+    member's takeover reads its shards' flapping windows so; reading every device's would cost
+    the site's size: at a site's start, every device has a transition in the window)."""
     t, d = _transitions, _devices
     rows: list[Any] = []
     step = _names_step(db)
