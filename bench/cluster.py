@@ -36,7 +36,6 @@ import os
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,12 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._report import write_section  # noqa: E402
+from bench.feed import RedisServer as FeedRedisServer  # noqa: E402
 from poller.live import Keys  # noqa: E402
 
 SHARDS = 256
@@ -61,52 +60,22 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        self.client = redis.Redis(port=self.port, socket_timeout=5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+class RedisServer(FeedRedisServer):
+    """bench/feed.py's private redis-server, and what this bench reads of it."""
 
     def commandstats(self) -> dict[str, int]:
         raw = self.client.info("commandstats")
         return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in raw.items()}
 
-    def cpu(self) -> float:
-        info = self.client.info("cpu")
-        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
-
     def owners(self, site: str) -> list[str | None]:
         keys = Keys(site)  # wardtui:{SITE}:shard:N (the site is a Redis Cluster hash tag)
         raw = self.client.mget([keys.shard(s) for s in range(SHARDS)])
-        return [None if v is None else v.decode() for v in raw]
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        return [None if v is None else v.decode() if isinstance(v, bytes) else str(v) for v in raw]
 
 
 def pg(sql: str, *args: Any, db: str = "test") -> list[asyncpg.Record]:
     async def run() -> list[asyncpg.Record]:
-        conn = await asyncpg.connect(database=db, timeout=10, **PG)  # type: ignore[arg-type]
+        conn = await asyncpg.connect(database=db, timeout=10, **PG)
         try:
             return list(await conn.fetch(sql, *args))
         finally:
@@ -235,7 +204,7 @@ def settled(members: list[Member], total: int, interval: float) -> bool:
 
 def window(members: list[Member], server: RedisServer | None, seconds: float) -> dict[str, Any]:
     stats0 = server.commandstats() if server else {}
-    rcpu0 = server.cpu() if server else 0.0
+    rcpu0 = server.cpu_s() if server else 0.0
     cpu0 = [proc_cpu(m.pid) for m in members]
     done0 = [m.last().get("checks_done", 0) for m in members]
     lost0 = [m.losses() for m in members]
@@ -264,7 +233,7 @@ def window(members: list[Member], server: RedisServer | None, seconds: float) ->
         out["redis_all_per_s"] = sum(delta.values()) / took
         out["redis_sent_per_s"] = sum(sent.values()) / took
         out["redis_commands"] = {k: round(v / took, 2) for k, v in sorted(delta.items())}
-        out["redis_cpu_pct"] = 100 * (server.cpu() - rcpu0) / took
+        out["redis_cpu_pct"] = 100 * (server.cpu_s() - rcpu0) / took
     return out
 
 
@@ -496,11 +465,11 @@ def main() -> int:
     args.load = os.getloadavg()
     command = "python bench/cluster.py " + " ".join(sys.argv[1:])
     rng = random.Random(args.seed)
-    server = RedisServer()
     cost: list[list[dict[str, Any]]] = []
     fails: dict[float, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="wardtui-cluster-bench-") as d:
         tmp = Path(d)
+        server = RedisServer(tmp)
         try:
             if "cost" in args.parts:
                 full = inventory(tmp / "full.csv", args.devices)
