@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -96,7 +96,6 @@ class ClusterMember:
         self.stood_down = 0  # shards given up after a refused write
         self._losses: Counter[int] = Counter()  # shard -> times this member lost it
         self.step_devices = STEP_DEVICES
-        self.take_steps = 0  # apply_polled steps of takeovers, counted (tests)
         self._lock = asyncio.Lock()  # one takeover at a time, in the order they came
         self._tasks: set[asyncio.Task[None]] = set()
         self._run: asyncio.Task[None] | None = None
@@ -202,7 +201,14 @@ class ClusterMember:
                             time.monotonic() - self._failing_since)
                 self._failing_since = None
             read_s = time.monotonic() - began_at
-            up = [name for name, state in last.items() if state is State.UP]
+            # By shard, so that a step seeds from its own devices' rows, not all of them again.
+            up: dict[int, list[str]] = defaultdict(list)
+            for name, state in last.items():
+                if state is State.UP:
+                    up[self._shard_of[name]].append(name)
+            recent_of: dict[int, list[Transition]] = defaultdict(list)
+            for t in recent:
+                recent_of[self._shard_of[t.device]].append(t)
             started: list[int] = []
             added = seeded = was_up = 0
             for i, step in enumerate(_steps(shards, sizes, self.step_devices)):
@@ -221,8 +227,9 @@ class ClusterMember:
                     tenures.append((began, epochs[shard]))
                     del tenures[:-TENURES_KEPT]
                     self.current[shard] = epochs[shard]
-                diff = self.runtime.apply_polled(open_outages, unreachable.keys(), up, recent)
-                self.take_steps += 1
+                diff = self.runtime.apply_polled(open_outages, unreachable.keys(),
+                                                 [n for s in step for n in up[s]],
+                                                 [t for s in step for t in recent_of[s]])
                 started += step
                 added += len(diff.added)
                 seeded += sum(1 for d in diff.added if d.name in open_outages)
@@ -333,15 +340,16 @@ class ClusterMember:
 def _steps(shards: list[int], sizes: Mapping[int, int], budget: int) -> list[list[int]]:
     """``shards`` in order, in runs of whole shards of at most ``budget`` devices together (a
     shard larger than that alone)."""
-    steps: list[list[int]] = []
-    total = budget
+    steps: list[list[int]] = [[]]
+    total = 0
     for shard in shards:
-        if total + sizes.get(shard, 0) > budget or not steps:
+        size = sizes.get(shard, 0)
+        if steps[-1] and total + size > budget:
             steps.append([])
             total = 0
         steps[-1].append(shard)
-        total += sizes.get(shard, 0)
-    return steps
+        total += size
+    return steps if shards else []
 
 
 def _epochs_text(epochs: dict[int, int]) -> str:

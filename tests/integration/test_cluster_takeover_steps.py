@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from poller.cluster.leases import ShardsChanged
+from poller.events import State, Transition
 from poller.inventory import Device
+from store.history import HistoryStore
 from tests.fakes import FakeProber
 from tests.integration.feed_fixtures import SHARED_REDIS, feed_site  # noqa: F401
 from tests.integration.postgres import pg_url  # noqa: F401
@@ -73,6 +76,15 @@ async def test_a_member_alone_takes_every_shard_in_steps_and_skips_one_lost_mean
     running = True
     loop.call_soon(turn)
     await runtime.start()
+    # What another poller recorded before: d5 flapping (four changes in the last minute, UP
+    # last), d2999 UP. The takeover seeds both, whichever step their shards fall in.
+    now = datetime.now(UTC)
+    flaps = [(State.UNKNOWN, State.UP), (State.UP, State.DOWN), (State.DOWN, State.UP),
+             (State.UP, State.DOWN), (State.DOWN, State.UP)]
+    await runtime.store.write_transitions(
+        [Transition("d5", "127.0.0.1", a, b, now - timedelta(seconds=60 - 10 * i), None, None)
+         for i, (a, b) in enumerate(flaps)]
+        + [Transition("d2999", "127.0.0.1", State.UNKNOWN, State.UP, now - timedelta(seconds=30), None, 1.0)])
     engine = asyncio.create_task(runtime.engine.run())
     try:
         await member.start()
@@ -80,6 +92,8 @@ async def test_a_member_alone_takes_every_shard_in_steps_and_skips_one_lost_mean
         # Alone: it holds every shard (the one given up comes back in a later round).
         await wait_until(lambda: len(member.current) == member.map.count, 30, waited)
         await wait_until(lambda: len(runtime.engine.trackers) == DEVICES, 10, waited)
+        assert runtime.engine.trackers["d5"].flapping  # its window seeded from the history
+        assert runtime.engine.trackers["d2999"].state is State.UP
     finally:
         running = False
         await member.quiesce()
@@ -89,7 +103,7 @@ async def test_a_member_alone_takes_every_shard_in_steps_and_skips_one_lost_mean
         await member.stop()
     takeover = [s for s in steps if s["added"]]
     sizes = [s["added"] for s in takeover]
-    print(f"{len(takeover)} steps adding {sizes} devices; {member.take_steps} counted")
+    print(f"{len(takeover)} steps adding {sizes} devices")
     # Every shard taken at once (alone), its devices joined in steps of at most STEP devices
     # (whole shards: a branch of 20 is one shard's, two may share one), the loop turning between.
     assert takeover[0]["before"] == 0
@@ -104,3 +118,12 @@ async def test_a_member_alone_takes_every_shard_in_steps_and_skips_one_lost_mean
     assert any(member.shard(d) == shard for d in devices)
     others = next(s for s in member.tenures if s != shard)
     assert [e for _, e in member.tenures[shard]] == [member.tenures[others][0][1] + 1], member.tenures
+    # Seeded UP, not UNKNOWN: no transition of theirs was recorded by the takeover.
+    history = HistoryStore(pg_url)
+    await history.open()
+    try:
+        assert len(await history.transitions("d5")) == len(flaps)
+        assert len(await history.transitions("d2999")) == 1
+        assert len(await history.transitions("d6")) == 1  # never recorded: UNKNOWN -> UP here
+    finally:
+        await history.close()

@@ -82,8 +82,8 @@ async def read_cluster(client: Redis, keys: Keys) -> ClusterStatus | None:
         pollers.append(status)
     _leases(found, {p.id: p for p in pollers})
     unowned = [s for s, owner in enumerate(found.owners) if owner is None]
-    ttls = sorted({i.lease_ttl for i in found.members.values() if i.lease_ttl is not None})
-    return ClusterStatus(len(found.owners), pollers, unowned, lease_ttl_s=ttls[0] if ttls else None)
+    ttl = min((i.lease_ttl for i in found.members.values() if i.lease_ttl is not None), default=None)
+    return ClusterStatus(len(found.owners), pollers, unowned, lease_ttl_s=ttl)
 
 
 def _leases(found: SiteLook, pollers: dict[str, PollerStatus]) -> None:
