@@ -94,6 +94,8 @@ async def test_a_member_alone_takes_every_shard_in_steps_and_skips_one_lost_mean
         await wait_until(lambda: len(runtime.engine.trackers) == DEVICES, 10, waited)
         assert runtime.engine.trackers["d5"].flapping  # its window seeded from the history
         assert runtime.engine.trackers["d2999"].state is State.UP
+        # d6, never recorded, goes UNKNOWN -> UP at its first check (spread over the interval).
+        await wait_until(lambda: runtime.engine.trackers["d6"].state is State.UP, 10, waited)
     finally:
         running = False
         await member.quiesce()
